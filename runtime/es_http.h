@@ -1,0 +1,78 @@
+/* es_http — an HTTP/1.1 server on h2o's event loop: several threads, each with its own loop and
+ * SO_REUSEPORT listener, dispatching through one route table. Handlers run on a loop thread and
+ * must not block for long; work done elsewhere answers through es_http_defer/es_http_complete.
+ * Every answer is counted in es_metrics by route and status, with its latency. */
+#ifndef ES_HTTP_H
+#define ES_HTTP_H
+
+#include <stddef.h>
+#include <jansson.h>
+#include "es_err.h"
+
+typedef struct es_http_server es_http_server_t;
+typedef struct es_http_req es_http_req_t;         /* one request; valid until answered */
+typedef struct es_http_pending es_http_pending_t; /* a deferred answer */
+
+/* A handler answers (es_http_reply*) before returning, or defers. */
+typedef void (*es_http_fn)(es_http_req_t *r);
+
+typedef struct es_http_route {
+    const char *method;  /* "GET", "POST", ... */
+    const char *pattern; /* "/v1/products/{sku}": {name} matches one non-empty segment */
+    es_http_fn fn;
+    const void *data;    /* the app's, e.g. required roles; es_http_route_data() */
+} es_http_route_t;
+
+typedef struct es_http_config {
+    const char *host;   /* "127.0.0.1" */
+    int port;
+    int threads;        /* event-loop threads, >= 1 */
+    size_t max_body;    /* bigger bodies get 413 before any handler runs */
+    void *app;          /* es_http_app() */
+    /* Per-thread state (e.g. a DB connection) made on each loop thread; both may be NULL. */
+    void *(*thread_init)(void *app);
+    void (*thread_free)(void *tls);
+} es_http_config_t;
+
+/* routes is borrowed and must outlive the server. Binds the port (ES_EIO "port 8080 is in use"). */
+es_http_server_t *es_http_server_new(const es_http_config_t *cfg, const es_http_route_t *routes,
+                                     size_t n_routes, es_err_t *err);
+/* Runs the loops until es_http_server_stop; returns 0. */
+int es_http_server_run(es_http_server_t *s);
+/* Async-signal-safe. */
+void es_http_server_stop(es_http_server_t *s);
+void es_http_server_free(es_http_server_t *s);
+
+/* Request accessors; returned strings are borrowed from the request unless they say dup. */
+const char *es_http_method(es_http_req_t *r);
+const char *es_http_path(es_http_req_t *r);                /* without the query string */
+const char *es_http_param(es_http_req_t *r, const char *name); /* {name} from the pattern */
+char *es_http_query_dup(es_http_req_t *r, const char *name);   /* decoded, caller frees; NULL */
+char *es_http_header_dup(es_http_req_t *r, const char *name);  /* case-insensitive; NULL */
+const char *es_http_body(es_http_req_t *r, size_t *len);
+void *es_http_app(es_http_req_t *r);
+void *es_http_thread_state(es_http_req_t *r);
+const void *es_http_route_data(es_http_req_t *r);
+
+/* Answers. Headers added before the reply go out with it. */
+void es_http_add_header(es_http_req_t *r, const char *name, const char *value);
+void es_http_reply(es_http_req_t *r, int status, const char *content_type, const char *body,
+                   size_t len);
+void es_http_reply_json(es_http_req_t *r, int status, json_t *body /* stolen */);
+/* application/problem+json {type, title, status, detail}; type is "about:blank" when NULL. */
+void es_http_reply_problem(es_http_req_t *r, int status, const char *type, const char *title,
+                           const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* Defers the answer: returns a handle that es_http_complete may use from any thread, exactly
+ * once. If the client goes away first, completing is harmless (the answer is dropped). */
+es_http_pending_t *es_http_defer(es_http_req_t *r);
+/* Answers a deferred request with JSON (stolen) and extra headers ("Name", "value", ..., NULL
+ * terminated, copied). Thread-safe. problem != 0 sends application/problem+json. */
+void es_http_complete(es_http_pending_t *p, int status, json_t *body, int problem,
+                      const char *const *headers);
+/* Calls fn(arg) on the request's loop thread after ms milliseconds (for bounded polling waits).
+ * fn is not called if the request went away; then free_arg(arg) is called if not NULL. */
+void es_http_after(es_http_req_t *r, unsigned ms, void (*fn)(es_http_req_t *r, void *arg),
+                   void *arg, void (*free_arg)(void *arg));
+
+#endif

@@ -1,0 +1,162 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "es_env.h"
+#include "es_kafka.h"
+#include "es_mem.h"
+
+rd_kafka_conf_t *es_kafka_conf_new(const char *client_id, const char *const *kv, es_err_t *err)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char errstr[512];
+    const char *base[] = {"bootstrap.servers", es_env_brokers(), "client.id", client_id,
+                          "partitioner", "murmur2_random", NULL};
+    for (int pass = 0; pass < 2; pass++) {
+        const char *const *p = pass == 0 ? base : kv;
+        for (; p && p[0]; p += 2) {
+            if (rd_kafka_conf_set(conf, p[0], p[1], errstr, sizeof errstr) != RD_KAFKA_CONF_OK) {
+                es_set(err, ES_EINVAL, "kafka config '%s': %s", p[0], errstr);
+                rd_kafka_conf_destroy(conf);
+                return NULL;
+            }
+        }
+    }
+    return conf;
+}
+
+const char *es_topic(char *buf, size_t size, const char *context, const char *kind)
+{
+    snprintf(buf, size, "%s.%s", context, kind);
+    return buf;
+}
+
+int es_kafka_error(es_err_t *err, rd_kafka_error_t *kerr, const char *what)
+{
+    if (!kerr)
+        return 0;
+    es_set(err, rd_kafka_error_is_fatal(kerr) ? ES_EFATAL : ES_EIO, "%s: %s", what,
+           rd_kafka_error_string(kerr));
+    rd_kafka_error_destroy(kerr);
+    return -1;
+}
+
+int es_kafka_resp_error(es_err_t *err, rd_kafka_resp_err_t code, const char *what)
+{
+    if (!code)
+        return 0;
+    return es_set(err, code == RD_KAFKA_RESP_ERR__FATAL ? ES_EFATAL : ES_EIO, "%s: %s", what,
+                  rd_kafka_err2str(code));
+}
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+int es_kafka_read_partition(const char *topic, int32_t partition, es_kafka_msg_fn fn, void *arg,
+                            int timeout_ms, es_err_t *err)
+{
+    const char *kv[] = {"isolation.level", "read_committed", "enable.auto.commit", "false",
+                        "enable.partition.eof", "true", "group.id", "eventshop-reader", NULL};
+    rd_kafka_conf_t *conf = es_kafka_conf_new("eventshop-reader", kv, err);
+    if (!conf)
+        return -1;
+    char errstr[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        return es_set(err, ES_EIO, "kafka consumer: %s", errstr);
+    }
+    int rc = -1;
+    long long deadline = now_ms() + timeout_ms;
+    int64_t lo = 0, hi = 0;
+    rd_kafka_resp_err_t e =
+        rd_kafka_query_watermark_offsets(rk, topic, partition, &lo, &hi, timeout_ms);
+    if (e) {
+        es_kafka_resp_error(err, e, topic);
+        goto out;
+    }
+    if (hi <= lo) {
+        rc = 0;
+        goto out;
+    }
+    rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(tp, topic, partition)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    e = rd_kafka_assign(rk, tp);
+    rd_kafka_topic_partition_list_destroy(tp);
+    if (e) {
+        es_kafka_resp_error(err, e, "assign");
+        goto out;
+    }
+    for (;;) {
+        long long left = deadline - now_ms();
+        if (left <= 0) {
+            es_set(err, ES_ETIMEOUT, "reading %s[%d] took over %d ms", topic, partition,
+                   timeout_ms);
+            goto out;
+        }
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, (int)(left < 100 ? left : 100));
+        if (!m)
+            continue;
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            /* read_committed stops at the last stable offset, which may lie below the high
+             * watermark seen earlier (control records, open transactions): EOF is the end */
+            rd_kafka_message_destroy(m);
+            rc = 0;
+            goto out;
+        }
+        if (m->err) {
+            es_set(err, ES_EIO, "reading %s[%d]: %s", topic, partition, rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            goto out;
+        }
+        int64_t off = m->offset;
+        int r = fn(m, arg);
+        rd_kafka_message_destroy(m);
+        if (r) {
+            rc = r;
+            goto out;
+        }
+        if (off + 1 >= hi) {
+            rc = 0;
+            goto out;
+        }
+    }
+out:
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+int es_kafka_partition_count(rd_kafka_t *rk, const char *topic, es_err_t *err)
+{
+    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, t, &md, 10000);
+    int n = -1;
+    if (e)
+        es_kafka_resp_error(err, e, topic);
+    else if (md->topic_cnt != 1 || md->topics[0].err)
+        es_set(err, ES_ENOTFOUND, "topic '%s' does not exist", topic);
+    else
+        n = md->topics[0].partition_cnt;
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(t);
+    return n;
+}
+
+char *es_kafka_header_dup(const rd_kafka_message_t *msg, const char *name)
+{
+    rd_kafka_headers_t *h = NULL;
+    if (rd_kafka_message_headers(msg, &h) || !h)
+        return NULL;
+    const void *v;
+    size_t n;
+    if (rd_kafka_header_get_last(h, name, &v, &n))
+        return NULL;
+    return v ? xstrndup(v, n) : NULL;
+}

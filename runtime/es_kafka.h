@@ -1,0 +1,37 @@
+/* es_kafka — the few Kafka helpers every role shares: one configuration builder (so every
+ * producer uses the Java-compatible murmur2_random partitioner), topic names, error conversion,
+ * and reading a partition up to its end (state recovery). */
+#ifndef ES_KAFKA_H
+#define ES_KAFKA_H
+
+#include <stdint.h>
+#include <librdkafka/rdkafka.h>
+#include "es_err.h"
+
+/* A new configuration with bootstrap.servers from EVENTSHOP_KAFKA_BROKERS, client.id,
+ * partitioner=murmur2_random, then each "key", "value" pair of kv (NULL-terminated list, may be
+ * NULL). Caller owns the result (or hands it to rd_kafka_new). NULL with err on a bad key. */
+rd_kafka_conf_t *es_kafka_conf_new(const char *client_id, const char *const *kv, es_err_t *err);
+
+/* "<context>.<kind>", e.g. es_topic(buf, sizeof buf, "catalog", "events"). Returns buf. */
+const char *es_topic(char *buf, size_t size, const char *context, const char *kind);
+
+/* Converts and destroys kerr (may be NULL: returns 0). ES_EFATAL if fatal, ES_EIO otherwise. */
+int es_kafka_error(es_err_t *err, rd_kafka_error_t *kerr, const char *what);
+int es_kafka_resp_error(es_err_t *err, rd_kafka_resp_err_t code, const char *what);
+
+/* Reads topic/partition from its beginning up to the high watermark seen at the call
+ * (read_committed, so aborted transactions are skipped), calling fn for each message in order.
+ * fn returns 0 to go on, non-zero to stop with that value. Returns 0, fn's value, or -1 with err.
+ * timeout_ms bounds the whole read. */
+typedef int (*es_kafka_msg_fn)(const rd_kafka_message_t *msg, void *arg);
+int es_kafka_read_partition(const char *topic, int32_t partition, es_kafka_msg_fn fn, void *arg,
+                            int timeout_ms, es_err_t *err);
+
+/* Number of partitions of topic, or -1 with err. */
+int es_kafka_partition_count(rd_kafka_t *rk, const char *topic, es_err_t *err);
+
+/* Value of header name in msg as a new NUL-terminated string (caller frees), or NULL. */
+char *es_kafka_header_dup(const rd_kafka_message_t *msg, const char *name);
+
+#endif

@@ -1,0 +1,45 @@
+#include <ctype.h>
+#include <string.h>
+#include <openssl/evp.h>
+#include <uuid/uuid.h>
+#include "es_uuid.h"
+
+void es_uuid_random(char out[ES_UUID_LEN])
+{
+    uuid_t u;
+    uuid_generate_random(u);
+    uuid_unparse_lower(u, out);
+}
+
+void es_uuid_derive(const char *ns, const char *name, char out[ES_UUID_LEN])
+{
+    /* RFC 4122 version 5 over "ns\0name": the NUL keeps ("ab","c") apart from ("a","bc") */
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    EVP_MD_CTX *sha = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(sha, EVP_sha1(), NULL);
+    EVP_DigestUpdate(sha, ns, strlen(ns) + 1);
+    EVP_DigestUpdate(sha, name, strlen(name));
+    EVP_DigestFinal_ex(sha, md, &mdlen);
+    EVP_MD_CTX_free(sha);
+    uuid_t u;
+    memcpy(u, md, sizeof u);
+    u[6] = (u[6] & 0x0f) | 0x50;
+    u[8] = (u[8] & 0x3f) | 0x80;
+    uuid_unparse_lower(u, out);
+}
+
+int es_uuid_valid(const char *s)
+{
+    if (strlen(s) != 36)
+        return 0;
+    for (int i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-')
+                return 0;
+        } else if (!isxdigit((unsigned char)s[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
