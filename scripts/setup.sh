@@ -44,7 +44,7 @@ if [ ! -f "$venv/.done" ]; then
     echo "setup: creating Python test venv"
     python3 -m venv "$venv"
     "$venv/bin/pip" -q install --disable-pip-version-check \
-        'confluent-kafka[avro,schemaregistry]==2.6.1' requests fastavro
+        'confluent-kafka[avro,schemaregistry]==2.6.1' requests fastavro pymysql pytest
     touch "$venv/.done"
 fi
 echo "setup: ok"
