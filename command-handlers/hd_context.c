@@ -1,0 +1,70 @@
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include "catalog.h"
+#include "hd_context.h"
+
+void hd_decision_init(hd_decision_t *d)
+{
+    d->events = json_array();
+    d->reason = NULL;
+    d->detail[0] = '\0';
+}
+
+void hd_decision_release(hd_decision_t *d)
+{
+    json_decref(d->events);
+    d->events = NULL;
+}
+
+int hd_reject(hd_decision_t *d, const char *reason, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(d->detail, sizeof d->detail, fmt, ap);
+    va_end(ap);
+    d->reason = reason;
+    json_array_clear(d->events);
+    return 0;
+}
+
+void hd_emit(hd_decision_t *d, const char *type, json_t *payload)
+{
+    json_array_append_new(d->events, json_pack("{s:s, s:o}", "type", type, "payload", payload));
+}
+
+/* the one table of contexts: a role binary picks its context by name */
+static const hd_context_t *const contexts[] = {&catalog_context};
+static const char *const context_names[] = {"catalog", NULL};
+
+const hd_context_t *hd_context_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof contexts / sizeof contexts[0]; i++) {
+        if (name && strcmp(contexts[i]->name, name) == 0)
+            return contexts[i];
+    }
+    return NULL;
+}
+
+const char *const *hd_context_names(void)
+{
+    return context_names;
+}
+
+json_t *hd_replay(const hd_context_t *ctx, json_t *state, const json_t *events)
+{
+    size_t i;
+    const json_t *ev;
+    json_array_foreach(events, i, ev)
+    {
+        const char *type = json_string_value(json_object_get(ev, "type"));
+        const json_t *payload = json_object_get(ev, "payload");
+        if (!type || !payload)
+            continue;
+        state = ctx->evolve(state, type, payload);
+        json_t *version = json_object_get(json_object_get(payload, "metadata"), "aggregate_version");
+        if (state && json_is_integer(version))
+            json_object_set_new(state, "version", json_integer(json_integer_value(version)));
+    }
+    return state;
+}

@@ -1,0 +1,292 @@
+#!/usr/bin/env bash
+# The local stack: a private MariaDB, a single-node KRaft Kafka 3.9 (Apache's jars from Maven
+# Central, see scripts/setup.sh) and every eventshop role, all on loopback, all state under
+# $ES_STATE. Used by `make up/down` (state .state/dev, default ports) and by `make test`
+# (state .state/test, ports + 10000), so both can run side by side.
+#
+#   stack.sh infra-up      MariaDB + Kafka + topics + databases/users + keys, then writes $ES_STATE/env
+#   stack.sh up            infra-up, then every role; returns once all are healthy
+#   stack.sh down          stops everything (data is kept)
+#   stack.sh status        one line per process
+#   stack.sh role-start|role-stop|role-kill|role-wait ROLE    (ROLE: registry, api,
+#                          handler-<ctx>, projector-<ctx>); role-kill sends SIGKILL
+#   stack.sh endpoints     prints the endpoints
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+ES_STATE=${ES_STATE:-$top/.state/dev}
+ES_BUILD=${ES_BUILD:-$top/build}
+ES_PORT_OFFSET=${ES_PORT_OFFSET:-0}
+API_PORT=$((8080 + ES_PORT_OFFSET))
+REGISTRY_PORT=$((8081 + ES_PORT_OFFSET))
+KAFKA_PORT=$((9092 + ES_PORT_OFFSET))
+CONTROLLER_PORT=$((9093 + ES_PORT_OFFSET))
+MYSQL_PORT=$((3306 + ES_PORT_OFFSET))
+METRICS_BASE=$((9100 + ES_PORT_OFFSET))
+CONTEXTS=(catalog)
+ROLES=(registry handler-catalog projector-catalog api)
+KAFKA_LIBS=$top/.cache/kafka/libs
+
+mkdir -p "$ES_STATE"/{run,logs,secrets}
+chmod 700 "$ES_STATE/secrets"
+
+die() { echo "stack: $*" >&2; exit 1; }
+pidof_role() { local f=$ES_STATE/run/$1.pid; [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && cat "$f"; }
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_until() { # seconds description command...
+    local secs=$1 what=$2; shift 2
+    local end=$((SECONDS + secs))
+    until "$@" >/dev/null 2>&1; do
+        [ $SECONDS -lt $end ] || return 1
+        sleep 0.2
+    done
+}
+need_port() { # name port: a clear error when someone else holds it
+    if port_busy "$2"; then die "port $2 (for $1) is in use by another process; stop it or set ES_PORT_OFFSET"; fi
+}
+
+metrics_port() {
+    case $1 in
+        registry) echo $REGISTRY_PORT ;;
+        api) echo $API_PORT ;;
+        *) local i=1 r; for r in "${ROLES[@]}"; do [ "$r" = "$1" ] && { echo $((METRICS_BASE + i)); return; }; i=$((i + 1)); done ;;
+    esac
+}
+
+# ---------------------------------------------------------------- MariaDB
+mysql_sock() { echo "$ES_STATE/mysql/mysqld.sock"; }
+mysql_root() { mariadb --socket="$(mysql_sock)" -uroot "$@"; }
+mysql_up() {
+    if [ -n "$(pidof_role mariadb || true)" ]; then return 0; fi
+    need_port mariadb $MYSQL_PORT
+    local d=$ES_STATE/mysql
+    if [ ! -d "$d/mysql" ]; then
+        mkdir -p "$d"; chown mysql:mysql "$d"
+        mariadb-install-db --user=mysql --datadir="$d" --auth-root-authentication-method=socket \
+            --skip-test-db >"$ES_STATE/logs/mariadb-install.log" 2>&1 || die "mariadb-install-db failed, see $ES_STATE/logs/mariadb-install.log"
+    fi
+    mariadbd --no-defaults --user=mysql --datadir="$d" --socket="$(mysql_sock)" --port=$MYSQL_PORT \
+        --bind-address=127.0.0.1 --pid-file="$d/mariadbd.pid" --log-error="$d/mariadb.err" \
+        --innodb-buffer-pool-size=128M --max-connections=500 --skip-name-resolve &
+    echo $! >"$ES_STATE/run/mariadb.pid"
+    wait_until 60 mariadb mariadb-admin --socket="$(mysql_sock)" ping || die "mariadb did not start, see $ES_STATE/mysql/mariadb.err"
+}
+mysql_users() {
+    local ctx pw_rw pw_ro
+    for ctx in "${CONTEXTS[@]}"; do
+        for kind in rw ro; do
+            local f=$ES_STATE/secrets/mysql-$ctx-$kind.password
+            [ -f "$f" ] || (umask 077; openssl rand -hex 24 >"$f")
+        done
+        pw_rw=$(cat "$ES_STATE/secrets/mysql-$ctx-rw.password")
+        pw_ro=$(cat "$ES_STATE/secrets/mysql-$ctx-ro.password")
+        # least privilege: the projector owns its database, the API only reads it
+        mysql_root <<SQL
+CREATE DATABASE IF NOT EXISTS eventshop_$ctx CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
+CREATE USER IF NOT EXISTS 'eventshop_${ctx}_rw'@'127.0.0.1' IDENTIFIED BY '$pw_rw';
+CREATE USER IF NOT EXISTS 'eventshop_${ctx}_ro'@'127.0.0.1' IDENTIFIED BY '$pw_ro';
+CREATE USER IF NOT EXISTS 'eventshop_${ctx}_rw'@'localhost' IDENTIFIED BY '$pw_rw';
+CREATE USER IF NOT EXISTS 'eventshop_${ctx}_ro'@'localhost' IDENTIFIED BY '$pw_ro';
+GRANT ALL ON eventshop_$ctx.* TO 'eventshop_${ctx}_rw'@'127.0.0.1', 'eventshop_${ctx}_rw'@'localhost';
+GRANT SELECT ON eventshop_$ctx.* TO 'eventshop_${ctx}_ro'@'127.0.0.1', 'eventshop_${ctx}_ro'@'localhost';
+SQL
+    done
+}
+
+# ---------------------------------------------------------------- Kafka (KRaft, one node)
+kafka_up() {
+    if [ -n "$(pidof_role kafka || true)" ]; then return 0; fi
+    [ -f "$top/.cache/kafka/.done" ] || die "Kafka jars missing: run scripts/setup.sh"
+    need_port kafka $KAFKA_PORT
+    need_port kafka-controller $CONTROLLER_PORT
+    local d=$ES_STATE/kafka
+    mkdir -p "$d/data"
+    cat >"$d/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$d/data
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=8
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=8
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+log.cleaner.enable=true
+PROPS
+    cat >"$d/log4j.properties" <<'PROPS'
+log4j.rootLogger=WARN, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka.server.KafkaServer=INFO
+PROPS
+    local java_opts=(-Xms256m -Xmx768m -XX:+UseG1GC -Dlog4j.configuration="file:$d/log4j.properties"
+                     -Djava.awt.headless=true)
+    if [ ! -f "$d/data/meta.properties" ]; then
+        local id; id=$(java -cp "$KAFKA_LIBS/*" "${java_opts[@]}" kafka.tools.StorageTool random-uuid)
+        java -cp "$KAFKA_LIBS/*" "${java_opts[@]}" kafka.tools.StorageTool format -t "$id" \
+            -c "$d/server.properties" >"$ES_STATE/logs/kafka-format.log" 2>&1 || die "kafka storage format failed, see $ES_STATE/logs/kafka-format.log"
+    fi
+    java -cp "$KAFKA_LIBS/*" "${java_opts[@]}" kafka.Kafka "$d/server.properties" >"$ES_STATE/logs/kafka.log" 2>&1 &
+    echo $! >"$ES_STATE/run/kafka.pid"
+}
+
+keys_up() {
+    local s=$ES_STATE/secrets
+    if [ ! -f "$s/jwt-private.pem" ]; then
+        (umask 077; openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$s/jwt-private.pem" 2>/dev/null)
+        openssl pkey -in "$s/jwt-private.pem" -pubout -out "$s/jwt-public.pem"
+    fi
+}
+
+write_env() {
+    cat >"$ES_STATE/env" <<ENV
+export ES_STATE=$ES_STATE
+export ES_BUILD=$ES_BUILD
+export ES_PORT_OFFSET=$ES_PORT_OFFSET
+export EVENTSHOP_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
+export EVENTSHOP_REGISTRY_URL=http://127.0.0.1:$REGISTRY_PORT
+export EVENTSHOP_API_URL=http://127.0.0.1:$API_PORT
+export EVENTSHOP_PARTITIONS=${EVENTSHOP_PARTITIONS:-4}
+export EVENTSHOP_SCHEMA_DIR=$top/events/schemas
+export EVENTSHOP_MYSQL_HOST=127.0.0.1
+export EVENTSHOP_MYSQL_PORT=$MYSQL_PORT
+export EVENTSHOP_MYSQL_ROOT_SOCKET=$(mysql_sock)
+export EVENTSHOP_MYSQL_CATALOG_USER=eventshop_catalog_rw
+export EVENTSHOP_MYSQL_CATALOG_PASSWORD_FILE=$ES_STATE/secrets/mysql-catalog-rw.password
+export EVENTSHOP_JWT_ALG=RS256
+export EVENTSHOP_JWT_PUBLIC_KEY_FILE=$ES_STATE/secrets/jwt-public.pem
+export EVENTSHOP_JWT_PRIVATE_KEY_FILE=$ES_STATE/secrets/jwt-private.pem
+export EVENTSHOP_JWT_ISSUER=eventshop
+export EVENTSHOP_JWT_AUDIENCE=eventshop-api
+ENV
+}
+
+infra_up() {
+    mysql_up
+    mysql_users
+    kafka_up
+    keys_up
+    write_env
+    # shellcheck disable=SC1091
+    . "$ES_STATE/env"
+    "$ES_BUILD/runtime/eventshop-admin" topics "${CONTEXTS[@]}" ||
+        die "kafka did not come up, see $ES_STATE/logs/kafka.log"
+}
+
+# ---------------------------------------------------------------- roles
+role_cmd() {
+    case $1 in
+        registry) echo "$ES_BUILD/schema-registry/eventshop-registry" ;;
+        api) echo "$ES_BUILD/api/eventshop-api" ;;
+        handler-*) echo "$ES_BUILD/command-handlers/eventshop-handler ${1#handler-}" ;;
+        projector-*) echo "$ES_BUILD/projections/eventshop-projector ${1#projector-}" ;;
+        *) die "unknown role '$1'" ;;
+    esac
+}
+role_health_url() {
+    case $1 in
+        registry) echo "http://127.0.0.1:$REGISTRY_PORT/" ;;
+        *) echo "http://127.0.0.1:$(metrics_port "$1")/readyz" ;;
+    esac
+}
+role_start() {
+    local role=$1
+    [ -z "$(pidof_role "$role" || true)" ] || return 0
+    # shellcheck disable=SC1091
+    . "$ES_STATE/env"
+    local port; port=$(metrics_port "$role")
+    need_port "$role" "$port"
+    local cmd; cmd=$(role_cmd "$role")
+    (
+        export EVENTSHOP_METRICS_ADDR=127.0.0.1:$port
+        export EVENTSHOP_INSTANCE_ID=${EVENTSHOP_INSTANCE_ID:-local}
+        case $role in
+            registry) export EVENTSHOP_REGISTRY_ADDR=127.0.0.1:$REGISTRY_PORT ;;
+            api)
+                export EVENTSHOP_API_ADDR=127.0.0.1:$API_PORT
+                # the API only reads its read models
+                export EVENTSHOP_MYSQL_CATALOG_USER=eventshop_catalog_ro
+                export EVENTSHOP_MYSQL_CATALOG_PASSWORD_FILE=$ES_STATE/secrets/mysql-catalog-ro.password ;;
+        esac
+        # shellcheck disable=SC2086
+        exec $cmd >>"$ES_STATE/logs/$role.log" 2>&1
+    ) &
+    echo $! >"$ES_STATE/run/$role.pid"
+}
+role_wait() {
+    local url; url=$(role_health_url "$1")
+    local end=$((SECONDS + ${2:-60}))
+    until curl -fsS -o /dev/null "$url" 2>/dev/null; do
+        [ -n "$(pidof_role "$1" || true)" ] || die "$1 exited; last lines of $ES_STATE/logs/$1.log:
+$(tail -n 15 "$ES_STATE/logs/$1.log" 2>/dev/null)"
+        [ $SECONDS -lt $end ] || die "$1 not healthy after ${2:-60} s; see $ES_STATE/logs/$1.log"
+        sleep 0.2
+    done
+}
+role_signal() { # role signal
+    local pid; pid=$(pidof_role "$1" || true)
+    [ -n "$pid" ] || return 0
+    kill -"$2" "$pid" 2>/dev/null || true
+    local end=$((SECONDS + 20))
+    while kill -0 "$pid" 2>/dev/null; do
+        if [ $SECONDS -ge $end ]; then kill -KILL "$pid" 2>/dev/null || true; fi
+        sleep 0.1
+    done
+    rm -f "$ES_STATE/run/$1.pid"
+}
+
+endpoints() {
+    cat <<EOT
+eventshop is up (state in $ES_STATE)
+  API              http://127.0.0.1:$API_PORT        (metrics http://127.0.0.1:$API_PORT/metrics)
+  schema registry  http://127.0.0.1:$REGISTRY_PORT        (metrics http://127.0.0.1:$REGISTRY_PORT/metrics)
+  Kafka            127.0.0.1:$KAFKA_PORT
+  MariaDB          127.0.0.1:$MYSQL_PORT (socket $(mysql_sock))
+EOT
+    local r
+    for r in "${ROLES[@]}"; do
+        case $r in registry | api) ;; *) printf '  %-16s http://127.0.0.1:%s/metrics\n' "$r" "$(metrics_port "$r")" ;; esac
+    done
+    echo "  token            make token ROLE=vendor SUB=alice VENDOR=acme"
+}
+
+down() {
+    local r
+    for r in api "${ROLES[@]}"; do role_signal "$r" TERM; done
+    role_signal kafka TERM
+    if [ -n "$(pidof_role mariadb || true)" ]; then
+        mariadb-admin --socket="$(mysql_sock)" shutdown 2>/dev/null || true
+        role_signal mariadb TERM
+    fi
+}
+
+case ${1:-} in
+    infra-up) infra_up ;;
+    up)
+        for r in "${ROLES[@]}"; do [ -x "$(role_cmd "$r" | cut -d' ' -f1)" ] || die "missing binary for $r: build first (make build)"; done
+        for r in "${ROLES[@]}"; do [ -n "$(pidof_role "$r" || true)" ] || need_port "$r" "$(metrics_port "$r")"; done
+        infra_up
+        role_start registry; role_wait registry
+        for r in "${ROLES[@]}"; do [ "$r" = registry ] || role_start "$r"; done
+        for r in "${ROLES[@]}"; do role_wait "$r" 90; done
+        endpoints ;;
+    down) down ;;
+    status)
+        for r in mariadb kafka "${ROLES[@]}"; do
+            p=$(pidof_role "$r" || true); if [ -n "$p" ]; then printf '%-20s running (pid %s)\n' "$r" "$p"; else printf '%-20s stopped\n' "$r"; fi
+        done ;;
+    endpoints) endpoints ;;
+    role-start) role_start "$2" ;;
+    role-wait) role_wait "$2" "${3:-60}" ;;
+    role-stop) role_signal "$2" TERM ;;
+    role-kill) role_signal "$2" KILL ;;
+    *) sed -n '2,16p' "$0" >&2; exit 2 ;;
+esac

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# `make test`: every test, on its own stack (.state/test, ports + 10000) so it runs beside
+# `make up`. Steps: set-up; a -Werror build and an ASan+UBSan build; format check; unit tests of
+# both builds; then the integration and end-to-end suites (pytest) against a fresh stack whose
+# roles are the sanitized binaries; then a scan of every role's log for sanitizer reports.
+# Ends with one line: "N passed, N failed".
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+export ES_STATE=$top/.state/test ES_PORT_OFFSET=${ES_PORT_OFFSET:-10000} ES_BUILD=$top/build-asan
+out=$top/.state/test-results
+passed=0 failed=0
+declare -a failures=()
+count() { # name status
+    if [ "$2" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("$1"); fi
+}
+
+scripts/setup.sh | grep -v '^setup: ok' || true
+rm -rf "$out"; mkdir -p "$out"
+
+echo "== build (-Wall -Wextra -Werror) and ASan+UBSan build"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
+    cmake --build build -j2 >"$out/build.log" 2>&1
+rc=$?; [ $rc -eq 0 ] || tail -n 40 "$out/build.log"; count build $rc
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DES_SANITIZE=ON >/dev/null &&
+    cmake --build build-asan -j2 >"$out/build-asan.log" 2>&1
+rc=$?; [ $rc -eq 0 ] || tail -n 40 "$out/build-asan.log"; count build-asan $rc
+if [ ${#failures[@]} -gt 0 ]; then echo "0 passed, ${#failures[@]} failed"; exit 1; fi
+
+echo "== format (clang-format, .clang-format)"
+bad=$(git ls-files '*.c' '*.h' | while read -r f; do [ -f "$f" ] && ! clang-format --dry-run -Werror "$f" >/dev/null 2>&1 && echo "$f"; done)
+[ -z "$bad" ] || echo "not formatted: $bad"
+count format "$([ -z "$bad" ] && echo 0 || echo 1)"
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1
+export LSAN_OPTIONS=suppressions=$top/tests/lsan.supp:print_suppressions=0
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+echo "== unit tests (plain and sanitized builds, in parallel)"
+(cd build && ctest -L unit --output-on-failure >"$out/unit.log" 2>&1) & p1=$!
+(cd build-asan && ctest -L unit --output-on-failure >"$out/unit-asan.log" 2>&1) & p2=$!
+wait $p1; r1=$?; wait $p2; r2=$?
+for f in unit unit-asan; do
+    grep -E "tests passed|tests failed|\*\*\*Failed|Test +#" "$out/$f.log" | grep -E "Failed|tests" || true
+done
+[ $r1 -eq 0 ] || tail -n 60 "$out/unit.log"; [ $r2 -eq 0 ] || tail -n 60 "$out/unit-asan.log"
+ut=$(grep -hoE "^[0-9]+% tests passed, [0-9]+ tests failed out of [0-9]+" "$out/unit.log" "$out/unit-asan.log")
+echo "$ut"
+while read -r line; do
+    [ -n "$line" ] || continue
+    total=${line##* }; nf=$(echo "$line" | sed -E 's/.* ([0-9]+) tests failed.*/\1/')
+    passed=$((passed + total - nf)); failed=$((failed + nf))
+done <<<"$ut"
+[ $r1 -eq 0 ] && [ $r2 -eq 0 ] || failures+=(unit)
+
+echo "== integration and end-to-end (real Kafka + MariaDB, sanitized roles)"
+scripts/stack.sh down >/dev/null 2>&1 || true
+rm -rf "$ES_STATE"
+t0=$SECONDS
+if scripts/stack.sh up >"$out/stack-up.log" 2>&1; then
+    echo "stack up in $((SECONDS - t0)) s"
+    # shellcheck disable=SC1091
+    . "$ES_STATE/env"
+    "$top/.cache/venv/bin/python" -m pytest -q -p no:cacheprovider tests/integration \
+        --junitxml="$out/pytest.xml" 2>&1 | tee "$out/pytest.log" | tail -n 40
+    summary=$(tail -n 1 "$out/pytest.log")
+    np=$(echo "$summary" | grep -oE "[0-9]+ passed" | grep -oE "[0-9]+" || echo 0)
+    nf=$(echo "$summary" | grep -oE "[0-9]+ (failed|error|errors)" | grep -oE "[0-9]+" | paste -sd+ | bc 2>/dev/null || echo 0)
+    [ -n "$np" ] || np=0; [ -n "$nf" ] || nf=0
+    [ "$np" -gt 0 ] || { nf=$((nf + 1)); failures+=("pytest ran nothing"); }
+    passed=$((passed + np)); failed=$((failed + nf))
+    [ "$nf" -eq 0 ] || failures+=(integration)
+else
+    cat "$out/stack-up.log"; count stack-up 1
+fi
+scripts/stack.sh down >/dev/null 2>&1 || true
+
+echo "== sanitizer reports in role logs"
+rep=$(grep -lE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$ES_STATE"/logs/*.log 2>/dev/null)
+if [ -n "$rep" ]; then
+    for f in $rep; do echo "--- $f"; grep -A 30 -m 3 -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$f"; done
+fi
+count sanitizer-logs "$([ -z "$rep" ] && echo 0 || echo 1)"
+
+[ ${#failures[@]} -eq 0 ] || echo "failed: ${failures[*]}"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ ${#failures[@]} -eq 0 ]
