@@ -1,5 +1,6 @@
-#include <string.h>
 #include "catalog.h"
+#include <stdbool.h>
+#include <string.h>
 
 const hd_context_t catalog_context = {
     .name = "catalog",
@@ -8,14 +9,14 @@ const hd_context_t catalog_context = {
     .evolve = catalog_evolve,
 };
 
-#define SKU_MAX         64
-#define NAME_MAX_CHARS  200
-#define DESC_MAX_CHARS  4000
-#define CAT_MAX_CHARS   100
-#define VENDOR_MAX      64
-#define ATTRS_MAX       50
-#define ATTR_KEY_MAX    64
-#define ATTR_VALUE_MAX  500
+#define SKU_MAX        64
+#define NAME_MAX_CHARS 200
+#define DESC_MAX_CHARS 4000
+#define CAT_MAX_CHARS  100
+#define VENDOR_MAX     64
+#define ATTRS_MAX      50
+#define ATTR_KEY_MAX   64
+#define ATTR_VALUE_MAX 500
 
 static const char *str(const json_t *obj, const char *key)
 {
@@ -64,8 +65,7 @@ static int check_currency(hd_decision_t *d, const char *cur)
 {
     if (!cur || strlen(cur) != 3 || cur[0] < 'A' || cur[0] > 'Z' || cur[1] < 'A' || cur[1] > 'Z' ||
         cur[2] < 'A' || cur[2] > 'Z') {
-        hd_reject(d, "invalid_field", "currency: '%.16s' is not an ISO-4217 code",
-                  cur ? cur : "");
+        hd_reject(d, "invalid_field", "currency: '%.16s' is not an ISO-4217 code", cur ? cur : "");
         return -1;
     }
     return 0;
@@ -91,8 +91,9 @@ static int check_attributes(hd_decision_t *d, const json_t *attrs)
             return -1;
         }
         if (!json_is_string(v) || utf8_len(json_string_value(v)) > ATTR_VALUE_MAX) {
-            hd_reject(d, "invalid_field", "attributes.%.64s: must be a string of at most %d characters",
-                      k, ATTR_VALUE_MAX);
+            hd_reject(d, "invalid_field",
+                      "attributes.%.64s: must be a string of at most %d characters", k,
+                      ATTR_VALUE_MAX);
             return -1;
         }
     }
@@ -100,8 +101,7 @@ static int check_attributes(hd_decision_t *d, const json_t *attrs)
 }
 
 /* 0 when the actor may act for vendor_id: an admin always, a vendor only for its own id */
-static int check_owner(hd_decision_t *d, const json_t *meta, const char *vendor_id,
-                       const char *sku)
+static int check_owner(hd_decision_t *d, const json_t *meta, const char *vendor_id, const char *sku)
 {
     const char *role = str(meta, "actor_role");
     const char *actor_vendor = str(meta, "actor_vendor");
@@ -152,8 +152,7 @@ static int decide_list(const json_t *state, const json_t *cmd, hd_decision_t *ou
         check_len(out, "name", str(cmd, "name"), 1, NAME_MAX_CHARS) ||
         check_len(out, "description", description ? description : "", 0, DESC_MAX_CHARS) ||
         check_len(out, "category", str(cmd, "category"), 1, CAT_MAX_CHARS) ||
-        check_currency(out, str(cmd, "currency")) ||
-        (attrs && check_attributes(out, attrs)))
+        check_currency(out, str(cmd, "currency")) || (attrs && check_attributes(out, attrs)))
         return 0;
     if (state && is_delisted(state))
         return hd_reject(out, "delisted", "sku '%s' is delisted", sku);
@@ -199,18 +198,18 @@ static int decide_change(const json_t *state, const json_t *cmd, hd_decision_t *
         (category && check_len(out, "category", category, 1, CAT_MAX_CHARS)) ||
         (attrs && check_attributes(out, attrs)))
         return 0;
-    json_t *next = json_pack(
-        "{s:s, s:s, s:s, s:s, s:o}", "sku", sku, "name", name ? name : str(state, "name"),
-        "description", description ? description : (str(state, "description") ?: ""), "category",
-        category ? category : str(state, "category"), "attributes",
-        json_deep_copy(attrs ? attrs : json_object_get(state, "attributes")));
+    json_t *next =
+        json_pack("{s:s, s:s, s:s, s:s, s:o}", "sku", sku, "name", name ? name : str(state, "name"),
+                  "description", description ? description : (str(state, "description") ?: ""),
+                  "category", category ? category : str(state, "category"), "attributes",
+                  json_deep_copy(attrs ? attrs : json_object_get(state, "attributes")));
     if (!next) /* a state missing a member: refuse rather than guess */
         return hd_reject(out, "invalid_field", "sku '%s' has an incomplete state", sku);
-    bool same = strcmp(str(next, "name"), str(state, "name") ?: "") == 0 &&
-                strcmp(str(next, "description"), str(state, "description") ?: "") == 0 &&
-                strcmp(str(next, "category"), str(state, "category") ?: "") == 0 &&
-                json_equal(json_object_get(next, "attributes"),
-                           json_object_get(state, "attributes"));
+    bool same =
+        strcmp(str(next, "name"), str(state, "name") ?: "") == 0 &&
+        strcmp(str(next, "description"), str(state, "description") ?: "") == 0 &&
+        strcmp(str(next, "category"), str(state, "category") ?: "") == 0 &&
+        json_equal(json_object_get(next, "attributes"), json_object_get(state, "attributes"));
     if (same) {
         json_decref(next);
         return 0; /* accepted, nothing happened */
@@ -228,8 +227,7 @@ static int decide_delist(const json_t *state, const json_t *cmd, hd_decision_t *
     return 0;
 }
 
-int catalog_decide(const json_t *state, const char *cmd_type, const json_t *cmd,
-                   hd_decision_t *out)
+int catalog_decide(const json_t *state, const char *cmd_type, const json_t *cmd, hd_decision_t *out)
 {
     if (!json_is_object(cmd))
         return -1;
@@ -247,14 +245,13 @@ json_t *catalog_evolve(json_t *state, const char *event_type, const json_t *payl
     if (strcmp(event_type, CATALOG_NS "ProductListed") == 0) {
         json_decref(state);
         json_t *attrs = json_object_get(payload, "attributes");
-        return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:I}", "sku",
-                         str(payload, "sku") ?: "", "vendor_id", str(payload, "vendor_id") ?: "",
-                         "name", str(payload, "name") ?: "", "description",
-                         str(payload, "description") ?: "", "category",
-                         str(payload, "category") ?: "", "attributes",
-                         attrs ? json_deep_copy(attrs) : json_object(), "currency",
-                         str(payload, "currency") ?: "", "status", "LISTED", "version",
-                         (json_int_t)0);
+        return json_pack(
+            "{s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:I}", "sku", str(payload, "sku") ?: "",
+            "vendor_id", str(payload, "vendor_id") ?: "", "name", str(payload, "name") ?: "",
+            "description", str(payload, "description") ?: "", "category",
+            str(payload, "category") ?: "", "attributes",
+            attrs ? json_deep_copy(attrs) : json_object(), "currency",
+            str(payload, "currency") ?: "", "status", "LISTED", "version", (json_int_t)0);
     }
     if (!state)
         return NULL; /* a change to nothing: the log is broken; keep no state rather than crash */

@@ -1,8 +1,8 @@
+#include "hd_context.h"
+#include "catalog.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include "catalog.h"
-#include "hd_context.h"
 
 void hd_decision_init(hd_decision_t *d)
 {
@@ -62,7 +62,8 @@ json_t *hd_replay(const hd_context_t *ctx, json_t *state, const json_t *events)
         if (!type || !payload)
             continue;
         state = ctx->evolve(state, type, payload);
-        json_t *version = json_object_get(json_object_get(payload, "metadata"), "aggregate_version");
+        json_t *version =
+            json_object_get(json_object_get(payload, "metadata"), "aggregate_version");
         if (state && json_is_integer(version))
             json_object_set_new(state, "version", json_integer(json_integer_value(version)));
     }

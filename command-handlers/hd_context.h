@@ -27,14 +27,14 @@ int hd_reject(hd_decision_t *d, const char *reason, const char *fmt, ...)
 void hd_emit(hd_decision_t *d, const char *type, json_t *payload);
 
 typedef struct hd_context {
-    const char *name;       /* "catalog": topics are "<name>.commands" etc. */
-    const char *state_type; /* full name of the changelog record, "eventshop.catalog.ProductState" */
+    const char *name; /* "catalog": topics are "<name>.commands" etc. */
+    const char
+        *state_type; /* full name of the changelog record, "eventshop.catalog.ProductState" */
     /* Decides cmd (borrowed, the decoded command with its metadata) of full name cmd_type against
      * state (borrowed, NULL if the aggregate does not exist) into out (initialised by the
      * caller). Returns 0 when decided (accepted or rejected), -1 on a bug. An unknown cmd_type is
      * rejected with "unknown_command". */
-    int (*decide)(const json_t *state, const char *cmd_type, const json_t *cmd,
-                  hd_decision_t *out);
+    int (*decide)(const json_t *state, const char *cmd_type, const json_t *cmd, hd_decision_t *out);
     /* Applies one event of full name event_type (payload borrowed; it may carry a "metadata"
      * member, which evolve ignores) to state (stolen, NULL if none) and returns the new state
      * (owned by the caller; NULL deletes the aggregate). The "version" member is the runtime's. */

@@ -1,0 +1,405 @@
+/* es_metrics — see es_metrics.h. Values are updated with C11 atomics (doubles kept as their bit
+ * pattern and changed by compare-and-swap); the registry's lists change only under one mutex,
+ * which rendering also takes so that it never sees a half-linked metric. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include "es_log.h"
+#include "es_mem.h"
+#include "es_metrics.h"
+
+typedef enum { METRIC_COUNTER, METRIC_GAUGE, METRIC_HISTOGRAM } metric_type_t;
+
+static const char *const type_names[] = {"counter", "gauge", "histogram"};
+
+static const double bucket_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                       0.1,    0.25,  0.5,    1,     2.5,   5,     10};
+#define N_BUCKETS (sizeof bucket_bounds / sizeof bucket_bounds[0])
+
+struct es_metric {
+    struct es_metric *next; /* within its family, in registration order */
+    char *labels;
+    _Atomic uint64_t value; /* counter, gauge: the double's bits; histogram: the sum's bits */
+    _Atomic uint64_t count; /* histogram */
+    _Atomic uint64_t buckets[N_BUCKETS]; /* histogram, not cumulative */
+};
+
+typedef struct family {
+    struct family *next;
+    char *name;
+    char *help;
+    metric_type_t type;
+    es_metric_t *first, **tail;
+} family_t;
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static family_t *families, **families_tail = &families;
+static atomic_bool ready;
+
+static double bits_to_double(uint64_t b)
+{
+    double d;
+    memcpy(&d, &b, sizeof d);
+    return d;
+}
+
+static uint64_t double_to_bits(double d)
+{
+    uint64_t b;
+    memcpy(&b, &d, sizeof b);
+    return b;
+}
+
+static void atomic_add_double(_Atomic uint64_t *slot, double v)
+{
+    uint64_t old = atomic_load_explicit(slot, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak_explicit(slot, &old, double_to_bits(bits_to_double(old) + v),
+                                                  memory_order_relaxed, memory_order_relaxed))
+        ;
+}
+
+static es_metric_t *metric_get(const char *name, const char *help, const char *labels,
+                               metric_type_t type)
+{
+    if (!labels)
+        labels = "";
+    es_metric_t *m = NULL;
+    pthread_mutex_lock(&registry_lock);
+    family_t *f;
+    for (f = families; f; f = f->next)
+        if (strcmp(f->name, name) == 0)
+            break;
+    if (f && f->type != type) {
+        /* A programming error; hand back an unregistered metric so that updates stay harmless. */
+        pthread_mutex_unlock(&registry_lock);
+        es_error("metric '%s' registered as %s and as %s", name, type_names[f->type],
+                 type_names[type]);
+        m = xcalloc(1, sizeof *m);
+        m->labels = xstrdup(labels);
+        return m;
+    }
+    if (!f) {
+        f = xcalloc(1, sizeof *f);
+        f->name = xstrdup(name);
+        f->help = xstrdup(help ? help : "");
+        f->type = type;
+        f->tail = &f->first;
+        *families_tail = f;
+        families_tail = &f->next;
+    }
+    for (m = f->first; m; m = m->next)
+        if (strcmp(m->labels, labels) == 0)
+            goto out;
+    m = xcalloc(1, sizeof *m);
+    m->labels = xstrdup(labels);
+    *f->tail = m;
+    f->tail = &m->next;
+out:
+    pthread_mutex_unlock(&registry_lock);
+    return m;
+}
+
+es_metric_t *es_counter(const char *name, const char *help, const char *labels)
+{
+    return metric_get(name, help, labels, METRIC_COUNTER);
+}
+
+es_metric_t *es_gauge(const char *name, const char *help, const char *labels)
+{
+    return metric_get(name, help, labels, METRIC_GAUGE);
+}
+
+es_metric_t *es_histogram(const char *name, const char *help, const char *labels)
+{
+    return metric_get(name, help, labels, METRIC_HISTOGRAM);
+}
+
+void es_metric_add(es_metric_t *m, double v)
+{
+    if (m)
+        atomic_add_double(&m->value, v);
+}
+
+void es_metric_set(es_metric_t *m, double v)
+{
+    if (m)
+        atomic_store_explicit(&m->value, double_to_bits(v), memory_order_relaxed);
+}
+
+void es_metric_observe(es_metric_t *m, double seconds)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < N_BUCKETS; i++) {
+        if (seconds <= bucket_bounds[i]) {
+            atomic_fetch_add_explicit(&m->buckets[i], 1, memory_order_relaxed);
+            break;
+        }
+    }
+    atomic_add_double(&m->value, seconds);
+    atomic_fetch_add_explicit(&m->count, 1, memory_order_relaxed);
+}
+
+/* A growing output buffer. */
+typedef struct outbuf {
+    char *s;
+    size_t len, cap;
+} outbuf_t;
+
+static void out_printf(outbuf_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void out_printf(outbuf_t *o, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(o->s + o->len, o->cap - o->len, fmt, ap);
+        va_end(ap);
+        if (n >= 0 && (size_t)n < o->cap - o->len) {
+            o->len += (size_t)n;
+            return;
+        }
+        o->cap = o->cap * 2 + (n > 0 ? (size_t)n : 0) + 64;
+        o->s = xrealloc(o->s, o->cap);
+    }
+}
+
+/* The shortest of %.15g / %.17g that reads back as v; Prometheus spells infinities its own way. */
+static void format_value(char *buf, size_t size, double v)
+{
+    if (isnan(v)) {
+        snprintf(buf, size, "NaN");
+        return;
+    }
+    if (isinf(v)) {
+        snprintf(buf, size, v > 0 ? "+Inf" : "-Inf");
+        return;
+    }
+    snprintf(buf, size, "%.15g", v);
+    if (strtod(buf, NULL) != v)
+        snprintf(buf, size, "%.17g", v);
+}
+
+/* HELP text escapes backslash and newline. */
+static void out_help(outbuf_t *o, const char *help)
+{
+    for (const char *p = help; *p; p++) {
+        if (*p == '\\')
+            out_printf(o, "\\\\");
+        else if (*p == '\n')
+            out_printf(o, "\\n");
+        else
+            out_printf(o, "%c", *p);
+    }
+}
+
+static void render_histogram(outbuf_t *o, const family_t *f, const es_metric_t *m)
+{
+    const char *sep = m->labels[0] ? "," : "";
+    char num[64];
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < N_BUCKETS; i++) {
+        cumulative += atomic_load_explicit(&m->buckets[i], memory_order_relaxed);
+        format_value(num, sizeof num, bucket_bounds[i]);
+        out_printf(o, "%s_bucket{%s%sle=\"%s\"} %llu\n", f->name, m->labels, sep, num,
+                   (unsigned long long)cumulative);
+    }
+    /* The count is read last so that +Inf is never below a finite bucket. */
+    uint64_t count = atomic_load_explicit(&m->count, memory_order_relaxed);
+    if (count < cumulative)
+        count = cumulative;
+    out_printf(o, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", f->name, m->labels, sep,
+               (unsigned long long)count);
+    format_value(num, sizeof num, bits_to_double(atomic_load(&m->value)));
+    if (m->labels[0]) {
+        out_printf(o, "%s_sum{%s} %s\n", f->name, m->labels, num);
+        out_printf(o, "%s_count{%s} %llu\n", f->name, m->labels, (unsigned long long)count);
+    } else {
+        out_printf(o, "%s_sum %s\n", f->name, num);
+        out_printf(o, "%s_count %llu\n", f->name, (unsigned long long)count);
+    }
+}
+
+char *es_metrics_render(void)
+{
+    outbuf_t o = {xmalloc(4096), 0, 4096};
+    o.s[0] = '\0';
+    char num[64];
+    pthread_mutex_lock(&registry_lock);
+    for (const family_t *f = families; f; f = f->next) {
+        out_printf(&o, "# HELP %s ", f->name);
+        out_help(&o, f->help);
+        out_printf(&o, "\n# TYPE %s %s\n", f->name, type_names[f->type]);
+        for (const es_metric_t *m = f->first; m; m = m->next) {
+            if (f->type == METRIC_HISTOGRAM) {
+                render_histogram(&o, f, m);
+                continue;
+            }
+            format_value(num, sizeof num, bits_to_double(atomic_load(&m->value)));
+            if (m->labels[0])
+                out_printf(&o, "%s{%s} %s\n", f->name, m->labels, num);
+            else
+                out_printf(&o, "%s %s\n", f->name, num);
+        }
+    }
+    pthread_mutex_unlock(&registry_lock);
+    return o.s;
+}
+
+void es_metrics_set_ready(bool r)
+{
+    atomic_store(&ready, r);
+}
+
+bool es_metrics_is_ready(void)
+{
+    return atomic_load(&ready);
+}
+
+/* ---- the tiny blocking server ---- */
+
+static void send_all(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+static void send_response(int fd, int status, const char *reason, const char *ctype,
+                          const char *body, bool head_only)
+{
+    size_t len = strlen(body);
+    char *head = xasprintf("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                           "Connection: close\r\n\r\n",
+                           status, reason, ctype, len);
+    send_all(fd, head, strlen(head));
+    if (!head_only)
+        send_all(fd, body, len);
+    free(head);
+}
+
+/* Reads the request head (the body, if any, is ignored) and answers it. One request per
+ * connection: scrapes and probes are rare, and a client that stalls is cut off by the timeout. */
+static void serve_one(int fd)
+{
+    char buf[4096];
+    size_t len = 0;
+    while (len < sizeof buf - 1) {
+        ssize_t n = recv(fd, buf + len, sizeof buf - 1 - len, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        buf[len] = '\0';
+        if (strstr(buf, "\r\n\r\n") || strstr(buf, "\n\n"))
+            break;
+    }
+    buf[len] = '\0';
+    char method[16], target[256];
+    if (sscanf(buf, "%15s %255s", method, target) != 2) {
+        send_response(fd, 400, "Bad Request", "text/plain", "bad request\n", false);
+        return;
+    }
+    char *q = strchr(target, '?');
+    if (q)
+        *q = '\0';
+    bool head = strcmp(method, "HEAD") == 0;
+    if (!head && strcmp(method, "GET") != 0) {
+        send_response(fd, 405, "Method Not Allowed", "text/plain", "method not allowed\n", false);
+        return;
+    }
+    if (strcmp(target, "/metrics") == 0) {
+        char *text = es_metrics_render();
+        send_response(fd, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", text, head);
+        free(text);
+    } else if (strcmp(target, "/healthz") == 0) {
+        send_response(fd, 200, "OK", "text/plain", "ok\n", head);
+    } else if (strcmp(target, "/readyz") == 0) {
+        if (es_metrics_is_ready())
+            send_response(fd, 200, "OK", "text/plain", "ready\n", head);
+        else
+            send_response(fd, 503, "Service Unavailable", "text/plain", "not ready\n", head);
+    } else {
+        send_response(fd, 404, "Not Found", "text/plain", "not found\n", head);
+    }
+}
+
+static void *serve_thread(void *arg)
+{
+    int lfd = (int)(intptr_t)arg;
+    for (;;) {
+        int fd = accept(lfd, NULL, NULL);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN)
+                continue;
+            es_error("metrics server: accept failed: %s", strerror(errno));
+            usleep(100 * 1000);
+            continue;
+        }
+        struct timeval tv = {.tv_sec = 2};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        serve_one(fd);
+        close(fd);
+    }
+    return NULL;
+}
+
+int es_metrics_serve(const char *addr, es_err_t *err)
+{
+    int ret = -1, lfd = -1;
+    struct addrinfo *ai = NULL;
+    const char *colon = addr ? strrchr(addr, ':') : NULL;
+    if (!colon || !colon[1])
+        return es_set(err, ES_EINVAL, "metrics address '%s' is not host:port", addr ? addr : "");
+    char *host = xstrndup(addr, (size_t)(colon - addr));
+    if (host[0] == '[' && host[strlen(host) - 1] == ']') { /* "[::1]:9100" */
+        memmove(host, host + 1, strlen(host));
+        host[strlen(host) - 1] = '\0';
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    int rc = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai);
+    if (rc != 0) {
+        es_set(err, ES_EINVAL, "metrics address '%s': %s", addr, gai_strerror(rc));
+        goto out;
+    }
+    lfd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (lfd < 0 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        bind(lfd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(lfd, 16) != 0) {
+        es_set(err, ES_EIO, "metrics address '%s': %s", addr, strerror(errno));
+        goto out;
+    }
+    pthread_t tid;
+    if ((rc = pthread_create(&tid, NULL, serve_thread, (void *)(intptr_t)lfd)) != 0) {
+        es_set(err, ES_EIO, "metrics server thread: %s", strerror(rc));
+        goto out;
+    }
+    pthread_detach(tid);
+    lfd = -1; /* the thread's now, for the life of the process */
+    ret = 0;
+out:
+    if (lfd >= 0)
+        close(lfd);
+    if (ai)
+        freeaddrinfo(ai);
+    free(host);
+    return ret;
+}

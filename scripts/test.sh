@@ -64,9 +64,8 @@ if scripts/stack.sh up >"$out/stack-up.log" 2>&1; then
     "$top/.cache/venv/bin/python" -m pytest -q -p no:cacheprovider tests/integration \
         --junitxml="$out/pytest.xml" 2>&1 | tee "$out/pytest.log" | tail -n 40
     summary=$(tail -n 1 "$out/pytest.log")
-    np=$(echo "$summary" | grep -oE "[0-9]+ passed" | grep -oE "[0-9]+" || echo 0)
-    nf=$(echo "$summary" | grep -oE "[0-9]+ (failed|error|errors)" | grep -oE "[0-9]+" | paste -sd+ | bc 2>/dev/null || echo 0)
-    [ -n "$np" ] || np=0; [ -n "$nf" ] || nf=0
+    np=$(echo "$summary" | awk '{for (i = 2; i <= NF; i++) if ($i ~ /^passed/) n += $(i-1)} END {print n + 0}')
+    nf=$(echo "$summary" | awk '{for (i = 2; i <= NF; i++) if ($i ~ /^(failed|error)/) n += $(i-1)} END {print n + 0}')
     [ "$np" -gt 0 ] || { nf=$((nf + 1)); failures+=("pytest ran nothing"); }
     passed=$((passed + np)); failed=$((failed + nf))
     [ "$nf" -eq 0 ] || failures+=(integration)

@@ -1,0 +1,106 @@
+#include <stdio.h>
+#include <string.h>
+#include "api_outcome.h"
+
+static const struct {
+    const char *reason;
+    int status;
+} reason_table[] = {
+    {"unknown_sku", 404},      {"not_owner", 403},     {"already_listed", 409},
+    {"delisted", 409},         {"invalid_field", 422}, {"version_conflict", 412},
+};
+
+int api_reason_status(const char *reason)
+{
+    for (size_t i = 0; reason && i < sizeof reason_table / sizeof *reason_table; i++)
+        if (!strcmp(reason_table[i].reason, reason))
+            return reason_table[i].status;
+    return 422;
+}
+
+static void copy_str(char *dst, size_t size, const json_t *v)
+{
+    snprintf(dst, size, "%s", json_is_string(v) ? json_string_value(v) : "");
+}
+
+int api_outcome_from_result(const json_t *r, struct api_outcome *o)
+{
+    memset(o, 0, sizeof *o);
+    const json_t *id = json_object_get(r, "command_id");
+    const json_t *status = json_object_get(r, "status");
+    if (!json_is_string(id) || !json_is_string(status) ||
+        strlen(json_string_value(id)) >= sizeof o->command_id)
+        return -1;
+    copy_str(o->command_id, sizeof o->command_id, id);
+    copy_str(o->command_type, sizeof o->command_type, json_object_get(r, "command_type"));
+    copy_str(o->sku, sizeof o->sku, json_object_get(r, "aggregate_id"));
+    o->accepted = !strcmp(json_string_value(status), "ACCEPTED");
+    copy_str(o->reason, sizeof o->reason, json_object_get(r, "reason"));
+    copy_str(o->detail, sizeof o->detail, json_object_get(r, "detail"));
+    o->version = json_integer_value(json_object_get(r, "aggregate_version"));
+    o->partition = (int32_t)json_integer_value(json_object_get(r, "partition"));
+    json_t *off = json_object_get(r, "offset");
+    o->offset = json_is_integer(off) ? json_integer_value(off) : -1;
+    return 0;
+}
+
+void api_answer_add_header(struct api_answer *a, const char *name, const char *value)
+{
+    size_t n = 0;
+    while (n + 2 < sizeof a->headers / sizeof *a->headers && a->headers[n])
+        n += 2;
+    if (n + 2 >= sizeof a->headers / sizeof *a->headers)
+        return;
+    a->headers[n] = name;
+    a->headers[n + 1] = value;
+    a->headers[n + 2] = NULL;
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && !strcmp(s + n - m, suffix);
+}
+
+void api_answer_outcome(struct api_answer *a, const struct api_outcome *o)
+{
+    memset(a, 0, sizeof *a);
+    if (!o->accepted) {
+        const char *reason = o->reason[0] ? o->reason : "rejected";
+        char type[128];
+        snprintf(type, sizeof type, "urn:eventshop:problem:%s", reason);
+        a->status = api_reason_status(o->reason);
+        a->problem = true;
+        a->body = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:I}", "type", type, "title", reason,
+                            "status", a->status, "detail", o->detail, "command_id",
+                            o->command_id, "sku", o->sku, "aggregate_version",
+                            (json_int_t)o->version);
+        return;
+    }
+    bool listed = ends_with(o->command_type, "ListProduct");
+    a->status = listed ? 201 : 200;
+    json_t *position = json_null();
+    if (o->offset >= 0) {
+        char pos[48];
+        snprintf(pos, sizeof pos, "%d:%lld", (int)o->partition, (long long)o->offset);
+        position = json_string(pos);
+    }
+    a->body = json_pack("{s:s, s:s, s:s, s:I, s:o}", "command_id", o->command_id, "status",
+                        "accepted", "sku", o->sku, "aggregate_version", (json_int_t)o->version,
+                        "position", position);
+    snprintf(a->etag, sizeof a->etag, "\"%lld\"", (long long)o->version);
+    api_answer_add_header(a, "ETag", a->etag);
+    if (listed) {
+        snprintf(a->location, sizeof a->location, "/v1/products/%s", o->sku);
+        api_answer_add_header(a, "Location", a->location);
+    }
+}
+
+void api_answer_pending(struct api_answer *a, const char *command_id)
+{
+    memset(a, 0, sizeof *a);
+    a->status = 202;
+    a->body = json_pack("{s:s, s:s}", "command_id", command_id, "status", "pending");
+    snprintf(a->location, sizeof a->location, "/v1/commands/%s", command_id);
+    api_answer_add_header(a, "Location", a->location);
+}

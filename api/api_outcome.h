@@ -1,0 +1,51 @@
+/* api_outcome — a command's outcome (from a CommandResult on <ctx>.results) and how it is told
+ * to a client: the one table from rejection reason to HTTP status, and the answer's status, body
+ * and headers. Pure: no I/O. */
+#ifndef API_OUTCOME_H
+#define API_OUTCOME_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <jansson.h>
+#include "es_uuid.h"
+
+struct api_outcome {
+    char command_id[ES_UUID_LEN];
+    char command_type[96]; /* full record name, e.g. "eventshop.catalog.ListProduct" */
+    char sku[72];          /* aggregate id */
+    bool accepted;
+    char reason[64];  /* rejected: stable code, e.g. "not_owner" */
+    char detail[256]; /* rejected: human-readable, maybe truncated */
+    int64_t version;  /* aggregate version after the command */
+    int32_t partition;
+    int64_t offset; /* last event written, -1 if none */
+};
+
+/* An answer ready to send. body is owned by the struct until handed on (es_http_complete steals
+ * it); headers holds name/value pairs ending in NULL, pointing into the struct's buffers. */
+struct api_answer {
+    int status;
+    json_t *body;
+    bool problem;
+    char location[160];
+    char etag[32];
+    const char *headers[7];
+};
+
+/* HTTP status for a rejection reason: unknown_sku 404, not_owner 403, already_listed 409,
+ * delisted 409, invalid_field 422, version_conflict 412, anything else 422. */
+int api_reason_status(const char *reason);
+
+/* Fills o from a decoded CommandResult (borrowed). Returns 0, or -1 if a field is missing. */
+int api_outcome_from_result(const json_t *result, struct api_outcome *o);
+
+/* The answer for a known outcome: accepted -> 201 with Location /v1/products/{sku} for a
+ * ListProduct, else 200, body {command_id, status, sku, aggregate_version, position} and ETag;
+ * rejected -> a problem of type "urn:eventshop:problem:<reason>" with the table's status. */
+void api_answer_outcome(struct api_answer *a, const struct api_outcome *o);
+/* 202 {command_id, status: "pending"} with Location /v1/commands/{id}. */
+void api_answer_pending(struct api_answer *a, const char *command_id);
+/* Adds one more header pair (borrowed strings that must outlive the send). */
+void api_answer_add_header(struct api_answer *a, const char *name, const char *value);
+
+#endif

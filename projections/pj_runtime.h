@@ -1,0 +1,69 @@
+/* pj_runtime — the generic projector: reads a context's events topic (read_committed), applies
+ * each event to a projection's read tables and stores the next offset of every partition in the
+ * same MariaDB transaction as the rows (DESIGN.md §5), so that a crash anywhere leaves each event
+ * applied exactly once. Kafka's own committed offsets are never used.
+ *
+ * A projection is data plus two functions; it never touches Kafka. Its tables are named
+ * "<table><suffix>": suffix is "" for the live tables; a rebuild (a later change) fills tables
+ * with another suffix beside the live ones, then swaps them with RENAME TABLE. */
+#ifndef PJ_RUNTIME_H
+#define PJ_RUNTIME_H
+
+#include <stdbool.h>
+#include <jansson.h>
+#include "es_db.h"
+#include "es_err.h"
+
+typedef struct pj_projection {
+    const char *name;          /* "catalog_products": offsets and metrics are keyed by it */
+    const char *context;       /* "catalog": reads catalog.events, writes eventshop_catalog */
+    int version;               /* bumped when the tables' shape or meaning changes */
+    const char *const *tables; /* NULL-terminated: the tables it owns, without suffix */
+    /* Creates its tables "<t><suffix>" if they do not exist. */
+    int (*setup)(es_db_t *db, const char *suffix, es_err_t *err);
+    /* Applies one decoded event inside the runtime's open transaction. event_type is the record's
+     * name without namespace ("ProductListed"); event is borrowed. An event type the projection
+     * does not know is ignored (return 0). A malformed event is ES_EINVAL (or ES_ENOTFOUND,
+     * ES_ECONFLICT when it contradicts the rows): the runtime dead-letters it and goes on. Any
+     * other code (ES_EIO...) makes the runtime roll back and retry the whole batch. */
+    int (*apply)(es_db_t *db, const char *suffix, const char *event_type, const json_t *event,
+                 es_err_t *err);
+} pj_projection_t;
+
+/* The table of every projection (projections.c), NULL-terminated. */
+extern const pj_projection_t *const pj_projections[];
+/* The projection of context named name, or the first of context when name is NULL; borrowed,
+ * NULL if none. */
+const pj_projection_t *pj_projection_find(const char *context, const char *name);
+
+/* Whether suffix may be pasted into a table name: at most 32 of [a-z0-9_]; "" is valid. */
+bool pj_suffix_is_valid(const char *suffix);
+
+typedef struct pj_runtime pj_runtime_t;
+
+typedef struct pj_options {
+    const char *group;  /* consumer group; NULL: "eventshop-<name>-projector" */
+    const char *suffix; /* table suffix; NULL: "" (the live tables) */
+    int batch_max;      /* events per transaction; <= 0: 500 */
+    int linger_ms;      /* longest wait to fill a batch; <= 0: 20 */
+} pj_options_t;
+
+/* Reads pj_options_t from EVENTSHOP_PROJECTOR_GROUP, EVENTSHOP_PROJECTOR_TABLE_SUFFIX,
+ * EVENTSHOP_PROJECTOR_BATCH, EVENTSHOP_PROJECTOR_LINGER_MS (strings borrowed from the
+ * environment). */
+void pj_options_from_env(pj_options_t *opt);
+
+/* Connects to MariaDB (es_db_open(context)), creates the runtime's tables (projection_offsets,
+ * projection_dead_letters) and the projection's, builds the codec (registry at
+ * EVENTSHOP_REGISTRY_URL) and the consumer. p and opt are borrowed; p must outlive the runtime.
+ * NULL with err on failure. */
+pj_runtime_t *pj_runtime_new(const pj_projection_t *p, const pj_options_t *opt, es_err_t *err);
+/* Consumes until pj_runtime_stop; then finishes the current batch and leaves the group.
+ * Returns 0, or -1 with err on an unrecoverable error (ES_EFATAL). Database outages are
+ * retried with back-off, never returned. */
+int pj_runtime_run(pj_runtime_t *rt, es_err_t *err);
+/* Async-signal-safe: asks pj_runtime_run to return. */
+void pj_runtime_stop(pj_runtime_t *rt);
+void pj_runtime_free(pj_runtime_t *rt);
+
+#endif

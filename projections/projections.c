@@ -1,0 +1,30 @@
+/* The table of every projection, by context: the projector role picks its context's. */
+#include <string.h>
+#include "catalog.h"
+#include "pj_runtime.h"
+
+const pj_projection_t *const pj_projections[] = {
+    &catalog_products_projection,
+    NULL,
+};
+
+const pj_projection_t *pj_projection_find(const char *context, const char *name)
+{
+    for (const pj_projection_t *const *p = pj_projections; *p; p++)
+        if (strcmp((*p)->context, context) == 0 && (!name || strcmp((*p)->name, name) == 0))
+            return *p;
+    return NULL;
+}
+
+bool pj_suffix_is_valid(const char *suffix)
+{
+    size_t n = strlen(suffix);
+    if (n > 32)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = suffix[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
+            return false;
+    }
+    return true;
+}

@@ -1,0 +1,187 @@
+"""Fixtures for the integration and end-to-end suites.
+
+They run against the stack that scripts/test.sh starts (real Kafka, MariaDB, registry and every
+role); its settings come from the environment ($ES_STATE/env). Nothing here stands in for Kafka
+or MySQL: Kafka is reached with the confluent-kafka client (librdkafka) and our registry through
+confluent-kafka's own SchemaRegistryClient, i.e. as a third-party reader would.
+"""
+import json
+import os
+import subprocess
+import time
+import uuid
+
+import pymysql
+import pytest
+import requests
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def env(name, default=None):
+    v = os.environ.get(name, default)
+    if v is None:
+        raise RuntimeError(f"{name} is not set: run the suite through scripts/test.sh")
+    return v
+
+
+class Stack:
+    """Starts, stops and kills roles of the running stack through scripts/stack.sh."""
+
+    def _run(self, *args, timeout=120):
+        subprocess.run([os.path.join(TOP, "scripts", "stack.sh"), *args], check=True, timeout=timeout)
+
+    def start(self, role):
+        self._run("role-start", role)
+        self._run("role-wait", role, "90")
+
+    def stop(self, role):
+        self._run("role-stop", role)
+
+    def kill(self, role):
+        self._run("role-kill", role)
+
+
+@pytest.fixture(scope="session")
+def stack():
+    return Stack()
+
+
+@pytest.fixture(scope="session")
+def brokers():
+    return env("EVENTSHOP_KAFKA_BROKERS")
+
+
+@pytest.fixture(scope="session")
+def api_url():
+    return env("EVENTSHOP_API_URL")
+
+
+@pytest.fixture(scope="session")
+def registry():
+    return SchemaRegistryClient({"url": env("EVENTSHOP_REGISTRY_URL")})
+
+
+def mint_token(role, sub, vendor=None, ttl=None):
+    cmd = [os.path.join(env("ES_BUILD"), "api", "eventshop-token"), "--role", role, "--sub", sub]
+    if vendor:
+        cmd += ["--vendor", vendor]
+    if ttl is not None:
+        cmd += ["--ttl", str(ttl)]
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def token():
+    return mint_token
+
+
+def unique(prefix="t"):
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def uid():
+    return unique
+
+
+@pytest.fixture(scope="session")
+def db():
+    """A root connection over the private instance's socket, for checking read models."""
+
+    def connect(context="catalog"):
+        return pymysql.connect(unix_socket=env("EVENTSHOP_MYSQL_ROOT_SOCKET"), user="root",
+                               database=f"eventshop_{context}", autocommit=True,
+                               cursorclass=pymysql.cursors.DictCursor)
+
+    return connect
+
+
+def producer(brokers, **extra):
+    # murmur2_random: the Java-compatible partitioner every eventshop producer uses (DESIGN.md §2)
+    conf = {"bootstrap.servers": brokers, "partitioner": "murmur2_random", "enable.idempotence": True}
+    conf.update(extra)
+    return Producer(conf)
+
+
+def command_serializer(registry, full_name, topic="catalog.commands"):
+    """An AvroSerializer for one of our command types, using the schema the engine registered
+    under the TopicRecordNameStrategy subject (no auto-registration)."""
+    subject = f"{topic}-{full_name}"
+    schema = registry.get_latest_version(subject).schema
+    return AvroSerializer(registry, schema.schema_str,
+                          conf={"auto.register.schemas": False, "use.latest.version": True,
+                                "subject.name.strategy": lambda ctx, name: subject})
+
+
+def read_topic(brokers, registry, topic, timeout=30, decode=True):
+    """Every committed message of topic (all partitions, read_committed), decoded with
+    confluent-kafka's AvroDeserializer through our registry: list of dicts with partition,
+    offset, key, value, headers."""
+    c = Consumer({"bootstrap.servers": brokers, "group.id": unique("reader"),
+                  "enable.auto.commit": False, "isolation.level": "read_committed",
+                  "enable.partition.eof": True, "auto.offset.reset": "earliest"})
+    md = c.list_topics(topic, timeout=10).topics[topic]
+    parts = sorted(md.partitions)
+    ends = {}
+    for p in parts:
+        lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        ends[p] = (lo, hi)
+    todo = {p for p in parts if ends[p][1] > ends[p][0]}
+    c.assign([TopicPartition(topic, p, 0) for p in parts])
+    deser = AvroDeserializer(registry) if decode else None
+    out = []
+    deadline = time.time() + timeout
+    while todo and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is None:
+            continue
+        if m.error():
+            if m.error().code() == -191:  # _PARTITION_EOF
+                todo.discard(m.partition())
+                continue
+            raise RuntimeError(str(m.error()))
+        v = m.value()
+        if decode and v is not None:
+            v = deser(v, SerializationContext(topic, MessageField.VALUE))
+        out.append({"partition": m.partition(), "offset": m.offset(),
+                    "key": m.key().decode() if m.key() else None, "value": v,
+                    "headers": dict(m.headers() or [])})
+        if m.offset() + 1 >= ends[m.partition()][1]:
+            todo.discard(m.partition())
+    c.close()
+    if todo:
+        raise RuntimeError(f"reading {topic} timed out on partitions {sorted(todo)}")
+    return out
+
+
+def wait_for(pred, timeout=60, interval=0.2, what="condition"):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def command_meta(actor, role, vendor=None, aggregate_id="", command_id=None, expected=None):
+    return {"command_id": command_id or str(uuid.uuid4()), "correlation_id": unique("corr"),
+            "aggregate_id": aggregate_id, "issued_at": int(time.time() * 1000), "actor": actor,
+            "actor_role": role, "actor_vendor": vendor, "expected_version": expected}
+
+
+def api_json(resp):
+    try:
+        return resp.json()
+    except ValueError:
+        return {"_raw": resp.text}
+
+
+__all__ = ["producer", "command_serializer", "read_topic", "wait_for", "command_meta", "unique",
+           "mint_token", "api_json", "requests", "json"]
