@@ -4,10 +4,10 @@
 #ifndef SR_COMPAT_H
 #define SR_COMPAT_H
 
+#include "es_err.h"
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
-#include <jansson.h>
-#include "es_err.h"
 
 typedef struct sr_schema sr_schema_t;
 
@@ -47,7 +47,7 @@ bool sr_compat_can_read(const sr_schema_t *reader, const sr_schema_t *writer, js
 /* Is candidate compatible with the existing versions prev[0..n) (oldest first) at level?
  * BACKWARD: candidate reads the latest; FORWARD: the latest reads candidate; FULL: both;
  * *_TRANSITIVE: the same against every version; NONE or n == 0: always. prev is borrowed. */
-bool sr_compat_check(sr_level_t level, const sr_schema_t *candidate,
-                     const sr_schema_t *const *prev, size_t n, json_t *messages);
+bool sr_compat_check(sr_level_t level, const sr_schema_t *candidate, const sr_schema_t *const *prev,
+                     size_t n, json_t *messages);
 
 #endif

@@ -1,0 +1,41 @@
+/* eventshop-registry: the schema registry role (see sr_server.h). */
+#include "es_env.h"
+#include "es_log.h"
+#include "sr_server.h"
+#include <signal.h>
+#include <stdlib.h>
+
+static sr_server_t *server;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (server)
+        sr_server_stop(server);
+}
+
+int main(void)
+{
+    es_log_init("registry");
+    struct sr_server_config cfg = {
+        .addr = es_env_str("EVENTSHOP_REGISTRY_ADDR", "127.0.0.1:8081"),
+        .topic = es_env_str("EVENTSHOP_REGISTRY_TOPIC", "_schemas"),
+        .threads = (int)es_env_long("EVENTSHOP_REGISTRY_THREADS", 2),
+    };
+    es_err_t err = ES_ERR_INIT;
+    server = sr_server_new(&cfg, &err);
+    if (!server) {
+        es_error("registry cannot start: %s", err.msg);
+        return 1;
+    }
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    es_info("registry listening on %s (log '%s')", cfg.addr, cfg.topic);
+    int rc = sr_server_run(server);
+    es_info("registry stopping");
+    sr_server_t *s = server;
+    server = NULL;
+    sr_server_free(s);
+    return rc ? 1 : 0;
+}
