@@ -16,7 +16,7 @@
  * cached), then fills, from the local schema of the same full name, the default of every field
  * the writer lacked (recursively), since avro-c does not resolve defaults itself.
  *
- * Schema files: <dir>/common/*.avsc define the shared records eventshop.Metadata and
+ * Schema files: <dir>/common/<Name>.avsc define the shared records eventshop.Metadata and
  * eventshop.CommandMetadata (inlined wherever another schema names them) and
  * eventshop.CommandResult; <dir>/<context>/<kind>/<Name>.avsc, kind in commands, events,
  * changelog, go on topic "<context>.<kind>"; CommandResult goes on "<context>.results".

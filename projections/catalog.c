@@ -1,7 +1,7 @@
-#include <stdlib.h>
-#include <string.h>
 #include "catalog.h"
 #include "es_mem.h"
+#include <stdlib.h>
+#include <string.h>
 
 static const char *const catalog_products_tables[] = {"products", NULL};
 

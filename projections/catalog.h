@@ -3,11 +3,11 @@
 #ifndef PJ_CATALOG_H
 #define PJ_CATALOG_H
 
-#include <stdbool.h>
-#include <jansson.h>
 #include "es_db.h"
 #include "es_err.h"
 #include "pj_runtime.h"
+#include <jansson.h>
+#include <stdbool.h>
 
 extern const pj_projection_t catalog_products_projection;
 
@@ -15,8 +15,8 @@ extern const pj_projection_t catalog_products_projection;
 
 /* One statement an event turns into, built without I/O (unit-tested). */
 struct catalog_stmt {
-    char *sql;                                      /* owned; NULL: the event changes nothing */
-    es_db_val_t params[CATALOG_STMT_MAX_PARAMS];    /* strings borrowed from the event or attrs */
+    char *sql;                                   /* owned; NULL: the event changes nothing */
+    es_db_val_t params[CATALOG_STMT_MAX_PARAMS]; /* strings borrowed from the event or attrs */
     size_t n;
     bool must_match; /* an UPDATE that must find its row (else ES_ENOTFOUND) */
     char *attrs;     /* owned: the attributes as JSON text */

@@ -9,10 +9,10 @@
 #ifndef PJ_RUNTIME_H
 #define PJ_RUNTIME_H
 
-#include <stdbool.h>
-#include <jansson.h>
 #include "es_db.h"
 #include "es_err.h"
+#include <jansson.h>
+#include <stdbool.h>
 
 typedef struct pj_projection {
     const char *name;          /* "catalog_products": offsets and metrics are keyed by it */

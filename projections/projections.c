@@ -1,7 +1,7 @@
 /* The table of every projection, by context: the projector role picks its context's. */
-#include <string.h>
 #include "catalog.h"
 #include "pj_runtime.h"
+#include <string.h>
 
 const pj_projection_t *const pj_projections[] = {
     &catalog_products_projection,

@@ -10,8 +10,12 @@ rd_kafka_conf_t *es_kafka_conf_new(const char *client_id, const char *const *kv,
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char errstr[512];
+    /* the partitioner only means something to a producer; librdkafka warns on consumers */
+    int consumer = 0;
+    for (const char *const *p = kv; p && p[0]; p += 2)
+        consumer |= !strcmp(p[0], "group.id") || !strcmp(p[0], "isolation.level");
     const char *base[] = {"bootstrap.servers", es_env_brokers(), "client.id", client_id,
-                          "partitioner", "murmur2_random", NULL};
+                          consumer ? NULL : "partitioner", "murmur2_random", NULL};
     for (int pass = 0; pass < 2; pass++) {
         const char *const *p = pass == 0 ? base : kv;
         for (; p && p[0]; p += 2) {

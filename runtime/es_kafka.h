@@ -10,7 +10,8 @@
 
 /* A new configuration with bootstrap.servers from EVENTSHOP_KAFKA_BROKERS, client.id,
  * partitioner=murmur2_random, then each "key", "value" pair of kv (NULL-terminated list, may be
- * NULL). Caller owns the result (or hands it to rd_kafka_new). NULL with err on a bad key. */
+ * NULL). A consumer's configuration (one with a group.id or isolation.level key) gets no
+ * partitioner. Caller owns the result (or hands it to rd_kafka_new). NULL with err on a bad key. */
 rd_kafka_conf_t *es_kafka_conf_new(const char *client_id, const char *const *kv, es_err_t *err);
 
 /* "<context>.<kind>", e.g. es_topic(buf, sizeof buf, "catalog", "events"). Returns buf. */
