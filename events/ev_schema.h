@@ -3,8 +3,8 @@
 #ifndef EV_SCHEMA_H
 #define EV_SCHEMA_H
 
-#include <jansson.h>
 #include "es_err.h"
+#include <jansson.h>
 
 /* Parses one .avsc file (duplicate keys refused). Returns a new reference, or NULL with err
  * set to ES_EINVAL naming label (the file's name for messages, borrowed). */
@@ -20,8 +20,8 @@ void ev_schema_expand(json_t *schema, const json_t *common);
  * full name is not yet in defaults (borrowed, modified), an object field -> default where each
  * default is converted to the codec's JSON mapping (bytes/fixed as base64). On error returns -1
  * with ES_EINVAL naming label. */
-int ev_schema_validate(const json_t *schema, const char *label, json_t *defaults,
-                       char **full_name, es_err_t *err);
+int ev_schema_validate(const json_t *schema, const char *label, json_t *defaults, char **full_name,
+                       es_err_t *err);
 
 /* Base64 (standard alphabet, padded). encode: new string owned by the caller. decode: a new
  * buffer owned by the caller with *len bytes (never NULL on success, even when empty), or NULL

@@ -1,12 +1,12 @@
 /* sr_client — Confluent Schema Registry REST client over libcurl (see sr_client.h). */
 #include "sr_client.h"
 
+#include "es_mem.h"
+#include <curl/curl.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <curl/curl.h>
-#include <jansson.h>
-#include "es_mem.h"
 
 #define SR_TIMEOUT_MS   5000L
 #define SR_MAX_BODY     (8u << 20) /* a registry answer larger than this is refused */
@@ -130,8 +130,8 @@ out:
     return rc;
 }
 
-int sr_client_register(sr_client_t *sr, const char *subject, const char *schema_json,
-                       int32_t *id, es_err_t *err)
+int sr_client_register(sr_client_t *sr, const char *subject, const char *schema_json, int32_t *id,
+                       es_err_t *err)
 {
     int rc = -1;
     sr_buf_t resp = {0};

@@ -1,0 +1,103 @@
+"""make bench, the measuring part (scripts/bench.sh starts a private stack first).
+
+For each handler batch size: stop the catalog handler, preload N ListProduct commands on
+catalog.commands, start the handler with that batch size, and time from its first to its last
+result (broker timestamps of catalog.results). Then the baseline: eventshop-bench-raw writes
+the same three records per command (event, state, result; same sizes) with the same batch per
+transaction to the same broker. Prints both rates, their ratio and the handler's resident memory."""
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration"))
+from confluent_kafka import Consumer, TopicPartition  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+from conftest import Stack, command_meta, command_serializer, producer  # noqa: E402
+from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: E402
+from confluent_kafka.serialization import MessageField, SerializationContext  # noqa: E402
+
+brokers = os.environ["EVENTSHOP_KAFKA_BROKERS"]
+registry = SchemaRegistryClient({"url": os.environ["EVENTSHOP_REGISTRY_URL"]})
+N = int(os.environ.get("BENCH_COMMANDS", "20000"))
+BATCHES = [int(b) for b in os.environ.get("BENCH_BATCHES", "100 500 2000").split()]
+stack = Stack()
+
+
+def results_end():
+    c = Consumer({"bootstrap.servers": brokers, "group.id": "bench-" + uuid.uuid4().hex})
+    ends = {p: c.get_watermark_offsets(TopicPartition("catalog.results", p))[1] for p in range(
+        len(c.list_topics("catalog.results").topics["catalog.results"].partitions))}
+    c.close()
+    return ends
+
+
+def wait_results(start, n, timeout=600):
+    """Timestamps of the first n results after the offsets in start."""
+    c = Consumer({"bootstrap.servers": brokers, "group.id": "bench-" + uuid.uuid4().hex,
+                  "isolation.level": "read_committed", "enable.auto.commit": False})
+    c.assign([TopicPartition("catalog.results", p, o) for p, o in start.items()])
+    stamps = []
+    deadline = time.time() + timeout
+    while len(stamps) < n and time.time() < deadline:
+        for m in c.consume(10000, 0.5):
+            if not m.error():
+                stamps.append(m.timestamp()[1])
+    c.close()
+    if len(stamps) < n:
+        raise SystemExit(f"bench: only {len(stamps)} of {n} results within {timeout}s")
+    return min(stamps), max(stamps)
+
+
+def rss_kb(role):
+    pid = open(os.path.join(os.environ["ES_STATE"], "run", role + ".pid")).read().strip()
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def preload(prefix):
+    ser = command_serializer(registry, "eventshop.catalog.ListProduct")
+    p = producer(brokers, **{"linger.ms": 50})
+    size = 0
+    for i in range(N):
+        sku = f"{prefix}-{i:06d}"
+        v = {"metadata": command_meta("bench-user", "vendor", "bench-vendor", sku), "sku": sku,
+             "vendor_id": "bench-vendor", "name": f"Benchmark product {i}",
+             "description": "a product listed by make bench", "category": "bench",
+             "attributes": {"colour": "blue", "size": "M"}, "currency": "EUR"}
+        data = ser(v, SerializationContext("catalog.commands", MessageField.VALUE))
+        size = len(data)
+        while True:
+            try:
+                p.produce("catalog.commands", key=sku, value=data)
+                break
+            except BufferError:
+                p.poll(0.05)
+        p.poll(0)
+    p.flush(60)
+    return size
+
+
+AdminClient({"bootstrap.servers": brokers}).create_topics(
+    [NewTopic("bench.raw", 4, 1)])[ "bench.raw"].exception(10)
+print(f"{N} ListProduct commands per run, 4 partitions, one handler, local single-node broker")
+print(f"{'batch':>6} {'handler cmd/s':>14} {'raw cmd/s':>10} {'ratio':>6} {'handler RSS':>12}")
+for b in BATCHES:
+    stack.stop("handler-catalog")
+    start = results_end()
+    cmd_bytes = preload("bench-" + uuid.uuid4().hex[:8])
+    os.environ["EVENTSHOP_HANDLER_BATCH"] = str(b)
+    stack.start("handler-catalog")
+    t_first, t_last = wait_results(start, N)
+    rate = N / max((t_last - t_first) / 1000.0, 1e-3)
+    rss = rss_kb("handler-catalog")
+    # the handler writes an event about the command's size, a state a bit smaller, a result ~120 B
+    raw = subprocess.run([os.path.join(os.environ["ES_BUILD"], "bench", "eventshop-bench-raw"),
+                          "bench.raw", str(N), str(b), str(cmd_bytes + 40), str(cmd_bytes - 60),
+                          "130"], check=True, capture_output=True, text=True).stdout.split()[1]
+    raw = float(raw)
+    print(f"{b:>6} {rate:>14.0f} {raw:>10.0f} {rate / raw:>6.2f} {rss / 1024:>9.1f} MiB",
+          flush=True)

@@ -1,0 +1,494 @@
+/* ev_convert — JSON <-> avro generic values (see ev_convert.h). */
+#include "ev_convert.h"
+
+#include "es_mem.h"
+#include "ev_schema.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EV_MAX_DEPTH 64
+
+/* The dotted path of the field being converted, for error messages. */
+typedef struct ev_path {
+    char buf[200];
+    size_t len;
+    int depth;
+} ev_path_t;
+
+static size_t ev_path_push(ev_path_t *p, const char *fmt, const char *s, size_t idx)
+{
+    size_t saved = p->len;
+    size_t room = sizeof(p->buf) - p->len;
+    int n;
+    if (s)
+        n = snprintf(p->buf + p->len, room, p->len ? ".%s" : "%s", s);
+    else
+        n = snprintf(p->buf + p->len, room, fmt, idx);
+    p->len = n < 0 || (size_t)n >= room ? sizeof(p->buf) - 1 : p->len + (size_t)n;
+    p->depth++;
+    return saved;
+}
+
+static void ev_path_pop(ev_path_t *p, size_t saved)
+{
+    p->len = saved;
+    p->buf[saved] = '\0';
+    p->depth--;
+}
+
+static const char *ev_path_str(const ev_path_t *p)
+{
+    return p->len ? p->buf : "(value)";
+}
+
+static const char *ev_json_kind(const json_t *j)
+{
+    switch (json_typeof(j)) {
+    case JSON_OBJECT:
+        return "object";
+    case JSON_ARRAY:
+        return "array";
+    case JSON_STRING:
+        return "string";
+    case JSON_INTEGER:
+        return "integer";
+    case JSON_REAL:
+        return "real";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "boolean";
+    case JSON_NULL:
+        return "null";
+    }
+    return "?";
+}
+
+static char *ev_record_name(avro_schema_t s)
+{
+    const char *ns = avro_schema_namespace(s);
+    const char *name = avro_schema_name(s);
+    return ns && *ns ? xasprintf("%s.%s", ns, name) : xstrdup(name);
+}
+
+static avro_schema_t ev_unlink(avro_schema_t s)
+{
+    while (is_avro_link(s))
+        s = avro_schema_link_target(s);
+    return s;
+}
+
+static int ev_wrong(ev_path_t *p, const char *want, const json_t *j, es_err_t *err)
+{
+    return es_set(err, ES_EINVAL, "%s: expected %s, got %s", ev_path_str(p), want, ev_json_kind(j));
+}
+
+static int ev_avro_fail(ev_path_t *p, const char *what, es_err_t *err)
+{
+    return es_set(err, ES_EINVAL, "%s: %s: %s", ev_path_str(p), what, avro_strerror());
+}
+
+/* Whether a JSON value's kind fits a union branch (the first fitting branch is taken). */
+static bool ev_branch_fits(avro_schema_t b, const json_t *j)
+{
+    switch (avro_typeof(b)) {
+    case AVRO_NULL:
+        return json_is_null(j);
+    case AVRO_BOOLEAN:
+        return json_is_boolean(j);
+    case AVRO_INT32:
+        return json_is_integer(j) && json_integer_value(j) >= INT32_MIN &&
+               json_integer_value(j) <= INT32_MAX;
+    case AVRO_INT64:
+        return json_is_integer(j);
+    case AVRO_FLOAT:
+    case AVRO_DOUBLE:
+        return json_is_number(j);
+    case AVRO_STRING:
+    case AVRO_BYTES:
+    case AVRO_FIXED:
+        return json_is_string(j);
+    case AVRO_ENUM:
+        return json_is_string(j) && avro_schema_enum_get_by_name(b, json_string_value(j)) >= 0;
+    case AVRO_RECORD:
+    case AVRO_MAP:
+        return json_is_object(j);
+    case AVRO_ARRAY:
+        return json_is_array(j);
+    default:
+        return false;
+    }
+}
+
+static int ev_to_avro(const json_t *defs, const json_t *j, avro_value_t *v, ev_path_t *p,
+                      es_err_t *err);
+
+static int ev_record_to_avro(const json_t *defs, const json_t *j, avro_value_t *v, ev_path_t *p,
+                             es_err_t *err)
+{
+    int rc = -1;
+    avro_schema_t s = avro_value_get_schema(v);
+    char *full = ev_record_name(s);
+    if (!json_is_object(j)) {
+        ev_wrong(p, "object", j, err);
+        goto out;
+    }
+    const char *key;
+    json_t *fv;
+    json_object_foreach((json_t *)j, key, fv)
+    {
+        if (avro_schema_record_field_get_index(s, key) < 0) {
+            size_t saved = ev_path_push(p, NULL, key, 0);
+            es_set(err, ES_EINVAL, "%s: unknown field", ev_path_str(p));
+            ev_path_pop(p, saved);
+            goto out;
+        }
+    }
+    const json_t *rdefs = json_object_get(defs, full);
+    size_t n = avro_schema_record_size(s);
+    for (size_t i = 0; i < n; i++) {
+        const char *fname = avro_schema_record_field_name(s, (int)i);
+        avro_value_t child;
+        size_t saved = ev_path_push(p, NULL, fname, 0);
+        const json_t *val = json_object_get(j, fname);
+        if (!val)
+            val = json_object_get(rdefs, fname);
+        if (!val) {
+            es_set(err, ES_EINVAL, "%s: missing required field", ev_path_str(p));
+            ev_path_pop(p, saved);
+            goto out;
+        }
+        if (avro_value_get_by_index(v, i, &child, NULL) != 0) {
+            ev_avro_fail(p, "cannot get field", err);
+            ev_path_pop(p, saved);
+            goto out;
+        }
+        int r = ev_to_avro(defs, val, &child, p, err);
+        ev_path_pop(p, saved);
+        if (r < 0)
+            goto out;
+    }
+    rc = 0;
+out:
+    free(full);
+    return rc;
+}
+
+static int ev_union_to_avro(const json_t *defs, const json_t *j, avro_value_t *v, ev_path_t *p,
+                            es_err_t *err)
+{
+    avro_schema_t s = avro_value_get_schema(v);
+    size_t n = avro_schema_union_size(s);
+    for (size_t i = 0; i < n; i++) {
+        avro_schema_t b = ev_unlink(avro_schema_union_branch(s, (int)i));
+        if (!ev_branch_fits(b, j))
+            continue;
+        avro_value_t branch;
+        if (avro_value_set_branch(v, (int)i, &branch) != 0)
+            return ev_avro_fail(p, "cannot set union branch", err);
+        return ev_to_avro(defs, j, &branch, p, err);
+    }
+    char want[160] = "";
+    size_t o = 0;
+    for (size_t i = 0; i < n && o < sizeof(want); i++) {
+        avro_schema_t b = ev_unlink(avro_schema_union_branch(s, (int)i));
+        int w =
+            snprintf(want + o, sizeof(want) - o, "%s%s", i ? " or " : "", avro_schema_type_name(b));
+        o = w < 0 ? sizeof(want) : o + (size_t)w;
+    }
+    return ev_wrong(p, want, j, err);
+}
+
+static int ev_to_avro(const json_t *defs, const json_t *j, avro_value_t *v, ev_path_t *p,
+                      es_err_t *err)
+{
+    if (p->depth > EV_MAX_DEPTH)
+        return es_set(err, ES_EINVAL, "%s: nested too deeply", ev_path_str(p));
+    int r = 0;
+    switch (avro_value_get_type(v)) {
+    case AVRO_NULL:
+        if (!json_is_null(j))
+            return ev_wrong(p, "null", j, err);
+        r = avro_value_set_null(v);
+        break;
+    case AVRO_BOOLEAN:
+        if (!json_is_boolean(j))
+            return ev_wrong(p, "boolean", j, err);
+        r = avro_value_set_boolean(v, json_is_true(j));
+        break;
+    case AVRO_INT32:
+        if (!json_is_integer(j))
+            return ev_wrong(p, "int", j, err);
+        if (json_integer_value(j) < INT32_MIN || json_integer_value(j) > INT32_MAX)
+            return es_set(err, ES_EINVAL, "%s: %lld is out of range for int", ev_path_str(p),
+                          (long long)json_integer_value(j));
+        r = avro_value_set_int(v, (int32_t)json_integer_value(j));
+        break;
+    case AVRO_INT64:
+        if (!json_is_integer(j))
+            return ev_wrong(p, "long", j, err);
+        r = avro_value_set_long(v, (int64_t)json_integer_value(j));
+        break;
+    case AVRO_FLOAT:
+        if (!json_is_number(j))
+            return ev_wrong(p, "float", j, err);
+        r = avro_value_set_float(v, (float)json_number_value(j));
+        break;
+    case AVRO_DOUBLE:
+        if (!json_is_number(j))
+            return ev_wrong(p, "double", j, err);
+        r = avro_value_set_double(v, json_number_value(j));
+        break;
+    case AVRO_STRING:
+        if (!json_is_string(j))
+            return ev_wrong(p, "string", j, err);
+        /* avro-c string sizes count the terminating NUL */
+        r = avro_value_set_string_len(v, json_string_value(j), json_string_length(j) + 1);
+        break;
+    case AVRO_BYTES:
+    case AVRO_FIXED: {
+        bool fixed = avro_value_get_type(v) == AVRO_FIXED;
+        if (!json_is_string(j))
+            return ev_wrong(p, "base64 string", j, err);
+        size_t n = 0;
+        void *raw = ev_base64_decode(json_string_value(j), json_string_length(j), &n);
+        if (!raw)
+            return es_set(err, ES_EINVAL, "%s: not valid base64", ev_path_str(p));
+        if (fixed) {
+            int64_t want = avro_schema_fixed_size(avro_value_get_schema(v));
+            if ((int64_t)n != want) {
+                free(raw);
+                return es_set(err, ES_EINVAL, "%s: %zu bytes for a fixed of %lld", ev_path_str(p),
+                              n, (long long)want);
+            }
+            r = avro_value_set_fixed(v, raw, n);
+        } else {
+            r = avro_value_set_bytes(v, raw, n);
+        }
+        free(raw);
+        break;
+    }
+    case AVRO_ENUM: {
+        if (!json_is_string(j))
+            return ev_wrong(p, "enum symbol", j, err);
+        int idx = avro_schema_enum_get_by_name(avro_value_get_schema(v), json_string_value(j));
+        if (idx < 0)
+            return es_set(err, ES_EINVAL, "%s: '%.60s' is not a symbol", ev_path_str(p),
+                          json_string_value(j));
+        r = avro_value_set_enum(v, idx);
+        break;
+    }
+    case AVRO_ARRAY: {
+        if (!json_is_array(j))
+            return ev_wrong(p, "array", j, err);
+        size_t i;
+        json_t *el;
+        json_array_foreach(j, i, el)
+        {
+            avro_value_t child;
+            size_t saved = ev_path_push(p, "[%zu]", NULL, i);
+            if (avro_value_append(v, &child, NULL) != 0)
+                r = ev_avro_fail(p, "cannot append", err);
+            else
+                r = ev_to_avro(defs, el, &child, p, err);
+            ev_path_pop(p, saved);
+            if (r < 0)
+                return -1;
+        }
+        return 0;
+    }
+    case AVRO_MAP: {
+        if (!json_is_object(j))
+            return ev_wrong(p, "map object", j, err);
+        const char *key;
+        json_t *el;
+        json_object_foreach((json_t *)j, key, el)
+        {
+            avro_value_t child;
+            size_t saved = ev_path_push(p, NULL, key, 0);
+            if (avro_value_add(v, key, &child, NULL, NULL) != 0)
+                r = ev_avro_fail(p, "cannot add map entry", err);
+            else
+                r = ev_to_avro(defs, el, &child, p, err);
+            ev_path_pop(p, saved);
+            if (r < 0)
+                return -1;
+        }
+        return 0;
+    }
+    case AVRO_UNION:
+        return ev_union_to_avro(defs, j, v, p, err);
+    case AVRO_RECORD:
+        return ev_record_to_avro(defs, j, v, p, err);
+    default:
+        return es_set(err, ES_EINTERNAL, "%s: unsupported avro type", ev_path_str(p));
+    }
+    if (r != 0)
+        return ev_avro_fail(p, "cannot set value", err);
+    return 0;
+}
+
+int ev_json_to_avro(const json_t *defaults, const json_t *j, avro_value_t *v, es_err_t *err)
+{
+    ev_path_t p = {.buf = "", .len = 0, .depth = 0};
+    return ev_to_avro(defaults, j, v, &p, err) < 0 ? -1 : 0;
+}
+
+/* ---- decoding ---------------------------------------------------------------------------- */
+
+static json_t *ev_from_avro(const json_t *defs, avro_value_t *v, ev_path_t *p, es_err_t *err);
+
+static json_t *ev_record_from_avro(const json_t *defs, avro_value_t *v, ev_path_t *p, es_err_t *err)
+{
+    size_t n = 0;
+    avro_value_get_size(v, &n);
+    json_t *obj = json_object();
+    for (size_t i = 0; i < n; i++) {
+        avro_value_t child;
+        const char *name = NULL;
+        if (avro_value_get_by_index(v, i, &child, &name) != 0) {
+            ev_avro_fail(p, "cannot get field", err);
+            goto fail;
+        }
+        size_t saved = ev_path_push(p, NULL, name, 0);
+        json_t *c = ev_from_avro(defs, &child, p, err);
+        ev_path_pop(p, saved);
+        if (!c)
+            goto fail;
+        json_object_set_new(obj, name, c);
+    }
+    /* fields the reader (local) schema has and the writer lacked: their defaults */
+    char *full = ev_record_name(avro_value_get_schema(v));
+    const char *key;
+    json_t *d;
+    json_object_foreach(json_object_get(defs, full), key, d)
+    {
+        if (!json_object_get(obj, key))
+            json_object_set_new(obj, key, json_deep_copy(d));
+    }
+    free(full);
+    return obj;
+fail:
+    json_decref(obj);
+    return NULL;
+}
+
+static json_t *ev_from_avro(const json_t *defs, avro_value_t *v, ev_path_t *p, es_err_t *err)
+{
+    if (p->depth > EV_MAX_DEPTH) {
+        es_set(err, ES_EINVAL, "%s: nested too deeply", ev_path_str(p));
+        return NULL;
+    }
+    json_t *out = NULL;
+    switch (avro_value_get_type(v)) {
+    case AVRO_NULL:
+        return json_null();
+    case AVRO_BOOLEAN: {
+        int b = 0;
+        avro_value_get_boolean(v, &b);
+        return json_boolean(b);
+    }
+    case AVRO_INT32: {
+        int32_t x = 0;
+        avro_value_get_int(v, &x);
+        return json_integer(x);
+    }
+    case AVRO_INT64: {
+        int64_t x = 0;
+        avro_value_get_long(v, &x);
+        return json_integer(x);
+    }
+    case AVRO_FLOAT:
+    case AVRO_DOUBLE: {
+        double x = 0;
+        if (avro_value_get_type(v) == AVRO_FLOAT) {
+            float f = 0;
+            avro_value_get_float(v, &f);
+            x = f;
+        } else {
+            avro_value_get_double(v, &x);
+        }
+        if (!isfinite(x))
+            es_set(err, ES_EINVAL, "%s: not a finite number", ev_path_str(p));
+        else
+            out = json_real(x);
+        return out;
+    }
+    case AVRO_STRING: {
+        const char *s = NULL;
+        size_t size = 0;
+        avro_value_get_string(v, &s, &size);
+        out = json_stringn(s ? s : "", size ? size - 1 : 0);
+        if (!out)
+            es_set(err, ES_EINVAL, "%s: string is not valid utf-8", ev_path_str(p));
+        return out;
+    }
+    case AVRO_BYTES:
+    case AVRO_FIXED: {
+        const void *buf = NULL;
+        size_t size = 0;
+        if (avro_value_get_type(v) == AVRO_FIXED)
+            avro_value_get_fixed(v, &buf, &size);
+        else
+            avro_value_get_bytes(v, &buf, &size);
+        char *b64 = ev_base64_encode(buf, size);
+        out = json_string(b64);
+        free(b64);
+        return out;
+    }
+    case AVRO_ENUM: {
+        int idx = -1;
+        avro_schema_t s = avro_value_get_schema(v);
+        avro_value_get_enum(v, &idx);
+        if (idx < 0 || idx >= avro_schema_enum_number_of_symbols(s)) {
+            es_set(err, ES_EINVAL, "%s: enum index %d out of range", ev_path_str(p), idx);
+            return NULL;
+        }
+        return json_string(avro_schema_enum_get(s, idx));
+    }
+    case AVRO_ARRAY:
+    case AVRO_MAP: {
+        bool map = avro_value_get_type(v) == AVRO_MAP;
+        size_t n = 0;
+        avro_value_get_size(v, &n);
+        out = map ? json_object() : json_array();
+        for (size_t i = 0; i < n; i++) {
+            avro_value_t child;
+            const char *key = NULL;
+            avro_value_get_by_index(v, i, &child, map ? &key : NULL);
+            size_t saved = map ? ev_path_push(p, NULL, key, 0) : ev_path_push(p, "[%zu]", NULL, i);
+            json_t *c = ev_from_avro(defs, &child, p, err);
+            ev_path_pop(p, saved);
+            if (!c) {
+                json_decref(out);
+                return NULL;
+            }
+            if (map)
+                json_object_set_new(out, key, c);
+            else
+                json_array_append_new(out, c);
+        }
+        return out;
+    }
+    case AVRO_UNION: {
+        avro_value_t branch;
+        if (avro_value_get_current_branch(v, &branch) != 0) {
+            ev_avro_fail(p, "union without a branch", err);
+            return NULL;
+        }
+        return ev_from_avro(defs, &branch, p, err);
+    }
+    case AVRO_RECORD:
+        return ev_record_from_avro(defs, v, p, err);
+    default:
+        es_set(err, ES_EINTERNAL, "%s: unsupported avro type", ev_path_str(p));
+        return NULL;
+    }
+}
+
+json_t *ev_avro_to_json(const json_t *defaults, avro_value_t *v, es_err_t *err)
+{
+    ev_path_t p = {.buf = "", .len = 0, .depth = 0};
+    return ev_from_avro(defaults, v, &p, err);
+}
