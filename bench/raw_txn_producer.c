@@ -4,11 +4,11 @@
  *
  *   eventshop-bench-raw TOPIC COMMANDS BATCH EVENT_BYTES STATE_BYTES RESULT_BYTES
  * prints "raw_commands_per_s <rate>". */
+#include "es_kafka.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include "es_kafka.h"
 
 static double now_s(void)
 {

@@ -1,13 +1,13 @@
 /* eventshop-admin — operator commands on the Kafka side. `eventshop-admin topics [ctx...]`
  * creates (idempotently) every topic of DESIGN.md §2 for the given contexts, waiting up to 60 s
  * for the broker to answer first, so scripts can use it as the broker's readiness probe. */
+#include "es_env.h"
+#include "es_err.h"
+#include "es_kafka.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "es_env.h"
-#include "es_err.h"
-#include "es_kafka.h"
 
 typedef struct topic_kind {
     const char *kind;
@@ -101,7 +101,8 @@ static int create_topics(int nctx, char **ctxs)
             rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[i]);
             if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
                 fprintf(stderr, "eventshop-admin: topic '%s': %s\n",
-                        rd_kafka_topic_result_name(tr[i]), rd_kafka_topic_result_error_string(tr[i]));
+                        rd_kafka_topic_result_name(tr[i]),
+                        rd_kafka_topic_result_error_string(tr[i]));
                 rc = 1;
             }
         }

@@ -4,9 +4,9 @@
 #ifndef ES_DB_H
 #define ES_DB_H
 
-#include <stddef.h>
-#include <jansson.h>
 #include "es_err.h"
+#include <jansson.h>
+#include <stddef.h>
 
 typedef struct es_db es_db_t;
 

@@ -1,9 +1,9 @@
+#include "es_env.h"
+#include "es_mem.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "es_env.h"
-#include "es_mem.h"
 
 #ifndef ES_SCHEMA_DIR
 #define ES_SCHEMA_DIR "events/schemas"

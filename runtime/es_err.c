@@ -1,6 +1,6 @@
+#include "es_err.h"
 #include <stdarg.h>
 #include <stdio.h>
-#include "es_err.h"
 
 int es_set(es_err_t *err, es_code_t code, const char *fmt, ...)
 {

@@ -7,16 +7,16 @@
 
 typedef enum es_code {
     ES_OK = 0,
-    ES_EINVAL,      /* bad input from a client: a 4xx */
-    ES_ENOTFOUND,   /* unknown aggregate, subject, route */
-    ES_ECONFLICT,   /* state or version conflict */
-    ES_EFORBIDDEN,  /* authenticated but not allowed */
-    ES_EUNAUTH,     /* missing or bad credentials */
-    ES_ETOOLARGE,   /* body or value over a cap */
-    ES_EIO,         /* a dependency (Kafka, MySQL, registry) failed; may be retried */
-    ES_ETIMEOUT,    /* a bounded wait ran out */
-    ES_EFATAL,      /* unrecoverable: restart the process */
-    ES_EINTERNAL,   /* a bug */
+    ES_EINVAL,     /* bad input from a client: a 4xx */
+    ES_ENOTFOUND,  /* unknown aggregate, subject, route */
+    ES_ECONFLICT,  /* state or version conflict */
+    ES_EFORBIDDEN, /* authenticated but not allowed */
+    ES_EUNAUTH,    /* missing or bad credentials */
+    ES_ETOOLARGE,  /* body or value over a cap */
+    ES_EIO,        /* a dependency (Kafka, MySQL, registry) failed; may be retried */
+    ES_ETIMEOUT,   /* a bounded wait ran out */
+    ES_EFATAL,     /* unrecoverable: restart the process */
+    ES_EINTERNAL,  /* a bug */
 } es_code_t;
 
 typedef struct es_err {
@@ -24,7 +24,13 @@ typedef struct es_err {
     char msg[256];
 } es_err_t;
 
-#define ES_ERR_INIT {ES_OK, {0}}
+#define ES_ERR_INIT                                                                                \
+    {                                                                                              \
+        ES_OK,                                                                                     \
+        {                                                                                          \
+            0                                                                                      \
+        }                                                                                          \
+    }
 
 /* Sets code and a printf-style message unless an error is already set. Returns -1 (or the
  * negated code through es_fail) so callers can `return es_set(err, ...)`. err may be NULL. */

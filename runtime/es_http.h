@@ -5,9 +5,9 @@
 #ifndef ES_HTTP_H
 #define ES_HTTP_H
 
-#include <stddef.h>
-#include <jansson.h>
 #include "es_err.h"
+#include <jansson.h>
+#include <stddef.h>
 
 typedef struct es_http_server es_http_server_t;
 typedef struct es_http_req es_http_req_t;         /* one request; valid until answered */
@@ -20,15 +20,15 @@ typedef struct es_http_route {
     const char *method;  /* "GET", "POST", ... */
     const char *pattern; /* "/v1/products/{sku}": {name} matches one non-empty segment */
     es_http_fn fn;
-    const void *data;    /* the app's, e.g. required roles; es_http_route_data() */
+    const void *data; /* the app's, e.g. required roles; es_http_route_data() */
 } es_http_route_t;
 
 typedef struct es_http_config {
-    const char *host;   /* "127.0.0.1" */
+    const char *host; /* "127.0.0.1" */
     int port;
-    int threads;        /* event-loop threads, >= 1 */
-    size_t max_body;    /* bigger bodies get 413 before any handler runs */
-    void *app;          /* es_http_app() */
+    int threads;     /* event-loop threads, >= 1 */
+    size_t max_body; /* bigger bodies get 413 before any handler runs */
+    void *app;       /* es_http_app() */
     /* Per-thread state (e.g. a DB connection) made on each loop thread; both may be NULL. */
     void *(*thread_init)(void *app);
     void (*thread_free)(void *tls);
@@ -45,7 +45,7 @@ void es_http_server_free(es_http_server_t *s);
 
 /* Request accessors; returned strings are borrowed from the request unless they say dup. */
 const char *es_http_method(es_http_req_t *r);
-const char *es_http_path(es_http_req_t *r);                /* without the query string */
+const char *es_http_path(es_http_req_t *r);                    /* without the query string */
 const char *es_http_param(es_http_req_t *r, const char *name); /* {name} from the pattern */
 char *es_http_query_dup(es_http_req_t *r, const char *name);   /* decoded, caller frees; NULL */
 char *es_http_header_dup(es_http_req_t *r, const char *name);  /* case-insensitive; NULL */

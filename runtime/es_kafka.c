@@ -1,10 +1,10 @@
+#include "es_kafka.h"
+#include "es_env.h"
+#include "es_mem.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include "es_env.h"
-#include "es_kafka.h"
-#include "es_mem.h"
 
 rd_kafka_conf_t *es_kafka_conf_new(const char *client_id, const char *const *kv, es_err_t *err)
 {
@@ -14,8 +14,13 @@ rd_kafka_conf_t *es_kafka_conf_new(const char *client_id, const char *const *kv,
     int consumer = 0;
     for (const char *const *p = kv; p && p[0]; p += 2)
         consumer |= !strcmp(p[0], "group.id") || !strcmp(p[0], "isolation.level");
-    const char *base[] = {"bootstrap.servers", es_env_brokers(), "client.id", client_id,
-                          consumer ? NULL : "partitioner", "murmur2_random", NULL};
+    const char *base[] = {"bootstrap.servers",
+                          es_env_brokers(),
+                          "client.id",
+                          client_id,
+                          consumer ? NULL : "partitioner",
+                          "murmur2_random",
+                          NULL};
     for (int pass = 0; pass < 2; pass++) {
         const char *const *p = pass == 0 ? base : kv;
         for (; p && p[0]; p += 2) {
@@ -63,8 +68,9 @@ static long long now_ms(void)
 int es_kafka_read_partition(const char *topic, int32_t partition, es_kafka_msg_fn fn, void *arg,
                             int timeout_ms, es_err_t *err)
 {
-    const char *kv[] = {"isolation.level", "read_committed", "enable.auto.commit", "false",
-                        "enable.partition.eof", "true", "group.id", "eventshop-reader", NULL};
+    const char *kv[] = {"isolation.level", "read_committed",       "enable.auto.commit",
+                        "false",           "enable.partition.eof", "true",
+                        "group.id",        "eventshop-reader",     NULL};
     rd_kafka_conf_t *conf = es_kafka_conf_new("eventshop-reader", kv, err);
     if (!conf)
         return -1;

@@ -4,9 +4,9 @@
 #ifndef ES_KAFKA_H
 #define ES_KAFKA_H
 
-#include <stdint.h>
-#include <librdkafka/rdkafka.h>
 #include "es_err.h"
+#include <librdkafka/rdkafka.h>
+#include <stdint.h>
 
 /* A new configuration with bootstrap.servers from EVENTSHOP_KAFKA_BROKERS, client.id,
  * partitioner=murmur2_random, then each "key", "value" pair of kv (NULL-terminated list, may be

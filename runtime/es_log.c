@@ -1,12 +1,12 @@
+#include "es_log.h"
+#include "es_env.h"
+#include <jansson.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-#include <jansson.h>
-#include "es_env.h"
-#include "es_log.h"
 
 es_log_level_t es_log_min_level = ES_LOG_INFO;
 static const char *log_role = "eventshop";
@@ -45,8 +45,8 @@ void es_log_write(es_log_level_t lvl, const char *trace_id, const char *fmt, ...
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
 
     /* jansson does the escaping: a message may quote client input */
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "ts", when, "level", names[lvl], "role",
-                          log_role, "msg", msg);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "ts", when, "level", names[lvl], "role", log_role,
+                          "msg", msg);
     if (trace_id)
         json_object_set_new(o, "trace_id", json_string(trace_id));
     char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);

@@ -1,8 +1,8 @@
+#include "es_mem.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "es_mem.h"
 
 static void oom(size_t n)
 {

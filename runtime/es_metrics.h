@@ -4,8 +4,8 @@
 #ifndef ES_METRICS_H
 #define ES_METRICS_H
 
-#include <stdbool.h>
 #include "es_err.h"
+#include <stdbool.h>
 
 typedef struct es_metric es_metric_t;
 
@@ -16,8 +16,8 @@ es_metric_t *es_gauge(const char *name, const char *help, const char *labels);
 /* Buckets in seconds: 0.0005 ... 10 (fixed set). */
 es_metric_t *es_histogram(const char *name, const char *help, const char *labels);
 
-void es_metric_add(es_metric_t *m, double v); /* counter, gauge */
-void es_metric_set(es_metric_t *m, double v); /* gauge */
+void es_metric_add(es_metric_t *m, double v);           /* counter, gauge */
+void es_metric_set(es_metric_t *m, double v);           /* gauge */
 void es_metric_observe(es_metric_t *m, double seconds); /* histogram */
 
 /* The whole registry in Prometheus text format, owned by the caller (free()). */

@@ -1,8 +1,8 @@
-#include <ctype.h>
-#include <string.h>
-#include <openssl/evp.h>
-#include <uuid/uuid.h>
 #include "es_uuid.h"
+#include <ctype.h>
+#include <openssl/evp.h>
+#include <string.h>
+#include <uuid/uuid.h>
 
 void es_uuid_random(char out[ES_UUID_LEN])
 {

@@ -61,6 +61,16 @@ if scripts/stack.sh up >"$out/stack-up.log" 2>&1; then
     echo "stack up in $((SECONDS - t0)) s"
     # shellcheck disable=SC1091
     . "$ES_STATE/env"
+    # C integration tests (ctest label "integration") against the same stack
+    (cd build-asan && ctest -L integration --output-on-failure >"$out/ctest-integration.log" 2>&1)
+    rc=$?; [ $rc -eq 0 ] || tail -n 60 "$out/ctest-integration.log"
+    grep -hoE "^[0-9]+% tests passed, [0-9]+ tests failed out of [0-9]+" "$out/ctest-integration.log"
+    it=$(grep -hoE "[0-9]+ tests failed out of [0-9]+" "$out/ctest-integration.log")
+    if [ -n "$it" ]; then
+        nf=$(echo "$it" | awk '{print $1}'); total=$(echo "$it" | awk '{print $NF}')
+        passed=$((passed + total - nf)); failed=$((failed + nf))
+    fi
+    [ $rc -eq 0 ] || failures+=(ctest-integration)
     "$top/.cache/venv/bin/python" -m pytest -q -p no:cacheprovider tests/integration \
         --junitxml="$out/pytest.xml" 2>&1 | tee "$out/pytest.log" | tail -n 40
     summary=$(tail -n 1 "$out/pytest.log")
