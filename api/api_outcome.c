@@ -1,13 +1,13 @@
+#include "api_outcome.h"
 #include <stdio.h>
 #include <string.h>
-#include "api_outcome.h"
 
 static const struct {
     const char *reason;
     int status;
 } reason_table[] = {
-    {"unknown_sku", 404},      {"not_owner", 403},     {"already_listed", 409},
-    {"delisted", 409},         {"invalid_field", 422}, {"version_conflict", 412},
+    {"unknown_sku", 404}, {"not_owner", 403},     {"already_listed", 409},
+    {"delisted", 409},    {"invalid_field", 422}, {"version_conflict", 412},
 };
 
 int api_reason_status(const char *reason)
@@ -72,9 +72,8 @@ void api_answer_outcome(struct api_answer *a, const struct api_outcome *o)
         a->status = api_reason_status(o->reason);
         a->problem = true;
         a->body = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:I}", "type", type, "title", reason,
-                            "status", a->status, "detail", o->detail, "command_id",
-                            o->command_id, "sku", o->sku, "aggregate_version",
-                            (json_int_t)o->version);
+                            "status", a->status, "detail", o->detail, "command_id", o->command_id,
+                            "sku", o->sku, "aggregate_version", (json_int_t)o->version);
         return;
     }
     bool listed = ends_with(o->command_type, "ListProduct");
@@ -85,9 +84,9 @@ void api_answer_outcome(struct api_answer *a, const struct api_outcome *o)
         snprintf(pos, sizeof pos, "%d:%lld", (int)o->partition, (long long)o->offset);
         position = json_string(pos);
     }
-    a->body = json_pack("{s:s, s:s, s:s, s:I, s:o}", "command_id", o->command_id, "status",
-                        "accepted", "sku", o->sku, "aggregate_version", (json_int_t)o->version,
-                        "position", position);
+    a->body =
+        json_pack("{s:s, s:s, s:s, s:I, s:o}", "command_id", o->command_id, "status", "accepted",
+                  "sku", o->sku, "aggregate_version", (json_int_t)o->version, "position", position);
     snprintf(a->etag, sizeof a->etag, "\"%lld\"", (long long)o->version);
     api_answer_add_header(a, "ETag", a->etag);
     if (listed) {

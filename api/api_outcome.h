@@ -4,10 +4,10 @@
 #ifndef API_OUTCOME_H
 #define API_OUTCOME_H
 
+#include "es_uuid.h"
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <jansson.h>
-#include "es_uuid.h"
 
 struct api_outcome {
     char command_id[ES_UUID_LEN];

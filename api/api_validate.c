@@ -1,3 +1,5 @@
+#include "api_validate.h"
+#include "es_mem.h"
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -5,8 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include "api_validate.h"
-#include "es_mem.h"
 
 int api_verr_set(struct api_verr *e, int status, const char *field, const char *fmt, ...)
 {
@@ -81,8 +81,8 @@ json_t *api_parse_body(const char *body, size_t len, size_t max_len, int max_dep
     json_error_t jerr;
     json_t *v = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!v) {
-        api_verr_set(e, 400, "", "malformed json at line %d column %d: %s", jerr.line,
-                     jerr.column, jerr.text);
+        api_verr_set(e, 400, "", "malformed json at line %d column %d: %s", jerr.line, jerr.column,
+                     jerr.text);
         return NULL;
     }
     if (!json_is_object(v)) {
@@ -100,9 +100,9 @@ enum ftype { F_STR, F_MAP };
 struct field_rule {
     const char *name;
     enum ftype type;
-    size_t min, max;                /* characters (F_STR) or entries (F_MAP) */
-    bool (*ok)(const char *s);      /* extra check of a string, may be NULL */
-    const char *shape;              /* what ok() wants, for the message */
+    size_t min, max;           /* characters (F_STR) or entries (F_MAP) */
+    bool (*ok)(const char *s); /* extra check of a string, may be NULL */
+    const char *shape;         /* what ok() wants, for the message */
 };
 
 static size_t utf8_chars(const char *s)
@@ -127,9 +127,9 @@ static bool is_currency(const char *s)
            s[2] >= 'A' && s[2] <= 'Z';
 }
 
-static const struct field_rule rule_sku = {"sku", F_STR, 1, 64, is_sku_chars,
-                                           "1-64 of [A-Za-z0-9._-]"};
-static const struct field_rule rule_vendor = {"vendor_id", F_STR, 1, 128, NULL, NULL};
+static const struct field_rule rule_sku = {"sku", F_STR,        1,
+                                           64,    is_sku_chars, "1-64 of [A-Za-z0-9._-]"};
+static const struct field_rule rule_vendor = {"vendor_id", F_STR, 1, 64, NULL, NULL};
 static const struct field_rule rule_name = {"name", F_STR, 1, 200, NULL, NULL};
 static const struct field_rule rule_desc = {"description", F_STR, 0, 4000, NULL, NULL};
 static const struct field_rule rule_cat = {"category", F_STR, 1, 100, NULL, NULL};
@@ -143,8 +143,8 @@ static int check_string(const char *field, const char *s, size_t min, size_t max
     if (n < min || n > max) {
         if (min == max)
             return api_verr_set(e, 422, field, "'%s' must be %zu characters long", field, min);
-        return api_verr_set(e, 422, field, "'%s' must be %zu-%zu characters long, not %zu",
-                            field, min, max, n);
+        return api_verr_set(e, 422, field, "'%s' must be %zu-%zu characters long, not %zu", field,
+                            min, max, n);
     }
     return 0;
 }
@@ -164,8 +164,7 @@ static int check_map(const char *field, const json_t *v, size_t max, struct api_
             return api_verr_set(e, 422, path, "'%s' must be a string", path);
         size_t kn = utf8_chars(k);
         if (kn < 1 || kn > 64)
-            return api_verr_set(e, 422, field, "keys of '%s' must be 1-64 characters long",
-                                field);
+            return api_verr_set(e, 422, field, "keys of '%s' must be 1-64 characters long", field);
         if (utf8_chars(json_string_value(x)) > 500)
             return api_verr_set(e, 422, path, "'%s' is longer than 500 characters", path);
     }
@@ -221,24 +220,21 @@ static int check_known(const json_t *body, const struct field_rule *const *rules
 json_t *api_validate_list_product(const json_t *body, const char *role, const char *token_vendor,
                                   struct api_verr *e)
 {
-    static const struct field_rule *const rules[] = {&rule_sku,  &rule_vendor, &rule_name,
-                                                     &rule_desc, &rule_cat,    &rule_attrs,
-                                                     &rule_cur};
+    static const struct field_rule *const rules[] = {
+        &rule_sku, &rule_vendor, &rule_name, &rule_desc, &rule_cat, &rule_attrs, &rule_cur};
     if (check_known(body, rules, sizeof rules / sizeof *rules, e))
         return NULL;
     if (check_field(body, &rule_sku, true, e) < 0 || check_field(body, &rule_name, true, e) < 0 ||
-        check_field(body, &rule_desc, false, e) < 0 ||
-        check_field(body, &rule_cat, true, e) < 0 ||
-        check_field(body, &rule_attrs, false, e) < 0 ||
-        check_field(body, &rule_cur, true, e) < 0)
+        check_field(body, &rule_desc, false, e) < 0 || check_field(body, &rule_cat, true, e) < 0 ||
+        check_field(body, &rule_attrs, false, e) < 0 || check_field(body, &rule_cur, true, e) < 0)
         return NULL;
 
     const char *vendor = NULL;
     int has_vendor = check_field(body, &rule_vendor, false, e);
     if (has_vendor < 0)
         return NULL;
-    const char *body_vendor = has_vendor ? json_string_value(json_object_get(body, "vendor_id"))
-                                         : NULL;
+    const char *body_vendor =
+        has_vendor ? json_string_value(json_object_get(body, "vendor_id")) : NULL;
     if (role && !strcmp(role, "vendor")) {
         if (!token_vendor || !*token_vendor) {
             api_verr_set(e, 403, "vendor_id", "the token names no vendor id");
@@ -290,8 +286,9 @@ json_t *api_validate_change_details(const json_t *body, struct api_verr *e)
     }
     if (json_object_size(out) == 0) {
         json_decref(out);
-        api_verr_set(e, 422, "", "nothing to change: give name, description, category or "
-                                 "attributes");
+        api_verr_set(e, 422, "",
+                     "nothing to change: give name, description, category or "
+                     "attributes");
         return NULL;
     }
     return out;

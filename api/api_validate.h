@@ -5,10 +5,10 @@
 #ifndef API_VALIDATE_H
 #define API_VALIDATE_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <jansson.h>
 
 #define API_MAX_BODY   (64u * 1024u) /* bigger bodies: 413 */
 #define API_MAX_DEPTH  2             /* body object > attributes object */

@@ -1,0 +1,264 @@
+/* Commands over HTTP: POST/PATCH/DELETE on products become ListProduct, ChangeProductDetails
+ * and DelistProduct records on catalog.commands; GET /v1/commands/{id} tells their outcome.
+ *
+ * A command is answered only once Kafka has it (the delivery report): 202 pending, or with
+ * Prefer: wait=N the outcome from the results thread, or 202 again when N seconds pass. The
+ * Idempotency-Key maps to a stable command id, so a retry is the same command: if its outcome
+ * is known it is answered at once, else it is sent again and the handler dedupes. */
+#include "api_app.h"
+#include "api_reply.h"
+#include "api_validate.h"
+#include "es_kafka.h"
+#include "es_log.h"
+#include "es_mem.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum command_kind { CMD_LIST, CMD_CHANGE, CMD_DELIST };
+
+static const char *const command_names[] = {
+    [CMD_LIST] = "eventshop.catalog.ListProduct",
+    [CMD_CHANGE] = "eventshop.catalog.ChangeProductDetails",
+    [CMD_DELIST] = "eventshop.catalog.DelistProduct",
+};
+
+struct in_flight {
+    struct api_app *app;
+    es_http_pending_t *pending;
+    char command_id[ES_UUID_LEN];
+    int wait_s;
+};
+
+static long long wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+static void hex_id(char *out, size_t nhex)
+{
+    char u[ES_UUID_LEN];
+    size_t o = 0;
+    while (o < nhex) {
+        es_uuid_random(u);
+        for (const char *s = u; *s && o < nhex; s++)
+            if (*s != '-')
+                out[o++] = *s;
+    }
+    out[o] = '\0';
+}
+
+/* The request's traceparent if valid W3C, else a new sampled one. */
+static void make_traceparent(es_http_req_t *r, char out[56])
+{
+    char *tp = es_http_header_dup(r, "traceparent");
+    if (api_is_valid_traceparent(tp)) {
+        snprintf(out, 56, "%s", tp);
+    } else {
+        char trace[33], span[17];
+        hex_id(trace, 32);
+        hex_id(span, 16);
+        snprintf(out, 56, "00-%s-%s-01", trace, span);
+    }
+    free(tp);
+}
+
+static void on_delivered(void *opaque, bool ok, const char *error)
+{
+    struct in_flight *f = opaque;
+    if (!ok) {
+        es_error("command %s not sent: %s", f->command_id, error);
+        es_http_complete(f->pending, 503,
+                         api_problem_new(503, NULL, NULL, "the command could not be queued"), 1,
+                         NULL);
+    } else if (f->wait_s > 0) {
+        api_results_wait(f->app->results, f->command_id, f->pending, f->wait_s);
+    } else {
+        struct api_answer a;
+        api_answer_pending(&a, f->command_id);
+        api_complete_answer(f->pending, &a);
+    }
+    free(f);
+}
+
+/* Fills the command's metadata, encodes it and sends it; answers r in every case. fields is
+ * the validated command body without metadata (stolen). */
+static void send_command(es_http_req_t *r, const struct api_principal *who, enum command_kind kind,
+                         const char *sku, json_t *fields)
+{
+    struct api_app *app = es_http_app(r);
+    char *key = es_http_header_dup(r, "Idempotency-Key");
+    char *if_match = es_http_header_dup(r, "If-Match");
+    char *corr = es_http_header_dup(r, "X-Correlation-Id");
+    char *prefer = es_http_header_dup(r, "Prefer");
+    void *buf = NULL;
+    size_t len = 0;
+    es_err_t err = ES_ERR_INIT;
+    char command_id[ES_UUID_LEN], traceparent[56], trace_id[33];
+
+    if (key && !api_is_valid_idempotency_key(key)) {
+        api_reply_problem(r, 400, NULL, "Idempotency-Key",
+                          "Idempotency-Key must be 1-200 "
+                          "printable characters");
+        goto out;
+    }
+    int64_t expected = -1;
+    if (if_match && api_parse_if_match(if_match, &expected)) {
+        api_reply_problem(r, 400, NULL, "If-Match", "If-Match '%.64s' is not a version", if_match);
+        goto out;
+    }
+    if (key)
+        es_uuid_derive(who->sub, key, command_id);
+    else
+        es_uuid_random(command_id);
+
+    struct api_outcome known;
+    if (key && api_results_get(app->results, command_id, &known)) {
+        struct api_answer a;
+        api_answer_outcome(&a, &known);
+        api_reply_answer(r, &a);
+        goto out;
+    }
+
+    make_traceparent(r, traceparent);
+    snprintf(trace_id, sizeof trace_id, "%.32s", traceparent + 3);
+    json_t *md = json_pack(
+        "{s:s, s:s, s:s, s:I, s:s, s:s, s:o, s:o}", "command_id", command_id, "correlation_id",
+        corr && api_is_valid_idempotency_key(corr) ? corr : command_id, "aggregate_id", sku,
+        "issued_at", (json_int_t)wall_ms(), "actor", who->sub, "actor_role", who->role,
+        "actor_vendor", who->vendor_id[0] ? json_string(who->vendor_id) : json_null(),
+        "expected_version", expected >= 0 ? json_integer(expected) : json_null());
+    json_object_set_new(fields, "metadata", md);
+    json_object_set_new(fields, "sku", json_string(sku));
+
+    char topic[64];
+    es_topic(topic, sizeof topic, API_CONTEXT, "commands");
+    if (ev_encode(app->codec, topic, command_names[kind], fields, &buf, &len, &err)) {
+        if (err.code == ES_EINVAL)
+            api_reply_problem(r, 422, NULL, NULL, "%s", err.msg);
+        else
+            api_reply_err(r, &err);
+        goto out;
+    }
+
+    struct in_flight *f = xcalloc(1, sizeof *f);
+    f->app = app;
+    snprintf(f->command_id, sizeof f->command_id, "%s", command_id);
+    f->wait_s = api_parse_prefer_wait(prefer);
+    f->pending = es_http_defer(r);
+    if (api_producer_send(app->producer, topic, sku, buf, len, traceparent, on_delivered, f,
+                          &err)) {
+        es_error("command %s not sent: %s", command_id, err.msg);
+        es_http_complete(f->pending, 503,
+                         api_problem_new(503, NULL, NULL, "the command could not be queued"), 1,
+                         NULL);
+        free(f);
+        goto out;
+    }
+    es_metric_add(app->commands[kind], 1);
+    es_log_trace(ES_LOG_INFO, trace_id, "command %s %s sku '%s' by '%s' (%s)", command_id,
+                 command_names[kind] + strlen("eventshop.catalog."), sku, who->sub, who->role);
+out:
+    json_decref(fields);
+    free(buf);
+    free(key);
+    free(if_match);
+    free(corr);
+    free(prefer);
+}
+
+/* Checks Content-Type and parses the body; answers and returns NULL on a bad one. */
+static json_t *json_body_or_reply(es_http_req_t *r)
+{
+    char *ct = es_http_header_dup(r, "Content-Type");
+    bool ok = api_is_json_type(ct);
+    free(ct);
+    if (!ok) {
+        api_reply_problem(r, 415, NULL, NULL, "the body must be application/json");
+        return NULL;
+    }
+    size_t len = 0;
+    const char *body = es_http_body(r, &len);
+    struct api_verr e = {0};
+    json_t *v = api_parse_body(body, len, API_MAX_BODY, API_MAX_DEPTH, &e);
+    if (!v)
+        api_reply_verr(r, &e);
+    return v;
+}
+
+/* The {sku} of the path; answers 404 and returns NULL if it cannot be a sku. */
+static const char *path_sku_or_reply(es_http_req_t *r)
+{
+    const char *sku = es_http_param(r, "sku");
+    struct api_verr e = {0};
+    if (api_validate_sku(sku, 404, &e)) {
+        api_reply_verr(r, &e);
+        return NULL;
+    }
+    return sku;
+}
+
+void api_products_post(es_http_req_t *r, const struct api_principal *who)
+{
+    json_t *body = json_body_or_reply(r);
+    if (!body)
+        return;
+    struct api_verr e = {0};
+    json_t *fields =
+        api_validate_list_product(body, who->role, who->vendor_id[0] ? who->vendor_id : NULL, &e);
+    if (!fields) {
+        api_reply_verr(r, &e);
+    } else {
+        char sku[72];
+        snprintf(sku, sizeof sku, "%s", json_string_value(json_object_get(fields, "sku")));
+        send_command(r, who, CMD_LIST, sku, fields);
+    }
+    json_decref(body);
+}
+
+void api_products_patch(es_http_req_t *r, const struct api_principal *who)
+{
+    const char *sku = path_sku_or_reply(r);
+    if (!sku)
+        return;
+    json_t *body = json_body_or_reply(r);
+    if (!body)
+        return;
+    struct api_verr e = {0};
+    json_t *fields = api_validate_change_details(body, &e);
+    if (!fields)
+        api_reply_verr(r, &e);
+    else
+        send_command(r, who, CMD_CHANGE, sku, fields);
+    json_decref(body);
+}
+
+void api_products_delete(es_http_req_t *r, const struct api_principal *who)
+{
+    const char *sku = path_sku_or_reply(r);
+    if (sku)
+        send_command(r, who, CMD_DELIST, sku, json_object());
+}
+
+void api_commands_get(es_http_req_t *r, const struct api_principal *who)
+{
+    (void)who;
+    struct api_app *app = es_http_app(r);
+    const char *id = es_http_param(r, "id");
+    if (!id || !es_uuid_valid(id)) {
+        api_reply_problem(r, 404, NULL, "id", "'%.64s' is not a command id", id ? id : "");
+        return;
+    }
+    struct api_outcome o;
+    struct api_answer a;
+    if (api_results_get(app->results, id, &o)) {
+        api_answer_outcome(&a, &o);
+        if (!a.problem)
+            a.status = 200; /* the command was created earlier, not by this request */
+    } else
+        api_answer_pending(&a, id);
+    api_reply_answer(r, &a);
+}

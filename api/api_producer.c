@@ -1,0 +1,134 @@
+#include "api_producer.h"
+#include "es_kafka.h"
+#include "es_log.h"
+#include "es_mem.h"
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct api_producer {
+    rd_kafka_t *rk;
+    pthread_t thread;
+    atomic_bool stop;
+    atomic_bool ready;
+};
+
+struct delivery {
+    api_delivered_fn fn;
+    void *opaque;
+};
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *app)
+{
+    (void)rk;
+    (void)app;
+    struct delivery *d = m->_private;
+    if (!d)
+        return;
+    d->fn(d->opaque, m->err == RD_KAFKA_RESP_ERR_NO_ERROR,
+          m->err ? rd_kafka_err2str(m->err) : NULL);
+    free(d);
+}
+
+static void check_brokers(api_producer_t *p)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(p->rk, 0, NULL, &md, 2000);
+    bool ok = !e && md && md->broker_cnt > 0;
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (ok != atomic_load(&p->ready))
+        es_log(ok ? ES_LOG_INFO : ES_LOG_WARN, "kafka brokers %s",
+               ok ? "reachable" : "unreachable");
+    atomic_store(&p->ready, ok);
+}
+
+/* Serves delivery reports; every few seconds asks a broker for metadata so /readyz can answer
+ * without blocking a loop thread. */
+static void *producer_main(void *arg)
+{
+    api_producer_t *p = arg;
+    struct timespec last = {0};
+    while (!atomic_load(&p->stop)) {
+        rd_kafka_poll(p->rk, 100);
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec - last.tv_sec >= 5) {
+            check_brokers(p);
+            last = now;
+        }
+    }
+    return NULL;
+}
+
+api_producer_t *api_producer_new(const char *client_id, es_err_t *err)
+{
+    const char *kv[] = {"enable.idempotence", "true",  "acks", "all", "linger.ms", "2",
+                        "message.timeout.ms", "10000", NULL};
+    rd_kafka_conf_t *conf = es_kafka_conf_new(client_id, kv, err);
+    if (!conf)
+        return NULL;
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    char errstr[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        es_set(err, ES_EIO, "kafka producer: %s", errstr);
+        return NULL;
+    }
+    api_producer_t *p = xcalloc(1, sizeof *p);
+    p->rk = rk;
+    check_brokers(p);
+    if (pthread_create(&p->thread, NULL, producer_main, p)) {
+        rd_kafka_destroy(rk);
+        free(p);
+        es_set(err, ES_EINTERNAL, "cannot start the producer thread");
+        return NULL;
+    }
+    return p;
+}
+
+void api_producer_free(api_producer_t *p)
+{
+    if (!p)
+        return;
+    atomic_store(&p->stop, true);
+    pthread_join(p->thread, NULL);
+    rd_kafka_flush(p->rk, 5000);
+    rd_kafka_poll(p->rk, 0);
+    rd_kafka_destroy(p->rk);
+    free(p);
+}
+
+int api_producer_send(api_producer_t *p, const char *topic, const char *key, const void *value,
+                      size_t len, const char *traceparent, api_delivered_fn fn, void *opaque,
+                      es_err_t *err)
+{
+    struct delivery *d = xmalloc(sizeof *d);
+    d->fn = fn;
+    d->opaque = opaque;
+    rd_kafka_resp_err_t e;
+    if (traceparent)
+        e = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
+                              RD_KAFKA_V_VALUE((void *)value, len),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_HEADER("traceparent", traceparent, -1),
+                              RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
+    else
+        e = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
+                              RD_KAFKA_V_VALUE((void *)value, len),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(d),
+                              RD_KAFKA_V_END);
+    if (e) {
+        free(d);
+        return es_kafka_resp_error(err, e, topic);
+    }
+    return 0;
+}
+
+bool api_producer_is_ready(api_producer_t *p)
+{
+    return p && atomic_load(&p->ready);
+}

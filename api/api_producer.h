@@ -1,0 +1,30 @@
+/* api_producer — the API's one idempotent (non-transactional) Kafka producer of commands, with a
+ * thread that serves its delivery reports and watches broker reachability for /readyz. */
+#ifndef API_PRODUCER_H
+#define API_PRODUCER_H
+
+#include "es_err.h"
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct api_producer api_producer_t;
+
+/* Called once per message on the producer's thread: ok, or the delivery error's text. */
+typedef void (*api_delivered_fn)(void *opaque, bool ok, const char *error);
+
+/* A producer with enable.idempotence, acks=all, the murmur2_random partitioner. NULL with err. */
+api_producer_t *api_producer_new(const char *client_id, es_err_t *err);
+/* Flushes (bounded) and frees; NULL is a no-op. */
+void api_producer_free(api_producer_t *p);
+
+/* Queues value (copied) on topic with key (copied, the aggregate id) and a traceparent header
+ * (may be NULL). fn(opaque, ...) is called exactly once if this returns 0; never if it fails
+ * (-1 with err, ES_EIO when the queue is full or the producer failed). */
+int api_producer_send(api_producer_t *p, const char *topic, const char *key, const void *value,
+                      size_t len, const char *traceparent, api_delivered_fn fn, void *opaque,
+                      es_err_t *err);
+
+/* true once a broker answered metadata within the last few seconds. */
+bool api_producer_is_ready(api_producer_t *p);
+
+#endif

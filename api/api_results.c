@@ -1,0 +1,337 @@
+#include "api_results.h"
+#include "es_kafka.h"
+#include "es_log.h"
+#include "es_mem.h"
+#include "es_metrics.h"
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct waiter {
+    char command_id[ES_UUID_LEN];
+    es_http_pending_t *pending;
+    long long deadline_ms; /* monotonic */
+    int wait_s;
+    struct waiter *next;
+};
+
+struct api_results {
+    pthread_mutex_t lock;
+    /* The map: a ring of outcomes in arrival order (the oldest at head is evicted when full)
+     * indexed by a chained hash of command ids. */
+    struct api_outcome *ring;
+    int32_t *chain; /* next index in the same bucket, -1 ends */
+    int32_t *buckets;
+    size_t capacity, head, count, nbuckets;
+    struct waiter *waiters;
+    es_metric_t *pending_gauge;
+
+    ev_codec_t *codec;
+    rd_kafka_t *rk;
+    pthread_t thread;
+    bool has_thread;
+    atomic_bool stop;
+};
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+static size_t hash_id(const char *s, size_t nbuckets)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return (size_t)(h & (nbuckets - 1));
+}
+
+static int32_t find_locked(api_results_t *res, const char *id)
+{
+    for (int32_t i = res->buckets[hash_id(id, res->nbuckets)]; i >= 0; i = res->chain[i])
+        if (!strcmp(res->ring[i].command_id, id))
+            return i;
+    return -1;
+}
+
+static void unlink_locked(api_results_t *res, int32_t idx)
+{
+    int32_t *link = &res->buckets[hash_id(res->ring[idx].command_id, res->nbuckets)];
+    while (*link >= 0 && *link != idx)
+        link = &res->chain[*link];
+    if (*link == idx)
+        *link = res->chain[idx];
+}
+
+api_results_t *api_results_new_offline(size_t capacity)
+{
+    api_results_t *res = xcalloc(1, sizeof *res);
+    pthread_mutex_init(&res->lock, NULL);
+    res->capacity = capacity ? capacity : 1;
+    res->nbuckets = 1;
+    while (res->nbuckets < res->capacity * 2)
+        res->nbuckets <<= 1;
+    /* calloc'd pages stay untouched until used, so a large capacity costs little at first */
+    res->ring = xcalloc(res->capacity, sizeof *res->ring);
+    res->chain = xcalloc(res->capacity, sizeof *res->chain);
+    res->buckets = xmalloc(res->nbuckets * sizeof *res->buckets);
+    memset(res->buckets, 0xff, res->nbuckets * sizeof *res->buckets);
+    res->pending_gauge = es_gauge("eventshop_api_pending_waiters",
+                                  "requests waiting for a command outcome (Prefer: wait)", "");
+    return res;
+}
+
+bool api_results_get(api_results_t *res, const char *command_id, struct api_outcome *o)
+{
+    pthread_mutex_lock(&res->lock);
+    int32_t i = find_locked(res, command_id);
+    if (i >= 0)
+        *o = res->ring[i];
+    pthread_mutex_unlock(&res->lock);
+    return i >= 0;
+}
+
+static void complete(struct waiter *w, const struct api_outcome *o)
+{
+    struct api_answer a;
+    char pref[32];
+    if (o)
+        api_answer_outcome(&a, o);
+    else
+        api_answer_pending(&a, w->command_id);
+    snprintf(pref, sizeof pref, "wait=%d", w->wait_s);
+    api_answer_add_header(&a, "Preference-Applied", pref);
+    es_http_complete(w->pending, a.status, a.body, a.problem, a.headers);
+    free(w);
+}
+
+void api_results_put(api_results_t *res, const struct api_outcome *o)
+{
+    struct waiter *done = NULL;
+    pthread_mutex_lock(&res->lock);
+    int32_t idx = find_locked(res, o->command_id);
+    if (idx < 0) {
+        if (res->count == res->capacity) {
+            idx = (int32_t)res->head;
+            unlink_locked(res, idx);
+            res->head = (res->head + 1) % res->capacity;
+        } else {
+            idx = (int32_t)((res->head + res->count) % res->capacity);
+            res->count++;
+        }
+        res->ring[idx] = *o;
+        size_t b = hash_id(o->command_id, res->nbuckets);
+        res->chain[idx] = res->buckets[b];
+        res->buckets[b] = idx;
+    }
+    /* a redelivered or repeated result keeps the first outcome */
+    for (struct waiter **w = &res->waiters; *w;) {
+        if (!strcmp((*w)->command_id, o->command_id)) {
+            struct waiter *x = *w;
+            *w = x->next;
+            x->next = done;
+            done = x;
+            es_metric_add(res->pending_gauge, -1);
+        } else {
+            w = &(*w)->next;
+        }
+    }
+    struct api_outcome first = res->ring[idx];
+    pthread_mutex_unlock(&res->lock);
+    while (done) {
+        struct waiter *next = done->next;
+        complete(done, &first);
+        done = next;
+    }
+}
+
+void api_results_wait(api_results_t *res, const char *command_id, es_http_pending_t *p, int wait_s)
+{
+    struct waiter *w = xcalloc(1, sizeof *w);
+    snprintf(w->command_id, sizeof w->command_id, "%s", command_id);
+    w->pending = p;
+    w->wait_s = wait_s;
+    w->deadline_ms = mono_ms() + wait_s * 1000LL;
+    struct api_outcome o;
+    pthread_mutex_lock(&res->lock);
+    int32_t i = find_locked(res, command_id);
+    if (i >= 0) {
+        o = res->ring[i];
+    } else {
+        w->next = res->waiters;
+        res->waiters = w;
+        es_metric_add(res->pending_gauge, 1);
+    }
+    pthread_mutex_unlock(&res->lock);
+    if (i >= 0)
+        complete(w, &o);
+}
+
+/* Answers 202 to every waiter past its deadline (all of them when force). */
+static void expire_waiters(api_results_t *res, bool force)
+{
+    long long now = mono_ms();
+    struct waiter *done = NULL;
+    pthread_mutex_lock(&res->lock);
+    for (struct waiter **w = &res->waiters; *w;) {
+        if (force || (*w)->deadline_ms <= now) {
+            struct waiter *x = *w;
+            *w = x->next;
+            x->next = done;
+            done = x;
+            es_metric_add(res->pending_gauge, -1);
+        } else {
+            w = &(*w)->next;
+        }
+    }
+    pthread_mutex_unlock(&res->lock);
+    while (done) {
+        struct waiter *next = done->next;
+        complete(done, NULL);
+        done = next;
+    }
+}
+
+static void handle_message(api_results_t *res, const rd_kafka_message_t *m)
+{
+    if (m->err) {
+        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            es_warn("results consumer: %s", rd_kafka_message_errstr(m));
+        return;
+    }
+    es_err_t err = ES_ERR_INIT;
+    json_t *v = NULL;
+    const char *name = NULL;
+    if (ev_decode(res->codec, m->payload, m->len, &name, &v, &err)) {
+        es_warn("results partition %d offset %lld: %s", (int)m->partition, (long long)m->offset,
+                err.msg);
+        return;
+    }
+    struct api_outcome o;
+    if (name && strcmp(name, "eventshop.CommandResult"))
+        es_warn("results partition %d offset %lld: unexpected record '%s'", (int)m->partition,
+                (long long)m->offset, name);
+    else if (api_outcome_from_result(v, &o))
+        es_warn("results partition %d offset %lld: incomplete command result", (int)m->partition,
+                (long long)m->offset);
+    else
+        api_results_put(res, &o);
+    json_decref(v);
+}
+
+static void *results_main(void *arg)
+{
+    api_results_t *res = arg;
+    while (!atomic_load(&res->stop)) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(res->rk, 100);
+        if (m) {
+            handle_message(res, m);
+            rd_kafka_message_destroy(m);
+        }
+        expire_waiters(res, false);
+    }
+    return NULL;
+}
+
+/* Assigns every partition of topic from the first offset at or after (now - lookback); a
+ * partition with nothing that recent starts at its end. */
+static int assign_recent(rd_kafka_t *rk, const char *topic, es_err_t *err)
+{
+    int n = es_kafka_partition_count(rk, topic, err);
+    if (n < 0)
+        return -1;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t since = now.tv_sec * 1000LL + now.tv_nsec / 1000000 - API_RESULTS_LOOKBACK_MS;
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(n);
+    for (int i = 0; i < n; i++)
+        rd_kafka_topic_partition_list_add(parts, topic, i)->offset = since;
+    int rc = -1;
+    rd_kafka_resp_err_t e = rd_kafka_offsets_for_times(rk, parts, 10000);
+    if (e) {
+        es_kafka_resp_error(err, e, "offsets for times");
+        goto out;
+    }
+    for (int i = 0; i < parts->cnt; i++)
+        if (parts->elems[i].err || parts->elems[i].offset < 0)
+            parts->elems[i].offset = RD_KAFKA_OFFSET_END;
+    e = rd_kafka_assign(rk, parts);
+    if (e) {
+        es_kafka_resp_error(err, e, "assign results partitions");
+        goto out;
+    }
+    rc = 0;
+out:
+    rd_kafka_topic_partition_list_destroy(parts);
+    return rc;
+}
+
+api_results_t *api_results_new(ev_codec_t *codec, const char *context, size_t capacity,
+                               es_err_t *err)
+{
+    char topic[128], group[96], id[ES_UUID_LEN];
+    es_topic(topic, sizeof topic, context, "results");
+    /* librdkafka wants a group id for the consumer queue; it is never joined (assign only) and
+     * no offset is ever committed */
+    es_uuid_random(id);
+    snprintf(group, sizeof group, "eventshop-api-results-%s", id);
+    const char *kv[] = {"group.id",
+                        group,
+                        "isolation.level",
+                        "read_committed",
+                        "enable.auto.commit",
+                        "false",
+                        "enable.auto.offset.store",
+                        "false",
+                        NULL};
+    rd_kafka_conf_t *conf = es_kafka_conf_new("eventshop-api-results", kv, err);
+    if (!conf)
+        return NULL;
+    char errstr[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        es_set(err, ES_EIO, "kafka consumer: %s", errstr);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(rk);
+    if (assign_recent(rk, topic, err)) {
+        rd_kafka_destroy(rk);
+        return NULL;
+    }
+    api_results_t *res = api_results_new_offline(capacity);
+    res->codec = codec;
+    res->rk = rk;
+    if (pthread_create(&res->thread, NULL, results_main, res)) {
+        es_set(err, ES_EINTERNAL, "cannot start the results thread");
+        api_results_free(res);
+        return NULL;
+    }
+    res->has_thread = true;
+    return res;
+}
+
+void api_results_free(api_results_t *res)
+{
+    if (!res)
+        return;
+    atomic_store(&res->stop, true);
+    if (res->has_thread)
+        pthread_join(res->thread, NULL);
+    expire_waiters(res, true);
+    if (res->rk) {
+        rd_kafka_consumer_close(res->rk);
+        rd_kafka_destroy(res->rk);
+    }
+    free(res->ring);
+    free(res->chain);
+    free(res->buckets);
+    pthread_mutex_destroy(&res->lock);
+    free(res);
+}

@@ -1,0 +1,201 @@
+"""eventshop-api end to end: commands over HTTP through Kafka and the catalog handler, queries on
+the projected read model, on the running stack (conftest.py's api_url, token and uid fixtures)."""
+import json
+import time
+import uuid
+
+import requests
+
+WAIT = {"Prefer": "wait=20"}
+
+
+def auth(tok, **extra):
+    return {"Authorization": f"Bearer {tok}", **extra}
+
+
+def product(sku, **over):
+    body = {"sku": sku, "name": "Mug", "category": "kitchen", "attributes": {"color": "red"},
+            "currency": "EUR"}
+    body.update(over)
+    return body
+
+
+def is_problem(r, status):
+    assert r.status_code == status, r.text
+    assert r.headers["Content-Type"].startswith("application/problem+json"), r.headers
+    return r.json()
+
+
+def test_list_change_delist_query(api_url, token, uid):
+    vendor = uid("v")
+    tok = token("vendor", uid("u"), vendor)
+    sku = uid("SKU")
+
+    r = requests.post(f"{api_url}/v1/products", json=product(sku), timeout=30,
+                      headers=auth(tok, **WAIT))
+    assert r.status_code == 201, r.text
+    out = r.json()
+    assert out["status"] == "accepted" and out["sku"] == sku and out["aggregate_version"] == 1
+    assert r.headers["Location"] == f"/v1/products/{sku}"
+    assert r.headers["ETag"] == '"1"'
+    assert r.headers["Preference-Applied"] == "wait=20"
+
+    r = requests.get(f"{api_url}/v1/products/{sku}", timeout=10,
+                     headers={"X-Min-Position": out["position"]})
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["vendor_id"] == vendor and got["attributes"] == {"color": "red"}
+    assert got["status"] == "listed" and got["version"] == 1 and got["description"] == ""
+    assert r.headers["ETag"] == '"1"'
+
+    r = requests.patch(f"{api_url}/v1/products/{sku}", json={"name": "Big mug"}, timeout=30,
+                       headers=auth(tok, **WAIT, **{"If-Match": '"1"'}))
+    assert r.status_code == 200, r.text
+    pos = r.json()["position"]
+    assert r.json()["aggregate_version"] == 2
+    r = requests.get(f"{api_url}/v1/products/{sku}", params={"min_position": pos}, timeout=10)
+    assert r.json()["name"] == "Big mug"
+
+    # a stale If-Match is a version conflict
+    r = requests.patch(f"{api_url}/v1/products/{sku}", json={"name": "x"}, timeout=30,
+                       headers=auth(tok, **WAIT, **{"If-Match": "1"}))
+    assert is_problem(r, 412)["type"] == "urn:eventshop:problem:version_conflict"
+
+    r = requests.delete(f"{api_url}/v1/products/{sku}", timeout=30, headers=auth(tok, **WAIT))
+    assert r.status_code == 200, r.text
+    r = requests.get(f"{api_url}/v1/products/{sku}", timeout=10,
+                     headers={"X-Min-Position": r.json()["position"]})
+    assert r.json()["status"] == "delisted"
+
+    r = requests.get(f"{api_url}/v1/products", params={"vendor": vendor, "status": "any"},
+                     timeout=10)
+    assert [p["sku"] for p in r.json()["items"]] == [sku]
+    r = requests.get(f"{api_url}/v1/products", params={"vendor": vendor}, timeout=10)
+    assert r.json() == {"items": [], "next_cursor": None}
+
+
+def test_without_wait_answers_pending_then_the_outcome(api_url, token, uid):
+    tok = token("vendor", uid("u"), uid("v"))
+    r = requests.post(f"{api_url}/v1/products", json=product(uid("SKU")), headers=auth(tok),
+                      timeout=10)
+    assert r.status_code == 202, r.text
+    cid = r.json()["command_id"]
+    assert r.json()["status"] == "pending"
+    assert r.headers["Location"] == f"/v1/commands/{cid}"
+    for _ in range(100):
+        r = requests.get(f"{api_url}/v1/commands/{cid}", headers=auth(tok), timeout=10)
+        if r.status_code != 202:
+            break
+        time.sleep(0.2)
+    assert r.status_code == 200 and r.json()["status"] == "accepted", r.text
+    r = requests.get(f"{api_url}/v1/commands/{uuid.uuid4()}", headers=auth(tok), timeout=10)
+    assert r.status_code == 202
+
+
+def test_vendor_cannot_touch_another_vendors_product(api_url, token, uid):
+    owner, other = uid("v"), uid("v")
+    tok_owner = token("vendor", uid("u"), owner)
+    tok_other = token("vendor", uid("u"), other)
+    sku = uid("SKU")
+    r = requests.post(f"{api_url}/v1/products", json=product(sku), timeout=30,
+                      headers=auth(tok_owner, **WAIT))
+    assert r.status_code == 201, r.text
+
+    r = requests.patch(f"{api_url}/v1/products/{sku}", json={"name": "mine now"}, timeout=30,
+                       headers=auth(tok_other, **WAIT))
+    assert is_problem(r, 403)["type"] == "urn:eventshop:problem:not_owner"
+    r = requests.delete(f"{api_url}/v1/products/{sku}", timeout=30,
+                        headers=auth(tok_other, **WAIT))
+    is_problem(r, 403)
+    # listing in another vendor's name
+    r = requests.post(f"{api_url}/v1/products", json=product(uid("SKU"), vendor_id=owner),
+                      timeout=30, headers=auth(tok_other, **WAIT))
+    is_problem(r, 403)
+    # a customer may not list at all
+    r = requests.post(f"{api_url}/v1/products", json=product(uid("SKU")), timeout=30,
+                      headers=auth(token("customer", uid("u"))))
+    is_problem(r, 403)
+
+
+def test_retry_with_the_same_idempotency_key_gets_the_first_outcome(api_url, token, uid):
+    tok = token("vendor", uid("u"), uid("v"))
+    sku = uid("SKU")
+    key = uid("key")
+    first = requests.post(f"{api_url}/v1/products", json=product(sku), timeout=30,
+                          headers=auth(tok, **WAIT, **{"Idempotency-Key": key}))
+    assert first.status_code == 201, first.text
+    again = requests.post(f"{api_url}/v1/products", json=product(sku, name="Other"), timeout=30,
+                          headers=auth(tok, **WAIT, **{"Idempotency-Key": key}))
+    assert again.status_code == 201, again.text
+    assert again.json()["command_id"] == first.json()["command_id"]
+    assert again.json()["aggregate_version"] == 1
+    # a new key for the same sku is a new command, rejected as already listed
+    r = requests.post(f"{api_url}/v1/products", json=product(sku), timeout=30,
+                      headers=auth(tok, **WAIT, **{"Idempotency-Key": uid("key")}))
+    assert is_problem(r, 409)["type"] == "urn:eventshop:problem:already_listed"
+
+
+def test_cursor_paging(api_url, token, uid):
+    vendor = uid("v")
+    tok = token("vendor", uid("u"), vendor)
+    skus = sorted(uid("SKU") for _ in range(3))
+    pos = None
+    for sku in skus:
+        r = requests.post(f"{api_url}/v1/products", json=product(sku), timeout=30,
+                          headers=auth(tok, **WAIT))
+        assert r.status_code == 201, r.text
+        pos = r.json()["position"]
+    seen, cursor = [], None
+    for _ in range(3):
+        params = {"vendor": vendor, "limit": 2, **({"cursor": cursor} if cursor else {})}
+        # each product may sit on another partition: wait for all of them by polling
+        for _ in range(50):
+            page = requests.get(f"{api_url}/v1/products", params=params, timeout=10).json()
+            if cursor or len(page["items"]) == 2:
+                break
+            requests.get(f"{api_url}/v1/products", headers={"X-Min-Position": pos}, timeout=10)
+        seen += [p["sku"] for p in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert seen == skus
+    is_problem(requests.get(f"{api_url}/v1/products", params={"cursor": "!!"}, timeout=10), 400)
+    is_problem(requests.get(f"{api_url}/v1/products", params={"limit": 500}, timeout=10), 400)
+
+
+def test_bad_requests_get_problems(api_url, token, uid):
+    tok = token("vendor", uid("u"), uid("v"))
+    url = f"{api_url}/v1/products"
+    r = requests.post(url, json=product(uid("SKU")), timeout=10)
+    is_problem(r, 401)
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
+    is_problem(requests.post(url, json=product(uid("SKU")), headers=auth("not.a.token"),
+                             timeout=10), 401)
+    is_problem(requests.post(url, data="sku=x", timeout=10,
+                             headers=auth(tok, **{"Content-Type": "text/plain"})), 415)
+
+    def post(raw):
+        return requests.post(url, data=raw, timeout=10,
+                             headers=auth(tok, **{"Content-Type": "application/json"}))
+
+    sku = uid("SKU")
+    assert "duplicate" in is_problem(post(f'{{"sku":"{sku}","sku":"x"}}'), 400)["detail"]
+    assert is_problem(post(json.dumps(product(sku, price=3))), 422)["field"] == "price"
+    assert is_problem(post(json.dumps(product(sku, name=7))), 422)["field"] == "name"
+    assert is_problem(post(json.dumps(product(sku, currency="euro"))), 422)["field"] == "currency"
+    assert is_problem(post(json.dumps(product("a b"))), 422)["field"] == "sku"
+    is_problem(post(json.dumps(product(sku, attributes={"a": {"b": {"c": "d"}}}))), 400)
+    is_problem(post("{" + " " * (70 * 1024) + "}"), 413)
+    is_problem(post("{not json"), 400)
+    is_problem(requests.patch(f"{url}/{sku}", json={}, headers=auth(tok), timeout=10), 422)
+    is_problem(requests.patch(f"{url}/{sku}", json={"name": "n"}, timeout=10,
+                              headers=auth(tok, **{"If-Match": "abc"})), 400)
+    is_problem(requests.get(f"{url}/{uid('nope')}", timeout=10), 404)
+    is_problem(requests.get(f"{url}/{sku}", headers={"X-Min-Position": "x"}, timeout=10), 400)
+
+
+def test_probes_and_metrics(api_url):
+    assert requests.get(f"{api_url}/healthz", timeout=5).status_code == 200
+    assert requests.get(f"{api_url}/readyz", timeout=5).status_code == 200
+    text = requests.get(f"{api_url}/metrics", timeout=5).text
+    assert "eventshop_api_pending_waiters" in text

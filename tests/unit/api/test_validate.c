@@ -1,0 +1,314 @@
+/* Body and header checks at the API's edge, and the reason -> status table. */
+#include "api_outcome.h"
+#include "api_results.h"
+#include "api_validate.h"
+#include "es_mem.h"
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+static json_t *parse(const char *s, struct api_verr *e)
+{
+    return api_parse_body(s, strlen(s), API_MAX_BODY, API_MAX_DEPTH, e);
+}
+
+static const char good_product[] = "{\"sku\":\"AB-1\",\"name\":\"Mug\",\"category\":\"kitchen\","
+                                   "\"attributes\":{\"color\":\"red\"},\"currency\":\"EUR\"}";
+
+/* Validates a ListProduct body as a vendor 'v1'; returns the fields or NULL with e set. */
+static json_t *list_as_vendor(const char *body, struct api_verr *e)
+{
+    json_t *v = parse(body, e);
+    if (!v)
+        return NULL;
+    json_t *out = api_validate_list_product(v, "vendor", "v1", e);
+    json_decref(v);
+    return out;
+}
+
+Test(api_validate, accepts_a_good_product_and_fills_defaults)
+{
+    struct api_verr e = {0};
+    json_t *f = list_as_vendor(good_product, &e);
+    cr_assert_not_null(f, "%s", e.msg);
+    cr_assert_str_eq(json_string_value(json_object_get(f, "vendor_id")), "v1");
+    cr_assert_str_eq(json_string_value(json_object_get(f, "description")), "");
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(f, "attributes"), "color")),
+                     "red");
+    json_decref(f);
+}
+
+Test(api_validate, rejects_duplicate_keys)
+{
+    struct api_verr e = {0};
+    cr_assert_null(parse("{\"sku\":\"A\",\"sku\":\"B\"}", &e));
+    cr_assert_eq(e.status, 400);
+    cr_assert(strstr(e.msg, "duplicate"), "%s", e.msg);
+}
+
+Test(api_validate, rejects_unknown_fields_naming_them)
+{
+    struct api_verr e = {0};
+    cr_assert_null(list_as_vendor("{\"sku\":\"A\",\"name\":\"n\",\"category\":\"c\","
+                                  "\"currency\":\"EUR\",\"price\":3}",
+                                  &e));
+    cr_assert_eq(e.status, 422);
+    cr_assert_str_eq(e.field, "price");
+}
+
+Test(api_validate, rejects_wrong_types)
+{
+    struct api_verr e = {0};
+    cr_assert_null(list_as_vendor("{\"sku\":\"A\",\"name\":7,\"category\":\"c\","
+                                  "\"currency\":\"EUR\"}",
+                                  &e));
+    cr_assert_eq(e.status, 422);
+    cr_assert_str_eq(e.field, "name");
+
+    struct api_verr e2 = {0};
+    cr_assert_null(list_as_vendor("{\"sku\":\"A\",\"name\":\"n\",\"category\":\"c\","
+                                  "\"currency\":\"EUR\",\"attributes\":{\"k\":1}}",
+                                  &e2));
+    cr_assert_eq(e2.status, 422);
+    cr_assert_str_eq(e2.field, "attributes.k");
+}
+
+Test(api_validate, rejects_a_huge_body_before_parsing)
+{
+    size_t n = API_MAX_BODY + 1;
+    char *big = xmalloc(n + 1);
+    memset(big, ' ', n);
+    big[0] = '{';
+    big[n - 1] = '}';
+    big[n] = '\0';
+    struct api_verr e = {0};
+    cr_assert_null(api_parse_body(big, n, API_MAX_BODY, API_MAX_DEPTH, &e));
+    cr_assert_eq(e.status, 413);
+    free(big);
+}
+
+Test(api_validate, rejects_deep_nesting_but_not_brackets_in_strings)
+{
+    struct api_verr e = {0};
+    cr_assert_null(parse("{\"attributes\":{\"a\":{\"b\":\"c\"}}}", &e));
+    cr_assert_eq(e.status, 400);
+    cr_assert(strstr(e.msg, "nests"), "%s", e.msg);
+
+    struct api_verr e2 = {0};
+    json_t *v = parse("{\"name\":\"[[[{{{\\\"\"}", &e2);
+    cr_assert_not_null(v, "%s", e2.msg);
+    json_decref(v);
+}
+
+Test(api_validate, rejects_non_objects_and_malformed_json)
+{
+    struct api_verr e = {0};
+    cr_assert_null(parse("[1]", &e));
+    cr_assert_eq(e.status, 400);
+    struct api_verr e2 = {0};
+    cr_assert_null(parse("{\"a\":", &e2));
+    cr_assert_eq(e2.status, 400);
+}
+
+Test(api_validate, rejects_bad_currency_and_sku)
+{
+    struct api_verr e = {0};
+    cr_assert_null(list_as_vendor("{\"sku\":\"A\",\"name\":\"n\",\"category\":\"c\","
+                                  "\"currency\":\"eur\"}",
+                                  &e));
+    cr_assert_eq(e.status, 422);
+    cr_assert_str_eq(e.field, "currency");
+
+    struct api_verr e2 = {0};
+    cr_assert_null(list_as_vendor("{\"sku\":\"A B\",\"name\":\"n\",\"category\":\"c\","
+                                  "\"currency\":\"EUR\"}",
+                                  &e2));
+    cr_assert_eq(e2.status, 422);
+    cr_assert_str_eq(e2.field, "sku");
+
+    struct api_verr e3 = {0};
+    cr_assert_eq(api_validate_sku("x/y", 404, &e3), -1);
+    cr_assert_eq(e3.status, 404);
+    cr_assert_eq(api_validate_sku("ok-1.2_3", 404, NULL), 0);
+}
+
+Test(api_validate, checks_length_limits)
+{
+    char body[600];
+    char name[202];
+    memset(name, 'x', 201);
+    name[201] = '\0';
+    snprintf(body, sizeof body,
+             "{\"sku\":\"A\",\"name\":\"%s\",\"category\":\"c\",\"currency\":\"EUR\"}", name);
+    struct api_verr e = {0};
+    cr_assert_null(list_as_vendor(body, &e));
+    cr_assert_str_eq(e.field, "name");
+    name[200] = '\0';
+    snprintf(body, sizeof body,
+             "{\"sku\":\"A\",\"name\":\"%s\",\"category\":\"c\",\"currency\":\"EUR\"}", name);
+    struct api_verr e2 = {0};
+    json_t *f = list_as_vendor(body, &e2);
+    cr_assert_not_null(f, "%s", e2.msg);
+    json_decref(f);
+}
+
+Test(api_validate, vendor_id_comes_from_the_token)
+{
+    struct api_verr e = {0};
+    json_t *v = parse("{\"sku\":\"A\",\"vendor_id\":\"v2\",\"name\":\"n\",\"category\":\"c\","
+                      "\"currency\":\"EUR\"}",
+                      &e);
+    cr_assert_not_null(v);
+    cr_assert_null(api_validate_list_product(v, "vendor", "v1", &e));
+    cr_assert_eq(e.status, 403);
+
+    struct api_verr e2 = {0};
+    json_t *f = api_validate_list_product(v, "admin", NULL, &e2);
+    cr_assert_not_null(f, "%s", e2.msg);
+    cr_assert_str_eq(json_string_value(json_object_get(f, "vendor_id")), "v2");
+    json_decref(f);
+    json_decref(v);
+
+    struct api_verr e3 = {0};
+    json_t *w = parse(good_product, &e3);
+    cr_assert_null(api_validate_list_product(w, "admin", NULL, &e3));
+    cr_assert_eq(e3.status, 422);
+    cr_assert_str_eq(e3.field, "vendor_id");
+    json_decref(w);
+}
+
+Test(api_validate, patch_needs_at_least_one_field)
+{
+    struct api_verr e = {0};
+    json_t *v = parse("{}", &e);
+    cr_assert_null(api_validate_change_details(v, &e));
+    cr_assert_eq(e.status, 422);
+    json_decref(v);
+
+    struct api_verr e2 = {0};
+    v = parse("{\"category\":\"tools\"}", &e2);
+    json_t *f = api_validate_change_details(v, &e2);
+    cr_assert_not_null(f, "%s", e2.msg);
+    cr_assert_eq(json_object_size(f), 1);
+    json_decref(f);
+    json_decref(v);
+
+    struct api_verr e3 = {0};
+    v = parse("{\"sku\":\"B\"}", &e3);
+    cr_assert_null(api_validate_change_details(v, &e3));
+    cr_assert_str_eq(e3.field, "sku");
+    json_decref(v);
+}
+
+Test(api_validate, parses_headers)
+{
+    int64_t ver = 0;
+    cr_assert_eq(api_parse_if_match("\"3\"", &ver), 0);
+    cr_assert_eq(ver, 3);
+    cr_assert_eq(api_parse_if_match("12", &ver), 0);
+    cr_assert_eq(ver, 12);
+    cr_assert_eq(api_parse_if_match("W/\"3\"", &ver), -1);
+    cr_assert_eq(api_parse_if_match("-1", &ver), -1);
+    cr_assert_eq(api_parse_prefer_wait("respond-async, wait=10"), 10);
+    cr_assert_eq(api_parse_prefer_wait("wait=99"), API_MAX_WAIT_S);
+    cr_assert_eq(api_parse_prefer_wait("wait=x"), 0);
+    cr_assert_eq(api_parse_prefer_wait(NULL), 0);
+    cr_assert(api_is_valid_idempotency_key("abc-123"));
+    cr_assert_not(api_is_valid_idempotency_key(""));
+    cr_assert_not(api_is_valid_idempotency_key("a\tb"));
+    int32_t part = 0;
+    int64_t off = 0;
+    cr_assert_eq(api_parse_position("2:41", &part, &off), 0);
+    cr_assert_eq(part, 2);
+    cr_assert_eq(off, 41);
+    cr_assert_eq(api_parse_position("2", &part, &off), -1);
+    cr_assert(api_is_json_type("application/json; charset=utf-8"));
+    cr_assert_not(api_is_json_type("text/plain"));
+    cr_assert_not(api_is_json_type("application/jsonx"));
+    cr_assert(api_is_valid_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+    cr_assert_not(
+        api_is_valid_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"));
+    cr_assert_eq(api_parse_limit(NULL), 50);
+    cr_assert_eq(api_parse_limit("201"), -1);
+}
+
+Test(api_validate, cursor_round_trips_and_refuses_garbage)
+{
+    const char *skus[] = {"A", "AB", "ABC", "sku-123.x_y"};
+    for (size_t i = 0; i < 4; i++) {
+        char *c = api_cursor_encode(skus[i]);
+        cr_assert_null(strchr(c, '='));
+        char *d = api_cursor_decode(c);
+        cr_assert_not_null(d, "cursor of '%s'", skus[i]);
+        cr_assert_str_eq(d, skus[i]);
+        free(c);
+        free(d);
+    }
+    cr_assert_null(api_cursor_decode("!!!"));
+    cr_assert_null(api_cursor_decode("IA")); /* a space: not a sku */
+}
+
+Test(api_outcome, reason_table)
+{
+    cr_assert_eq(api_reason_status("unknown_sku"), 404);
+    cr_assert_eq(api_reason_status("not_owner"), 403);
+    cr_assert_eq(api_reason_status("already_listed"), 409);
+    cr_assert_eq(api_reason_status("delisted"), 409);
+    cr_assert_eq(api_reason_status("invalid_field"), 422);
+    cr_assert_eq(api_reason_status("version_conflict"), 412);
+    cr_assert_eq(api_reason_status("something_new"), 422);
+    cr_assert_eq(api_reason_status(NULL), 422);
+}
+
+Test(api_outcome, answers_accepted_and_rejected)
+{
+    json_t *r =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i}", "command_id",
+                  "6f1c2a52-3c1b-4d59-9a51-0c6f7a1a2b3c", "correlation_id", "c", "aggregate_id",
+                  "AB-1", "command_type", "eventshop.catalog.ListProduct", "status", "ACCEPTED",
+                  "detail", "", "aggregate_version", 1, "partition", 2, "offset", 17);
+    struct api_outcome o;
+    cr_assert_eq(api_outcome_from_result(r, &o), 0);
+    struct api_answer a;
+    api_answer_outcome(&a, &o);
+    cr_assert_eq(a.status, 201);
+    cr_assert_str_eq(json_string_value(json_object_get(a.body, "position")), "2:17");
+    cr_assert_str_eq(a.etag, "\"1\"");
+    cr_assert_str_eq(a.location, "/v1/products/AB-1");
+    json_decref(a.body);
+
+    json_object_set_new(r, "status", json_string("REJECTED"));
+    json_object_set_new(r, "reason", json_string("version_conflict"));
+    cr_assert_eq(api_outcome_from_result(r, &o), 0);
+    api_answer_outcome(&a, &o);
+    cr_assert_eq(a.status, 412);
+    cr_assert(a.problem);
+    cr_assert_str_eq(json_string_value(json_object_get(a.body, "type")),
+                     "urn:eventshop:problem:version_conflict");
+    json_decref(a.body);
+    json_decref(r);
+}
+
+Test(api_results, bounded_map_evicts_the_oldest)
+{
+    api_results_t *res = api_results_new_offline(2);
+    struct api_outcome o = {0}, got;
+    const char *ids[] = {"00000000-0000-4000-8000-000000000001",
+                         "00000000-0000-4000-8000-000000000002",
+                         "00000000-0000-4000-8000-000000000003"};
+    for (int i = 0; i < 3; i++) {
+        strcpy(o.command_id, ids[i]);
+        o.version = i + 1;
+        api_results_put(res, &o);
+    }
+    cr_assert_not(api_results_get(res, ids[0], &got));
+    cr_assert(api_results_get(res, ids[1], &got));
+    cr_assert_eq(got.version, 2);
+    cr_assert(api_results_get(res, ids[2], &got));
+    /* a repeated result keeps the first outcome */
+    o.version = 99;
+    api_results_put(res, &o);
+    cr_assert(api_results_get(res, ids[2], &got));
+    cr_assert_eq(got.version, 3);
+    api_results_free(res);
+}
