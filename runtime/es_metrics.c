@@ -1,11 +1,15 @@
 /* es_metrics — see es_metrics.h. Values are updated with C11 atomics (doubles kept as their bit
  * pattern and changed by compare-and-swap); the registry's lists change only under one mutex,
  * which rendering also takes so that it never sees a half-linked metric. */
+#include "es_metrics.h"
+#include "es_log.h"
+#include "es_mem.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -14,16 +18,13 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
-#include "es_log.h"
-#include "es_mem.h"
-#include "es_metrics.h"
 
 typedef enum { METRIC_COUNTER, METRIC_GAUGE, METRIC_HISTOGRAM } metric_type_t;
 
 static const char *const type_names[] = {"counter", "gauge", "histogram"};
 
 static const double bucket_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                       0.1,    0.25,  0.5,    1,     2.5,   5,     10};
+                                       0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 #define N_BUCKETS (sizeof bucket_bounds / sizeof bucket_bounds[0])
 
 struct es_metric {
@@ -63,7 +64,8 @@ static uint64_t double_to_bits(double d)
 static void atomic_add_double(_Atomic uint64_t *slot, double v)
 {
     uint64_t old = atomic_load_explicit(slot, memory_order_relaxed);
-    while (!atomic_compare_exchange_weak_explicit(slot, &old, double_to_bits(bits_to_double(old) + v),
+    while (!atomic_compare_exchange_weak_explicit(slot, &old,
+                                                  double_to_bits(bits_to_double(old) + v),
                                                   memory_order_relaxed, memory_order_relaxed))
         ;
 }
@@ -373,7 +375,8 @@ int es_metrics_serve(const char *addr, es_err_t *err)
         memmove(host, host + 1, strlen(host));
         host[strlen(host) - 1] = '\0';
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     int rc = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai);
     if (rc != 0) {
