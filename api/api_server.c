@@ -68,7 +68,7 @@ api_server_t *api_server_new(es_err_t *err)
     api_server_t *s = xcalloc(1, sizeof *s);
     struct api_app *app = &s->app;
     char host[256];
-    int port;
+    int port = 0;
     const char *addr = es_env_str("EVENTSHOP_API_ADDR", "127.0.0.1:8080");
     long threads = es_env_long("EVENTSHOP_API_THREADS", 2);
     if (parse_addr(addr, host, sizeof host, &port, err))

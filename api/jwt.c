@@ -260,7 +260,7 @@ static bool audience_matches(const json_t *aud, const char *want)
 static int check_claims(const api_jwt_t *j, const json_t *claims, time_t now,
                         struct api_jwt_principal *out, es_err_t *err)
 {
-    double exp, nbf, iat;
+    double exp = 0, nbf = 0, iat = 0;
     int rc = time_claim(claims, "exp", &exp, err);
     if (rc < 0)
         return -1;
