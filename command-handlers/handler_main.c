@@ -1,4 +1,64 @@
-int main(void)
+/* eventshop-handler <context>: the command handler role of one bounded context. */
+#include "es_env.h"
+#include "es_log.h"
+#include "es_metrics.h"
+#include "ev_codec.h"
+#include "hd_runtime.h"
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+static hd_runtime_t *running;
+
+static void on_signal(int sig)
 {
-    return 0;
+    (void)sig;
+    if (running)
+        hd_runtime_stop(running);
+}
+
+int main(int argc, char **argv)
+{
+    es_log_init("handler");
+    const hd_context_t *ctx = argc == 2 ? hd_context_find(argv[1]) : NULL;
+    if (!ctx) {
+        fprintf(stderr, "usage: eventshop-handler <context>   (contexts:");
+        for (const char *const *n = hd_context_names(); *n; n++)
+            fprintf(stderr, " %s", *n);
+        fprintf(stderr, ")\n");
+        return 2;
+    }
+    es_err_t err = ES_ERR_INIT;
+    int rc = 1;
+    sr_client_t *sr = NULL;
+    ev_codec_t *codec = NULL;
+    hd_runtime_t *rt = NULL;
+    ev_codec_global_init();
+    const char *metrics_addr = es_env_str("EVENTSHOP_METRICS_ADDR", NULL);
+    if (metrics_addr && *metrics_addr && es_metrics_serve(metrics_addr, &err) != 0)
+        goto out;
+    if (!(sr = sr_client_new(es_env_registry_url(), &err)) ||
+        !(codec = ev_codec_new(es_env_schema_dir(), sr, &err)))
+        goto out;
+    if (ev_codec_register_context(codec, ctx->name, &err) != 0) {
+        if (err.code == ES_ECONFLICT)
+            es_error("refusing to start: a '%s' schema is incompatible with the registry's: %s",
+                     ctx->name, err.msg);
+        goto out;
+    }
+    if (!(rt = hd_runtime_new(ctx, codec, NULL, &err)))
+        goto out;
+    running = rt;
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    rc = hd_runtime_run(rt, &err) == 0 ? 0 : 1;
+out:
+    if (es_failed(&err) && err.code != ES_ECONFLICT)
+        es_error("handler '%s': %s", ctx->name, err.msg);
+    running = NULL;
+    hd_runtime_free(rt);
+    ev_codec_free(codec);
+    sr_client_free(sr);
+    return rc;
 }

@@ -1,0 +1,875 @@
+#include "hd_runtime.h"
+#include "es_env.h"
+#include "es_kafka.h"
+#include "es_log.h"
+#include "es_mem.h"
+#include "es_metrics.h"
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TXN_TIMEOUT_MS   30000
+#define FLUSH_TIMEOUT_MS 30000
+
+/* what one assigned partition holds in memory: committed states and the dedupe map, plus what
+ * the batch in flight has staged (merged only after its transaction commits) */
+typedef struct hd_part {
+    bool owned;
+    json_t *states;         /* aggregate id -> state */
+    json_t *results;        /* command id -> first CommandResult */
+    json_t *staged_states;  /* aggregate id -> state, or null for a deletion */
+    json_t *staged_results; /* command id -> CommandResult */
+} hd_part_t;
+
+/* one command of the batch in flight */
+typedef struct hd_item {
+    rd_kafka_message_t *msg;
+    json_t *result;     /* CommandResult, owned; NULL if undecodable */
+    const char *type;   /* command full name, borrowed from the codec; NULL if undecodable */
+    const char *status; /* metric label */
+    size_t last_slot;   /* delivery slot of its last event, if it has events */
+    bool has_events;
+    bool duplicate;
+} hd_item_t;
+
+typedef struct hd_slot {
+    int64_t offset;
+    rd_kafka_resp_err_t err;
+    bool done;
+} hd_slot_t;
+
+typedef struct hd_counter {
+    char *type;
+    const char *status;
+    es_metric_t *m;
+} hd_counter_t;
+
+struct hd_runtime {
+    const hd_context_t *ctx;
+    ev_codec_t *codec;
+    hd_runtime_config_t cfg;
+    char t_commands[128], t_events[128], t_changelog[128], t_results[128];
+    rd_kafka_t *consumer, *producer;
+    hd_part_t *parts;
+    int nparts;
+    hd_slot_t *slots;
+    size_t nslots, cap_slots;
+    uint32_t epoch; /* batch counter, tags delivery reports */
+    volatile sig_atomic_t stop;
+    bool rebalanced; /* the assignment changed while a batch was being gathered */
+    bool fatal;
+    es_err_t fatal_err;
+    hd_counter_t *counters;
+    size_t ncounters;
+    es_metric_t *m_commits, *m_aborts, *m_batch_seconds, *m_batch_size;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static json_int_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void hd_runtime_config_init(hd_runtime_config_t *cfg)
+{
+    cfg->batch_max = (int)es_env_long("EVENTSHOP_HANDLER_BATCH", 500);
+    if (cfg->batch_max < 1)
+        cfg->batch_max = 1;
+    cfg->linger_ms = (int)es_env_long("EVENTSHOP_HANDLER_LINGER_MS", 10);
+    if (cfg->linger_ms < 0)
+        cfg->linger_ms = 0;
+    cfg->recovery_timeout_ms = (int)es_env_long("EVENTSHOP_HANDLER_RECOVERY_MS", 60000);
+    const char *id = es_env_str("EVENTSHOP_INSTANCE_ID", NULL);
+    if (id && *id) {
+        snprintf(cfg->instance_id, sizeof cfg->instance_id, "%s", id);
+    } else if (gethostname(cfg->instance_id, sizeof cfg->instance_id) != 0) {
+        snprintf(cfg->instance_id, sizeof cfg->instance_id, "0");
+    }
+    cfg->instance_id[sizeof cfg->instance_id - 1] = '\0';
+}
+
+static void set_fatal(hd_runtime_t *rt, es_err_t *e)
+{
+    rt->fatal = true;
+    es_set(&rt->fatal_err, e->code ? e->code : ES_EFATAL, "%s", e->msg);
+}
+
+/* --- partitions ------------------------------------------------------------------------- */
+
+static hd_part_t *part_get(hd_runtime_t *rt, int32_t p)
+{
+    if (p < 0)
+        return NULL;
+    if (p >= rt->nparts) {
+        rt->parts = xrealloc(rt->parts, (size_t)(p + 1) * sizeof *rt->parts);
+        memset(rt->parts + rt->nparts, 0, (size_t)(p + 1 - rt->nparts) * sizeof *rt->parts);
+        rt->nparts = p + 1;
+    }
+    return &rt->parts[p];
+}
+
+static void part_drop(hd_part_t *pt)
+{
+    json_decref(pt->states);
+    json_decref(pt->results);
+    json_decref(pt->staged_states);
+    json_decref(pt->staged_results);
+    memset(pt, 0, sizeof *pt);
+}
+
+static void discard_staged(hd_runtime_t *rt)
+{
+    for (int p = 0; p < rt->nparts; p++) {
+        if (rt->parts[p].owned) {
+            json_object_clear(rt->parts[p].staged_states);
+            json_object_clear(rt->parts[p].staged_results);
+        }
+    }
+}
+
+static void merge_staged(hd_runtime_t *rt)
+{
+    for (int p = 0; p < rt->nparts; p++) {
+        hd_part_t *pt = &rt->parts[p];
+        if (!pt->owned)
+            continue;
+        const char *k;
+        json_t *v;
+        json_object_foreach(pt->staged_states, k, v)
+        {
+            if (json_is_null(v))
+                json_object_del(pt->states, k);
+            else
+                json_object_set(pt->states, k, v);
+        }
+        json_object_update(pt->results, pt->staged_results);
+        json_object_clear(pt->staged_states);
+        json_object_clear(pt->staged_results);
+    }
+}
+
+typedef struct recover_arg {
+    hd_runtime_t *rt;
+    hd_part_t *pt;
+    int32_t partition;
+    size_t n, bad;
+} recover_arg_t;
+
+static int recover_state_msg(const rd_kafka_message_t *m, void *arg)
+{
+    recover_arg_t *a = arg;
+    if (!m->key || m->key_len == 0)
+        return 0;
+    char *key = xstrndup(m->key, m->key_len);
+    if (!m->payload) { /* tombstone: the aggregate is gone */
+        json_object_del(a->pt->states, key);
+    } else {
+        es_err_t err = ES_ERR_INIT;
+        json_t *v = NULL;
+        if (ev_decode(a->rt->codec, m->payload, m->len, NULL, &v, &err) == 0) {
+            json_object_set_new(a->pt->states, key, v);
+        } else {
+            a->bad++;
+            es_error("changelog %s[%d]@%lld: %s", a->rt->t_changelog, (int)m->partition,
+                     (long long)m->offset, err.msg);
+        }
+    }
+    free(key);
+    a->n++;
+    return 0;
+}
+
+static int recover_result_msg(const rd_kafka_message_t *m, void *arg)
+{
+    recover_arg_t *a = arg;
+    if (!m->payload)
+        return 0;
+    es_err_t err = ES_ERR_INIT;
+    json_t *v = NULL;
+    if (ev_decode(a->rt->codec, m->payload, m->len, NULL, &v, &err) != 0) {
+        a->bad++;
+        es_error("results %s[%d]@%lld: %s", a->rt->t_results, (int)m->partition,
+                 (long long)m->offset, err.msg);
+        return 0;
+    }
+    const char *id = json_string_value(json_object_get(v, "command_id"));
+    /* the first outcome of a command is its outcome: later copies are re-emissions */
+    if (id && !json_object_get(a->pt->results, id))
+        json_object_set(a->pt->results, id, v);
+    json_decref(v);
+    a->n++;
+    return 0;
+}
+
+static int recover_partition(hd_runtime_t *rt, int32_t p, es_err_t *err)
+{
+    double t0 = now_s();
+    hd_part_t *pt = part_get(rt, p);
+    part_drop(pt);
+    pt->states = json_object();
+    pt->results = json_object();
+    pt->staged_states = json_object();
+    pt->staged_results = json_object();
+    recover_arg_t sa = {rt, pt, p, 0, 0}, ra = {rt, pt, p, 0, 0};
+    if (es_kafka_read_partition(rt->t_changelog, p, recover_state_msg, &sa,
+                                rt->cfg.recovery_timeout_ms, err) != 0 ||
+        es_kafka_read_partition(rt->t_results, p, recover_result_msg, &ra,
+                                rt->cfg.recovery_timeout_ms, err) != 0) {
+        part_drop(pt);
+        return -1;
+    }
+    pt->owned = true;
+    es_info("recovered partition %d: %zu states from %zu changelog records, %zu decided "
+            "commands, %zu undecodable, in %.3f s",
+            (int)p, json_object_size(pt->states), sa.n, json_object_size(pt->results),
+            sa.bad + ra.bad, now_s() - t0);
+    return 0;
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    hd_runtime_t *rt = opaque;
+    rt->rebalanced = true;
+    if (code == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        for (int i = 0; i < parts->cnt && !rt->fatal; i++) {
+            es_err_t err = ES_ERR_INIT;
+            if (recover_partition(rt, parts->elems[i].partition, &err) != 0) {
+                es_error("cannot recover partition %d: %s", (int)parts->elems[i].partition,
+                         err.msg);
+                set_fatal(rt, &err);
+            }
+        }
+        rd_kafka_assign(rk, parts);
+        if (!rt->fatal) {
+            es_info("assigned %d partitions of '%s'", parts->cnt, rt->t_commands);
+            es_metrics_set_ready(true);
+        }
+    } else {
+        for (int p = 0; p < rt->nparts; p++)
+            part_drop(&rt->parts[p]);
+        rd_kafka_assign(rk, NULL);
+        es_info("partitions of '%s' revoked (%s)", rt->t_commands, rd_kafka_err2str(code));
+    }
+}
+
+/* --- producing ---------------------------------------------------------------------------- */
+
+static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    hd_runtime_t *rt = opaque;
+    /* the opaque carries the batch's epoch: a late report of an aborted batch's purged
+     * message must not land in a slot of the next batch */
+    intptr_t tag = (intptr_t)m->_private;
+    intptr_t slot = tag & 0xffffffff;
+    if (tag >= 0 && (uint32_t)(tag >> 32) == rt->epoch && (size_t)slot < rt->nslots) {
+        rt->slots[slot].offset = m->offset;
+        rt->slots[slot].err = m->err;
+        rt->slots[slot].done = true;
+    }
+    if (m->err)
+        es_error("delivery to %s[%d] failed: %s", rd_kafka_topic_name(m->rkt), (int)m->partition,
+                 rd_kafka_err2str(m->err));
+}
+
+/* Produces buf (stolen, may be NULL for a tombstone) inside the open transaction. slot < 0: no
+ * delivery tracking. Returns 0, or -1 with err (the batch must then be aborted). */
+static int produce(hd_runtime_t *rt, const char *topic, int32_t p, const char *key, void *buf,
+                   size_t len, const char *traceparent, intptr_t slot, es_err_t *err)
+{
+    for (;;) {
+        rd_kafka_headers_t *h = NULL;
+        if (traceparent) {
+            h = rd_kafka_headers_new(1);
+            rd_kafka_header_add(h, "traceparent", -1, traceparent, -1);
+        }
+        rd_kafka_resp_err_t e = rd_kafka_producev(
+            rt->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(p),
+            RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE(buf, len),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
+            RD_KAFKA_V_OPAQUE((void *)(slot < 0 ? slot : ((intptr_t)rt->epoch << 32) | slot)),
+            RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
+        if (!e)
+            return 0;
+        if (h)
+            rd_kafka_headers_destroy(h);
+        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            rd_kafka_poll(rt->producer, 50);
+            continue;
+        }
+        free(buf);
+        return es_kafka_resp_error(err, e, topic);
+    }
+}
+
+static intptr_t slot_new(hd_runtime_t *rt)
+{
+    if (rt->nslots == rt->cap_slots) {
+        rt->cap_slots = rt->cap_slots ? rt->cap_slots * 2 : 64;
+        rt->slots = xrealloc(rt->slots, rt->cap_slots * sizeof *rt->slots);
+    }
+    rt->slots[rt->nslots] = (hd_slot_t){-1, 0, false};
+    return (intptr_t)rt->nslots++;
+}
+
+/* --- deciding ----------------------------------------------------------------------------- */
+
+static json_t *new_result(const json_t *meta, const char *aggregate_id, const char *type,
+                          const char *reason, const char *detail, json_int_t version, int32_t p)
+{
+    const char *cid = json_string_value(json_object_get(meta, "command_id"));
+    const char *corr = json_string_value(json_object_get(meta, "correlation_id"));
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?, s:s, s:I, s:i, s:I, s:i, s:I}", "command_id",
+                     cid ? cid : "", "correlation_id", corr ? corr : "", "aggregate_id",
+                     aggregate_id, "command_type", type, "status", reason ? "REJECTED" : "ACCEPTED",
+                     "reason", reason, "detail", detail ? detail : "", "aggregate_version", version,
+                     "partition", (int)p, "offset", (json_int_t)-1, "event_count", 0, "decided_at",
+                     wall_ms());
+}
+
+/* the state of aggregate id in partition pt as staged by this batch: borrowed, NULL if none */
+static json_t *state_get(hd_part_t *pt, const char *id)
+{
+    json_t *s = json_object_get(pt->staged_states, id);
+    if (s)
+        return json_is_null(s) ? NULL : s;
+    return json_object_get(pt->states, id);
+}
+
+/* Decides one command into it->result and stages its events, states and result. Returns 0, or
+ * -1 with err when the batch must be aborted (an event could not be encoded or produced). */
+static int decide_one(hd_runtime_t *rt, hd_item_t *it, es_err_t *err)
+{
+    rd_kafka_message_t *m = it->msg;
+    int32_t p = m->partition;
+    hd_part_t *pt = part_get(rt, p);
+    json_t *cmd = NULL;
+    es_err_t derr = ES_ERR_INIT;
+    char *traceparent = NULL;
+    int rc = 0;
+    hd_decision_t d;
+    hd_decision_init(&d);
+    if (!pt->owned) { /* cannot happen: a revoke clears the batch */
+        it->status = "skipped";
+        goto out;
+    }
+    if (!m->payload || ev_decode(rt->codec, m->payload, m->len, &it->type, &cmd, &derr) != 0) {
+        es_error("skipping undecodable command at %s[%d]@%lld: %s", rt->t_commands, (int)p,
+                 (long long)m->offset, m->payload ? derr.msg : "empty message");
+        it->status = "undecodable";
+        it->type = NULL;
+        goto out;
+    }
+    json_t *meta = json_object_get(cmd, "metadata");
+    const char *cid = json_string_value(json_object_get(meta, "command_id"));
+    const char *agg = json_string_value(json_object_get(meta, "aggregate_id"));
+    if (!cid || !agg) {
+        es_error("skipping command without metadata at %s[%d]@%lld", rt->t_commands, (int)p,
+                 (long long)m->offset);
+        it->status = "undecodable";
+        goto out;
+    }
+    json_t *first = json_object_get(pt->staged_results, cid);
+    if (!first)
+        first = json_object_get(pt->results, cid);
+    if (first) { /* already decided: its first outcome again, no new event */
+        it->result = json_incref(first);
+        it->duplicate = true;
+        it->status = "duplicate";
+        goto out;
+    }
+    json_t *state = state_get(pt, agg);
+    json_int_t version = state ? json_integer_value(json_object_get(state, "version")) : 0;
+    json_t *expected = json_object_get(meta, "expected_version");
+    if (json_is_integer(expected) && json_integer_value(expected) != version) {
+        char detail[160];
+        snprintf(detail, sizeof detail, "expected version %lld, aggregate '%.64s' is at %lld",
+                 (long long)json_integer_value(expected), agg, (long long)version);
+        it->result = new_result(meta, agg, it->type, "version_conflict", detail, version, p);
+        it->status = "rejected";
+        goto out;
+    }
+    if (rt->ctx->decide(state, it->type, cmd, &d) != 0)
+        hd_reject(&d, "internal", "the decider failed on '%s'", it->type);
+    if (d.reason) {
+        it->result = new_result(meta, agg, it->type, d.reason, d.detail, version, p);
+        it->status = "rejected";
+        goto out;
+    }
+    /* stamp, evolve and encode every event before producing any: an event the codec refuses
+     * is a decider bug that a redo would repeat, so it rejects the command instead */
+    size_t n = json_array_size(d.events);
+    json_t *next = state ? json_deep_copy(state) : NULL;
+    void **bufs = xcalloc(n ? n : 1, sizeof *bufs);
+    size_t *lens = xcalloc(n ? n : 1, sizeof *lens);
+    size_t i;
+    json_t *e;
+    es_err_t eerr = ES_ERR_INIT;
+    json_array_foreach(d.events, i, e)
+    {
+        const char *etype = json_string_value(json_object_get(e, "type"));
+        json_t *ev = hd_event_stamp(meta, agg, i, version + (json_int_t)i + 1,
+                                    json_object_get(e, "payload"));
+        int erc =
+            ev_encode(rt->codec, rt->t_events, etype ? etype : "", ev, &bufs[i], &lens[i], &eerr);
+        if (erc == 0) {
+            next = rt->ctx->evolve(next, etype, ev);
+            if (next)
+                json_object_set_new(next, "version", json_integer(version + (json_int_t)i + 1));
+        }
+        json_decref(ev);
+        if (erc != 0)
+            break;
+    }
+    if (es_failed(&eerr)) {
+        for (size_t j = 0; j < n; j++)
+            free(bufs[j]);
+        free(bufs);
+        free(lens);
+        json_decref(next);
+        if (eerr.code != ES_EINVAL) { /* the registry, not the data: redo the batch */
+            es_set(err, eerr.code, "%s", eerr.msg);
+            rc = -1;
+            goto out;
+        }
+        es_error("command %s: the decider's event does not encode: %s", cid, eerr.msg);
+        it->result = new_result(meta, agg, it->type, "internal", eerr.msg, version, p);
+        it->status = "rejected";
+        goto out;
+    }
+    traceparent = es_kafka_header_dup(m, "traceparent");
+    for (i = 0; i < n; i++) {
+        intptr_t slot = slot_new(rt);
+        if (rc == 0)
+            rc = produce(rt, rt->t_events, p, agg, bufs[i], lens[i], traceparent, slot, err);
+        else
+            free(bufs[i]);
+        it->last_slot = (size_t)slot;
+        it->has_events = true;
+    }
+    free(bufs);
+    free(lens);
+    if (rc != 0) {
+        json_decref(next);
+        goto out;
+    }
+    if (n > 0)
+        json_object_set_new(pt->staged_states, agg, next ? next : json_null());
+    else
+        json_decref(next);
+    it->result = new_result(meta, agg, it->type, NULL, NULL, version + (json_int_t)n, p);
+    json_object_set_new(it->result, "event_count", json_integer((json_int_t)n));
+    it->status = "accepted";
+out:
+    if (it->result && !it->duplicate)
+        json_object_set(pt->staged_results,
+                        json_string_value(json_object_get(it->result, "command_id")), it->result);
+    free(traceparent);
+    hd_decision_release(&d);
+    json_decref(cmd);
+    return rc;
+}
+
+/* --- transactions ------------------------------------------------------------------------- */
+
+typedef enum { TXN_OK, TXN_ABORT, TXN_FATAL } txn_rc_t;
+
+/* Classifies a transactional error (destroyed here) per LIBRARY-NOTES: retriable errors are
+ * reported as TXN_ABORT only by callers that cannot retry in place. */
+static txn_rc_t txn_check(hd_runtime_t *rt, rd_kafka_error_t *e, const char *what, bool *retry)
+{
+    if (retry)
+        *retry = false;
+    if (!e)
+        return TXN_OK;
+    txn_rc_t rc = TXN_ABORT;
+    if (rd_kafka_error_is_fatal(e)) {
+        es_err_t err = ES_ERR_INIT;
+        es_set(&err, ES_EFATAL, "%s: %s", what, rd_kafka_error_string(e));
+        set_fatal(rt, &err);
+        rc = TXN_FATAL;
+    } else if (rd_kafka_error_is_retriable(e) && retry) {
+        es_warn("%s: %s (retrying)", what, rd_kafka_error_string(e));
+        *retry = true;
+    } else {
+        es_warn("%s: %s (aborting the batch)", what, rd_kafka_error_string(e));
+    }
+    rd_kafka_error_destroy(e);
+    return rc;
+}
+
+/* Aborts the open transaction, forgets what the batch staged and moves the consumer back to the
+ * first command of the batch in each partition, so the batch is read and decided again. */
+static void abort_batch(hd_runtime_t *rt, hd_item_t *items, size_t n)
+{
+    bool retry;
+    do {
+        if (txn_check(rt, rd_kafka_abort_transaction(rt->producer, TXN_TIMEOUT_MS),
+                      "abort_transaction", &retry) == TXN_FATAL)
+            return;
+    } while (retry);
+    es_metric_add(rt->m_aborts, 1);
+    discard_staged(rt);
+    rd_kafka_topic_partition_list_t *back = rd_kafka_topic_partition_list_new(4);
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_message_t *m = items[i].msg;
+        if (!rd_kafka_topic_partition_list_find(back, rt->t_commands, m->partition))
+            rd_kafka_topic_partition_list_add(back, rt->t_commands, m->partition)->offset =
+                m->offset;
+    }
+    /* a partition revoked meanwhile fails to seek: its new owner starts from the committed
+     * offset anyway */
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(rt->consumer, back, 10000);
+    if (e) {
+        es_warn("seek back after abort: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+    rd_kafka_topic_partition_list_destroy(back);
+}
+
+static es_metric_t *command_counter(hd_runtime_t *rt, const char *type, const char *status)
+{
+    const char *short_type = type ? strrchr(type, '.') : NULL;
+    short_type = short_type ? short_type + 1 : (type ? type : "unknown");
+    for (size_t i = 0; i < rt->ncounters; i++) {
+        if (strcmp(rt->counters[i].type, short_type) == 0 &&
+            strcmp(rt->counters[i].status, status) == 0)
+            return rt->counters[i].m;
+    }
+    char *labels =
+        xasprintf("context=\"%s\",type=\"%s\",status=\"%s\"", rt->ctx->name, short_type, status);
+    es_metric_t *m = es_counter("eventshop_commands_total", "commands handled", labels);
+    free(labels);
+    rt->counters = xrealloc(rt->counters, (rt->ncounters + 1) * sizeof *rt->counters);
+    rt->counters[rt->ncounters++] = (hd_counter_t){xstrdup(short_type), status, m};
+    return m;
+}
+
+static void items_release(hd_item_t *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        json_decref(items[i].result);
+        items[i].result = NULL;
+        items[i].type = NULL;
+        items[i].status = NULL;
+        items[i].has_events = items[i].duplicate = false;
+    }
+}
+
+/* Decides the batch in one transaction. Returns 0 (committed, or aborted and rewound to be
+ * read again), -1 on a fatal error (rt->fatal set). */
+static int run_batch(hd_runtime_t *rt, hd_item_t *items, size_t n)
+{
+    double t0 = now_s();
+    es_err_t err = ES_ERR_INIT;
+    bool retry;
+    rt->nslots = 0;
+    rt->epoch = (rt->epoch + 1) & 0x7fffffff;
+    if (txn_check(rt, rd_kafka_begin_transaction(rt->producer), "begin_transaction", NULL) !=
+        TXN_OK) {
+        /* begin fails only on a state error: nothing is open, so this is fatal */
+        if (!rt->fatal) {
+            es_set(&err, ES_EFATAL, "cannot begin a transaction");
+            set_fatal(rt, &err);
+        }
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (decide_one(rt, &items[i], &err) != 0)
+            goto abort;
+    }
+    /* the events' offsets are the read-your-writes positions the results carry */
+    rd_kafka_resp_err_t fe = rd_kafka_flush(rt->producer, FLUSH_TIMEOUT_MS);
+    if (fe) {
+        es_kafka_resp_error(&err, fe, "flushing events");
+        goto abort;
+    }
+    for (size_t s = 0; s < rt->nslots; s++) {
+        if (!rt->slots[s].done || rt->slots[s].err) {
+            es_set(&err, ES_EIO, "an event was not delivered: %s",
+                   rd_kafka_err2str(rt->slots[s].err));
+            goto abort;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        hd_item_t *it = &items[i];
+        if (it->has_events)
+            json_object_set_new(it->result, "offset",
+                                json_integer(rt->slots[it->last_slot].offset));
+    }
+    for (int p = 0; p < rt->nparts; p++) {
+        hd_part_t *pt = &rt->parts[p];
+        if (!pt->owned)
+            continue;
+        const char *k;
+        json_t *v;
+        json_object_foreach(pt->staged_states, k, v)
+        {
+            void *buf = NULL;
+            size_t len = 0;
+            if (!json_is_null(v) &&
+                ev_encode(rt->codec, rt->t_changelog, rt->ctx->state_type, v, &buf, &len, &err)) {
+                if (err.code == ES_EINVAL) { /* a state the schema refuses: a bug, restart */
+                    set_fatal(rt, &err);
+                    rd_kafka_error_destroy(rd_kafka_abort_transaction(rt->producer, 10000));
+                    return -1;
+                }
+                goto abort;
+            }
+            if (produce(rt, rt->t_changelog, p, k, buf, len, NULL, -1, &err))
+                goto abort;
+        }
+    }
+    rd_kafka_topic_partition_list_t *offsets = rd_kafka_topic_partition_list_new(4);
+    for (size_t i = 0; i < n; i++) {
+        hd_item_t *it = &items[i];
+        rd_kafka_message_t *m = it->msg;
+        rd_kafka_topic_partition_t *tp =
+            rd_kafka_topic_partition_list_find(offsets, rt->t_commands, m->partition);
+        if (!tp)
+            tp = rd_kafka_topic_partition_list_add(offsets, rt->t_commands, m->partition);
+        if (m->offset + 1 > tp->offset)
+            tp->offset = m->offset + 1;
+        if (!it->result)
+            continue;
+        void *buf = NULL;
+        size_t len = 0;
+        const char *cid = json_string_value(json_object_get(it->result, "command_id"));
+        char *tparent = es_kafka_header_dup(m, "traceparent");
+        int rc = ev_encode(rt->codec, rt->t_results, "eventshop.CommandResult", it->result, &buf,
+                           &len, &err);
+        if (rc == 0)
+            rc = produce(rt, rt->t_results, m->partition, cid, buf, len, tparent, -1, &err);
+        free(tparent);
+        if (rc) {
+            rd_kafka_topic_partition_list_destroy(offsets);
+            goto abort;
+        }
+    }
+    rd_kafka_consumer_group_metadata_t *cgmd = rd_kafka_consumer_group_metadata(rt->consumer);
+    txn_rc_t trc;
+    do {
+        trc = txn_check(
+            rt, rd_kafka_send_offsets_to_transaction(rt->producer, offsets, cgmd, TXN_TIMEOUT_MS),
+            "send_offsets_to_transaction", &retry);
+    } while (retry);
+    rd_kafka_consumer_group_metadata_destroy(cgmd);
+    rd_kafka_topic_partition_list_destroy(offsets);
+    if (trc == TXN_FATAL)
+        return -1;
+    if (trc == TXN_ABORT)
+        goto abort;
+    do {
+        trc = txn_check(rt, rd_kafka_commit_transaction(rt->producer, TXN_TIMEOUT_MS),
+                        "commit_transaction", &retry);
+    } while (retry);
+    if (trc == TXN_FATAL)
+        return -1;
+    if (trc == TXN_ABORT)
+        goto abort;
+    merge_staged(rt);
+    es_metric_add(rt->m_commits, 1);
+    es_metric_observe(rt->m_batch_seconds, now_s() - t0);
+    es_metric_set(rt->m_batch_size, (double)n);
+    for (size_t i = 0; i < n; i++)
+        es_metric_add(command_counter(rt, items[i].type, items[i].status), 1);
+    es_debug("committed a batch of %zu commands in %.3f s", n, now_s() - t0);
+    return 0;
+abort:
+    es_warn("aborting a batch of %zu commands: %s", n, err.msg[0] ? err.msg : "kafka error");
+    abort_batch(rt, items, n);
+    return rt->fatal ? -1 : 0;
+}
+
+/* --- life cycle --------------------------------------------------------------------------- */
+
+hd_runtime_t *hd_runtime_new(const hd_context_t *ctx, ev_codec_t *codec,
+                             const hd_runtime_config_t *cfg, es_err_t *err)
+{
+    hd_runtime_t *rt = xcalloc(1, sizeof *rt);
+    char errstr[512], group[160], txn_id[320], client[160];
+    rt->ctx = ctx;
+    rt->codec = codec;
+    if (cfg)
+        rt->cfg = *cfg;
+    else
+        hd_runtime_config_init(&rt->cfg);
+    es_topic(rt->t_commands, sizeof rt->t_commands, ctx->name, "commands");
+    es_topic(rt->t_events, sizeof rt->t_events, ctx->name, "events");
+    es_topic(rt->t_changelog, sizeof rt->t_changelog, ctx->name, "changelog");
+    es_topic(rt->t_results, sizeof rt->t_results, ctx->name, "results");
+    snprintf(group, sizeof group, "eventshop-%s-handler", ctx->name);
+    snprintf(txn_id, sizeof txn_id, "eventshop-%s-handler-%s", ctx->name, rt->cfg.instance_id);
+    snprintf(client, sizeof client, "eventshop-%s-handler", ctx->name);
+
+    /* static membership: a restarted instance (same id) takes its partitions back at once
+     * instead of waiting for the session of its dead predecessor to time out */
+    const char *ckv[] = {"group.id",
+                         group,
+                         "group.instance.id",
+                         txn_id,
+                         "session.timeout.ms",
+                         "15000",
+                         "enable.auto.commit",
+                         "false",
+                         "isolation.level",
+                         "read_committed",
+                         "auto.offset.reset",
+                         "earliest",
+                         "enable.partition.eof",
+                         "false",
+                         NULL};
+    rd_kafka_conf_t *cconf = es_kafka_conf_new(client, ckv, err);
+    if (!cconf)
+        goto fail;
+    rd_kafka_conf_set_opaque(cconf, rt);
+    rd_kafka_conf_set_rebalance_cb(cconf, rebalance_cb);
+    rt->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cconf, errstr, sizeof errstr);
+    if (!rt->consumer) {
+        rd_kafka_conf_destroy(cconf);
+        es_set(err, ES_EIO, "kafka consumer: %s", errstr);
+        goto fail;
+    }
+    rd_kafka_poll_set_consumer(rt->consumer);
+
+    char txn_timeout[16];
+    snprintf(txn_timeout, sizeof txn_timeout, "%d", TXN_TIMEOUT_MS * 2);
+    const char *pkv[] = {
+        "transactional.id", txn_id, "transaction.timeout.ms", txn_timeout, "linger.ms", "2", NULL};
+    rd_kafka_conf_t *pconf = es_kafka_conf_new(client, pkv, err);
+    if (!pconf)
+        goto fail;
+    rd_kafka_conf_set_opaque(pconf, rt);
+    rd_kafka_conf_set_dr_msg_cb(pconf, dr_msg_cb);
+    rt->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, errstr, sizeof errstr);
+    if (!rt->producer) {
+        rd_kafka_conf_destroy(pconf);
+        es_set(err, ES_EIO, "kafka producer: %s", errstr);
+        goto fail;
+    }
+    /* fences any earlier instance with this id and aborts its open transaction */
+    if (es_kafka_error(err, rd_kafka_init_transactions(rt->producer, 60000), "init_transactions") !=
+        0)
+        goto fail;
+
+    rt->m_commits = es_counter("eventshop_txn_commits_total", "committed handler transactions", "");
+    rt->m_aborts = es_counter("eventshop_txn_aborts_total", "aborted handler transactions", "");
+    rt->m_batch_seconds =
+        es_histogram("eventshop_handler_batch_seconds", "time to decide and commit a batch", "");
+    rt->m_batch_size =
+        es_gauge("eventshop_handler_batch_size", "commands in the last committed batch", "");
+    es_info("handler for '%s' ready: group '%s', transactional id '%s', batch %d, linger %d ms",
+            ctx->name, group, txn_id, rt->cfg.batch_max, rt->cfg.linger_ms);
+    return rt;
+fail:
+    hd_runtime_free(rt);
+    return NULL;
+}
+
+void hd_runtime_stop(hd_runtime_t *rt)
+{
+    rt->stop = 1;
+}
+
+/* Gathers up to batch_max commands, waiting at most linger_ms after the first one. A rebalance
+ * meanwhile drops what was gathered: the new assignment reads from the committed offsets. */
+static size_t gather(hd_runtime_t *rt, hd_item_t *items)
+{
+    size_t n = 0;
+    double deadline = 0;
+    rt->rebalanced = false;
+    while (n < (size_t)rt->cfg.batch_max && !rt->stop && !rt->fatal) {
+        int wait = 100;
+        if (n > 0) {
+            double left = deadline - now_s();
+            if (left <= 0)
+                break;
+            wait = (int)(left * 1000) + 1;
+        }
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rt->consumer, wait);
+        if (rt->rebalanced) {
+            for (size_t i = 0; i < n; i++)
+                rd_kafka_message_destroy(items[i].msg);
+            n = 0;
+            rt->rebalanced = false;
+        }
+        if (!m)
+            continue;
+        if (m->err) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                es_warn("consumer: %s", rd_kafka_message_errstr(m));
+            if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
+                es_err_t err = ES_ERR_INIT;
+                es_set(&err, ES_EFATAL, "consumer: %s", rd_kafka_message_errstr(m));
+                set_fatal(rt, &err);
+            }
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        if (n == 0)
+            deadline = now_s() + rt->cfg.linger_ms / 1000.0;
+        items[n++] = (hd_item_t){.msg = m};
+    }
+    return n;
+}
+
+int hd_runtime_run(hd_runtime_t *rt, es_err_t *err)
+{
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(topics, rt->t_commands, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(rt->consumer, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (e)
+        return es_kafka_resp_error(err, e, "subscribe");
+    hd_item_t *items = xcalloc((size_t)rt->cfg.batch_max, sizeof *items);
+    while (!rt->stop && !rt->fatal) {
+        size_t n = gather(rt, items);
+        if (n > 0 && !rt->fatal)
+            run_batch(rt, items, n);
+        items_release(items, n);
+        for (size_t i = 0; i < n; i++)
+            rd_kafka_message_destroy(items[i].msg);
+    }
+    free(items);
+    if (rt->fatal) {
+        es_set(err, rt->fatal_err.code, "%s", rt->fatal_err.msg);
+        es_error("handler for '%s' stops on a fatal error: %s", rt->ctx->name, rt->fatal_err.msg);
+        return -1;
+    }
+    es_info("handler for '%s' stopping", rt->ctx->name);
+    rd_kafka_consumer_close(rt->consumer);
+    return 0;
+}
+
+void hd_runtime_free(hd_runtime_t *rt)
+{
+    if (!rt)
+        return;
+    if (rt->producer) {
+        rd_kafka_flush(rt->producer, 5000);
+        rd_kafka_destroy(rt->producer);
+    }
+    if (rt->consumer)
+        rd_kafka_destroy(rt->consumer);
+    for (int p = 0; p < rt->nparts; p++)
+        part_drop(&rt->parts[p]);
+    free(rt->parts);
+    free(rt->slots);
+    for (size_t i = 0; i < rt->ncounters; i++)
+        free(rt->counters[i].type);
+    free(rt->counters);
+    free(rt);
+}

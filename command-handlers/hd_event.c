@@ -1,0 +1,25 @@
+/* The metadata the runtime stamps on every event: pure, so it is unit-tested without Kafka. */
+#include "es_uuid.h"
+#include "hd_runtime.h"
+#include <stdio.h>
+
+json_t *hd_event_stamp(const json_t *cmd_meta, const char *aggregate_id, size_t index,
+                       json_int_t version, const json_t *payload)
+{
+    const char *command_id = json_string_value(json_object_get(cmd_meta, "command_id"));
+    const char *correlation_id = json_string_value(json_object_get(cmd_meta, "correlation_id"));
+    const char *actor = json_string_value(json_object_get(cmd_meta, "actor"));
+    char idx[32], event_id[ES_UUID_LEN];
+    snprintf(idx, sizeof idx, "%zu", index);
+    /* derived, not random: a batch redone after a crash writes the very same event ids */
+    es_uuid_derive(command_id ? command_id : "", idx, event_id);
+    json_t *ev = json_deep_copy(payload);
+    json_object_set_new(ev, "metadata",
+                        json_pack("{s:s, s:s, s:I, s:s, s:s, s:I, s:s}", "event_id", event_id,
+                                  "aggregate_id", aggregate_id, "aggregate_version", version,
+                                  "command_id", command_id ? command_id : "", "correlation_id",
+                                  correlation_id ? correlation_id : "", "occurred_at",
+                                  json_integer_value(json_object_get(cmd_meta, "issued_at")),
+                                  "actor", actor ? actor : ""));
+    return ev;
+}

@@ -1,0 +1,47 @@
+/* hd_runtime — the generic command-handler runtime (DESIGN.md §2, §4): consumes
+ * "<ctx>.commands" in the group "eventshop-<ctx>-handler", decides each command with the
+ * context's pure decider against the aggregate's state, and writes the events ("<ctx>.events",
+ * same partition as the command), the new states ("<ctx>.changelog") and one CommandResult per
+ * command ("<ctx>.results") in ONE Kafka transaction per batch, together with the consumed
+ * offsets. States and the dedupe map (command_id -> first result) of each assigned partition are
+ * recovered from the changelog and results topics on assignment. Deciders never see Kafka. */
+#ifndef HD_RUNTIME_H
+#define HD_RUNTIME_H
+
+#include "es_err.h"
+#include "ev_codec.h"
+#include "hd_context.h"
+#include <jansson.h>
+
+typedef struct hd_runtime hd_runtime_t;
+
+/* Settings, each from the environment with a default (hd_runtime_config_init). */
+typedef struct hd_runtime_config {
+    int batch_max;           /* EVENTSHOP_HANDLER_BATCH, default 500 */
+    int linger_ms;           /* EVENTSHOP_HANDLER_LINGER_MS, default 10 */
+    int recovery_timeout_ms; /* EVENTSHOP_HANDLER_RECOVERY_MS, default 60000 */
+    char instance_id[128];   /* EVENTSHOP_INSTANCE_ID, default the hostname */
+} hd_runtime_config_t;
+
+void hd_runtime_config_init(hd_runtime_config_t *cfg);
+
+/* Creates the consumer and the transactional producer and calls init_transactions. ctx and codec
+ * are borrowed and must outlive the runtime (the codec's context must already be registered);
+ * cfg is copied (NULL: from the environment). NULL with err on failure. */
+hd_runtime_t *hd_runtime_new(const hd_context_t *ctx, ev_codec_t *codec,
+                             const hd_runtime_config_t *cfg, es_err_t *err);
+/* Runs the batch loop until hd_runtime_stop, then closes the consumer. Returns 0 after a stop,
+ * -1 with err on a fatal error (the caller exits non-zero; recovery makes a restart safe). */
+int hd_runtime_run(hd_runtime_t *rt, es_err_t *err);
+/* Asks the loop to finish its current batch and return. Async-signal-safe. */
+void hd_runtime_stop(hd_runtime_t *rt);
+void hd_runtime_free(hd_runtime_t *rt);
+
+/* The event the runtime writes for the index-th (0-based) event of a decision: a deep copy of
+ * payload (borrowed) with "metadata" set from the command's metadata cmd_meta (borrowed):
+ * event_id = es_uuid_derive(command_id, index), aggregate_id, aggregate_version = version,
+ * command_id, correlation_id, occurred_at = issued_at, actor. New reference. */
+json_t *hd_event_stamp(const json_t *cmd_meta, const char *aggregate_id, size_t index,
+                       json_int_t version, const json_t *payload);
+
+#endif
