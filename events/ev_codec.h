@@ -25,11 +25,11 @@
 #ifndef EV_CODEC_H
 #define EV_CODEC_H
 
-#include <stddef.h>
-#include <stdint.h>
-#include <jansson.h>
 #include "es_err.h"
 #include "sr_client.h"
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
 
 typedef struct ev_codec ev_codec_t;
 

@@ -37,20 +37,18 @@ export LSAN_OPTIONS=suppressions=$top/tests/lsan.supp:print_suppressions=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
 echo "== unit tests (plain and sanitized builds, in parallel)"
-(cd build && ctest -L unit --output-on-failure >"$out/unit.log" 2>&1) & p1=$!
-(cd build-asan && ctest -L unit --output-on-failure >"$out/unit-asan.log" 2>&1) & p2=$!
+(cd build && ctest -L unit -V >"$out/unit.log" 2>&1) & p1=$!
+(cd build-asan && ctest -L unit -V >"$out/unit-asan.log" 2>&1) & p2=$!
 wait $p1; r1=$?; wait $p2; r2=$?
+# count criterion's own cases ("Synthesis: Tested: N | Passing: N | Failing: N | Crashing: N")
 for f in unit unit-asan; do
-    grep -E "tests passed|tests failed|\*\*\*Failed|Test +#" "$out/$f.log" | grep -E "Failed|tests" || true
+    read -r np nf < <(grep -hoE "Synthesis: Tested: [0-9]+ \| Passing: [0-9]+ \| Failing: [0-9]+ \| Crashing: [0-9]+" "$out/$f.log" |
+        awk -F'[:|]' '{p += $5; f += $7 + $9} END {print p + 0, f + 0}')
+    echo "$f: $np passed, $nf failed ($(grep -hoE "[0-9]+ tests failed out of [0-9]+" "$out/$f.log") executables)"
+    passed=$((passed + np)); failed=$((failed + nf))
 done
-[ $r1 -eq 0 ] || tail -n 60 "$out/unit.log"; [ $r2 -eq 0 ] || tail -n 60 "$out/unit-asan.log"
-ut=$(grep -hoE "^[0-9]+% tests passed, [0-9]+ tests failed out of [0-9]+" "$out/unit.log" "$out/unit-asan.log")
-echo "$ut"
-while read -r line; do
-    [ -n "$line" ] || continue
-    total=${line##* }; nf=$(echo "$line" | sed -E 's/.* ([0-9]+) tests failed.*/\1/')
-    passed=$((passed + total - nf)); failed=$((failed + nf))
-done <<<"$ut"
+[ $r1 -eq 0 ] || grep -E "FAIL|CRASH|Failed|Assertion|ERROR" "$out/unit.log" | head -n 40
+[ $r2 -eq 0 ] || grep -E "FAIL|CRASH|Failed|Assertion|ERROR|Sanitizer" "$out/unit-asan.log" | head -n 40
 [ $r1 -eq 0 ] && [ $r2 -eq 0 ] || failures+=(unit)
 
 echo "== integration and end-to-end (real Kafka + MariaDB, sanitized roles)"

@@ -118,6 +118,15 @@ def command_serializer(registry, full_name, topic="catalog.commands"):
                                 "subject.name.strategy": lambda ctx, name: subject})
 
 
+def plain(v):
+    """The deserializer gives uuid.UUID for logicalType uuid; tests compare strings."""
+    if isinstance(v, dict):
+        return {k: plain(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [plain(x) for x in v]
+    return str(v) if isinstance(v, uuid.UUID) else v
+
+
 def read_topic(brokers, registry, topic, timeout=30, decode=True):
     """Every committed message of topic (all partitions, read_committed), decoded with
     confluent-kafka's AvroDeserializer through our registry: list of dicts with partition,
@@ -147,7 +156,7 @@ def read_topic(brokers, registry, topic, timeout=30, decode=True):
             raise RuntimeError(str(m.error()))
         v = m.value()
         if decode and v is not None:
-            v = deser(v, SerializationContext(topic, MessageField.VALUE))
+            v = plain(deser(v, SerializationContext(topic, MessageField.VALUE)))
         out.append({"partition": m.partition(), "offset": m.offset(),
                     "key": m.key().decode() if m.key() else None, "value": v,
                     "headers": dict(m.headers() or [])})

@@ -15,20 +15,25 @@ def produce_commands(brokers, registry, full_name, commands):
     """Produces (key, value) commands; returns {command_id: partition}."""
     ser = command_serializer(registry, full_name)
     p = producer(brokers, **{"linger.ms": 20})
-    parts = {}
+    parts, errors = {}, []
 
-    def report(err, msg):
-        assert err is None, err
-        parts[msg.key().decode() + "|" + msg.headers()[0][1].decode()] = msg.partition()
+    def report(cid):
+        def on_delivery(err, msg):
+            if err:
+                errors.append(err)
+            else:
+                parts[cid] = msg.partition()
+        return on_delivery
 
     for key, value in commands:
         data = ser(value, SerializationContext("catalog.commands", MessageField.VALUE))
         tp = "00-%s-%s-01" % (uuid.uuid4().hex, uuid.uuid4().hex[:16])
-        p.produce("catalog.commands", key=key, value=data, headers=[("cid", value["metadata"]["command_id"]), ("traceparent", tp)],
-                  on_delivery=report)
+        p.produce("catalog.commands", key=key, value=data, headers=[("traceparent", tp)],
+                  on_delivery=report(value["metadata"]["command_id"]))
         p.poll(0)
     assert p.flush(30) == 0
-    return {k.split("|", 1)[1]: v for k, v in parts.items()}
+    assert not errors, errors
+    return parts
 
 
 def results_by_command(brokers, registry, ids):
