@@ -11,6 +11,7 @@
 #include "es_kafka.h"
 #include "es_log.h"
 #include "es_mem.h"
+#include "es_trace.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,31 +39,11 @@ static long long wall_ms(void)
     return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
-static void hex_id(char *out, size_t nhex)
-{
-    char u[ES_UUID_LEN];
-    size_t o = 0;
-    while (o < nhex) {
-        es_uuid_random(u);
-        for (const char *s = u; *s && o < nhex; s++)
-            if (*s != '-')
-                out[o++] = *s;
-    }
-    out[o] = '\0';
-}
-
-/* The request's traceparent if valid W3C, else a new sampled one. */
-static void make_traceparent(es_http_req_t *r, char out[56])
+/* The next hop of the request's trace, or a new trace. */
+static void make_traceparent(es_http_req_t *r, char out[ES_TRACEPARENT_LEN])
 {
     char *tp = es_http_header_dup(r, "traceparent");
-    if (api_is_valid_traceparent(tp)) {
-        snprintf(out, 56, "%s", tp);
-    } else {
-        char trace[33], span[17];
-        hex_id(trace, 32);
-        hex_id(span, 16);
-        snprintf(out, 56, "00-%s-%s-01", trace, span);
-    }
+    es_trace_child(tp, out);
     free(tp);
 }
 
@@ -97,7 +78,7 @@ static void send_command(es_http_req_t *r, const struct api_principal *who, enum
     void *buf = NULL;
     size_t len = 0;
     es_err_t err = ES_ERR_INIT;
-    char command_id[ES_UUID_LEN], traceparent[56], trace_id[33];
+    char command_id[ES_UUID_LEN], traceparent[ES_TRACEPARENT_LEN], trace_id[33];
 
     if (key && !api_is_valid_idempotency_key(key)) {
         api_reply_problem(r, 400, NULL, "Idempotency-Key",

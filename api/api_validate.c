@@ -436,22 +436,3 @@ int api_parse_limit(const char *value)
         return -1;
     return (int)v;
 }
-
-static bool is_lower_hex(const char *s, size_t n, bool nonzero)
-{
-    bool any = false;
-    for (size_t i = 0; i < n; i++) {
-        if (!isxdigit((unsigned char)s[i]) || isupper((unsigned char)s[i]))
-            return false;
-        any |= s[i] != '0';
-    }
-    return !nonzero || any;
-}
-
-bool api_is_valid_traceparent(const char *v)
-{
-    /* 00-<trace 32>-<span 16>-<flags 2> */
-    return v && strlen(v) == 55 && v[2] == '-' && v[35] == '-' && v[52] == '-' &&
-           is_lower_hex(v, 2, false) && strncmp(v, "ff", 2) && is_lower_hex(v + 3, 32, true) &&
-           is_lower_hex(v + 36, 16, true) && is_lower_hex(v + 53, 2, false);
-}

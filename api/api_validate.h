@@ -72,7 +72,4 @@ char *api_cursor_decode(const char *cursor);
 /* ?limit=: default 50 when NULL, 1..200 accepted. Returns the limit, or -1 when invalid. */
 int api_parse_limit(const char *value);
 
-/* W3C traceparent "00-<32 hex>-<16 hex>-<2 hex>" with non-zero ids. */
-bool api_is_valid_traceparent(const char *value);
-
 #endif

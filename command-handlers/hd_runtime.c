@@ -4,6 +4,7 @@
 #include "es_log.h"
 #include "es_mem.h"
 #include "es_metrics.h"
+#include "es_trace.h"
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -450,7 +451,11 @@ static int decide_one(hd_runtime_t *rt, hd_item_t *it, es_err_t *err)
         it->status = "rejected";
         goto out;
     }
-    traceparent = es_kafka_header_dup(m, "traceparent");
+    /* every event carries a traceparent: the next hop of the command's, or a new trace */
+    char *cmd_tp = es_kafka_header_dup(m, "traceparent");
+    traceparent = xmalloc(ES_TRACEPARENT_LEN);
+    es_trace_child(cmd_tp, traceparent);
+    free(cmd_tp);
     for (i = 0; i < n; i++) {
         intptr_t slot = slot_new(rt);
         if (rc == 0)

@@ -98,8 +98,10 @@ def produce(brokers, events, batch):
         last[msg.partition()] = max(last.get(msg.partition(), -1), msg.offset())
 
     for name, value in events:
+        # events carry a traceparent, as the handler writes them (DESIGN.md §3)
+        tp = "00-%s-%s-01" % (uuid.uuid4().hex, uuid.uuid4().hex[:16])
         p.produce(TOPIC, key=value["sku"].encode(), value=batch.encode(name, value),
-                  on_delivery=done)
+                  headers=[("traceparent", tp)], on_delivery=done)
         p.poll(0)
     p.commit_transaction(60)
     p.flush(30)
