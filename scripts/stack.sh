@@ -22,8 +22,11 @@ KAFKA_PORT=$((9092 + ES_PORT_OFFSET))
 CONTROLLER_PORT=$((9093 + ES_PORT_OFFSET))
 MYSQL_PORT=$((3306 + ES_PORT_OFFSET))
 METRICS_BASE=$((9100 + ES_PORT_OFFSET))
-CONTEXTS=(catalog)
-ROLES=(registry handler-catalog projector-catalog api)
+# the bounded contexts the stack runs (a handler and a projector each); ES_CONTEXTS overrides
+read -r -a CONTEXTS <<<"${ES_CONTEXTS:-catalog}"
+ROLES=(registry)
+for c in "${CONTEXTS[@]}"; do ROLES+=("handler-$c" "projector-$c"); done
+ROLES+=(api)
 KAFKA_LIBS=$top/.cache/kafka/libs
 
 mkdir -p "$ES_STATE"/{run,logs,secrets}
@@ -159,8 +162,12 @@ export EVENTSHOP_SCHEMA_DIR=$top/events/schemas
 export EVENTSHOP_MYSQL_HOST=127.0.0.1
 export EVENTSHOP_MYSQL_PORT=$MYSQL_PORT
 export EVENTSHOP_MYSQL_ROOT_SOCKET=$(mysql_sock)
-export EVENTSHOP_MYSQL_CATALOG_USER=eventshop_catalog_rw
-export EVENTSHOP_MYSQL_CATALOG_PASSWORD_FILE=$ES_STATE/secrets/mysql-catalog-rw.password
+export ES_CONTEXTS="${CONTEXTS[*]}"
+$(for c in "${CONTEXTS[@]}"; do
+    C=$(echo "$c" | tr a-z A-Z)
+    echo "export EVENTSHOP_MYSQL_${C}_USER=eventshop_${c}_rw"
+    echo "export EVENTSHOP_MYSQL_${C}_PASSWORD_FILE=$ES_STATE/secrets/mysql-$c-rw.password"
+done)
 export EVENTSHOP_JWT_ALG=RS256
 export EVENTSHOP_JWT_PUBLIC_KEY_FILE=$ES_STATE/secrets/jwt-public.pem
 export EVENTSHOP_JWT_PRIVATE_KEY_FILE=$ES_STATE/secrets/jwt-private.pem
@@ -212,9 +219,12 @@ role_start() {
             registry) export EVENTSHOP_REGISTRY_ADDR=127.0.0.1:$REGISTRY_PORT ;;
             api)
                 export EVENTSHOP_API_ADDR=127.0.0.1:$API_PORT
-                # the API only reads its read models
-                export EVENTSHOP_MYSQL_CATALOG_USER=eventshop_catalog_ro
-                export EVENTSHOP_MYSQL_CATALOG_PASSWORD_FILE=$ES_STATE/secrets/mysql-catalog-ro.password ;;
+                # the API only reads the read models
+                for c in "${CONTEXTS[@]}"; do
+                    C=$(echo "$c" | tr a-z A-Z)
+                    export "EVENTSHOP_MYSQL_${C}_USER=eventshop_${c}_ro"
+                    export "EVENTSHOP_MYSQL_${C}_PASSWORD_FILE=$ES_STATE/secrets/mysql-$c-ro.password"
+                done ;;
         esac
         # shellcheck disable=SC2086
         exec $cmd >>"$ES_STATE/logs/$role.log" 2>&1
