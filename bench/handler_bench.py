@@ -81,8 +81,12 @@ def preload(prefix):
     return size
 
 
-AdminClient({"bootstrap.servers": brokers}).create_topics(
-    [NewTopic("bench.raw", 4, 1)])[ "bench.raw"].exception(10)
+admin = AdminClient({"bootstrap.servers": brokers})
+err = admin.create_topics([NewTopic("bench.raw", 4, 1)])["bench.raw"].exception(30)
+if err is not None and "already exists" not in str(err):
+    raise SystemExit(f"bench: cannot create bench.raw: {err}")
+while "bench.raw" not in admin.list_topics(timeout=10).topics:
+    time.sleep(0.2)
 print(f"{N} ListProduct commands per run, 4 partitions, one handler, local single-node broker")
 print(f"{'batch':>6} {'handler cmd/s':>14} {'raw cmd/s':>10} {'ratio':>6} {'handler RSS':>12}")
 for b in BATCHES:
