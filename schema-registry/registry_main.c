@@ -4,6 +4,7 @@
 #include "sr_server.h"
 #include <signal.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 static sr_server_t *server;
 
@@ -23,7 +24,14 @@ int main(void)
         .threads = (int)es_env_long("EVENTSHOP_REGISTRY_THREADS", 2),
     };
     es_err_t err = ES_ERR_INIT;
-    server = sr_server_new(&cfg, &err);
+    /* a broker that has just created _schemas may not have elected its leader yet: transient
+     * Kafka errors at start are retried for EVENTSHOP_STARTUP_TIMEOUT_S (30) seconds */
+    long tries = es_env_long("EVENTSHOP_STARTUP_TIMEOUT_S", 30);
+    while (!(server = sr_server_new(&cfg, &err)) && err.code == ES_EIO && tries-- > 0) {
+        es_warn("registry not ready, retrying: %s", err.msg);
+        es_clear(&err);
+        sleep(1);
+    }
     if (!server) {
         es_error("registry cannot start: %s", err.msg);
         return 1;
