@@ -47,4 +47,7 @@ if [ ! -f "$venv/.done" ]; then
         'confluent-kafka[avro,schemaregistry]==2.6.1' requests fastavro pymysql pytest
     touch "$venv/.done"
 fi
+# the static checks of the deploy artifacts (kustomize, kubeconform, schemas, linters)
+export PATH=$PATH:/usr/local/go/bin
+scripts/setup-deploy-tools.sh
 echo "setup: ok"

@@ -32,6 +32,12 @@ bad=$(git ls-files '*.c' '*.h' | while read -r f; do [ -f "$f" ] && ! clang-form
 [ -z "$bad" ] || echo "not formatted: $bad"
 count format "$([ -z "$bad" ] && echo 0 || echo 1)"
 
+echo "== deploy artifacts (kustomize + kubeconform, dclint, hadolint)"
+scripts/lint-deploy.sh >"$out/lint-deploy.log" 2>&1; rc=$?
+grep -E '^(PASS|FAIL|    )' "$out/lint-deploy.log"
+read -r np nf < <(tail -n 1 "$out/lint-deploy.log" | awk '{print $1 + 0, $3 + 0}')
+passed=$((passed + np)); failed=$((failed + nf)); [ $rc -eq 0 ] || failures+=(lint-deploy)
+
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1
 export LSAN_OPTIONS=suppressions=$top/tests/lsan.supp:print_suppressions=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1

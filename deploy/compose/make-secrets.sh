@@ -1,0 +1,14 @@
+#!/bin/sh
+# Creates the compose secrets (random passwords, a JWT key pair) under deploy/compose/secrets/
+# once; never committed (.dockerignore and the lead's .gitignore keep them out).
+set -eu
+d=$(dirname "$0")/secrets
+mkdir -p "$d"; chmod 700 "$d"; umask 077
+for n in mysql-root grafana-admin $(sed -e 's/#.*//' "$(dirname "$0")/../contexts" | awk 'NF{print "mysql-"$1"-rw mysql-"$1"-ro"}'); do
+    [ -f "$d/$n.password" ] || openssl rand -hex 24 >"$d/$n.password"
+done
+if [ ! -f "$d/jwt-private.pem" ]; then
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$d/jwt-private.pem" 2>/dev/null
+    openssl pkey -in "$d/jwt-private.pem" -pubout -out "$d/jwt-public.pem"
+fi
+echo "secrets in $d"

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Static checks of everything that ships (image, compose, Kubernetes, CI), offline, with the
+# pinned tools of scripts/setup-deploy-tools.sh. One line per check, then "N passed, N failed".
+#   generated   deploy/tools/gen.py output (from deploy/contexts) is up to date
+#   kustomize   `kustomize build` of every overlay
+#   kubeconform every overlay's objects against the Kubernetes 1.33 strict schemas and the
+#               KEDA, prometheus-operator (from their CRDs), Strimzi and external-secrets schemas
+#   policy      every Deployment/StatefulSet/Job: probes (long-running), requests and limits,
+#               non-root, read-only root fs, no privilege escalation; KEDA caps <= partitions
+#   dclint      docker-compose.yml;  hadolint: Dockerfile;  workflows: YAML that parses
+#   selftest    kubeconform rejects a manifest with an unknown field (the check can fail)
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+scripts/setup-deploy-tools.sh >/dev/null || { echo "FAIL setup-deploy-tools"; echo "0 passed, 1 failed"; exit 1; }
+bin=.cache/bin py=.cache/deploy-venv/bin/python
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+passed=0 failed=0
+check() { # name command...: PASS/FAIL line, output shown on failure
+    local name=$1; shift
+    if "$@" >"$tmp/out" 2>&1; then
+        echo "PASS $name"; passed=$((passed + 1))
+    else
+        echo "FAIL $name"; sed 's/^/    /' "$tmp/out" | tail -n 30; failed=$((failed + 1))
+    fi
+}
+K8S_VERSION=1.33.0
+kubeconform() {
+    "$bin/kubeconform" -strict -summary -kubernetes-version "$K8S_VERSION" \
+        -schema-location ".cache/schemas/k8s-standalone/{{ .NormalizedKubernetesVersion }}-standalone{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json" \
+        -schema-location '.cache/schemas/crd/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json' \
+        -schema-location 'deploy/schemas/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json' "$@"
+}
+generated() {
+    mkdir -p "$tmp/gen" && "$py" deploy/tools/gen.py "$tmp/gen" || return 1
+    local f rc=0
+    for f in $(cd "$tmp/gen" && find . -type f | sed 's|^\./||'); do
+        diff -u "$f" "$tmp/gen/$f" || { echo "stale: $f (run deploy/tools/gen.py)"; rc=1; }
+    done
+    return $rc
+}
+policy() { # file partitions
+    "$py" - "$@" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+parts, bad = int(sys.argv[2]), []
+for d in docs:
+    kind, name = d["kind"], d["metadata"]["name"]
+    if kind in ("Deployment", "StatefulSet", "Job"):
+        pod = d["spec"]["template"]["spec"]
+        psc = pod.get("securityContext", {})
+        if not psc.get("runAsNonRoot"): bad.append(f"{kind}/{name}: runAsNonRoot")
+        if pod.get("automountServiceAccountToken") is not False: bad.append(f"{kind}/{name}: service account token mounted")
+        for c in pod["containers"]:
+            sc, r = c.get("securityContext", {}), c.get("resources", {})
+            if sc.get("readOnlyRootFilesystem") is not True: bad.append(f"{kind}/{name}/{c['name']}: root fs writable")
+            if sc.get("allowPrivilegeEscalation") is not False: bad.append(f"{kind}/{name}/{c['name']}: privilege escalation")
+            if "ALL" not in sc.get("capabilities", {}).get("drop", []): bad.append(f"{kind}/{name}/{c['name']}: capabilities kept")
+            if not r.get("requests") or not r.get("limits"): bad.append(f"{kind}/{name}/{c['name']}: requests/limits")
+            if kind != "Job":
+                for p in ("startupProbe", "readinessProbe", "livenessProbe"):
+                    if p not in c: bad.append(f"{kind}/{name}/{c['name']}: no {p}")
+    if kind == "ScaledObject" and d["spec"]["maxReplicaCount"] > parts:
+        bad.append(f"ScaledObject/{name}: maxReplicaCount above {parts} partitions")
+    if kind == "KafkaTopic" and d["spec"]["topicName"] != "_schemas" and d["spec"]["partitions"] != parts:
+        bad.append(f"KafkaTopic/{name}: {d['spec']['partitions']} partitions, EVENTSHOP_PARTITIONS is {parts}")
+    if kind == "ConfigMap" and name == "eventshop-config" and int(d["data"]["EVENTSHOP_PARTITIONS"]) != parts:
+        bad.append(f"ConfigMap/{name}: EVENTSHOP_PARTITIONS {d['data']['EVENTSHOP_PARTITIONS']} != {parts}")
+    if kind == "Kafka" and sys.argv[3] == "prod":
+        cfg = d["spec"]["kafka"]["config"]
+        if cfg.get("min.insync.replicas") != 2: bad.append("Kafka: min.insync.replicas must be 2 in prod")
+if sys.argv[3] == "prod":
+    n = sum(d["spec"]["replicas"] for d in docs if d["kind"] == "KafkaNodePool" and "broker" in d["spec"]["roles"])
+    if n != 3: bad.append(f"prod has {n} brokers, not 3")
+print("\n".join(bad)); sys.exit(1 if bad else 0)
+PY
+}
+selftest() { # an unknown field in a Deployment and in a ScaledObject must be rejected
+    sed '0,/^  replicas: /s//  replicaz: /' "$tmp/dev.yaml" >"$tmp/bad1.yaml"
+    sed '0,/^  minReplicaCount: /s//  minReplicaCnt: /' "$tmp/dev.yaml" >"$tmp/bad2.yaml"
+    ! kubeconform "$tmp/bad1.yaml" && ! kubeconform "$tmp/bad2.yaml"
+}
+workflows() {
+    "$py" -c 'import sys, yaml
+for f in sys.argv[1:]:
+    d = yaml.safe_load(open(f)); assert d.get("jobs"), f + ": no jobs"' .github/workflows/*.yml
+}
+
+check generated generated
+declare -A parts=([dev]=4 [prod]=12)
+for o in dev prod; do
+    check "kustomize build overlays/$o" sh -c "'$bin/kustomize' build deploy/overlays/$o >'$tmp/$o.yaml'"
+    check "kubeconform overlays/$o" kubeconform "$tmp/$o.yaml"
+    check "policy overlays/$o" policy "$tmp/$o.yaml" "${parts[$o]}" "$o"
+done
+check "selftest kubeconform rejects an unknown field" selftest
+check "dclint docker-compose.yml" .cache/npm/node_modules/.bin/dclint -q docker-compose.yml
+check "hadolint Dockerfile" .cache/deploy-venv/bin/hadolint Dockerfile
+check "workflows parse" workflows
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
