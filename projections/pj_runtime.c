@@ -23,6 +23,7 @@
 #define PJ_BACKOFF_MAX_MS 5000
 #define PJ_IDLE_POLL_MS   100
 #define PJ_LAG_EVERY_MS   1000
+#define PJ_LOCK_WAIT_S    30 /* a rebuild holds the live lock for one catch-up and a RENAME */
 
 struct pj_part {
     bool assigned;
@@ -35,6 +36,10 @@ struct pj_part {
 struct pj_runtime {
     const pj_projection_t *p;
     char *group, *suffix, *key; /* key: offsets and dead letters are kept under it */
+    char *lock;                 /* MariaDB named lock held around each batch (pj_lock_name) */
+    bool manual;                /* rebuild: every partition assigned, no consumer group */
+    const int64_t *limit;       /* rebuild catch-up: per partition, offsets to stop before */
+    long long done;             /* events committed (applied or dead-lettered) */
     char topic[200];
     int batch_max, linger_ms;
     es_db_t *db;
@@ -63,6 +68,39 @@ static const char pj_dead_ddl[] =
     "`offset` BIGINT NOT NULL, error VARCHAR(1000) NOT NULL,"
     "at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),"
     "PRIMARY KEY (projection, topic, part, `offset`)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
+
+static const char pj_versions_ddl[] =
+    "CREATE TABLE IF NOT EXISTS projection_versions ("
+    "projection VARCHAR(64) NOT NULL PRIMARY KEY, version INT NOT NULL,"
+    "built_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
+
+/* "eventshop.<context>.<key>": named locks are server-wide, so the context is in the name. */
+static char *pj_lock_name(const char *context, const char *key)
+{
+    return xasprintf("eventshop.%s.%s", context, key);
+}
+
+/* GET_LOCK(name, wait_s) on db. 0: held; ES_ETIMEOUT when someone else kept it; ES_EIO... */
+static int pj_lock(es_db_t *db, const char *name, int wait_s, es_err_t *err)
+{
+    const es_db_val_t params[] = {ES_DB_S(name), ES_DB_I(wait_s)};
+    json_t *rows = es_db_query(db, "SELECT GET_LOCK(?, ?) AS got", params, 2, err);
+    if (!rows)
+        return -1;
+    json_t *got = json_object_get(json_array_get(rows, 0), "got");
+    int rc = json_is_integer(got) && json_integer_value(got) == 1
+                 ? 0
+                 : es_set(err, ES_ETIMEOUT, "lock '%s' is held elsewhere", name);
+    json_decref(rows);
+    return rc;
+}
+
+static void pj_unlock(es_db_t *db, const char *name)
+{
+    const es_db_val_t params[] = {ES_DB_S(name)};
+    json_decref(es_db_query(db, "SELECT RELEASE_LOCK(?) AS released", params, 1, NULL));
+}
 
 static long long pj_now_ms(void)
 {
@@ -303,8 +341,10 @@ out:
     return rc;
 }
 
-/* Applies the batch and stores the offsets in one transaction. 0: committed (or nothing to do);
- * -1: rolled back, batch discarded, positions to resync. */
+/* Applies the batch and stores the offsets in one transaction, holding the projection's named
+ * lock: a rebuild takes that lock to swap tables between two batches. 0: committed (or nothing
+ * to do); -1: rolled back, batch discarded, positions to resync; -2: the same, because the stored
+ * offsets moved (a rebuild's swap, or another projector): resync at once, no back-off. */
 static int pj_flush(pj_runtime_t *rt)
 {
     if (rt->nbatch == 0)
@@ -317,15 +357,21 @@ static int pj_flush(pj_runtime_t *rt)
     es_err_t err = ES_ERR_INIT;
     long long t0 = pj_now_ms();
     int applied = 0, dead = 0;
+    bool locked = false, moved = false;
     json_t *rows = NULL;
+    if (pj_lock(rt->db, rt->lock, PJ_LOCK_WAIT_S, &err))
+        goto fail;
+    locked = true;
     if (es_db_begin(rt->db, &err))
         goto fail;
     /* Fence: the stored offsets must still be where this consumer started, or another consumer
-     * (a zombie of an old assignment) has moved them; the row locks keep it so until COMMIT. */
+     * (a zombie of an old assignment) or a rebuild's swap has moved them; they are re-read here,
+     * after taking the lock, and the row locks keep them so until COMMIT. */
     if (!(rows = pj_offsets_load(rt, true, &err)))
         goto fail;
     for (int i = 0; i < rt->nparts; i++) {
         if (rt->parts[i].in_batch && pj_offsets_find(rows, i) != rt->parts[i].stored) {
+            moved = true;
             es_set(&err, ES_ECONFLICT,
                    "stored offset of %s[%d] moved to %lld (expected %lld): another projector",
                    rt->topic, i, (long long)pj_offsets_find(rows, i),
@@ -356,7 +402,9 @@ static int pj_flush(pj_runtime_t *rt)
     }
     if (es_db_commit(rt->db, &err))
         goto fail;
+    pj_unlock(rt->db, rt->lock);
     json_decref(rows);
+    rt->done += applied + dead;
     for (int i = 0; i < rt->nparts; i++) {
         if (rt->parts[i].in_batch)
             rt->parts[i].stored = rt->parts[i].next;
@@ -376,14 +424,20 @@ static int pj_flush(pj_runtime_t *rt)
     return 0;
 fail:
     json_decref(rows);
-    es_error("projector %s: batch of %d rolled back: %s", rt->key, rt->nbatch, err.msg);
-    if (err.code == ES_ECONFLICT)
-        es_db_rollback(rt->db); /* fenced: the connection is fine */
+    if (moved)
+        es_info("projector %s: batch of %d dropped, resyncing: %s", rt->key, rt->nbatch, err.msg);
     else
-        pj_db_drop(rt);
+        es_error("projector %s: batch of %d rolled back: %s", rt->key, rt->nbatch, err.msg);
+    if (err.code == ES_ECONFLICT || err.code == ES_ETIMEOUT) {
+        es_db_rollback(rt->db); /* fenced or lock busy: the connection is fine */
+        if (locked)
+            pj_unlock(rt->db, rt->lock);
+    } else {
+        pj_db_drop(rt); /* closing the connection also releases the lock */
+    }
     pj_batch_discard(rt);
     rt->need_resync = true;
-    return -1;
+    return moved ? -2 : -1;
 }
 
 /* Sleeps the back-off (doubling up to PJ_BACKOFF_MAX_MS) in slices, returning early on stop. */
@@ -400,10 +454,13 @@ static void pj_backoff(pj_runtime_t *rt)
     }
 }
 
-pj_runtime_t *pj_runtime_new(const pj_projection_t *p, const pj_options_t *opt, es_err_t *err)
+/* manual: a rebuild's runtime, which reads every partition itself (no group, no rebalance). */
+static pj_runtime_t *pj_runtime_create(const pj_projection_t *p, const pj_options_t *opt,
+                                       bool manual, es_err_t *err)
 {
     pj_runtime_t *rt = xcalloc(1, sizeof *rt);
     rt->p = p;
+    rt->manual = manual;
     const char *suffix = opt && opt->suffix ? opt->suffix : "";
     if (!pj_suffix_is_valid(suffix)) {
         es_set(err, ES_EINVAL, "table suffix '%s' is not [a-z0-9_]{0,32}", suffix);
@@ -411,6 +468,7 @@ pj_runtime_t *pj_runtime_new(const pj_projection_t *p, const pj_options_t *opt, 
     }
     rt->suffix = xstrdup(suffix);
     rt->key = xasprintf("%s%s", p->name, suffix);
+    rt->lock = pj_lock_name(p->context, rt->key);
     rt->group =
         opt && opt->group ? xstrdup(opt->group) : xasprintf("eventshop-%s-projector", p->name);
     rt->batch_max = opt && opt->batch_max > 0 ? opt->batch_max : 500;
@@ -427,7 +485,8 @@ pj_runtime_t *pj_runtime_new(const pj_projection_t *p, const pj_options_t *opt, 
                                "Time to apply and commit one batch", labels);
 
     if (pj_db_ensure(rt, err) || es_db_exec(rt->db, pj_offsets_ddl, NULL, 0, NULL, err) ||
-        es_db_exec(rt->db, pj_dead_ddl, NULL, 0, NULL, err) || p->setup(rt->db, suffix, err))
+        es_db_exec(rt->db, pj_dead_ddl, NULL, 0, NULL, err) ||
+        es_db_exec(rt->db, pj_versions_ddl, NULL, 0, NULL, err) || p->setup(rt->db, suffix, err))
         goto fail;
 
     if (!(rt->sr = sr_client_new(es_env_registry_url(), err)) ||
@@ -444,7 +503,8 @@ pj_runtime_t *pj_runtime_new(const pj_projection_t *p, const pj_options_t *opt, 
     rd_kafka_conf_t *conf = es_kafka_conf_new(client_id, kv, err);
     if (!conf)
         goto fail;
-    rd_kafka_conf_set_rebalance_cb(conf, pj_rebalance_cb);
+    if (!manual)
+        rd_kafka_conf_set_rebalance_cb(conf, pj_rebalance_cb);
     rd_kafka_conf_set_opaque(conf, rt);
     char errstr[512];
     if (!(rt->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr))) {
@@ -453,18 +513,38 @@ pj_runtime_t *pj_runtime_new(const pj_projection_t *p, const pj_options_t *opt, 
         goto fail;
     }
     rd_kafka_poll_set_consumer(rt->rk);
-    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(sub, rt->topic, RD_KAFKA_PARTITION_UA);
-    rd_kafka_resp_err_t e = rd_kafka_subscribe(rt->rk, sub);
-    rd_kafka_topic_partition_list_destroy(sub);
-    if (es_kafka_resp_error(err, e, "subscribe"))
-        goto fail;
+    if (manual) {
+        int n = es_kafka_partition_count(rt->rk, rt->topic, err);
+        if (n < 0)
+            goto fail;
+        rd_kafka_topic_partition_list_t *all = rd_kafka_topic_partition_list_new(n);
+        for (int i = 0; i < n; i++)
+            rd_kafka_topic_partition_list_add(all, rt->topic, i);
+        pj_assign_from_db(rt, all);
+        rd_kafka_topic_partition_list_destroy(all);
+        if (rt->need_resync) {
+            es_set(err, ES_EIO, "cannot read the stored offsets of '%s'", rt->key);
+            goto fail;
+        }
+    } else {
+        rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(sub, rt->topic, RD_KAFKA_PARTITION_UA);
+        rd_kafka_resp_err_t e = rd_kafka_subscribe(rt->rk, sub);
+        rd_kafka_topic_partition_list_destroy(sub);
+        if (es_kafka_resp_error(err, e, "subscribe"))
+            goto fail;
+    }
     es_info("projector %s: group '%s', topic '%s', batch %d, linger %d ms", rt->key, rt->group,
             rt->topic, rt->batch_max, rt->linger_ms);
     return rt;
 fail:
     pj_runtime_free(rt);
     return NULL;
+}
+
+pj_runtime_t *pj_runtime_new(const pj_projection_t *p, const pj_options_t *opt, es_err_t *err)
+{
+    return pj_runtime_create(p, opt, false, err);
 }
 
 void pj_runtime_stop(pj_runtime_t *rt)
@@ -515,7 +595,7 @@ int pj_runtime_run(pj_runtime_t *rt, es_err_t *err)
         now = pj_now_ms();
         if (rt->nbatch > 0 && (rt->nbatch >= rt->batch_max || now - first_at >= rt->linger_ms ||
                                (!m && timeout == 0))) {
-            if (pj_flush(rt))
+            if (pj_flush(rt) == -1)
                 pj_backoff(rt);
             lag_at = pj_now_ms();
         } else if (rt->nbatch == 0 && now - lag_at >= PJ_LAG_EVERY_MS) {
@@ -545,5 +625,396 @@ void pj_runtime_free(pj_runtime_t *rt)
     free(rt->group);
     free(rt->suffix);
     free(rt->key);
+    free(rt->lock);
     free(rt);
+}
+
+/* ------------------------------------------------------------------------------------ rebuild */
+
+static volatile sig_atomic_t pj_rebuild_stopping;
+
+void pj_rebuild_stop(void)
+{
+    pj_rebuild_stopping = 1;
+}
+
+int pj_version_check(const pj_projection_t *p, int *stored, es_err_t *err)
+{
+    int rc = -1;
+    json_t *rows = NULL;
+    es_db_t *db = es_db_open(p->context, err);
+    if (!db)
+        return -1;
+    const es_db_val_t params[] = {ES_DB_S(p->name), ES_DB_I(p->version)};
+    if (es_db_exec(db, pj_versions_ddl, NULL, 0, NULL, err) ||
+        es_db_exec(db, "INSERT IGNORE INTO projection_versions (projection, version) VALUES (?, ?)",
+                   params, 2, NULL, err) ||
+        !(rows = es_db_query(db, "SELECT version FROM projection_versions WHERE projection=?",
+                             params, 1, err)))
+        goto out;
+    *stored = (int)json_integer_value(json_object_get(json_array_get(rows, 0), "version"));
+    rc = *stored != p->version;
+out:
+    json_decref(rows);
+    es_db_close(db);
+    return rc;
+}
+
+/* The consumer's position of partition i, past control records; -1 if unknown. */
+static int64_t pj_position(pj_runtime_t *rt, int32_t i)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, rt->topic, i);
+    rd_kafka_position(rt->rk, list);
+    int64_t pos = list->elems[0].offset >= 0 ? list->elems[0].offset : -1;
+    rd_kafka_topic_partition_list_destroy(list);
+    return pos;
+}
+
+/* Events of the topic not yet read, from the brokers' high watermarks; -1 if they do not answer. */
+static long long pj_remaining(pj_runtime_t *rt)
+{
+    long long left = 0;
+    for (int i = 0; i < rt->nparts; i++) {
+        if (!rt->parts[i].assigned)
+            continue;
+        int64_t lo = 0, hi = 0;
+        if (rd_kafka_query_watermark_offsets(rt->rk, rt->topic, i, &lo, &hi, 5000))
+            return -1;
+        int64_t next = rt->parts[i].stored, pos = pj_position(rt, i);
+        if (pos > next)
+            next = pos;
+        if (next < lo)
+            next = lo;
+        left += hi > next ? hi - next : 0;
+    }
+    return left;
+}
+
+/* One turn of a rebuild's consume loop: polls at most one message into the batch (none at or
+ * past rt->limit when set) and flushes when the batch is due. Returns 1 if it batched one. */
+static int pj_step(pj_runtime_t *rt, long long *first_at)
+{
+    if (rt->need_resync) {
+        es_err_t e = ES_ERR_INIT;
+        if (pj_db_ensure(rt, &e) || pj_resync(rt)) {
+            if (e.code)
+                es_warn("projector %s: database unavailable: %s", rt->key, e.msg);
+            pj_backoff(rt);
+            return 0;
+        }
+    }
+    int timeout = PJ_IDLE_POLL_MS;
+    if (rt->nbatch > 0) {
+        long long left = *first_at + rt->linger_ms - pj_now_ms();
+        timeout = left > 0 ? (int)left : 0;
+    }
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(rt->rk, timeout);
+    int took = 0;
+    if (m && m->err) {
+        es_warn("projector %s: consume: %s", rt->key, rd_kafka_message_errstr(m));
+        rd_kafka_message_destroy(m);
+        m = NULL;
+    } else if (m) {
+        struct pj_part *pp = m->partition < rt->nparts ? &rt->parts[m->partition] : NULL;
+        if (!pp || !pp->assigned || m->offset < pp->next ||
+            (rt->limit && m->offset >= rt->limit[m->partition])) {
+            rd_kafka_message_destroy(m);
+        } else {
+            if (rt->nbatch == 0)
+                *first_at = pj_now_ms();
+            rt->batch[rt->nbatch++] = m;
+            pp->next = m->offset + 1;
+            pp->in_batch = true;
+            took = 1;
+        }
+    }
+    if (rt->nbatch > 0 &&
+        (rt->nbatch >= rt->batch_max || pj_now_ms() - *first_at >= rt->linger_ms || !m) &&
+        pj_flush(rt) == -1)
+        pj_backoff(rt);
+    return took;
+}
+
+/* Whether every partition has been applied up to limit (stored, or skipped control records). */
+static bool pj_reached(pj_runtime_t *rt, const int64_t *limit)
+{
+    if (rt->nbatch > 0 || rt->need_resync)
+        return false;
+    for (int i = 0; i < rt->nparts; i++)
+        if (rt->parts[i].assigned && rt->parts[i].stored < limit[i] &&
+            pj_position(rt, i) < limit[i])
+            return false;
+    return true;
+}
+
+struct pj_progress {
+    const char *phase;
+    long long t0, last;
+    es_metric_t *m_done, *m_left, *m_rate, *m_eta;
+};
+
+static void pj_progress_report(pj_runtime_t *rt, struct pj_progress *pg, long long left)
+{
+    long long now = pj_now_ms();
+    double secs = (double)(now - pg->t0) / 1000.0;
+    double rate = secs > 0 ? (double)rt->done / secs : 0;
+    double eta = left < 0 ? -1 : rate > 0 ? (double)left / rate : left == 0 ? 0 : -1;
+    es_metric_set(pg->m_done, (double)rt->done);
+    es_metric_set(pg->m_left, (double)left);
+    es_metric_set(pg->m_rate, rate);
+    es_metric_set(pg->m_eta, eta);
+    /* one line per second, its numbers as key=value so that tools can read them */
+    es_info("rebuild %s: progress phase=%s applied=%lld remaining=%lld events_per_s=%.0f "
+            "eta_s=%.1f elapsed_s=%.1f",
+            rt->key, pg->phase, rt->done, left, rate, eta, secs);
+    pg->last = now;
+}
+
+/* Name of live table t exists in the database. */
+static int pj_table_exists(es_db_t *db, const char *t, bool *exists, es_err_t *err)
+{
+    const es_db_val_t params[] = {ES_DB_S(t)};
+    json_t *rows = es_db_query(db,
+                               "SELECT table_name AS t FROM information_schema.tables "
+                               "WHERE table_schema = DATABASE() AND table_name = ?",
+                               params, 1, err);
+    if (!rows)
+        return -1;
+    *exists = json_array_size(rows) > 0;
+    json_decref(rows);
+    return 0;
+}
+
+/* With the live lock held on ctl: one RENAME TABLE moving every live table of p to old_suffix and
+ * every rebuilt one to the live name, then (one transaction) the rebuild's offsets, dead letters
+ * and version become the live ones. The RENAME comes first: a crash between the two leaves the
+ * live offsets at or behind the rebuilt rows only when the rebuild had to go past them (logged). */
+static int pj_swap(es_db_t *ctl, pj_runtime_t *rt, const char *old_suffix, const int64_t *live,
+                   es_err_t *err)
+{
+    const pj_projection_t *p = rt->p;
+    size_t cap = 64;
+    for (const char *const *t = p->tables; *t; t++)
+        cap += 3 * strlen(*t) + strlen(rt->suffix) + strlen(old_suffix) + 32;
+    char *sql = xmalloc(cap);
+    size_t n = (size_t)snprintf(sql, cap, "RENAME TABLE ");
+    int rc = -1;
+    for (const char *const *t = p->tables; *t; t++) {
+        bool exists = false;
+        if (pj_table_exists(ctl, *t, &exists, err))
+            goto out;
+        if (exists)
+            n += (size_t)snprintf(sql + n, cap - n, "`%s` TO `%s%s`, ", *t, *t, old_suffix);
+        n += (size_t)snprintf(sql + n, cap - n, "`%s%s` TO `%s`%s", *t, rt->suffix, *t,
+                              t[1] ? ", " : "");
+    }
+    if (es_db_exec(ctl, sql, NULL, 0, NULL, err))
+        goto out;
+    const es_db_val_t keys[] = {ES_DB_S(p->name), ES_DB_S(rt->key), ES_DB_S(rt->topic)};
+    if (es_db_begin(ctl, err) ||
+        es_db_exec(ctl, "DELETE FROM projection_offsets WHERE projection=? AND topic=?", keys + 1,
+                   2, NULL, err) ||
+        es_db_exec(ctl, "DELETE FROM projection_dead_letters WHERE projection=?", keys, 1, NULL,
+                   err) ||
+        es_db_exec(ctl, "UPDATE projection_dead_letters SET projection=? WHERE projection=?", keys,
+                   2, NULL, err))
+        goto rollback;
+    for (int i = 0; i < rt->nparts; i++) {
+        int64_t next = rt->parts[i].stored > live[i] ? rt->parts[i].stored : live[i];
+        if (!rt->parts[i].assigned || next < 0)
+            continue;
+        const es_db_val_t params[] = {ES_DB_S(p->name), ES_DB_S(rt->topic), ES_DB_I(i),
+                                      ES_DB_I(next)};
+        if (es_db_exec(ctl,
+                       "INSERT INTO projection_offsets (projection, topic, part, next_offset, "
+                       "updated_at) VALUES (?, ?, ?, ?, NOW(3)) ON DUPLICATE KEY UPDATE "
+                       "next_offset=VALUES(next_offset), updated_at=VALUES(updated_at)",
+                       params, 4, NULL, err))
+            goto rollback;
+    }
+    const es_db_val_t ver[] = {ES_DB_S(p->name), ES_DB_I(p->version)};
+    if (es_db_exec(ctl,
+                   "INSERT INTO projection_versions (projection, version, built_at) VALUES "
+                   "(?, ?, NOW(3)) ON DUPLICATE KEY UPDATE version=VALUES(version), "
+                   "built_at=VALUES(built_at)",
+                   ver, 2, NULL, err) ||
+        es_db_commit(ctl, err))
+        goto rollback;
+    rc = 0;
+    goto out;
+rollback:
+    es_db_rollback(ctl);
+out:
+    free(sql);
+    return rc;
+}
+
+static void pj_drop_tables(es_db_t *db, const pj_projection_t *p, const char *suffix)
+{
+    for (const char *const *t = p->tables; *t; t++) {
+        char *sql = xasprintf("DROP TABLE IF EXISTS `%s%s`", *t, suffix);
+        es_err_t e = ES_ERR_INIT;
+        if (es_db_exec(db, sql, NULL, 0, NULL, &e))
+            es_warn("rebuild %s: cannot drop '%s%s': %s", p->name, *t, suffix, e.msg);
+        free(sql);
+    }
+}
+
+int pj_rebuild(const pj_projection_t *p, const pj_rebuild_options_t *ropt, es_err_t *err)
+{
+    pj_rebuild_options_t o = {0};
+    if (ropt)
+        o = *ropt;
+    int rc = -1;
+    bool swapped = false, live_locked = false;
+    long long stamp = (long long)time(NULL);
+    char suffix[40], old_suffix[40];
+    snprintf(suffix, sizeof suffix, "_rb%lld", stamp);
+    snprintf(old_suffix, sizeof old_suffix, "_old%lld", stamp);
+    char *rb_lock = xasprintf("eventshop.%s.%s.rebuild", p->context, p->name);
+    char *live_lock = pj_lock_name(p->context, p->name);
+    char *group = xasprintf("eventshop-%s-rebuild-%lld", p->name, stamp);
+    int64_t *live = NULL, *limit = NULL;
+    json_t *rows = NULL;
+    pj_runtime_t *rt = NULL;
+    es_db_t *ctl = es_db_open(p->context, err);
+    if (!ctl)
+        goto out;
+    es_err_t e = ES_ERR_INIT;
+    if (pj_lock(ctl, rb_lock, 0, &e)) {
+        es_set(err, e.code == ES_ETIMEOUT ? ES_ECONFLICT : e.code,
+               e.code == ES_ETIMEOUT ? "a rebuild of '%s' is already running" : "%s: %s",
+               e.code == ES_ETIMEOUT ? p->name : "rebuild lock", e.msg);
+        goto out;
+    }
+    pj_options_t opt = {.group = group,
+                        .suffix = suffix,
+                        .batch_max = o.batch_max > 0 ? o.batch_max : 2000,
+                        .linger_ms = 50};
+    if (!(rt = pj_runtime_create(p, &opt, true, err)))
+        goto out;
+    char labels[128];
+    snprintf(labels, sizeof labels, "projection=\"%s\"", p->name);
+    struct pj_progress pg = {
+        .phase = "replay",
+        .t0 = pj_now_ms(),
+        .m_done = es_gauge("eventshop_projector_rebuild_applied_events",
+                           "Events applied to the tables being rebuilt", labels),
+        .m_left = es_gauge("eventshop_projector_rebuild_remaining_events",
+                           "Events still to apply before the rebuild catches up", labels),
+        .m_rate = es_gauge("eventshop_projector_rebuild_events_per_second", "Average rebuild speed",
+                           labels),
+        .m_eta = es_gauge("eventshop_projector_rebuild_eta_seconds",
+                          "Estimated time left to catch up (-1: unknown)", labels),
+    };
+    es_info("rebuild %s: replaying %s from offset 0 into tables with suffix '%s' (version %d)",
+            p->name, rt->topic, suffix, p->version);
+
+    /* 1. replay from 0 and catch up until less than one batch behind the high watermarks */
+    long long first_at = 0;
+    char errstr[512];
+    for (;;) {
+        if (pj_rebuild_stopping) {
+            es_set(err, ES_ETIMEOUT, "rebuild of '%s' interrupted", p->name);
+            goto out;
+        }
+        if (rd_kafka_fatal_error(rt->rk, errstr, sizeof errstr)) {
+            es_set(err, ES_EFATAL, "kafka: %s", errstr);
+            goto out;
+        }
+        int took = pj_step(rt, &first_at);
+        if (took && pj_now_ms() - pg.last < 1000)
+            continue;
+        long long left = pj_remaining(rt);
+        if (pj_now_ms() - pg.last >= 1000)
+            pj_progress_report(rt, &pg, left);
+        if (left >= 0 && left <= rt->batch_max) {
+            if (pj_flush(rt) == 0 && !rt->need_resync)
+                break;
+        }
+    }
+
+    /* 2. hold the live lock: the live projector is between batches. Go no further than its
+     * stored offsets so that the swap moves nothing; if the rebuild is ahead, let it catch up. */
+    pg.phase = "swap";
+    live = xcalloc((size_t)rt->nparts, sizeof *live);
+    limit = xcalloc((size_t)rt->nparts, sizeof *limit);
+    long long deadline = pj_now_ms() + (o.live_paused        ? 0
+                                        : o.swap_wait_ms > 0 ? o.swap_wait_ms
+                                                             : 15000);
+    for (;;) {
+        if (pj_lock(ctl, live_lock, PJ_LOCK_WAIT_S, err))
+            goto out;
+        live_locked = true;
+        const es_db_val_t params[] = {ES_DB_S(p->name), ES_DB_S(rt->topic)};
+        json_decref(rows);
+        if (!(rows = es_db_query(ctl,
+                                 "SELECT part, next_offset FROM projection_offsets "
+                                 "WHERE projection=? AND topic=?",
+                                 params, 2, err)))
+            goto out;
+        bool ahead = false;
+        for (int i = 0; i < rt->nparts; i++) {
+            live[i] = pj_offsets_find(rows, i);
+            limit[i] = live[i] > rt->parts[i].stored ? live[i] : rt->parts[i].stored;
+            if (rt->parts[i].stored > (live[i] > 0 ? live[i] : 0))
+                ahead = true;
+        }
+        if (!ahead)
+            break;
+        if (pj_now_ms() >= deadline) {
+            if (!o.live_paused)
+                es_warn("rebuild %s: the live projector did not reach the rebuild's offsets: "
+                        "moving its offsets forward",
+                        p->name);
+            break;
+        }
+        pj_unlock(ctl, live_lock);
+        live_locked = false;
+        struct timespec ts = {0, 100 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    rt->limit = limit;
+    long long until = pj_now_ms() + PJ_LOCK_WAIT_S * 1000LL;
+    while (!pj_reached(rt, limit)) {
+        if (pj_now_ms() > until || pj_rebuild_stopping) {
+            es_set(err, ES_ETIMEOUT, "rebuild of '%s' could not reach the live offsets", p->name);
+            goto out;
+        }
+        pj_step(rt, &first_at);
+    }
+    pj_progress_report(rt, &pg, 0);
+    if (pj_swap(ctl, rt, old_suffix, live, err))
+        goto out;
+    swapped = true;
+    pj_unlock(ctl, live_lock);
+    live_locked = false;
+    es_info("rebuild %s: swapped in: %lld events in %.1f s; old tables %s", p->name, rt->done,
+            (double)(pj_now_ms() - pg.t0) / 1000.0, o.keep_old ? "kept" : "dropped");
+    if (!o.keep_old)
+        pj_drop_tables(ctl, p, old_suffix);
+    else
+        es_info("rebuild %s: old tables kept with suffix '%s'", p->name, old_suffix);
+    rc = 0;
+out:
+    if (ctl && live_locked)
+        pj_unlock(ctl, live_lock);
+    if (ctl && rt && !swapped) {
+        /* a failed rebuild leaves nothing behind: the next one starts from 0 again */
+        const es_db_val_t key[] = {ES_DB_S(rt->key)};
+        pj_drop_tables(ctl, p, suffix);
+        es_db_exec(ctl, "DELETE FROM projection_offsets WHERE projection=?", key, 1, NULL, NULL);
+        es_db_exec(ctl, "DELETE FROM projection_dead_letters WHERE projection=?", key, 1, NULL,
+                   NULL);
+    }
+    json_decref(rows);
+    free(live);
+    free(limit);
+    pj_runtime_free(rt);
+    es_db_close(ctl); /* also releases the rebuild lock */
+    free(rb_lock);
+    free(live_lock);
+    free(group);
+    return rc;
 }

@@ -4,8 +4,16 @@
  * applied exactly once. Kafka's own committed offsets are never used.
  *
  * A projection is data plus two functions; it never touches Kafka. Its tables are named
- * "<table><suffix>": suffix is "" for the live tables; a rebuild (a later change) fills tables
- * with another suffix beside the live ones, then swaps them with RENAME TABLE. */
+ * "<table><suffix>": suffix is "" for the live tables; pj_rebuild fills tables with another
+ * suffix beside the live ones, then swaps them with one RENAME TABLE.
+ *
+ * Coordination with a rebuild: each batch runs under the MariaDB named lock
+ * "eventshop.<context>.<projection><suffix>" (GET_LOCK), and re-reads its stored offsets with
+ * SELECT ... FOR UPDATE after taking it. A rebuild takes the live lock between two batches, brings
+ * its tables to the live offsets, swaps, and moves its offsets to the live name; the live
+ * projector's next batch sees the moved offsets (or the same ones) and carries on from them.
+ *
+ * Versions: table projection_versions holds the version each live table set was built with. */
 #ifndef PJ_RUNTIME_H
 #define PJ_RUNTIME_H
 
@@ -65,5 +73,31 @@ int pj_runtime_run(pj_runtime_t *rt, es_err_t *err);
 /* Async-signal-safe: asks pj_runtime_run to return. */
 void pj_runtime_stop(pj_runtime_t *rt);
 void pj_runtime_free(pj_runtime_t *rt);
+
+/* Compares the version p's live tables were built with (projection_versions) with p->version;
+ * a first start records p->version (tables that predate the table count as current).
+ * 0: equal; 1: they differ (*stored set); -1 with err. */
+int pj_version_check(const pj_projection_t *p, int *stored, es_err_t *err);
+
+typedef struct pj_rebuild_options {
+    bool keep_old;    /* keep the replaced tables as "<table>_old<unix time>"; default: drop */
+    bool live_paused; /* no live projector applies (it waits for this rebuild): swap at once */
+    int batch_max;    /* events per transaction; <= 0: 2000 */
+    int swap_wait_ms; /* longest wait for the live projector to reach the rebuild's offsets
+                       * before moving them forward; <= 0: 15000 */
+} pj_rebuild_options_t;
+
+/* Rebuilds p with zero downtime for readers: creates its tables with suffix "_rb<unix time>",
+ * replays <context>.events from offset 0 into them (offsets under "<name>_rb<time>"), logging
+ * progress once a second (events/s, remaining events from the high watermarks, eta) and setting
+ * the eventshop_projector_rebuild_* gauges; catches up; then, holding the live lock, applies the
+ * last events up to the live projector's stored offsets, swaps every table of p in one RENAME
+ * TABLE, moves the offsets and dead letters to the live name, records p->version, releases the
+ * lock and drops (or keeps) the old tables. Only one rebuild of p runs at a time. opt borrowed,
+ * may be NULL. 0 after the swap; -1 with err (ES_ECONFLICT: another rebuild runs), and then the
+ * new tables are dropped and the live ones untouched. */
+int pj_rebuild(const pj_projection_t *p, const pj_rebuild_options_t *opt, es_err_t *err);
+/* Async-signal-safe: makes a running pj_rebuild give up (its tables are dropped). */
+void pj_rebuild_stop(void);
 
 #endif
