@@ -1,6 +1,12 @@
 /* api_app — what the API's handler families share (internal to api/): the process-wide app
- * (codec, producer, results, verifier, metrics), the per-loop-thread state (a DB connection),
- * the principal of a request and the shape of a route. */
+ * (codec, producer, results, verifier, the contexts served), the per-loop-thread state (a DB
+ * connection per context), the principal of a request, the shape of a route, and the generic
+ * helpers every context's handlers (api_<ctx>.c) use: api_command_send for commands,
+ * api_query_at_position / api_query_or_reply for read-your-writes queries.
+ *
+ * Contexts served: ES_CONTEXTS (space separated, default "catalog"); for each the API registers
+ * its schemas, reads "<ctx>.results" and opens read-only connections to eventshop_<ctx> (user
+ * EVENTSHOP_MYSQL_<CTX>_USER, see es_db.h). */
 #ifndef API_APP_H
 #define API_APP_H
 
@@ -12,7 +18,7 @@
 #include "ev_codec.h"
 #include <stdbool.h>
 
-#define API_CONTEXT "catalog"
+#define API_MAX_CONTEXTS 8
 
 /* Who sent a request, from its bearer token; all empty for a public route without one. */
 struct api_principal {
@@ -24,15 +30,17 @@ struct api_principal {
 struct api_app {
     ev_codec_t *codec;
     api_producer_t *producer;
-    api_results_t *results;
-    void *verifier;           /* api_auth's, from jwt.h */
-    es_metric_t *commands[3]; /* eventshop_api_commands_total{type} for List, Change, Delist */
+    api_results_t *results; /* the outcomes of every served context's commands */
+    void *verifier;         /* api_auth's, from jwt.h */
+    char contexts[API_MAX_CONTEXTS][32];
+    size_t n_contexts;
 };
 
-/* Per loop thread: a DB connection, (re)opened on demand. */
+/* Per loop thread: a DB connection per served context (same index as app->contexts), each
+ * opened on first use and reopened after it broke. */
 struct api_tls {
     struct api_app *app;
-    es_db_t *db;
+    es_db_t *dbs[API_MAX_CONTEXTS];
 };
 
 /* Roles a route allows: a bit per role; API_PUBLIC needs no token, API_AUTHENTICATED any. */
@@ -64,10 +72,56 @@ void api_dispatch(es_http_req_t *r);
 void *api_auth_new(es_err_t *err);
 void api_auth_free(void *verifier);
 
-/* The thread's DB connection (borrowed), reopened if the last one broke; NULL with err. */
+/* Whether the API serves context ctx (ES_CONTEXTS). */
+bool api_context_enabled(const struct api_app *app, const char *ctx);
+
+/* The thread's read-only DB connection to context ctx's database (borrowed), opened lazily and
+ * reopened if the last one broke; NULL with err (ES_ENOTFOUND if ctx is not served). */
+es_db_t *api_db_ctx(es_http_req_t *r, const char *ctx, es_err_t *err);
+/* Drops the thread's connection to ctx after an ES_EIO so the next request reconnects. */
+void api_db_ctx_broken(es_http_req_t *r, const char *ctx);
+/* api_db_ctx / api_db_ctx_broken for "catalog". */
 es_db_t *api_db(es_http_req_t *r, es_err_t *err);
-/* Drops the thread's connection after an ES_EIO so the next request reconnects. */
 void api_db_broken(es_http_req_t *r);
+
+/* ---- commands (api_commands.c) ---- */
+
+/* Sends one command of context ctx and answers r in every case: fills its CommandMetadata
+ * (command id from Idempotency-Key or random, expected_version from If-Match, actor from who,
+ * correlation id from X-Correlation-Id), encodes it as command_type (full name, e.g.
+ * "eventshop.inventory.ReceiveStock"), produces it to "<ctx>.commands" keyed by aggregate_id
+ * with a traceparent (es_trace.h), then answers 202 + Location /v1/commands/{id}, or with
+ * Prefer: wait=N the outcome (api_answer_outcome: the reason -> status table; 201 + Location
+ * created_location when accepted and created_location is not NULL). A retry of a known
+ * Idempotency-Key gets the known outcome at once. fields (stolen) are the command's fields
+ * without "metadata", including its aggregate id field (e.g. "sku"); a field the schema refuses
+ * is a 422. who, ctx, command_type, aggregate_id, created_location are borrowed. */
+void api_command_send(es_http_req_t *r, const struct api_principal *who, const char *ctx,
+                      const char *command_type, const char *aggregate_id, json_t *fields,
+                      const char *created_location);
+
+/* The request's JSON body (new reference) after checking Content-Type (415) and parsing it
+ * strictly (400/413); NULL when it already answered. */
+json_t *api_json_body_or_reply(es_http_req_t *r);
+/* The {sku} path parameter (borrowed); answers 404 and returns NULL if it cannot be a sku. */
+const char *api_path_sku_or_reply(es_http_req_t *r);
+
+/* ---- queries (api_query.c) ---- */
+
+typedef void (*api_query_fn)(es_http_req_t *r, const struct api_principal *who);
+
+/* Read-your-writes: runs run(r, who) now, or, when the request carries a position
+ * (X-Min-Position header or ?min_position=, "<partition>:<offset>" of "<ctx>.events", as a
+ * command outcome gives it), once projection's stored offset for that partition
+ * (projection_offsets in eventshop_<ctx>) is beyond it: polled every 20 ms off the loop for at
+ * most 5 s, then a 504 problem "position_not_reached". 400 for a malformed position. who is
+ * copied; ctx and projection (e.g. "inventory", "inventory_stock") must be static strings. */
+void api_query_at_position(es_http_req_t *r, const struct api_principal *who, const char *ctx,
+                           const char *projection, api_query_fn run);
+/* Runs sql with params on ctx's connection: the rows (new reference), or NULL after answering
+ * 503 "the <ctx> read model is unavailable" (the connection is dropped on ES_EIO). */
+json_t *api_query_or_reply(es_http_req_t *r, const char *ctx, const char *sql,
+                           const es_db_val_t *params, size_t n);
 
 /* Handler families. */
 void api_products_get(es_http_req_t *r, const struct api_principal *who);
@@ -75,9 +129,35 @@ void api_products_list(es_http_req_t *r, const struct api_principal *who);
 void api_products_post(es_http_req_t *r, const struct api_principal *who);
 void api_products_patch(es_http_req_t *r, const struct api_principal *who);
 void api_products_delete(es_http_req_t *r, const struct api_principal *who);
+/* pricing (api_pricing.c) */
+void api_prices_get(es_http_req_t *r, const struct api_principal *who);
+void api_prices_history(es_http_req_t *r, const struct api_principal *who);
+void api_prices_put(es_http_req_t *r, const struct api_principal *who);
+void api_prices_rules_post(es_http_req_t *r, const struct api_principal *who);
+void api_prices_rules_delete(es_http_req_t *r, const struct api_principal *who);
+/* An instant from a query or body: integer milliseconds since the epoch, or ISO-8601
+ * "YYYY-MM-DDTHH:MM:SS[.fff]" with "Z" or "+HH:MM"/"-HH:MM" (an offset is required). Returns 0
+ * and sets *ms, or -1. Pure. */
+int api_parse_instant(const char *s, int64_t *ms);
+/* inventory (api_inventory.c) */
+void api_inventory_receive(es_http_req_t *r, const struct api_principal *who);
+void api_inventory_adjust(es_http_req_t *r, const struct api_principal *who);
+void api_inventory_reserve(es_http_req_t *r, const struct api_principal *who);
+void api_inventory_release(es_http_req_t *r, const struct api_principal *who);
+void api_inventory_commit(es_http_req_t *r, const struct api_principal *who);
+void api_inventory_get(es_http_req_t *r, const struct api_principal *who);
+void api_inventory_movements(es_http_req_t *r, const struct api_principal *who);
 void api_commands_get(es_http_req_t *r, const struct api_principal *who);
 void api_health_live(es_http_req_t *r, const struct api_principal *who);
 void api_health_ready(es_http_req_t *r, const struct api_principal *who);
 void api_health_metrics(es_http_req_t *r, const struct api_principal *who);
+
+/* users (api_users.c) */
+void api_users_register(es_http_req_t *r, const struct api_principal *who);
+void api_users_get(es_http_req_t *r, const struct api_principal *who);
+void api_users_forget(es_http_req_t *r, const struct api_principal *who);
+void api_users_change_role(es_http_req_t *r, const struct api_principal *who);
+void api_vendors_approve(es_http_req_t *r, const struct api_principal *who);
+void api_auth_token(es_http_req_t *r, const struct api_principal *who);
 
 #endif

@@ -1,5 +1,5 @@
-/* Commands over HTTP: POST/PATCH/DELETE on products become ListProduct, ChangeProductDetails
- * and DelistProduct records on catalog.commands; GET /v1/commands/{id} tells their outcome.
+/* Commands over HTTP, for every context: api_command_send turns a validated body into a command
+ * record on <ctx>.commands; GET /v1/commands/{id} tells any command's outcome.
  *
  * A command is answered only once Kafka has it (the delivery report): 202 pending, or with
  * Prefer: wait=N the outcome from the results thread, or 202 again when N seconds pass. The
@@ -17,18 +17,11 @@
 #include <string.h>
 #include <time.h>
 
-enum command_kind { CMD_LIST, CMD_CHANGE, CMD_DELIST };
-
-static const char *const command_names[] = {
-    [CMD_LIST] = "eventshop.catalog.ListProduct",
-    [CMD_CHANGE] = "eventshop.catalog.ChangeProductDetails",
-    [CMD_DELIST] = "eventshop.catalog.DelistProduct",
-};
-
 struct in_flight {
     struct api_app *app;
     es_http_pending_t *pending;
     char command_id[ES_UUID_LEN];
+    char created_location[160]; /* "" if none */
     int wait_s;
 };
 
@@ -56,7 +49,8 @@ static void on_delivered(void *opaque, bool ok, const char *error)
                          api_problem_new(503, NULL, NULL, "the command could not be queued"), 1,
                          NULL);
     } else if (f->wait_s > 0) {
-        api_results_wait(f->app->results, f->command_id, f->pending, f->wait_s);
+        api_results_wait(f->app->results, f->command_id, f->pending, f->wait_s,
+                         f->created_location[0] ? f->created_location : NULL);
     } else {
         struct api_answer a;
         api_answer_pending(&a, f->command_id);
@@ -65,10 +59,18 @@ static void on_delivered(void *opaque, bool ok, const char *error)
     free(f);
 }
 
-/* Fills the command's metadata, encodes it and sends it; answers r in every case. fields is
- * the validated command body without metadata (stolen). */
-static void send_command(es_http_req_t *r, const struct api_principal *who, enum command_kind kind,
-                         const char *sku, json_t *fields)
+/* eventshop_api_commands_total{context, type}: the registry hands back the same counter for
+ * the same labels */
+static void count_command(const char *ctx, const char *short_type)
+{
+    char labels[160];
+    snprintf(labels, sizeof labels, "context=\"%s\",type=\"%s\"", ctx, short_type);
+    es_metric_add(es_counter("eventshop_api_commands_total", "commands sent to Kafka", labels), 1);
+}
+
+void api_command_send(es_http_req_t *r, const struct api_principal *who, const char *ctx,
+                      const char *command_type, const char *aggregate_id, json_t *fields,
+                      const char *created_location)
 {
     struct api_app *app = es_http_app(r);
     char *key = es_http_header_dup(r, "Idempotency-Key");
@@ -80,6 +82,10 @@ static void send_command(es_http_req_t *r, const struct api_principal *who, enum
     es_err_t err = ES_ERR_INIT;
     char command_id[ES_UUID_LEN], traceparent[ES_TRACEPARENT_LEN], trace_id[33];
 
+    if (!api_context_enabled(app, ctx)) { /* a route of a context not in ES_CONTEXTS */
+        api_reply_problem(r, 503, NULL, NULL, "the %s context is not served here", ctx);
+        goto out;
+    }
     if (key && !api_is_valid_idempotency_key(key)) {
         api_reply_problem(r, 400, NULL, "Idempotency-Key",
                           "Idempotency-Key must be 1-200 "
@@ -99,7 +105,7 @@ static void send_command(es_http_req_t *r, const struct api_principal *who, enum
     struct api_outcome known;
     if (key && api_results_get(app->results, command_id, &known)) {
         struct api_answer a;
-        api_answer_outcome(&a, &known);
+        api_answer_outcome(&a, &known, created_location);
         api_reply_answer(r, &a);
         goto out;
     }
@@ -108,16 +114,15 @@ static void send_command(es_http_req_t *r, const struct api_principal *who, enum
     snprintf(trace_id, sizeof trace_id, "%.32s", traceparent + 3);
     json_t *md = json_pack(
         "{s:s, s:s, s:s, s:I, s:s, s:s, s:o, s:o}", "command_id", command_id, "correlation_id",
-        corr && api_is_valid_idempotency_key(corr) ? corr : command_id, "aggregate_id", sku,
-        "issued_at", (json_int_t)wall_ms(), "actor", who->sub, "actor_role", who->role,
-        "actor_vendor", who->vendor_id[0] ? json_string(who->vendor_id) : json_null(),
+        corr && api_is_valid_idempotency_key(corr) ? corr : command_id, "aggregate_id",
+        aggregate_id, "issued_at", (json_int_t)wall_ms(), "actor", who->sub, "actor_role",
+        who->role, "actor_vendor", who->vendor_id[0] ? json_string(who->vendor_id) : json_null(),
         "expected_version", expected >= 0 ? json_integer(expected) : json_null());
     json_object_set_new(fields, "metadata", md);
-    json_object_set_new(fields, "sku", json_string(sku));
 
     char topic[64];
-    es_topic(topic, sizeof topic, API_CONTEXT, "commands");
-    if (ev_encode(app->codec, topic, command_names[kind], fields, &buf, &len, &err)) {
+    es_topic(topic, sizeof topic, ctx, "commands");
+    if (ev_encode(app->codec, topic, command_type, fields, &buf, &len, &err)) {
         if (err.code == ES_EINVAL)
             api_reply_problem(r, 422, NULL, NULL, "%s", err.msg);
         else
@@ -128,10 +133,12 @@ static void send_command(es_http_req_t *r, const struct api_principal *who, enum
     struct in_flight *f = xcalloc(1, sizeof *f);
     f->app = app;
     snprintf(f->command_id, sizeof f->command_id, "%s", command_id);
+    snprintf(f->created_location, sizeof f->created_location, "%s",
+             created_location ? created_location : "");
     f->wait_s = api_parse_prefer_wait(prefer);
     f->pending = es_http_defer(r);
-    if (api_producer_send(app->producer, topic, sku, buf, len, traceparent, on_delivered, f,
-                          &err)) {
+    if (api_producer_send(app->producer, topic, aggregate_id, buf, len, traceparent, on_delivered,
+                          f, &err)) {
         es_error("command %s not sent: %s", command_id, err.msg);
         es_http_complete(f->pending, 503,
                          api_problem_new(503, NULL, NULL, "the command could not be queued"), 1,
@@ -139,9 +146,11 @@ static void send_command(es_http_req_t *r, const struct api_principal *who, enum
         free(f);
         goto out;
     }
-    es_metric_add(app->commands[kind], 1);
-    es_log_trace(ES_LOG_INFO, trace_id, "command %s %s sku '%s' by '%s' (%s)", command_id,
-                 command_names[kind] + strlen("eventshop.catalog."), sku, who->sub, who->role);
+    const char *short_type = strrchr(command_type, '.');
+    short_type = short_type ? short_type + 1 : command_type;
+    count_command(ctx, short_type);
+    es_log_trace(ES_LOG_INFO, trace_id, "command %s %s %s '%s' by '%s' (%s)", command_id,
+                 short_type, api_aggregate_key(command_type), aggregate_id, who->sub, who->role);
 out:
     json_decref(fields);
     free(buf);
@@ -151,8 +160,7 @@ out:
     free(prefer);
 }
 
-/* Checks Content-Type and parses the body; answers and returns NULL on a bad one. */
-static json_t *json_body_or_reply(es_http_req_t *r)
+json_t *api_json_body_or_reply(es_http_req_t *r)
 {
     char *ct = es_http_header_dup(r, "Content-Type");
     bool ok = api_is_json_type(ct);
@@ -170,8 +178,7 @@ static json_t *json_body_or_reply(es_http_req_t *r)
     return v;
 }
 
-/* The {sku} of the path; answers 404 and returns NULL if it cannot be a sku. */
-static const char *path_sku_or_reply(es_http_req_t *r)
+const char *api_path_sku_or_reply(es_http_req_t *r)
 {
     const char *sku = es_http_param(r, "sku");
     struct api_verr e = {0};
@@ -180,48 +187,6 @@ static const char *path_sku_or_reply(es_http_req_t *r)
         return NULL;
     }
     return sku;
-}
-
-void api_products_post(es_http_req_t *r, const struct api_principal *who)
-{
-    json_t *body = json_body_or_reply(r);
-    if (!body)
-        return;
-    struct api_verr e = {0};
-    json_t *fields =
-        api_validate_list_product(body, who->role, who->vendor_id[0] ? who->vendor_id : NULL, &e);
-    if (!fields) {
-        api_reply_verr(r, &e);
-    } else {
-        char sku[72];
-        snprintf(sku, sizeof sku, "%s", json_string_value(json_object_get(fields, "sku")));
-        send_command(r, who, CMD_LIST, sku, fields);
-    }
-    json_decref(body);
-}
-
-void api_products_patch(es_http_req_t *r, const struct api_principal *who)
-{
-    const char *sku = path_sku_or_reply(r);
-    if (!sku)
-        return;
-    json_t *body = json_body_or_reply(r);
-    if (!body)
-        return;
-    struct api_verr e = {0};
-    json_t *fields = api_validate_change_details(body, &e);
-    if (!fields)
-        api_reply_verr(r, &e);
-    else
-        send_command(r, who, CMD_CHANGE, sku, fields);
-    json_decref(body);
-}
-
-void api_products_delete(es_http_req_t *r, const struct api_principal *who)
-{
-    const char *sku = path_sku_or_reply(r);
-    if (sku)
-        send_command(r, who, CMD_DELIST, sku, json_object());
 }
 
 void api_commands_get(es_http_req_t *r, const struct api_principal *who)
@@ -235,11 +200,9 @@ void api_commands_get(es_http_req_t *r, const struct api_principal *who)
     }
     struct api_outcome o;
     struct api_answer a;
-    if (api_results_get(app->results, id, &o)) {
-        api_answer_outcome(&a, &o);
-        if (!a.problem)
-            a.status = 200; /* the command was created earlier, not by this request */
-    } else
+    if (api_results_get(app->results, id, &o))
+        api_answer_outcome(&a, &o, NULL); /* created earlier, not by this request: 200 */
+    else
         api_answer_pending(&a, id);
     api_reply_answer(r, &a);
 }

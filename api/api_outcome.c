@@ -6,9 +6,58 @@ static const struct {
     const char *reason;
     int status;
 } reason_table[] = {
-    {"unknown_sku", 404}, {"not_owner", 403},     {"already_listed", 409},
-    {"delisted", 409},    {"invalid_field", 422}, {"version_conflict", 412},
+    /* every context */
+    {"version_conflict", 412},
+    {"invalid_field", 422},
+    {"not_owner", 403},
+    {"forbidden", 403},
+    /* catalog */
+    {"unknown_sku", 404},
+    {"already_listed", 409},
+    {"delisted", 409},
+    /* inventory */
+    {"insufficient_stock", 409},
+    {"unknown_reservation", 404},
+    {"reservation_closed", 409},
+    {"invalid_quantity", 422},
+    /* pricing */
+    {"currency_mismatch", 422},
+    {"rule_exists", 409},
+    {"unknown_rule", 404},
+    {"too_many_rules", 409},
+    /* users */
+    {"email_taken", 409},
+    {"unknown_user", 404},
+    {"already_registered", 409},
+    {"user_forgotten", 410},
+    {"not_vendor", 409},
+    {"not_admin", 403},
+    {"self_role_change", 409},
 };
+
+static const struct {
+    const char *context;
+    const char *key;
+} aggregate_keys[] = {
+    {"catalog", "sku"},
+    {"inventory", "sku"},
+    {"pricing", "sku"},
+    {"users", "user_id"},
+};
+
+const char *api_aggregate_key(const char *command_type)
+{
+    static const char ns[] = "eventshop.";
+    if (!command_type || strncmp(command_type, ns, sizeof ns - 1))
+        return "aggregate_id";
+    const char *ctx = command_type + sizeof ns - 1;
+    const char *dot = strchr(ctx, '.');
+    for (size_t i = 0; dot && i < sizeof aggregate_keys / sizeof *aggregate_keys; i++)
+        if (strlen(aggregate_keys[i].context) == (size_t)(dot - ctx) &&
+            !strncmp(aggregate_keys[i].context, ctx, (size_t)(dot - ctx)))
+            return aggregate_keys[i].key;
+    return "aggregate_id";
+}
 
 int api_reason_status(const char *reason)
 {
@@ -33,7 +82,7 @@ int api_outcome_from_result(const json_t *r, struct api_outcome *o)
         return -1;
     copy_str(o->command_id, sizeof o->command_id, id);
     copy_str(o->command_type, sizeof o->command_type, json_object_get(r, "command_type"));
-    copy_str(o->sku, sizeof o->sku, json_object_get(r, "aggregate_id"));
+    copy_str(o->aggregate_id, sizeof o->aggregate_id, json_object_get(r, "aggregate_id"));
     o->accepted = !strcmp(json_string_value(status), "ACCEPTED");
     copy_str(o->reason, sizeof o->reason, json_object_get(r, "reason"));
     copy_str(o->detail, sizeof o->detail, json_object_get(r, "detail"));
@@ -56,14 +105,10 @@ void api_answer_add_header(struct api_answer *a, const char *name, const char *v
     a->headers[n + 2] = NULL;
 }
 
-static bool ends_with(const char *s, const char *suffix)
+void api_answer_outcome(struct api_answer *a, const struct api_outcome *o,
+                        const char *created_location)
 {
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && !strcmp(s + n - m, suffix);
-}
-
-void api_answer_outcome(struct api_answer *a, const struct api_outcome *o)
-{
+    const char *key = api_aggregate_key(o->command_type);
     memset(a, 0, sizeof *a);
     if (!o->accepted) {
         const char *reason = o->reason[0] ? o->reason : "rejected";
@@ -73,24 +118,24 @@ void api_answer_outcome(struct api_answer *a, const struct api_outcome *o)
         a->problem = true;
         a->body = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:I}", "type", type, "title", reason,
                             "status", a->status, "detail", o->detail, "command_id", o->command_id,
-                            "sku", o->sku, "aggregate_version", (json_int_t)o->version);
+                            key, o->aggregate_id, "aggregate_version", (json_int_t)o->version);
         return;
     }
-    bool listed = ends_with(o->command_type, "ListProduct");
-    a->status = listed ? 201 : 200;
+    bool created = created_location && *created_location;
+    a->status = created ? 201 : 200;
     json_t *position = json_null();
     if (o->offset >= 0) {
         char pos[48];
         snprintf(pos, sizeof pos, "%d:%lld", (int)o->partition, (long long)o->offset);
         position = json_string(pos);
     }
-    a->body =
-        json_pack("{s:s, s:s, s:s, s:I, s:o}", "command_id", o->command_id, "status", "accepted",
-                  "sku", o->sku, "aggregate_version", (json_int_t)o->version, "position", position);
+    a->body = json_pack("{s:s, s:s, s:s, s:I, s:o}", "command_id", o->command_id, "status",
+                        "accepted", key, o->aggregate_id, "aggregate_version",
+                        (json_int_t)o->version, "position", position);
     snprintf(a->etag, sizeof a->etag, "\"%lld\"", (long long)o->version);
     api_answer_add_header(a, "ETag", a->etag);
-    if (listed) {
-        snprintf(a->location, sizeof a->location, "/v1/products/%s", o->sku);
+    if (created) {
+        snprintf(a->location, sizeof a->location, "%s", created_location);
         api_answer_add_header(a, "Location", a->location);
     }
 }

@@ -12,7 +12,7 @@
 struct api_outcome {
     char command_id[ES_UUID_LEN];
     char command_type[96]; /* full record name, e.g. "eventshop.catalog.ListProduct" */
-    char sku[72];          /* aggregate id */
+    char aggregate_id[72]; /* the sku for catalog, inventory and pricing */
     bool accepted;
     char reason[64];  /* rejected: stable code, e.g. "not_owner" */
     char detail[256]; /* rejected: human-readable, maybe truncated */
@@ -32,17 +32,25 @@ struct api_answer {
     const char *headers[7];
 };
 
-/* HTTP status for a rejection reason: unknown_sku 404, not_owner 403, already_listed 409,
- * delisted 409, invalid_field 422, version_conflict 412, anything else 422. */
+/* HTTP status for a rejection reason, from the one table in api_outcome.c (a new context adds
+ * its reason codes there): unknown_sku 404, not_owner 403, already_listed 409, delisted 409,
+ * invalid_field 422, version_conflict 412, insufficient_stock 409, unknown_reservation 404,
+ * invalid_quantity 422, email_taken 409, ...; anything else 422. */
 int api_reason_status(const char *reason);
+
+/* The body key naming a command's aggregate id, from its full command type's context: "sku" for
+ * catalog, inventory, pricing; "user_id" for users; else "aggregate_id". Borrowed, static. */
+const char *api_aggregate_key(const char *command_type);
 
 /* Fills o from a decoded CommandResult (borrowed). Returns 0, or -1 if a field is missing. */
 int api_outcome_from_result(const json_t *result, struct api_outcome *o);
 
-/* The answer for a known outcome: accepted -> 201 with Location /v1/products/{sku} for a
- * ListProduct, else 200, body {command_id, status, sku, aggregate_version, position} and ETag;
- * rejected -> a problem of type "urn:eventshop:problem:<reason>" with the table's status. */
-void api_answer_outcome(struct api_answer *a, const struct api_outcome *o);
+/* The answer for a known outcome: accepted -> 201 with Location created_location when that is
+ * not NULL (a command that creates a resource), else 200; body {command_id, status,
+ * <aggregate key>, aggregate_version, position} and ETag; rejected -> a problem of type
+ * "urn:eventshop:problem:<reason>" with the table's status, detail and the aggregate key. */
+void api_answer_outcome(struct api_answer *a, const struct api_outcome *o,
+                        const char *created_location);
 /* 202 {command_id, status: "pending"} with Location /v1/commands/{id}. */
 void api_answer_pending(struct api_answer *a, const char *command_id);
 /* Adds one more header pair (borrowed strings that must outlive the send). */

@@ -1,12 +1,8 @@
-/* Queries on the products read model (table products of eventshop_catalog, filled by the
- * catalog projector), on the loop thread's own DB connection.
- *
- * Read-your-writes: a command's outcome carries position "<partition>:<offset>" of its last
- * event on catalog.events. A query may pass it back as the X-Min-Position header (or the
- * ?min_position= parameter); it is then answered only once the projector's stored offset for
- * that partition (projection_offsets row 'catalog_products', 'catalog.events', part) has a
- * next_offset beyond it, polling every 20 ms without blocking the loop (es_http_after), for at
- * most 5 s, after which the answer is a 504 problem. */
+/* The catalog context over HTTP: POST/PATCH/DELETE on products become ListProduct,
+ * ChangeProductDetails and DelistProduct commands on catalog.commands (api_command_send), and
+ * queries read table products of eventshop_catalog (filled by the catalog projector
+ * "catalog_products") on the loop thread's own connection, with read-your-writes
+ * (api_query_at_position). */
 #include "api_app.h"
 #include "api_reply.h"
 #include "api_validate.h"
@@ -15,21 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#define MIN_POSITION_POLL_MS 20
-#define MIN_POSITION_MAX_MS  5000
+#define CTX        "catalog"
+#define PROJECTION "catalog_products"
 
 static const char product_columns[] =
     "SELECT sku, vendor_id, name, description, category, attributes, currency, status, version "
     "FROM products";
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
 
 /* A row as the API shows it (new reference): attributes parsed from their JSON text. */
 static json_t *product_from_row(const json_t *row)
@@ -50,20 +38,12 @@ static json_t *product_from_row(const json_t *row)
 static json_t *query_or_reply(es_http_req_t *r, const char *sql, const es_db_val_t *params,
                               size_t n)
 {
-    es_err_t err = ES_ERR_INIT;
-    es_db_t *db = api_db(r, &err);
-    json_t *rows = db ? es_db_query(db, sql, params, n, &err) : NULL;
-    if (!rows) {
-        es_warn("catalog query failed: %s", err.msg);
-        if (err.code == ES_EIO)
-            api_db_broken(r);
-        api_reply_problem(r, 503, NULL, NULL, "the catalog read model is unavailable");
-    }
-    return rows;
+    return api_query_or_reply(r, CTX, sql, params, n);
 }
 
-static void run_get(es_http_req_t *r)
+static void run_get(es_http_req_t *r, const struct api_principal *who)
 {
+    (void)who;
     const char *sku = es_http_param(r, "sku");
     struct api_verr e = {0};
     if (api_validate_sku(sku, 404, &e)) {
@@ -90,8 +70,9 @@ static void run_get(es_http_req_t *r)
     json_decref(rows);
 }
 
-static void run_list(es_http_req_t *r)
+static void run_list(es_http_req_t *r, const struct api_principal *who)
 {
+    (void)who;
     char *vendor = es_http_query_dup(r, "vendor");
     char *category = es_http_query_dup(r, "category");
     char *status = es_http_query_dup(r, "status");
@@ -162,81 +143,58 @@ out:
     free(after);
 }
 
-struct min_position {
-    void (*run)(es_http_req_t *r);
-    int32_t partition;
-    int64_t offset;
-    long long deadline_ms;
-};
-
-/* 1 if the projection has applied offset of partition, 0 if not yet, -1 answered (error). */
-static int position_reached(es_http_req_t *r, const struct min_position *mp)
-{
-    static const char sql[] = "SELECT next_offset FROM projection_offsets WHERE projection = ? "
-                              "AND topic = ? AND part = ?";
-    es_db_val_t params[] = {ES_DB_S("catalog_products"), ES_DB_S("catalog.events"),
-                            ES_DB_I(mp->partition)};
-    json_t *rows = query_or_reply(r, sql, params, 3);
-    if (!rows)
-        return -1;
-    json_t *next = json_object_get(json_array_get(rows, 0), "next_offset");
-    int reached = json_is_integer(next) && json_integer_value(next) > mp->offset;
-    json_decref(rows);
-    return reached;
-}
-
-static void poll_position(es_http_req_t *r, void *arg)
-{
-    struct min_position *mp = arg;
-    int reached = position_reached(r, mp);
-    if (reached < 0) {
-        free(mp);
-        return;
-    }
-    if (reached) {
-        mp->run(r);
-        free(mp);
-    } else if (mono_ms() >= mp->deadline_ms) {
-        api_reply_problem(r, 504, "urn:eventshop:problem:position_not_reached", NULL,
-                          "the read model has not reached %d:%lld within %d ms", (int)mp->partition,
-                          (long long)mp->offset, MIN_POSITION_MAX_MS);
-        free(mp);
-    } else {
-        es_http_after(r, MIN_POSITION_POLL_MS, poll_position, mp, free);
-    }
-}
-
-/* Runs the query now, or once the read model reached the request's minimum position. */
-static void with_min_position(es_http_req_t *r, void (*run)(es_http_req_t *r))
-{
-    char *pos = es_http_header_dup(r, "X-Min-Position");
-    if (!pos)
-        pos = es_http_query_dup(r, "min_position");
-    if (!pos) {
-        run(r);
-        return;
-    }
-    struct min_position *mp = xcalloc(1, sizeof *mp);
-    if (api_parse_position(pos, &mp->partition, &mp->offset)) {
-        api_reply_problem(r, 400, NULL, "X-Min-Position",
-                          "position '%.64s' is not <partition>:<offset>", pos);
-        free(mp);
-    } else {
-        mp->run = run;
-        mp->deadline_ms = mono_ms() + MIN_POSITION_MAX_MS;
-        poll_position(r, mp);
-    }
-    free(pos);
-}
-
 void api_products_get(es_http_req_t *r, const struct api_principal *who)
 {
-    (void)who;
-    with_min_position(r, run_get);
+    api_query_at_position(r, who, CTX, PROJECTION, run_get);
 }
 
 void api_products_list(es_http_req_t *r, const struct api_principal *who)
 {
-    (void)who;
-    with_min_position(r, run_list);
+    api_query_at_position(r, who, CTX, PROJECTION, run_list);
+}
+
+void api_products_post(es_http_req_t *r, const struct api_principal *who)
+{
+    json_t *body = api_json_body_or_reply(r);
+    if (!body)
+        return;
+    struct api_verr e = {0};
+    json_t *fields =
+        api_validate_list_product(body, who->role, who->vendor_id[0] ? who->vendor_id : NULL, &e);
+    if (!fields) {
+        api_reply_verr(r, &e);
+    } else {
+        char sku[72], location[96];
+        snprintf(sku, sizeof sku, "%s", json_string_value(json_object_get(fields, "sku")));
+        snprintf(location, sizeof location, "/v1/products/%s", sku);
+        api_command_send(r, who, CTX, "eventshop.catalog.ListProduct", sku, fields, location);
+    }
+    json_decref(body);
+}
+
+void api_products_patch(es_http_req_t *r, const struct api_principal *who)
+{
+    const char *sku = api_path_sku_or_reply(r);
+    if (!sku)
+        return;
+    json_t *body = api_json_body_or_reply(r);
+    if (!body)
+        return;
+    struct api_verr e = {0};
+    json_t *fields = api_validate_change_details(body, &e);
+    if (!fields) {
+        api_reply_verr(r, &e);
+    } else {
+        json_object_set_new(fields, "sku", json_string(sku));
+        api_command_send(r, who, CTX, "eventshop.catalog.ChangeProductDetails", sku, fields, NULL);
+    }
+    json_decref(body);
+}
+
+void api_products_delete(es_http_req_t *r, const struct api_principal *who)
+{
+    const char *sku = api_path_sku_or_reply(r);
+    if (sku)
+        api_command_send(r, who, CTX, "eventshop.catalog.DelistProduct", sku,
+                         json_pack("{s:s}", "sku", sku), NULL);
 }

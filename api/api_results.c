@@ -16,6 +16,7 @@ struct waiter {
     es_http_pending_t *pending;
     long long deadline_ms; /* monotonic */
     int wait_s;
+    char created_location[160]; /* "" if none */
     struct waiter *next;
 };
 
@@ -102,7 +103,7 @@ static void complete(struct waiter *w, const struct api_outcome *o)
     struct api_answer a;
     char pref[32];
     if (o)
-        api_answer_outcome(&a, o);
+        api_answer_outcome(&a, o, w->created_location[0] ? w->created_location : NULL);
     else
         api_answer_pending(&a, w->command_id);
     snprintf(pref, sizeof pref, "wait=%d", w->wait_s);
@@ -151,9 +152,12 @@ void api_results_put(api_results_t *res, const struct api_outcome *o)
     }
 }
 
-void api_results_wait(api_results_t *res, const char *command_id, es_http_pending_t *p, int wait_s)
+void api_results_wait(api_results_t *res, const char *command_id, es_http_pending_t *p, int wait_s,
+                      const char *created_location)
 {
     struct waiter *w = xcalloc(1, sizeof *w);
+    snprintf(w->created_location, sizeof w->created_location, "%s",
+             created_location ? created_location : "");
     snprintf(w->command_id, sizeof w->command_id, "%s", command_id);
     w->pending = p;
     w->wait_s = wait_s;
@@ -239,20 +243,24 @@ static void *results_main(void *arg)
     return NULL;
 }
 
-/* Assigns every partition of topic from the first offset at or after (now - lookback); a
- * partition with nothing that recent starts at its end. */
-static int assign_recent(rd_kafka_t *rk, const char *topic, es_err_t *err)
+/* Assigns every partition of every context's results topic from the first offset at or after
+ * (now - lookback); a partition with nothing that recent starts at its end. */
+static int assign_recent(rd_kafka_t *rk, const char *const *contexts, size_t nctx, es_err_t *err)
 {
-    int n = es_kafka_partition_count(rk, topic, err);
-    if (n < 0)
-        return -1;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     int64_t since = now.tv_sec * 1000LL + now.tv_nsec / 1000000 - API_RESULTS_LOOKBACK_MS;
-    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(n);
-    for (int i = 0; i < n; i++)
-        rd_kafka_topic_partition_list_add(parts, topic, i)->offset = since;
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(8);
     int rc = -1;
+    for (size_t c = 0; c < nctx; c++) {
+        char topic[128];
+        es_topic(topic, sizeof topic, contexts[c], "results");
+        int n = es_kafka_partition_count(rk, topic, err);
+        if (n < 0)
+            goto out;
+        for (int i = 0; i < n; i++)
+            rd_kafka_topic_partition_list_add(parts, topic, i)->offset = since;
+    }
     rd_kafka_resp_err_t e = rd_kafka_offsets_for_times(rk, parts, 10000);
     if (e) {
         es_kafka_resp_error(err, e, "offsets for times");
@@ -272,11 +280,10 @@ out:
     return rc;
 }
 
-api_results_t *api_results_new(ev_codec_t *codec, const char *context, size_t capacity,
-                               es_err_t *err)
+api_results_t *api_results_new(ev_codec_t *codec, const char *const *contexts, size_t n,
+                               size_t capacity, es_err_t *err)
 {
-    char topic[128], group[96], id[ES_UUID_LEN];
-    es_topic(topic, sizeof topic, context, "results");
+    char group[96], id[ES_UUID_LEN];
     /* librdkafka wants a group id for the consumer queue; it is never joined (assign only) and
      * no offset is ever committed */
     es_uuid_random(id);
@@ -301,7 +308,7 @@ api_results_t *api_results_new(ev_codec_t *codec, const char *context, size_t ca
         return NULL;
     }
     rd_kafka_poll_set_consumer(rk);
-    if (assign_recent(rk, topic, err)) {
+    if (assign_recent(rk, contexts, n, err)) {
         rd_kafka_destroy(rk);
         return NULL;
     }

@@ -1,7 +1,8 @@
-/* api_results — the outcomes of recent commands: a thread reads every partition of
- * <context>.results (assigned, no group membership, read_committed) from the offsets of
- * (now - 15 min), keeps a bounded map command_id -> outcome (the oldest evicted first) and
- * answers the requests waiting for one (Prefer: wait=N), each by its deadline. */
+/* api_results — the outcomes of recent commands: a thread reads every partition of the
+ * <context>.results topic of every context the API serves (assigned, no group membership,
+ * read_committed) from the offsets of (now - 15 min), keeps a bounded map command_id -> outcome
+ * (the oldest evicted first) and answers the requests waiting for one (Prefer: wait=N), each by its
+ * deadline. */
 #ifndef API_RESULTS_H
 #define API_RESULTS_H
 
@@ -17,18 +18,21 @@ typedef struct api_results api_results_t;
 #define API_RESULTS_LOOKBACK_MS (15 * 60 * 1000)
 #define API_RESULTS_CAPACITY    100000
 
-/* codec is borrowed and must outlive the results. Starts the thread. NULL with err. */
-api_results_t *api_results_new(ev_codec_t *codec, const char *context, size_t capacity,
-                               es_err_t *err);
+/* codec is borrowed and must outlive the results; contexts (n names, borrowed) are read at the
+ * call. Starts the thread. NULL with err. */
+api_results_t *api_results_new(ev_codec_t *codec, const char *const *contexts, size_t n,
+                               size_t capacity, es_err_t *err);
 /* Stops the thread; waiting requests get their 202. NULL is a no-op. */
 void api_results_free(api_results_t *res);
 
 /* Copies the outcome of command_id to *o and returns true, or false if none is known yet. */
 bool api_results_get(api_results_t *res, const char *command_id, struct api_outcome *o);
 
-/* Takes over p: answers it with the outcome of command_id as soon as it is known, or with 202
+/* Takes over p: answers it with the outcome of command_id as soon as it is known (201 with
+ * created_location, copied, when not NULL and accepted: see api_answer_outcome), or with 202
  * pending after wait_s seconds. Either answer carries Preference-Applied: wait=<wait_s>. */
-void api_results_wait(api_results_t *res, const char *command_id, es_http_pending_t *p, int wait_s);
+void api_results_wait(api_results_t *res, const char *command_id, es_http_pending_t *p, int wait_s,
+                      const char *created_location);
 
 /* Records an outcome (the consumer thread does; exposed for tests). Wakes its waiters. */
 void api_results_put(api_results_t *res, const struct api_outcome *o);

@@ -2,6 +2,7 @@
 #include "api_app.h"
 #include "api_validate.h"
 #include "es_env.h"
+#include "es_kafka.h"
 #include "es_log.h"
 #include "es_mem.h"
 #include "sr_client.h"
@@ -16,38 +17,96 @@ struct api_server {
     es_http_server_t *http;
 };
 
+/* connections are opened lazily by api_db_ctx: a database that is down at start only fails the
+ * requests that need it */
 static void *thread_init(void *app)
 {
     struct api_tls *t = xcalloc(1, sizeof *t);
     t->app = app;
-    es_err_t err = ES_ERR_INIT;
-    t->db = es_db_open(API_CONTEXT, &err); /* a failure is retried by api_db on use */
-    if (!t->db)
-        es_warn("catalog database: %s", err.msg);
     return t;
 }
 
 static void thread_free(void *tls)
 {
     struct api_tls *t = tls;
-    if (t)
-        es_db_close(t->db);
+    for (size_t i = 0; t && i < API_MAX_CONTEXTS; i++)
+        es_db_close(t->dbs[i]);
     free(t);
+}
+
+static int context_index(const struct api_app *app, const char *ctx)
+{
+    for (size_t i = 0; ctx && i < app->n_contexts; i++)
+        if (!strcmp(app->contexts[i], ctx))
+            return (int)i;
+    return -1;
+}
+
+bool api_context_enabled(const struct api_app *app, const char *ctx)
+{
+    return context_index(app, ctx) >= 0;
+}
+
+es_db_t *api_db_ctx(es_http_req_t *r, const char *ctx, es_err_t *err)
+{
+    struct api_tls *t = es_http_thread_state(r);
+    int i = context_index(t->app, ctx);
+    if (i < 0) {
+        es_set(err, ES_ENOTFOUND, "context '%s' is not served (ES_CONTEXTS)", ctx ? ctx : "");
+        return NULL;
+    }
+    if (!t->dbs[i])
+        t->dbs[i] = es_db_open(ctx, err);
+    return t->dbs[i];
+}
+
+void api_db_ctx_broken(es_http_req_t *r, const char *ctx)
+{
+    struct api_tls *t = es_http_thread_state(r);
+    int i = context_index(t->app, ctx);
+    if (i >= 0) {
+        es_db_close(t->dbs[i]);
+        t->dbs[i] = NULL;
+    }
 }
 
 es_db_t *api_db(es_http_req_t *r, es_err_t *err)
 {
-    struct api_tls *t = es_http_thread_state(r);
-    if (!t->db)
-        t->db = es_db_open(API_CONTEXT, err);
-    return t->db;
+    return api_db_ctx(r, "catalog", err);
 }
 
 void api_db_broken(es_http_req_t *r)
 {
-    struct api_tls *t = es_http_thread_state(r);
-    es_db_close(t->db);
-    t->db = NULL;
+    api_db_ctx_broken(r, "catalog");
+}
+
+/* ES_CONTEXTS: space-separated context names, each [a-z]{1,31}, at most API_MAX_CONTEXTS. */
+static int parse_contexts(struct api_app *app, const char *list, es_err_t *err)
+{
+    app->n_contexts = 0;
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        size_t n = 0;
+        while (p[n] >= 'a' && p[n] <= 'z')
+            n++;
+        if (!*p)
+            break;
+        if (n == 0 || n >= sizeof app->contexts[0] ||
+            (p[n] && p[n] != ' ' && p[n] != '\t' && p[n] != ','))
+            return es_set(err, ES_EINVAL, "ES_CONTEXTS '%s' is not a list of context names", list);
+        if (app->n_contexts == API_MAX_CONTEXTS)
+            return es_set(err, ES_EINVAL, "ES_CONTEXTS '%s': at most %d contexts", list,
+                          API_MAX_CONTEXTS);
+        char name[32];
+        snprintf(name, sizeof name, "%.*s", (int)n, p);
+        if (context_index(app, name) < 0)
+            snprintf(app->contexts[app->n_contexts++], sizeof app->contexts[0], "%s", name);
+        p += n;
+    }
+    if (app->n_contexts == 0)
+        return es_set(err, ES_EINVAL, "ES_CONTEXTS '%s' names no context", list);
+    return 0;
 }
 
 static int parse_addr(const char *addr, char *host, size_t size, int *port, es_err_t *err)
@@ -85,20 +144,29 @@ api_server_t *api_server_new(es_err_t *err)
         goto fail;
     if (!(app->codec = ev_codec_new(es_env_schema_dir(), s->sr, err)))
         goto fail;
-    if (ev_codec_register_context(app->codec, API_CONTEXT, err))
+    if (parse_contexts(app, es_env_str("ES_CONTEXTS", "catalog"), err))
         goto fail;
+    const char *names[API_MAX_CONTEXTS];
+    for (size_t i = 0; i < app->n_contexts; i++) {
+        char topic[64];
+        names[i] = app->contexts[i];
+        json_t *types = ev_codec_types_for_topic(
+            app->codec, es_topic(topic, sizeof topic, app->contexts[i], "commands"));
+        size_t ntypes = json_array_size(types);
+        json_decref(types);
+        if (ntypes == 0) {
+            es_set(err, ES_EINVAL, "context '%s' (ES_CONTEXTS) has no command schemas",
+                   app->contexts[i]);
+            goto fail;
+        }
+        if (ev_codec_register_context(app->codec, app->contexts[i], err))
+            goto fail;
+    }
     if (!(app->producer = api_producer_new("eventshop-api", err)))
         goto fail;
-    if (!(app->results = api_results_new(app->codec, API_CONTEXT, API_RESULTS_CAPACITY, err)))
+    if (!(app->results =
+              api_results_new(app->codec, names, app->n_contexts, API_RESULTS_CAPACITY, err)))
         goto fail;
-
-    static const char *const types[] = {"ListProduct", "ChangeProductDetails", "DelistProduct"};
-    for (size_t i = 0; i < 3; i++) {
-        char labels[64];
-        snprintf(labels, sizeof labels, "type=\"%s\"", types[i]);
-        app->commands[i] =
-            es_counter("eventshop_api_commands_total", "commands sent to Kafka", labels);
-    }
 
     s->routes = xcalloc(api_routes_count, sizeof *s->routes);
     for (size_t i = 0; i < api_routes_count; i++)
@@ -115,7 +183,8 @@ api_server_t *api_server_new(es_err_t *err)
                             .thread_free = thread_free};
     if (!(s->http = es_http_server_new(&cfg, s->routes, api_routes_count, err)))
         goto fail;
-    es_info("eventshop-api listening on %s:%d with %ld threads", host, port, threads);
+    es_info("eventshop-api listening on %s:%d with %ld threads, contexts '%s'", host, port, threads,
+            es_env_str("ES_CONTEXTS", "catalog"));
     return s;
 fail:
     api_server_free(s);

@@ -227,8 +227,10 @@ static int decide_delist(const json_t *state, const json_t *cmd, hd_decision_t *
     return 0;
 }
 
-int catalog_decide(const json_t *state, const char *cmd_type, const json_t *cmd, hd_decision_t *out)
+int catalog_decide(const json_t *state, const char *cmd_type, const json_t *cmd, const json_t *view,
+                   hd_decision_t *out)
 {
+    (void)view; /* the catalog reads no global view */
     if (!json_is_object(cmd))
         return -1;
     if (strcmp(cmd_type, CATALOG_NS "ListProduct") == 0)

@@ -1,5 +1,8 @@
 #include "hd_context.h"
 #include "catalog.h"
+#include "inventory.h"
+#include "pricing.h"
+#include "users.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,6 +12,7 @@ void hd_decision_init(hd_decision_t *d)
     d->events = json_array();
     d->reason = NULL;
     d->detail[0] = '\0';
+    d->keep_events = false;
 }
 
 void hd_decision_release(hd_decision_t *d)
@@ -24,7 +28,19 @@ int hd_reject(hd_decision_t *d, const char *reason, const char *fmt, ...)
     vsnprintf(d->detail, sizeof d->detail, fmt, ap);
     va_end(ap);
     d->reason = reason;
+    d->keep_events = false;
     json_array_clear(d->events);
+    return 0;
+}
+
+int hd_reject_keep_events(hd_decision_t *d, const char *reason, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(d->detail, sizeof d->detail, fmt, ap);
+    va_end(ap);
+    d->reason = reason;
+    d->keep_events = true;
     return 0;
 }
 
@@ -34,8 +50,9 @@ void hd_emit(hd_decision_t *d, const char *type, json_t *payload)
 }
 
 /* the one table of contexts: a role binary picks its context by name */
-static const hd_context_t *const contexts[] = {&catalog_context};
-static const char *const context_names[] = {"catalog", NULL};
+static const hd_context_t *const contexts[] = {&catalog_context, &inventory_context, &users_context,
+                                               &pricing_context};
+static const char *const context_names[] = {"catalog", "inventory", "users", "pricing", NULL};
 
 const hd_context_t *hd_context_find(const char *name)
 {

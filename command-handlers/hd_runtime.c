@@ -5,6 +5,7 @@
 #include "es_mem.h"
 #include "es_metrics.h"
 #include "es_trace.h"
+#include "es_uuid.h"
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -66,6 +67,17 @@ struct hd_runtime {
     es_err_t fatal_err;
     hd_counter_t *counters;
     size_t ncounters;
+    /* the context's global views: one assign-only consumer over every partition of every view
+     * topic, the one view object they fold into, and each partition's position */
+    rd_kafka_t *view_consumer;
+    json_t *view;
+    struct hd_view_part {
+        size_t view;
+        int32_t partition;
+        int64_t pos;    /* next offset to read: last message + 1, or an EOF's offset */
+        int64_t target; /* the last stable offset to reach before deciding */
+    } * vparts;
+    size_t nvparts;
     es_metric_t *m_commits, *m_aborts, *m_batch_seconds, *m_batch_size;
 };
 
@@ -92,6 +104,9 @@ void hd_runtime_config_init(hd_runtime_config_t *cfg)
     if (cfg->linger_ms < 0)
         cfg->linger_ms = 0;
     cfg->recovery_timeout_ms = (int)es_env_long("EVENTSHOP_HANDLER_RECOVERY_MS", 60000);
+    cfg->view_wait_ms = (int)es_env_long("EVENTSHOP_HANDLER_VIEW_WAIT_MS", 10000);
+    if (cfg->view_wait_ms < 1)
+        cfg->view_wait_ms = 1;
     const char *id = es_env_str("EVENTSHOP_INSTANCE_ID", NULL);
     if (id && *id) {
         snprintf(cfg->instance_id, sizeof cfg->instance_id, "%s", id);
@@ -326,6 +341,156 @@ static intptr_t slot_new(hd_runtime_t *rt)
     return (intptr_t)rt->nslots++;
 }
 
+/* --- global views ------------------------------------------------------------------------- */
+
+static int views_open(hd_runtime_t *rt, es_err_t *err)
+{
+    rt->view = json_object();
+    if (rt->ctx->n_views == 0)
+        return 0;
+    char group[160], id[ES_UUID_LEN], client[160];
+    /* librdkafka wants a group id; it is never joined (assign only) and nothing is committed.
+     * partition EOF events tell the position past trailing transaction markers */
+    es_uuid_random(id);
+    snprintf(group, sizeof group, "eventshop-%s-handler-views-%s", rt->ctx->name, id);
+    snprintf(client, sizeof client, "eventshop-%s-handler-views", rt->ctx->name);
+    const char *kv[] = {"group.id",
+                        group,
+                        "isolation.level",
+                        "read_committed",
+                        "enable.auto.commit",
+                        "false",
+                        "enable.auto.offset.store",
+                        "false",
+                        "enable.partition.eof",
+                        "true",
+                        NULL};
+    rd_kafka_conf_t *conf = es_kafka_conf_new(client, kv, err);
+    if (!conf)
+        return -1;
+    char errstr[512];
+    rt->view_consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+    if (!rt->view_consumer) {
+        rd_kafka_conf_destroy(conf);
+        return es_set(err, ES_EIO, "kafka view consumer: %s", errstr);
+    }
+    rd_kafka_poll_set_consumer(rt->view_consumer);
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(8);
+    int rc = -1;
+    for (size_t v = 0; v < rt->ctx->n_views; v++) {
+        const char *topic = rt->ctx->views[v].topic;
+        int n = es_kafka_partition_count(rt->view_consumer, topic, err);
+        if (n < 0)
+            goto out;
+        for (int p = 0; p < n; p++) {
+            rd_kafka_topic_partition_list_add(parts, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+            rt->vparts = xrealloc(rt->vparts, (rt->nvparts + 1) * sizeof *rt->vparts);
+            rt->vparts[rt->nvparts++] = (struct hd_view_part){v, p, 0, 0};
+        }
+    }
+    rd_kafka_resp_err_t e = rd_kafka_assign(rt->view_consumer, parts);
+    if (e) {
+        es_kafka_resp_error(err, e, "assign view partitions");
+        goto out;
+    }
+    rc = 0;
+out:
+    rd_kafka_topic_partition_list_destroy(parts);
+    return rc;
+}
+
+static struct hd_view_part *view_part_find(hd_runtime_t *rt, const char *topic, int32_t p,
+                                           size_t *view)
+{
+    for (size_t i = 0; i < rt->nvparts; i++) {
+        struct hd_view_part *vp = &rt->vparts[i];
+        if (vp->partition == p && !strcmp(rt->ctx->views[vp->view].topic, topic)) {
+            *view = vp->view;
+            return vp;
+        }
+    }
+    return NULL;
+}
+
+static void view_message(hd_runtime_t *rt, rd_kafka_message_t *m)
+{
+    size_t v = 0;
+    struct hd_view_part *vp =
+        m->rkt ? view_part_find(rt, rd_kafka_topic_name(m->rkt), m->partition, &v) : NULL;
+    if (m->err) {
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            if (vp && m->offset > vp->pos)
+                vp->pos = m->offset;
+        } else {
+            es_warn("view consumer: %s", rd_kafka_message_errstr(m));
+        }
+        return;
+    }
+    if (!vp)
+        return;
+    vp->pos = m->offset + 1;
+    if (!m->payload)
+        return;
+    const char *type = NULL;
+    json_t *ev = NULL;
+    es_err_t err = ES_ERR_INIT;
+    if (ev_decode(rt->codec, m->payload, m->len, &type, &ev, &err) != 0) {
+        es_error("view %s[%d]@%lld: %s", rt->ctx->views[v].topic, (int)m->partition,
+                 (long long)m->offset, err.msg);
+        return;
+    }
+    rt->ctx->views[v].fold(rt->view, type, ev);
+    json_decref(ev);
+}
+
+/* Reads the views at least up to the last stable offset of every partition as of now (the
+ * consumer is read_committed, so ListOffsets answers the LSO): every event committed before
+ * this call is folded when it returns 0. -1 with err (ES_ETIMEOUT) after timeout_ms. */
+static int views_catch_up(hd_runtime_t *rt, int timeout_ms, es_err_t *err)
+{
+    if (!rt->view_consumer)
+        return 0;
+    double deadline = now_s() + timeout_ms / 1000.0;
+    for (size_t i = 0; i < rt->nvparts; i++) {
+        struct hd_view_part *vp = &rt->vparts[i];
+        int64_t lo = 0, hi = 0;
+        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
+            rt->view_consumer, rt->ctx->views[vp->view].topic, vp->partition, &lo, &hi, timeout_ms);
+        if (e)
+            return es_kafka_resp_error(err, e, rt->ctx->views[vp->view].topic);
+        vp->target = hi;
+    }
+    for (;;) {
+        bool behind = false;
+        for (size_t i = 0; i < rt->nvparts && !behind; i++)
+            behind = rt->vparts[i].pos < rt->vparts[i].target;
+        if (!behind)
+            return 0;
+        if (now_s() >= deadline || rt->stop)
+            return es_set(err, ES_ETIMEOUT, "the views of '%s' did not catch up in %d ms",
+                          rt->ctx->name, timeout_ms);
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rt->view_consumer, 100);
+        if (m) {
+            view_message(rt, m);
+            rd_kafka_message_destroy(m);
+        }
+    }
+}
+
+static void views_close(hd_runtime_t *rt)
+{
+    if (rt->view_consumer) {
+        rd_kafka_consumer_close(rt->view_consumer);
+        rd_kafka_destroy(rt->view_consumer);
+    }
+    rt->view_consumer = NULL;
+    json_decref(rt->view);
+    rt->view = NULL;
+    free(rt->vparts);
+    rt->vparts = NULL;
+    rt->nvparts = 0;
+}
+
 /* --- deciding ----------------------------------------------------------------------------- */
 
 static json_t *new_result(const json_t *meta, const char *aggregate_id, const char *type,
@@ -403,9 +568,9 @@ static int decide_one(hd_runtime_t *rt, hd_item_t *it, es_err_t *err)
         it->status = "rejected";
         goto out;
     }
-    if (rt->ctx->decide(state, it->type, cmd, &d) != 0)
+    if (rt->ctx->decide(state, it->type, cmd, rt->view, &d) != 0)
         hd_reject(&d, "internal", "the decider failed on '%s'", it->type);
-    if (d.reason) {
+    if (d.reason && !(d.keep_events && json_array_size(d.events) > 0)) {
         it->result = new_result(meta, agg, it->type, d.reason, d.detail, version, p);
         it->status = "rejected";
         goto out;
@@ -475,9 +640,11 @@ static int decide_one(hd_runtime_t *rt, hd_item_t *it, es_err_t *err)
         json_object_set_new(pt->staged_states, agg, next ? next : json_null());
     else
         json_decref(next);
-    it->result = new_result(meta, agg, it->type, NULL, NULL, version + (json_int_t)n, p);
+    /* accepted, or rejected with events kept (hd_reject_keep_events) */
+    it->result = new_result(meta, agg, it->type, d.reason, d.reason ? d.detail : NULL,
+                            version + (json_int_t)n, p);
     json_object_set_new(it->result, "event_count", json_integer((json_int_t)n));
-    it->status = "accepted";
+    it->status = d.reason ? "rejected" : "accepted";
 out:
     if (it->result && !it->duplicate)
         json_object_set(pt->staged_results,
@@ -516,6 +683,8 @@ static txn_rc_t txn_check(hd_runtime_t *rt, rd_kafka_error_t *e, const char *wha
     return rc;
 }
 
+static void rewind_batch(hd_runtime_t *rt, hd_item_t *items, size_t n);
+
 /* Aborts the open transaction, forgets what the batch staged and moves the consumer back to the
  * first command of the batch in each partition, so the batch is read and decided again. */
 static void abort_batch(hd_runtime_t *rt, hd_item_t *items, size_t n)
@@ -528,6 +697,12 @@ static void abort_batch(hd_runtime_t *rt, hd_item_t *items, size_t n)
     } while (retry);
     es_metric_add(rt->m_aborts, 1);
     discard_staged(rt);
+    rewind_batch(rt, items, n);
+}
+
+/* Moves the consumer back to the first command of the batch in each partition. */
+static void rewind_batch(hd_runtime_t *rt, hd_item_t *items, size_t n)
+{
     rd_kafka_topic_partition_list_t *back = rd_kafka_topic_partition_list_new(4);
     for (size_t i = 0; i < n; i++) {
         rd_kafka_message_t *m = items[i].msg;
@@ -583,6 +758,12 @@ static int run_batch(hd_runtime_t *rt, hd_item_t *items, size_t n)
     bool retry;
     rt->nslots = 0;
     rt->epoch = (rt->epoch + 1) & 0x7fffffff;
+    /* a command must see every view event committed before it was produced */
+    if (views_catch_up(rt, rt->cfg.view_wait_ms, &err) != 0) {
+        es_warn("deciding later: %s", err.msg);
+        rewind_batch(rt, items, n);
+        return 0;
+    }
     if (txn_check(rt, rd_kafka_begin_transaction(rt->producer), "begin_transaction", NULL) !=
         TXN_OK) {
         /* begin fails only on a state error: nothing is open, so this is fatal */
@@ -712,6 +893,8 @@ hd_runtime_t *hd_runtime_new(const hd_context_t *ctx, ev_codec_t *codec,
         rt->cfg = *cfg;
     else
         hd_runtime_config_init(&rt->cfg);
+    if (rt->cfg.view_wait_ms <= 0)
+        rt->cfg.view_wait_ms = 10000;
     es_topic(rt->t_commands, sizeof rt->t_commands, ctx->name, "commands");
     es_topic(rt->t_events, sizeof rt->t_events, ctx->name, "events");
     es_topic(rt->t_changelog, sizeof rt->t_changelog, ctx->name, "changelog");
@@ -768,6 +951,9 @@ hd_runtime_t *hd_runtime_new(const hd_context_t *ctx, ev_codec_t *codec,
     /* fences any earlier instance with this id and aborts its open transaction */
     if (es_kafka_error(err, rd_kafka_init_transactions(rt->producer, 60000), "init_transactions") !=
         0)
+        goto fail;
+
+    if (views_open(rt, err) != 0)
         goto fail;
 
     rt->m_commits = es_counter("eventshop_txn_commits_total", "committed handler transactions", "");
@@ -833,6 +1019,10 @@ static size_t gather(hd_runtime_t *rt, hd_item_t *items)
 
 int hd_runtime_run(hd_runtime_t *rt, es_err_t *err)
 {
+    if (views_catch_up(rt, rt->cfg.recovery_timeout_ms, err) != 0)
+        return -1;
+    if (rt->view_consumer)
+        es_info("views of '%s' read: %zu partitions", rt->ctx->name, rt->nvparts);
     rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(topics, rt->t_commands, RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t e = rd_kafka_subscribe(rt->consumer, topics);
@@ -869,6 +1059,7 @@ void hd_runtime_free(hd_runtime_t *rt)
     }
     if (rt->consumer)
         rd_kafka_destroy(rt->consumer);
+    views_close(rt);
     for (int p = 0; p < rt->nparts; p++)
         part_drop(&rt->parts[p]);
     free(rt->parts);

@@ -4,7 +4,9 @@
  * same partition as the command), the new states ("<ctx>.changelog") and one CommandResult per
  * command ("<ctx>.results") in ONE Kafka transaction per batch, together with the consumed
  * offsets. States and the dedupe map (command_id -> first result) of each assigned partition are
- * recovered from the changelog and results topics on assignment. Deciders never see Kafka. */
+ * recovered from the changelog and results topics on assignment. The context's global views
+ * (hd_view_t) are read from their beginning at start and caught up to the last stable offsets
+ * before each batch is decided. Deciders never see Kafka. */
 #ifndef HD_RUNTIME_H
 #define HD_RUNTIME_H
 
@@ -20,6 +22,8 @@ typedef struct hd_runtime_config {
     int batch_max;           /* EVENTSHOP_HANDLER_BATCH, default 500 */
     int linger_ms;           /* EVENTSHOP_HANDLER_LINGER_MS, default 10 */
     int recovery_timeout_ms; /* EVENTSHOP_HANDLER_RECOVERY_MS, default 60000 */
+    int view_wait_ms;        /* EVENTSHOP_HANDLER_VIEW_WAIT_MS, default 10000: longest wait for
+                                the views to catch up before a batch (then it is read again) */
     char instance_id[128];   /* EVENTSHOP_INSTANCE_ID, default the hostname */
 } hd_runtime_config_t;
 

@@ -1,10 +1,16 @@
 /* The table of every projection, by context: the projector role picks its context's. */
 #include "catalog.h"
+#include "inventory.h"
 #include "pj_runtime.h"
+#include "pricing.h"
+#include "users.h"
 #include <string.h>
 
 const pj_projection_t *const pj_projections[] = {
     &catalog_products_projection,
+    &inventory_stock_projection,
+    &users_accounts_projection,
+    &pricing_prices_projection,
     NULL,
 };
 

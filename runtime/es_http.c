@@ -527,6 +527,26 @@ void *es_http_thread_state(es_http_req_t *r)
     return r->th->tls;
 }
 
+/* the TCP peer (not X-Forwarded-For: a client may write that header itself) */
+int es_http_peer_ip(es_http_req_t *r, char *out, size_t cap)
+{
+    struct sockaddr_storage ss;
+    out[0] = '\0';
+    if (!r->req->conn->callbacks->get_peername)
+        return -1;
+    socklen_t n = r->req->conn->callbacks->get_peername(r->req->conn, (struct sockaddr *)&ss);
+    if (n == 0)
+        return -1;
+    const void *addr = ss.ss_family == AF_INET6
+                           ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+                           : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;
+    if (!inet_ntop(ss.ss_family, addr, out, (socklen_t)cap)) {
+        out[0] = '\0';
+        return -1;
+    }
+    return 0;
+}
+
 const void *es_http_route_data(es_http_req_t *r)
 {
     return r->route ? r->route->def->data : NULL;

@@ -53,6 +53,9 @@ const char *es_http_body(es_http_req_t *r, size_t *len);
 void *es_http_app(es_http_req_t *r);
 void *es_http_thread_state(es_http_req_t *r);
 const void *es_http_route_data(es_http_req_t *r);
+/* The client's IP address (the TCP peer, as text) into out (cap bytes, 46 fit any); 0, or -1
+ * with out "" when unknown. Behind an ingress this is the ingress: see deploy notes. */
+int es_http_peer_ip(es_http_req_t *r, char *out, size_t cap);
 
 /* Answers. Headers added before the reply go out with it. */
 void es_http_add_header(es_http_req_t *r, const char *name, const char *value);

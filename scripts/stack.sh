@@ -23,7 +23,7 @@ CONTROLLER_PORT=$((9093 + ES_PORT_OFFSET))
 MYSQL_PORT=$((3306 + ES_PORT_OFFSET))
 METRICS_BASE=$((9100 + ES_PORT_OFFSET))
 # the bounded contexts the stack runs (a handler and a projector each); ES_CONTEXTS overrides
-read -r -a CONTEXTS <<<"${ES_CONTEXTS:-catalog}"
+read -r -a CONTEXTS <<<"${ES_CONTEXTS:-catalog inventory pricing users}"
 ROLES=(registry)
 for c in "${CONTEXTS[@]}"; do ROLES+=("handler-$c" "projector-$c"); done
 ROLES+=(api)
@@ -182,6 +182,7 @@ infra_up() {
     kafka_up
     keys_up
     write_env
+    users_infra_up
     # shellcheck disable=SC1091
     . "$ES_STATE/env"
     "$ES_BUILD/runtime/eventshop-admin" topics "${CONTEXTS[@]}" ||
@@ -219,6 +220,7 @@ role_start() {
             registry) export EVENTSHOP_REGISTRY_ADDR=127.0.0.1:$REGISTRY_PORT ;;
             api)
                 export EVENTSHOP_API_ADDR=127.0.0.1:$API_PORT
+                users_api_env
                 # the API only reads the read models
                 for c in "${CONTEXTS[@]}"; do
                     C=$(echo "$c" | tr a-z A-Z)
@@ -278,6 +280,49 @@ down() {
     fi
 }
 
+
+# ---------------------------------------------------------------- users context (crypto-shredding)
+# Only when "users" is in ES_CONTEXTS. The per-user keys live outside Kafka in their own database
+# eventshop_keys (table user_keys), reached only by the API and the eventshop-users tool with a
+# user that may SELECT, INSERT and DELETE on that one table. Secrets under $ES_STATE/secrets:
+# mysql-keys.password, users-index.key (the e-mail blind-index HMAC key, 64 hex digits) and
+# admin.password (the first admin's, made once). The API gets them by users_api_env, not through
+# $ES_STATE/env, so handlers and projectors never see them.
+has_users() { local c; for c in "${CONTEXTS[@]}"; do [ "$c" = users ] && return 0; done; return 1; }
+users_infra_up() {
+    has_users || return 0
+    local s=$ES_STATE/secrets
+    [ -f "$s/mysql-keys.password" ] || (umask 077; openssl rand -hex 24 >"$s/mysql-keys.password")
+    [ -f "$s/users-index.key" ] || (umask 077; openssl rand -hex 32 >"$s/users-index.key")
+    [ -f "$s/admin.password" ] || (umask 077; openssl rand -base64 24 >"$s/admin.password")
+    local pw; pw=$(cat "$s/mysql-keys.password")
+    mysql_root <<SQL
+CREATE DATABASE IF NOT EXISTS eventshop_keys CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
+CREATE TABLE IF NOT EXISTS eventshop_keys.user_keys (user_id CHAR(36) NOT NULL PRIMARY KEY,
+  key_material VARBINARY(32) NOT NULL, created_at DATETIME NOT NULL) ENGINE=InnoDB;
+CREATE USER IF NOT EXISTS 'eventshop_keys'@'127.0.0.1' IDENTIFIED BY '$pw';
+CREATE USER IF NOT EXISTS 'eventshop_keys'@'localhost' IDENTIFIED BY '$pw';
+GRANT SELECT, INSERT, DELETE ON eventshop_keys.user_keys TO 'eventshop_keys'@'127.0.0.1', 'eventshop_keys'@'localhost';
+SQL
+}
+users_api_env() {
+    has_users || return 0
+    export EVENTSHOP_MYSQL_KEYS_USER=eventshop_keys
+    export EVENTSHOP_MYSQL_KEYS_PASSWORD_FILE=$ES_STATE/secrets/mysql-keys.password
+    export EVENTSHOP_USERS_INDEX_KEY_FILE=$ES_STATE/secrets/users-index.key
+}
+# the first admin (idempotent): e-mail EVENTSHOP_ADMIN_EMAIL, password in secrets/admin.password
+users_bootstrap_admin() {
+    has_users || return 0
+    [ -x "$ES_BUILD/api/eventshop-users" ] || die "missing binary eventshop-users: build first"
+    (
+        . "$ES_STATE/env"
+        users_api_env
+        "$ES_BUILD/api/eventshop-users" bootstrap-admin --email "${EVENTSHOP_ADMIN_EMAIL:-admin@eventshop.local}" \
+            --password-file "$ES_STATE/secrets/admin.password" >"$ES_STATE/run/admin.user_id"
+    ) || die "bootstrap-admin failed"
+}
+
 case ${1:-} in
     infra-up) infra_up ;;
     up)
@@ -287,6 +332,7 @@ case ${1:-} in
         role_start registry; role_wait registry
         for r in "${ROLES[@]}"; do [ "$r" = registry ] || role_start "$r"; done
         for r in "${ROLES[@]}"; do role_wait "$r" 90; done
+        users_bootstrap_admin
         endpoints ;;
     down) down ;;
     status)

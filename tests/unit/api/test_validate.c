@@ -255,6 +255,20 @@ Test(api_outcome, reason_table)
     cr_assert_eq(api_reason_status("version_conflict"), 412);
     cr_assert_eq(api_reason_status("something_new"), 422);
     cr_assert_eq(api_reason_status(NULL), 422);
+    cr_assert_eq(api_reason_status("insufficient_stock"), 409);
+    cr_assert_eq(api_reason_status("unknown_reservation"), 404);
+    cr_assert_eq(api_reason_status("invalid_quantity"), 422);
+    cr_assert_eq(api_reason_status("email_taken"), 409);
+}
+
+Test(api_outcome, aggregate_key_by_context)
+{
+    cr_assert_str_eq(api_aggregate_key("eventshop.catalog.ListProduct"), "sku");
+    cr_assert_str_eq(api_aggregate_key("eventshop.inventory.ReserveStock"), "sku");
+    cr_assert_str_eq(api_aggregate_key("eventshop.users.RegisterUser"), "user_id");
+    cr_assert_str_eq(api_aggregate_key("eventshop.other.Thing"), "aggregate_id");
+    cr_assert_str_eq(api_aggregate_key("nonsense"), "aggregate_id");
+    cr_assert_str_eq(api_aggregate_key(NULL), "aggregate_id");
 }
 
 Test(api_outcome, answers_accepted_and_rejected)
@@ -267,17 +281,23 @@ Test(api_outcome, answers_accepted_and_rejected)
     struct api_outcome o;
     cr_assert_eq(api_outcome_from_result(r, &o), 0);
     struct api_answer a;
-    api_answer_outcome(&a, &o);
+    api_answer_outcome(&a, &o, "/v1/products/AB-1");
     cr_assert_eq(a.status, 201);
     cr_assert_str_eq(json_string_value(json_object_get(a.body, "position")), "2:17");
     cr_assert_str_eq(a.etag, "\"1\"");
     cr_assert_str_eq(a.location, "/v1/products/AB-1");
+    cr_assert_str_eq(json_string_value(json_object_get(a.body, "sku")), "AB-1");
+    json_decref(a.body);
+
+    api_answer_outcome(&a, &o, NULL); /* not a creation: 200 without Location */
+    cr_assert_eq(a.status, 200);
+    cr_assert_str_eq(a.location, "");
     json_decref(a.body);
 
     json_object_set_new(r, "status", json_string("REJECTED"));
     json_object_set_new(r, "reason", json_string("version_conflict"));
     cr_assert_eq(api_outcome_from_result(r, &o), 0);
-    api_answer_outcome(&a, &o);
+    api_answer_outcome(&a, &o, "/v1/products/AB-1");
     cr_assert_eq(a.status, 412);
     cr_assert(a.problem);
     cr_assert_str_eq(json_string_value(json_object_get(a.body, "type")),

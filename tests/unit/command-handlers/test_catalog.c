@@ -33,7 +33,9 @@ static json_t *listed_state(const char *sku, const char *vendor, const char *sta
 static const char *decide(const json_t *state, const char *type, json_t *cmd, hd_decision_t *d)
 {
     hd_decision_init(d);
-    cr_assert_eq(catalog_decide(state, type, cmd, d), 0);
+    json_t *view = json_object();
+    cr_assert_eq(catalog_decide(state, type, cmd, view, d), 0);
+    json_decref(view);
     json_decref(cmd);
     if (d->reason)
         cr_assert_eq(json_array_size(d->events), 0);

@@ -1,0 +1,243 @@
+/* The inventory context over HTTP. Commands: receipts and adjustments (the sku's owning vendor
+ * or an admin; the decider checks ownership against the catalog), reservations (admin only: the
+ * order saga acts as admin). Queries read tables stock and stock_movements of
+ * eventshop_inventory (projection "inventory_stock"), with read-your-writes. */
+#include "api_app.h"
+#include "api_reply.h"
+#include "api_validate.h"
+#include "es_log.h"
+#include "es_mem.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CTX          "inventory"
+#define PROJECTION   "inventory_stock"
+#define NS           "eventshop.inventory."
+#define MAX_QUANTITY 1000000
+#define ORDER_ID_MAX 128
+
+/* Checks that body has only the allowed keys (NULL-terminated). 0 or -1 with e (422). */
+static int only_fields(const json_t *body, const char *const *allowed, struct api_verr *e)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)body, k, v)
+    {
+        bool ok = false;
+        for (const char *const *a = allowed; *a && !ok; a++)
+            ok = !strcmp(*a, k);
+        if (!ok)
+            return api_verr_set(e, 422, k, "unknown field '%.64s'", k);
+    }
+    return 0;
+}
+
+/* body[key] as an integer in lo..hi (0 excluded when nonzero). 0 or -1 with e (422). */
+static int int_field(const json_t *body, const char *key, long long lo, long long hi, bool nonzero,
+                     long long *out, struct api_verr *e)
+{
+    json_t *v = json_object_get(body, key);
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi ||
+        (nonzero && json_integer_value(v) == 0))
+        return api_verr_set(e, 422, key, "%s must be an integer %lld to %lld%s", key, lo, hi,
+                            nonzero ? ", not 0" : "");
+    *out = json_integer_value(v);
+    return 0;
+}
+
+static bool is_order_id(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n < 1 || n > ORDER_ID_MAX)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
+              *s == '.' || *s == '_' || *s == '-' || *s == ':'))
+            return false;
+    return true;
+}
+
+static const char *order_id_field(const json_t *body, struct api_verr *e)
+{
+    const char *s = json_string_value(json_object_get(body, "order_id"));
+    if (!is_order_id(s)) {
+        api_verr_set(e, 422, "order_id", "order_id must be 1 to %d of [A-Za-z0-9._:-]",
+                     ORDER_ID_MAX);
+        return NULL;
+    }
+    return s;
+}
+
+/* the sku and the parsed body, or NULL after answering */
+static json_t *sku_and_body_or_reply(es_http_req_t *r, const char **sku)
+{
+    *sku = api_path_sku_or_reply(r);
+    return *sku ? api_json_body_or_reply(r) : NULL;
+}
+
+void api_inventory_receive(es_http_req_t *r, const struct api_principal *who)
+{
+    static const char *const allowed[] = {"quantity", NULL};
+    const char *sku;
+    json_t *body = sku_and_body_or_reply(r, &sku);
+    if (!body)
+        return;
+    struct api_verr e = {0};
+    long long q = 0;
+    if (only_fields(body, allowed, &e) ||
+        int_field(body, "quantity", 1, MAX_QUANTITY, false, &q, &e))
+        api_reply_verr(r, &e);
+    else
+        api_command_send(r, who, CTX, NS "ReceiveStock", sku,
+                         json_pack("{s:s, s:I}", "sku", sku, "quantity", (json_int_t)q), NULL);
+    json_decref(body);
+}
+
+void api_inventory_adjust(es_http_req_t *r, const struct api_principal *who)
+{
+    static const char *const allowed[] = {"delta", "reason", NULL};
+    const char *sku;
+    json_t *body = sku_and_body_or_reply(r, &sku);
+    if (!body)
+        return;
+    struct api_verr e = {0};
+    long long delta = 0;
+    const char *reason = json_string_value(json_object_get(body, "reason"));
+    if (only_fields(body, allowed, &e) ||
+        int_field(body, "delta", -MAX_QUANTITY, MAX_QUANTITY, true, &delta, &e)) {
+        api_reply_verr(r, &e);
+    } else if (!reason ||
+               (strcmp(reason, "count") && strcmp(reason, "damage") && strcmp(reason, "return"))) {
+        api_reply_problem(r, 422, NULL, "reason", "reason must be count, damage or return");
+    } else {
+        api_command_send(
+            r, who, CTX, NS "AdjustStock", sku,
+            json_pack("{s:s, s:I, s:s}", "sku", sku, "delta", (json_int_t)delta, "reason", reason),
+            NULL);
+    }
+    json_decref(body);
+}
+
+void api_inventory_reserve(es_http_req_t *r, const struct api_principal *who)
+{
+    static const char *const allowed[] = {"order_id", "quantity", NULL};
+    const char *sku;
+    json_t *body = sku_and_body_or_reply(r, &sku);
+    if (!body)
+        return;
+    struct api_verr e = {0};
+    long long q = 0;
+    const char *order = NULL;
+    if (only_fields(body, allowed, &e) || !(order = order_id_field(body, &e)) ||
+        int_field(body, "quantity", 1, MAX_QUANTITY, false, &q, &e)) {
+        api_reply_verr(r, &e);
+    } else {
+        char location[256];
+        snprintf(location, sizeof location, "/v1/inventory/%s/reservations/%s", sku, order);
+        api_command_send(
+            r, who, CTX, NS "ReserveStock", sku,
+            json_pack("{s:s, s:s, s:I}", "sku", sku, "order_id", order, "quantity", (json_int_t)q),
+            location);
+    }
+    json_decref(body);
+}
+
+static void close_reservation(es_http_req_t *r, const struct api_principal *who,
+                              const char *command_type)
+{
+    const char *sku = api_path_sku_or_reply(r);
+    if (!sku)
+        return;
+    const char *order = es_http_param(r, "order_id");
+    if (!is_order_id(order)) {
+        api_reply_problem(r, 404, NULL, "order_id", "'%.64s' is not an order id",
+                          order ? order : "");
+        return;
+    }
+    api_command_send(r, who, CTX, command_type, sku,
+                     json_pack("{s:s, s:s}", "sku", sku, "order_id", order), NULL);
+}
+
+void api_inventory_release(es_http_req_t *r, const struct api_principal *who)
+{
+    close_reservation(r, who, NS "ReleaseStock");
+}
+
+void api_inventory_commit(es_http_req_t *r, const struct api_principal *who)
+{
+    close_reservation(r, who, NS "CommitStock");
+}
+
+/* the stock row of the path's sku (new reference), or NULL after answering (404 if none) */
+static json_t *stock_row_or_reply(es_http_req_t *r, const char *sku)
+{
+    static const char sql[] = "SELECT sku, vendor_id, on_hand, reserved, available, version "
+                              "FROM stock WHERE sku = ?";
+    es_db_val_t params[] = {ES_DB_S(sku)};
+    json_t *rows = api_query_or_reply(r, CTX, sql, params, 1);
+    if (!rows)
+        return NULL;
+    json_t *row = json_incref(json_array_get(rows, 0));
+    json_decref(rows);
+    if (!row)
+        api_reply_problem(r, 404, "urn:eventshop:problem:unknown_sku", "sku",
+                          "no stock for sku '%s'", sku);
+    return row;
+}
+
+static void run_stock(es_http_req_t *r, const struct api_principal *who)
+{
+    (void)who;
+    const char *sku = api_path_sku_or_reply(r);
+    json_t *row = sku ? stock_row_or_reply(r, sku) : NULL;
+    if (!row)
+        return;
+    char etag[32];
+    snprintf(etag, sizeof etag, "\"%lld\"",
+             (long long)json_integer_value(json_object_get(row, "version")));
+    es_http_add_header(r, "ETag", etag);
+    json_object_del(row, "vendor_id");
+    es_http_reply_json(r, 200, row);
+}
+
+static void run_movements(es_http_req_t *r, const struct api_principal *who)
+{
+    const char *sku = api_path_sku_or_reply(r);
+    json_t *row = sku ? stock_row_or_reply(r, sku) : NULL;
+    if (!row)
+        return;
+    const char *owner = json_string_value(json_object_get(row, "vendor_id"));
+    bool allowed = !strcmp(who->role, "admin") ||
+                   (!strcmp(who->role, "vendor") && owner && !strcmp(owner, who->vendor_id));
+    json_decref(row);
+    if (!allowed) {
+        api_reply_problem(r, 403, "urn:eventshop:problem:not_owner", "sku",
+                          "only the vendor owning sku '%s' or an admin sees its movements", sku);
+        return;
+    }
+    char *limit_s = es_http_query_dup(r, "limit");
+    int limit = api_parse_limit(limit_s);
+    free(limit_s);
+    if (limit < 0) {
+        api_reply_problem(r, 400, NULL, "limit", "limit must be 1-200");
+        return;
+    }
+    static const char sql[] =
+        "SELECT version, kind, quantity, order_id, reason, on_hand, reserved, at, event_id "
+        "FROM stock_movements WHERE sku = ? ORDER BY version DESC LIMIT ?";
+    es_db_val_t params[] = {ES_DB_S(sku), ES_DB_I(limit)};
+    json_t *rows = api_query_or_reply(r, CTX, sql, params, 2);
+    if (rows)
+        es_http_reply_json(r, 200, json_pack("{s:s, s:o}", "sku", sku, "items", rows));
+}
+
+void api_inventory_get(es_http_req_t *r, const struct api_principal *who)
+{
+    api_query_at_position(r, who, CTX, PROJECTION, run_stock);
+}
+
+void api_inventory_movements(es_http_req_t *r, const struct api_principal *who)
+{
+    api_query_at_position(r, who, CTX, PROJECTION, run_movements);
+}

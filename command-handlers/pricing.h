@@ -1,0 +1,26 @@
+/* pricing — the decider of the pricing context: the Price aggregate (key sku). Commands
+ * SetListPrice, AddPriceRule, RemovePriceRule; events PriceSet, PriceRuleAdded, PriceRuleRemoved;
+ * state PriceState (events/schemas/pricing/). Pure. Who owns a sku, whether it is listed and its
+ * currency come from the catalog view (catalog_view.h), folded by the runtime from
+ * catalog.events. The effective price itself is pricing_rules.h's. */
+#ifndef PRICING_H
+#define PRICING_H
+
+#include "hd_context.h"
+#include "pricing_rules.h"
+
+#define PRICING_NS        "eventshop.pricing."
+#define PRICING_RULES_MAX 50 /* active rules per sku: bounds the state and the price query */
+
+/* hd_context_t.decide for pricing: see hd_context.h for ownership. Rejection codes:
+ * not_owner (neither the owning vendor nor an admin), unknown_sku (not in the catalog),
+ * delisted, invalid_field, currency_mismatch (not the product's catalog currency),
+ * rule_exists, unknown_rule, too_many_rules, unknown_command. */
+int pricing_decide(const json_t *state, const char *cmd_type, const json_t *cmd, const json_t *view,
+                   hd_decision_t *out);
+/* hd_context_t.evolve for pricing: state stolen, payload borrowed, new state owned. */
+json_t *pricing_evolve(json_t *state, const char *event_type, const json_t *payload);
+
+extern const hd_context_t pricing_context;
+
+#endif
