@@ -27,6 +27,10 @@ read -r -a CONTEXTS <<<"${ES_CONTEXTS:-catalog inventory pricing users}"
 ROLES=(registry)
 for c in "${CONTEXTS[@]}"; do ROLES+=("handler-$c" "projector-$c"); done
 ROLES+=(api)
+# event subscribers (DESIGN.md §4) and the local stand-ins for the outside world they call
+read -r -a SUBSCRIBERS <<<"${ES_SUBSCRIBERS:-}"
+for sb in "${SUBSCRIBERS[@]}"; do ROLES+=("subscriber-$sb"); done
+[ ${#SUBSCRIBERS[@]} -eq 0 ] || ROLES+=(test-gateway test-carrier smtp-capture)
 KAFKA_LIBS=$top/.cache/kafka/libs
 
 mkdir -p "$ES_STATE"/{run,logs,secrets}
@@ -51,6 +55,9 @@ metrics_port() {
     case $1 in
         registry) echo $REGISTRY_PORT ;;
         api) echo $API_PORT ;;
+        test-gateway) echo $((8090 + ES_PORT_OFFSET)) ;;
+        test-carrier) echo $((8091 + ES_PORT_OFFSET)) ;;
+        smtp-capture) echo $((2525 + ES_PORT_OFFSET)) ;;
         *) local i=1 r; for r in "${ROLES[@]}"; do [ "$r" = "$1" ] && { echo $((METRICS_BASE + i)); return; }; i=$((i + 1)); done ;;
     esac
 }
@@ -143,6 +150,7 @@ PROPS
 
 keys_up() {
     local s=$ES_STATE/secrets
+    [ -f "$s/gateway.key" ] || (umask 077; echo "sk_test_$(openssl rand -hex 16)" >"$s/gateway.key")
     if [ ! -f "$s/jwt-private.pem" ]; then
         (umask 077; openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$s/jwt-private.pem" 2>/dev/null)
         openssl pkey -in "$s/jwt-private.pem" -pubout -out "$s/jwt-public.pem"
@@ -168,6 +176,13 @@ $(for c in "${CONTEXTS[@]}"; do
     echo "export EVENTSHOP_MYSQL_${C}_USER=eventshop_${c}_rw"
     echo "export EVENTSHOP_MYSQL_${C}_PASSWORD_FILE=$ES_STATE/secrets/mysql-$c-rw.password"
 done)
+export ES_SUBSCRIBERS="${SUBSCRIBERS[*]}"
+export EVENTSHOP_PAYMENTS_GATEWAY_URL=http://127.0.0.1:$((8090 + ES_PORT_OFFSET))
+export EVENTSHOP_PAYMENTS_SECRET_KEY_FILE=$ES_STATE/secrets/gateway.key
+export EVENTSHOP_CARRIER_URL=http://127.0.0.1:$((8091 + ES_PORT_OFFSET))
+export EVENTSHOP_SMS_WEBHOOK_URL=http://127.0.0.1:$((8091 + ES_PORT_OFFSET))/sms
+export EVENTSHOP_SMTP_URL=smtp://127.0.0.1:$((2525 + ES_PORT_OFFSET))
+export EVENTSHOP_MAIL_CAPTURE_DIR=$ES_STATE/mail
 export EVENTSHOP_JWT_ALG=RS256
 export EVENTSHOP_JWT_PUBLIC_KEY_FILE=$ES_STATE/secrets/jwt-public.pem
 export EVENTSHOP_JWT_PRIVATE_KEY_FILE=$ES_STATE/secrets/jwt-private.pem
@@ -196,12 +211,18 @@ role_cmd() {
         api) echo "$ES_BUILD/api/eventshop-api" ;;
         handler-*) echo "$ES_BUILD/command-handlers/eventshop-handler ${1#handler-}" ;;
         projector-*) echo "$ES_BUILD/projections/eventshop-projector ${1#projector-}" ;;
+        subscriber-*) echo "$ES_BUILD/subscribers/eventshop-subscriber ${1#subscriber-}" ;;
+        test-gateway) echo "$ES_BUILD/subscribers/eventshop-test-gateway" ;;
+        test-carrier) echo "$ES_BUILD/subscribers/eventshop-test-carrier" ;;
+        smtp-capture) echo "$top/.cache/venv/bin/python $top/tests/tools/smtp_capture.py" ;;
         *) die "unknown role '$1'" ;;
     esac
 }
 role_health_url() {
     case $1 in
         registry) echo "http://127.0.0.1:$REGISTRY_PORT/" ;;
+        test-gateway | test-carrier) echo "http://127.0.0.1:$(metrics_port "$1")/healthz" ;;
+        smtp-capture) echo "" ;;
         *) echo "http://127.0.0.1:$(metrics_port "$1")/readyz" ;;
     esac
 }
@@ -218,6 +239,8 @@ role_start() {
         export EVENTSHOP_INSTANCE_ID=${EVENTSHOP_INSTANCE_ID:-local}
         case $role in
             registry) export EVENTSHOP_REGISTRY_ADDR=127.0.0.1:$REGISTRY_PORT ;;
+            test-gateway | test-carrier) export EVENTSHOP_FAKE_ADDR=127.0.0.1:$port ;;
+            smtp-capture) export EVENTSHOP_SMTP_CAPTURE_ADDR=127.0.0.1:$port EVENTSHOP_SMTP_CAPTURE_DIR=$ES_STATE/mail ;;
             api)
                 export EVENTSHOP_API_ADDR=127.0.0.1:$API_PORT
                 users_api_env
@@ -235,6 +258,10 @@ role_start() {
 }
 role_wait() {
     local url; url=$(role_health_url "$1")
+    if [ -z "$url" ]; then # a plain TCP service: up when its port answers
+        wait_until "${2:-60}" "$1" port_busy "$(metrics_port "$1")" || die "$1 did not open its port"
+        return 0
+    fi
     local end=$((SECONDS + ${2:-60}))
     until curl -fsS -o /dev/null "$url" 2>/dev/null; do
         [ -n "$(pidof_role "$1" || true)" ] || die "$1 exited; last lines of $ES_STATE/logs/$1.log:
@@ -265,7 +292,7 @@ eventshop is up (state in $ES_STATE)
 EOT
     local r
     for r in "${ROLES[@]}"; do
-        case $r in registry | api) ;; *) printf '  %-16s http://127.0.0.1:%s/metrics\n' "$r" "$(metrics_port "$r")" ;; esac
+        case $r in registry | api | test-* | smtp-*) ;; *) printf '  %-16s http://127.0.0.1:%s/metrics\n' "$r" "$(metrics_port "$r")" ;; esac
     done
     echo "  token            make token ROLE=vendor SUB=alice VENDOR=acme"
 }

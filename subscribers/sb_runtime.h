@@ -1,0 +1,55 @@
+/* sb_runtime — the generic event-subscriber runtime (DESIGN.md §4: payments, notifications,
+ * shipping, the order saga). A subscriber reads event topics (read_committed, consumer group
+ * eventshop-<name>-subscriber) and, per batch, in ONE Kafka transaction with the consumed
+ * offsets, produces the commands (and any events of its own) its handler asked for. So its
+ * Kafka effects are exactly-once; effects outside Kafka (a card charge, an e-mail) are made
+ * idempotent by the handler with keys derived from the event (gateway Idempotency-Key,
+ * a sent-notification record), since a crash may deliver an event again.
+ *
+ * Handlers are called on the runtime's thread, one event at a time, in partition order. */
+#ifndef SB_RUNTIME_H
+#define SB_RUNTIME_H
+
+#include <jansson.h>
+#include "es_err.h"
+
+typedef struct sb_runtime sb_runtime_t;
+
+/* What a handler asks for, collected by the runtime and written in the batch's transaction. */
+typedef struct sb_out sb_out_t;
+/* A command for context ctx ("orders", "payments", ...): command_type is the record full name,
+ * aggregate_id its key, fields the command without metadata (stolen). The runtime fills
+ * CommandMetadata (command_id derived from the triggering event id and index, so a redelivered
+ * event gives the same command ids and the handler's dedupe absorbs them; correlation_id from
+ * the event; actor = the subscriber's service identity with role admin) and the traceparent. */
+void sb_out_command(sb_out_t *out, const char *ctx, const char *command_type,
+                    const char *aggregate_id, json_t *fields);
+/* An event of the subscriber's own (e.g. NotificationSent on "notifications.events"): event_type
+ * is the record full name, aggregate_id its key, payload without metadata (stolen). The runtime
+ * stamps the metadata (event_id derived from the triggering event's id and index,
+ * aggregate_version 1) and writes it in the batch's transaction. */
+void sb_out_event(sb_out_t *out, const char *topic, const char *event_type,
+                  const char *aggregate_id, json_t *payload);
+/* A message that could not be processed: goes to "<name>.deadletter" with the reason, counted
+ * in eventshop_dead_letters_total{subscriber}; processing goes on. */
+void sb_out_dead_letter(sb_out_t *out, const char *reason);
+
+typedef struct sb_subscriber {
+    const char *name;                /* "order-saga", "payments", "notifications", "shipping" */
+    const char *const *topics;       /* NULL-terminated: e.g. {"orders.events", "payments.events", NULL} */
+    void *(*init)(es_err_t *err);    /* the handler's state (clients, DB), NULL on error */
+    void (*release)(void *state);
+    /* Handles one decoded event (borrowed). Returns 0, or -1 with err for a transient failure
+     * (ES_EIO: the batch is aborted and retried with backoff). */
+    int (*handle)(void *state, const char *event_type, const json_t *event, const char *traceparent,
+                  sb_out_t *out, es_err_t *err);
+    /* Called about once a second between batches (deadlines); may be NULL. now_ms is wall time. */
+    int (*tick)(void *state, long long now_ms, sb_out_t *out, es_err_t *err);
+} sb_subscriber_t;
+
+sb_runtime_t *sb_runtime_new(const sb_subscriber_t *sub, es_err_t *err);
+int sb_runtime_run(sb_runtime_t *rt, es_err_t *err); /* until sb_runtime_stop */
+void sb_runtime_stop(sb_runtime_t *rt);               /* async-signal-safe */
+void sb_runtime_free(sb_runtime_t *rt);
+
+#endif
