@@ -6,6 +6,7 @@
 #include "es_metrics.h"
 #include "es_trace.h"
 #include "es_uuid.h"
+#include "es_zipkin.h"
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -36,6 +37,9 @@ typedef struct hd_item {
     size_t last_slot;   /* delivery slot of its last event, if it has events */
     bool has_events;
     bool duplicate;
+    char *traceparent;             /* the command's, owned; NULL if it came without one */
+    char span[ES_TRACEPARENT_LEN]; /* the decide span: the next hop, carried by its events */
+    int64_t start_us;              /* when deciding began (zipkin clock) */
 } hd_item_t;
 
 typedef struct hd_slot {
@@ -364,6 +368,11 @@ static int views_open(hd_runtime_t *rt, es_err_t *err)
                         "false",
                         "enable.partition.eof",
                         "true",
+                        /* a batch waits for its views to reach the high watermark, which lies
+                         * past the transaction marker no message reports: only the next EOF
+                         * does, so the broker must not hold empty fetches for long */
+                        "fetch.wait.max.ms",
+                        "5",
                         NULL};
     rd_kafka_conf_t *conf = es_kafka_conf_new(client, kv, err);
     if (!conf)
@@ -469,7 +478,7 @@ static int views_catch_up(hd_runtime_t *rt, int timeout_ms, es_err_t *err)
         if (now_s() >= deadline || rt->stop)
             return es_set(err, ES_ETIMEOUT, "the views of '%s' did not catch up in %d ms",
                           rt->ctx->name, timeout_ms);
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rt->view_consumer, 100);
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rt->view_consumer, 5);
         if (m) {
             view_message(rt, m);
             rd_kafka_message_destroy(m);
@@ -524,10 +533,13 @@ static int decide_one(hd_runtime_t *rt, hd_item_t *it, es_err_t *err)
     hd_part_t *pt = part_get(rt, p);
     json_t *cmd = NULL;
     es_err_t derr = ES_ERR_INIT;
-    char *traceparent = NULL;
     int rc = 0;
     hd_decision_t d;
     hd_decision_init(&d);
+    /* every command gets a decide span, the next hop of its traceparent (or a new trace) */
+    it->start_us = es_zipkin_now_us();
+    it->traceparent = es_kafka_header_dup(m, "traceparent");
+    es_trace_child(it->traceparent, it->span);
     if (!pt->owned) { /* cannot happen: a revoke clears the batch */
         it->status = "skipped";
         goto out;
@@ -616,15 +628,11 @@ static int decide_one(hd_runtime_t *rt, hd_item_t *it, es_err_t *err)
         it->status = "rejected";
         goto out;
     }
-    /* every event carries a traceparent: the next hop of the command's, or a new trace */
-    char *cmd_tp = es_kafka_header_dup(m, "traceparent");
-    traceparent = xmalloc(ES_TRACEPARENT_LEN);
-    es_trace_child(cmd_tp, traceparent);
-    free(cmd_tp);
+    /* every event carries the decide span's traceparent */
     for (i = 0; i < n; i++) {
         intptr_t slot = slot_new(rt);
         if (rc == 0)
-            rc = produce(rt, rt->t_events, p, agg, bufs[i], lens[i], traceparent, slot, err);
+            rc = produce(rt, rt->t_events, p, agg, bufs[i], lens[i], it->span, slot, err);
         else
             free(bufs[i]);
         it->last_slot = (size_t)slot;
@@ -649,7 +657,6 @@ out:
     if (it->result && !it->duplicate)
         json_object_set(pt->staged_results,
                         json_string_value(json_object_get(it->result, "command_id")), it->result);
-    free(traceparent);
     hd_decision_release(&d);
     json_decref(cmd);
     return rc;
@@ -746,6 +753,33 @@ static void items_release(hd_item_t *items, size_t n)
         items[i].type = NULL;
         items[i].status = NULL;
         items[i].has_events = items[i].duplicate = false;
+        free(items[i].traceparent);
+        items[i].traceparent = NULL;
+    }
+}
+
+/* One line per decided command (committed), with its trace id, and its decide span. */
+static void log_decided(hd_runtime_t *rt, const hd_item_t *it)
+{
+    const char *cid = json_string_value(json_object_get(it->result, "command_id"));
+    const char *reason = json_string_value(json_object_get(it->result, "reason"));
+    const char *type = it->type ? strrchr(it->type, '.') : NULL;
+    type = type ? type + 1 : (it->type ? it->type : "unknown");
+    char trace_id[ES_TRACE_ID_LEN], events[24];
+    es_trace_id(it->span, trace_id);
+    snprintf(events, sizeof events, "%lld",
+             (long long)json_integer_value(json_object_get(it->result, "event_count")));
+    const char *const *fields =
+        ES_F("command_id", cid, "command_type", type, "status", it->status, "reason", reason,
+             "event_count", it->result ? events : NULL, "context", rt->ctx->name);
+    es_log_kv(ES_LOG_INFO, trace_id[0] ? trace_id : NULL, fields, "command %s %s %s%s%s",
+              cid ? cid : "(undecodable)", type, it->status ? it->status : "skipped",
+              reason ? ": " : "", reason ? reason : "");
+    if (es_zipkin_enabled()) {
+        char name[160];
+        snprintf(name, sizeof name, "decide %s", type);
+        es_zipkin_span(it->span, it->traceparent, name, "CONSUMER", it->start_us,
+                       es_zipkin_now_us() - it->start_us, fields);
     }
 }
 
@@ -870,8 +904,10 @@ static int run_batch(hd_runtime_t *rt, hd_item_t *items, size_t n)
     es_metric_add(rt->m_commits, 1);
     es_metric_observe(rt->m_batch_seconds, now_s() - t0);
     es_metric_set(rt->m_batch_size, (double)n);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         es_metric_add(command_counter(rt, items[i].type, items[i].status), 1);
+        log_decided(rt, &items[i]);
+    }
     es_debug("committed a batch of %zu commands in %.3f s", n, now_s() - t0);
     return 0;
 abort:
