@@ -12,6 +12,7 @@
 #include "es_log.h"
 #include "es_mem.h"
 #include "es_trace.h"
+#include "es_zipkin.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,11 +33,14 @@ static long long wall_ms(void)
     return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
-/* The next hop of the request's trace, or a new trace. */
-static void make_traceparent(es_http_req_t *r, char out[ES_TRACEPARENT_LEN])
+/* The next hop of the request's trace, or a new trace; parent gets the client's traceparent
+ * when valid, "" otherwise. */
+static void make_traceparent(es_http_req_t *r, char out[ES_TRACEPARENT_LEN],
+                             char parent[ES_TRACEPARENT_LEN])
 {
     char *tp = es_http_header_dup(r, "traceparent");
     es_trace_child(tp, out);
+    snprintf(parent, ES_TRACEPARENT_LEN, "%s", es_trace_valid(tp) ? tp : "");
     free(tp);
 }
 
@@ -81,6 +85,8 @@ void api_command_send(es_http_req_t *r, const struct api_principal *who, const c
     size_t len = 0;
     es_err_t err = ES_ERR_INIT;
     char command_id[ES_UUID_LEN], traceparent[ES_TRACEPARENT_LEN], trace_id[33];
+    char parent[ES_TRACEPARENT_LEN];
+    int64_t start_us = es_zipkin_now_us();
 
     if (!api_context_enabled(app, ctx)) { /* a route of a context not in ES_CONTEXTS */
         api_reply_problem(r, 503, NULL, NULL, "the %s context is not served here", ctx);
@@ -110,7 +116,7 @@ void api_command_send(es_http_req_t *r, const struct api_principal *who, const c
         goto out;
     }
 
-    make_traceparent(r, traceparent);
+    make_traceparent(r, traceparent, parent);
     snprintf(trace_id, sizeof trace_id, "%.32s", traceparent + 3);
     json_t *md = json_pack(
         "{s:s, s:s, s:s, s:I, s:s, s:s, s:o, s:o}", "command_id", command_id, "correlation_id",
@@ -149,8 +155,17 @@ void api_command_send(es_http_req_t *r, const struct api_principal *who, const c
     const char *short_type = strrchr(command_type, '.');
     short_type = short_type ? short_type + 1 : command_type;
     count_command(ctx, short_type);
-    es_log_trace(ES_LOG_INFO, trace_id, "command %s %s %s '%s' by '%s' (%s)", command_id,
-                 short_type, api_aggregate_key(command_type), aggregate_id, who->sub, who->role);
+    es_log_kv(ES_LOG_INFO, trace_id,
+              ES_F("command_id", command_id, "command_type", short_type, "context", ctx),
+              "command %s %s %s '%s' by '%s' (%s)", command_id, short_type,
+              api_aggregate_key(command_type), aggregate_id, who->sub, who->role);
+    if (es_zipkin_enabled()) { /* the request span, parent of the handler's decide span */
+        char name[160];
+        snprintf(name, sizeof name, "%s %s", es_http_method(r), short_type);
+        es_zipkin_span(
+            traceparent, parent, name, "SERVER", start_us, es_zipkin_now_us() - start_us,
+            ES_F("http.path", es_http_path(r), "command_id", command_id, "context", ctx));
+    }
 out:
     json_decref(fields);
     free(buf);

@@ -1,10 +1,15 @@
-/* eventshop-handler <context>: the command handler role of one bounded context. */
+/* eventshop-handler <context> [--check-schemas]: the command handler role of one bounded
+ * context. With --check-schemas it only registers the context's schemas with the registry and
+ * exits: 0 when every one is accepted, 1 naming the subject the registry rejects (the deploy's
+ * schema Job runs this before any Deployment rolls). */
 #include "es_env.h"
 #include "es_log.h"
 #include "es_metrics.h"
+#include "es_zipkin.h"
 #include "ev_codec.h"
 #include "hd_runtime.h"
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,9 +25,10 @@ static void on_signal(int sig)
 int main(int argc, char **argv)
 {
     es_log_init("handler");
-    const hd_context_t *ctx = argc == 2 ? hd_context_find(argv[1]) : NULL;
+    bool check_only = argc == 3 && strcmp(argv[2], "--check-schemas") == 0;
+    const hd_context_t *ctx = argc == 2 || check_only ? hd_context_find(argv[1]) : NULL;
     if (!ctx) {
-        fprintf(stderr, "usage: eventshop-handler <context>   (contexts:");
+        fprintf(stderr, "usage: eventshop-handler <context> [--check-schemas]   (contexts:");
         for (const char *const *n = hd_context_names(); *n; n++)
             fprintf(stderr, " %s", *n);
         fprintf(stderr, ")\n");
@@ -34,7 +40,7 @@ int main(int argc, char **argv)
     ev_codec_t *codec = NULL;
     hd_runtime_t *rt = NULL;
     ev_codec_global_init();
-    const char *metrics_addr = es_env_str("EVENTSHOP_METRICS_ADDR", NULL);
+    const char *metrics_addr = check_only ? NULL : es_env_str("EVENTSHOP_METRICS_ADDR", NULL);
     if (metrics_addr && *metrics_addr && es_metrics_serve(metrics_addr, &err) != 0)
         goto out;
     if (!(sr = sr_client_new(es_env_registry_url(), &err)) ||
@@ -42,11 +48,16 @@ int main(int argc, char **argv)
         goto out;
     if (ev_codec_register_context(codec, ctx->name, &err) != 0) {
         if (err.code == ES_ECONFLICT)
-            es_error("refusing to start: a '%s' schema is incompatible with the registry's: %s",
-                     ctx->name, err.msg);
+            es_error("%s: a '%s' schema is incompatible with the registry's: %s",
+                     check_only ? "schema check failed" : "refusing to start", ctx->name, err.msg);
         goto out;
     }
-    if (!(rt = hd_runtime_new(ctx, codec, NULL, &err)))
+    if (check_only) {
+        es_info("schemas of '%s' are registered and compatible", ctx->name);
+        rc = 0;
+        goto out;
+    }
+    if (es_zipkin_init("handler", &err) != 0 || !(rt = hd_runtime_new(ctx, codec, NULL, &err)))
         goto out;
     running = rt;
     struct sigaction sa = {.sa_handler = on_signal};
@@ -58,6 +69,7 @@ out:
         es_error("handler '%s': %s", ctx->name, err.msg);
     running = NULL;
     hd_runtime_free(rt);
+    es_zipkin_shutdown();
     ev_codec_free(codec);
     sr_client_free(sr);
     return rc;

@@ -358,22 +358,13 @@ static int views_open(hd_runtime_t *rt, es_err_t *err)
     es_uuid_random(id);
     snprintf(group, sizeof group, "eventshop-%s-handler-views-%s", rt->ctx->name, id);
     snprintf(client, sizeof client, "eventshop-%s-handler-views", rt->ctx->name);
-    const char *kv[] = {"group.id",
-                        group,
-                        "isolation.level",
-                        "read_committed",
-                        "enable.auto.commit",
-                        "false",
-                        "enable.auto.offset.store",
-                        "false",
-                        "enable.partition.eof",
-                        "true",
+    const char *kv[] = {"group.id", group, "isolation.level", "read_committed",
+                        "enable.auto.commit", "false", "enable.auto.offset.store", "false",
+                        "enable.partition.eof", "true",
                         /* a batch waits for its views to reach the high watermark, which lies
                          * past the transaction marker no message reports: only the next EOF
                          * does, so the broker must not hold empty fetches for long */
-                        "fetch.wait.max.ms",
-                        "5",
-                        NULL};
+                        "fetch.wait.max.ms", "5", NULL};
     rd_kafka_conf_t *conf = es_kafka_conf_new(client, kv, err);
     if (!conf)
         return -1;

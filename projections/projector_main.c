@@ -2,6 +2,7 @@
 #include "es_env.h"
 #include "es_log.h"
 #include "es_metrics.h"
+#include "es_zipkin.h"
 #include "pj_runtime.h"
 #include <signal.h>
 #include <stdio.h>
@@ -114,6 +115,10 @@ int main(int argc, char **argv)
         es_error("metrics on '%s': %s", addr, err.msg);
         return 1;
     }
+    if (!rebuild && es_zipkin_init("projector", &err)) {
+        es_error("projector %s: %s", p->name, err.msg);
+        return 1;
+    }
     if (rebuild) {
         pj_rebuild_options_t ro = {.keep_old = keep_old,
                                    .batch_max = (int)es_env_long("EVENTSHOP_PROJECTOR_BATCH", 0)};
@@ -139,5 +144,6 @@ int main(int argc, char **argv)
         es_error("projector %s: %s", p->name, err.msg);
     g_rt = NULL;
     pj_runtime_free(rt);
+    es_zipkin_shutdown();
     return rc ? 1 : 0;
 }

@@ -27,14 +27,12 @@ void es_log_init(const char *role)
     setvbuf(stdout, NULL, _IOLBF, 0);
 }
 
-void es_log_write(es_log_level_t lvl, const char *trace_id, const char *fmt, ...)
+static void log_vwrite(es_log_level_t lvl, const char *trace_id, const char *const *fields,
+                       const char *fmt, va_list ap)
 {
     static const char *const names[] = {"debug", "info", "warn", "error"};
     char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
 
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -49,6 +47,10 @@ void es_log_write(es_log_level_t lvl, const char *trace_id, const char *fmt, ...
                           "msg", msg);
     if (trace_id)
         json_object_set_new(o, "trace_id", json_string(trace_id));
+    for (size_t i = 0; fields && fields[i]; i += 2) {
+        if (fields[i + 1] && !json_object_get(o, fields[i]))
+            json_object_set_new(o, fields[i], json_string(fields[i + 1]));
+    }
     char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
     if (!line)
@@ -58,4 +60,21 @@ void es_log_write(es_log_level_t lvl, const char *trace_id, const char *fmt, ...
     fputc('\n', stdout);
     pthread_mutex_unlock(&log_lock);
     free(line);
+}
+
+void es_log_write(es_log_level_t lvl, const char *trace_id, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vwrite(lvl, trace_id, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void es_log_write_kv(es_log_level_t lvl, const char *trace_id, const char *const *fields,
+                     const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vwrite(lvl, trace_id, fields, fmt, ap);
+    va_end(ap);
 }

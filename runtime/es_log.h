@@ -13,6 +13,14 @@ void es_log_init(const char *role);
 void es_log_write(es_log_level_t lvl, const char *trace_id, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Same, with extra string fields: fields is {"key", value, "key", value, ..., NULL} (see ES_F);
+ * a NULL value is left out. Keys must not be ts, level, role, msg or trace_id. */
+void es_log_write_kv(es_log_level_t lvl, const char *trace_id, const char *const *fields,
+                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* A fields list for es_log_kv: ES_F("command_id", id, "status", status). */
+#define ES_F(...) ((const char *const[]){__VA_ARGS__, NULL})
+
 #define es_log(lvl, ...)                                                                           \
     do {                                                                                           \
         if ((lvl) >= es_log_min_level)                                                             \
@@ -22,6 +30,11 @@ void es_log_write(es_log_level_t lvl, const char *trace_id, const char *fmt, ...
     do {                                                                                           \
         if ((lvl) >= es_log_min_level)                                                             \
             es_log_write((lvl), (trace), __VA_ARGS__);                                             \
+    } while (0)
+#define es_log_kv(lvl, trace, fields, ...)                                                         \
+    do {                                                                                           \
+        if ((lvl) >= es_log_min_level)                                                             \
+            es_log_write_kv((lvl), (trace), fields, __VA_ARGS__);                                  \
     } while (0)
 #define es_debug(...) es_log(ES_LOG_DEBUG, __VA_ARGS__)
 #define es_info(...)  es_log(ES_LOG_INFO, __VA_ARGS__)
