@@ -1,5 +1,7 @@
 #include "api_reply.h"
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,12 +36,46 @@ static const char *reason_phrase(int status)
     }
 }
 
+/* Copies s into out (cap bytes) with every byte that does not start a valid UTF-8 sequence
+ * replaced by '?': a detail quotes client input (a path segment may decode to any bytes) and
+ * "%.64s" may cut a character in two, while jansson refuses a string that is not UTF-8. */
+static const char *utf8_clean(const char *s, char *out, size_t cap)
+{
+    static const uint32_t min_cp[] = {0, 0, 0x80, 0x800, 0x10000};
+    size_t o = 0;
+    const unsigned char *p = (const unsigned char *)(s ? s : "");
+    while (*p && o + 1 < cap) {
+        size_t n = *p < 0x80             ? 1
+                   : (*p & 0xe0) == 0xc0 ? 2
+                   : (*p & 0xf0) == 0xe0 ? 3
+                   : (*p & 0xf8) == 0xf0 ? 4
+                                         : 0;
+        uint32_t cp = n == 1 ? *p : n ? (uint32_t)(*p & (0x7f >> n)) : 0;
+        size_t i = 1;
+        for (; n > 1 && i < n && (p[i] & 0xc0) == 0x80; i++)
+            cp = (cp << 6) | (p[i] & 0x3f);
+        bool ok = n && i == n && cp >= min_cp[n] && cp <= 0x10ffff && (cp < 0xd800 || cp > 0xdfff);
+        if (!ok || o + n >= cap) {
+            out[o++] = '?';
+            p++;
+            continue;
+        }
+        memcpy(out + o, p, n);
+        o += n;
+        p += n;
+    }
+    out[o] = '\0';
+    return out;
+}
+
 json_t *api_problem_new(int status, const char *type, const char *field, const char *detail)
 {
+    char clean[1024];
     json_t *o = json_pack("{s:s, s:s, s:i, s:s}", "type", type ? type : "about:blank", "title",
-                          reason_phrase(status), "status", status, "detail", detail);
+                          reason_phrase(status), "status", status, "detail",
+                          utf8_clean(detail, clean, sizeof clean));
     if (field && *field)
-        json_object_set_new(o, "field", json_string(field));
+        json_object_set_new(o, "field", json_string(utf8_clean(field, clean, sizeof clean)));
     return o;
 }
 

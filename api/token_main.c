@@ -1,10 +1,13 @@
 /* eventshop-token — mints a bearer token for the API from the JWT settings of jwt.h (RS256 needs
- * EVENTSHOP_JWT_PRIVATE_KEY_FILE). Prints only the token on stdout; exit 2 on bad arguments. */
+ * EVENTSHOP_JWT_PRIVATE_KEY_FILE). Prints only the token on stdout; exit 2 on bad arguments.
+ * --exp EPOCH sets the expiry instead of now + ttl (iat and nbf become EPOCH - ttl): a past EPOCH
+ * gives an expired token, for tests. */
 #include "jwt.h"
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define DEFAULT_TTL 3600
 
@@ -13,7 +16,7 @@ static int usage(const char *why)
     if (why)
         fprintf(stderr, "eventshop-token: %s\n", why);
     fprintf(stderr, "usage: eventshop-token --role admin|vendor|customer --sub ID [--vendor VID] "
-                    "[--ttl SECONDS]\n");
+                    "[--ttl SECONDS] [--exp EPOCH]\n");
     return 2;
 }
 
@@ -30,14 +33,19 @@ static int copy_arg(char *dst, size_t size, const char *v, const char *what)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"role", required_argument, NULL, 'r'},   {"sub", required_argument, NULL, 's'},
-        {"vendor", required_argument, NULL, 'v'}, {"ttl", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"role", required_argument, NULL, 'r'},
+        {"sub", required_argument, NULL, 's'},
+        {"vendor", required_argument, NULL, 'v'},
+        {"ttl", required_argument, NULL, 't'},
+        {"exp", required_argument, NULL, 'e'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     struct api_jwt_principal p = {0};
     long ttl = DEFAULT_TTL;
+    long long exp = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "r:s:v:t:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "r:s:v:t:e:h", opts, NULL)) != -1) {
         char *end;
         switch (c) {
         case 'r':
@@ -57,6 +65,11 @@ int main(int argc, char **argv)
             if (*end || ttl <= 0)
                 return usage("--ttl must be a positive number of seconds");
             break;
+        case 'e':
+            exp = strtoll(optarg, &end, 10);
+            if (*end || exp <= 0)
+                return usage("--exp must be a positive number of seconds since the epoch");
+            break;
         case 'h':
             usage(NULL);
             return 0;
@@ -74,6 +87,8 @@ int main(int argc, char **argv)
         return usage("a vendor token needs --vendor");
     if (strcmp(p.role, "vendor") != 0 && p.vendor_id[0])
         return usage("--vendor is only for --role vendor");
+    if (exp && exp <= ttl)
+        return usage("--exp must be later than --ttl seconds after the epoch");
 
     es_err_t err = ES_ERR_INIT;
     api_jwt_t *j = api_jwt_new_from_env(API_JWT_SIGN, &err);
@@ -81,7 +96,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "eventshop-token: %s\n", err.msg);
         return 1;
     }
-    char *token = api_jwt_mint(j, &p, ttl, 0, &err);
+    char *token = api_jwt_mint(j, &p, ttl, exp ? (time_t)(exp - ttl) : 0, &err);
     api_jwt_free(j);
     if (!token) {
         fprintf(stderr, "eventshop-token: %s\n", err.msg);

@@ -1,0 +1,164 @@
+"""The API contract, api/openapi.yaml: it lints clean (redocly, pinned, scripts/setup-api-tools.sh),
+the API serves exactly that file at /openapi.yaml, and schemathesis (pinned, in the test venv)
+finds no 5xx and no response that breaks the contract when it fuzzes every operation of the live
+API with an admin token.
+
+Bounded and deterministic: a few examples per operation, schemathesis' deterministic generation,
+the stateful phase off (the links it infers are not ours). Read-your-writes positions are not
+generated: a random position is never reached and rightly answers 504 after 5 s, so each query
+gets a real position of its context, made by one command per context before the run.
+POST /v1/auth/token gets only a few examples: its failed logins spend the per-address budget that
+the users tests need."""
+import os
+import subprocess
+import sys
+
+from conftest import TOP, api_json, requests, unique
+
+SPEC = os.path.join(TOP, "api", "openapi.yaml")
+REDOCLY = os.path.join(TOP, ".cache", "npm", "node_modules", ".bin", "redocly")
+SCHEMATHESIS = os.path.join(os.path.dirname(sys.executable), "schemathesis")
+CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
+          "response_headers_conformance,response_schema_conformance")
+# Routes landed while the contract was written (the orders context, being built beside it): to
+# be described in api/openapi.yaml by their author, then removed from here. Keep this empty.
+NOT_YET_DESCRIBED = {("POST", "/v1/orders"), ("GET", "/v1/orders"), ("GET", "/v1/orders/{id}"),
+                     ("POST", "/v1/orders/{id}/cancel")}
+# which read-model queries belong to which context (for their X-Min-Position)
+QUERY_NAMES = {
+    "catalog": "^GET /v1/products",
+    "inventory": "^GET /v1/inventory/",
+    "pricing": "^GET /v1/prices/",
+    "users": "^GET /v1/users/",
+}
+
+
+def test_spec_lints_clean():
+    env = dict(os.environ, REDOCLY_TELEMETRY="off", REDOCLY_SUPPRESS_UPDATE_NOTICE="true")
+    r = subprocess.run([REDOCLY, "lint", "--config", os.path.join(TOP, "api", "redocly.yaml"),
+                        "--format", "stylish", SPEC], capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_spec_has_every_route_with_its_roles():
+    """Every route of api/api_routes.c is an operation of the spec whose x-roles are the route's
+    roles, and the spec has no operation the API lacks."""
+    import re
+
+    import yaml
+
+    bits = {"API_PUBLIC": {"public"}, "API_ADMIN": {"admin"}, "API_VENDOR": {"vendor"},
+            "API_CUSTOMER": {"customer"}, "API_AUTHENTICATED": {"admin", "vendor", "customer"}}
+    with open(os.path.join(TOP, "api", "api_routes.c")) as f:
+        routes = {}
+        for m in re.finditer(r'\{"([A-Z]+)", "([^"]+)", \w+, ([A-Z_ |]+)\}', f.read()):
+            routes[(m[1], m[2])] = set().union(*(bits[b.strip()] for b in m[3].split("|")))
+    with open(SPEC) as f:
+        spec = yaml.safe_load(f)
+    ops = {(method.upper(), path): set(op.get("x-roles", []))
+           for path, item in spec["paths"].items() for method, op in item.items()
+           if method in ("get", "put", "post", "patch", "delete")}
+    assert len(routes) > 20
+    for key in NOT_YET_DESCRIBED:
+        routes.pop(key, None)
+    assert sorted(set(routes) - set(ops)) == [], "routes missing from api/openapi.yaml"
+    assert sorted(set(ops) - set(routes)) == [], "operations the API does not have"
+    assert {k: v for k, v in ops.items() if v != routes[k]} == {}, "x-roles differ from the routes"
+
+
+def test_api_serves_the_spec(api_url):
+    r = requests.get(f"{api_url}/openapi.yaml", timeout=10)
+    assert r.status_code == 200
+    assert r.headers["Content-Type"].startswith("application/yaml")
+    with open(SPEC, "rb") as f:
+        assert r.content == f.read(), "the API serves another openapi.yaml than api/openapi.yaml"
+
+
+def command(api_url, method, path, tok, body=None):
+    """One command with Prefer: wait; the accepted outcome's position."""
+    headers = {"Prefer": "wait=20"}
+    if tok:
+        headers["Authorization"] = f"Bearer {tok}"
+    r = requests.request(method, f"{api_url}{path}", json=body, headers=headers, timeout=30)
+    assert r.status_code in (200, 201), (method, path, r.status_code, api_json(r))
+    pos = r.json()["position"]
+    assert pos, (method, path, r.json())
+    return pos
+
+
+def positions(api_url, admin):
+    sku = unique("contract").upper()
+    out = {
+        "catalog": command(api_url, "POST", "/v1/products", admin,
+                           {"sku": sku, "vendor_id": "contract-vendor", "name": "contract probe",
+                            "category": "probe", "currency": "EUR"}),
+        "inventory": command(api_url, "POST", f"/v1/inventory/{sku}/receipts", admin,
+                             {"quantity": 5}),
+        "pricing": command(api_url, "PUT", f"/v1/prices/{sku}", admin,
+                           {"amount_minor": 1000, "currency": "EUR"}),
+    }
+    r = requests.post(f"{api_url}/v1/users", headers={"Prefer": "wait=20"}, timeout=30,
+                      json={"email": f"{unique('contract')}@example.org", "password": "contract-pw-1",
+                            "name": "Contract Probe", "role": "customer"})
+    assert r.status_code == 201, api_json(r)
+    out["users"] = r.json()["position"]
+    out["user_id"] = r.json()["user_id"]
+    return out
+
+
+def config_toml(pos):
+    lines = [
+        "[generation]",
+        "max-examples = 6",
+        "deterministic = true",
+        "[phases.stateful]",
+        "enabled = false",
+    ]
+    for ctx, regex in QUERY_NAMES.items():
+        lines += [
+            "[[operations]]",  # (several include-* of one entry would be or-ed)
+            f'include-name-regex = "{regex}"',
+            f'parameters = {{ "header.X-Min-Position" = "{pos[ctx]}", '
+            f'"query.min_position" = "{pos[ctx]}"'
+            # GET /v1/users/{id}: a user that exists, so its 200 is checked too
+            + (f', "path.id" = "{pos["user_id"]}"' if ctx == "users" else "") + " }",
+        ]
+    lines += [
+        "[[operations]]",
+        'include-name = "POST /v1/auth/token"',
+        "generation = { max-examples = 3 }",
+        "phases = { coverage = { enabled = false } }",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def test_schemathesis_finds_no_server_error_and_no_contract_breach(api_url, token, tmp_path):
+    admin = token("admin", unique("contract-admin"))
+    cfg = tmp_path / "schemathesis.toml"
+    cfg.write_text(config_toml(positions(api_url, admin)))
+    cmd = [SCHEMATHESIS, "--config-file", str(cfg), "--no-color", "run", SPEC, "--url", api_url,
+           "--header", f"Authorization: Bearer {admin}", "--checks", CHECKS,
+           "--request-timeout", "20"]
+    r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=200,
+                       env=dict(os.environ, SCHEMATHESIS_TELEMETRY="false"))
+    out = r.stdout + r.stderr
+    print(out[-6000:])
+    assert r.returncode == 0, out[-15000:]
+
+
+def test_a_path_quoted_in_a_problem_is_made_utf8(api_url, token):
+    """Found by schemathesis: a 404 detail quoting "%.64s" of a long multibyte sku cut a character
+    in two, jansson refused the string and the API crashed on the NULL body."""
+    admin = token("admin", unique("contract-admin"))
+    long_sku = "पन्ह" * 10  # 120 bytes: "%.64s" cuts the 22nd character
+    for method, path in [("GET", f"/v1/products/{long_sku}"),
+                         ("DELETE", f"/v1/inventory/{long_sku}/reservations/o-1"),
+                         ("DELETE", "/v1/inventory/ok/reservations/%FF%FE"),
+                         ("GET", "/v1/prices/%C3")]:
+        r = requests.request(method, f"{api_url}{path}", timeout=10,
+                             headers={"Authorization": f"Bearer {admin}"})
+        assert r.status_code == 404, (path, r.status_code, r.text)
+        assert r.headers["Content-Type"].startswith("application/problem+json")
+        assert r.json()["status"] == 404
+    assert requests.get(f"{api_url}/healthz", timeout=10).status_code == 200
