@@ -6,6 +6,8 @@
 #include "es_log.h"
 #include "es_mem.h"
 #include "es_metrics.h"
+#include "es_trace.h"
+#include "es_zipkin.h"
 /* ev_codec.h's comment holds a path with "/\*" in it */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wcomment"
@@ -54,6 +56,7 @@ struct pj_runtime {
     int backoff_ms;
     volatile sig_atomic_t stop;
     es_metric_t *m_events, *m_batch, *m_dead;
+    json_t *applied; /* the batch in flight's applied events, logged once committed */
 };
 
 static const char pj_offsets_ddl[] =
@@ -296,9 +299,62 @@ static bool pj_is_poison(const es_err_t *err)
            err->code == ES_ETOOLARGE;
 }
 
-/* Decodes and applies one message under a savepoint. 0: applied; 1: dead-lettered; -1: the
- * batch must be retried (err set). */
-static int pj_apply_one(pj_runtime_t *rt, rd_kafka_message_t *m, es_err_t *err)
+/* Remembers an applied event for pj_log_applied: its ids and traceparent. */
+static void pj_note_applied(pj_runtime_t *rt, rd_kafka_message_t *m, const char *type,
+                            const json_t *value, int64_t start_us)
+{
+    const json_t *meta = json_object_get(value, "metadata");
+    char *tp = es_kafka_header_dup(m, "traceparent");
+    json_array_append_new(
+        rt->applied, json_pack("{s:s?, s:s?, s:s, s:s?, s:i, s:I, s:I}", "event_id",
+                               json_string_value(json_object_get(meta, "event_id")), "command_id",
+                               json_string_value(json_object_get(meta, "command_id")), "type", type,
+                               "traceparent", tp, "partition", (int)m->partition, "offset",
+                               (json_int_t)m->offset, "start_us", (json_int_t)start_us));
+    free(tp);
+}
+
+/* One line per event of a committed batch, with the trace id of the event's traceparent, and
+ * an apply span (child of the handler's decide span). Rebuilds replay history: debug only. */
+static void pj_log_applied(pj_runtime_t *rt)
+{
+    es_log_level_t lvl = rt->manual ? ES_LOG_DEBUG : ES_LOG_INFO;
+    int64_t end_us = es_zipkin_now_us();
+    size_t i;
+    json_t *a;
+    json_array_foreach(rt->applied, i, a)
+    {
+        const char *tp = json_string_value(json_object_get(a, "traceparent"));
+        const char *event_id = json_string_value(json_object_get(a, "event_id"));
+        const char *type = json_string_value(json_object_get(a, "type"));
+        char trace_id[ES_TRACE_ID_LEN], pos[48], span[ES_TRACEPARENT_LEN];
+        es_trace_id(tp, trace_id);
+        snprintf(pos, sizeof pos, "%d:%lld",
+                 (int)json_integer_value(json_object_get(a, "partition")),
+                 (long long)json_integer_value(json_object_get(a, "offset")));
+        const char *const *fields = ES_F("event_id", event_id, "event_type", type, "command_id",
+                                         json_string_value(json_object_get(a, "command_id")),
+                                         "projection", rt->key, "position", pos);
+        es_log_kv(lvl, trace_id[0] ? trace_id : NULL, fields, "projector %s: applied %s %s at %s",
+                  rt->key, type, event_id ? event_id : "?", pos);
+        if (es_zipkin_enabled() && trace_id[0] && !rt->manual) {
+            int64_t start_us = json_integer_value(json_object_get(a, "start_us"));
+            char name[160];
+            snprintf(name, sizeof name, "apply %s", type);
+            es_trace_child(tp, span);
+            es_zipkin_span(span, tp, name, "CONSUMER", start_us, end_us - start_us, fields);
+        }
+    }
+    json_array_clear(rt->applied);
+}
+
+/* Decodes and applies one message. guarded: under a savepoint, so that an event the projection
+ * rejects as malformed is undone alone and dead-lettered. Unguarded (the common path, one
+ * statement less per event), such an event may have left part of its changes in the transaction:
+ * it returns 2 and the caller rolls the batch back and redoes it guarded from that event on. An
+ * event that does not decode wrote nothing and is dead-lettered either way.
+ * 0: applied; 1: dead-lettered; 2: rejected unguarded; -1: the batch must be retried (err set). */
+static int pj_apply_one(pj_runtime_t *rt, rd_kafka_message_t *m, bool guarded, es_err_t *err)
 {
     es_err_t ev_err = ES_ERR_INIT;
     json_t *value = NULL;
@@ -309,10 +365,18 @@ static int pj_apply_one(pj_runtime_t *rt, rd_kafka_message_t *m, es_err_t *err)
     } else if (ev_decode(rt->codec, m->payload, m->len, &full_name, &value, &ev_err) == 0) {
         const char *dot = strrchr(full_name, '.');
         const char *type = dot ? dot + 1 : full_name;
-        if (es_db_exec(rt->db, "SAVEPOINT pj_event", NULL, 0, NULL, err))
+        if (guarded && es_db_exec(rt->db, "SAVEPOINT pj_event", NULL, 0, NULL, err))
             goto out;
+        int64_t start_us = es_zipkin_now_us();
         if (rt->p->apply(rt->db, rt->suffix, type, value, &ev_err) == 0) {
+            pj_note_applied(rt, m, type, value, start_us);
             rc = 0;
+            goto out;
+        }
+        if (pj_is_poison(&ev_err) && !guarded) {
+            es_warn("projector %s: %s[%d]@%lld rejected: %s", rt->key, rt->topic, (int)m->partition,
+                    (long long)m->offset, ev_err.msg);
+            rc = 2;
             goto out;
         }
         if (pj_is_poison(&ev_err) &&
@@ -349,6 +413,7 @@ static int pj_flush(pj_runtime_t *rt)
 {
     if (rt->nbatch == 0)
         return 0;
+    json_array_clear(rt->applied);
     if (rt->need_resync || !rt->db) {
         pj_batch_discard(rt);
         rt->need_resync = true;
@@ -362,31 +427,54 @@ static int pj_flush(pj_runtime_t *rt)
     if (pj_lock(rt->db, rt->lock, PJ_LOCK_WAIT_S, &err))
         goto fail;
     locked = true;
-    if (es_db_begin(rt->db, &err))
-        goto fail;
-    /* Fence: the stored offsets must still be where this consumer started, or another consumer
-     * (a zombie of an old assignment) or a rebuild's swap has moved them; they are re-read here,
-     * after taking the lock, and the row locks keep them so until COMMIT. */
-    if (!(rows = pj_offsets_load(rt, true, &err)))
-        goto fail;
-    for (int i = 0; i < rt->nparts; i++) {
-        if (rt->parts[i].in_batch && pj_offsets_find(rows, i) != rt->parts[i].stored) {
-            moved = true;
-            es_set(&err, ES_ECONFLICT,
-                   "stored offset of %s[%d] moved to %lld (expected %lld): another projector",
-                   rt->topic, i, (long long)pj_offsets_find(rows, i),
-                   (long long)rt->parts[i].stored);
+    /* Events from guard_from on run under savepoints. The first pass has none; if an event is
+     * rejected there, the batch is rolled back and redone guarded from that event (the ones
+     * before it applied cleanly to the same rows); should an unguarded one fail on the redo
+     * anyway, the third pass guards every event, so it cannot be rejected unguarded again. */
+    int guard_from = rt->nbatch;
+    for (int pass = 0;; pass++) {
+        if (es_db_begin(rt->db, &err))
+            goto fail;
+        /* Fence: the stored offsets must still be where this consumer started, or another
+         * consumer (a zombie of an old assignment) or a rebuild's swap has moved them; they are
+         * re-read here, after taking the lock, and the row locks keep them so until COMMIT. */
+        json_decref(rows);
+        if (!(rows = pj_offsets_load(rt, true, &err)))
+            goto fail;
+        for (int i = 0; i < rt->nparts; i++) {
+            if (rt->parts[i].in_batch && pj_offsets_find(rows, i) != rt->parts[i].stored) {
+                moved = true;
+                es_set(&err, ES_ECONFLICT,
+                       "stored offset of %s[%d] moved to %lld (expected %lld): another projector",
+                       rt->topic, i, (long long)pj_offsets_find(rows, i),
+                       (long long)rt->parts[i].stored);
+                goto fail;
+            }
+        }
+        int rejected = -1;
+        applied = dead = 0;
+        json_array_clear(rt->applied);
+        for (int i = 0; i < rt->nbatch && rejected < 0; i++) {
+            int r = pj_apply_one(rt, rt->batch[i], i >= guard_from, &err);
+            if (r < 0)
+                goto fail;
+            if (r == 2)
+                rejected = i;
+            else if (r == 0)
+                applied++;
+            else
+                dead++;
+        }
+        if (rejected < 0)
+            break;
+        /* a failed ROLLBACK must not be followed by START TRANSACTION, which would commit */
+        if (es_db_rollback(rt->db)) {
+            es_set(&err, ES_EIO, "rollback to redo the batch failed");
             goto fail;
         }
-    }
-    for (int i = 0; i < rt->nbatch; i++) {
-        int r = pj_apply_one(rt, rt->batch[i], &err);
-        if (r < 0)
-            goto fail;
-        if (r == 0)
-            applied++;
-        else
-            dead++;
+        guard_from = pass == 0 ? rejected : 0;
+        es_info("projector %s: redoing the batch of %d with savepoints from event %d on", rt->key,
+                rt->nbatch, guard_from);
     }
     for (int i = 0; i < rt->nparts; i++) {
         if (!rt->parts[i].in_batch)
@@ -419,6 +507,7 @@ static int pj_flush(pj_runtime_t *rt)
     es_metric_observe(rt->m_batch, (double)(pj_now_ms() - t0) / 1000.0);
     es_debug("projector %s: batch of %d committed (%d dead letters)", rt->key, applied + dead,
              dead);
+    pj_log_applied(rt);
     pj_update_lag(rt);
     rt->backoff_ms = 0;
     return 0;
@@ -461,6 +550,7 @@ static pj_runtime_t *pj_runtime_create(const pj_projection_t *p, const pj_option
     pj_runtime_t *rt = xcalloc(1, sizeof *rt);
     rt->p = p;
     rt->manual = manual;
+    rt->applied = json_array();
     const char *suffix = opt && opt->suffix ? opt->suffix : "";
     if (!pj_suffix_is_valid(suffix)) {
         es_set(err, ES_EINVAL, "table suffix '%s' is not [a-z0-9_]{0,32}", suffix);
@@ -497,7 +587,10 @@ static pj_runtime_t *pj_runtime_create(const pj_projection_t *p, const pj_option
                         "enable.auto.commit", "false", "enable.auto.offset.store", "false",
                         "auto.offset.reset", "earliest", "enable.partition.eof", "false",
                         /* a killed projector's partitions move on after 10 s, not 45 */
-                        "session.timeout.ms", "10000", NULL};
+                        "session.timeout.ms", "10000",
+                        /* a rebuild's end-offset requests queue behind the fetch long-poll (live:
+                         * the list ends here) */
+                        manual ? "fetch.wait.max.ms" : NULL, "100", NULL};
     char client_id[128];
     snprintf(client_id, sizeof client_id, "eventshop-projector-%s", rt->key);
     rd_kafka_conf_t *conf = es_kafka_conf_new(client_id, kv, err);
@@ -626,6 +719,7 @@ void pj_runtime_free(pj_runtime_t *rt)
     free(rt->suffix);
     free(rt->key);
     free(rt->lock);
+    json_decref(rt->applied);
     free(rt);
 }
 
@@ -671,16 +765,41 @@ static int64_t pj_position(pj_runtime_t *rt, int32_t i)
     return pos;
 }
 
-/* Events of the topic not yet read, from the brokers' high watermarks; -1 if they do not answer. */
-static long long pj_remaining(pj_runtime_t *rt)
+/* Events of the topic not yet read, from the end offsets; -1 if unknown. cached: the high
+ * watermarks the last fetch responses carried (no request; they lag a fetch behind). Else one
+ * ListOffsets request for every partition at once (offsets_for_times at "latest": the last
+ * stable offset for this read_committed consumer), not one watermark query per partition each
+ * queued behind a long-polling fetch. */
+static long long pj_remaining(pj_runtime_t *rt, bool cached)
 {
     long long left = 0;
+    rd_kafka_topic_partition_list_t *ends = NULL;
+    if (!cached) {
+        ends = rd_kafka_topic_partition_list_new(rt->nparts);
+        for (int i = 0; i < rt->nparts; i++)
+            if (rt->parts[i].assigned)
+                rd_kafka_topic_partition_list_add(ends, rt->topic, i)->offset = RD_KAFKA_OFFSET_END;
+        if (rd_kafka_offsets_for_times(rt->rk, ends, 5000)) {
+            left = -1;
+            goto out;
+        }
+    }
     for (int i = 0; i < rt->nparts; i++) {
         if (!rt->parts[i].assigned)
             continue;
-        int64_t lo = 0, hi = 0;
-        if (rd_kafka_query_watermark_offsets(rt->rk, rt->topic, i, &lo, &hi, 5000))
-            return -1;
+        int64_t lo = -1, hi = -1;
+        if (cached) {
+            if (rd_kafka_get_watermark_offsets(rt->rk, rt->topic, i, &lo, &hi))
+                hi = -1;
+        } else {
+            rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(ends, rt->topic, i);
+            if (tp && !tp->err)
+                hi = tp->offset;
+        }
+        if (hi < 0) {
+            left = -1;
+            goto out;
+        }
         int64_t next = rt->parts[i].stored, pos = pj_position(rt, i);
         if (pos > next)
             next = pos;
@@ -688,6 +807,9 @@ static long long pj_remaining(pj_runtime_t *rt)
             next = lo;
         left += hi > next ? hi - next : 0;
     }
+out:
+    if (ends)
+        rd_kafka_topic_partition_list_destroy(ends);
     return left;
 }
 
@@ -926,7 +1048,10 @@ int pj_rebuild(const pj_projection_t *p, const pj_rebuild_options_t *ropt, es_er
         int took = pj_step(rt, &first_at);
         if (took && pj_now_ms() - pg.last < 1000)
             continue;
-        long long left = pj_remaining(rt);
+        /* the cached watermarks tell the progress; only the brokers' say the replay is done */
+        long long left = pj_remaining(rt, true);
+        if (left < 0 || left <= rt->batch_max)
+            left = pj_remaining(rt, false);
         if (pj_now_ms() - pg.last >= 1000)
             pj_progress_report(rt, &pg, left);
         if (left >= 0 && left <= rt->batch_max) {

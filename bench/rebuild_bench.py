@@ -1,0 +1,152 @@
+"""make bench, the projector part (scripts/bench.sh runs it after the handler bench, on the same
+private stack).
+
+Loads BENCH_EVENTS (100000) catalog events straight onto catalog.events with the Python client,
+as a third party would (half ProductListed, half ProductDetailsChanged of the same skus), waits
+for the stack's live projector to catch up, then measures over the whole topic:
+  - live: a separate live projector (own consumer group and table suffix, live batch settings)
+    from offset 0 until its stored offsets reach the high watermarks;
+  - rebuild: `eventshop-projector catalog --rebuild` from start to swap (its own "swapped in"
+    line gives the events and seconds; the process's wall time is printed too).
+Prints events, seconds and events/s for both."""
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration"))
+from confluent_kafka import Consumer, TopicPartition  # noqa: E402
+from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: E402
+from conftest import producer  # noqa: E402
+from test_projector import Events, changed, free_port, listed  # noqa: E402
+
+import pymysql  # noqa: E402
+import requests  # noqa: E402
+
+TOPIC = "catalog.events"
+brokers = os.environ["EVENTSHOP_KAFKA_BROKERS"]
+registry = SchemaRegistryClient({"url": os.environ["EVENTSHOP_REGISTRY_URL"]})
+N = int(os.environ.get("BENCH_EVENTS", "100000"))
+PROJECTOR = os.path.join(os.environ["ES_BUILD"], "projections", "eventshop-projector")
+LOGS = os.path.join(os.environ["ES_STATE"], "logs")
+
+
+def db():
+    return pymysql.connect(unix_socket=os.environ["EVENTSHOP_MYSQL_ROOT_SOCKET"], user="root",
+                           database="eventshop_catalog", autocommit=True)
+
+
+def high_watermarks():
+    c = Consumer({"bootstrap.servers": brokers, "group.id": "bench-" + uuid.uuid4().hex})
+    n = len(c.list_topics(TOPIC, timeout=10).topics[TOPIC].partitions)
+    hw = {p: c.get_watermark_offsets(TopicPartition(TOPIC, p), timeout=10)[1] for p in range(n)}
+    c.close()
+    return hw
+
+
+def caught_up(key, hw):
+    """Whether projection key's stored offsets reach hw (the end may hold a transaction marker,
+    so one short of the watermark counts)."""
+    with db() as c, c.cursor() as cur:
+        cur.execute("SELECT part, next_offset FROM projection_offsets WHERE projection=%s "
+                    "AND topic=%s", (key, TOPIC))
+        stored = dict(cur.fetchall())
+    return all(hw[p] == 0 or stored.get(p, 0) >= hw[p] - 1 for p in hw)
+
+
+def wait_caught_up(key, hw, timeout=900, proc=None):
+    deadline = time.time() + timeout
+    while not caught_up(key, hw):
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"bench: projector exited with {proc.returncode}")
+        if time.time() > deadline:
+            raise SystemExit(f"bench: {key} did not catch up within {timeout}s")
+        time.sleep(0.1)
+
+
+def load(n):
+    ev = Events(registry)
+    p = producer(brokers, **{"linger.ms": 50, "batch.size": 1000000,
+                             "queue.buffering.max.messages": 200000})
+    prefix = "rb-" + uuid.uuid4().hex[:8]
+    t0 = time.time()
+    for i in range(n):
+        sku = f"{prefix}-{i // 2:07d}"
+        name, value = listed(sku) if i % 2 == 0 else changed(sku, 2, f"renamed {i}")
+        data = ev.encode(name, value)
+        while True:
+            try:
+                p.produce(TOPIC, key=sku.encode(), value=data)
+                break
+            except BufferError:
+                p.poll(0.05)
+        if i % 1000 == 0:
+            p.poll(0)
+    if p.flush(120):
+        raise SystemExit("bench: events not all delivered")
+    return time.time() - t0
+
+
+def live_run():
+    suffix = "_bench" + uuid.uuid4().hex[:8]
+    key = "catalog_products" + suffix
+    env = dict(os.environ, EVENTSHOP_PROJECTOR_GROUP="bench-" + uuid.uuid4().hex,
+               EVENTSHOP_PROJECTOR_TABLE_SUFFIX=suffix)
+    port = free_port()
+    env["EVENTSHOP_METRICS_ADDR"] = f"127.0.0.1:{port}"
+    hw = high_watermarks()
+    log = open(os.path.join(LOGS, "bench-live-projector.log"), "ab")
+    t0 = time.time()
+    proc = subprocess.Popen([PROJECTOR, "catalog"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_caught_up(key, hw, proc=proc)
+        secs = time.time() - t0
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        events = sum(float(v) for v in re.findall(
+            r'^eventshop_projector_(?:events|dead_letters)_total\{projection="%s"\} (\S+)$' % key,
+            text, re.M))
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        with db() as c, c.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS `products{suffix}`")
+            cur.execute("DELETE FROM projection_offsets WHERE projection=%s", (key,))
+            cur.execute("DELETE FROM projection_dead_letters WHERE projection=%s", (key,))
+    return int(events), secs
+
+
+def rebuild_run():
+    path = os.path.join(LOGS, "bench-rebuild.log")
+    t0 = time.time()
+    out = subprocess.run([PROJECTOR, "catalog", "--rebuild"], capture_output=True, text=True)
+    wall = time.time() - t0
+    with open(path, "a") as f:
+        f.write(out.stdout + out.stderr)
+    if out.returncode:
+        raise SystemExit(f"bench: rebuild failed ({out.returncode}), see {path}")
+    m = re.search(r"swapped in: (\d+) events in ([\d.]+) s", out.stdout + out.stderr)
+    if not m:
+        raise SystemExit(f"bench: no 'swapped in' line in {path}")
+    return int(m.group(1)), float(m.group(2)), wall
+
+
+def main():
+    if N > 0:
+        secs = load(N)
+        print(f"loaded {N} catalog events in {secs:.1f} s ({N / secs:.0f}/s)", flush=True)
+    hw = high_watermarks()
+    total = sum(hw.values())
+    wait_caught_up("catalog_products", hw)  # the stack's own projector, before measuring
+    print(f"catalog.events holds {total} records; one projector, local MariaDB and broker")
+    print(f"{'run':>8} {'events':>8} {'seconds':>8} {'events/s':>9}")
+    events, secs = live_run()
+    print(f"{'live':>8} {events:>8} {secs:>8.1f} {events / secs:>9.0f}", flush=True)
+    events, secs, wall = rebuild_run()
+    print(f"{'rebuild':>8} {events:>8} {secs:>8.1f} {events / secs:>9.0f}  (process wall time "
+          f"{wall:.1f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
