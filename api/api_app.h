@@ -151,6 +151,14 @@ void api_commands_get(es_http_req_t *r, const struct api_principal *who);
 void api_health_live(es_http_req_t *r, const struct api_principal *who);
 void api_health_ready(es_http_req_t *r, const struct api_principal *who);
 void api_health_metrics(es_http_req_t *r, const struct api_principal *who);
+/* the embedded contract (api_openapi.c) */
+void api_openapi_get(es_http_req_t *r, const struct api_principal *who);
+
+/* orders (api_orders.c) */
+void api_orders_post(es_http_req_t *r, const struct api_principal *who);
+void api_orders_cancel(es_http_req_t *r, const struct api_principal *who);
+void api_orders_get(es_http_req_t *r, const struct api_principal *who);
+void api_orders_list(es_http_req_t *r, const struct api_principal *who);
 
 /* users (api_users.c) */
 void api_users_register(es_http_req_t *r, const struct api_principal *who);

@@ -25,6 +25,15 @@ static const struct {
     {"rule_exists", 409},
     {"unknown_rule", 404},
     {"too_many_rules", 409},
+    /* orders */
+    {"unknown_order", 404},
+    {"order_exists", 409},
+    {"no_price", 409},
+    {"mixed_currency", 422},
+    {"already_shipped", 409},
+    {"order_final", 409},
+    {"order_cancelled", 409},
+    {"invalid_state", 409},
     /* users */
     {"email_taken", 409},
     {"unknown_user", 404},
@@ -39,10 +48,8 @@ static const struct {
     const char *context;
     const char *key;
 } aggregate_keys[] = {
-    {"catalog", "sku"},
-    {"inventory", "sku"},
-    {"pricing", "sku"},
-    {"users", "user_id"},
+    {"catalog", "sku"},   {"inventory", "sku"},   {"pricing", "sku"},
+    {"users", "user_id"}, {"orders", "order_id"},
 };
 
 const char *api_aggregate_key(const char *command_type)

@@ -37,10 +37,15 @@ const struct api_route api_routes[] = {
     {"POST", "/v1/inventory/{sku}/reservations/{order_id}/commit", api_inventory_commit, API_ADMIN},
     {"GET", "/v1/inventory/{sku}/movements", api_inventory_movements, API_VENDOR | API_ADMIN},
     {"GET", "/v1/inventory/{sku}", api_inventory_get, API_PUBLIC},
+    {"POST", "/v1/orders", api_orders_post, API_CUSTOMER},
+    {"GET", "/v1/orders", api_orders_list, API_AUTHENTICATED},
+    {"GET", "/v1/orders/{id}", api_orders_get, API_AUTHENTICATED},
+    {"POST", "/v1/orders/{id}/cancel", api_orders_cancel, API_CUSTOMER | API_ADMIN},
     {"GET", "/v1/commands/{id}", api_commands_get, API_AUTHENTICATED},
     {"GET", "/healthz", api_health_live, API_PUBLIC},
     {"GET", "/readyz", api_health_ready, API_PUBLIC},
     {"GET", "/metrics", api_health_metrics, API_PUBLIC},
+    {"GET", "/openapi.yaml", api_openapi_get, API_PUBLIC},
 };
 
 const size_t api_routes_count = sizeof api_routes / sizeof *api_routes;

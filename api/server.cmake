@@ -10,5 +10,15 @@ if(TARGET es_api_jwt)
   target_link_libraries(es_api_server PUBLIC es_api_jwt)
 endif()
 
+# The contract, api/openapi.yaml, compiled in as a C string for GET /openapi.yaml (api_openapi.c).
+add_custom_command(
+  OUTPUT ${CMAKE_CURRENT_BINARY_DIR}/openapi_yaml.c
+  COMMAND ${CMAKE_COMMAND} -DIN=${CMAKE_CURRENT_SOURCE_DIR}/openapi.yaml
+          -DOUT=${CMAKE_CURRENT_BINARY_DIR}/openapi_yaml.c -DNAME=api_openapi_yaml
+          -P ${CMAKE_CURRENT_SOURCE_DIR}/embed.cmake
+  DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/openapi.yaml ${CMAKE_CURRENT_SOURCE_DIR}/embed.cmake
+  COMMENT "Embedding api/openapi.yaml")
+target_sources(es_api_server PRIVATE api_openapi.c ${CMAKE_CURRENT_BINARY_DIR}/openapi_yaml.c)
+
 add_executable(eventshop-api api_main.c)
 target_link_libraries(eventshop-api PRIVATE es_api_server)

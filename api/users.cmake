@@ -10,7 +10,7 @@ target_link_libraries(es_users_crypto PUBLIC es_runtime PkgConfig::SODIUM PkgCon
   Threads::Threads m)
 
 if(TARGET es_api_server AND EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/api_users.c)
-  target_sources(es_api_server PRIVATE api_users.c)
+  target_sources(es_api_server PRIVATE api_users.c api_orders.c) # orders seal with users keys
   target_link_libraries(es_api_server PUBLIC es_users_crypto)
 endif()
 

@@ -1,7 +1,10 @@
 #include "hd_context.h"
 #include "catalog.h"
 #include "inventory.h"
+#include "orders.h"
+#include "payments.h"
 #include "pricing.h"
+#include "shipping.h"
 #include "users.h"
 #include <stdarg.h>
 #include <stdio.h>
@@ -50,9 +53,11 @@ void hd_emit(hd_decision_t *d, const char *type, json_t *payload)
 }
 
 /* the one table of contexts: a role binary picks its context by name */
-static const hd_context_t *const contexts[] = {&catalog_context, &inventory_context, &users_context,
-                                               &pricing_context};
-static const char *const context_names[] = {"catalog", "inventory", "users", "pricing", NULL};
+static const hd_context_t *const contexts[] = {
+    &catalog_context,  &inventory_context, &users_context, &pricing_context,
+    &shipping_context, &payments_context,  &orders_context};
+static const char *const context_names[] = {"catalog",  "inventory", "users",  "pricing",
+                                            "shipping", "payments",  "orders", NULL};
 
 const hd_context_t *hd_context_find(const char *name)
 {

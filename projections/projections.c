@@ -1,17 +1,19 @@
 /* The table of every projection, by context: the projector role picks its context's. */
 #include "catalog.h"
 #include "inventory.h"
+#include "orders.h"
+#include "payments.h"
 #include "pj_runtime.h"
 #include "pricing.h"
+#include "shipping.h"
 #include "users.h"
 #include <string.h>
 
 const pj_projection_t *const pj_projections[] = {
-    &catalog_products_projection,
-    &inventory_stock_projection,
-    &users_accounts_projection,
-    &pricing_prices_projection,
-    NULL,
+    &catalog_products_projection,   &inventory_stock_projection,
+    &users_accounts_projection,     &pricing_prices_projection,
+    &shipping_shipments_projection, &payments_payments_projection,
+    &orders_orders_projection,      NULL,
 };
 
 const pj_projection_t *pj_projection_find(const char *context, const char *name)

@@ -9,7 +9,7 @@ cd "$top"
 pkgs=(build-essential cmake pkg-config git curl ca-certificates
       librdkafka-dev libavro-dev libmariadb-dev libh2o-evloop-dev libjansson-dev libjwt-dev
       libcriterion-dev libssl-dev libcurl4-openssl-dev uuid-dev libargon2-dev libsodium-dev
-      mariadb-server mariadb-client openssl clang-format valgrind
+      mariadb-server mariadb-client openssl clang-format valgrind prometheus
       python3 python3-venv default-jre-headless maven)
 missing=()
 for p in "${pkgs[@]}"; do
@@ -44,10 +44,21 @@ if [ ! -f "$venv/.done" ]; then
     echo "setup: creating Python test venv"
     python3 -m venv "$venv"
     "$venv/bin/pip" -q install --disable-pip-version-check \
-        'confluent-kafka[avro,schemaregistry]==2.6.1' requests fastavro pymysql pytest
+        'confluent-kafka[avro,schemaregistry]==2.6.1' requests fastavro pymysql pytest aiosmtpd==1.4.6
     touch "$venv/.done"
 fi
+# packages added to the venv after it was first made
+"$venv/bin/python" -c 'import aiosmtpd' 2>/dev/null || "$venv/bin/pip" -q install --disable-pip-version-check aiosmtpd==1.4.6
+
+# the API contract's linter and schemathesis
+scripts/setup-api-tools.sh
+
 # the static checks of the deploy artifacts (kustomize, kubeconform, schemas, linters)
 export PATH=$PATH:/usr/local/go/bin
 scripts/setup-deploy-tools.sh
+
+# Stripe's own API mock, to check the payments client against Stripe's spec
+if [ ! -x .cache/bin/stripe-mock ]; then
+    GOBIN=$top/.cache/bin go install github.com/stripe/stripe-mock@v0.203.0
+fi
 echo "setup: ok"

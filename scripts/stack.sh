@@ -23,12 +23,12 @@ CONTROLLER_PORT=$((9093 + ES_PORT_OFFSET))
 MYSQL_PORT=$((3306 + ES_PORT_OFFSET))
 METRICS_BASE=$((9100 + ES_PORT_OFFSET))
 # the bounded contexts the stack runs (a handler and a projector each); ES_CONTEXTS overrides
-read -r -a CONTEXTS <<<"${ES_CONTEXTS:-catalog inventory pricing users}"
+read -r -a CONTEXTS <<<"${ES_CONTEXTS:-catalog inventory pricing users orders payments shipping}"
 ROLES=(registry)
 for c in "${CONTEXTS[@]}"; do ROLES+=("handler-$c" "projector-$c"); done
 ROLES+=(api)
 # event subscribers (DESIGN.md §4) and the local stand-ins for the outside world they call
-read -r -a SUBSCRIBERS <<<"${ES_SUBSCRIBERS:-}"
+read -r -a SUBSCRIBERS <<<"${ES_SUBSCRIBERS-order-saga payments notifications shipping}"
 for sb in "${SUBSCRIBERS[@]}"; do ROLES+=("subscriber-$sb"); done
 [ ${#SUBSCRIBERS[@]} -eq 0 ] || ROLES+=(test-gateway test-carrier smtp-capture)
 KAFKA_LIBS=$top/.cache/kafka/libs
@@ -198,10 +198,12 @@ infra_up() {
     keys_up
     write_env
     users_infra_up
+    notifications_infra_up
     # shellcheck disable=SC1091
     . "$ES_STATE/env"
     "$ES_BUILD/runtime/eventshop-admin" topics "${CONTEXTS[@]}" ||
         die "kafka did not come up, see $ES_STATE/logs/kafka.log"
+    notifications_topics || die "cannot create the notifications topics"
 }
 
 # ---------------------------------------------------------------- roles
@@ -240,6 +242,7 @@ role_start() {
         case $role in
             registry) export EVENTSHOP_REGISTRY_ADDR=127.0.0.1:$REGISTRY_PORT ;;
             test-gateway | test-carrier) export EVENTSHOP_FAKE_ADDR=127.0.0.1:$port ;;
+            subscriber-notifications) notifications_env ;;
             smtp-capture) export EVENTSHOP_SMTP_CAPTURE_ADDR=127.0.0.1:$port EVENTSHOP_SMTP_CAPTURE_DIR=$ES_STATE/mail ;;
             api)
                 export EVENTSHOP_API_ADDR=127.0.0.1:$API_PORT
@@ -348,6 +351,40 @@ users_bootstrap_admin() {
         "$ES_BUILD/api/eventshop-users" bootstrap-admin --email "${EVENTSHOP_ADMIN_EMAIL:-admin@eventshop.local}" \
             --password-file "$ES_STATE/secrets/admin.password" >"$ES_STATE/run/admin.user_id"
     ) || die "bootstrap-admin failed"
+}
+
+# ---------------------------------------------------------------- notifications subscriber
+# Only when "notifications" is in ES_SUBSCRIBERS. It has no handler nor projector, so it is not a
+# context of ES_CONTEXTS: its database eventshop_notifications (sent records) and its user are
+# made here, and topics notifications.* by eventshop-admin. To reach recipients it may also read
+# the users read model (SELECT on eventshop_users, whose tables the users projector creates later)
+# and the per-user keys (SELECT on eventshop_keys.user_keys) to open the sealed e-mail and phone.
+# Password in secrets/mysql-notifications.password; the role gets it by notifications_env only.
+has_subscriber() { local s; for s in "${SUBSCRIBERS[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
+notifications_infra_up() {
+    has_subscriber notifications || return 0
+    local s=$ES_STATE/secrets
+    [ -f "$s/mysql-notifications.password" ] || (umask 077; openssl rand -hex 24 >"$s/mysql-notifications.password")
+    local pw; pw=$(cat "$s/mysql-notifications.password")
+    mysql_root <<SQL
+CREATE DATABASE IF NOT EXISTS eventshop_notifications CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
+CREATE DATABASE IF NOT EXISTS eventshop_users CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
+CREATE USER IF NOT EXISTS 'eventshop_notifications'@'127.0.0.1' IDENTIFIED BY '$pw';
+CREATE USER IF NOT EXISTS 'eventshop_notifications'@'localhost' IDENTIFIED BY '$pw';
+GRANT ALL ON eventshop_notifications.* TO 'eventshop_notifications'@'127.0.0.1', 'eventshop_notifications'@'localhost';
+GRANT SELECT ON eventshop_users.* TO 'eventshop_notifications'@'127.0.0.1', 'eventshop_notifications'@'localhost';
+SQL
+    if has_users; then
+        mysql_root -e "GRANT SELECT ON eventshop_keys.user_keys TO 'eventshop_notifications'@'127.0.0.1', 'eventshop_notifications'@'localhost'"
+    fi
+}
+notifications_topics() {
+    has_subscriber notifications || return 0
+    "$ES_BUILD/runtime/eventshop-admin" topics notifications
+}
+notifications_env() {
+    export EVENTSHOP_MYSQL_NOTIFICATIONS_USER=eventshop_notifications
+    export EVENTSHOP_MYSQL_NOTIFICATIONS_PASSWORD_FILE=$ES_STATE/secrets/mysql-notifications.password
 }
 
 case ${1:-} in

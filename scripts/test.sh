@@ -8,6 +8,8 @@ set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 export ES_STATE=$top/.state/test ES_PORT_OFFSET=${ES_PORT_OFFSET:-10000} ES_BUILD=$top/build-asan
+# short saga deadlines so the deadline tests end quickly (the defaults are minutes)
+export EVENTSHOP_ORDER_RESERVE_TIMEOUT_MS=20000 EVENTSHOP_ORDER_PAY_TIMEOUT_MS=30000
 out=$top/.state/test-results
 passed=0 failed=0
 declare -a failures=()

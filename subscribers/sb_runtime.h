@@ -1,4 +1,10 @@
-/* sb_runtime — the generic event-subscriber runtime (DESIGN.md §4: payments, notifications,
+/* CHANGE NOTE (orders helper): one additive function, sb_runtime_replay_dead_letters (the
+ * operator's `eventshop-subscriber <name> --replay-dead-letters`). The runtime also creates
+ * "<name>.deadletter" itself at start. Outputs of a tick get ids derived from their content
+ * (the same tick output twice is the same command). On an aborted batch the events are
+ * handled again: handle must tolerate seeing an event twice.
+ *
+ * sb_runtime — the generic event-subscriber runtime (DESIGN.md §4: payments, notifications,
  * shipping, the order saga). A subscriber reads event topics (read_committed, consumer group
  * eventshop-<name>-subscriber) and, per batch, in ONE Kafka transaction with the consumed
  * offsets, produces the commands (and any events of its own) its handler asked for. So its
@@ -10,8 +16,8 @@
 #ifndef SB_RUNTIME_H
 #define SB_RUNTIME_H
 
-#include <jansson.h>
 #include "es_err.h"
+#include <jansson.h>
 
 typedef struct sb_runtime sb_runtime_t;
 
@@ -35,9 +41,10 @@ void sb_out_event(sb_out_t *out, const char *topic, const char *event_type,
 void sb_out_dead_letter(sb_out_t *out, const char *reason);
 
 typedef struct sb_subscriber {
-    const char *name;                /* "order-saga", "payments", "notifications", "shipping" */
-    const char *const *topics;       /* NULL-terminated: e.g. {"orders.events", "payments.events", NULL} */
-    void *(*init)(es_err_t *err);    /* the handler's state (clients, DB), NULL on error */
+    const char *name; /* "order-saga", "payments", "notifications", "shipping" */
+    const char *const
+        *topics; /* NULL-terminated: e.g. {"orders.events", "payments.events", NULL} */
+    void *(*init)(es_err_t *err); /* the handler's state (clients, DB), NULL on error */
     void (*release)(void *state);
     /* Handles one decoded event (borrowed). Returns 0, or -1 with err for a transient failure
      * (ES_EIO: the batch is aborted and retried with backoff). */
@@ -49,7 +56,13 @@ typedef struct sb_subscriber {
 
 sb_runtime_t *sb_runtime_new(const sb_subscriber_t *sub, es_err_t *err);
 int sb_runtime_run(sb_runtime_t *rt, es_err_t *err); /* until sb_runtime_stop */
-void sb_runtime_stop(sb_runtime_t *rt);               /* async-signal-safe */
+void sb_runtime_stop(sb_runtime_t *rt);              /* async-signal-safe */
+/* Re-processes every message of "<name>.deadletter" not yet replayed (consumer group
+ * eventshop-<name>-deadletter-replay) up to the end seen at the call, through handle, in
+ * transactions like sb_runtime_run; a message failing again goes to the dead-letter topic
+ * again (after the end, so it is not replayed twice in one call). *replayed (may be NULL) gets
+ * the number of messages read. Returns 0 or -1 with err. */
+int sb_runtime_replay_dead_letters(sb_runtime_t *rt, long *replayed, es_err_t *err);
 void sb_runtime_free(sb_runtime_t *rt);
 
 #endif

@@ -1,0 +1,386 @@
+/* The orders context over HTTP. POST /v1/orders (a customer places its own order: the API
+ * makes the order id, seals the shipping address with the customer's key, made now if it has
+ * none, and stamps the deadlines from EVENTSHOP_ORDER_RESERVE_TIMEOUT_MS / _PAY_TIMEOUT_MS);
+ * POST /v1/orders/{id}/cancel; GET /v1/orders/{id} and GET /v1/orders read tables orders,
+ * order_lines, order_timeline of eventshop_orders (projection "orders_orders") plus the payment
+ * and shipment rows of eventshop_payments / eventshop_shipping when those are served. */
+#include "api_app.h"
+#include "api_reply.h"
+#include "api_validate.h"
+#include "es_env.h"
+#include "es_log.h"
+#include "es_mem.h"
+#include "es_uuid.h"
+#include "users_crypto.h"
+#include "users_keys.h"
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define CTX        "orders"
+#define PROJECTION "orders_orders"
+#define NS         "eventshop.orders."
+#define MAX_LINES  50
+#define MAX_QTY    1000
+#define SKU_MAX    64
+#define ADDR_MAX   200
+
+static pthread_once_t crypto_once = PTHREAD_ONCE_INIT;
+static int crypto_ready;
+static _Thread_local es_db_t *keys_db;
+
+static void crypto_init(void)
+{
+    es_err_t err = ES_ERR_INIT;
+    if (users_crypto_init(&err) == 0)
+        crypto_ready = 1;
+    else
+        es_error("orders: sealing disabled: %s", err.msg);
+}
+
+/* customer_id's key, made now if it has none: 0, or -1 with err */
+static int customer_key(const char *customer_id, unsigned char key[USERS_KEY_BYTES], es_err_t *err)
+{
+    if (!keys_db)
+        keys_db = es_db_open("keys", err);
+    int rc = keys_db ? users_keys_get_or_make(keys_db, customer_id, key, err) : -1;
+    if (rc < 0 && err->code == ES_EIO && keys_db) {
+        es_db_close(keys_db);
+        keys_db = NULL;
+    }
+    return rc;
+}
+
+static long long wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int check_keys(const json_t *obj, const char *const *allowed, const char *where,
+                      struct api_verr *e)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)obj, k, v)
+    {
+        bool ok = false;
+        for (const char *const *a = allowed; *a && !ok; a++)
+            ok = !strcmp(*a, k);
+        if (!ok)
+            return api_verr_set(e, 422, k, "%sunknown field '%.64s'", where, k);
+    }
+    return 0;
+}
+
+/* the lines of the body as PlaceOrder lines (new), or NULL with e */
+static json_t *lines_field(const json_t *body, struct api_verr *e)
+{
+    static const char *const allowed[] = {"sku", "quantity", NULL};
+    const json_t *lines = json_object_get(body, "lines");
+    size_t n = json_array_size(lines);
+    if (!json_is_array(lines) || n < 1 || n > MAX_LINES) {
+        api_verr_set(e, 422, "lines", "lines must be an array of 1 to %d lines", MAX_LINES);
+        return NULL;
+    }
+    json_t *out = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const json_t *l = json_array_get(lines, i);
+        const char *sku = json_string_value(json_object_get(l, "sku"));
+        json_t *q = json_object_get(l, "quantity");
+        if (!json_is_object(l) || check_keys(l, allowed, "lines: ", e)) {
+            if (!json_is_object(l))
+                api_verr_set(e, 422, "lines", "lines[%zu] must be an object", i);
+            goto bad;
+        }
+        if (!sku || !*sku || strlen(sku) > SKU_MAX) {
+            api_verr_set(e, 422, "lines", "lines[%zu].sku must be 1 to %d characters", i, SKU_MAX);
+            goto bad;
+        }
+        if (!json_is_integer(q) || json_integer_value(q) < 1 || json_integer_value(q) > MAX_QTY) {
+            api_verr_set(e, 422, "lines", "lines[%zu].quantity must be an integer 1 to %d", i,
+                         MAX_QTY);
+            goto bad;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (!strcmp(sku, json_string_value(json_object_get(json_array_get(out, j), "sku")))) {
+                api_verr_set(e, 422, "lines", "lines[%zu].sku '%.64s' appears twice", i, sku);
+                goto bad;
+            }
+        }
+        json_array_append_new(out, json_pack("{s:s, s:O}", "sku", sku, "quantity", q));
+    }
+    return out;
+bad:
+    json_decref(out);
+    return NULL;
+}
+
+static int address_field(const json_t *body, struct api_verr *e)
+{
+    static const char *const fields[] = {"name", "line1", "city", "postal_code", "country", NULL};
+    const json_t *a = json_object_get(body, "shipping_address");
+    if (!json_is_object(a))
+        return api_verr_set(e, 422, "shipping_address", "shipping_address must be an object");
+    if (check_keys(a, fields, "shipping_address: ", e))
+        return -1;
+    for (const char *const *f = fields; *f; f++) {
+        const char *v = json_string_value(json_object_get(a, *f));
+        if (!v || !*v || strlen(v) > ADDR_MAX)
+            return api_verr_set(e, 422, "shipping_address",
+                                "shipping_address.%s must be 1 to %d "
+                                "characters",
+                                *f, ADDR_MAX);
+    }
+    return 0;
+}
+
+/* api_json_body_or_reply with one more level of nesting: body > lines > line */
+static json_t *order_body_or_reply(es_http_req_t *r)
+{
+    char *ct = es_http_header_dup(r, "Content-Type");
+    bool ok = api_is_json_type(ct);
+    free(ct);
+    if (!ok) {
+        api_reply_problem(r, 415, NULL, NULL, "the body must be application/json");
+        return NULL;
+    }
+    size_t len = 0;
+    const char *body = es_http_body(r, &len);
+    struct api_verr e = {0};
+    json_t *v = api_parse_body(body, len, API_MAX_BODY, 3, &e);
+    if (!v)
+        api_reply_verr(r, &e);
+    return v;
+}
+
+void api_orders_post(es_http_req_t *r, const struct api_principal *who)
+{
+    static const char *const allowed[] = {"lines", "shipping_address", NULL};
+    json_t *body = order_body_or_reply(r);
+    if (!body)
+        return;
+    struct api_verr e = {0};
+    json_t *lines = NULL;
+    char *addr = NULL, *sealed = NULL, *idem = NULL;
+    unsigned char key[USERS_KEY_BYTES];
+    if (check_keys(body, allowed, "", &e) || !(lines = lines_field(body, &e)) ||
+        address_field(body, &e)) {
+        api_reply_verr(r, &e);
+        goto out;
+    }
+    pthread_once(&crypto_once, crypto_init);
+    es_err_t err = ES_ERR_INIT;
+    if (!crypto_ready || customer_key(who->sub, key, &err) != 0) {
+        api_reply_problem(r, 503, NULL, NULL, "the customer key store is unavailable");
+        goto out;
+    }
+    addr = json_dumps(json_object_get(body, "shipping_address"), JSON_SORT_KEYS | JSON_COMPACT);
+    sealed = users_seal(key, who->sub, "shipping_address", addr);
+    memset(key, 0, sizeof key);
+    /* a retry with the same Idempotency-Key is the same order */
+    char order_id[ES_UUID_LEN];
+    idem = es_http_header_dup(r, "Idempotency-Key");
+    if (idem && *idem) {
+        char *name = xasprintf("%s:%s", who->sub, idem);
+        es_uuid_derive("eventshop-order", name, order_id);
+        free(name);
+    } else {
+        es_uuid_random(order_id);
+    }
+    long long now = wall_ms();
+    long long reserve = es_env_long("EVENTSHOP_ORDER_RESERVE_TIMEOUT_MS", 60000);
+    long long pay = es_env_long("EVENTSHOP_ORDER_PAY_TIMEOUT_MS", 300000);
+    char location[96];
+    snprintf(location, sizeof location, "/v1/orders/%s", order_id);
+    api_command_send(r, who, CTX, NS "PlaceOrder", order_id,
+                     json_pack("{s:s, s:s, s:O, s:s, s:I, s:I}", "order_id", order_id,
+                               "customer_id", who->sub, "lines", lines, "shipping_address_enc",
+                               sealed, "reserve_by", (json_int_t)(now + reserve), "pay_by",
+                               (json_int_t)(now + pay)),
+                     location);
+out:
+    free(idem);
+    if (addr) {
+        memset(addr, 0, strlen(addr));
+        free(addr);
+    }
+    free(sealed);
+    json_decref(lines);
+    json_decref(body);
+}
+
+static const char *order_param_or_reply(es_http_req_t *r)
+{
+    const char *id = es_http_param(r, "id");
+    size_t n = id ? strlen(id) : 0;
+    bool ok = n >= 1 && n <= 128;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'z') ||
+             (id[i] >= 'A' && id[i] <= 'Z') || id[i] == '-';
+    if (!ok) {
+        api_reply_problem(r, 404, "urn:eventshop:problem:unknown_order", "id",
+                          "'%.64s' is not an order id", id ? id : "");
+        return NULL;
+    }
+    return id;
+}
+
+void api_orders_cancel(es_http_req_t *r, const struct api_principal *who)
+{
+    const char *id = order_param_or_reply(r);
+    if (!id)
+        return;
+    bool admin = !strcmp(who->role, "admin");
+    api_command_send(
+        r, who, CTX, NS "CancelOrder", id,
+        json_pack("{s:s, s:s}", "order_id", id, "reason", admin ? "admin" : "customer"), NULL);
+}
+
+/* status of order id in table of ctx (a served context), or NULL */
+static json_t *side_status(es_http_req_t *r, const char *ctx, const char *sql, const char *id)
+{
+    if (!api_context_enabled(es_http_app(r), ctx))
+        return json_null();
+    es_err_t err = ES_ERR_INIT;
+    es_db_t *db = api_db_ctx(r, ctx, &err);
+    es_db_val_t p[] = {ES_DB_S(id)};
+    json_t *rows = db ? es_db_query(db, sql, p, 1, &err) : NULL;
+    if (!rows) {
+        if (db && err.code == ES_EIO)
+            api_db_ctx_broken(r, ctx);
+        return json_null(); /* a side read model down does not hide the order */
+    }
+    json_t *row = json_incref(json_array_get(rows, 0));
+    json_decref(rows);
+    return row ? row : json_null();
+}
+
+static void run_get(es_http_req_t *r, const struct api_principal *who)
+{
+    const char *id = order_param_or_reply(r);
+    if (!id)
+        return;
+    es_db_val_t p[] = {ES_DB_S(id)};
+    json_t *rows = api_query_or_reply(
+        r, CTX,
+        "SELECT order_id, customer_id, status, total_minor, currency, cancel_reason, "
+        "refund_requested, tracking_number, version, placed_at, updated_at FROM orders "
+        "WHERE order_id = ?",
+        p, 1);
+    if (!rows)
+        return;
+    json_t *order = json_incref(json_array_get(rows, 0));
+    json_decref(rows);
+    const char *customer = order ? json_string_value(json_object_get(order, "customer_id")) : NULL;
+    bool admin = !strcmp(who->role, "admin");
+    bool owner = customer && !strcmp(who->role, "customer") && !strcmp(customer, who->sub);
+    json_t *lines = NULL;
+    if (order) {
+        if (!strcmp(who->role, "vendor")) {
+            es_db_val_t q[] = {ES_DB_S(id), ES_DB_S(who->vendor_id)};
+            lines = api_query_or_reply(r, CTX,
+                                       "SELECT sku, vendor_id, quantity, unit_amount_minor FROM "
+                                       "order_lines WHERE order_id = ? AND vendor_id = ?",
+                                       q, 2);
+        } else {
+            lines = api_query_or_reply(r, CTX,
+                                       "SELECT sku, vendor_id, quantity, unit_amount_minor FROM "
+                                       "order_lines WHERE order_id = ?",
+                                       p, 1);
+        }
+        if (!lines) {
+            json_decref(order);
+            return;
+        }
+    }
+    bool vendor_lines = !strcmp(who->role, "vendor") && json_array_size(lines) > 0;
+    if (!order || (!admin && !owner && !vendor_lines)) {
+        /* someone else's order is not found either: no oracle of order ids */
+        json_decref(order);
+        json_decref(lines);
+        api_reply_problem(r, 404, "urn:eventshop:problem:unknown_order", "id", "no order '%s'", id);
+        return;
+    }
+    json_t *timeline = api_query_or_reply(
+        r, CTX, "SELECT status, detail, at FROM order_timeline WHERE order_id = ? ORDER BY version",
+        p, 1);
+    if (!timeline) {
+        json_decref(order);
+        json_decref(lines);
+        return;
+    }
+    json_object_set_new(order, "lines", lines);
+    json_object_set_new(order, "timeline", timeline);
+    json_object_set_new(order, "payment",
+                        side_status(r, "payments",
+                                    "SELECT status, amount_minor, currency, gateway_ref FROM "
+                                    "payments WHERE order_id = ?",
+                                    id));
+    json_object_set_new(order, "shipment",
+                        side_status(r, "shipping",
+                                    "SELECT status, tracking_number, carrier FROM shipments "
+                                    "WHERE order_id = ?",
+                                    id));
+    json_t *pay = json_object_get(order, "payment");
+    json_t *ship = json_object_get(order, "shipment");
+    json_object_set(order, "payment_status",
+                    json_is_object(pay) ? json_object_get(pay, "status") : json_null());
+    json_object_set(order, "shipment_status",
+                    json_is_object(ship) ? json_object_get(ship, "status") : json_null());
+    char etag[32];
+    snprintf(etag, sizeof etag, "\"%lld\"",
+             (long long)json_integer_value(json_object_get(order, "version")));
+    es_http_add_header(r, "ETag", etag);
+    es_http_reply_json(r, 200, order);
+}
+
+static void run_list(es_http_req_t *r, const struct api_principal *who)
+{
+    char *limit_s = es_http_query_dup(r, "limit");
+    int limit = api_parse_limit(limit_s);
+    free(limit_s);
+    if (limit < 0) {
+        api_reply_problem(r, 400, NULL, "limit", "limit must be 1-200");
+        return;
+    }
+    json_t *rows;
+    if (!strcmp(who->role, "admin")) {
+        es_db_val_t p[] = {ES_DB_I(limit)};
+        rows = api_query_or_reply(r, CTX,
+                                  "SELECT order_id, customer_id, status, total_minor, currency, "
+                                  "cancel_reason, version, placed_at FROM orders "
+                                  "ORDER BY placed_at DESC, order_id LIMIT ?",
+                                  p, 1);
+    } else if (!strcmp(who->role, "vendor")) {
+        es_db_val_t p[] = {ES_DB_S(who->vendor_id), ES_DB_I(limit)};
+        rows = api_query_or_reply(
+            r, CTX,
+            "SELECT o.order_id, o.status, o.currency, o.placed_at, l.sku, l.quantity, "
+            "l.unit_amount_minor FROM order_lines l JOIN orders o ON o.order_id = l.order_id "
+            "WHERE l.vendor_id = ? ORDER BY o.placed_at DESC, o.order_id, l.sku LIMIT ?",
+            p, 2);
+    } else {
+        es_db_val_t p[] = {ES_DB_S(who->sub), ES_DB_I(limit)};
+        rows = api_query_or_reply(r, CTX,
+                                  "SELECT order_id, customer_id, status, total_minor, currency, "
+                                  "cancel_reason, version, placed_at FROM orders "
+                                  "WHERE customer_id = ? ORDER BY placed_at DESC, order_id LIMIT ?",
+                                  p, 2);
+    }
+    if (rows)
+        es_http_reply_json(r, 200, json_pack("{s:o}", "items", rows));
+}
+
+void api_orders_get(es_http_req_t *r, const struct api_principal *who)
+{
+    api_query_at_position(r, who, CTX, PROJECTION, run_get);
+}
+
+void api_orders_list(es_http_req_t *r, const struct api_principal *who)
+{
+    api_query_at_position(r, who, CTX, PROJECTION, run_list);
+}

@@ -1,0 +1,38 @@
+/* orders — the decider of the orders context: the Order aggregate (key order_id). Commands
+ * PlaceOrder, RecordStockReserved, RecordStockRejected, ConfirmOrder, CancelOrder, MarkShipped,
+ * MarkDelivered; events OrderPlaced, OrderLineReserved, OrderStockReserved, OrderConfirmed,
+ * OrderCancelled, OrderRefundRequested, OrderShipped, OrderDelivered; state OrderState
+ * (events/schemas/orders/). Views: the catalog (owner and listing of each sku) and the prices
+ * (list price and rules per sku, folded by orders_pricing_fold); each line is priced with
+ * pr_effective_price at the command's issued_at, stock unknown. Pure.
+ *
+ * Life: placed -> stock_reserved -> confirmed -> shipped -> delivered, or -> cancelled (final).
+ * Only the saga (role admin) records reservations, confirms, ships and delivers; a customer
+ * places and cancels its own orders (cancel allowed until shipped), an admin any. A deadline
+ * cancel applies only before confirmation, a payment_declined one only before confirmation;
+ * commands that come too late for the order's status are accepted without events (the saga's
+ * races are harmless), except ConfirmOrder on a cancelled order: rejected order_cancelled with
+ * an OrderRefundRequested event kept (the captured payment must be refunded). */
+#ifndef ORDERS_H
+#define ORDERS_H
+
+#include "hd_context.h"
+
+#define ORDERS_NS        "eventshop.orders."
+#define ORDERS_MAX_LINES 50
+#define ORDERS_MAX_QTY   1000
+
+/* hd_context_t.decide for orders. Rejection codes: invalid_field, invalid_quantity,
+ * unknown_sku, delisted, no_price, mixed_currency, order_exists, unknown_order, not_owner,
+ * forbidden, already_shipped, order_final, order_cancelled, invalid_state, unknown_command. */
+int orders_decide(const json_t *state, const char *cmd_type, const json_t *cmd, const json_t *view,
+                  hd_decision_t *out);
+/* hd_context_t.evolve for orders: state stolen, payload borrowed, new state owned. */
+json_t *orders_evolve(json_t *state, const char *event_type, const json_t *payload);
+/* hd_view_t.fold for "pricing.events": view["prices"][sku] = {"amount_minor", "currency",
+ * "rules": {rule_id: rule}} from PriceSet, PriceRuleAdded, PriceRuleRemoved. */
+void orders_pricing_fold(json_t *view, const char *event_type, const json_t *event);
+
+extern const hd_context_t orders_context;
+
+#endif

@@ -1,0 +1,105 @@
+#include "payments.h"
+#include "es_mem.h"
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const payments_tables[] = {"payments", NULL};
+
+static const struct {
+    const char *type, *status;
+} statuses[] = {
+    {"PaymentRequested", "requested"}, {"PaymentCaptured", "captured"},
+    {"PaymentDeclined", "declined"},   {"PaymentRefundRequested", "refund_requested"},
+    {"PaymentRefunded", "refunded"},
+};
+
+const char *payments_status_of(const char *event_type)
+{
+    for (size_t i = 0; event_type && i < sizeof statuses / sizeof *statuses; i++)
+        if (!strcmp(statuses[i].type, event_type))
+            return statuses[i].status;
+    return NULL;
+}
+
+static int payments_setup(es_db_t *db, const char *suffix, es_err_t *err)
+{
+    char *sql = xasprintf(
+        "CREATE TABLE IF NOT EXISTS `payments%s` ("
+        "order_id VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,"
+        "customer_id VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,"
+        "status ENUM('requested','captured','declined','refund_requested','refunded') NOT NULL,"
+        "amount_minor BIGINT NOT NULL,"
+        "currency CHAR(3) NOT NULL,"
+        "gateway_ref VARCHAR(255) NOT NULL DEFAULT '',"
+        "decline_reason VARCHAR(255) NOT NULL DEFAULT '',"
+        "refund_ref VARCHAR(255) NOT NULL DEFAULT '',"
+        "version BIGINT NOT NULL,"
+        "updated_at BIGINT NOT NULL,"
+        "PRIMARY KEY (order_id),"
+        "KEY customer (customer_id)"
+        ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+        suffix);
+    int rc = es_db_exec(db, sql, NULL, 0, NULL, err);
+    free(sql);
+    return rc;
+}
+
+static int payments_apply(es_db_t *db, const char *suffix, const char *event_type,
+                          const json_t *event, es_err_t *err)
+{
+    const char *status = payments_status_of(event_type);
+    if (!status)
+        return 0;
+    const json_t *md = json_object_get(event, "metadata");
+    const char *order = json_string_value(json_object_get(event, "order_id"));
+    const char *customer = json_string_value(json_object_get(event, "customer_id"));
+    const char *currency = json_string_value(json_object_get(event, "currency"));
+    json_t *amount = json_object_get(event, "amount_minor");
+    json_t *version = json_object_get(md, "aggregate_version");
+    if (!order || !customer || !json_is_integer(version))
+        return es_set(err, ES_EINVAL, "%s: order_id, customer_id or metadata missing", event_type);
+    /* PaymentDeclined carries no amount: the row keeps the requested one */
+    bool has_amount = json_is_integer(amount) && currency;
+    const char *ref = json_string_value(json_object_get(event, "gateway_ref"));
+    const char *reason =
+        !strcmp(status, "declined") ? json_string_value(json_object_get(event, "reason")) : NULL;
+    const char *refund = json_string_value(json_object_get(event, "refund_ref"));
+    long long at = json_integer_value(json_object_get(md, "occurred_at"));
+    /* versions only grow: a redelivered older event never moves a row back */
+    char *sql = xasprintf(
+        "INSERT INTO `payments%s` (order_id, customer_id, status, amount_minor, currency, "
+        "gateway_ref, decline_reason, refund_ref, version, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE "
+        "status = IF(VALUES(version) > version, VALUES(status), status), "
+        "gateway_ref = IF(VALUES(version) > version AND VALUES(gateway_ref) <> '', "
+        "VALUES(gateway_ref), gateway_ref), "
+        "decline_reason = IF(VALUES(version) > version AND VALUES(decline_reason) <> '', "
+        "VALUES(decline_reason), decline_reason), "
+        "refund_ref = IF(VALUES(version) > version AND VALUES(refund_ref) <> '', "
+        "VALUES(refund_ref), refund_ref), "
+        "updated_at = IF(VALUES(version) > version, VALUES(updated_at), updated_at), "
+        "version = GREATEST(version, VALUES(version))",
+        suffix);
+    es_db_val_t p[] = {ES_DB_S(order),
+                       ES_DB_S(customer),
+                       ES_DB_S(status),
+                       ES_DB_I(has_amount ? json_integer_value(amount) : 0),
+                       ES_DB_S(has_amount ? currency : ""),
+                       ES_DB_S(ref ? ref : ""),
+                       ES_DB_S(reason ? reason : ""),
+                       ES_DB_S(refund ? refund : ""),
+                       ES_DB_I(json_integer_value(version)),
+                       ES_DB_I(at)};
+    int rc = es_db_exec(db, sql, p, sizeof p / sizeof *p, NULL, err);
+    free(sql);
+    return rc;
+}
+
+const pj_projection_t payments_payments_projection = {
+    .name = "payments_payments",
+    .context = "payments",
+    .version = 1,
+    .tables = payments_tables,
+    .setup = payments_setup,
+    .apply = payments_apply,
+};

@@ -1,0 +1,419 @@
+/* The notifications subscriber: one e-mail (SMTP, libcurl) per notifying event (see
+ * notify_templates.h), plus an SMS through the webhook when the customer gave a phone, and a
+ * NotificationSent or NotificationFailed event of its own on notifications.events.
+ *
+ * Sent once per event across restarts: database eventshop_notifications, table sent(event_id
+ * PK, kind, recipient_hash, message_id, at), checked before sending and written right after the
+ * SMTP server accepted the message. A redelivered event (aborted batch, crash, rebalance) finds
+ * its row and only writes its NotificationSent again (same derived event id). A crash between the
+ * SMTP acceptance and the row can still send one duplicate; its Message-ID (derived from the
+ * triggering event id) lets mail clients fold it.
+ *
+ * Recipients come from the users context: the sealed e-mail and phone of the users read model
+ * (eventshop_users.users) opened with the user's key (eventshop_keys.user_keys). The database
+ * user EVENTSHOP_MYSQL_NOTIFICATIONS_USER needs SELECT on both tables. Order facts the later
+ * events lack (customer, total) are kept from OrderPlaced in table order_facts. */
+#include "es_db.h"
+#include "es_env.h"
+#include "es_log.h"
+#include "es_mem.h"
+#include "notify_templates.h"
+#include "sb_runtime.h"
+#include "users_crypto.h"
+#include <curl/curl.h>
+#include <openssl/sha.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NOTIFY_TOPIC "notifications.events"
+#define NOTIFY_NS    "eventshop.notifications."
+
+struct notifications {
+    es_db_t *db;
+    CURL *curl;
+    char *smtp_url;
+    char *sms_url; /* NULL: no SMS */
+    char *from;
+    long timeout_ms;
+};
+
+static const char *str(const json_t *obj, const char *key)
+{
+    return json_string_value(json_object_get(obj, key));
+}
+
+static const char *const ddl[] = {
+    "CREATE TABLE IF NOT EXISTS sent (event_id VARCHAR(64) NOT NULL PRIMARY KEY,"
+    " kind VARCHAR(32) NOT NULL, recipient_hash CHAR(64) NOT NULL,"
+    " message_id VARCHAR(128) NOT NULL, channels VARCHAR(32) NOT NULL,"
+    " at BIGINT NOT NULL) ENGINE=InnoDB",
+    "CREATE TABLE IF NOT EXISTS order_facts (order_id VARCHAR(128) NOT NULL PRIMARY KEY,"
+    " customer_id VARCHAR(128) NOT NULL, total_minor BIGINT NULL, currency CHAR(3) NULL)"
+    " ENGINE=InnoDB",
+};
+
+static void notifications_release(void *state)
+{
+    struct notifications *n = state;
+    if (!n)
+        return;
+    es_db_close(n->db);
+    if (n->curl)
+        curl_easy_cleanup(n->curl);
+    free(n->smtp_url);
+    free(n->sms_url);
+    free(n->from);
+    free(n);
+}
+
+static void *notifications_init(es_err_t *err)
+{
+    struct notifications *n = xcalloc(1, sizeof *n);
+    if (users_crypto_init(err))
+        goto fail;
+    if (!(n->db = es_db_open("notifications", err)))
+        goto fail;
+    for (size_t i = 0; i < sizeof ddl / sizeof *ddl; i++)
+        if (es_db_exec(n->db, ddl[i], NULL, 0, NULL, err))
+            goto fail;
+    if (!(n->curl = curl_easy_init())) {
+        es_set(err, ES_EINTERNAL, "curl_easy_init failed");
+        goto fail;
+    }
+    n->smtp_url = xstrdup(es_env_str("EVENTSHOP_SMTP_URL", "smtp://127.0.0.1:2525"));
+    const char *sms = es_env_str("EVENTSHOP_SMS_WEBHOOK_URL", "");
+    n->sms_url = *sms ? xstrdup(sms) : NULL;
+    n->from = xstrdup(es_env_str("EVENTSHOP_MAIL_FROM", "eventshop <orders@eventshop.local>"));
+    n->timeout_ms = es_env_long("EVENTSHOP_NOTIFY_TIMEOUT_MS", 10000);
+    return n;
+fail:
+    notifications_release(n);
+    return NULL;
+}
+
+static void sha256_hex(const char *s, char out[65])
+{
+    unsigned char d[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)s, strlen(s), d);
+    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+/* --- the outside world ------------------------------------------------------------------- */
+
+struct upload {
+    const char *data;
+    size_t len, off;
+};
+
+static size_t on_read(char *p, size_t size, size_t nmemb, void *arg)
+{
+    struct upload *u = arg;
+    size_t n = size * nmemb;
+    if (n > u->len - u->off)
+        n = u->len - u->off;
+    memcpy(p, u->data + u->off, n);
+    u->off += n;
+    return n;
+}
+
+static size_t on_discard(char *p, size_t size, size_t n, void *arg)
+{
+    (void)p;
+    (void)arg;
+    return size * n;
+}
+
+/* Sends one e-mail. 0 when the server accepted it; ES_EIO (retry) or ES_EINVAL (rejected for
+ * good: a 5xx answer) with err. */
+static int smtp_send(struct notifications *n, const char *to, const char *msg, es_err_t *err)
+{
+    struct upload u = {msg, strlen(msg), 0};
+    struct curl_slist *rcpt = NULL;
+    char addr[300];
+    snprintf(addr, sizeof addr, "<%s>", to);
+    rcpt = curl_slist_append(rcpt, addr);
+    curl_easy_reset(n->curl);
+    curl_easy_setopt(n->curl, CURLOPT_URL, n->smtp_url);
+    curl_easy_setopt(n->curl, CURLOPT_MAIL_FROM, "<orders@eventshop.local>");
+    curl_easy_setopt(n->curl, CURLOPT_MAIL_RCPT, rcpt);
+    curl_easy_setopt(n->curl, CURLOPT_READFUNCTION, on_read);
+    curl_easy_setopt(n->curl, CURLOPT_READDATA, &u);
+    curl_easy_setopt(n->curl, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(n->curl, CURLOPT_TIMEOUT_MS, n->timeout_ms);
+    curl_easy_setopt(n->curl, CURLOPT_NOSIGNAL, 1L);
+    CURLcode cc = curl_easy_perform(n->curl);
+    long code = 0;
+    curl_easy_getinfo(n->curl, CURLINFO_RESPONSE_CODE, &code);
+    curl_slist_free_all(rcpt);
+    if (cc == CURLE_OK)
+        return 0;
+    if (code >= 500 && code < 600)
+        return es_set(err, ES_EINVAL, "smtp server rejected the message (%ld)", code);
+    return es_set(err, ES_EIO, "smtp '%s': %s (%ld)", n->smtp_url, curl_easy_strerror(cc), code);
+}
+
+/* Posts one SMS to the webhook, with an Idempotency-Key; 0 when accepted (2xx). */
+static int sms_send(struct notifications *n, const char *phone, const char *text, const char *key,
+                    es_err_t *err)
+{
+    json_t *j = json_pack("{s:s, s:s}", "to", phone, "text", text);
+    char *body = json_dumps(j, JSON_COMPACT);
+    char hdr[128];
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    snprintf(hdr, sizeof hdr, "Idempotency-Key: %s", key);
+    h = curl_slist_append(h, hdr);
+    curl_easy_reset(n->curl);
+    curl_easy_setopt(n->curl, CURLOPT_URL, n->sms_url);
+    curl_easy_setopt(n->curl, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(n->curl, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(n->curl, CURLOPT_WRITEFUNCTION, on_discard);
+    curl_easy_setopt(n->curl, CURLOPT_TIMEOUT_MS, n->timeout_ms);
+    curl_easy_setopt(n->curl, CURLOPT_NOSIGNAL, 1L);
+    CURLcode cc = curl_easy_perform(n->curl);
+    long code = 0;
+    curl_easy_getinfo(n->curl, CURLINFO_RESPONSE_CODE, &code);
+    curl_slist_free_all(h);
+    free(body);
+    json_decref(j);
+    if (cc != CURLE_OK || code < 200 || code >= 300)
+        return es_set(err, ES_EIO, "sms webhook: %s (%ld)",
+                      cc != CURLE_OK ? curl_easy_strerror(cc) : "answer", code);
+    return 0;
+}
+
+/* --- the users context --------------------------------------------------------------------- */
+
+/* The customer's e-mail and phone (owned, *phone may stay NULL). 1 found, 0 none (unknown,
+ * forgotten, unreadable: *why says which), -1 with err (the database). */
+static int contact_of(struct notifications *n, const char *user_id, char **email, char **phone,
+                      const char **why, es_err_t *err)
+{
+    es_db_val_t p[] = {ES_DB_S(user_id)};
+    unsigned char key[USERS_KEY_BYTES];
+    int rc = 0;
+    json_t *keyrows = NULL;
+    json_t *rows = es_db_query(n->db,
+                               "SELECT email_enc, phone_enc, status FROM eventshop_users.users "
+                               "WHERE user_id = ?",
+                               p, 1, err);
+    if (!rows)
+        return -1;
+    const json_t *row = json_array_get(rows, 0);
+    const char *email_enc = str(row, "email_enc");
+    const char *phone_enc = str(row, "phone_enc");
+    *why = "no_address";
+    if (!email_enc)
+        goto out;
+    keyrows = es_db_query(n->db,
+                          "SELECT LOWER(HEX(key_material)) AS k FROM eventshop_keys.user_keys "
+                          "WHERE user_id = ?",
+                          p, 1, err);
+    if (!keyrows) {
+        rc = -1;
+        goto out;
+    }
+    const char *hex = str(json_array_get(keyrows, 0), "k");
+    if (!hex || users_key_from_hex(hex, key)) {
+        *why = "no_key";
+        goto out;
+    }
+    es_err_t oerr = ES_ERR_INIT;
+    *email = users_open(key, user_id, "email", email_enc, &oerr);
+    if (!*email) {
+        *why = "address_unreadable";
+        goto out;
+    }
+    if (phone_enc && *phone_enc)
+        *phone = users_open(key, user_id, "phone", phone_enc, &oerr);
+    rc = 1;
+out:
+    memset(key, 0, sizeof key);
+    if (keyrows) {
+        /* the key's hex text lives in the JSON: wipe it */
+        char *k = (char *)str(json_array_get(keyrows, 0), "k");
+        if (k)
+            memset(k, 0, strlen(k));
+    }
+    json_decref(keyrows);
+    json_decref(rows);
+    return rc;
+}
+
+/* --- handling ------------------------------------------------------------------------------ */
+
+static int remember_order(struct notifications *n, const json_t *event, es_err_t *err)
+{
+    const char *order = str(event, "order_id");
+    const char *customer = str(event, "customer_id");
+    const json_t *total = json_object_get(event, "total_minor");
+    const char *currency = str(event, "currency");
+    if (!order || !customer)
+        return 0;
+    es_db_val_t p[] = {ES_DB_S(order), ES_DB_S(customer),
+                       json_is_integer(total) ? ES_DB_I(json_integer_value(total)) : ES_DB_N,
+                       currency ? ES_DB_S(currency) : ES_DB_N};
+    return es_db_exec(n->db,
+                      "INSERT INTO order_facts (order_id, customer_id, total_minor, currency) "
+                      "VALUES (?, ?, ?, ?) ON DUPLICATE KEY UPDATE order_id = order_id",
+                      p, 4, NULL, err);
+}
+
+static void emit_failed(sb_out_t *out, const char *trigger, const char *order, const char *customer,
+                        nt_kind_t kind, const char *reason)
+{
+    es_warn("notification '%s' for order '%s' failed: %s", nt_kind_name(kind), order, reason);
+    sb_out_event(out, NOTIFY_TOPIC, NOTIFY_NS "NotificationFailed", trigger,
+                 json_pack("{s:s, s:s, s:s, s:s, s:s}", "trigger_event_id", trigger, "order_id",
+                           order, "customer_id", customer ? customer : "", "kind",
+                           nt_kind_name(kind), "reason", reason));
+}
+
+static void emit_sent(sb_out_t *out, const char *trigger, const char *order, const char *customer,
+                      nt_kind_t kind, const char *channels, const char *hash, const char *msgid)
+{
+    json_t *ch = json_array();
+    json_array_append_new(ch, json_string("email"));
+    if (strstr(channels, "sms"))
+        json_array_append_new(ch, json_string("sms"));
+    sb_out_event(out, NOTIFY_TOPIC, NOTIFY_NS "NotificationSent", trigger,
+                 json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:s}", "trigger_event_id", trigger,
+                           "order_id", order, "customer_id", customer, "kind", nt_kind_name(kind),
+                           "channels", ch, "recipient_hash", hash, "message_id", msgid));
+}
+
+static int notifications_handle(void *state, const char *event_type, const json_t *event,
+                                const char *traceparent, sb_out_t *out, es_err_t *err)
+{
+    struct notifications *n = state;
+    (void)traceparent;
+    const char *short_type = strrchr(event_type, '.') ? strrchr(event_type, '.') + 1 : event_type;
+    if (!strcmp(short_type, "OrderPlaced"))
+        return remember_order(n, event, err);
+    nt_kind_t kind = nt_kind_of(event_type, event);
+    if (kind == NT_NONE)
+        return 0;
+    const json_t *md = json_object_get(event, "metadata");
+    const char *trigger = str(md, "event_id");
+    const char *order = str(event, "order_id");
+    if (!trigger || !order) {
+        sb_out_dead_letter(out, "notifying event without metadata.event_id or order_id");
+        return 0;
+    }
+    char msgid[160], hash[65];
+    nt_message_id(trigger, msgid, sizeof msgid);
+    int rc = 0;
+    char *email = NULL, *phone = NULL, *msg = NULL;
+    nt_message_t m = {0};
+    json_t *facts = NULL, *sent = NULL;
+
+    es_db_val_t pt[] = {ES_DB_S(trigger)};
+    if (!(sent = es_db_query(n->db, "SELECT recipient_hash, channels FROM sent WHERE event_id = ?",
+                             pt, 1, err)))
+        return -1;
+    es_db_val_t po[] = {ES_DB_S(order)};
+    if (!(facts = es_db_query(n->db,
+                              "SELECT customer_id, total_minor, currency FROM order_facts "
+                              "WHERE order_id = ?",
+                              po, 1, err))) {
+        rc = -1;
+        goto out;
+    }
+    const json_t *f = json_array_get(facts, 0);
+    const char *customer = str(event, "customer_id");
+    if (!customer || !*customer)
+        customer = str(f, "customer_id");
+    if (json_array_size(sent) > 0) { /* sent before a crash or an aborted batch */
+        const json_t *row = json_array_get(sent, 0);
+        emit_sent(out, trigger, order, customer ? customer : "", kind, str(row, "channels"),
+                  str(row, "recipient_hash"), msgid);
+        goto out;
+    }
+    if (!customer) {
+        emit_failed(out, trigger, order, NULL, kind, "unknown_customer");
+        goto out;
+    }
+    const char *why = NULL;
+    int found = contact_of(n, customer, &email, &phone, &why, err);
+    if (found < 0) {
+        rc = -1;
+        goto out;
+    }
+    if (!found) {
+        emit_failed(out, trigger, order, customer, kind, why);
+        goto out;
+    }
+    const json_t *total = json_object_get(event, "total_minor");
+    if (!json_is_integer(total))
+        total = json_object_get(f, "total_minor");
+    nt_facts_t facts_in = {
+        .order_id = order,
+        .total_minor = json_is_integer(total) ? json_integer_value(total) : -1,
+        .currency = str(event, "currency") ? str(event, "currency") : str(f, "currency"),
+        .tracking_number = str(event, "tracking_number"),
+        .reason = str(event, "reason"),
+    };
+    nt_render(kind, &facts_in, &m);
+    msg = nt_email_build(n->from, email, &m, msgid,
+                         json_integer_value(json_object_get(md, "occurred_at")));
+    if (!msg) {
+        emit_failed(out, trigger, order, customer, kind, "address_invalid");
+        goto out;
+    }
+    es_err_t serr = ES_ERR_INIT;
+    if (smtp_send(n, email, msg, &serr)) {
+        if (serr.code == ES_EINVAL) {
+            emit_failed(out, trigger, order, customer, kind, "smtp_rejected");
+            goto out;
+        }
+        rc = es_set(err, ES_EIO, "%s", serr.msg);
+        goto out;
+    }
+    sha256_hex(email, hash);
+    const char *channels = "email";
+    if (phone && n->sms_url) {
+        es_err_t merr = ES_ERR_INIT;
+        if (sms_send(n, phone, m.sms, trigger, &merr) == 0)
+            channels = "email,sms";
+        else
+            es_warn("sms for order '%s' not sent: %s", order, merr.msg);
+    }
+    es_db_val_t ps[] = {
+        ES_DB_S(trigger),  ES_DB_S(nt_kind_name(kind)),
+        ES_DB_S(hash),     ES_DB_S(msgid),
+        ES_DB_S(channels), ES_DB_I(json_integer_value(json_object_get(md, "occurred_at")))};
+    es_err_t werr = ES_ERR_INIT;
+    if (es_db_exec(n->db,
+                   "INSERT IGNORE INTO sent (event_id, kind, recipient_hash, message_id, channels, "
+                   "at) VALUES (?, ?, ?, ?, ?, ?)",
+                   ps, 6, NULL, &werr))
+        es_error("sent record of event '%s' not written: %s", trigger, werr.msg);
+    es_info("notification '%s' for order '%s' sent (%s)", nt_kind_name(kind), order, channels);
+    emit_sent(out, trigger, order, customer, kind, channels, hash, msgid);
+out:
+    if (email) {
+        memset(email, 0, strlen(email));
+        free(email);
+    }
+    if (phone) {
+        memset(phone, 0, strlen(phone));
+        free(phone);
+    }
+    free(msg);
+    nt_message_release(&m);
+    json_decref(facts);
+    json_decref(sent);
+    return rc;
+}
+
+static const char *const notifications_topics[] = {"orders.events", "payments.events",
+                                                   "shipping.events", NULL};
+
+const sb_subscriber_t sb_notifications = {
+    .name = "notifications",
+    .topics = notifications_topics,
+    .init = notifications_init,
+    .release = notifications_release,
+    .handle = notifications_handle,
+    .tick = NULL,
+};
