@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# One image, every role: eventshop-{registry,handler,projector,api,admin,token}. The role is the
+# One image, every role: eventshop-{registry,handler,projector,api,admin,token,subscriber}, plus
+# the stand-ins eventshop-test-{gateway,carrier} (compose, tests). The role is the
 # command, e.g. `eventshop-handler catalog`. Build: docker build -t eventshop:dev .
 FROM debian:12-slim AS build
 ENV DEBIAN_FRONTEND=noninteractive
@@ -18,7 +19,8 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo \
  && mkdir -p /out/bin \
  && cp /build/schema-registry/eventshop-registry /build/command-handlers/eventshop-handler \
        /build/projections/eventshop-projector /build/api/eventshop-api /build/api/eventshop-token \
-       /build/runtime/eventshop-admin /out/bin/ \
+       /build/runtime/eventshop-admin /build/subscribers/eventshop-subscriber \
+       /build/subscribers/eventshop-test-gateway /build/subscribers/eventshop-test-carrier /out/bin/ \
  && strip --strip-debug /out/bin/*
 
 FROM debian:12-slim AS runtime

@@ -6,7 +6,10 @@
 #   kubeconform every overlay's objects against the Kubernetes 1.33 strict schemas and the
 #               KEDA, prometheus-operator (from their CRDs), Strimzi and external-secrets schemas
 #   policy      every Deployment/StatefulSet/Job: probes (long-running), requests and limits,
-#               non-root, read-only root fs, no privilege escalation; KEDA caps <= partitions
+#               non-root, read-only root fs, no privilege escalation; KEDA caps <= partitions;
+#               secrets only as *_FILE; every subscriber of deploy/subscribers: Deployment, PDB,
+#               metrics probes, <name>.deadletter topic (30 days), KEDA on its group, or exactly
+#               1 replica with Recreate and no autoscaler when "singleton"
 #   dclint      docker-compose.yml;  hadolint: Dockerfile;  workflows: YAML that parses
 #   selftest    kubeconform rejects a manifest with an unknown field (the check can fail)
 set -uo pipefail
@@ -39,7 +42,7 @@ generated() {
     done
     return $rc
 }
-policy() { # file partitions
+policy() { # file partitions overlay subscribers-file
     "$py" - "$@" <<'PY'
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
@@ -69,6 +72,39 @@ for d in docs:
     if kind == "Kafka" and sys.argv[3] == "prod":
         cfg = d["spec"]["kafka"]["config"]
         if cfg.get("min.insync.replicas") != 2: bad.append("Kafka: min.insync.replicas must be 2 in prod")
+by = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+for d in docs:  # secrets reach the roles as mounted files only, never as env values
+    if d["kind"] in ("Deployment", "StatefulSet", "Job"):
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            for e in c.get("env", []):
+                if "value" in e and any(w in e["name"] for w in ("PASSWORD", "SECRET", "KEY")) and not e["name"].endswith("_FILE"):
+                    bad.append(f"{d['kind']}/{d['metadata']['name']}/{c['name']}: secret {e['name']} as an env value")
+scaled = {d["spec"]["scaleTargetRef"]["name"]: d for d in docs if d["kind"] == "ScaledObject"}
+scaled.update({d["spec"]["scaleTargetRef"]["name"]: d for d in docs if d["kind"] == "HorizontalPodAutoscaler"})
+for ln in open(sys.argv[4]):
+    w = ln.split("#")[0].split()
+    if not w:
+        continue
+    sub, opts, name = w[0], set(w[1:]), f"eventshop-subscriber-{w[0]}"
+    dep = by.get(("Deployment", name))
+    if not dep:
+        bad.append(f"subscriber {sub}: no Deployment/{name}"); continue
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    if c.get("args") != ["eventshop-subscriber", sub]: bad.append(f"Deployment/{name}: args {c.get('args')}")
+    if c.get("readinessProbe", {}).get("httpGet", {}).get("path") != "/readyz": bad.append(f"Deployment/{name}: readiness not on /readyz")
+    if {"name": "EVENTSHOP_METRICS_ADDR", "value": "0.0.0.0:9100"} not in c.get("env", []): bad.append(f"Deployment/{name}: metrics not on 9100")
+    if ("PodDisruptionBudget", name) not in by: bad.append(f"subscriber {sub}: no PodDisruptionBudget")
+    t = by.get(("KafkaTopic", f"{sub}.deadletter"))
+    if not t or t["spec"]["config"].get("retention.ms") != 30 * 24 * 3600 * 1000:
+        bad.append(f"subscriber {sub}: no KafkaTopic {sub}.deadletter kept 30 days")
+    if "singleton" in opts:
+        if dep["spec"]["replicas"] != 1 or dep["spec"]["strategy"]["type"] != "Recreate":
+            bad.append(f"Deployment/{name}: singleton needs replicas 1 and strategy Recreate")
+        if name in scaled: bad.append(f"Deployment/{name}: singleton must not be autoscaled")
+    else:
+        so = scaled.get(name)
+        if not so or so["kind"] != "ScaledObject" or so["spec"]["triggers"][0]["metadata"].get("consumerGroup") != f"eventshop-{sub}-subscriber":
+            bad.append(f"subscriber {sub}: no KEDA ScaledObject on group eventshop-{sub}-subscriber")
 if sys.argv[3] == "prod":
     n = sum(d["spec"]["replicas"] for d in docs if d["kind"] == "KafkaNodePool" and "broker" in d["spec"]["roles"])
     if n != 3: bad.append(f"prod has {n} brokers, not 3")
@@ -91,7 +127,7 @@ declare -A parts=([dev]=4 [prod]=12)
 for o in dev prod; do
     check "kustomize build overlays/$o" sh -c "'$bin/kustomize' build deploy/overlays/$o >'$tmp/$o.yaml'"
     check "kubeconform overlays/$o" kubeconform "$tmp/$o.yaml"
-    check "policy overlays/$o" policy "$tmp/$o.yaml" "${parts[$o]}" "$o"
+    check "policy overlays/$o" policy "$tmp/$o.yaml" "${parts[$o]}" "$o" deploy/subscribers
 done
 check "selftest kubeconform rejects an unknown field" selftest
 check "dclint docker-compose.yml" .cache/npm/node_modules/.bin/dclint -q docker-compose.yml
