@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from conftest import unique, wait_for
+from notify_ship_util import mails_about, register_customer
 
 WAIT = {"Prefer": "wait=20"}
 FINAL = {"delivered", "cancelled"}
@@ -120,9 +121,20 @@ def stock(api_url, sku):
     return r.json()
 
 
-def test_happy_path_placed_to_delivered(api_url, token, gateway):
+def registered_customer(api_url, db):
+    """A customer with an account (so notifications know its address), logged in over HTTP:
+    (user id, e-mail address, token)."""
+    sub, addr = register_customer(api_url, db)  # with notify_ship_util's password
+    r = requests.post(f"{api_url}/v1/auth/token", timeout=30,
+                      json={"email": addr, "password": "correct horse battery staple"})
+    assert r.status_code == 200, r.text
+    return sub, addr, r.json()["access_token"]
+
+
+def test_happy_path_placed_to_delivered(api_url, token, gateway, db):
+    needs("ES_SUBSCRIBERS", ["notifications"])
     sku, _ = sku_on_sale(api_url, token, stock=5, price=1250)
-    sub, tok = customer(token)
+    sub, addr, tok = registered_customer(api_url, db)
     r = place(api_url, tok, [{"sku": sku, "quantity": 2}])
     oid = placed_id(r)
     assert r.headers.get("Location", "").endswith(oid) or r.status_code == 202
@@ -137,6 +149,19 @@ def test_happy_path_placed_to_delivered(api_url, token, gateway):
     assert g["charges"] == 1 and g["amount_charged"] == 2500
     wait_for(lambda: stock(api_url, sku)["on_hand"] == 3 and stock(api_url, sku)["reserved"] == 0,
              timeout=30, what="the stock committed")
+    # the SMTP capture got the confirmed, shipped and delivered e-mails, once each
+    kinds = ("is confirmed", "has shipped", "was delivered")
+
+    def mailed():
+        got = mails_about(oid)
+        return got if all(any(k in m["Subject"] for m in got) for k in kinds) else None
+
+    wait_for(mailed, timeout=30, what=f"the e-mails of order {oid}")
+    time.sleep(1)  # a duplicate would land by now
+    got = mails_about(oid)
+    assert sorted(m["Subject"] for m in got) == sorted(f"Your order {oid} {k}" for k in kinds), \
+        [m["Subject"] for m in got]
+    assert all(m["To"] == addr for m in got), [m["To"] for m in got]
     # the customer sees it in its list; another customer neither lists nor reads it
     mine = requests.get(f"{api_url}/v1/orders", headers=auth(tok), timeout=30).json()["items"]
     assert oid in [x["order_id"] for x in mine]
