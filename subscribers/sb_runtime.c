@@ -252,6 +252,17 @@ static int handle_one(sb_runtime_t *rt, const rd_kafka_message_t *m, es_err_t *e
         goto out;
     }
     int prc = produce_outputs(rt, json_object_get(ev, "metadata"), tp, reason, sizeof reason, err);
+    if (prc == 0) {
+        /* one line per handled event, with the trace it belongs to */
+        const json_t *meta = json_object_get(ev, "metadata");
+        char trace_id[ES_TRACE_ID_LEN];
+        es_trace_id(tp, trace_id);
+        es_log_kv(ES_LOG_INFO, trace_id[0] ? trace_id : NULL,
+                  ES_F("subscriber", rt->sub->name, "event_type", type, "event_id",
+                       json_string_value(json_object_get(meta, "event_id")), "aggregate_id",
+                       json_string_value(json_object_get(meta, "aggregate_id"))),
+                  "handled %s", type);
+    }
     if (prc > 0)
         rc = produce_dead_letter(rt, m, reason, err);
     else

@@ -211,6 +211,25 @@ def test_a_trace_id_goes_from_the_api_log_through_handler_and_projector(api_url)
                 assert ln["trace_id"] == trace_id
 
 
+def test_an_order_trace_reaches_the_saga_subscriber(api_url, token):
+    """The trace of POST /v1/orders goes API -> orders handler -> OrderPlaced -> the order
+    saga's log line (and on to the commands the saga sends)."""
+    if "order-saga" not in os.environ.get("ES_SUBSCRIBERS", "").split():
+        pytest.skip("the stack runs without the order saga")
+    from test_orders import ADDRESS, auth, customer, sku_on_sale
+    sku, _ = sku_on_sale(api_url, token, stock=5)
+    _, tok = customer(token)
+    trace_id, span_id = secrets.token_hex(16), secrets.token_hex(8)
+    r = requests.post(f"{api_url}/v1/orders", timeout=60,
+                      headers=auth(tok, traceparent=f"00-{trace_id}-{span_id}-01", **WAIT),
+                      json={"lines": [{"sku": sku, "quantity": 1}], "shipping_address": ADDRESS})
+    assert r.status_code in (200, 201, 202), r.text
+    saga = wait_for(lambda: json_lines_with("subscriber-order-saga", trace_id), timeout=30,
+                    what="the saga's log line of the order's trace")
+    assert any(ln.get("event_type", "").endswith("OrderPlaced") for ln in saga), saga
+    assert json_lines_with("api", trace_id) and json_lines_with("handler-orders", trace_id)
+
+
 def test_no_secret_in_any_log():
     sdir = os.path.join(env("ES_STATE"), "secrets")
     needles = []
