@@ -2,8 +2,19 @@
 #include "es_env.h"
 #include "es_log.h"
 #include "es_mem.h"
+#include "es_metrics.h"
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+static void count_outcome(const char *outcome)
+{
+    char labels[64];
+    snprintf(labels, sizeof labels, "outcome=\"%s\"", outcome);
+    es_metric_add(es_counter("eventshop_payment_outcomes_total",
+                             "gateway answers to charges and refunds, by outcome", labels),
+                  1);
+}
 
 #define PAYMENTS_NS "eventshop.payments."
 
@@ -40,17 +51,20 @@ static int charge(gateway_t *gw, const json_t *event, sb_out_t *out, es_err_t *e
     }
     switch (res.outcome) {
     case GATEWAY_OK:
+        count_outcome("captured");
         es_info("order '%s' charged %lld %s as '%s'", order, c.amount_minor, currency, res.ref);
         sb_out_command(out, "payments", PAYMENTS_NS "RecordPaymentCaptured", order,
                        json_pack("{s:s, s:s}", "order_id", order, "gateway_ref", res.ref));
         return 0;
     case GATEWAY_DECLINED:
+        count_outcome("declined");
         es_info("order '%s': payment declined (%s)", order, res.reason);
         sb_out_command(out, "payments", PAYMENTS_NS "RecordPaymentDeclined", order,
                        json_pack("{s:s, s:s, s:s}", "order_id", order, "reason",
                                  res.reason[0] ? res.reason : "declined", "gateway_ref", res.ref));
         return 0;
     case GATEWAY_RETRY:
+        count_outcome("unavailable");
         return es_set(err, ES_EIO, "charging order '%s': gateway unavailable (http %d: %s)", order,
                       res.http_status, res.reason);
     case GATEWAY_FAILED:

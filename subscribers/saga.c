@@ -10,6 +10,7 @@
 #include "es_kafka.h"
 #include "es_log.h"
 #include "es_mem.h"
+#include "es_metrics.h"
 #include "ev_codec.h"
 #include "sb_runtime.h"
 #include "sr_client.h"
@@ -222,6 +223,12 @@ static int saga_handle(void *state, const char *type, const json_t *ev, const ch
             return 0;
         }
         track(s, type, ev);
+        char labels[128];
+        snprintf(labels, sizeof labels, "event=\"%.100s\"", type + 17);
+        es_metric_add(es_counter("eventshop_saga_transitions_total",
+                                 "order events the saga acted on, by event (its state changes)",
+                                 labels),
+                      1);
         return 0;
     }
     if (!order || !*order) /* stock or payment events of no order: not the saga's */
@@ -259,12 +266,21 @@ static int saga_tick(void *state, long long now_ms, sb_out_t *out, es_err_t *err
     saga_t *s = state;
     const char *order;
     json_t *o;
+    static const char *const help = "orders cancelled because they missed a deadline";
+    es_metric_t *missed_reservation =
+        es_counter("eventshop_saga_deadlines_missed_total", help, "deadline=\"reservation\"");
+    es_metric_t *missed_payment =
+        es_counter("eventshop_saga_deadlines_missed_total", help, "deadline=\"payment\"");
+    es_metric_set(es_gauge("eventshop_saga_open_orders", "orders the saga is waiting on", ""),
+                  (double)json_object_size(s->open));
     json_object_foreach(s->open, order, o)
     {
         const char *status = str(o, "status");
         json_int_t by = !strcmp(status, "placed") ? num(o, "reserve_by") : num(o, "pay_by");
         if (by <= 0 || now_ms < by || now_ms - num(o, "sent_at") < RESEND_MS)
             continue;
+        if (!num(o, "sent_at")) /* the first cancel for this order, not a resend */
+            es_metric_add(!strcmp(status, "placed") ? missed_reservation : missed_payment, 1);
         json_object_set_new(o, "sent_at", json_integer(now_ms));
         es_info("order '%s' missed its %s deadline: cancelling", order,
                 !strcmp(status, "placed") ? "reservation" : "payment");
