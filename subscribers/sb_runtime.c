@@ -611,10 +611,15 @@ int sb_runtime_run(sb_runtime_t *rt, es_err_t *err)
     if (e)
         return es_kafka_resp_error(err, e, "subscribe");
     rd_kafka_message_t **msgs = xcalloc((size_t)rt->batch_max, sizeof *msgs);
+    /* A subscriber without a tick waits in the consumer for as long as there is nothing to do;
+     * one with a tick waits until the tick is due. Never a zero timeout when idle: the deadline
+     * is moved forward whenever it passes, so an idle role sleeps in the poll. */
     double next_tick = now_s() + 1;
     while (!rt->stop && !rt->fatal) {
+        if (!rt->sub->tick && now_s() >= next_tick)
+            next_tick = now_s() + 1;
         int wait = (int)((next_tick - now_s()) * 1000);
-        size_t n = gather(rt, rt->consumer, msgs, wait > 0 ? (wait < 200 ? wait : 200) : 0, NULL);
+        size_t n = gather(rt, rt->consumer, msgs, wait > 1 ? wait : 1, NULL);
         if (n > 0 && !rt->fatal) {
             rd_kafka_consumer_group_metadata_t *cgmd =
                 rd_kafka_consumer_group_metadata(rt->consumer);
