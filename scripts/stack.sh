@@ -9,7 +9,8 @@
 #   stack.sh down          stops everything (data is kept)
 #   stack.sh status        one line per process
 #   stack.sh role-start|role-stop|role-kill|role-wait ROLE    (ROLE: registry, api,
-#                          handler-<ctx>, projector-<ctx>); role-kill sends SIGKILL
+#                          handler-<ctx>, projector-<ctx>); role-kill sends SIGKILL;
+#                          role-start honours ES_ROLE_BUILD and ES_ROLE_WRAPPER
 #   stack.sh endpoints     prints the endpoints
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -231,8 +232,12 @@ role_health_url() {
 role_start() {
     local role=$1
     [ -z "$(pidof_role "$role" || true)" ] || return 0
+    # for this start only: ES_ROLE_BUILD, another build tree (e.g. build-tsan); ES_ROLE_WRAPPER,
+    # a command the role runs under (e.g. valgrind); the caller's other variables pass through
+    local build=${ES_ROLE_BUILD:-} wrapper=${ES_ROLE_WRAPPER:-}
     # shellcheck disable=SC1091
     . "$ES_STATE/env"
+    [ -z "$build" ] || ES_BUILD=$build
     local port; port=$(metrics_port "$role")
     need_port "$role" "$port"
     local cmd; cmd=$(role_cmd "$role")
@@ -255,7 +260,7 @@ role_start() {
                 done ;;
         esac
         # shellcheck disable=SC2086
-        exec $cmd >>"$ES_STATE/logs/$role.log" 2>&1
+        exec $wrapper $cmd >>"$ES_STATE/logs/$role.log" 2>&1
     ) &
     echo $! >"$ES_STATE/run/$role.pid"
 }

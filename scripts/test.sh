@@ -85,6 +85,13 @@ if scripts/stack.sh up >"$out/stack-up.log" 2>&1; then
     [ "$np" -gt 0 ] || { nf=$((nf + 1)); failures+=("pytest ran nothing"); }
     passed=$((passed + np)); failed=$((failed + nf))
     [ "$nf" -eq 0 ] || failures+=(integration)
+    echo "== races and memory (TSan API, plain-build stress, valgrind), on the same stack"
+    scripts/races.sh >"$out/races.log" 2>&1
+    grep -E '^(PASS|FAIL)' "$out/races.log"
+    read -r np nf < <(tail -n 1 "$out/races.log" | awk '{print $2 + 0, $4 + 0}')
+    [ "$np" -gt 0 ] || { nf=$((nf + 1)); tail -n 30 "$out/races.log"; }
+    passed=$((passed + np)); failed=$((failed + nf))
+    [ "$nf" -eq 0 ] || failures+=(races)
 else
     cat "$out/stack-up.log"; count stack-up 1
 fi
