@@ -1,5 +1,5 @@
 # eventshop — the two commands: `make up` and `make test`. See README.md.
-.PHONY: all setup build up down status test bench token format clean
+.PHONY: all setup build up down status test bench chaos token format clean
 
 BUILD ?= build
 JOBS ?= 2
@@ -28,6 +28,10 @@ test:
 
 bench: build
 	@scripts/bench.sh
+
+# faults of every dependency and role under a steady load, on a stack of its own (≤ 25 min)
+chaos: build
+	@scripts/chaos.sh
 
 # prints only the token, minted with the key `make up` generated
 token:
