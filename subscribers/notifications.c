@@ -360,14 +360,11 @@ static int claim(struct notifications *n, const struct notice *c, es_err_t *err)
                   "sending notification '%s' for order '%s'", kname, c->order);
     }
     es_fault_hit("notify.before_claim");
-    int rc = prior < 0 ? es_db_exec(n->db,
-                                    "INSERT INTO claims (event_id, kind, message_id, sends, "
-                                    "claimed_at) VALUES (?, ?, ?, 1, ?)",
-                                    p, 4, NULL, err)
-                       : es_db_exec(n->db,
-                                    "UPDATE claims SET sends = sends + 1 WHERE event_id = ? AND "
-                                    "kind = ?",
-                                    p, 2, NULL, err);
+    /* one statement for both: a replica that claimed it meanwhile (a rebalance) only adds */
+    int rc = es_db_exec(n->db,
+                        "INSERT INTO claims (event_id, kind, message_id, sends, claimed_at) "
+                        "VALUES (?, ?, ?, 1, ?) ON DUPLICATE KEY UPDATE sends = sends + 1",
+                        p, 4, NULL, err);
     if (rc)
         return -1;
     es_fault_hit("notify.after_claim");

@@ -214,7 +214,7 @@ def restored(stack):
 ])
 def test_one_message_id_across_a_crash_at(point, deliveries, resent, api_url, db, brokers,
                                           registry, orders_out, stack, restored):
-    customer, _ = register_customer(api_url, db)
+    customer, _ = register_customer(api_url, db, phone="+33 6 00 00 00 01")
     stack.stop(ROLE)
     since = log_size()
     start_role(faults=point)
@@ -251,8 +251,8 @@ def test_one_message_id_across_a_crash_at(point, deliveries, resent, api_url, db
     # was); the same for the order placed here, when the crash was on another notification
     def sent(o, mid):
         return [n for n in notifications_for(brokers, registry, o) if n["message_id"] == mid]
-    ours = f"<{notification_key(confirm[2]['metadata']['event_id'], 'order_confirmed')}" \
-           "@eventshop.local>"
+    our_key = notification_key(confirm[2]["metadata"]["event_id"], "order_confirmed")
+    ours = f"<{our_key}@eventshop.local>"
     wait_for(lambda: sent(crashed_order, msgid), timeout=90, interval=1,
              what=f"NotificationSent of {msgid} after the restart")
     wait_for(lambda: sent(order, ours), timeout=90, interval=1,
@@ -269,6 +269,12 @@ def test_one_message_id_across_a_crash_at(point, deliveries, resent, api_url, db
     mine = [m for m in mails_about(order) if "is confirmed" in m["Subject"]]
     assert {m["Message-ID"] for m in mine} == {ours}
     assert len(mine) == (deliveries if ours == msgid else 1)
+    # the SMS goes out after the e-mail's record, once, under the same key (after a crash at
+    # notify.after_record, by the recovery)
+    sms = [t for t in requests.get(f"{carrier_url()}/_sms", timeout=5).json()
+           if t.get("idempotency_key") == our_key]
+    assert len(sms) == 1, sms
+    assert sent(order, ours)[0]["channels"] == ["email", "sms"]
     with db("notifications").cursor() as c:
         c.execute("SELECT sends FROM claims WHERE message_id = %s", (msgid,))
         claim = c.fetchone()
