@@ -551,10 +551,11 @@ static int notifications_handle(void *state, const char *event_type, const json_
             es_warn("sms for order '%s' not sent: %s", order, merr.msg);
         }
     }
+    const char *sent_id = rec ? str(rec, "message_id") : msgid; /* as the e-mail had it */
     es_log_kv(ES_LOG_INFO, trace_id[0] ? trace_id : NULL,
-              ES_F("order_id", order, "kind", kname, "message_id", msgid, "event_id", trigger),
+              ES_F("order_id", order, "kind", kname, "message_id", sent_id, "event_id", trigger),
               "notification '%s' for order '%s' sent (%s)", kname, order, channels);
-    emit_sent(out, trigger, order, customer, kind, channels, hash, msgid);
+    emit_sent(out, trigger, order, customer, kind, channels, hash, sent_id);
 out:
     if (email) {
         memset(email, 0, strlen(email));
