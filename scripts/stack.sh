@@ -9,8 +9,9 @@
 #   stack.sh down          stops everything (data is kept)
 #   stack.sh status        one line per process
 #   stack.sh role-start|role-stop|role-kill|role-wait ROLE    (ROLE: registry, api,
-#                          handler-<ctx>, projector-<ctx>); role-kill sends SIGKILL;
-#                          role-start honours ES_ROLE_BUILD and ES_ROLE_WRAPPER
+#                          handler-<ctx>, projector-<ctx>); role-kill sends SIGKILL; role-start
+#                          hands its environment on (EVENTSHOP_FAULTS=p arms fault p in that
+#                          role) and honours ES_ROLE_BUILD and ES_ROLE_WRAPPER
 #   stack.sh endpoints     prints the endpoints
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)

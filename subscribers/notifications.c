@@ -2,12 +2,22 @@
  * notify_templates.h), plus an SMS through the webhook when the customer gave a phone, and a
  * NotificationSent or NotificationFailed event of its own on notifications.events.
  *
- * Sent once per event across restarts: database eventshop_notifications, table sent(event_id
- * PK, kind, recipient_hash, message_id, at), checked before sending and written right after the
- * SMTP server accepted the message. A redelivered event (aborted batch, crash, rebalance) finds
- * its row and only writes its NotificationSent again (same derived event id). A crash between the
- * SMTP acceptance and the row can still send one duplicate; its Message-ID (derived from the
- * triggering event id) lets mail clients fold it.
+ * At least once, with one Message-ID (docs/ARCHITECTURE.md, "Notifications"). Each (event,
+ * template) has a key derived from both (nt_notification_key): the Message-ID's local part and
+ * the SMS webhook's Idempotency-Key, the same at every attempt. In database
+ * eventshop_notifications:
+ *   claims(event_id, kind, message_id, sends, claimed_at): written and committed BEFORE the SMTP
+ *     transaction; sends counts the transactions begun that the server may have accepted (one
+ *     it certainly refused is taken back);
+ *   sent(event_id PK, kind, recipient_hash, message_id, channels, at): the record, written right
+ *     after the server accepted the message (channels gains "sms" once the webhook took it).
+ * A redelivered event (aborted batch, crash, rebalance) with a record is not mailed again: it only
+ * writes its NotificationSent again (same derived event id; an SMS not yet recorded is tried
+ * again under the same key). A claim with sends > 0 and no record is ambiguous: the server may
+ * have accepted the message just before a crash. It is sent again with the same Message-ID, logged
+ * and counted (eventshop_notifications_resent_total{kind}), so the receiver can fold the two.
+ * Fault points (es_fault.h): notify.before_claim, notify.after_claim, notify.after_accept (the
+ * window: accepted, not recorded), notify.after_record.
  *
  * Recipients come from the users context: the sealed e-mail and phone of the users read model
  * (eventshop_users.users) opened with the user's key (eventshop_keys.user_keys). The database
@@ -15,15 +25,20 @@
  * events lack (customer, total) are kept from OrderPlaced in table order_facts. */
 #include "es_db.h"
 #include "es_env.h"
+#include "es_fault.h"
 #include "es_log.h"
 #include "es_mem.h"
+#include "es_metrics.h"
+#include "es_trace.h"
 #include "notify_templates.h"
 #include "sb_runtime.h"
 #include "users_crypto.h"
 #include <curl/curl.h>
 #include <openssl/sha.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define NOTIFY_TOPIC "notifications.events"
 #define NOTIFY_NS    "eventshop.notifications."
@@ -35,6 +50,7 @@ struct notifications {
     char *sms_url; /* NULL: no SMS */
     char *from;
     long timeout_ms;
+    es_metric_t *m_resent[NT_NONE];
 };
 
 static const char *str(const json_t *obj, const char *key)
@@ -47,6 +63,9 @@ static const char *const ddl[] = {
     " kind VARCHAR(32) NOT NULL, recipient_hash CHAR(64) NOT NULL,"
     " message_id VARCHAR(128) NOT NULL, channels VARCHAR(32) NOT NULL,"
     " at BIGINT NOT NULL) ENGINE=InnoDB",
+    "CREATE TABLE IF NOT EXISTS claims (event_id VARCHAR(64) NOT NULL, kind VARCHAR(32) NOT NULL,"
+    " message_id VARCHAR(128) NOT NULL, sends INT NOT NULL, claimed_at BIGINT NOT NULL,"
+    " PRIMARY KEY (event_id, kind)) ENGINE=InnoDB",
     "CREATE TABLE IF NOT EXISTS order_facts (order_id VARCHAR(128) NOT NULL PRIMARY KEY,"
     " customer_id VARCHAR(128) NOT NULL, total_minor BIGINT NULL, currency CHAR(3) NULL)"
     " ENGINE=InnoDB",
@@ -85,10 +104,26 @@ static void *notifications_init(es_err_t *err)
     n->sms_url = *sms ? xstrdup(sms) : NULL;
     n->from = xstrdup(es_env_str("EVENTSHOP_MAIL_FROM", "eventshop <orders@eventshop.local>"));
     n->timeout_ms = es_env_long("EVENTSHOP_NOTIFY_TIMEOUT_MS", 10000);
+    for (int k = 0; k < NT_NONE; k++) {
+        char labels[64];
+        snprintf(labels, sizeof labels, "kind=\"%s\"", nt_kind_name((nt_kind_t)k));
+        n->m_resent[k] = es_counter("eventshop_notifications_resent_total",
+                                    "e-mails sent again with the same Message-ID under a claim "
+                                    "without a record (the server may have accepted the earlier "
+                                    "one)",
+                                    labels);
+    }
     return n;
 fail:
     notifications_release(n);
     return NULL;
+}
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void sha256_hex(const char *s, char out[65])
@@ -125,8 +160,11 @@ static size_t on_discard(char *p, size_t size, size_t n, void *arg)
 }
 
 /* Sends one e-mail. 0 when the server accepted it; ES_EIO (retry) or ES_EINVAL (rejected for
- * good: a 5xx answer) with err. */
-static int smtp_send(struct notifications *n, const char *to, const char *msg, es_err_t *err)
+ * good: a 5xx answer) with err. *refused tells a failure where the server certainly did not take
+ * the message (no connection, or its last answer an error) from one where it may have (a timeout
+ * or a lost connection during or after the data). */
+static int smtp_send(struct notifications *n, const char *to, const char *msg, bool *refused,
+                     es_err_t *err)
 {
     struct upload u = {msg, strlen(msg), 0};
     struct curl_slist *rcpt = NULL;
@@ -148,6 +186,8 @@ static int smtp_send(struct notifications *n, const char *to, const char *msg, e
     curl_slist_free_all(rcpt);
     if (cc == CURLE_OK)
         return 0;
+    *refused = (code >= 400 && code < 600) || cc == CURLE_COULDNT_CONNECT ||
+               cc == CURLE_COULDNT_RESOLVE_HOST;
     if (code >= 500 && code < 600)
         return es_set(err, ES_EINVAL, "smtp server rejected the message (%ld)", code);
     return es_set(err, ES_EIO, "smtp '%s': %s (%ld)", n->smtp_url, curl_easy_strerror(cc), code);
@@ -282,11 +322,134 @@ static void emit_sent(sb_out_t *out, const char *trigger, const char *order, con
                            "channels", ch, "recipient_hash", hash, "message_id", msgid));
 }
 
+/* What one notification is about; every string borrowed. */
+struct notice {
+    const char *trigger, *order, *customer;
+    nt_kind_t kind;
+    const json_t *md; /* the triggering event's metadata */
+    const char *msgid, *trace_id;
+};
+
+/* Claims notice c, committed before its SMTP transaction begins: claims.sends counts the
+ * transactions begun under the claim that the server may have accepted. A claim found without a
+ * record (and sends > 0) makes this send a resend: logged and counted. Returns 0 or -1 with err. */
+static int claim(struct notifications *n, const struct notice *c, es_err_t *err)
+{
+    const char *kname = nt_kind_name(c->kind);
+    const char *trace = c->trace_id[0] ? c->trace_id : NULL;
+    es_db_val_t p[] = {ES_DB_S(c->trigger), ES_DB_S(kname), ES_DB_S(c->msgid), ES_DB_I(now_ms())};
+    json_t *rows =
+        es_db_query(n->db, "SELECT sends FROM claims WHERE event_id = ? AND kind = ?", p, 2, err);
+    if (!rows)
+        return -1;
+    const json_t *row = json_array_get(rows, 0);
+    long long prior = row ? json_integer_value(json_object_get(row, "sends")) : -1;
+    json_decref(rows);
+    if (prior > 0) {
+        es_metric_add(n->m_resent[c->kind], 1);
+        es_log_kv(ES_LOG_WARN, trace,
+                  ES_F("order_id", c->order, "kind", kname, "message_id", c->msgid, "event_id",
+                       c->trigger),
+                  "resending notification '%s' for order '%s' with the same Message-ID: claimed "
+                  "without a record after %lld send(s) the server may have accepted",
+                  kname, c->order, prior);
+    } else {
+        es_log_kv(ES_LOG_INFO, trace,
+                  ES_F("order_id", c->order, "kind", kname, "message_id", c->msgid, "event_id",
+                       c->trigger),
+                  "sending notification '%s' for order '%s'", kname, c->order);
+    }
+    es_fault_hit("notify.before_claim");
+    /* one statement for both: a replica that claimed it meanwhile (a rebalance) only adds */
+    int rc = es_db_exec(n->db,
+                        "INSERT INTO claims (event_id, kind, message_id, sends, claimed_at) "
+                        "VALUES (?, ?, ?, 1, ?) ON DUPLICATE KEY UPDATE sends = sends + 1",
+                        p, 4, NULL, err);
+    if (rc)
+        return -1;
+    es_fault_hit("notify.after_claim");
+    return 0;
+}
+
+/* The server certainly did not take the message: that send no longer counts. Best effort (a
+ * failure only makes the next attempt count as a resend). */
+static void unclaim(struct notifications *n, const char *trigger, nt_kind_t kind)
+{
+    es_db_val_t p[] = {ES_DB_S(trigger), ES_DB_S(nt_kind_name(kind))};
+    es_err_t e = ES_ERR_INIT;
+    if (es_db_exec(n->db,
+                   "UPDATE claims SET sends = sends - 1 WHERE event_id = ? AND kind = ? AND "
+                   "sends > 0",
+                   p, 2, NULL, &e))
+        es_warn("claim of event '%s' not released: %s", trigger, e.msg);
+}
+
+/* NotificationSent again for a recorded notification (rec: its row in sent, borrowed). */
+static void emit_recorded(sb_out_t *out, const char *trigger, const char *order,
+                          const char *customer, nt_kind_t kind, const json_t *rec)
+{
+    emit_sent(out, trigger, order, customer ? customer : "", kind, str(rec, "channels"),
+              str(rec, "recipient_hash"), str(rec, "message_id"));
+}
+
+/* Sends the e-mail of notice c to email once the claim is committed, and records it once the
+ * server accepted it. Returns 0 when accepted (hash filled), 1 when it will not be sent
+ * (NotificationFailed emitted), -1 with err for a failure worth a retry. */
+static int mail_once(struct notifications *n, const struct notice *c, const char *email,
+                     const nt_message_t *m, char hash[65], sb_out_t *out, es_err_t *err)
+{
+    const char *kname = nt_kind_name(c->kind);
+    long long at = json_integer_value(json_object_get(c->md, "occurred_at"));
+    char *msg = nt_email_build(n->from, email, m, c->msgid, at);
+    if (!msg) {
+        emit_failed(out, c->trigger, c->order, c->customer, c->kind, "address_invalid");
+        return 1;
+    }
+    int rc = -1;
+    if (claim(n, c, err))
+        goto out;
+    es_err_t serr = ES_ERR_INIT;
+    bool refused = false;
+    if (smtp_send(n, email, msg, &refused, &serr)) {
+        if (refused)
+            unclaim(n, c->trigger, c->kind);
+        if (serr.code == ES_EINVAL) {
+            emit_failed(out, c->trigger, c->order, c->customer, c->kind, "smtp_rejected");
+            rc = 1;
+            goto out;
+        }
+        es_set(err, ES_EIO, "%s", serr.msg);
+        goto out;
+    }
+    /* accepted: from here to the record is the window where a crash causes a resend */
+    es_fault_hit("notify.after_accept");
+    sha256_hex(email, hash);
+    es_db_val_t p[] = {ES_DB_S(c->trigger), ES_DB_S(kname),   ES_DB_S(hash),
+                       ES_DB_S(c->msgid),   ES_DB_S("email"), ES_DB_I(at)};
+    es_err_t werr = ES_ERR_INIT;
+    /* not retried: the batch goes on, so the event is not delivered again (the claim without a
+     * record only leaves the state unknown here; the NotificationSent event says it was sent) */
+    if (es_db_exec(n->db,
+                   "INSERT IGNORE INTO sent (event_id, kind, recipient_hash, message_id, channels, "
+                   "at) VALUES (?, ?, ?, ?, ?, ?)",
+                   p, 6, NULL, &werr))
+        es_error("sent record of event '%s' not written: %s", c->trigger, werr.msg);
+    else
+        es_fault_hit("notify.after_record");
+    rc = 0;
+out:
+    free(msg);
+    return rc;
+}
+
+/* One notification (see the top of this file). Per (event, template): a record in `sent` means
+ * the e-mail was accepted, and it is never sent again; a claim without a record is ambiguous (a
+ * crash or a failure after the claim: the server may have accepted the message) and the e-mail
+ * is sent again with the same Message-ID, counted as a resend. */
 static int notifications_handle(void *state, const char *event_type, const json_t *event,
                                 const char *traceparent, sb_out_t *out, es_err_t *err)
 {
     struct notifications *n = state;
-    (void)traceparent;
     const char *short_type = strrchr(event_type, '.') ? strrchr(event_type, '.') + 1 : event_type;
     if (!strcmp(short_type, "OrderPlaced"))
         return remember_order(n, event, err);
@@ -300,16 +463,20 @@ static int notifications_handle(void *state, const char *event_type, const json_
         sb_out_dead_letter(out, "notifying event without metadata.event_id or order_id");
         return 0;
     }
-    char msgid[160], hash[65];
-    nt_message_id(trigger, msgid, sizeof msgid);
+    char key[NT_KEY_LEN], msgid[160], hash[65] = "", trace_id[ES_TRACE_ID_LEN];
+    nt_notification_key(trigger, kind, key);
+    nt_message_id(key, msgid, sizeof msgid);
+    es_trace_id(traceparent, trace_id);
+    const char *kname = nt_kind_name(kind);
     int rc = 0;
-    char *email = NULL, *phone = NULL, *msg = NULL;
+    char *email = NULL, *phone = NULL;
     nt_message_t m = {0};
     json_t *facts = NULL, *sent = NULL;
 
     es_db_val_t pt[] = {ES_DB_S(trigger)};
-    if (!(sent = es_db_query(n->db, "SELECT recipient_hash, channels FROM sent WHERE event_id = ?",
-                             pt, 1, err)))
+    if (!(sent = es_db_query(
+              n->db, "SELECT recipient_hash, channels, message_id FROM sent WHERE event_id = ?", pt,
+              1, err)))
         return -1;
     es_db_val_t po[] = {ES_DB_S(order)};
     if (!(facts = es_db_query(n->db,
@@ -323,14 +490,18 @@ static int notifications_handle(void *state, const char *event_type, const json_
     const char *customer = str(event, "customer_id");
     if (!customer || !*customer)
         customer = str(f, "customer_id");
-    if (json_array_size(sent) > 0) { /* sent before a crash or an aborted batch */
-        const json_t *row = json_array_get(sent, 0);
-        emit_sent(out, trigger, order, customer ? customer : "", kind, str(row, "channels"),
-                  str(row, "recipient_hash"), msgid);
+    /* recorded before a crash or an aborted batch: the e-mail is never sent again; only an SMS
+     * that may not have gone out yet is tried again (the webhook dedupes by its key) */
+    const json_t *rec = json_array_get(sent, 0);
+    if (rec && (!n->sms_url || strstr(str(rec, "channels"), "sms"))) {
+        emit_recorded(out, trigger, order, customer, kind, rec);
         goto out;
     }
     if (!customer) {
-        emit_failed(out, trigger, order, NULL, kind, "unknown_customer");
+        if (rec)
+            emit_recorded(out, trigger, order, customer, kind, rec);
+        else
+            emit_failed(out, trigger, order, NULL, kind, "unknown_customer");
         goto out;
     }
     const char *why = NULL;
@@ -339,8 +510,11 @@ static int notifications_handle(void *state, const char *event_type, const json_
         rc = -1;
         goto out;
     }
-    if (!found) {
-        emit_failed(out, trigger, order, customer, kind, why);
+    if (!found || (rec && !phone)) {
+        if (rec)
+            emit_recorded(out, trigger, order, customer, kind, rec);
+        else
+            emit_failed(out, trigger, order, customer, kind, why);
         goto out;
     }
     const json_t *total = json_object_get(event, "total_minor");
@@ -354,42 +528,34 @@ static int notifications_handle(void *state, const char *event_type, const json_
         .reason = str(event, "reason"),
     };
     nt_render(kind, &facts_in, &m);
-    msg = nt_email_build(n->from, email, &m, msgid,
-                         json_integer_value(json_object_get(md, "occurred_at")));
-    if (!msg) {
-        emit_failed(out, trigger, order, customer, kind, "address_invalid");
-        goto out;
-    }
-    es_err_t serr = ES_ERR_INIT;
-    if (smtp_send(n, email, msg, &serr)) {
-        if (serr.code == ES_EINVAL) {
-            emit_failed(out, trigger, order, customer, kind, "smtp_rejected");
+    const char *channels = "email";
+    struct notice ctx = {trigger, order, customer, kind, md, msgid, trace_id};
+    if (rec) {
+        snprintf(hash, sizeof hash, "%s", str(rec, "recipient_hash"));
+    } else {
+        int mrc = mail_once(n, &ctx, email, &m, hash, out, err);
+        if (mrc != 0) {
+            rc = mrc < 0 ? -1 : 0;
             goto out;
         }
-        rc = es_set(err, ES_EIO, "%s", serr.msg);
-        goto out;
     }
-    sha256_hex(email, hash);
-    const char *channels = "email";
     if (phone && n->sms_url) {
         es_err_t merr = ES_ERR_INIT;
-        if (sms_send(n, phone, m.sms, trigger, &merr) == 0)
+        if (sms_send(n, phone, m.sms, key, &merr) == 0) {
             channels = "email,sms";
-        else
+            es_db_val_t pc[] = {ES_DB_S(channels), ES_DB_S(trigger)};
+            if (es_db_exec(n->db, "UPDATE sent SET channels = ? WHERE event_id = ?", pc, 2, NULL,
+                           &merr))
+                es_warn("sms record of event '%s' not written: %s", trigger, merr.msg);
+        } else {
             es_warn("sms for order '%s' not sent: %s", order, merr.msg);
+        }
     }
-    es_db_val_t ps[] = {
-        ES_DB_S(trigger),  ES_DB_S(nt_kind_name(kind)),
-        ES_DB_S(hash),     ES_DB_S(msgid),
-        ES_DB_S(channels), ES_DB_I(json_integer_value(json_object_get(md, "occurred_at")))};
-    es_err_t werr = ES_ERR_INIT;
-    if (es_db_exec(n->db,
-                   "INSERT IGNORE INTO sent (event_id, kind, recipient_hash, message_id, channels, "
-                   "at) VALUES (?, ?, ?, ?, ?, ?)",
-                   ps, 6, NULL, &werr))
-        es_error("sent record of event '%s' not written: %s", trigger, werr.msg);
-    es_info("notification '%s' for order '%s' sent (%s)", nt_kind_name(kind), order, channels);
-    emit_sent(out, trigger, order, customer, kind, channels, hash, msgid);
+    const char *sent_id = rec ? str(rec, "message_id") : msgid; /* as the e-mail had it */
+    es_log_kv(ES_LOG_INFO, trace_id[0] ? trace_id : NULL,
+              ES_F("order_id", order, "kind", kname, "message_id", sent_id, "event_id", trigger),
+              "notification '%s' for order '%s' sent (%s)", kname, order, channels);
+    emit_sent(out, trigger, order, customer, kind, channels, hash, sent_id);
 out:
     if (email) {
         memset(email, 0, strlen(email));
@@ -399,7 +565,6 @@ out:
         memset(phone, 0, strlen(phone));
         free(phone);
     }
-    free(msg);
     nt_message_release(&m);
     json_decref(facts);
     json_decref(sent);

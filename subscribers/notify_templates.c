@@ -1,5 +1,6 @@
 #include "notify_templates.h"
 #include "es_mem.h"
+#include "es_uuid.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,9 +128,18 @@ void nt_message_release(nt_message_t *m)
     m->subject = m->text = m->sms = NULL;
 }
 
-void nt_message_id(const char *event_id, char *out, size_t cap)
+void nt_notification_key(const char *event_id, nt_kind_t kind, char out[NT_KEY_LEN])
 {
-    snprintf(out, cap, "<%s@eventshop.local>", event_id ? event_id : "");
+    /* kind names have no ':', so "kind:event_id" keeps every pair apart; the namespace keeps
+     * these ids apart from every other id derived from the same event */
+    char *name = xasprintf("%s:%s", nt_kind_name(kind), event_id ? event_id : "");
+    es_uuid_derive("eventshop-notification", name, out);
+    free(name);
+}
+
+void nt_message_id(const char *key, char *out, size_t cap)
+{
+    snprintf(out, cap, "<%s@eventshop.local>", key ? key : "");
 }
 
 bool nt_header_safe(const char *s)

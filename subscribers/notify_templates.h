@@ -45,8 +45,15 @@ void nt_message_release(nt_message_t *m);
 
 /* "12.34 EUR" from minor units and an ISO-4217 code (2 decimals, or 0 for JPY/KRW) into out. */
 void nt_money_format(long long minor, const char *currency, char *out, size_t cap);
-/* The Message-ID of the e-mail a triggering event causes: "<event_id@eventshop.local>". */
-void nt_message_id(const char *event_id, char *out, size_t cap);
+#define NT_KEY_LEN 37 /* a UUID and its NUL */
+
+/* The key of the notification of kind that the event event_id (borrowed) triggers: a name-based
+ * UUID (version 5) of (kind, event_id), the same at every attempt and on every replica. It is the
+ * SMS webhook's Idempotency-Key and the local part of the e-mail's Message-ID, so a receiver can
+ * fold a resend. */
+void nt_notification_key(const char *event_id, nt_kind_t kind, char out[NT_KEY_LEN]);
+/* The Message-ID of the e-mail of that notification, "<key@eventshop.local>", into out. */
+void nt_message_id(const char *key, char *out, size_t cap);
 /* Whether s may go into a mail header: printable, no CR or LF, at most 254 bytes. */
 bool nt_header_safe(const char *s);
 /* The whole message (headers, blank line, body), CRLF line ends, owned; date_ms gives the Date

@@ -1,3 +1,4 @@
+#include "es_uuid.h"
 #include "notify_templates.h"
 #include <criterion/criterion.h>
 #include <string.h>
@@ -80,15 +81,30 @@ Test(notify_templates, formats_money)
     cr_assert_str_eq(out, "1500 JPY");
 }
 
-Test(notify_templates, message_id_derives_from_the_event)
+Test(notify_templates, key_derives_from_the_event_and_the_template)
 {
-    char a[96], b[96];
-    nt_message_id("0b6c3f7e-1111-4222-8333-444455556666", a, sizeof a);
-    nt_message_id("0b6c3f7e-1111-4222-8333-444455556666", b, sizeof b);
-    cr_assert_str_eq(a, b);
-    cr_assert_str_eq(a, "<0b6c3f7e-1111-4222-8333-444455556666@eventshop.local>");
-    nt_message_id("0b6c3f7e-1111-4222-8333-444455556667", b, sizeof b);
-    cr_assert_str_neq(a, b);
+    const char *ev = "0b6c3f7e-1111-4222-8333-444455556666";
+    char a[NT_KEY_LEN], b[NT_KEY_LEN];
+    nt_notification_key(ev, NT_ORDER_CONFIRMED, a);
+    nt_notification_key(ev, NT_ORDER_CONFIRMED, b);
+    cr_assert_str_eq(a, b, "the same (event, template) must give the same key at every attempt");
+    cr_assert(es_uuid_valid(a), "a UUID: '%s'", a);
+    cr_assert_eq(a[14], '5', "a name-based (version 5) UUID: '%s'", a);
+    nt_notification_key("0b6c3f7e-1111-4222-8333-444455556667", NT_ORDER_CONFIRMED, b);
+    cr_assert_str_neq(a, b, "another event, another key");
+    nt_notification_key(ev, NT_ORDER_SHIPPED, b);
+    cr_assert_str_neq(a, b, "another template of the same event, another key");
+    /* pinned: a changed derivation would resend every ambiguous e-mail under a new Message-ID
+     * during a rolling upgrade, which receivers could no longer fold */
+    cr_assert_str_eq(a, "86802557-55cb-5ac2-a093-c9293a1436c2", "derivation changed: '%s'", a);
+}
+
+Test(notify_templates, message_id_wraps_the_key)
+{
+    char id[96];
+    nt_message_id("3c3e1a5b-3f56-5b4e-8d5e-6a1f3b2c9d10", id, sizeof id);
+    cr_assert_str_eq(id, "<3c3e1a5b-3f56-5b4e-8d5e-6a1f3b2c9d10@eventshop.local>");
+    cr_assert(nt_header_safe(id));
 }
 
 Test(notify_templates, builds_a_crlf_message_with_headers)
