@@ -27,7 +27,7 @@ struct api_outcome {
 struct api_created {
     char key[16];
     char id[72];
-    char location[160];
+    char location[256];
 };
 
 /* An answer ready to send. body is owned by the struct until handed on (es_http_complete steals
@@ -36,8 +36,8 @@ struct api_answer {
     int status;
     json_t *body;
     bool problem;
-    char location[160];
-    char link[200];
+    char location[256];
+    char link[300];
     char etag[32];
     const char *headers[9];
 };
