@@ -97,7 +97,10 @@ void api_db_broken(es_http_req_t *r);
  * "eventshop.inventory.ReceiveStock"), produces it to "<ctx>.commands" keyed by aggregate_id
  * with a traceparent (es_trace.h), then answers 202 + Location /v1/commands/{id}, or with
  * Prefer: wait=N the outcome (api_answer_outcome: the reason -> status table; 201 + Location
- * created_location when accepted and created_location is not NULL). A retry of a known
+ * created_location when accepted and created_location is not NULL). A creating command
+ * (created_location not NULL) has its 202 name aggregate_id under its aggregate key (e.g.
+ * "order_id") with Link: <created_location>; rel="related". The sender (who->sub) is noted
+ * for GET /v1/commands/{id} (api_results_note_sent). A retry of a known
  * Idempotency-Key gets the known outcome at once. fields (stolen) are the command's fields
  * without "metadata", including its aggregate id field (e.g. "sku"); a field the schema refuses
  * is a 422. who, ctx, command_type, aggregate_id, created_location are borrowed. */
