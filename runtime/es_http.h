@@ -84,7 +84,8 @@ void es_http_after(es_http_req_t *r, unsigned ms, void (*fn)(es_http_req_t *r, v
 typedef struct es_http_timer es_http_timer_t;
 es_http_timer_t *es_http_timer_new(es_http_req_t *r, void (*fn)(void *arg), void *arg);
 /* Calls fn(arg) once, ms milliseconds from now; nothing changes if it is already armed. Use a
- * few fixed values of ms: each distinct value keeps a small per-thread queue. */
+ * few fixed values of ms: each distinct value keeps a small per-thread queue. fn may re-arm or
+ * free its timer. */
 void es_http_timer_arm(es_http_timer_t *t, unsigned ms);
 /* Disarms and frees; NULL is a no-op. */
 void es_http_timer_free(es_http_timer_t *t);
