@@ -1,9 +1,11 @@
 """eventshop-api end to end: commands over HTTP through Kafka and the catalog handler, queries on
 the projected read model, on the running stack (conftest.py's api_url, token and uid fixtures)."""
 import json
+import os
 import time
 import uuid
 
+import pytest
 import requests
 
 WAIT = {"Prefer": "wait=20"}
@@ -105,6 +107,19 @@ def test_a_creating_commands_202_names_what_it_creates(api_url, token, uid):
     r = requests.patch(f"{api_url}/v1/products/{sku}", json={"name": "x"}, headers=auth(tok),
                        timeout=10)
     assert r.status_code == 202 and "Link" not in r.headers, (r.status_code, r.headers)
+
+
+def test_a_registrations_202_names_the_user_id(api_url, uid):
+    """The API derives the user id from the e-mail before the outcome: its 202 names it."""
+    if "users" not in os.environ.get("ES_CONTEXTS", "").split():
+        pytest.skip("the users context is not served")
+    r = requests.post(f"{api_url}/v1/users", timeout=30,
+                      json={"email": f"{uid('r')}@example.test", "password": "long enough pass 1",
+                            "name": "R", "role": "customer"})
+    assert r.status_code == 202, r.text
+    user_id = r.json()["user_id"]
+    assert r.headers["Location"] == f"/v1/commands/{r.json()['command_id']}"
+    assert r.headers["Link"] == f'</v1/users/{user_id}>; rel="related"'
 
 
 def test_a_command_is_told_only_to_its_sender_or_an_admin(api_url, token, uid):
