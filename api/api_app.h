@@ -41,6 +41,8 @@ struct api_app {
 struct api_tls {
     struct api_app *app;
     es_db_t *dbs[API_MAX_CONTEXTS];
+    /* the read-your-writes watcher of each context (api_query.c), made on first use */
+    struct api_watch *watches[API_MAX_CONTEXTS];
 };
 
 /* Roles a route allows: a bit per role; API_PUBLIC needs no token, API_AUTHENTICATED any. */
@@ -80,6 +82,9 @@ bool api_context_enabled(const struct api_app *app, const char *ctx);
 es_db_t *api_db_ctx(es_http_req_t *r, const char *ctx, es_err_t *err);
 /* Drops the thread's connection to ctx after an ES_EIO so the next request reconnects. */
 void api_db_ctx_broken(es_http_req_t *r, const char *ctx);
+/* The same for a thread's state t (borrowed), where no request is at hand (a watcher's tick). */
+es_db_t *api_tls_db(struct api_tls *t, const char *ctx, es_err_t *err);
+void api_tls_db_broken(struct api_tls *t, const char *ctx);
 /* api_db_ctx / api_db_ctx_broken for "catalog". */
 es_db_t *api_db(es_http_req_t *r, es_err_t *err);
 void api_db_broken(es_http_req_t *r);
@@ -92,7 +97,10 @@ void api_db_broken(es_http_req_t *r);
  * "eventshop.inventory.ReceiveStock"), produces it to "<ctx>.commands" keyed by aggregate_id
  * with a traceparent (es_trace.h), then answers 202 + Location /v1/commands/{id}, or with
  * Prefer: wait=N the outcome (api_answer_outcome: the reason -> status table; 201 + Location
- * created_location when accepted and created_location is not NULL). A retry of a known
+ * created_location when accepted and created_location is not NULL). A creating command
+ * (created_location not NULL) has its 202 name aggregate_id under its aggregate key (e.g.
+ * "order_id") with Link: <created_location>; rel="related". The sender (who->sub) is noted
+ * for GET /v1/commands/{id} (api_results_note_sent). A retry of a known
  * Idempotency-Key gets the known outcome at once. fields (stolen) are the command's fields
  * without "metadata", including its aggregate id field (e.g. "sku"); a field the schema refuses
  * is a 422. who, ctx, command_type, aggregate_id, created_location are borrowed. */
@@ -113,11 +121,18 @@ typedef void (*api_query_fn)(es_http_req_t *r, const struct api_principal *who);
 /* Read-your-writes: runs run(r, who) now, or, when the request carries a position
  * (X-Min-Position header or ?min_position=, "<partition>:<offset>" of "<ctx>.events", as a
  * command outcome gives it), once projection's stored offset for that partition
- * (projection_offsets in eventshop_<ctx>) is beyond it: polled every 20 ms off the loop for at
- * most 5 s, then a 504 problem "position_not_reached". 400 for a malformed position. who is
- * copied; ctx and projection (e.g. "inventory", "inventory_stock") must be static strings. */
+ * (projection_offsets in eventshop_<ctx>) is beyond it. 400 for a malformed position, and for a
+ * position that cannot exist (partition outside the topic, offset at or past the partition's
+ * high watermark, asked of the broker at once); a real position not reached yet waits, off the
+ * loop, for at most 5 s (then a 504 problem "position_not_reached"), woken by the thread's one
+ * watcher of ctx, which reads the stored offsets once per tick for all its waiters. 503 when the
+ * read model's database is down. who is copied; ctx and projection (e.g. "inventory",
+ * "inventory_stock") must be static strings. */
 void api_query_at_position(es_http_req_t *r, const struct api_principal *who, const char *ctx,
                            const char *projection, api_query_fn run);
+/* Frees the thread's watchers (thread_free, on the loop thread): their waiters are left to their
+ * own deadlines. */
+void api_query_thread_release(struct api_tls *t);
 /* Runs sql with params on ctx's connection: the rows (new reference), or NULL after answering
  * 503 "the <ctx> read model is unavailable" (the connection is dropped on ES_EIO). */
 json_t *api_query_or_reply(es_http_req_t *r, const char *ctx, const char *sql,

@@ -1,5 +1,14 @@
 /* Commands over HTTP, for every context: api_command_send turns a validated body into a command
- * record on <ctx>.commands; GET /v1/commands/{id} tells any command's outcome.
+ * record on <ctx>.commands; GET /v1/commands/{id} tells a command's outcome to its sender (or an
+ * admin), and is a 404 for anyone else, as for an unknown id, so that it reveals nothing.
+ *
+ * The sender is the actor of the command's metadata, which the handler copies into its
+ * CommandResult; until the result arrives, the API that sent the command knows it (noted when
+ * sending). A command sent through another replica and not decided yet is a 404 here until its
+ * result arrives (a few milliseconds, normally): a client polling it retries.
+ *
+ * A creating command's 202 names what it creates (e.g. "order_id", "sku", "user_id") and links
+ * to it (Link: <url>; rel="related"), while Location stays the command's URL.
  *
  * A command is answered only once Kafka has it (the delivery report): 202 pending, or with
  * Prefer: wait=N the outcome from the results thread, or 202 again when N seconds pass. The
@@ -22,7 +31,7 @@ struct in_flight {
     struct api_app *app;
     es_http_pending_t *pending;
     char command_id[ES_UUID_LEN];
-    char created_location[160]; /* "" if none */
+    struct api_created created; /* key "" if none */
     int wait_s;
 };
 
@@ -54,10 +63,10 @@ static void on_delivered(void *opaque, bool ok, const char *error)
                          NULL);
     } else if (f->wait_s > 0) {
         api_results_wait(f->app->results, f->command_id, f->pending, f->wait_s,
-                         f->created_location[0] ? f->created_location : NULL);
+                         f->created.key[0] ? &f->created : NULL);
     } else {
         struct api_answer a;
-        api_answer_pending(&a, f->command_id);
+        api_answer_pending(&a, f->command_id, f->created.key[0] ? &f->created : NULL);
         api_complete_answer(f->pending, &a);
     }
     free(f);
@@ -139,9 +148,10 @@ void api_command_send(es_http_req_t *r, const struct api_principal *who, const c
     struct in_flight *f = xcalloc(1, sizeof *f);
     f->app = app;
     snprintf(f->command_id, sizeof f->command_id, "%s", command_id);
-    snprintf(f->created_location, sizeof f->created_location, "%s",
-             created_location ? created_location : "");
+    if (created_location)
+        api_created_init(&f->created, command_type, aggregate_id, created_location);
     f->wait_s = api_parse_prefer_wait(prefer);
+    api_results_note_sent(app->results, command_id, who->sub);
     f->pending = es_http_defer(r);
     if (api_producer_send(app->producer, topic, aggregate_id, buf, len, traceparent, on_delivered,
                           f, &err)) {
@@ -206,7 +216,6 @@ const char *api_path_sku_or_reply(es_http_req_t *r)
 
 void api_commands_get(es_http_req_t *r, const struct api_principal *who)
 {
-    (void)who;
     struct api_app *app = es_http_app(r);
     const char *id = es_http_param(r, "id");
     if (!id || !es_uuid_valid(id)) {
@@ -215,9 +224,17 @@ void api_commands_get(es_http_req_t *r, const struct api_principal *who)
     }
     struct api_outcome o;
     struct api_answer a;
-    if (api_results_get(app->results, id, &o))
+    bool decided = false;
+    bool found = api_results_find(app->results, id, &o, &decided);
+    /* another principal's command is not found either: no oracle of command ids */
+    if (!found || (strcmp(who->role, "admin") && (!o.actor[0] || strcmp(o.actor, who->sub)))) {
+        api_reply_problem(r, 404, "urn:eventshop:problem:unknown_command", "id", "no command '%s'",
+                          id);
+        return;
+    }
+    if (decided)
         api_answer_outcome(&a, &o, NULL); /* created earlier, not by this request: 200 */
     else
-        api_answer_pending(&a, id);
+        api_answer_pending(&a, id, NULL);
     api_reply_answer(r, &a);
 }

@@ -97,6 +97,7 @@ int api_outcome_from_result(const json_t *r, struct api_outcome *o)
     o->partition = (int32_t)json_integer_value(json_object_get(r, "partition"));
     json_t *off = json_object_get(r, "offset");
     o->offset = json_is_integer(off) ? json_integer_value(off) : -1;
+    copy_str(o->actor, sizeof o->actor, json_object_get(r, "actor"));
     return 0;
 }
 
@@ -147,11 +148,27 @@ void api_answer_outcome(struct api_answer *a, const struct api_outcome *o,
     }
 }
 
-void api_answer_pending(struct api_answer *a, const char *command_id)
+void api_answer_pending(struct api_answer *a, const char *command_id,
+                        const struct api_created *created)
 {
     memset(a, 0, sizeof *a);
     a->status = 202;
     a->body = json_pack("{s:s, s:s}", "command_id", command_id, "status", "pending");
     snprintf(a->location, sizeof a->location, "/v1/commands/%s", command_id);
     api_answer_add_header(a, "Location", a->location);
+    if (created && created->key[0] && created->id[0]) {
+        json_object_set_new(a->body, created->key, json_string(created->id));
+        if (created->location[0]) {
+            snprintf(a->link, sizeof a->link, "<%s>; rel=\"related\"", created->location);
+            api_answer_add_header(a, "Link", a->link);
+        }
+    }
+}
+
+void api_created_init(struct api_created *c, const char *command_type, const char *aggregate_id,
+                      const char *location)
+{
+    snprintf(c->key, sizeof c->key, "%s", api_aggregate_key(command_type));
+    snprintf(c->id, sizeof c->id, "%s", aggregate_id ? aggregate_id : "");
+    snprintf(c->location, sizeof c->location, "%s", location ? location : "");
 }

@@ -18,7 +18,16 @@ struct api_outcome {
     char detail[256]; /* rejected: human-readable, maybe truncated */
     int64_t version;  /* aggregate version after the command */
     int32_t partition;
-    int64_t offset; /* last event written, -1 if none */
+    int64_t offset;  /* last event written, -1 if none */
+    char actor[128]; /* who sent the command (its metadata's actor); "" if the result lacks it */
+};
+
+/* What a creating command creates, named in its answers: the body key (e.g. "order_id"), the id
+ * and the resource's URL; a command that creates nothing passes none (NULL). */
+struct api_created {
+    char key[16];
+    char id[72];
+    char location[256];
 };
 
 /* An answer ready to send. body is owned by the struct until handed on (es_http_complete steals
@@ -27,9 +36,10 @@ struct api_answer {
     int status;
     json_t *body;
     bool problem;
-    char location[160];
+    char location[256];
+    char link[300];
     char etag[32];
-    const char *headers[7];
+    const char *headers[9];
 };
 
 /* HTTP status for a rejection reason, from the one table in api_outcome.c (a new context adds
@@ -51,8 +61,15 @@ int api_outcome_from_result(const json_t *result, struct api_outcome *o);
  * "urn:eventshop:problem:<reason>" with the table's status, detail and the aggregate key. */
 void api_answer_outcome(struct api_answer *a, const struct api_outcome *o,
                         const char *created_location);
-/* 202 {command_id, status: "pending"} with Location /v1/commands/{id}. */
-void api_answer_pending(struct api_answer *a, const char *command_id);
+/* 202 {command_id, status: "pending"} with Location /v1/commands/{id}; for a creating command
+ * (created not NULL) the body also names what it creates (e.g. "order_id": id) and a header
+ * Link: <created->location>; rel="related" points at it. */
+void api_answer_pending(struct api_answer *a, const char *command_id,
+                        const struct api_created *created);
+/* Fills c for a command of command_type on aggregate_id creating the resource at location:
+ * key from api_aggregate_key. */
+void api_created_init(struct api_created *c, const char *command_type, const char *aggregate_id,
+                      const char *location);
 /* Adds one more header pair (borrowed strings that must outlive the send). */
 void api_answer_add_header(struct api_answer *a, const char *name, const char *value);
 

@@ -132,3 +132,37 @@ bool api_producer_is_ready(api_producer_t *p)
 {
     return p && atomic_load(&p->ready);
 }
+
+int api_producer_high_watermark(api_producer_t *p, const char *topic, int32_t partition,
+                                int *partitions, int64_t *high, int timeout_ms, es_err_t *err)
+{
+    rd_kafka_topic_t *t = rd_kafka_topic_new(p->rk, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    /* a metadata request for this topic goes to a broker every time: the count is fresh */
+    rd_kafka_resp_err_t e = rd_kafka_metadata(p->rk, 0, t, &md, timeout_ms);
+    int rc = 0;
+    *partitions = 0;
+    if (e) {
+        rc = es_kafka_resp_error(err, e, topic);
+        goto out;
+    }
+    if (md->topic_cnt != 1 || md->topics[0].err) {
+        rc = es_set(err, ES_ENOTFOUND, "topic '%s' does not exist", topic);
+        goto out;
+    }
+    *partitions = md->topics[0].partition_cnt;
+    if (partition < 0 || partition >= *partitions) {
+        rc = es_set(err, ES_ENOTFOUND, "partition %d is outside '%s' (%d partitions)",
+                    (int)partition, topic, *partitions);
+        goto out;
+    }
+    int64_t low = 0;
+    e = rd_kafka_query_watermark_offsets(p->rk, topic, partition, &low, high, timeout_ms);
+    if (e)
+        rc = es_kafka_resp_error(err, e, topic);
+out:
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(t);
+    return rc;
+}

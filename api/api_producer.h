@@ -6,6 +6,7 @@
 #include "es_err.h"
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct api_producer api_producer_t;
 
@@ -23,6 +24,15 @@ void api_producer_free(api_producer_t *p);
 int api_producer_send(api_producer_t *p, const char *topic, const char *key, const void *value,
                       size_t len, const char *traceparent, api_delivered_fn fn, void *opaque,
                       es_err_t *err);
+
+/* Asks the broker now (no cache), on the producer's handle, about partition of topic: sets
+ * *partitions to the topic's partition count and, when partition is one of them, *high to its
+ * high watermark (the offset the next message will get). Blocks the caller for at most about
+ * twice timeout_ms (a metadata request, then a watermark request). Returns 0; ES_ENOTFOUND with
+ * err when the topic does not exist or partition is outside it; ES_EIO when the broker did not
+ * answer. */
+int api_producer_high_watermark(api_producer_t *p, const char *topic, int32_t partition,
+                                int *partitions, int64_t *high, int timeout_ms, es_err_t *err);
 
 /* true once a broker answered metadata within the last few seconds. */
 bool api_producer_is_ready(api_producer_t *p);

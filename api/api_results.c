@@ -16,15 +16,21 @@ struct waiter {
     es_http_pending_t *pending;
     long long deadline_ms; /* monotonic */
     int wait_s;
-    char created_location[160]; /* "" if none */
+    struct api_created created; /* key "" if none */
     struct waiter *next;
+};
+
+/* An outcome, or only the sender of a command sent here and not decided yet. */
+struct entry {
+    struct api_outcome o;
+    bool decided;
 };
 
 struct api_results {
     pthread_mutex_t lock;
     /* The map: a ring of outcomes in arrival order (the oldest at head is evicted when full)
      * indexed by a chained hash of command ids. */
-    struct api_outcome *ring;
+    struct entry *ring;
     int32_t *chain; /* next index in the same bucket, -1 ends */
     int32_t *buckets;
     size_t capacity, head, count, nbuckets;
@@ -56,14 +62,14 @@ static size_t hash_id(const char *s, size_t nbuckets)
 static int32_t find_locked(api_results_t *res, const char *id)
 {
     for (int32_t i = res->buckets[hash_id(id, res->nbuckets)]; i >= 0; i = res->chain[i])
-        if (!strcmp(res->ring[i].command_id, id))
+        if (!strcmp(res->ring[i].o.command_id, id))
             return i;
     return -1;
 }
 
 static void unlink_locked(api_results_t *res, int32_t idx)
 {
-    int32_t *link = &res->buckets[hash_id(res->ring[idx].command_id, res->nbuckets)];
+    int32_t *link = &res->buckets[hash_id(res->ring[idx].o.command_id, res->nbuckets)];
     while (*link >= 0 && *link != idx)
         link = &res->chain[*link];
     if (*link == idx)
@@ -92,10 +98,54 @@ bool api_results_get(api_results_t *res, const char *command_id, struct api_outc
 {
     pthread_mutex_lock(&res->lock);
     int32_t i = find_locked(res, command_id);
-    if (i >= 0)
-        *o = res->ring[i];
+    bool known = i >= 0 && res->ring[i].decided;
+    if (known)
+        *o = res->ring[i].o;
+    pthread_mutex_unlock(&res->lock);
+    return known;
+}
+
+bool api_results_find(api_results_t *res, const char *command_id, struct api_outcome *o,
+                      bool *decided)
+{
+    pthread_mutex_lock(&res->lock);
+    int32_t i = find_locked(res, command_id);
+    if (i >= 0) {
+        *o = res->ring[i].o;
+        *decided = res->ring[i].decided;
+    }
     pthread_mutex_unlock(&res->lock);
     return i >= 0;
+}
+
+/* A new entry for id (the oldest is evicted when full): its index. */
+static int32_t insert_locked(api_results_t *res, const char *id)
+{
+    int32_t idx;
+    if (res->count == res->capacity) {
+        idx = (int32_t)res->head;
+        unlink_locked(res, idx);
+        res->head = (res->head + 1) % res->capacity;
+    } else {
+        idx = (int32_t)((res->head + res->count) % res->capacity);
+        res->count++;
+    }
+    memset(&res->ring[idx], 0, sizeof res->ring[idx]);
+    snprintf(res->ring[idx].o.command_id, sizeof res->ring[idx].o.command_id, "%s", id);
+    size_t b = hash_id(id, res->nbuckets);
+    res->chain[idx] = res->buckets[b];
+    res->buckets[b] = idx;
+    return idx;
+}
+
+void api_results_note_sent(api_results_t *res, const char *command_id, const char *actor)
+{
+    pthread_mutex_lock(&res->lock);
+    if (find_locked(res, command_id) < 0) {
+        int32_t idx = insert_locked(res, command_id);
+        snprintf(res->ring[idx].o.actor, sizeof res->ring[idx].o.actor, "%s", actor);
+    }
+    pthread_mutex_unlock(&res->lock);
 }
 
 static void complete(struct waiter *w, const struct api_outcome *o)
@@ -103,9 +153,9 @@ static void complete(struct waiter *w, const struct api_outcome *o)
     struct api_answer a;
     char pref[32];
     if (o)
-        api_answer_outcome(&a, o, w->created_location[0] ? w->created_location : NULL);
+        api_answer_outcome(&a, o, w->created.location[0] ? w->created.location : NULL);
     else
-        api_answer_pending(&a, w->command_id);
+        api_answer_pending(&a, w->command_id, w->created.key[0] ? &w->created : NULL);
     snprintf(pref, sizeof pref, "wait=%d", w->wait_s);
     api_answer_add_header(&a, "Preference-Applied", pref);
     es_http_complete(w->pending, a.status, a.body, a.problem, a.headers);
@@ -117,19 +167,16 @@ void api_results_put(api_results_t *res, const struct api_outcome *o)
     struct waiter *done = NULL;
     pthread_mutex_lock(&res->lock);
     int32_t idx = find_locked(res, o->command_id);
-    if (idx < 0) {
-        if (res->count == res->capacity) {
-            idx = (int32_t)res->head;
-            unlink_locked(res, idx);
-            res->head = (res->head + 1) % res->capacity;
-        } else {
-            idx = (int32_t)((res->head + res->count) % res->capacity);
-            res->count++;
-        }
-        res->ring[idx] = *o;
-        size_t b = hash_id(o->command_id, res->nbuckets);
-        res->chain[idx] = res->buckets[b];
-        res->buckets[b] = idx;
+    if (idx < 0)
+        idx = insert_locked(res, o->command_id);
+    if (!res->ring[idx].decided) {
+        /* the sender noted at sending stands in for a result that does not carry one */
+        char actor[sizeof o->actor];
+        snprintf(actor, sizeof actor, "%s", res->ring[idx].o.actor);
+        res->ring[idx].o = *o;
+        res->ring[idx].decided = true;
+        if (!o->actor[0])
+            snprintf(res->ring[idx].o.actor, sizeof actor, "%s", actor);
     }
     /* a redelivered or repeated result keeps the first outcome */
     for (struct waiter **w = &res->waiters; *w;) {
@@ -143,7 +190,7 @@ void api_results_put(api_results_t *res, const struct api_outcome *o)
             w = &(*w)->next;
         }
     }
-    struct api_outcome first = res->ring[idx];
+    struct api_outcome first = res->ring[idx].o;
     pthread_mutex_unlock(&res->lock);
     while (done) {
         struct waiter *next = done->next;
@@ -153,11 +200,11 @@ void api_results_put(api_results_t *res, const struct api_outcome *o)
 }
 
 void api_results_wait(api_results_t *res, const char *command_id, es_http_pending_t *p, int wait_s,
-                      const char *created_location)
+                      const struct api_created *created)
 {
     struct waiter *w = xcalloc(1, sizeof *w);
-    snprintf(w->created_location, sizeof w->created_location, "%s",
-             created_location ? created_location : "");
+    if (created)
+        w->created = *created;
     snprintf(w->command_id, sizeof w->command_id, "%s", command_id);
     w->pending = p;
     w->wait_s = wait_s;
@@ -165,15 +212,16 @@ void api_results_wait(api_results_t *res, const char *command_id, es_http_pendin
     struct api_outcome o;
     pthread_mutex_lock(&res->lock);
     int32_t i = find_locked(res, command_id);
-    if (i >= 0) {
-        o = res->ring[i];
+    if (i >= 0 && res->ring[i].decided) {
+        o = res->ring[i].o;
     } else {
         w->next = res->waiters;
         res->waiters = w;
         es_metric_add(res->pending_gauge, 1);
     }
+    bool decided = i >= 0 && res->ring[i].decided;
     pthread_mutex_unlock(&res->lock);
-    if (i >= 0)
+    if (decided)
         complete(w, &o);
 }
 

@@ -28,11 +28,21 @@ void api_results_free(api_results_t *res);
 /* Copies the outcome of command_id to *o and returns true, or false if none is known yet. */
 bool api_results_get(api_results_t *res, const char *command_id, struct api_outcome *o);
 
+/* Remembers that actor (borrowed) sent command_id through this API, so that its sender is known
+ * before its outcome is (api_results_find). Kept in the same bounded map as outcomes. */
+void api_results_note_sent(api_results_t *res, const char *command_id, const char *actor);
+
+/* Whether command_id is known at all: sent through this API (api_results_note_sent) or decided.
+ * Then *o is its outcome, or (when *decided is false) only its command_id and actor. */
+bool api_results_find(api_results_t *res, const char *command_id, struct api_outcome *o,
+                      bool *decided);
+
 /* Takes over p: answers it with the outcome of command_id as soon as it is known (201 with
- * created_location, copied, when not NULL and accepted: see api_answer_outcome), or with 202
- * pending after wait_s seconds. Either answer carries Preference-Applied: wait=<wait_s>. */
+ * created->location when created is not NULL and the command was accepted: see
+ * api_answer_outcome), or with 202 pending (naming created, see api_answer_pending) after
+ * wait_s seconds. created is copied. Either answer carries Preference-Applied: wait=<wait_s>. */
 void api_results_wait(api_results_t *res, const char *command_id, es_http_pending_t *p, int wait_s,
-                      const char *created_location);
+                      const struct api_created *created);
 
 /* Records an outcome (the consumer thread does; exposed for tests). Wakes its waiters. */
 void api_results_put(api_results_t *res, const struct api_outcome *o);

@@ -29,6 +29,8 @@ static void *thread_init(void *app)
 static void thread_free(void *tls)
 {
     struct api_tls *t = tls;
+    if (t)
+        api_query_thread_release(t);
     for (size_t i = 0; t && i < API_MAX_CONTEXTS; i++)
         es_db_close(t->dbs[i]);
     free(t);
@@ -49,7 +51,16 @@ bool api_context_enabled(const struct api_app *app, const char *ctx)
 
 es_db_t *api_db_ctx(es_http_req_t *r, const char *ctx, es_err_t *err)
 {
-    struct api_tls *t = es_http_thread_state(r);
+    return api_tls_db(es_http_thread_state(r), ctx, err);
+}
+
+void api_db_ctx_broken(es_http_req_t *r, const char *ctx)
+{
+    api_tls_db_broken(es_http_thread_state(r), ctx);
+}
+
+es_db_t *api_tls_db(struct api_tls *t, const char *ctx, es_err_t *err)
+{
     int i = context_index(t->app, ctx);
     if (i < 0) {
         es_set(err, ES_ENOTFOUND, "context '%s' is not served (ES_CONTEXTS)", ctx ? ctx : "");
@@ -60,9 +71,8 @@ es_db_t *api_db_ctx(es_http_req_t *r, const char *ctx, es_err_t *err)
     return t->dbs[i];
 }
 
-void api_db_ctx_broken(es_http_req_t *r, const char *ctx)
+void api_tls_db_broken(struct api_tls *t, const char *ctx)
 {
-    struct api_tls *t = es_http_thread_state(r);
     int i = context_index(t->app, ctx);
     if (i >= 0) {
         es_db_close(t->dbs[i]);

@@ -498,12 +498,14 @@ static json_t *new_result(const json_t *meta, const char *aggregate_id, const ch
 {
     const char *cid = json_string_value(json_object_get(meta, "command_id"));
     const char *corr = json_string_value(json_object_get(meta, "correlation_id"));
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?, s:s, s:I, s:i, s:I, s:i, s:I}", "command_id",
-                     cid ? cid : "", "correlation_id", corr ? corr : "", "aggregate_id",
-                     aggregate_id, "command_type", type, "status", reason ? "REJECTED" : "ACCEPTED",
-                     "reason", reason, "detail", detail ? detail : "", "aggregate_version", version,
-                     "partition", (int)p, "offset", (json_int_t)-1, "event_count", 0, "decided_at",
-                     wall_ms());
+    /* the sender: the API answers GET /v1/commands/{id} to it alone */
+    const char *actor = json_string_value(json_object_get(meta, "actor"));
+    return json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:s?, s:s, s:I, s:i, s:I, s:i, s:I, s:s}", "command_id",
+        cid ? cid : "", "correlation_id", corr ? corr : "", "aggregate_id", aggregate_id,
+        "command_type", type, "status", reason ? "REJECTED" : "ACCEPTED", "reason", reason,
+        "detail", detail ? detail : "", "aggregate_version", version, "partition", (int)p, "offset",
+        (json_int_t)-1, "event_count", 0, "decided_at", wall_ms(), "actor", actor ? actor : "");
 }
 
 /* the state of aggregate id in partition pt as staged by this batch: borrowed, NULL if none */

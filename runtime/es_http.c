@@ -659,6 +659,44 @@ void es_http_after(es_http_req_t *r, unsigned ms, void (*fn)(es_http_req_t *r, v
     h2o_timeout_link(r->th->loop, timeout_for(r->th, ms), &a->entry);
 }
 
+struct es_http_timer {
+    h2o_timeout_entry_t entry;
+    http_thread_t *th;
+    void (*fn)(void *arg);
+    void *arg;
+};
+
+static void on_timer(h2o_timeout_entry_t *entry)
+{
+    es_http_timer_t *t = container_of(entry, es_http_timer_t, entry);
+    t->fn(t->arg);
+}
+
+es_http_timer_t *es_http_timer_new(es_http_req_t *r, void (*fn)(void *arg), void *arg)
+{
+    es_http_timer_t *t = xcalloc(1, sizeof *t);
+    t->th = r->th;
+    t->fn = fn;
+    t->arg = arg;
+    t->entry.cb = on_timer;
+    return t;
+}
+
+void es_http_timer_arm(es_http_timer_t *t, unsigned ms)
+{
+    if (!h2o_timeout_is_linked(&t->entry))
+        h2o_timeout_link(t->th->loop, timeout_for(t->th, ms), &t->entry);
+}
+
+void es_http_timer_free(es_http_timer_t *t)
+{
+    if (!t)
+        return;
+    if (h2o_timeout_is_linked(&t->entry))
+        h2o_timeout_unlink(&t->entry);
+    free(t);
+}
+
 /* ---- the handler ---- */
 
 /* Runs when the request's pool is cleared: the request is gone, answered or not. */

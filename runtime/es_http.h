@@ -78,4 +78,16 @@ void es_http_complete(es_http_pending_t *p, int status, json_t *body, int proble
 void es_http_after(es_http_req_t *r, unsigned ms, void (*fn)(es_http_req_t *r, void *arg),
                    void *arg, void (*free_arg)(void *arg));
 
+/* A timer on a loop thread that is tied to no request (e.g. one watcher serving many waiting
+ * requests). Made on the loop thread of r (from a handler or an es_http_after callback); armed and
+ * freed only on that same thread, at the latest in the config's thread_free. */
+typedef struct es_http_timer es_http_timer_t;
+es_http_timer_t *es_http_timer_new(es_http_req_t *r, void (*fn)(void *arg), void *arg);
+/* Calls fn(arg) once, ms milliseconds from now; nothing changes if it is already armed. Use a
+ * few fixed values of ms: each distinct value keeps a small per-thread queue. fn may re-arm or
+ * free its timer. */
+void es_http_timer_arm(es_http_timer_t *t, unsigned ms);
+/* Disarms and frees; NULL is a no-op. */
+void es_http_timer_free(es_http_timer_t *t);
+
 #endif

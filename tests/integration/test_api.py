@@ -1,9 +1,11 @@
 """eventshop-api end to end: commands over HTTP through Kafka and the catalog handler, queries on
 the projected read model, on the running stack (conftest.py's api_url, token and uid fixtures)."""
 import json
+import os
 import time
 import uuid
 
+import pytest
 import requests
 
 WAIT = {"Prefer": "wait=20"}
@@ -89,7 +91,64 @@ def test_without_wait_answers_pending_then_the_outcome(api_url, token, uid):
         time.sleep(0.2)
     assert r.status_code == 200 and r.json()["status"] == "accepted", r.text
     r = requests.get(f"{api_url}/v1/commands/{uuid.uuid4()}", headers=auth(tok), timeout=10)
-    assert r.status_code == 202
+    assert is_problem(r, 404)["type"] == "urn:eventshop:problem:unknown_command"
+
+
+def test_a_creating_commands_202_names_what_it_creates(api_url, token, uid):
+    """Location stays the command's URL; the body names the sku and Link points at the product."""
+    tok = token("vendor", uid("u"), uid("v"))
+    sku = uid("SKU")
+    r = requests.post(f"{api_url}/v1/products", json=product(sku), headers=auth(tok), timeout=10)
+    assert r.status_code == 202, r.text
+    assert r.json()["sku"] == sku
+    assert r.headers["Location"] == f"/v1/commands/{r.json()['command_id']}"
+    assert r.headers["Link"] == f'</v1/products/{sku}>; rel="related"'
+    # a command that creates nothing links nowhere
+    r = requests.patch(f"{api_url}/v1/products/{sku}", json={"name": "x"}, headers=auth(tok),
+                       timeout=10)
+    assert r.status_code == 202 and "Link" not in r.headers, (r.status_code, r.headers)
+
+
+def test_a_registrations_202_names_the_user_id(api_url, uid):
+    """The API derives the user id from the e-mail before the outcome: its 202 names it."""
+    if "users" not in os.environ.get("ES_CONTEXTS", "").split():
+        pytest.skip("the users context is not served")
+    r = requests.post(f"{api_url}/v1/users", timeout=30,
+                      json={"email": f"{uid('r')}@example.test", "password": "long enough pass 1",
+                            "name": "R", "role": "customer"})
+    assert r.status_code == 202, r.text
+    user_id = r.json()["user_id"]
+    assert r.headers["Location"] == f"/v1/commands/{r.json()['command_id']}"
+    assert r.headers["Link"] == f'</v1/users/{user_id}>; rel="related"'
+
+
+def test_a_command_is_told_only_to_its_sender_or_an_admin(api_url, token, uid):
+    """Another principal gets the 404 of an unknown id, pending or decided: the id is no oracle."""
+    vendor = uid("v")
+    tok = token("vendor", uid("u"), vendor)
+    other = token("vendor", uid("u"), uid("v"))
+    same_vendor_other_user = token("vendor", uid("u"), vendor)
+    customer = token("customer", uid("c"))
+    admin = token("admin", uid("a"))
+    r = requests.post(f"{api_url}/v1/products", json=product(uid("SKU")), headers=auth(tok),
+                      timeout=10)
+    assert r.status_code == 202, r.text
+    cid = r.json()["command_id"]
+    strangers = (other, same_vendor_other_user, customer)
+    for stranger in strangers:  # right after sending, before or after the outcome
+        r = requests.get(f"{api_url}/v1/commands/{cid}", headers=auth(stranger), timeout=10)
+        assert is_problem(r, 404)["type"] == "urn:eventshop:problem:unknown_command"
+    for _ in range(100):
+        r = requests.get(f"{api_url}/v1/commands/{cid}", headers=auth(tok), timeout=10)
+        if r.status_code != 202:
+            break
+        time.sleep(0.2)
+    assert r.status_code == 200 and r.json()["status"] == "accepted", r.text
+    r = requests.get(f"{api_url}/v1/commands/{cid}", headers=auth(admin), timeout=10)
+    assert r.status_code == 200 and r.json()["command_id"] == cid, r.text
+    for stranger in strangers:  # decided: still nobody else's business
+        r = requests.get(f"{api_url}/v1/commands/{cid}", headers=auth(stranger), timeout=10)
+        assert is_problem(r, 404)["type"] == "urn:eventshop:problem:unknown_command"
 
 
 def test_vendor_cannot_touch_another_vendors_product(api_url, token, uid):

@@ -195,11 +195,14 @@ MATRIX = [
     ("POST", "/v1/orders/o-none/cancel", "vendor_own", 403, None),
     ("POST", "/v1/orders/o-none/cancel", "customer", 404, None),
     ("POST", "/v1/orders/o-none/cancel", "admin", 404, None),
-    # -- command outcomes: any authenticated caller holding the (unguessable) command id
+    # -- command outcomes: its sender (vendor_own sent {command}) or an admin; anyone else gets
+    # the 404 of an unknown id
     ("GET", "/v1/commands/{command}", "anon", 401, None),
-    ("GET", "/v1/commands/{command}", "customer", 200, None),
+    ("GET", "/v1/commands/{command}", "customer", 404, None),
+    ("GET", "/v1/commands/{command}", "vendor_other", 404, None),
     ("GET", "/v1/commands/{command}", "vendor_own", 200, None),
     ("GET", "/v1/commands/{command}", "admin", 200, None),
+    ("GET", "/v1/commands/{nouser}", "admin", 404, None),  # an id nobody sent
     # -- operations
     ("GET", "/healthz", "anon", 200, None),
     ("GET", "/readyz", "anon", 200, None),

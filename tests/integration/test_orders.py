@@ -171,6 +171,24 @@ def test_happy_path_placed_to_delivered(api_url, token, gateway, db):
                        requests.get(f"{api_url}/v1/orders", headers=auth(other), timeout=30).json()["items"]]
 
 
+def test_a_placed_order_is_named_in_its_202(api_url, token):
+    """Without Prefer: wait the 202 names the order the API minted (order_id in the body, Link
+    rel="related" to it) while Location stays the command's URL; the order is then found there."""
+    sku, _ = sku_on_sale(api_url, token, stock=2)
+    sub, tok = customer(token)
+    r = requests.post(f"{api_url}/v1/orders", timeout=60, headers=auth(tok),
+                      json={"lines": [{"sku": sku, "quantity": 1}], "shipping_address": ADDRESS})
+    assert r.status_code == 202, r.text
+    body = r.json()
+    oid, cid = body.get("order_id"), body["command_id"]
+    assert oid and body["status"] == "pending", body
+    assert r.headers["Location"] == f"/v1/commands/{cid}"
+    assert r.headers["Link"] == f'</v1/orders/{oid}>; rel="related"'
+    o = wait_status(api_url, tok, oid, {"placed", "stock_reserved", "confirmed", "shipped",
+                                        "delivered", "cancelled"}, timeout=30)
+    assert o["order_id"] == oid and o["customer_id"] == sub
+
+
 def test_bad_orders_are_refused(api_url, token):
     sku, _ = sku_on_sale(api_url, token, stock=1)
     _, tok = customer(token)

@@ -2,11 +2,15 @@
 ("<partition>:<offset>" of its last event); a query given it as the X-Min-Position header or the
 ?min_position= parameter answers only once the read model has applied it, so a write followed at
 once by such a read always sees the write. A position the read model does not reach within the
-bound (5 s) is a 504 problem; a malformed one a 400.
+bound (5 s) is a 504 problem; a malformed one, or one that cannot exist (partition outside the
+topic, offset at or past the partition's high watermark), a 400 at once. Requests waiting on one
+API thread share one watcher per context, so the reads of the stored offsets do not grow with the
+number of waiting requests.
 
 Many writes, spread over partitions (distinct skus) and over three contexts (catalog products,
 inventory receipts, pricing list prices), each read back at once, from several threads."""
 import os
+import signal
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from conftest import mint_token, unique
+from confluent_kafka import Consumer, TopicPartition
+
+from conftest import mint_token, unique, wait_for
 
 NEEDED = {"catalog", "inventory", "pricing"}
 pytestmark = pytest.mark.skipif(not NEEDED <= set(os.environ.get("ES_CONTEXTS", "").split()),
@@ -98,15 +104,37 @@ def test_the_header_wins_over_the_parameter(api_url):
     assert r.status_code == 200, r.text
 
 
+def high_watermark(brokers, topic, partition):
+    c = Consumer({"bootstrap.servers": brokers, "group.id": unique("hwm")})
+    try:
+        return c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
+    finally:
+        c.close()
+
+
+def impossible_positions(brokers):
+    """Positions no read model can ever reach: a partition outside the topic, offsets at and far
+    past the partition's high watermark (nothing writes catalog.events while this module runs:
+    its tests go one after another)."""
+    hwm = high_watermark(brokers, "catalog.events", 0)
+    return [("partition outside the topic", "81517:1"),
+            ("offset at the high watermark", f"0:{hwm}"),
+            ("offset far past the end", "0:999999999999")]
+
+
 @pytest.mark.parametrize("style", ["header", "param"])
-def test_a_position_never_reached_is_a_504_within_the_bound(api_url, style):
-    t0 = time.monotonic()
-    r = read_at(api_url, "/v1/inventory/no-such-sku", "0:999999999999", style)
-    took = time.monotonic() - t0
-    assert r.status_code == 504, r.text
-    assert r.headers["Content-Type"].startswith("application/problem+json")
-    assert r.json()["type"] == "urn:eventshop:problem:position_not_reached"
-    assert BOUND_S - 0.5 <= took <= BOUND_S + 3, f"answered after {took:.1f} s"
+def test_a_position_that_cannot_exist_is_a_400_at_once(api_url, brokers, style):
+    """A bogus position used to hold the request 5 s (querying MySQL every 20 ms), then answer
+    504: now the broker is asked for the partition's high watermark and the answer is a 400 at
+    once, well before the wait's bound."""
+    for what, pos in impossible_positions(brokers):
+        t0 = time.monotonic()
+        r = read_at(api_url, f"/v1/products/{unique('RYWX')}", pos, style)
+        took = time.monotonic() - t0
+        assert r.status_code == 400, f"{what} {pos}: {r.status_code} {r.text}"
+        assert r.headers["Content-Type"].startswith("application/problem+json")
+        assert r.json()["type"] == "urn:eventshop:problem:position_out_of_range", r.text
+        assert took < BOUND_S - 1, f"{what} {pos}: answered after {took:.1f} s, not at once"
 
 
 BAD = ["", "abc", "12", "1:", ":5", "-1:5", "1:-5", "1:2:3", "1 :5", "0x1:5", "1:5a",
@@ -152,3 +180,70 @@ def test_a_read_waits_for_the_projector_instead_of_answering_stale(api_url, stac
         stack.start("projector-inventory")
     r = read_at(api_url, f"/v1/inventory/{sku}", pos, "header")
     assert r.status_code == 200 and r.json()["on_hand"] == 7, r.text
+
+
+def metric(api_url, name, labels):
+    """The value of one sample of the API's /metrics, 0 if absent."""
+    text = requests.get(f"{api_url}/metrics", timeout=10).text
+    want = f"{name}{{{labels}}} "
+    for line in text.splitlines():
+        if line.startswith(want):
+            return float(line[len(want):])
+    return 0.0
+
+
+def role_pid(role):
+    with open(os.path.join(os.environ["ES_STATE"], "run", f"{role}.pid")) as f:
+        return int(f.read().strip())
+
+
+N_WAITERS = 40
+TICK_S = 0.020  # WATCH_TICK_MS of api_query.c
+
+
+def test_many_waiters_share_one_watcher_and_are_all_answered(api_url):
+    """With the catalog projector frozen (SIGSTOP), N reads wait on a real position: each is
+    answered with the write once the projector runs again, and while they wait the stored
+    offsets are read at most once per tick per API thread, not once per tick per request (the
+    old code did N times as many)."""
+    vendor = unique("v")
+    tok = mint_token("vendor", vendor, vendor)
+    sku = unique("RYWN")
+    labels = 'context="catalog"'
+    waiting0 = metric(api_url, "eventshop_api_position_waiters", labels)
+    pid = role_pid("projector-catalog")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        pos = write(api_url, tok, "POST", "/v1/products",
+                    {"sku": sku, "name": "many", "category": "kitchen", "currency": "EUR"})
+        with ThreadPoolExecutor(N_WAITERS) as pool:
+            futures = [pool.submit(read_at, api_url, f"/v1/products/{sku}", pos,
+                                   ("header", "param")[i % 2]) for i in range(N_WAITERS)]
+            wait_for(lambda: metric(api_url, "eventshop_api_position_waiters", labels)
+                     >= waiting0 + N_WAITERS, timeout=3, interval=0.05,
+                     what=f"{N_WAITERS} requests waiting")
+            # the window [t0, t1] encloses the two samples, so every read counted is inside it
+            t0 = time.monotonic()
+            q0 = metric(api_url, "eventshop_api_position_watch_queries_total", labels)
+            time.sleep(1)  # a window in which they all wait
+            q1 = metric(api_url, "eventshop_api_position_watch_queries_total", labels)
+            t1 = time.monotonic()
+            still = metric(api_url, "eventshop_api_position_waiters", labels)
+            os.kill(pid, signal.SIGCONT)
+            answers = [f.result() for f in futures]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert still >= waiting0 + N_WAITERS, "the requests stopped waiting during the window"
+    # at most one read per tick per API thread, doubled for timer slack; a read per waiting
+    # request per tick (the old polling) would be N_WAITERS / 2 times this bound
+    threads = int(os.environ.get("EVENTSHOP_API_THREADS", "2"))
+    bound = 2 * threads * ((t1 - t0) / TICK_S + 1)
+    assert q1 > q0, "the watcher did not read the stored offsets while requests waited"
+    assert q1 - q0 <= bound, (f"{q1 - q0:.0f} reads of the stored offsets in {t1 - t0:.2f} s "
+                              f"for {N_WAITERS} waiting requests: more than one per tick per "
+                              f"thread ({bound:.0f})")
+    bad = [(r.status_code, r.text[:200]) for r in answers
+           if r.status_code != 200 or r.json()["name"] != "many"]
+    assert not bad, f"{len(bad)} of {N_WAITERS} waiting reads did not get the write: {bad[:3]}"
+    wait_for(lambda: metric(api_url, "eventshop_api_position_waiters", labels) <= waiting0,
+             timeout=5, what="no request left waiting")

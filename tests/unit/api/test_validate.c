@@ -329,3 +329,57 @@ Test(api_results, bounded_map_evicts_the_oldest)
     cr_assert_eq(got.version, 3);
     api_results_free(res);
 }
+
+Test(api_outcome, pending_names_what_a_creating_command_creates)
+{
+    struct api_answer a;
+    struct api_created c;
+    api_created_init(&c, "eventshop.orders.PlaceOrder", "o-1", "/v1/orders/o-1");
+    api_answer_pending(&a, "6f1c2a52-3c1b-4d59-9a51-0c6f7a1a2b3c", &c);
+    cr_assert_eq(a.status, 202);
+    cr_assert_str_eq(json_string_value(json_object_get(a.body, "order_id")), "o-1");
+    cr_assert_str_eq(a.location, "/v1/commands/6f1c2a52-3c1b-4d59-9a51-0c6f7a1a2b3c");
+    cr_assert_str_eq(a.link, "</v1/orders/o-1>; rel=\"related\"");
+    cr_assert_str_eq(a.headers[2], "Link");
+    json_decref(a.body);
+
+    api_answer_pending(&a, "6f1c2a52-3c1b-4d59-9a51-0c6f7a1a2b3c", NULL);
+    cr_assert_eq(json_object_size(a.body), 2); /* command_id, status */
+    cr_assert_null(a.headers[2]);
+    json_decref(a.body);
+}
+
+Test(api_results, the_sender_is_known_before_and_after_the_outcome)
+{
+    api_results_t *res = api_results_new_offline(4);
+    const char *id = "00000000-0000-4000-8000-000000000001";
+    struct api_outcome o = {0}, got;
+    bool decided = true;
+    cr_assert_not(api_results_find(res, id, &got, &decided));
+    api_results_note_sent(res, id, "alice");
+    cr_assert(api_results_find(res, id, &got, &decided));
+    cr_assert_not(decided);
+    cr_assert_str_eq(got.actor, "alice");
+    cr_assert_not(api_results_get(res, id, &got)); /* no outcome yet */
+    /* a result without an actor (written before the field) keeps the noted sender */
+    strcpy(o.command_id, id);
+    o.accepted = true;
+    o.version = 1;
+    api_results_put(res, &o);
+    cr_assert(api_results_find(res, id, &got, &decided));
+    cr_assert(decided);
+    cr_assert_eq(got.version, 1);
+    cr_assert_str_eq(got.actor, "alice");
+    cr_assert(api_results_get(res, id, &got));
+    api_results_free(res);
+}
+
+Test(api_outcome, the_result_names_its_sender)
+{
+    json_t *r = json_pack("{s:s, s:s, s:s}", "command_id", "6f1c2a52-3c1b-4d59-9a51-0c6f7a1a2b3c",
+                          "status", "ACCEPTED", "actor", "bob");
+    struct api_outcome o;
+    cr_assert_eq(api_outcome_from_result(r, &o), 0);
+    cr_assert_str_eq(o.actor, "bob");
+    json_decref(r);
+}

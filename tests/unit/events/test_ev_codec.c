@@ -48,7 +48,7 @@ static const struct sample {
      "\"aggregate_id\": \"SKU-1\", \"command_type\": \"eventshop.catalog.ListProduct\", "
      "\"status\": \"REJECTED\", \"reason\": \"not_owner\", \"detail\": \"sku 'SKU-1' is not "
      "yours\", \"aggregate_version\": 0, \"partition\": 2, \"offset\": -1, \"event_count\": 0, "
-     "\"decided_at\": 1718000000999}"},
+     "\"decided_at\": 1718000000999, \"actor\": \"v-9\"}"},
 };
 #define N_SAMPLES (sizeof(samples) / sizeof(samples[0]))
 

@@ -182,6 +182,50 @@ static void get_silent(es_http_req_t *r)
     (void)r;
 }
 
+/* A request parked with a long deadline and answered by a timer tied to no request, as the API's
+ * read-your-writes watcher answers its waiters. */
+struct parked {
+    es_http_req_t *r;
+    es_http_timer_t *t;
+    bool done;
+};
+
+static void parked_fire(void *arg)
+{
+    struct parked *p = arg;
+    p->done = true;
+    es_http_timer_free(p->t); /* fn may free its own timer */
+    p->t = NULL;
+    es_http_reply_json(p->r, 200, json_pack("{s:b}", "by_timer", 1));
+}
+
+static void parked_deadline(es_http_req_t *r, void *arg)
+{
+    struct parked *p = arg;
+    if (!p->done) {
+        es_http_timer_free(p->t);
+        es_http_reply_problem(r, 504, NULL, NULL, "the timer did not fire");
+    }
+    free(p);
+}
+
+static void parked_gone(void *arg)
+{
+    struct parked *p = arg;
+    es_http_timer_free(p->t);
+    free(p);
+}
+
+static void get_timer(es_http_req_t *r)
+{
+    struct parked *p = xcalloc(1, sizeof *p);
+    p->r = r;
+    p->t = es_http_timer_new(r, parked_fire, p);
+    es_http_after(r, 3000, parked_deadline, p, parked_gone);
+    es_http_timer_arm(p->t, 10);
+    es_http_timer_arm(p->t, 2000); /* already armed: changes nothing */
+}
+
 static const es_http_route_t routes[] = {
     {"GET", "/v1/items/{id}", get_item, NULL},
     {"PUT", "/v1/items/{id}", put_item, NULL},
@@ -191,6 +235,7 @@ static const es_http_route_t routes[] = {
     {"GET", "/v1/wait", get_wait, NULL},
     {"GET", "/v1/silent", get_silent, NULL},
     {"GET", "/v1/slow", get_slow, NULL},
+    {"GET", "/v1/timer", get_timer, NULL},
 };
 
 static void *run_server(void *arg)
@@ -333,6 +378,15 @@ Test(http, after_runs_on_the_loop_until_answered)
     cr_assert_eq(r.status, 200);
     json_t *j = body_json(&r);
     cr_assert_eq(json_integer_value(json_object_get(j, "ticks")), 3);
+    json_decref(j);
+}
+
+Test(http, a_timer_tied_to_no_request_answers_a_parked_one)
+{
+    response_t r = do_request("GET", "/v1/timer", NULL, 0);
+    cr_assert_eq(r.status, 200, "status %ld: %s", r.status, r.body);
+    json_t *j = body_json(&r);
+    cr_assert(json_is_true(json_object_get(j, "by_timer")));
     json_decref(j);
 }
 
