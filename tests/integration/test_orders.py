@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from conftest import unique, wait_for
+from conftest import read_topic, unique, wait_for
 from notify_ship_util import mails_about, register_customer
 
 WAIT = {"Prefer": "wait=20"}
@@ -131,7 +131,7 @@ def registered_customer(api_url, db):
     return sub, addr, r.json()["access_token"]
 
 
-def test_happy_path_placed_to_delivered(api_url, token, gateway, db):
+def test_happy_path_placed_to_delivered(api_url, token, gateway, db, brokers, registry):
     needs("ES_SUBSCRIBERS", ["notifications"])
     sku, _ = sku_on_sale(api_url, token, stock=5, price=1250)
     sub, addr, tok = registered_customer(api_url, db)
@@ -157,7 +157,15 @@ def test_happy_path_placed_to_delivered(api_url, token, gateway, db):
         return got if all(any(k in m["Subject"] for m in got) for k in kinds) else None
 
     wait_for(mailed, timeout=30, what=f"the e-mails of order {oid}")
-    time.sleep(1)  # a duplicate would land by now
+
+    # the subscriber records a mail before its NotificationSent is committed: once all three are
+    # there, any second send of them would already be in the capture
+    def recorded():
+        sent = [m["value"]["kind"] for m in read_topic(brokers, registry, "notifications.events")
+                if m["value"].get("order_id") == oid and "kind" in m["value"]]
+        return len(sent) >= 3
+
+    wait_for(recorded, timeout=30, what=f"three NotificationSent of order {oid}")
     got = mails_about(oid)
     assert sorted(m["Subject"] for m in got) == sorted(f"Your order {oid} {k}" for k in kinds), \
         [m["Subject"] for m in got]

@@ -4,7 +4,6 @@ payments.commands (as the order saga sends them); the payments subscriber charge
 local test gateway (eventshop-test-gateway), whose /_charges tells how many times each order was
 really charged. THE INVARIANT: a payment is charged at most once, whatever fails on the way."""
 import os
-import time
 
 import pytest
 import requests
@@ -52,6 +51,7 @@ def send(brokers, registry):
         p.produce(TOPIC, key=order_id.encode(),
                   value=sers[name](value, SerializationContext(TOPIC, MessageField.VALUE)))
         p.flush(10)
+        return value["metadata"]["command_id"]
 
     return _send
 
@@ -80,7 +80,24 @@ def events_of(brokers, registry, order_id):
 
 
 def request_payment(send, order_id, customer, amount=2500, currency="EUR"):
-    send("RequestPayment", order_id, customer_id=customer, amount_minor=amount, currency=currency)
+    return send("RequestPayment", order_id, customer_id=customer, amount_minor=amount,
+                currency=currency)
+
+
+def decided(brokers, registry, *command_ids):
+    """Waits for the handler's outcome of each command: the positive marker that whatever the
+    command produced is committed (events and result share one transaction), so a test may then
+    assert that nothing more came of it. Returns the statuses in order."""
+    want = set(command_ids)
+
+    def outcomes():
+        got = {m["value"]["command_id"]: m["value"]["status"]
+               for m in read_topic(brokers, registry, "payments.results")
+               if m["value"]["command_id"] in want}
+        return got if len(got) == len(want) else None
+
+    got = wait_for(outcomes, timeout=60, what=f"the outcome of {len(want)} commands")
+    return [got[c] for c in command_ids]
 
 
 def test_capture_charges_once(gateway, send, db, brokers, registry):
@@ -91,9 +108,9 @@ def test_capture_charges_once(gateway, send, db, brokers, registry):
     g, _ = charges(gateway, order)
     assert g["charges"] == 1 and g["amount_charged"] == 2500
     assert row["gateway_ref"] == g["intents"][0]["id"]
-    # the saga redelivering its command changes nothing
-    request_payment(send, order, row["customer_id"])
-    time.sleep(2)
+    # the saga redelivering its command changes nothing: once it is decided no new event can
+    # come of it, so no second charge can follow
+    decided(brokers, registry, request_payment(send, order, row["customer_id"]))
     assert charges(gateway, order)[0]["charges"] == 1
     evs = events_of(brokers, registry, order)
     assert [e["metadata"]["aggregate_version"] for e in evs] == [1, 2]
@@ -143,10 +160,10 @@ def test_refund_once(gateway, send, db, brokers, registry):
     order = unique("pay")
     request_payment(send, order, unique("cust"))
     wait_status(db, order, "captured")
-    send("RefundPayment", order, reason="order_cancelled")
-    send("RefundPayment", order, reason="order_cancelled")
+    first = send("RefundPayment", order, reason="order_cancelled")
+    again = send("RefundPayment", order, reason="order_cancelled")
     row = wait_status(db, order, "refunded")
-    time.sleep(2)
+    decided(brokers, registry, first, again)
     g, _ = charges(gateway, order)
     assert g["charges"] == 1 and g["refunds"] == 1 and g["amount_refunded"] == 2500
     assert row["refund_ref"] == g["refund_ids"][0]
@@ -154,11 +171,13 @@ def test_refund_once(gateway, send, db, brokers, registry):
     assert names == [1, 2, 3, 4]  # requested, captured, refund requested, refunded
 
 
-def test_refund_of_a_declined_payment_is_rejected(gateway, send, db):
+def test_refund_of_a_declined_payment_is_rejected(gateway, send, db, brokers, registry):
     order = unique("pay")
     request_payment(send, order, unique("cust-decline"))
     wait_status(db, order, "declined")
-    send("RefundPayment", order, reason="order_cancelled")
-    time.sleep(2)
+    assert decided(brokers, registry, send("RefundPayment", order, reason="order_cancelled")) == \
+        ["REJECTED"]
+    assert [e["metadata"]["aggregate_version"] for e in events_of(brokers, registry, order)] == \
+        [1, 2]
     assert payment_row(db, order)["status"] == "declined"
     assert charges(gateway, order)[0]["refunds"] == 0

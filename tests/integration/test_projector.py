@@ -257,8 +257,10 @@ def test_killed_projector_applies_every_event_exactly_once(brokers, registry, db
     assert 0 < at_kill < total, f"kill came too late to test anything ({at_kill}/{total})"
 
     p.start()
-    wait_for(lambda: applied() >= total, timeout=120, what="the whole burst")
-    time.sleep(1)  # a double apply would show up as more
+    # rows and offsets commit together: once the stored offsets are past the burst's last event,
+    # every apply of it is in, and a double apply would already show
+    wait_for(lambda: all(stored_offsets(db, p.key).get(part, -1) > off
+                         for part, off in last.items()), timeout=120, what="the whole burst")
     bad = query(db, f"SELECT sku, version, applied_events FROM `{p.table}` WHERE sku LIKE %s "
                     "AND (applied_events <> version OR version <> %s)", prefix + "-%", versions)
     assert bad == (), f"applied twice or lost: {bad[:5]}"

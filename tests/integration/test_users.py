@@ -135,10 +135,17 @@ def test_failed_logins_are_rate_limited(api_url):
     assert login(api_url, addr).status_code == 429
 
 
-def test_vendor_pending_then_approved_lists_a_product(api_url, admin_token):
+def test_vendor_pending_then_approved_lists_a_product(api_url, admin_token, db):
     addr = email()
     uid = user_id_of(register(api_url, addr, role="vendor", phone=None))
-    time.sleep(1)
+
+    def projected_pending():  # a 401 before the user is known would pass by luck
+        with db("users").cursor() as cur:
+            cur.execute("SELECT status FROM users WHERE user_id = %s", (uid,))
+            row = cur.fetchone()
+            return row and row["status"] == "pending"
+
+    wait_for(projected_pending, timeout=30, what=f"vendor {uid} projected as pending")
     r = login(api_url, addr)
     assert r.status_code == 401, "a pending vendor gets no token"
     cust = mint_token("customer", str(uuid.uuid4()))
