@@ -37,6 +37,7 @@ read -r -a SUBSCRIBERS <<<"${ES_SUBSCRIBERS-order-saga payments notifications sh
 for sb in "${SUBSCRIBERS[@]}"; do ROLES+=("subscriber-$sb"); done
 [ ${#SUBSCRIBERS[@]} -eq 0 ] || ROLES+=(test-gateway test-carrier smtp-capture)
 KAFKA_LIBS=$top/.cache/kafka/libs
+STOP_TIMEOUT=${ES_STOP_TIMEOUT:-20} # seconds from TERM to KILL (Kafka and MariaDB: 3 times that)
 
 mkdir -p "$ES_STATE"/{run,logs,secrets}
 chmod 700 "$ES_STATE/secrets"
@@ -294,7 +295,7 @@ role_signal() { # role signal [seconds before KILL]: returns once the process ha
     local pid; pid=$(pidof_role "$1" || true)
     [ -n "$pid" ] || { rm -f "$ES_STATE/run/$1.pid"; return 0; }
     kill -"$2" "$pid" 2>/dev/null || true
-    local end=$((SECONDS + ${3:-20}))
+    local end=$((SECONDS + ${3:-$STOP_TIMEOUT}))
     while pid_alive "$pid"; do
         if [ $SECONDS -ge $end ]; then kill -KILL "$pid" 2>/dev/null || true; fi
         sleep 0.1
@@ -330,10 +331,10 @@ down() {
         case $r in api | kafka | mariadb | supervisor) ;; *) role_signal "$r" TERM & ;; esac
     done
     wait
-    role_signal kafka TERM 60
+    role_signal kafka TERM $((3 * STOP_TIMEOUT))
     if [ -n "$(pidof_role mariadb || true)" ]; then
         mariadb-admin --socket="$(mysql_sock)" shutdown 2>/dev/null || true
-        role_signal mariadb TERM 60
+        role_signal mariadb TERM $((3 * STOP_TIMEOUT))
     fi
     rm -f "$ES_STATE"/run/*.held "$ES_STATE"/run/*.restarts
 }
@@ -478,7 +479,7 @@ sup_restart() { # role, holding its lock: start it unless someone held or starte
 supervise() {
     set +e
     local fifo=$ES_STATE/run/supervisor.fifo r n delay now stop=0 fd
-    local -A since=() fails=() due=()
+    local -A since=() fails=() due=() told=()
     rm -f "$fifo"
     mkfifo -m 600 "$fifo" || die "cannot make $fifo"
     exec {fd}<>"$fifo"
@@ -490,13 +491,24 @@ supervise() {
     while [ $stop -eq 0 ]; do
         now=$SECONDS
         for r in "${ROLES[@]}"; do
-            if role_held "$r"; then unset "due[$r]"; continue; fi
+            if role_held "$r"; then # said once, so a test can wait for it
+                unset "due[$r]"
+                if sup_alive "$r"; then
+                    unset "told[$r]"
+                elif [ -z "${told[$r]:-}" ]; then
+                    told[$r]=1
+                    sup_log "$r is held (stopped on purpose or fault points armed): not restarted"
+                fi
+                continue
+            fi
+            unset "told[$r]"
             if sup_alive "$r"; then
                 unset "due[$r]"
                 # a run of a minute or more ends the backoff
                 [ -n "${since[$r]:-}" ] && [ $((now - ${since[$r]})) -ge 60 ] && fails[$r]=0
                 continue
             fi
+            [ -n "$SUP_PID" ] || continue # never started, or stopped through this script
             if [ -z "${due[$r]:-}" ]; then
                 n=${fails[$r]:-0}; [ "$n" -le 5 ] || n=5
                 delay=$((1 << n)); [ $delay -le 30 ] || delay=30
@@ -591,7 +603,7 @@ case ${1:-} in
     down) down ;;
     status) status ;;
     roles) roles ;;
-    supervise) supervise ;;
+    supervise) supervise; exit 0 ;; # never read on: the file may have changed meanwhile
     endpoints) endpoints ;;
     role-start) role_locked "$2" role_start_cmd "$2" ;;
     role-wait) role_wait "$2" "${3:-60}" ;;
