@@ -489,6 +489,8 @@ supervise() {
     trap '' HUP
     sup_log "watching ${ROLES[*]}"
     while [ $stop -eq 0 ]; do
+        # the stack's state was removed under us (rm -rf of $ES_STATE): nothing left to watch
+        [ -f "$ES_STATE/run/supervisor.pid" ] || { sup_log "run/supervisor.pid is gone: exiting"; exit 0; }
         now=$SECONDS
         for r in "${ROLES[@]}"; do
             if role_held "$r"; then # said once, so a test can wait for it
