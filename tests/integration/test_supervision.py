@@ -107,8 +107,9 @@ def test_a_role_killed_with_sigkill_is_restarted_and_counted(supervised):
     wait_for(lambda: ok(f"{url}/healthz") and ok(f"{url}/readyz"), timeout=90,
              what=f"the restarted {ROLE} healthy and ready")
     assert role_pid("supervisor") == supervised
-    log = read(state("logs", "supervisor.log"))[log_at:]
-    assert f"{ROLE} restarted (pid {new}, restart {before + 1})" in log, log
+    line = f"{ROLE} restarted (pid {new}, restart {before + 1})"
+    wait_for(lambda: line in read(state("logs", "supervisor.log"))[log_at:], timeout=10,
+             what=f"the supervisor's line '{line}'")
 
     row = wait_for(lambda: (r := status_row(ROLE))["READY"] == "yes" and r, timeout=30,
                    what=f"status showing {ROLE} ready")
