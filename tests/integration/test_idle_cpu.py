@@ -13,7 +13,6 @@ import re
 import subprocess
 import time
 
-import pytest
 import requests
 from confluent_kafka import Consumer, TopicPartition
 
