@@ -1,4 +1,6 @@
 # eventshop — the two commands: `make up` and `make test`. See README.md.
+# up: infrastructure (only what is missing), roles, a supervisor that restarts dead roles;
+# status: per process state, ready, restarts, lag; down: returns once every process has exited.
 .PHONY: all setup build up down status test bench chaos token format clean
 
 BUILD ?= build

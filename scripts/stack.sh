@@ -5,13 +5,18 @@
 # (state .state/test, ports + 10000), so both can run side by side.
 #
 #   stack.sh infra-up      MariaDB + Kafka + topics + databases/users + keys, then writes $ES_STATE/env
-#   stack.sh up            infra-up, then every role; returns once all are healthy
-#   stack.sh down          stops everything (data is kept)
-#   stack.sh status        one line per process
+#   stack.sh up            infra-up (starts MariaDB and Kafka only if they are not running), then
+#                          every role that is not running, then the supervisor (below); returns
+#                          once all are healthy
+#   stack.sh down          stops everything (data is kept); returns once every process has exited
+#   stack.sh status        per process: state, pid, ready (/readyz), restarts, lag (projectors)
 #   stack.sh role-start|role-stop|role-kill|role-wait ROLE    (ROLE: registry, api,
-#                          handler-<ctx>, projector-<ctx>); role-kill sends SIGKILL; role-start
+#                          handler-<ctx>, projector-<ctx>, subscriber-<name>, stand-ins);
+#                          role-kill sends SIGKILL; role-stop/role-kill hold the role: the
+#                          supervisor leaves it down until the next role-start. role-start
 #                          hands its environment on (EVENTSHOP_FAULTS=p arms fault p in that
 #                          role) and honours ES_ROLE_BUILD and ES_ROLE_WRAPPER
+#   stack.sh roles         one line per role: name and base URL of its /metrics and probes
 #   stack.sh endpoints     prints the endpoints
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,12 +39,24 @@ read -r -a SUBSCRIBERS <<<"${ES_SUBSCRIBERS-order-saga payments notifications sh
 for sb in "${SUBSCRIBERS[@]}"; do ROLES+=("subscriber-$sb"); done
 [ ${#SUBSCRIBERS[@]} -eq 0 ] || ROLES+=(test-gateway test-carrier smtp-capture)
 KAFKA_LIBS=$top/.cache/kafka/libs
+STOP_TIMEOUT=${ES_STOP_TIMEOUT:-20} # seconds from TERM to KILL (Kafka and MariaDB: 3 times that)
 
 mkdir -p "$ES_STATE"/{run,logs,secrets}
 chmod 700 "$ES_STATE/secrets"
 
 die() { echo "stack: $*" >&2; exit 1; }
-pidof_role() { local f=$ES_STATE/run/$1.pid; [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && cat "$f"; }
+# A process is alive unless gone or a zombie: our parent (the container's pid 1) reaps orphans
+# only now and then, and kill -0 succeeds on a zombie. Builtins only (the supervisor calls it).
+pid_alive() {
+    local st
+    [ -n "$1" ] && read -r st 2>/dev/null <"/proc/$1/stat" || return 1
+    st=${st##*) }
+    case ${st%% *} in Z | X) return 1 ;; esac
+}
+pidof_role() {
+    local f=$ES_STATE/run/$1.pid pid
+    [ -f "$f" ] && read -r pid <"$f" && pid_alive "$pid" && echo "$pid"
+}
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 wait_until() { # seconds description command...
     local secs=$1 what=$2; shift 2
@@ -260,6 +277,7 @@ role_start() {
                     export "EVENTSHOP_MYSQL_${C}_PASSWORD_FILE=$ES_STATE/secrets/mysql-$c-ro.password"
                 done ;;
         esac
+        close_inherited_fds
         # shellcheck disable=SC2086
         exec $wrapper $cmd >>"$ES_STATE/logs/$role.log" 2>&1
     ) &
@@ -279,12 +297,12 @@ $(tail -n 15 "$ES_STATE/logs/$1.log" 2>/dev/null)"
         sleep 0.2
     done
 }
-role_signal() { # role signal
+role_signal() { # role signal [seconds before KILL]: returns once the process has exited
     local pid; pid=$(pidof_role "$1" || true)
-    [ -n "$pid" ] || return 0
+    [ -n "$pid" ] || { rm -f "$ES_STATE/run/$1.pid"; return 0; }
     kill -"$2" "$pid" 2>/dev/null || true
-    local end=$((SECONDS + 20))
-    while kill -0 "$pid" 2>/dev/null; do
+    local end=$((SECONDS + ${3:-$STOP_TIMEOUT}))
+    while pid_alive "$pid"; do
         if [ $SECONDS -ge $end ]; then kill -KILL "$pid" 2>/dev/null || true; fi
         sleep 0.1
     done
@@ -307,13 +325,24 @@ EOT
 }
 
 down() {
-    local r
-    for r in api "${ROLES[@]}"; do role_signal "$r" TERM; done
-    role_signal kafka TERM
+    sup_stop
+    # every process that has a pid file, not only today's ROLES: a stack brought up with other
+    # ES_CONTEXTS/ES_SUBSCRIBERS still has its roles and stand-ins. The API first (no new
+    # commands), then the rest at once; each role_signal returns only once its process is gone.
+    role_signal api TERM
+    local f r
+    for f in "$ES_STATE"/run/*.pid; do
+        [ -e "$f" ] || continue
+        r=${f##*/}; r=${r%.pid}
+        case $r in api | kafka | mariadb | supervisor) ;; *) role_signal "$r" TERM & ;; esac
+    done
+    wait
+    role_signal kafka TERM $((3 * STOP_TIMEOUT))
     if [ -n "$(pidof_role mariadb || true)" ]; then
         mariadb-admin --socket="$(mysql_sock)" shutdown 2>/dev/null || true
-        role_signal mariadb TERM
+        role_signal mariadb TERM $((3 * STOP_TIMEOUT))
     fi
+    rm -f "$ES_STATE"/run/*.held "$ES_STATE"/run/*.restarts
 }
 
 
@@ -393,26 +422,200 @@ notifications_env() {
     export EVENTSHOP_MYSQL_NOTIFICATIONS_PASSWORD_FILE=$ES_STATE/secrets/mysql-notifications.password
 }
 
+# ---------------------------------------------------------------- supervision (make up)
+# `up` starts one supervisor per stack (`stack.sh supervise`: pid in run/supervisor.pid, log in
+# logs/supervisor.log); `down` stops it first. Once a second (a blocking read with a timeout on
+# its own fifo, builtins only: it costs nothing) it looks at every role's pid; a role that died
+# is started again after a capped exponential backoff (1, 2, 4 … 30 s; back to 1 s once a run
+# lasted a minute), with a log line here and in the role's log, and run/<role>.restarts counts
+# its restarts (reset by `down`). Kafka and MariaDB are not supervised: `up` starts whichever
+# is missing and leaves running parts alone.
+# The contract with tests: a role stopped on purpose (role-stop, role-kill), or started with
+# EVENTSHOP_FAULTS armed (its crash is the test's), is "held" (run/<role>.held) and left alone
+# until a plain role-start or `up` starts it. Start, stop, kill and the supervisor's restart of
+# a role each hold the role's lock (run/<role>.lock), so they never cross.
+CLOSE_FDS=()
+close_inherited_fds() { # in a role's subshell: a role must not hold our locks or fifo
+    local fd
+    for fd in "${CLOSE_FDS[@]}"; do exec {fd}>&-; done
+}
+role_locked() { # role command...: runs the command holding the role's lock
+    local fd rc
+    exec {fd}>"$ES_STATE/run/$1.lock"
+    CLOSE_FDS+=("$fd")
+    flock "$fd"
+    "${@:2}"
+    rc=$?
+    exec {fd}>&-
+    unset 'CLOSE_FDS[-1]'
+    return $rc
+}
+role_held() { [ -f "$ES_STATE/run/$1.held" ]; }
+role_start_cmd() { # role-start and up: start the role, held only while fault points are armed
+    role_start "$1"
+    if [ -n "${EVENTSHOP_FAULTS:-}" ]; then : >"$ES_STATE/run/$1.held"; else rm -f "$ES_STATE/run/$1.held"; fi
+}
+role_stop_cmd() { # role signal: role-stop and role-kill, held so that nobody restarts it
+    : >"$ES_STATE/run/$1.held"
+    role_signal "$1" "$2"
+}
+sup_log() { printf '%(%Y-%m-%dT%H:%M:%S)T supervisor: %s\n' -1 "$*"; }
+declare -A SUP_PIDS=()
+sup_alive() { # role: true when its process is alive, pid in SUP_PID. One stat a turn: the pid
+    # file is read again only once the known pid is gone; a zombie has no /proc/<pid>/exe
+    SUP_PID=${SUP_PIDS[$1]:-}
+    [ -n "$SUP_PID" ] && [ -e "/proc/$SUP_PID/exe" ] && return 0
+    local f=$ES_STATE/run/$1.pid
+    SUP_PID=
+    [ -f "$f" ] && read -r SUP_PID <"$f"
+    SUP_PIDS[$1]=$SUP_PID
+    [ -n "$SUP_PID" ] && [ -e "/proc/$SUP_PID/exe" ]
+}
+sup_restart() { # role, holding its lock: start it unless someone held or started it meanwhile
+    role_held "$1" && { sup_log "$1 is held: not restarted"; return 0; }
+    sup_alive "$1" && return 0
+    role_start "$1"
+    local n=0 f=$ES_STATE/run/$1.restarts
+    [ -f "$f" ] && read -r n <"$f"
+    n=$((n + 1))
+    echo "$n" >"$f"
+    sup_log "$1 restarted (pid $(cat "$ES_STATE/run/$1.pid"), restart $n)"
+    echo "stack: restarted by the supervisor (restart $n)" >>"$ES_STATE/logs/$1.log"
+}
+supervise() {
+    set +e
+    local fifo=$ES_STATE/run/supervisor.fifo r n delay now stop=0 fd
+    local -A since=() fails=() due=() told=()
+    rm -f "$fifo"
+    mkfifo -m 600 "$fifo" || die "cannot make $fifo"
+    exec {fd}<>"$fifo"
+    CLOSE_FDS+=("$fd")
+    echo "$BASHPID" >"$ES_STATE/run/supervisor.pid"
+    trap 'stop=1' TERM INT
+    trap '' HUP
+    sup_log "watching ${ROLES[*]}"
+    while [ $stop -eq 0 ]; do
+        # the stack's state was removed under us (rm -rf of $ES_STATE): nothing left to watch
+        [ -f "$ES_STATE/run/supervisor.pid" ] || { sup_log "run/supervisor.pid is gone: exiting"; exit 0; }
+        now=$SECONDS
+        for r in "${ROLES[@]}"; do
+            if role_held "$r"; then # said once, so a test can wait for it
+                unset "due[$r]"
+                if sup_alive "$r"; then
+                    unset "told[$r]"
+                elif [ -z "${told[$r]:-}" ]; then
+                    told[$r]=1
+                    sup_log "$r is held (stopped on purpose or fault points armed): not restarted"
+                fi
+                continue
+            fi
+            unset "told[$r]"
+            if sup_alive "$r"; then
+                unset "due[$r]"
+                # a run of a minute or more ends the backoff
+                [ -n "${since[$r]:-}" ] && [ $((now - ${since[$r]})) -ge 60 ] && fails[$r]=0
+                continue
+            fi
+            [ -n "$SUP_PID" ] || continue # never started, or stopped through this script
+            if [ -z "${due[$r]:-}" ]; then
+                n=${fails[$r]:-0}; [ "$n" -le 5 ] || n=5
+                delay=$((1 << n)); [ $delay -le 30 ] || delay=30
+                due[$r]=$((now + delay))
+                sup_log "$r is not running (pid ${SUP_PID:-none}): restart in $delay s"
+                continue
+            fi
+            [ "$now" -ge "${due[$r]}" ] || continue
+            unset "due[$r]"
+            fails[$r]=$((${fails[$r]:-0} + 1))
+            since[$r]=$SECONDS
+            # a subshell: role_start dies on a busy port, and the supervisor must not
+            (role_locked "$r" sup_restart "$r") || sup_log "restart of $r failed; will retry"
+        done
+        read -r -t 1 -u "$fd" && [ "$REPLY" = stop ] && stop=1
+    done
+    sup_log "stopped"
+    rm -f "$fifo" "$ES_STATE/run/supervisor.pid"
+}
+sup_start() {
+    [ -z "$(pidof_role supervisor || true)" ] || return 0
+    rm -f "$ES_STATE/run/supervisor.pid"
+    ES_STATE=$ES_STATE ES_BUILD=$ES_BUILD ES_PORT_OFFSET=$ES_PORT_OFFSET ES_CONTEXTS="${CONTEXTS[*]}" \
+        ES_SUBSCRIBERS="${SUBSCRIBERS[*]}" setsid "$top/scripts/stack.sh" supervise </dev/null >>"$ES_STATE/logs/supervisor.log" 2>&1 &
+    wait_until 10 supervisor pidof_role supervisor || die "the supervisor did not start, see $ES_STATE/logs/supervisor.log"
+}
+sup_stop() { # returns once the supervisor has exited (it may be finishing a restart)
+    local pid; pid=$(pidof_role supervisor || true)
+    if [ -n "$pid" ]; then
+        kill -TERM "$pid" 2>/dev/null || true
+        local end=$((SECONDS + 30))
+        while pid_alive "$pid"; do
+            if [ $SECONDS -ge $end ]; then kill -KILL "$pid" 2>/dev/null || true; fi
+            sleep 0.1
+        done
+    fi
+    rm -f "$ES_STATE/run/supervisor.pid" "$ES_STATE/run/supervisor.fifo"
+}
+
+# ---------------------------------------------------------------- status
+probe() { # url: the HTTP status, 000 when nothing answers
+    curl -s -o /dev/null -m 2 -w '%{http_code}' "$1" 2>/dev/null || true
+}
+role_ready() { # role: yes/no from its /readyz (its /healthz where it has no /readyz)
+    local port; port=$(metrics_port "$1")
+    local code; code=$(probe "http://127.0.0.1:$port/readyz")
+    [ "$code" != 404 ] || code=$(probe "http://127.0.0.1:$port/healthz")
+    case $1 in smtp-capture) port_busy "$port" && code=200 ;; esac
+    [ "$code" = 200 ] && echo yes || echo no
+}
+role_lag() { # role: the sum of a projector's lag gauges, else -
+    case $1 in projector-*) ;; *) echo -; return ;; esac
+    curl -s -m 2 "http://127.0.0.1:$(metrics_port "$1")/metrics" 2>/dev/null |
+        awk '/^eventshop_projector_lag[{ ]/ {s += $NF; n++} END {print n ? s : "?"}'
+}
+status() {
+    local r pid state ready restarts lag
+    printf '%-26s %-8s %-8s %-6s %-9s %s\n' PROCESS STATE PID READY RESTARTS LAG
+    for r in mariadb kafka supervisor "${ROLES[@]}"; do
+        pid=$(pidof_role "$r" || true)
+        state=running; [ -n "$pid" ] || state=stopped
+        role_held "$r" && state=held
+        ready=- restarts=- lag=-
+        case $r in
+            mariadb) [ -z "$pid" ] || { mariadb-admin --socket="$(mysql_sock)" ping >/dev/null 2>&1 && ready=yes || ready=no; } ;;
+            kafka) [ -z "$pid" ] || { port_busy $KAFKA_PORT && ready=yes || ready=no; } ;;
+            supervisor) ;;
+            *)
+                restarts=0; [ -f "$ES_STATE/run/$r.restarts" ] && restarts=$(cat "$ES_STATE/run/$r.restarts")
+                if [ -n "$pid" ]; then ready=$(role_ready "$r"); lag=$(role_lag "$r"); else ready=no; fi ;;
+        esac
+        printf '%-26s %-8s %-8s %-6s %-9s %s\n' "$r" "$state" "${pid:--}" "$ready" "$restarts" "$lag"
+    done
+}
+roles() { # one line per role: name and the base URL of its /metrics, /healthz, /readyz
+    local r
+    for r in "${ROLES[@]}"; do echo "$r http://127.0.0.1:$(metrics_port "$r")"; done
+}
+
 case ${1:-} in
     infra-up) infra_up ;;
     up)
         for r in "${ROLES[@]}"; do [ -x "$(role_cmd "$r" | cut -d' ' -f1)" ] || die "missing binary for $r: build first (make build)"; done
         for r in "${ROLES[@]}"; do [ -n "$(pidof_role "$r" || true)" ] || need_port "$r" "$(metrics_port "$r")"; done
         infra_up
-        role_start registry; role_wait registry
-        for r in "${ROLES[@]}"; do [ "$r" = registry ] || role_start "$r"; done
+        role_locked registry role_start_cmd registry; role_wait registry
+        for r in "${ROLES[@]}"; do [ "$r" = registry ] || role_locked "$r" role_start_cmd "$r"; done
         for r in "${ROLES[@]}"; do role_wait "$r" 90; done
         users_bootstrap_admin
+        sup_start
         endpoints ;;
     down) down ;;
-    status)
-        for r in mariadb kafka "${ROLES[@]}"; do
-            p=$(pidof_role "$r" || true); if [ -n "$p" ]; then printf '%-20s running (pid %s)\n' "$r" "$p"; else printf '%-20s stopped\n' "$r"; fi
-        done ;;
+    status) status ;;
+    roles) roles ;;
+    supervise) supervise; exit 0 ;; # never read on: the file may have changed meanwhile
     endpoints) endpoints ;;
-    role-start) role_start "$2" ;;
+    role-start) role_locked "$2" role_start_cmd "$2" ;;
     role-wait) role_wait "$2" "${3:-60}" ;;
-    role-stop) role_signal "$2" TERM ;;
-    role-kill) role_signal "$2" KILL ;;
-    *) sed -n '2,16p' "$0" >&2; exit 2 ;;
+    role-stop) role_locked "$2" role_stop_cmd "$2" TERM ;;
+    role-kill) role_locked "$2" role_stop_cmd "$2" KILL ;;
+    *) sed -n '2,18p' "$0" >&2; exit 2 ;;
 esac
