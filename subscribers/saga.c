@@ -20,13 +20,19 @@
  * an aborted Kafka batch (the table committed, the Kafka transaction not) change nothing. The
  * table is always at or ahead of the consumer's committed offsets, so on an assignment the saga
  * reads the open orders of the orders.events partitions it now owns and carries on from there:
- * several replicas share the partitions through the consumer group, and no history is read. */
+ * several replicas share the partitions through the consumer group, and no history is read,
+ * except once for a partition the table has never folded (no progress row: the first start
+ * after the in-memory saga of old, so that the orders open at the upgrade keep their deadlines).
+ * The table is for an admin endpoint to list too: every row of open_orders is an open order. */
 #include "es_db.h"
 #include "es_env.h"
+#include "es_kafka.h"
 #include "es_log.h"
 #include "es_mem.h"
 #include "es_metrics.h"
+#include "ev_codec.h"
 #include "sb_runtime.h"
+#include "sr_client.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +47,8 @@ static const char *const saga_topics[] = {ORDERS_TOPIC, "inventory.events", "pay
 
 typedef struct saga {
     es_db_t *db;       /* NULL until connected (again) */
+    sr_client_t *sr;   /* for reading history once (bootstrap) */
+    ev_codec_t *codec; /* ... */
     json_t *open;      /* order id -> {"partition", "status", "reserve_by", "pay_by",
                           "dispatch_at", "sent_at"}: the owned partitions' rows */
     int *owned;        /* the orders.events partitions this instance owns */
@@ -218,7 +226,86 @@ static void fold_memory(saga_t *s, row_op_t op, const json_t *ev, const char *or
     }
 }
 
-/* Reads the open orders of the owned partitions into memory. 0, or -1 with err. */
+/* sql_head followed by " IN (?, ?, ...)" with one placeholder per owned partition, and the
+ * parameters (both owned by the caller). */
+static char *owned_in(const saga_t *s, const char *sql_head, es_db_val_t **params)
+{
+    size_t cap = strlen(sql_head) + 16 + 3 * s->n_owned;
+    char *sql = xmalloc(cap);
+    int len = snprintf(sql, cap, "%s IN (?", sql_head);
+    for (size_t i = 1; i < s->n_owned; i++)
+        len += snprintf(sql + len, cap - (size_t)len, ", ?");
+    snprintf(sql + len, cap - (size_t)len, ")");
+    *params = xcalloc(s->n_owned, sizeof **params);
+    for (size_t i = 0; i < s->n_owned; i++)
+        (*params)[i] = ES_DB_I(s->owned[i]);
+    return sql;
+}
+
+typedef struct boot_arg {
+    saga_t *s;
+    int partition;
+    long long next; /* after the last message read */
+    size_t folded;
+    es_err_t *err;
+} boot_arg_t;
+
+static int boot_msg(const rd_kafka_message_t *m, void *arg)
+{
+    boot_arg_t *a = arg;
+    const char *type = NULL;
+    json_t *ev = NULL;
+    es_err_t e = ES_ERR_INIT;
+    int rc = 0;
+    a->next = (long long)m->offset + 1;
+    if (!m->payload)
+        return 0;
+    if (ev_decode(a->s->codec, m->payload, m->len, &type, &ev, &e) != 0) {
+        if (e.code == ES_EINVAL) /* the live consumer dead-letters it */
+            return 0;
+        es_set(a->err, ES_EIO, "%s", e.msg); /* the registry, not the data */
+        return 1;
+    }
+    const char *order = str(ev, "order_id");
+    row_op_t op = strncmp(type, ORDERS_NS, strlen(ORDERS_NS))
+                      ? ROW_NONE
+                      : row_op(a->s, type + strlen(ORDERS_NS));
+    bool applied;
+    if (op != ROW_NONE && order && *order) {
+        if (fold_row(a->s, op, ev, order, a->partition, (long long)m->offset, &applied, a->err))
+            rc = 1;
+        else
+            a->folded += applied;
+    }
+    json_decref(ev);
+    return rc;
+}
+
+/* A partition the table never folded (the first start after the in-memory saga, whose table
+ * was rebuilt from the whole history at every start): folds its history once, then marks it
+ * folded up to the end read. Partitions folded before are never read again. */
+static int bootstrap(saga_t *s, int partition, es_err_t *err)
+{
+    boot_arg_t a = {s, partition, 0, 0, err};
+    long timeout = es_env_long("EVENTSHOP_SAGA_REBUILD_TIMEOUT_MS", 120000);
+    if (es_kafka_read_partition(ORDERS_TOPIC, partition, boot_msg, &a, (int)timeout, err) != 0)
+        return es_set(err, ES_EIO, "reading %s[%d]", ORDERS_TOPIC, partition);
+    es_err_t e = ES_ERR_INIT;
+    es_db_t *db = db_get(s, &e);
+    es_db_val_t q[] = {ES_DB_I(partition), ES_DB_I(a.next), ES_DB_I(wall_ms())};
+    if (!db || es_db_exec(db,
+                          "INSERT INTO progress (orders_partition, next_offset, updated_at) "
+                          "VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE "
+                          "next_offset = GREATEST(next_offset, VALUES(next_offset))",
+                          q, 3, NULL, &e) != 0)
+        return db_failed(s, &e, "progress", err);
+    es_info("order saga: %s[%d] folded into the table once from its history (%zu events)",
+            ORDERS_TOPIC, partition, a.folded);
+    return 0;
+}
+
+/* Reads the open orders of the owned partitions into memory, after folding the history of any
+ * owned partition the table has never seen. 0, or -1 with err. */
 static int load(saga_t *s, es_err_t *err)
 {
     json_object_clear(s->open);
@@ -227,29 +314,40 @@ static int load(saga_t *s, es_err_t *err)
         s->loaded = true;
         return 0;
     }
-    es_db_t *db = db_get(s, err);
+    es_err_t e = ES_ERR_INIT;
+    es_db_t *db = db_get(s, &e);
     if (!db)
-        return -1;
-    /* "... IN (?, ?, ?)": one placeholder per owned partition */
-    size_t cap = 160 + 3 * s->n_owned;
-    char *sql = xmalloc(cap);
-    int len = snprintf(sql, cap,
-                       "SELECT orders_partition, order_id, status, reserve_by, pay_by, "
-                       "dispatch_at FROM open_orders WHERE orders_partition IN (?");
-    for (size_t i = 1; i < s->n_owned; i++)
-        len += snprintf(sql + len, cap - (size_t)len, ", ?");
-    snprintf(sql + len, cap - (size_t)len, ")");
-    es_db_val_t *params = xcalloc(s->n_owned, sizeof *params);
-    for (size_t i = 0; i < s->n_owned; i++)
-        params[i] = ES_DB_I(s->owned[i]);
-    json_t *rows = es_db_query(db, sql, params, s->n_owned, err);
+        return db_failed(s, &e, "connect", err);
+    es_db_val_t *params;
+    char *sql =
+        owned_in(s, "SELECT orders_partition FROM progress WHERE orders_partition", &params);
+    json_t *known = es_db_query(db, sql, params, s->n_owned, &e);
     free(params);
     free(sql);
-    if (!rows) {
-        es_db_close(s->db);
-        s->db = NULL;
-        return -1;
+    if (!known)
+        return db_failed(s, &e, "progress", err);
+    for (size_t k = 0; k < s->n_owned; k++) {
+        bool seen = false;
+        size_t i;
+        json_t *r;
+        json_array_foreach(known, i, r) seen |= num(r, "orders_partition") == s->owned[k];
+        if (!seen && bootstrap(s, s->owned[k], err) != 0) {
+            json_decref(known);
+            return -1;
+        }
     }
+    json_decref(known);
+    if (!(db = db_get(s, &e)))
+        return db_failed(s, &e, "connect", err);
+    sql = owned_in(s,
+                   "SELECT orders_partition, order_id, status, reserve_by, pay_by, dispatch_at "
+                   "FROM open_orders WHERE orders_partition",
+                   &params);
+    json_t *rows = es_db_query(db, sql, params, s->n_owned, &e);
+    free(params);
+    free(sql);
+    if (!rows)
+        return db_failed(s, &e, "open orders", err);
     size_t i;
     json_t *r;
     json_array_foreach(rows, i, r)
@@ -284,11 +382,17 @@ static void saga_assigned(void *state, const char *topic, const int *partitions,
         es_warn("order saga: reading open orders: %s", err.msg);
 }
 
+static void saga_release(void *state);
+
 static void *saga_init(es_err_t *err)
 {
-    (void)err;
     saga_t *s = xcalloc(1, sizeof *s);
     s->open = json_object();
+    if (!(s->sr = sr_client_new(es_env_registry_url(), err)) ||
+        !(s->codec = ev_codec_new(es_env_schema_dir(), s->sr, err))) {
+        saga_release(s);
+        return NULL;
+    }
     s->loaded = true; /* nothing owned yet */
     s->hold_ms = es_env_long("EVENTSHOP_ORDER_DISPATCH_HOLD_MS", 0);
     if (s->hold_ms < 0)
@@ -305,6 +409,8 @@ static void saga_release(void *state)
     if (!s)
         return;
     es_db_close(s->db);
+    ev_codec_free(s->codec);
+    sr_client_free(s->sr);
     json_decref(s->open);
     free(s->owned);
     free(s);

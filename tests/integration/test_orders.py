@@ -405,10 +405,13 @@ def test_saga_replicas_share_the_partitions_and_orders_complete(api_url, token, 
         timeout=90, interval=1, what="one saga member owning every partition")
 
 
-def test_saga_restart_resumes_open_deadlines_from_its_table(api_url, token, gateway, db, stack):
+@pytest.mark.parametrize("upgrade", [False, True], ids=["restart", "upgrade"])
+def test_saga_restart_resumes_open_deadlines_from_its_table(api_url, token, gateway, db, stack,
+                                                           upgrade):
     """An order whose payment never comes is cancelled by its deadline although the saga was
     killed and started again in between: the deadline comes from the saga's table, as the
-    restarted saga reads no history."""
+    restarted saga reads no history. upgrade: the table never folded the order's partition (as
+    on the first start after the in-memory saga), so that partition's history is folded once."""
     if pay_ms() > 60000:
         pytest.skip("needs EVENTSHOP_ORDER_PAY_TIMEOUT_MS <= 60000")
     sku, _ = sku_on_sale(api_url, token, stock=2)
@@ -421,6 +424,13 @@ def test_saga_restart_resumes_open_deadlines_from_its_table(api_url, token, gate
             open_row(db, oid)), timeout=30, what="the open order in the saga's table")
         assert row["pay_by"] > time.time() * 1000, "the restart must come before the deadline"
         before = os.path.getsize(saga_log())
+        if upgrade:
+            stack.kill(SAGA)
+            with db("order_saga").cursor() as c:
+                for table in ("progress", "open_orders"):
+                    c.execute(f"DELETE FROM {table} WHERE orders_partition = %s",
+                              (row["orders_partition"],))
+            assert open_row(db, oid) is None
         restart_saga(stack, kill=True)
         o = wait_status(api_url, tok, oid, "cancelled", timeout=pay_ms() / 1000 + 60)
         assert o["cancel_reason"] == "deadline"
@@ -428,6 +438,8 @@ def test_saga_restart_resumes_open_deadlines_from_its_table(api_url, token, gate
             f.seek(before)
             after = f.read()
         assert "open orders read from the table" in after
+        folded = f"orders.events[{row['orders_partition']}] folded into the table once"
+        assert (folded in after) == upgrade, after[-2000:]
         assert f"order '{oid}' missed its payment deadline" in after
         wait_for(lambda: open_row(db, oid) is None, timeout=30, what="the row closed")
     finally:
