@@ -282,12 +282,39 @@ static int decide_cancel(const json_t *state, const json_t *cmd, hd_decision_t *
                   !strcmp(reason, "out_of_stock");
     if (system && !strcmp(status, "confirmed"))
         return 0; /* the saga's late deadline or decline: the order was paid meanwhile */
+    /* committed to dispatch: the parcel may be on its way, nothing can stop it any more */
+    if (json_is_true(json_object_get(state, "dispatch_approved")))
+        return hd_reject(d, "already_shipped", "order '%.128s' is being dispatched", order);
     if (!*reason || strlen(reason) > 64)
         return hd_reject(d, "invalid_field", "reason: must be 1 to 64 characters");
     hd_emit(d, ORDERS_NS "OrderCancelled",
             json_pack("{s:s, s:s, s:s, s:o, s:b}", "order_id", order, "customer_id",
                       str(state, "customer_id"), "reason", reason, "skus", skus_of(state), "refund",
                       json_is_true(json_object_get(state, "paid"))));
+    return 0;
+}
+
+/* The single owner settles the race between a cancel and the dispatch: whichever of the two
+ * this decider sees first wins, and the other is refused (a cancel: already_shipped) or
+ * ignored (an approval after the cancel: no event, the shipment is never requested). */
+static int decide_approve_dispatch(const json_t *state, const json_t *cmd, hd_decision_t *d)
+{
+    const char *order = str(cmd, "order_id");
+    const char *status = str(state, "status");
+    if (!strcmp(status, "cancelled") || !strcmp(status, "shipped") ||
+        !strcmp(status, "delivered") || json_is_true(json_object_get(state, "dispatch_approved")))
+        return 0; /* the cancel won, or approved already: nothing to do */
+    if (strcmp(status, "confirmed"))
+        return hd_reject(d, "invalid_state", "order '%.128s' is %s, not confirmed", order, status);
+    json_t *lines = json_array();
+    size_t i;
+    json_t *l;
+    json_array_foreach(json_object_get(state, "lines"), i, l) json_array_append_new(
+        lines, json_pack("{s:s, s:I}", "sku", str(l, "sku"), "quantity", num(l, "quantity")));
+    hd_emit(d, ORDERS_NS "OrderDispatchApproved",
+            json_pack("{s:s, s:s, s:o, s:o}", "order_id", order, "customer_id",
+                      str(state, "customer_id"), "lines", lines, "shipping_address_enc",
+                      address_of(state)));
     return 0;
 }
 
@@ -317,6 +344,8 @@ int orders_decide(const json_t *state, const char *cmd_type, const json_t *cmd, 
         return decide_stock(state, cmd, false, out);
     if (!strcmp(name, "ConfirmOrder"))
         return decide_confirm(state, cmd, out);
+    if (!strcmp(name, "ApproveDispatch"))
+        return decide_approve_dispatch(state, cmd, out);
     if (!strcmp(name, "MarkShipped")) {
         if (!is_status(state, "confirmed"))
             return is_status(state, "shipped") || is_status(state, "delivered")
@@ -362,14 +391,14 @@ json_t *orders_evolve(json_t *state, const char *event_type, const json_t *paylo
             json_array_append_new(lines, c);
         }
         json_t *addr = json_object_get(payload, "shipping_address_enc");
-        return json_pack("{s:s, s:s, s:s, s:o, s:I, s:s, s:O, s:I, s:I, s:b, s:s, s:s, s:I}",
+        return json_pack("{s:s, s:s, s:s, s:o, s:I, s:s, s:O, s:I, s:I, s:b, s:s, s:s, s:b, s:I}",
                          "order_id", str(payload, "order_id") ?: "", "customer_id",
                          str(payload, "customer_id") ?: "", "status", "placed", "lines", lines,
                          "total_minor", num(payload, "total_minor"), "currency",
                          str(payload, "currency") ?: "", "shipping_address_enc",
                          addr ? addr : json_null(), "reserve_by", num(payload, "reserve_by"),
                          "pay_by", num(payload, "pay_by"), "paid", 0, "gateway_ref", "",
-                         "cancel_reason", "", "version", (json_int_t)0);
+                         "cancel_reason", "", "dispatch_approved", 0, "version", (json_int_t)0);
     }
     if (!state)
         return NULL;
@@ -392,6 +421,8 @@ json_t *orders_evolve(json_t *state, const char *event_type, const json_t *paylo
     } else if (!strcmp(name, "OrderCancelled")) {
         json_object_set_new(state, "status", json_string("cancelled"));
         json_object_set_new(state, "cancel_reason", json_string(str(payload, "reason") ?: ""));
+    } else if (!strcmp(name, "OrderDispatchApproved")) {
+        json_object_set_new(state, "dispatch_approved", json_true());
     } else if (!strcmp(name, "OrderShipped")) {
         json_object_set_new(state, "status", json_string("shipped"));
     } else if (!strcmp(name, "OrderDelivered")) {

@@ -1,14 +1,19 @@
 /* orders — the decider of the orders context: the Order aggregate (key order_id). Commands
- * PlaceOrder, RecordStockReserved, RecordStockRejected, ConfirmOrder, CancelOrder, MarkShipped,
- * MarkDelivered; events OrderPlaced, OrderLineReserved, OrderStockReserved, OrderConfirmed,
- * OrderCancelled, OrderRefundRequested, OrderShipped, OrderDelivered; state OrderState
+ * PlaceOrder, RecordStockReserved, RecordStockRejected, ConfirmOrder, ApproveDispatch, CancelOrder,
+ * MarkShipped, MarkDelivered; events OrderPlaced, OrderLineReserved, OrderStockReserved,
+ * OrderConfirmed, OrderDispatchApproved, OrderCancelled, OrderRefundRequested, OrderShipped,
+ * OrderDelivered; state OrderState
  * (events/schemas/orders/). Views: the catalog (owner and listing of each sku) and the prices
  * (list price and rules per sku, folded by orders_pricing_fold); each line is priced with
  * pr_effective_price at the command's issued_at, stock unknown. Pure.
  *
  * Life: placed -> stock_reserved -> confirmed -> shipped -> delivered, or -> cancelled (final).
- * Only the saga (role admin) records reservations, confirms, ships and delivers; a customer
- * places and cancels its own orders (cancel allowed until shipped), an admin any. A deadline
+ * Only the saga (role admin) records reservations, confirms, approves dispatch, ships and
+ * delivers; a customer places and cancels its own orders, an admin any. This decider is the one
+ * owner of the race between a cancel and the dispatch: nothing is shipped before it approved the
+ * dispatch (ApproveDispatch -> OrderDispatchApproved, the saga then requests the shipment), and
+ * from that approval on a cancel is refused already_shipped; an approval that comes after a
+ * cancel records nothing (the cancel won: stock released, payment refunded). A deadline
  * cancel applies only before confirmation, a payment_declined one only before confirmation;
  * commands that come too late for the order's status are accepted without events (the saga's
  * races are harmless), except ConfirmOrder on a cancelled order: rejected order_cancelled with

@@ -218,6 +218,7 @@ infra_up() {
     write_env
     users_infra_up
     notifications_infra_up
+    saga_infra_up
     # shellcheck disable=SC1091
     . "$ES_STATE/env"
     "$ES_BUILD/runtime/eventshop-admin" topics "${CONTEXTS[@]}" ||
@@ -266,6 +267,7 @@ role_start() {
             registry) export EVENTSHOP_REGISTRY_ADDR=127.0.0.1:$REGISTRY_PORT ;;
             test-gateway | test-carrier) export EVENTSHOP_FAKE_ADDR=127.0.0.1:$port ;;
             subscriber-notifications) notifications_env ;;
+            subscriber-order-saga) saga_env ;;
             smtp-capture) export EVENTSHOP_SMTP_CAPTURE_ADDR=127.0.0.1:$port EVENTSHOP_SMTP_CAPTURE_DIR=$ES_STATE/mail ;;
             api)
                 export EVENTSHOP_API_ADDR=127.0.0.1:$API_PORT
@@ -594,6 +596,29 @@ status() {
 roles() { # one line per role: name and the base URL of its /metrics, /healthz, /readyz
     local r
     for r in "${ROLES[@]}"; do echo "$r http://127.0.0.1:$(metrics_port "$r")"; done
+}
+
+# ---------------------------------------------------------------- order saga
+# Only when "order-saga" is in ES_SUBSCRIBERS: its deadline table (open orders per orders.events
+# partition and the progress folded, subscribers/saga.c) lives in its own database
+# eventshop_order_saga with its own user, which may touch nothing else. Password in
+# secrets/mysql-order-saga.password; the role gets it by saga_env only (tests that start a second
+# saga instance read the same two names).
+saga_infra_up() {
+    has_subscriber order-saga || return 0
+    local s=$ES_STATE/secrets
+    [ -f "$s/mysql-order-saga.password" ] || (umask 077; openssl rand -hex 24 >"$s/mysql-order-saga.password")
+    local pw; pw=$(cat "$s/mysql-order-saga.password")
+    mysql_root <<SQL
+CREATE DATABASE IF NOT EXISTS eventshop_order_saga CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
+CREATE USER IF NOT EXISTS 'eventshop_order_saga'@'127.0.0.1' IDENTIFIED BY '$pw';
+CREATE USER IF NOT EXISTS 'eventshop_order_saga'@'localhost' IDENTIFIED BY '$pw';
+GRANT ALL ON eventshop_order_saga.* TO 'eventshop_order_saga'@'127.0.0.1', 'eventshop_order_saga'@'localhost';
+SQL
+}
+saga_env() {
+    export EVENTSHOP_MYSQL_ORDER_SAGA_USER=eventshop_order_saga
+    export EVENTSHOP_MYSQL_ORDER_SAGA_PASSWORD_FILE=$ES_STATE/secrets/mysql-order-saga.password
 }
 
 case ${1:-} in

@@ -1,11 +1,30 @@
 /* order-saga — the fulfilment saga (orders-flow brief): turns the events of orders, inventory,
- * payments and shipping into the next commands, and cancels orders past their deadlines.
+ * payments and shipping into the next commands, and acts on the deadlines of open orders.
  *
  * Nearly stateless: every event carries what its next command needs (OrderCancelled lists the
  * skus to release and whether to refund; a capture after a cancel comes back from the orders
  * decider as OrderRefundRequested), so the decider, the single owner of an order, settles every
- * race. The only memory is the deadline table of open orders, rebuilt from orders.events at
- * start (single replica: see the deploy notes). */
+ * race. Dispatch too: on OrderConfirmed the saga asks the decider to approve the dispatch
+ * (ApproveDispatch, at once or after EVENTSHOP_ORDER_DISPATCH_HOLD_MS) and requests the shipment
+ * only on OrderDispatchApproved; a cancel that the decider saw first wins (nothing is shipped),
+ * one it sees after the approval is refused.
+ *
+ * The only memory is the deadline table of open orders, in the saga's own database
+ * (eventshop_order_saga, user EVENTSHOP_MYSQL_ORDER_SAGA_USER):
+ *   open_orders(orders_partition, order_id, status, reserve_by, pay_by, dispatch_at, ...)
+ *     one row per order still waiting on a deadline: placed (reserve_by), stock_reserved
+ *     (pay_by) or confirmed (dispatch_at, only with a hold); closed orders are deleted
+ *   progress(orders_partition, next_offset) the next orders.events offset folded into the table
+ * Each orders event that changes a row is folded in one MariaDB transaction with its partition's
+ * progress, and only when its offset is at or past that progress: events delivered again after
+ * an aborted Kafka batch (the table committed, the Kafka transaction not) change nothing. The
+ * table is always at or ahead of the consumer's committed offsets, so on an assignment the saga
+ * reads the open orders of the orders.events partitions it now owns and carries on from there:
+ * several replicas share the partitions through the consumer group, and no history is read,
+ * except once for a partition the table has never folded (no progress row: the first start
+ * after the in-memory saga of old, so that the orders open at the upgrade keep their deadlines).
+ * The table is for an admin endpoint to list too: every row of open_orders is an open order. */
+#include "es_db.h"
 #include "es_env.h"
 #include "es_kafka.h"
 #include "es_log.h"
@@ -17,14 +36,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#define RESEND_MS 5000 /* a deadline cancel not yet seen applied is sent again after this */
+#define RESEND_MS    5000 /* a deadline command not yet seen applied is sent again after this */
+#define ORDERS_TOPIC "orders.events"
+#define ORDERS_NS    "eventshop.orders."
 
-static const char *const saga_topics[] = {"orders.events", "inventory.events", "payments.events",
+static const char *const saga_topics[] = {ORDERS_TOPIC, "inventory.events", "payments.events",
                                           "shipping.events", NULL};
 
 typedef struct saga {
-    json_t *open; /* order id -> {"status", "reserve_by", "pay_by", "sent_at"} */
+    es_db_t *db;       /* NULL until connected (again) */
+    sr_client_t *sr;   /* for reading history once (bootstrap) */
+    ev_codec_t *codec; /* ... */
+    json_t *open;      /* order id -> {"partition", "status", "reserve_by", "pay_by",
+                          "dispatch_at", "sent_at"}: the owned partitions' rows */
+    int *owned;        /* the orders.events partitions this instance owns */
+    size_t n_owned;    /* ... and how many */
+    bool loaded;       /* open holds the rows of every owned partition */
+    long long hold_ms; /* time between confirmation and the dispatch approval */
 } saga_t;
 
 static const char *str(const json_t *o, const char *k)
@@ -37,101 +67,339 @@ static json_int_t num(const json_t *o, const char *k)
     return json_integer_value(json_object_get(o, k));
 }
 
-/* Folds an orders event into the deadline table (idempotent: events may come twice). */
-static void track(saga_t *s, const char *type, const json_t *ev)
+static long long wall_ms(void)
 {
-    const char *order = str(ev, "order_id");
-    if (!order)
-        return;
-    if (!strcmp(type, "eventshop.orders.OrderPlaced")) {
-        json_t *o = json_object_get(s->open, order);
-        if (!o)
-            json_object_set_new(s->open, order,
-                                json_pack("{s:s, s:I, s:I, s:I}", "status", "placed", "reserve_by",
-                                          num(ev, "reserve_by"), "pay_by", num(ev, "pay_by"),
-                                          "sent_at", (json_int_t)0));
-    } else if (!strcmp(type, "eventshop.orders.OrderStockReserved")) {
-        json_t *o = json_object_get(s->open, order);
-        if (o) {
-            json_object_set_new(o, "status", json_string("stock_reserved"));
-            json_object_set_new(o, "sent_at", json_integer(0));
-        }
-    } else if (!strcmp(type, "eventshop.orders.OrderConfirmed") ||
-               !strcmp(type, "eventshop.orders.OrderCancelled") ||
-               !strcmp(type, "eventshop.orders.OrderShipped") ||
-               !strcmp(type, "eventshop.orders.OrderDelivered")) {
-        json_object_del(s->open, order); /* no deadline any more */
-    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* --- rebuilding the deadline table ------------------------------------------------------ */
+/* --- the deadline table ------------------------------------------------------------------- */
 
-typedef struct rebuild_arg {
-    saga_t *s;
-    ev_codec_t *codec;
-    size_t n;
-} rebuild_arg_t;
+static const char *const ddl[] = {
+    "CREATE TABLE IF NOT EXISTS open_orders (orders_partition INT NOT NULL,"
+    " order_id VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,"
+    " status VARCHAR(16) NOT NULL, reserve_by BIGINT NOT NULL, pay_by BIGINT NOT NULL,"
+    " dispatch_at BIGINT NOT NULL DEFAULT 0, folded_offset BIGINT NOT NULL,"
+    " updated_at BIGINT NOT NULL, PRIMARY KEY (orders_partition, order_id), KEY status (status))"
+    " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    "CREATE TABLE IF NOT EXISTS progress (orders_partition INT NOT NULL PRIMARY KEY,"
+    " next_offset BIGINT NOT NULL, updated_at BIGINT NOT NULL) ENGINE=InnoDB",
+};
 
-static int rebuild_msg(const rd_kafka_message_t *m, void *arg)
+static es_db_t *db_get(saga_t *s, es_err_t *err)
 {
-    rebuild_arg_t *a = arg;
-    const char *type = NULL;
-    json_t *ev = NULL;
-    es_err_t err = ES_ERR_INIT;
-    if (!m->payload || ev_decode(a->codec, m->payload, m->len, &type, &ev, &err) != 0)
-        return 0; /* the live consumer dead-letters it */
-    track(a->s, type, ev);
-    json_decref(ev);
-    a->n++;
+    if (s->db)
+        return s->db;
+    if (!(s->db = es_db_open("order_saga", err)))
+        return NULL;
+    for (size_t i = 0; i < sizeof ddl / sizeof *ddl; i++) {
+        if (es_db_exec(s->db, ddl[i], NULL, 0, NULL, err) != 0) {
+            es_db_close(s->db);
+            s->db = NULL;
+            return NULL;
+        }
+    }
+    return s->db;
+}
+
+/* After a failed statement (its error in e): the connection may be gone, so it is dropped and
+ * made again on next use; err gets ES_EIO, so that the runtime retries the batch rather than
+ * dead-letter the event. */
+static int db_failed(saga_t *s, const es_err_t *e, const char *what, es_err_t *err)
+{
+    if (s->db) {
+        es_db_rollback(s->db);
+        es_db_close(s->db);
+        s->db = NULL;
+    }
+    return es_set(err, ES_EIO, "order saga table, %s: %s", what, e->msg);
+}
+
+typedef enum { ROW_NONE, ROW_INSERT, ROW_RESERVED, ROW_CONFIRMED, ROW_DELETE } row_op_t;
+
+static row_op_t row_op(const saga_t *s, const char *name)
+{
+    if (!strcmp(name, "OrderPlaced"))
+        return ROW_INSERT;
+    if (!strcmp(name, "OrderStockReserved"))
+        return ROW_RESERVED;
+    if (!strcmp(name, "OrderConfirmed")) /* waits for its dispatch approval only with a hold */
+        return s->hold_ms > 0 ? ROW_CONFIRMED : ROW_DELETE;
+    if (!strcmp(name, "OrderDispatchApproved") || !strcmp(name, "OrderCancelled") ||
+        !strcmp(name, "OrderShipped") || !strcmp(name, "OrderDelivered"))
+        return ROW_DELETE;
+    return ROW_NONE;
+}
+
+static long long dispatch_at(const saga_t *s, const json_t *ev)
+{
+    return num(json_object_get(ev, "metadata"), "occurred_at") + s->hold_ms;
+}
+
+/* Folds orders event ev (name without namespace) read at partition:offset into the table, in
+ * one transaction with the partition's progress. *applied tells whether it changed anything (an
+ * event below the progress was folded before). 0, or -1 with err ES_EIO. */
+static int fold_row(saga_t *s, row_op_t op, const json_t *ev, const char *order, int partition,
+                    long long offset, bool *applied, es_err_t *err)
+{
+    es_err_t e = ES_ERR_INIT;
+    *applied = false;
+    es_db_t *db = db_get(s, &e);
+    if (!db)
+        return db_failed(s, &e, "connect", err);
+    if (es_db_begin(db, &e) != 0)
+        return db_failed(s, &e, "begin", err);
+    es_db_val_t pp[] = {ES_DB_I(partition)};
+    json_t *rows = es_db_query(
+        db, "SELECT next_offset FROM progress WHERE orders_partition = ? FOR UPDATE", pp, 1, &e);
+    if (!rows)
+        return db_failed(s, &e, "progress", err);
+    json_t *row = json_array_get(rows, 0);
+    bool seen = row && offset < num(row, "next_offset");
+    json_decref(rows);
+    if (seen) { /* delivered again: the table has it already */
+        es_db_rollback(db);
+        return 0;
+    }
+    long long now = wall_ms();
+    int rc = 0;
+    if (op == ROW_INSERT) {
+        es_db_val_t p[] = {
+            ES_DB_I(partition),         ES_DB_S(order),  ES_DB_I(num(ev, "reserve_by")),
+            ES_DB_I(num(ev, "pay_by")), ES_DB_I(offset), ES_DB_I(now)};
+        rc = es_db_exec(db,
+                        "INSERT IGNORE INTO open_orders (orders_partition, order_id, status, "
+                        "reserve_by, pay_by, folded_offset, updated_at) "
+                        "VALUES (?, ?, 'placed', ?, ?, ?, ?)",
+                        p, sizeof p / sizeof *p, NULL, &e);
+    } else if (op == ROW_RESERVED || op == ROW_CONFIRMED) {
+        es_db_val_t p[] = {ES_DB_S(op == ROW_RESERVED ? "stock_reserved" : "confirmed"),
+                           ES_DB_I(op == ROW_CONFIRMED ? dispatch_at(s, ev) : 0),
+                           ES_DB_I(offset),
+                           ES_DB_I(now),
+                           ES_DB_I(partition),
+                           ES_DB_S(order)};
+        rc = es_db_exec(db,
+                        "UPDATE open_orders SET status = ?, dispatch_at = ?, folded_offset = ?, "
+                        "updated_at = ? WHERE orders_partition = ? AND order_id = ?",
+                        p, sizeof p / sizeof *p, NULL, &e);
+    } else {
+        es_db_val_t p[] = {ES_DB_I(partition), ES_DB_S(order)};
+        rc = es_db_exec(db, "DELETE FROM open_orders WHERE orders_partition = ? AND order_id = ?",
+                        p, 2, NULL, &e);
+    }
+    if (rc != 0)
+        return db_failed(s, &e, "open order", err);
+    es_db_val_t q[] = {ES_DB_I(partition), ES_DB_I(offset + 1), ES_DB_I(now)};
+    if (es_db_exec(db,
+                   "INSERT INTO progress (orders_partition, next_offset, updated_at) "
+                   "VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE "
+                   "next_offset = GREATEST(next_offset, VALUES(next_offset)), "
+                   "updated_at = VALUES(updated_at)",
+                   q, 3, NULL, &e) != 0)
+        return db_failed(s, &e, "progress", err);
+    if (es_db_commit(db, &e) != 0)
+        return db_failed(s, &e, "commit", err);
+    *applied = true;
     return 0;
 }
 
-static int rebuild(saga_t *s, es_err_t *err)
+/* The same change in memory, once the table has it. */
+static void fold_memory(saga_t *s, row_op_t op, const json_t *ev, const char *order, int partition)
 {
-    int rc = -1;
-    sr_client_t *sr = NULL;
-    ev_codec_t *codec = NULL;
-    rd_kafka_t *rk = NULL;
-    char errstr[256];
-    if (!(sr = sr_client_new(es_env_registry_url(), err)) ||
-        !(codec = ev_codec_new(es_env_schema_dir(), sr, err)))
-        goto out;
-    rd_kafka_conf_t *conf = es_kafka_conf_new("eventshop-order-saga-rebuild", NULL, err);
-    if (!conf)
-        goto out;
-    if (!(rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr))) {
-        rd_kafka_conf_destroy(conf);
-        es_set(err, ES_EIO, "kafka: %s", errstr);
-        goto out;
+    json_t *o = json_object_get(s->open, order);
+    if (op == ROW_INSERT && !o) {
+        json_object_set_new(s->open, order,
+                            json_pack("{s:i, s:s, s:I, s:I, s:I, s:I}", "partition", partition,
+                                      "status", "placed", "reserve_by", num(ev, "reserve_by"),
+                                      "pay_by", num(ev, "pay_by"), "dispatch_at", (json_int_t)0,
+                                      "sent_at", (json_int_t)0));
+    } else if ((op == ROW_RESERVED || op == ROW_CONFIRMED) && o) {
+        json_object_set_new(o, "status",
+                            json_string(op == ROW_RESERVED ? "stock_reserved" : "confirmed"));
+        json_object_set_new(o, "dispatch_at",
+                            json_integer(op == ROW_CONFIRMED ? dispatch_at(s, ev) : 0));
+        json_object_set_new(o, "sent_at", json_integer(0));
+    } else if (op == ROW_DELETE) {
+        json_object_del(s->open, order);
     }
-    int np = es_kafka_partition_count(rk, "orders.events", err);
-    if (np < 0)
-        goto out;
-    rebuild_arg_t a = {s, codec, 0};
-    long timeout = es_env_long("EVENTSHOP_SAGA_REBUILD_TIMEOUT_MS", 120000);
-    for (int p = 0; p < np; p++) {
-        if (es_kafka_read_partition("orders.events", p, rebuild_msg, &a, (int)timeout, err) < 0)
-            goto out;
+}
+
+/* sql_head followed by " IN (?, ?, ...)" with one placeholder per owned partition, and the
+ * parameters (both owned by the caller). */
+static char *owned_in(const saga_t *s, const char *sql_head, es_db_val_t **params)
+{
+    size_t cap = strlen(sql_head) + 16 + 3 * s->n_owned;
+    char *sql = xmalloc(cap);
+    int len = snprintf(sql, cap, "%s IN (?", sql_head);
+    for (size_t i = 1; i < s->n_owned; i++)
+        len += snprintf(sql + len, cap - (size_t)len, ", ?");
+    snprintf(sql + len, cap - (size_t)len, ")");
+    *params = xcalloc(s->n_owned, sizeof **params);
+    for (size_t i = 0; i < s->n_owned; i++)
+        (*params)[i] = ES_DB_I(s->owned[i]);
+    return sql;
+}
+
+typedef struct boot_arg {
+    saga_t *s;
+    int partition;
+    long long next; /* after the last message read */
+    size_t folded;
+    es_err_t *err;
+} boot_arg_t;
+
+static int boot_msg(const rd_kafka_message_t *m, void *arg)
+{
+    boot_arg_t *a = arg;
+    const char *type = NULL;
+    json_t *ev = NULL;
+    es_err_t e = ES_ERR_INIT;
+    int rc = 0;
+    a->next = (long long)m->offset + 1;
+    if (!m->payload)
+        return 0;
+    if (ev_decode(a->s->codec, m->payload, m->len, &type, &ev, &e) != 0) {
+        if (e.code == ES_EINVAL) /* the live consumer dead-letters it */
+            return 0;
+        es_set(a->err, ES_EIO, "%s", e.msg); /* the registry, not the data */
+        return 1;
     }
-    es_info("order saga: %zu orders events read, %zu orders open", a.n, json_object_size(s->open));
-    rc = 0;
-out:
-    if (rk)
-        rd_kafka_destroy(rk);
-    ev_codec_free(codec);
-    sr_client_free(sr);
+    const char *order = str(ev, "order_id");
+    row_op_t op = strncmp(type, ORDERS_NS, strlen(ORDERS_NS))
+                      ? ROW_NONE
+                      : row_op(a->s, type + strlen(ORDERS_NS));
+    bool applied;
+    if (op != ROW_NONE && order && *order) {
+        if (fold_row(a->s, op, ev, order, a->partition, (long long)m->offset, &applied, a->err))
+            rc = 1;
+        else
+            a->folded += applied;
+    }
+    json_decref(ev);
     return rc;
 }
+
+/* A partition the table never folded (the first start after the in-memory saga, whose table
+ * was rebuilt from the whole history at every start): folds its history once, then marks it
+ * folded up to the end read. Partitions folded before are never read again. */
+static int bootstrap(saga_t *s, int partition, es_err_t *err)
+{
+    boot_arg_t a = {s, partition, 0, 0, err};
+    long timeout = es_env_long("EVENTSHOP_SAGA_REBUILD_TIMEOUT_MS", 120000);
+    if (es_kafka_read_partition(ORDERS_TOPIC, partition, boot_msg, &a, (int)timeout, err) != 0)
+        return es_set(err, ES_EIO, "reading %s[%d]", ORDERS_TOPIC, partition);
+    es_err_t e = ES_ERR_INIT;
+    es_db_t *db = db_get(s, &e);
+    es_db_val_t q[] = {ES_DB_I(partition), ES_DB_I(a.next), ES_DB_I(wall_ms())};
+    if (!db || es_db_exec(db,
+                          "INSERT INTO progress (orders_partition, next_offset, updated_at) "
+                          "VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE "
+                          "next_offset = GREATEST(next_offset, VALUES(next_offset))",
+                          q, 3, NULL, &e) != 0)
+        return db_failed(s, &e, "progress", err);
+    es_info("order saga: %s[%d] folded into the table once from its history (%zu events)",
+            ORDERS_TOPIC, partition, a.folded);
+    return 0;
+}
+
+/* Reads the open orders of the owned partitions into memory, after folding the history of any
+ * owned partition the table has never seen. 0, or -1 with err. */
+static int load(saga_t *s, es_err_t *err)
+{
+    json_object_clear(s->open);
+    s->loaded = false;
+    if (s->n_owned == 0) {
+        s->loaded = true;
+        return 0;
+    }
+    es_err_t e = ES_ERR_INIT;
+    es_db_t *db = db_get(s, &e);
+    if (!db)
+        return db_failed(s, &e, "connect", err);
+    es_db_val_t *params;
+    char *sql =
+        owned_in(s, "SELECT orders_partition FROM progress WHERE orders_partition", &params);
+    json_t *known = es_db_query(db, sql, params, s->n_owned, &e);
+    free(params);
+    free(sql);
+    if (!known)
+        return db_failed(s, &e, "progress", err);
+    for (size_t k = 0; k < s->n_owned; k++) {
+        bool seen = false;
+        size_t i;
+        json_t *r;
+        json_array_foreach(known, i, r) seen |= num(r, "orders_partition") == s->owned[k];
+        if (!seen && bootstrap(s, s->owned[k], err) != 0) {
+            json_decref(known);
+            return -1;
+        }
+    }
+    json_decref(known);
+    if (!(db = db_get(s, &e)))
+        return db_failed(s, &e, "connect", err);
+    sql = owned_in(s,
+                   "SELECT orders_partition, order_id, status, reserve_by, pay_by, dispatch_at "
+                   "FROM open_orders WHERE orders_partition",
+                   &params);
+    json_t *rows = es_db_query(db, sql, params, s->n_owned, &e);
+    free(params);
+    free(sql);
+    if (!rows)
+        return db_failed(s, &e, "open orders", err);
+    size_t i;
+    json_t *r;
+    json_array_foreach(rows, i, r)
+    {
+        const char *order = str(r, "order_id");
+        if (order)
+            json_object_set_new(
+                s->open, order,
+                json_pack("{s:I, s:s, s:I, s:I, s:I, s:I}", "partition", num(r, "orders_partition"),
+                          "status", str(r, "status") ?: "placed", "reserve_by",
+                          num(r, "reserve_by"), "pay_by", num(r, "pay_by"), "dispatch_at",
+                          num(r, "dispatch_at"), "sent_at", (json_int_t)0));
+    }
+    json_decref(rows);
+    s->loaded = true;
+    es_info("order saga: %zu open orders read from the table for %zu orders partitions",
+            json_object_size(s->open), s->n_owned);
+    return 0;
+}
+
+static void saga_assigned(void *state, const char *topic, const int *partitions, size_t n)
+{
+    saga_t *s = state;
+    if (strcmp(topic, ORDERS_TOPIC))
+        return;
+    free(s->owned);
+    s->owned = xcalloc(n ? n : 1, sizeof *s->owned);
+    memcpy(s->owned, partitions, n * sizeof *partitions);
+    s->n_owned = n;
+    es_err_t err = ES_ERR_INIT;
+    if (load(s, &err) != 0) /* the tick tries again; events are folded into the table meanwhile */
+        es_warn("order saga: reading open orders: %s", err.msg);
+}
+
+static void saga_release(void *state);
 
 static void *saga_init(es_err_t *err)
 {
     saga_t *s = xcalloc(1, sizeof *s);
     s->open = json_object();
-    if (rebuild(s, err) != 0) {
-        json_decref(s->open);
-        free(s);
+    if (!(s->sr = sr_client_new(es_env_registry_url(), err)) ||
+        !(s->codec = ev_codec_new(es_env_schema_dir(), s->sr, err))) {
+        saga_release(s);
         return NULL;
     }
+    s->loaded = true; /* nothing owned yet */
+    s->hold_ms = es_env_long("EVENTSHOP_ORDER_DISPATCH_HOLD_MS", 0);
+    if (s->hold_ms < 0)
+        s->hold_ms = 0;
+    es_err_t derr = ES_ERR_INIT;
+    if (!db_get(s, &derr)) /* not fatal: folding waits for the database */
+        es_warn("order saga: %s", derr.msg);
     return s;
 }
 
@@ -140,7 +408,11 @@ static void saga_release(void *state)
     saga_t *s = state;
     if (!s)
         return;
+    es_db_close(s->db);
+    ev_codec_free(s->codec);
+    sr_client_free(s->sr);
     json_decref(s->open);
+    free(s->owned);
     free(s);
 }
 
@@ -159,7 +431,14 @@ static void per_sku(sb_out_t *out, const char *command, const char *order, const
     }
 }
 
-static int on_orders(const char *name, const json_t *ev, const char *order, sb_out_t *out)
+static void approve_dispatch(sb_out_t *out, const char *order)
+{
+    sb_out_command(out, "orders", ORDERS_NS "ApproveDispatch", order,
+                   json_pack("{s:s}", "order_id", order));
+}
+
+static int on_orders(const saga_t *s, const char *name, const json_t *ev, const char *order,
+                     sb_out_t *out)
 {
     if (!strcmp(name, "OrderPlaced")) {
         size_t i;
@@ -181,6 +460,9 @@ static int on_orders(const char *name, const json_t *ev, const char *order, sb_o
                                  str(ev, "customer_id"), "amount_minor", num(ev, "total_minor"),
                                  "currency", str(ev, "currency")));
     } else if (!strcmp(name, "OrderConfirmed")) {
+        if (s->hold_ms == 0) /* with a hold, the tick approves once it is over */
+            approve_dispatch(out, order);
+    } else if (!strcmp(name, "OrderDispatchApproved")) {
         json_t *lines = json_array();
         size_t i;
         json_t *l;
@@ -206,25 +488,46 @@ static int on_orders(const char *name, const json_t *ev, const char *order, sb_o
     return 0;
 }
 
+/* Folds an orders event into the table (and memory), when it was read from orders.events (a
+ * replayed dead letter comes from elsewhere and has no place in the partition's progress). */
+static int track(saga_t *s, const char *name, const json_t *ev, const char *order,
+                 const sb_out_t *out, es_err_t *err)
+{
+    row_op_t op = row_op(s, name);
+    const char *topic;
+    int partition;
+    long long offset;
+    sb_out_source(out, &topic, &partition, &offset);
+    if (op == ROW_NONE || !topic || strcmp(topic, ORDERS_TOPIC) || partition < 0)
+        return 0;
+    bool applied;
+    if (fold_row(s, op, ev, order, partition, offset, &applied, err) != 0)
+        return -1;
+    if (applied && s->loaded)
+        fold_memory(s, op, ev, order, partition);
+    return 0;
+}
+
 static int saga_handle(void *state, const char *type, const json_t *ev, const char *traceparent,
                        sb_out_t *out, es_err_t *err)
 {
     (void)traceparent;
-    (void)err;
     saga_t *s = state;
     const char *order = str(ev, "order_id");
-    if (!strncmp(type, "eventshop.orders.", 17)) {
+    if (!strncmp(type, ORDERS_NS, strlen(ORDERS_NS))) {
+        const char *name = type + strlen(ORDERS_NS);
         if (!order || !*order) {
             sb_out_dead_letter(out, "an orders event without order_id");
             return 0;
         }
-        if (on_orders(type + 17, ev, order, out) != 0) {
+        if (on_orders(s, name, ev, order, out) != 0) {
             sb_out_dead_letter(out, "an orders event missing a field the saga needs");
             return 0;
         }
-        track(s, type, ev);
+        if (track(s, name, ev, order, out, err) != 0)
+            return -1; /* ES_EIO: the batch is retried */
         char labels[128];
-        snprintf(labels, sizeof labels, "event=\"%.100s\"", type + 17);
+        snprintf(labels, sizeof labels, "event=\"%.100s\"", name);
         es_metric_add(es_counter("eventshop_saga_transitions_total",
                                  "order events the saga acted on, by event (its state changes)",
                                  labels),
@@ -235,38 +538,40 @@ static int saga_handle(void *state, const char *type, const json_t *ev, const ch
         return 0;
     const char *sku = str(ev, "sku");
     if (!strcmp(type, "eventshop.inventory.StockReserved") && sku) {
-        sb_out_command(out, "orders", "eventshop.orders.RecordStockReserved", order,
+        sb_out_command(out, "orders", ORDERS_NS "RecordStockReserved", order,
                        json_pack("{s:s, s:s}", "order_id", order, "sku", sku));
     } else if (!strcmp(type, "eventshop.inventory.StockReservationRejected") && sku) {
-        sb_out_command(out, "orders", "eventshop.orders.RecordStockRejected", order,
+        sb_out_command(out, "orders", ORDERS_NS "RecordStockRejected", order,
                        json_pack("{s:s, s:s}", "order_id", order, "sku", sku));
     } else if (!strcmp(type, "eventshop.payments.PaymentCaptured")) {
-        sb_out_command(out, "orders", "eventshop.orders.ConfirmOrder", order,
+        sb_out_command(out, "orders", ORDERS_NS "ConfirmOrder", order,
                        json_pack("{s:s, s:s}", "order_id", order, "gateway_ref",
                                  str(ev, "gateway_ref") ?: ""));
     } else if (!strcmp(type, "eventshop.payments.PaymentDeclined")) {
-        sb_out_command(out, "orders", "eventshop.orders.CancelOrder", order,
+        sb_out_command(out, "orders", ORDERS_NS "CancelOrder", order,
                        json_pack("{s:s, s:s}", "order_id", order, "reason", "payment_declined"));
     } else if (!strcmp(type, "eventshop.shipping.ShipmentDispatched")) {
-        sb_out_command(out, "orders", "eventshop.orders.MarkShipped", order,
+        sb_out_command(out, "orders", ORDERS_NS "MarkShipped", order,
                        json_pack("{s:s, s:s}", "order_id", order, "tracking_number",
                                  str(ev, "tracking_number") ?: ""));
     } else if (!strcmp(type, "eventshop.shipping.ShipmentDelivered")) {
-        sb_out_command(out, "orders", "eventshop.orders.MarkDelivered", order,
+        sb_out_command(out, "orders", ORDERS_NS "MarkDelivered", order,
                        json_pack("{s:s}", "order_id", order));
     }
     return 0;
 }
 
-/* Cancels every open order past its deadline; the decider ignores a cancel that comes after
- * the order moved on, so a late one is harmless. */
+/* Acts on every open order past its deadline: cancels an order not reserved or not paid in time
+ * (the decider ignores a cancel that comes after the order moved on, so a late one is harmless),
+ * approves the dispatch of a confirmed order once its hold is over. */
 static int saga_tick(void *state, long long now_ms, sb_out_t *out, es_err_t *err)
 {
-    (void)err;
     saga_t *s = state;
     const char *order;
     json_t *o;
     static const char *const help = "orders cancelled because they missed a deadline";
+    if (!s->loaded && load(s, err) != 0)
+        return -1;
     es_metric_t *missed_reservation =
         es_counter("eventshop_saga_deadlines_missed_total", help, "deadline=\"reservation\"");
     es_metric_t *missed_payment =
@@ -276,15 +581,23 @@ static int saga_tick(void *state, long long now_ms, sb_out_t *out, es_err_t *err
     json_object_foreach(s->open, order, o)
     {
         const char *status = str(o, "status");
-        json_int_t by = !strcmp(status, "placed") ? num(o, "reserve_by") : num(o, "pay_by");
+        bool placed = !strcmp(status, "placed"), confirmed = !strcmp(status, "confirmed");
+        json_int_t by = placed      ? num(o, "reserve_by")
+                        : confirmed ? num(o, "dispatch_at")
+                                    : num(o, "pay_by");
         if (by <= 0 || now_ms < by || now_ms - num(o, "sent_at") < RESEND_MS)
             continue;
-        if (!num(o, "sent_at")) /* the first cancel for this order, not a resend */
-            es_metric_add(!strcmp(status, "placed") ? missed_reservation : missed_payment, 1);
+        bool first = !num(o, "sent_at");
         json_object_set_new(o, "sent_at", json_integer(now_ms));
+        if (confirmed) {
+            approve_dispatch(out, order);
+            continue;
+        }
+        if (first) /* the first cancel for this order, not a resend */
+            es_metric_add(placed ? missed_reservation : missed_payment, 1);
         es_info("order '%s' missed its %s deadline: cancelling", order,
-                !strcmp(status, "placed") ? "reservation" : "payment");
-        sb_out_command(out, "orders", "eventshop.orders.CancelOrder", order,
+                placed ? "reservation" : "payment");
+        sb_out_command(out, "orders", ORDERS_NS "CancelOrder", order,
                        json_pack("{s:s, s:s}", "order_id", order, "reason", "deadline"));
     }
     return 0;
@@ -297,4 +610,5 @@ const sb_subscriber_t sb_order_saga = {
     .release = saga_release,
     .handle = saga_handle,
     .tick = saga_tick,
+    .assigned = saga_assigned,
 };

@@ -18,11 +18,30 @@ struct sb_out {
     sb_item_t *items;
     size_t n, cap;
     char *dead_reason;
+    const char *src_topic; /* the event being handled, or NULL */
+    int src_partition;
+    long long src_offset;
 };
 
 sb_out_t *sb_out_new(void)
 {
-    return xcalloc(1, sizeof(sb_out_t));
+    sb_out_t *out = xcalloc(1, sizeof(sb_out_t));
+    sb_out_set_source(out, NULL, -1, -1);
+    return out;
+}
+
+void sb_out_set_source(sb_out_t *out, const char *topic, int partition, long long offset)
+{
+    out->src_topic = topic;
+    out->src_partition = partition;
+    out->src_offset = offset;
+}
+
+void sb_out_source(const sb_out_t *out, const char **topic, int *partition, long long *offset)
+{
+    *topic = out->src_topic;
+    *partition = out->src_partition;
+    *offset = out->src_offset;
 }
 
 void sb_out_clear(sb_out_t *out)
@@ -36,6 +55,7 @@ void sb_out_clear(sb_out_t *out)
     out->n = 0;
     free(out->dead_reason);
     out->dead_reason = NULL;
+    sb_out_set_source(out, NULL, -1, -1);
 }
 
 void sb_out_free(sb_out_t *out)

@@ -16,6 +16,9 @@ void sb_out_free(sb_out_t *out); /* NULL is a no-op */
 /* Forgets every output and the dead-letter reason. */
 void sb_out_clear(sb_out_t *out);
 size_t sb_out_count(const sb_out_t *out);
+/* Sets what sb_out_source reports (topic borrowed: valid until the next call); sb_out_clear
+ * resets it. */
+void sb_out_set_source(sb_out_t *out, const char *topic, int partition, long long offset);
 /* The reason given to sb_out_dead_letter (borrowed), or NULL. */
 const char *sb_out_dead_reason(const sb_out_t *out);
 

@@ -236,6 +236,8 @@ static int handle_one(sb_runtime_t *rt, const rd_kafka_message_t *m, es_err_t *e
     }
     tp = es_kafka_header_dup(m, "traceparent");
     es_metric_add(rt->m_events, 1);
+    sb_out_set_source(rt->out, rd_kafka_topic_name(m->rkt), (int)m->partition,
+                      (long long)m->offset);
     if (rt->sub->handle(rt->state, type, ev, tp, rt->out, &herr) != 0) {
         if (herr.code == ES_EIO || herr.code == ES_ETIMEOUT) {
             es_set(err, herr.code, "%s", herr.msg);
@@ -387,12 +389,30 @@ static void run_tick(sb_runtime_t *rt)
 
 /* --- consuming ---------------------------------------------------------------------------- */
 
+/* Tells the subscriber, topic by topic, which partitions it owns now (parts NULL: none). */
+static void notify_assigned(sb_runtime_t *rt, const rd_kafka_topic_partition_list_t *parts)
+{
+    if (!rt->sub->assigned || !rt->state)
+        return;
+    int *ps = xcalloc(parts && parts->cnt > 0 ? (size_t)parts->cnt : 1, sizeof *ps);
+    for (const char *const *t = rt->sub->topics; *t; t++) {
+        size_t n = 0;
+        for (int i = 0; parts && i < parts->cnt; i++) {
+            if (!strcmp(parts->elems[i].topic, *t))
+                ps[n++] = (int)parts->elems[i].partition;
+        }
+        rt->sub->assigned(rt->state, *t, ps, n);
+    }
+    free(ps);
+}
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     sb_runtime_t *rt = opaque;
     rt->rebalanced = true;
-    if (code == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    bool assign = code == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+    if (assign) {
         rd_kafka_assign(rk, parts);
         es_info("'%s' assigned %d partitions", rt->sub->name, parts->cnt);
         es_metrics_set_ready(true);
@@ -400,6 +420,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
         rd_kafka_assign(rk, NULL);
         es_info("'%s' partitions revoked (%s)", rt->sub->name, rd_kafka_err2str(code));
     }
+    notify_assigned(rt, assign ? parts : NULL);
 }
 
 /* Gathers up to batch_max messages, waiting at most linger_ms after the first (or wait_ms for
@@ -753,6 +774,7 @@ void sb_runtime_free(sb_runtime_t *rt)
         return;
     if (rt->state && rt->sub->release)
         rt->sub->release(rt->state);
+    rt->state = NULL; /* a consumer destroyed unclosed still calls the rebalance callback */
     if (rt->producer) {
         rd_kafka_flush(rt->producer, 5000);
         rd_kafka_destroy(rt->producer);

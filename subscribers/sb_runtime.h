@@ -39,6 +39,10 @@ void sb_out_event(sb_out_t *out, const char *topic, const char *event_type,
 /* A message that could not be processed: goes to "<name>.deadletter" with the reason, counted
  * in eventshop_dead_letters_total{subscriber}; processing goes on. */
 void sb_out_dead_letter(sb_out_t *out, const char *reason);
+/* Where the event being handled was read: its topic (borrowed, valid during handle), partition
+ * and offset; topic NULL and partition/offset -1 outside handle (a tick). For a subscriber that
+ * keeps its own per-partition progress (the saga's deadline table). */
+void sb_out_source(const sb_out_t *out, const char **topic, int *partition, long long *offset);
 
 typedef struct sb_subscriber {
     const char *name; /* "order-saga", "payments", "notifications", "shipping" */
@@ -52,6 +56,10 @@ typedef struct sb_subscriber {
                   sb_out_t *out, es_err_t *err);
     /* Called about once a second between batches (deadlines); may be NULL. now_ms is wall time. */
     int (*tick)(void *state, long long now_ms, sb_out_t *out, es_err_t *err);
+    /* May be NULL. Called from the consumer group's rebalance, once per subscribed topic, with
+     * the partitions of topic this instance now owns (partitions borrowed; n 0 when revoked),
+     * before any event of a new assignment is handled. */
+    void (*assigned)(void *state, const char *topic, const int *partitions, size_t n);
 } sb_subscriber_t;
 
 sb_runtime_t *sb_runtime_new(const sb_subscriber_t *sub, es_err_t *err);

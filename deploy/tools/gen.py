@@ -20,7 +20,8 @@ TOPIC_KINDS = {  # runtime/admin_main.c and DESIGN.md §2
     "changelog": {"cleanup.policy": "compact"},
     "results": {"retention.ms": 604800000},
 }
-SUB_OPTIONS = {"singleton", "topics", "mysql", "users-ro", "gateway", "carrier", "sms", "smtp"}
+SUB_OPTIONS = {"singleton", "ha", "topics", "mysql", "users-ro", "gateway", "carrier", "sms", "smtp"}
+HA_REPLICAS = 2  # "ha": never fewer replicas, so a pod's loss or a rollout hands its partitions over
 DEADLETTER_RETENTION_MS = 30 * 24 * 3600 * 1000  # 30 days to inspect and replay (--replay-dead-letters)
 SEC = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
        "capabilities": {"drop": ["ALL"]}}
@@ -151,6 +152,11 @@ def subscriber(name, opts):
         md = so["spec"]["triggers"][0]["metadata"]
         md["consumerGroup"] = f"eventshop-{name}-subscriber"
         del md["topic"]
+        if "ha" in opts:
+            # several replicas, each owning its partitions through the consumer group: e.g. the
+            # order saga, whose deadline table is in its database, keyed by orders partition
+            dep["spec"]["replicas"] = HA_REPLICAS
+            so["spec"]["minReplicaCount"] = HA_REPLICAS
         docs.append(so)
     ports = ([443] if opts & {"gateway", "carrier", "sms"} else []) + ([465, 587] if "smtp" in opts else [])
     if ports:  # Kafka, registry and MySQL egress come from the eventshop.io/*-client label policies

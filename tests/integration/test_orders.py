@@ -6,8 +6,11 @@ EVENTSHOP_ORDER_PAY_TIMEOUT_MS, e.g. 20000 / 30000, as scripts/test.sh should se
 
 THE INVARIANTS: no overselling; every saga ends (confirmed and on, or cancelled with its stock
 released); a confirmed order is charged exactly once, a cancelled one is never left charged."""
+import json
 import os
 import random
+import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -15,9 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import MessageField, SerializationContext
 
-from conftest import read_topic, unique, wait_for
-from notify_ship_util import mails_about, register_customer
+from conftest import command_meta, command_serializer, producer, read_topic, unique, wait_for
+from notify_ship_util import carrier_url, mails_about, register_customer
 
 WAIT = {"Prefer": "wait=20"}
 FINAL = {"delivered", "cancelled"}
@@ -224,27 +230,252 @@ def test_decline_cancels_and_releases(api_url, token, gateway):
              timeout=30, what="the reservation released")
 
 
-def test_customer_cancel_after_payment_is_refunded(api_url, token, gateway, stack):
+SAGA = "subscriber-order-saga"
+SAGA_GROUP = "eventshop-order-saga-subscriber"
+
+
+def saga_env():
+    """What scripts/stack.sh gives the saga role (saga_env): its own database user."""
+    return {"EVENTSHOP_MYSQL_ORDER_SAGA_USER": "eventshop_order_saga",
+            "EVENTSHOP_MYSQL_ORDER_SAGA_PASSWORD_FILE":
+                os.path.join(os.environ["ES_STATE"], "secrets", "mysql-order-saga.password")}
+
+
+def restart_saga(stack, kill=False, **env):
+    """Stops (or SIGKILLs) the saga role and starts it again with env added."""
+    (stack.kill if kill else stack.stop)(SAGA)
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), "scripts", "stack.sh")
+    subprocess.run([script, "role-start", SAGA], check=True, timeout=120,
+                   env={**os.environ, **env})
+    subprocess.run([script, "role-wait", SAGA, "90"], check=True, timeout=120)
+
+
+def saga_log():
+    return os.path.join(os.environ["ES_STATE"], "logs", f"{SAGA}.log")
+
+
+def open_row(db, oid):
+    with db("order_saga").cursor() as c:
+        c.execute("SELECT * FROM open_orders WHERE order_id = %s", (oid,))
+        return c.fetchone()
+
+
+class Events:
+    """Reads a topic to the end offsets taken when called, naming each record by the schema of
+    its Confluent header (several event types share a topic)."""
+
+    def __init__(self, brokers, registry):
+        self.brokers, self.registry, self.names = brokers, registry, {}
+
+    def __call__(self, topic, key, **match):
+        """(record name, value) of each message of key whose value has the fields of match."""
+        out = []
+        deser = AvroDeserializer(self.registry)
+        for m in read_topic(self.brokers, None, topic, decode=False):
+            raw = m["value"]
+            if m["key"] != key or not raw or raw[0] != 0:
+                continue  # other aggregates' messages (another test's garbage among them)
+            sid = int.from_bytes(raw[1:5], "big")
+            if sid not in self.names:
+                self.names[sid] = json.loads(self.registry.get_schema(sid).schema_str)["name"]
+            v = deser(raw, SerializationContext(topic, MessageField.VALUE))
+            if all(v.get(k) == x for k, x in match.items()):
+                out.append((self.names[sid], v))
+        return out
+
+
+def test_cancel_before_dispatch_is_compensated_and_after_dispatch_refused(
+        api_url, token, gateway, db, stack, brokers, registry):
+    """The order's decider settles the race between a cancel and the dispatch. With a dispatch
+    hold (the saga approves the dispatch only after it), a cancel of a confirmed order wins:
+    cancelled, refunded once, stock released, and an approval sent after it ships nothing. Once
+    the order is dispatched, a cancel is refused with 409 and nothing is refunded."""
+    events = Events(brokers, registry)
     sku, _ = sku_on_sale(api_url, token, stock=3)
     _, tok = customer(token)
-    # the shipping subscriber is down, so the paid order stays confirmed (not yet shipped)
-    stack.stop("subscriber-shipping")
+    restart_saga(stack, EVENTSHOP_ORDER_DISPATCH_HOLD_MS="600000")
     try:
-        oid = placed_id(place(api_url, tok, [{"sku": sku, "quantity": 1}]))
+        oid = placed_id(place(api_url, tok, [{"sku": sku, "quantity": 2}]))
         wait_status(api_url, tok, oid, "confirmed")
-        r = requests.post(f"{api_url}/v1/orders/{oid}/cancel", headers=auth(tok, **WAIT), timeout=30)
+        # the saga holds the dispatch: the order waits in its table for the approval
+        row = wait_for(lambda: (lambda r: r if r and r["status"] == "confirmed" else None)(
+            open_row(db, oid)), timeout=30, what="the held order in the saga's table")
+        assert row["dispatch_at"] > time.time() * 1000 + 60000, row
+        r = requests.post(f"{api_url}/v1/orders/{oid}/cancel", headers=auth(tok, **WAIT),
+                          timeout=30)
         assert r.status_code in (200, 201), r.text
         o = wait_status(api_url, tok, oid, "cancelled")
+        assert o["cancel_reason"] == "customer" and o["refund_requested"] == 1
+        # positive markers of the compensation: the refund and the release
+        wait_for(lambda: [e for n, e in events("payments.events", oid, order_id=oid)
+                          if n == "PaymentRefunded"], timeout=60, what="PaymentRefunded")
+        released = wait_for(lambda: [e for n, e in events("inventory.events", sku, order_id=oid)
+                                     if n == "StockReleased"], timeout=60, what="StockReleased")
+        assert [(e["sku"], e["quantity"]) for e in released] == [(sku, 2)]
+        assert open_row(db, oid) is None  # no deadline left for it
+        # the saga's approval coming late (as after the hold): the decider records nothing
+        ser = command_serializer(registry, "eventshop.orders.ApproveDispatch", "orders.commands")
+        cmd = {"metadata": command_meta("svc-order-saga", "admin", aggregate_id=oid),
+               "order_id": oid}
+        p = producer(brokers)
+        p.produce("orders.commands", key=oid.encode(),
+                  value=ser(cmd, SerializationContext("orders.commands", MessageField.VALUE)))
+        p.flush(10)
+        res = wait_for(lambda: [m["value"] for m in read_topic(brokers, registry, "orders.results")
+                                if m["value"] and m["value"]["command_id"] ==
+                                cmd["metadata"]["command_id"]], timeout=60, what="the approval's result")
+        assert res[0]["status"] == "ACCEPTED" and res[0]["event_count"] == 0, res
     finally:
-        stack.start("subscriber-shipping")
-    assert o["cancel_reason"] == "customer" and o["refund_requested"] == 1
-    wait_for(lambda: charges(gateway, oid)["refunds"] == 1, timeout=60, what="the refund")
-    assert charges(gateway, oid)["charges"] == 1
+        restart_saga(stack)
+    assert not [n for n, _ in events("orders.events", oid) if n == "OrderDispatchApproved"]
+    # shipping.events read to its end offsets taken after the cancel settled: never shipped
+    assert events("shipping.events", oid) == []
+    assert not [b for b in requests.get(f"{carrier_url()}/_shipments", timeout=10).json()
+                if b["order_id"] == oid]
+    g = charges(gateway, oid)
+    assert g["charges"] == 1 and g["refunds"] == 1, g
     wait_for(lambda: stock(api_url, sku)["reserved"] == 0 and stock(api_url, sku)["available"] == 3,
              timeout=30, what="the reservation released")
-    # a second cancel of a final order is refused
     r = requests.post(f"{api_url}/v1/orders/{oid}/cancel", headers=auth(tok, **WAIT), timeout=30)
-    assert r.status_code == 409
+    assert r.status_code == 409  # cancelled is final
+
+    # without a hold the dispatch follows the confirmation; once shipped a cancel is refused
+    oid = placed_id(place(api_url, tok, [{"sku": sku, "quantity": 1}]))
+    wait_status(api_url, tok, oid, {"shipped", "delivered"}, timeout=120)
+    r = requests.post(f"{api_url}/v1/orders/{oid}/cancel", headers=auth(tok, **WAIT), timeout=30)
+    assert r.status_code == 409, r.text
+    assert r.headers["Content-Type"].startswith("application/problem+json")
+    assert r.json()["type"] == "urn:eventshop:problem:already_shipped", r.json()
+    assert get_order(api_url, tok, oid)["status"] in ("shipped", "delivered")
+    assert [n for n, _ in events("shipping.events", oid)][:2] == [
+        "ShipmentRequested", "ShipmentDispatched"]
+    assert charges(gateway, oid)["refunds"] == 0
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def saga_members(brokers):
+    """instance id -> the orders.events partitions it owns, from the group's description."""
+    admin = AdminClient({"bootstrap.servers": brokers})
+    desc = admin.describe_consumer_groups([SAGA_GROUP])[SAGA_GROUP].result(timeout=20)
+    return {m.group_instance_id: sorted(tp.partition for tp in m.assignment.topic_partitions
+                                        if tp.topic == "orders.events")
+            for m in desc.members}
+
+
+def murmur2_partition(key, n):
+    """Kafka's murmur2 partitioner (murmur2_random, as every eventshop producer uses)."""
+    data, m, h = key.encode(), 0x5BD1E995, (0x9747B28C ^ len(key.encode())) & 0xFFFFFFFF
+    for i in range(0, len(data) // 4 * 4, 4):
+        k = int.from_bytes(data[i:i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> 24
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    rest = data[len(data) // 4 * 4:]
+    if len(rest) >= 3:
+        h ^= rest[2] << 16
+    if len(rest) >= 2:
+        h ^= rest[1] << 8
+    if rest:
+        h = ((h ^ rest[0]) * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return (h & 0x7FFFFFFF) % n
+
+
+def test_saga_replicas_share_the_partitions_and_orders_complete(api_url, token, gateway, brokers):
+    """A second order-saga instance joins the group: both own orders partitions, and orders in
+    the partitions of each complete (each instance handled its own orders)."""
+    me = unique("saga2")
+    log = os.path.join(os.environ["ES_STATE"], "logs", f"{me}.log")
+    env = {**os.environ, **saga_env(), "EVENTSHOP_INSTANCE_ID": me,
+           "EVENTSHOP_METRICS_ADDR": f"127.0.0.1:{free_port()}"}
+    tool = os.path.join(os.environ["ES_BUILD"], "subscribers", "eventshop-subscriber")
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([tool, "order-saga"], env=env, stdout=out, stderr=out)
+    try:
+        members = wait_for(lambda: (lambda g: g if len(g) == 2 and all(g.values()) else None)(
+            saga_members(brokers)), timeout=90, interval=1, what="two saga members with partitions")
+        assert proc.poll() is None
+        mine = set(members[f"{SAGA_GROUP}-{me}"])
+        n = int(os.environ.get("EVENTSHOP_PARTITIONS", "4"))
+        sku, _ = sku_on_sale(api_url, token, stock=40)
+        orders, sides = [], set()
+        while len(sides) < 2 or len(orders) < 4:
+            assert len(orders) < 24, "no order landed in one of the instances' partitions"
+            _, tok = customer(token)
+            oid = placed_id(place(api_url, tok, [{"sku": sku, "quantity": 1}]))
+            orders.append((tok, oid, murmur2_partition(oid, n) in mine))
+            sides.add(orders[-1][2])
+        for tok, oid, _ in orders:
+            wait_status(api_url, tok, oid, {"shipped", "delivered"}, timeout=120)
+        assert proc.poll() is None
+        with open(log, errors="replace") as f:
+            second = f.read()
+        with open(saga_log(), errors="replace") as f:
+            first = f.read()
+        for _, oid, theirs in orders:  # the owner of each order's partition handled it
+            assert f'"aggregate_id":"{oid}"' in (second if theirs else first), (oid, theirs)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    # the partitions come back to the remaining instance (a static member leaves by timeout)
+    wait_for(lambda: (lambda g: g if len(g) == 1 and len(next(iter(g.values()))) == int(
+        os.environ.get("EVENTSHOP_PARTITIONS", "4")) else None)(saga_members(brokers)),
+        timeout=90, interval=1, what="one saga member owning every partition")
+
+
+@pytest.mark.parametrize("upgrade", [False, True], ids=["restart", "upgrade"])
+def test_saga_restart_resumes_open_deadlines_from_its_table(api_url, token, gateway, db, stack,
+                                                           upgrade):
+    """An order whose payment never comes is cancelled by its deadline although the saga was
+    killed and started again in between: the deadline comes from the saga's table, as the
+    restarted saga reads no history. upgrade: the table never folded the order's partition (as
+    on the first start after the in-memory saga), so that partition's history is folded once."""
+    if pay_ms() > 60000:
+        pytest.skip("needs EVENTSHOP_ORDER_PAY_TIMEOUT_MS <= 60000")
+    sku, _ = sku_on_sale(api_url, token, stock=2)
+    _, tok = customer(token)
+    stack.stop("subscriber-payments")  # no payment will come
+    try:
+        oid = placed_id(place(api_url, tok, [{"sku": sku, "quantity": 1}]))
+        wait_status(api_url, tok, oid, "stock_reserved")
+        row = wait_for(lambda: (lambda r: r if r and r["status"] == "stock_reserved" else None)(
+            open_row(db, oid)), timeout=30, what="the open order in the saga's table")
+        assert row["pay_by"] > time.time() * 1000, "the restart must come before the deadline"
+        before = os.path.getsize(saga_log())
+        if upgrade:
+            stack.kill(SAGA)
+            with db("order_saga").cursor() as c:
+                for table in ("progress", "open_orders"):
+                    c.execute(f"DELETE FROM {table} WHERE orders_partition = %s",
+                              (row["orders_partition"],))
+            assert open_row(db, oid) is None
+        restart_saga(stack, kill=True)
+        o = wait_status(api_url, tok, oid, "cancelled", timeout=pay_ms() / 1000 + 60)
+        assert o["cancel_reason"] == "deadline"
+        with open(saga_log(), errors="replace") as f:
+            f.seek(before)
+            after = f.read()
+        assert "open orders read from the table" in after
+        folded = f"orders.events[{row['orders_partition']}] folded into the table once"
+        assert (folded in after) == upgrade, after[-2000:]
+        assert f"order '{oid}' missed its payment deadline" in after
+        wait_for(lambda: open_row(db, oid) is None, timeout=30, what="the row closed")
+    finally:
+        stack.start("subscriber-payments")
+    wait_for(lambda: stock(api_url, sku)["reserved"] == 0 and stock(api_url, sku)["available"] == 2,
+             timeout=30, what="the reservation released")
+    # the payment requested before the cancel is charged late, and refunded
+    wait_for(lambda: (lambda c: c["charges"] == c["refunds"])(charges(gateway, oid)),
+             timeout=60, what="no charge left standing")
 
 
 def test_payment_deadline_cancels_and_refunds_a_late_capture(api_url, token, gateway):

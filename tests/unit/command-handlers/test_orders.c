@@ -154,3 +154,105 @@ Test(orders, out_of_stock_cancels_and_another_customer_cannot_cancel)
     json_decref(state);
     json_decref(view);
 }
+
+static json_t *customer_cancel(void)
+{
+    return json_pack("{s:o, s:s, s:s}", "metadata", meta("o1", "cust1", "customer"), "order_id",
+                     "o1", "reason", "customer");
+}
+
+/* a paid order: placed, reserved, confirmed */
+static json_t *confirmed_order(const json_t *view)
+{
+    json_t *state = NULL;
+    run(&state, ORDERS_NS "PlaceOrder", place("SKU-1", 3), view, NULL);
+    run(&state, ORDERS_NS "RecordStockReserved", saga_cmd("sku", "SKU-1"), view, NULL);
+    run(&state, ORDERS_NS "ConfirmOrder", saga_cmd("gateway_ref", "pi"), view, NULL);
+    cr_assert_str_eq(json_string_value(json_object_get(state, "status")), "confirmed");
+    return state;
+}
+
+Test(orders, cancel_before_dispatch_wins_and_a_later_approval_ships_nothing)
+{
+    json_t *view = view_with("SKU-1", 100), *ev = NULL;
+    json_t *state = confirmed_order(view);
+    cr_assert_null(run(&state, ORDERS_NS "CancelOrder", customer_cancel(), view, &ev));
+    json_t *c = json_object_get(json_array_get(ev, 0), "payload");
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(ev, 0), "type")),
+                     ORDERS_NS "OrderCancelled");
+    cr_assert(json_is_true(json_object_get(c, "refund")));
+    cr_assert_str_eq(json_string_value(json_array_get(json_object_get(c, "skus"), 0)), "SKU-1");
+    json_decref(ev);
+    /* the saga's approval arrives after the cancel: accepted, but no event, so the shipment is
+     * never requested */
+    cr_assert_null(run(&state, ORDERS_NS "ApproveDispatch", saga_cmd(NULL, NULL), view, &ev));
+    cr_assert_eq(json_array_size(ev), 0);
+    json_decref(ev);
+    cr_assert(!json_is_true(json_object_get(state, "dispatch_approved")));
+    /* and a dispatch reported anyway cannot ship the cancelled order */
+    cr_assert_str_eq(
+        run(&state, ORDERS_NS "MarkShipped", saga_cmd("tracking_number", "T1"), view, NULL),
+        "invalid_state");
+    cr_assert_str_eq(json_string_value(json_object_get(state, "status")), "cancelled");
+    json_decref(state);
+    json_decref(view);
+}
+
+Test(orders, approved_dispatch_refuses_every_later_cancel)
+{
+    json_t *view = view_with("SKU-1", 100), *ev = NULL;
+    json_t *state = confirmed_order(view);
+    cr_assert_null(run(&state, ORDERS_NS "ApproveDispatch", saga_cmd(NULL, NULL), view, &ev));
+    cr_assert_eq(json_array_size(ev), 1);
+    json_t *e = json_array_get(ev, 0);
+    cr_assert_str_eq(json_string_value(json_object_get(e, "type")),
+                     ORDERS_NS "OrderDispatchApproved");
+    json_t *p = json_object_get(e, "payload");
+    cr_assert_str_eq(json_string_value(json_object_get(p, "customer_id")), "cust1");
+    json_t *line = json_array_get(json_object_get(p, "lines"), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(line, "sku")), "SKU-1");
+    cr_assert_eq(json_integer_value(json_object_get(line, "quantity")), 3);
+    cr_assert(json_is_null(json_object_get(p, "shipping_address_enc")));
+    json_decref(ev);
+    cr_assert(json_is_true(json_object_get(state, "dispatch_approved")));
+    /* the approval again (a resend): nothing new */
+    cr_assert_null(run(&state, ORDERS_NS "ApproveDispatch", saga_cmd(NULL, NULL), view, &ev));
+    cr_assert_eq(json_array_size(ev), 0);
+    json_decref(ev);
+    /* the customer, and an admin, are refused: the parcel may be on its way */
+    cr_assert_str_eq(run(&state, ORDERS_NS "CancelOrder", customer_cancel(), view, NULL),
+                     "already_shipped");
+    json_t *admin = json_pack("{s:o, s:s, s:s}", "metadata", meta("o1", "u-admin", "admin"),
+                              "order_id", "o1", "reason", "admin");
+    cr_assert_str_eq(run(&state, ORDERS_NS "CancelOrder", admin, view, NULL), "already_shipped");
+    /* a late deadline of the saga stays a silent no-op */
+    cr_assert_null(run(&state, ORDERS_NS "CancelOrder", saga_cmd("reason", "deadline"), view, &ev));
+    cr_assert_eq(json_array_size(ev), 0);
+    json_decref(ev);
+    cr_assert_str_eq(json_string_value(json_object_get(state, "status")), "confirmed");
+    /* the dispatch then ships it as before */
+    cr_assert_null(
+        run(&state, ORDERS_NS "MarkShipped", saga_cmd("tracking_number", "T1"), view, NULL));
+    cr_assert_str_eq(json_string_value(json_object_get(state, "status")), "shipped");
+    json_decref(state);
+    json_decref(view);
+}
+
+Test(orders, dispatch_is_approved_only_for_a_paid_order_and_only_by_the_saga)
+{
+    json_t *view = view_with("SKU-1", 100), *state = NULL;
+    run(&state, ORDERS_NS "PlaceOrder", place("SKU-1", 1), view, NULL);
+    cr_assert_str_eq(run(&state, ORDERS_NS "ApproveDispatch", saga_cmd(NULL, NULL), view, NULL),
+                     "invalid_state");
+    run(&state, ORDERS_NS "RecordStockReserved", saga_cmd("sku", "SKU-1"), view, NULL);
+    cr_assert_str_eq(run(&state, ORDERS_NS "ApproveDispatch", saga_cmd(NULL, NULL), view, NULL),
+                     "invalid_state");
+    run(&state, ORDERS_NS "ConfirmOrder", saga_cmd("gateway_ref", "pi"), view, NULL);
+    json_t *by_customer =
+        json_pack("{s:o, s:s}", "metadata", meta("o1", "cust1", "customer"), "order_id", "o1");
+    cr_assert_str_eq(run(&state, ORDERS_NS "ApproveDispatch", by_customer, view, NULL),
+                     "forbidden");
+    cr_assert(!json_is_true(json_object_get(state, "dispatch_approved")));
+    json_decref(state);
+    json_decref(view);
+}
