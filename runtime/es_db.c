@@ -133,6 +133,14 @@ void es_db_close(es_db_t *db)
     free(db);
 }
 
+int es_db_ping(es_db_t *db, es_err_t *err)
+{
+    if (mysql_ping(db->my))
+        return es_set(err, ES_EIO, "mysql ping '%s': %s (%u)", db->name, mysql_error(db->my),
+                      mysql_errno(db->my));
+    return 0;
+}
+
 static int db_simple(es_db_t *db, const char *sql, es_err_t *err)
 {
     if (mysql_real_query(db->my, sql, strlen(sql)))

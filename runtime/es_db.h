@@ -27,6 +27,10 @@ typedef struct es_db_val {
 es_db_t *es_db_open(const char *context, es_err_t *err);
 void es_db_close(es_db_t *db);
 
+/* Whether the server still answers on this connection (one round trip, no reconnect):
+ * 0, or ES_EIO with err when the connection is gone (close it and open another). */
+int es_db_ping(es_db_t *db, es_err_t *err);
+
 int es_db_begin(es_db_t *db, es_err_t *err);
 int es_db_commit(es_db_t *db, es_err_t *err);
 int es_db_rollback(es_db_t *db); /* best effort */
