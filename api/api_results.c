@@ -233,6 +233,7 @@ static void *results_main(void *arg)
 {
     api_results_t *res = arg;
     while (!atomic_load(&res->stop)) {
+        es_metrics_heartbeat("api-results");
         rd_kafka_message_t *m = rd_kafka_consumer_poll(res->rk, 100);
         if (m) {
             handle_message(res, m);
@@ -240,6 +241,7 @@ static void *results_main(void *arg)
         }
         expire_waiters(res, false);
     }
+    es_metrics_heartbeat_end();
     return NULL;
 }
 
