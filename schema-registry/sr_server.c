@@ -117,9 +117,23 @@ static void h_root(es_http_req_t *r)
     reply(r, 200, json_object());
 }
 
+/* /healthz: the HTTP loops turn (es_metrics heartbeats); /readyz: a broker answers (sr_log). */
+static void h_probe(es_http_req_t *r, bool readiness)
+{
+    char *body = NULL;
+    int status = es_metrics_probe(readiness, &body);
+    es_http_reply(r, status, "application/json", body, strlen(body));
+    free(body);
+}
+
 static void h_healthz(es_http_req_t *r)
 {
-    es_http_reply(r, 200, "text/plain", "ok\n", 3);
+    h_probe(r, false);
+}
+
+static void h_readyz(es_http_req_t *r)
+{
+    h_probe(r, true);
 }
 
 static void h_metrics(es_http_req_t *r)
@@ -322,6 +336,7 @@ static void h_not_found(es_http_req_t *r);
 static const es_http_route_t routes[] = {
     {"GET", "/", h_root, NULL},
     {"GET", "/healthz", h_healthz, NULL},
+    {"GET", "/readyz", h_readyz, NULL},
     {"GET", "/metrics", h_metrics, NULL},
     {"GET", "/schemas/types", h_schema_types, NULL},
     {"GET", "/schemas/ids/{id}", h_schema_by_id, NULL},
