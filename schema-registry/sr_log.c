@@ -1,4 +1,5 @@
 #include "sr_log.h"
+#include "es_fault.h"
 #include "es_kafka.h"
 #include "es_log.h"
 #include "es_mem.h"
@@ -18,7 +19,11 @@ struct sr_log {
     pthread_t watcher;
     pthread_cond_t wake;
     bool stop, watching;
+    sr_store_t *store; /* for the re-read after a failed write; may be NULL */
+    bool dirty;        /* a write failed: the store may lack a record the log has */
 };
+
+#define SR_LOG_REREAD_TIMEOUT_MS 30000
 
 /* One write's outcome, filled by the delivery report. */
 struct delivery {
@@ -107,11 +112,28 @@ void sr_log_free(sr_log_t *log)
     free(log);
 }
 
+void sr_log_set_store(sr_log_t *log, sr_store_t *st)
+{
+    log->store = st;
+}
+
 int sr_log_write(void *arg, const char *key, const char *value, es_err_t *err)
 {
     sr_log_t *log = arg;
     struct delivery d = {false, 0};
     pthread_mutex_lock(&log->lock);
+    if (log->dirty && log->store) {
+        es_err_t rerr = ES_ERR_INIT;
+        int rc = sr_log_replay(log->topic, log->store, SR_LOG_REREAD_TIMEOUT_MS, &rerr);
+        if (rc == 0)
+            log->dirty = false;
+        pthread_mutex_unlock(&log->lock);
+        if (rc)
+            return es_set(err, ES_EIO, "re-reading '%s' after a failed write: %s", log->topic,
+                          rerr.msg);
+        es_info("re-read '%s' after a failed write", log->topic);
+        return es_set(err, ES_EIO, "'%s' was re-read after a failed write: retry", log->topic);
+    }
     rd_kafka_resp_err_t e = rd_kafka_producev(
         log->rk, RD_KAFKA_V_TOPIC(log->topic), RD_KAFKA_V_PARTITION(0),
         RD_KAFKA_V_KEY(key, strlen(key)),
@@ -124,6 +146,9 @@ int sr_log_write(void *arg, const char *key, const char *value, es_err_t *err)
     /* the report always comes, at the latest after message.timeout.ms */
     while (!d.done)
         rd_kafka_poll(log->rk, 100);
+    /* tests: the record is in the log, but the write is reported failed (a timeout would be) */
+    if (!d.err && es_fault_hit("registry.after_write"))
+        d.err = RD_KAFKA_RESP_ERR__MSG_TIMED_OUT;
     /* a fatal error (the idempotent producer lost its sequence during an outage) ends this
      * producer, not the registry: the next write gets a new one */
     char errstr[512];
@@ -137,6 +162,8 @@ int sr_log_write(void *arg, const char *key, const char *value, es_err_t *err)
             log->rk = fresh;
         }
     }
+    if (d.err)
+        log->dirty = true;
     pthread_mutex_unlock(&log->lock);
     if (d.err) {
         es_error("writing to '%s' failed: %s", log->topic, rd_kafka_err2str(d.err));

@@ -408,6 +408,7 @@ sr_server_t *sr_server_new(const struct sr_server_config *cfg, es_err_t *err)
     if (!s->log)
         goto fail;
     s->store = sr_store_new(sr_log_write, s->log);
+    sr_log_set_store(s->log, s->store);
     if (sr_log_replay(cfg->topic, s->store, REPLAY_TIMEOUT, err))
         goto fail;
     s->schemas = es_gauge("eventshop_registry_schemas", "Distinct schemas (ids) registered", "");

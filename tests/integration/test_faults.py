@@ -11,6 +11,7 @@ Idempotency-Key get every command accepted exactly once, and the read model catc
 These tests kill and restart the infrastructure the whole session shares: they run after every
 other test (marker run_last, see conftest.py) and leave the stack complete and ready.
 """
+import json
 import os
 import subprocess
 import threading
@@ -313,3 +314,44 @@ def test_broker_kill_every_command_accepted_exactly_once(api_url, db, sku_of_ven
     assert all(pid_of(r) for r in restore), roles_down(restore)
     kept = [r for r in restore if pid_of(r) == pids[r]]
     print(f"roles still in their first process: {len(kept)} of {len(restore)}")
+
+
+def test_registry_write_reported_failed_but_logged_never_reuses_its_id(brokers, monkeypatch):
+    """A write to `_schemas` that times out during a Kafka outage may still be in the log. The
+    fault point makes the first write exactly that (delivered, reported failed); the registry
+    must re-read its log before the next write, or it gives the logged schema's id to another."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+    from test_registry import V1, Registry, record, register
+
+    topic = unique("_schemas-fault")
+    admin = AdminClient({"bootstrap.servers": brokers})
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1,
+                                  config={"cleanup.policy": "compact"})])[topic].result(timeout=30)
+    monkeypatch.setenv("EVENTSHOP_FAULTS", "registry.after_write=fail@1")
+    reg = Registry(topic)
+    reg.start()
+    try:
+        other = record("Other", [{"name": "n", "type": "long"}])
+        s1, s2 = unique("fault-a") + "-value", unique("fault-b") + "-value"
+        r = register(reg, s1, V1)
+        assert r.status_code == 500, r.text  # in the log, reported failed
+        r = register(reg, s2, other)
+        assert r.status_code == 500 and "re-read" in r.json()["message"], r.text
+        r = register(reg, s2, other)
+        assert r.status_code == 200, r.text
+        id_other = r.json()["id"]
+        r = register(reg, s1, V1)  # the retry of the first: the logged record, same id
+        assert r.status_code == 200, r.text
+        id_v1 = r.json()["id"]
+        assert id_v1 != id_other
+        assert reg.call("GET", f"/subjects/{s1}/versions").json() == [1]
+        reg.stop()
+        monkeypatch.delenv("EVENTSHOP_FAULTS")
+        reg.start()  # the same answers from the log alone
+        for sid, text in ((id_v1, V1), (id_other, other)):
+            got = reg.call("GET", f"/schemas/ids/{sid}").json()["schema"]
+            assert json.loads(got) == json.loads(text)
+    finally:
+        if reg.proc.poll() is None:
+            reg.stop()
+        admin.delete_topics([topic])
