@@ -31,6 +31,8 @@ static void *thread_init(void *app)
 
 #define DB_BACKOFF_MIN_MS 100
 #define DB_BACKOFF_MAX_MS 5000
+#define API_DB_CONNECT_S  2
+#define API_DB_IO_S       10
 
 static long long mono_ms(void)
 {
@@ -76,7 +78,8 @@ es_db_t *api_db_ctx(es_http_req_t *r, const char *ctx, es_err_t *err)
                t->retry_at[i] - now);
         return NULL;
     }
-    if ((t->dbs[i] = es_db_open(ctx, err))) {
+    /* short timeouts: a hung server must not hold a loop thread (and the commands it serves) */
+    if ((t->dbs[i] = es_db_open_timeout(ctx, API_DB_CONNECT_S, API_DB_IO_S, err))) {
         t->backoff_ms[i] = 0;
         t->retry_at[i] = 0;
         return t->dbs[i];

@@ -70,6 +70,11 @@ static int db_fail(es_err_t *err, MYSQL *my, const char *what)
 
 es_db_t *es_db_open(const char *context, es_err_t *err)
 {
+    return es_db_open_timeout(context, 5, 60, err);
+}
+
+es_db_t *es_db_open_timeout(const char *context, unsigned connect_s, unsigned io_s, es_err_t *err)
+{
     char up[64], var[128], user_def[128], dbname[128];
     size_t i;
     for (i = 0; context[i] && i < sizeof up - 1; i++)
@@ -91,7 +96,7 @@ es_db_t *es_db_open(const char *context, es_err_t *err)
         goto fail;
     }
     my_bool off = 0;
-    unsigned int connect_timeout = 5, io_timeout = 60;
+    unsigned int connect_timeout = connect_s, io_timeout = io_s;
     mysql_options(my, MYSQL_SET_CHARSET_NAME, "utf8mb4");
     mysql_options(my, MYSQL_OPT_RECONNECT, &off);
     mysql_options(my, MYSQL_OPT_CONNECT_TIMEOUT, &connect_timeout);
