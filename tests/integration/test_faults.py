@@ -72,6 +72,14 @@ def same_process(role, pid):
     return True
 
 
+def assert_roles_running(rs, timeout=60):
+    """Every role of rs runs: it survived, or a supervisor restarted it within timeout."""
+    try:
+        wait_for(lambda: all(pid_of(r) for r in rs), timeout=timeout, what="every role running")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{roles_down(rs)}") from None
+
+
 def roles_down(rs):
     down = [r for r in rs if not pid_of(r)]
     return "roles not running: " + "".join(f"\n--- {r}:\n{log_tail(r, 6)}" for r in down) \
@@ -264,7 +272,7 @@ def test_projector_survives_a_mariadb_kill_and_the_api_degrades_to_503(
     wait_for(lambda: projected(db, sku) == (expected, n), timeout=60,
              what=f"the read model to reach on_hand={expected} with {n} movements")
     same_process(projector, pid)
-    assert all(pid_of(r) for r in restore), roles_down(restore)
+    assert_roles_running(restore)
 
 
 def test_broker_kill_every_command_accepted_exactly_once(api_url, db, sku_of_vendor, restore):
@@ -311,7 +319,7 @@ def test_broker_kill_every_command_accepted_exactly_once(api_url, db, sku_of_ven
     wait_for(lambda: projected(db, sku) == (expected, len(accepted)), timeout=120,
              what=f"the read model to reach on_hand={expected} with {len(accepted)} movements")
     # every role survived (or, under a supervisor, was restarted and runs again)
-    assert all(pid_of(r) for r in restore), roles_down(restore)
+    assert_roles_running(restore)
     kept = [r for r in restore if pid_of(r) == pids[r]]
     print(f"roles still in their first process: {len(kept)} of {len(restore)}")
 
