@@ -37,12 +37,17 @@ struct api_app {
 };
 
 /* Per loop thread: a DB connection per served context (same index as app->contexts), each
- * opened on first use and reopened after it broke. */
+ * opened on first use and reopened after it broke; after a failed connect the next attempt
+ * waits a capped exponential back-off with jitter (retry_at), so a database that is down costs
+ * a request nothing but its 503, not a connect timeout on the loop. */
 struct api_tls {
     struct api_app *app;
     es_db_t *dbs[API_MAX_CONTEXTS];
     /* the read-your-writes watcher of each context (api_query.c), made on first use */
     struct api_watch *watches[API_MAX_CONTEXTS];
+    long long retry_at[API_MAX_CONTEXTS]; /* monotonic ms; 0: connect at once */
+    int backoff_ms[API_MAX_CONTEXTS];     /* ceiling of the current back-off; 0: none */
+    unsigned jitter;
 };
 
 /* Roles a route allows: a bit per role; API_PUBLIC needs no token, API_AUTHENTICATED any. */
@@ -78,8 +83,12 @@ void api_auth_free(void *verifier);
 bool api_context_enabled(const struct api_app *app, const char *ctx);
 
 /* The thread's read-only DB connection to context ctx's database (borrowed), opened lazily and
- * reopened if the last one broke; NULL with err (ES_ENOTFOUND if ctx is not served). */
+ * reopened if the last one broke; NULL with err (ES_ENOTFOUND if ctx is not served; ES_EIO when
+ * the database cannot be reached, or during the back-off after such a failure). */
 es_db_t *api_db_ctx(es_http_req_t *r, const char *ctx, es_err_t *err);
+/* Seconds a client should wait before retrying a query of ctx that found its database gone
+ * (>= 1): the Retry-After of a 503. */
+int api_db_retry_after_s(es_http_req_t *r, const char *ctx);
 /* Drops the thread's connection to ctx after an ES_EIO so the next request reconnects. */
 void api_db_ctx_broken(es_http_req_t *r, const char *ctx);
 /* The same for a thread's state t (borrowed), where no request is at hand (a watcher's tick). */
@@ -134,7 +143,9 @@ void api_query_at_position(es_http_req_t *r, const struct api_principal *who, co
  * own deadlines. */
 void api_query_thread_release(struct api_tls *t);
 /* Runs sql with params on ctx's connection: the rows (new reference), or NULL after answering
- * 503 "the <ctx> read model is unavailable" (the connection is dropped on ES_EIO). */
+ * 503 problem+json "the <ctx> read model is unavailable" with Retry-After. A connection found
+ * broken (ES_EIO, e.g. MariaDB restarted since) is dropped and the query tried once more on a
+ * new one, so a database that came back answers at once. */
 json_t *api_query_or_reply(es_http_req_t *r, const char *ctx, const char *sql,
                            const es_db_val_t *params, size_t n);
 

@@ -1,32 +1,30 @@
-/* Probes and metrics: /healthz (the process answers), /readyz (a Kafka broker answered the
- * producer lately and this thread's DB connection works), /metrics (Prometheus text). */
+/* Probes and metrics: /healthz (every loop of the API still turns: the HTTP loops, the producer's
+ * and the results' threads; es_metrics heartbeats), /readyz (a Kafka broker answered the producer
+ * lately: the API's work is taking commands; its queries answer 503 on their own while their
+ * database is gone, so MariaDB is not part of readiness), /metrics (Prometheus text). */
 #include "api_app.h"
 #include "api_reply.h"
 #include <stdlib.h>
 #include <string.h>
 
+static void reply_probe(es_http_req_t *r, bool readiness)
+{
+    char *body = NULL;
+    int status = es_metrics_probe(readiness, &body);
+    es_http_reply(r, status, "application/json", body, strlen(body));
+    free(body);
+}
+
 void api_health_live(es_http_req_t *r, const struct api_principal *who)
 {
     (void)who;
-    es_http_reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
+    reply_probe(r, false);
 }
 
 void api_health_ready(es_http_req_t *r, const struct api_principal *who)
 {
     (void)who;
-    struct api_app *app = es_http_app(r);
-    bool kafka = api_producer_is_ready(app->producer);
-    es_err_t err = ES_ERR_INIT;
-    es_db_t *db = api_db(r, &err);
-    json_t *rows = db ? es_db_query(db, "SELECT 1 AS ok", NULL, 0, &err) : NULL;
-    bool mysql = rows != NULL;
-    json_decref(rows);
-    if (!mysql && err.code == ES_EIO)
-        api_db_broken(r);
-    bool ok = kafka && mysql;
-    es_http_reply_json(r, ok ? 200 : 503,
-                       json_pack("{s:s, s:b, s:b}", "status", ok ? "ready" : "not ready", "kafka",
-                                 kafka, "mysql", mysql));
+    reply_probe(r, true);
 }
 
 void api_health_metrics(es_http_req_t *r, const struct api_principal *who)

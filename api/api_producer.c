@@ -2,6 +2,7 @@
 #include "es_kafka.h"
 #include "es_log.h"
 #include "es_mem.h"
+#include "es_metrics.h"
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -39,10 +40,8 @@ static void check_brokers(api_producer_t *p)
     bool ok = !e && md && md->broker_cnt > 0;
     if (md)
         rd_kafka_metadata_destroy(md);
-    if (ok != atomic_load(&p->ready))
-        es_log(ok ? ES_LOG_INFO : ES_LOG_WARN, "kafka brokers %s",
-               ok ? "reachable" : "unreachable");
     atomic_store(&p->ready, ok);
+    es_metrics_set_dependency("kafka", ok); /* logs the changes */
 }
 
 /* Serves delivery reports; every few seconds asks a broker for metadata so /readyz can answer
@@ -52,6 +51,7 @@ static void *producer_main(void *arg)
     api_producer_t *p = arg;
     struct timespec last = {0};
     while (!atomic_load(&p->stop)) {
+        es_metrics_heartbeat("api-producer");
         rd_kafka_poll(p->rk, 100);
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
@@ -60,6 +60,7 @@ static void *producer_main(void *arg)
             last = now;
         }
     }
+    es_metrics_heartbeat_end();
     return NULL;
 }
 

@@ -47,12 +47,22 @@ json_t *api_query_or_reply(es_http_req_t *r, const char *ctx, const char *sql,
                            const es_db_val_t *params, size_t n)
 {
     es_err_t err = ES_ERR_INIT;
-    es_db_t *db = api_db_ctx(r, ctx, &err);
-    json_t *rows = db ? es_db_query(db, sql, params, n, &err) : NULL;
+    json_t *rows = NULL;
+    for (int attempt = 0; attempt < 2 && !rows; attempt++) {
+        es_clear(&err);
+        es_db_t *db = api_db_ctx(r, ctx, &err);
+        rows = db ? es_db_query(db, sql, params, n, &err) : NULL;
+        if (rows || !db || err.code != ES_EIO)
+            break;
+        api_db_ctx_broken(r, ctx); /* a broken connection: once more on a new one */
+    }
     if (!rows) {
         es_warn("%s query failed: %s", ctx, err.msg);
-        if (err.code == ES_EIO)
-            api_db_ctx_broken(r, ctx);
+        if (err.code == ES_EIO) {
+            char secs[16];
+            snprintf(secs, sizeof secs, "%d", api_db_retry_after_s(r, ctx));
+            es_http_add_header(r, "Retry-After", secs);
+        }
         api_reply_problem(r, 503, NULL, NULL, "the %s read model is unavailable", ctx);
     }
     return rows;

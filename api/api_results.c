@@ -281,6 +281,7 @@ static void *results_main(void *arg)
 {
     api_results_t *res = arg;
     while (!atomic_load(&res->stop)) {
+        es_metrics_heartbeat("api-results");
         rd_kafka_message_t *m = rd_kafka_consumer_poll(res->rk, 100);
         if (m) {
             handle_message(res, m);
@@ -288,6 +289,7 @@ static void *results_main(void *arg)
         }
         expire_waiters(res, false);
     }
+    es_metrics_heartbeat_end();
     return NULL;
 }
 

@@ -6,9 +6,11 @@
 #include "es_log.h"
 #include "es_mem.h"
 #include "sr_client.h"
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct api_server {
     struct api_app app;
@@ -23,7 +25,20 @@ static void *thread_init(void *app)
 {
     struct api_tls *t = xcalloc(1, sizeof *t);
     t->app = app;
+    t->jitter = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)t;
     return t;
+}
+
+#define DB_BACKOFF_MIN_MS 100
+#define DB_BACKOFF_MAX_MS 5000
+#define API_DB_CONNECT_S  2
+#define API_DB_IO_S       10
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
 static void thread_free(void *tls)
@@ -66,9 +81,34 @@ es_db_t *api_tls_db(struct api_tls *t, const char *ctx, es_err_t *err)
         es_set(err, ES_ENOTFOUND, "context '%s' is not served (ES_CONTEXTS)", ctx ? ctx : "");
         return NULL;
     }
-    if (!t->dbs[i])
-        t->dbs[i] = es_db_open(ctx, err);
-    return t->dbs[i];
+    if (t->dbs[i])
+        return t->dbs[i];
+    long long now = mono_ms();
+    if (now < t->retry_at[i]) {
+        es_set(err, ES_EIO, "the %s database is unreachable; next attempt in %lld ms", ctx,
+               t->retry_at[i] - now);
+        return NULL;
+    }
+    /* short timeouts: a hung server must not hold a loop thread (and the commands it serves) */
+    if ((t->dbs[i] = es_db_open_timeout(ctx, API_DB_CONNECT_S, API_DB_IO_S, err))) {
+        t->backoff_ms[i] = 0;
+        t->retry_at[i] = 0;
+        return t->dbs[i];
+    }
+    int ceiling = t->backoff_ms[i] ? t->backoff_ms[i] * 2 : DB_BACKOFF_MIN_MS;
+    if (ceiling > DB_BACKOFF_MAX_MS)
+        ceiling = DB_BACKOFF_MAX_MS;
+    t->backoff_ms[i] = ceiling;
+    t->retry_at[i] = now + ceiling / 2 + rand_r(&t->jitter) % (ceiling / 2 + 1);
+    return NULL;
+}
+
+int api_db_retry_after_s(es_http_req_t *r, const char *ctx)
+{
+    struct api_tls *t = es_http_thread_state(r);
+    int i = context_index(t->app, ctx);
+    long long left = i >= 0 ? t->retry_at[i] - mono_ms() : 0;
+    return left > 1000 ? (int)((left + 999) / 1000) : 1;
 }
 
 void api_tls_db_broken(struct api_tls *t, const char *ctx)
@@ -193,6 +233,8 @@ api_server_t *api_server_new(es_err_t *err)
                             .thread_free = thread_free};
     if (!(s->http = es_http_server_new(&cfg, s->routes, api_routes_count, err)))
         goto fail;
+    /* from here on /readyz follows Kafka only (the producer's checks) */
+    es_metrics_set_ready(true);
     es_info("eventshop-api listening on %s:%d with %ld threads, contexts '%s'", host, port, threads,
             es_env_str("ES_CONTEXTS", "catalog"));
     return s;

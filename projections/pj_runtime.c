@@ -16,16 +16,20 @@
 #include "sr_client.h"
 #include <librdkafka/rdkafka.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define PJ_BACKOFF_MIN_MS 200
 #define PJ_BACKOFF_MAX_MS 5000
 #define PJ_IDLE_POLL_MS   100
 #define PJ_LAG_EVERY_MS   1000
-#define PJ_LOCK_WAIT_S    30 /* a rebuild holds the live lock for one catch-up and a RENAME */
+#define PJ_CHECK_EVERY_MS 5000 /* idle: how often Kafka and MariaDB are asked if they answer */
+#define PJ_CHECK_WAIT_MS  2000 /* the longest such a Kafka check may take */
+#define PJ_LOCK_WAIT_S    30   /* a rebuild holds the live lock for one catch-up and a RENAME */
 
 struct pj_part {
     bool assigned;
@@ -53,7 +57,8 @@ struct pj_runtime {
     rd_kafka_message_t **batch;
     int nbatch;
     bool need_resync; /* positions must be reloaded from MariaDB before the next batch */
-    int backoff_ms;
+    int backoff_ms;   /* ceiling of the current back-off; 0 after a success */
+    unsigned jitter;  /* rand_r state for the back-off's jitter */
     volatile sig_atomic_t stop;
     es_metric_t *m_events, *m_batch, *m_dead;
     json_t *applied; /* the batch in flight's applied events, logged once committed */
@@ -153,11 +158,13 @@ static void pj_batch_discard(pj_runtime_t *rt)
     }
 }
 
+/* Opens the connection if there is none; readiness follows whether that works. */
 static int pj_db_ensure(pj_runtime_t *rt, es_err_t *err)
 {
     if (rt->db)
         return 0;
     rt->db = es_db_open(rt->p->context, err);
+    es_metrics_set_dependency("mysql", rt->db != NULL);
     return rt->db ? 0 : -1;
 }
 
@@ -265,7 +272,10 @@ static int pj_resync(pj_runtime_t *rt)
     rd_kafka_assign(rt->rk, NULL);
     pj_assign_from_db(rt, list);
     rd_kafka_topic_partition_list_destroy(list);
-    return rt->need_resync ? -1 : 0;
+    if (rt->need_resync)
+        return -1;
+    rt->backoff_ms = 0;
+    return 0;
 }
 
 static void pj_update_lag(pj_runtime_t *rt)
@@ -529,18 +539,64 @@ fail:
     return moved ? -2 : -1;
 }
 
-/* Sleeps the back-off (doubling up to PJ_BACKOFF_MAX_MS) in slices, returning early on stop. */
+/* Waits out a capped exponential back-off (ceiling doubling from PJ_BACKOFF_MIN_MS to
+ * PJ_BACKOFF_MAX_MS, the wait drawn between half the ceiling and the ceiling, so that replicas
+ * that lost the same server do not retry in step) without taking messages, returning early on
+ * stop. rd_kafka_poll must not be used here: the main queue is redirected to the consumer's
+ * (rd_kafka_poll_set_consumer), and rd_kafka_poll aborts the process on the first fetched
+ * message it finds there (rd_kafka_q_serve: assert: res != RD_KAFKA_OP_RES_PASS, LIBRARY-NOTES).
+ * So the assigned partitions are paused and rd_kafka_consumer_poll keeps serving rebalances,
+ * errors and the group's heartbeats; a message fetched before the pause is dropped, and the
+ * positions are reloaded from the stored offsets (need_resync) before the next batch. */
 static void pj_backoff(pj_runtime_t *rt)
 {
-    rt->backoff_ms = rt->backoff_ms ? rt->backoff_ms * 2 : PJ_BACKOFF_MIN_MS;
-    if (rt->backoff_ms > PJ_BACKOFF_MAX_MS)
-        rt->backoff_ms = PJ_BACKOFF_MAX_MS;
-    for (int left = rt->backoff_ms; left > 0 && !rt->stop; left -= 50) {
-        struct timespec ts = {0, 50 * 1000000L};
-        nanosleep(&ts, NULL);
-        /* serve the group protocol while waiting, without taking messages */
-        rd_kafka_poll(rt->rk, 0);
+    int ceiling = rt->backoff_ms ? rt->backoff_ms * 2 : PJ_BACKOFF_MIN_MS;
+    if (ceiling > PJ_BACKOFF_MAX_MS)
+        ceiling = PJ_BACKOFF_MAX_MS;
+    rt->backoff_ms = ceiling;
+    long long wait = ceiling / 2 + rand_r(&rt->jitter) % (ceiling / 2 + 1);
+    rd_kafka_topic_partition_list_t *list = NULL;
+    if (rd_kafka_assignment(rt->rk, &list) == RD_KAFKA_RESP_ERR_NO_ERROR && list->cnt > 0)
+        rd_kafka_pause_partitions(rt->rk, list);
+    if (list)
+        rd_kafka_topic_partition_list_destroy(list);
+    rt->need_resync = true;
+    long long until = pj_now_ms() + wait;
+    for (long long left = wait; left > 0 && !rt->stop; left = until - pj_now_ms()) {
+        es_metrics_heartbeat("projector");
+        rd_kafka_message_t *m =
+            rd_kafka_consumer_poll(rt->rk, left < PJ_IDLE_POLL_MS ? (int)left : PJ_IDLE_POLL_MS);
+        if (m && m->err)
+            es_warn("projector %s: consume: %s", rt->key, rd_kafka_message_errstr(m));
+        if (m)
+            rd_kafka_message_destroy(m);
     }
+    /* the assignment may have changed meanwhile: resume whatever is assigned now */
+    list = NULL;
+    if (rd_kafka_assignment(rt->rk, &list) == RD_KAFKA_RESP_ERR_NO_ERROR && list->cnt > 0)
+        rd_kafka_resume_partitions(rt->rk, list);
+    if (list)
+        rd_kafka_topic_partition_list_destroy(list);
+}
+
+/* Readiness between batches: whether a broker answers (a metadata request, at most
+ * PJ_CHECK_WAIT_MS) and whether MariaDB does (a ping; a dead connection is dropped and the loop
+ * reconnects and resyncs with back-off). Both set the role's dependencies for /readyz. */
+static void pj_check_dependencies(pj_runtime_t *rt)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rt->rk, 0, NULL, &md, PJ_CHECK_WAIT_MS);
+    es_metrics_set_dependency("kafka", !e && md && md->broker_cnt > 0);
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    es_err_t err = ES_ERR_INIT;
+    if (rt->db && es_db_ping(rt->db, &err)) {
+        es_warn("projector %s: database connection lost: %s", rt->key, err.msg);
+        pj_db_drop(rt);
+        es_metrics_set_dependency("mysql", false);
+    }
+    if (!rt->db)
+        rt->need_resync = true;
 }
 
 /* manual: a rebuild's runtime, which reads every partition itself (no group, no rebalance). */
@@ -564,6 +620,7 @@ static pj_runtime_t *pj_runtime_create(const pj_projection_t *p, const pj_option
     rt->batch_max = opt && opt->batch_max > 0 ? opt->batch_max : 500;
     rt->linger_ms = opt && opt->linger_ms > 0 ? opt->linger_ms : 20;
     rt->batch = xcalloc((size_t)rt->batch_max, sizeof *rt->batch);
+    rt->jitter = (unsigned)time(NULL) ^ (unsigned)getpid() ^ (unsigned)(uintptr_t)rt;
     es_topic(rt->topic, sizeof rt->topic, p->context, "events");
 
     char labels[128];
@@ -647,11 +704,18 @@ void pj_runtime_stop(pj_runtime_t *rt)
 
 int pj_runtime_run(pj_runtime_t *rt, es_err_t *err)
 {
-    long long first_at = 0, lag_at = 0;
+    long long first_at = 0, lag_at = 0, check_at = 0;
     char errstr[512];
     while (!rt->stop) {
-        if (rd_kafka_fatal_error(rt->rk, errstr, sizeof errstr))
+        es_metrics_heartbeat("projector");
+        if (rd_kafka_fatal_error(rt->rk, errstr, sizeof errstr)) {
+            es_metrics_heartbeat_end();
             return es_set(err, ES_EFATAL, "kafka: %s", errstr);
+        }
+        if (rt->nbatch == 0 && pj_now_ms() - check_at >= PJ_CHECK_EVERY_MS) {
+            pj_check_dependencies(rt);
+            check_at = pj_now_ms();
+        }
         if (rt->need_resync) {
             es_err_t e = ES_ERR_INIT;
             if (pj_db_ensure(rt, &e) || pj_resync(rt)) {
@@ -699,6 +763,7 @@ int pj_runtime_run(pj_runtime_t *rt, es_err_t *err)
     pj_flush(rt);
     es_info("projector %s: stopping", rt->key);
     rd_kafka_consumer_close(rt->rk);
+    es_metrics_heartbeat_end();
     return 0;
 }
 
@@ -817,6 +882,7 @@ out:
  * past rt->limit when set) and flushes when the batch is due. Returns 1 if it batched one. */
 static int pj_step(pj_runtime_t *rt, long long *first_at)
 {
+    es_metrics_heartbeat("projector");
     if (rt->need_resync) {
         es_err_t e = ES_ERR_INIT;
         if (pj_db_ensure(rt, &e) || pj_resync(rt)) {

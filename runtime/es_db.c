@@ -70,6 +70,11 @@ static int db_fail(es_err_t *err, MYSQL *my, const char *what)
 
 es_db_t *es_db_open(const char *context, es_err_t *err)
 {
+    return es_db_open_timeout(context, 5, 60, err);
+}
+
+es_db_t *es_db_open_timeout(const char *context, unsigned connect_s, unsigned io_s, es_err_t *err)
+{
     char up[64], var[128], user_def[128], dbname[128];
     size_t i;
     for (i = 0; context[i] && i < sizeof up - 1; i++)
@@ -91,7 +96,7 @@ es_db_t *es_db_open(const char *context, es_err_t *err)
         goto fail;
     }
     my_bool off = 0;
-    unsigned int connect_timeout = 5, io_timeout = 60;
+    unsigned int connect_timeout = connect_s, io_timeout = io_s;
     mysql_options(my, MYSQL_SET_CHARSET_NAME, "utf8mb4");
     mysql_options(my, MYSQL_OPT_RECONNECT, &off);
     mysql_options(my, MYSQL_OPT_CONNECT_TIMEOUT, &connect_timeout);
@@ -131,6 +136,14 @@ void es_db_close(es_db_t *db)
     mysql_close(db->my);
     free(db->name);
     free(db);
+}
+
+int es_db_ping(es_db_t *db, es_err_t *err)
+{
+    if (mysql_ping(db->my))
+        return es_set(err, ES_EIO, "mysql ping '%s': %s (%u)", db->name, mysql_error(db->my),
+                      mysql_errno(db->my));
+    return 0;
 }
 
 static int db_simple(es_db_t *db, const char *sql, es_err_t *err)

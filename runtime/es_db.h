@@ -25,7 +25,15 @@ typedef struct es_db_val {
  * user EVENTSHOP_MYSQL_<CONTEXT>_USER (eventshop_<context>), password from the secret
  * EVENTSHOP_MYSQL_<CONTEXT>_PASSWORD(_FILE). utf8mb4, autocommit on, reconnect off. */
 es_db_t *es_db_open(const char *context, es_err_t *err);
+/* es_db_open with other timeouts (es_db_open: connect 5 s, read and write 60 s, above the 30 s
+ * a projector may wait in GET_LOCK). A server that hangs (not gone: a SIGSTOP, a full disk)
+ * blocks a call that long: request paths use short ones. */
+es_db_t *es_db_open_timeout(const char *context, unsigned connect_s, unsigned io_s, es_err_t *err);
 void es_db_close(es_db_t *db);
+
+/* Whether the server still answers on this connection (one round trip, no reconnect):
+ * 0, or ES_EIO with err when the connection is gone (close it and open another). */
+int es_db_ping(es_db_t *db, es_err_t *err);
 
 int es_db_begin(es_db_t *db, es_err_t *err);
 int es_db_commit(es_db_t *db, es_err_t *err);

@@ -984,8 +984,12 @@ static void *thread_main(void *arg)
     es_http_server_t *s = th->s;
     if (s->cfg.thread_init)
         th->tls = s->cfg.thread_init(s->cfg.app);
-    while (!atomic_load(&s->stopping))
+    /* the loop wakes every LOOP_TICK_MS even when idle: its heartbeat is the role's liveness */
+    while (!atomic_load(&s->stopping)) {
+        es_metrics_heartbeat("http");
         h2o_evloop_run(th->loop, LOOP_TICK_MS);
+    }
+    es_metrics_heartbeat_end();
 
     /* Graceful stop: accept nothing new, let what is in flight finish within a grace period. */
     h2o_socket_read_stop(th->listener);

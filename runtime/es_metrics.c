@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef enum { METRIC_COUNTER, METRIC_GAUGE, METRIC_HISTOGRAM } metric_type_t;
@@ -257,6 +258,36 @@ char *es_metrics_render(void)
     return o.s;
 }
 
+/* ---- probes ---- */
+
+#define MAX_DEPS        8
+#define MAX_LOOPS       64
+#define STALL_DEFAULT_S 90
+
+struct dependency {
+    const char *name; /* set once, under registry_lock; NULL: free slot */
+    atomic_bool up;
+    es_metric_t *gauge;
+};
+
+/* One loop thread's last turn; a slot is claimed under registry_lock and freed by its thread. */
+struct heartbeat {
+    const char *_Atomic loop; /* NULL: free slot */
+    _Atomic long long last_ms;
+};
+
+static struct dependency deps[MAX_DEPS];
+static struct heartbeat beats[MAX_LOOPS];
+static _Thread_local struct heartbeat *my_beat;
+static _Atomic long stall_ms = -1; /* -1: not read from the environment yet */
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
 void es_metrics_set_ready(bool r)
 {
     atomic_store(&ready, r);
@@ -264,7 +295,142 @@ void es_metrics_set_ready(bool r)
 
 bool es_metrics_is_ready(void)
 {
-    return atomic_load(&ready);
+    if (!atomic_load(&ready))
+        return false;
+    for (size_t i = 0; i < MAX_DEPS; i++) {
+        pthread_mutex_lock(&registry_lock);
+        bool declared = deps[i].name != NULL;
+        pthread_mutex_unlock(&registry_lock);
+        if (!declared)
+            break;
+        if (!atomic_load(&deps[i].up))
+            return false;
+    }
+    return true;
+}
+
+void es_metrics_set_dependency(const char *name, bool up)
+{
+    struct dependency *d = NULL;
+    bool fresh = false;
+    pthread_mutex_lock(&registry_lock);
+    for (size_t i = 0; i < MAX_DEPS && !d; i++) {
+        if (!deps[i].name) {
+            deps[i].name = name;
+            atomic_store(&deps[i].up, up);
+            d = &deps[i];
+            fresh = true;
+        } else if (strcmp(deps[i].name, name) == 0) {
+            d = &deps[i];
+        }
+    }
+    pthread_mutex_unlock(&registry_lock);
+    if (!d) {
+        es_error("dependency '%s': too many dependencies declared", name);
+        return;
+    }
+    if (fresh) {
+        char labels[96];
+        snprintf(labels, sizeof labels, "dependency=\"%s\"", name);
+        d->gauge =
+            es_gauge("eventshop_dependency_up",
+                     "Whether a dependency the role needs is reachable (1) or not (0)", labels);
+        if (!up)
+            es_warn("dependency '%s' is unavailable: not ready", name);
+    } else if (atomic_exchange(&d->up, up) != up) {
+        if (up)
+            es_info("dependency '%s' is available again", name);
+        else
+            es_warn("dependency '%s' is unavailable: not ready until it returns", name);
+    }
+    if (d->gauge)
+        es_metric_set(d->gauge, up ? 1 : 0);
+}
+
+void es_metrics_heartbeat(const char *loop)
+{
+    struct heartbeat *b = my_beat;
+    if (!b) {
+        pthread_mutex_lock(&registry_lock);
+        for (size_t i = 0; i < MAX_LOOPS && !b; i++) {
+            if (!atomic_load(&beats[i].loop)) {
+                b = &beats[i];
+                atomic_store(&b->last_ms, mono_ms());
+                atomic_store(&b->loop, loop);
+            }
+        }
+        pthread_mutex_unlock(&registry_lock);
+        if (!b)
+            return; /* more loops than slots: this one goes unwatched */
+        my_beat = b;
+    }
+    atomic_store_explicit(&b->last_ms, mono_ms(), memory_order_relaxed);
+}
+
+void es_metrics_heartbeat_end(void)
+{
+    if (my_beat) {
+        atomic_store(&my_beat->loop, NULL);
+        my_beat = NULL;
+    }
+}
+
+void es_metrics_set_stall_ms(long ms)
+{
+    atomic_store(&stall_ms, ms);
+}
+
+static long stall_limit_ms(void)
+{
+    long ms = atomic_load(&stall_ms);
+    if (ms < 0) {
+        const char *v = getenv("EVENTSHOP_HEALTH_STALL_S");
+        char *end = NULL;
+        long s = v && *v ? strtol(v, &end, 10) : STALL_DEFAULT_S;
+        if (v && *v && (*end || s <= 0))
+            s = STALL_DEFAULT_S;
+        ms = s * 1000;
+        atomic_store(&stall_ms, ms);
+    }
+    return ms;
+}
+
+bool es_metrics_is_live(char *why, size_t cap)
+{
+    long long now = mono_ms(), limit = stall_limit_ms();
+    for (size_t i = 0; i < MAX_LOOPS; i++) {
+        const char *loop = atomic_load(&beats[i].loop);
+        long long silent = now - atomic_load(&beats[i].last_ms);
+        if (loop && silent > limit) {
+            if (why)
+                snprintf(why, cap, "loop '%s' has not turned for %lld ms", loop, silent);
+            return false;
+        }
+    }
+    return true;
+}
+
+int es_metrics_probe(bool readiness, char **body)
+{
+    if (!readiness) {
+        char why[160];
+        bool live = es_metrics_is_live(why, sizeof why);
+        *body = live ? xstrdup("{\"status\":\"ok\"}")
+                     : xasprintf("{\"status\":\"stalled\",\"detail\":\"%s\"}", why);
+        return live ? 200 : 503;
+    }
+    bool ok = es_metrics_is_ready();
+    size_t cap = 64 + MAX_DEPS * 48, n = 0;
+    char *s = xmalloc(cap);
+    n += (size_t)snprintf(s + n, cap - n, "{\"status\":\"%s\"", ok ? "ready" : "not ready");
+    pthread_mutex_lock(&registry_lock);
+    for (size_t i = 0; i < MAX_DEPS && deps[i].name; i++)
+        n += (size_t)snprintf(s + n, cap - n, ",\"%.32s\":%s", deps[i].name,
+                              atomic_load(&deps[i].up) ? "true" : "false");
+    pthread_mutex_unlock(&registry_lock);
+    snprintf(s + n, cap - n, "}");
+    *body = s;
+    return ok ? 200 : 503;
 }
 
 /* ---- the tiny blocking server ---- */
@@ -330,13 +496,12 @@ static void serve_one(int fd)
         char *text = es_metrics_render();
         send_response(fd, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", text, head);
         free(text);
-    } else if (strcmp(target, "/healthz") == 0) {
-        send_response(fd, 200, "OK", "text/plain", "ok\n", head);
-    } else if (strcmp(target, "/readyz") == 0) {
-        if (es_metrics_is_ready())
-            send_response(fd, 200, "OK", "text/plain", "ready\n", head);
-        else
-            send_response(fd, 503, "Service Unavailable", "text/plain", "not ready\n", head);
+    } else if (strcmp(target, "/healthz") == 0 || strcmp(target, "/readyz") == 0) {
+        char *body = NULL;
+        int status = es_metrics_probe(strcmp(target, "/readyz") == 0, &body);
+        send_response(fd, status, status == 200 ? "OK" : "Service Unavailable", "application/json",
+                      body, head);
+        free(body);
     } else {
         send_response(fd, 404, "Not Found", "text/plain", "not found\n", head);
     }

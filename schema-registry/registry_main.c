@@ -4,6 +4,7 @@
 #include "sr_server.h"
 #include <signal.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 static sr_server_t *server;
@@ -24,13 +25,21 @@ int main(void)
         .threads = (int)es_env_long("EVENTSHOP_REGISTRY_THREADS", 2),
     };
     es_err_t err = ES_ERR_INIT;
-    /* a broker that has just created _schemas may not have elected its leader yet: transient
-     * Kafka errors at start are retried for EVENTSHOP_STARTUP_TIMEOUT_S (30) seconds */
-    long tries = es_env_long("EVENTSHOP_STARTUP_TIMEOUT_S", 30);
-    while (!(server = sr_server_new(&cfg, &err)) && err.code == ES_EIO && tries-- > 0) {
-        es_warn("registry not ready, retrying: %s", err.msg);
+    /* a broker that has just created _schemas may not have elected its leader yet, or is
+     * restarting: transient Kafka errors at start (unreachable, a replay that timed out) are
+     * retried with capped exponential back-off and jitter for EVENTSHOP_STARTUP_TIMEOUT_S (30) */
+    time_t give_up = time(NULL) + es_env_long("EVENTSHOP_STARTUP_TIMEOUT_S", 30);
+    unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
+    long ceiling_ms = 0;
+    while (!(server = sr_server_new(&cfg, &err)) &&
+           (err.code == ES_EIO || err.code == ES_ETIMEOUT) && time(NULL) < give_up) {
+        ceiling_ms = ceiling_ms ? ceiling_ms * 2 : 250;
+        if (ceiling_ms > 4000)
+            ceiling_ms = 4000;
+        long wait_ms = ceiling_ms / 2 + rand_r(&seed) % (ceiling_ms / 2 + 1);
+        es_warn("registry not ready, retrying in %ld ms: %s", wait_ms, err.msg);
         es_clear(&err);
-        sleep(1);
+        nanosleep(&(struct timespec){wait_ms / 1000, (wait_ms % 1000) * 1000000L}, NULL);
     }
     if (!server) {
         es_error("registry cannot start: %s", err.msg);

@@ -1,16 +1,29 @@
 #include "sr_log.h"
+#include "es_fault.h"
 #include "es_kafka.h"
 #include "es_log.h"
 #include "es_mem.h"
+#include "es_metrics.h"
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#define SR_LOG_CHECK_EVERY_S 5    /* how often the watcher asks a broker for metadata */
+#define SR_LOG_CHECK_WAIT_MS 2000 /* the longest one such request may take */
 
 struct sr_log {
-    rd_kafka_t *rk;
+    rd_kafka_t *rk; /* replaced (under lock) after a fatal error */
     char *topic;
     pthread_mutex_t lock;
+    pthread_t watcher;
+    pthread_cond_t wake;
+    bool stop, watching;
+    sr_store_t *store; /* for the re-read after a failed write; may be NULL */
+    bool dirty;        /* a write failed: the store may lack a record the log has */
 };
+
+#define SR_LOG_REREAD_TIMEOUT_MS 30000
 
 /* One write's outcome, filled by the delivery report. */
 struct delivery {
@@ -27,7 +40,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     d->done = true;
 }
 
-sr_log_t *sr_log_new(const char *topic, es_err_t *err)
+static rd_kafka_t *producer_new(es_err_t *err)
 {
     /* message.timeout.ms bounds the wait for a delivery report in sr_log_write */
     const char *kv[] = {"enable.idempotence", "true",  "acks", "all", "linger.ms", "0",
@@ -41,12 +54,43 @@ sr_log_t *sr_log_new(const char *topic, es_err_t *err)
     if (!rk) {
         rd_kafka_conf_destroy(conf);
         es_set(err, ES_EIO, "kafka producer: %s", errstr);
-        return NULL;
     }
+    return rk;
+}
+
+/* Readiness: every SR_LOG_CHECK_EVERY_S, whether a broker answers (the registry reads from
+ * memory without Kafka, but cannot register a schema). */
+static void *watch_main(void *arg)
+{
+    sr_log_t *log = arg;
+    pthread_mutex_lock(&log->lock);
+    while (!log->stop) {
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t e = rd_kafka_metadata(log->rk, 0, NULL, &md, SR_LOG_CHECK_WAIT_MS);
+        es_metrics_set_dependency("kafka", !e && md && md->broker_cnt > 0);
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += SR_LOG_CHECK_EVERY_S;
+        while (!log->stop && pthread_cond_timedwait(&log->wake, &log->lock, &until) == 0)
+            ;
+    }
+    pthread_mutex_unlock(&log->lock);
+    return NULL;
+}
+
+sr_log_t *sr_log_new(const char *topic, es_err_t *err)
+{
+    rd_kafka_t *rk = producer_new(err);
+    if (!rk)
+        return NULL;
     sr_log_t *log = xcalloc(1, sizeof *log);
     log->rk = rk;
     log->topic = xstrdup(topic);
     pthread_mutex_init(&log->lock, NULL);
+    pthread_cond_init(&log->wake, NULL);
+    log->watching = pthread_create(&log->watcher, NULL, watch_main, log) == 0;
     return log;
 }
 
@@ -54,6 +98,13 @@ void sr_log_free(sr_log_t *log)
 {
     if (!log)
         return;
+    pthread_mutex_lock(&log->lock);
+    log->stop = true;
+    pthread_cond_broadcast(&log->wake);
+    pthread_mutex_unlock(&log->lock);
+    if (log->watching)
+        pthread_join(log->watcher, NULL);
+    pthread_cond_destroy(&log->wake);
     rd_kafka_flush(log->rk, 10000);
     rd_kafka_destroy(log->rk);
     pthread_mutex_destroy(&log->lock);
@@ -61,11 +112,28 @@ void sr_log_free(sr_log_t *log)
     free(log);
 }
 
+void sr_log_set_store(sr_log_t *log, sr_store_t *st)
+{
+    log->store = st;
+}
+
 int sr_log_write(void *arg, const char *key, const char *value, es_err_t *err)
 {
     sr_log_t *log = arg;
     struct delivery d = {false, 0};
     pthread_mutex_lock(&log->lock);
+    if (log->dirty && log->store) {
+        es_err_t rerr = ES_ERR_INIT;
+        int rc = sr_log_replay(log->topic, log->store, SR_LOG_REREAD_TIMEOUT_MS, &rerr);
+        if (rc == 0)
+            log->dirty = false;
+        pthread_mutex_unlock(&log->lock);
+        if (rc)
+            return es_set(err, ES_EIO, "re-reading '%s' after a failed write: %s", log->topic,
+                          rerr.msg);
+        es_info("re-read '%s' after a failed write", log->topic);
+        return es_set(err, ES_EIO, "'%s' was re-read after a failed write: retry", log->topic);
+    }
     rd_kafka_resp_err_t e = rd_kafka_producev(
         log->rk, RD_KAFKA_V_TOPIC(log->topic), RD_KAFKA_V_PARTITION(0),
         RD_KAFKA_V_KEY(key, strlen(key)),
@@ -78,6 +146,24 @@ int sr_log_write(void *arg, const char *key, const char *value, es_err_t *err)
     /* the report always comes, at the latest after message.timeout.ms */
     while (!d.done)
         rd_kafka_poll(log->rk, 100);
+    /* tests: the record is in the log, but the write is reported failed (a timeout would be) */
+    if (!d.err && es_fault_hit("registry.after_write"))
+        d.err = RD_KAFKA_RESP_ERR__MSG_TIMED_OUT;
+    /* a fatal error (the idempotent producer lost its sequence during an outage) ends this
+     * producer, not the registry: the next write gets a new one */
+    char errstr[512];
+    if (rd_kafka_fatal_error(log->rk, errstr, sizeof errstr)) {
+        es_err_t perr = ES_ERR_INIT;
+        rd_kafka_t *fresh = producer_new(&perr);
+        es_error("registry producer: fatal error '%s': %s", errstr,
+                 fresh ? "replaced by a new producer" : perr.msg);
+        if (fresh) {
+            rd_kafka_destroy(log->rk);
+            log->rk = fresh;
+        }
+    }
+    if (d.err)
+        log->dirty = true;
     pthread_mutex_unlock(&log->lock);
     if (d.err) {
         es_error("writing to '%s' failed: %s", log->topic, rd_kafka_err2str(d.err));

@@ -17,6 +17,12 @@ void sr_log_free(sr_log_t *log);
  * ES_EIO with err). Serialised internally. */
 int sr_log_write(void *log, const char *key, const char *value, es_err_t *err);
 
+/* The store the log's writes go to (borrowed, outlives log). A write whose delivery failed may
+ * still have reached the log (a timeout during an outage): the next write then re-reads the log
+ * into st first and fails (ES_EIO) without writing, so that its retry computes ids and versions
+ * from what the log holds, never reusing an id the log already gave away. */
+void sr_log_set_store(sr_log_t *log, sr_store_t *st);
+
 /* Reads topic partition 0 from the start to its end into st. 0, or -1 with err. */
 int sr_log_replay(const char *topic, sr_store_t *st, int timeout_ms, es_err_t *err);
 

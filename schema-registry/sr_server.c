@@ -117,9 +117,23 @@ static void h_root(es_http_req_t *r)
     reply(r, 200, json_object());
 }
 
+/* /healthz: the HTTP loops turn (es_metrics heartbeats); /readyz: a broker answers (sr_log). */
+static void h_probe(es_http_req_t *r, bool readiness)
+{
+    char *body = NULL;
+    int status = es_metrics_probe(readiness, &body);
+    es_http_reply(r, status, "application/json", body, strlen(body));
+    free(body);
+}
+
 static void h_healthz(es_http_req_t *r)
 {
-    es_http_reply(r, 200, "text/plain", "ok\n", 3);
+    h_probe(r, false);
+}
+
+static void h_readyz(es_http_req_t *r)
+{
+    h_probe(r, true);
 }
 
 static void h_metrics(es_http_req_t *r)
@@ -322,6 +336,7 @@ static void h_not_found(es_http_req_t *r);
 static const es_http_route_t routes[] = {
     {"GET", "/", h_root, NULL},
     {"GET", "/healthz", h_healthz, NULL},
+    {"GET", "/readyz", h_readyz, NULL},
     {"GET", "/metrics", h_metrics, NULL},
     {"GET", "/schemas/types", h_schema_types, NULL},
     {"GET", "/schemas/ids/{id}", h_schema_by_id, NULL},
@@ -393,6 +408,7 @@ sr_server_t *sr_server_new(const struct sr_server_config *cfg, es_err_t *err)
     if (!s->log)
         goto fail;
     s->store = sr_store_new(sr_log_write, s->log);
+    sr_log_set_store(s->log, s->store);
     if (sr_log_replay(cfg->topic, s->store, REPLAY_TIMEOUT, err))
         goto fail;
     s->schemas = es_gauge("eventshop_registry_schemas", "Distinct schemas (ids) registered", "");

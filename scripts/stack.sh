@@ -18,6 +18,9 @@
 #                          role) and honours ES_ROLE_BUILD and ES_ROLE_WRAPPER
 #   stack.sh roles         one line per role: name and base URL of its /metrics and probes
 #   stack.sh endpoints     prints the endpoints
+#   stack.sh infra-kill mariadb|kafka|registry    SIGKILL of one piece of infrastructure (tests)
+#   stack.sh infra-start   starts whatever of MariaDB, Kafka and the registry is not running,
+#                          leaves running parts alone; returns once all three are ready
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 ES_STATE=${ES_STATE:-$top/.state/dev}
@@ -621,8 +624,30 @@ saga_env() {
     export EVENTSHOP_MYSQL_ORDER_SAGA_PASSWORD_FILE=$ES_STATE/secrets/mysql-order-saga.password
 }
 
+# ---------------------------------------------------------------- infrastructure faults (tests)
+infra_kill() { # mariadb|kafka|registry: a crash, not a shutdown
+    case ${1:-} in
+        mariadb | kafka | registry) role_signal "$1" KILL ;;
+        *) die "infra-kill: '${1:-}' is not one of mariadb, kafka, registry" ;;
+    esac
+}
+infra_start() {
+    [ -f "$ES_STATE/env" ] || die "infra-start: no $ES_STATE/env: run stack.sh up first"
+    mysql_up
+    kafka_up
+    # shellcheck disable=SC1091
+    . "$ES_STATE/env"
+    # waits up to 60 s for the broker; the topics exist already
+    "$ES_BUILD/runtime/eventshop-admin" topics "${CONTEXTS[@]}" >/dev/null ||
+        die "kafka did not come up, see $ES_STATE/logs/kafka.log"
+    role_start registry
+    role_wait registry 90
+}
+
 case ${1:-} in
     infra-up) infra_up ;;
+    infra-kill) infra_kill "${2:-}" ;;
+    infra-start) infra_start ;;
     up)
         for r in "${ROLES[@]}"; do [ -x "$(role_cmd "$r" | cut -d' ' -f1)" ] || die "missing binary for $r: build first (make build)"; done
         for r in "${ROLES[@]}"; do [ -n "$(pidof_role "$r" || true)" ] || need_port "$r" "$(metrics_port "$r")"; done

@@ -46,6 +46,16 @@ class Stack:
         self._run("role-kill", role)
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "run_last: runs after every other test (it kills and "
+                            "restarts the shared infrastructure, e.g. test_faults.py)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked run_last go to the end, in their order (the sort is stable)."""
+    items.sort(key=lambda item: item.get_closest_marker("run_last") is not None)
+
+
 @pytest.fixture(scope="session")
 def stack():
     return Stack()

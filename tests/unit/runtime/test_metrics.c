@@ -158,3 +158,97 @@ Test(metrics, serve_rejects_bad_address)
     cr_assert_eq(es_metrics_serve("no-port", &err), -1);
     cr_assert_str_eq(err.msg, "metrics address 'no-port' is not host:port");
 }
+
+/* A loop thread that beats once, then wedges until told to go on (or to end its loop). */
+struct wedged {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int state; /* 0: wedged, 1: beat again, 2: end the loop */
+    bool beaten;
+};
+
+static void *wedged_loop(void *arg)
+{
+    struct wedged *w = arg;
+    es_metrics_heartbeat("test-loop");
+    pthread_mutex_lock(&w->lock);
+    w->beaten = true;
+    pthread_cond_broadcast(&w->cond);
+    while (w->state == 0)
+        pthread_cond_wait(&w->cond, &w->lock);
+    int state = w->state;
+    pthread_mutex_unlock(&w->lock);
+    if (state == 1)
+        es_metrics_heartbeat("test-loop");
+    else
+        es_metrics_heartbeat_end();
+    return NULL;
+}
+
+static void wedged_set(struct wedged *w, int state)
+{
+    pthread_mutex_lock(&w->lock);
+    w->state = state;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+Test(metrics, healthz_fails_once_a_loop_stops_turning)
+{
+    es_metrics_set_stall_ms(150);
+    char why[160] = "";
+    cr_assert(es_metrics_is_live(why, sizeof why), "no loop yet: live");
+    struct wedged w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, false};
+    pthread_t t;
+    pthread_create(&t, NULL, wedged_loop, &w);
+    pthread_mutex_lock(&w.lock);
+    while (!w.beaten)
+        pthread_cond_wait(&w.cond, &w.lock);
+    pthread_mutex_unlock(&w.lock);
+    /* a loop that beats keeps the role live */
+    for (int i = 0; i < 4; i++) {
+        es_metrics_heartbeat("main");
+        usleep(60 * 1000);
+    }
+    cr_assert_not(es_metrics_is_live(why, sizeof why), "the wedged loop is not noticed");
+    cr_assert_not_null(strstr(why, "loop 'test-loop' has not turned for"), "%s", why);
+    char *body = NULL;
+    cr_assert_eq(es_metrics_probe(false, &body), 503);
+    cr_assert_not_null(strstr(body, "\"status\":\"stalled\""), "%s", body);
+    free(body);
+    /* it turns again: live; a loop that ends is no longer watched */
+    wedged_set(&w, 1);
+    pthread_join(t, NULL);
+    es_metrics_heartbeat("main");
+    cr_assert(es_metrics_is_live(why, sizeof why), "%s", why);
+    struct wedged w2 = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 2, false};
+    pthread_create(&t, NULL, wedged_loop, &w2);
+    pthread_join(t, NULL);
+    usleep(200 * 1000);
+    es_metrics_heartbeat("main");
+    /* only the first thread's slot (left registered, last beat 200 ms ago) may be stale */
+    cr_assert_not(es_metrics_is_live(why, sizeof why));
+    cr_assert_not_null(strstr(why, "test-loop"), "%s", why);
+}
+
+Test(metrics, readyz_needs_every_dependency)
+{
+    char *body = NULL;
+    cr_assert_eq(es_metrics_probe(true, &body), 503, "not started: not ready");
+    free(body);
+    es_metrics_set_ready(true);
+    es_metrics_set_dependency("kafka", true);
+    es_metrics_set_dependency("mysql", false);
+    cr_assert_not(es_metrics_is_ready());
+    cr_assert_eq(es_metrics_probe(true, &body), 503);
+    cr_assert_str_eq(body, "{\"status\":\"not ready\",\"kafka\":true,\"mysql\":false}");
+    free(body);
+    es_metrics_set_dependency("mysql", true);
+    cr_assert_eq(es_metrics_probe(true, &body), 200);
+    cr_assert_str_eq(body, "{\"status\":\"ready\",\"kafka\":true,\"mysql\":true}");
+    free(body);
+    char *text = es_metrics_render();
+    cr_assert_not_null(strstr(text, "eventshop_dependency_up{dependency=\"mysql\"} 1\n"), "%s",
+                       text);
+    free(text);
+}
