@@ -75,7 +75,7 @@ stress() {
 
 # One role per binary: start under valgrind, wait until ready, TERM, then read valgrind's verdict.
 valgrind_role() { # role
-    local role=$1 vlog=$logs/valgrind-$1.log pid
+    local role=$1 vlog=$logs/valgrind-$1.log
     rm -f "$vlog"
     local vg="valgrind --error-exitcode=99 --leak-check=full --show-leak-kinds=definite
         --errors-for-leak-kinds=definite --suppressions=$top/tests/valgrind.supp
@@ -83,19 +83,17 @@ valgrind_role() { # role
     if ! swap_in "$role" 180 ES_ROLE_BUILD="$top/build" ES_ROLE_WRAPPER="$vg"; then
         ko "valgrind: $role did not become ready"; swap_back "$role"; return
     fi
-    pid=$(cat "$ES_STATE/run/$role.pid")
-    kill -TERM "$pid"
-    local end=$((SECONDS + 90))
-    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.2; done
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -KILL "$pid"; ko "valgrind: $role did not stop within 90 s of TERM"
+    # role-stop: TERM, then KILL only after ES_STOP_TIMEOUT; it holds the role, so the
+    # supervisor does not start it again meanwhile
+    ES_STOP_TIMEOUT=90 "$stack" role-stop "$role"
+    if ! grep -q "ERROR SUMMARY" "$vlog"; then
+        ko "valgrind: $role did not stop within 90 s of TERM"
     elif grep -q "ERROR SUMMARY: 0 errors" "$vlog" && ! grep -q "definitely lost: [1-9]" "$vlog"; then
         ok "valgrind: $role"
     else
         grep -E "ERROR SUMMARY|definitely lost|Invalid|uninitialised" "$vlog" | head -n 20
         ko "valgrind: $role (see $vlog)"
     fi
-    rm -f "$ES_STATE/run/$role.pid"
     "$stack" role-start "$role" && "$stack" role-wait "$role" 120
 }
 

@@ -92,6 +92,12 @@ if scripts/stack.sh up >"$out/stack-up.log" 2>&1; then
     [ "$np" -gt 0 ] || { nf=$((nf + 1)); tail -n 30 "$out/races.log"; }
     passed=$((passed + np)); failed=$((failed + nf))
     [ "$nf" -eq 0 ] || failures+=(races)
+    echo "== chaos, short: broker, MariaDB and a projector killed under load, on the same stack"
+    "$top/.cache/venv/bin/python" tests/chaos/chaos.py --short >"$out/chaos.log" 2>&1
+    rc=$?
+    sed -n '/^longest outage/,$p' "$out/chaos.log"
+    [ $rc -eq 0 ] || tail -n 40 "$out/chaos.log" | grep -v '^longest' | grep -E "problem|not converged|differs|Error|error" | head -n 20
+    count chaos-short $rc
 else
     cat "$out/stack-up.log"; count stack-up 1
 fi
