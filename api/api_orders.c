@@ -96,8 +96,9 @@ static json_t *lines_field(const json_t *body, struct api_verr *e)
                 api_verr_set(e, 422, "lines", "lines[%zu] must be an object", i);
             goto bad;
         }
-        if (!sku || !*sku || strlen(sku) > SKU_MAX) {
-            api_verr_set(e, 422, "lines", "lines[%zu].sku must be 1 to %d characters", i, SKU_MAX);
+        if (api_validate_sku(sku, 422, NULL)) { /* one that can exist, refused at once */
+            api_verr_set(e, 422, "lines", "lines[%zu].sku must be 1 to %d of [A-Za-z0-9._-]", i,
+                         SKU_MAX);
             goto bad;
         }
         if (!json_is_integer(q) || json_integer_value(q) < 1 || json_integer_value(q) > MAX_QTY) {
@@ -129,7 +130,7 @@ static int address_field(const json_t *body, struct api_verr *e)
         return -1;
     for (const char *const *f = fields; *f; f++) {
         const char *v = json_string_value(json_object_get(a, *f));
-        if (!v || !*v || strlen(v) > ADDR_MAX)
+        if (!v || !*v || api_utf8_chars(v) > ADDR_MAX)
             return api_verr_set(e, 422, "shipping_address",
                                 "shipping_address.%s must be 1 to %d "
                                 "characters",

@@ -18,10 +18,11 @@ static const struct {
     /* inventory */
     {"insufficient_stock", 409},
     {"unknown_reservation", 404},
+    {"reservation_exists", 409},
     {"reservation_closed", 409},
     {"invalid_quantity", 422},
     /* pricing */
-    {"currency_mismatch", 422},
+    {"currency_mismatch", 409}, /* the state (the sku's currency) refuses it, not the input */
     {"rule_exists", 409},
     {"unknown_rule", 404},
     {"too_many_rules", 409},
@@ -29,7 +30,7 @@ static const struct {
     {"unknown_order", 404},
     {"order_exists", 409},
     {"no_price", 409},
-    {"mixed_currency", 422},
+    {"mixed_currency", 409},
     {"already_shipped", 409},
     {"order_final", 409},
     {"order_cancelled", 409},

@@ -323,8 +323,65 @@ void api_prices_put(es_http_req_t *r, const struct api_principal *who)
     json_t *fields = fields_or_reply(r, spec, sizeof spec / sizeof *spec);
     if (!fields)
         return;
+    /* the decider's checks that need no state, here too: a request the contract refuses is
+     * refused at once, not accepted and then rejected */
+    json_int_t amount = json_integer_value(json_object_get(fields, "amount_minor"));
+    if (amount < 0 || amount > PR_AMOUNT_MAX) {
+        api_reply_problem(r, 422, NULL, "amount_minor", "amount_minor: must be 0 to %lld",
+                          (long long)PR_AMOUNT_MAX);
+        json_decref(fields);
+        return;
+    }
+    if (!pr_currency_is_valid(json_string_value(json_object_get(fields, "currency")))) {
+        api_reply_problem(r, 422, NULL, "currency", "currency: must be an ISO-4217 code");
+        json_decref(fields);
+        return;
+    }
     json_object_set_new(fields, "sku", json_string(sku));
     api_command_send(r, who, CTX, NS "SetListPrice", sku, fields, NULL);
+}
+
+/* The decider's checks of a rule that need no state (pricing_rules.h): kind, the parameters its
+ * kind takes (exactly those), ranges, rule id, currency code, a window that is not empty.
+ * fields are pick_fields' (null members dropped, instants in ms). 0, or -1 with e (422). */
+static int rule_check(const json_t *fields, struct api_verr *e)
+{
+    const char *kind_name = json_string_value(json_object_get(fields, "kind"));
+    pr_rule_t rule = {.rule_id = json_string_value(json_object_get(fields, "rule_id")),
+                      .currency = json_string_value(json_object_get(fields, "currency"))};
+    if (pr_kind_parse(kind_name, &rule.kind))
+        return api_verr_set(e, 422, "kind",
+                            "kind: must be percent_off, amount_off, low_stock_surcharge or floor");
+    if (api_validate_sku(rule.rule_id, 422, NULL))
+        return api_verr_set(e, 422, "rule_id", "rule_id: must be 1-64 of [A-Za-z0-9._-]");
+    int64_t v[PR_N_PARAMS];
+    for (size_t i = 0; i < PR_N_PARAMS; i++) {
+        json_t *p = json_object_get(fields, pr_rule_params[i]);
+        if (p && !pr_kind_uses(rule.kind, pr_rule_params[i]))
+            return api_verr_set(e, 422, pr_rule_params[i], "%s: not used by a %s rule",
+                                pr_rule_params[i], kind_name);
+        if (!p && pr_kind_uses(rule.kind, pr_rule_params[i]))
+            return api_verr_set(e, 422, pr_rule_params[i], "%s: is required by a %s rule",
+                                pr_rule_params[i], kind_name);
+        v[i] = p ? json_integer_value(p) : 0;
+    }
+    rule.basis_points = v[0];
+    rule.amount_minor = v[1];
+    rule.threshold = v[2];
+    rule.cap_minor = v[3];
+    json_t *from = json_object_get(fields, "valid_from");
+    json_t *until = json_object_get(fields, "valid_until");
+    rule.has_from = from != NULL;
+    rule.valid_from = json_integer_value(from);
+    rule.has_until = until != NULL;
+    rule.valid_until = json_integer_value(until);
+    char why[200];
+    if (pr_rule_check(&rule, why, sizeof why)) {
+        char field[32];
+        snprintf(field, sizeof field, "%.*s", (int)strcspn(why, ":"), why);
+        return api_verr_set(e, 422, field, "%s", why);
+    }
+    return 0;
 }
 
 void api_prices_rules_post(es_http_req_t *r, const struct api_principal *who)
@@ -340,10 +397,9 @@ void api_prices_rules_post(es_http_req_t *r, const struct api_principal *who)
     json_t *fields = fields_or_reply(r, spec, sizeof spec / sizeof *spec);
     if (!fields)
         return;
-    pr_kind_t kind;
-    if (pr_kind_parse(json_string_value(json_object_get(fields, "kind")), &kind)) {
-        api_reply_problem(r, 422, NULL, "kind",
-                          "kind: must be percent_off, amount_off, low_stock_surcharge or floor");
+    struct api_verr e = {0};
+    if (rule_check(fields, &e)) {
+        api_reply_verr(r, &e);
         json_decref(fields);
         return;
     }

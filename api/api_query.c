@@ -315,8 +315,22 @@ void api_query_at_position(es_http_req_t *r, const struct api_principal *who, co
                            const char *projection, api_query_fn run)
 {
     char *pos = es_http_header_dup(r, "X-Min-Position");
-    if (!pos)
-        pos = es_http_query_dup(r, "min_position");
+    char *query = es_http_query_dup(r, "min_position");
+    int32_t part;
+    int64_t off;
+    if (pos && query && api_parse_position(query, &part, &off)) {
+        /* the header wins, but a malformed parameter is refused all the same */
+        api_reply_problem(r, 400, NULL, "min_position",
+                          "position '%.64s' is not <partition>:<offset>", query);
+        free(pos);
+        free(query);
+        return;
+    }
+    if (!pos) {
+        pos = query;
+        query = NULL;
+    }
+    free(query);
     if (!pos) {
         run(r, who);
         return;

@@ -263,9 +263,9 @@ void api_users_register(es_http_req_t *r, const struct api_principal *who)
         api_reply_problem(r, 422, NULL, "email", "%s", err.msg);
         goto out;
     }
-    size_t pwlen = strlen(password);
+    size_t pwlen = utf8_len(password); /* characters, as the contract's minLength/maxLength */
     if (pwlen < USERS_PASSWORD_MIN || pwlen > USERS_PASSWORD_MAX) {
-        api_reply_problem(r, 422, NULL, "password", "password: must be %d to %d bytes",
+        api_reply_problem(r, 422, NULL, "password", "password: must be %d to %d characters",
                           USERS_PASSWORD_MIN, USERS_PASSWORD_MAX);
         goto out;
     }
@@ -503,7 +503,7 @@ void api_auth_token(es_http_req_t *r, const struct api_principal *who)
     char email[USERS_EMAIL_MAX + 1], index[USERS_INDEX_HEX_LEN];
     es_err_t err = ES_ERR_INIT;
     if (users_email_normalise(raw_email, email, sizeof email, &err) ||
-        strlen(password) > USERS_PASSWORD_MAX) {
+        utf8_len(password) > USERS_PASSWORD_MAX) {
         reply_bad_login(r); /* no hint which part was wrong */
         goto out;
     }

@@ -50,6 +50,9 @@ json_t *api_validate_change_details(const json_t *body, struct api_verr *e);
  * for a body field). */
 int api_validate_sku(const char *sku, int status, struct api_verr *e);
 
+/* The characters (code points) of UTF-8 text s: what JSON Schema's minLength/maxLength count. */
+size_t api_utf8_chars(const char *s);
+
 /* Idempotency-Key: 1-200 printable ASCII characters. */
 bool api_is_valid_idempotency_key(const char *key);
 
@@ -63,9 +66,10 @@ int api_parse_prefer_wait(const char *value);
 /* "<partition>:<offset>". Returns 0 and fills both, or -1. */
 int api_parse_position(const char *value, int32_t *partition, int64_t *offset);
 
-/* Cursor paging: the opaque cursor is base64url (no padding) of the last sku shown.
+/* Cursor paging: the cursor is the last sku shown (keyset paging; clients pass next_cursor back
+ * and need not look inside), so any sku is one and the contract can say exactly which are.
  * api_cursor_encode returns a new string (caller frees). api_cursor_decode returns a new sku
- * string (caller frees) or NULL when the cursor is not one we made. */
+ * string (caller frees) or NULL when the cursor is not a sku. */
 char *api_cursor_encode(const char *sku);
 char *api_cursor_decode(const char *cursor);
 

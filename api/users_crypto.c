@@ -34,8 +34,9 @@ int users_email_normalise(const char *email, char *out, size_t cap, es_err_t *er
     const char *at = NULL;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)email[i];
-        if (c <= ' ' || c == 0x7f)
-            return es_set(err, ES_EINVAL, "email: must not hold blanks or control characters");
+        if (c <= ' ' || c >= 0x7f) /* ASCII: what SMTP without SMTPUTF8 can deliver to */
+            return es_set(err, ES_EINVAL,
+                          "email: must be printable ASCII without blanks or control characters");
         if (c == '@') {
             if (at)
                 return es_set(err, ES_EINVAL, "email: must hold exactly one '@'");

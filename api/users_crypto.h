@@ -39,8 +39,8 @@
 int users_crypto_init(es_err_t *err);
 
 /* Normalises email (borrowed) into out (cap bytes): surrounding blanks trimmed, lowercased
- * (ASCII), then checked: one '@', non-empty local part and domain, a dot in the domain, no
- * blanks or control characters, at most USERS_EMAIL_MAX bytes. 0, or -1 with err ES_EINVAL
+ * (ASCII), then checked: one '@', non-empty local part and domain, a dot in the domain, only
+ * printable ASCII without blanks, at most USERS_EMAIL_MAX bytes. 0, or -1 with err ES_EINVAL
  * (the message does not quote the address). */
 int users_email_normalise(const char *email, char *out, size_t cap, es_err_t *err);
 

@@ -16,10 +16,6 @@ const hd_context_t pricing_context = {
 
 #define ID_MAX 64
 
-/* the numeric parameters of a rule, in the order of the schema */
-static const char *const rule_params[] = {"basis_points", "amount_minor", "threshold", "cap_minor"};
-#define N_PARAMS (sizeof rule_params / sizeof rule_params[0])
-
 static const char *str(const json_t *obj, const char *key)
 {
     return json_string_value(json_object_get(obj, key));
@@ -154,21 +150,6 @@ static int decide_set(const json_t *state, const json_t *cmd, const json_t *view
     return 0;
 }
 
-/* which parameters each kind takes; the others must be absent or null */
-static bool kind_uses(pr_kind_t kind, const char *param)
-{
-    switch (kind) {
-    case PR_PERCENT_OFF:
-        return strcmp(param, "basis_points") == 0;
-    case PR_AMOUNT_OFF:
-    case PR_FLOOR:
-        return strcmp(param, "amount_minor") == 0;
-    case PR_LOW_STOCK_SURCHARGE:
-        return strcmp(param, "amount_minor") != 0;
-    }
-    return false;
-}
-
 static int opt_long(hd_decision_t *d, const json_t *cmd, const char *field, bool *has, int64_t *v)
 {
     json_t *j = json_object_get(cmd, field);
@@ -194,17 +175,17 @@ static int decide_add(const json_t *state, const json_t *cmd, const json_t *view
     if (pr_kind_parse(kind_name, &r.kind))
         return hd_reject(out, "invalid_field", "kind: '%.32s' is not a rule kind",
                          kind_name ? kind_name : "");
-    int64_t params[N_PARAMS];
-    bool has[N_PARAMS];
-    for (size_t i = 0; i < N_PARAMS; i++) {
-        if (opt_long(out, cmd, rule_params[i], &has[i], &params[i]))
+    int64_t params[PR_N_PARAMS];
+    bool has[PR_N_PARAMS];
+    for (size_t i = 0; i < PR_N_PARAMS; i++) {
+        if (opt_long(out, cmd, pr_rule_params[i], &has[i], &params[i]))
             return 0;
-        if (has[i] && !kind_uses(r.kind, rule_params[i]))
-            return hd_reject(out, "invalid_field", "%s: not used by a %s rule", rule_params[i],
+        if (has[i] && !pr_kind_uses(r.kind, pr_rule_params[i]))
+            return hd_reject(out, "invalid_field", "%s: not used by a %s rule", pr_rule_params[i],
                              kind_name);
-        if (!has[i] && kind_uses(r.kind, rule_params[i]))
-            return hd_reject(out, "invalid_field", "%s: is required by a %s rule", rule_params[i],
-                             kind_name);
+        if (!has[i] && pr_kind_uses(r.kind, pr_rule_params[i]))
+            return hd_reject(out, "invalid_field", "%s: is required by a %s rule",
+                             pr_rule_params[i], kind_name);
     }
     r.basis_points = params[0];
     r.amount_minor = params[1];
@@ -230,8 +211,8 @@ static int decide_add(const json_t *state, const json_t *cmd, const json_t *view
                          PRICING_RULES_MAX);
     json_t *ev = json_pack("{s:s, s:s, s:s, s:s}", "sku", sku, "rule_id", rule_id, "kind",
                            pr_kind_name(r.kind), "currency", r.currency);
-    for (size_t i = 0; i < N_PARAMS; i++)
-        json_object_set_new(ev, rule_params[i], has[i] ? json_integer(params[i]) : json_null());
+    for (size_t i = 0; i < PR_N_PARAMS; i++)
+        json_object_set_new(ev, pr_rule_params[i], has[i] ? json_integer(params[i]) : json_null());
     json_object_set_new(ev, "valid_from", r.has_from ? json_integer(r.valid_from) : json_null());
     json_object_set_new(ev, "valid_until", r.has_until ? json_integer(r.valid_until) : json_null());
     hd_emit(out, PRICING_NS "PriceRuleAdded", ev);

@@ -27,6 +27,23 @@ int pr_kind_parse(const char *name, pr_kind_t *out)
     return -1;
 }
 
+const char *const pr_rule_params[PR_N_PARAMS] = {"basis_points", "amount_minor", "threshold",
+                                                 "cap_minor"};
+
+bool pr_kind_uses(pr_kind_t kind, const char *param)
+{
+    switch (kind) {
+    case PR_PERCENT_OFF:
+        return strcmp(param, "basis_points") == 0;
+    case PR_AMOUNT_OFF:
+    case PR_FLOOR:
+        return strcmp(param, "amount_minor") == 0;
+    case PR_LOW_STOCK_SURCHARGE:
+        return strcmp(param, "amount_minor") != 0;
+    }
+    return false;
+}
+
 bool pr_currency_is_valid(const char *s)
 {
     if (!s || strlen(s) != 3)

@@ -85,6 +85,12 @@ int pr_kind_parse(const char *name, pr_kind_t *out);
 /* Whether s (may be NULL) is three upper-case ASCII letters. */
 bool pr_currency_is_valid(const char *s);
 
+/* The numeric parameters of a rule, in this order (PR_N_PARAMS); which a kind takes:
+ * pr_kind_uses (a rule must give exactly those, the others absent or null). */
+#define PR_N_PARAMS 4
+extern const char *const pr_rule_params[PR_N_PARAMS];
+bool pr_kind_uses(pr_kind_t kind, const char *param);
+
 /* Checks r (borrowed) against the ranges above for its kind and that its window is not empty.
  * Returns 0, or -1 with a lowercase explanation naming the field in why (caller's buffer of n
  * bytes, may be NULL). Parameters a kind does not use are not looked at. */

@@ -726,6 +726,29 @@ static void check_answered(es_http_req_t *r)
     }
 }
 
+/* Whether every name and value of the query string percent-decodes (no NUL, no bad escape). */
+static bool query_decodes(h2o_req_t *req)
+{
+    if (req->query_at == SIZE_MAX)
+        return true;
+    const char *q = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        if (!amp)
+            amp = end;
+        const char *eq = memchr(q, '=', (size_t)(amp - q));
+        char *key = url_decode(NULL, q, (size_t)((eq ? eq : amp) - q), true);
+        char *value = eq ? url_decode(NULL, eq + 1, (size_t)(amp - eq - 1), true) : NULL;
+        bool ok = key && (!eq || value);
+        free(key);
+        free(value);
+        if (!ok)
+            return false;
+        q = amp + 1;
+    }
+    return true;
+}
+
 static void reply_not_allowed(es_http_req_t *r, es_http_server_t *s, char **segs, size_t n_segs)
 {
     char allow[256] = "";
@@ -776,6 +799,12 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     int rc = split_path(&req->pool, req->path.base, path_len, segs, &n_segs);
     if (rc != 0) {
         es_http_reply_problem(r, rc == -2 ? 404 : 400, NULL, NULL, "path '%s' is malformed",
+                              r->path);
+        return 0;
+    }
+    if (!query_decodes(req)) { /* else a parameter that does not decode would look absent */
+        es_http_reply_problem(r, 400, NULL, NULL,
+                              "the query string of '%s' is not percent-encoded text without NUL",
                               r->path);
         return 0;
     }

@@ -93,15 +93,21 @@ def test_a_write_then_a_read_at_its_position_sees_the_write(api_url):
 
 
 def test_the_header_wins_over_the_parameter(api_url):
-    """Documented in api/openapi.yaml: X-Min-Position wins when both are given."""
+    """Documented in api/openapi.yaml: X-Min-Position wins when both are given; a malformed
+    min_position is refused all the same (the contract's pattern holds for both)."""
     vendor = unique("v")
     tok = mint_token("vendor", vendor, vendor)
     sku = unique("RYWH")
     pos = write(api_url, tok, "POST", "/v1/products",
                 {"sku": sku, "name": "h", "category": "kitchen", "currency": "EUR"})
-    r = requests.get(f"{api_url}/v1/products/{sku}", params={"min_position": "not-a-position"},
+    # the parameter's position is never reached: were it waited for, the answer would not be 200
+    r = requests.get(f"{api_url}/v1/products/{sku}", params={"min_position": "0:999999999999"},
                      headers={"X-Min-Position": pos}, timeout=30)
     assert r.status_code == 200, r.text
+    r = requests.get(f"{api_url}/v1/products/{sku}", params={"min_position": "not-a-position"},
+                     headers={"X-Min-Position": pos}, timeout=30)
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == "min_position"
 
 
 def high_watermark(brokers, topic, partition):

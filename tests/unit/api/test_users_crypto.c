@@ -22,8 +22,15 @@ Test(users_crypto, email_normalised_and_checked)
     es_err_t err = ES_ERR_INIT;
     cr_assert_eq(users_email_normalise("  Alice@Example.COM ", out, sizeof out, &err), 0);
     cr_assert_str_eq(out, "alice@example.com");
-    static const char *const bad[] = {"",        "alice",   "@example.com",  "alice@",
-                                      "a@b@c.d", "a b@c.d", "alice@example", "alice@.com"};
+    static const char *const bad[] = {"",
+                                      "alice",
+                                      "@example.com",
+                                      "alice@",
+                                      "a@b@c.d",
+                                      "a b@c.d",
+                                      "alice@example",
+                                      "alice@.com",
+                                      "j\xc3\xb6rg@example.com"}; /* ASCII only */
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         es_err_t e = ES_ERR_INIT;
         cr_assert_eq(users_email_normalise(bad[i], out, sizeof out, &e), -1, "accepted '%s'",

@@ -222,6 +222,12 @@ Test(api_validate, parses_headers)
     cr_assert_eq(part, 2);
     cr_assert_eq(off, 41);
     cr_assert_eq(api_parse_position("2", &part, &off), -1);
+    /* the contract's pattern: 1-9 digits, a colon, 1-18 digits */
+    cr_assert_eq(api_parse_position("999999999:0", &part, &off), 0);
+    cr_assert_eq(api_parse_position("0000000001:0", &part, &off), -1);
+    cr_assert_eq(api_parse_position("2147483647:0", &part, &off), -1);
+    cr_assert_eq(api_parse_position(":5", &part, &off), -1);
+    cr_assert_eq(api_parse_position("1:1234567890123456789", &part, &off), -1);
     cr_assert(api_is_json_type("application/json; charset=utf-8"));
     cr_assert_not(api_is_json_type("text/plain"));
     cr_assert_not(api_is_json_type("application/jsonx"));
@@ -242,7 +248,33 @@ Test(api_validate, cursor_round_trips_and_refuses_garbage)
         free(d);
     }
     cr_assert_null(api_cursor_decode("!!!"));
-    cr_assert_null(api_cursor_decode("IA")); /* a space: not a sku */
+    cr_assert_null(api_cursor_decode("a b")); /* not a sku */
+    cr_assert_null(api_cursor_decode(""));
+}
+
+Test(api_validate, a_number_without_a_fraction_is_an_integer)
+{
+    /* JSON Schema's view, which the contract's clients share: 3.0 is the integer 3 */
+    struct api_verr e = {0};
+    json_t *v = parse("{\"a\":3.0,\"b\":-2e3,\"c\":1.5,\"d\":1e300,\"e\":[4.0],"
+                      "\"f\":{\"g\":0.0}}",
+                      &e);
+    cr_assert_not_null(v, "%s", e.msg);
+    cr_assert(json_is_integer(json_object_get(v, "a")));
+    cr_assert_eq(json_integer_value(json_object_get(v, "a")), 3);
+    cr_assert_eq(json_integer_value(json_object_get(v, "b")), -2000);
+    cr_assert(json_is_real(json_object_get(v, "c")));
+    cr_assert(json_is_real(json_object_get(v, "d")), "beyond int64 stays a real");
+    cr_assert_eq(json_integer_value(json_array_get(json_object_get(v, "e"), 0)), 4);
+    cr_assert(json_is_integer(json_object_get(json_object_get(v, "f"), "g")));
+    json_decref(v);
+}
+
+Test(api_validate, counts_characters_not_bytes)
+{
+    cr_assert_eq(api_utf8_chars("abc"), 3);
+    cr_assert_eq(api_utf8_chars("\xc3\xa9t\xc3\xa9"), 3);
+    cr_assert_eq(api_utf8_chars("\xf0\x9f\x98\x80"), 1);
 }
 
 Test(api_outcome, reason_table)
@@ -259,6 +291,9 @@ Test(api_outcome, reason_table)
     cr_assert_eq(api_reason_status("unknown_reservation"), 404);
     cr_assert_eq(api_reason_status("invalid_quantity"), 422);
     cr_assert_eq(api_reason_status("email_taken"), 409);
+    /* refused by the state (another currency), not by the input */
+    cr_assert_eq(api_reason_status("currency_mismatch"), 409);
+    cr_assert_eq(api_reason_status("mixed_currency"), 409);
 }
 
 Test(api_outcome, aggregate_key_by_context)

@@ -291,6 +291,18 @@ Test(http, routes_with_params_query_and_headers)
     json_decref(j);
 }
 
+Test(http, query_that_does_not_decode_is_400_problem)
+{
+    /* else the parameter would look absent to the handler */
+    const char *paths[] = {"/v1/items/1?color=a%00b", "/v1/items/1?color=%zz",
+                           "/v1/items/1?x%00=1&color=red"};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        response_t r = do_request("GET", paths[i], NULL, 0);
+        cr_assert_eq(r.status, 400, "%s gave %ld", paths[i], r.status);
+        cr_assert(has_header(&r, "content-type: application/problem+json"), "%s", r.headers);
+    }
+}
+
 Test(http, body_reaches_the_handler)
 {
     response_t r = do_request("PUT", "/v1/items/1", "hello body", 10);
