@@ -1,0 +1,191 @@
+"""The shared transactional loop (runtime/es_txn) under forced failures, on the real broker.
+
+Nothing in a healthy stack ever aborts a transaction, so the abort-and-redo path and the
+lost-producer path are forced with fault points (runtime/es_fault.h, EVENTSHOP_FAULTS, passed to
+the role by `stack.sh role-start` through the environment):
+  txn.before_commit=fail@1        the first commit is treated as an abortable error: the batch is
+                                  aborted, rewound and decided again;
+  txn.fatal_before_commit=fail@1  the producer gets a real fatal error before the first commit: it
+                                  is made again (init_transactions) and the handler recovers its
+                                  partitions' state and rewinds to the committed offsets.
+Each test waits for the positive marker that the fault fired (the role's own metric), then checks
+that every command was decided exactly once (one result, one event, read read_committed) and the
+role still works."""
+import os
+import re
+import subprocess
+
+import pytest
+import requests
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from conftest import (TOP, command_meta, command_serializer, producer, read_topic, unique,
+                      wait_for)
+from test_exactly_once import list_commands, produce_commands, results_by_command
+from test_payments import charges, request_payment
+
+STACK = os.path.join(TOP, "scripts", "stack.sh")
+
+
+def metrics_url(role):
+    out = subprocess.run([STACK, "endpoints"], check=True, capture_output=True, text=True).stdout
+    for ln in out.splitlines():
+        m = re.match(r"^\s+(\S+)\s+http://(127\.0\.0\.1:\d+)/metrics", ln)
+        if m and m.group(1) == role:
+            return f"http://{m.group(2)}/metrics"
+    raise AssertionError(f"no metrics endpoint for {role}")
+
+
+def metric(url, name, labels=""):
+    """The value of name{labels} (labels: the inside of the braces, or "" for none), 0 if absent."""
+    text = requests.get(url, timeout=10).text
+    want = f"{name}{{{labels}}}" if labels else name
+    for ln in text.splitlines():
+        if ln.startswith(want + " "):
+            return float(ln.split()[-1])
+    return 0.0
+
+
+def role_pid(role):
+    with open(os.path.join(os.environ["ES_STATE"], "run", f"{role}.pid")) as f:
+        pid = int(f.read().strip())
+    os.kill(pid, 0)  # raises if it is gone
+    return pid
+
+
+@pytest.fixture
+def armed(stack):
+    """Restarts a role with EVENTSHOP_FAULTS set, and restarts it clean afterwards."""
+    started = []
+
+    def arm(role, faults):
+        stack.stop(role)
+        os.environ["EVENTSHOP_FAULTS"] = faults
+        try:
+            stack.start(role)
+        finally:
+            del os.environ["EVENTSHOP_FAULTS"]
+        started.append(role)
+        return role_pid(role)
+
+    yield arm
+    for role in started:
+        stack.stop(role)
+        stack.start(role)
+
+
+N = 200
+
+
+@pytest.mark.parametrize("fault,marker", [
+    ("txn.before_commit=fail@1", "eventshop_txn_aborts_total"),
+    ("txn.fatal_before_commit=fail@1", "eventshop_txn_producer_recreates_total"),
+])
+def test_handler_decides_each_command_once_through_a_failed_commit(armed, brokers, registry,
+                                                                   fault, marker):
+    pid = armed("handler-catalog", fault)
+    url = metrics_url("handler-catalog")
+    assert metric(url, marker) == 0
+
+    prefix, vendor = unique("ta"), unique("v")
+    cmds = list_commands(prefix, vendor, N)
+    ids = {c[1]["metadata"]["command_id"] for c in cmds}
+    parts = produce_commands(brokers, registry, "eventshop.catalog.ListProduct", cmds)
+
+    # the positive marker: the fault fired and the handler took the failure path
+    wait_for(lambda: metric(url, marker) >= 1, timeout=90, what=f"{marker} >= 1")
+    wait_for(lambda: len(results_by_command(brokers, registry, ids)) == N, timeout=120,
+             interval=1, what=f"all {N} results")
+
+    results = results_by_command(brokers, registry, ids)
+    dup = {cid: r for cid, r in results.items() if len(r) != 1}
+    assert not dup, f"{len(dup)} commands have more than one result"
+    assert all(r[0][1]["status"] == "ACCEPTED" for r in results.values())
+    events = [m for m in read_topic(brokers, registry, "catalog.events")
+              if m["key"] and m["key"].startswith(prefix + "-")]
+    assert len(events) == N, f"{len(events)} events for {N} commands"
+    assert len({m["key"] for m in events}) == N, "duplicate events"
+    for m in events:
+        meta = m["value"]["metadata"]
+        assert meta["aggregate_version"] == 1
+        assert m["partition"] == parts[meta["command_id"]]
+        (rp, r), = results[meta["command_id"]]
+        assert (r["partition"], r["offset"]) == (m["partition"], m["offset"])
+
+    # the failure happened once, and the same process goes on deciding
+    assert metric(url, marker) == 1
+    assert metric(url, "eventshop_txn_commits_total") >= 1
+    assert role_pid("handler-catalog") == pid, "the handler restarted instead of recovering"
+    more = list_commands(prefix + "-after", vendor, 1)
+    cid = more[0][1]["metadata"]["command_id"]
+    produce_commands(brokers, registry, "eventshop.catalog.ListProduct", more)
+    wait_for(lambda: results_by_command(brokers, registry, {cid}).get(cid), timeout=60,
+             what="a command decided after the failure")
+    # a command decided before the failure is still known: its duplicate gets the first outcome
+    # (the recovered dedupe map), not a second event
+    again = [(cmds[0][0], dict(cmds[0][1], name="again"))]
+    first_cid = cmds[0][1]["metadata"]["command_id"]
+    produce_commands(brokers, registry, "eventshop.catalog.ListProduct", again)
+    two = wait_for(lambda: (lambda r: r if len(r) >= 2 else None)(
+        results_by_command(brokers, registry, {first_cid}).get(first_cid, [])),
+        timeout=60, what="the duplicate's result")
+    assert two[1][1]["aggregate_version"] == 1 and two[1][1]["status"] == "ACCEPTED"
+    assert len([m for m in read_topic(brokers, registry, "catalog.events")
+                if m["key"] == cmds[0][0]]) == 1
+
+
+def payments_sender(brokers, registry):
+    """Sends payments commands as the order saga does (see test_payments.py)."""
+    topic = "payments.commands"
+    p = producer(brokers)
+    sers = {}
+
+    def send(name, order_id, **fields):
+        if name not in sers:
+            sers[name] = command_serializer(registry, "eventshop.payments." + name, topic=topic)
+        value = {"metadata": command_meta("svc-order-saga", "admin", aggregate_id=order_id),
+                 "order_id": order_id, **fields}
+        p.produce(topic, key=order_id.encode(),
+                  value=sers[name](value, SerializationContext(topic, MessageField.VALUE)))
+        p.flush(10)
+
+    return send
+
+
+def test_payments_subscriber_charges_once_through_an_aborted_batch(armed, brokers, registry):
+    if "payments" not in os.environ.get("ES_SUBSCRIBERS", "").split() or \
+            "payments" not in os.environ.get("ES_CONTEXTS", "").split():
+        pytest.skip("the stack runs without the payments context or subscriber")
+    gateway = os.environ["EVENTSHOP_PAYMENTS_GATEWAY_URL"]
+    requests.post(f"{gateway}/_control", json={"fail_next": 0, "delay_ms": 0},
+                  timeout=10).raise_for_status()
+    pid = armed("subscriber-payments", "txn.before_commit=fail@1")
+    url = metrics_url("subscriber-payments")
+    labels = 'subscriber="payments"'
+    assert metric(url, "eventshop_subscriber_aborts_total", labels) == 0
+    _, before = charges(gateway, "none")
+
+    order = unique("pay")
+    request_payment(payments_sender(brokers, registry), order, unique("cust"))
+    # the positive marker: the batch that charged was aborted once, then redone
+    wait_for(lambda: metric(url, "eventshop_subscriber_aborts_total", labels) >= 1, timeout=90,
+             what="an aborted subscriber batch")
+
+    def events():
+        return [m["value"] for m in read_topic(brokers, registry, "payments.events")
+                if m["key"] == order]
+
+    evs = wait_for(lambda: (lambda e: e if len(e) >= 2 else None)(events()), timeout=90,
+                   what="PaymentCaptured")
+    assert [e["metadata"]["aggregate_version"] for e in evs] == [1, 2]
+    # the redo asked the gateway again with the same idempotency key: answered from the key
+    g, after = charges(gateway, order)
+    assert g["charges"] == 1 and len(g["intents"]) == 1, g
+    assert after["replays"] > before["replays"], "the redone batch did not ask the gateway again"
+    # the subscriber's command was committed once: the aborted copy is invisible read_committed
+    cmds = [m for m in read_topic(brokers, registry, "payments.commands", decode=False)
+            if m["key"] == order]
+    assert len(cmds) == 2, f"{len(cmds)} commands for {order}: RequestPayment + one capture"
+    assert metric(url, "eventshop_subscriber_aborts_total", labels) == 1
+    assert metric(url, "eventshop_subscriber_commits_total", labels) >= 1
+    assert role_pid("subscriber-payments") == pid
