@@ -896,7 +896,12 @@ hd_runtime_t *hd_runtime_new(const hd_context_t *ctx, ev_codec_t *codec,
                             .stop = &rt->stop,
                             .m_commits = rt->m_commits,
                             .m_aborts = rt->m_aborts,
-                            .m_recreates = rt->m_recreates};
+                            .m_recreates = rt->m_recreates,
+                            /* TODO(issue 8, probes): once es_metrics_heartbeat() is merged (it
+                             * is on wt-survive, not yet on main), pass a function calling
+                             * es_metrics_heartbeat("handler") here and call it once per turn of the
+                             * batch loop, so /healthz sees this loop turn during backoffs */
+                            .heartbeat = NULL};
     if (!(rt->txn = es_txn_new(&tcfg, err)))
         goto fail;
 
@@ -949,7 +954,7 @@ static size_t gather(hd_runtime_t *rt, hd_item_t *items)
                 es_warn("consumer: %s", rd_kafka_message_errstr(m));
             if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
                 es_err_t err = ES_ERR_INIT;
-                es_set(&err, ES_EFATAL, "consumer: %s", rd_kafka_message_errstr(m));
+                es_kafka_consumer_fatal(rt->consumer, &err);
                 set_fatal(rt, &err);
             }
             rd_kafka_message_destroy(m);

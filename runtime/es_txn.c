@@ -27,6 +27,7 @@ struct es_txn {
     int timeout_ms, txn_timeout_ms;
     const volatile sig_atomic_t *stop;
     es_metric_t *m_commits, *m_aborts, *m_recreates;
+    void (*heartbeat)(void);
     rd_kafka_t *producer;
     bool open;       /* a transaction was begun and not yet committed or aborted */
     double begun_at; /* when it was begun (monotonic seconds) */
@@ -46,6 +47,12 @@ static double now_s(void)
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+static void beat(const es_txn_t *t)
+{
+    if (t->heartbeat)
+        t->heartbeat();
+}
+
 static bool stopping(const es_txn_t *t)
 {
     return t->stop && *t->stop;
@@ -56,8 +63,7 @@ static void sleep_s(const es_txn_t *t, double s)
 {
     double until = now_s() + s;
     for (;;) {
-        /* TODO(issue 8, probes): call es_metrics_heartbeat() here once the probe work lands it,
-         * so /healthz knows a backing-off loop is alive; it does not exist yet. */
+        beat(t);
         double left = until - now_s();
         if (left <= 0 || stopping(t))
             return;
@@ -151,6 +157,7 @@ es_txn_t *es_txn_new(const es_txn_config_t *cfg, es_err_t *err)
     t->m_commits = cfg->m_commits;
     t->m_aborts = cfg->m_aborts;
     t->m_recreates = cfg->m_recreates;
+    t->heartbeat = cfg->heartbeat;
     t->seed = (unsigned int)time(NULL) ^ (unsigned int)(uintptr_t)t;
     t->first = rd_kafka_topic_partition_list_new(8);
     t->next = rd_kafka_topic_partition_list_new(8);
@@ -198,6 +205,7 @@ int es_txn_recreate(es_txn_t *t, es_err_t *err)
     double wait = BACKOFF_FIRST_S;
     for (int attempt = 1;; attempt++) {
         es_err_t e = ES_ERR_INIT;
+        beat(t);
         if ((t->producer = producer_new(t, &e))) {
             es_metric_add(t->m_recreates, 1);
             es_info("transactional producer '%s' recreated (attempt %d)", t->txn_id, attempt);
@@ -294,6 +302,7 @@ static es_txn_rc_t call_retrying(es_txn_t *t, txn_op_t op, const char *what,
     double deadline = now_s() + t->txn_timeout_ms / 1000.0;
     double wait = 0.1;
     for (;;) {
+        beat(t);
         rd_kafka_error_t *e = op_call(t, op, cgmd);
         if (!e)
             return ES_TXN_OK;
@@ -448,6 +457,7 @@ es_txn_rc_t es_txn_produce(es_txn_t *t, const char *topic, int32_t partition, co
             return ES_TXN_OK;
         if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && now_s() < deadline && !stopping(t)) {
             /* serves delivery reports while the queue drains: a blocking wait, not a spin */
+            beat(t);
             rd_kafka_poll(t->producer, SLICE_MS);
             continue;
         }

@@ -54,6 +54,10 @@ typedef struct es_txn_config {
     const volatile sig_atomic_t *stop;
     /* counted on each commit / abort / producer recreation (each may be NULL); borrowed */
     es_metric_t *m_commits, *m_aborts, *m_recreates;
+    /* called (on the caller's thread) at least every 50 ms while es_txn waits between retries,
+     * backs off, waits out a full queue or makes the producer again, so a liveness probe sees
+     * that the loop is not wedged. May be NULL. */
+    void (*heartbeat)(void);
 } es_txn_config_t;
 
 /* Creates the transactional producer (murmur2_random, linger.ms 2) and calls

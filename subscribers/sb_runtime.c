@@ -383,8 +383,11 @@ static size_t gather(sb_runtime_t *rt, rd_kafka_t *consumer, rd_kafka_message_t 
                     *eof = true;
             } else {
                 es_warn("consumer: %s", rd_kafka_message_errstr(m));
-                if (m->err == RD_KAFKA_RESP_ERR__FATAL)
-                    set_fatal(rt, "consumer", rd_kafka_message_errstr(m));
+                if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
+                    es_err_t ferr = ES_ERR_INIT;
+                    es_kafka_consumer_fatal(consumer, &ferr);
+                    set_fatal(rt, "consumer", ferr.msg);
+                }
             }
             rd_kafka_message_destroy(m);
             continue;
@@ -519,7 +522,12 @@ sb_runtime_t *sb_runtime_new(const sb_subscriber_t *sub, es_err_t *err)
                             .stop = &rt->stop,
                             .m_commits = rt->m_commits,
                             .m_aborts = rt->m_aborts,
-                            .m_recreates = rt->m_recreates};
+                            .m_recreates = rt->m_recreates,
+                            /* TODO(issue 8, probes): once es_metrics_heartbeat() is merged (it
+                             * is on wt-survive, not yet on main), pass a function calling
+                             * es_metrics_heartbeat("subscriber") here and call it once per turn of
+                             * the batch loop, so /healthz sees this loop turn during backoffs */
+                            .heartbeat = NULL};
     if (!(rt->txn = es_txn_new(&tcfg, err)))
         goto fail;
     if (create_dead_letter_topic(rt, err) != 0)

@@ -13,6 +13,7 @@ that every command was decided exactly once (one result, one event, read read_co
 role still works."""
 import os
 import re
+import socket
 import subprocess
 
 import pytest
@@ -189,3 +190,54 @@ def test_payments_subscriber_charges_once_through_an_aborted_batch(armed, broker
     assert metric(url, "eventshop_subscriber_aborts_total", labels) == 1
     assert metric(url, "eventshop_subscriber_commits_total", labels) >= 1
     assert role_pid("subscriber-payments") == pid
+
+
+def test_a_second_instance_with_the_same_id_stops_the_first_with_a_clear_message(
+        stack, brokers, registry, tmp_path):
+    """Fenced by a live instance with the same transactional id / group.instance.id is the one
+    Kafka failure a handler must not recover from (both would fence each other in turn): the
+    older one exits and says why; the newer one goes on deciding."""
+    old_pid = role_pid("handler-catalog")
+    log = os.path.join(os.environ["ES_STATE"], "logs", "handler-catalog.log")
+    seen = os.path.getsize(log)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, EVENTSHOP_METRICS_ADDR=f"127.0.0.1:{port}",
+               EVENTSHOP_INSTANCE_ID="local")
+    env.pop("EVENTSHOP_FAULTS", None)
+    with open(tmp_path / "second.log", "w") as out:
+        second = subprocess.Popen(
+            [os.path.join(os.environ["ES_BUILD"], "command-handlers", "eventshop-handler"),
+             "catalog"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        def gone():
+            try:
+                os.kill(old_pid, 0)
+                return False
+            except ProcessLookupError:
+                return True
+
+        wait_for(gone, timeout=120, what="the first instance to stop")
+        with open(log, errors="replace") as f:
+            f.seek(seen)
+            text = f.read()
+        assert "stops on a fatal error" in text and "fenced by another instance" in text, \
+            text[-2000:]
+        assert second.poll() is None, "the second instance stopped too"
+        wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5).ok,
+                 timeout=120, what="the second instance ready")
+        prefix, vendor = unique("fence"), unique("v")
+        cmds = list_commands(prefix, vendor, 1)
+        cid = cmds[0][1]["metadata"]["command_id"]
+        produce_commands(brokers, registry, "eventshop.catalog.ListProduct", cmds)
+        wait_for(lambda: results_by_command(brokers, registry, {cid}).get(cid), timeout=90,
+                 what="a command decided by the second instance")
+    finally:
+        second.terminate()
+        try:
+            second.wait(60)
+        except subprocess.TimeoutExpired:
+            second.kill()
+            second.wait(10)
+        stack.start("handler-catalog")
