@@ -17,6 +17,9 @@
 #include <unistd.h>
 
 #define TXN_TIMEOUT_MS 30000
+/* a static member fenced twice within this many seconds has a twin: a broker outage fences it at
+ * most once (librdkafka's own rejoin after a session timeout races its old member id) */
+#define REFENCE_WINDOW_S 300.0
 
 /* what one assigned partition holds in memory: committed states and the dedupe map, plus what
  * the batch in flight has staged (merged only after its transaction commits) */
@@ -54,8 +57,11 @@ struct hd_runtime {
     hd_runtime_config_t cfg;
     char t_commands[128], t_events[128], t_changelog[128], t_results[128];
     rd_kafka_t *consumer;
-    es_txn_t *txn;          /* the transactional producer */
-    es_txn_rc_t produce_rc; /* why the last produce of the batch failed */
+    rd_kafka_conf_t *cconf;    /* the consumer's settings, to make it again */
+    bool consumer_lost;        /* its fatal error was seen: make it again */
+    double consumer_fenced_at; /* when it was last made again after a fence, 0: never */
+    es_txn_t *txn;             /* the transactional producer */
+    es_txn_rc_t produce_rc;    /* why the last produce of the batch failed */
     hd_part_t *parts;
     int nparts;
     volatile sig_atomic_t stop;
@@ -641,6 +647,8 @@ static void sleep_s(hd_runtime_t *rt, double s)
         nanosleep(&ts, NULL);
 }
 
+static void consumer_fatal(hd_runtime_t *rt);
+
 /* After a lost producer nobody knows whether its last transaction committed until a new
  * producer with the same transactional id has finished it (init_transactions): then drop every
  * partition's state and recover it from the changelog and results, as on an assignment, and
@@ -653,6 +661,11 @@ static int recover_lost(hd_runtime_t *rt)
         return -1;
     double wait = 0.2;
     for (;;) {
+        if (rd_kafka_fatal_error(rt->consumer, NULL, 0)) {
+            /* the outage fenced the consumer too: making it again recovers every partition */
+            consumer_fatal(rt);
+            return 0;
+        }
         es_clear(&err);
         int rc = 0;
         for (int p = 0; p < rt->nparts && rc == 0; p++) {
@@ -877,6 +890,7 @@ hd_runtime_t *hd_runtime_new(const hd_context_t *ctx, ev_codec_t *codec,
         goto fail;
     rd_kafka_conf_set_opaque(cconf, rt);
     rd_kafka_conf_set_rebalance_cb(cconf, rebalance_cb);
+    rt->cconf = rd_kafka_conf_dup(cconf);
     rt->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cconf, errstr, sizeof errstr);
     if (!rt->consumer) {
         rd_kafka_conf_destroy(cconf);
@@ -925,6 +939,71 @@ void hd_runtime_stop(hd_runtime_t *rt)
     rt->stop = 1;
 }
 
+/* The consumer's fatal error: only a static member's fence raises one. A fence right after a
+ * broker outage is the consumer's own rejoin racing its old member id: the consumer is made
+ * again (consumer_remake). A second fence soon after means a twin instance with the same
+ * EVENTSHOP_INSTANCE_ID: stop with that said, rather than fence each other forever. */
+static void consumer_fatal(hd_runtime_t *rt)
+{
+    es_err_t err = ES_ERR_INIT;
+    es_kafka_consumer_fatal(rt->consumer, &err);
+    if (rt->consumer_fenced_at > 0 && now_s() - rt->consumer_fenced_at < REFENCE_WINDOW_S) {
+        set_fatal(rt, &err);
+        return;
+    }
+    char why[512];
+    rd_kafka_fatal_error(rt->consumer, why, sizeof why);
+    es_warn("consumer fenced, as its own rejoin after a broker outage does: making it again (%s)",
+            why);
+    rt->consumer_lost = true;
+}
+
+static int consumer_subscribe(hd_runtime_t *rt, es_err_t *err)
+{
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(topics, rt->t_commands, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(rt->consumer, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    return es_kafka_resp_error(err, e, "subscribe");
+}
+
+/* Destroys the fenced consumer (no rebalance callback follows: its partitions' state is
+ * dropped here) and makes a new one, which recovers its assignment as on a start. Returns 0, or
+ * -1 on a stop (rt->consumer is then NULL). */
+static int consumer_remake(hd_runtime_t *rt)
+{
+    rt->consumer_lost = false;
+    rt->consumer_fenced_at = now_s();
+    rd_kafka_destroy(rt->consumer);
+    rt->consumer = NULL;
+    for (int p = 0; p < rt->nparts; p++)
+        part_drop(&rt->parts[p]);
+    double wait = 0.2;
+    for (;;) {
+        char errstr[512];
+        es_err_t err = ES_ERR_INIT;
+        rd_kafka_conf_t *conf = rd_kafka_conf_dup(rt->cconf);
+        rt->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+        if (!rt->consumer) {
+            rd_kafka_conf_destroy(conf);
+            es_set(&err, ES_EIO, "kafka consumer: %s", errstr);
+        } else {
+            rd_kafka_poll_set_consumer(rt->consumer);
+            if (consumer_subscribe(rt, &err) == 0) {
+                es_info("consumer of '%s' made again", rt->t_commands);
+                return 0;
+            }
+            rd_kafka_destroy(rt->consumer);
+            rt->consumer = NULL;
+        }
+        if (rt->stop)
+            return -1;
+        es_warn("making the consumer again: %s (again in %.1f s)", err.msg, wait);
+        sleep_s(rt, wait);
+        wait = wait * 2 > 30 ? 30 : wait * 2;
+    }
+}
+
 /* Gathers up to batch_max commands, waiting at most linger_ms after the first one. A rebalance
  * meanwhile drops what was gathered: the new assignment reads from the committed offsets. */
 static size_t gather(hd_runtime_t *rt, hd_item_t *items)
@@ -953,9 +1032,11 @@ static size_t gather(hd_runtime_t *rt, hd_item_t *items)
             if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                 es_warn("consumer: %s", rd_kafka_message_errstr(m));
             if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
-                es_err_t err = ES_ERR_INIT;
-                es_kafka_consumer_fatal(rt->consumer, &err);
-                set_fatal(rt, &err);
+                rd_kafka_message_destroy(m);
+                for (size_t i = 0; i < n; i++)
+                    rd_kafka_message_destroy(items[i].msg);
+                consumer_fatal(rt);
+                return 0;
             }
             rd_kafka_message_destroy(m);
             continue;
@@ -973,12 +1054,8 @@ int hd_runtime_run(hd_runtime_t *rt, es_err_t *err)
         return -1;
     if (rt->view_consumer)
         es_info("views of '%s' read: %zu partitions", rt->ctx->name, rt->nvparts);
-    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(topics, rt->t_commands, RD_KAFKA_PARTITION_UA);
-    rd_kafka_resp_err_t e = rd_kafka_subscribe(rt->consumer, topics);
-    rd_kafka_topic_partition_list_destroy(topics);
-    if (e)
-        return es_kafka_resp_error(err, e, "subscribe");
+    if (consumer_subscribe(rt, err) != 0)
+        return -1;
     hd_item_t *items = xcalloc((size_t)rt->cfg.batch_max, sizeof *items);
     while (!rt->stop && !rt->fatal) {
         size_t n = gather(rt, items);
@@ -992,6 +1069,8 @@ int hd_runtime_run(hd_runtime_t *rt, es_err_t *err)
             es_txn_backoff(rt->txn);
         else if (brc == 2)
             recover_lost(rt);
+        if (rt->consumer_lost && !rt->fatal)
+            consumer_remake(rt);
     }
     free(items);
     if (rt->fatal) {
@@ -1000,7 +1079,8 @@ int hd_runtime_run(hd_runtime_t *rt, es_err_t *err)
         return -1;
     }
     es_info("handler for '%s' stopping", rt->ctx->name);
-    rd_kafka_consumer_close(rt->consumer);
+    if (rt->consumer)
+        rd_kafka_consumer_close(rt->consumer);
     return 0;
 }
 
@@ -1011,6 +1091,8 @@ void hd_runtime_free(hd_runtime_t *rt)
     es_txn_free(rt->txn);
     if (rt->consumer)
         rd_kafka_destroy(rt->consumer);
+    if (rt->cconf)
+        rd_kafka_conf_destroy(rt->cconf);
     views_close(rt);
     for (int p = 0; p < rt->nparts; p++)
         part_drop(&rt->parts[p]);

@@ -110,7 +110,10 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         t->slots[slot].err = m->err;
         t->slots[slot].done = true;
     }
-    if (m->err)
+    /* an abort purges what the transaction had not sent yet: expected, not worth a line each */
+    if (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
+        es_debug("delivery to %s[%d] purged", rd_kafka_topic_name(m->rkt), (int)m->partition);
+    else if (m->err)
         es_error("delivery to %s[%d] failed: %s", rd_kafka_topic_name(m->rkt), (int)m->partition,
                  rd_kafka_err2str(m->err));
 }

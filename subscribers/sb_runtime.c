@@ -20,6 +20,9 @@
 #include <unistd.h>
 
 #define TXN_TIMEOUT_MS 30000
+/* a static member fenced twice within this many seconds has a twin: a broker outage fences it at
+ * most once (librdkafka's own rejoin after a session timeout races its old member id) */
+#define REFENCE_WINDOW_S 300.0
 
 struct sb_runtime {
     const sb_subscriber_t *sub;
@@ -27,8 +30,10 @@ struct sb_runtime {
     sr_client_t *sr;
     ev_codec_t *codec;
     rd_kafka_t *consumer;
-    es_txn_t *txn;          /* the transactional producer */
-    es_txn_rc_t produce_rc; /* why the last produce of the batch failed */
+    bool consumer_lost;        /* its fatal error was seen: make it again */
+    double consumer_fenced_at; /* when it was last made again after a fence, 0: never */
+    es_txn_t *txn;             /* the transactional producer */
+    es_txn_rc_t produce_rc;    /* why the last produce of the batch failed */
     char group[160], t_dead[160], instance[128];
     int batch_max, linger_ms;
     volatile sig_atomic_t stop;
@@ -81,6 +86,8 @@ static void sleep_s(sb_runtime_t *rt, double s)
         nanosleep(&ts, NULL);
 }
 
+static void consumer_fatal(sb_runtime_t *rt, rd_kafka_t *consumer);
+
 /* After a lost producer (trc ES_TXN_LOST or ES_TXN_FENCED, with msg): fenced is fatal; else the
  * producer is made again (its last transaction is finished by the broker meanwhile) and
  * consumer (may be NULL: a tick) moved to its committed offsets, since what the lost transaction
@@ -97,6 +104,11 @@ static int recover_lost(sb_runtime_t *rt, rd_kafka_t *consumer, es_txn_rc_t trc,
         return -1;
     double wait = 0.2;
     while (consumer && es_txn_rewind_committed(consumer, 30000, &err) != 0) {
+        if (rd_kafka_fatal_error(consumer, NULL, 0)) {
+            /* the outage fenced the consumer too: a new one starts from the committed offsets */
+            consumer_fatal(rt, consumer);
+            return rt->fatal ? -1 : 0;
+        }
         if (rt->stop)
             return -1;
         es_warn("rewinding after a lost producer: %s (again in %.1f s)", err.msg, wait);
@@ -354,6 +366,26 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
     }
 }
 
+/* A consumer's fatal error: only a static member's fence raises one. A fence right after a
+ * broker outage is the consumer's own rejoin racing its old member id: the subscription consumer
+ * is made again (main_consumer_open). A second fence soon after means a twin instance with the
+ * same EVENTSHOP_INSTANCE_ID: stop with that said, rather than fence each other forever. */
+static void consumer_fatal(sb_runtime_t *rt, rd_kafka_t *consumer)
+{
+    es_err_t err = ES_ERR_INIT;
+    es_kafka_consumer_fatal(consumer, &err);
+    if (consumer != rt->consumer ||
+        (rt->consumer_fenced_at > 0 && now_s() - rt->consumer_fenced_at < REFENCE_WINDOW_S)) {
+        set_fatal(rt, "consumer", err.msg);
+        return;
+    }
+    char why[512];
+    rd_kafka_fatal_error(consumer, why, sizeof why);
+    es_warn("consumer fenced, as its own rejoin after a broker outage does: making it again (%s)",
+            why);
+    rt->consumer_lost = true;
+}
+
 /* Gathers up to batch_max messages, waiting at most linger_ms after the first (or wait_ms for
  * the first). A rebalance meanwhile drops what was gathered. */
 static size_t gather(sb_runtime_t *rt, rd_kafka_t *consumer, rd_kafka_message_t **msgs, int wait_ms,
@@ -384,9 +416,11 @@ static size_t gather(sb_runtime_t *rt, rd_kafka_t *consumer, rd_kafka_message_t 
             } else {
                 es_warn("consumer: %s", rd_kafka_message_errstr(m));
                 if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
-                    es_err_t ferr = ES_ERR_INIT;
-                    es_kafka_consumer_fatal(consumer, &ferr);
-                    set_fatal(rt, "consumer", ferr.msg);
+                    rd_kafka_message_destroy(m);
+                    for (size_t i = 0; i < n; i++)
+                        rd_kafka_message_destroy(msgs[i]);
+                    consumer_fatal(rt, consumer);
+                    return 0;
                 }
             }
             rd_kafka_message_destroy(m);
@@ -547,7 +581,8 @@ void sb_runtime_stop(sb_runtime_t *rt)
     rt->stop = 1;
 }
 
-int sb_runtime_run(sb_runtime_t *rt, es_err_t *err)
+/* Makes the subscription consumer (rt->consumer) and subscribes it. 0, or -1 with err. */
+static int main_consumer_open(sb_runtime_t *rt, es_err_t *err)
 {
     char inst[300];
     snprintf(inst, sizeof inst, "%s-%s", rt->group, rt->instance);
@@ -559,8 +594,41 @@ int sb_runtime_run(sb_runtime_t *rt, es_err_t *err)
         rd_kafka_topic_partition_list_add(topics, *t, RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t e = rd_kafka_subscribe(rt->consumer, topics);
     rd_kafka_topic_partition_list_destroy(topics);
-    if (e)
-        return es_kafka_resp_error(err, e, "subscribe");
+    return es_kafka_resp_error(err, e, "subscribe");
+}
+
+/* Destroys the fenced subscription consumer and makes a new one (its assignment follows as on a
+ * start). Returns 0, or -1 on a stop (rt->consumer is then NULL). */
+static int main_consumer_remake(sb_runtime_t *rt)
+{
+    rt->consumer_lost = false;
+    rt->consumer_fenced_at = now_s();
+    rd_kafka_destroy(rt->consumer);
+    rt->consumer = NULL;
+    double wait = 0.2;
+    for (;;) {
+        es_err_t err = ES_ERR_INIT;
+        if (main_consumer_open(rt, &err) == 0) {
+            es_info("consumer of '%s' made again", rt->sub->name);
+            return 0;
+        }
+        if (rt->consumer) {
+            rd_kafka_destroy(rt->consumer);
+            rt->consumer = NULL;
+        }
+        if (rt->stop)
+            return -1;
+        es_warn("making the consumer of '%s' again: %s (again in %.1f s)", rt->sub->name, err.msg,
+                wait);
+        sleep_s(rt, wait);
+        wait = wait * 2 > 30 ? 30 : wait * 2;
+    }
+}
+
+int sb_runtime_run(sb_runtime_t *rt, es_err_t *err)
+{
+    if (main_consumer_open(rt, err) != 0)
+        return -1;
     rd_kafka_message_t **msgs = xcalloc((size_t)rt->batch_max, sizeof *msgs);
     /* A subscriber without a tick waits in the consumer for as long as there is nothing to do;
      * one with a tick waits until the tick is due. Never a zero timeout when idle: the deadline
@@ -580,6 +648,8 @@ int sb_runtime_run(sb_runtime_t *rt, es_err_t *err)
         }
         for (size_t i = 0; i < n; i++)
             rd_kafka_message_destroy(msgs[i]);
+        if (rt->consumer_lost && !rt->fatal && main_consumer_remake(rt) != 0)
+            break;
         if (rt->sub->tick && now_s() >= next_tick && !rt->fatal && !rt->stop) {
             next_tick = now_s() + 1;
             run_tick(rt);
@@ -592,7 +662,8 @@ int sb_runtime_run(sb_runtime_t *rt, es_err_t *err)
         return -1;
     }
     es_info("subscriber '%s' stopping", rt->sub->name);
-    rd_kafka_consumer_close(rt->consumer);
+    if (rt->consumer)
+        rd_kafka_consumer_close(rt->consumer);
     return 0;
 }
 
