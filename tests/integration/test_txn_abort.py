@@ -13,8 +13,11 @@ that every command was decided exactly once (one result, one event, read read_co
 role still works."""
 import os
 import re
+import signal
 import socket
 import subprocess
+import threading
+import time
 
 import pytest
 import requests
@@ -241,3 +244,69 @@ def test_a_second_instance_with_the_same_id_stops_the_first_with_a_clear_message
             second.kill()
             second.wait(10)
         stack.start("handler-catalog")
+
+
+def test_handler_survives_a_broker_hang_longer_than_the_transaction_timeout(stack, brokers,
+                                                                           registry):
+    """The broker hangs (SIGSTOP) for longer than transaction.timeout.ms (60 s) while the handler
+    decides a burst: the coordinator aborts the open transaction and fences its epoch, the
+    consumer's session times out. The handler must neither exit nor decide anything twice: it
+    makes its producer (and consumer) again, recovers its partitions and finishes the burst."""
+    url = metrics_url("handler-catalog")
+    pid = role_pid("handler-catalog")
+    failures = ("eventshop_txn_aborts_total", "eventshop_txn_producer_recreates_total")
+    before = sum(metric(url, f) for f in failures)
+    with open(os.path.join(os.environ["ES_STATE"], "run", "kafka.pid")) as f:
+        kafka = int(f.read().strip())
+    n = 3000
+    prefix, vendor = unique("hang"), unique("v")
+    cmds = list_commands(prefix, vendor, n)
+    ids = {c[1]["metadata"]["command_id"] for c in cmds}
+    ser = command_serializer(registry, "eventshop.catalog.ListProduct")
+    data = [(k, ser(v, SerializationContext("catalog.commands", MessageField.VALUE)))
+            for k, v in cmds]
+    sent, errors = [0], []
+
+    def stream():  # a steady stream, so that the hang lands while transactions are open
+        p = producer(brokers, **{"linger.ms": 20, "message.timeout.ms": 600000})
+        for i, (k, v) in enumerate(data):
+            p.produce("catalog.commands", key=k, value=v,
+                      on_delivery=lambda err, msg: err and errors.append(err))
+            sent[0] = i + 1
+            if i % 100 == 99:
+                p.poll(0)
+                time.sleep(0.4)
+        p.flush(600)
+
+    t = threading.Thread(target=stream)
+    t.start()
+    wait_for(lambda: len(results_by_command(brokers, registry, ids)) > 0, timeout=60,
+             interval=0.2, what="first results")
+    os.kill(kafka, signal.SIGSTOP)
+    at_stop = sent[0]
+    try:
+        time.sleep(75)  # the outage itself, not a wait for an outcome
+    finally:
+        os.kill(kafka, signal.SIGCONT)
+    try:
+        def all_decided():
+            try:
+                return len(results_by_command(brokers, registry, ids)) == n
+            except Exception:  # the broker is still electing itself leader
+                return False
+
+        t.join(660)
+        assert not errors, errors[:3]
+        assert at_stop < n, "the hang landed after the stream of commands ended"
+        wait_for(all_decided, timeout=600, interval=3, what=f"all {n} results")
+        # the positive marker that the outage hit a transaction and the loop took a failure path
+        assert sum(metric(url, f) for f in failures) > before
+        assert role_pid("handler-catalog") == pid, "the handler exited instead of recovering"
+        results = results_by_command(brokers, registry, ids)
+        assert all(len(r) == 1 for r in results.values()), "a command was decided twice"
+        events = [m for m in read_topic(brokers, registry, "catalog.events", timeout=120)
+                  if m["key"] and m["key"].startswith(prefix + "-")]
+        assert len(events) == n and len({m["key"] for m in events}) == n
+    finally:
+        # any role of this stack the hang took down comes back for the tests after this one
+        subprocess.run([STACK, "up"], check=True, timeout=600, capture_output=True)
