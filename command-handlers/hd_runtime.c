@@ -953,8 +953,9 @@ static void consumer_fatal(hd_runtime_t *rt)
     }
     char why[512];
     rd_kafka_fatal_error(rt->consumer, why, sizeof why);
-    es_warn("consumer fenced, as its own rejoin after a broker outage does: making it again (%s)",
-            why);
+    es_warn("consumer fenced (%s): making it again, as after a broker outage librdkafka's own "
+            "rejoin does this; a second fence within %.0f s means a twin instance",
+            why, REFENCE_WINDOW_S);
     rt->consumer_lost = true;
 }
 
