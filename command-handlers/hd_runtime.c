@@ -5,6 +5,7 @@
 #include "es_mem.h"
 #include "es_metrics.h"
 #include "es_trace.h"
+#include "es_txn.h"
 #include "es_uuid.h"
 #include "es_zipkin.h"
 #include <signal.h>
@@ -15,8 +16,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define TXN_TIMEOUT_MS   30000
-#define FLUSH_TIMEOUT_MS 30000
+#define TXN_TIMEOUT_MS 30000
+/* a static member fenced twice within this many seconds has a twin: a broker outage fences it at
+ * most once (librdkafka's own rejoin after a session timeout races its old member id) */
+#define REFENCE_WINDOW_S 300.0
 
 /* what one assigned partition holds in memory: committed states and the dedupe map, plus what
  * the batch in flight has staged (merged only after its transaction commits) */
@@ -42,12 +45,6 @@ typedef struct hd_item {
     int64_t start_us;              /* when deciding began (zipkin clock) */
 } hd_item_t;
 
-typedef struct hd_slot {
-    int64_t offset;
-    rd_kafka_resp_err_t err;
-    bool done;
-} hd_slot_t;
-
 typedef struct hd_counter {
     char *type;
     const char *status;
@@ -59,12 +56,14 @@ struct hd_runtime {
     ev_codec_t *codec;
     hd_runtime_config_t cfg;
     char t_commands[128], t_events[128], t_changelog[128], t_results[128];
-    rd_kafka_t *consumer, *producer;
+    rd_kafka_t *consumer;
+    rd_kafka_conf_t *cconf;    /* the consumer's settings, to make it again */
+    bool consumer_lost;        /* its fatal error was seen: make it again */
+    double consumer_fenced_at; /* when it was last made again after a fence, 0: never */
+    es_txn_t *txn;             /* the transactional producer */
+    es_txn_rc_t produce_rc;    /* why the last produce of the batch failed */
     hd_part_t *parts;
     int nparts;
-    hd_slot_t *slots;
-    size_t nslots, cap_slots;
-    uint32_t epoch; /* batch counter, tags delivery reports */
     volatile sig_atomic_t stop;
     bool rebalanced; /* the assignment changed while a batch was being gathered */
     bool fatal;
@@ -82,7 +81,7 @@ struct hd_runtime {
         int64_t target; /* the last stable offset to reach before deciding */
     } * vparts;
     size_t nvparts;
-    es_metric_t *m_commits, *m_aborts, *m_batch_seconds, *m_batch_size;
+    es_metric_t *m_commits, *m_aborts, *m_recreates, *m_batch_seconds, *m_batch_size;
 };
 
 static double now_s(void)
@@ -287,62 +286,23 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
 
 /* --- producing ---------------------------------------------------------------------------- */
 
-static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
-{
-    (void)rk;
-    hd_runtime_t *rt = opaque;
-    /* the opaque carries the batch's epoch: a late report of an aborted batch's purged
-     * message must not land in a slot of the next batch */
-    intptr_t tag = (intptr_t)m->_private;
-    intptr_t slot = tag & 0xffffffff;
-    if (tag >= 0 && (uint32_t)(tag >> 32) == rt->epoch && (size_t)slot < rt->nslots) {
-        rt->slots[slot].offset = m->offset;
-        rt->slots[slot].err = m->err;
-        rt->slots[slot].done = true;
-    }
-    if (m->err)
-        es_error("delivery to %s[%d] failed: %s", rd_kafka_topic_name(m->rkt), (int)m->partition,
-                 rd_kafka_err2str(m->err));
-}
-
-/* Produces buf (stolen, may be NULL for a tombstone) inside the open transaction. slot < 0: no
- * delivery tracking. Returns 0, or -1 with err (the batch must then be aborted). */
+/* Produces buf (stolen, may be NULL for a tombstone) inside the open transaction, with a
+ * traceparent header when given. slot non-NULL: delivery tracked (es_txn_offset). Returns 0, or
+ * -1 with err and rt->produce_rc set (the batch must then be aborted, or the producer made
+ * again). */
 static int produce(hd_runtime_t *rt, const char *topic, int32_t p, const char *key, void *buf,
-                   size_t len, const char *traceparent, intptr_t slot, es_err_t *err)
+                   size_t len, const char *traceparent, size_t *slot, es_err_t *err)
 {
-    for (;;) {
-        rd_kafka_headers_t *h = NULL;
-        if (traceparent) {
-            h = rd_kafka_headers_new(1);
-            rd_kafka_header_add(h, "traceparent", -1, traceparent, -1);
-        }
-        rd_kafka_resp_err_t e = rd_kafka_producev(
-            rt->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(p),
-            RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE(buf, len),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
-            RD_KAFKA_V_OPAQUE((void *)(slot < 0 ? slot : ((intptr_t)rt->epoch << 32) | slot)),
-            RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
-        if (!e)
-            return 0;
-        if (h)
-            rd_kafka_headers_destroy(h);
-        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            rd_kafka_poll(rt->producer, 50);
-            continue;
-        }
-        free(buf);
-        return es_kafka_resp_error(err, e, topic);
+    rd_kafka_headers_t *h = NULL;
+    if (traceparent) {
+        h = rd_kafka_headers_new(1);
+        rd_kafka_header_add(h, "traceparent", -1, traceparent, -1);
     }
-}
-
-static intptr_t slot_new(hd_runtime_t *rt)
-{
-    if (rt->nslots == rt->cap_slots) {
-        rt->cap_slots = rt->cap_slots ? rt->cap_slots * 2 : 64;
-        rt->slots = xrealloc(rt->slots, rt->cap_slots * sizeof *rt->slots);
-    }
-    rt->slots[rt->nslots] = (hd_slot_t){-1, 0, false};
-    return (intptr_t)rt->nslots++;
+    es_txn_rc_t rc = es_txn_produce(rt->txn, topic, p, key, strlen(key), buf, len, h, slot, err);
+    if (rc == ES_TXN_OK)
+        return 0;
+    rt->produce_rc = rc;
+    return -1;
 }
 
 /* --- global views ------------------------------------------------------------------------- */
@@ -623,12 +583,10 @@ static int decide_one(hd_runtime_t *rt, hd_item_t *it, es_err_t *err)
     }
     /* every event carries the decide span's traceparent */
     for (i = 0; i < n; i++) {
-        intptr_t slot = slot_new(rt);
         if (rc == 0)
-            rc = produce(rt, rt->t_events, p, agg, bufs[i], lens[i], it->span, slot, err);
+            rc = produce(rt, rt->t_events, p, agg, bufs[i], lens[i], it->span, &it->last_slot, err);
         else
             free(bufs[i]);
-        it->last_slot = (size_t)slot;
         it->has_events = true;
     }
     free(bufs);
@@ -657,67 +615,79 @@ out:
 
 /* --- transactions ------------------------------------------------------------------------- */
 
-typedef enum { TXN_OK, TXN_ABORT, TXN_FATAL } txn_rc_t;
-
-/* Classifies a transactional error (destroyed here) per LIBRARY-NOTES: retriable errors are
- * reported as TXN_ABORT only by callers that cannot retry in place. */
-static txn_rc_t txn_check(hd_runtime_t *rt, rd_kafka_error_t *e, const char *what, bool *retry)
+/* What a failed transaction step (trc, with err) leaves: an abortable failure is aborted, what
+ * the batch staged is forgotten and the consumer moved back to the batch's first command in each
+ * partition, so the batch is read and decided again (1); a lost producer must be made again and
+ * the partitions recovered (2); fenced by another instance is fatal (-1, rt->fatal set). */
+static int batch_failed(hd_runtime_t *rt, es_txn_rc_t trc, size_t n, es_err_t *err)
 {
-    if (retry)
-        *retry = false;
-    if (!e)
-        return TXN_OK;
-    txn_rc_t rc = TXN_ABORT;
-    if (rd_kafka_error_is_fatal(e)) {
-        es_err_t err = ES_ERR_INIT;
-        es_set(&err, ES_EFATAL, "%s: %s", what, rd_kafka_error_string(e));
-        set_fatal(rt, &err);
-        rc = TXN_FATAL;
-    } else if (rd_kafka_error_is_retriable(e) && retry) {
-        es_warn("%s: %s (retrying)", what, rd_kafka_error_string(e));
-        *retry = true;
-    } else {
-        es_warn("%s: %s (aborting the batch)", what, rd_kafka_error_string(e));
+    if (trc == ES_TXN_ABORT) {
+        es_warn("aborting a batch of %zu commands: %s", n, err->msg[0] ? err->msg : "kafka error");
+        es_err_t aerr = ES_ERR_INIT;
+        trc = es_txn_abort(rt->txn, &aerr);
+        if (trc == ES_TXN_OK) {
+            discard_staged(rt);
+            es_txn_rewind(rt->txn, rt->consumer);
+            return 1;
+        }
+        es_clear(err);
+        es_set(err, aerr.code, "%s", aerr.msg);
     }
-    rd_kafka_error_destroy(e);
-    return rc;
-}
-
-static void rewind_batch(hd_runtime_t *rt, hd_item_t *items, size_t n);
-
-/* Aborts the open transaction, forgets what the batch staged and moves the consumer back to the
- * first command of the batch in each partition, so the batch is read and decided again. */
-static void abort_batch(hd_runtime_t *rt, hd_item_t *items, size_t n)
-{
-    bool retry;
-    do {
-        if (txn_check(rt, rd_kafka_abort_transaction(rt->producer, TXN_TIMEOUT_MS),
-                      "abort_transaction", &retry) == TXN_FATAL)
-            return;
-    } while (retry);
-    es_metric_add(rt->m_aborts, 1);
     discard_staged(rt);
-    rewind_batch(rt, items, n);
+    if (trc == ES_TXN_FENCED) {
+        set_fatal(rt, err);
+        return -1;
+    }
+    es_error("handler for '%s' lost its transactional producer: %s", rt->ctx->name, err->msg);
+    return 2;
 }
 
-/* Moves the consumer back to the first command of the batch in each partition. */
-static void rewind_batch(hd_runtime_t *rt, hd_item_t *items, size_t n)
+static void sleep_s(hd_runtime_t *rt, double s)
 {
-    rd_kafka_topic_partition_list_t *back = rd_kafka_topic_partition_list_new(4);
-    for (size_t i = 0; i < n; i++) {
-        rd_kafka_message_t *m = items[i].msg;
-        if (!rd_kafka_topic_partition_list_find(back, rt->t_commands, m->partition))
-            rd_kafka_topic_partition_list_add(back, rt->t_commands, m->partition)->offset =
-                m->offset;
+    struct timespec ts = {0, 50 * 1000000L};
+    for (double until = now_s() + s; !rt->stop && now_s() < until;)
+        nanosleep(&ts, NULL);
+}
+
+static void consumer_fatal(hd_runtime_t *rt);
+
+/* After a lost producer nobody knows whether its last transaction committed until a new
+ * producer with the same transactional id has finished it (init_transactions): then drop every
+ * partition's state and recover it from the changelog and results, as on an assignment, and
+ * move the consumer to the committed offsets. Retried with capped backoff until it succeeds (a
+ * partition without its state must not decide). Returns 0, or -1 on a stop. */
+static int recover_lost(hd_runtime_t *rt)
+{
+    es_err_t err = ES_ERR_INIT;
+    if (es_txn_recreate(rt->txn, &err) != 0)
+        return -1;
+    double wait = 0.2;
+    for (;;) {
+        if (rd_kafka_fatal_error(rt->consumer, NULL, 0)) {
+            /* the outage fenced the consumer too: making it again recovers every partition */
+            consumer_fatal(rt);
+            return 0;
+        }
+        es_clear(&err);
+        int rc = 0;
+        for (int p = 0; p < rt->nparts && rc == 0; p++) {
+            if (rt->parts[p].owned)
+                rc = recover_partition(rt, p, &err);
+            if (rc != 0) /* recover_partition dropped it: keep it owned, to be retried */
+                part_get(rt, p)->owned = true;
+        }
+        if (rc == 0)
+            rc = es_txn_rewind_committed(rt->consumer, rt->cfg.recovery_timeout_ms, &err);
+        if (rc == 0) {
+            es_info("handler for '%s' recovered after a lost producer", rt->ctx->name);
+            return 0;
+        }
+        if (rt->stop)
+            return -1;
+        es_warn("recovering after a lost producer: %s (again in %.1f s)", err.msg, wait);
+        sleep_s(rt, wait);
+        wait = wait * 2 > 30 ? 30 : wait * 2;
     }
-    /* a partition revoked meanwhile fails to seek: its new owner starts from the committed
-     * offset anyway */
-    rd_kafka_error_t *e = rd_kafka_seek_partitions(rt->consumer, back, 10000);
-    if (e) {
-        es_warn("seek back after abort: %s", rd_kafka_error_string(e));
-        rd_kafka_error_destroy(e);
-    }
-    rd_kafka_topic_partition_list_destroy(back);
 }
 
 static es_metric_t *command_counter(hd_runtime_t *rt, const char *type, const char *status)
@@ -776,52 +746,40 @@ static void log_decided(hd_runtime_t *rt, const hd_item_t *it)
     }
 }
 
-/* Decides the batch in one transaction. Returns 0 (committed, or aborted and rewound to be
- * read again), -1 on a fatal error (rt->fatal set). */
+/* Decides the batch in one transaction. Returns 0 (committed, or rewound to be read again when the
+ * views lag), 1 (aborted and rewound: back off, then read again), 2 (the producer is lost:
+ * recover_lost), -1 on a fatal error (rt->fatal set). */
 static int run_batch(hd_runtime_t *rt, hd_item_t *items, size_t n)
 {
     double t0 = now_s();
     es_err_t err = ES_ERR_INIT;
-    bool retry;
-    rt->nslots = 0;
-    rt->epoch = (rt->epoch + 1) & 0x7fffffff;
+    es_txn_rc_t trc;
+    rt->produce_rc = ES_TXN_OK;
+    es_txn_batch_reset(rt->txn);
+    for (size_t i = 0; i < n; i++)
+        es_txn_batch_add(rt->txn, items[i].msg);
     /* a command must see every view event committed before it was produced */
     if (views_catch_up(rt, rt->cfg.view_wait_ms, &err) != 0) {
         es_warn("deciding later: %s", err.msg);
-        rewind_batch(rt, items, n);
+        es_txn_rewind(rt->txn, rt->consumer);
         return 0;
     }
-    if (txn_check(rt, rd_kafka_begin_transaction(rt->producer), "begin_transaction", NULL) !=
-        TXN_OK) {
-        /* begin fails only on a state error: nothing is open, so this is fatal */
-        if (!rt->fatal) {
-            es_set(&err, ES_EFATAL, "cannot begin a transaction");
-            set_fatal(rt, &err);
-        }
-        return -1;
-    }
+    if ((trc = es_txn_begin(rt->txn, &err)) != ES_TXN_OK)
+        goto failed;
     for (size_t i = 0; i < n; i++) {
-        if (decide_one(rt, &items[i], &err) != 0)
-            goto abort;
+        if (decide_one(rt, &items[i], &err) != 0) {
+            trc = rt->produce_rc != ES_TXN_OK ? rt->produce_rc : ES_TXN_ABORT;
+            goto failed;
+        }
     }
     /* the events' offsets are the read-your-writes positions the results carry */
-    rd_kafka_resp_err_t fe = rd_kafka_flush(rt->producer, FLUSH_TIMEOUT_MS);
-    if (fe) {
-        es_kafka_resp_error(&err, fe, "flushing events");
-        goto abort;
-    }
-    for (size_t s = 0; s < rt->nslots; s++) {
-        if (!rt->slots[s].done || rt->slots[s].err) {
-            es_set(&err, ES_EIO, "an event was not delivered: %s",
-                   rd_kafka_err2str(rt->slots[s].err));
-            goto abort;
-        }
-    }
+    if ((trc = es_txn_flush(rt->txn, &err)) != ES_TXN_OK)
+        goto failed;
     for (size_t i = 0; i < n; i++) {
         hd_item_t *it = &items[i];
         if (it->has_events)
             json_object_set_new(it->result, "offset",
-                                json_integer(rt->slots[it->last_slot].offset));
+                                json_integer(es_txn_offset(rt->txn, it->last_slot)));
     }
     for (int p = 0; p < rt->nparts; p++) {
         hd_part_t *pt = &rt->parts[p];
@@ -837,25 +795,22 @@ static int run_batch(hd_runtime_t *rt, hd_item_t *items, size_t n)
                 ev_encode(rt->codec, rt->t_changelog, rt->ctx->state_type, v, &buf, &len, &err)) {
                 if (err.code == ES_EINVAL) { /* a state the schema refuses: a bug, restart */
                     set_fatal(rt, &err);
-                    rd_kafka_error_destroy(rd_kafka_abort_transaction(rt->producer, 10000));
+                    es_err_t aerr = ES_ERR_INIT;
+                    es_txn_abort(rt->txn, &aerr);
                     return -1;
                 }
-                goto abort;
+                trc = ES_TXN_ABORT;
+                goto failed;
             }
-            if (produce(rt, rt->t_changelog, p, k, buf, len, NULL, -1, &err))
-                goto abort;
+            if (produce(rt, rt->t_changelog, p, k, buf, len, NULL, NULL, &err)) {
+                trc = rt->produce_rc;
+                goto failed;
+            }
         }
     }
-    rd_kafka_topic_partition_list_t *offsets = rd_kafka_topic_partition_list_new(4);
     for (size_t i = 0; i < n; i++) {
         hd_item_t *it = &items[i];
         rd_kafka_message_t *m = it->msg;
-        rd_kafka_topic_partition_t *tp =
-            rd_kafka_topic_partition_list_find(offsets, rt->t_commands, m->partition);
-        if (!tp)
-            tp = rd_kafka_topic_partition_list_add(offsets, rt->t_commands, m->partition);
-        if (m->offset + 1 > tp->offset)
-            tp->offset = m->offset + 1;
         if (!it->result)
             continue;
         void *buf = NULL;
@@ -864,37 +819,22 @@ static int run_batch(hd_runtime_t *rt, hd_item_t *items, size_t n)
         char *tparent = es_kafka_header_dup(m, "traceparent");
         int rc = ev_encode(rt->codec, rt->t_results, "eventshop.CommandResult", it->result, &buf,
                            &len, &err);
-        if (rc == 0)
-            rc = produce(rt, rt->t_results, m->partition, cid, buf, len, tparent, -1, &err);
+        trc = ES_TXN_ABORT;
+        if (rc == 0 &&
+            (rc = produce(rt, rt->t_results, m->partition, cid, buf, len, tparent, NULL, &err)))
+            trc = rt->produce_rc;
         free(tparent);
-        if (rc) {
-            rd_kafka_topic_partition_list_destroy(offsets);
-            goto abort;
-        }
+        if (rc)
+            goto failed;
     }
     rd_kafka_consumer_group_metadata_t *cgmd = rd_kafka_consumer_group_metadata(rt->consumer);
-    txn_rc_t trc;
-    do {
-        trc = txn_check(
-            rt, rd_kafka_send_offsets_to_transaction(rt->producer, offsets, cgmd, TXN_TIMEOUT_MS),
-            "send_offsets_to_transaction", &retry);
-    } while (retry);
+    trc = es_txn_send_offsets(rt->txn, cgmd, &err);
     rd_kafka_consumer_group_metadata_destroy(cgmd);
-    rd_kafka_topic_partition_list_destroy(offsets);
-    if (trc == TXN_FATAL)
-        return -1;
-    if (trc == TXN_ABORT)
-        goto abort;
-    do {
-        trc = txn_check(rt, rd_kafka_commit_transaction(rt->producer, TXN_TIMEOUT_MS),
-                        "commit_transaction", &retry);
-    } while (retry);
-    if (trc == TXN_FATAL)
-        return -1;
-    if (trc == TXN_ABORT)
-        goto abort;
+    if (trc != ES_TXN_OK)
+        goto failed;
+    if ((trc = es_txn_commit(rt->txn, &err)) != ES_TXN_OK)
+        goto failed;
     merge_staged(rt);
-    es_metric_add(rt->m_commits, 1);
     es_metric_observe(rt->m_batch_seconds, now_s() - t0);
     es_metric_set(rt->m_batch_size, (double)n);
     for (size_t i = 0; i < n; i++) {
@@ -903,10 +843,8 @@ static int run_batch(hd_runtime_t *rt, hd_item_t *items, size_t n)
     }
     es_debug("committed a batch of %zu commands in %.3f s", n, now_s() - t0);
     return 0;
-abort:
-    es_warn("aborting a batch of %zu commands: %s", n, err.msg[0] ? err.msg : "kafka error");
-    abort_batch(rt, items, n);
-    return rt->fatal ? -1 : 0;
+failed:
+    return batch_failed(rt, trc, n, &err);
 }
 
 /* --- life cycle --------------------------------------------------------------------------- */
@@ -954,6 +892,7 @@ hd_runtime_t *hd_runtime_new(const hd_context_t *ctx, ev_codec_t *codec,
         goto fail;
     rd_kafka_conf_set_opaque(cconf, rt);
     rd_kafka_conf_set_rebalance_cb(cconf, rebalance_cb);
+    rt->cconf = rd_kafka_conf_dup(cconf);
     rt->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cconf, errstr, sizeof errstr);
     if (!rt->consumer) {
         rd_kafka_conf_destroy(cconf);
@@ -962,31 +901,29 @@ hd_runtime_t *hd_runtime_new(const hd_context_t *ctx, ev_codec_t *codec,
     }
     rd_kafka_poll_set_consumer(rt->consumer);
 
-    char txn_timeout[16];
-    snprintf(txn_timeout, sizeof txn_timeout, "%d", TXN_TIMEOUT_MS * 2);
-    const char *pkv[] = {
-        "transactional.id", txn_id, "transaction.timeout.ms", txn_timeout, "linger.ms", "2", NULL};
-    rd_kafka_conf_t *pconf = es_kafka_conf_new(client, pkv, err);
-    if (!pconf)
-        goto fail;
-    rd_kafka_conf_set_opaque(pconf, rt);
-    rd_kafka_conf_set_dr_msg_cb(pconf, dr_msg_cb);
-    rt->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, errstr, sizeof errstr);
-    if (!rt->producer) {
-        rd_kafka_conf_destroy(pconf);
-        es_set(err, ES_EIO, "kafka producer: %s", errstr);
-        goto fail;
-    }
-    /* fences any earlier instance with this id and aborts its open transaction */
-    if (es_kafka_error(err, rd_kafka_init_transactions(rt->producer, 60000), "init_transactions") !=
-        0)
+    rt->m_commits = es_counter("eventshop_txn_commits_total", "committed handler transactions", "");
+    rt->m_aborts = es_counter("eventshop_txn_aborts_total", "aborted handler transactions", "");
+    rt->m_recreates =
+        es_counter("eventshop_txn_producer_recreates_total",
+                   "handler transactional producers made again after a fatal error", "");
+    es_txn_config_t tcfg = {.client_id = client,
+                            .transactional_id = txn_id,
+                            .timeout_ms = TXN_TIMEOUT_MS,
+                            .stop = &rt->stop,
+                            .m_commits = rt->m_commits,
+                            .m_aborts = rt->m_aborts,
+                            .m_recreates = rt->m_recreates,
+                            /* TODO(issue 8, probes): once es_metrics_heartbeat() is merged (it
+                             * is on wt-survive, not yet on main), pass a function calling
+                             * es_metrics_heartbeat("handler") here and call it once per turn of the
+                             * batch loop, so /healthz sees this loop turn during backoffs */
+                            .heartbeat = NULL};
+    if (!(rt->txn = es_txn_new(&tcfg, err)))
         goto fail;
 
     if (views_open(rt, err) != 0)
         goto fail;
 
-    rt->m_commits = es_counter("eventshop_txn_commits_total", "committed handler transactions", "");
-    rt->m_aborts = es_counter("eventshop_txn_aborts_total", "aborted handler transactions", "");
     rt->m_batch_seconds =
         es_histogram("eventshop_handler_batch_seconds", "time to decide and commit a batch", "");
     rt->m_batch_size =
@@ -1002,6 +939,72 @@ fail:
 void hd_runtime_stop(hd_runtime_t *rt)
 {
     rt->stop = 1;
+}
+
+/* The consumer's fatal error: only a static member's fence raises one. A fence right after a
+ * broker outage is the consumer's own rejoin racing its old member id: the consumer is made
+ * again (consumer_remake). A second fence soon after means a twin instance with the same
+ * EVENTSHOP_INSTANCE_ID: stop with that said, rather than fence each other forever. */
+static void consumer_fatal(hd_runtime_t *rt)
+{
+    es_err_t err = ES_ERR_INIT;
+    es_kafka_consumer_fatal(rt->consumer, &err);
+    if (rt->consumer_fenced_at > 0 && now_s() - rt->consumer_fenced_at < REFENCE_WINDOW_S) {
+        set_fatal(rt, &err);
+        return;
+    }
+    char why[512];
+    rd_kafka_fatal_error(rt->consumer, why, sizeof why);
+    es_warn("consumer fenced (%s): making it again, as after a broker outage librdkafka's own "
+            "rejoin does this; a second fence within %.0f s means a twin instance",
+            why, REFENCE_WINDOW_S);
+    rt->consumer_lost = true;
+}
+
+static int consumer_subscribe(hd_runtime_t *rt, es_err_t *err)
+{
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(topics, rt->t_commands, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(rt->consumer, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    return es_kafka_resp_error(err, e, "subscribe");
+}
+
+/* Destroys the fenced consumer (no rebalance callback follows: its partitions' state is
+ * dropped here) and makes a new one, which recovers its assignment as on a start. Returns 0, or
+ * -1 on a stop (rt->consumer is then NULL). */
+static int consumer_remake(hd_runtime_t *rt)
+{
+    rt->consumer_lost = false;
+    rt->consumer_fenced_at = now_s();
+    rd_kafka_destroy(rt->consumer);
+    rt->consumer = NULL;
+    for (int p = 0; p < rt->nparts; p++)
+        part_drop(&rt->parts[p]);
+    double wait = 0.2;
+    for (;;) {
+        char errstr[512];
+        es_err_t err = ES_ERR_INIT;
+        rd_kafka_conf_t *conf = rd_kafka_conf_dup(rt->cconf);
+        rt->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+        if (!rt->consumer) {
+            rd_kafka_conf_destroy(conf);
+            es_set(&err, ES_EIO, "kafka consumer: %s", errstr);
+        } else {
+            rd_kafka_poll_set_consumer(rt->consumer);
+            if (consumer_subscribe(rt, &err) == 0) {
+                es_info("consumer of '%s' made again", rt->t_commands);
+                return 0;
+            }
+            rd_kafka_destroy(rt->consumer);
+            rt->consumer = NULL;
+        }
+        if (rt->stop)
+            return -1;
+        es_warn("making the consumer again: %s (again in %.1f s)", err.msg, wait);
+        sleep_s(rt, wait);
+        wait = wait * 2 > 30 ? 30 : wait * 2;
+    }
 }
 
 /* Gathers up to batch_max commands, waiting at most linger_ms after the first one. A rebalance
@@ -1032,9 +1035,11 @@ static size_t gather(hd_runtime_t *rt, hd_item_t *items)
             if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                 es_warn("consumer: %s", rd_kafka_message_errstr(m));
             if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
-                es_err_t err = ES_ERR_INIT;
-                es_set(&err, ES_EFATAL, "consumer: %s", rd_kafka_message_errstr(m));
-                set_fatal(rt, &err);
+                rd_kafka_message_destroy(m);
+                for (size_t i = 0; i < n; i++)
+                    rd_kafka_message_destroy(items[i].msg);
+                consumer_fatal(rt);
+                return 0;
             }
             rd_kafka_message_destroy(m);
             continue;
@@ -1052,20 +1057,23 @@ int hd_runtime_run(hd_runtime_t *rt, es_err_t *err)
         return -1;
     if (rt->view_consumer)
         es_info("views of '%s' read: %zu partitions", rt->ctx->name, rt->nvparts);
-    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(topics, rt->t_commands, RD_KAFKA_PARTITION_UA);
-    rd_kafka_resp_err_t e = rd_kafka_subscribe(rt->consumer, topics);
-    rd_kafka_topic_partition_list_destroy(topics);
-    if (e)
-        return es_kafka_resp_error(err, e, "subscribe");
+    if (consumer_subscribe(rt, err) != 0)
+        return -1;
     hd_item_t *items = xcalloc((size_t)rt->cfg.batch_max, sizeof *items);
     while (!rt->stop && !rt->fatal) {
         size_t n = gather(rt, items);
+        int brc = 0;
         if (n > 0 && !rt->fatal)
-            run_batch(rt, items, n);
+            brc = run_batch(rt, items, n);
         items_release(items, n);
         for (size_t i = 0; i < n; i++)
             rd_kafka_message_destroy(items[i].msg);
+        if (brc == 1)
+            es_txn_backoff(rt->txn);
+        else if (brc == 2)
+            recover_lost(rt);
+        if (rt->consumer_lost && !rt->fatal)
+            consumer_remake(rt);
     }
     free(items);
     if (rt->fatal) {
@@ -1074,7 +1082,8 @@ int hd_runtime_run(hd_runtime_t *rt, es_err_t *err)
         return -1;
     }
     es_info("handler for '%s' stopping", rt->ctx->name);
-    rd_kafka_consumer_close(rt->consumer);
+    if (rt->consumer)
+        rd_kafka_consumer_close(rt->consumer);
     return 0;
 }
 
@@ -1082,17 +1091,15 @@ void hd_runtime_free(hd_runtime_t *rt)
 {
     if (!rt)
         return;
-    if (rt->producer) {
-        rd_kafka_flush(rt->producer, 5000);
-        rd_kafka_destroy(rt->producer);
-    }
+    es_txn_free(rt->txn);
     if (rt->consumer)
         rd_kafka_destroy(rt->consumer);
+    if (rt->cconf)
+        rd_kafka_conf_destroy(rt->cconf);
     views_close(rt);
     for (int p = 0; p < rt->nparts; p++)
         part_drop(&rt->parts[p]);
     free(rt->parts);
-    free(rt->slots);
     for (size_t i = 0; i < rt->ncounters; i++)
         free(rt->counters[i].type);
     free(rt->counters);

@@ -29,13 +29,18 @@ typedef struct hd_runtime_config {
 
 void hd_runtime_config_init(hd_runtime_config_t *cfg);
 
-/* Creates the consumer and the transactional producer and calls init_transactions. ctx and codec
- * are borrowed and must outlive the runtime (the codec's context must already be registered);
- * cfg is copied (NULL: from the environment). NULL with err on failure. */
+/* Creates the consumer and the transactional producer (es_txn) and calls init_transactions. ctx
+ * and codec are borrowed and must outlive the runtime (the codec's context must already be
+ * registered); cfg is copied (NULL: from the environment). NULL with err on failure. */
 hd_runtime_t *hd_runtime_new(const hd_context_t *ctx, ev_codec_t *codec,
                              const hd_runtime_config_t *cfg, es_err_t *err);
-/* Runs the batch loop until hd_runtime_stop, then closes the consumer. Returns 0 after a stop,
- * -1 with err on a fatal error (the caller exits non-zero; recovery makes a restart safe). */
+/* Runs the batch loop until hd_runtime_stop, then closes the consumer. An aborted batch is
+ * rewound and decided again after a backoff; a lost transactional producer (fatal error, e.g.
+ * after a broker outage longer than the transaction timeout) is made again, and every assigned
+ * partition's state recovered and its consumer rewound to the committed offset, as on an
+ * assignment. Returns 0 after a stop, -1 with err on a fatal error: fenced by another instance
+ * with the same transactional id, a fatal consumer error, a state the schema refuses (the caller
+ * exits non-zero; recovery makes a restart safe). */
 int hd_runtime_run(hd_runtime_t *rt, es_err_t *err);
 /* Asks the loop to finish its current batch and return. Async-signal-safe. */
 void hd_runtime_stop(hd_runtime_t *rt);

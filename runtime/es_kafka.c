@@ -58,6 +58,28 @@ int es_kafka_resp_error(es_err_t *err, rd_kafka_resp_err_t code, const char *wha
                   rd_kafka_err2str(code));
 }
 
+int es_kafka_consumer_fatal(rd_kafka_t *rk, es_err_t *err)
+{
+    char msg[512];
+    rd_kafka_resp_err_t code = rd_kafka_fatal_error(rk, msg, sizeof msg);
+    if (code == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID) {
+        char *id = NULL;
+        size_t n = 0;
+        const rd_kafka_conf_t *conf = rd_kafka_conf(rk);
+        if (rd_kafka_conf_get(conf, "group.instance.id", NULL, &n) == RD_KAFKA_CONF_OK && n) {
+            id = xmalloc(n);
+            rd_kafka_conf_get(conf, "group.instance.id", id, &n);
+        }
+        es_set(err, ES_EFATAL,
+               "fenced by another instance with group.instance.id '%s': two instances share "
+               "EVENTSHOP_INSTANCE_ID (%s)",
+               id ? id : "?", msg);
+        free(id);
+        return -1;
+    }
+    return es_set(err, ES_EFATAL, "consumer: %s", code ? msg : "fatal error");
+}
+
 static long long now_ms(void)
 {
     struct timespec ts;

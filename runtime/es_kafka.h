@@ -21,6 +21,11 @@ const char *es_topic(char *buf, size_t size, const char *context, const char *ki
 int es_kafka_error(es_err_t *err, rd_kafka_error_t *kerr, const char *what);
 int es_kafka_resp_error(es_err_t *err, rd_kafka_resp_err_t code, const char *what);
 
+/* Fills err (ES_EFATAL) from the fatal error of consumer rk after a message with
+ * RD_KAFKA_RESP_ERR__FATAL: a static member fenced by another with the same group.instance.id
+ * gets a message saying two instances share that id. Returns -1. */
+int es_kafka_consumer_fatal(rd_kafka_t *rk, es_err_t *err);
+
 /* Reads topic/partition from its beginning up to the high watermark seen at the call
  * (read_committed, so aborted transactions are skipped), calling fn for each message in order.
  * fn returns 0 to go on, non-zero to stop with that value. Returns 0, fn's value, or -1 with err.

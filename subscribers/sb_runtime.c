@@ -7,6 +7,7 @@
 #include "es_mem.h"
 #include "es_metrics.h"
 #include "es_trace.h"
+#include "es_txn.h"
 #include "ev_codec.h"
 #include "sb_out.h"
 #include "sr_client.h"
@@ -19,14 +20,20 @@
 #include <unistd.h>
 
 #define TXN_TIMEOUT_MS 30000
-#define BACKOFF_MAX_S  30.0
+/* a static member fenced twice within this many seconds has a twin: a broker outage fences it at
+ * most once (librdkafka's own rejoin after a session timeout races its old member id) */
+#define REFENCE_WINDOW_S 300.0
 
 struct sb_runtime {
     const sb_subscriber_t *sub;
     void *state;
     sr_client_t *sr;
     ev_codec_t *codec;
-    rd_kafka_t *consumer, *producer;
+    rd_kafka_t *consumer;
+    bool consumer_lost;        /* its fatal error was seen: make it again */
+    double consumer_fenced_at; /* when it was last made again after a fence, 0: never */
+    es_txn_t *txn;             /* the transactional producer */
+    es_txn_rc_t produce_rc;    /* why the last produce of the batch failed */
     char group[160], t_dead[160], instance[128];
     int batch_max, linger_ms;
     volatile sig_atomic_t stop;
@@ -34,8 +41,7 @@ struct sb_runtime {
     bool fatal;
     es_err_t fatal_err;
     sb_out_t *out;
-    double backoff_s;
-    es_metric_t *m_dead, *m_events, *m_commits, *m_aborts, *m_batch_seconds;
+    es_metric_t *m_dead, *m_events, *m_commits, *m_aborts, *m_recreates, *m_batch_seconds;
 };
 
 static double now_s(void)
@@ -60,72 +66,58 @@ static void set_fatal(sb_runtime_t *rt, const char *what, const char *msg)
 
 /* --- transactions ------------------------------------------------------------------------- */
 
-typedef enum { TXN_OK, TXN_ABORT, TXN_FATAL } txn_rc_t;
-
-/* Classifies a transactional error (destroyed here): fatal stops the runtime, retriable is
- * retried in place when retry is given, anything else aborts the batch. */
-static txn_rc_t txn_check(sb_runtime_t *rt, rd_kafka_error_t *e, const char *what, bool *retry)
-{
-    if (retry)
-        *retry = false;
-    if (!e)
-        return TXN_OK;
-    txn_rc_t rc = TXN_ABORT;
-    if (rd_kafka_error_is_fatal(e)) {
-        set_fatal(rt, what, rd_kafka_error_string(e));
-        rc = TXN_FATAL;
-    } else if (rd_kafka_error_is_retriable(e) && retry) {
-        es_warn("%s: %s (retrying)", what, rd_kafka_error_string(e));
-        *retry = true;
-    } else {
-        es_warn("%s: %s (aborting the batch)", what, rd_kafka_error_string(e));
-    }
-    rd_kafka_error_destroy(e);
-    return rc;
-}
-
-static void txn_abort(sb_runtime_t *rt)
-{
-    bool retry;
-    do {
-        if (txn_check(rt, rd_kafka_abort_transaction(rt->producer, TXN_TIMEOUT_MS),
-                      "abort_transaction", &retry) == TXN_FATAL)
-            return;
-    } while (retry);
-    es_metric_add(rt->m_aborts, 1);
-}
-
-static txn_rc_t txn_commit(sb_runtime_t *rt)
-{
-    bool retry;
-    txn_rc_t rc;
-    do {
-        rc = txn_check(rt, rd_kafka_commit_transaction(rt->producer, TXN_TIMEOUT_MS),
-                       "commit_transaction", &retry);
-    } while (retry);
-    return rc;
-}
-
-/* Produces buf (stolen) inside the open transaction; partition chosen by key. */
+/* Produces buf (stolen) with headers h (stolen) inside the open transaction; partition chosen by
+ * key. Returns 0, or -1 with err and rt->produce_rc set. */
 static int produce(sb_runtime_t *rt, const char *topic, const void *key, size_t key_len, void *buf,
                    size_t len, rd_kafka_headers_t *h, es_err_t *err)
 {
-    for (;;) {
-        rd_kafka_resp_err_t e =
-            rd_kafka_producev(rt->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key_len),
-                              RD_KAFKA_V_VALUE(buf, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
-                              RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
-        if (!e)
-            return 0;
-        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            rd_kafka_poll(rt->producer, 50);
-            continue;
-        }
-        if (h)
-            rd_kafka_headers_destroy(h);
-        free(buf);
-        return es_kafka_resp_error(err, e, topic);
+    es_txn_rc_t rc =
+        es_txn_produce(rt->txn, topic, RD_KAFKA_PARTITION_UA, key, key_len, buf, len, h, NULL, err);
+    if (rc == ES_TXN_OK)
+        return 0;
+    rt->produce_rc = rc;
+    return -1;
+}
+
+static void sleep_s(sb_runtime_t *rt, double s)
+{
+    struct timespec ts = {0, 50 * 1000000L};
+    for (double until = now_s() + s; !rt->stop && now_s() < until;)
+        nanosleep(&ts, NULL);
+}
+
+static void consumer_fatal(sb_runtime_t *rt, rd_kafka_t *consumer);
+
+/* After a lost producer (trc ES_TXN_LOST or ES_TXN_FENCED, with msg): fenced is fatal; else the
+ * producer is made again (its last transaction is finished by the broker meanwhile) and
+ * consumer (may be NULL: a tick) moved to its committed offsets, since what the lost transaction
+ * did is known only now; retried with capped backoff. Returns 0, or -1 (fatal, or a stop). */
+static int recover_lost(sb_runtime_t *rt, rd_kafka_t *consumer, es_txn_rc_t trc, const char *msg)
+{
+    if (trc == ES_TXN_FENCED) {
+        set_fatal(rt, "transaction", msg);
+        return -1;
     }
+    es_error("subscriber '%s' lost its transactional producer: %s", rt->sub->name, msg);
+    es_err_t err = ES_ERR_INIT;
+    if (es_txn_recreate(rt->txn, &err) != 0)
+        return -1;
+    double wait = 0.2;
+    while (consumer && es_txn_rewind_committed(consumer, 30000, &err) != 0) {
+        if (rd_kafka_fatal_error(consumer, NULL, 0)) {
+            /* the outage fenced the consumer too: a new one starts from the committed offsets */
+            consumer_fatal(rt, consumer);
+            return rt->fatal ? -1 : 0;
+        }
+        if (rt->stop)
+            return -1;
+        es_warn("rewinding after a lost producer: %s (again in %.1f s)", err.msg, wait);
+        es_clear(&err);
+        sleep_s(rt, wait);
+        wait = wait * 2 > 30 ? 30 : wait * 2;
+    }
+    es_info("subscriber '%s' recovered after a lost producer", rt->sub->name);
+    return 0;
 }
 
 /* The original message, as it came, to "<name>.deadletter" with the reason in headers. */
@@ -276,85 +268,51 @@ out:
     return rc;
 }
 
-/* Moves consumer back to the first message of the batch in each partition. */
-static void rewind_batch(rd_kafka_t *consumer, rd_kafka_message_t **msgs, size_t n)
-{
-    rd_kafka_topic_partition_list_t *back = rd_kafka_topic_partition_list_new(4);
-    for (size_t i = 0; i < n; i++) {
-        const char *topic = rd_kafka_topic_name(msgs[i]->rkt);
-        if (!rd_kafka_topic_partition_list_find(back, topic, msgs[i]->partition))
-            rd_kafka_topic_partition_list_add(back, topic, msgs[i]->partition)->offset =
-                msgs[i]->offset;
-    }
-    rd_kafka_error_t *e = rd_kafka_seek_partitions(consumer, back, 10000);
-    if (e) {
-        es_warn("seek back after abort: %s", rd_kafka_error_string(e));
-        rd_kafka_error_destroy(e);
-    }
-    rd_kafka_topic_partition_list_destroy(back);
-}
-
 /* Handles a batch of messages of consumer in one transaction with their offsets (for group
- * cgmd, borrowed). Returns 0 when committed, 1 when aborted and rewound (retry later), -1 on a
- * fatal error. */
+ * cgmd, borrowed). Returns 0 when committed, 1 when aborted and rewound (retry after
+ * es_txn_backoff), 2 when the producer was lost (then made again and consumer rewound to its
+ * committed offsets: read again at once), -1 on a fatal error. */
 static int run_batch(sb_runtime_t *rt, rd_kafka_t *consumer,
                      const rd_kafka_consumer_group_metadata_t *cgmd, rd_kafka_message_t **msgs,
                      size_t n)
 {
     double t0 = now_s();
     es_err_t err = ES_ERR_INIT;
-    bool retry;
-    txn_rc_t trc;
-    if (txn_check(rt, rd_kafka_begin_transaction(rt->producer), "begin_transaction", NULL) !=
-        TXN_OK) {
-        if (!rt->fatal)
-            set_fatal(rt, "begin_transaction", "cannot begin a transaction");
-        return -1;
-    }
+    es_txn_rc_t trc;
+    rt->produce_rc = ES_TXN_OK;
+    es_txn_batch_reset(rt->txn);
+    for (size_t i = 0; i < n; i++)
+        es_txn_batch_add(rt->txn, msgs[i]);
+    if ((trc = es_txn_begin(rt->txn, &err)) != ES_TXN_OK)
+        goto failed;
     for (size_t i = 0; i < n; i++) {
-        if (handle_one(rt, msgs[i], &err) != 0)
-            goto abort;
+        if (handle_one(rt, msgs[i], &err) != 0) {
+            trc = rt->produce_rc != ES_TXN_OK ? rt->produce_rc : ES_TXN_ABORT;
+            goto failed;
+        }
     }
-    rd_kafka_topic_partition_list_t *offsets = rd_kafka_topic_partition_list_new(4);
-    for (size_t i = 0; i < n; i++) {
-        const char *topic = rd_kafka_topic_name(msgs[i]->rkt);
-        rd_kafka_topic_partition_t *tp =
-            rd_kafka_topic_partition_list_find(offsets, topic, msgs[i]->partition);
-        if (!tp)
-            tp = rd_kafka_topic_partition_list_add(offsets, topic, msgs[i]->partition);
-        if (msgs[i]->offset + 1 > tp->offset)
-            tp->offset = msgs[i]->offset + 1;
-    }
-    do {
-        trc = txn_check(
-            rt, rd_kafka_send_offsets_to_transaction(rt->producer, offsets, cgmd, TXN_TIMEOUT_MS),
-            "send_offsets_to_transaction", &retry);
-    } while (retry);
-    rd_kafka_topic_partition_list_destroy(offsets);
-    if (trc == TXN_FATAL)
-        return -1;
-    if (trc == TXN_ABORT)
-        goto abort;
-    trc = txn_commit(rt);
-    if (trc == TXN_FATAL)
-        return -1;
-    if (trc == TXN_ABORT)
-        goto abort;
-    rt->backoff_s = 0;
-    es_metric_add(rt->m_commits, 1);
+    if ((trc = es_txn_send_offsets(rt->txn, cgmd, &err)) != ES_TXN_OK)
+        goto failed;
+    if ((trc = es_txn_commit(rt->txn, &err)) != ES_TXN_OK)
+        goto failed;
     es_metric_observe(rt->m_batch_seconds, now_s() - t0);
     return 0;
-abort:
+failed:
     if (rt->fatal)
         return -1;
-    rt->backoff_s = rt->backoff_s > 0 ? rt->backoff_s * 2 : 0.2;
-    if (rt->backoff_s > BACKOFF_MAX_S)
-        rt->backoff_s = BACKOFF_MAX_S;
-    es_warn("aborting a batch of %zu events, retrying in %.1f s: %s", n, rt->backoff_s,
-            err.msg[0] ? err.msg : "kafka error");
-    txn_abort(rt);
-    rewind_batch(consumer, msgs, n);
-    return rt->fatal ? -1 : 1;
+    if (trc == ES_TXN_ABORT) {
+        es_err_t aerr = ES_ERR_INIT;
+        trc = es_txn_abort(rt->txn, &aerr);
+        if (trc == ES_TXN_OK) {
+            es_warn("aborting a batch of %zu events, retrying in %.1f s: %s", n,
+                    es_txn_backoff_s(rt->txn), err.msg[0] ? err.msg : "kafka error");
+            es_txn_rewind(rt->txn, consumer);
+            return 1;
+        }
+        es_clear(&err);
+        es_set(&err, aerr.code, "%s", aerr.msg);
+    }
+    return recover_lost(rt, consumer, trc, err.msg) == 0 ? 2 : -1;
 }
 
 /* Calls the subscriber's tick and commits what it asked for in a transaction of its own. */
@@ -370,21 +328,27 @@ static void run_tick(sb_runtime_t *rt)
     }
     if (sb_out_count(rt->out) == 0)
         return;
-    if (txn_check(rt, rd_kafka_begin_transaction(rt->producer), "begin_transaction", NULL) !=
-        TXN_OK) {
-        if (!rt->fatal)
-            set_fatal(rt, "begin_transaction", "cannot begin a transaction");
+    rt->produce_rc = ES_TXN_OK;
+    es_txn_rc_t trc = es_txn_begin(rt->txn, &err);
+    if (trc != ES_TXN_OK) {
+        sb_out_clear(rt->out);
+        recover_lost(rt, NULL, trc, err.msg);
         return;
     }
     int rc = produce_outputs(rt, NULL, NULL, bad, sizeof bad, &err);
     sb_out_clear(rt->out);
     if (rc != 0) {
         es_error("tick of '%s' dropped: %s", rt->sub->name, rc > 0 ? bad : err.msg);
-        txn_abort(rt);
-        return;
+        trc = rc < 0 && rt->produce_rc != ES_TXN_OK ? rt->produce_rc : ES_TXN_ABORT;
+    } else {
+        trc = es_txn_commit(rt->txn, &err);
     }
-    if (txn_commit(rt) == TXN_ABORT)
-        txn_abort(rt);
+    if (trc == ES_TXN_ABORT) {
+        es_clear(&err);
+        trc = es_txn_abort(rt->txn, &err);
+    }
+    if (trc != ES_TXN_OK)
+        recover_lost(rt, NULL, trc, err.msg);
 }
 
 /* --- consuming ---------------------------------------------------------------------------- */
@@ -423,6 +387,27 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
     notify_assigned(rt, assign ? parts : NULL);
 }
 
+/* A consumer's fatal error: only a static member's fence raises one. A fence right after a
+ * broker outage is the consumer's own rejoin racing its old member id: the subscription consumer
+ * is made again (main_consumer_open). A second fence soon after means a twin instance with the
+ * same EVENTSHOP_INSTANCE_ID: stop with that said, rather than fence each other forever. */
+static void consumer_fatal(sb_runtime_t *rt, rd_kafka_t *consumer)
+{
+    es_err_t err = ES_ERR_INIT;
+    es_kafka_consumer_fatal(consumer, &err);
+    if (consumer != rt->consumer ||
+        (rt->consumer_fenced_at > 0 && now_s() - rt->consumer_fenced_at < REFENCE_WINDOW_S)) {
+        set_fatal(rt, "consumer", err.msg);
+        return;
+    }
+    char why[512];
+    rd_kafka_fatal_error(consumer, why, sizeof why);
+    es_warn("consumer fenced (%s): making it again, as after a broker outage librdkafka's own "
+            "rejoin does this; a second fence within %.0f s means a twin instance",
+            why, REFENCE_WINDOW_S);
+    rt->consumer_lost = true;
+}
+
 /* Gathers up to batch_max messages, waiting at most linger_ms after the first (or wait_ms for
  * the first). A rebalance meanwhile drops what was gathered. */
 static size_t gather(sb_runtime_t *rt, rd_kafka_t *consumer, rd_kafka_message_t **msgs, int wait_ms,
@@ -452,8 +437,13 @@ static size_t gather(sb_runtime_t *rt, rd_kafka_t *consumer, rd_kafka_message_t 
                     *eof = true;
             } else {
                 es_warn("consumer: %s", rd_kafka_message_errstr(m));
-                if (m->err == RD_KAFKA_RESP_ERR__FATAL)
-                    set_fatal(rt, "consumer", rd_kafka_message_errstr(m));
+                if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
+                    rd_kafka_message_destroy(m);
+                    for (size_t i = 0; i < n; i++)
+                        rd_kafka_message_destroy(msgs[i]);
+                    consumer_fatal(rt, consumer);
+                    return 0;
+                }
             }
             rd_kafka_message_destroy(m);
             continue;
@@ -477,8 +467,9 @@ static int create_dead_letter_topic(sb_runtime_t *rt, es_err_t *err)
     if (!t)
         return es_set(err, ES_EINVAL, "topic '%s': %s", rt->t_dead, errstr);
     rd_kafka_NewTopic_set_config(t, "retention.ms", "-1");
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rt->producer);
-    rd_kafka_CreateTopics(rt->producer, &t, 1, NULL, q);
+    rd_kafka_t *admin = es_txn_producer(rt->txn);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(admin);
+    rd_kafka_CreateTopics(admin, &t, 1, NULL, q);
     rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
     const rd_kafka_CreateTopics_result_t *res = ev ? rd_kafka_event_CreateTopics_result(ev) : NULL;
     int rc = 0;
@@ -542,7 +533,7 @@ static rd_kafka_t *consumer_new(sb_runtime_t *rt, const char *group, const char 
 sb_runtime_t *sb_runtime_new(const sb_subscriber_t *sub, es_err_t *err)
 {
     sb_runtime_t *rt = xcalloc(1, sizeof *rt);
-    char errstr[512], txn_id[320], client[200];
+    char txn_id[320], client[200];
     rt->sub = sub;
     rt->out = sb_out_new();
     rt->batch_max = (int)es_env_long("EVENTSHOP_SUBSCRIBER_BATCH", 200);
@@ -571,27 +562,29 @@ sb_runtime_t *sb_runtime_new(const sb_subscriber_t *sub, es_err_t *err)
         es_counter("eventshop_subscriber_commits_total", "committed subscriber batches", labels);
     rt->m_aborts =
         es_counter("eventshop_subscriber_aborts_total", "aborted subscriber batches", labels);
+    rt->m_recreates = es_counter("eventshop_subscriber_producer_recreates_total",
+                                 "subscriber transactional producers made again after a fatal "
+                                 "error",
+                                 labels);
     rt->m_batch_seconds = es_histogram("eventshop_subscriber_batch_seconds",
                                        "time to handle and commit a batch", labels);
 
     if (!(rt->sr = sr_client_new(es_env_registry_url(), err)) ||
         !(rt->codec = ev_codec_new(es_env_schema_dir(), rt->sr, err)))
         goto fail;
-    char txn_timeout[16];
-    snprintf(txn_timeout, sizeof txn_timeout, "%d", TXN_TIMEOUT_MS * 2);
-    const char *pkv[] = {
-        "transactional.id", txn_id, "transaction.timeout.ms", txn_timeout, "linger.ms", "2", NULL};
-    rd_kafka_conf_t *pconf = es_kafka_conf_new(client, pkv, err);
-    if (!pconf)
-        goto fail;
-    rt->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, errstr, sizeof errstr);
-    if (!rt->producer) {
-        rd_kafka_conf_destroy(pconf);
-        es_set(err, ES_EIO, "kafka producer: %s", errstr);
-        goto fail;
-    }
-    /* fences an earlier instance with this id and aborts its open transaction */
-    if (es_kafka_error(err, rd_kafka_init_transactions(rt->producer, 60000), "init_transactions"))
+    es_txn_config_t tcfg = {.client_id = client,
+                            .transactional_id = txn_id,
+                            .timeout_ms = TXN_TIMEOUT_MS,
+                            .stop = &rt->stop,
+                            .m_commits = rt->m_commits,
+                            .m_aborts = rt->m_aborts,
+                            .m_recreates = rt->m_recreates,
+                            /* TODO(issue 8, probes): once es_metrics_heartbeat() is merged (it
+                             * is on wt-survive, not yet on main), pass a function calling
+                             * es_metrics_heartbeat("subscriber") here and call it once per turn of
+                             * the batch loop, so /healthz sees this loop turn during backoffs */
+                            .heartbeat = NULL};
+    if (!(rt->txn = es_txn_new(&tcfg, err)))
         goto fail;
     if (create_dead_letter_topic(rt, err) != 0)
         goto fail;
@@ -610,14 +603,8 @@ void sb_runtime_stop(sb_runtime_t *rt)
     rt->stop = 1;
 }
 
-static void backoff_sleep(sb_runtime_t *rt)
-{
-    double until = now_s() + rt->backoff_s;
-    while (!rt->stop && now_s() < until)
-        usleep(50 * 1000);
-}
-
-int sb_runtime_run(sb_runtime_t *rt, es_err_t *err)
+/* Makes the subscription consumer (rt->consumer) and subscribes it. 0, or -1 with err. */
+static int main_consumer_open(sb_runtime_t *rt, es_err_t *err)
 {
     char inst[300];
     snprintf(inst, sizeof inst, "%s-%s", rt->group, rt->instance);
@@ -629,8 +616,41 @@ int sb_runtime_run(sb_runtime_t *rt, es_err_t *err)
         rd_kafka_topic_partition_list_add(topics, *t, RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t e = rd_kafka_subscribe(rt->consumer, topics);
     rd_kafka_topic_partition_list_destroy(topics);
-    if (e)
-        return es_kafka_resp_error(err, e, "subscribe");
+    return es_kafka_resp_error(err, e, "subscribe");
+}
+
+/* Destroys the fenced subscription consumer and makes a new one (its assignment follows as on a
+ * start). Returns 0, or -1 on a stop (rt->consumer is then NULL). */
+static int main_consumer_remake(sb_runtime_t *rt)
+{
+    rt->consumer_lost = false;
+    rt->consumer_fenced_at = now_s();
+    rd_kafka_destroy(rt->consumer);
+    rt->consumer = NULL;
+    double wait = 0.2;
+    for (;;) {
+        es_err_t err = ES_ERR_INIT;
+        if (main_consumer_open(rt, &err) == 0) {
+            es_info("consumer of '%s' made again", rt->sub->name);
+            return 0;
+        }
+        if (rt->consumer) {
+            rd_kafka_destroy(rt->consumer);
+            rt->consumer = NULL;
+        }
+        if (rt->stop)
+            return -1;
+        es_warn("making the consumer of '%s' again: %s (again in %.1f s)", rt->sub->name, err.msg,
+                wait);
+        sleep_s(rt, wait);
+        wait = wait * 2 > 30 ? 30 : wait * 2;
+    }
+}
+
+int sb_runtime_run(sb_runtime_t *rt, es_err_t *err)
+{
+    if (main_consumer_open(rt, err) != 0)
+        return -1;
     rd_kafka_message_t **msgs = xcalloc((size_t)rt->batch_max, sizeof *msgs);
     /* A subscriber without a tick waits in the consumer for as long as there is nothing to do;
      * one with a tick waits until the tick is due. Never a zero timeout when idle: the deadline
@@ -645,11 +665,13 @@ int sb_runtime_run(sb_runtime_t *rt, es_err_t *err)
             rd_kafka_consumer_group_metadata_t *cgmd =
                 rd_kafka_consumer_group_metadata(rt->consumer);
             if (run_batch(rt, rt->consumer, cgmd, msgs, n) == 1)
-                backoff_sleep(rt);
+                es_txn_backoff(rt->txn);
             rd_kafka_consumer_group_metadata_destroy(cgmd);
         }
         for (size_t i = 0; i < n; i++)
             rd_kafka_message_destroy(msgs[i]);
+        if (rt->consumer_lost && !rt->fatal && main_consumer_remake(rt) != 0)
+            break;
         if (rt->sub->tick && now_s() >= next_tick && !rt->fatal && !rt->stop) {
             next_tick = now_s() + 1;
             run_tick(rt);
@@ -662,7 +684,8 @@ int sb_runtime_run(sb_runtime_t *rt, es_err_t *err)
         return -1;
     }
     es_info("subscriber '%s' stopping", rt->sub->name);
-    rd_kafka_consumer_close(rt->consumer);
+    if (rt->consumer)
+        rd_kafka_consumer_close(rt->consumer);
     return 0;
 }
 
@@ -737,7 +760,7 @@ int sb_runtime_replay_dead_letters(sb_runtime_t *rt, long *replayed, es_err_t *e
         for (size_t i = 0; i < keep; i++)
             rd_kafka_message_destroy(msgs[i]);
         if (brc == 1)
-            backoff_sleep(rt);
+            es_txn_backoff(rt->txn);
         if (brc < 0)
             break;
         if (keep > 0)
@@ -775,10 +798,7 @@ void sb_runtime_free(sb_runtime_t *rt)
     if (rt->state && rt->sub->release)
         rt->sub->release(rt->state);
     rt->state = NULL; /* a consumer destroyed unclosed still calls the rebalance callback */
-    if (rt->producer) {
-        rd_kafka_flush(rt->producer, 5000);
-        rd_kafka_destroy(rt->producer);
-    }
+    es_txn_free(rt->txn);
     if (rt->consumer)
         rd_kafka_destroy(rt->consumer);
     ev_codec_free(rt->codec);

@@ -12,6 +12,11 @@
  * idempotent by the handler with keys derived from the event (gateway Idempotency-Key,
  * a sent-notification record), since a crash may deliver an event again.
  *
+ * The transactional steps are runtime/es_txn's: an aborted batch is rewound and handled again
+ * after a backoff; a lost producer (fatal error) is made again and the consumer rewound to its
+ * committed offsets; only a fence by another instance with the same transactional id stops the
+ * runtime with an error.
+ *
  * Handlers are called on the runtime's thread, one event at a time, in partition order. */
 #ifndef SB_RUNTIME_H
 #define SB_RUNTIME_H

@@ -1,0 +1,133 @@
+/* es_txn — the one transactional producer loop both Kafka-transactional runtimes share (the
+ * command handlers and the subscribers): consume a batch, produce what it decides, send the
+ * consumed offsets, commit; on failure abort and rewind the consumer to the batch's first
+ * offsets so it is read and decided again (DESIGN.md §4, LIBRARY-NOTES "Transactions").
+ *
+ * Every transactional call classifies its librdkafka error in one place:
+ *  - retriable (a timeout, a coordinator moving): the call is retried in place with capped
+ *    exponential backoff and jitter, for at most the transaction timeout;
+ *  - abortable (anything else that is not fatal, and a retriable error that outlived the
+ *    retries): ES_TXN_ABORT — call es_txn_abort, es_txn_rewind, then redo the batch after
+ *    es_txn_backoff;
+ *  - fatal: ES_TXN_LOST — the producer is unusable (its epoch was bumped after a broker outage
+ *    longer than the transaction timeout, its state was lost): call es_txn_recreate, then
+ *    rebuild whatever was derived from the lost transaction (rewind to the committed offsets
+ *    with es_txn_rewind_committed; drop staged state) — or ES_TXN_FENCED when another live
+ *    instance took the same transactional id: the caller must exit non-zero.
+ * A fenced error while a transaction has been open for less than transaction.timeout.ms can
+ * only come from another instance (the coordinator bumps the epoch on its own only when the
+ * open transaction times out), so it is ES_TXN_FENCED; otherwise ES_TXN_LOST.
+ *
+ * Fault points (es_fault.h): "txn.before_commit=fail" makes es_txn_commit answer ES_TXN_ABORT
+ * without committing (as an abortable broker error would); "txn.fatal_before_commit=fail"
+ * raises a real fatal error on the producer (rd_kafka_test_fatal_error) just before the commit,
+ * so the commit answers ES_TXN_LOST.
+ *
+ * Not thread-safe: one es_txn_t belongs to the thread running the batch loop (its delivery
+ * reports are served by the same thread's calls). */
+#ifndef ES_TXN_H
+#define ES_TXN_H
+
+#include "es_err.h"
+#include "es_metrics.h"
+#include <librdkafka/rdkafka.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct es_txn es_txn_t;
+
+typedef enum es_txn_rc {
+    ES_TXN_OK = 0,
+    ES_TXN_ABORT,  /* abort, rewind, redo the batch */
+    ES_TXN_LOST,   /* es_txn_recreate, then rebuild from the committed state */
+    ES_TXN_FENCED, /* another instance owns the transactional id: exit */
+} es_txn_rc_t;
+
+typedef struct es_txn_config {
+    const char *client_id;        /* client.id, borrowed during es_txn_new */
+    const char *transactional_id; /* borrowed during es_txn_new */
+    int timeout_ms; /* bounds each blocking call (default 30000); transaction.timeout.ms is
+                       twice it */
+    /* the caller's stop flag (may be NULL): retries and backoffs end early once it is set.
+     * Borrowed, must outlive the es_txn_t. */
+    const volatile sig_atomic_t *stop;
+    /* counted on each commit / abort / producer recreation (each may be NULL); borrowed */
+    es_metric_t *m_commits, *m_aborts, *m_recreates;
+    /* called (on the caller's thread) at least every 50 ms while es_txn waits between retries,
+     * backs off, waits out a full queue or makes the producer again, so a liveness probe sees
+     * that the loop is not wedged. May be NULL. */
+    void (*heartbeat)(void);
+} es_txn_config_t;
+
+/* Creates the transactional producer (murmur2_random, linger.ms 2) and calls
+ * init_transactions, which fences any earlier instance with this id and aborts its open
+ * transaction. cfg is copied. NULL with err on failure. */
+es_txn_t *es_txn_new(const es_txn_config_t *cfg, es_err_t *err);
+/* Flushes (bounded) and destroys the producer. NULL is a no-op. */
+void es_txn_free(es_txn_t *t);
+
+/* The producer, borrowed: valid until the next es_txn_recreate or es_txn_free (for admin calls
+ * such as creating a topic; never for transactional calls, which go through es_txn). */
+rd_kafka_t *es_txn_producer(es_txn_t *t);
+
+/* Destroys the producer and makes a new one with the same settings, calling init_transactions
+ * (which finishes or aborts the lost transaction on the broker) and retrying with capped
+ * backoff while the broker is away. Forgets the batch. Returns 0, or -1 with err once the stop
+ * flag is set (the es_txn_t then has no producer: free it). */
+int es_txn_recreate(es_txn_t *t, es_err_t *err);
+
+/* --- the batch: what was consumed ------------------------------------------------------ */
+
+/* Forgets the messages noted for the batch (call before gathering the next batch's offsets). */
+void es_txn_batch_reset(es_txn_t *t);
+/* Notes a consumed message (borrowed): its partition's first offset in the batch (for a rewind)
+ * and the next offset to commit. */
+void es_txn_batch_add(es_txn_t *t, const rd_kafka_message_t *msg);
+/* Moves consumer (borrowed) back to the first noted message of each partition, so the batch is
+ * read again. A partition revoked meanwhile fails to seek: its new owner starts from the
+ * committed offset anyway (logged, not an error). */
+void es_txn_rewind(es_txn_t *t, rd_kafka_t *consumer);
+/* Moves consumer (borrowed) to the committed offset of each partition it is assigned (the
+ * beginning where none is committed): after ES_TXN_LOST, when what the lost transaction did is
+ * unknown until the broker says. Returns 0 or -1 with err (retry later). */
+int es_txn_rewind_committed(rd_kafka_t *consumer, int timeout_ms, es_err_t *err);
+
+/* --- the transaction --------------------------------------------------------------------- */
+
+/* Begins a transaction. Delivery slots of the previous one are forgotten and late reports of
+ * its messages are ignored. A state error (no transaction can begin) is ES_TXN_LOST. */
+es_txn_rc_t es_txn_begin(es_txn_t *t, es_err_t *err);
+/* Produces buf (stolen; NULL for a tombstone) of len bytes keyed by key (borrowed, key_len
+ * bytes) to topic/partition (RD_KAFKA_PARTITION_UA: by key) inside the open transaction, with
+ * headers (stolen, may be NULL). A full local queue is waited out, at most timeout_ms. With slot
+ * non-NULL the delivery is tracked and *slot is its index for es_txn_offset. Ownership of buf
+ * and headers passes in every case. */
+es_txn_rc_t es_txn_produce(es_txn_t *t, const char *topic, int32_t partition, const void *key,
+                           size_t key_len, void *buf, size_t len, rd_kafka_headers_t *headers,
+                           size_t *slot, es_err_t *err);
+/* Waits for every message produced in the transaction to be delivered (at most timeout_ms); a
+ * tracked message not delivered is ES_TXN_ABORT. */
+es_txn_rc_t es_txn_flush(es_txn_t *t, es_err_t *err);
+/* The offset a tracked message got (valid after es_txn_flush answered ES_TXN_OK), or -1. */
+int64_t es_txn_offset(const es_txn_t *t, size_t slot);
+/* Sends the next offset of every noted partition, for consumer group cgmd (borrowed), in the
+ * transaction. */
+es_txn_rc_t es_txn_send_offsets(es_txn_t *t, const rd_kafka_consumer_group_metadata_t *cgmd,
+                                es_err_t *err);
+/* Commits the transaction (counted in m_commits, resets the backoff). */
+es_txn_rc_t es_txn_commit(es_txn_t *t, es_err_t *err);
+/* Aborts the open transaction (counted in m_aborts, grows the backoff). ES_TXN_OK, or
+ * ES_TXN_LOST / ES_TXN_FENCED when even the abort fails. */
+es_txn_rc_t es_txn_abort(es_txn_t *t, es_err_t *err);
+
+/* Sleeps the current backoff (0.2 s after the first abort, doubling to 30 s, with jitter; 0
+ * after a commit) in slices of 50 ms so a stop is seen at once. Returns the seconds waited. */
+double es_txn_backoff(es_txn_t *t);
+/* The current backoff in seconds (for log lines). */
+double es_txn_backoff_s(const es_txn_t *t);
+
+/* Lower-case name of rc: "ok", "abort", "lost", "fenced". */
+const char *es_txn_rc_name(es_txn_rc_t rc);
+
+#endif
