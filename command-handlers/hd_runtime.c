@@ -91,6 +91,22 @@ static double now_s(void)
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* The liveness beat of the batch loop (also called by es_txn while it waits or backs off). */
+static void hd_heartbeat(void)
+{
+    es_metrics_heartbeat("handler");
+}
+
+/* Every DEPS_CHECK_S: whether a broker answers, for /readyz (the role's only dependency). */
+#define DEPS_CHECK_S 5.0
+static void hd_check_kafka(rd_kafka_t *rk, double *next_at)
+{
+    if (!rk || now_s() < *next_at)
+        return;
+    es_metrics_set_dependency("kafka", es_kafka_reachable(rk, 1000));
+    *next_at = now_s() + DEPS_CHECK_S;
+}
+
 static json_int_t wall_ms(void)
 {
     struct timespec ts;
@@ -406,10 +422,8 @@ static void view_message(hd_runtime_t *rt, rd_kafka_message_t *m)
 /* Reads the views at least up to the last stable offset of every partition as of now (the
  * consumer is read_committed, so ListOffsets answers the LSO): every event committed before
  * this call is folded when it returns 0. -1 with err (ES_ETIMEOUT) after timeout_ms. */
-static int views_catch_up(hd_runtime_t *rt, int timeout_ms, es_err_t *err)
+static int views_catch_up_resumed(hd_runtime_t *rt, int timeout_ms, es_err_t *err)
 {
-    if (!rt->view_consumer)
-        return 0;
     double deadline = now_s() + timeout_ms / 1000.0;
     for (size_t i = 0; i < rt->nvparts; i++) {
         struct hd_view_part *vp = &rt->vparts[i];
@@ -435,6 +449,19 @@ static int views_catch_up(hd_runtime_t *rt, int timeout_ms, es_err_t *err)
             rd_kafka_message_destroy(m);
         }
     }
+}
+
+static int views_catch_up(hd_runtime_t *rt, int timeout_ms, es_err_t *err)
+{
+    if (!rt->view_consumer)
+        return 0;
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    rd_kafka_assignment(rt->view_consumer, &parts);
+    rd_kafka_resume_partitions(rt->view_consumer, parts);
+    int rc = views_catch_up_resumed(rt, timeout_ms, err);
+    rd_kafka_pause_partitions(rt->view_consumer, parts);
+    rd_kafka_topic_partition_list_destroy(parts);
+    return rc;
 }
 
 static void views_close(hd_runtime_t *rt)
@@ -913,11 +940,7 @@ hd_runtime_t *hd_runtime_new(const hd_context_t *ctx, ev_codec_t *codec,
                             .m_commits = rt->m_commits,
                             .m_aborts = rt->m_aborts,
                             .m_recreates = rt->m_recreates,
-                            /* TODO(issue 8, probes): once es_metrics_heartbeat() is merged (it
-                             * is on wt-survive, not yet on main), pass a function calling
-                             * es_metrics_heartbeat("handler") here and call it once per turn of the
-                             * batch loop, so /healthz sees this loop turn during backoffs */
-                            .heartbeat = NULL};
+                            .heartbeat = hd_heartbeat};
     if (!(rt->txn = es_txn_new(&tcfg, err)))
         goto fail;
 
@@ -1060,7 +1083,10 @@ int hd_runtime_run(hd_runtime_t *rt, es_err_t *err)
     if (consumer_subscribe(rt, err) != 0)
         return -1;
     hd_item_t *items = xcalloc((size_t)rt->cfg.batch_max, sizeof *items);
+    double check_at = 0;
     while (!rt->stop && !rt->fatal) {
+        hd_heartbeat();
+        hd_check_kafka(rt->consumer, &check_at);
         size_t n = gather(rt, items);
         int brc = 0;
         if (n > 0 && !rt->fatal)
@@ -1076,6 +1102,7 @@ int hd_runtime_run(hd_runtime_t *rt, es_err_t *err)
             consumer_remake(rt);
     }
     free(items);
+    es_metrics_heartbeat_end();
     if (rt->fatal) {
         es_set(err, rt->fatal_err.code, "%s", rt->fatal_err.msg);
         es_error("handler for '%s' stops on a fatal error: %s", rt->ctx->name, rt->fatal_err.msg);

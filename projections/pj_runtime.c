@@ -2,6 +2,7 @@
  * decoded events and a database handle inside an open transaction. */
 #include "pj_runtime.h"
 #include "es_env.h"
+#include "es_fault.h"
 #include "es_kafka.h"
 #include "es_log.h"
 #include "es_mem.h"
@@ -498,8 +499,15 @@ static int pj_flush(pj_runtime_t *rt)
                        params, 4, NULL, &err))
             goto fail;
     }
+    /* fault points for the exactly-once tests: a crash (or a failure) with the batch applied
+     * but not committed, and a crash right after the commit */
+    if (es_fault_hit("pj.before_commit")) {
+        es_set(&err, ES_EIO, "fault point pj.before_commit");
+        goto fail;
+    }
     if (es_db_commit(rt->db, &err))
         goto fail;
+    es_fault_hit("pj.after_commit");
     pj_unlock(rt->db, rt->lock);
     json_decref(rows);
     rt->done += applied + dead;

@@ -192,3 +192,13 @@ char *es_kafka_header_dup(const rd_kafka_message_t *msg, const char *name)
         return NULL;
     return v ? xstrndup(v, n) : NULL;
 }
+
+bool es_kafka_reachable(rd_kafka_t *rk, int timeout_ms)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, NULL, &md, timeout_ms);
+    bool up = !e && md && md->broker_cnt > 0;
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    return up;
+}

@@ -6,6 +6,7 @@
 
 #include "es_err.h"
 #include <librdkafka/rdkafka.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 /* A new configuration with bootstrap.servers from EVENTSHOP_KAFKA_BROKERS, client.id,
@@ -36,6 +37,9 @@ int es_kafka_read_partition(const char *topic, int32_t partition, es_kafka_msg_f
 
 /* Number of partitions of topic, or -1 with err. */
 int es_kafka_partition_count(rd_kafka_t *rk, const char *topic, es_err_t *err);
+/* Whether a broker answers a metadata request of rk (borrowed) within timeout_ms: the cheap
+ * check behind a role's "kafka" readiness dependency. */
+bool es_kafka_reachable(rd_kafka_t *rk, int timeout_ms);
 
 /* Value of header name in msg as a new NUL-terminated string (caller frees), or NULL. */
 char *es_kafka_header_dup(const rd_kafka_message_t *msg, const char *name);

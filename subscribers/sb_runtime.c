@@ -51,6 +51,22 @@ static double now_s(void)
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* The liveness beat of the batch loop (also called by es_txn while it waits or backs off). */
+static void sb_heartbeat(void)
+{
+    es_metrics_heartbeat("subscriber");
+}
+
+/* Every DEPS_CHECK_S: whether a broker answers, for /readyz (the role's only dependency). */
+#define DEPS_CHECK_S 5.0
+static void sb_check_kafka(rd_kafka_t *rk, double *next_at)
+{
+    if (!rk || now_s() < *next_at)
+        return;
+    es_metrics_set_dependency("kafka", es_kafka_reachable(rk, 1000));
+    *next_at = now_s() + DEPS_CHECK_S;
+}
+
 static long long wall_ms(void)
 {
     struct timespec ts;
@@ -579,11 +595,7 @@ sb_runtime_t *sb_runtime_new(const sb_subscriber_t *sub, es_err_t *err)
                             .m_commits = rt->m_commits,
                             .m_aborts = rt->m_aborts,
                             .m_recreates = rt->m_recreates,
-                            /* TODO(issue 8, probes): once es_metrics_heartbeat() is merged (it
-                             * is on wt-survive, not yet on main), pass a function calling
-                             * es_metrics_heartbeat("subscriber") here and call it once per turn of
-                             * the batch loop, so /healthz sees this loop turn during backoffs */
-                            .heartbeat = NULL};
+                            .heartbeat = sb_heartbeat};
     if (!(rt->txn = es_txn_new(&tcfg, err)))
         goto fail;
     if (create_dead_letter_topic(rt, err) != 0)
@@ -655,8 +667,10 @@ int sb_runtime_run(sb_runtime_t *rt, es_err_t *err)
     /* A subscriber without a tick waits in the consumer for as long as there is nothing to do;
      * one with a tick waits until the tick is due. Never a zero timeout when idle: the deadline
      * is moved forward whenever it passes, so an idle role sleeps in the poll. */
-    double next_tick = now_s() + 1;
+    double next_tick = now_s() + 1, check_at = 0;
     while (!rt->stop && !rt->fatal) {
+        sb_heartbeat();
+        sb_check_kafka(rt->consumer, &check_at);
         if (!rt->sub->tick && now_s() >= next_tick)
             next_tick = now_s() + 1;
         int wait = (int)((next_tick - now_s()) * 1000);
@@ -678,6 +692,7 @@ int sb_runtime_run(sb_runtime_t *rt, es_err_t *err)
         }
     }
     free(msgs);
+    es_metrics_heartbeat_end();
     if (rt->fatal) {
         es_set(err, rt->fatal_err.code, "%s", rt->fatal_err.msg);
         es_error("subscriber '%s' stops on a fatal error: %s", rt->sub->name, rt->fatal_err.msg);

@@ -369,7 +369,6 @@ def rebuild_compare(context, n):
     Returns a list of differences (empty when equal)."""
     suffix = f"_chk{n}"
     name = query(context, "SELECT projection AS p FROM projection_versions LIMIT 1")[0]["p"]
-    live = offsets(context, name)
     port = 9100 + PORT_OFFSET + 60 + n % 30
     e = dict(os.environ, EVENTSHOP_PROJECTOR_TABLE_SUFFIX=suffix,
              EVENTSHOP_PROJECTOR_GROUP=f"eventshop-chaos-check-{context}-{n}-{uuid.uuid4().hex[:6]}",
@@ -378,24 +377,43 @@ def rebuild_compare(context, n):
     p = subprocess.Popen([os.path.join(BUILD, "projections", "eventshop-projector"), context],
                          env=e, stdout=logf, stderr=logf)
     diffs = []
+    tables = live_tables(context)
+    cols = {t: ", ".join(f"`{c}`" for c in table_columns(context, t)) for t in tables}
     try:
+        # The live projector may still move (the saga goes on after the load pauses). Each
+        # projector commits its rows with its offsets, so one consistent snapshot in which both
+        # stand at the same offsets compares like with like.
         deadline = time.time() + 120
-        while offsets(context, name + suffix) != live or not live:
+        while True:
             if p.poll() is not None:
                 return [f"{context}: the check projector exited ({p.returncode})"]
+            with db(context) as conn, conn.cursor() as c:
+                c.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                c.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+                at = {}
+                for key in (name, name + suffix):
+                    c.execute("SELECT part, next_offset FROM projection_offsets WHERE "
+                              "projection = %s", (key,))
+                    at[key] = {r["part"]: r["next_offset"] for r in c.fetchall()}
+                if at[name] and at[name] == at[name + suffix]:
+                    for t in tables:
+                        c.execute(f"SELECT {cols[t]} FROM `{t}` ORDER BY {cols[t]}")
+                        a = c.fetchall()
+                        c.execute(f"SELECT {cols[t]} FROM `{t}{suffix}` ORDER BY {cols[t]}")
+                        b = c.fetchall()
+                        if a != b:
+                            extra = [r for r in a if r not in b][:2]
+                            missing = [r for r in b if r not in a][:2]
+                            diffs.append(f"{context}.{t} at {at[name]}: live {len(a)} rows, "
+                                         f"rebuild {len(b)}; only live: {extra}; only rebuild: "
+                                         f"{missing}")
+                    c.execute("COMMIT")
+                    break
+                c.execute("COMMIT")
             if time.time() > deadline:
-                return [f"{context}: the fresh rebuild did not reach {live} in 120 s "
-                        f"(at {offsets(context, name + suffix)})"]
+                return [f"{context}: live and fresh rebuild never at the same offsets in 120 s "
+                        f"(live {at[name]}, rebuild {at[name + suffix]})"]
             time.sleep(0.3)
-        for t in live_tables(context):
-            cols = ", ".join(f"`{c}`" for c in table_columns(context, t))
-            a = query(context, f"SELECT {cols} FROM `{t}` ORDER BY {cols}")
-            b = query(context, f"SELECT {cols} FROM `{t}{suffix}` ORDER BY {cols}")
-            if a != b:
-                extra = [r for r in a if r not in b][:2]
-                missing = [r for r in b if r not in a][:2]
-                diffs.append(f"{context}.{t}: live {len(a)} rows, rebuild {len(b)}; only live: "
-                             f"{extra}; only rebuild: {missing}")
     finally:
         p.terminate()
         try:

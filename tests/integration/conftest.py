@@ -35,9 +35,60 @@ class Stack:
     def _run(self, *args, timeout=120):
         subprocess.run([os.path.join(TOP, "scripts", "stack.sh"), *args], check=True, timeout=timeout)
 
-    def start(self, role):
-        self._run("role-start", role)
-        self._run("role-wait", role, "90")
+    def start(self, role, **faults):
+        """Starts role and waits until it is ready. Extra keyword arguments are environment
+        variables for this start: with EVENTSHOP_FAULTS=... (fault points armed) the role is held
+        (the supervisor leaves it down once the fault has crashed it) and not waited for, as it
+        may crash before it is ready: wait for the crash with wait_crashed."""
+        subprocess.run([os.path.join(TOP, "scripts", "stack.sh"), "role-start", role], check=True,
+                       timeout=120, env={**os.environ, **faults})
+        if "EVENTSHOP_FAULTS" not in faults:
+            self._run("role-wait", role, "90")
+
+    def url(self, role):
+        """Base URL of role's /metrics, /healthz and /readyz."""
+        out = subprocess.run([os.path.join(TOP, "scripts", "stack.sh"), "roles"], check=True,
+                             capture_output=True, text=True, timeout=60).stdout
+        for line in out.splitlines():
+            name, _, base = line.partition(" ")
+            if name == role:
+                return base.strip()
+        raise KeyError(role)
+
+    def projector_lag(self, role):
+        """Events of the projector's partitions not yet applied (its lag gauges), or None."""
+        try:
+            text = requests.get(self.url(role) + "/metrics", timeout=5).text
+        except requests.RequestException:
+            return None
+        lags = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                if line.startswith("eventshop_projector_lag{")]
+        return sum(lags) if lags else None
+
+    def pid(self, role):
+        try:
+            with open(os.path.join(env("ES_STATE"), "run", f"{role}.pid")) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def wait_crashed(self, role, point, timeout=120):
+        """Waits until role's process is gone after the fault `point` fired in it."""
+        pid = self.pid(role)
+        log = os.path.join(env("ES_STATE"), "logs", f"{role}.log")
+
+        def gone():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    if f.read().split(") ", 1)[1].startswith("Z"):
+                        return True
+            except (OSError, IndexError):
+                return True
+            return False
+
+        wait_for(gone, timeout=timeout, interval=0.05, what=f"{role} crashed at {point}")
+        with open(log, errors="replace") as f:
+            assert f"fault '{point}' fired" in f.read(), f"{role} died, but not at {point}"
 
     def stop(self, role):
         self._run("role-stop", role)

@@ -63,13 +63,15 @@ def test_handler_killed_mid_batch_loses_and_duplicates_nothing(stack, brokers, r
     prefix, vendor = unique("kh"), unique("v")
     cmds = list_commands(prefix, vendor, N)
     ids = {c[1]["metadata"]["command_id"] for c in cmds}
-    parts = produce_commands(brokers, registry, "eventshop.catalog.ListProduct", cmds)
-
-    # kill the handler while it is deciding the burst
-    wait_for(lambda: count_results(brokers, registry, ids) > 0, timeout=60, interval=0.05,
-             what="first results")
+    # the handler crashes (SIGKILL) at its 3rd commit of batches of at most 200, with that
+    # batch's events produced and its transaction open: mid-burst by construction, not by timing
     stack.kill("handler-catalog")
+    stack.start("handler-catalog", EVENTSHOP_FAULTS="txn.before_commit@3",
+                EVENTSHOP_HANDLER_BATCH="200")
+    parts = produce_commands(brokers, registry, "eventshop.catalog.ListProduct", cmds)
+    stack.wait_crashed("handler-catalog", "txn.before_commit")
     decided_before = count_results(brokers, registry, ids)
+    assert 0 < decided_before <= 400, f"{decided_before} decided at the crash: not mid-burst"
     stack.start("handler-catalog")
     wait_for(lambda: count_results(brokers, registry, ids) == N, timeout=120, interval=1,
              what=f"all {N} results (had {decided_before} at the kill)")
@@ -168,19 +170,29 @@ def test_projector_killed_mid_batch_applies_every_event_once(stack, brokers, reg
                         (prefix + "-%",))
             return cur.fetchone()["n"]
 
-    produce_commands(brokers, registry, "eventshop.catalog.ListProduct", cmds)
-    wait_for(lambda: rows() > 0, timeout=90, interval=0.02, what="first rows")
+    # the projector crashes at its 4th batch of at most 100 events, with the batch applied and
+    # not committed: the kill lands mid-burst by construction, not by timing. It must have
+    # nothing else to apply first (the handler test's burst), so that those batches are ours.
+    wait_for(lambda: stack.projector_lag("projector-catalog") == 0, timeout=120,
+             what="the catalog projector caught up")
     stack.kill("projector-catalog")
+    stack.start("projector-catalog", EVENTSHOP_FAULTS="pj.before_commit@4",
+                EVENTSHOP_PROJECTOR_BATCH="100")
+    produce_commands(brokers, registry, "eventshop.catalog.ListProduct", cmds)
+    stack.wait_crashed("projector-catalog", "pj.before_commit")
     at_kill = rows()
+    assert 0 < at_kill <= 300, f"{at_kill} rows at the crash: not mid-burst"
     changes = [(sku, {"metadata": command_meta("u-" + vendor, "vendor", vendor, sku), "sku": sku,
                       "name": "v2 " + sku, "description": None, "category": None,
                       "attributes": None}) for sku, _ in cmds]
     ids |= {c[1]["metadata"]["command_id"] for c in changes}
     produce_commands(brokers, registry, "eventshop.catalog.ChangeProductDetails", changes)
-    stack.start("projector-catalog")
-    # and once more, in the middle of the second burst
-    wait_for(lambda: rows("AND version = 2") > 0, timeout=90, interval=0.02, what="first updates")
-    stack.kill("projector-catalog")
+    # and once more, right after a commit in the middle of the rest
+    stack.start("projector-catalog", EVENTSHOP_FAULTS="pj.after_commit@3",
+                EVENTSHOP_PROJECTOR_BATCH="100")
+    stack.wait_crashed("projector-catalog", "pj.after_commit")
+    progressed = rows() - at_kill + rows("AND version = 2")
+    assert 0 < progressed <= 300, f"{progressed} events applied at the crash: not mid-burst"
     stack.start("projector-catalog")
     wait_for(lambda: rows("AND version = 2") == N, timeout=180, interval=0.5,
              what=f"all {N} rows at version 2 ({at_kill} rows at the first kill)")
