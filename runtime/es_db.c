@@ -1,5 +1,6 @@
 #include "es_db.h"
 #include "es_env.h"
+#include "es_fault.h"
 #include "es_log.h"
 #include "es_mem.h"
 #include "es_metrics.h"
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -474,6 +476,8 @@ static MYSQL_STMT *db_run(es_db_t *db, const char *sql, const es_db_val_t *param
         return NULL;
     }
     db->sent = true;
+    if (db->reconnect && db->in_tx && es_fault_hit("db.lost_in_tx"))
+        shutdown(mysql_get_socket(db->my), SHUT_RDWR); /* a real loss, mid-transaction (tests) */
     if (mysql_stmt_execute(st)) {
         db_fail_stmt(db, err, st, "execute");
         return NULL;

@@ -54,7 +54,9 @@ int es_db_ping(es_db_t *db, es_err_t *err);
  *     es_db_exec when the statement was never sent (its prepare failed);
  *   - inside a transaction (es_db_begin .. es_db_commit/es_db_rollback), the transaction is gone:
  *     the failing call and every later one but es_db_rollback return ES_EIO, and es_db_commit ends
- *     it with ES_EIO. The caller rolls back and redoes its work. */
+ *     it with ES_EIO. The caller rolls back and redoes its work.
+ * Fault point (es_fault.h) db.lost_in_tx: a reconnecting handle's connection is shut down just
+ * before a statement inside a transaction is sent (a real loss: the server rolls back). */
 void es_db_set_reconnect(es_db_t *db, const char *dependency);
 
 /* For a reconnecting handle's idle loop (readiness): 0 without I/O when a round trip succeeded

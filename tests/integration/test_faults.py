@@ -527,3 +527,53 @@ def test_subscribers_survive_a_mariadb_kill_mid_flow(api_url, db, token, brokers
         same_process(r, pids[r])
     print(f"\nmariadb kill: {len(orders)} orders ({len(before)} before the kill), "
           f"{len(delivered)} delivered, {len(cancelled)} cancelled")
+
+
+def restart_role(role, faults=None):
+    """Stops role and starts it again with EVENTSHOP_FAULTS=faults (or none armed)."""
+    e = dict(os.environ)
+    e.pop("EVENTSHOP_FAULTS", None)
+    if faults:
+        e["EVENTSHOP_FAULTS"] = faults
+    subprocess.run([STACK, "role-stop", role], check=True, timeout=120, env=e)
+    subprocess.run([STACK, "role-start", role], check=True, timeout=120, env=e)
+    subprocess.run([STACK, "role-wait", role, "90"], check=True, timeout=120, env=e)
+
+
+def test_saga_transaction_lost_mid_way_is_redone_on_a_new_connection(api_url, db, token):
+    """The saga folds an orders event into its table in one MariaDB transaction. The fault point
+    db.lost_in_tx shuts the connection down just before the transaction's second statement (a
+    real loss: the server rolls the first back). es_db must not reconnect under the transaction:
+    the handler fails with ES_EIO, the runtime aborts the Kafka transaction and redoes the batch
+    on a new connection, in the same process, and the order completes."""
+    from test_orders import FINAL, customer, get_order, place, placed_id, sku_on_sale
+    role = "subscriber-order-saga"
+    if not pid_of(role):
+        pytest.skip("the stack runs without the order saga")
+    log = os.path.join(env("ES_STATE"), "logs", f"{role}.log")
+    restart_role(role, "db.lost_in_tx=fail@2")
+    try:
+        pid = pid_of(role)
+        sku, _ = sku_on_sale(api_url, token, stock=5)
+        start = os.path.getsize(log)
+        _, tok = customer(token)
+        oid = placed_id(place(api_url, tok, [{"sku": sku, "quantity": 1}]))
+
+        def since():
+            with open(log, errors="replace") as f:
+                f.seek(start)
+                return f.read()
+
+        # positive markers: the loss inside the transaction, the batch aborted, a new connection
+        wait_for(lambda: "inside a transaction" in since() and "connected again" in since(),
+                 timeout=60, what="the saga's transaction lost and its connection made again")
+        assert "aborting a batch" in since(), since()[-3000:]
+        o = wait_for(lambda: (lambda o: o if o and o["status"] in FINAL else None)(
+            get_order(api_url, tok, oid)), timeout=120, interval=0.5, what=f"order {oid} ended")
+        assert o["status"] == "delivered", o
+        with db("order_saga").cursor() as c:
+            c.execute("SELECT * FROM open_orders WHERE order_id = %s", (oid,))
+            assert c.fetchone() is None  # folded to its end: no deadline left
+        same_process(role, pid)
+    finally:
+        restart_role(role)
