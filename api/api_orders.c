@@ -43,8 +43,8 @@ static void crypto_init(void)
 /* customer_id's key, made now if it has none: 0, or -1 with err */
 static int customer_key(const char *customer_id, unsigned char key[USERS_KEY_BYTES], es_err_t *err)
 {
-    if (!keys_db)
-        keys_db = es_db_open("keys", err);
+    if (!keys_db && (keys_db = es_db_open("keys", err)))
+        es_db_set_reconnect(keys_db, NULL); /* as api_users.c's key store */
     int rc = keys_db ? users_keys_get_or_make(keys_db, customer_id, key, err) : -1;
     if (rc < 0 && err->code == ES_EIO && keys_db) {
         es_db_close(keys_db);

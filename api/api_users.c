@@ -107,8 +107,11 @@ static double mono_s(void)
 
 static es_db_t *keys_conn(es_err_t *err)
 {
-    if (!keys_db)
-        keys_db = es_db_open("keys", err);
+    /* reconnecting: a connection a MariaDB restart left stale is made again before a statement
+     * is sent, so the first request after the restart does not fail (no readiness dependency:
+     * the API needs Kafka only) */
+    if (!keys_db && (keys_db = es_db_open("keys", err)))
+        es_db_set_reconnect(keys_db, NULL);
     return keys_db;
 }
 

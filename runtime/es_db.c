@@ -1,13 +1,20 @@
 #include "es_db.h"
 #include "es_env.h"
+#include "es_fault.h"
+#include "es_log.h"
 #include "es_mem.h"
+#include "es_metrics.h"
 #include <ctype.h>
 #include <errmsg.h>
 #include <mysql.h>
 #include <mysqld_error.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 /* Prepared statements are kept per connection, keyed by their SQL text: the projector runs the
  * same few statements thousands of times per second, and a prepare is one more round-trip. */
@@ -20,12 +27,96 @@ struct db_cached {
 };
 
 struct es_db {
-    MYSQL *my;
+    MYSQL *my;  /* NULL while a reconnecting handle's connection is down */
     char *name; /* database name, for messages */
+    char *context;
+    unsigned connect_s, io_s;
     struct db_cached cache[DB_STMT_CACHE];
     size_t ncached;
     size_t evict; /* round-robin victim once the cache is full */
+    /* reconnection (es_db_set_reconnect) */
+    bool reconnect;
+    const char *dep;    /* readiness dependency kept up to date, or NULL */
+    bool in_tx;         /* between es_db_begin and es_db_commit/es_db_rollback */
+    bool tx_lost;       /* ... and its connection was lost: only a rollback helps */
+    bool sent;          /* the last statement reached mysql_stmt_execute */
+    unsigned failures;  /* consecutive failed connect attempts */
+    long long retry_at; /* monotonic ms: no connect attempt before */
+    long long used_at;  /* monotonic ms of the last round trip that got an answer */
+    unsigned rng;
 };
+
+static long long db_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+long es_db_backoff_ms(unsigned failures, unsigned *rng)
+{
+    if (failures == 0)
+        return 0;
+    long cap = ES_DB_BACKOFF_BASE_MS;
+    for (unsigned i = 1; i < failures && cap < ES_DB_BACKOFF_MAX_MS; i++)
+        cap *= 2;
+    if (cap > ES_DB_BACKOFF_MAX_MS)
+        cap = ES_DB_BACKOFF_MAX_MS;
+    /* xorshift32: enough to spread processes apart, and reproducible in tests */
+    unsigned x = *rng ? *rng : 0x9e3779b9u;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    *rng = x;
+    long half = cap / 2;
+    return cap - half + (long)(x % (unsigned)(half + 1));
+}
+
+/* Whether error no means the connection is unusable (as opposed to a statement refused). */
+static bool db_is_lost(unsigned int no)
+{
+    switch (no) {
+    case CR_SERVER_GONE_ERROR:
+    case CR_SERVER_LOST:
+    case CR_SERVER_LOST_EXTENDED:
+    case CR_CONNECTION_ERROR:
+    case CR_CONN_HOST_ERROR:
+    case CR_COMMANDS_OUT_OF_SYNC:
+    case ER_CONNECTION_KILLED:
+    case ER_SERVER_SHUTDOWN:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static void db_drop_cache(es_db_t *db)
+{
+    for (size_t i = 0; i < db->ncached; i++) {
+        mysql_stmt_close(db->cache[i].stmt);
+        free(db->cache[i].sql);
+    }
+    db->ncached = 0;
+    db->evict = 0;
+}
+
+/* A reconnecting handle's connection is gone: closed now, reopened on the next use. */
+static void db_lost(es_db_t *db, const char *why)
+{
+    if (!db->reconnect || !db->my)
+        return;
+    es_warn("database '%s': connection lost (%s)%s; reopening it on next use", db->name, why,
+            db->in_tx ? " inside a transaction" : "");
+    db_drop_cache(db);
+    mysql_close(db->my);
+    db->my = NULL;
+    if (db->in_tx)
+        db->tx_lost = true;
+    db->failures = 0;
+    db->retry_at = 0; /* the first attempt at once: a server restarted meanwhile is there */
+    if (db->dep)
+        es_metrics_set_dependency(db->dep, false);
+}
 
 /* One place converts a MariaDB error number into our codes (es_err.h). Lost connections and
  * lock conflicts that a retry resolves are ES_EIO; a value the column refuses is bad input. */
@@ -44,6 +135,10 @@ static es_code_t db_code(unsigned int no)
     case CR_COMMANDS_OUT_OF_SYNC:
     case ER_LOCK_DEADLOCK:
     case ER_LOCK_WAIT_TIMEOUT:
+    case ER_SERVER_SHUTDOWN:   /* a server going down or just back (a restart) */
+    case ER_CONNECTION_KILLED: /* ... */
+    case ER_QUERY_INTERRUPTED: /* ... */
+    case ER_CON_COUNT_ERROR:
         return ES_EIO;
     case ER_DATA_TOO_LONG:
     case ER_TRUNCATED_WRONG_VALUE_FOR_FIELD:
@@ -56,16 +151,36 @@ static es_code_t db_code(unsigned int no)
     }
 }
 
-static int db_fail_stmt(es_err_t *err, MYSQL_STMT *st, const char *what)
+/* The error of a failed call into err; a lost connection of a reconnecting handle is dropped
+ * (after the message is taken: closing frees it). */
+static int db_fail_stmt(es_db_t *db, es_err_t *err, MYSQL_STMT *st, const char *what)
 {
     unsigned int no = mysql_stmt_errno(st);
-    return es_set(err, db_code(no), "mysql %s: %s (%u)", what, mysql_stmt_error(st), no);
+    int rc = es_set(err, db_code(no), "mysql %s: %s (%u)", what, mysql_stmt_error(st), no);
+    if (db_is_lost(no))
+        db_lost(db, mysql_stmt_error(st));
+    return rc;
 }
 
-static int db_fail(es_err_t *err, MYSQL *my, const char *what)
+/* The error of a failed statement into err, without dropping anything: the error number when
+ * the connection is lost (the caller drops it once done with st), else 0. */
+static unsigned int db_note_stmt(es_err_t *err, MYSQL_STMT *st, const char *what)
 {
-    unsigned int no = mysql_errno(my);
-    return es_set(err, db_code(no), "mysql %s: %s (%u)", what, mysql_error(my), no);
+    unsigned int no = mysql_stmt_errno(st);
+    es_set(err, db_code(no), "mysql %s: %s (%u)", what, mysql_stmt_error(st), no);
+    return db_is_lost(no) ? no : 0;
+}
+
+static int db_fail(es_db_t *db, es_err_t *err, const char *what)
+{
+    unsigned int no = mysql_errno(db->my);
+    int rc = es_set(err, db_code(no), "mysql %s: %s (%u)", what, mysql_error(db->my), no);
+    if (db_is_lost(no)) {
+        char why[128];
+        snprintf(why, sizeof why, "%s", mysql_error(db->my));
+        db_lost(db, why);
+    }
+    return rc;
 }
 
 es_db_t *es_db_open(const char *context, es_err_t *err)
@@ -73,15 +188,16 @@ es_db_t *es_db_open(const char *context, es_err_t *err)
     return es_db_open_timeout(context, 5, 60, err);
 }
 
-es_db_t *es_db_open_timeout(const char *context, unsigned connect_s, unsigned io_s, es_err_t *err)
+/* Connects db (its MYSQL is NULL) with the context's settings and secret. 0, or ES_EIO. */
+static int db_connect(es_db_t *db, es_err_t *err)
 {
-    char up[64], var[128], user_def[128], dbname[128];
+    char up[64], var[128], user_def[128];
     size_t i;
-    for (i = 0; context[i] && i < sizeof up - 1; i++)
-        up[i] = (char)toupper((unsigned char)context[i]);
+    int rc = -1;
+    for (i = 0; db->context[i] && i < sizeof up - 1; i++)
+        up[i] = (char)toupper((unsigned char)db->context[i]);
     up[i] = '\0';
-    snprintf(dbname, sizeof dbname, "eventshop_%s", context);
-    snprintf(user_def, sizeof user_def, "eventshop_%s", context);
+    snprintf(user_def, sizeof user_def, "eventshop_%s", db->context);
     snprintf(var, sizeof var, "EVENTSHOP_MYSQL_%s_USER", up);
     const char *user = es_env_str(var, user_def);
     const char *host = es_env_str("EVENTSHOP_MYSQL_HOST", "127.0.0.1");
@@ -93,81 +209,192 @@ es_db_t *es_db_open_timeout(const char *context, unsigned connect_s, unsigned io
     MYSQL *my = mysql_init(NULL);
     if (!my) {
         es_set(err, ES_EIO, "mysql_init failed");
-        goto fail;
+        goto out;
     }
     my_bool off = 0;
-    unsigned int connect_timeout = connect_s, io_timeout = io_s;
+    unsigned int connect_timeout = db->connect_s, io_timeout = db->io_s;
     mysql_options(my, MYSQL_SET_CHARSET_NAME, "utf8mb4");
     mysql_options(my, MYSQL_OPT_RECONNECT, &off);
     mysql_options(my, MYSQL_OPT_CONNECT_TIMEOUT, &connect_timeout);
     mysql_options(my, MYSQL_OPT_READ_TIMEOUT, &io_timeout);
     mysql_options(my, MYSQL_OPT_WRITE_TIMEOUT, &io_timeout);
-    if (!mysql_real_connect(my, host, user, password, dbname, port, sock, 0)) {
+    if (!mysql_real_connect(my, host, user, password, db->name, port, sock, 0)) {
         /* every failure to connect (refused, denied, unknown database) may heal on retry */
-        es_set(err, ES_EIO, "mysql connect to '%s' as '%s': %s (%u)", dbname, user, mysql_error(my),
-               mysql_errno(my));
+        es_set(err, ES_EIO, "mysql connect to '%s' as '%s': %s (%u)", db->name, user,
+               mysql_error(my), mysql_errno(my));
         mysql_close(my);
-        goto fail;
+        goto out;
     }
-    if (password) {
-        memset(password, 0, strlen(password));
-        free(password);
-    }
-    es_db_t *db = xcalloc(1, sizeof *db);
     db->my = my;
-    db->name = xstrdup(dbname);
-    return db;
-fail:
+    db->used_at = db_now_ms();
+    rc = 0;
+out:
     if (password) {
         memset(password, 0, strlen(password));
         free(password);
     }
-    return NULL;
+    return rc;
+}
+
+static void db_free(es_db_t *db)
+{
+    free(db->name);
+    free(db->context);
+    free(db);
+}
+
+es_db_t *es_db_open_timeout(const char *context, unsigned connect_s, unsigned io_s, es_err_t *err)
+{
+    es_db_t *db = xcalloc(1, sizeof *db);
+    db->context = xstrdup(context);
+    db->name = xasprintf("eventshop_%s", context);
+    db->connect_s = connect_s;
+    db->io_s = io_s;
+    if (db_connect(db, err) != 0) {
+        db_free(db);
+        return NULL;
+    }
+    return db;
 }
 
 void es_db_close(es_db_t *db)
 {
     if (!db)
         return;
-    for (size_t i = 0; i < db->ncached; i++) {
-        mysql_stmt_close(db->cache[i].stmt);
-        free(db->cache[i].sql);
+    db_drop_cache(db);
+    if (db->my)
+        mysql_close(db->my);
+    db_free(db);
+}
+
+void es_db_set_reconnect(es_db_t *db, const char *dependency)
+{
+    db->reconnect = true;
+    db->dep = dependency;
+    db->rng = (unsigned)db_now_ms() ^ ((unsigned)getpid() << 16) ^ (unsigned)(uintptr_t)db;
+    if (dependency)
+        es_metrics_set_dependency(dependency, db->my != NULL);
+}
+
+/* Before a call sends anything: a reconnecting handle's connection is made again when it is down
+ * (if the backoff allows) or, when check is set or it sat idle, is pinged (and made again if that
+ * fails: nothing was sent yet). 0, or ES_EIO with err. Inside a transaction whose connection was
+ * lost, always ES_EIO: a fresh connection would run the rest of it outside any transaction. */
+static int db_ready(es_db_t *db, bool check, es_err_t *err)
+{
+    if (!db->reconnect)
+        return 0;
+    if (db->tx_lost)
+        return es_set(err, ES_EIO,
+                      "database '%s': the connection was lost inside a transaction: roll back "
+                      "and redo it",
+                      db->name);
+    long long now = db_now_ms();
+    if (db->my && !db->in_tx && (check || now - db->used_at >= ES_DB_IDLE_PING_MS)) {
+        if (mysql_ping(db->my) == 0) {
+            db->used_at = now;
+            return 0;
+        }
+        es_err_t perr = ES_ERR_INIT;
+        db_fail(db, &perr, "ping");
+        if (db->my) /* not a lost connection: the server answered something else */
+            return es_set(err, perr.code, "%s", perr.msg);
+        /* dropped: connected again below, nothing was sent */
     }
-    mysql_close(db->my);
-    free(db->name);
-    free(db);
+    if (db->my)
+        return 0;
+    if (now < db->retry_at)
+        return es_set(err, ES_EIO, "database '%s' unavailable: next connect attempt in %lld ms",
+                      db->name, db->retry_at - now);
+    es_err_t cerr = ES_ERR_INIT;
+    if (db_connect(db, &cerr) != 0) {
+        db->failures++;
+        db->retry_at = now + es_db_backoff_ms(db->failures, &db->rng);
+        if (db->dep)
+            es_metrics_set_dependency(db->dep, false);
+        return es_set(err, ES_EIO, "%s (attempt %u, next in %lld ms)", cerr.msg, db->failures,
+                      db->retry_at - now);
+    }
+    if (db->failures > 0 || db->in_tx)
+        es_info("database '%s': connected again after %u failed attempt(s)", db->name,
+                db->failures);
+    else
+        es_info("database '%s': connected again", db->name);
+    db->failures = 0;
+    db->retry_at = 0;
+    if (db->dep)
+        es_metrics_set_dependency(db->dep, true);
+    return 0;
+}
+
+int es_db_check(es_db_t *db, long idle_ms, es_err_t *err)
+{
+    if (db->my && db_now_ms() - db->used_at < idle_ms)
+        return 0;
+    if (!db->reconnect)
+        return es_db_ping(db, err);
+    return db_ready(db, !db->in_tx, err);
 }
 
 int es_db_ping(es_db_t *db, es_err_t *err)
 {
-    if (mysql_ping(db->my))
-        return es_set(err, ES_EIO, "mysql ping '%s': %s (%u)", db->name, mysql_error(db->my),
-                      mysql_errno(db->my));
+    if (db_ready(db, false, err))
+        return -1;
+    if (mysql_ping(db->my)) {
+        int rc = es_set(err, ES_EIO, "mysql ping '%s': %s (%u)", db->name, mysql_error(db->my),
+                        mysql_errno(db->my));
+        if (db_is_lost(mysql_errno(db->my)))
+            db_lost(db, "ping");
+        return rc;
+    }
+    db->used_at = db_now_ms();
     return 0;
 }
 
 static int db_simple(es_db_t *db, const char *sql, es_err_t *err)
 {
     if (mysql_real_query(db->my, sql, strlen(sql)))
-        return db_fail(err, db->my, sql);
+        return db_fail(db, err, sql);
+    db->used_at = db_now_ms();
     return 0;
 }
 
 int es_db_begin(es_db_t *db, es_err_t *err)
 {
-    return db_simple(db, "START TRANSACTION", err);
+    db->tx_lost = false; /* a new transaction: whatever was lost is over */
+    db->in_tx = false;
+    if (db_ready(db, false, err) || db_simple(db, "START TRANSACTION", err))
+        return -1;
+    db->in_tx = true;
+    return 0;
 }
 
 int es_db_commit(es_db_t *db, es_err_t *err)
 {
+    bool lost = db->tx_lost;
+    db->in_tx = db->tx_lost = false;
+    if (lost || !db->my)
+        return es_set(err, ES_EIO,
+                      "database '%s': the connection was lost inside the transaction: nothing "
+                      "committed",
+                      db->name);
     if (mysql_commit(db->my))
-        return db_fail(err, db->my, "commit");
+        return db_fail(db, err, "commit");
+    db->used_at = db_now_ms();
     return 0;
 }
 
 int es_db_rollback(es_db_t *db)
 {
-    return mysql_rollback(db->my) ? -1 : 0;
+    db->in_tx = db->tx_lost = false;
+    if (!db->my) /* the server rolled it back when the connection went */
+        return 0;
+    if (mysql_rollback(db->my)) {
+        if (db_is_lost(mysql_errno(db->my)))
+            db_lost(db, "rollback");
+        return -1;
+    }
+    return 0;
 }
 
 /* A prepared statement for sql, from the cache or new; borrowed, owned by db. */
@@ -178,12 +405,16 @@ static MYSQL_STMT *db_prepare(es_db_t *db, const char *sql, es_err_t *err)
             return db->cache[i].stmt;
     MYSQL_STMT *st = mysql_stmt_init(db->my);
     if (!st) {
-        db_fail(err, db->my, "stmt_init");
+        db_fail(db, err, "stmt_init");
         return NULL;
     }
     if (mysql_stmt_prepare(st, sql, strlen(sql))) {
-        db_fail_stmt(err, st, "prepare");
+        /* taken out first: a lost connection drops the cache and the connection */
+        unsigned int no = mysql_stmt_errno(st);
+        es_set(err, db_code(no), "mysql prepare: %s (%u)", mysql_stmt_error(st), no);
         mysql_stmt_close(st);
+        if (db_is_lost(no))
+            db_lost(db, "prepare");
         return NULL;
     }
     struct db_cached *slot;
@@ -241,18 +472,22 @@ static MYSQL_STMT *db_run(es_db_t *db, const char *sql, const es_db_val_t *param
         }
     }
     if (n && mysql_stmt_bind_param(st, bind)) {
-        db_fail_stmt(err, st, "bind");
+        db_fail_stmt(db, err, st, "bind");
         return NULL;
     }
+    db->sent = true;
+    if (db->reconnect && db->in_tx && es_fault_hit("db.lost_in_tx"))
+        shutdown(mysql_get_socket(db->my), SHUT_RDWR); /* a real loss, mid-transaction (tests) */
     if (mysql_stmt_execute(st)) {
-        db_fail_stmt(err, st, "execute");
+        db_fail_stmt(db, err, st, "execute");
         return NULL;
     }
+    db->used_at = db_now_ms();
     return st;
 }
 
-int es_db_exec(es_db_t *db, const char *sql, const es_db_val_t *params, size_t n,
-               long long *affected, es_err_t *err)
+static int db_exec_once(es_db_t *db, const char *sql, const es_db_val_t *params, size_t n,
+                        long long *affected, es_err_t *err)
 {
     MYSQL_STMT *st = db_run(db, sql, params, n, err);
     if (!st)
@@ -273,10 +508,11 @@ static bool db_is_int(enum enum_field_types t)
            t == MYSQL_TYPE_INT24 || t == MYSQL_TYPE_LONGLONG || t == MYSQL_TYPE_YEAR;
 }
 
-json_t *es_db_query(es_db_t *db, const char *sql, const es_db_val_t *params, size_t n,
-                    es_err_t *err)
+static json_t *db_query_once(es_db_t *db, const char *sql, const es_db_val_t *params, size_t n,
+                             es_err_t *err)
 {
     json_t *rows = NULL;
+    unsigned int lost = 0; /* the error number of a lost connection, dropped once cleaned up */
     MYSQL_RES *meta = NULL;
     MYSQL_BIND *res = NULL;
     struct col {
@@ -301,7 +537,7 @@ json_t *es_db_query(es_db_t *db, const char *sql, const es_db_val_t *params, siz
         goto out;
     }
     if (mysql_stmt_store_result(st)) {
-        db_fail_stmt(err, st, "store_result");
+        lost = db_note_stmt(err, st, "store_result");
         goto out;
     }
     stored = true;
@@ -325,7 +561,7 @@ json_t *es_db_query(es_db_t *db, const char *sql, const es_db_val_t *params, siz
         }
     }
     if (ncols && mysql_stmt_bind_result(st, res)) {
-        db_fail_stmt(err, st, "bind_result");
+        lost = db_note_stmt(err, st, "bind_result");
         goto out;
     }
     rows = json_array();
@@ -334,7 +570,7 @@ json_t *es_db_query(es_db_t *db, const char *sql, const es_db_val_t *params, siz
         if (r == MYSQL_NO_DATA)
             break;
         if (r == 1) {
-            db_fail_stmt(err, st, "fetch");
+            lost = db_note_stmt(err, st, "fetch");
             json_decref(rows);
             rows = NULL;
             goto out;
@@ -367,5 +603,56 @@ out:
         free(cols[c].buf);
     free(cols);
     free(res);
+    if (lost)
+        db_lost(db, "reading a result");
+    else if (rows)
+        db->used_at = db_now_ms();
     return rows;
+}
+
+/* Whether a statement that failed with err may run again on a fresh connection: a reconnecting
+ * handle outside a transaction whose connection was lost by this call (and which is due to
+ * reconnect at once), and the statement was never sent or is a read. */
+static bool db_may_rerun(const es_db_t *db, const es_err_t *err, bool is_read)
+{
+    return db->reconnect && !db->in_tx && !db->my && err->code == ES_EIO && db->failures == 0 &&
+           (is_read || !db->sent);
+}
+
+int es_db_exec(es_db_t *db, const char *sql, const es_db_val_t *params, size_t n,
+               long long *affected, es_err_t *err)
+{
+    if (db->in_tx && db->tx_lost)
+        return db_ready(db, false, err);
+    for (int attempt = 0;; attempt++) {
+        es_err_t e = ES_ERR_INIT;
+        db->sent = false;
+        if (db_ready(db, false, &e) == 0 && db_exec_once(db, sql, params, n, affected, &e) == 0)
+            return 0;
+        if (attempt > 0 || !db_may_rerun(db, &e, false))
+            return es_set(err, e.code ? e.code : ES_EIO, "%s", e.msg);
+        es_info("database '%s': running a statement again on a new connection: %s", db->name,
+                e.msg);
+    }
+}
+
+json_t *es_db_query(es_db_t *db, const char *sql, const es_db_val_t *params, size_t n,
+                    es_err_t *err)
+{
+    if (db->in_tx && db->tx_lost) {
+        db_ready(db, false, err);
+        return NULL;
+    }
+    for (int attempt = 0;; attempt++) {
+        es_err_t e = ES_ERR_INIT;
+        db->sent = false;
+        json_t *rows = NULL;
+        if (db_ready(db, false, &e) == 0 && (rows = db_query_once(db, sql, params, n, &e)))
+            return rows;
+        if (attempt > 0 || !db_may_rerun(db, &e, true)) {
+            es_set(err, e.code ? e.code : ES_EIO, "%s", e.msg);
+            return NULL;
+        }
+        es_info("database '%s': reading again on a new connection: %s", db->name, e.msg);
+    }
 }

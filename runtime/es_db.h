@@ -1,6 +1,13 @@
 /* es_db — a MariaDB/MySQL connection with parameterised statements, for the projector runtime,
- * projections and the API's queries. Parameters are bound as prepared-statement values, never
- * pasted into SQL. Not thread-safe: one connection per thread. */
+ * projections, the API's queries and the subscribers. Parameters are bound as prepared-statement
+ * values, never pasted into SQL. Not thread-safe: one connection per thread.
+ *
+ * A long-lived user opts in to reconnection (es_db_set_reconnect): a connection lost (server gone
+ * 2006, lost 2013, a failed connect) is then reopened on the next use, never inside a transaction,
+ * with capped exponential backoff and jitter between connect attempts (a call made before the next
+ * attempt is due fails at once with ES_EIO: no sleep, no busy loop). A handle whose connection
+ * carries session state (GET_LOCK, session variables) must not opt in: it would lose that state
+ * silently. */
 #ifndef ES_DB_H
 #define ES_DB_H
 
@@ -31,9 +38,41 @@ es_db_t *es_db_open(const char *context, es_err_t *err);
 es_db_t *es_db_open_timeout(const char *context, unsigned connect_s, unsigned io_s, es_err_t *err);
 void es_db_close(es_db_t *db);
 
-/* Whether the server still answers on this connection (one round trip, no reconnect):
- * 0, or ES_EIO with err when the connection is gone (close it and open another). */
+/* Whether the server still answers on this connection (one round trip): 0, or ES_EIO with err
+ * when the connection is gone (close it and open another; a reconnecting handle is reopened on
+ * its next use). */
 int es_db_ping(es_db_t *db, es_err_t *err);
+
+/* Makes db reopen its connection by itself once lost (see the top of this file). dependency (a
+ * static string such as "mysql", or NULL) is then kept in es_metrics_set_dependency: up while the
+ * connection is, down from its loss or a failed connect until a connect succeeds; declared up now.
+ * One handle per dependency name. After a loss:
+ *   - outside a transaction, the next call connects first (when the backoff allows) and then
+ *     runs; a connection idle for ES_DB_IDLE_PING_MS is pinged before a statement is sent, so a
+ *     server restarted meanwhile costs no statement. A statement that failed with the loss is run
+ *     again once on a fresh connection only when that is safe: es_db_query (a read) always, and
+ *     es_db_exec when the statement was never sent (its prepare failed);
+ *   - inside a transaction (es_db_begin .. es_db_commit/es_db_rollback), the transaction is gone:
+ *     the failing call and every later one but es_db_rollback return ES_EIO, and es_db_commit ends
+ *     it with ES_EIO. The caller rolls back and redoes its work.
+ * Fault point (es_fault.h) db.lost_in_tx: a reconnecting handle's connection is shut down just
+ * before a statement inside a transaction is sent (a real loss: the server rolls back). */
+void es_db_set_reconnect(es_db_t *db, const char *dependency);
+
+/* For a reconnecting handle's idle loop (readiness): 0 without I/O when a round trip succeeded
+ * within the last idle_ms; else connects when down (if the backoff allows) and pings. 0, or ES_EIO
+ * with err when the server cannot be reached (the dependency is down then). */
+int es_db_check(es_db_t *db, long idle_ms, es_err_t *err);
+
+/* The wait before connect attempt number failures + 1, after failures consecutive failed
+ * attempts: 0 for none, then ES_DB_BACKOFF_BASE_MS doubled per failure and capped at
+ * ES_DB_BACKOFF_MAX_MS, of which the upper half is drawn at random (jitter: processes that lost
+ * the same server do not all come back at once). *rng is the random state (any non-zero seed,
+ * updated). Pure: no clock, no I/O. */
+#define ES_DB_BACKOFF_BASE_MS 100
+#define ES_DB_BACKOFF_MAX_MS  5000
+#define ES_DB_IDLE_PING_MS    2000
+long es_db_backoff_ms(unsigned failures, unsigned *rng);
 
 int es_db_begin(es_db_t *db, es_err_t *err);
 int es_db_commit(es_db_t *db, es_err_t *err);

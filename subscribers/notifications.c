@@ -40,8 +40,9 @@
 #include <string.h>
 #include <time.h>
 
-#define NOTIFY_TOPIC "notifications.events"
-#define NOTIFY_NS    "eventshop.notifications."
+#define NOTIFY_TOPIC       "notifications.events"
+#define NOTIFY_NS          "eventshop.notifications."
+#define NOTIFY_DB_CHECK_MS 3000 /* an idle subscriber pings MariaDB this often (readiness) */
 
 struct notifications {
     es_db_t *db;
@@ -95,6 +96,8 @@ static void *notifications_init(es_err_t *err)
     for (size_t i = 0; i < sizeof ddl / sizeof *ddl; i++)
         if (es_db_exec(n->db, ddl[i], NULL, 0, NULL, err))
             goto fail;
+    /* from here a lost connection is reopened on next use; the batch it broke is redone */
+    es_db_set_reconnect(n->db, "mysql");
     if (!(n->curl = curl_easy_init())) {
         es_set(err, ES_EINTERNAL, "curl_easy_init failed");
         goto fail;
@@ -571,6 +574,19 @@ out:
     return rc;
 }
 
+/* Between batches: keeps readiness true to MariaDB while no event comes (es_db_check pings once
+ * every NOTIFY_DB_CHECK_MS of idleness, and reconnects when the backoff allows). */
+static int notifications_tick(void *state, long long now_ms, sb_out_t *out, es_err_t *err)
+{
+    struct notifications *n = state;
+    (void)now_ms;
+    (void)out;
+    (void)err;
+    es_err_t e = ES_ERR_INIT;
+    es_db_check(n->db, NOTIFY_DB_CHECK_MS, &e); /* es_db logs the loss and the return */
+    return 0;
+}
+
 static const char *const notifications_topics[] = {"orders.events", "payments.events",
                                                    "shipping.events", NULL};
 
@@ -580,5 +596,5 @@ const sb_subscriber_t sb_notifications = {
     .init = notifications_init,
     .release = notifications_release,
     .handle = notifications_handle,
-    .tick = NULL,
+    .tick = notifications_tick,
 };

@@ -38,9 +38,10 @@
 #include <string.h>
 #include <time.h>
 
-#define RESEND_MS    5000 /* a deadline command not yet seen applied is sent again after this */
-#define ORDERS_TOPIC "orders.events"
-#define ORDERS_NS    "eventshop.orders."
+#define RESEND_MS        5000 /* a deadline command not yet seen applied is sent again after this */
+#define SAGA_DB_CHECK_MS 3000 /* an idle tick pings the table's server this often */
+#define ORDERS_TOPIC     "orders.events"
+#define ORDERS_NS        "eventshop.orders."
 
 static const char *const saga_topics[] = {ORDERS_TOPIC, "inventory.events", "payments.events",
                                           "shipping.events", NULL};
@@ -87,32 +88,35 @@ static const char *const ddl[] = {
     " next_offset BIGINT NOT NULL, updated_at BIGINT NOT NULL) ENGINE=InnoDB",
 };
 
+/* The table's connection, opened (with the tables) on first use. Once open it reconnects by
+ * itself after a loss (es_db_set_reconnect) and keeps the "mysql" readiness dependency. */
 static es_db_t *db_get(saga_t *s, es_err_t *err)
 {
     if (s->db)
         return s->db;
-    if (!(s->db = es_db_open("order_saga", err)))
-        return NULL;
+    es_db_t *db = es_db_open("order_saga", err);
+    if (!db)
+        goto fail;
     for (size_t i = 0; i < sizeof ddl / sizeof *ddl; i++) {
-        if (es_db_exec(s->db, ddl[i], NULL, 0, NULL, err) != 0) {
-            es_db_close(s->db);
-            s->db = NULL;
-            return NULL;
+        if (es_db_exec(db, ddl[i], NULL, 0, NULL, err) != 0) {
+            es_db_close(db);
+            goto fail;
         }
     }
-    return s->db;
+    es_db_set_reconnect(db, "mysql");
+    return s->db = db;
+fail:
+    es_metrics_set_dependency("mysql", false);
+    return NULL;
 }
 
-/* After a failed statement (its error in e): the connection may be gone, so it is dropped and
- * made again on next use; err gets ES_EIO, so that the runtime retries the batch rather than
- * dead-letter the event. */
+/* After a failed statement (its error in e): the transaction is rolled back (a lost connection
+ * is reopened by es_db on next use); err gets ES_EIO, so that the runtime retries the batch
+ * rather than dead-letter the event. */
 static int db_failed(saga_t *s, const es_err_t *e, const char *what, es_err_t *err)
 {
-    if (s->db) {
+    if (s->db)
         es_db_rollback(s->db);
-        es_db_close(s->db);
-        s->db = NULL;
-    }
     return es_set(err, ES_EIO, "order saga table, %s: %s", what, e->msg);
 }
 
@@ -199,8 +203,12 @@ static int fold_row(saga_t *s, row_op_t op, const json_t *ev, const char *order,
                    "updated_at = VALUES(updated_at)",
                    q, 3, NULL, &e) != 0)
         return db_failed(s, &e, "progress", err);
-    if (es_db_commit(db, &e) != 0)
+    if (es_db_commit(db, &e) != 0) {
+        /* a commit lost with its connection may have happened: the redelivered event will then
+         * be seen as folded, so memory is read again from the table rather than folded here */
+        s->loaded = false;
         return db_failed(s, &e, "commit", err);
+    }
     *applied = true;
     return 0;
 }
@@ -570,6 +578,12 @@ static int saga_tick(void *state, long long now_ms, sb_out_t *out, es_err_t *err
     const char *order;
     json_t *o;
     static const char *const help = "orders cancelled because they missed a deadline";
+    es_err_t e = ES_ERR_INIT;
+    /* readiness while no event comes: the table's server is checked every few idle seconds (es_db
+     * keeps the dependency and logs its changes); deadlines go on from memory meanwhile */
+    es_db_t *db = db_get(s, &e);
+    if (db)
+        es_db_check(db, SAGA_DB_CHECK_MS, &e);
     if (!s->loaded && load(s, err) != 0)
         return -1;
     es_metric_t *missed_reservation =

@@ -8,6 +8,7 @@
 #include "es_env.h"
 #include "es_log.h"
 #include "es_mem.h"
+#include "es_metrics.h"
 #include "sb_runtime.h"
 #include <stdlib.h>
 #include <string.h>
@@ -90,9 +91,14 @@ static int shipping_tick(void *state, long long now_ms, sb_out_t *out, es_err_t 
         return 0;
     s->next_poll = now_ms + s->poll_ms;
     es_err_t derr = ES_ERR_INIT;
-    if (!s->db && !(s->db = es_db_open("shipping", &derr))) {
-        es_warn("shipping poll: %s", derr.msg);
-        return 0; /* the read model is not there yet: try at the next tick */
+    if (!s->db) {
+        if (!(s->db = es_db_open("shipping", &derr))) {
+            es_metrics_set_dependency("mysql", false);
+            es_warn("shipping poll: %s", derr.msg);
+            return 0; /* the read model is not there yet: try at the next tick */
+        }
+        /* from here a lost connection is reopened by es_db, with backoff */
+        es_db_set_reconnect(s->db, "mysql");
     }
     es_db_val_t p[] = {ES_DB_I(POLL_BATCH)};
     json_t *rows = es_db_query(s->db,
@@ -100,9 +106,9 @@ static int shipping_tick(void *state, long long now_ms, sb_out_t *out, es_err_t 
                                "'dispatched' ORDER BY dispatched_at LIMIT ?",
                                p, 1, &derr);
     if (!rows) {
-        es_warn("shipping poll: %s", derr.msg);
-        es_db_close(s->db);
-        s->db = NULL;
+        /* es_db logs a lost connection and its return; other failures are worth a line */
+        if (es_metrics_is_ready())
+            es_warn("shipping poll: %s", derr.msg);
         return 0;
     }
     size_t i;

@@ -1,0 +1,63 @@
+#include "es_db.h"
+#include <criterion/criterion.h>
+
+/* es_db_backoff_ms: the wait between connect attempts of a reconnecting es_db handle. */
+
+Test(db_backoff, no_failure_means_no_wait)
+{
+    unsigned rng = 1;
+    cr_assert_eq(es_db_backoff_ms(0, &rng), 0);
+    cr_assert_eq(rng, 1, "no random draw without a wait");
+}
+
+Test(db_backoff, doubles_per_failure_within_its_upper_half)
+{
+    unsigned rng = 12345;
+    long cap = ES_DB_BACKOFF_BASE_MS;
+    for (unsigned f = 1; f <= 12; f++) {
+        for (int i = 0; i < 200; i++) {
+            long d = es_db_backoff_ms(f, &rng);
+            cr_assert(d >= cap - cap / 2 && d <= cap, "failure %u: %ld ms outside [%ld, %ld]", f, d,
+                      cap - cap / 2, cap);
+        }
+        cap = cap * 2 > ES_DB_BACKOFF_MAX_MS ? ES_DB_BACKOFF_MAX_MS : cap * 2;
+    }
+}
+
+Test(db_backoff, capped_even_after_very_many_failures)
+{
+    unsigned rng = 7;
+    unsigned many[] = {30, 31, 32, 33, 64, 1000, 4000000000u};
+    for (size_t i = 0; i < sizeof many / sizeof *many; i++) {
+        long d = es_db_backoff_ms(many[i], &rng);
+        cr_assert(d >= ES_DB_BACKOFF_MAX_MS / 2 && d <= ES_DB_BACKOFF_MAX_MS,
+                  "after %u failures: %ld ms", many[i], d);
+    }
+}
+
+Test(db_backoff, jitter_spreads_the_waits)
+{
+    /* processes that lost the same server draw different waits: many distinct values */
+    unsigned rng = 99;
+    long seen[64];
+    size_t distinct = 0;
+    for (int i = 0; i < 64; i++) {
+        long d = es_db_backoff_ms(8, &rng);
+        bool known = false;
+        for (size_t k = 0; k < distinct; k++)
+            known |= seen[k] == d;
+        if (!known)
+            seen[distinct++] = d;
+    }
+    cr_assert_gt(distinct, 32, "only %zu distinct waits of 64", distinct);
+}
+
+Test(db_backoff, same_seed_same_waits)
+{
+    unsigned a = 4242, b = 4242;
+    for (unsigned f = 1; f < 10; f++)
+        cr_assert_eq(es_db_backoff_ms(f, &a), es_db_backoff_ms(f, &b));
+    unsigned zero = 0; /* a zero seed still draws (xorshift would stay at 0) */
+    cr_assert_gt(es_db_backoff_ms(3, &zero), 0);
+    cr_assert_neq(zero, 0);
+}
