@@ -12,7 +12,7 @@
 #include <time.h>
 
 #define BACKOFF_FIRST_S 0.2
-#define BACKOFF_MAX_S   30.0
+#define BACKOFF_MAX_S   5.0 /* a dependency back after an outage is used within ~5 s */
 #define RETRY_MAX_S     2.0 /* a retriable call is retried at most this far apart */
 #define SLICE_MS        50
 

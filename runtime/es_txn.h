@@ -121,7 +121,7 @@ es_txn_rc_t es_txn_commit(es_txn_t *t, es_err_t *err);
  * ES_TXN_LOST / ES_TXN_FENCED when even the abort fails. */
 es_txn_rc_t es_txn_abort(es_txn_t *t, es_err_t *err);
 
-/* Sleeps the current backoff (0.2 s after the first abort, doubling to 30 s, with jitter; 0
+/* Sleeps the current backoff (0.2 s after the first abort, doubling to 5 s, with jitter; 0
  * after a commit) in slices of 50 ms so a stop is seen at once. Returns the seconds waited. */
 double es_txn_backoff(es_txn_t *t);
 /* The current backoff in seconds (for log lines). */
