@@ -17,11 +17,6 @@
 #include <unistd.h>
 
 #define TXN_TIMEOUT_MS 30000
-/* a static member fenced again within this many seconds of the last fence has a twin: twins
- * fence each other back within seconds (a heartbeat and a join), while a broker outage fences a
- * member once, when librdkafka's own rejoin races its old member id; outages minutes apart
- * (make test kills the broker twice within 5 minutes) are not twins */
-#define REFENCE_WINDOW_S 60.0
 
 /* what one assigned partition holds in memory: committed states and the dedupe map, plus what
  * the batch in flight has staged (merged only after its transaction commits) */
@@ -974,15 +969,10 @@ static void consumer_fatal(hd_runtime_t *rt)
 {
     es_err_t err = ES_ERR_INIT;
     es_kafka_consumer_fatal(rt->consumer, &err);
-    if (rt->consumer_fenced_at > 0 && now_s() - rt->consumer_fenced_at < REFENCE_WINDOW_S) {
+    if (es_kafka_fence_is_twin(rt->consumer, rt->consumer_fenced_at, now_s())) {
         set_fatal(rt, &err);
         return;
     }
-    char why[512];
-    rd_kafka_fatal_error(rt->consumer, why, sizeof why);
-    es_warn("consumer fenced (%s): making it again, as after a broker outage librdkafka's own "
-            "rejoin does this; a second fence within %.0f s means a twin instance",
-            why, REFENCE_WINDOW_S);
     rt->consumer_lost = true;
 }
 

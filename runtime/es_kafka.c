@@ -1,5 +1,6 @@
 #include "es_kafka.h"
 #include "es_env.h"
+#include "es_log.h"
 #include "es_mem.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -201,4 +202,17 @@ bool es_kafka_reachable(rd_kafka_t *rk, int timeout_ms)
     if (md)
         rd_kafka_metadata_destroy(md);
     return up;
+}
+
+bool es_kafka_fence_is_twin(rd_kafka_t *rk, double last_remake_s, double now_s)
+{
+    const double window_s = 60.0;
+    if (last_remake_s > 0 && now_s - last_remake_s < window_s)
+        return true;
+    char why[512];
+    rd_kafka_fatal_error(rk, why, sizeof why);
+    es_warn("consumer fenced (%s): making it again, as after a broker outage librdkafka's own "
+            "rejoin does this; a second fence within %.0f s means a twin instance",
+            why, window_s);
+    return false;
 }

@@ -37,6 +37,12 @@ int es_kafka_read_partition(const char *topic, int32_t partition, es_kafka_msg_f
 
 /* Number of partitions of topic, or -1 with err. */
 int es_kafka_partition_count(rd_kafka_t *rk, const char *topic, es_err_t *err);
+/* Whether the fatal fence of static consumer member rk (borrowed) means a twin instance with
+ * the same group.instance.id: it does when the consumer was last made again after a fence less
+ * than 60 s before now_s (twins fence each other back within seconds; a broker outage fences a
+ * member once, when librdkafka's own rejoin races its old member id). last_remake_s is 0 when
+ * it never was. When not a twin it logs why the caller makes the consumer again. */
+bool es_kafka_fence_is_twin(rd_kafka_t *rk, double last_remake_s, double now_s);
 /* Whether a broker answers a metadata request of rk (borrowed) within timeout_ms: the cheap
  * check behind a role's "kafka" readiness dependency. */
 bool es_kafka_reachable(rd_kafka_t *rk, int timeout_ms);

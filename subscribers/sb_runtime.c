@@ -20,11 +20,6 @@
 #include <unistd.h>
 
 #define TXN_TIMEOUT_MS 30000
-/* a static member fenced again within this many seconds of the last fence has a twin: twins
- * fence each other back within seconds (a heartbeat and a join), while a broker outage fences a
- * member once, when librdkafka's own rejoin races its old member id; outages minutes apart
- * (make test kills the broker twice within 5 minutes) are not twins */
-#define REFENCE_WINDOW_S 60.0
 
 struct sb_runtime {
     const sb_subscriber_t *sub;
@@ -414,15 +409,10 @@ static void consumer_fatal(sb_runtime_t *rt, rd_kafka_t *consumer)
     es_err_t err = ES_ERR_INIT;
     es_kafka_consumer_fatal(consumer, &err);
     if (consumer != rt->consumer ||
-        (rt->consumer_fenced_at > 0 && now_s() - rt->consumer_fenced_at < REFENCE_WINDOW_S)) {
+        es_kafka_fence_is_twin(consumer, rt->consumer_fenced_at, now_s())) {
         set_fatal(rt, "consumer", err.msg);
         return;
     }
-    char why[512];
-    rd_kafka_fatal_error(consumer, why, sizeof why);
-    es_warn("consumer fenced (%s): making it again, as after a broker outage librdkafka's own "
-            "rejoin does this; a second fence within %.0f s means a twin instance",
-            why, REFENCE_WINDOW_S);
     rt->consumer_lost = true;
 }
 
