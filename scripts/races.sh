@@ -83,6 +83,7 @@ valgrind_role() { # role
         --errors-for-leak-kinds=definite --suppressions=$top/tests/valgrind.supp
         --log-file=$vlog"
     if ! swap_in "$role" 180 ES_ROLE_BUILD="$top/build" ES_ROLE_WRAPPER="$vg"; then
+        tail -n 20 "$logs/$role.log"; tail -n 20 "$vlog" 2>/dev/null
         ko "valgrind: $role did not become ready"; swap_back "$role"; return
     fi
     # role-stop: TERM, then KILL only after ES_STOP_TIMEOUT; it holds the role, so the

@@ -44,11 +44,12 @@ if [ ! -f "$venv/.done" ]; then
     echo "setup: creating Python test venv"
     python3 -m venv "$venv"
     "$venv/bin/pip" -q install --disable-pip-version-check \
-        'confluent-kafka[avro,schemaregistry]==2.6.1' requests fastavro pymysql pytest aiosmtpd==1.4.6
+        'confluent-kafka[avro,schemaregistry]==2.6.1' requests fastavro pymysql pytest aiosmtpd==1.4.6 PyYAML==6.0.4
     touch "$venv/.done"
 fi
 # packages added to the venv after it was first made
 "$venv/bin/python" -c 'import aiosmtpd' 2>/dev/null || "$venv/bin/pip" -q install --disable-pip-version-check aiosmtpd==1.4.6
+"$venv/bin/python" -c 'import yaml' 2>/dev/null || "$venv/bin/pip" -q install --disable-pip-version-check PyYAML==6.0.4
 
 # the API contract's linter and schemathesis
 scripts/setup-api-tools.sh
