@@ -258,10 +258,13 @@ void api_server_free(api_server_t *s)
 {
     if (!s)
         return;
-    es_http_server_free(s->http);
-    /* results first: its waiters are answered while the codec still lives */
-    api_results_free(s->app.results);
+    /* The loop threads have stopped. The producer first: its last delivery reports may hand
+     * commands to the results' waiters; then the results, whose waiters are answered while the
+     * codec lives; their completions reach stopped threads, which drop them; then the server,
+     * whose threads every completion names. */
     api_producer_free(s->app.producer);
+    api_results_free(s->app.results);
+    es_http_server_free(s->http);
     ev_codec_free(s->app.codec);
     sr_client_free(s->sr);
     api_auth_free(s->app.verifier);

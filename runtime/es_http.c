@@ -10,6 +10,13 @@
  * than written into freed memory. Completions from other threads travel as h2o multithread
  * messages to the request's own loop, where all request state is touched.
  *
+ * Each loop thread makes its evloop, context, listener and completion receiver itself, and
+ * disposes of them itself: h2o 2.2's socket buffers come from a thread-local recycling allocator
+ * (h2o_socket_buffer_prototype is __thread), and a socket made on one thread but read on another
+ * allocates from, and returns to, the first thread's free list without a lock. That corrupted the
+ * heap of the API under load (a completion read on thread 2 from a pipe made on thread 1).
+ * A completion sent after its thread closed is dropped (th->closed, under s->complete_lock).
+ *
  * Answers that h2o makes by itself (413 for an oversized body) pass through a filter that turns
  * them into problem+json and counts them; our own answers are counted where they are made. */
 #include "es_http.h"
@@ -17,6 +24,7 @@
 #include "es_mem.h"
 #include "es_metrics.h"
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <h2o.h>
 #include <netdb.h>
@@ -71,7 +79,7 @@ struct es_http_server {
     h2o_globalconf_t config;
     http_thread_t *threads;
     atomic_int stopping;
-    bool ran;
+    pthread_mutex_t complete_lock; /* es_http_complete against a thread's close */
 };
 
 typedef struct after_timeout {
@@ -85,7 +93,8 @@ struct http_thread {
     int fd;
     h2o_evloop_t *loop;
     h2o_context_t ctx;
-    bool ctx_ready;
+    bool started; /* its loop thread ran: it made and disposed of its own h2o objects */
+    bool closed;  /* under s->complete_lock: its receiver is gone, completions are dropped */
     h2o_accept_ctx_t accept_ctx;
     h2o_socket_t *listener;
     h2o_multithread_receiver_t completions;
@@ -567,6 +576,15 @@ es_http_pending_t *es_http_defer(es_http_req_t *r)
     return p;
 }
 
+static void pending_free(es_http_pending_t *p)
+{
+    for (char **h = p->headers; h && *h; h++)
+        free(*h);
+    free(p->headers);
+    free(p->body);
+    free(p);
+}
+
 void es_http_complete(es_http_pending_t *p, int status, json_t *body, int problem,
                       const char *const *headers)
 {
@@ -588,16 +606,16 @@ void es_http_complete(es_http_pending_t *p, int status, json_t *body, int proble
     p->headers = xcalloc(n + 1, sizeof *p->headers);
     for (size_t i = 0; i < n; i++)
         p->headers[i] = xstrdup(headers[i]);
-    h2o_multithread_send_message(&p->th->completions, &p->super);
-}
-
-static void pending_free(es_http_pending_t *p)
-{
-    for (char **h = p->headers; h && *h; h++)
-        free(*h);
-    free(p->headers);
-    free(p->body);
-    free(p);
+    es_http_server_t *s = p->th->s;
+    pthread_mutex_lock(&s->complete_lock);
+    bool closed = p->th->closed;
+    if (!closed)
+        h2o_multithread_send_message(&p->th->completions, &p->super);
+    pthread_mutex_unlock(&s->complete_lock);
+    if (closed) {
+        es_debug("http: completion with status %d dropped: the server has stopped", status);
+        pending_free(p);
+    }
 }
 
 static void on_completions(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
@@ -954,6 +972,7 @@ es_http_server_t *es_http_server_new(const es_http_config_t *cfg, const es_http_
     }
     signal(SIGPIPE, SIG_IGN);
     es_http_server_t *s = xcalloc(1, sizeof *s);
+    pthread_mutex_init(&s->complete_lock, NULL);
     s->cfg = *cfg;
     s->host = xstrdup(cfg->host ? cfg->host : "127.0.0.1");
     s->cfg.host = s->host;
@@ -1007,10 +1026,62 @@ static bool conns_closed(http_thread_t *th)
            h2o_linklist_is_empty(&th->ctx.http2._conns);
 }
 
+/* Makes the thread's own h2o objects (see the top of the file: on the thread that uses them). */
+static void thread_setup(http_thread_t *th)
+{
+    es_http_server_t *s = th->s;
+    th->loop = h2o_evloop_create();
+    h2o_context_init(&th->ctx, th->loop, &s->config);
+    h2o_multithread_register_receiver(th->ctx.queue, &th->completions, on_completions);
+    th->accept_ctx.ctx = &th->ctx;
+    th->accept_ctx.hosts = s->config.hosts;
+    th->listener = h2o_evloop_socket_create(th->loop, th->fd, H2O_SOCKET_FLAG_DONT_READ);
+    th->listener->data = th;
+    h2o_socket_read_start(th->listener, on_accept);
+    /* the listener's (empty) input buffer is this thread's prototype: made here, not elsewhere */
+    assert(th->listener->input == &h2o_socket_buffer_prototype._initial_buf);
+}
+
+/* Disposes of the thread's h2o objects, on that thread; completions sent later are dropped. */
+static void thread_teardown(http_thread_t *th)
+{
+    es_http_server_t *s = th->s;
+    pthread_mutex_lock(&s->complete_lock);
+    th->closed = true;
+    pthread_mutex_unlock(&s->complete_lock);
+    /* completions that arrived after the loop stopped */
+    h2o_linklist_t *msgs = &th->completions._messages;
+    while (!h2o_linklist_is_empty(msgs)) {
+        h2o_multithread_message_t *m = container_of(msgs->next, h2o_multithread_message_t, link);
+        h2o_linklist_unlink(&m->link);
+        pending_free((es_http_pending_t *)m);
+    }
+    h2o_multithread_unregister_receiver(th->ctx.queue, &th->completions);
+    if (!conns_closed(th)) {
+        /* h2o cannot dispose a context with live connections: leave it to the exit */
+        es_warn("http: connections still open at shutdown");
+        return;
+    }
+    /* h2o 2.2.5 leaks the context's queue struct (88 bytes) here; freeing it ourselves would
+     * double-free on a fixed h2o, so the leak is left to the suppression file */
+    h2o_context_dispose(&th->ctx);
+    h2o_evloop_run(th->loop, 0);
+    for (size_t j = 0; j < th->n_timeouts; j++) {
+        h2o_timeout_dispose(th->loop, &th->timeouts[j]->timeout);
+        free(th->timeouts[j]);
+    }
+    free(th->timeouts);
+    th->timeouts = NULL;
+    th->n_timeouts = 0;
+    h2o_evloop_destroy(th->loop);
+    th->loop = NULL;
+}
+
 static void *thread_main(void *arg)
 {
     http_thread_t *th = arg;
     es_http_server_t *s = th->s;
+    thread_setup(th);
     if (s->cfg.thread_init)
         th->tls = s->cfg.thread_init(s->cfg.app);
     /* the loop wakes every LOOP_TICK_MS even when idle: its heartbeat is the role's liveness */
@@ -1047,31 +1118,24 @@ static void *thread_main(void *arg)
     if (s->cfg.thread_free)
         s->cfg.thread_free(th->tls);
     th->tls = NULL;
+    thread_teardown(th);
     return NULL;
 }
 
 int es_http_server_run(es_http_server_t *s)
 {
     int n = s->cfg.threads;
-    s->ran = true;
     for (int i = 0; i < n; i++) {
-        http_thread_t *th = &s->threads[i];
-        th->s = s;
-        th->loop = h2o_evloop_create();
-        h2o_context_init(&th->ctx, th->loop, &s->config);
-        th->ctx_ready = true;
-        h2o_multithread_register_receiver(th->ctx.queue, &th->completions, on_completions);
-        th->accept_ctx.ctx = &th->ctx;
-        th->accept_ctx.hosts = s->config.hosts;
-        th->listener = h2o_evloop_socket_create(th->loop, th->fd, H2O_SOCKET_FLAG_DONT_READ);
-        th->listener->data = th;
-        h2o_socket_read_start(th->listener, on_accept);
+        s->threads[i].s = s;
+        s->threads[i].started = true;
     }
     for (int i = 1; i < n; i++) {
         int rc = pthread_create(&s->threads[i].tid, NULL, thread_main, &s->threads[i]);
         if (rc != 0) {
             es_error("http: cannot start loop thread: %s", strerror(rc));
             atomic_store(&s->stopping, 1);
+            for (int j = i; j < s->cfg.threads; j++)
+                s->threads[j].started = false;
             n = i;
             break;
         }
@@ -1092,37 +1156,10 @@ void es_http_server_free(es_http_server_t *s)
 {
     if (!s)
         return;
-    for (int i = 0; s->threads && i < s->cfg.threads; i++) {
-        http_thread_t *th = &s->threads[i];
-        if (th->ctx_ready && !conns_closed(th)) {
-            /* h2o cannot dispose a context with live connections: leave it to the exit */
-            es_warn("http: connections still open at shutdown");
-        } else if (th->ctx_ready) {
-            if (th->listener)
-                h2o_socket_close(th->listener);
-            /* completions that arrived after the loop stopped */
-            h2o_multithread_unregister_receiver(th->ctx.queue, &th->completions);
-            h2o_linklist_t *msgs = &th->completions._messages;
-            while (!h2o_linklist_is_empty(msgs)) {
-                h2o_multithread_message_t *m =
-                    container_of(msgs->next, h2o_multithread_message_t, link);
-                h2o_linklist_unlink(&m->link);
-                pending_free((es_http_pending_t *)m);
-            }
-            /* h2o 2.2.5 leaks the context's queue struct (88 bytes) here; freeing it ourselves
-             * would double-free on a fixed h2o, so the leak is left to the suppression file */
-            h2o_context_dispose(&th->ctx);
-            h2o_evloop_run(th->loop, 0);
-            for (size_t j = 0; j < th->n_timeouts; j++) {
-                h2o_timeout_dispose(th->loop, &th->timeouts[j]->timeout);
-                free(th->timeouts[j]);
-            }
-            free(th->timeouts);
-            h2o_evloop_destroy(th->loop);
-        } else if (th->fd >= 0) {
-            close(th->fd);
-        }
-    }
+    /* a thread that ran disposed of its own h2o objects; one that never ran has only its fd */
+    for (int i = 0; s->threads && i < s->cfg.threads; i++)
+        if (!s->threads[i].started && s->threads[i].fd >= 0)
+            close(s->threads[i].fd);
     free(s->threads);
     if (s->config.hosts)
         h2o_config_dispose(&s->config);
@@ -1133,5 +1170,6 @@ void es_http_server_free(es_http_server_t *s)
     }
     free(s->routes);
     free(s->host);
+    pthread_mutex_destroy(&s->complete_lock);
     free(s);
 }

@@ -15,13 +15,11 @@ rd_kafka_conf_t *es_kafka_conf_new(const char *client_id, const char *const *kv,
     int consumer = 0;
     for (const char *const *p = kv; p && p[0]; p += 2)
         consumer |= !strcmp(p[0], "group.id") || !strcmp(p[0], "isolation.level");
-    const char *base[] = {"bootstrap.servers",
-                          es_env_brokers(),
-                          "client.id",
-                          client_id,
-                          consumer ? NULL : "partitioner",
-                          "murmur2_random",
-                          NULL};
+    const char *base[] = {"bootstrap.servers", es_env_brokers(), "client.id", client_id,
+                          /* librdkafka's default of 10 s: after a broker outage of that
+                           * order every client waited up to 10 s more to come back */
+                          "reconnect.backoff.max.ms", "1000", consumer ? NULL : "partitioner",
+                          "murmur2_random", NULL};
     for (int pass = 0; pass < 2; pass++) {
         const char *const *p = pass == 0 ? base : kv;
         for (; p && p[0]; p += 2) {

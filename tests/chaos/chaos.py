@@ -594,6 +594,9 @@ def main():
         # a role other than the fault's target with a new pid died and was restarted (by the
         # supervisor or by wait_all_ready): the fault crashed it
         CRASHED.update(r for r in roles() if r not in name.split() and pid_of(r) != before[r])
+        # and any role, the fault's target included, that dies after the recovery: under the
+        # load that follows, while converging, or during the rebuild comparison
+        after = {r: pid_of(r) for r in roles()}
         time.sleep(args.warm)  # work after the recovery
         load.pause()
         worst = load.longest
@@ -604,6 +607,7 @@ def main():
             diffs += rebuild_compare(c, checked)
         for d in diffs:
             log(f"  {d}")
+        CRASHED.update(r for r in roles() if pid_of(r) != after[r])
         crashed = sorted(CRASHED)
         CRASHED.clear()
         ready += own
@@ -616,11 +620,13 @@ def main():
             f"({time.time() - t0:.0f} s)")
     load.pause()
     log("end: every order final, charges, e-mails; every read model against a fresh rebuild")
+    before = {r: pid_of(r) for r in roles()}
     problems = final_checks(load, limit=180)
     for c in CONTEXTS:
         checked += 1
         problems += rebuild_compare(c, checked)
     lost, dup = wait_converged(load, limit=30)
+    problems += [f"{r} died during the end checks" for r in roles() if pid_of(r) != before[r]]
     load.close()
     if load.rejected:
         problems.append(f"{len(load.rejected)} commands refused with a 4xx, e.g. {load.rejected[:3]}")
