@@ -89,9 +89,19 @@ static long long now_ms(void)
 int es_kafka_read_partition(const char *topic, int32_t partition, es_kafka_msg_fn fn, void *arg,
                             int timeout_ms, es_err_t *err)
 {
-    const char *kv[] = {"isolation.level", "read_committed",       "enable.auto.commit",
-                        "false",           "enable.partition.eof", "true",
-                        "group.id",        "eventshop-reader",     NULL};
+    const char *kv[] = {"isolation.level",
+                        "read_committed",
+                        "enable.auto.commit",
+                        "false",
+                        "enable.partition.eof",
+                        "true",
+                        "group.id",
+                        "eventshop-reader",
+                        "fetch.wait.max.ms",
+                        "10",
+                        "auto.offset.reset",
+                        "earliest",
+                        NULL};
     rd_kafka_conf_t *conf = es_kafka_conf_new("eventshop-reader", kv, err);
     if (!conf)
         return -1;
@@ -115,7 +125,11 @@ int es_kafka_read_partition(const char *topic, int32_t partition, es_kafka_msg_f
         goto out;
     }
     rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(tp, topic, partition)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    /* at the low watermark, not OFFSET_BEGINNING: a logical offset is looked up once the
+     * partition's leader is known, and librdkafka retries that lookup after 500 ms, which made
+     * each read (two per partition at a handler's start) take 0.5-1 s instead of ~15 ms; a low
+     * watermark that compaction moved meanwhile resets to the earliest offset */
+    rd_kafka_topic_partition_list_add(tp, topic, partition)->offset = lo;
     e = rd_kafka_assign(rk, tp);
     rd_kafka_topic_partition_list_destroy(tp);
     if (e) {

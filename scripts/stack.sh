@@ -54,7 +54,10 @@ pid_alive() {
     local st
     [ -n "$1" ] && read -r st 2>/dev/null <"/proc/$1/stat" || return 1
     st=${st##*) }
-    case ${st%% *} in Z | X) return 1 ;; esac
+    case ${st%% *} in
+        # a zombie leader whose other threads still exit keeps its sockets (a role's port)
+        Z | X) local t=("/proc/$1/task/"*); [ "${#t[@]}" -gt 1 ] || return 1 ;;
+    esac
 }
 pidof_role() {
     local f=$ES_STATE/run/$1.pid pid
@@ -69,9 +72,13 @@ wait_until() { # seconds description command...
         sleep 0.2
     done
 }
-need_port() { # name port: a clear error when someone else holds it
-    if port_busy "$2"; then die "port $2 (for $1) is in use by another process; stop it or set ES_PORT_OFFSET"; fi
+need_port() { # name port: a clear error when someone else holds it (after a few seconds, so
+    # that a process that has just exited lets go of it)
+    if port_busy "$2" && ! wait_until 10 "$1" port_free "$2"; then
+        die "port $2 (for $1) is in use by another process; stop it or set ES_PORT_OFFSET"
+    fi
 }
+port_free() { ! port_busy "$1"; }
 
 metrics_port() {
     case $1 in
