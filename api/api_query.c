@@ -27,6 +27,7 @@
 #include "es_kafka.h"
 #include "es_log.h"
 #include "es_mem.h"
+#include "es_time.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,13 +36,6 @@
 #define WATCH_TICK_MS        20
 #define MIN_POSITION_MAX_MS  5000
 #define WATERMARK_TIMEOUT_MS 1000
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
 
 json_t *api_query_or_reply(es_http_req_t *r, const char *ctx, const char *sql,
                            const es_db_val_t *params, size_t n)
@@ -163,7 +157,7 @@ static int watch_read(struct api_watch *w)
         o->next = json_integer_value(next);
     }
     json_decref(rows);
-    w->read_ms = mono_ms();
+    w->read_ms = es_mono_ms();
     return 0;
 }
 
@@ -347,7 +341,7 @@ void api_query_at_position(es_http_req_t *r, const struct api_principal *who, co
         api_reply_problem(r, 503, NULL, NULL, "the %s context is not served here", ctx);
         goto out;
     }
-    if (mono_ms() - w->read_ms >= WATCH_TICK_MS && watch_read(w)) {
+    if (es_mono_ms() - w->read_ms >= WATCH_TICK_MS && watch_read(w)) {
         api_reply_problem(r, 503, NULL, NULL, "the %s read model is unavailable", ctx);
         goto out;
     }

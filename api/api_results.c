@@ -3,6 +3,7 @@
 #include "es_log.h"
 #include "es_mem.h"
 #include "es_metrics.h"
+#include "es_time.h"
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -43,13 +44,6 @@ struct api_results {
     bool has_thread;
     atomic_bool stop;
 };
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
 
 static size_t hash_id(const char *s, size_t nbuckets)
 {
@@ -208,7 +202,7 @@ void api_results_wait(api_results_t *res, const char *command_id, es_http_pendin
     snprintf(w->command_id, sizeof w->command_id, "%s", command_id);
     w->pending = p;
     w->wait_s = wait_s;
-    w->deadline_ms = mono_ms() + wait_s * 1000LL;
+    w->deadline_ms = es_mono_ms() + wait_s * 1000LL;
     struct api_outcome o;
     pthread_mutex_lock(&res->lock);
     int32_t i = find_locked(res, command_id);
@@ -228,7 +222,7 @@ void api_results_wait(api_results_t *res, const char *command_id, es_http_pendin
 /* Answers 202 to every waiter past its deadline (all of them when force). */
 static void expire_waiters(api_results_t *res, bool force)
 {
-    long long now = mono_ms();
+    long long now = es_mono_ms();
     struct waiter *done = NULL;
     pthread_mutex_lock(&res->lock);
     for (struct waiter **w = &res->waiters; *w;) {

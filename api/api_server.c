@@ -5,6 +5,7 @@
 #include "es_kafka.h"
 #include "es_log.h"
 #include "es_mem.h"
+#include "es_time.h"
 #include "sr_client.h"
 #include <stdint.h>
 #include <stdio.h>
@@ -33,13 +34,6 @@ static void *thread_init(void *app)
 #define DB_BACKOFF_MAX_MS 5000
 #define API_DB_CONNECT_S  2
 #define API_DB_IO_S       10
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
 
 static void thread_free(void *tls)
 {
@@ -83,7 +77,7 @@ es_db_t *api_tls_db(struct api_tls *t, const char *ctx, es_err_t *err)
     }
     if (t->dbs[i])
         return t->dbs[i];
-    long long now = mono_ms();
+    long long now = es_mono_ms();
     if (now < t->retry_at[i]) {
         es_set(err, ES_EIO, "the %s database is unreachable; next attempt in %lld ms", ctx,
                t->retry_at[i] - now);
@@ -107,7 +101,7 @@ int api_db_retry_after_s(es_http_req_t *r, const char *ctx)
 {
     struct api_tls *t = es_http_thread_state(r);
     int i = context_index(t->app, ctx);
-    long long left = i >= 0 ? t->retry_at[i] - mono_ms() : 0;
+    long long left = i >= 0 ? t->retry_at[i] - es_mono_ms() : 0;
     return left > 1000 ? (int)((left + 999) / 1000) : 1;
 }
 

@@ -37,6 +37,7 @@
 #include "es_env.h"
 #include "es_log.h"
 #include "es_mem.h"
+#include "es_time.h"
 #include "es_uuid.h"
 #include "jwt.h"
 #include "users_crypto.h"
@@ -94,13 +95,6 @@ static int ready_or_reply(es_http_req_t *r)
         return 0;
     api_reply_problem(r, 503, NULL, NULL, "the users service is not configured");
     return -1;
-}
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 /* ---- the key store ---- */
@@ -513,7 +507,7 @@ void api_auth_token(es_http_req_t *r, const struct api_principal *who)
     users_blind_index(users.index_key, email, index);
     es_http_peer_ip(r, ip_key + 3, sizeof ip_key - 3);
     snprintf(email_key + 3, sizeof email_key - 3, "%s", index);
-    double now = mono_s();
+    double now = es_mono_s();
     long wait_ip = api_ratelimit_check(users.by_ip, ip_key, now);
     long wait_em = api_ratelimit_check(users.by_email, email_key, now);
     if (wait_ip || wait_em) {

@@ -4,6 +4,7 @@
 #include "es_log.h"
 #include "es_mem.h"
 #include "es_metrics.h"
+#include "es_time.h"
 #include "es_trace.h"
 #include "es_txn.h"
 #include "es_uuid.h"
@@ -81,13 +82,6 @@ struct hd_runtime {
     es_metric_t *m_commits, *m_aborts, *m_recreates, *m_batch_seconds, *m_batch_size;
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* The liveness beat of the batch loop (also called by es_txn while it waits or backs off). */
 static void hd_heartbeat(void)
 {
@@ -98,10 +92,10 @@ static void hd_heartbeat(void)
 #define DEPS_CHECK_S 5.0
 static void hd_check_kafka(rd_kafka_t *rk, double *next_at)
 {
-    if (!rk || now_s() < *next_at)
+    if (!rk || es_mono_s() < *next_at)
         return;
     es_metrics_set_dependency("kafka", es_kafka_reachable(rk, 1000));
-    *next_at = now_s() + DEPS_CHECK_S;
+    *next_at = es_mono_s() + DEPS_CHECK_S;
 }
 
 static json_int_t wall_ms(void)
@@ -247,7 +241,7 @@ static int recover_result_msg(const rd_kafka_message_t *m, void *arg)
 
 static int recover_partition(hd_runtime_t *rt, int32_t p, es_err_t *err)
 {
-    double t0 = now_s();
+    double t0 = es_mono_s();
     hd_part_t *pt = part_get(rt, p);
     part_drop(pt);
     pt->states = json_object();
@@ -266,7 +260,7 @@ static int recover_partition(hd_runtime_t *rt, int32_t p, es_err_t *err)
     es_info("recovered partition %d: %zu states from %zu changelog records, %zu decided "
             "commands, %zu undecodable, in %.3f s",
             (int)p, json_object_size(pt->states), sa.n, json_object_size(pt->results),
-            sa.bad + ra.bad, now_s() - t0);
+            sa.bad + ra.bad, es_mono_s() - t0);
     return 0;
 }
 
@@ -421,7 +415,7 @@ static void view_message(hd_runtime_t *rt, rd_kafka_message_t *m)
  * this call is folded when it returns 0. -1 with err (ES_ETIMEOUT) after timeout_ms. */
 static int views_catch_up_resumed(hd_runtime_t *rt, int timeout_ms, es_err_t *err)
 {
-    double deadline = now_s() + timeout_ms / 1000.0;
+    double deadline = es_mono_s() + timeout_ms / 1000.0;
     for (size_t i = 0; i < rt->nvparts; i++) {
         struct hd_view_part *vp = &rt->vparts[i];
         int64_t lo = 0, hi = 0;
@@ -437,7 +431,7 @@ static int views_catch_up_resumed(hd_runtime_t *rt, int timeout_ms, es_err_t *er
             behind = rt->vparts[i].pos < rt->vparts[i].target;
         if (!behind)
             return 0;
-        if (now_s() >= deadline || rt->stop)
+        if (es_mono_s() >= deadline || rt->stop)
             return es_set(err, ES_ETIMEOUT, "the views of '%s' did not catch up in %d ms",
                           rt->ctx->name, timeout_ms);
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rt->view_consumer, 5);
@@ -669,7 +663,7 @@ static int batch_failed(hd_runtime_t *rt, es_txn_rc_t trc, size_t n, es_err_t *e
 static void sleep_s(hd_runtime_t *rt, double s)
 {
     struct timespec ts = {0, 50 * 1000000L};
-    for (double until = now_s() + s; !rt->stop && now_s() < until;)
+    for (double until = es_mono_s() + s; !rt->stop && es_mono_s() < until;)
         nanosleep(&ts, NULL);
 }
 
@@ -775,7 +769,7 @@ static void log_decided(hd_runtime_t *rt, const hd_item_t *it)
  * recover_lost), -1 on a fatal error (rt->fatal set). */
 static int run_batch(hd_runtime_t *rt, hd_item_t *items, size_t n)
 {
-    double t0 = now_s();
+    double t0 = es_mono_s();
     es_err_t err = ES_ERR_INIT;
     es_txn_rc_t trc;
     rt->produce_rc = ES_TXN_OK;
@@ -859,13 +853,13 @@ static int run_batch(hd_runtime_t *rt, hd_item_t *items, size_t n)
     if ((trc = es_txn_commit(rt->txn, &err)) != ES_TXN_OK)
         goto failed;
     merge_staged(rt);
-    es_metric_observe(rt->m_batch_seconds, now_s() - t0);
+    es_metric_observe(rt->m_batch_seconds, es_mono_s() - t0);
     es_metric_set(rt->m_batch_size, (double)n);
     for (size_t i = 0; i < n; i++) {
         es_metric_add(command_counter(rt, items[i].type, items[i].status), 1);
         log_decided(rt, &items[i]);
     }
-    es_debug("committed a batch of %zu commands in %.3f s", n, now_s() - t0);
+    es_debug("committed a batch of %zu commands in %.3f s", n, es_mono_s() - t0);
     return 0;
 failed:
     return batch_failed(rt, trc, n, &err);
@@ -969,7 +963,7 @@ static void consumer_fatal(hd_runtime_t *rt)
 {
     es_err_t err = ES_ERR_INIT;
     es_kafka_consumer_fatal(rt->consumer, &err);
-    if (es_kafka_fence_is_twin(rt->consumer, rt->consumer_fenced_at, now_s())) {
+    if (es_kafka_fence_is_twin(rt->consumer, rt->consumer_fenced_at, es_mono_s())) {
         set_fatal(rt, &err);
         return;
     }
@@ -991,7 +985,7 @@ static int consumer_subscribe(hd_runtime_t *rt, es_err_t *err)
 static int consumer_remake(hd_runtime_t *rt)
 {
     rt->consumer_lost = false;
-    rt->consumer_fenced_at = now_s();
+    rt->consumer_fenced_at = es_mono_s();
     rd_kafka_destroy(rt->consumer);
     rt->consumer = NULL;
     for (int p = 0; p < rt->nparts; p++)
@@ -1032,7 +1026,7 @@ static size_t gather(hd_runtime_t *rt, hd_item_t *items)
     while (n < (size_t)rt->cfg.batch_max && !rt->stop && !rt->fatal) {
         int wait = 100;
         if (n > 0) {
-            double left = deadline - now_s();
+            double left = deadline - es_mono_s();
             if (left <= 0)
                 break;
             wait = (int)(left * 1000) + 1;
@@ -1060,7 +1054,7 @@ static size_t gather(hd_runtime_t *rt, hd_item_t *items)
             continue;
         }
         if (n == 0)
-            deadline = now_s() + rt->cfg.linger_ms / 1000.0;
+            deadline = es_mono_s() + rt->cfg.linger_ms / 1000.0;
         items[n++] = (hd_item_t){.msg = m};
     }
     return n;

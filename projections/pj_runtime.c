@@ -7,6 +7,7 @@
 #include "es_log.h"
 #include "es_mem.h"
 #include "es_metrics.h"
+#include "es_time.h"
 #include "es_trace.h"
 #include "es_zipkin.h"
 /* ev_codec.h's comment holds a path with "/\*" in it */
@@ -109,13 +110,6 @@ static void pj_unlock(es_db_t *db, const char *name)
 {
     const es_db_val_t params[] = {ES_DB_S(name)};
     json_decref(es_db_query(db, "SELECT RELEASE_LOCK(?) AS released", params, 1, NULL));
-}
-
-static long long pj_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
 void pj_options_from_env(pj_options_t *opt)
@@ -431,7 +425,7 @@ static int pj_flush(pj_runtime_t *rt)
         return -1;
     }
     es_err_t err = ES_ERR_INIT;
-    long long t0 = pj_now_ms();
+    long long t0 = es_mono_ms();
     int applied = 0, dead = 0;
     bool locked = false, moved = false;
     json_t *rows = NULL;
@@ -522,7 +516,7 @@ static int pj_flush(pj_runtime_t *rt)
     es_metric_add(rt->m_events, applied);
     if (dead)
         es_metric_add(rt->m_dead, dead);
-    es_metric_observe(rt->m_batch, (double)(pj_now_ms() - t0) / 1000.0);
+    es_metric_observe(rt->m_batch, (double)(es_mono_ms() - t0) / 1000.0);
     es_debug("projector %s: batch of %d committed (%d dead letters)", rt->key, applied + dead,
              dead);
     pj_log_applied(rt);
@@ -569,8 +563,8 @@ static void pj_backoff(pj_runtime_t *rt)
     if (list)
         rd_kafka_topic_partition_list_destroy(list);
     rt->need_resync = true;
-    long long until = pj_now_ms() + wait;
-    for (long long left = wait; left > 0 && !rt->stop; left = until - pj_now_ms()) {
+    long long until = es_mono_ms() + wait;
+    for (long long left = wait; left > 0 && !rt->stop; left = until - es_mono_ms()) {
         es_metrics_heartbeat("projector");
         rd_kafka_message_t *m =
             rd_kafka_consumer_poll(rt->rk, left < PJ_IDLE_POLL_MS ? (int)left : PJ_IDLE_POLL_MS);
@@ -720,9 +714,9 @@ int pj_runtime_run(pj_runtime_t *rt, es_err_t *err)
             es_metrics_heartbeat_end();
             return es_set(err, ES_EFATAL, "kafka: %s", errstr);
         }
-        if (rt->nbatch == 0 && pj_now_ms() - check_at >= PJ_CHECK_EVERY_MS) {
+        if (rt->nbatch == 0 && es_mono_ms() - check_at >= PJ_CHECK_EVERY_MS) {
             pj_check_dependencies(rt);
-            check_at = pj_now_ms();
+            check_at = es_mono_ms();
         }
         if (rt->need_resync) {
             es_err_t e = ES_ERR_INIT;
@@ -733,7 +727,7 @@ int pj_runtime_run(pj_runtime_t *rt, es_err_t *err)
                 continue;
             }
         }
-        long long now = pj_now_ms();
+        long long now = es_mono_ms();
         int timeout = PJ_IDLE_POLL_MS;
         if (rt->nbatch > 0) {
             long long left = first_at + rt->linger_ms - now;
@@ -751,18 +745,18 @@ int pj_runtime_run(pj_runtime_t *rt, es_err_t *err)
                 rd_kafka_message_destroy(m); /* from an old position: fetched again later */
             } else {
                 if (rt->nbatch == 0)
-                    first_at = pj_now_ms();
+                    first_at = es_mono_ms();
                 rt->batch[rt->nbatch++] = m;
                 pp->next = m->offset + 1;
                 pp->in_batch = true;
             }
         }
-        now = pj_now_ms();
+        now = es_mono_ms();
         if (rt->nbatch > 0 && (rt->nbatch >= rt->batch_max || now - first_at >= rt->linger_ms ||
                                (!m && timeout == 0))) {
             if (pj_flush(rt) == -1)
                 pj_backoff(rt);
-            lag_at = pj_now_ms();
+            lag_at = es_mono_ms();
         } else if (rt->nbatch == 0 && now - lag_at >= PJ_LAG_EVERY_MS) {
             pj_update_lag(rt);
             lag_at = now;
@@ -902,7 +896,7 @@ static int pj_step(pj_runtime_t *rt, long long *first_at)
     }
     int timeout = PJ_IDLE_POLL_MS;
     if (rt->nbatch > 0) {
-        long long left = *first_at + rt->linger_ms - pj_now_ms();
+        long long left = *first_at + rt->linger_ms - es_mono_ms();
         timeout = left > 0 ? (int)left : 0;
     }
     rd_kafka_message_t *m = rd_kafka_consumer_poll(rt->rk, timeout);
@@ -918,7 +912,7 @@ static int pj_step(pj_runtime_t *rt, long long *first_at)
             rd_kafka_message_destroy(m);
         } else {
             if (rt->nbatch == 0)
-                *first_at = pj_now_ms();
+                *first_at = es_mono_ms();
             rt->batch[rt->nbatch++] = m;
             pp->next = m->offset + 1;
             pp->in_batch = true;
@@ -926,7 +920,7 @@ static int pj_step(pj_runtime_t *rt, long long *first_at)
         }
     }
     if (rt->nbatch > 0 &&
-        (rt->nbatch >= rt->batch_max || pj_now_ms() - *first_at >= rt->linger_ms || !m) &&
+        (rt->nbatch >= rt->batch_max || es_mono_ms() - *first_at >= rt->linger_ms || !m) &&
         pj_flush(rt) == -1)
         pj_backoff(rt);
     return took;
@@ -952,7 +946,7 @@ struct pj_progress {
 
 static void pj_progress_report(pj_runtime_t *rt, struct pj_progress *pg, long long left)
 {
-    long long now = pj_now_ms();
+    long long now = es_mono_ms();
     double secs = (double)(now - pg->t0) / 1000.0;
     double rate = secs > 0 ? (double)rt->done / secs : 0;
     double eta = left < 0 ? -1 : rate > 0 ? (double)left / rate : left == 0 ? 0 : -1;
@@ -1094,7 +1088,7 @@ int pj_rebuild(const pj_projection_t *p, const pj_rebuild_options_t *ropt, es_er
     snprintf(labels, sizeof labels, "projection=\"%s\"", p->name);
     struct pj_progress pg = {
         .phase = "replay",
-        .t0 = pj_now_ms(),
+        .t0 = es_mono_ms(),
         .m_done = es_gauge("eventshop_projector_rebuild_applied_events",
                            "Events applied to the tables being rebuilt", labels),
         .m_left = es_gauge("eventshop_projector_rebuild_remaining_events",
@@ -1120,13 +1114,13 @@ int pj_rebuild(const pj_projection_t *p, const pj_rebuild_options_t *ropt, es_er
             goto out;
         }
         int took = pj_step(rt, &first_at);
-        if (took && pj_now_ms() - pg.last < 1000)
+        if (took && es_mono_ms() - pg.last < 1000)
             continue;
         /* the cached watermarks tell the progress; only the brokers' say the replay is done */
         long long left = pj_remaining(rt, true);
         if (left < 0 || left <= rt->batch_max)
             left = pj_remaining(rt, false);
-        if (pj_now_ms() - pg.last >= 1000)
+        if (es_mono_ms() - pg.last >= 1000)
             pj_progress_report(rt, &pg, left);
         if (left >= 0 && left <= rt->batch_max) {
             if (pj_flush(rt) == 0 && !rt->need_resync)
@@ -1139,9 +1133,9 @@ int pj_rebuild(const pj_projection_t *p, const pj_rebuild_options_t *ropt, es_er
     pg.phase = "swap";
     live = xcalloc((size_t)rt->nparts, sizeof *live);
     limit = xcalloc((size_t)rt->nparts, sizeof *limit);
-    long long deadline = pj_now_ms() + (o.live_paused        ? 0
-                                        : o.swap_wait_ms > 0 ? o.swap_wait_ms
-                                                             : 15000);
+    long long deadline = es_mono_ms() + (o.live_paused        ? 0
+                                         : o.swap_wait_ms > 0 ? o.swap_wait_ms
+                                                              : 15000);
     for (;;) {
         if (pj_lock(ctl, live_lock, PJ_LOCK_WAIT_S, err))
             goto out;
@@ -1162,7 +1156,7 @@ int pj_rebuild(const pj_projection_t *p, const pj_rebuild_options_t *ropt, es_er
         }
         if (!ahead)
             break;
-        if (pj_now_ms() >= deadline) {
+        if (es_mono_ms() >= deadline) {
             if (!o.live_paused)
                 es_warn("rebuild %s: the live projector did not reach the rebuild's offsets: "
                         "moving its offsets forward",
@@ -1175,9 +1169,9 @@ int pj_rebuild(const pj_projection_t *p, const pj_rebuild_options_t *ropt, es_er
         nanosleep(&ts, NULL);
     }
     rt->limit = limit;
-    long long until = pj_now_ms() + PJ_LOCK_WAIT_S * 1000LL;
+    long long until = es_mono_ms() + PJ_LOCK_WAIT_S * 1000LL;
     while (!pj_reached(rt, limit)) {
-        if (pj_now_ms() > until || pj_rebuild_stopping) {
+        if (es_mono_ms() > until || pj_rebuild_stopping) {
             es_set(err, ES_ETIMEOUT, "rebuild of '%s' could not reach the live offsets", p->name);
             goto out;
         }
@@ -1190,7 +1184,7 @@ int pj_rebuild(const pj_projection_t *p, const pj_rebuild_options_t *ropt, es_er
     pj_unlock(ctl, live_lock);
     live_locked = false;
     es_info("rebuild %s: swapped in: %lld events in %.1f s; old tables %s", p->name, rt->done,
-            (double)(pj_now_ms() - pg.t0) / 1000.0, o.keep_old ? "kept" : "dropped");
+            (double)(es_mono_ms() - pg.t0) / 1000.0, o.keep_old ? "kept" : "dropped");
     if (!o.keep_old)
         pj_drop_tables(ctl, p, old_suffix);
     else

@@ -4,6 +4,7 @@
 #include "es_log.h"
 #include "es_mem.h"
 #include "es_metrics.h"
+#include "es_time.h"
 #include <ctype.h>
 #include <errmsg.h>
 #include <mysql.h>
@@ -45,13 +46,6 @@ struct es_db {
     long long used_at;  /* monotonic ms of the last round trip that got an answer */
     unsigned rng;
 };
-
-static long long db_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 long es_db_backoff_ms(unsigned failures, unsigned *rng)
 {
@@ -226,7 +220,7 @@ static int db_connect(es_db_t *db, es_err_t *err)
         goto out;
     }
     db->my = my;
-    db->used_at = db_now_ms();
+    db->used_at = es_mono_ms();
     rc = 0;
 out:
     if (password) {
@@ -271,7 +265,7 @@ void es_db_set_reconnect(es_db_t *db, const char *dependency)
 {
     db->reconnect = true;
     db->dep = dependency;
-    db->rng = (unsigned)db_now_ms() ^ ((unsigned)getpid() << 16) ^ (unsigned)(uintptr_t)db;
+    db->rng = (unsigned)es_mono_ms() ^ ((unsigned)getpid() << 16) ^ (unsigned)(uintptr_t)db;
     if (dependency)
         es_metrics_set_dependency(dependency, db->my != NULL);
 }
@@ -289,7 +283,7 @@ static int db_ready(es_db_t *db, bool check, es_err_t *err)
                       "database '%s': the connection was lost inside a transaction: roll back "
                       "and redo it",
                       db->name);
-    long long now = db_now_ms();
+    long long now = es_mono_ms();
     if (db->my && !db->in_tx && (check || now - db->used_at >= ES_DB_IDLE_PING_MS)) {
         if (mysql_ping(db->my) == 0) {
             db->used_at = now;
@@ -329,7 +323,7 @@ static int db_ready(es_db_t *db, bool check, es_err_t *err)
 
 int es_db_check(es_db_t *db, long idle_ms, es_err_t *err)
 {
-    if (db->my && db_now_ms() - db->used_at < idle_ms)
+    if (db->my && es_mono_ms() - db->used_at < idle_ms)
         return 0;
     if (!db->reconnect)
         return es_db_ping(db, err);
@@ -347,7 +341,7 @@ int es_db_ping(es_db_t *db, es_err_t *err)
             db_lost(db, "ping");
         return rc;
     }
-    db->used_at = db_now_ms();
+    db->used_at = es_mono_ms();
     return 0;
 }
 
@@ -355,7 +349,7 @@ static int db_simple(es_db_t *db, const char *sql, es_err_t *err)
 {
     if (mysql_real_query(db->my, sql, strlen(sql)))
         return db_fail(db, err, sql);
-    db->used_at = db_now_ms();
+    db->used_at = es_mono_ms();
     return 0;
 }
 
@@ -380,7 +374,7 @@ int es_db_commit(es_db_t *db, es_err_t *err)
                       db->name);
     if (mysql_commit(db->my))
         return db_fail(db, err, "commit");
-    db->used_at = db_now_ms();
+    db->used_at = es_mono_ms();
     return 0;
 }
 
@@ -482,7 +476,7 @@ static MYSQL_STMT *db_run(es_db_t *db, const char *sql, const es_db_val_t *param
         db_fail_stmt(db, err, st, "execute");
         return NULL;
     }
-    db->used_at = db_now_ms();
+    db->used_at = es_mono_ms();
     return st;
 }
 
@@ -606,7 +600,7 @@ out:
     if (lost)
         db_lost(db, "reading a result");
     else if (rows)
-        db->used_at = db_now_ms();
+        db->used_at = es_mono_ms();
     return rows;
 }
 

@@ -2,6 +2,7 @@
 #include "es_env.h"
 #include "es_log.h"
 #include "es_mem.h"
+#include "es_time.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,13 +80,6 @@ int es_kafka_consumer_fatal(rd_kafka_t *rk, es_err_t *err)
     return es_set(err, ES_EFATAL, "consumer: %s", code ? msg : "fatal error");
 }
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
-
 int es_kafka_read_partition(const char *topic, int32_t partition, es_kafka_msg_fn fn, void *arg,
                             int timeout_ms, es_err_t *err)
 {
@@ -112,7 +106,7 @@ int es_kafka_read_partition(const char *topic, int32_t partition, es_kafka_msg_f
         return es_set(err, ES_EIO, "kafka consumer: %s", errstr);
     }
     int rc = -1;
-    long long deadline = now_ms() + timeout_ms;
+    long long deadline = es_mono_ms() + timeout_ms;
     int64_t lo = 0, hi = 0;
     rd_kafka_resp_err_t e =
         rd_kafka_query_watermark_offsets(rk, topic, partition, &lo, &hi, timeout_ms);
@@ -137,7 +131,7 @@ int es_kafka_read_partition(const char *topic, int32_t partition, es_kafka_msg_f
         goto out;
     }
     for (;;) {
-        long long left = deadline - now_ms();
+        long long left = deadline - es_mono_ms();
         if (left <= 0) {
             es_set(err, ES_ETIMEOUT, "reading %s[%d] took over %d ms", topic, partition,
                    timeout_ms);

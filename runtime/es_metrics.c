@@ -4,6 +4,7 @@
 #include "es_metrics.h"
 #include "es_log.h"
 #include "es_mem.h"
+#include "es_time.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
@@ -281,13 +282,6 @@ static struct heartbeat beats[MAX_LOOPS];
 static _Thread_local struct heartbeat *my_beat;
 static _Atomic long stall_ms = -1; /* -1: not read from the environment yet */
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
-
 void es_metrics_set_ready(bool r)
 {
     atomic_store(&ready, r);
@@ -355,7 +349,7 @@ void es_metrics_heartbeat(const char *loop)
         for (size_t i = 0; i < MAX_LOOPS && !b; i++) {
             if (!atomic_load(&beats[i].loop)) {
                 b = &beats[i];
-                atomic_store(&b->last_ms, mono_ms());
+                atomic_store(&b->last_ms, es_mono_ms());
                 atomic_store(&b->loop, loop);
             }
         }
@@ -364,7 +358,7 @@ void es_metrics_heartbeat(const char *loop)
             return; /* more loops than slots: this one goes unwatched */
         my_beat = b;
     }
-    atomic_store_explicit(&b->last_ms, mono_ms(), memory_order_relaxed);
+    atomic_store_explicit(&b->last_ms, es_mono_ms(), memory_order_relaxed);
 }
 
 void es_metrics_heartbeat_end(void)
@@ -397,7 +391,7 @@ static long stall_limit_ms(void)
 
 bool es_metrics_is_live(char *why, size_t cap)
 {
-    long long now = mono_ms(), limit = stall_limit_ms();
+    long long now = es_mono_ms(), limit = stall_limit_ms();
     for (size_t i = 0; i < MAX_LOOPS; i++) {
         const char *loop = atomic_load(&beats[i].loop);
         long long silent = now - atomic_load(&beats[i].last_ms);

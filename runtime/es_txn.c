@@ -5,6 +5,7 @@
 #include "es_kafka.h"
 #include "es_log.h"
 #include "es_mem.h"
+#include "es_time.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,13 +41,6 @@ struct es_txn {
     unsigned int seed;
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static void beat(const es_txn_t *t)
 {
     if (t->heartbeat)
@@ -61,10 +55,10 @@ static bool stopping(const es_txn_t *t)
 /* Sleeps s seconds in slices, returning early on a stop. Never a busy wait. */
 static void sleep_s(const es_txn_t *t, double s)
 {
-    double until = now_s() + s;
+    double until = es_mono_s() + s;
     for (;;) {
         beat(t);
-        double left = until - now_s();
+        double left = until - es_mono_s();
         if (left <= 0 || stopping(t))
             return;
         int ms = left * 1000 < SLICE_MS ? (int)(left * 1000) + 1 : SLICE_MS;
@@ -236,7 +230,7 @@ static bool is_fenced_code(rd_kafka_resp_err_t code)
 static es_txn_rc_t fatal_rc(es_txn_t *t, rd_kafka_resp_err_t code, const char *what,
                             const char *msg, es_err_t *err)
 {
-    double age = t->open ? now_s() - t->begun_at : 0;
+    double age = t->open ? es_mono_s() - t->begun_at : 0;
     if (is_fenced_code(code) && age * 1000 < t->txn_timeout_ms) {
         es_set(err, ES_EFATAL,
                "%s: fenced by another instance with transactional id '%s' (%s): two instances "
@@ -302,7 +296,7 @@ static es_txn_rc_t call_retrying(es_txn_t *t, txn_op_t op, const char *what,
                                  const rd_kafka_consumer_group_metadata_t *cgmd, es_txn_rc_t other,
                                  es_err_t *err)
 {
-    double deadline = now_s() + t->txn_timeout_ms / 1000.0;
+    double deadline = es_mono_s() + t->txn_timeout_ms / 1000.0;
     double wait = 0.1;
     for (;;) {
         beat(t);
@@ -312,7 +306,7 @@ static es_txn_rc_t call_retrying(es_txn_t *t, txn_op_t op, const char *what,
         bool retriable;
         es_err_t cerr = ES_ERR_INIT;
         es_txn_rc_t rc = classify(t, e, what, other, &retriable, &cerr);
-        if (!retriable || now_s() >= deadline || stopping(t)) {
+        if (!retriable || es_mono_s() >= deadline || stopping(t)) {
             if (retriable) /* it did not get better in time: give up this transaction */
                 rc = other;
             es_set(err, cerr.code, "%s", cerr.msg);
@@ -413,7 +407,7 @@ es_txn_rc_t es_txn_begin(es_txn_t *t, es_err_t *err)
     rd_kafka_error_t *e = rd_kafka_begin_transaction(t->producer);
     if (!e) {
         t->open = true;
-        t->begun_at = now_s();
+        t->begun_at = es_mono_s();
         return ES_TXN_OK;
     }
     bool retriable;
@@ -449,7 +443,7 @@ es_txn_rc_t es_txn_produce(es_txn_t *t, const char *topic, int32_t partition, co
         *slot = t->nslots;
         tag = ((intptr_t)t->epoch << 32) | (intptr_t)t->nslots++;
     }
-    double deadline = now_s() + t->timeout_ms / 1000.0;
+    double deadline = es_mono_s() + t->timeout_ms / 1000.0;
     for (;;) {
         rd_kafka_resp_err_t e = rd_kafka_producev(
             t->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
@@ -458,7 +452,7 @@ es_txn_rc_t es_txn_produce(es_txn_t *t, const char *topic, int32_t partition, co
             RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_END);
         if (!e)
             return ES_TXN_OK;
-        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && now_s() < deadline && !stopping(t)) {
+        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && es_mono_s() < deadline && !stopping(t)) {
             /* serves delivery reports while the queue drains: a blocking wait, not a spin */
             beat(t);
             rd_kafka_poll(t->producer, SLICE_MS);
@@ -552,9 +546,9 @@ double es_txn_backoff(es_txn_t *t)
     if (t->backoff_s <= 0)
         return 0;
     double s = jitter(t, t->backoff_s);
-    double t0 = now_s();
+    double t0 = es_mono_s();
     sleep_s(t, s);
-    return now_s() - t0;
+    return es_mono_s() - t0;
 }
 
 double es_txn_backoff_s(const es_txn_t *t)

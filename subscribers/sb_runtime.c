@@ -6,6 +6,7 @@
 #include "es_log.h"
 #include "es_mem.h"
 #include "es_metrics.h"
+#include "es_time.h"
 #include "es_trace.h"
 #include "es_txn.h"
 #include "ev_codec.h"
@@ -41,13 +42,6 @@ struct sb_runtime {
     es_metric_t *m_dead, *m_events, *m_commits, *m_aborts, *m_recreates, *m_batch_seconds;
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* The liveness beat of the batch loop (also called by es_txn while it waits or backs off). */
 static void sb_heartbeat(void)
 {
@@ -58,10 +52,10 @@ static void sb_heartbeat(void)
 #define DEPS_CHECK_S 5.0
 static void sb_check_kafka(rd_kafka_t *rk, double *next_at)
 {
-    if (!rk || now_s() < *next_at)
+    if (!rk || es_mono_s() < *next_at)
         return;
     es_metrics_set_dependency("kafka", es_kafka_reachable(rk, 1000));
-    *next_at = now_s() + DEPS_CHECK_S;
+    *next_at = es_mono_s() + DEPS_CHECK_S;
 }
 
 static long long wall_ms(void)
@@ -95,7 +89,7 @@ static int produce(sb_runtime_t *rt, const char *topic, const void *key, size_t 
 static void sleep_s(sb_runtime_t *rt, double s)
 {
     struct timespec ts = {0, 50 * 1000000L};
-    for (double until = now_s() + s; !rt->stop && now_s() < until;)
+    for (double until = es_mono_s() + s; !rt->stop && es_mono_s() < until;)
         nanosleep(&ts, NULL);
 }
 
@@ -289,7 +283,7 @@ static int run_batch(sb_runtime_t *rt, rd_kafka_t *consumer,
                      const rd_kafka_consumer_group_metadata_t *cgmd, rd_kafka_message_t **msgs,
                      size_t n)
 {
-    double t0 = now_s();
+    double t0 = es_mono_s();
     es_err_t err = ES_ERR_INIT;
     es_txn_rc_t trc;
     rt->produce_rc = ES_TXN_OK;
@@ -308,7 +302,7 @@ static int run_batch(sb_runtime_t *rt, rd_kafka_t *consumer,
         goto failed;
     if ((trc = es_txn_commit(rt->txn, &err)) != ES_TXN_OK)
         goto failed;
-    es_metric_observe(rt->m_batch_seconds, now_s() - t0);
+    es_metric_observe(rt->m_batch_seconds, es_mono_s() - t0);
     return 0;
 failed:
     if (rt->fatal)
@@ -409,7 +403,7 @@ static void consumer_fatal(sb_runtime_t *rt, rd_kafka_t *consumer)
     es_err_t err = ES_ERR_INIT;
     es_kafka_consumer_fatal(consumer, &err);
     if (consumer != rt->consumer ||
-        es_kafka_fence_is_twin(consumer, rt->consumer_fenced_at, now_s())) {
+        es_kafka_fence_is_twin(consumer, rt->consumer_fenced_at, es_mono_s())) {
         set_fatal(rt, "consumer", err.msg);
         return;
     }
@@ -422,11 +416,11 @@ static size_t gather(sb_runtime_t *rt, rd_kafka_t *consumer, rd_kafka_message_t 
                      bool *eof)
 {
     size_t n = 0;
-    double deadline = now_s() + wait_ms / 1000.0;
+    double deadline = es_mono_s() + wait_ms / 1000.0;
     bool first = true;
     rt->rebalanced = false;
     while (n < (size_t)rt->batch_max && !rt->stop && !rt->fatal) {
-        double left = deadline - now_s();
+        double left = deadline - es_mono_s();
         if (left <= 0 && !first)
             break;
         first = false;
@@ -457,7 +451,7 @@ static size_t gather(sb_runtime_t *rt, rd_kafka_t *consumer, rd_kafka_message_t 
             continue;
         }
         if (n == 0)
-            deadline = now_s() + rt->linger_ms / 1000.0;
+            deadline = es_mono_s() + rt->linger_ms / 1000.0;
         msgs[n++] = m;
     }
     return n;
@@ -628,7 +622,7 @@ static int main_consumer_open(sb_runtime_t *rt, es_err_t *err)
 static int main_consumer_remake(sb_runtime_t *rt)
 {
     rt->consumer_lost = false;
-    rt->consumer_fenced_at = now_s();
+    rt->consumer_fenced_at = es_mono_s();
     rd_kafka_destroy(rt->consumer);
     rt->consumer = NULL;
     double wait = 0.2;
@@ -659,13 +653,13 @@ int sb_runtime_run(sb_runtime_t *rt, es_err_t *err)
     /* A subscriber without a tick waits in the consumer for as long as there is nothing to do;
      * one with a tick waits until the tick is due. Never a zero timeout when idle: the deadline
      * is moved forward whenever it passes, so an idle role sleeps in the poll. */
-    double next_tick = now_s() + 1, check_at = 0;
+    double next_tick = es_mono_s() + 1, check_at = 0;
     while (!rt->stop && !rt->fatal) {
         sb_heartbeat();
         sb_check_kafka(rt->consumer, &check_at);
-        if (!rt->sub->tick && now_s() >= next_tick)
-            next_tick = now_s() + 1;
-        int wait = (int)((next_tick - now_s()) * 1000);
+        if (!rt->sub->tick && es_mono_s() >= next_tick)
+            next_tick = es_mono_s() + 1;
+        int wait = (int)((next_tick - es_mono_s()) * 1000);
         size_t n = gather(rt, rt->consumer, msgs, wait > 1 ? wait : 1, NULL);
         if (n > 0 && !rt->fatal) {
             rd_kafka_consumer_group_metadata_t *cgmd =
@@ -678,8 +672,8 @@ int sb_runtime_run(sb_runtime_t *rt, es_err_t *err)
             rd_kafka_message_destroy(msgs[i]);
         if (rt->consumer_lost && !rt->fatal && main_consumer_remake(rt) != 0)
             break;
-        if (rt->sub->tick && now_s() >= next_tick && !rt->fatal && !rt->stop) {
-            next_tick = now_s() + 1;
+        if (rt->sub->tick && es_mono_s() >= next_tick && !rt->fatal && !rt->stop) {
+            next_tick = es_mono_s() + 1;
             run_tick(rt);
         }
     }
@@ -737,7 +731,7 @@ int sb_runtime_replay_dead_letters(sb_runtime_t *rt, long *replayed, es_err_t *e
         es_kafka_resp_error(err, e, "assign");
         goto out;
     }
-    double idle_since = now_s();
+    double idle_since = es_mono_s();
     for (;;) {
         bool behind = false;
         rd_kafka_topic_partition_list_t *pos = rd_kafka_topic_partition_list_copy(parts);
@@ -771,8 +765,8 @@ int sb_runtime_replay_dead_letters(sb_runtime_t *rt, long *replayed, es_err_t *e
         if (brc < 0)
             break;
         if (keep > 0)
-            idle_since = now_s();
-        else if (now_s() - idle_since > 10) {
+            idle_since = es_mono_s();
+        else if (es_mono_s() - idle_since > 10) {
             es_warn("dead letters of '%s': no progress in 10 s, stopping", rt->sub->name);
             break;
         }

@@ -22,6 +22,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -38,7 +39,6 @@ API = os.environ["EVENTSHOP_API_URL"]
 BUILD = os.environ["ES_BUILD"]
 CONTEXTS = os.environ.get("ES_CONTEXTS", "").split()
 SUBSCRIBERS = os.environ.get("ES_SUBSCRIBERS", "").split()
-PORT_OFFSET = int(os.environ.get("ES_PORT_OFFSET", "0"))
 ADDRESS = {"name": "Chaos Monkey", "line1": "1 Fault St", "city": "Lyon", "postal_code": "69001",
            "country": "FR"}
 FINAL = {"delivered", "cancelled"}
@@ -70,20 +70,17 @@ def roles():
     return out + ["api"] + [f"subscriber-{s}" for s in SUBSCRIBERS]
 
 
+_URLS = {}
+
+
 def ready_url(role):
+    """role's readiness URL, from `stack.sh roles` (the one place that numbers the ports)."""
+    if not _URLS:
+        out = subprocess.run([STACK, "roles"], check=True, capture_output=True, text=True).stdout
+        _URLS.update(line.split(None, 1) for line in out.splitlines() if line.strip())
     if role == "registry":
-        return f"http://127.0.0.1:{8081 + PORT_OFFSET}/"
-    if role == "api":
-        return f"{API}/readyz"
-    return f"http://127.0.0.1:{9100 + PORT_OFFSET + 1 + roles_in_stack_order().index(role)}/readyz"
-
-
-def roles_in_stack_order():
-    # the order scripts/stack.sh numbers metrics ports in
-    out = ["registry"]
-    for c in CONTEXTS:
-        out += [f"handler-{c}", f"projector-{c}"]
-    return out + ["api"] + [f"subscriber-{s}" for s in SUBSCRIBERS]
+        return _URLS[role] + "/"
+    return _URLS[role] + "/readyz"
 
 
 def is_ready(role):
@@ -358,18 +355,14 @@ def live_tables(context):
     return sorted(r["t"] for r in rows)
 
 
-def offsets(context, key):
-    rows = query(context, "SELECT part, next_offset FROM projection_offsets WHERE projection = %s",
-                 (key,))
-    return {r["part"]: r["next_offset"] for r in rows}
-
-
 def rebuild_compare(context, n):
     """Builds the context's read model afresh beside the live one and compares them row by row.
     Returns a list of differences (empty when equal)."""
     suffix = f"_chk{n}"
     name = query(context, "SELECT projection AS p FROM projection_versions LIMIT 1")[0]["p"]
-    port = 9100 + PORT_OFFSET + 60 + n % 30
+    with socket.socket() as sk:  # a free port for its metrics
+        sk.bind(("127.0.0.1", 0))
+        port = sk.getsockname()[1]
     e = dict(os.environ, EVENTSHOP_PROJECTOR_TABLE_SUFFIX=suffix,
              EVENTSHOP_PROJECTOR_GROUP=f"eventshop-chaos-check-{context}-{n}-{uuid.uuid4().hex[:6]}",
              EVENTSHOP_METRICS_ADDR=f"127.0.0.1:{port}", EVENTSHOP_LOG_LEVEL="warn")
