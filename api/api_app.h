@@ -46,7 +46,7 @@ struct api_tls {
     /* the read-your-writes watcher of each context (api_query.c), made on first use */
     struct api_watch *watches[API_MAX_CONTEXTS];
     long long retry_at[API_MAX_CONTEXTS]; /* monotonic ms; 0: connect at once */
-    int backoff_ms[API_MAX_CONTEXTS];     /* ceiling of the current back-off; 0: none */
+    long backoff_ms[API_MAX_CONTEXTS];    /* ceiling of the current back-off; 0: none */
     unsigned jitter;
 };
 

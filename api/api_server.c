@@ -89,11 +89,8 @@ es_db_t *api_tls_db(struct api_tls *t, const char *ctx, es_err_t *err)
         t->retry_at[i] = 0;
         return t->dbs[i];
     }
-    int ceiling = t->backoff_ms[i] ? t->backoff_ms[i] * 2 : DB_BACKOFF_MIN_MS;
-    if (ceiling > DB_BACKOFF_MAX_MS)
-        ceiling = DB_BACKOFF_MAX_MS;
-    t->backoff_ms[i] = ceiling;
-    t->retry_at[i] = now + ceiling / 2 + rand_r(&t->jitter) % (ceiling / 2 + 1);
+    t->retry_at[i] =
+        now + es_backoff_next(&t->backoff_ms[i], DB_BACKOFF_MIN_MS, DB_BACKOFF_MAX_MS, &t->jitter);
     return NULL;
 }
 

@@ -59,7 +59,7 @@ struct pj_runtime {
     rd_kafka_message_t **batch;
     int nbatch;
     bool need_resync; /* positions must be reloaded from MariaDB before the next batch */
-    int backoff_ms;   /* ceiling of the current back-off; 0 after a success */
+    long backoff_ms;  /* ceiling of the current back-off; 0 after a success */
     unsigned jitter;  /* rand_r state for the back-off's jitter */
     volatile sig_atomic_t stop;
     es_metric_t *m_events, *m_batch, *m_dead;
@@ -552,11 +552,8 @@ fail:
  * positions are reloaded from the stored offsets (need_resync) before the next batch. */
 static void pj_backoff(pj_runtime_t *rt)
 {
-    int ceiling = rt->backoff_ms ? rt->backoff_ms * 2 : PJ_BACKOFF_MIN_MS;
-    if (ceiling > PJ_BACKOFF_MAX_MS)
-        ceiling = PJ_BACKOFF_MAX_MS;
-    rt->backoff_ms = ceiling;
-    long long wait = ceiling / 2 + rand_r(&rt->jitter) % (ceiling / 2 + 1);
+    long long wait =
+        es_backoff_next(&rt->backoff_ms, PJ_BACKOFF_MIN_MS, PJ_BACKOFF_MAX_MS, &rt->jitter);
     rd_kafka_topic_partition_list_t *list = NULL;
     if (rd_kafka_assignment(rt->rk, &list) == RD_KAFKA_RESP_ERR_NO_ERROR && list->cnt > 0)
         rd_kafka_pause_partitions(rt->rk, list);

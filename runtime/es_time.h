@@ -3,6 +3,7 @@
 #ifndef ES_TIME_H
 #define ES_TIME_H
 
+#include <stdlib.h>
 #include <time.h>
 
 /* Milliseconds of the monotonic clock. */
@@ -19,6 +20,17 @@ static inline double es_mono_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The next wait of a capped exponential back-off with jitter: *ceiling doubles from min_ms up to
+ * max_ms (set it to 0 after a success), and the wait is drawn between half the ceiling and the
+ * ceiling, so that replicas failing together do not retry together. seed is rand_r's state. */
+static inline long es_backoff_next(long *ceiling, long min_ms, long max_ms, unsigned *seed)
+{
+    *ceiling = *ceiling ? *ceiling * 2 : min_ms;
+    if (*ceiling > max_ms)
+        *ceiling = max_ms;
+    return *ceiling / 2 + rand_r(seed) % (*ceiling / 2 + 1);
 }
 
 #endif

@@ -1,6 +1,7 @@
 /* eventshop-registry: the schema registry role (see sr_server.h). */
 #include "es_env.h"
 #include "es_log.h"
+#include "es_time.h"
 #include "sr_server.h"
 #include <signal.h>
 #include <stdlib.h>
@@ -33,10 +34,7 @@ int main(void)
     long ceiling_ms = 0;
     while (!(server = sr_server_new(&cfg, &err)) &&
            (err.code == ES_EIO || err.code == ES_ETIMEOUT) && time(NULL) < give_up) {
-        ceiling_ms = ceiling_ms ? ceiling_ms * 2 : 250;
-        if (ceiling_ms > 4000)
-            ceiling_ms = 4000;
-        long wait_ms = ceiling_ms / 2 + rand_r(&seed) % (ceiling_ms / 2 + 1);
+        long wait_ms = es_backoff_next(&ceiling_ms, 250, 4000, &seed);
         es_warn("registry not ready, retrying in %ld ms: %s", wait_ms, err.msg);
         es_clear(&err);
         nanosleep(&(struct timespec){wait_ms / 1000, (wait_ms % 1000) * 1000000L}, NULL);
