@@ -1,4 +1,5 @@
 #include "es_db.h"
+#include "es_time.h"
 #include <criterion/criterion.h>
 
 /* es_db_backoff_ms: the wait between connect attempts of a reconnecting es_db handle. */
@@ -60,4 +61,21 @@ Test(db_backoff, same_seed_same_waits)
     unsigned zero = 0; /* a zero seed still draws (xorshift would stay at 0) */
     cr_assert_gt(es_db_backoff_ms(3, &zero), 0);
     cr_assert_neq(zero, 0);
+}
+
+/* es_backoff_next (es_time.h): the projector's, the API's and the registry's back-off. */
+
+Test(backoff_next, doubles_from_min_to_max_and_draws_in_the_upper_half)
+{
+    unsigned seed = 99;
+    long ceiling = 0, expect = 200;
+    for (int step = 0; step < 10; step++) {
+        long d = es_backoff_next(&ceiling, 200, 5000, &seed);
+        cr_assert_eq(ceiling, expect, "step %d: ceiling %ld, expected %ld", step, ceiling, expect);
+        cr_assert(d >= ceiling / 2 && d <= ceiling, "step %d: %ld ms outside [%ld, %ld]", step, d,
+                  ceiling / 2, ceiling);
+        expect = expect * 2 > 5000 ? 5000 : expect * 2;
+    }
+    ceiling = 0; /* a success starts over at the minimum */
+    cr_assert_leq(es_backoff_next(&ceiling, 200, 5000, &seed), 200);
 }
