@@ -8,7 +8,8 @@
  * eventshop_notifications:
  *   claims(event_id, kind, message_id, sends, claimed_at): written and committed BEFORE the SMTP
  *     transaction; sends counts the transactions begun that the server may have accepted (one
- *     it certainly refused is taken back);
+ *     it certainly refused is taken back); dropped once the record is written, so it holds only
+ *     what is in flight or was left ambiguous by a crash;
  *   sent(event_id PK, kind, recipient_hash, message_id, channels, at): the record, written right
  *     after the server accepted the message (channels gains "sms" once the webhook took it).
  * A redelivered event (aborted batch, crash, rebalance) with a record is not mailed again: it only
@@ -387,6 +388,18 @@ static void unclaim(struct notifications *n, const char *trigger, nt_kind_t kind
         es_warn("claim of event '%s' not released: %s", trigger, e.msg);
 }
 
+/* Once the record is written the claim says nothing more (a redelivery finds the record first):
+ * dropped, so that claims holds only the notifications in flight or left ambiguous by a crash.
+ * Best effort: a claim left behind beside its record is harmless. */
+static void forget_claim(struct notifications *n, const struct notice *c, const char *kname)
+{
+    es_fault_hit("notify.after_record");
+    es_db_val_t p[] = {ES_DB_S(c->trigger), ES_DB_S(kname)};
+    es_err_t e = ES_ERR_INIT;
+    if (es_db_exec(n->db, "DELETE FROM claims WHERE event_id = ? AND kind = ?", p, 2, NULL, &e))
+        es_warn("claim of event '%s' not dropped: %s", c->trigger, e.msg);
+}
+
 /* NotificationSent again for a recorded notification (rec: its row in sent, borrowed). */
 static void emit_recorded(sb_out_t *out, const char *trigger, const char *order,
                           const char *customer, nt_kind_t kind, const json_t *rec)
@@ -438,7 +451,7 @@ static int mail_once(struct notifications *n, const struct notice *c, const char
                    p, 6, NULL, &werr))
         es_error("sent record of event '%s' not written: %s", c->trigger, werr.msg);
     else
-        es_fault_hit("notify.after_record");
+        forget_claim(n, c, kname);
     rc = 0;
 out:
     free(msg);

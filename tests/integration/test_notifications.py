@@ -280,7 +280,12 @@ def test_one_message_id_across_a_crash_at(point, deliveries, resent, api_url, db
         claim = c.fetchone()
         c.execute("SELECT 1 FROM sent WHERE message_id = %s", (msgid,))
         assert c.fetchone(), "recorded after the recovery"
-    assert claim and claim["sends"] == (2 if resent else 1), claim
+    # the claim goes once the record is written; a crash just after the record leaves it beside
+    # the record (harmless: a redelivery finds the record first and sends nothing)
+    if point == "notify.after_record":
+        assert claim and claim["sends"] == 1, claim
+    else:
+        assert claim is None, f"claim of {msgid} left after its record: {claim}"
 
     # a resend is logged and counted, and only after a crash that left a claim without a record
     resends = [ln for ln in log_since(since) if ln.get("msg", "").startswith("resending")]
