@@ -12,6 +12,9 @@
 #               1 replica with Recreate and no autoscaler when "singleton"
 #   dclint      docker-compose.yml;  hadolint: Dockerfile;  workflows: YAML that parses
 #   selftest    kubeconform rejects a manifest with an unknown field (the check can fail)
+#   config truth tests/deploy/test_config_truth.py: every env name set is read, every name a role
+#               requires is set (compose, overlays, stack.sh); no replicas under an autoscaler,
+#               no /metrics on the Ingress, /healthz and /readyz probes
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -77,7 +80,7 @@ for d in docs:  # secrets reach the roles as mounted files only, never as env va
     if d["kind"] in ("Deployment", "StatefulSet", "Job"):
         for c in d["spec"]["template"]["spec"]["containers"]:
             for e in c.get("env", []):
-                if "value" in e and any(w in e["name"] for w in ("PASSWORD", "SECRET", "KEY")) and not e["name"].endswith("_FILE"):
+                if "value" in e and {"PASSWORD", "SECRET", "KEY"} & set(e["name"].split("_")) and not e["name"].endswith("_FILE"):
                     bad.append(f"{d['kind']}/{d['metadata']['name']}/{c['name']}: secret {e['name']} as an env value")
 scaled = {d["spec"]["scaleTargetRef"]["name"]: d for d in docs if d["kind"] == "ScaledObject"}
 scaled.update({d["spec"]["scaleTargetRef"]["name"]: d for d in docs if d["kind"] == "HorizontalPodAutoscaler"})
@@ -133,5 +136,6 @@ check "selftest kubeconform rejects an unknown field" selftest
 check "dclint docker-compose.yml" .cache/npm/node_modules/.bin/dclint -q docker-compose.yml
 check "hadolint Dockerfile" .cache/deploy-venv/bin/hadolint Dockerfile
 check "workflows parse" workflows
+check "config truth" "$py" tests/deploy/test_config_truth.py
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
