@@ -1,7 +1,8 @@
 /* eventshop-handler <context> [--check-schemas]: the command handler role of one bounded
  * context. With --check-schemas it only registers the context's schemas with the registry and
- * exits: 0 when every one is accepted, 1 naming the subject the registry rejects (the deploy's
- * schema Job runs this before any Deployment rolls). */
+ * exits: 0 when every one is accepted, 3 naming the subject the registry rejects as
+ * incompatible, 1 on any other failure (the registry unreachable: worth a retry). The deploy's
+ * schema Job runs this before any Deployment rolls. */
 #include "es_env.h"
 #include "es_log.h"
 #include "es_metrics.h"
@@ -47,9 +48,13 @@ int main(int argc, char **argv)
         !(codec = ev_codec_new(es_env_schema_dir(), sr, &err)))
         goto out;
     if (ev_codec_register_context(codec, ctx->name, &err) != 0) {
-        if (err.code == ES_ECONFLICT)
+        if (err.code == ES_ECONFLICT) {
             es_error("%s: a '%s' schema is incompatible with the registry's: %s",
                      check_only ? "schema check failed" : "refusing to start", ctx->name, err.msg);
+            /* the schema Job does not retry a rejection (deploy/base/schema-job.yaml) */
+            if (check_only)
+                rc = 3;
+        }
         goto out;
     }
     if (check_only) {

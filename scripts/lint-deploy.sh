@@ -5,7 +5,7 @@
 #   kustomize   `kustomize build` of every overlay
 #   kubeconform every overlay's objects against the Kubernetes 1.33 strict schemas and the
 #               KEDA, prometheus-operator (from their CRDs), Strimzi and external-secrets schemas
-#   policy      every Deployment/StatefulSet/Job: probes (long-running), requests and limits,
+#   policy      every Deployment/StatefulSet/Job/CronJob: probes (long-running), requests and limits,
 #               non-root, read-only root fs, no privilege escalation; KEDA caps <= partitions;
 #               secrets only as *_FILE; every subscriber of deploy/subscribers: Deployment, PDB,
 #               metrics probes, <name>.deadletter topic (30 days), KEDA on its group, or exactly
@@ -15,6 +15,12 @@
 #   config truth tests/deploy/test_config_truth.py: every env name set is read, every name a role
 #               requires is set (compose, overlays, stack.sh); no replicas under an autoscaler,
 #               no /metrics on the Ingress, /healthz and /readyz probes
+#   image       tests/deploy/test_image.py: no `# syntax=`; the default image holds every shipped
+#               add_executable, the `test` stage the stand-ins only; every container runs an
+#               executable its image holds
+#   stores      tests/deploy/test_stores.py: compose Kafka's log on a named volume; make-secrets.sh
+#               modes (run in a throwaway copy); MariaDB 10.11 everywhere; max_connections for the
+#               autoscalers' maxima; the backup CronJob and its retention; the schema Job retries
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -50,10 +56,13 @@ policy() { # file partitions overlay subscribers-file
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 parts, bad = int(sys.argv[2]), []
+WORKLOADS = ("Deployment", "StatefulSet", "Job", "CronJob")
+def pod_of(d):  # a CronJob's pod is in its jobTemplate
+    return (d["spec"]["jobTemplate"]["spec"] if d["kind"] == "CronJob" else d["spec"])["template"]["spec"]
 for d in docs:
     kind, name = d["kind"], d["metadata"]["name"]
-    if kind in ("Deployment", "StatefulSet", "Job"):
-        pod = d["spec"]["template"]["spec"]
+    if kind in WORKLOADS:
+        pod = pod_of(d)
         psc = pod.get("securityContext", {})
         if not psc.get("runAsNonRoot"): bad.append(f"{kind}/{name}: runAsNonRoot")
         if pod.get("automountServiceAccountToken") is not False: bad.append(f"{kind}/{name}: service account token mounted")
@@ -63,7 +72,7 @@ for d in docs:
             if sc.get("allowPrivilegeEscalation") is not False: bad.append(f"{kind}/{name}/{c['name']}: privilege escalation")
             if "ALL" not in sc.get("capabilities", {}).get("drop", []): bad.append(f"{kind}/{name}/{c['name']}: capabilities kept")
             if not r.get("requests") or not r.get("limits"): bad.append(f"{kind}/{name}/{c['name']}: requests/limits")
-            if kind != "Job":
+            if kind not in ("Job", "CronJob"):
                 for p in ("startupProbe", "readinessProbe", "livenessProbe"):
                     if p not in c: bad.append(f"{kind}/{name}/{c['name']}: no {p}")
     if kind == "ScaledObject" and d["spec"]["maxReplicaCount"] > parts:
@@ -77,8 +86,8 @@ for d in docs:
         if cfg.get("min.insync.replicas") != 2: bad.append("Kafka: min.insync.replicas must be 2 in prod")
 by = {(d["kind"], d["metadata"]["name"]): d for d in docs}
 for d in docs:  # secrets reach the roles as mounted files only, never as env values
-    if d["kind"] in ("Deployment", "StatefulSet", "Job"):
-        for c in d["spec"]["template"]["spec"]["containers"]:
+    if d["kind"] in WORKLOADS:
+        for c in pod_of(d)["containers"]:
             for e in c.get("env", []):
                 if "value" in e and {"PASSWORD", "SECRET", "KEY"} & set(e["name"].split("_")) and not e["name"].endswith("_FILE"):
                     bad.append(f"{d['kind']}/{d['metadata']['name']}/{c['name']}: secret {e['name']} as an env value")
@@ -137,5 +146,7 @@ check "dclint docker-compose.yml" .cache/npm/node_modules/.bin/dclint -q docker-
 check "hadolint Dockerfile" .cache/deploy-venv/bin/hadolint Dockerfile
 check "workflows parse" workflows
 check "config truth" "$py" tests/deploy/test_config_truth.py
+check "image contents" "$py" tests/deploy/test_image.py
+check "stores (Kafka log, secrets, MariaDB, max_connections, backups, schema Job)" "$py" tests/deploy/test_stores.py
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

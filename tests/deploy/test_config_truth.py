@@ -13,8 +13,9 @@ events/ (linked into every role); `sh -c` scripts in the manifests read the $NAM
 
 What the deployments set: each compose service's environment; each container's env and envFrom
 ConfigMaps/Secrets in `kustomize build deploy/overlays/{dev,prod}`; scripts/stack.sh's export
-lines (one environment for all its roles: its env file plus every role's own exports). Our image's
-ENV (Dockerfile, last stage) counts as set for its containers when checking what a role requires.
+lines (one environment for all its roles: its env file plus every role's own exports). Our images'
+ENV (Dockerfile: the last stage for image eventshop, stage `test` for eventshop-test, each with the
+stages it is built FROM) counts as set for its containers when checking what a role requires.
 
 Checks, one PASS/FAIL line each: every name set is read (or allow-listed below, with who reads
 it); every role gets the names it requires, including the user and password of every database
@@ -27,13 +28,12 @@ usage: .cache/deploy-venv/bin/python tests/deploy/test_config_truth.py"""
 import os
 import re
 import shlex
-import subprocess
 import sys
 
 import yaml
 
-TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-KUSTOMIZE = os.path.join(TOP, ".cache", "bin", "kustomize")
+from deploylib import IMAGES, TOP, dockerfile_stages, image_cmd, image_env, image_name, kustomize, pod_spec, stage_of
+
 OVERLAYS = ("dev", "prod")
 SRC_DIRS = ("api", "command-handlers", "events", "projections", "runtime", "schema-registry", "subscribers")
 SHARED_DIRS = ("runtime", "events")  # linked into every role binary
@@ -84,9 +84,10 @@ READ_ELSEWHERE = {
     "EVENTSHOP_SMTP_CAPTURE_ADDR": "tests/tools/smtp_capture.py",
     "EVENTSHOP_SMTP_CAPTURE_DIR": "tests/tools/smtp_capture.py",
 }
-# Set on third-party images only, read by that software: MySQL's entrypoint (MYSQL_*), Apache
-# Kafka's image (KAFKA_*), Grafana (GF_*).
-THIRD_PARTY_PREFIXES = ("MYSQL_", "KAFKA_", "GF_")
+# Set on third-party images only, read by that software: MariaDB's entrypoint (MARIADB_*, and the
+# MYSQL_* names it also accepts; the client reads MYSQL_HOST and MYSQL_PWD), Apache Kafka's image
+# (KAFKA_*), Grafana (GF_*).
+THIRD_PARTY_PREFIXES = ("MARIADB_", "MYSQL_", "KAFKA_", "GF_")
 
 NAME = re.compile(r"[A-Z][A-Z0-9_]*(?:%s[A-Z0-9_]*)?")
 results = []
@@ -246,21 +247,27 @@ class Container:
 
 
 def dockerfile():
-    """(ENV of the last stage, its CMD)"""
-    text = read("Dockerfile").replace("\\\n", " ")
-    last = text[text.rindex("\nFROM "):]
-    env = {}
-    for ln in re.findall(r"^ENV\s+(.*)$", last, re.M):
-        env.update(dict(kv.split("=", 1) for kv in shlex.split(ln)))
-    cmd = re.findall(r"^CMD\s+(\[.*\])$", last, re.M)
-    return env, yaml.safe_load(cmd[-1]) if cmd else []
+    """{our image: (its ENV, its CMD)}, from the Dockerfile stage each is built from"""
+    stages, out = dockerfile_stages(), {}
+    for name in IMAGES:
+        st = stage_of(stages, name)
+        out[name] = (image_env(st), image_cmd(st)) if st else ({}, [])
+    return out
 
 
 def ours(image):
-    return image.split("/")[-1].split(":")[0] == "eventshop"
+    return image_name(image) is not None
 
 
-def compose_containers(image_env, cmd):
+def default_cmd(images, image):
+    return images[image_name(image)][1] if ours(image) else []
+
+
+def env_of(images, image):
+    return images[image_name(image)][0] if ours(image) else None
+
+
+def compose_containers(images):
     out = []
     for name, svc in yaml.safe_load(read("docker-compose.yml"))["services"].items():
         env = svc.get("environment") or {}
@@ -268,35 +275,22 @@ def compose_containers(image_env, cmd):
             env = dict((e.split("=", 1) + [None])[:2] for e in env)
         for f in [svc["env_file"]] if isinstance(svc.get("env_file"), str) else svc.get("env_file", []):
             env.update(dict(ln.split("=", 1) for ln in read(f).splitlines() if "=" in ln and not ln.startswith("#")))
-        argv = svc.get("command") or (cmd if ours(svc.get("image", "")) else [])
+        argv = svc.get("command") or default_cmd(images, svc.get("image", ""))
         argv = shlex.split(argv) if isinstance(argv, str) else [str(a) for a in argv]
         files = [("/run/secrets/" + (s if isinstance(s, str) else s.get("target", s["source"])), True)
                  for s in svc.get("secrets", [])]
         files += [(v.split(":")[1], True) for v in svc.get("volumes", []) if isinstance(v, str) and ":" in v]
         files += [(t, False) for t in svc.get("tmpfs", [])]
         out.append(Container(name, ours(svc.get("image", "")), argv,
-                             {k: None if v is None else str(v) for k, v in env.items()}, files, image_env))
+                             {k: None if v is None else str(v) for k, v in env.items()}, files,
+                             env_of(images, svc.get("image", ""))))
     return out
-
-
-def kustomize(overlay):
-    p = subprocess.run([KUSTOMIZE, "build", os.path.join(TOP, "deploy", "overlays", overlay)],
-                       capture_output=True, text=True)
-    if p.returncode:
-        sys.exit(f"kustomize build {overlay}: {p.stderr}")
-    return [d for d in yaml.safe_load_all(p.stdout) if d]
-
-
-def pod_spec(d):
-    if d["kind"] == "CronJob":
-        return d["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    return d["spec"]["template"]["spec"]
 
 
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
 
 
-def k8s_containers(docs, image_env, cmd, problems):
+def k8s_containers(docs, images, problems):
     data = {(d["kind"], d["metadata"]["name"]): dict(d.get("data") or {}, **(d.get("stringData") or {}))
             for d in docs if d["kind"] in ("ConfigMap", "Secret")}
     out = []
@@ -327,8 +321,8 @@ def k8s_containers(docs, image_env, cmd, problems):
                 else:
                     files.append((m["mountPath"], False))
             argv = [str(a) for a in (c.get("command") or []) + (c.get("args") or [])]
-            out.append(Container(where, ours(c["image"]), argv or (cmd if ours(c["image"]) else []),
-                                 env, files, image_env))
+            out.append(Container(where, ours(c["image"]), argv or default_cmd(images, c["image"]),
+                                 env, files, env_of(images, c["image"])))
     return out
 
 
@@ -436,13 +430,13 @@ def ingress(docs):
     return bad if n else ["no Ingress"]
 
 
-def probes(docs, cmd):
+def probes(docs, images):
     bad = []
     for d in docs:
         if d["kind"] not in ("Deployment", "StatefulSet", "DaemonSet"):
             continue
         for c in pod_spec(d)["containers"]:
-            argv = (c.get("command") or []) + (c.get("args") or []) or cmd
+            argv = (c.get("command") or []) + (c.get("args") or []) or default_cmd(images, c["image"])
             if not ours(c["image"]) or argv[0] not in LONG_RUNNING:
                 continue
             where = f"{d['kind']}/{d['metadata']['name']}/{c['name']}"
@@ -455,7 +449,7 @@ def probes(docs, cmd):
 
 def main():
     code = Code()
-    image_env, cmd = dockerfile()
+    images = dockerfile()
     req = {n for f in code.cache for n, r in code.cache[f][0] if r}
     check(f"code: {len(code.read)} names read ({len(req)} with no default), databases {' '.join(code.dbs)}",
           [] if len(code.read) > 30 and code.templates and set(code.dbs) - set(deploy_contexts())
@@ -465,10 +459,10 @@ def main():
     for o in OVERLAYS:
         problems = []
         docs = kustomize(o)
-        k8s[o] = (docs, k8s_containers(docs, image_env, cmd, problems))
+        k8s[o] = (docs, k8s_containers(docs, images, problems))
         check(f"{o}: every envFrom source is in the build", problems)
-    deployments = [("compose", compose_containers(image_env, cmd))] + [(o, k8s[o][1]) for o in OVERLAYS] + \
-                  [("stack", stack_containers(image_env))]
+    deployments = [("compose", compose_containers(images))] + [(o, k8s[o][1]) for o in OVERLAYS] + \
+                  [("stack", stack_containers(images["eventshop"][0]))]
     for where, cs in deployments:
         check(f"{where}: every name set is read", set_never_read(cs, code))
         check(f"{where}: every role gets the names it requires", required_unset(cs, code))
@@ -479,7 +473,7 @@ def main():
         docs = k8s[o][0]
         check(f"{o}: no replicas on a Deployment an autoscaler scales", autoscaled_replicas(docs))
         check(f"{o}: the Ingress routes /v1, not /metrics", ingress(docs))
-        check(f"{o}: long-running roles: liveness /healthz, readiness /readyz", probes(docs, cmd))
+        check(f"{o}: long-running roles: liveness /healthz, readiness /readyz", probes(docs, images))
     print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
     return 0 if all(results) else 1
 
