@@ -18,6 +18,7 @@ It prints one table: fault, longest outage a client saw (first try to acceptance
 every role was ready again, lost, duplicated. Exit status 0 only when nothing was lost or
 duplicated and every check held. Environment: a stack's $ES_STATE/env (scripts/chaos.sh)."""
 import argparse
+import itertools
 import json
 import os
 import random
@@ -149,6 +150,9 @@ class Load:
         self.idle = [threading.Event() for _ in range(threads)]
         self.receipts = {}  # sku -> [quantities]
         self.prices = {}  # sku -> count of accepted price changes
+        # every price sent differs from every other: setting the current price again is accepted
+        # with no event (nothing changed), which the count of PriceSet events would call lost
+        self.amounts = itertools.count(1001)  # above the 1000 of setup()
         self.listed = []  # skus
         self.orders = {}  # order id -> customer token
         self.rejected = []  # (what, status, body): a 4xx the load did not expect
@@ -249,9 +253,10 @@ class Load:
                           self.vtok, what=("receipt", sku))
             elif x < 0.55:
                 sku = rnd.choice(self.price_skus)
-                self.send("PUT", f"/v1/prices/{sku}",
-                          {"amount_minor": rnd.randint(500, 5000), "currency": "EUR"}, self.vtok,
-                          what=("price", sku))
+                with self.lock:
+                    amount = next(self.amounts)
+                self.send("PUT", f"/v1/prices/{sku}", {"amount_minor": amount, "currency": "EUR"},
+                          self.vtok, what=("price", sku))
             elif x < 0.65:
                 self.list_product()
             else:
