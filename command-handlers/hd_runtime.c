@@ -1,5 +1,6 @@
 #include "hd_runtime.h"
 #include "es_env.h"
+#include "es_fault.h"
 #include "es_kafka.h"
 #include "es_log.h"
 #include "es_mem.h"
@@ -249,6 +250,10 @@ static int recover_partition(hd_runtime_t *rt, int32_t p, es_err_t *err)
     pt->staged_states = json_object();
     pt->staged_results = json_object();
     recover_arg_t sa = {rt, pt, p, 0, 0}, ra = {rt, pt, p, 0, 0};
+    if (es_fault_hit("hd.recover")) { /* as a broker just back from a hang may answer */
+        part_drop(pt);
+        return es_set(err, ES_EIO, "%s: fault 'hd.recover' (unknown partition)", rt->t_changelog);
+    }
     if (es_kafka_read_partition(rt->t_changelog, p, recover_state_msg, &sa,
                                 rt->cfg.recovery_timeout_ms, err) != 0 ||
         es_kafka_read_partition(rt->t_results, p, recover_result_msg, &ra,
@@ -264,6 +269,28 @@ static int recover_partition(hd_runtime_t *rt, int32_t p, es_err_t *err)
     return 0;
 }
 
+static void sleep_s(hd_runtime_t *rt, double s);
+
+/* recover_partition, again after a transient Kafka error (a broker just back from a hang may
+ * answer "unknown partition" for a moment) for as long as the recovery timeout allows. */
+static int recover_partition_retrying(hd_runtime_t *rt, int32_t p, es_err_t *err)
+{
+    double give_up = es_mono_s() + rt->cfg.recovery_timeout_ms / 1000.0;
+    long ceiling = 0;
+    unsigned seed = (unsigned)p ^ (unsigned)(uintptr_t)rt;
+    for (;;) {
+        es_clear(err);
+        if (recover_partition(rt, p, err) == 0)
+            return 0;
+        if ((err->code != ES_EIO && err->code != ES_ETIMEOUT) || rt->stop || es_mono_s() >= give_up)
+            return -1;
+        long wait_ms = es_backoff_next(&ceiling, 200, 2000, &seed);
+        es_warn("recovering partition %d: %s (again in %ld ms)", (int)p, err->msg, wait_ms);
+        hd_heartbeat();
+        sleep_s(rt, wait_ms / 1000.0);
+    }
+}
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -272,7 +299,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
     if (code == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         for (int i = 0; i < parts->cnt && !rt->fatal; i++) {
             es_err_t err = ES_ERR_INIT;
-            if (recover_partition(rt, parts->elems[i].partition, &err) != 0) {
+            if (recover_partition_retrying(rt, parts->elems[i].partition, &err) != 0) {
                 es_error("cannot recover partition %d: %s", (int)parts->elems[i].partition,
                          err.msg);
                 set_fatal(rt, &err);

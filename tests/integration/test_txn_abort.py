@@ -200,6 +200,31 @@ def test_payments_subscriber_charges_once_through_a_failed_commit(armed, brokers
     assert role_pid("subscriber-payments") == pid
 
 
+def test_handler_retries_a_recovery_that_fails_on_a_transient_error(armed, brokers, registry):
+    """A broker just back from a hang answered "unknown partition" to the recovery read of a
+    partition just assigned, and three handlers exited (chaos, "stop kafka 20 s"). The recovery
+    is retried instead: hd.recover fails the first read, the same process recovers and decides."""
+    log = os.path.join(os.environ["ES_STATE"], "logs", "handler-catalog.log")
+    seen = os.path.getsize(log)
+    pid = armed("handler-catalog", "hd.recover=fail@1")
+
+    def retried():
+        with open(log, errors="replace") as f:
+            f.seek(seen)
+            return "fault 'hd.recover'" in f.read()
+
+    wait_for(retried, timeout=60, what="the recovery to fail once and be retried")
+    wait_for(lambda: requests.get(metrics_url("handler-catalog").replace("/metrics", "/readyz"),
+                                  timeout=5).ok, timeout=90, what="handler-catalog ready")
+    prefix, vendor = unique("rec"), unique("v")
+    cmds = list_commands(prefix, vendor, 1)
+    cid = cmds[0][1]["metadata"]["command_id"]
+    produce_commands(brokers, registry, "eventshop.catalog.ListProduct", cmds)
+    wait_for(lambda: results_by_command(brokers, registry, {cid}).get(cid), timeout=60,
+             what="a command decided after the retried recovery")
+    assert role_pid("handler-catalog") == pid, "the handler exited instead of retrying"
+
+
 def test_a_second_instance_with_the_same_id_stops_the_first_with_a_clear_message(
         stack, brokers, registry, tmp_path):
     """Fenced by a live instance with the same transactional id / group.instance.id is the one
