@@ -305,7 +305,12 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
                 set_fatal(rt, &err);
             }
         }
-        rd_kafka_assign(rk, parts);
+        es_err_t err = ES_ERR_INIT;
+        if (!rt->fatal && es_kafka_assign_committed(rk, parts, rt->cfg.recovery_timeout_ms,
+                                                    &rt->stop, hd_heartbeat, &err) != 0) {
+            es_error("cannot assign the partitions of '%s': %s", rt->t_commands, err.msg);
+            set_fatal(rt, &err);
+        }
         if (!rt->fatal) {
             es_info("assigned %d partitions of '%s'", parts->cnt, rt->t_commands);
             es_metrics_set_ready(true);

@@ -1,12 +1,15 @@
 #include "es_kafka.h"
 #include "es_env.h"
+#include "es_fault.h"
 #include "es_log.h"
 #include "es_mem.h"
 #include "es_time.h"
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 rd_kafka_conf_t *es_kafka_conf_new(const char *client_id, const char *const *kv, es_err_t *err)
 {
@@ -221,4 +224,34 @@ bool es_kafka_fence_is_twin(rd_kafka_t *rk, double last_remake_s, double now_s)
             "rejoin does this; a second fence within %.0f s means a twin instance",
             why, window_s);
     return false;
+}
+
+int es_kafka_assign_committed(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts,
+                              int timeout_ms, volatile sig_atomic_t *stop, void (*heartbeat)(void),
+                              es_err_t *err)
+{
+    double give_up = es_mono_s() + timeout_ms / 1000.0;
+    long ceiling = 0;
+    unsigned seed = (unsigned)(uintptr_t)parts ^ (unsigned)getpid();
+    for (;;) {
+        rd_kafka_resp_err_t e = es_fault_hit("kafka.committed")
+                                    ? RD_KAFKA_RESP_ERR_NOT_COORDINATOR
+                                    : rd_kafka_committed(rk, parts, 10000);
+        for (int i = 0; !e && i < parts->cnt; i++)
+            e = parts->elems[i].err;
+        if (!e) {
+            for (int i = 0; i < parts->cnt; i++)
+                if (parts->elems[i].offset < 0)
+                    parts->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+            return es_kafka_resp_error(err, rd_kafka_assign(rk, parts), "assign");
+        }
+        if ((stop && *stop) || es_mono_s() >= give_up)
+            return es_kafka_resp_error(err, e, "committed offsets");
+        long wait_ms = es_backoff_next(&ceiling, 100, 2000, &seed);
+        es_warn("committed offsets of %d partitions: %s (again in %ld ms)", parts->cnt,
+                rd_kafka_err2str(e), wait_ms);
+        if (heartbeat)
+            heartbeat();
+        nanosleep(&(struct timespec){wait_ms / 1000, (wait_ms % 1000) * 1000000L}, NULL);
+    }
 }

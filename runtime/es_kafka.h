@@ -6,6 +6,7 @@
 
 #include "es_err.h"
 #include <librdkafka/rdkafka.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -43,6 +44,16 @@ int es_kafka_partition_count(rd_kafka_t *rk, const char *topic, es_err_t *err);
  * member once, when librdkafka's own rejoin races its old member id). last_remake_s is 0 when
  * it never was. When not a twin it logs why the caller makes the consumer again. */
 bool es_kafka_fence_is_twin(rd_kafka_t *rk, double last_remake_s, double now_s);
+
+/* Assigns parts (a group assignment, in a rebalance callback) at their committed offsets, fetched
+ * here with retries for up to timeout_ms (until *stop), the earliest where none is committed.
+ * Left to itself, librdkafka 2.0.2 fetches them once: a "not coordinator" answer from a broker
+ * just back from a hang left the partitions assigned and never fetched, a handler wedged while
+ * ready. heartbeat (may be NULL) is called between attempts. 0, or -1 with err (nothing
+ * assigned). Fault point kafka.committed fails an attempt. */
+int es_kafka_assign_committed(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts,
+                              int timeout_ms, volatile sig_atomic_t *stop, void (*heartbeat)(void),
+                              es_err_t *err);
 /* Whether a broker answers a metadata request of rk (borrowed) within timeout_ms: the cheap
  * check behind a role's "kafka" readiness dependency. */
 bool es_kafka_reachable(rd_kafka_t *rk, int timeout_ms);

@@ -384,7 +384,11 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
     rt->rebalanced = true;
     bool assign = code == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
     if (assign) {
-        rd_kafka_assign(rk, parts);
+        es_err_t err = ES_ERR_INIT;
+        if (es_kafka_assign_committed(rk, parts, 60000, &rt->stop, sb_heartbeat, &err) != 0) {
+            set_fatal(rt, "consumer", err.msg);
+            return;
+        }
         es_info("'%s' assigned %d partitions", rt->sub->name, parts->cnt);
         es_metrics_set_ready(true);
     } else {

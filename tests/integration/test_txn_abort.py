@@ -200,20 +200,27 @@ def test_payments_subscriber_charges_once_through_a_failed_commit(armed, brokers
     assert role_pid("subscriber-payments") == pid
 
 
-def test_handler_retries_a_recovery_that_fails_on_a_transient_error(armed, brokers, registry):
+@pytest.mark.parametrize("fault,marker", [
+    ("hd.recover=fail@1", "fault 'hd.recover'"),
+    ("kafka.committed=fail@1", "committed offsets of"),
+])
+def test_handler_retries_an_assignment_that_fails_on_a_transient_error(armed, brokers, registry,
+                                                                       fault, marker):
     """A broker just back from a hang answered "unknown partition" to the recovery read of a
-    partition just assigned, and three handlers exited (chaos, "stop kafka 20 s"). The recovery
-    is retried instead: hd.recover fails the first read, the same process recovers and decides."""
+    partition just assigned, and three handlers exited; "not coordinator" to the fetch of the
+    committed offsets, and librdkafka left a handler assigned but never fetching (chaos, "stop
+    kafka 20 s"). Both are retried: the fault fails the first attempt, the same process goes on
+    and decides."""
     log = os.path.join(os.environ["ES_STATE"], "logs", "handler-catalog.log")
     seen = os.path.getsize(log)
-    pid = armed("handler-catalog", "hd.recover=fail@1")
+    pid = armed("handler-catalog", fault)
 
     def retried():
         with open(log, errors="replace") as f:
             f.seek(seen)
-            return "fault 'hd.recover'" in f.read()
+            return marker in f.read()
 
-    wait_for(retried, timeout=60, what="the recovery to fail once and be retried")
+    wait_for(retried, timeout=60, what=f"{fault}: the first attempt to fail and be retried")
     wait_for(lambda: requests.get(metrics_url("handler-catalog").replace("/metrics", "/readyz"),
                                   timeout=5).ok, timeout=90, what="handler-catalog ready")
     prefix, vendor = unique("rec"), unique("v")
