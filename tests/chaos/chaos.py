@@ -270,11 +270,17 @@ class Load:
             self.longest = 0.0
         self.running.set()
 
-    def pause(self):
-        """Stops sending new commands; returns once every in-flight one was accepted."""
+    def pause(self, limit=180):
+        """Stops sending new commands; returns once every in-flight one was accepted, or after
+        limit seconds: then the number of clients still retrying a command nobody decided."""
         self.running.clear()
+        deadline = time.time() + limit
         for e in self.idle:
-            e.wait()
+            e.wait(max(0.0, deadline - time.time()))
+        stuck = sum(not e.is_set() for e in self.idle)
+        if stuck:
+            log(f"  {stuck} clients still retrying a command undecided after {limit} s")
+        return stuck
 
     def close(self):
         self.stop.set()
@@ -596,9 +602,10 @@ def main():
         # load that follows, while converging, or during the rebuild comparison
         after = {r: pid_of(r) for r in roles()}
         time.sleep(args.warm)  # work after the recovery
-        load.pause()
+        stuck = load.pause()
         worst = load.longest
         lost, dup = wait_converged(load)
+        lost += stuck  # commands the engine never decided
         diffs = []
         for c in rebuild_contexts:
             checked += 1
@@ -616,10 +623,12 @@ def main():
         log(f"  outage {worst:.1f} s, restarted in {own:.1f} s, all ready {ready:.1f} s, lost {lost}, dup {dup}, "
             f"rebuild {'differs' if diffs else 'ok'}, crashed {crashed or 'none'} "
             f"({time.time() - t0:.0f} s)")
-    load.pause()
+    stuck = load.pause()
     log("end: every order final, charges, e-mails; every read model against a fresh rebuild")
     before = {r: pid_of(r) for r in roles()}
     problems = final_checks(load, limit=180)
+    if stuck:
+        problems.append(f"{stuck} commands never decided")
     for c in CONTEXTS:
         checked += 1
         problems += rebuild_compare(c, checked)
