@@ -4,6 +4,7 @@
 #include "es_log.h"
 #include "es_mem.h"
 #include "es_time.h"
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,9 +12,22 @@
 #include <time.h>
 #include <unistd.h>
 
+/* When (es_mono_ms) a client of this process last lost or failed to reach a broker, 0: never.
+ * es_kafka_fence_is_twin tells an outage's fence from a twin's by it. */
+static _Atomic long long broker_trouble_ms;
+
+static void on_error(rd_kafka_t *rk, int code, const char *reason, void *opaque)
+{
+    (void)opaque;
+    if (code != RD_KAFKA_RESP_ERR__FATAL)
+        atomic_store(&broker_trouble_ms, es_mono_ms());
+    es_warn("kafka %s: %s", rd_kafka_name(rk), reason);
+}
+
 rd_kafka_conf_t *es_kafka_conf_new(const char *client_id, const char *const *kv, es_err_t *err)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set_error_cb(conf, on_error);
     char errstr[512];
     /* the partitioner only means something to a producer; librdkafka warns on consumers */
     int consumer = 0;
@@ -215,14 +229,16 @@ bool es_kafka_reachable(rd_kafka_t *rk, int timeout_ms)
 
 bool es_kafka_fence_is_twin(rd_kafka_t *rk, double last_remake_s, double now_s)
 {
-    const double window_s = 60.0;
-    if (last_remake_s > 0 && now_s - last_remake_s < window_s)
+    const double window_s = 120.0;
+    double trouble_s = atomic_load(&broker_trouble_ms) / 1000.0;
+    if (trouble_s <= 0 || now_s - trouble_s > window_s || trouble_s <= last_remake_s)
         return true;
     char why[512];
     rd_kafka_fatal_error(rk, why, sizeof why);
-    es_warn("consumer fenced (%s): making it again, as after a broker outage librdkafka's own "
-            "rejoin does this; a second fence within %.0f s means a twin instance",
-            why, window_s);
+    es_warn("consumer fenced (%s) %.0f s after the broker connection failed: making it again, as "
+            "librdkafka's own rejoin after an outage does this; a fence with no broker trouble "
+            "before it means a twin instance",
+            why, now_s - trouble_s);
     return false;
 }
 

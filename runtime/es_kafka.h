@@ -39,10 +39,12 @@ int es_kafka_read_partition(const char *topic, int32_t partition, es_kafka_msg_f
 /* Number of partitions of topic, or -1 with err. */
 int es_kafka_partition_count(rd_kafka_t *rk, const char *topic, es_err_t *err);
 /* Whether the fatal fence of static consumer member rk (borrowed) means a twin instance with
- * the same group.instance.id: it does when the consumer was last made again after a fence less
- * than 60 s before now_s (twins fence each other back within seconds; a broker outage fences a
- * member once, when librdkafka's own rejoin races its old member id). last_remake_s is 0 when
- * it never was. When not a twin it logs why the caller makes the consumer again. */
+ * the same group.instance.id. A broker outage fences a member once, when librdkafka's own rejoin
+ * races its old member id; so a fence is an outage's when a client of this process lost or failed
+ * to reach a broker (error callback, set by es_kafka_conf_new) within 120 s before now_s and
+ * after the consumer was last made again (last_remake_s, 0 if never), and a twin's otherwise.
+ * Twins fence each other back at once, with no broker trouble in between. When not a twin it
+ * logs why the caller makes the consumer again. Times are es_mono_s(). */
 bool es_kafka_fence_is_twin(rd_kafka_t *rk, double last_remake_s, double now_s);
 
 /* Assigns parts (a group assignment, in a rebalance callback) at their committed offsets, fetched
