@@ -237,3 +237,20 @@ def pod_spec(d):
     if d["kind"] == "CronJob":
         return d["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     return d["spec"]["template"]["spec"]
+
+
+results = []  # one bool per check of the running script
+
+
+def check(name, problems):
+    """One PASS/FAIL line, the problems below a FAIL."""
+    results.append(not problems)
+    print(("PASS " if not problems else "FAIL ") + name)
+    for p in sorted(set(problems)):
+        print("    " + p)
+
+
+def summary():
+    """The last line ("N passed, N failed"); the script's exit status."""
+    print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
+    return 0 if all(results) else 1

@@ -32,7 +32,7 @@ import sys
 
 import yaml
 
-from deploylib import IMAGES, TOP, dockerfile_stages, image_cmd, image_env, image_name, kustomize, pod_spec, stage_of
+from deploylib import check, summary, IMAGES, TOP, dockerfile_stages, image_cmd, image_env, image_name, kustomize, pod_spec, stage_of
 
 OVERLAYS = ("dev", "prod")
 SRC_DIRS = ("api", "command-handlers", "events", "projections", "runtime", "schema-registry", "subscribers")
@@ -90,14 +90,6 @@ READ_ELSEWHERE = {
 THIRD_PARTY_PREFIXES = ("MARIADB_", "MYSQL_", "KAFKA_", "GF_")
 
 NAME = re.compile(r"[A-Z][A-Z0-9_]*(?:%s[A-Z0-9_]*)?")
-results = []
-
-
-def check(name, problems):
-    results.append(not problems)
-    print(("PASS " if not problems else "FAIL ") + name)
-    for p in sorted(set(problems)):
-        print("    " + p)
 
 
 def read(path):
@@ -474,8 +466,7 @@ def main():
         check(f"{o}: no replicas on a Deployment an autoscaler scales", autoscaled_replicas(docs))
         check(f"{o}: the Ingress routes /v1, not /metrics", ingress(docs))
         check(f"{o}: long-running roles: liveness /healthz, readiness /readyz", probes(docs, images))
-    print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
-    return 0 if all(results) else 1
+    return summary()
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import sys
 
 import yaml
 
-from deploylib import (IMAGES, chain, cmake_executables, dockerfile_stages, image_binaries, image_cmd,
+from deploylib import (check, summary, IMAGES, chain, cmake_executables, dockerfile_stages, image_binaries, image_cmd,
                        image_last, image_name, kustomize, parser_directives, pod_spec, read, stage_of)
 
 OVERLAYS = ("dev", "prod")
@@ -33,14 +33,6 @@ NOT_SHIPPED = {
 }
 TEST_DIRS = ("tests",)  # unit and integration test executables
 
-results = []
-
-
-def check(name, problems):
-    results.append(not problems)
-    print(("PASS " if not problems else "FAIL ") + name)
-    for p in sorted(set(problems)):
-        print("    " + p)
 
 
 def wanted(exes):
@@ -155,8 +147,7 @@ def main():
           contents(stages, exes) if not targets(stages) else ["no images to look into"])
     check("both images run as a non-root user", non_root(stages))
     check("every container (compose, overlays) runs an executable its image holds", runs_what_it_holds(stages))
-    print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
-    return 0 if all(results) else 1
+    return summary()
 
 
 if __name__ == "__main__":

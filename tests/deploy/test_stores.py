@@ -34,7 +34,7 @@ import tempfile
 
 import yaml
 
-from deploylib import TOP, kustomize, pod_spec, read
+from deploylib import check, summary, TOP, kustomize, pod_spec, read
 
 OVERLAYS = ("dev", "prod")
 DB_IMAGE = "mariadb:10.11"
@@ -49,14 +49,6 @@ OTHER_CONNECTIONS = 8  # eventshop-users bootstrap, the healthcheck probes, oper
 MAX_RETENTION_DAYS = 35  # a forgotten user's key must not outlive that in backups
 MAX_SCHEMA_DEADLINE_S = 3600
 
-results = []
-
-
-def check(name, problems):
-    results.append(not problems)
-    print(("PASS " if not problems else "FAIL ") + name)
-    for p in sorted(set(problems)):
-        print("    " + p)
 
 
 # ---------------------------------------------------------------- compose
@@ -325,8 +317,7 @@ def main():
         check(f"{o}: a daily mariadb-dump CronJob of every database to a PVC, with a bounded, documented retention",
               backup(docs, o, init_script(docs)))
         check(f"{o}: the schema Job retries (backoffLimit > 0) within activeDeadlineSeconds", schema_job(docs, o))
-    print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
-    return 0 if all(results) else 1
+    return summary()
 
 
 if __name__ == "__main__":
