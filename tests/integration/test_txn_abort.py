@@ -57,6 +57,15 @@ def role_pid(role):
     return pid
 
 
+def decide_one(brokers, registry, prefix, what, timeout=90):
+    """Sends one ListProduct straight to catalog.commands and waits for its result."""
+    cmds = list_commands(unique(prefix), unique("v"), 1)
+    cid = cmds[0][1]["metadata"]["command_id"]
+    produce_commands(brokers, registry, "eventshop.catalog.ListProduct", cmds)
+    wait_for(lambda: results_by_command(brokers, registry, {cid}).get(cid), timeout=timeout,
+             what=what)
+
+
 @pytest.fixture
 def armed(stack):
     """Restarts a role with EVENTSHOP_FAULTS set, and restarts it clean afterwards."""
@@ -223,12 +232,7 @@ def test_handler_retries_an_assignment_that_fails_on_a_transient_error(armed, br
     wait_for(retried, timeout=60, what=f"{fault}: the first attempt to fail and be retried")
     wait_for(lambda: requests.get(metrics_url("handler-catalog").replace("/metrics", "/readyz"),
                                   timeout=5).ok, timeout=90, what="handler-catalog ready")
-    prefix, vendor = unique("rec"), unique("v")
-    cmds = list_commands(prefix, vendor, 1)
-    cid = cmds[0][1]["metadata"]["command_id"]
-    produce_commands(brokers, registry, "eventshop.catalog.ListProduct", cmds)
-    wait_for(lambda: results_by_command(brokers, registry, {cid}).get(cid), timeout=60,
-             what="a command decided after the retried recovery")
+    decide_one(brokers, registry, "rec", "a command decided after the retried recovery")
     assert role_pid("handler-catalog") == pid, "the handler exited instead of retrying"
 
 
@@ -267,12 +271,7 @@ def test_a_second_instance_with_the_same_id_stops_the_first_with_a_clear_message
         assert second.poll() is None, "the second instance stopped too"
         wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5).ok,
                  timeout=120, what="the second instance ready")
-        prefix, vendor = unique("fence"), unique("v")
-        cmds = list_commands(prefix, vendor, 1)
-        cid = cmds[0][1]["metadata"]["command_id"]
-        produce_commands(brokers, registry, "eventshop.catalog.ListProduct", cmds)
-        wait_for(lambda: results_by_command(brokers, registry, {cid}).get(cid), timeout=90,
-                 what="a command decided by the second instance")
+        decide_one(brokers, registry, "fence", "a command decided by the second instance")
     finally:
         second.terminate()
         try:
