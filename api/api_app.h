@@ -142,10 +142,13 @@ void api_query_at_position(es_http_req_t *r, const struct api_principal *who, co
 /* Frees the thread's watchers (thread_free, on the loop thread): their waiters are left to their
  * own deadlines. */
 void api_query_thread_release(struct api_tls *t);
-/* Runs sql with params on ctx's connection: the rows (new reference), or NULL after answering
- * 503 problem+json "the <ctx> read model is unavailable" with Retry-After. A connection found
- * broken (ES_EIO, e.g. MariaDB restarted since) is dropped and the query tried once more on a
- * new one, so a database that came back answers at once. */
+/* Runs sql with params on ctx's connection: the rows (new reference), or NULL with *err. A
+ * connection found broken (ES_EIO, e.g. MariaDB restarted since) is dropped and the query tried
+ * once more on a new one, so a database that came back answers at once. */
+json_t *api_query(es_http_req_t *r, const char *ctx, const char *sql, const es_db_val_t *params,
+                  size_t n, es_err_t *err);
+/* api_query, or NULL after answering 503 problem+json "the <ctx> read model is unavailable"
+ * with Retry-After. */
 json_t *api_query_or_reply(es_http_req_t *r, const char *ctx, const char *sql,
                            const es_db_val_t *params, size_t n);
 

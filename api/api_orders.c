@@ -247,12 +247,10 @@ static json_t *side_status(es_http_req_t *r, const char *ctx, const char *sql, c
     if (!api_context_enabled(es_http_app(r), ctx))
         return json_null();
     es_err_t err = ES_ERR_INIT;
-    es_db_t *db = api_db_ctx(r, ctx, &err);
     es_db_val_t p[] = {ES_DB_S(id)};
-    json_t *rows = db ? es_db_query(db, sql, p, 1, &err) : NULL;
+    json_t *rows = api_query(r, ctx, sql, p, 1, &err);
     if (!rows) {
-        if (db && err.code == ES_EIO)
-            api_db_ctx_broken(r, ctx);
+        es_warn("%s query failed: %s", ctx, err.msg);
         return json_null(); /* a side read model down does not hide the order */
     }
     json_t *row = json_incref(json_array_get(rows, 0));

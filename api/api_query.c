@@ -37,19 +37,26 @@
 #define MIN_POSITION_MAX_MS  5000
 #define WATERMARK_TIMEOUT_MS 1000
 
+json_t *api_query(es_http_req_t *r, const char *ctx, const char *sql, const es_db_val_t *params,
+                  size_t n, es_err_t *err)
+{
+    json_t *rows = NULL;
+    for (int attempt = 0; attempt < 2 && !rows; attempt++) {
+        es_clear(err);
+        es_db_t *db = api_db_ctx(r, ctx, err);
+        rows = db ? es_db_query(db, sql, params, n, err) : NULL;
+        if (rows || !db || err->code != ES_EIO)
+            break;
+        api_db_ctx_broken(r, ctx); /* a broken connection: once more on a new one */
+    }
+    return rows;
+}
+
 json_t *api_query_or_reply(es_http_req_t *r, const char *ctx, const char *sql,
                            const es_db_val_t *params, size_t n)
 {
     es_err_t err = ES_ERR_INIT;
-    json_t *rows = NULL;
-    for (int attempt = 0; attempt < 2 && !rows; attempt++) {
-        es_clear(&err);
-        es_db_t *db = api_db_ctx(r, ctx, &err);
-        rows = db ? es_db_query(db, sql, params, n, &err) : NULL;
-        if (rows || !db || err.code != ES_EIO)
-            break;
-        api_db_ctx_broken(r, ctx); /* a broken connection: once more on a new one */
-    }
+    json_t *rows = api_query(r, ctx, sql, params, n, &err);
     if (!rows) {
         es_warn("%s query failed: %s", ctx, err.msg);
         if (err.code == ES_EIO) {
