@@ -12,9 +12,11 @@
 #   docker build --target test -t eventshop-test:dev .
 FROM debian:12-slim AS build
 ENV DEBIAN_FRONTEND=noninteractive
-# Debian 12 stable only takes security fixes: pinning exact versions would break on each of them
+# Debian 12 stable only takes security fixes: pinning exact versions would break on each of them;
+# the upgrade brings in those published after the base image was made
 # hadolint ignore=DL3008
 RUN apt-get update \
+ && apt-get upgrade -y \
  && apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config \
       librdkafka-dev libavro-dev libmariadb-dev libh2o-evloop-dev libjansson-dev libjwt-dev \
@@ -45,6 +47,7 @@ ENV DEBIAN_FRONTEND=noninteractive
 # only the shared libraries the executables link (ldd), CA certificates, and curl for the healthcheck
 # hadolint ignore=DL3008
 RUN apt-get update \
+ && apt-get upgrade -y \
  && apt-get install -y --no-install-recommends \
       ca-certificates curl \
       librdkafka1 libavro23 libmariadb3 libh2o-evloop0.13 libjansson4 libjwt0 \

@@ -10,7 +10,8 @@ pkgs=(build-essential cmake pkg-config git curl ca-certificates
       librdkafka-dev libavro-dev libmariadb-dev libh2o-evloop-dev libjansson-dev libjwt-dev
       libcriterion-dev libssl-dev libcurl4-openssl-dev uuid-dev libargon2-dev libsodium-dev
       mariadb-server mariadb-client openssl clang-format valgrind prometheus
-      python3 python3-venv default-jre-headless maven)
+      python3 python3-venv default-jre-headless maven
+      docker.io docker-compose mmdebstrap jq)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,7 +2,8 @@
 # `make test`: every test, on its own stack (.state/test, ports + 10000) so it runs beside
 # `make up`. Steps: set-up; a -Werror build and an ASan+UBSan build; format check; unit tests of
 # both builds; then the integration and end-to-end suites (pytest) against a fresh stack whose
-# roles are the sanitized binaries; then a scan of every role's log for sanitizer reports.
+# roles are the sanitized binaries; then the image built and docker-compose.yml run end to end
+# (scripts/compose.sh test); then a scan of every role's log for sanitizer reports.
 # Ends with one line: "N passed, N failed".
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,6 +16,15 @@ passed=0 failed=0
 declare -a failures=()
 count() { # name status
     if [ "$2" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("$1"); fi
+}
+count_pytest() { # name log: adds the cases of pytest's last line; a run of nothing fails
+    local summary np nf
+    summary=$(tail -n 1 "$2")
+    np=$(echo "$summary" | awk '{for (i = 2; i <= NF; i++) if ($i ~ /^passed/) n += $(i-1)} END {print n + 0}')
+    nf=$(echo "$summary" | awk '{for (i = 2; i <= NF; i++) if ($i ~ /^(failed|error)/) n += $(i-1)} END {print n + 0}')
+    [ "$np" -gt 0 ] || { nf=$((nf + 1)); failures+=("$1 ran nothing"); }
+    passed=$((passed + np)); failed=$((failed + nf))
+    [ "$nf" -eq 0 ] || failures+=("$1")
 }
 
 scripts/setup.sh | grep -v '^setup: ok' || true
@@ -79,12 +89,7 @@ if scripts/stack.sh up >"$out/stack-up.log" 2>&1; then
     [ $rc -eq 0 ] || failures+=(ctest-integration)
     "$top/.cache/venv/bin/python" -m pytest -q -p no:cacheprovider tests/integration \
         --junitxml="$out/pytest.xml" 2>&1 | tee "$out/pytest.log" | tail -n 40
-    summary=$(tail -n 1 "$out/pytest.log")
-    np=$(echo "$summary" | awk '{for (i = 2; i <= NF; i++) if ($i ~ /^passed/) n += $(i-1)} END {print n + 0}')
-    nf=$(echo "$summary" | awk '{for (i = 2; i <= NF; i++) if ($i ~ /^(failed|error)/) n += $(i-1)} END {print n + 0}')
-    [ "$np" -gt 0 ] || { nf=$((nf + 1)); failures+=("pytest ran nothing"); }
-    passed=$((passed + np)); failed=$((failed + nf))
-    [ "$nf" -eq 0 ] || failures+=(integration)
+    count_pytest integration "$out/pytest.log"
     echo "== races and memory (TSan API, plain-build stress, valgrind), on the same stack"
     scripts/races.sh >"$out/races.log" 2>&1
     grep -E '^(PASS|FAIL)' "$out/races.log"
@@ -102,6 +107,14 @@ else
     cat "$out/stack-up.log"; count stack-up 1
 fi
 scripts/stack.sh down >/dev/null 2>&1 || true
+
+echo "== image and compose: the Dockerfile's images, docker-compose.yml running a whole order"
+scripts/compose.sh test >"$out/compose.log" 2>&1
+rc=$?
+grep -E '^compose: (image|engine)|^[0-9]+ (passed|failed)' "$out/compose.log"
+[ $rc -eq 0 ] || tail -n 40 "$out/compose.log"
+count_pytest compose "$out/compose.log"
+[ $rc -eq 0 ] || [[ " ${failures[*]} " == *" compose "* ]] || count compose $rc
 
 echo "== sanitizer reports in role logs"
 rep=$(grep -lE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$ES_STATE"/logs/*.log 2>/dev/null)
