@@ -4,11 +4,13 @@
 #include "es_log.h"
 #include "es_mem.h"
 #include "es_time.h"
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,6 +24,106 @@ static void on_error(rd_kafka_t *rk, int code, const char *reason, void *opaque)
     if (code != RD_KAFKA_RESP_ERR__FATAL)
         atomic_store(&broker_trouble_ms, es_mono_ms());
     es_warn("kafka %s: %s", rd_kafka_name(rk), reason);
+}
+
+/* One property of the security settings; a secret's value stays out of the error. */
+static int conf_set_checked(rd_kafka_conf_t *conf, const char *key, const char *value, bool secret,
+                            es_err_t *err)
+{
+    char errstr[512];
+    if (rd_kafka_conf_set(conf, key, value, errstr, sizeof errstr) == RD_KAFKA_CONF_OK)
+        return 0;
+    return secret ? es_set(err, ES_EINVAL, "kafka config '%s' was rejected", key)
+                  : es_set(err, ES_EINVAL, "kafka config '%s': %s", key, errstr);
+}
+
+/* The broker connection's security from the environment, checked before any client is made:
+ * EVENTSHOP_KAFKA_SECURITY_PROTOCOL plaintext (default) | ssl | sasl_ssl -> security.protocol;
+ * with sasl_ssl, EVENTSHOP_KAFKA_SASL_MECHANISM (default SCRAM-SHA-512) -> sasl.mechanisms,
+ * EVENTSHOP_KAFKA_SASL_USERNAME -> sasl.username and the contents of the file named by
+ * EVENTSHOP_KAFKA_SASL_PASSWORD_FILE (trailing newlines dropped; never a password in the
+ * environment) -> sasl.password; with ssl or sasl_ssl, EVENTSHOP_KAFKA_SSL_CA_FILE (default: the
+ * system's CAs) -> ssl.ca.location. A setting the protocol does not use is an error rather than
+ * ignored (credentials meant for TLS must not go unnoticed on a plaintext connection). The
+ * password is wiped after librdkafka has copied it and is never put in err. 0, or -1 with err. */
+static int conf_security(rd_kafka_conf_t *conf, es_err_t *err)
+{
+    static const char *const protocols[] = {"plaintext", "ssl", "sasl_ssl", NULL};
+    static const char *const mechanisms[] = {"SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN", NULL};
+    const char *proto_in = es_env_str("EVENTSHOP_KAFKA_SECURITY_PROTOCOL", "plaintext");
+    const char *mech_in = es_env_str("EVENTSHOP_KAFKA_SASL_MECHANISM", NULL);
+    const char *user = es_env_str("EVENTSHOP_KAFKA_SASL_USERNAME", NULL);
+    const char *pw_file = es_env_str("EVENTSHOP_KAFKA_SASL_PASSWORD_FILE", NULL);
+    const char *ca_file = es_env_str("EVENTSHOP_KAFKA_SSL_CA_FILE", NULL);
+    const char *proto = NULL, *mech = NULL;
+    for (const char *const *p = protocols; *p && !proto; p++)
+        if (!strcasecmp(proto_in, *p))
+            proto = *p;
+    if (!proto)
+        return es_set(err, ES_EINVAL,
+                      "EVENTSHOP_KAFKA_SECURITY_PROTOCOL '%.64s': expected plaintext, ssl or "
+                      "sasl_ssl",
+                      proto_in);
+    bool sasl = !strcmp(proto, "sasl_ssl"), tls = strcmp(proto, "plaintext") != 0;
+    if (!sasl && (mech_in || user || pw_file))
+        return es_set(err, ES_EINVAL,
+                      "EVENTSHOP_KAFKA_SASL_%s is set but EVENTSHOP_KAFKA_SECURITY_PROTOCOL is "
+                      "'%s': SASL needs sasl_ssl",
+                      mech_in ? "MECHANISM"
+                      : user  ? "USERNAME"
+                              : "PASSWORD_FILE",
+                      proto);
+    if (!tls && ca_file)
+        return es_set(err, ES_EINVAL,
+                      "EVENTSHOP_KAFKA_SSL_CA_FILE is set but EVENTSHOP_KAFKA_SECURITY_PROTOCOL is "
+                      "'plaintext': a CA needs ssl or sasl_ssl");
+    if (conf_set_checked(conf, "security.protocol", proto, false, err))
+        return -1;
+    if (ca_file) {
+        if (access(ca_file, R_OK) != 0)
+            return es_set(err, ES_EINVAL, "EVENTSHOP_KAFKA_SSL_CA_FILE '%.128s': %s", ca_file,
+                          strerror(errno));
+        if (conf_set_checked(conf, "ssl.ca.location", ca_file, false, err))
+            return -1;
+    }
+    if (!sasl)
+        return 0;
+    mech_in = mech_in ? mech_in : "SCRAM-SHA-512";
+    for (const char *const *m = mechanisms; *m && !mech; m++)
+        if (!strcasecmp(mech_in, *m))
+            mech = *m;
+    if (!mech)
+        return es_set(err, ES_EINVAL,
+                      "EVENTSHOP_KAFKA_SASL_MECHANISM '%.64s': expected SCRAM-SHA-512, "
+                      "SCRAM-SHA-256 or PLAIN",
+                      mech_in);
+    if (!user)
+        return es_set(err, ES_EINVAL,
+                      "EVENTSHOP_KAFKA_SASL_USERNAME is required with "
+                      "EVENTSHOP_KAFKA_SECURITY_PROTOCOL=sasl_ssl");
+    if (!pw_file)
+        return es_set(err, ES_EINVAL,
+                      "EVENTSHOP_KAFKA_SASL_PASSWORD_FILE is required with "
+                      "EVENTSHOP_KAFKA_SECURITY_PROTOCOL=sasl_ssl (the password is read from a "
+                      "file only)");
+    size_t n = 0;
+    char *pw = es_read_file(pw_file, &n);
+    if (!pw)
+        return es_set(err, ES_EINVAL, "EVENTSHOP_KAFKA_SASL_PASSWORD_FILE '%.128s': %s", pw_file,
+                      strerror(errno));
+    while (n > 0 && (pw[n - 1] == '\n' || pw[n - 1] == '\r'))
+        pw[--n] = '\0';
+    int rc = 0;
+    if (n == 0 || strlen(pw) != n)
+        rc = es_set(err, ES_EINVAL, "EVENTSHOP_KAFKA_SASL_PASSWORD_FILE '%.128s': %s", pw_file,
+                    n == 0 ? "empty" : "holds a NUL byte");
+    else if (conf_set_checked(conf, "sasl.mechanisms", mech, false, err) ||
+             conf_set_checked(conf, "sasl.username", user, false, err) ||
+             conf_set_checked(conf, "sasl.password", pw, true, err))
+        rc = -1;
+    explicit_bzero(pw, n);
+    free(pw);
+    return rc;
 }
 
 rd_kafka_conf_t *es_kafka_conf_new(const char *client_id, const char *const *kv, es_err_t *err)
@@ -40,6 +142,10 @@ rd_kafka_conf_t *es_kafka_conf_new(const char *client_id, const char *const *kv,
                           "murmur2_random", NULL};
     for (int pass = 0; pass < 2; pass++) {
         const char *const *p = pass == 0 ? base : kv;
+        if (pass == 1 && conf_security(conf, err) != 0) { /* before kv, which may override */
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
         for (; p && p[0]; p += 2) {
             if (rd_kafka_conf_set(conf, p[0], p[1], errstr, sizeof errstr) != RD_KAFKA_CONF_OK) {
                 es_set(err, ES_EINVAL, "kafka config '%s': %s", p[0], errstr);

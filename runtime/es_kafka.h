@@ -11,9 +11,15 @@
 #include <stdint.h>
 
 /* A new configuration with bootstrap.servers from EVENTSHOP_KAFKA_BROKERS, client.id,
- * partitioner=murmur2_random, then each "key", "value" pair of kv (NULL-terminated list, may be
- * NULL). A consumer's configuration (one with a group.id or isolation.level key) gets no
- * partitioner. Caller owns the result (or hands it to rd_kafka_new). NULL with err on a bad key. */
+ * partitioner=murmur2_random, the connection's security from the environment
+ * (EVENTSHOP_KAFKA_SECURITY_PROTOCOL plaintext|ssl|sasl_ssl, default plaintext; for sasl_ssl
+ * EVENTSHOP_KAFKA_SASL_MECHANISM, default SCRAM-SHA-512, EVENTSHOP_KAFKA_SASL_USERNAME and
+ * EVENTSHOP_KAFKA_SASL_PASSWORD_FILE, the password only ever from that file; for ssl and sasl_ssl
+ * EVENTSHOP_KAFKA_SSL_CA_FILE, default the system's CAs), then each "key", "value" pair of kv
+ * (NULL-terminated list, may be NULL). A consumer's configuration (one with a group.id or
+ * isolation.level key) gets no partitioner. Caller owns the result (or hands it to rd_kafka_new).
+ * NULL with err (ES_EINVAL, naming the variable, never the password) on a bad key or a bad or
+ * inconsistent security setting. */
 rd_kafka_conf_t *es_kafka_conf_new(const char *client_id, const char *const *kv, es_err_t *err);
 
 /* "<context>.<kind>", e.g. es_topic(buf, sizeof buf, "catalog", "events"). Returns buf. */

@@ -1,0 +1,184 @@
+#include "es_kafka.h"
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* es_kafka_conf_new's security settings from the environment. Each criterion test runs in its
+ * own process, so each sets its own environment. */
+
+#define PASSWORD "s3cret-Pa55"
+
+static char pw_path[64], ca_path[64];
+
+static void write_file(char *path, const char *text)
+{
+    strcpy(path, "/tmp/es-kafka-conf-XXXXXX");
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+}
+
+static void setup(void)
+{
+    static const char *const names[] = {"EVENTSHOP_KAFKA_SECURITY_PROTOCOL",
+                                        "EVENTSHOP_KAFKA_SASL_MECHANISM",
+                                        "EVENTSHOP_KAFKA_SASL_USERNAME",
+                                        "EVENTSHOP_KAFKA_SASL_PASSWORD_FILE",
+                                        "EVENTSHOP_KAFKA_SASL_PASSWORD",
+                                        "EVENTSHOP_KAFKA_SSL_CA_FILE",
+                                        NULL};
+    for (const char *const *n = names; *n; n++)
+        unsetenv(*n);
+    write_file(pw_path, PASSWORD "\n");
+    write_file(ca_path, "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n");
+}
+
+static void teardown(void)
+{
+    unlink(pw_path);
+    unlink(ca_path);
+}
+
+/* The property's value in conf, or "" when unset (static buffer). */
+static const char *get(rd_kafka_conf_t *conf, const char *key)
+{
+    static char buf[512];
+    size_t n = sizeof buf;
+    if (rd_kafka_conf_get(conf, key, buf, &n) != RD_KAFKA_CONF_OK)
+        return "";
+    return buf;
+}
+
+static void sasl_env(void)
+{
+    setenv("EVENTSHOP_KAFKA_SECURITY_PROTOCOL", "sasl_ssl", 1);
+    setenv("EVENTSHOP_KAFKA_SASL_USERNAME", "eventshop-api", 1);
+    setenv("EVENTSHOP_KAFKA_SASL_PASSWORD_FILE", pw_path, 1);
+    setenv("EVENTSHOP_KAFKA_SSL_CA_FILE", ca_path, 1);
+}
+
+/* es_kafka_conf_new must fail with ES_EINVAL, a message naming want and never the password. */
+static void expect_error(const char *want)
+{
+    es_err_t err = ES_ERR_INIT;
+    rd_kafka_conf_t *conf = es_kafka_conf_new("test", NULL, &err);
+    cr_assert_null(conf);
+    cr_assert_eq(err.code, ES_EINVAL, "code %d: %s", err.code, err.msg);
+    cr_assert(strstr(err.msg, want), "'%s' does not name %s", err.msg, want);
+    cr_assert_null(strstr(err.msg, PASSWORD), "the password is in '%s'", err.msg);
+}
+
+TestSuite(kafka_conf, .init = setup, .fini = teardown);
+
+Test(kafka_conf, plaintext_by_default)
+{
+    es_err_t err = ES_ERR_INIT;
+    rd_kafka_conf_t *conf = es_kafka_conf_new("test", NULL, &err);
+    cr_assert_not_null(conf, "%s", err.msg);
+    cr_assert_str_eq(get(conf, "security.protocol"), "plaintext");
+    cr_assert_str_eq(get(conf, "sasl.username"), "");
+    rd_kafka_conf_destroy(conf);
+}
+
+Test(kafka_conf, sasl_ssl_maps_every_setting)
+{
+    sasl_env();
+    es_err_t err = ES_ERR_INIT;
+    const char *kv[] = {"group.id", "g", NULL};
+    rd_kafka_conf_t *conf = es_kafka_conf_new("test", kv, &err);
+    cr_assert_not_null(conf, "%s", err.msg);
+    cr_assert_str_eq(get(conf, "security.protocol"), "sasl_ssl");
+    cr_assert_str_eq(get(conf, "sasl.mechanisms"), "SCRAM-SHA-512"); /* the default */
+    cr_assert_str_eq(get(conf, "sasl.username"), "eventshop-api");
+    cr_assert_str_eq(get(conf, "sasl.password"), PASSWORD); /* the file, its newline dropped */
+    cr_assert_str_eq(get(conf, "ssl.ca.location"), ca_path);
+    cr_assert_str_eq(get(conf, "group.id"), "g");
+    rd_kafka_conf_destroy(conf);
+}
+
+Test(kafka_conf, mechanism_and_protocol_ignore_case)
+{
+    sasl_env();
+    setenv("EVENTSHOP_KAFKA_SECURITY_PROTOCOL", "SASL_SSL", 1);
+    setenv("EVENTSHOP_KAFKA_SASL_MECHANISM", "scram-sha-256", 1);
+    es_err_t err = ES_ERR_INIT;
+    rd_kafka_conf_t *conf = es_kafka_conf_new("test", NULL, &err);
+    cr_assert_not_null(conf, "%s", err.msg);
+    cr_assert_str_eq(get(conf, "security.protocol"), "sasl_ssl");
+    cr_assert_str_eq(get(conf, "sasl.mechanisms"), "SCRAM-SHA-256");
+    rd_kafka_conf_destroy(conf);
+}
+
+Test(kafka_conf, ssl_without_sasl)
+{
+    setenv("EVENTSHOP_KAFKA_SECURITY_PROTOCOL", "ssl", 1);
+    setenv("EVENTSHOP_KAFKA_SSL_CA_FILE", ca_path, 1);
+    es_err_t err = ES_ERR_INIT;
+    rd_kafka_conf_t *conf = es_kafka_conf_new("test", NULL, &err);
+    cr_assert_not_null(conf, "%s", err.msg);
+    cr_assert_str_eq(get(conf, "security.protocol"), "ssl");
+    cr_assert_str_eq(get(conf, "ssl.ca.location"), ca_path);
+    cr_assert_str_eq(get(conf, "sasl.username"), "");
+    rd_kafka_conf_destroy(conf);
+}
+
+Test(kafka_conf, bad_protocol_is_an_error)
+{
+    sasl_env();
+    setenv("EVENTSHOP_KAFKA_SECURITY_PROTOCOL", "sasl_plaintext", 1);
+    expect_error("EVENTSHOP_KAFKA_SECURITY_PROTOCOL 'sasl_plaintext'");
+}
+
+Test(kafka_conf, bad_mechanism_is_an_error)
+{
+    sasl_env();
+    setenv("EVENTSHOP_KAFKA_SASL_MECHANISM", "GSSAPI", 1);
+    expect_error("EVENTSHOP_KAFKA_SASL_MECHANISM 'GSSAPI'");
+}
+
+Test(kafka_conf, sasl_needs_a_username)
+{
+    sasl_env();
+    unsetenv("EVENTSHOP_KAFKA_SASL_USERNAME");
+    expect_error("EVENTSHOP_KAFKA_SASL_USERNAME is required");
+}
+
+Test(kafka_conf, the_password_comes_from_a_file_only)
+{
+    sasl_env();
+    unsetenv("EVENTSHOP_KAFKA_SASL_PASSWORD_FILE");
+    setenv("EVENTSHOP_KAFKA_SASL_PASSWORD", PASSWORD, 1);
+    expect_error("EVENTSHOP_KAFKA_SASL_PASSWORD_FILE is required");
+}
+
+Test(kafka_conf, unreadable_or_empty_password_file_is_an_error)
+{
+    sasl_env();
+    setenv("EVENTSHOP_KAFKA_SASL_PASSWORD_FILE", "/nonexistent/password", 1);
+    expect_error("EVENTSHOP_KAFKA_SASL_PASSWORD_FILE '/nonexistent/password'");
+    FILE *f = fopen(pw_path, "w");
+    cr_assert_not_null(f);
+    fputs("\n", f);
+    fclose(f);
+    setenv("EVENTSHOP_KAFKA_SASL_PASSWORD_FILE", pw_path, 1);
+    expect_error("empty");
+}
+
+Test(kafka_conf, missing_ca_file_is_an_error)
+{
+    sasl_env();
+    setenv("EVENTSHOP_KAFKA_SSL_CA_FILE", "/nonexistent/ca.crt", 1);
+    expect_error("EVENTSHOP_KAFKA_SSL_CA_FILE '/nonexistent/ca.crt'");
+}
+
+Test(kafka_conf, sasl_settings_on_plaintext_are_an_error)
+{
+    setenv("EVENTSHOP_KAFKA_SASL_USERNAME", "eventshop-api", 1);
+    expect_error("EVENTSHOP_KAFKA_SASL_USERNAME is set");
+    unsetenv("EVENTSHOP_KAFKA_SASL_USERNAME");
+    setenv("EVENTSHOP_KAFKA_SSL_CA_FILE", ca_path, 1);
+    expect_error("EVENTSHOP_KAFKA_SSL_CA_FILE is set");
+}
