@@ -24,8 +24,10 @@
  * an unknown e-mail still runs one Argon2id verification against a dummy hash so the time taken
  * does not tell whether the address is registered. Failed logins are limited per e-mail index
  * and per client IP (api_ratelimit.h): 429 with Retry-After before any verification once a bucket
- * is empty. A successful login clears its e-mail's bucket. Issued tokens stay valid until they
- * expire (15 min): forgetting or demoting a user does not revoke them earlier.
+ * is empty. The client IP is es_http_client_ip's: behind a proxy in EVENTSHOP_TRUSTED_PROXIES
+ * (the ingress), the address it put in X-Forwarded-For, else the TCP peer. A successful login
+ * clears its e-mail's bucket. Issued tokens stay valid until they expire (15 min): forgetting or
+ * demoting a user does not revoke them earlier.
  *
  * Configuration: EVENTSHOP_USERS_INDEX_KEY_FILE (64 hex digits), EVENTSHOP_JWT_PRIVATE_KEY_FILE
  * (signing, see jwt.h), EVENTSHOP_MYSQL_KEYS_USER / _PASSWORD_FILE (es_db.h, context "keys"),
@@ -505,7 +507,7 @@ void api_auth_token(es_http_req_t *r, const struct api_principal *who)
         goto out;
     }
     users_blind_index(users.index_key, email, index);
-    es_http_peer_ip(r, ip_key + 3, sizeof ip_key - 3);
+    es_http_client_ip(r, ip_key + 3, sizeof ip_key - 3);
     snprintf(email_key + 3, sizeof email_key - 3, "%s", index);
     double now = es_mono_s();
     long wait_ip = api_ratelimit_check(users.by_ip, ip_key, now);

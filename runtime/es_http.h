@@ -7,6 +7,7 @@
 
 #include "es_err.h"
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct es_http_server es_http_server_t;
@@ -34,7 +35,9 @@ typedef struct es_http_config {
     void (*thread_free)(void *tls);
 } es_http_config_t;
 
-/* routes is borrowed and must outlive the server. Binds the port (ES_EIO "port 8080 is in use"). */
+/* routes is borrowed and must outlive the server. Binds the port (ES_EIO "port 8080 is in use").
+ * Reads EVENTSHOP_TRUSTED_PROXIES (es_http_cidrs_new; ES_EINVAL naming the variable when
+ * malformed): the proxies es_http_client_ip believes. */
 es_http_server_t *es_http_server_new(const es_http_config_t *cfg, const es_http_route_t *routes,
                                      size_t n_routes, es_err_t *err);
 /* Runs the loops until es_http_server_stop; returns 0. */
@@ -53,9 +56,35 @@ const char *es_http_body(es_http_req_t *r, size_t *len);
 void *es_http_app(es_http_req_t *r);
 void *es_http_thread_state(es_http_req_t *r);
 const void *es_http_route_data(es_http_req_t *r);
-/* The client's IP address (the TCP peer, as text) into out (cap bytes, 46 fit any); 0, or -1
- * with out "" when unknown. Behind an ingress this is the ingress: see deploy notes. */
+/* The TCP peer's IP address (as text) into out (cap bytes, 46 fit any); 0, or -1 with out ""
+ * when unknown. Behind an ingress this is the ingress: key clients by es_http_client_ip. */
 int es_http_peer_ip(es_http_req_t *r, char *out, size_t cap);
+/* The client's IP address into out (cap bytes, 46 fit any): es_http_client_addr of the TCP peer
+ * and the request's X-Forwarded-For lines (joined in order), with the proxies the server trusts
+ * (EVENTSHOP_TRUSTED_PROXIES, read by es_http_server_new). 0, or -1 with out "" when unknown. */
+int es_http_client_ip(es_http_req_t *r, char *out, size_t cap);
+
+/* A set of IPv4 and IPv6 networks: the proxies whose X-Forwarded-For is believed. */
+typedef struct es_http_cidrs es_http_cidrs_t;
+/* Parses spec, comma-separated CIDRs ("10.0.0.0/8, fd00::/8"; a bare address is one host),
+ * spaces around entries ignored. NULL or blank: the empty set (trust no proxy). A malformed entry
+ * (not an address, prefix out of range, bits set past the prefix, an empty entry) is NULL with
+ * err (ES_EINVAL) quoting it. IPv4-mapped IPv6 (::ffff:a.b.c.d, prefix >= 96) is IPv4. Caller
+ * frees the result. */
+es_http_cidrs_t *es_http_cidrs_new(const char *spec, es_err_t *err);
+void es_http_cidrs_free(es_http_cidrs_t *set);
+/* Whether address ip (text; IPv4-mapped IPv6 counts as IPv4) lies in one of set's networks. */
+bool es_http_cidrs_has(const es_http_cidrs_t *set, const char *ip);
+/* The client's address, given the TCP peer's and the X-Forwarded-For value xff (may be NULL):
+ * the peer unless it is in trusted; else the right-most entry of xff that is not in trusted,
+ * walking from the right (entries "a.b.c.d", "a.b.c.d:port", "v6", "[v6]" or "[v6]:port").
+ * Entries left of it were written by the client or by hops nobody vouches for, so they are never
+ * used. The walk stops at an entry that is not an address: the client is then the last address
+ * read (the hop that sent it); if every entry is trusted, the left-most. Written to out (cap
+ * bytes, 46 fit any) in canonical form. 0; -1 with out "" when peer is NULL or empty (a peer
+ * that is not an address is copied as is). */
+int es_http_client_addr(const es_http_cidrs_t *trusted, const char *peer, const char *xff,
+                        char *out, size_t cap);
 
 /* Answers. Headers added before the reply go out with it. */
 void es_http_add_header(es_http_req_t *r, const char *name, const char *value);
