@@ -48,6 +48,7 @@ struct api_tls {
     long long retry_at[API_MAX_CONTEXTS]; /* monotonic ms; 0: connect at once */
     long backoff_ms[API_MAX_CONTEXTS];    /* ceiling of the current back-off; 0: none */
     unsigned jitter;
+    es_db_t *keys; /* the key store (eventshop_keys), made on first use */
 };
 
 /* Roles a route allows: a bit per role; API_PUBLIC needs no token, API_AUTHENTICATED any. */
@@ -97,6 +98,12 @@ void api_tls_db_broken(struct api_tls *t, const char *ctx);
 /* api_db_ctx / api_db_ctx_broken for "catalog". */
 es_db_t *api_db(es_http_req_t *r, es_err_t *err);
 void api_db_broken(es_http_req_t *r);
+/* The key store's connection of the request's loop thread, made on first use, or NULL with err.
+ * It reconnects before a statement, so a MariaDB restart that left it stale does not fail the
+ * first request after it (no readiness dependency: the API needs Kafka only). */
+es_db_t *api_db_keys(es_http_req_t *r, es_err_t *err);
+/* After a key-store call failed with err: an I/O error drops the connection (made anew next). */
+void api_db_keys_failed(es_http_req_t *r, const es_err_t *err);
 
 /* ---- commands (api_commands.c) ---- */
 

@@ -29,7 +29,6 @@
 
 static pthread_once_t crypto_once = PTHREAD_ONCE_INIT;
 static int crypto_ready;
-static _Thread_local es_db_t *keys_db;
 
 static void crypto_init(void)
 {
@@ -41,15 +40,13 @@ static void crypto_init(void)
 }
 
 /* customer_id's key, made now if it has none: 0, or -1 with err */
-static int customer_key(const char *customer_id, unsigned char key[USERS_KEY_BYTES], es_err_t *err)
+static int customer_key(es_http_req_t *r, const char *customer_id,
+                        unsigned char key[USERS_KEY_BYTES], es_err_t *err)
 {
-    if (!keys_db && (keys_db = es_db_open("keys", err)))
-        es_db_set_reconnect(keys_db, NULL); /* as api_users.c's key store */
-    int rc = keys_db ? users_keys_get_or_make(keys_db, customer_id, key, err) : -1;
-    if (rc < 0 && err->code == ES_EIO && keys_db) {
-        es_db_close(keys_db);
-        keys_db = NULL;
-    }
+    es_db_t *db = api_db_keys(r, err);
+    int rc = db ? users_keys_get_or_make(db, customer_id, key, err) : -1;
+    if (rc < 0)
+        api_db_keys_failed(r, err);
     return rc;
 }
 
@@ -175,7 +172,7 @@ void api_orders_post(es_http_req_t *r, const struct api_principal *who)
     }
     pthread_once(&crypto_once, crypto_init);
     es_err_t err = ES_ERR_INIT;
-    if (!crypto_ready || customer_key(who->sub, key, &err) != 0) {
+    if (!crypto_ready || customer_key(r, who->sub, key, &err) != 0) {
         api_reply_problem(r, 503, NULL, NULL, "the customer key store is unavailable");
         goto out;
     }

@@ -42,6 +42,8 @@ static void thread_free(void *tls)
         api_query_thread_release(t);
     for (size_t i = 0; t && i < API_MAX_CONTEXTS; i++)
         es_db_close(t->dbs[i]);
+    if (t)
+        es_db_close(t->keys);
     free(t);
 }
 
@@ -66,6 +68,23 @@ es_db_t *api_db_ctx(es_http_req_t *r, const char *ctx, es_err_t *err)
 void api_db_ctx_broken(es_http_req_t *r, const char *ctx)
 {
     api_tls_db_broken(es_http_thread_state(r), ctx);
+}
+
+es_db_t *api_db_keys(es_http_req_t *r, es_err_t *err)
+{
+    struct api_tls *t = es_http_thread_state(r);
+    if (!t->keys && (t->keys = es_db_open("keys", err)))
+        es_db_set_reconnect(t->keys, NULL);
+    return t->keys;
+}
+
+void api_db_keys_failed(es_http_req_t *r, const es_err_t *err)
+{
+    struct api_tls *t = es_http_thread_state(r);
+    if (err->code == ES_EIO && t->keys) {
+        es_db_close(t->keys);
+        t->keys = NULL;
+    }
 }
 
 es_db_t *api_tls_db(struct api_tls *t, const char *ctx, es_err_t *err)

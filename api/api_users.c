@@ -67,8 +67,6 @@ static struct {
     api_ratelimit_t *by_ip;
 } users = {.once = PTHREAD_ONCE_INIT};
 
-static _Thread_local es_db_t *keys_db;
-
 static void users_init(void)
 {
     es_err_t err = ES_ERR_INIT;
@@ -101,48 +99,32 @@ static int ready_or_reply(es_http_req_t *r)
 
 /* ---- the key store ---- */
 
-static es_db_t *keys_conn(es_err_t *err)
+static int key_get(es_http_req_t *r, const char *user_id, unsigned char key[USERS_KEY_BYTES],
+                   es_err_t *err)
 {
-    /* reconnecting: a connection a MariaDB restart left stale is made again before a statement
-     * is sent, so the first request after the restart does not fail (no readiness dependency:
-     * the API needs Kafka only) */
-    if (!keys_db && (keys_db = es_db_open("keys", err)))
-        es_db_set_reconnect(keys_db, NULL);
-    return keys_db;
-}
-
-static void keys_broken(const es_err_t *err)
-{
-    if (err->code == ES_EIO && keys_db) {
-        es_db_close(keys_db);
-        keys_db = NULL;
-    }
-}
-
-static int key_get(const char *user_id, unsigned char key[USERS_KEY_BYTES], es_err_t *err)
-{
-    es_db_t *db = keys_conn(err);
+    es_db_t *db = api_db_keys(r, err);
     int rc = db ? users_keys_get(db, user_id, key, err) : -1;
     if (rc < 0)
-        keys_broken(err);
+        api_db_keys_failed(r, err);
     return rc;
 }
 
-static int key_get_or_make(const char *user_id, unsigned char key[USERS_KEY_BYTES], es_err_t *err)
+static int key_get_or_make(es_http_req_t *r, const char *user_id,
+                           unsigned char key[USERS_KEY_BYTES], es_err_t *err)
 {
-    es_db_t *db = keys_conn(err);
+    es_db_t *db = api_db_keys(r, err);
     int rc = db ? users_keys_get_or_make(db, user_id, key, err) : -1;
     if (rc < 0)
-        keys_broken(err);
+        api_db_keys_failed(r, err);
     return rc;
 }
 
-static int key_destroy(const char *user_id, es_err_t *err)
+static int key_destroy(es_http_req_t *r, const char *user_id, es_err_t *err)
 {
-    es_db_t *db = keys_conn(err);
+    es_db_t *db = api_db_keys(r, err);
     int rc = db ? users_keys_destroy(db, user_id, err) : -1;
     if (rc < 0)
-        keys_broken(err);
+        api_db_keys_failed(r, err);
     return rc;
 }
 
@@ -286,7 +268,7 @@ void api_users_register(es_http_req_t *r, const struct api_principal *who)
     char index[USERS_INDEX_HEX_LEN], user_id[ES_UUID_LEN];
     users_blind_index(users.index_key, email, index);
     users_user_id(index, user_id);
-    if (key_get_or_make(user_id, key, &err)) {
+    if (key_get_or_make(r, user_id, key, &err)) {
         es_error("user key store: %s", err.msg);
         api_reply_problem(r, 503, NULL, NULL, "the key store is unavailable");
         goto out;
@@ -361,7 +343,7 @@ static void run_get(es_http_req_t *r, const struct api_principal *who)
         api_reply_problem(r, 404, "urn:eventshop:problem:unknown_user", "user_id", "no user '%s'",
                           user_id);
     } else if (!status || !strcmp(status, "forgotten") ||
-               (got = key_get(user_id, key, &err)) == 0) {
+               (got = key_get(r, user_id, key, &err)) == 0) {
         api_reply_problem(r, 410, "urn:eventshop:problem:user_forgotten", "user_id",
                           "user '%s' was forgotten", user_id);
     } else if (got < 0) {
@@ -404,7 +386,7 @@ void api_users_forget(es_http_req_t *r, const struct api_principal *who)
     /* the key first: once it is gone the data is unreadable whatever happens next; a failed
      * send is retried by the client (DELETE is idempotent, so is ForgetUser) */
     es_err_t err = ES_ERR_INIT;
-    if (key_destroy(user_id, &err)) {
+    if (key_destroy(r, user_id, &err)) {
         es_error("user key store: %s", err.msg);
         api_reply_problem(r, 503, NULL, NULL, "the key store is unavailable");
         return;
@@ -466,12 +448,13 @@ static void reply_bad_login(es_http_req_t *r)
 
 /* Verifies password for row (may be NULL: unknown e-mail); 1 when it matches. Costs one Argon2id
  * verification in every case. */
-static int password_matches(const json_t *row, const char *password, es_err_t *err)
+static int password_matches(es_http_req_t *r, const json_t *row, const char *password,
+                            es_err_t *err)
 {
     const char *user_id = json_string_value(json_object_get(row, "user_id"));
     const char *sealed_hash = json_string_value(json_object_get(row, "password_hash_enc"));
     unsigned char key[USERS_KEY_BYTES];
-    int got = user_id && sealed_hash ? key_get(user_id, key, err) : 0;
+    int got = user_id && sealed_hash ? key_get(r, user_id, key, err) : 0;
     if (got < 0)
         return -1;
     char *hash = got ? users_open(key, user_id, "password_hash", sealed_hash, err) : NULL;
@@ -526,7 +509,7 @@ void api_auth_token(es_http_req_t *r, const struct api_principal *who)
     const char *status = json_string_value(json_object_get(row, "status"));
     if (status && !strcmp(status, "forgotten"))
         row = NULL;
-    int ok = password_matches(row, password, &err);
+    int ok = password_matches(r, row, password, &err);
     if (ok < 0) {
         es_error("user key store: %s", err.msg);
         api_reply_problem(r, 503, NULL, NULL, "the key store is unavailable");
