@@ -29,15 +29,18 @@
 #define PJ_BACKOFF_MAX_MS 5000
 #define PJ_IDLE_POLL_MS   100
 #define PJ_LAG_EVERY_MS   1000
-#define PJ_CHECK_EVERY_MS 5000 /* idle: how often Kafka and MariaDB are asked if they answer */
-#define PJ_CHECK_WAIT_MS  2000 /* the longest such a Kafka check may take */
-#define PJ_LOCK_WAIT_S    30   /* a rebuild holds the live lock for one catch-up and a RENAME */
+#define PJ_CHECK_EVERY_MS 5000  /* idle: how often Kafka and MariaDB are asked if they answer */
+#define PJ_CHECK_WAIT_MS  2000  /* the longest such a Kafka check may take */
+#define PJ_LOCK_WAIT_S    30    /* a rebuild holds the live lock for one catch-up and a RENAME */
+#define PJ_COMMIT_WAIT_MS 5000  /* after a failed Kafka commit, the next one waits this long */
+#define PJ_COMMIT_LOG_MS  60000 /* at most one warning per minute about failed Kafka commits */
 
 struct pj_part {
     bool assigned;
     int64_t stored; /* next offset stored in MariaDB; -1: none (from the beginning) */
     int64_t next;   /* one past the last offset put in the batch; -1: none yet */
     bool in_batch;
+    int64_t committed; /* last offset committed to the Kafka group; -1: none this assignment */
     es_metric_t *lag;
 };
 
@@ -62,8 +65,11 @@ struct pj_runtime {
     long backoff_ms;  /* ceiling of the current back-off; 0 after a success */
     unsigned jitter;  /* rand_r state for the back-off's jitter */
     volatile sig_atomic_t stop;
-    es_metric_t *m_events, *m_batch, *m_dead;
-    json_t *applied; /* the batch in flight's applied events, logged once committed */
+    es_metric_t *m_events, *m_batch, *m_dead, *m_commit_failed;
+    json_t *applied;           /* the batch in flight's applied events, logged once committed */
+    long long commit_retry_at; /* no Kafka commit before (es_mono_ms), after a failed one */
+    long long commit_warned_at;
+    long commit_unwarned; /* failed Kafka commits not logged since commit_warned_at */
 };
 
 static const char pj_offsets_ddl[] =
@@ -128,7 +134,7 @@ static struct pj_part *pj_part_get(pj_runtime_t *rt, int32_t p)
         rt->parts = xrealloc(rt->parts, sizeof *rt->parts * (size_t)(p + 1));
         memset(rt->parts + rt->nparts, 0, sizeof *rt->parts * (size_t)(p + 1 - rt->nparts));
         for (int i = rt->nparts; i <= p; i++)
-            rt->parts[i].stored = rt->parts[i].next = -1;
+            rt->parts[i].stored = rt->parts[i].next = rt->parts[i].committed = -1;
         rt->nparts = p + 1;
     }
     struct pj_part *pp = &rt->parts[p];
@@ -219,6 +225,7 @@ static void pj_assign_from_db(pj_runtime_t *rt, rd_kafka_topic_partition_list_t 
         tp->offset = stored >= 0 ? stored : RD_KAFKA_OFFSET_BEGINNING;
         pp->assigned = true;
         pp->stored = pp->next = stored;
+        pp->committed = -1;
         pp->in_batch = false;
         es_info("projector %s: partition %s[%d] from offset %lld", rt->key, rt->topic,
                 (int)tp->partition, (long long)stored);
@@ -271,6 +278,90 @@ static int pj_resync(pj_runtime_t *rt)
         return -1;
     rt->backoff_ms = 0;
     return 0;
+}
+
+/* A Kafka commit of offsets failed (why): counted, retried after PJ_COMMIT_WAIT_MS, logged at
+ * most once per PJ_COMMIT_LOG_MS. Never more: the commit is informational. */
+static void pj_commit_failed(pj_runtime_t *rt, const char *why,
+                             const rd_kafka_topic_partition_list_t *offsets)
+{
+    long long now = es_mono_ms();
+    es_metric_add(rt->m_commit_failed, 1);
+    rt->commit_retry_at = now + PJ_COMMIT_WAIT_MS;
+    for (int i = 0; offsets && i < offsets->cnt; i++) {
+        int32_t p = offsets->elems[i].partition;
+        if (p >= 0 && p < rt->nparts && rt->parts[p].committed == offsets->elems[i].offset)
+            rt->parts[p].committed = -1; /* commit it again */
+    }
+    if (rt->commit_warned_at && now - rt->commit_warned_at < PJ_COMMIT_LOG_MS) {
+        rt->commit_unwarned++;
+        return;
+    }
+    es_warn("projector %s: committing its positions to group '%s' failed (%ld more since the "
+            "last warning): %s; only autoscaling on the group's lag is affected, the positions "
+            "in MariaDB stay the truth",
+            rt->key, rt->group, rt->commit_unwarned, why);
+    rt->commit_warned_at = now;
+    rt->commit_unwarned = 0;
+}
+
+/* The outcome of an asynchronous commit, served by rd_kafka_consumer_poll. */
+static void pj_offset_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                                rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+    pj_runtime_t *rt = opaque;
+    (void)rk;
+    if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
+        return; /* nothing was to be committed */
+    rd_kafka_resp_err_t first = err;
+    for (int i = 0; !first && offsets && i < offsets->cnt; i++)
+        first = offsets->elems[i].err;
+    if (first)
+        pj_commit_failed(rt, rd_kafka_err2str(first), offsets);
+}
+
+/* Commits the positions applied to the consumer group, asynchronously, so that the group's lag
+ * (what KEDA scales projectors on) is the projector's. Informational only: the projector never
+ * reads them back (pj_assign_from_db), so a lost or failed commit costs nothing but a stale lag.
+ * A partition's offset is its stored next offset, or the consumer's position when that lies
+ * further: with no batch in flight and no resync pending, every message consumed since the
+ * assignment was applied (an assignment resets the position: librdkafka 2.0.2 reports none until
+ * a message or marker is consumed), so the position passes the stored offset by transaction
+ * markers only (control records, never delivered), without which the lag of a topic written in
+ * transactions would never reach 0. Only what changed is sent. Not for a rebuild (manual): its
+ * group is a one-off nobody watches. Fault point pj.kafka_commit fails the commit instead (tests).
+ */
+static void pj_commit_positions(pj_runtime_t *rt)
+{
+    if (rt->manual || rt->need_resync || rt->nbatch > 0 || es_mono_ms() < rt->commit_retry_at)
+        return;
+    rd_kafka_topic_partition_list_t *pos = rd_kafka_topic_partition_list_new(rt->nparts);
+    rd_kafka_topic_partition_list_t *offsets = rd_kafka_topic_partition_list_new(rt->nparts);
+    for (int i = 0; i < rt->nparts; i++)
+        if (rt->parts[i].assigned)
+            rd_kafka_topic_partition_list_add(pos, rt->topic, i);
+    if (pos->cnt > 0)
+        rd_kafka_position(rt->rk, pos);
+    for (int i = 0; i < pos->cnt; i++) {
+        struct pj_part *pp = &rt->parts[pos->elems[i].partition];
+        int64_t next = pp->stored, at = pos->elems[i].offset;
+        if (at > next)
+            next = at;
+        if (next < 0 || next == pp->committed)
+            continue;
+        rd_kafka_topic_partition_list_add(offsets, rt->topic, pos->elems[i].partition)->offset =
+            next;
+        pp->committed = next;
+    }
+    if (offsets->cnt > 0 && es_fault_hit("pj.kafka_commit")) {
+        pj_commit_failed(rt, "fault point pj.kafka_commit", offsets);
+    } else if (offsets->cnt > 0) {
+        rd_kafka_resp_err_t e = rd_kafka_commit(rt->rk, offsets, 1);
+        if (e)
+            pj_commit_failed(rt, rd_kafka_err2str(e), offsets);
+    }
+    rd_kafka_topic_partition_list_destroy(offsets);
+    rd_kafka_topic_partition_list_destroy(pos);
 }
 
 static void pj_update_lag(pj_runtime_t *rt)
@@ -521,6 +612,7 @@ static int pj_flush(pj_runtime_t *rt)
              dead);
     pj_log_applied(rt);
     pj_update_lag(rt);
+    pj_commit_positions(rt);
     rt->backoff_ms = 0;
     return 0;
 fail:
@@ -614,8 +706,9 @@ static pj_runtime_t *pj_runtime_create(const pj_projection_t *p, const pj_option
     rt->suffix = xstrdup(suffix);
     rt->key = xasprintf("%s%s", p->name, suffix);
     rt->lock = pj_lock_name(p->context, rt->key);
+    /* the key, not the name: a projector of other tables must not join the live one's group */
     rt->group =
-        opt && opt->group ? xstrdup(opt->group) : xasprintf("eventshop-%s-projector", p->name);
+        opt && opt->group ? xstrdup(opt->group) : xasprintf("eventshop-%s-projector", rt->key);
     rt->batch_max = opt && opt->batch_max > 0 ? opt->batch_max : 500;
     rt->linger_ms = opt && opt->linger_ms > 0 ? opt->linger_ms : 20;
     rt->batch = xcalloc((size_t)rt->batch_max, sizeof *rt->batch);
@@ -629,6 +722,11 @@ static pj_runtime_t *pj_runtime_create(const pj_projection_t *p, const pj_option
                             "Events recorded in projection_dead_letters", labels);
     rt->m_batch = es_histogram("eventshop_projector_batch_seconds",
                                "Time to apply and commit one batch", labels);
+    rt->m_commit_failed =
+        es_counter("eventshop_projector_kafka_commit_failures_total",
+                   "Failed commits of the projector's positions to its Kafka consumer group "
+                   "(informational: autoscaling reads them)",
+                   labels);
 
     if (pj_db_ensure(rt, err) || es_db_exec(rt->db, pj_offsets_ddl, NULL, 0, NULL, err) ||
         es_db_exec(rt->db, pj_dead_ddl, NULL, 0, NULL, err) ||
@@ -652,8 +750,10 @@ static pj_runtime_t *pj_runtime_create(const pj_projection_t *p, const pj_option
     rd_kafka_conf_t *conf = es_kafka_conf_new(client_id, kv, err);
     if (!conf)
         goto fail;
-    if (!manual)
+    if (!manual) {
         rd_kafka_conf_set_rebalance_cb(conf, pj_rebalance_cb);
+        rd_kafka_conf_set_offset_commit_cb(conf, pj_offset_commit_cb);
+    }
     rd_kafka_conf_set_opaque(conf, rt);
     char errstr[512];
     if (!(rt->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr))) {
@@ -756,6 +856,7 @@ int pj_runtime_run(pj_runtime_t *rt, es_err_t *err)
             lag_at = es_mono_ms();
         } else if (rt->nbatch == 0 && now - lag_at >= PJ_LAG_EVERY_MS) {
             pj_update_lag(rt);
+            pj_commit_positions(rt); /* e.g. after an assignment, or past a marker read since */
             lag_at = now;
         }
     }

@@ -1,7 +1,9 @@
 /* pj_runtime — the generic projector: reads a context's events topic (read_committed), applies
  * each event to a projection's read tables and stores the next offset of every partition in the
  * same MariaDB transaction as the rows (DESIGN.md §5), so that a crash anywhere leaves each event
- * applied exactly once. Kafka's own committed offsets are never used.
+ * applied exactly once. Kafka's own committed offsets are never read: after each batch the
+ * positions are also committed to the consumer group, asynchronously, only so that the group's
+ * lag (what KEDA scales projectors on) is the projector's; a rebuild commits nothing.
  *
  * A projection is data plus two functions; it never touches Kafka. Its tables are named
  * "<table><suffix>": suffix is "" for the live tables; pj_rebuild fills tables with another
@@ -50,7 +52,7 @@ bool pj_suffix_is_valid(const char *suffix);
 typedef struct pj_runtime pj_runtime_t;
 
 typedef struct pj_options {
-    const char *group;  /* consumer group; NULL: "eventshop-<name>-projector" */
+    const char *group;  /* consumer group; NULL: "eventshop-<name><suffix>-projector" */
     const char *suffix; /* table suffix; NULL: "" (the live tables) */
     int batch_max;      /* events per transaction; <= 0: 500 */
     int linger_ms;      /* longest wait to fill a batch; <= 0: 20 */
