@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Static checks of everything that ships (image, compose, Kubernetes, CI), offline, with the
 # pinned tools of scripts/setup-deploy-tools.sh. One line per check, then "N passed, N failed".
-#   generated   deploy/tools/gen.py output (from deploy/contexts) is up to date
+#   generated   deploy/tools/gen.py output (from deploy/contexts, deploy/subscribers) is up to date
 #   kustomize   `kustomize build` of every overlay
 #   kubeconform every overlay's objects against the Kubernetes 1.33 strict schemas and the
 #               KEDA, prometheus-operator (from their CRDs), Strimzi and external-secrets schemas
@@ -10,7 +10,8 @@
 #               secrets only as *_FILE; every subscriber of deploy/subscribers: Deployment, PDB,
 #               metrics probes, <name>.deadletter topic (30 days), KEDA on its group, or exactly
 #               1 replica with Recreate and no autoscaler when "singleton"
-#   dclint      docker-compose.yml;  hadolint: Dockerfile;  workflows: YAML that parses
+#   dclint      docker-compose.yml;  hadolint: Dockerfile and the local stand-ins' Dockerfiles;
+#               workflows: YAML that parses
 #   selftest    kubeconform rejects a manifest with an unknown field (the check can fail)
 #   config truth tests/deploy/test_config_truth.py: every env name set is read, every name a role
 #               requires is set (compose, overlays, stack.sh); no replicas under an autoscaler,
@@ -21,6 +22,19 @@
 #   stores      tests/deploy/test_stores.py: compose Kafka's log on a named volume; make-secrets.sh
 #               modes (run in a throwaway copy); MariaDB 10.11 everywhere; max_connections for the
 #               autoscalers' maxima; the backup CronJob and its retention; the schema Job retries
+#   kafka security tests/deploy/test_kafka_security.py: every Strimzi pod (brokers, entity
+#               operator, Kafka Exporter) has a restricted security context; the listeners admit
+#               the clients and KEDA's operator; clients, KEDA and the egress policy use a listener
+#               port; dev plaintext; prod: TLS + SCRAM-SHA-512 listener, authorization simple,
+#               every Deployment sasl_ssl as its own KafkaUser (password and CA as mounted files),
+#               no wildcard topic ACL, ACLs = what the C sources do with Kafka, KEDA's own
+#               Describe-only user through a TriggerAuthentication
+#   delivery    tests/deploy/test_delivery.py: .github/workflows/ci.yml's `make test` job can run
+#               dockerd and runs on every pull request; the image job checks the built image (no
+#               pending Debian security update, SBOM by a pinned syft, scan failing on fixable
+#               HIGH/CRITICAL) before it pushes; deploy needs it, runs scripts/smoke.sh after the
+#               rollout and a rollout undo on failure; every uses: pinned; smoke.sh linted and run
+#               against a stand-in API (request bodies per api/openapi.yaml)
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -143,10 +157,12 @@ for o in dev prod; do
 done
 check "selftest kubeconform rejects an unknown field" selftest
 check "dclint docker-compose.yml" .cache/npm/node_modules/.bin/dclint -q docker-compose.yml
-check "hadolint Dockerfile" .cache/deploy-venv/bin/hadolint Dockerfile
+check "hadolint Dockerfile deploy/compose/local/*/Dockerfile" .cache/deploy-venv/bin/hadolint Dockerfile deploy/compose/local/*/Dockerfile
 check "workflows parse" workflows
 check "config truth" "$py" tests/deploy/test_config_truth.py
 check "image contents" "$py" tests/deploy/test_image.py
 check "stores (Kafka log, secrets, MariaDB, max_connections, backups, schema Job)" "$py" tests/deploy/test_stores.py
+check "kafka security (Strimzi security contexts, listener peers, prod TLS + SCRAM users and ACLs)" "$py" tests/deploy/test_kafka_security.py
+check "delivery (CI: dockerd for make test, image checks before the push, smoke test + rollback)" "$py" tests/deploy/test_delivery.py
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -2,9 +2,11 @@
 """Generates the per-context manifests from deploy/contexts (one context per line) and the
 per-subscriber ones from deploy/subscribers (one `name option...` per line):
 deploy/base/contexts.yaml (Kubernetes: handler and projector Deployments, their metrics Services,
-KEDA ScaledObjects, PDBs, KafkaTopics, the MySQL init script and the API's per-context env) and
-docker-compose.yml. usage: gen.py [OUT_ROOT] (default: the repository; lint-deploy.sh generates
-into a temporary folder and compares)."""
+KEDA ScaledObjects, PDBs, KafkaTopics, the MySQL init script and the API's per-context env), the
+prod overlay's ExternalSecrets and Kafka identities (KafkaUsers with their ACLs, KEDA's
+TriggerAuthentication, each Deployment's Kafka client settings) and docker-compose.yml.
+usage: gen.py [OUT_ROOT] (default: the repository; lint-deploy.sh generates into a temporary
+folder and compares)."""
 import os
 import sys
 
@@ -20,7 +22,14 @@ TOPIC_KINDS = {  # runtime/admin_main.c and DESIGN.md §2
     "changelog": {"cleanup.policy": "compact"},
     "results": {"retention.ms": 604800000},
 }
-SUB_OPTIONS = {"singleton", "ha", "topics", "mysql", "users-ro", "context-ro", "gateway", "carrier", "sms", "smtp"}
+SUB_OPTIONS = {"singleton", "ha", "topics", "mysql", "users-ro", "context-ro", "gateway", "carrier", "sms", "smtp", "reader"}
+# Kafka access, for the prod overlay's KafkaUsers (their ACLs): `events=a,b` (reads the events of
+# contexts a and b), `commands=a,b` (sends commands to contexts a and b), `reader` (reads
+# partitions outside its group, es_kafka_read_partition); deploy/contexts: `views=a,b` (the
+# handler's views read the events of contexts a and b). tests/deploy/test_kafka_security.py
+# checks them against the C sources.
+SUB_KEYS = {"events", "commands"}
+CTX_KEYS = {"views"}
 HA_REPLICAS = 2  # "ha": never fewer replicas, so a pod's loss or a rollout hands its partitions over
 DEADLETTER_RETENTION_MS = 30 * 24 * 3600 * 1000  # 30 days to inspect and replay (--replay-dead-letters)
 # the per-user key store of crypto-shredding: database eventshop_keys, opened as es_db_open("keys")
@@ -35,23 +44,44 @@ SEC = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
        "capabilities": {"drop": ["ALL"]}}
 
 
-def contexts():
+def context_lines():
+    """deploy/contexts: [(context, {key: [values]})], e.g. ("orders", {"views": ["catalog", "pricing"]})"""
+    out = []
     with open(os.path.join(TOP, "deploy", "contexts")) as f:
-        return [ln.strip() for ln in f if ln.strip() and not ln.startswith("#")]
+        for ln in f:
+            w = ln.split("#")[0].split()
+            if not w:
+                continue
+            kv = dict(x.split("=", 1) if "=" in x else (x, "") for x in w[1:])
+            bad = set(kv) - CTX_KEYS
+            if bad:
+                sys.exit(f"gen.py: deploy/contexts: unknown option(s) {sorted(bad)} for '{w[0]}'")
+            out.append((w[0], {k: [x for x in v.split(",") if x] for k, v in kv.items()}))
+    return out
+
+
+def contexts():
+    return [c for c, _ in context_lines()]
 
 
 def subscribers():
-    """deploy/subscribers: [(name, set of options)]"""
+    """deploy/subscribers: [(name, set of options)]; a `key=a,b` option stays one word of the set
+    (read it with sub_list)"""
     out = []
     with open(os.path.join(TOP, "deploy", "subscribers")) as f:
         for ln in f:
             w = ln.split("#")[0].split()
             if w:
-                bad = set(w[1:]) - SUB_OPTIONS
+                bad = {x for x in w[1:] if (x.split("=", 1)[0] not in SUB_KEYS if "=" in x else x not in SUB_OPTIONS)}
                 if bad:
                     sys.exit(f"gen.py: deploy/subscribers: unknown option(s) {sorted(bad)} for '{w[0]}'")
                 out.append((w[0], set(w[1:])))
     return out
+
+
+def sub_list(opts, key):
+    """the values of a subscriber's `key=a,b` option: ["a", "b"] ([] when absent)"""
+    return [x for o in opts if o.startswith(key + "=") for x in o.split("=", 1)[1].split(",") if x]
 
 
 def labels(role, ctx):
@@ -66,6 +96,20 @@ def db_env(ctx, kind):
     return [{"name": f"EVENTSHOP_MYSQL_{C}_USER", "value": f"eventshop_{ctx}_{kind}"},
             {"name": f"EVENTSHOP_MYSQL_{C}_PASSWORD_FILE",
              "value": f"/var/run/secrets/eventshop/mysql-{ctx}/{kind}-password"}]
+
+
+def projection(ctx):
+    """the projection `eventshop-projector <ctx>` runs, whose consumer group (projections/pj_runtime.c:
+    eventshop-<projection>-projector) KEDA must watch: `.name` beside `.context = "<ctx>"` in projections/*.c"""
+    import glob
+    import re
+    names = []
+    for path in sorted(glob.glob(os.path.join(TOP, "projections", "*.c"))):
+        with open(path) as f:
+            names += re.findall(r'\.name\s*=\s*"(\w+)",\s*\.context\s*=\s*"%s"' % ctx, f.read())
+    if len(names) != 1:
+        sys.exit(f"gen.py: context '{ctx}' has {len(names)} projections {names}: one Deployment runs one, name it")
+    return names[0]
 
 
 def worker(role, ctx):
@@ -112,7 +156,9 @@ def worker(role, ctx):
            "spec": {"clusterIP": "None", "selector": sel, "ports": [{"name": "metrics", "port": 9100, "targetPort": "metrics"}]}}
     pdb = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": name, "labels": lb},
            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": sel}}}
-    group = f"eventshop-{ctx}-handler" if role == "handler" else f"eventshop-{ctx}-projector"
+    group = f"eventshop-{ctx}-handler" if role == "handler" else None  # a subscriber's: subscriber()
+    if role == "projector":
+        group = f"eventshop-{projection(ctx)}-projector"
     topic = f"{ctx}.commands" if role == "handler" else f"{ctx}.events"
     so = {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": name, "labels": lb},
           "spec": {"scaleTargetRef": {"name": name}, "minReplicaCount": 1,
@@ -278,6 +324,132 @@ def k8s(ctxs, subs):
     return docs, [api_patch, init_patch, cfg_patch]
 
 
+# ---------------------------------------------------------------- prod: Kafka identities
+# The prod overlay's listener is TLS + SCRAM-SHA-512 with `authorization: simple`: every role
+# connects as its own KafkaUser (named as its Deployment; Strimzi's User Operator writes the
+# password into a Secret of that name, key `password`) whose ACLs allow what the role does, as
+# read from the code (command-handlers/hd_runtime.c, projections/pj_runtime.c, subscribers/
+# sb_runtime.c, api/api_results.c, api/api_producer.c, schema-registry/sr_log.c,
+# runtime/es_kafka.c). Read and Write imply Describe in Kafka; Describe is listed anyway.
+KAFKA_TLS_PORT = 9093
+KAFKA_CA_SECRET = f"{KAFKA}-cluster-ca-cert"  # Strimzi's cluster CA certificate (key ca.crt)
+KAFKA_USER_DIR, KAFKA_CA_DIR = "/var/run/secrets/eventshop/kafka-user", "/var/run/secrets/eventshop/kafka-ca"
+KEDA_USER = "eventshop-keda"  # KEDA's Kafka scaler: Describe only (offsets and lag, no data)
+KEDA_AUTH = "eventshop-kafka-keda"  # its TriggerAuthentication and ConfigMap
+READER_GROUP = "eventshop-reader"  # es_kafka_read_partition: assign only, nothing committed
+REGISTRY_TOPIC = "_schemas"  # schema-registry/registry_main.c (EVENTSHOP_REGISTRY_TOPIC unset)
+
+
+def acls(topics, groups=(), txn=None):
+    """Strimzi simple-authorization rules: topics {name: ops} (literal names only), groups
+    [(name, pattern)] (Read), txn: a transactional-id prefix (Write, Describe)"""
+    order = ["Read", "Write", "Create", "Describe"]
+    out = [{"resource": {"type": "topic", "name": t, "patternType": "literal"},
+            "operations": sorted(set(ops) | {"Describe"}, key=order.index)} for t, ops in topics.items()]
+    out += [{"resource": {"type": "group", "name": g, "patternType": pat}, "operations": ["Read", "Describe"]}
+            for g, pat in groups]
+    if txn:
+        out.append({"resource": {"type": "transactionalId", "name": txn, "patternType": "prefix"},
+                    "operations": ["Write", "Describe"]})
+    return out
+
+
+def topic_ops(*pairs):
+    """{topic: [ops]} from (topic, ops...) pairs, ops of a topic named twice joined"""
+    out = {}
+    for t, *ops in pairs:
+        out.setdefault(t, [])
+        out[t] += [o for o in ops if o not in out[t]]
+    return out
+
+
+def kafka_user(name, rules, why):
+    return {"apiVersion": "kafka.strimzi.io/v1beta2", "kind": "KafkaUser",
+            "metadata": {"name": name, "labels": {"strimzi.io/cluster": KAFKA}, "annotations": {"eventshop.io/kafka-access": why}},
+            "spec": {"authentication": {"type": "scram-sha-512"}, "authorization": {"type": "simple", "acls": rules}}}
+
+
+def kafka_prod(ctx_lines, subs, docs):
+    """prod: the KafkaUsers with their ACLs, KEDA's TriggerAuthentication, and per Deployment
+    (strategic-merge patches) the env and mounted files es_kafka_conf_new reads"""
+    ctxs = [c for c, _ in ctx_lines]
+    families = set(ctxs) | {n for n, opts in subs if "topics" in opts}  # who has <name>.{commands,events,...}
+    for who, names in [(f"deploy/contexts: {c} views", o.get("views", [])) for c, o in ctx_lines] + \
+                      [(f"deploy/subscribers: {n} {k}", sub_list(o, k)) for n, o in subs for k in sorted(SUB_KEYS)]:
+        if set(names) - families:
+            sys.exit(f"gen.py: {who}: {sorted(set(names) - families)} own no topics (not in deploy/contexts, no `topics` subscriber)")
+    users = []  # (KafkaUser, Deployment, container)
+    users.append((kafka_user("eventshop-api", acls(
+        topic_ops(*[(f"{c}.commands", "Write") for c in ctxs], *[(f"{c}.results", "Read") for c in ctxs],
+                  *[(f"{c}.events", "Describe") for c in ctxs]),  # events: high watermarks (positions)
+        [("eventshop-api-results-", "prefix")]),  # the results consumer's own group, assign only
+        "sends every context's commands, reads their results, asks the events' high watermarks"),
+        "eventshop-api", "api"))
+    users.append((kafka_user("eventshop-registry", acls(topic_ops((REGISTRY_TOPIC, "Read", "Write")), [(READER_GROUP, "literal")]),
+                             f"its state is the {REGISTRY_TOPIC} topic"), "eventshop-registry", "registry"))
+    for c, opts in ctx_lines:
+        views = opts.get("views", [])
+        users.append((kafka_user(f"eventshop-handler-{c}", acls(
+            topic_ops((f"{c}.commands", "Read"), (f"{c}.events", "Write"), (f"{c}.changelog", "Read", "Write"),
+                      (f"{c}.results", "Read", "Write"), *[(f"{v}.events", "Read") for v in views]),
+            # its group, and its views' assign-only groups eventshop-<ctx>-handler-views-<uuid>
+            [(f"eventshop-{c}-handler", "prefix"), (READER_GROUP, "literal")], f"eventshop-{c}-handler-"),
+            f"decides {c}.commands in transactions (id eventshop-{c}-handler-<pod>)" + (f"; views of {', '.join(views)}" if views else "")),
+            f"eventshop-handler-{c}", "handler"))
+        # the projection's group: eventshop-<projection>-projector, its rebuilds'
+        # eventshop-<projection>-rebuild-<time>; every projection of a context is named <ctx>_<table>
+        users.append((kafka_user(f"eventshop-projector-{c}", acls(topic_ops((f"{c}.events", "Read")), [(f"eventshop-{c}_", "prefix")]),
+                                 f"projects {c}.events"), f"eventshop-projector-{c}", "projector"))
+    for n, opts in subs:
+        topics = topic_ops(*[(f"{e}.events", "Read") for e in sub_list(opts, "events")],
+                           *[(f"{c}.commands", "Write") for c in sub_list(opts, "commands")],
+                           # dead letters: written in its transactions, created at start when
+                           # missing (sb_runtime.c), read again by --replay-dead-letters
+                           (f"{n}.deadletter", "Read", "Write", "Create"),
+                           *([(f"{n}.events", "Write")] if "topics" in opts else []))
+        users.append((kafka_user(f"eventshop-subscriber-{n}", acls(
+            topics, [(f"eventshop-{n}-subscriber", "literal"), (f"eventshop-{n}-deadletter-replay", "literal")]
+            + ([(READER_GROUP, "literal")] if "reader" in opts else []),
+            f"eventshop-{n}-subscriber-"), f"subscriber {n} (deploy/subscribers)"), f"eventshop-subscriber-{n}", "subscriber"))
+    # KEDA: Describe on the group and the topics of every ScaledObject (its lag: committed offsets
+    # and high watermarks); a subscriber's trigger names no topic, so the topics its group reads
+    keda_groups, keda_topics = [], {}
+    sub_events = {f"eventshop-{n}-subscriber": [f"{e}.events" for e in sub_list(opts, "events")] for n, opts in subs}
+    for d in docs:
+        if d["kind"] != "ScaledObject":
+            continue
+        for t in d["spec"]["triggers"]:
+            md = t["metadata"]
+            keda_groups.append(md["consumerGroup"])
+            for topic in [md["topic"]] if "topic" in md else sub_events.get(md["consumerGroup"], []):
+                keda_topics[topic] = ["Describe"]
+    keda = kafka_user(KEDA_USER, [{"resource": {"type": "topic", "name": t, "patternType": "literal"}, "operations": ["Describe"]} for t in keda_topics]
+                      + [{"resource": {"type": "group", "name": g, "patternType": "literal"}, "operations": ["Describe"]} for g in dict.fromkeys(keda_groups)],
+                      "KEDA's Kafka scaler: the lag of every ScaledObject's group (Describe only: no data, no commits)")
+    keda_cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": KEDA_AUTH},
+               "data": {"sasl": "scram_sha512", "tls": "enable", "username": KEDA_USER}}
+    keda_auth = {"apiVersion": "keda.sh/v1alpha1", "kind": "TriggerAuthentication", "metadata": {"name": KEDA_AUTH},
+                 "spec": {"configMapTargetRef": [{"parameter": p, "name": KEDA_AUTH, "key": p} for p in ("sasl", "tls", "username")],
+                          "secretTargetRef": [{"parameter": "password", "name": KEDA_USER, "key": "password"},
+                                              {"parameter": "ca", "name": KAFKA_CA_SECRET, "key": "ca.crt"}]}}
+    patches = []
+    for u, dep, container in users:
+        name = u["metadata"]["name"]
+        env = [{"name": "EVENTSHOP_KAFKA_SECURITY_PROTOCOL", "value": "sasl_ssl"},
+               {"name": "EVENTSHOP_KAFKA_SASL_MECHANISM", "value": "SCRAM-SHA-512"},
+               {"name": "EVENTSHOP_KAFKA_SASL_USERNAME", "value": name},
+               {"name": "EVENTSHOP_KAFKA_SASL_PASSWORD_FILE", "value": f"{KAFKA_USER_DIR}/password"},
+               {"name": "EVENTSHOP_KAFKA_SSL_CA_FILE", "value": f"{KAFKA_CA_DIR}/ca.crt"}]
+        patches.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": dep},
+                        "spec": {"template": {"spec": {
+                            "containers": [{"name": container, "env": env, "volumeMounts": [
+                                {"name": "kafka-user", "mountPath": KAFKA_USER_DIR, "readOnly": True},
+                                {"name": "kafka-ca", "mountPath": KAFKA_CA_DIR, "readOnly": True}]}],
+                            "volumes": [{"name": "kafka-user", "secret": {"secretName": name, "items": [{"key": "password", "path": "password"}]}},
+                                        {"name": "kafka-ca", "secret": {"secretName": KAFKA_CA_SECRET, "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]}}}})
+    return [u for u, _, _ in users] + [keda, keda_cm, keda_auth], patches
+
+
 def write(path, text):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
@@ -292,6 +464,10 @@ def main():
     out = sys.argv[1] if len(sys.argv) > 1 else TOP
     ctxs, subs = contexts(), subscribers()
     docs, patches = k8s(ctxs, subs)
+    # prod: TLS + SCRAM, one KafkaUser per role (and KEDA's), the clients' env and files
+    users, client_patches = kafka_prod(context_lines(), subs, docs)
+    write(os.path.join(out, "deploy/overlays/prod/kafka-users.yaml"), dump(users))
+    write(os.path.join(out, "deploy/overlays/prod/kafka-clients.yaml"), dump(client_patches))
     write(os.path.join(out, "deploy/base/generated/contexts.yaml"), dump(docs))
     write(os.path.join(out, "deploy/base/generated/patches.yaml"), dump(patches))
     # prod: every Secret template is replaced by an ExternalSecret (external-secrets.io)

@@ -64,6 +64,12 @@ OPTIONAL = {
     "EVENTSHOP_PROJECTOR_GROUP": "the projector's own group; set for rebuilds and tests",
     "EVENTSHOP_PROJECTOR_TABLE_SUFFIX": "no suffix; set for rebuilds and tests",
     "EVENTSHOP_JWT_SECRET": "HS256 only; every deployment signs with RS256 key files",
+    # runtime/es_kafka.c: plaintext unless EVENTSHOP_KAFKA_SECURITY_PROTOCOL says otherwise; the
+    # prod overlay sets them all (tests/deploy/test_kafka_security.py), compose and dev none
+    "EVENTSHOP_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512 with sasl_ssl, unused otherwise",
+    "EVENTSHOP_KAFKA_SASL_USERNAME": "needed with sasl_ssl only",
+    "EVENTSHOP_KAFKA_SASL_PASSWORD_FILE": "needed with sasl_ssl only",
+    "EVENTSHOP_KAFKA_SSL_CA_FILE": "the system's CAs (ssl and sasl_ssl only)",
 }
 # Read with a default, yet required: the default fits no deployment.
 REQUIRED_DESPITE_DEFAULT = {
@@ -98,7 +104,8 @@ def read(path):
 
 
 def deploy_contexts():
-    return [ln.split("#")[0].strip() for ln in read("deploy/contexts").splitlines() if ln.split("#")[0].strip()]
+    """the first word of each line (the context; options such as views= follow it)"""
+    return [ln.split("#")[0].split()[0] for ln in read("deploy/contexts").splitlines() if ln.split("#")[0].strip()]
 
 
 # ---------------------------------------------------------------- what the code reads
