@@ -14,7 +14,7 @@
 - max_connections (the StatefulSet's --max-connections) covers the connections the overlay's
   autoscaler maxima can open, recomputed from the rendered Deployments (HPA/KEDA maximum + the
   rollout's surge, times what a pod of each role opens: for the API, its loop threads times its
-  contexts plus the key-store connections, as counted in api/*.c) with HEADROOM;
+  contexts plus the key-store connection of each thread's state, struct api_tls) with HEADROOM;
 - a backup CronJob dumps every eventshop_* database with mariadb-dump (the backup user granted
   on each database the init script makes), daily, onto a PVC, with a bounded retention
   (BACKUP_RETENTION_DAYS, 1 to MAX_RETENTION_DAYS, used by its script and stated in
@@ -161,13 +161,15 @@ def env_of(docs, c):
 
 def api_code():
     """(the API's default loop threads, the key-store connections each thread keeps) from api/*.c"""
-    threads, keys = None, 0
+    threads = None
     for f in sorted(glob.glob(os.path.join(TOP, "api", "*.c"))):
         text = read(os.path.relpath(f, TOP))
         m = re.search(r'es_env_long\(\s*"EVENTSHOP_API_THREADS"\s*,\s*(\d+)\s*\)', text)
         if m:
             threads = int(m.group(1))
-        keys += len(re.findall(r"_Thread_local\s+es_db_t\s*\*\s*keys_db\b", text))
+    # the key store's connection lives in each loop thread's state (struct api_tls, api_app.h)
+    tls = re.search(r"struct api_tls \{(.*?)\n\};", read("api/api_app.h"), re.S)
+    keys = len(re.findall(r"^\s*es_db_t\s*\*\s*keys;", tls.group(1), re.M)) if tls else 0
     return threads, keys
 
 
