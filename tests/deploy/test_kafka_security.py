@@ -725,6 +725,28 @@ def keda_auth(docs):
     return bad
 
 
+def strimzi_network(docs):
+    """default-deny selects Strimzi's pods (they carry the Kafka resource's labels): some policy
+    must let them reach each other, both ways"""
+    k = kafka_of(docs)
+    if not k:
+        return ["no Kafka resource"]
+    labels = {**k["metadata"].get("labels", {}), "strimzi.io/cluster": k["metadata"]["name"]}
+    sel = lambda p: all(labels.get(a) == b for a, b in p["spec"]["podSelector"].get("matchLabels", {}).items())
+    pols = [p for p in by_kind(docs, "NetworkPolicy") if sel(p)]
+    if not any("Ingress" in p["spec"].get("policyTypes", []) and not p["spec"].get("ingress") for p in pols):
+        return []  # no deny selects them: nothing to give back
+    cluster = {"strimzi.io/cluster": k["metadata"]["name"]}
+    peer = lambda r, key: any(x.get("podSelector", {}).get("matchLabels") == cluster and "namespaceSelector" not in x
+                              for x in r.get(key, [])) and "ports" not in r
+    bad = []
+    if not any(peer(r, "from") for p in pols for r in p["spec"].get("ingress", [])):
+        bad.append("default-deny selects Strimzi's pods and no policy admits them from each other")
+    if not any(peer(r, "to") for p in pols for r in p["spec"].get("egress", [])):
+        bad.append("default-deny selects Strimzi's pods and no policy lets them reach each other")
+    return bad
+
+
 def main():
     for o in OVERLAYS:
         docs = kustomize(o)
@@ -732,6 +754,7 @@ def main():
               strimzi_security(docs))
         check(f"{o}: every Kafka listener admits eventshop's clients and KEDA's operator, nothing wider", listener_peers(docs))
         check(f"{o}: the clients' brokers, KEDA's bootstrapServers and the egress policy use a listener's port", ports(docs))
+        check(f"{o}: Strimzi's pods, which default-deny selects, may reach each other", strimzi_network(docs))
         if o == "dev":
             check("dev: Kafka stays plaintext (no TLS, authentication, authorization, KafkaUser or client security)",
                   dev_plaintext(docs))
