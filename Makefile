@@ -5,16 +5,26 @@
 
 BUILD ?= build
 JOBS ?= 2
+# cmake's output (configure and build) goes here; a failed build prints its name and last lines
+BUILD_LOG ?= .state/build.log
 
 all: build
 
 setup:
 	@scripts/setup.sh
 
+# one line: "build: ok (N s)" (and the number of compiler warnings, if any), or on failure the
+# log's name and its last 30 lines (less make's directory lines), with a non-zero exit
 build: setup
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-	@cmake --build $(BUILD) -j$(JOBS) 2>&1 | grep -vE '^\[|^-- |Consolidate compiler' || true
-	@cmake --build $(BUILD) -j$(JOBS) >/dev/null
+	@mkdir -p $(dir $(BUILD_LOG)); t0=$$(date +%s); \
+	if { cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo && \
+	     cmake --build $(BUILD) -j$(JOBS); } >$(BUILD_LOG) 2>&1; then \
+	    w=$$(grep -c 'warning:' $(BUILD_LOG) || true); \
+	    echo "build: ok ($$(($$(date +%s) - t0)) s$$([ "$$w" = 0 ] || echo ", $$w compiler warnings: see $(BUILD_LOG)"))"; \
+	else \
+	    echo "build failed, see $(BUILD_LOG); its last 30 lines:" >&2; \
+	    grep -vE '^g?make\[[0-9]+\]: (Entering|Leaving) directory' $(BUILD_LOG) | tail -n 30 >&2; exit 1; \
+	fi
 
 up: build
 	@scripts/stack.sh up
@@ -38,8 +48,8 @@ chaos: build
 # prints only the token, minted with the key `make up` generated
 token:
 	@[ -n "$(ROLE)" ] && [ -n "$(SUB)" ] || { echo "usage: make token ROLE=<admin|vendor|customer> SUB=<id> [VENDOR=<vendor id>]" >&2; exit 2; }
-	@[ -f .state/dev/env ] || { echo "no local stack: run make up first" >&2; exit 1; }
-	@. .state/dev/env && $(BUILD)/api/eventshop-token --role $(ROLE) --sub $(SUB) $(if $(VENDOR),--vendor $(VENDOR))
+	@[ -f $${ES_STATE:-.state/dev}/env ] || { echo "no local stack: run make up first" >&2; exit 1; }
+	@. $${ES_STATE:-.state/dev}/env && $(BUILD)/api/eventshop-token --role $(ROLE) --sub $(SUB) $(if $(VENDOR),--vendor $(VENDOR))
 
 format:
 	@git ls-files '*.c' '*.h' | xargs clang-format -i

@@ -6,8 +6,12 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 export ES_STATE=$top/.state/bench ES_PORT_OFFSET=20000 ES_BUILD=${ES_BUILD:-$top/build}
 cd "$top"
+# the stack's own lines go to a log, printed only when it does not come up
+log=$top/.state/bench-stack-up.log; mkdir -p "$top/.state"
 trap 'scripts/stack.sh down >/dev/null 2>&1 || true' EXIT
-scripts/stack.sh up >/dev/null
+t0=$SECONDS
+scripts/stack.sh up >"$log" 2>&1 || { echo "bench: the stack did not come up, see $log; its last 30 lines:" >&2; tail -n 30 "$log" >&2; exit 1; }
+echo "bench: stack up in $((SECONDS - t0)) s (state $ES_STATE, logs in $ES_STATE/logs)"
 # shellcheck disable=SC1091
 . "$ES_STATE/env"
 .cache/venv/bin/python bench/handler_bench.py

@@ -47,7 +47,12 @@ STOP_TIMEOUT=${ES_STOP_TIMEOUT:-20} # seconds from TERM to KILL (Kafka and Maria
 mkdir -p "$ES_STATE"/{run,logs,secrets}
 chmod 700 "$ES_STATE/secrets"
 
-die() { echo "stack: $*" >&2; exit 1; }
+die() { [ -z "$STEP_OPEN" ] || echo; echo "stack: $*" >&2; exit 1; }
+# `up` prints one line per step, "what ... result (N s)"; the other subcommands print no steps
+PROGRESS= STEP_OPEN= STEP_T0=0
+step_begin() { [ -n "$PROGRESS" ] || return 0; printf '%s ... ' "$*"; STEP_OPEN=1 STEP_T0=$SECONDS; }
+step_end() { [ -n "$PROGRESS" ] || return 0; echo "$* ($((SECONDS - STEP_T0)) s)"; STEP_OPEN=; }
+count() { [ "$1" -eq 1 ] && echo "1 $2" || echo "$1 ${3:-${2}s}"; } # count 3 handler: "3 handlers"
 # A process is alive unless gone or a zombie: our parent (the container's pid 1) reaps orphans
 # only now and then, and kill -0 succeeds on a zombie. Builtins only (the supervisor calls it).
 pid_alive() {
@@ -105,7 +110,7 @@ mysql_up() {
     fi
     mariadbd --no-defaults --user=mysql --datadir="$d" --socket="$(mysql_sock)" --port=$MYSQL_PORT \
         --bind-address=127.0.0.1 --pid-file="$d/mariadbd.pid" --log-error="$d/mariadb.err" \
-        --innodb-buffer-pool-size=128M --max-connections=500 --skip-name-resolve &
+        --innodb-buffer-pool-size=128M --max-connections=500 --skip-name-resolve >>"$d/mariadb.err" 2>&1 &
     echo $! >"$ES_STATE/run/mariadb.pid"
     wait_until 60 mariadb mariadb-admin --socket="$(mysql_sock)" ping || die "mariadb did not start, see $ES_STATE/mysql/mariadb.err"
 }
@@ -221,6 +226,7 @@ ENV
 }
 
 infra_up() {
+    step_begin "infrastructure: MariaDB 127.0.0.1:$MYSQL_PORT, databases, users and keys"
     mysql_up
     mysql_users
     kafka_up
@@ -229,11 +235,14 @@ infra_up() {
     users_infra_up
     notifications_infra_up
     saga_infra_up
+    step_end ready
+    step_begin "topics: Kafka 127.0.0.1:$KAFKA_PORT"
     # shellcheck disable=SC1091
     . "$ES_STATE/env"
     "$ES_BUILD/runtime/eventshop-admin" topics "${CONTEXTS[@]}" ||
         die "kafka did not come up, see $ES_STATE/logs/kafka.log"
     notifications_topics || die "cannot create the notifications topics"
+    step_end ready
 }
 
 # ---------------------------------------------------------------- roles
@@ -321,19 +330,20 @@ role_signal() { # role signal [seconds before KILL]: returns once the process ha
     rm -f "$ES_STATE/run/$1.pid"
 }
 
-endpoints() {
-    cat <<EOT
-eventshop is up (state in $ES_STATE)
-  API              http://127.0.0.1:$API_PORT        (metrics http://127.0.0.1:$API_PORT/metrics)
-  schema registry  http://127.0.0.1:$REGISTRY_PORT        (metrics http://127.0.0.1:$REGISTRY_PORT/metrics)
-  Kafka            127.0.0.1:$KAFKA_PORT
-  MariaDB          127.0.0.1:$MYSQL_PORT (socket $(mysql_sock))
-EOT
-    local r
+endpoints() { # one line each: "  name  where"; tests read the roles' /metrics from it
+    local r w=16 shown=()
     for r in "${ROLES[@]}"; do
-        case $r in registry | api | test-* | smtp-*) ;; *) printf '  %-16s http://127.0.0.1:%s/metrics\n' "$r" "$(metrics_port "$r")" ;; esac
+        case $r in registry | api | test-* | smtp-*) ;; *) shown+=("$r"); [ ${#r} -lt $w ] || w=$((${#r} + 1)) ;; esac
     done
-    echo "  token            make token ROLE=vendor SUB=alice VENDOR=acme"
+    local row="  %-${w}s %s\n" st=
+    [ "$ES_STATE" = "$top/.state/dev" ] || st="ES_STATE=${ES_STATE#"$top"/} "
+    echo "eventshop is up (state in $ES_STATE)"
+    printf "$row" API "http://127.0.0.1:$API_PORT  (metrics http://127.0.0.1:$API_PORT/metrics)" \
+        "schema registry" "http://127.0.0.1:$REGISTRY_PORT  (metrics http://127.0.0.1:$REGISTRY_PORT/metrics)" \
+        Kafka "127.0.0.1:$KAFKA_PORT" MariaDB "127.0.0.1:$MYSQL_PORT (socket $(mysql_sock))"
+    for r in "${shown[@]}"; do printf "$row" "$r" "http://127.0.0.1:$(metrics_port "$r")/metrics"; done
+    printf "$row" token "${st}make token ROLE=vendor SUB=alice VENDOR=acme"
+    ! has_users || printf "$row" admin "${EVENTSHOP_ADMIN_EMAIL:-admin@eventshop.local}, password in $ES_STATE/secrets/admin.password"
 }
 
 down() {
@@ -658,14 +668,26 @@ case ${1:-} in
     up)
         for r in "${ROLES[@]}"; do [ -x "$(role_cmd "$r" | cut -d' ' -f1)" ] || die "missing binary for $r: build first (make build)"; done
         for r in "${ROLES[@]}"; do [ -n "$(pidof_role "$r" || true)" ] || need_port "$r" "$(metrics_port "$r")"; done
+        PROGRESS=1
         infra_up
+        step_begin "schema registry: http://127.0.0.1:$REGISTRY_PORT"
         role_locked registry role_start_cmd registry; role_wait registry
+        step_end ready
+        n=0; for r in "${ROLES[@]}"; do [ -n "$(pidof_role "$r" || true)" ] || n=$((n + 1)); done
+        step_begin "roles: api, $(count ${#CONTEXTS[@]} handler), $(count ${#CONTEXTS[@]} projector), $(count ${#SUBSCRIBERS[@]} subscriber)$([ ${#SUBSCRIBERS[@]} -eq 0 ] || echo ", 3 stand-ins")"
         for r in "${ROLES[@]}"; do [ "$r" = registry ] || role_locked "$r" role_start_cmd "$r"; done
         for r in "${ROLES[@]}"; do role_wait "$r" 90; done
         users_bootstrap_admin
+        step_end "$n started, all $((${#ROLES[@]} - 1)) ready"
         sup_start
+        echo "supervisor: running (restarts a role that dies; log $ES_STATE/logs/supervisor.log)"
         endpoints ;;
-    down) down ;;
+    down)
+        n=0; for f in "$ES_STATE"/run/*.pid; do r=${f##*/}; [ -z "$(pidof_role "${r%.pid}" || true)" ] || n=$((n + 1)); done
+        t0=$SECONDS
+        down
+        if [ $n -eq 0 ]; then echo "eventshop is down: nothing was running (data kept in $ES_STATE)"
+        else echo "eventshop is down: $(count $n process processes) stopped in $((SECONDS - t0)) s (data kept in $ES_STATE)"; fi ;;
     status) status ;;
     roles) roles ;;
     supervise) supervise; exit 0 ;; # never read on: the file may have changed meanwhile
