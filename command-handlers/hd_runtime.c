@@ -5,11 +5,12 @@
 #include "es_log.h"
 #include "es_mem.h"
 #include "es_metrics.h"
+#include "es_retry.h"
 #include "es_time.h"
 #include "es_trace.h"
 #include "es_txn.h"
-#include "es_uuid.h"
 #include "es_zipkin.h"
+#include "hd_views.h"
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -69,17 +70,7 @@ struct hd_runtime {
     es_err_t fatal_err;
     hd_counter_t *counters;
     size_t ncounters;
-    /* the context's global views: one assign-only consumer over every partition of every view
-     * topic, the one view object they fold into, and each partition's position */
-    rd_kafka_t *view_consumer;
-    json_t *view;
-    struct hd_view_part {
-        size_t view;
-        int32_t partition;
-        int64_t pos;    /* next offset to read: last message + 1, or an EOF's offset */
-        int64_t target; /* the last stable offset to reach before deciding */
-    } * vparts;
-    size_t nvparts;
+    hd_views_t *views; /* the context's global views */
     es_metric_t *m_commits, *m_aborts, *m_recreates, *m_batch_seconds, *m_batch_size;
 };
 
@@ -269,26 +260,34 @@ static int recover_partition(hd_runtime_t *rt, int32_t p, es_err_t *err)
     return 0;
 }
 
-static void sleep_s(hd_runtime_t *rt, double s);
+/* One recovery of a partition, for es_retry_until. */
+typedef struct recover_try {
+    hd_runtime_t *rt;
+    int32_t partition;
+} recover_try_t;
+
+static int recover_attempt(void *arg, es_err_t *err)
+{
+    recover_try_t *t = arg;
+    if (recover_partition(t->rt, t->partition, err) == 0)
+        return ES_RETRY_DONE;
+    return err->code == ES_EIO || err->code == ES_ETIMEOUT ? ES_RETRY_AGAIN : ES_RETRY_GIVE_UP;
+}
 
 /* recover_partition, again after a transient Kafka error (a broker just back from a hang may
  * answer "unknown partition" for a moment) for as long as the recovery timeout allows. */
 static int recover_partition_retrying(hd_runtime_t *rt, int32_t p, es_err_t *err)
 {
-    double give_up = es_mono_s() + rt->cfg.recovery_timeout_ms / 1000.0;
-    long ceiling = 0;
-    unsigned seed = (unsigned)p ^ (unsigned)(uintptr_t)rt;
-    for (;;) {
-        es_clear(err);
-        if (recover_partition(rt, p, err) == 0)
-            return 0;
-        if ((err->code != ES_EIO && err->code != ES_ETIMEOUT) || rt->stop || es_mono_s() >= give_up)
-            return -1;
-        long wait_ms = es_backoff_next(&ceiling, 200, 2000, &seed);
-        es_warn("recovering partition %d: %s (again in %ld ms)", (int)p, err->msg, wait_ms);
-        hd_heartbeat();
-        sleep_s(rt, wait_ms / 1000.0);
-    }
+    char what[48];
+    snprintf(what, sizeof what, "recovering partition %d", (int)p);
+    const es_retry_t retry = {.what = what,
+                              .deadline_ms = es_mono_ms() + rt->cfg.recovery_timeout_ms,
+                              .min_ms = 200,
+                              .max_ms = 2000,
+                              .stop = &rt->stop,
+                              .heartbeat = hd_heartbeat};
+    recover_try_t t = {rt, p};
+    return es_retry_until(&retry, recover_attempt, &t, err);
 }
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
@@ -344,163 +343,6 @@ static int produce(hd_runtime_t *rt, const char *topic, int32_t p, const char *k
     return -1;
 }
 
-/* --- global views ------------------------------------------------------------------------- */
-
-static int views_open(hd_runtime_t *rt, es_err_t *err)
-{
-    rt->view = json_object();
-    if (rt->ctx->n_views == 0)
-        return 0;
-    char group[160], id[ES_UUID_LEN], client[160];
-    /* librdkafka wants a group id; it is never joined (assign only) and nothing is committed.
-     * partition EOF events tell the position past trailing transaction markers */
-    es_uuid_random(id);
-    snprintf(group, sizeof group, "eventshop-%s-handler-views-%s", rt->ctx->name, id);
-    snprintf(client, sizeof client, "eventshop-%s-handler-views", rt->ctx->name);
-    const char *kv[] = {"group.id", group, "isolation.level", "read_committed",
-                        "enable.auto.commit", "false", "enable.auto.offset.store", "false",
-                        "enable.partition.eof", "true",
-                        /* a batch waits for its views to reach the high watermark, which lies
-                         * past the transaction marker no message reports: only the next EOF
-                         * does, so the broker must not hold empty fetches for long */
-                        "fetch.wait.max.ms", "5", NULL};
-    rd_kafka_conf_t *conf = es_kafka_conf_new(client, kv, err);
-    if (!conf)
-        return -1;
-    char errstr[512];
-    rt->view_consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
-    if (!rt->view_consumer) {
-        rd_kafka_conf_destroy(conf);
-        return es_set(err, ES_EIO, "kafka view consumer: %s", errstr);
-    }
-    rd_kafka_poll_set_consumer(rt->view_consumer);
-    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(8);
-    int rc = -1;
-    for (size_t v = 0; v < rt->ctx->n_views; v++) {
-        const char *topic = rt->ctx->views[v].topic;
-        int n = es_kafka_partition_count(rt->view_consumer, topic, err);
-        if (n < 0)
-            goto out;
-        for (int p = 0; p < n; p++) {
-            rd_kafka_topic_partition_list_add(parts, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
-            rt->vparts = xrealloc(rt->vparts, (rt->nvparts + 1) * sizeof *rt->vparts);
-            rt->vparts[rt->nvparts++] = (struct hd_view_part){v, p, 0, 0};
-        }
-    }
-    rd_kafka_resp_err_t e = rd_kafka_assign(rt->view_consumer, parts);
-    if (e) {
-        es_kafka_resp_error(err, e, "assign view partitions");
-        goto out;
-    }
-    rc = 0;
-out:
-    rd_kafka_topic_partition_list_destroy(parts);
-    return rc;
-}
-
-static struct hd_view_part *view_part_find(hd_runtime_t *rt, const char *topic, int32_t p,
-                                           size_t *view)
-{
-    for (size_t i = 0; i < rt->nvparts; i++) {
-        struct hd_view_part *vp = &rt->vparts[i];
-        if (vp->partition == p && !strcmp(rt->ctx->views[vp->view].topic, topic)) {
-            *view = vp->view;
-            return vp;
-        }
-    }
-    return NULL;
-}
-
-static void view_message(hd_runtime_t *rt, rd_kafka_message_t *m)
-{
-    size_t v = 0;
-    struct hd_view_part *vp =
-        m->rkt ? view_part_find(rt, rd_kafka_topic_name(m->rkt), m->partition, &v) : NULL;
-    if (m->err) {
-        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            if (vp && m->offset > vp->pos)
-                vp->pos = m->offset;
-        } else {
-            es_warn("view consumer: %s", rd_kafka_message_errstr(m));
-        }
-        return;
-    }
-    if (!vp)
-        return;
-    vp->pos = m->offset + 1;
-    if (!m->payload)
-        return;
-    const char *type = NULL;
-    json_t *ev = NULL;
-    es_err_t err = ES_ERR_INIT;
-    if (ev_decode(rt->codec, m->payload, m->len, &type, &ev, &err) != 0) {
-        es_error("view %s[%d]@%lld: %s", rt->ctx->views[v].topic, (int)m->partition,
-                 (long long)m->offset, err.msg);
-        return;
-    }
-    rt->ctx->views[v].fold(rt->view, type, ev);
-    json_decref(ev);
-}
-
-/* Reads the views at least up to the last stable offset of every partition as of now (the
- * consumer is read_committed, so ListOffsets answers the LSO): every event committed before
- * this call is folded when it returns 0. -1 with err (ES_ETIMEOUT) after timeout_ms. */
-static int views_catch_up_resumed(hd_runtime_t *rt, int timeout_ms, es_err_t *err)
-{
-    double deadline = es_mono_s() + timeout_ms / 1000.0;
-    for (size_t i = 0; i < rt->nvparts; i++) {
-        struct hd_view_part *vp = &rt->vparts[i];
-        int64_t lo = 0, hi = 0;
-        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
-            rt->view_consumer, rt->ctx->views[vp->view].topic, vp->partition, &lo, &hi, timeout_ms);
-        if (e)
-            return es_kafka_resp_error(err, e, rt->ctx->views[vp->view].topic);
-        vp->target = hi;
-    }
-    for (;;) {
-        bool behind = false;
-        for (size_t i = 0; i < rt->nvparts && !behind; i++)
-            behind = rt->vparts[i].pos < rt->vparts[i].target;
-        if (!behind)
-            return 0;
-        if (es_mono_s() >= deadline || rt->stop)
-            return es_set(err, ES_ETIMEOUT, "the views of '%s' did not catch up in %d ms",
-                          rt->ctx->name, timeout_ms);
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rt->view_consumer, 5);
-        if (m) {
-            view_message(rt, m);
-            rd_kafka_message_destroy(m);
-        }
-    }
-}
-
-static int views_catch_up(hd_runtime_t *rt, int timeout_ms, es_err_t *err)
-{
-    if (!rt->view_consumer)
-        return 0;
-    rd_kafka_topic_partition_list_t *parts = NULL;
-    rd_kafka_assignment(rt->view_consumer, &parts);
-    rd_kafka_resume_partitions(rt->view_consumer, parts);
-    int rc = views_catch_up_resumed(rt, timeout_ms, err);
-    rd_kafka_pause_partitions(rt->view_consumer, parts);
-    rd_kafka_topic_partition_list_destroy(parts);
-    return rc;
-}
-
-static void views_close(hd_runtime_t *rt)
-{
-    if (rt->view_consumer) {
-        rd_kafka_consumer_close(rt->view_consumer);
-        rd_kafka_destroy(rt->view_consumer);
-    }
-    rt->view_consumer = NULL;
-    json_decref(rt->view);
-    rt->view = NULL;
-    free(rt->vparts);
-    rt->vparts = NULL;
-    rt->nvparts = 0;
-}
-
 /* --- deciding ----------------------------------------------------------------------------- */
 
 static json_t *new_result(const json_t *meta, const char *aggregate_id, const char *type,
@@ -527,133 +369,213 @@ static json_t *state_get(hd_part_t *pt, const char *id)
     return json_object_get(pt->states, id);
 }
 
-/* Decides one command into it->result and stages its events, states and result. Returns 0, or
- * -1 with err when the batch must be aborted (an event could not be encoded or produced). */
-static int decide_one(hd_runtime_t *rt, hd_item_t *it, es_err_t *err)
+/* What deciding one command knows of it. */
+typedef struct hd_cmd {
+    const json_t *meta;    /* the command's metadata, borrowed from the decoded command */
+    const char *cid, *agg; /* its command id and aggregate id */
+    int32_t partition;
+    json_t *state;      /* the aggregate's staged state, borrowed; NULL if none */
+    json_int_t version; /* the aggregate's version, 0 if none */
+} hd_cmd_t;
+
+static json_t *cmd_result(const hd_cmd_t *c, const hd_item_t *it, const char *reason,
+                          const char *detail, json_int_t version)
+{
+    return new_result(c->meta, c->agg, it->type, reason, detail, version, c->partition);
+}
+
+/* Decodes the command of it (new reference) and reads its metadata into c; NULL, it->status
+ * set, when it must be skipped (logged). */
+static json_t *cmd_read(hd_runtime_t *rt, hd_item_t *it, hd_cmd_t *c)
 {
     rd_kafka_message_t *m = it->msg;
-    int32_t p = m->partition;
-    hd_part_t *pt = part_get(rt, p);
     json_t *cmd = NULL;
     es_err_t derr = ES_ERR_INIT;
-    int rc = 0;
-    hd_decision_t d;
-    hd_decision_init(&d);
-    /* every command gets a decide span, the next hop of its traceparent (or a new trace) */
-    it->start_us = es_zipkin_now_us();
-    it->traceparent = es_kafka_header_dup(m, "traceparent");
-    es_trace_child(it->traceparent, it->span);
-    if (!pt->owned) { /* cannot happen: a revoke clears the batch */
-        it->status = "skipped";
-        goto out;
-    }
     if (!m->payload || ev_decode(rt->codec, m->payload, m->len, &it->type, &cmd, &derr) != 0) {
-        es_error("skipping undecodable command at %s[%d]@%lld: %s", rt->t_commands, (int)p,
-                 (long long)m->offset, m->payload ? derr.msg : "empty message");
+        es_error("skipping undecodable command at %s[%d]@%lld: %s", rt->t_commands,
+                 (int)m->partition, (long long)m->offset, m->payload ? derr.msg : "empty message");
         it->status = "undecodable";
         it->type = NULL;
-        goto out;
+        return NULL;
     }
-    json_t *meta = json_object_get(cmd, "metadata");
-    const char *cid = json_string_value(json_object_get(meta, "command_id"));
-    const char *agg = json_string_value(json_object_get(meta, "aggregate_id"));
-    if (!cid || !agg) {
-        es_error("skipping command without metadata at %s[%d]@%lld", rt->t_commands, (int)p,
-                 (long long)m->offset);
+    c->meta = json_object_get(cmd, "metadata");
+    c->cid = json_string_value(json_object_get(c->meta, "command_id"));
+    c->agg = json_string_value(json_object_get(c->meta, "aggregate_id"));
+    c->partition = m->partition;
+    if (!c->cid || !c->agg) {
+        es_error("skipping command without metadata at %s[%d]@%lld", rt->t_commands,
+                 (int)m->partition, (long long)m->offset);
         it->status = "undecodable";
-        goto out;
+        json_decref(cmd);
+        return NULL;
     }
-    json_t *first = json_object_get(pt->staged_results, cid);
+    return cmd;
+}
+
+/* Whether the command was decided before (in this batch, or recovered): then it->result is its
+ * first outcome again, and no event follows. */
+static bool cmd_is_duplicate(hd_part_t *pt, const hd_cmd_t *c, hd_item_t *it)
+{
+    json_t *first = json_object_get(pt->staged_results, c->cid);
     if (!first)
-        first = json_object_get(pt->results, cid);
-    if (first) { /* already decided: its first outcome again, no new event */
-        it->result = json_incref(first);
-        it->duplicate = true;
-        it->status = "duplicate";
-        goto out;
-    }
-    json_t *state = state_get(pt, agg);
-    json_int_t version = state ? json_integer_value(json_object_get(state, "version")) : 0;
-    json_t *expected = json_object_get(meta, "expected_version");
-    if (json_is_integer(expected) && json_integer_value(expected) != version) {
-        char detail[160];
-        snprintf(detail, sizeof detail, "expected version %lld, aggregate '%.64s' is at %lld",
-                 (long long)json_integer_value(expected), agg, (long long)version);
-        it->result = new_result(meta, agg, it->type, "version_conflict", detail, version, p);
-        it->status = "rejected";
-        goto out;
-    }
-    if (rt->ctx->decide(state, it->type, cmd, rt->view, &d) != 0)
-        hd_reject(&d, "internal", "the decider failed on '%s'", it->type);
-    if (d.reason && !(d.keep_events && json_array_size(d.events) > 0)) {
-        it->result = new_result(meta, agg, it->type, d.reason, d.detail, version, p);
-        it->status = "rejected";
-        goto out;
-    }
-    /* stamp, evolve and encode every event before producing any: an event the codec refuses
-     * is a decider bug that a redo would repeat, so it rejects the command instead */
-    size_t n = json_array_size(d.events);
-    json_t *next = state ? json_deep_copy(state) : NULL;
-    void **bufs = xcalloc(n ? n : 1, sizeof *bufs);
-    size_t *lens = xcalloc(n ? n : 1, sizeof *lens);
+        first = json_object_get(pt->results, c->cid);
+    if (!first)
+        return false;
+    it->result = json_incref(first);
+    it->duplicate = true;
+    it->status = "duplicate";
+    return true;
+}
+
+/* Whether the command expects another version of the aggregate: then it->result rejects it. */
+static bool cmd_version_conflicts(const hd_cmd_t *c, hd_item_t *it)
+{
+    json_t *expected = json_object_get(c->meta, "expected_version");
+    if (!json_is_integer(expected) || json_integer_value(expected) == c->version)
+        return false;
+    char detail[160];
+    snprintf(detail, sizeof detail, "expected version %lld, aggregate '%.64s' is at %lld",
+             (long long)json_integer_value(expected), c->agg, (long long)c->version);
+    it->result = cmd_result(c, it, "version_conflict", detail, c->version);
+    it->status = "rejected";
+    return true;
+}
+
+/* A decision's events, stamped and encoded, and the state they evolve the aggregate into. */
+typedef struct hd_encoded {
+    size_t n;
+    void **bufs;  /* n encoded events, owned until handed to produce (then NULL) */
+    size_t *lens; /* their lengths */
+    json_t *next; /* the state after them, owned; NULL: none */
+} hd_encoded_t;
+
+static void encoded_release(hd_encoded_t *enc)
+{
+    for (size_t i = 0; i < enc->n; i++)
+        free(enc->bufs[i]);
+    free(enc->bufs);
+    free(enc->lens);
+    json_decref(enc->next);
+}
+
+/* Stamps, evolves and encodes every event of events (borrowed) into enc, stopping at the first
+ * the codec refuses (-1 with err). enc is filled either way: encoded_release it. */
+static int events_encode(hd_runtime_t *rt, const hd_cmd_t *c, const json_t *events,
+                         hd_encoded_t *enc, es_err_t *err)
+{
+    enc->n = json_array_size(events);
+    enc->next = c->state ? json_deep_copy(c->state) : NULL;
+    enc->bufs = xcalloc(enc->n ? enc->n : 1, sizeof *enc->bufs);
+    enc->lens = xcalloc(enc->n ? enc->n : 1, sizeof *enc->lens);
     size_t i;
     json_t *e;
-    es_err_t eerr = ES_ERR_INIT;
-    json_array_foreach(d.events, i, e)
+    json_array_foreach(events, i, e)
     {
         const char *etype = json_string_value(json_object_get(e, "type"));
-        json_t *ev = hd_event_stamp(meta, agg, i, version + (json_int_t)i + 1,
-                                    json_object_get(e, "payload"));
-        int erc =
-            ev_encode(rt->codec, rt->t_events, etype ? etype : "", ev, &bufs[i], &lens[i], &eerr);
+        json_int_t version = c->version + (json_int_t)i + 1;
+        json_t *ev = hd_event_stamp(c->meta, c->agg, i, version, json_object_get(e, "payload"));
+        int erc = ev_encode(rt->codec, rt->t_events, etype ? etype : "", ev, &enc->bufs[i],
+                            &enc->lens[i], err);
         if (erc == 0) {
-            next = rt->ctx->evolve(next, etype, ev);
-            if (next)
-                json_object_set_new(next, "version", json_integer(version + (json_int_t)i + 1));
+            enc->next = rt->ctx->evolve(enc->next, etype, ev);
+            if (enc->next)
+                json_object_set_new(enc->next, "version", json_integer(version));
         }
         json_decref(ev);
         if (erc != 0)
             break;
     }
-    if (es_failed(&eerr)) {
-        for (size_t j = 0; j < n; j++)
-            free(bufs[j]);
-        free(bufs);
-        free(lens);
-        json_decref(next);
+    return es_failed(err) ? -1 : 0;
+}
+
+/* Produces the encoded events to the command's partition of the events topic, each with the
+ * decide span's traceparent. 0, or -1 with err (rt->produce_rc set). */
+static int events_produce(hd_runtime_t *rt, hd_item_t *it, const hd_cmd_t *c, hd_encoded_t *enc,
+                          es_err_t *err)
+{
+    int rc = 0;
+    for (size_t i = 0; i < enc->n; i++) {
+        if (rc == 0)
+            rc = produce(rt, rt->t_events, c->partition, c->agg, enc->bufs[i], enc->lens[i],
+                         it->span, &it->last_slot, err);
+        else
+            free(enc->bufs[i]);
+        enc->bufs[i] = NULL;
+        it->has_events = true;
+    }
+    return rc;
+}
+
+/* Stages a decision that has events (accepted, or rejected with events kept,
+ * hd_reject_keep_events): produces them, stages the new state and sets it->result. An event
+ * the codec refuses is a decider bug that a redo would repeat, so it rejects the command instead.
+ * 0, or -1 with err when the batch must be aborted (the registry failed, or a produce). */
+static int decision_stage(hd_runtime_t *rt, hd_item_t *it, hd_part_t *pt, const hd_cmd_t *c,
+                          const hd_decision_t *d, es_err_t *err)
+{
+    /* stamp, evolve and encode every event before producing any */
+    hd_encoded_t enc;
+    es_err_t eerr = ES_ERR_INIT;
+    int rc = -1;
+    if (events_encode(rt, c, d->events, &enc, &eerr) != 0) {
         if (eerr.code != ES_EINVAL) { /* the registry, not the data: redo the batch */
             es_set(err, eerr.code, "%s", eerr.msg);
-            rc = -1;
             goto out;
         }
-        es_error("command %s: the decider's event does not encode: %s", cid, eerr.msg);
-        it->result = new_result(meta, agg, it->type, "internal", eerr.msg, version, p);
+        es_error("command %s: the decider's event does not encode: %s", c->cid, eerr.msg);
+        it->result = cmd_result(c, it, "internal", eerr.msg, c->version);
+        it->status = "rejected";
+        rc = 0;
+        goto out;
+    }
+    if (events_produce(rt, it, c, &enc, err) != 0)
+        goto out;
+    if (enc.n > 0) {
+        json_object_set_new(pt->staged_states, c->agg, enc.next ? enc.next : json_null());
+        enc.next = NULL;
+    }
+    it->result =
+        cmd_result(c, it, d->reason, d->reason ? d->detail : NULL, c->version + (json_int_t)enc.n);
+    json_object_set_new(it->result, "event_count", json_integer((json_int_t)enc.n));
+    it->status = d->reason ? "rejected" : "accepted";
+    rc = 0;
+out:
+    encoded_release(&enc);
+    return rc;
+}
+
+/* Decides one command into it->result and stages its events, states and result. Returns 0, or
+ * -1 with err when the batch must be aborted (an event could not be encoded or produced). */
+static int decide_one(hd_runtime_t *rt, hd_item_t *it, es_err_t *err)
+{
+    hd_part_t *pt = part_get(rt, it->msg->partition);
+    hd_cmd_t c = {0};
+    json_t *cmd = NULL;
+    int rc = 0;
+    hd_decision_t d;
+    hd_decision_init(&d);
+    /* every command gets a decide span, the next hop of its traceparent (or a new trace) */
+    it->start_us = es_zipkin_now_us();
+    it->traceparent = es_kafka_header_dup(it->msg, "traceparent");
+    es_trace_child(it->traceparent, it->span);
+    if (!pt->owned) { /* cannot happen: a revoke clears the batch */
+        it->status = "skipped";
+        goto out;
+    }
+    if (!(cmd = cmd_read(rt, it, &c)) || cmd_is_duplicate(pt, &c, it))
+        goto out;
+    c.state = state_get(pt, c.agg);
+    c.version = c.state ? json_integer_value(json_object_get(c.state, "version")) : 0;
+    if (cmd_version_conflicts(&c, it))
+        goto out;
+    if (rt->ctx->decide(c.state, it->type, cmd, hd_views_get(rt->views), &d) != 0)
+        hd_reject(&d, "internal", "the decider failed on '%s'", it->type);
+    if (d.reason && !(d.keep_events && json_array_size(d.events) > 0)) {
+        it->result = cmd_result(&c, it, d.reason, d.detail, c.version);
         it->status = "rejected";
         goto out;
     }
-    /* every event carries the decide span's traceparent */
-    for (i = 0; i < n; i++) {
-        if (rc == 0)
-            rc = produce(rt, rt->t_events, p, agg, bufs[i], lens[i], it->span, &it->last_slot, err);
-        else
-            free(bufs[i]);
-        it->has_events = true;
-    }
-    free(bufs);
-    free(lens);
-    if (rc != 0) {
-        json_decref(next);
-        goto out;
-    }
-    if (n > 0)
-        json_object_set_new(pt->staged_states, agg, next ? next : json_null());
-    else
-        json_decref(next);
-    /* accepted, or rejected with events kept (hd_reject_keep_events) */
-    it->result = new_result(meta, agg, it->type, d.reason, d.reason ? d.detail : NULL,
-                            version + (json_int_t)n, p);
-    json_object_set_new(it->result, "event_count", json_integer((json_int_t)n));
-    it->status = d.reason ? "rejected" : "accepted";
+    rc = decision_stage(rt, it, pt, &c, &d, err);
 out:
     if (it->result && !it->duplicate)
         json_object_set(pt->staged_results,
@@ -796,6 +718,68 @@ static void log_decided(hd_runtime_t *rt, const hd_item_t *it)
     }
 }
 
+/* Produces the states the batch staged, of every owned partition, to the changelog. 0; 1 when
+ * the batch failed (*trc and err set); -1 on a state the schema refuses, a bug: rt->fatal set and
+ * the transaction aborted, the process restarts. */
+static int states_produce(hd_runtime_t *rt, es_txn_rc_t *trc, es_err_t *err)
+{
+    for (int p = 0; p < rt->nparts; p++) {
+        hd_part_t *pt = &rt->parts[p];
+        if (!pt->owned)
+            continue;
+        const char *k;
+        json_t *v;
+        json_object_foreach(pt->staged_states, k, v)
+        {
+            void *buf = NULL;
+            size_t len = 0;
+            if (!json_is_null(v) &&
+                ev_encode(rt->codec, rt->t_changelog, rt->ctx->state_type, v, &buf, &len, err)) {
+                if (err->code == ES_EINVAL) { /* a state the schema refuses: a bug, restart */
+                    set_fatal(rt, err);
+                    es_err_t aerr = ES_ERR_INIT;
+                    es_txn_abort(rt->txn, &aerr);
+                    return -1;
+                }
+                *trc = ES_TXN_ABORT;
+                return 1;
+            }
+            if (produce(rt, rt->t_changelog, p, k, buf, len, NULL, NULL, err)) {
+                *trc = rt->produce_rc;
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Produces the CommandResult of every decided command to its partition of the results topic,
+ * with the command's traceparent. 0, or -1 with *trc and err set. */
+static int results_produce(hd_runtime_t *rt, const hd_item_t *items, size_t n, es_txn_rc_t *trc,
+                           es_err_t *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        const hd_item_t *it = &items[i];
+        rd_kafka_message_t *m = it->msg;
+        if (!it->result)
+            continue;
+        void *buf = NULL;
+        size_t len = 0;
+        const char *cid = json_string_value(json_object_get(it->result, "command_id"));
+        char *tparent = es_kafka_header_dup(m, "traceparent");
+        int rc = ev_encode(rt->codec, rt->t_results, "eventshop.CommandResult", it->result, &buf,
+                           &len, err);
+        *trc = ES_TXN_ABORT;
+        if (rc == 0 &&
+            (rc = produce(rt, rt->t_results, m->partition, cid, buf, len, tparent, NULL, err)))
+            *trc = rt->produce_rc;
+        free(tparent);
+        if (rc)
+            return -1;
+    }
+    return 0;
+}
+
 /* Decides the batch in one transaction. Returns 0 (committed, or rewound to be read again when the
  * views lag), 1 (aborted and rewound: back off, then read again), 2 (the producer is lost:
  * recover_lost), -1 on a fatal error (rt->fatal set). */
@@ -809,7 +793,7 @@ static int run_batch(hd_runtime_t *rt, hd_item_t *items, size_t n)
     for (size_t i = 0; i < n; i++)
         es_txn_batch_add(rt->txn, items[i].msg);
     /* a command must see every view event committed before it was produced */
-    if (views_catch_up(rt, rt->cfg.view_wait_ms, &err) != 0) {
+    if (hd_views_catch_up(rt->views, rt->cfg.view_wait_ms, &err) != 0) {
         es_warn("deciding later: %s", err.msg);
         es_txn_rewind(rt->txn, rt->consumer);
         return 0;
@@ -831,52 +815,11 @@ static int run_batch(hd_runtime_t *rt, hd_item_t *items, size_t n)
             json_object_set_new(it->result, "offset",
                                 json_integer(es_txn_offset(rt->txn, it->last_slot)));
     }
-    for (int p = 0; p < rt->nparts; p++) {
-        hd_part_t *pt = &rt->parts[p];
-        if (!pt->owned)
-            continue;
-        const char *k;
-        json_t *v;
-        json_object_foreach(pt->staged_states, k, v)
-        {
-            void *buf = NULL;
-            size_t len = 0;
-            if (!json_is_null(v) &&
-                ev_encode(rt->codec, rt->t_changelog, rt->ctx->state_type, v, &buf, &len, &err)) {
-                if (err.code == ES_EINVAL) { /* a state the schema refuses: a bug, restart */
-                    set_fatal(rt, &err);
-                    es_err_t aerr = ES_ERR_INIT;
-                    es_txn_abort(rt->txn, &aerr);
-                    return -1;
-                }
-                trc = ES_TXN_ABORT;
-                goto failed;
-            }
-            if (produce(rt, rt->t_changelog, p, k, buf, len, NULL, NULL, &err)) {
-                trc = rt->produce_rc;
-                goto failed;
-            }
-        }
-    }
-    for (size_t i = 0; i < n; i++) {
-        hd_item_t *it = &items[i];
-        rd_kafka_message_t *m = it->msg;
-        if (!it->result)
-            continue;
-        void *buf = NULL;
-        size_t len = 0;
-        const char *cid = json_string_value(json_object_get(it->result, "command_id"));
-        char *tparent = es_kafka_header_dup(m, "traceparent");
-        int rc = ev_encode(rt->codec, rt->t_results, "eventshop.CommandResult", it->result, &buf,
-                           &len, &err);
-        trc = ES_TXN_ABORT;
-        if (rc == 0 &&
-            (rc = produce(rt, rt->t_results, m->partition, cid, buf, len, tparent, NULL, &err)))
-            trc = rt->produce_rc;
-        free(tparent);
-        if (rc)
-            goto failed;
-    }
+    int src = states_produce(rt, &trc, &err);
+    if (src < 0)
+        return -1;
+    if (src > 0 || results_produce(rt, items, n, &trc, &err) != 0)
+        goto failed;
     rd_kafka_consumer_group_metadata_t *cgmd = rd_kafka_consumer_group_metadata(rt->consumer);
     trc = es_txn_send_offsets(rt->txn, cgmd, &err);
     rd_kafka_consumer_group_metadata_destroy(cgmd);
@@ -967,7 +910,7 @@ hd_runtime_t *hd_runtime_new(const hd_context_t *ctx, ev_codec_t *codec,
     if (!(rt->txn = es_txn_new(&tcfg, err)))
         goto fail;
 
-    if (views_open(rt, err) != 0)
+    if (!(rt->views = hd_views_new(ctx, codec, &rt->stop, err)))
         goto fail;
 
     rt->m_batch_seconds =
@@ -1094,10 +1037,11 @@ static size_t gather(hd_runtime_t *rt, hd_item_t *items)
 
 int hd_runtime_run(hd_runtime_t *rt, es_err_t *err)
 {
-    if (views_catch_up(rt, rt->cfg.recovery_timeout_ms, err) != 0)
+    if (hd_views_catch_up(rt->views, rt->cfg.recovery_timeout_ms, err) != 0)
         return -1;
-    if (rt->view_consumer)
-        es_info("views of '%s' read: %zu partitions", rt->ctx->name, rt->nvparts);
+    if (hd_views_partition_count(rt->views) > 0)
+        es_info("views of '%s' read: %zu partitions", rt->ctx->name,
+                hd_views_partition_count(rt->views));
     if (consumer_subscribe(rt, err) != 0)
         return -1;
     hd_item_t *items = xcalloc((size_t)rt->cfg.batch_max, sizeof *items);
@@ -1141,7 +1085,7 @@ void hd_runtime_free(hd_runtime_t *rt)
         rd_kafka_destroy(rt->consumer);
     if (rt->cconf)
         rd_kafka_conf_destroy(rt->cconf);
-    views_close(rt);
+    hd_views_free(rt->views);
     for (int p = 0; p < rt->nparts; p++)
         part_drop(&rt->parts[p]);
     free(rt->parts);

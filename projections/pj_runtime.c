@@ -1,23 +1,15 @@
-/* The projector runtime is plumbing: it alone talks to librdkafka here; projections only see
- * decoded events and a database handle inside an open transaction. */
+/* The projector runtime is plumbing: it and its rebuild (pj_rebuild.c) alone talk to librdkafka
+ * here; projections only see decoded events and a database handle inside an open transaction. */
 #include "pj_runtime.h"
 #include "es_env.h"
 #include "es_fault.h"
 #include "es_kafka.h"
 #include "es_log.h"
 #include "es_mem.h"
-#include "es_metrics.h"
 #include "es_time.h"
 #include "es_trace.h"
 #include "es_zipkin.h"
-/* ev_codec.h's comment holds a path with "/\*" in it */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wcomment"
-#include "ev_codec.h"
-#pragma GCC diagnostic pop
-#include "sr_client.h"
-#include <librdkafka/rdkafka.h>
-#include <signal.h>
+#include "pj_internal.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,50 +19,11 @@
 
 #define PJ_BACKOFF_MIN_MS 200
 #define PJ_BACKOFF_MAX_MS 5000
-#define PJ_IDLE_POLL_MS   100
 #define PJ_LAG_EVERY_MS   1000
 #define PJ_CHECK_EVERY_MS 5000  /* idle: how often Kafka and MariaDB are asked if they answer */
 #define PJ_CHECK_WAIT_MS  2000  /* the longest such a Kafka check may take */
-#define PJ_LOCK_WAIT_S    30    /* a rebuild holds the live lock for one catch-up and a RENAME */
 #define PJ_COMMIT_WAIT_MS 5000  /* after a failed Kafka commit, the next one waits this long */
 #define PJ_COMMIT_LOG_MS  60000 /* at most one warning per minute about failed Kafka commits */
-
-struct pj_part {
-    bool assigned;
-    int64_t stored; /* next offset stored in MariaDB; -1: none (from the beginning) */
-    int64_t next;   /* one past the last offset put in the batch; -1: none yet */
-    bool in_batch;
-    int64_t committed; /* last offset committed to the Kafka group; -1: none this assignment */
-    es_metric_t *lag;
-};
-
-struct pj_runtime {
-    const pj_projection_t *p;
-    char *group, *suffix, *key; /* key: offsets and dead letters are kept under it */
-    char *lock;                 /* MariaDB named lock held around each batch (pj_lock_name) */
-    bool manual;                /* rebuild: every partition assigned, no consumer group */
-    const int64_t *limit;       /* rebuild catch-up: per partition, offsets to stop before */
-    long long done;             /* events committed (applied or dead-lettered) */
-    char topic[200];
-    int batch_max, linger_ms;
-    es_db_t *db;
-    sr_client_t *sr;
-    ev_codec_t *codec;
-    rd_kafka_t *rk;
-    struct pj_part *parts;
-    int nparts;
-    rd_kafka_message_t **batch;
-    int nbatch;
-    bool need_resync; /* positions must be reloaded from MariaDB before the next batch */
-    long backoff_ms;  /* ceiling of the current back-off; 0 after a success */
-    unsigned jitter;  /* rand_r state for the back-off's jitter */
-    volatile sig_atomic_t stop;
-    es_metric_t *m_events, *m_batch, *m_dead, *m_commit_failed;
-    json_t *applied;           /* the batch in flight's applied events, logged once committed */
-    long long commit_retry_at; /* no Kafka commit before (es_mono_ms), after a failed one */
-    long long commit_warned_at;
-    long commit_unwarned; /* failed Kafka commits not logged since commit_warned_at */
-};
 
 static const char pj_offsets_ddl[] =
     "CREATE TABLE IF NOT EXISTS projection_offsets ("
@@ -85,20 +38,17 @@ static const char pj_dead_ddl[] =
     "at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),"
     "PRIMARY KEY (projection, topic, part, `offset`)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
 
-static const char pj_versions_ddl[] =
-    "CREATE TABLE IF NOT EXISTS projection_versions ("
-    "projection VARCHAR(64) NOT NULL PRIMARY KEY, version INT NOT NULL,"
-    "built_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)"
-    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
+const char pj_versions_ddl[] = "CREATE TABLE IF NOT EXISTS projection_versions ("
+                               "projection VARCHAR(64) NOT NULL PRIMARY KEY, version INT NOT NULL,"
+                               "built_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)"
+                               ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
 
-/* "eventshop.<context>.<key>": named locks are server-wide, so the context is in the name. */
-static char *pj_lock_name(const char *context, const char *key)
+char *pj_lock_name(const char *context, const char *key)
 {
     return xasprintf("eventshop.%s.%s", context, key);
 }
 
-/* GET_LOCK(name, wait_s) on db. 0: held; ES_ETIMEOUT when someone else kept it; ES_EIO... */
-static int pj_lock(es_db_t *db, const char *name, int wait_s, es_err_t *err)
+int pj_lock(es_db_t *db, const char *name, int wait_s, es_err_t *err)
 {
     const es_db_val_t params[] = {ES_DB_S(name), ES_DB_I(wait_s)};
     json_t *rows = es_db_query(db, "SELECT GET_LOCK(?, ?) AS got", params, 2, err);
@@ -112,7 +62,7 @@ static int pj_lock(es_db_t *db, const char *name, int wait_s, es_err_t *err)
     return rc;
 }
 
-static void pj_unlock(es_db_t *db, const char *name)
+void pj_unlock(es_db_t *db, const char *name)
 {
     const es_db_val_t params[] = {ES_DB_S(name)};
     json_decref(es_db_query(db, "SELECT RELEASE_LOCK(?) AS released", params, 1, NULL));
@@ -178,11 +128,11 @@ static void pj_db_drop(pj_runtime_t *rt)
     }
 }
 
-/* Stored next offsets of this projection's partitions: a new JSON array of {part, next_offset}. */
-static json_t *pj_offsets_load(pj_runtime_t *rt, bool for_update, es_err_t *err)
+json_t *pj_offsets_load(es_db_t *db, const char *key, const char *topic, bool for_update,
+                        es_err_t *err)
 {
-    const es_db_val_t params[] = {ES_DB_S(rt->key), ES_DB_S(rt->topic)};
-    return es_db_query(rt->db,
+    const es_db_val_t params[] = {ES_DB_S(key), ES_DB_S(topic)};
+    return es_db_query(db,
                        for_update ? "SELECT part, next_offset FROM projection_offsets "
                                     "WHERE projection=? AND topic=? FOR UPDATE"
                                   : "SELECT part, next_offset FROM projection_offsets "
@@ -190,7 +140,18 @@ static json_t *pj_offsets_load(pj_runtime_t *rt, bool for_update, es_err_t *err)
                        params, 2, err);
 }
 
-static int64_t pj_offsets_find(const json_t *rows, int32_t part)
+int pj_offset_store(es_db_t *db, const char *key, const char *topic, int32_t part, int64_t next,
+                    es_err_t *err)
+{
+    const es_db_val_t params[] = {ES_DB_S(key), ES_DB_S(topic), ES_DB_I(part), ES_DB_I(next)};
+    return es_db_exec(db,
+                      "INSERT INTO projection_offsets (projection, topic, part, next_offset, "
+                      "updated_at) VALUES (?, ?, ?, ?, NOW(3)) ON DUPLICATE KEY UPDATE "
+                      "next_offset=VALUES(next_offset), updated_at=VALUES(updated_at)",
+                      params, 4, NULL, err);
+}
+
+int64_t pj_offsets_find(const json_t *rows, int32_t part)
 {
     size_t i;
     json_t *row;
@@ -210,7 +171,7 @@ static void pj_assign_from_db(pj_runtime_t *rt, rd_kafka_topic_partition_list_t 
     es_err_t err = ES_ERR_INIT;
     json_t *rows = NULL;
     if (pj_db_ensure(rt, &err) == 0)
-        rows = pj_offsets_load(rt, false, &err);
+        rows = pj_offsets_load(rt->db, rt->key, rt->topic, false, &err);
     if (!rows) {
         es_warn("projector %s: cannot read stored offsets, will retry: %s", rt->key, err.msg);
         pj_db_drop(rt);
@@ -235,8 +196,6 @@ static void pj_assign_from_db(pj_runtime_t *rt, rd_kafka_topic_partition_list_t 
     if (e)
         es_error("projector %s: assign: %s", rt->key, rd_kafka_err2str(e));
 }
-
-static int pj_flush(pj_runtime_t *rt);
 
 static void pj_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
                             rd_kafka_topic_partition_list_t *list, void *opaque)
@@ -501,101 +460,95 @@ out:
     return rc;
 }
 
-/* Applies the batch and stores the offsets in one transaction, holding the projection's named
- * lock: a rebuild takes that lock to swap tables between two batches. 0: committed (or nothing
- * to do); -1: rolled back, batch discarded, positions to resync; -2: the same, because the stored
- * offsets moved (a rebuild's swap, or another projector): resync at once, no back-off. */
-static int pj_flush(pj_runtime_t *rt)
+/* Fence: the stored offsets must still be where this consumer started, or another consumer (a
+ * zombie of an old assignment) or a rebuild's swap has moved them (*moved, ES_ECONFLICT). They are
+ * re-read inside the transaction, after taking the lock, and the row locks keep them so until
+ * COMMIT. */
+static int pj_fence(pj_runtime_t *rt, bool *moved, es_err_t *err)
 {
-    if (rt->nbatch == 0)
-        return 0;
-    json_array_clear(rt->applied);
-    if (rt->need_resync || !rt->db) {
-        pj_batch_discard(rt);
-        rt->need_resync = true;
+    json_t *rows = pj_offsets_load(rt->db, rt->key, rt->topic, true, err);
+    if (!rows)
         return -1;
+    int rc = 0;
+    for (int i = 0; i < rt->nparts && rc == 0; i++) {
+        if (rt->parts[i].in_batch && pj_offsets_find(rows, i) != rt->parts[i].stored) {
+            *moved = true;
+            rc = es_set(err, ES_ECONFLICT,
+                        "stored offset of %s[%d] moved to %lld (expected %lld): another projector",
+                        rt->topic, i, (long long)pj_offsets_find(rows, i),
+                        (long long)rt->parts[i].stored);
+        }
     }
-    es_err_t err = ES_ERR_INIT;
-    long long t0 = es_mono_ms();
-    int applied = 0, dead = 0;
-    bool locked = false, moved = false;
-    json_t *rows = NULL;
-    if (pj_lock(rt->db, rt->lock, PJ_LOCK_WAIT_S, &err))
-        goto fail;
-    locked = true;
-    /* Events from guard_from on run under savepoints. The first pass has none; if an event is
-     * rejected there, the batch is rolled back and redone guarded from that event (the ones
-     * before it applied cleanly to the same rows); should an unguarded one fail on the redo
-     * anyway, the third pass guards every event, so it cannot be rejected unguarded again. */
+    json_decref(rows);
+    return rc;
+}
+
+/* What one pass over the batch did. */
+struct pj_tally {
+    int applied, dead;
+    int rejected; /* the index of the event rejected unguarded, -1: none */
+};
+
+/* One pass over the batch in the open transaction, events from guard_from on under savepoints;
+ * stops at the first event rejected unguarded. -1 with err when the batch must be retried. */
+static int pj_apply_pass(pj_runtime_t *rt, int guard_from, struct pj_tally *t, es_err_t *err)
+{
+    *t = (struct pj_tally){.rejected = -1};
+    json_array_clear(rt->applied);
+    for (int i = 0; i < rt->nbatch && t->rejected < 0; i++) {
+        int r = pj_apply_one(rt, rt->batch[i], i >= guard_from, err);
+        if (r < 0)
+            return -1;
+        if (r == 2)
+            t->rejected = i;
+        else if (r == 0)
+            t->applied++;
+        else
+            t->dead++;
+    }
+    return 0;
+}
+
+/* Begins the batch's transaction, fences it and applies the batch. Events from guard_from on run
+ * under savepoints. The first pass has none; if an event is rejected there, the batch is rolled
+ * back and redone guarded from that event (the ones before it applied cleanly to the same rows);
+ * should an unguarded one fail on the redo anyway, the third pass guards every event, so it
+ * cannot be rejected unguarded again. Returns with the transaction open, or -1 with err. */
+static int pj_apply_batch(pj_runtime_t *rt, struct pj_tally *t, bool *moved, es_err_t *err)
+{
     int guard_from = rt->nbatch;
     for (int pass = 0;; pass++) {
-        if (es_db_begin(rt->db, &err))
-            goto fail;
-        /* Fence: the stored offsets must still be where this consumer started, or another
-         * consumer (a zombie of an old assignment) or a rebuild's swap has moved them; they are
-         * re-read here, after taking the lock, and the row locks keep them so until COMMIT. */
-        json_decref(rows);
-        if (!(rows = pj_offsets_load(rt, true, &err)))
-            goto fail;
-        for (int i = 0; i < rt->nparts; i++) {
-            if (rt->parts[i].in_batch && pj_offsets_find(rows, i) != rt->parts[i].stored) {
-                moved = true;
-                es_set(&err, ES_ECONFLICT,
-                       "stored offset of %s[%d] moved to %lld (expected %lld): another projector",
-                       rt->topic, i, (long long)pj_offsets_find(rows, i),
-                       (long long)rt->parts[i].stored);
-                goto fail;
-            }
-        }
-        int rejected = -1;
-        applied = dead = 0;
-        json_array_clear(rt->applied);
-        for (int i = 0; i < rt->nbatch && rejected < 0; i++) {
-            int r = pj_apply_one(rt, rt->batch[i], i >= guard_from, &err);
-            if (r < 0)
-                goto fail;
-            if (r == 2)
-                rejected = i;
-            else if (r == 0)
-                applied++;
-            else
-                dead++;
-        }
-        if (rejected < 0)
-            break;
+        if (es_db_begin(rt->db, err) || pj_fence(rt, moved, err) ||
+            pj_apply_pass(rt, guard_from, t, err))
+            return -1;
+        if (t->rejected < 0)
+            return 0;
         /* a failed ROLLBACK must not be followed by START TRANSACTION, which would commit */
-        if (es_db_rollback(rt->db)) {
-            es_set(&err, ES_EIO, "rollback to redo the batch failed");
-            goto fail;
-        }
-        guard_from = pass == 0 ? rejected : 0;
+        if (es_db_rollback(rt->db))
+            return es_set(err, ES_EIO, "rollback to redo the batch failed");
+        guard_from = pass == 0 ? t->rejected : 0;
         es_info("projector %s: redoing the batch of %d with savepoints from event %d on", rt->key,
                 rt->nbatch, guard_from);
     }
+}
+
+/* Stores the next offset of every partition in the batch, in the open transaction. */
+static int pj_offsets_store(pj_runtime_t *rt, es_err_t *err)
+{
     for (int i = 0; i < rt->nparts; i++) {
         if (!rt->parts[i].in_batch)
             continue;
-        const es_db_val_t params[] = {ES_DB_S(rt->key), ES_DB_S(rt->topic), ES_DB_I(i),
-                                      ES_DB_I(rt->parts[i].next)};
-        if (es_db_exec(rt->db,
-                       "INSERT INTO projection_offsets (projection, topic, part, next_offset, "
-                       "updated_at) VALUES (?, ?, ?, ?, NOW(3)) ON DUPLICATE KEY UPDATE "
-                       "next_offset=VALUES(next_offset), updated_at=VALUES(updated_at)",
-                       params, 4, NULL, &err))
-            goto fail;
+        if (pj_offset_store(rt->db, rt->key, rt->topic, i, rt->parts[i].next, err))
+            return -1;
     }
-    /* fault points for the exactly-once tests: a crash (or a failure) with the batch applied
-     * but not committed, and a crash right after the commit */
-    if (es_fault_hit("pj.before_commit")) {
-        es_set(&err, ES_EIO, "fault point pj.before_commit");
-        goto fail;
-    }
-    if (es_db_commit(rt->db, &err))
-        goto fail;
-    es_fault_hit("pj.after_commit");
-    pj_unlock(rt->db, rt->lock);
-    json_decref(rows);
-    rt->done += applied + dead;
+    return 0;
+}
+
+/* After the commit: the batch's offsets become the stored ones, its messages are released, and
+ * it is counted, logged and committed to the group. */
+static void pj_batch_committed(pj_runtime_t *rt, const struct pj_tally *t, long long t0)
+{
+    rt->done += t->applied + t->dead;
     for (int i = 0; i < rt->nparts; i++) {
         if (rt->parts[i].in_batch)
             rt->parts[i].stored = rt->parts[i].next;
@@ -604,24 +557,28 @@ static int pj_flush(pj_runtime_t *rt)
     for (int i = 0; i < rt->nbatch; i++)
         rd_kafka_message_destroy(rt->batch[i]);
     rt->nbatch = 0;
-    es_metric_add(rt->m_events, applied);
-    if (dead)
-        es_metric_add(rt->m_dead, dead);
+    es_metric_add(rt->m_events, t->applied);
+    if (t->dead)
+        es_metric_add(rt->m_dead, t->dead);
     es_metric_observe(rt->m_batch, (double)(es_mono_ms() - t0) / 1000.0);
-    es_debug("projector %s: batch of %d committed (%d dead letters)", rt->key, applied + dead,
-             dead);
+    es_debug("projector %s: batch of %d committed (%d dead letters)", rt->key, t->applied + t->dead,
+             t->dead);
     pj_log_applied(rt);
     pj_update_lag(rt);
     pj_commit_positions(rt);
     rt->backoff_ms = 0;
-    return 0;
-fail:
-    json_decref(rows);
+}
+
+/* The batch failed (err): rolled back, discarded, its positions to resync. The connection is
+ * kept when fenced or the lock was busy (releasing the lock if held), closed otherwise (which
+ * also releases the lock). */
+static int pj_batch_failed(pj_runtime_t *rt, const es_err_t *err, bool locked, bool moved)
+{
     if (moved)
-        es_info("projector %s: batch of %d dropped, resyncing: %s", rt->key, rt->nbatch, err.msg);
+        es_info("projector %s: batch of %d dropped, resyncing: %s", rt->key, rt->nbatch, err->msg);
     else
-        es_error("projector %s: batch of %d rolled back: %s", rt->key, rt->nbatch, err.msg);
-    if (err.code == ES_ECONFLICT || err.code == ES_ETIMEOUT) {
+        es_error("projector %s: batch of %d rolled back: %s", rt->key, rt->nbatch, err->msg);
+    if (err->code == ES_ECONFLICT || err->code == ES_ETIMEOUT) {
         es_db_rollback(rt->db); /* fenced or lock busy: the connection is fine */
         if (locked)
             pj_unlock(rt->db, rt->lock);
@@ -633,6 +590,43 @@ fail:
     return moved ? -2 : -1;
 }
 
+/* Applies the batch and stores the offsets in one transaction, holding the projection's named
+ * lock: a rebuild takes that lock to swap tables between two batches. 0: committed (or nothing
+ * to do); -1: rolled back, batch discarded, positions to resync; -2: the same, because the stored
+ * offsets moved (a rebuild's swap, or another projector): resync at once, no back-off. */
+int pj_flush(pj_runtime_t *rt)
+{
+    if (rt->nbatch == 0)
+        return 0;
+    json_array_clear(rt->applied);
+    if (rt->need_resync || !rt->db) {
+        pj_batch_discard(rt);
+        rt->need_resync = true;
+        return -1;
+    }
+    es_err_t err = ES_ERR_INIT;
+    long long t0 = es_mono_ms();
+    struct pj_tally t = {.rejected = -1};
+    bool locked = false, moved = false;
+    if (pj_lock(rt->db, rt->lock, PJ_LOCK_WAIT_S, &err))
+        return pj_batch_failed(rt, &err, locked, moved);
+    locked = true;
+    if (pj_apply_batch(rt, &t, &moved, &err) || pj_offsets_store(rt, &err))
+        return pj_batch_failed(rt, &err, locked, moved);
+    /* fault points for the exactly-once tests: a crash (or a failure) with the batch applied
+     * but not committed, and a crash right after the commit */
+    if (es_fault_hit("pj.before_commit")) {
+        es_set(&err, ES_EIO, "fault point pj.before_commit");
+        return pj_batch_failed(rt, &err, locked, moved);
+    }
+    if (es_db_commit(rt->db, &err))
+        return pj_batch_failed(rt, &err, locked, moved);
+    es_fault_hit("pj.after_commit");
+    pj_unlock(rt->db, rt->lock);
+    pj_batch_committed(rt, &t, t0);
+    return 0;
+}
+
 /* Waits out a capped exponential back-off (ceiling doubling from PJ_BACKOFF_MIN_MS to
  * PJ_BACKOFF_MAX_MS, the wait drawn between half the ceiling and the ceiling, so that replicas
  * that lost the same server do not retry in step) without taking messages, returning early on
@@ -642,7 +636,7 @@ fail:
  * So the assigned partitions are paused and rd_kafka_consumer_poll keeps serving rebalances,
  * errors and the group's heartbeats; a message fetched before the pause is dropped, and the
  * positions are reloaded from the stored offsets (need_resync) before the next batch. */
-static void pj_backoff(pj_runtime_t *rt)
+void pj_backoff(pj_runtime_t *rt)
 {
     long long wait =
         es_backoff_next(&rt->backoff_ms, PJ_BACKOFF_MIN_MS, PJ_BACKOFF_MAX_MS, &rt->jitter);
@@ -690,9 +684,81 @@ static void pj_check_dependencies(pj_runtime_t *rt)
         rt->need_resync = true;
 }
 
-/* manual: a rebuild's runtime, which reads every partition itself (no group, no rebalance). */
-static pj_runtime_t *pj_runtime_create(const pj_projection_t *p, const pj_options_t *opt,
-                                       bool manual, es_err_t *err)
+static void pj_metrics_new(pj_runtime_t *rt)
+{
+    char labels[128];
+    snprintf(labels, sizeof labels, "projection=\"%s\"", rt->key);
+    rt->m_events = es_counter("eventshop_projector_events_total", "Events applied", labels);
+    rt->m_dead = es_counter("eventshop_projector_dead_letters_total",
+                            "Events recorded in projection_dead_letters", labels);
+    rt->m_batch = es_histogram("eventshop_projector_batch_seconds",
+                               "Time to apply and commit one batch", labels);
+    rt->m_commit_failed =
+        es_counter("eventshop_projector_kafka_commit_failures_total",
+                   "Failed commits of the projector's positions to its Kafka consumer group "
+                   "(informational: autoscaling reads them)",
+                   labels);
+}
+
+/* The consumer of rt->topic, in rt->group; a live projector's gets its rebalances and commit
+ * outcomes, a rebuild's (manual) neither. */
+static int pj_consumer_new(pj_runtime_t *rt, es_err_t *err)
+{
+    const char *kv[] = {"group.id", rt->group, "isolation.level", "read_committed",
+                        "enable.auto.commit", "false", "enable.auto.offset.store", "false",
+                        "auto.offset.reset", "earliest", "enable.partition.eof", "false",
+                        /* a killed projector's partitions move on after 10 s, not 45 */
+                        "session.timeout.ms", "10000",
+                        /* a rebuild's end-offset requests queue behind the fetch long-poll (live:
+                         * the list ends here) */
+                        rt->manual ? "fetch.wait.max.ms" : NULL, "100", NULL};
+    char client_id[128];
+    snprintf(client_id, sizeof client_id, "eventshop-projector-%s", rt->key);
+    rd_kafka_conf_t *conf = es_kafka_conf_new(client_id, kv, err);
+    if (!conf)
+        return -1;
+    if (!rt->manual) {
+        rd_kafka_conf_set_rebalance_cb(conf, pj_rebalance_cb);
+        rd_kafka_conf_set_offset_commit_cb(conf, pj_offset_commit_cb);
+    }
+    rd_kafka_conf_set_opaque(conf, rt);
+    char errstr[512];
+    if (!(rt->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr))) {
+        rd_kafka_conf_destroy(conf);
+        return es_set(err, ES_EIO, "kafka consumer: %s", errstr);
+    }
+    rd_kafka_poll_set_consumer(rt->rk);
+    return 0;
+}
+
+/* A rebuild reads every partition of the topic itself, from its stored offsets. */
+static int pj_assign_all(pj_runtime_t *rt, es_err_t *err)
+{
+    int n = es_kafka_partition_count(rt->rk, rt->topic, err);
+    if (n < 0)
+        return -1;
+    rd_kafka_topic_partition_list_t *all = rd_kafka_topic_partition_list_new(n);
+    for (int i = 0; i < n; i++)
+        rd_kafka_topic_partition_list_add(all, rt->topic, i);
+    pj_assign_from_db(rt, all);
+    rd_kafka_topic_partition_list_destroy(all);
+    if (rt->need_resync)
+        return es_set(err, ES_EIO, "cannot read the stored offsets of '%s'", rt->key);
+    return 0;
+}
+
+/* A live projector joins its group; the rebalance callback assigns. */
+static int pj_subscribe(pj_runtime_t *rt, es_err_t *err)
+{
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(sub, rt->topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(rt->rk, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    return es_kafka_resp_error(err, e, "subscribe");
+}
+
+pj_runtime_t *pj_runtime_create(const pj_projection_t *p, const pj_options_t *opt, bool manual,
+                                es_err_t *err)
 {
     pj_runtime_t *rt = xcalloc(1, sizeof *rt);
     rt->p = p;
@@ -714,75 +780,17 @@ static pj_runtime_t *pj_runtime_create(const pj_projection_t *p, const pj_option
     rt->batch = xcalloc((size_t)rt->batch_max, sizeof *rt->batch);
     rt->jitter = (unsigned)time(NULL) ^ (unsigned)getpid() ^ (unsigned)(uintptr_t)rt;
     es_topic(rt->topic, sizeof rt->topic, p->context, "events");
-
-    char labels[128];
-    snprintf(labels, sizeof labels, "projection=\"%s\"", rt->key);
-    rt->m_events = es_counter("eventshop_projector_events_total", "Events applied", labels);
-    rt->m_dead = es_counter("eventshop_projector_dead_letters_total",
-                            "Events recorded in projection_dead_letters", labels);
-    rt->m_batch = es_histogram("eventshop_projector_batch_seconds",
-                               "Time to apply and commit one batch", labels);
-    rt->m_commit_failed =
-        es_counter("eventshop_projector_kafka_commit_failures_total",
-                   "Failed commits of the projector's positions to its Kafka consumer group "
-                   "(informational: autoscaling reads them)",
-                   labels);
+    pj_metrics_new(rt);
 
     if (pj_db_ensure(rt, err) || es_db_exec(rt->db, pj_offsets_ddl, NULL, 0, NULL, err) ||
         es_db_exec(rt->db, pj_dead_ddl, NULL, 0, NULL, err) ||
         es_db_exec(rt->db, pj_versions_ddl, NULL, 0, NULL, err) || p->setup(rt->db, suffix, err))
         goto fail;
-
     if (!(rt->sr = sr_client_new(es_env_registry_url(), err)) ||
         !(rt->codec = ev_codec_new(es_env_schema_dir(), rt->sr, err)))
         goto fail;
-
-    const char *kv[] = {"group.id", rt->group, "isolation.level", "read_committed",
-                        "enable.auto.commit", "false", "enable.auto.offset.store", "false",
-                        "auto.offset.reset", "earliest", "enable.partition.eof", "false",
-                        /* a killed projector's partitions move on after 10 s, not 45 */
-                        "session.timeout.ms", "10000",
-                        /* a rebuild's end-offset requests queue behind the fetch long-poll (live:
-                         * the list ends here) */
-                        manual ? "fetch.wait.max.ms" : NULL, "100", NULL};
-    char client_id[128];
-    snprintf(client_id, sizeof client_id, "eventshop-projector-%s", rt->key);
-    rd_kafka_conf_t *conf = es_kafka_conf_new(client_id, kv, err);
-    if (!conf)
+    if (pj_consumer_new(rt, err) || (manual ? pj_assign_all(rt, err) : pj_subscribe(rt, err)))
         goto fail;
-    if (!manual) {
-        rd_kafka_conf_set_rebalance_cb(conf, pj_rebalance_cb);
-        rd_kafka_conf_set_offset_commit_cb(conf, pj_offset_commit_cb);
-    }
-    rd_kafka_conf_set_opaque(conf, rt);
-    char errstr[512];
-    if (!(rt->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr))) {
-        rd_kafka_conf_destroy(conf);
-        es_set(err, ES_EIO, "kafka consumer: %s", errstr);
-        goto fail;
-    }
-    rd_kafka_poll_set_consumer(rt->rk);
-    if (manual) {
-        int n = es_kafka_partition_count(rt->rk, rt->topic, err);
-        if (n < 0)
-            goto fail;
-        rd_kafka_topic_partition_list_t *all = rd_kafka_topic_partition_list_new(n);
-        for (int i = 0; i < n; i++)
-            rd_kafka_topic_partition_list_add(all, rt->topic, i);
-        pj_assign_from_db(rt, all);
-        rd_kafka_topic_partition_list_destroy(all);
-        if (rt->need_resync) {
-            es_set(err, ES_EIO, "cannot read the stored offsets of '%s'", rt->key);
-            goto fail;
-        }
-    } else {
-        rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(sub, rt->topic, RD_KAFKA_PARTITION_UA);
-        rd_kafka_resp_err_t e = rd_kafka_subscribe(rt->rk, sub);
-        rd_kafka_topic_partition_list_destroy(sub);
-        if (es_kafka_resp_error(err, e, "subscribe"))
-            goto fail;
-    }
     es_info("projector %s: group '%s', topic '%s', batch %d, linger %d ms", rt->key, rt->group,
             rt->topic, rt->batch_max, rt->linger_ms);
     return rt;
@@ -801,6 +809,50 @@ void pj_runtime_stop(pj_runtime_t *rt)
     rt->stop = 1;
 }
 
+bool pj_ready(pj_runtime_t *rt)
+{
+    if (!rt->need_resync)
+        return true;
+    es_err_t e = ES_ERR_INIT;
+    if (pj_db_ensure(rt, &e) == 0 && pj_resync(rt) == 0)
+        return true;
+    if (e.code)
+        es_warn("projector %s: database unavailable: %s", rt->key, e.msg);
+    pj_backoff(rt);
+    return false;
+}
+
+int pj_poll_timeout(const pj_runtime_t *rt, long long first_at)
+{
+    if (rt->nbatch == 0)
+        return PJ_IDLE_POLL_MS;
+    long long left = first_at + rt->linger_ms - es_mono_ms();
+    return left > 0 ? (int)left : 0;
+}
+
+int pj_take(pj_runtime_t *rt, rd_kafka_message_t *m, long long *first_at)
+{
+    if (!m)
+        return -1;
+    if (m->err) {
+        es_warn("projector %s: consume: %s", rt->key, rd_kafka_message_errstr(m));
+        rd_kafka_message_destroy(m);
+        return -1;
+    }
+    struct pj_part *pp = m->partition < rt->nparts ? &rt->parts[m->partition] : NULL;
+    if (rt->need_resync || !pp || !pp->assigned || m->offset < pp->next ||
+        (rt->limit && m->offset >= rt->limit[m->partition])) {
+        rd_kafka_message_destroy(m); /* from an old position: fetched again later */
+        return 0;
+    }
+    if (rt->nbatch == 0)
+        *first_at = es_mono_ms();
+    rt->batch[rt->nbatch++] = m;
+    pp->next = m->offset + 1;
+    pp->in_batch = true;
+    return 1;
+}
+
 int pj_runtime_run(pj_runtime_t *rt, es_err_t *err)
 {
     long long first_at = 0, lag_at = 0, check_at = 0;
@@ -815,42 +867,15 @@ int pj_runtime_run(pj_runtime_t *rt, es_err_t *err)
             pj_check_dependencies(rt);
             check_at = es_mono_ms();
         }
-        if (rt->need_resync) {
-            es_err_t e = ES_ERR_INIT;
-            if (pj_db_ensure(rt, &e) || pj_resync(rt)) {
-                if (e.code)
-                    es_warn("projector %s: database unavailable: %s", rt->key, e.msg);
-                pj_backoff(rt);
-                continue;
-            }
-        }
-        long long now = es_mono_ms();
-        int timeout = PJ_IDLE_POLL_MS;
-        if (rt->nbatch > 0) {
-            long long left = first_at + rt->linger_ms - now;
-            timeout = left > 0 ? (int)left : 0;
-        }
+        if (!pj_ready(rt))
+            continue;
+        int timeout = pj_poll_timeout(rt, first_at);
         rd_kafka_message_t *m =
             timeout > 0 || rt->nbatch == 0 ? rd_kafka_consumer_poll(rt->rk, timeout) : NULL;
-        if (m && m->err) {
-            es_warn("projector %s: consume: %s", rt->key, rd_kafka_message_errstr(m));
-            rd_kafka_message_destroy(m);
-            m = NULL;
-        } else if (m) {
-            struct pj_part *pp = m->partition < rt->nparts ? &rt->parts[m->partition] : NULL;
-            if (rt->need_resync || !pp || !pp->assigned || m->offset < pp->next) {
-                rd_kafka_message_destroy(m); /* from an old position: fetched again later */
-            } else {
-                if (rt->nbatch == 0)
-                    first_at = es_mono_ms();
-                rt->batch[rt->nbatch++] = m;
-                pp->next = m->offset + 1;
-                pp->in_batch = true;
-            }
-        }
-        now = es_mono_ms();
+        int took = pj_take(rt, m, &first_at);
+        long long now = es_mono_ms();
         if (rt->nbatch > 0 && (rt->nbatch >= rt->batch_max || now - first_at >= rt->linger_ms ||
-                               (!m && timeout == 0))) {
+                               (took < 0 && timeout == 0))) {
             if (pj_flush(rt) == -1)
                 pj_backoff(rt);
             lag_at = es_mono_ms();
@@ -886,426 +911,4 @@ void pj_runtime_free(pj_runtime_t *rt)
     free(rt->lock);
     json_decref(rt->applied);
     free(rt);
-}
-
-/* ------------------------------------------------------------------------------------ rebuild */
-
-static volatile sig_atomic_t pj_rebuild_stopping;
-
-void pj_rebuild_stop(void)
-{
-    pj_rebuild_stopping = 1;
-}
-
-int pj_version_check(const pj_projection_t *p, int *stored, es_err_t *err)
-{
-    int rc = -1;
-    json_t *rows = NULL;
-    es_db_t *db = es_db_open(p->context, err);
-    if (!db)
-        return -1;
-    const es_db_val_t params[] = {ES_DB_S(p->name), ES_DB_I(p->version)};
-    if (es_db_exec(db, pj_versions_ddl, NULL, 0, NULL, err) ||
-        es_db_exec(db, "INSERT IGNORE INTO projection_versions (projection, version) VALUES (?, ?)",
-                   params, 2, NULL, err) ||
-        !(rows = es_db_query(db, "SELECT version FROM projection_versions WHERE projection=?",
-                             params, 1, err)))
-        goto out;
-    *stored = (int)json_integer_value(json_object_get(json_array_get(rows, 0), "version"));
-    rc = *stored != p->version;
-out:
-    json_decref(rows);
-    es_db_close(db);
-    return rc;
-}
-
-/* The consumer's position of partition i, past control records; -1 if unknown. */
-static int64_t pj_position(pj_runtime_t *rt, int32_t i)
-{
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(list, rt->topic, i);
-    rd_kafka_position(rt->rk, list);
-    int64_t pos = list->elems[0].offset >= 0 ? list->elems[0].offset : -1;
-    rd_kafka_topic_partition_list_destroy(list);
-    return pos;
-}
-
-/* Events of the topic not yet read, from the end offsets; -1 if unknown. cached: the high
- * watermarks the last fetch responses carried (no request; they lag a fetch behind). Else one
- * ListOffsets request for every partition at once (offsets_for_times at "latest": the last
- * stable offset for this read_committed consumer), not one watermark query per partition each
- * queued behind a long-polling fetch. */
-static long long pj_remaining(pj_runtime_t *rt, bool cached)
-{
-    long long left = 0;
-    rd_kafka_topic_partition_list_t *ends = NULL;
-    if (!cached) {
-        ends = rd_kafka_topic_partition_list_new(rt->nparts);
-        for (int i = 0; i < rt->nparts; i++)
-            if (rt->parts[i].assigned)
-                rd_kafka_topic_partition_list_add(ends, rt->topic, i)->offset = RD_KAFKA_OFFSET_END;
-        if (rd_kafka_offsets_for_times(rt->rk, ends, 5000)) {
-            left = -1;
-            goto out;
-        }
-    }
-    for (int i = 0; i < rt->nparts; i++) {
-        if (!rt->parts[i].assigned)
-            continue;
-        int64_t lo = -1, hi = -1;
-        if (cached) {
-            if (rd_kafka_get_watermark_offsets(rt->rk, rt->topic, i, &lo, &hi))
-                hi = -1;
-        } else {
-            rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(ends, rt->topic, i);
-            if (tp && !tp->err)
-                hi = tp->offset;
-        }
-        if (hi < 0) {
-            left = -1;
-            goto out;
-        }
-        int64_t next = rt->parts[i].stored, pos = pj_position(rt, i);
-        if (pos > next)
-            next = pos;
-        if (next < lo)
-            next = lo;
-        left += hi > next ? hi - next : 0;
-    }
-out:
-    if (ends)
-        rd_kafka_topic_partition_list_destroy(ends);
-    return left;
-}
-
-/* One turn of a rebuild's consume loop: polls at most one message into the batch (none at or
- * past rt->limit when set) and flushes when the batch is due. Returns 1 if it batched one. */
-static int pj_step(pj_runtime_t *rt, long long *first_at)
-{
-    es_metrics_heartbeat("projector");
-    if (rt->need_resync) {
-        es_err_t e = ES_ERR_INIT;
-        if (pj_db_ensure(rt, &e) || pj_resync(rt)) {
-            if (e.code)
-                es_warn("projector %s: database unavailable: %s", rt->key, e.msg);
-            pj_backoff(rt);
-            return 0;
-        }
-    }
-    int timeout = PJ_IDLE_POLL_MS;
-    if (rt->nbatch > 0) {
-        long long left = *first_at + rt->linger_ms - es_mono_ms();
-        timeout = left > 0 ? (int)left : 0;
-    }
-    rd_kafka_message_t *m = rd_kafka_consumer_poll(rt->rk, timeout);
-    int took = 0;
-    if (m && m->err) {
-        es_warn("projector %s: consume: %s", rt->key, rd_kafka_message_errstr(m));
-        rd_kafka_message_destroy(m);
-        m = NULL;
-    } else if (m) {
-        struct pj_part *pp = m->partition < rt->nparts ? &rt->parts[m->partition] : NULL;
-        if (!pp || !pp->assigned || m->offset < pp->next ||
-            (rt->limit && m->offset >= rt->limit[m->partition])) {
-            rd_kafka_message_destroy(m);
-        } else {
-            if (rt->nbatch == 0)
-                *first_at = es_mono_ms();
-            rt->batch[rt->nbatch++] = m;
-            pp->next = m->offset + 1;
-            pp->in_batch = true;
-            took = 1;
-        }
-    }
-    if (rt->nbatch > 0 &&
-        (rt->nbatch >= rt->batch_max || es_mono_ms() - *first_at >= rt->linger_ms || !m) &&
-        pj_flush(rt) == -1)
-        pj_backoff(rt);
-    return took;
-}
-
-/* Whether every partition has been applied up to limit (stored, or skipped control records). */
-static bool pj_reached(pj_runtime_t *rt, const int64_t *limit)
-{
-    if (rt->nbatch > 0 || rt->need_resync)
-        return false;
-    for (int i = 0; i < rt->nparts; i++)
-        if (rt->parts[i].assigned && rt->parts[i].stored < limit[i] &&
-            pj_position(rt, i) < limit[i])
-            return false;
-    return true;
-}
-
-struct pj_progress {
-    const char *phase;
-    long long t0, last;
-    es_metric_t *m_done, *m_left, *m_rate, *m_eta;
-};
-
-static void pj_progress_report(pj_runtime_t *rt, struct pj_progress *pg, long long left)
-{
-    long long now = es_mono_ms();
-    double secs = (double)(now - pg->t0) / 1000.0;
-    double rate = secs > 0 ? (double)rt->done / secs : 0;
-    double eta = left < 0 ? -1 : rate > 0 ? (double)left / rate : left == 0 ? 0 : -1;
-    es_metric_set(pg->m_done, (double)rt->done);
-    es_metric_set(pg->m_left, (double)left);
-    es_metric_set(pg->m_rate, rate);
-    es_metric_set(pg->m_eta, eta);
-    /* one line per second, its numbers as key=value so that tools can read them */
-    es_info("rebuild %s: progress phase=%s applied=%lld remaining=%lld events_per_s=%.0f "
-            "eta_s=%.1f elapsed_s=%.1f",
-            rt->key, pg->phase, rt->done, left, rate, eta, secs);
-    pg->last = now;
-}
-
-/* Name of live table t exists in the database. */
-static int pj_table_exists(es_db_t *db, const char *t, bool *exists, es_err_t *err)
-{
-    const es_db_val_t params[] = {ES_DB_S(t)};
-    json_t *rows = es_db_query(db,
-                               "SELECT table_name AS t FROM information_schema.tables "
-                               "WHERE table_schema = DATABASE() AND table_name = ?",
-                               params, 1, err);
-    if (!rows)
-        return -1;
-    *exists = json_array_size(rows) > 0;
-    json_decref(rows);
-    return 0;
-}
-
-/* With the live lock held on ctl: one RENAME TABLE moving every live table of p to old_suffix and
- * every rebuilt one to the live name, then (one transaction) the rebuild's offsets, dead letters
- * and version become the live ones. The RENAME comes first: a crash between the two leaves the
- * live offsets at or behind the rebuilt rows only when the rebuild had to go past them (logged). */
-static int pj_swap(es_db_t *ctl, pj_runtime_t *rt, const char *old_suffix, const int64_t *live,
-                   es_err_t *err)
-{
-    const pj_projection_t *p = rt->p;
-    size_t cap = 64;
-    for (const char *const *t = p->tables; *t; t++)
-        cap += 3 * strlen(*t) + strlen(rt->suffix) + strlen(old_suffix) + 32;
-    char *sql = xmalloc(cap);
-    size_t n = (size_t)snprintf(sql, cap, "RENAME TABLE ");
-    int rc = -1;
-    for (const char *const *t = p->tables; *t; t++) {
-        bool exists = false;
-        if (pj_table_exists(ctl, *t, &exists, err))
-            goto out;
-        if (exists)
-            n += (size_t)snprintf(sql + n, cap - n, "`%s` TO `%s%s`, ", *t, *t, old_suffix);
-        n += (size_t)snprintf(sql + n, cap - n, "`%s%s` TO `%s`%s", *t, rt->suffix, *t,
-                              t[1] ? ", " : "");
-    }
-    if (es_db_exec(ctl, sql, NULL, 0, NULL, err))
-        goto out;
-    const es_db_val_t keys[] = {ES_DB_S(p->name), ES_DB_S(rt->key), ES_DB_S(rt->topic)};
-    if (es_db_begin(ctl, err) ||
-        es_db_exec(ctl, "DELETE FROM projection_offsets WHERE projection=? AND topic=?", keys + 1,
-                   2, NULL, err) ||
-        es_db_exec(ctl, "DELETE FROM projection_dead_letters WHERE projection=?", keys, 1, NULL,
-                   err) ||
-        es_db_exec(ctl, "UPDATE projection_dead_letters SET projection=? WHERE projection=?", keys,
-                   2, NULL, err))
-        goto rollback;
-    for (int i = 0; i < rt->nparts; i++) {
-        int64_t next = rt->parts[i].stored > live[i] ? rt->parts[i].stored : live[i];
-        if (!rt->parts[i].assigned || next < 0)
-            continue;
-        const es_db_val_t params[] = {ES_DB_S(p->name), ES_DB_S(rt->topic), ES_DB_I(i),
-                                      ES_DB_I(next)};
-        if (es_db_exec(ctl,
-                       "INSERT INTO projection_offsets (projection, topic, part, next_offset, "
-                       "updated_at) VALUES (?, ?, ?, ?, NOW(3)) ON DUPLICATE KEY UPDATE "
-                       "next_offset=VALUES(next_offset), updated_at=VALUES(updated_at)",
-                       params, 4, NULL, err))
-            goto rollback;
-    }
-    const es_db_val_t ver[] = {ES_DB_S(p->name), ES_DB_I(p->version)};
-    if (es_db_exec(ctl,
-                   "INSERT INTO projection_versions (projection, version, built_at) VALUES "
-                   "(?, ?, NOW(3)) ON DUPLICATE KEY UPDATE version=VALUES(version), "
-                   "built_at=VALUES(built_at)",
-                   ver, 2, NULL, err) ||
-        es_db_commit(ctl, err))
-        goto rollback;
-    rc = 0;
-    goto out;
-rollback:
-    es_db_rollback(ctl);
-out:
-    free(sql);
-    return rc;
-}
-
-static void pj_drop_tables(es_db_t *db, const pj_projection_t *p, const char *suffix)
-{
-    for (const char *const *t = p->tables; *t; t++) {
-        char *sql = xasprintf("DROP TABLE IF EXISTS `%s%s`", *t, suffix);
-        es_err_t e = ES_ERR_INIT;
-        if (es_db_exec(db, sql, NULL, 0, NULL, &e))
-            es_warn("rebuild %s: cannot drop '%s%s': %s", p->name, *t, suffix, e.msg);
-        free(sql);
-    }
-}
-
-int pj_rebuild(const pj_projection_t *p, const pj_rebuild_options_t *ropt, es_err_t *err)
-{
-    pj_rebuild_options_t o = {0};
-    if (ropt)
-        o = *ropt;
-    int rc = -1;
-    bool swapped = false, live_locked = false;
-    long long stamp = (long long)time(NULL);
-    char suffix[40], old_suffix[40];
-    snprintf(suffix, sizeof suffix, "_rb%lld", stamp);
-    snprintf(old_suffix, sizeof old_suffix, "_old%lld", stamp);
-    char *rb_lock = xasprintf("eventshop.%s.%s.rebuild", p->context, p->name);
-    char *live_lock = pj_lock_name(p->context, p->name);
-    char *group = xasprintf("eventshop-%s-rebuild-%lld", p->name, stamp);
-    int64_t *live = NULL, *limit = NULL;
-    json_t *rows = NULL;
-    pj_runtime_t *rt = NULL;
-    es_db_t *ctl = es_db_open(p->context, err);
-    if (!ctl)
-        goto out;
-    es_err_t e = ES_ERR_INIT;
-    if (pj_lock(ctl, rb_lock, 0, &e)) {
-        es_set(err, e.code == ES_ETIMEOUT ? ES_ECONFLICT : e.code,
-               e.code == ES_ETIMEOUT ? "a rebuild of '%s' is already running" : "%s: %s",
-               e.code == ES_ETIMEOUT ? p->name : "rebuild lock", e.msg);
-        goto out;
-    }
-    pj_options_t opt = {.group = group,
-                        .suffix = suffix,
-                        .batch_max = o.batch_max > 0 ? o.batch_max : 2000,
-                        .linger_ms = 50};
-    if (!(rt = pj_runtime_create(p, &opt, true, err)))
-        goto out;
-    char labels[128];
-    snprintf(labels, sizeof labels, "projection=\"%s\"", p->name);
-    struct pj_progress pg = {
-        .phase = "replay",
-        .t0 = es_mono_ms(),
-        .m_done = es_gauge("eventshop_projector_rebuild_applied_events",
-                           "Events applied to the tables being rebuilt", labels),
-        .m_left = es_gauge("eventshop_projector_rebuild_remaining_events",
-                           "Events still to apply before the rebuild catches up", labels),
-        .m_rate = es_gauge("eventshop_projector_rebuild_events_per_second", "Average rebuild speed",
-                           labels),
-        .m_eta = es_gauge("eventshop_projector_rebuild_eta_seconds",
-                          "Estimated time left to catch up (-1: unknown)", labels),
-    };
-    es_info("rebuild %s: replaying %s from offset 0 into tables with suffix '%s' (version %d)",
-            p->name, rt->topic, suffix, p->version);
-
-    /* 1. replay from 0 and catch up until less than one batch behind the high watermarks */
-    long long first_at = 0;
-    char errstr[512];
-    for (;;) {
-        if (pj_rebuild_stopping) {
-            es_set(err, ES_ETIMEOUT, "rebuild of '%s' interrupted", p->name);
-            goto out;
-        }
-        if (rd_kafka_fatal_error(rt->rk, errstr, sizeof errstr)) {
-            es_set(err, ES_EFATAL, "kafka: %s", errstr);
-            goto out;
-        }
-        int took = pj_step(rt, &first_at);
-        if (took && es_mono_ms() - pg.last < 1000)
-            continue;
-        /* the cached watermarks tell the progress; only the brokers' say the replay is done */
-        long long left = pj_remaining(rt, true);
-        if (left < 0 || left <= rt->batch_max)
-            left = pj_remaining(rt, false);
-        if (es_mono_ms() - pg.last >= 1000)
-            pj_progress_report(rt, &pg, left);
-        if (left >= 0 && left <= rt->batch_max) {
-            if (pj_flush(rt) == 0 && !rt->need_resync)
-                break;
-        }
-    }
-
-    /* 2. hold the live lock: the live projector is between batches. Go no further than its
-     * stored offsets so that the swap moves nothing; if the rebuild is ahead, let it catch up. */
-    pg.phase = "swap";
-    live = xcalloc((size_t)rt->nparts, sizeof *live);
-    limit = xcalloc((size_t)rt->nparts, sizeof *limit);
-    long long deadline = es_mono_ms() + (o.live_paused        ? 0
-                                         : o.swap_wait_ms > 0 ? o.swap_wait_ms
-                                                              : 15000);
-    for (;;) {
-        if (pj_lock(ctl, live_lock, PJ_LOCK_WAIT_S, err))
-            goto out;
-        live_locked = true;
-        const es_db_val_t params[] = {ES_DB_S(p->name), ES_DB_S(rt->topic)};
-        json_decref(rows);
-        if (!(rows = es_db_query(ctl,
-                                 "SELECT part, next_offset FROM projection_offsets "
-                                 "WHERE projection=? AND topic=?",
-                                 params, 2, err)))
-            goto out;
-        bool ahead = false;
-        for (int i = 0; i < rt->nparts; i++) {
-            live[i] = pj_offsets_find(rows, i);
-            limit[i] = live[i] > rt->parts[i].stored ? live[i] : rt->parts[i].stored;
-            if (rt->parts[i].stored > (live[i] > 0 ? live[i] : 0))
-                ahead = true;
-        }
-        if (!ahead)
-            break;
-        if (es_mono_ms() >= deadline) {
-            if (!o.live_paused)
-                es_warn("rebuild %s: the live projector did not reach the rebuild's offsets: "
-                        "moving its offsets forward",
-                        p->name);
-            break;
-        }
-        pj_unlock(ctl, live_lock);
-        live_locked = false;
-        struct timespec ts = {0, 100 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    rt->limit = limit;
-    long long until = es_mono_ms() + PJ_LOCK_WAIT_S * 1000LL;
-    while (!pj_reached(rt, limit)) {
-        if (es_mono_ms() > until || pj_rebuild_stopping) {
-            es_set(err, ES_ETIMEOUT, "rebuild of '%s' could not reach the live offsets", p->name);
-            goto out;
-        }
-        pj_step(rt, &first_at);
-    }
-    pj_progress_report(rt, &pg, 0);
-    if (pj_swap(ctl, rt, old_suffix, live, err))
-        goto out;
-    swapped = true;
-    pj_unlock(ctl, live_lock);
-    live_locked = false;
-    es_info("rebuild %s: swapped in: %lld events in %.1f s; old tables %s", p->name, rt->done,
-            (double)(es_mono_ms() - pg.t0) / 1000.0, o.keep_old ? "kept" : "dropped");
-    if (!o.keep_old)
-        pj_drop_tables(ctl, p, old_suffix);
-    else
-        es_info("rebuild %s: old tables kept with suffix '%s'", p->name, old_suffix);
-    rc = 0;
-out:
-    if (ctl && live_locked)
-        pj_unlock(ctl, live_lock);
-    if (ctl && rt && !swapped) {
-        /* a failed rebuild leaves nothing behind: the next one starts from 0 again */
-        const es_db_val_t key[] = {ES_DB_S(rt->key)};
-        pj_drop_tables(ctl, p, suffix);
-        es_db_exec(ctl, "DELETE FROM projection_offsets WHERE projection=?", key, 1, NULL, NULL);
-        es_db_exec(ctl, "DELETE FROM projection_dead_letters WHERE projection=?", key, 1, NULL,
-                   NULL);
-    }
-    json_decref(rows);
-    free(live);
-    free(limit);
-    pj_runtime_free(rt);
-    es_db_close(ctl); /* also releases the rebuild lock */
-    free(rb_lock);
-    free(live_lock);
-    free(group);
-    return rc;
 }

@@ -73,7 +73,10 @@ typedef struct es_http_cidrs es_http_cidrs_t;
  * frees the result. */
 es_http_cidrs_t *es_http_cidrs_new(const char *spec, es_err_t *err);
 void es_http_cidrs_free(es_http_cidrs_t *set);
-/* Whether address ip (text; IPv4-mapped IPv6 counts as IPv4) lies in one of set's networks. */
+/* How many networks set holds; 0 for NULL. */
+size_t es_http_cidrs_count(const es_http_cidrs_t *set);
+/* Whether address ip (text; IPv4-mapped IPv6 counts as IPv4) lies in one of set's networks; a
+ * NULL set is the empty one. */
 bool es_http_cidrs_has(const es_http_cidrs_t *set, const char *ip);
 /* The client's address, given the TCP peer's and the X-Forwarded-For value xff (may be NULL):
  * the peer unless it is in trusted; else the right-most entry of xff that is not in trusted,

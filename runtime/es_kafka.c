@@ -3,6 +3,7 @@
 #include "es_fault.h"
 #include "es_log.h"
 #include "es_mem.h"
+#include "es_retry.h"
 #include "es_time.h"
 #include <errno.h>
 #include <stdatomic.h>
@@ -348,32 +349,43 @@ bool es_kafka_fence_is_twin(rd_kafka_t *rk, double last_remake_s, double now_s)
     return false;
 }
 
+/* One fetch of the committed offsets of a new assignment, for es_retry_until. */
+typedef struct committed_fetch {
+    rd_kafka_t *rk;
+    rd_kafka_topic_partition_list_t *parts;
+    rd_kafka_resp_err_t e; /* the last attempt's error */
+} committed_fetch_t;
+
+static int committed_fetch(void *arg, es_err_t *err)
+{
+    committed_fetch_t *f = arg;
+    f->e = es_fault_hit("kafka.committed") ? RD_KAFKA_RESP_ERR_NOT_COORDINATOR
+                                           : rd_kafka_committed(f->rk, f->parts, 10000);
+    for (int i = 0; !f->e && i < f->parts->cnt; i++)
+        f->e = f->parts->elems[i].err;
+    if (!f->e)
+        return ES_RETRY_DONE;
+    es_set(err, ES_EIO, "%s", rd_kafka_err2str(f->e));
+    return ES_RETRY_AGAIN;
+}
+
 int es_kafka_assign_committed(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts,
                               int timeout_ms, volatile sig_atomic_t *stop, void (*heartbeat)(void),
                               es_err_t *err)
 {
-    double give_up = es_mono_s() + timeout_ms / 1000.0;
-    long ceiling = 0;
-    unsigned seed = (unsigned)(uintptr_t)parts ^ (unsigned)getpid();
-    for (;;) {
-        rd_kafka_resp_err_t e = es_fault_hit("kafka.committed")
-                                    ? RD_KAFKA_RESP_ERR_NOT_COORDINATOR
-                                    : rd_kafka_committed(rk, parts, 10000);
-        for (int i = 0; !e && i < parts->cnt; i++)
-            e = parts->elems[i].err;
-        if (!e) {
-            for (int i = 0; i < parts->cnt; i++)
-                if (parts->elems[i].offset < 0)
-                    parts->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
-            return es_kafka_resp_error(err, rd_kafka_assign(rk, parts), "assign");
-        }
-        if ((stop && *stop) || es_mono_s() >= give_up)
-            return es_kafka_resp_error(err, e, "committed offsets");
-        long wait_ms = es_backoff_next(&ceiling, 100, 2000, &seed);
-        es_warn("committed offsets of %d partitions: %s (again in %ld ms)", parts->cnt,
-                rd_kafka_err2str(e), wait_ms);
-        if (heartbeat)
-            heartbeat();
-        nanosleep(&(struct timespec){wait_ms / 1000, (wait_ms % 1000) * 1000000L}, NULL);
-    }
+    char what[64];
+    snprintf(what, sizeof what, "committed offsets of %d partitions", parts->cnt);
+    const es_retry_t retry = {.what = what,
+                              .deadline_ms = es_mono_ms() + timeout_ms,
+                              .min_ms = 100,
+                              .max_ms = 2000,
+                              .stop = stop,
+                              .heartbeat = heartbeat};
+    committed_fetch_t f = {rk, parts, RD_KAFKA_RESP_ERR_NO_ERROR};
+    if (es_retry_until(&retry, committed_fetch, &f, NULL))
+        return es_kafka_resp_error(err, f.e, "committed offsets");
+    for (int i = 0; i < parts->cnt; i++)
+        if (parts->elems[i].offset < 0)
+            parts->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+    return es_kafka_resp_error(err, rd_kafka_assign(rk, parts), "assign");
 }

@@ -1,0 +1,209 @@
+/* hd_views — see hd_views.h. */
+#include "hd_views.h"
+#include "es_kafka.h"
+#include "es_log.h"
+#include "es_mem.h"
+#include "es_time.h"
+#include "es_uuid.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct hd_views {
+    const hd_context_t *ctx;
+    ev_codec_t *codec;
+    const volatile sig_atomic_t *stop;
+    rd_kafka_t *consumer; /* NULL when the context has no views */
+    json_t *view;         /* the one object every view folds into */
+    struct hd_view_part {
+        size_t view;
+        int32_t partition;
+        int64_t pos;    /* next offset to read: last message + 1, or an EOF's offset */
+        int64_t target; /* the last stable offset to reach before deciding */
+    } * parts;
+    size_t nparts;
+};
+
+/* The consumer, assigned nothing yet. */
+static rd_kafka_t *views_consumer_new(const hd_context_t *ctx, es_err_t *err)
+{
+    char group[160], id[ES_UUID_LEN], client[160];
+    /* librdkafka wants a group id; it is never joined (assign only) and nothing is committed.
+     * partition EOF events tell the position past trailing transaction markers */
+    es_uuid_random(id);
+    snprintf(group, sizeof group, "eventshop-%s-handler-views-%s", ctx->name, id);
+    snprintf(client, sizeof client, "eventshop-%s-handler-views", ctx->name);
+    const char *kv[] = {"group.id", group, "isolation.level", "read_committed",
+                        "enable.auto.commit", "false", "enable.auto.offset.store", "false",
+                        "enable.partition.eof", "true",
+                        /* a batch waits for its views to reach the high watermark, which lies
+                         * past the transaction marker no message reports: only the next EOF
+                         * does, so the broker must not hold empty fetches for long */
+                        "fetch.wait.max.ms", "5", NULL};
+    rd_kafka_conf_t *conf = es_kafka_conf_new(client, kv, err);
+    if (!conf)
+        return NULL;
+    char errstr[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        es_set(err, ES_EIO, "kafka view consumer: %s", errstr);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(rk);
+    return rk;
+}
+
+/* Assigns every partition of every view topic from its beginning. */
+static int views_assign(hd_views_t *v, es_err_t *err)
+{
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(8);
+    int rc = -1;
+    for (size_t i = 0; i < v->ctx->n_views; i++) {
+        const char *topic = v->ctx->views[i].topic;
+        int n = es_kafka_partition_count(v->consumer, topic, err);
+        if (n < 0)
+            goto out;
+        for (int p = 0; p < n; p++) {
+            rd_kafka_topic_partition_list_add(parts, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+            v->parts = xrealloc(v->parts, (v->nparts + 1) * sizeof *v->parts);
+            v->parts[v->nparts++] = (struct hd_view_part){i, p, 0, 0};
+        }
+    }
+    rd_kafka_resp_err_t e = rd_kafka_assign(v->consumer, parts);
+    if (e) {
+        es_kafka_resp_error(err, e, "assign view partitions");
+        goto out;
+    }
+    rc = 0;
+out:
+    rd_kafka_topic_partition_list_destroy(parts);
+    return rc;
+}
+
+hd_views_t *hd_views_new(const hd_context_t *ctx, ev_codec_t *codec,
+                         const volatile sig_atomic_t *stop, es_err_t *err)
+{
+    hd_views_t *v = xcalloc(1, sizeof *v);
+    v->ctx = ctx;
+    v->codec = codec;
+    v->stop = stop;
+    v->view = json_object();
+    if (ctx->n_views == 0)
+        return v;
+    if (!(v->consumer = views_consumer_new(ctx, err)) || views_assign(v, err) != 0) {
+        hd_views_free(v);
+        return NULL;
+    }
+    return v;
+}
+
+static struct hd_view_part *view_part_find(hd_views_t *v, const char *topic, int32_t p,
+                                           size_t *view)
+{
+    for (size_t i = 0; i < v->nparts; i++) {
+        struct hd_view_part *vp = &v->parts[i];
+        if (vp->partition == p && !strcmp(v->ctx->views[vp->view].topic, topic)) {
+            *view = vp->view;
+            return vp;
+        }
+    }
+    return NULL;
+}
+
+static void view_message(hd_views_t *v, rd_kafka_message_t *m)
+{
+    size_t i = 0;
+    struct hd_view_part *vp =
+        m->rkt ? view_part_find(v, rd_kafka_topic_name(m->rkt), m->partition, &i) : NULL;
+    if (m->err) {
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            if (vp && m->offset > vp->pos)
+                vp->pos = m->offset;
+        } else {
+            es_warn("view consumer: %s", rd_kafka_message_errstr(m));
+        }
+        return;
+    }
+    if (!vp)
+        return;
+    vp->pos = m->offset + 1;
+    if (!m->payload)
+        return;
+    const char *type = NULL;
+    json_t *ev = NULL;
+    es_err_t err = ES_ERR_INIT;
+    if (ev_decode(v->codec, m->payload, m->len, &type, &ev, &err) != 0) {
+        es_error("view %s[%d]@%lld: %s", v->ctx->views[i].topic, (int)m->partition,
+                 (long long)m->offset, err.msg);
+        return;
+    }
+    v->ctx->views[i].fold(v->view, type, ev);
+    json_decref(ev);
+}
+
+/* hd_views_catch_up with the partitions resumed. */
+static int views_catch_up_resumed(hd_views_t *v, int timeout_ms, es_err_t *err)
+{
+    double deadline = es_mono_s() + timeout_ms / 1000.0;
+    for (size_t i = 0; i < v->nparts; i++) {
+        struct hd_view_part *vp = &v->parts[i];
+        int64_t lo = 0, hi = 0;
+        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
+            v->consumer, v->ctx->views[vp->view].topic, vp->partition, &lo, &hi, timeout_ms);
+        if (e)
+            return es_kafka_resp_error(err, e, v->ctx->views[vp->view].topic);
+        vp->target = hi;
+    }
+    for (;;) {
+        bool behind = false;
+        for (size_t i = 0; i < v->nparts && !behind; i++)
+            behind = v->parts[i].pos < v->parts[i].target;
+        if (!behind)
+            return 0;
+        if (es_mono_s() >= deadline || (v->stop && *v->stop))
+            return es_set(err, ES_ETIMEOUT, "the views of '%s' did not catch up in %d ms",
+                          v->ctx->name, timeout_ms);
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(v->consumer, 5);
+        if (m) {
+            view_message(v, m);
+            rd_kafka_message_destroy(m);
+        }
+    }
+}
+
+int hd_views_catch_up(hd_views_t *v, int timeout_ms, es_err_t *err)
+{
+    if (!v->consumer)
+        return 0;
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    rd_kafka_assignment(v->consumer, &parts);
+    rd_kafka_resume_partitions(v->consumer, parts);
+    int rc = views_catch_up_resumed(v, timeout_ms, err);
+    rd_kafka_pause_partitions(v->consumer, parts);
+    rd_kafka_topic_partition_list_destroy(parts);
+    return rc;
+}
+
+const json_t *hd_views_get(const hd_views_t *v)
+{
+    return v->view;
+}
+
+size_t hd_views_partition_count(const hd_views_t *v)
+{
+    return v->nparts;
+}
+
+void hd_views_free(hd_views_t *v)
+{
+    if (!v)
+        return;
+    if (v->consumer) {
+        rd_kafka_consumer_close(v->consumer);
+        rd_kafka_destroy(v->consumer);
+    }
+    json_decref(v->view);
+    free(v->parts);
+    free(v);
+}

@@ -1,0 +1,105 @@
+/* pj_internal — what the projector runtime (pj_runtime.c) and its rebuild (pj_rebuild.c) share:
+ * the runtime's state, its named locks and stored offsets, and the steps of its consume loop.
+ * Not for projections: they see pj_runtime.h only. */
+#ifndef PJ_INTERNAL_H
+#define PJ_INTERNAL_H
+
+#include "es_metrics.h"
+#include "pj_runtime.h"
+/* ev_codec.h's comment holds a path with "/\*" in it */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wcomment"
+#include "ev_codec.h"
+#pragma GCC diagnostic pop
+#include "sr_client.h"
+#include <librdkafka/rdkafka.h>
+#include <signal.h>
+#include <stdint.h>
+
+#define PJ_IDLE_POLL_MS 100
+#define PJ_LOCK_WAIT_S  30 /* a rebuild holds the live lock for one catch-up and a RENAME */
+
+struct pj_part {
+    bool assigned;
+    int64_t stored; /* next offset stored in MariaDB; -1: none (from the beginning) */
+    int64_t next;   /* one past the last offset put in the batch; -1: none yet */
+    bool in_batch;
+    int64_t committed; /* last offset committed to the Kafka group; -1: none this assignment */
+    es_metric_t *lag;
+};
+
+struct pj_runtime {
+    const pj_projection_t *p;
+    char *group, *suffix, *key; /* key: offsets and dead letters are kept under it */
+    char *lock;                 /* MariaDB named lock held around each batch (pj_lock_name) */
+    bool manual;                /* rebuild: every partition assigned, no consumer group */
+    const int64_t *limit;       /* rebuild catch-up: per partition, offsets to stop before */
+    long long done;             /* events committed (applied or dead-lettered) */
+    char topic[200];
+    int batch_max, linger_ms;
+    es_db_t *db;
+    sr_client_t *sr;
+    ev_codec_t *codec;
+    rd_kafka_t *rk;
+    struct pj_part *parts;
+    int nparts;
+    rd_kafka_message_t **batch;
+    int nbatch;
+    bool need_resync; /* positions must be reloaded from MariaDB before the next batch */
+    long backoff_ms;  /* ceiling of the current back-off; 0 after a success */
+    unsigned jitter;  /* rand_r state for the back-off's jitter */
+    volatile sig_atomic_t stop;
+    es_metric_t *m_events, *m_batch, *m_dead, *m_commit_failed;
+    json_t *applied;           /* the batch in flight's applied events, logged once committed */
+    long long commit_retry_at; /* no Kafka commit before (es_mono_ms), after a failed one */
+    long long commit_warned_at;
+    long commit_unwarned; /* failed Kafka commits not logged since commit_warned_at */
+};
+
+/* CREATE TABLE IF NOT EXISTS projection_versions: the version each live table set was built
+ * with. */
+extern const char pj_versions_ddl[];
+
+/* "eventshop.<context>.<key>" (new string): named locks are server-wide, so the context is in
+ * the name. */
+char *pj_lock_name(const char *context, const char *key);
+/* GET_LOCK(name, wait_s) on db. 0: held; ES_ETIMEOUT when someone else kept it; ES_EIO... */
+int pj_lock(es_db_t *db, const char *name, int wait_s, es_err_t *err);
+void pj_unlock(es_db_t *db, const char *name);
+/* The next offsets stored under key (a projection's name, with its suffix) for topic's
+ * partitions: a new JSON array of {part, next_offset}; for_update locks the rows until the
+ * transaction ends. NULL with err. */
+json_t *pj_offsets_load(es_db_t *db, const char *key, const char *topic, bool for_update,
+                        es_err_t *err);
+/* Stores next as the next offset of topic's partition part under key (in db's open transaction:
+ * with the rows it covers). */
+int pj_offset_store(es_db_t *db, const char *key, const char *topic, int32_t part, int64_t next,
+                    es_err_t *err);
+/* The next_offset of part in rows (borrowed: pj_offsets_load's {part, next_offset}); -1: none. */
+int64_t pj_offsets_find(const json_t *rows, int32_t part);
+
+/* pj_runtime_new, or with manual a rebuild's runtime, which reads every partition itself (no
+ * group, no rebalance) from its stored offsets. */
+pj_runtime_t *pj_runtime_create(const pj_projection_t *p, const pj_options_t *opt, bool manual,
+                                es_err_t *err);
+
+/* Steps of the consume loop. */
+/* When positions must be reloaded from MariaDB (need_resync): reconnects and resyncs, or backs
+ * off (pj_backoff) when that fails. Whether the loop may poll now. */
+bool pj_ready(pj_runtime_t *rt);
+/* How long the next poll may wait: idle, PJ_IDLE_POLL_MS; else what is left of the batch's
+ * linger after first_at (es_mono_ms), 0 when it has passed. */
+int pj_poll_timeout(const pj_runtime_t *rt, long long first_at);
+/* Takes message m (stolen, may be NULL) into the batch, *first_at set when it is the batch's
+ * first. 1: batched; 0: dropped (from an old position, or at or past rt->limit); -1: no message
+ * (NULL, or a consumer error, logged). */
+int pj_take(pj_runtime_t *rt, rd_kafka_message_t *m, long long *first_at);
+/* Applies the batch and stores the offsets in one transaction, under the projection's named
+ * lock. 0: committed (or nothing to do); -1: rolled back, to resync after a back-off; -2: the
+ * same, because the stored offsets moved: resync at once. */
+int pj_flush(pj_runtime_t *rt);
+/* Waits out the runtime's capped exponential back-off, serving the consumer with the assigned
+ * partitions paused; returns early on rt->stop. */
+void pj_backoff(pj_runtime_t *rt);
+
+#endif

@@ -1,0 +1,457 @@
+/* pj_rebuild — a projection rebuilt beside its live tables and swapped in (pj_runtime.h): replay
+ * from offset 0 with a manual runtime (pj_internal.h), catch-up to the live projector's stored
+ * offsets under its lock, one RENAME TABLE. Also the version check that decides a rebuild is
+ * due. */
+#include "es_log.h"
+#include "es_mem.h"
+#include "es_time.h"
+#include "pj_internal.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* The stop a signal asks (pj_rebuild_stop). Process-wide, not on a handle: the signal handler
+ * (projector_main.c) reaches the rebuild through pj_rebuild_stop(void) only, pj_rebuild owns all
+ * it makes from call to return, and a handler may only set a volatile sig_atomic_t, never follow a
+ * pointer to state that may be gone. */
+static volatile sig_atomic_t pj_rebuild_stopping;
+
+void pj_rebuild_stop(void)
+{
+    pj_rebuild_stopping = 1;
+}
+
+int pj_version_check(const pj_projection_t *p, int *stored, es_err_t *err)
+{
+    int rc = -1;
+    json_t *rows = NULL;
+    es_db_t *db = es_db_open(p->context, err);
+    if (!db)
+        return -1;
+    const es_db_val_t params[] = {ES_DB_S(p->name), ES_DB_I(p->version)};
+    if (es_db_exec(db, pj_versions_ddl, NULL, 0, NULL, err) ||
+        es_db_exec(db, "INSERT IGNORE INTO projection_versions (projection, version) VALUES (?, ?)",
+                   params, 2, NULL, err) ||
+        !(rows = es_db_query(db, "SELECT version FROM projection_versions WHERE projection=?",
+                             params, 1, err)))
+        goto out;
+    *stored = (int)json_integer_value(json_object_get(json_array_get(rows, 0), "version"));
+    rc = *stored != p->version;
+out:
+    json_decref(rows);
+    es_db_close(db);
+    return rc;
+}
+
+/* The consumer's position of partition i, past control records; -1 if unknown. */
+static int64_t pj_position(pj_runtime_t *rt, int32_t i)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, rt->topic, i);
+    rd_kafka_position(rt->rk, list);
+    int64_t pos = list->elems[0].offset >= 0 ? list->elems[0].offset : -1;
+    rd_kafka_topic_partition_list_destroy(list);
+    return pos;
+}
+
+/* Events of the topic not yet read, from the end offsets; -1 if unknown. cached: the high
+ * watermarks the last fetch responses carried (no request; they lag a fetch behind). Else one
+ * ListOffsets request for every partition at once (offsets_for_times at "latest": the last
+ * stable offset for this read_committed consumer), not one watermark query per partition each
+ * queued behind a long-polling fetch. */
+static long long pj_remaining(pj_runtime_t *rt, bool cached)
+{
+    long long left = 0;
+    rd_kafka_topic_partition_list_t *ends = NULL;
+    if (!cached) {
+        ends = rd_kafka_topic_partition_list_new(rt->nparts);
+        for (int i = 0; i < rt->nparts; i++)
+            if (rt->parts[i].assigned)
+                rd_kafka_topic_partition_list_add(ends, rt->topic, i)->offset = RD_KAFKA_OFFSET_END;
+        if (rd_kafka_offsets_for_times(rt->rk, ends, 5000)) {
+            left = -1;
+            goto out;
+        }
+    }
+    for (int i = 0; i < rt->nparts; i++) {
+        if (!rt->parts[i].assigned)
+            continue;
+        int64_t lo = -1, hi = -1;
+        if (cached) {
+            if (rd_kafka_get_watermark_offsets(rt->rk, rt->topic, i, &lo, &hi))
+                hi = -1;
+        } else {
+            rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(ends, rt->topic, i);
+            if (tp && !tp->err)
+                hi = tp->offset;
+        }
+        if (hi < 0) {
+            left = -1;
+            goto out;
+        }
+        int64_t next = rt->parts[i].stored, pos = pj_position(rt, i);
+        if (pos > next)
+            next = pos;
+        if (next < lo)
+            next = lo;
+        left += hi > next ? hi - next : 0;
+    }
+out:
+    if (ends)
+        rd_kafka_topic_partition_list_destroy(ends);
+    return left;
+}
+
+/* One turn of a rebuild's consume loop: polls at most one message into the batch (none at or
+ * past rt->limit when set) and flushes when the batch is due. Returns 1 if it batched one. */
+static int pj_step(pj_runtime_t *rt, long long *first_at)
+{
+    es_metrics_heartbeat("projector");
+    if (!pj_ready(rt))
+        return 0;
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(rt->rk, pj_poll_timeout(rt, *first_at));
+    int took = pj_take(rt, m, first_at);
+    if (rt->nbatch > 0 &&
+        (rt->nbatch >= rt->batch_max || es_mono_ms() - *first_at >= rt->linger_ms || took < 0) &&
+        pj_flush(rt) == -1)
+        pj_backoff(rt);
+    return took == 1;
+}
+
+/* Whether every partition has been applied up to limit (stored, or skipped control records). */
+static bool pj_reached(pj_runtime_t *rt, const int64_t *limit)
+{
+    if (rt->nbatch > 0 || rt->need_resync)
+        return false;
+    for (int i = 0; i < rt->nparts; i++)
+        if (rt->parts[i].assigned && rt->parts[i].stored < limit[i] &&
+            pj_position(rt, i) < limit[i])
+            return false;
+    return true;
+}
+
+struct pj_progress {
+    const char *phase;
+    long long t0, last;
+    es_metric_t *m_done, *m_left, *m_rate, *m_eta;
+};
+
+static void pj_progress_report(pj_runtime_t *rt, struct pj_progress *pg, long long left)
+{
+    long long now = es_mono_ms();
+    double secs = (double)(now - pg->t0) / 1000.0;
+    double rate = secs > 0 ? (double)rt->done / secs : 0;
+    double eta = left < 0 ? -1 : rate > 0 ? (double)left / rate : left == 0 ? 0 : -1;
+    es_metric_set(pg->m_done, (double)rt->done);
+    es_metric_set(pg->m_left, (double)left);
+    es_metric_set(pg->m_rate, rate);
+    es_metric_set(pg->m_eta, eta);
+    /* one line per second, its numbers as key=value so that tools can read them */
+    es_info("rebuild %s: progress phase=%s applied=%lld remaining=%lld events_per_s=%.0f "
+            "eta_s=%.1f elapsed_s=%.1f",
+            rt->key, pg->phase, rt->done, left, rate, eta, secs);
+    pg->last = now;
+}
+
+/* Name of live table t exists in the database. */
+static int pj_table_exists(es_db_t *db, const char *t, bool *exists, es_err_t *err)
+{
+    const es_db_val_t params[] = {ES_DB_S(t)};
+    json_t *rows = es_db_query(db,
+                               "SELECT table_name AS t FROM information_schema.tables "
+                               "WHERE table_schema = DATABASE() AND table_name = ?",
+                               params, 1, err);
+    if (!rows)
+        return -1;
+    *exists = json_array_size(rows) > 0;
+    json_decref(rows);
+    return 0;
+}
+
+/* With the live lock held on ctl: one RENAME TABLE moving every live table of p to old_suffix and
+ * every rebuilt one to the live name, then (one transaction) the rebuild's offsets, dead letters
+ * and version become the live ones. The RENAME comes first: a crash between the two leaves the
+ * live offsets at or behind the rebuilt rows only when the rebuild had to go past them (logged). */
+static int pj_swap(es_db_t *ctl, pj_runtime_t *rt, const char *old_suffix, const int64_t *live,
+                   es_err_t *err)
+{
+    const pj_projection_t *p = rt->p;
+    size_t cap = 64;
+    for (const char *const *t = p->tables; *t; t++)
+        cap += 3 * strlen(*t) + strlen(rt->suffix) + strlen(old_suffix) + 32;
+    char *sql = xmalloc(cap);
+    size_t n = (size_t)snprintf(sql, cap, "RENAME TABLE ");
+    int rc = -1;
+    for (const char *const *t = p->tables; *t; t++) {
+        bool exists = false;
+        if (pj_table_exists(ctl, *t, &exists, err))
+            goto out;
+        if (exists)
+            n += (size_t)snprintf(sql + n, cap - n, "`%s` TO `%s%s`, ", *t, *t, old_suffix);
+        n += (size_t)snprintf(sql + n, cap - n, "`%s%s` TO `%s`%s", *t, rt->suffix, *t,
+                              t[1] ? ", " : "");
+    }
+    if (es_db_exec(ctl, sql, NULL, 0, NULL, err))
+        goto out;
+    const es_db_val_t keys[] = {ES_DB_S(p->name), ES_DB_S(rt->key), ES_DB_S(rt->topic)};
+    if (es_db_begin(ctl, err) ||
+        es_db_exec(ctl, "DELETE FROM projection_offsets WHERE projection=? AND topic=?", keys + 1,
+                   2, NULL, err) ||
+        es_db_exec(ctl, "DELETE FROM projection_dead_letters WHERE projection=?", keys, 1, NULL,
+                   err) ||
+        es_db_exec(ctl, "UPDATE projection_dead_letters SET projection=? WHERE projection=?", keys,
+                   2, NULL, err))
+        goto rollback;
+    for (int i = 0; i < rt->nparts; i++) {
+        int64_t next = rt->parts[i].stored > live[i] ? rt->parts[i].stored : live[i];
+        if (!rt->parts[i].assigned || next < 0)
+            continue;
+        if (pj_offset_store(ctl, p->name, rt->topic, i, next, err))
+            goto rollback;
+    }
+    const es_db_val_t ver[] = {ES_DB_S(p->name), ES_DB_I(p->version)};
+    if (es_db_exec(ctl,
+                   "INSERT INTO projection_versions (projection, version, built_at) VALUES "
+                   "(?, ?, NOW(3)) ON DUPLICATE KEY UPDATE version=VALUES(version), "
+                   "built_at=VALUES(built_at)",
+                   ver, 2, NULL, err) ||
+        es_db_commit(ctl, err))
+        goto rollback;
+    rc = 0;
+    goto out;
+rollback:
+    es_db_rollback(ctl);
+out:
+    free(sql);
+    return rc;
+}
+
+static void pj_drop_tables(es_db_t *db, const pj_projection_t *p, const char *suffix)
+{
+    for (const char *const *t = p->tables; *t; t++) {
+        char *sql = xasprintf("DROP TABLE IF EXISTS `%s%s`", *t, suffix);
+        es_err_t e = ES_ERR_INIT;
+        if (es_db_exec(db, sql, NULL, 0, NULL, &e))
+            es_warn("rebuild %s: cannot drop '%s%s': %s", p->name, *t, suffix, e.msg);
+        free(sql);
+    }
+}
+
+/* A rebuild in progress: what the steps of pj_rebuild share. */
+struct pj_rb {
+    const pj_projection_t *p;
+    pj_rebuild_options_t o;
+    char suffix[40];     /* the rebuilt tables' "_rb<unix time>" */
+    char old_suffix[40]; /* the replaced tables' "_old<unix time>" */
+    char *rb_lock;       /* held from start to end: one rebuild of p at a time */
+    char *live_lock;     /* the live projector's per-batch lock */
+    char *group;         /* the manual runtime's one-off consumer group */
+    es_db_t *ctl;        /* the rebuild's own connection: locks, swap and clean-up */
+    pj_runtime_t *rt;    /* the manual runtime replaying into the rebuilt tables */
+    int64_t *live;       /* per partition: the live projector's stored offset, -1: none */
+    int64_t *limit;      /* per partition: where the catch-up stops */
+    bool live_locked, swapped;
+    long long first_at; /* when the batch in flight began */
+    struct pj_progress pg;
+};
+
+static void pj_rb_progress_init(struct pj_progress *pg, const char *name)
+{
+    char labels[128];
+    snprintf(labels, sizeof labels, "projection=\"%s\"", name);
+    *pg = (struct pj_progress){
+        .phase = "replay",
+        .t0 = es_mono_ms(),
+        .m_done = es_gauge("eventshop_projector_rebuild_applied_events",
+                           "Events applied to the tables being rebuilt", labels),
+        .m_left = es_gauge("eventshop_projector_rebuild_remaining_events",
+                           "Events still to apply before the rebuild catches up", labels),
+        .m_rate = es_gauge("eventshop_projector_rebuild_events_per_second", "Average rebuild speed",
+                           labels),
+        .m_eta = es_gauge("eventshop_projector_rebuild_eta_seconds",
+                          "Estimated time left to catch up (-1: unknown)", labels),
+    };
+}
+
+/* Names the rebuild's tables, locks and group; takes the rebuild lock (ES_ECONFLICT when another
+ * rebuild of p holds it) and makes the manual runtime, which creates the rebuilt tables. */
+static int pj_rb_start(struct pj_rb *rb, const pj_projection_t *p, const pj_rebuild_options_t *ropt,
+                       es_err_t *err)
+{
+    long long stamp = (long long)time(NULL);
+    memset(rb, 0, sizeof *rb);
+    rb->p = p;
+    if (ropt)
+        rb->o = *ropt;
+    snprintf(rb->suffix, sizeof rb->suffix, "_rb%lld", stamp);
+    snprintf(rb->old_suffix, sizeof rb->old_suffix, "_old%lld", stamp);
+    rb->rb_lock = xasprintf("eventshop.%s.%s.rebuild", p->context, p->name);
+    rb->live_lock = pj_lock_name(p->context, p->name);
+    rb->group = xasprintf("eventshop-%s-rebuild-%lld", p->name, stamp);
+    if (!(rb->ctl = es_db_open(p->context, err)))
+        return -1;
+    es_err_t e = ES_ERR_INIT;
+    if (pj_lock(rb->ctl, rb->rb_lock, 0, &e))
+        return es_set(err, e.code == ES_ETIMEOUT ? ES_ECONFLICT : e.code,
+                      e.code == ES_ETIMEOUT ? "a rebuild of '%s' is already running" : "%s: %s",
+                      e.code == ES_ETIMEOUT ? p->name : "rebuild lock", e.msg);
+    pj_options_t opt = {.group = rb->group,
+                        .suffix = rb->suffix,
+                        .batch_max = rb->o.batch_max > 0 ? rb->o.batch_max : 2000,
+                        .linger_ms = 50};
+    if (!(rb->rt = pj_runtime_create(p, &opt, true, err)))
+        return -1;
+    pj_rb_progress_init(&rb->pg, p->name);
+    es_info("rebuild %s: replaying %s from offset 0 into tables with suffix '%s' (version %d)",
+            p->name, rb->rt->topic, rb->suffix, p->version);
+    return 0;
+}
+
+/* Replays from 0 and catches up until less than one batch behind the high watermarks. */
+static int pj_rb_replay(struct pj_rb *rb, es_err_t *err)
+{
+    pj_runtime_t *rt = rb->rt;
+    char errstr[512];
+    for (;;) {
+        if (pj_rebuild_stopping)
+            return es_set(err, ES_ETIMEOUT, "rebuild of '%s' interrupted", rb->p->name);
+        if (rd_kafka_fatal_error(rt->rk, errstr, sizeof errstr))
+            return es_set(err, ES_EFATAL, "kafka: %s", errstr);
+        int took = pj_step(rt, &rb->first_at);
+        if (took && es_mono_ms() - rb->pg.last < 1000)
+            continue;
+        /* the cached watermarks tell the progress; only the brokers' say the replay is done */
+        long long left = pj_remaining(rt, true);
+        if (left < 0 || left <= rt->batch_max)
+            left = pj_remaining(rt, false);
+        if (es_mono_ms() - rb->pg.last >= 1000)
+            pj_progress_report(rt, &rb->pg, left);
+        if (left >= 0 && left <= rt->batch_max) {
+            if (pj_flush(rt) == 0 && !rt->need_resync)
+                return 0;
+        }
+    }
+}
+
+/* With the live lock held: reads the live projector's stored offsets into rb->live and the
+ * catch-up's limits into rb->limit; *ahead when the rebuild went past one of them. */
+static int pj_rb_read_live(struct pj_rb *rb, bool *ahead, es_err_t *err)
+{
+    pj_runtime_t *rt = rb->rt;
+    json_t *rows = pj_offsets_load(rb->ctl, rb->p->name, rt->topic, false, err);
+    if (!rows)
+        return -1;
+    *ahead = false;
+    for (int i = 0; i < rt->nparts; i++) {
+        rb->live[i] = pj_offsets_find(rows, i);
+        rb->limit[i] = rb->live[i] > rt->parts[i].stored ? rb->live[i] : rt->parts[i].stored;
+        if (rt->parts[i].stored > (rb->live[i] > 0 ? rb->live[i] : 0))
+            *ahead = true;
+    }
+    json_decref(rows);
+    return 0;
+}
+
+/* Takes the live lock: the live projector is between batches. Goes no further than its stored
+ * offsets, so that the swap moves nothing; if the rebuild is ahead, lets it catch up (up to
+ * swap_wait_ms, then moves its offsets forward). Returns holding the lock. */
+static int pj_rb_hold_live(struct pj_rb *rb, es_err_t *err)
+{
+    rb->pg.phase = "swap";
+    rb->live = xcalloc((size_t)rb->rt->nparts, sizeof *rb->live);
+    rb->limit = xcalloc((size_t)rb->rt->nparts, sizeof *rb->limit);
+    long long deadline = es_mono_ms() + (rb->o.live_paused        ? 0
+                                         : rb->o.swap_wait_ms > 0 ? rb->o.swap_wait_ms
+                                                                  : 15000);
+    for (;;) {
+        if (pj_lock(rb->ctl, rb->live_lock, PJ_LOCK_WAIT_S, err))
+            return -1;
+        rb->live_locked = true;
+        bool ahead = false;
+        if (pj_rb_read_live(rb, &ahead, err))
+            return -1;
+        if (!ahead)
+            return 0;
+        if (es_mono_ms() >= deadline) {
+            if (!rb->o.live_paused)
+                es_warn("rebuild %s: the live projector did not reach the rebuild's offsets: "
+                        "moving its offsets forward",
+                        rb->p->name);
+            return 0;
+        }
+        pj_unlock(rb->ctl, rb->live_lock);
+        rb->live_locked = false;
+        struct timespec ts = {0, 100 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* Applies the events up to rb->limit, within PJ_LOCK_WAIT_S. */
+static int pj_rb_catch_up(struct pj_rb *rb, es_err_t *err)
+{
+    pj_runtime_t *rt = rb->rt;
+    rt->limit = rb->limit;
+    long long until = es_mono_ms() + PJ_LOCK_WAIT_S * 1000LL;
+    while (!pj_reached(rt, rb->limit)) {
+        if (es_mono_ms() > until || pj_rebuild_stopping)
+            return es_set(err, ES_ETIMEOUT, "rebuild of '%s' could not reach the live offsets",
+                          rb->p->name);
+        pj_step(rt, &rb->first_at);
+    }
+    pj_progress_report(rt, &rb->pg, 0);
+    return 0;
+}
+
+/* Swaps the rebuilt tables in, releases the live lock, then drops (or keeps) the old tables. */
+static int pj_rb_swap_in(struct pj_rb *rb, es_err_t *err)
+{
+    const pj_projection_t *p = rb->p;
+    if (pj_swap(rb->ctl, rb->rt, rb->old_suffix, rb->live, err))
+        return -1;
+    rb->swapped = true;
+    pj_unlock(rb->ctl, rb->live_lock);
+    rb->live_locked = false;
+    es_info("rebuild %s: swapped in: %lld events in %.1f s; old tables %s", p->name, rb->rt->done,
+            (double)(es_mono_ms() - rb->pg.t0) / 1000.0, rb->o.keep_old ? "kept" : "dropped");
+    if (!rb->o.keep_old)
+        pj_drop_tables(rb->ctl, p, rb->old_suffix);
+    else
+        es_info("rebuild %s: old tables kept with suffix '%s'", p->name, rb->old_suffix);
+    return 0;
+}
+
+/* Releases what the rebuild holds; one that did not swap leaves nothing behind (its tables,
+ * offsets and dead letters are dropped): the next one starts from 0 again. */
+static void pj_rb_finish(struct pj_rb *rb)
+{
+    if (rb->ctl && rb->live_locked)
+        pj_unlock(rb->ctl, rb->live_lock);
+    if (rb->ctl && rb->rt && !rb->swapped) {
+        const es_db_val_t key[] = {ES_DB_S(rb->rt->key)};
+        pj_drop_tables(rb->ctl, rb->p, rb->suffix);
+        es_db_exec(rb->ctl, "DELETE FROM projection_offsets WHERE projection=?", key, 1, NULL,
+                   NULL);
+        es_db_exec(rb->ctl, "DELETE FROM projection_dead_letters WHERE projection=?", key, 1, NULL,
+                   NULL);
+    }
+    free(rb->live);
+    free(rb->limit);
+    pj_runtime_free(rb->rt);
+    es_db_close(rb->ctl); /* also releases the rebuild lock */
+    free(rb->rb_lock);
+    free(rb->live_lock);
+    free(rb->group);
+}
+
+int pj_rebuild(const pj_projection_t *p, const pj_rebuild_options_t *ropt, es_err_t *err)
+{
+    struct pj_rb rb;
+    int rc = -1;
+    if (pj_rb_start(&rb, p, ropt, err) == 0 && pj_rb_replay(&rb, err) == 0 &&
+        pj_rb_hold_live(&rb, err) == 0 && pj_rb_catch_up(&rb, err) == 0 &&
+        pj_rb_swap_in(&rb, err) == 0)
+        rc = 0;
+    pj_rb_finish(&rb);
+    return rc;
+}
