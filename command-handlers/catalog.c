@@ -1,4 +1,5 @@
 #include "catalog.h"
+#include "dm_json.h"
 #include <stdbool.h>
 #include <string.h>
 
@@ -17,11 +18,6 @@ const hd_context_t catalog_context = {
 #define ATTRS_MAX      50
 #define ATTR_KEY_MAX   64
 #define ATTR_VALUE_MAX 500
-
-static const char *str(const json_t *obj, const char *key)
-{
-    return json_string_value(json_object_get(obj, key));
-}
 
 /* characters, not bytes: jansson strings are valid UTF-8, so count the non-continuation bytes */
 static size_t utf8_len(const char *s)
@@ -103,8 +99,8 @@ static int check_attributes(hd_decision_t *d, const json_t *attrs)
 /* 0 when the actor may act for vendor_id: an admin always, a vendor only for its own id */
 static int check_owner(hd_decision_t *d, const json_t *meta, const char *vendor_id, const char *sku)
 {
-    const char *role = str(meta, "actor_role");
-    const char *actor_vendor = str(meta, "actor_vendor");
+    const char *role = dm_str(meta, "actor_role");
+    const char *actor_vendor = dm_str(meta, "actor_vendor");
     if (role && strcmp(role, "admin") == 0)
         return 0;
     if (role && strcmp(role, "vendor") == 0 && actor_vendor && vendor_id &&
@@ -121,7 +117,7 @@ static int check_owner(hd_decision_t *d, const json_t *meta, const char *vendor_
 /* the aggregate is the sku: the command's metadata must name the same one */
 static int check_aggregate(hd_decision_t *d, const json_t *cmd, const char *sku)
 {
-    const char *agg = str(json_object_get(cmd, "metadata"), "aggregate_id");
+    const char *agg = dm_str(json_object_get(cmd, "metadata"), "aggregate_id");
     if (!agg || !sku || strcmp(agg, sku) != 0) {
         hd_reject(d, "invalid_field", "metadata.aggregate_id: '%.64s' is not the sku '%.64s'",
                   agg ? agg : "", sku ? sku : "");
@@ -130,18 +126,12 @@ static int check_aggregate(hd_decision_t *d, const json_t *cmd, const char *sku)
     return 0;
 }
 
-static bool is_delisted(const json_t *state)
-{
-    const char *st = str(state, "status");
-    return st && strcmp(st, "DELISTED") == 0;
-}
-
 static int decide_list(const json_t *state, const json_t *cmd, hd_decision_t *out)
 {
     const json_t *meta = json_object_get(cmd, "metadata");
-    const char *sku = str(cmd, "sku");
-    const char *vendor = str(cmd, "vendor_id");
-    const char *description = str(cmd, "description");
+    const char *sku = dm_str(cmd, "sku");
+    const char *vendor = dm_str(cmd, "vendor_id");
+    const char *description = dm_str(cmd, "description");
     json_t *attrs = json_object_get(cmd, "attributes");
     if (json_is_null(attrs))
         attrs = NULL;
@@ -149,21 +139,21 @@ static int decide_list(const json_t *state, const json_t *cmd, hd_decision_t *ou
         return 0;
     if (check_sku(out, sku) || check_aggregate(out, cmd, sku) ||
         check_len(out, "vendor_id", vendor, 1, VENDOR_MAX) ||
-        check_len(out, "name", str(cmd, "name"), 1, NAME_MAX_CHARS) ||
+        check_len(out, "name", dm_str(cmd, "name"), 1, NAME_MAX_CHARS) ||
         check_len(out, "description", description ? description : "", 0, DESC_MAX_CHARS) ||
-        check_len(out, "category", str(cmd, "category"), 1, CAT_MAX_CHARS) ||
-        check_currency(out, str(cmd, "currency")) || (attrs && check_attributes(out, attrs)))
+        check_len(out, "category", dm_str(cmd, "category"), 1, CAT_MAX_CHARS) ||
+        check_currency(out, dm_str(cmd, "currency")) || (attrs && check_attributes(out, attrs)))
         return 0;
-    if (state && is_delisted(state))
+    if (state && dm_is_status(state, "DELISTED"))
         return hd_reject(out, "delisted", "sku '%s' is delisted", sku);
     if (state)
         return hd_reject(out, "already_listed", "sku '%s' is already listed", sku);
     hd_emit(out, CATALOG_NS "ProductListed",
             json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:s}", "sku", sku, "vendor_id", vendor,
-                      "name", str(cmd, "name"), "description", description ? description : "",
-                      "category", str(cmd, "category"), "attributes",
+                      "name", dm_str(cmd, "name"), "description", description ? description : "",
+                      "category", dm_str(cmd, "category"), "attributes",
                       attrs ? json_deep_copy(attrs) : json_object(), "currency",
-                      str(cmd, "currency")));
+                      dm_str(cmd, "currency")));
     return 0;
 }
 
@@ -177,19 +167,19 @@ static int check_existing(const json_t *state, const json_t *cmd, const char *sk
         return -1;
     if (!state)
         return hd_reject(out, "unknown_sku", "sku '%.64s' is not listed", sku), -1;
-    if (is_delisted(state))
+    if (dm_is_status(state, "DELISTED"))
         return hd_reject(out, "delisted", "sku '%s' is delisted", sku), -1;
-    return check_owner(out, json_object_get(cmd, "metadata"), str(state, "vendor_id"), sku);
+    return check_owner(out, json_object_get(cmd, "metadata"), dm_str(state, "vendor_id"), sku);
 }
 
 static int decide_change(const json_t *state, const json_t *cmd, hd_decision_t *out)
 {
-    const char *sku = str(cmd, "sku");
+    const char *sku = dm_str(cmd, "sku");
     if (check_existing(state, cmd, sku, out))
         return 0;
-    const char *name = str(cmd, "name");
-    const char *description = str(cmd, "description");
-    const char *category = str(cmd, "category");
+    const char *name = dm_str(cmd, "name");
+    const char *description = dm_str(cmd, "description");
+    const char *category = dm_str(cmd, "category");
     json_t *attrs = json_object_get(cmd, "attributes");
     if (json_is_null(attrs))
         attrs = NULL;
@@ -198,17 +188,17 @@ static int decide_change(const json_t *state, const json_t *cmd, hd_decision_t *
         (category && check_len(out, "category", category, 1, CAT_MAX_CHARS)) ||
         (attrs && check_attributes(out, attrs)))
         return 0;
-    json_t *next =
-        json_pack("{s:s, s:s, s:s, s:s, s:o}", "sku", sku, "name", name ? name : str(state, "name"),
-                  "description", description ? description : (str(state, "description") ?: ""),
-                  "category", category ? category : str(state, "category"), "attributes",
-                  json_deep_copy(attrs ? attrs : json_object_get(state, "attributes")));
+    json_t *next = json_pack(
+        "{s:s, s:s, s:s, s:s, s:o}", "sku", sku, "name", name ? name : dm_str(state, "name"),
+        "description", description ? description : (dm_str(state, "description") ?: ""), "category",
+        category ? category : dm_str(state, "category"), "attributes",
+        json_deep_copy(attrs ? attrs : json_object_get(state, "attributes")));
     if (!next) /* a state missing a member: refuse rather than guess */
         return hd_reject(out, "invalid_field", "sku '%s' has an incomplete state", sku);
     bool same =
-        strcmp(str(next, "name"), str(state, "name") ?: "") == 0 &&
-        strcmp(str(next, "description"), str(state, "description") ?: "") == 0 &&
-        strcmp(str(next, "category"), str(state, "category") ?: "") == 0 &&
+        strcmp(dm_str(next, "name"), dm_str(state, "name") ?: "") == 0 &&
+        strcmp(dm_str(next, "description"), dm_str(state, "description") ?: "") == 0 &&
+        strcmp(dm_str(next, "category"), dm_str(state, "category") ?: "") == 0 &&
         json_equal(json_object_get(next, "attributes"), json_object_get(state, "attributes"));
     if (same) {
         json_decref(next);
@@ -220,7 +210,7 @@ static int decide_change(const json_t *state, const json_t *cmd, hd_decision_t *
 
 static int decide_delist(const json_t *state, const json_t *cmd, hd_decision_t *out)
 {
-    const char *sku = str(cmd, "sku");
+    const char *sku = dm_str(cmd, "sku");
     if (check_existing(state, cmd, sku, out))
         return 0;
     hd_emit(out, CATALOG_NS "ProductDelisted", json_pack("{s:s}", "sku", sku));
@@ -248,19 +238,19 @@ json_t *catalog_evolve(json_t *state, const char *event_type, const json_t *payl
         json_decref(state);
         json_t *attrs = json_object_get(payload, "attributes");
         return json_pack(
-            "{s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:I}", "sku", str(payload, "sku") ?: "",
-            "vendor_id", str(payload, "vendor_id") ?: "", "name", str(payload, "name") ?: "",
-            "description", str(payload, "description") ?: "", "category",
-            str(payload, "category") ?: "", "attributes",
+            "{s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:I}", "sku", dm_str(payload, "sku") ?: "",
+            "vendor_id", dm_str(payload, "vendor_id") ?: "", "name", dm_str(payload, "name") ?: "",
+            "description", dm_str(payload, "description") ?: "", "category",
+            dm_str(payload, "category") ?: "", "attributes",
             attrs ? json_deep_copy(attrs) : json_object(), "currency",
-            str(payload, "currency") ?: "", "status", "LISTED", "version", (json_int_t)0);
+            dm_str(payload, "currency") ?: "", "status", "LISTED", "version", (json_int_t)0);
     }
     if (!state)
         return NULL; /* a change to nothing: the log is broken; keep no state rather than crash */
     if (strcmp(event_type, CATALOG_NS "ProductDetailsChanged") == 0) {
         static const char *const fields[] = {"name", "description", "category"};
         for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
-            const char *v = str(payload, fields[i]);
+            const char *v = dm_str(payload, fields[i]);
             if (v)
                 json_object_set_new(state, fields[i], json_string(v));
         }

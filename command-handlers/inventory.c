@@ -1,5 +1,6 @@
 #include "inventory.h"
 #include "catalog_view.h"
+#include "dm_json.h"
 #include <string.h>
 
 static const hd_view_t inventory_views[] = {{"catalog.events", catalog_view_fold}};
@@ -14,22 +15,6 @@ const hd_context_t inventory_context = {
 };
 
 #define ORDER_ID_MAX 128
-
-static const char *str(const json_t *obj, const char *key)
-{
-    return json_string_value(json_object_get(obj, key));
-}
-
-static json_int_t num(const json_t *obj, const char *key)
-{
-    return json_integer_value(json_object_get(obj, key));
-}
-
-static bool is_admin(const json_t *meta)
-{
-    const char *role = str(meta, "actor_role");
-    return role && !strcmp(role, "admin");
-}
 
 /* the facts every decision starts from */
 struct stock {
@@ -76,10 +61,10 @@ static int check_order_id(hd_decision_t *d, const char *order_id)
 /* 0 when the actor may receive or adjust: an admin, or the vendor owning the sku */
 static int check_owner(hd_decision_t *d, const json_t *meta, const struct stock *s)
 {
-    if (is_admin(meta))
+    if (dm_is_admin(meta))
         return 0;
-    const char *role = str(meta, "actor_role");
-    const char *actor_vendor = str(meta, "actor_vendor");
+    const char *role = dm_str(meta, "actor_role");
+    const char *actor_vendor = dm_str(meta, "actor_vendor");
     if (role && !strcmp(role, "vendor") && actor_vendor && !strcmp(actor_vendor, s->vendor_id))
         return 0;
     if (role && !strcmp(role, "vendor"))
@@ -93,9 +78,9 @@ static int check_owner(hd_decision_t *d, const json_t *meta, const struct stock 
 
 static int check_admin(hd_decision_t *d, const json_t *meta)
 {
-    if (is_admin(meta))
+    if (dm_is_admin(meta))
         return 0;
-    const char *role = str(meta, "actor_role");
+    const char *role = dm_str(meta, "actor_role");
     hd_reject(d, "forbidden", "role '%.16s' may not reserve, release or commit stock",
               role ? role : "");
     return -1;
@@ -108,7 +93,7 @@ static int decide_receive(const struct stock *s, const json_t *cmd, bool deliste
         return 0;
     if (delisted)
         return hd_reject(d, "delisted", "sku '%.64s' is delisted", s->sku);
-    json_int_t q = num(cmd, "quantity");
+    json_int_t q = dm_int(cmd, "quantity");
     emit(d, "StockReceived", s, s->on_hand + q, s->reserved, json_pack("{s:I}", "quantity", q));
     return 0;
 }
@@ -124,7 +109,7 @@ static int decide_adjust(const struct stock *s, const json_t *cmd, hd_decision_t
         delta < -INVENTORY_MAX_QUANTITY)
         return hd_reject(d, "invalid_quantity", "delta: must be non-zero, -%d to %d",
                          INVENTORY_MAX_QUANTITY, INVENTORY_MAX_QUANTITY);
-    const char *reason = str(cmd, "reason");
+    const char *reason = dm_str(cmd, "reason");
     if (!reason ||
         (strcmp(reason, "count") && strcmp(reason, "damage") && strcmp(reason, "return")))
         return hd_reject(d, "invalid_field", "reason: '%.32s' is not count, damage or return",
@@ -144,10 +129,10 @@ static int decide_adjust(const struct stock *s, const json_t *cmd, hd_decision_t
 static int decide_reserve(const struct stock *s, const json_t *cmd, bool delisted, hd_decision_t *d)
 {
     const json_t *meta = json_object_get(cmd, "metadata");
-    const char *order = str(cmd, "order_id");
+    const char *order = dm_str(cmd, "order_id");
     if (check_admin(d, meta) || check_order_id(d, order) || check_quantity(d, "quantity", cmd))
         return 0;
-    json_int_t q = num(cmd, "quantity");
+    json_int_t q = dm_int(cmd, "quantity");
     json_t *held = json_object_get(s->reservations, order);
     if (held) { /* the same reservation again: harmless */
         if (json_integer_value(held) == q)
@@ -156,7 +141,7 @@ static int decide_reserve(const struct stock *s, const json_t *cmd, bool deliste
                          "order '%.128s' already holds %lld of sku '%.64s'", order,
                          (long long)json_integer_value(held), s->sku);
     }
-    const char *closed = str(s->closed, order);
+    const char *closed = dm_str(s->closed, order);
     if (closed)
         return hd_reject(d, "reservation_closed",
                          "the reservation of order '%.128s' on sku '%.64s' is %s", order, s->sku,
@@ -181,13 +166,13 @@ static int decide_reserve(const struct stock *s, const json_t *cmd, bool deliste
 static int decide_close(const struct stock *s, const json_t *cmd, bool commit, hd_decision_t *d)
 {
     const json_t *meta = json_object_get(cmd, "metadata");
-    const char *order = str(cmd, "order_id");
+    const char *order = dm_str(cmd, "order_id");
     if (check_admin(d, meta) || check_order_id(d, order))
         return 0;
     const char *want = commit ? "committed" : "released";
     json_t *held = json_object_get(s->reservations, order);
     if (!held) {
-        const char *closed = str(s->closed, order);
+        const char *closed = dm_str(s->closed, order);
         if (closed && !strcmp(closed, want))
             return 0; /* the same command again: harmless */
         if (closed)
@@ -213,8 +198,8 @@ int inventory_decide(const json_t *state, const char *cmd_type, const json_t *cm
         return hd_reject(out, "unknown_command", "'%.128s' is not an inventory command", cmd_type);
     const char *name = cmd_type + strlen(INVENTORY_NS);
     struct stock s = {0};
-    s.sku = str(cmd, "sku");
-    const char *agg = str(json_object_get(cmd, "metadata"), "aggregate_id");
+    s.sku = dm_str(cmd, "sku");
+    const char *agg = dm_str(json_object_get(cmd, "metadata"), "aggregate_id");
     if (!s.sku || !agg || strcmp(s.sku, agg))
         return hd_reject(out, "invalid_field",
                          "metadata.aggregate_id: '%.64s' is not the sku "
@@ -223,12 +208,12 @@ int inventory_decide(const json_t *state, const char *cmd_type, const json_t *cm
     const json_t *product = catalog_view_product(view, s.sku);
     if (!product)
         return hd_reject(out, "unknown_sku", "no product with sku '%.64s' in the catalog", s.sku);
-    s.vendor_id = str(product, "vendor_id");
+    s.vendor_id = dm_str(product, "vendor_id");
     if (!s.vendor_id)
         s.vendor_id = "";
     bool delisted = !catalog_view_listed_owner(view, s.sku);
-    s.on_hand = num(state, "on_hand");
-    s.reserved = num(state, "reserved");
+    s.on_hand = dm_int(state, "on_hand");
+    s.reserved = dm_int(state, "reserved");
     s.reservations = json_object_get(state, "reservations");
     s.closed = json_object_get(state, "closed");
 
@@ -251,22 +236,23 @@ json_t *inventory_evolve(json_t *state, const char *event_type, const json_t *pa
         return state;
     const char *name = event_type + strlen(INVENTORY_NS);
     if (!state)
-        state = json_pack("{s:s, s:s, s:I, s:I, s:{}, s:{}, s:I}", "sku", str(payload, "sku") ?: "",
-                          "vendor_id", "", "on_hand", (json_int_t)0, "reserved", (json_int_t)0,
-                          "reservations", "closed", "version", (json_int_t)0);
+        state =
+            json_pack("{s:s, s:s, s:I, s:I, s:{}, s:{}, s:I}", "sku", dm_str(payload, "sku") ?: "",
+                      "vendor_id", "", "on_hand", (json_int_t)0, "reserved", (json_int_t)0,
+                      "reservations", "closed", "version", (json_int_t)0);
     /* every event carries the resulting counts */
-    json_object_set_new(state, "on_hand", json_integer(num(payload, "on_hand")));
-    json_object_set_new(state, "reserved", json_integer(num(payload, "reserved")));
-    const char *vendor = str(payload, "vendor_id");
+    json_object_set_new(state, "on_hand", json_integer(dm_int(payload, "on_hand")));
+    json_object_set_new(state, "reserved", json_integer(dm_int(payload, "reserved")));
+    const char *vendor = dm_str(payload, "vendor_id");
     if (vendor && *vendor)
         json_object_set_new(state, "vendor_id", json_string(vendor));
-    const char *order = str(payload, "order_id");
+    const char *order = dm_str(payload, "order_id");
     json_t *open = json_object_get(state, "reservations");
     json_t *closed = json_object_get(state, "closed");
     if (!order || !open || !closed)
         return state;
     if (!strcmp(name, "StockReserved")) {
-        json_object_set_new(open, order, json_integer(num(payload, "quantity")));
+        json_object_set_new(open, order, json_integer(dm_int(payload, "quantity")));
     } else if (!strcmp(name, "StockReleased") || !strcmp(name, "StockCommitted")) {
         json_object_del(open, order);
         json_object_set_new(closed, order,

@@ -1,5 +1,6 @@
 #include "orders.h"
 #include "catalog_view.h"
+#include "dm_json.h"
 #include "pricing_rules.h"
 #include <stdio.h>
 #include <string.h>
@@ -18,27 +19,11 @@ const hd_context_t orders_context = {
 
 #define ID_MAX 128
 
-static const char *str(const json_t *obj, const char *key)
-{
-    return json_string_value(json_object_get(obj, key));
-}
-
-static json_int_t num(const json_t *obj, const char *key)
-{
-    return json_integer_value(json_object_get(obj, key));
-}
-
-static bool is_status(const json_t *state, const char *status)
-{
-    const char *s = str(state, "status");
-    return s && !strcmp(s, status);
-}
-
 /* --- the prices view ---------------------------------------------------------------------- */
 
 void orders_pricing_fold(json_t *view, const char *event_type, const json_t *event)
 {
-    const char *sku = str(event, "sku");
+    const char *sku = dm_str(event, "sku");
     if (!sku || strncmp(event_type, "eventshop.pricing.", 18))
         return;
     const char *name = event_type + 18;
@@ -54,13 +39,13 @@ void orders_pricing_fold(json_t *view, const char *event_type, const json_t *eve
     }
     if (!strcmp(name, "PriceSet")) {
         json_object_set(p, "amount_minor", json_object_get(event, "amount_minor"));
-        json_object_set_new(p, "currency", json_string(str(event, "currency") ?: ""));
-    } else if (!strcmp(name, "PriceRuleAdded") && str(event, "rule_id")) {
+        json_object_set_new(p, "currency", json_string(dm_str(event, "currency") ?: ""));
+    } else if (!strcmp(name, "PriceRuleAdded") && dm_str(event, "rule_id")) {
         json_t *rule = json_deep_copy(event);
         json_object_del(rule, "metadata");
-        json_object_set_new(json_object_get(p, "rules"), str(event, "rule_id"), rule);
-    } else if (!strcmp(name, "PriceRuleRemoved") && str(event, "rule_id")) {
-        json_object_del(json_object_get(p, "rules"), str(event, "rule_id"));
+        json_object_set_new(json_object_get(p, "rules"), dm_str(event, "rule_id"), rule);
+    } else if (!strcmp(name, "PriceRuleRemoved") && dm_str(event, "rule_id")) {
+        json_object_del(json_object_get(p, "rules"), dm_str(event, "rule_id"));
     }
 }
 
@@ -83,8 +68,8 @@ static int price_of(const json_t *view, const char *sku, json_int_t at_ms, json_
             n++;
     }
     pr_result_t res;
-    *currency = str(p, "currency");
-    if (pr_effective_price(num(p, "amount_minor"), *currency, rs, n, PR_STOCK_UNKNOWN, at_ms,
+    *currency = dm_str(p, "currency");
+    if (pr_effective_price(dm_int(p, "amount_minor"), *currency, rs, n, PR_STOCK_UNKNOWN, at_ms,
                            &res) != 0)
         return -1;
     *amount = res.amount_minor;
@@ -99,7 +84,7 @@ static json_t *skus_of(const json_t *state)
     size_t i;
     json_t *l;
     json_array_foreach(json_object_get(state, "lines"), i, l)
-        json_array_append_new(skus, json_string(str(l, "sku")));
+        json_array_append_new(skus, json_string(dm_str(l, "sku")));
     return skus;
 }
 
@@ -110,10 +95,10 @@ static json_t *lines_public(const json_t *state)
     json_t *l;
     json_array_foreach(json_object_get(state, "lines"), i, l)
     {
-        json_array_append_new(lines,
-                              json_pack("{s:s, s:s, s:I, s:I}", "sku", str(l, "sku"), "vendor_id",
-                                        str(l, "vendor_id") ?: "", "quantity", num(l, "quantity"),
-                                        "unit_amount_minor", num(l, "unit_amount_minor")));
+        json_array_append_new(
+            lines, json_pack("{s:s, s:s, s:I, s:I}", "sku", dm_str(l, "sku"), "vendor_id",
+                             dm_str(l, "vendor_id") ?: "", "quantity", dm_int(l, "quantity"),
+                             "unit_amount_minor", dm_int(l, "unit_amount_minor")));
     }
     return lines;
 }
@@ -128,8 +113,8 @@ static int decide_place(const json_t *state, const json_t *cmd, const json_t *vi
                         hd_decision_t *d)
 {
     const json_t *meta = json_object_get(cmd, "metadata");
-    const char *order = str(cmd, "order_id"), *customer = str(cmd, "customer_id");
-    const char *role = str(meta, "actor_role"), *actor = str(meta, "actor");
+    const char *order = dm_str(cmd, "order_id"), *customer = dm_str(cmd, "customer_id");
+    const char *role = dm_str(meta, "actor_role"), *actor = dm_str(meta, "actor");
     if (state)
         return hd_reject(d, "order_exists", "order '%.128s' exists", order);
     if (!customer || !*customer || strlen(customer) > ID_MAX)
@@ -142,17 +127,17 @@ static int decide_place(const json_t *state, const json_t *cmd, const json_t *vi
     size_t n = json_array_size(lines);
     if (n < 1 || n > ORDERS_MAX_LINES)
         return hd_reject(d, "invalid_field", "lines: must hold 1 to %d lines", ORDERS_MAX_LINES);
-    json_int_t at = num(meta, "issued_at"), total = 0;
+    json_int_t at = dm_int(meta, "issued_at"), total = 0;
     const char *currency = NULL;
     json_t *out_lines = json_array();
     for (size_t i = 0; i < n; i++) {
         const json_t *l = json_array_get(lines, i);
-        const char *sku = str(l, "sku");
-        json_int_t q = num(l, "quantity");
+        const char *sku = dm_str(l, "sku");
+        json_int_t q = dm_int(l, "quantity");
         if (!sku || !*sku)
             goto invalid_sku;
         for (size_t j = 0; j < i; j++) {
-            if (!strcmp(sku, str(json_array_get(lines, j), "sku"))) {
+            if (!strcmp(sku, dm_str(json_array_get(lines, j), "sku"))) {
                 json_decref(out_lines);
                 return hd_reject(d, "invalid_field", "lines[%zu].sku: '%.64s' appears twice", i,
                                  sku);
@@ -194,7 +179,7 @@ static int decide_place(const json_t *state, const json_t *cmd, const json_t *vi
             json_pack("{s:s, s:s, s:o, s:I, s:s, s:O, s:I, s:I}", "order_id", order, "customer_id",
                       customer, "lines", out_lines, "total_minor", total, "currency", currency,
                       "shipping_address_enc", addr ? addr : json_null(), "reserve_by",
-                      num(cmd, "reserve_by"), "pay_by", num(cmd, "pay_by")));
+                      dm_int(cmd, "reserve_by"), "pay_by", dm_int(cmd, "pay_by")));
     return 0;
 invalid_sku:
     json_decref(out_lines);
@@ -203,15 +188,15 @@ invalid_sku:
 
 static int decide_stock(const json_t *state, const json_t *cmd, bool reserved, hd_decision_t *d)
 {
-    const char *order = str(cmd, "order_id"), *sku = str(cmd, "sku");
-    if (!is_status(state, "placed"))
+    const char *order = dm_str(cmd, "order_id"), *sku = dm_str(cmd, "sku");
+    if (!dm_is_status(state, "placed"))
         return 0; /* late news for a cancelled or already reserved order: nothing to do */
     const json_t *line = NULL;
     size_t i, left = 0;
     json_t *l;
     json_array_foreach(json_object_get(state, "lines"), i, l)
     {
-        if (sku && !strcmp(str(l, "sku"), sku))
+        if (sku && !strcmp(dm_str(l, "sku"), sku))
             line = l;
         else if (!json_is_true(json_object_get(l, "reserved")))
             left++;
@@ -222,7 +207,7 @@ static int decide_stock(const json_t *state, const json_t *cmd, bool reserved, h
     if (!reserved) {
         hd_emit(d, ORDERS_NS "OrderCancelled",
                 json_pack("{s:s, s:s, s:s, s:o, s:b}", "order_id", order, "customer_id",
-                          str(state, "customer_id"), "reason", "out_of_stock", "skus",
+                          dm_str(state, "customer_id"), "reason", "out_of_stock", "skus",
                           skus_of(state), "refund", 0));
         return 0;
     }
@@ -233,47 +218,48 @@ static int decide_stock(const json_t *state, const json_t *cmd, bool reserved, h
     if (left == 0)
         hd_emit(d, ORDERS_NS "OrderStockReserved",
                 json_pack("{s:s, s:s, s:I, s:s}", "order_id", order, "customer_id",
-                          str(state, "customer_id"), "total_minor", num(state, "total_minor"),
-                          "currency", str(state, "currency")));
+                          dm_str(state, "customer_id"), "total_minor", dm_int(state, "total_minor"),
+                          "currency", dm_str(state, "currency")));
     return 0;
 }
 
 static int decide_confirm(const json_t *state, const json_t *cmd, hd_decision_t *d)
 {
-    const char *order = str(cmd, "order_id"), *ref = str(cmd, "gateway_ref") ?: "";
-    if (is_status(state, "cancelled")) {
+    const char *order = dm_str(cmd, "order_id"), *ref = dm_str(cmd, "gateway_ref") ?: "";
+    if (dm_is_status(state, "cancelled")) {
         if (json_is_true(json_object_get(state, "paid")))
             return 0; /* its refund was already asked for */
         hd_emit(d, ORDERS_NS "OrderRefundRequested",
                 json_pack("{s:s, s:s, s:s}", "order_id", order, "customer_id",
-                          str(state, "customer_id"), "gateway_ref", ref));
+                          dm_str(state, "customer_id"), "gateway_ref", ref));
         return hd_reject_keep_events(
             d, "order_cancelled", "order '%.128s' was cancelled: its payment is refunded", order);
     }
-    if (!is_status(state, "stock_reserved")) {
+    if (!dm_is_status(state, "stock_reserved")) {
         if (json_is_true(json_object_get(state, "paid")))
             return 0; /* confirmed already */
-        return hd_reject(d, "invalid_state", "order '%.128s' is %s", order, str(state, "status"));
+        return hd_reject(d, "invalid_state", "order '%.128s' is %s", order,
+                         dm_str(state, "status"));
     }
     hd_emit(d, ORDERS_NS "OrderConfirmed",
             json_pack("{s:s, s:s, s:s, s:o, s:I, s:s, s:o}", "order_id", order, "customer_id",
-                      str(state, "customer_id"), "gateway_ref", ref, "lines", lines_public(state),
-                      "total_minor", num(state, "total_minor"), "currency", str(state, "currency"),
-                      "shipping_address_enc", address_of(state)));
+                      dm_str(state, "customer_id"), "gateway_ref", ref, "lines",
+                      lines_public(state), "total_minor", dm_int(state, "total_minor"), "currency",
+                      dm_str(state, "currency"), "shipping_address_enc", address_of(state)));
     return 0;
 }
 
 static int decide_cancel(const json_t *state, const json_t *cmd, hd_decision_t *d)
 {
     const json_t *meta = json_object_get(cmd, "metadata");
-    const char *order = str(cmd, "order_id"), *reason = str(cmd, "reason") ?: "";
-    const char *role = str(meta, "actor_role") ?: "", *actor = str(meta, "actor") ?: "";
+    const char *order = dm_str(cmd, "order_id"), *reason = dm_str(cmd, "reason") ?: "";
+    const char *role = dm_str(meta, "actor_role") ?: "", *actor = dm_str(meta, "actor") ?: "";
     bool admin = !strcmp(role, "admin");
-    if (!admin && strcmp(actor, str(state, "customer_id")))
+    if (!admin && strcmp(actor, dm_str(state, "customer_id")))
         return hd_reject(d, "not_owner", "order '%.128s' is not the caller's", order);
     if (!admin && strcmp(reason, "customer"))
         return hd_reject(d, "invalid_field", "reason: a customer cancels with 'customer'");
-    const char *status = str(state, "status");
+    const char *status = dm_str(state, "status");
     if (!strcmp(status, "cancelled") || !strcmp(status, "delivered"))
         return hd_reject(d, "order_final", "order '%.128s' is %s", order, status);
     if (!strcmp(status, "shipped"))
@@ -289,8 +275,8 @@ static int decide_cancel(const json_t *state, const json_t *cmd, hd_decision_t *
         return hd_reject(d, "invalid_field", "reason: must be 1 to 64 characters");
     hd_emit(d, ORDERS_NS "OrderCancelled",
             json_pack("{s:s, s:s, s:s, s:o, s:b}", "order_id", order, "customer_id",
-                      str(state, "customer_id"), "reason", reason, "skus", skus_of(state), "refund",
-                      json_is_true(json_object_get(state, "paid"))));
+                      dm_str(state, "customer_id"), "reason", reason, "skus", skus_of(state),
+                      "refund", json_is_true(json_object_get(state, "paid"))));
     return 0;
 }
 
@@ -299,8 +285,8 @@ static int decide_cancel(const json_t *state, const json_t *cmd, hd_decision_t *
  * ignored (an approval after the cancel: no event, the shipment is never requested). */
 static int decide_approve_dispatch(const json_t *state, const json_t *cmd, hd_decision_t *d)
 {
-    const char *order = str(cmd, "order_id");
-    const char *status = str(state, "status");
+    const char *order = dm_str(cmd, "order_id");
+    const char *status = dm_str(state, "status");
     if (!strcmp(status, "cancelled") || !strcmp(status, "shipped") ||
         !strcmp(status, "delivered") || json_is_true(json_object_get(state, "dispatch_approved")))
         return 0; /* the cancel won, or approved already: nothing to do */
@@ -310,10 +296,10 @@ static int decide_approve_dispatch(const json_t *state, const json_t *cmd, hd_de
     size_t i;
     json_t *l;
     json_array_foreach(json_object_get(state, "lines"), i, l) json_array_append_new(
-        lines, json_pack("{s:s, s:I}", "sku", str(l, "sku"), "quantity", num(l, "quantity")));
+        lines, json_pack("{s:s, s:I}", "sku", dm_str(l, "sku"), "quantity", dm_int(l, "quantity")));
     hd_emit(d, ORDERS_NS "OrderDispatchApproved",
             json_pack("{s:s, s:s, s:o, s:o}", "order_id", order, "customer_id",
-                      str(state, "customer_id"), "lines", lines, "shipping_address_enc",
+                      dm_str(state, "customer_id"), "lines", lines, "shipping_address_enc",
                       address_of(state)));
     return 0;
 }
@@ -325,7 +311,7 @@ int orders_decide(const json_t *state, const char *cmd_type, const json_t *cmd, 
         return hd_reject(out, "unknown_command", "'%.128s' is not an orders command", cmd_type);
     const char *name = cmd_type + strlen(ORDERS_NS);
     const json_t *meta = json_object_get(cmd, "metadata");
-    const char *order = str(cmd, "order_id"), *agg = str(meta, "aggregate_id");
+    const char *order = dm_str(cmd, "order_id"), *agg = dm_str(meta, "aggregate_id");
     if (!order || !*order || strlen(order) > ID_MAX || !agg || strcmp(order, agg))
         return hd_reject(out, "invalid_field", "metadata.aggregate_id: '%.64s' is not the order_id",
                          agg ? agg : "");
@@ -335,7 +321,7 @@ int orders_decide(const json_t *state, const char *cmd_type, const json_t *cmd, 
         return hd_reject(out, "unknown_order", "no order '%.128s'", order);
     if (!strcmp(name, "CancelOrder"))
         return decide_cancel(state, cmd, out);
-    const char *role = str(meta, "actor_role");
+    const char *role = dm_str(meta, "actor_role");
     if (!role || strcmp(role, "admin"))
         return hd_reject(out, "forbidden", "only the order saga may send %s", name);
     if (!strcmp(name, "RecordStockReserved"))
@@ -347,26 +333,26 @@ int orders_decide(const json_t *state, const char *cmd_type, const json_t *cmd, 
     if (!strcmp(name, "ApproveDispatch"))
         return decide_approve_dispatch(state, cmd, out);
     if (!strcmp(name, "MarkShipped")) {
-        if (!is_status(state, "confirmed"))
-            return is_status(state, "shipped") || is_status(state, "delivered")
+        if (!dm_is_status(state, "confirmed"))
+            return dm_is_status(state, "shipped") || dm_is_status(state, "delivered")
                        ? 0
                        : hd_reject(out, "invalid_state", "order '%.128s' is %s", order,
-                                   str(state, "status"));
+                                   dm_str(state, "status"));
         hd_emit(out, ORDERS_NS "OrderShipped",
                 json_pack("{s:s, s:s, s:s, s:o}", "order_id", order, "customer_id",
-                          str(state, "customer_id"), "tracking_number",
-                          str(cmd, "tracking_number") ?: "", "skus", skus_of(state)));
+                          dm_str(state, "customer_id"), "tracking_number",
+                          dm_str(cmd, "tracking_number") ?: "", "skus", skus_of(state)));
         return 0;
     }
     if (!strcmp(name, "MarkDelivered")) {
-        if (!is_status(state, "shipped"))
-            return is_status(state, "delivered")
+        if (!dm_is_status(state, "shipped"))
+            return dm_is_status(state, "delivered")
                        ? 0
                        : hd_reject(out, "invalid_state", "order '%.128s' is %s", order,
-                                   str(state, "status"));
-        hd_emit(
-            out, ORDERS_NS "OrderDelivered",
-            json_pack("{s:s, s:s}", "order_id", order, "customer_id", str(state, "customer_id")));
+                                   dm_str(state, "status"));
+        hd_emit(out, ORDERS_NS "OrderDelivered",
+                json_pack("{s:s, s:s}", "order_id", order, "customer_id",
+                          dm_str(state, "customer_id")));
         return 0;
     }
     return hd_reject(out, "unknown_command", "'%.128s' is not an orders command", cmd_type);
@@ -392,12 +378,12 @@ json_t *orders_evolve(json_t *state, const char *event_type, const json_t *paylo
         }
         json_t *addr = json_object_get(payload, "shipping_address_enc");
         return json_pack("{s:s, s:s, s:s, s:o, s:I, s:s, s:O, s:I, s:I, s:b, s:s, s:s, s:b, s:I}",
-                         "order_id", str(payload, "order_id") ?: "", "customer_id",
-                         str(payload, "customer_id") ?: "", "status", "placed", "lines", lines,
-                         "total_minor", num(payload, "total_minor"), "currency",
-                         str(payload, "currency") ?: "", "shipping_address_enc",
-                         addr ? addr : json_null(), "reserve_by", num(payload, "reserve_by"),
-                         "pay_by", num(payload, "pay_by"), "paid", 0, "gateway_ref", "",
+                         "order_id", dm_str(payload, "order_id") ?: "", "customer_id",
+                         dm_str(payload, "customer_id") ?: "", "status", "placed", "lines", lines,
+                         "total_minor", dm_int(payload, "total_minor"), "currency",
+                         dm_str(payload, "currency") ?: "", "shipping_address_enc",
+                         addr ? addr : json_null(), "reserve_by", dm_int(payload, "reserve_by"),
+                         "pay_by", dm_int(payload, "pay_by"), "paid", 0, "gateway_ref", "",
                          "cancel_reason", "", "dispatch_approved", 0, "version", (json_int_t)0);
     }
     if (!state)
@@ -407,7 +393,7 @@ json_t *orders_evolve(json_t *state, const char *event_type, const json_t *paylo
         json_t *l;
         json_array_foreach(json_object_get(state, "lines"), i, l)
         {
-            if (!strcmp(str(l, "sku") ?: "", str(payload, "sku") ?: ""))
+            if (!strcmp(dm_str(l, "sku") ?: "", dm_str(payload, "sku") ?: ""))
                 json_object_set_new(l, "reserved", json_true());
         }
     } else if (!strcmp(name, "OrderStockReserved")) {
@@ -415,12 +401,13 @@ json_t *orders_evolve(json_t *state, const char *event_type, const json_t *paylo
     } else if (!strcmp(name, "OrderConfirmed")) {
         json_object_set_new(state, "status", json_string("confirmed"));
         json_object_set_new(state, "paid", json_true());
-        json_object_set_new(state, "gateway_ref", json_string(str(payload, "gateway_ref") ?: ""));
+        json_object_set_new(state, "gateway_ref",
+                            json_string(dm_str(payload, "gateway_ref") ?: ""));
     } else if (!strcmp(name, "OrderRefundRequested")) {
         json_object_set_new(state, "paid", json_true()); /* captured, and being refunded */
     } else if (!strcmp(name, "OrderCancelled")) {
         json_object_set_new(state, "status", json_string("cancelled"));
-        json_object_set_new(state, "cancel_reason", json_string(str(payload, "reason") ?: ""));
+        json_object_set_new(state, "cancel_reason", json_string(dm_str(payload, "reason") ?: ""));
     } else if (!strcmp(name, "OrderDispatchApproved")) {
         json_object_set_new(state, "dispatch_approved", json_true());
     } else if (!strcmp(name, "OrderShipped")) {

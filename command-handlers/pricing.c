@@ -1,5 +1,6 @@
 #include "pricing.h"
 #include "catalog_view.h"
+#include "dm_json.h"
 #include <stdbool.h>
 #include <string.h>
 
@@ -15,11 +16,6 @@ const hd_context_t pricing_context = {
 };
 
 #define ID_MAX 64
-
-static const char *str(const json_t *obj, const char *key)
-{
-    return json_string_value(json_object_get(obj, key));
-}
 
 /* 0 when s (may be NULL) is 1..ID_MAX of A-Z a-z 0-9 . _ - */
 static int check_id(hd_decision_t *d, const char *field, const char *s)
@@ -43,11 +39,11 @@ static int check_id(hd_decision_t *d, const char *field, const char *s)
 static const json_t *check_product(const json_t *cmd, const json_t *view, bool allow_delisted,
                                    hd_decision_t *d)
 {
-    const char *sku = str(cmd, "sku");
+    const char *sku = dm_str(cmd, "sku");
     const json_t *meta = json_object_get(cmd, "metadata");
     if (check_id(d, "sku", sku))
         return NULL;
-    const char *agg = str(meta, "aggregate_id");
+    const char *agg = dm_str(meta, "aggregate_id");
     if (!agg || strcmp(agg, sku) != 0) {
         hd_reject(d, "invalid_field", "metadata.aggregate_id: '%.64s' is not the sku '%s'",
                   agg ? agg : "", sku);
@@ -58,14 +54,14 @@ static const json_t *check_product(const json_t *cmd, const json_t *view, bool a
         hd_reject(d, "unknown_sku", "sku '%s' is not listed", sku);
         return NULL;
     }
-    const char *status = str(p, "status");
+    const char *status = dm_str(p, "status");
     if (!allow_delisted && (!status || strcmp(status, "listed") != 0)) {
         hd_reject(d, "delisted", "sku '%s' is delisted", sku);
         return NULL;
     }
-    const char *role = str(meta, "actor_role");
-    const char *actor_vendor = str(meta, "actor_vendor");
-    const char *owner = str(p, "vendor_id");
+    const char *role = dm_str(meta, "actor_role");
+    const char *actor_vendor = dm_str(meta, "actor_vendor");
+    const char *owner = dm_str(p, "vendor_id");
     if (role && strcmp(role, "admin") == 0)
         return p;
     if (role && strcmp(role, "vendor") == 0 && actor_vendor && owner &&
@@ -83,10 +79,10 @@ static const json_t *check_product(const json_t *cmd, const json_t *view, bool a
  * the price state's; NULL when neither knows. */
 static const char *product_currency(const json_t *product, const json_t *state)
 {
-    const char *c = str(product, "currency");
+    const char *c = dm_str(product, "currency");
     if (pr_currency_is_valid(c))
         return c;
-    c = str(state, "currency");
+    c = dm_str(state, "currency");
     return pr_currency_is_valid(c) ? c : NULL;
 }
 
@@ -111,7 +107,7 @@ static const json_t *find_rule(const json_t *state, const char *rule_id, size_t 
     const json_t *r;
     json_array_foreach(json_object_get(state, "rules"), i, r)
     {
-        const char *id = str(r, "rule_id");
+        const char *id = dm_str(r, "rule_id");
         if (id && strcmp(id, rule_id) == 0) {
             if (index)
                 *index = i;
@@ -127,8 +123,8 @@ static int decide_set(const json_t *state, const json_t *cmd, const json_t *view
     const json_t *p = check_product(cmd, view, false, out);
     if (!p)
         return 0;
-    const char *sku = str(cmd, "sku");
-    const char *cur = str(cmd, "currency");
+    const char *sku = dm_str(cmd, "sku");
+    const char *cur = dm_str(cmd, "currency");
     json_t *amount = json_object_get(cmd, "amount_minor");
     if (!json_is_integer(amount) || json_integer_value(amount) < 0 ||
         json_integer_value(amount) > PR_AMOUNT_MAX)
@@ -139,7 +135,7 @@ static int decide_set(const json_t *state, const json_t *cmd, const json_t *view
     if (check_currency(out, sku, cur, product_currency(p, state)))
         return 0;
     json_t *prev = json_object_get(state, "list_amount_minor");
-    const char *prev_cur = str(state, "currency");
+    const char *prev_cur = dm_str(state, "currency");
     if (json_is_integer(prev) && json_integer_value(prev) == json_integer_value(amount) &&
         prev_cur && strcmp(prev_cur, cur) == 0)
         return 0; /* accepted, nothing changed */
@@ -166,9 +162,9 @@ static int decide_add(const json_t *state, const json_t *cmd, const json_t *view
     const json_t *p = check_product(cmd, view, false, out);
     if (!p)
         return 0;
-    const char *sku = str(cmd, "sku");
-    const char *rule_id = str(cmd, "rule_id");
-    const char *kind_name = str(cmd, "kind");
+    const char *sku = dm_str(cmd, "sku");
+    const char *rule_id = dm_str(cmd, "rule_id");
+    const char *kind_name = dm_str(cmd, "kind");
     pr_rule_t r = {.rule_id = rule_id};
     if (check_id(out, "rule_id", rule_id))
         return 0;
@@ -195,7 +191,7 @@ static int decide_add(const json_t *state, const json_t *cmd, const json_t *view
         opt_long(out, cmd, "valid_until", &r.has_until, &r.valid_until))
         return 0;
     const char *want = product_currency(p, state);
-    const char *cur = str(cmd, "currency");
+    const char *cur = dm_str(cmd, "currency");
     if (check_currency(out, sku, cur, want))
         return 0;
     r.currency = cur ? cur : want;
@@ -224,8 +220,8 @@ static int decide_remove(const json_t *state, const json_t *cmd, const json_t *v
 {
     if (!check_product(cmd, view, true, out))
         return 0;
-    const char *sku = str(cmd, "sku");
-    const char *rule_id = str(cmd, "rule_id");
+    const char *sku = dm_str(cmd, "sku");
+    const char *rule_id = dm_str(cmd, "rule_id");
     if (check_id(out, "rule_id", rule_id))
         return 0;
     if (!find_rule(state, rule_id, NULL))
@@ -251,8 +247,8 @@ int pricing_decide(const json_t *state, const char *cmd_type, const json_t *cmd,
 
 static json_t *new_state(const json_t *payload)
 {
-    return json_pack("{s:s, s:s, s:n, s:[], s:I}", "sku", str(payload, "sku") ?: "", "currency",
-                     str(payload, "currency") ?: "", "list_amount_minor", "rules", "version",
+    return json_pack("{s:s, s:s, s:n, s:[], s:I}", "sku", dm_str(payload, "sku") ?: "", "currency",
+                     dm_str(payload, "currency") ?: "", "list_amount_minor", "rules", "version",
                      (json_int_t)0);
 }
 
@@ -269,7 +265,7 @@ json_t *pricing_evolve(json_t *state, const char *event_type, const json_t *payl
         if (!state)
             state = new_state(payload);
         json_object_set_new(state, "list_amount_minor", field_or_null(payload, "amount_minor"));
-        json_object_set_new(state, "currency", json_string(str(payload, "currency") ?: ""));
+        json_object_set_new(state, "currency", json_string(dm_str(payload, "currency") ?: ""));
     } else if (strcmp(event_type, PRICING_NS "PriceRuleAdded") == 0) {
         if (!state)
             state = new_state(payload);
@@ -282,7 +278,7 @@ json_t *pricing_evolve(json_t *state, const char *event_type, const json_t *payl
         json_array_append_new(json_object_get(state, "rules"), rule);
     } else if (strcmp(event_type, PRICING_NS "PriceRuleRemoved") == 0) {
         size_t i;
-        const char *id = str(payload, "rule_id");
+        const char *id = dm_str(payload, "rule_id");
         if (state && id && find_rule(state, id, &i))
             json_array_remove(json_object_get(state, "rules"), i);
     }

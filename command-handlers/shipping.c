@@ -1,4 +1,5 @@
 #include "shipping.h"
+#include "dm_json.h"
 #include <string.h>
 
 const hd_context_t shipping_context = {
@@ -13,14 +14,9 @@ const hd_context_t shipping_context = {
 #define ID_MAX       128
 #define TRACKING_MAX 64
 
-static const char *str(const json_t *obj, const char *key)
-{
-    return json_string_value(json_object_get(obj, key));
-}
-
 static int check_text(hd_decision_t *d, const json_t *obj, const char *field, size_t max)
 {
-    const char *s = str(obj, field);
+    const char *s = dm_str(obj, field);
     if (!s || !*s || strlen(s) > max)
         return hd_reject(d, "invalid_field", "%s: must be 1 to %zu characters", field, max), -1;
     return 0;
@@ -55,7 +51,7 @@ static int decide_request(const json_t *state, const char *order, const json_t *
     json_t *addr = json_object_get(cmd, "shipping_address_enc");
     hd_emit(d, SHIPPING_NS "ShipmentRequested",
             json_pack("{s:s, s:s, s:O, s:O}", "order_id", order, "customer_id",
-                      str(cmd, "customer_id"), "lines", json_object_get(cmd, "lines"),
+                      dm_str(cmd, "customer_id"), "lines", json_object_get(cmd, "lines"),
                       "shipping_address_enc", addr ? addr : json_null()));
     return 0;
 }
@@ -65,20 +61,20 @@ static int decide_dispatch(const json_t *state, const char *order, const json_t 
 {
     if (check_text(d, cmd, "tracking_number", TRACKING_MAX))
         return 0;
-    const char *tracking = str(cmd, "tracking_number");
-    const char *status = str(state, "status");
+    const char *tracking = dm_str(cmd, "tracking_number");
+    const char *status = dm_str(state, "status");
     if (!strcmp(status, "requested")) {
-        const char *carrier = str(cmd, "carrier");
+        const char *carrier = dm_str(cmd, "carrier");
         hd_emit(d, SHIPPING_NS "ShipmentDispatched",
                 json_pack("{s:s, s:s, s:s, s:s}", "order_id", order, "customer_id",
-                          str(state, "customer_id") ?: "", "tracking_number", tracking, "carrier",
-                          carrier ? carrier : ""));
+                          dm_str(state, "customer_id") ?: "", "tracking_number", tracking,
+                          "carrier", carrier ? carrier : ""));
         return 0;
     }
-    if (!strcmp(status, "dispatched") && !strcmp(str(state, "tracking_number") ?: "", tracking))
+    if (!strcmp(status, "dispatched") && !strcmp(dm_str(state, "tracking_number") ?: "", tracking))
         return 0; /* the same dispatch again */
     return hd_reject(d, "invalid_state", "shipment of order '%.128s' is %s with tracking '%.64s'",
-                     order, status, str(state, "tracking_number") ?: "");
+                     order, status, dm_str(state, "tracking_number") ?: "");
 }
 
 static int decide_delivery(const json_t *state, const char *order, const json_t *cmd,
@@ -87,7 +83,7 @@ static int decide_delivery(const json_t *state, const char *order, const json_t 
     const json_t *at = json_object_get(cmd, "delivered_at");
     if (!json_is_integer(at) || json_integer_value(at) < 0)
         return hd_reject(d, "invalid_field", "delivered_at: must be a timestamp in milliseconds");
-    const char *status = str(state, "status");
+    const char *status = dm_str(state, "status");
     if (!strcmp(status, "delivered"))
         return 0; /* the same delivery again */
     if (strcmp(status, "dispatched"))
@@ -95,8 +91,9 @@ static int decide_delivery(const json_t *state, const char *order, const json_t 
                          order, status);
     hd_emit(d, SHIPPING_NS "ShipmentDelivered",
             json_pack("{s:s, s:s, s:s, s:I}", "order_id", order, "customer_id",
-                      str(state, "customer_id") ?: "", "tracking_number",
-                      str(state, "tracking_number") ?: "", "delivered_at", json_integer_value(at)));
+                      dm_str(state, "customer_id") ?: "", "tracking_number",
+                      dm_str(state, "tracking_number") ?: "", "delivered_at",
+                      json_integer_value(at)));
     return 0;
 }
 
@@ -108,12 +105,12 @@ int shipping_decide(const json_t *state, const char *cmd_type, const json_t *cmd
         return hd_reject(out, "unknown_command", "'%.128s' is not a shipping command", cmd_type);
     const char *name = cmd_type + strlen(SHIPPING_NS);
     const json_t *meta = json_object_get(cmd, "metadata");
-    const char *role = str(meta, "actor_role");
+    const char *role = dm_str(meta, "actor_role");
     if (!role || strcmp(role, "admin"))
         return hd_reject(out, "forbidden", "role '%.16s' may not issue shipping commands",
                          role ? role : "");
-    const char *order = str(cmd, "order_id");
-    const char *agg = str(meta, "aggregate_id");
+    const char *order = dm_str(cmd, "order_id");
+    const char *agg = dm_str(meta, "aggregate_id");
     if (check_text(out, cmd, "order_id", ID_MAX))
         return 0;
     if (!agg || strcmp(order, agg))
@@ -124,7 +121,7 @@ int shipping_decide(const json_t *state, const char *cmd_type, const json_t *cmd
         return decide_request(state, order, cmd, out);
     if (strcmp(name, "RecordDispatch") && strcmp(name, "RecordDelivery"))
         return hd_reject(out, "unknown_command", "'%.128s' is not a shipping command", cmd_type);
-    if (!state || !str(state, "status"))
+    if (!state || !dm_str(state, "status"))
         return hd_reject(out, "unknown_shipment", "no shipment was requested for order '%.128s'",
                          order);
     if (!strcmp(name, "RecordDispatch"))
@@ -139,19 +136,19 @@ json_t *shipping_evolve(json_t *state, const char *event_type, const json_t *pay
     const char *name = event_type + strlen(SHIPPING_NS);
     if (!strcmp(name, "ShipmentRequested")) {
         json_decref(state);
-        const char *customer = str(payload, "customer_id");
+        const char *customer = dm_str(payload, "customer_id");
         return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "order_id",
-                         str(payload, "order_id") ?: "", "customer_id", customer ? customer : "",
+                         dm_str(payload, "order_id") ?: "", "customer_id", customer ? customer : "",
                          "status", "requested", "tracking_number", "", "carrier", "",
                          "delivered_at", (json_int_t)0, "version", (json_int_t)0);
     }
     if (!state)
         return NULL;
     if (!strcmp(name, "ShipmentDispatched")) {
-        const char *carrier = str(payload, "carrier");
+        const char *carrier = dm_str(payload, "carrier");
         json_object_set_new(state, "status", json_string("dispatched"));
         json_object_set_new(state, "tracking_number",
-                            json_string(str(payload, "tracking_number") ?: ""));
+                            json_string(dm_str(payload, "tracking_number") ?: ""));
         json_object_set_new(state, "carrier", json_string(carrier ? carrier : ""));
     } else if (!strcmp(name, "ShipmentDelivered")) {
         json_object_set_new(state, "status", json_string("delivered"));

@@ -1,4 +1,5 @@
 #include "users.h"
+#include "dm_json.h"
 #include "es_uuid.h"
 #include <stdbool.h>
 #include <string.h>
@@ -10,27 +11,17 @@ const hd_context_t users_context = {
     .evolve = users_evolve,
 };
 
-static const char *str(const json_t *obj, const char *key)
-{
-    return json_string_value(json_object_get(obj, key));
-}
-
 static bool eq(const char *a, const char *b)
 {
     return a && b && strcmp(a, b) == 0;
-}
-
-static bool is_admin(const json_t *meta)
-{
-    return eq(str(meta, "actor_role"), "admin");
 }
 
 /* user_id must be a uuid, the command's aggregate, and (for a new user) the one its e-mail's
  * blind index derives: the invariant "one e-mail, one aggregate" holds whoever sent it */
 static int check_user_id(hd_decision_t *d, const json_t *cmd, const char **user_id)
 {
-    const char *id = str(cmd, "user_id");
-    const char *agg = str(json_object_get(cmd, "metadata"), "aggregate_id");
+    const char *id = dm_str(cmd, "user_id");
+    const char *agg = dm_str(json_object_get(cmd, "metadata"), "aggregate_id");
     if (!id || !es_uuid_valid(id))
         return hd_reject(d, "invalid_field", "user_id: '%.64s' is not a uuid", id ? id : ""), -1;
     if (!eq(agg, id)) {
@@ -87,10 +78,11 @@ static json_t *registered(const json_t *cmd, const char *user_id, const char *ro
 {
     json_t *ev = json_pack(
         "{s:s, s:s, s:s, s:s, s:s, s:O, s:O, s:O, s:O}", "user_id", user_id, "email_index",
-        str(cmd, "email_index"), "role", role, "status", eq(role, "vendor") ? "pending" : "active",
-        "crypto", str(cmd, "crypto") ? str(cmd, "crypto") : "xchacha20poly1305-ietf/v1",
-        "email_enc", json_object_get(cmd, "email_enc"), "name_enc",
-        json_object_get(cmd, "name_enc"), "phone_enc",
+        dm_str(cmd, "email_index"), "role", role, "status",
+        eq(role, "vendor") ? "pending" : "active", "crypto",
+        dm_str(cmd, "crypto") ? dm_str(cmd, "crypto") : "xchacha20poly1305-ietf/v1", "email_enc",
+        json_object_get(cmd, "email_enc"), "name_enc", json_object_get(cmd, "name_enc"),
+        "phone_enc",
         json_object_get(cmd, "phone_enc") ? json_object_get(cmd, "phone_enc") : json_null(),
         "password_hash_enc", json_object_get(cmd, "password_hash_enc"));
     return ev;
@@ -98,30 +90,25 @@ static json_t *registered(const json_t *cmd, const char *user_id, const char *ro
 
 static int check_registration(hd_decision_t *d, const json_t *cmd, const char **user_id)
 {
-    if (check_user_id(d, cmd, user_id) || check_index(d, *user_id, str(cmd, "email_index")) ||
+    if (check_user_id(d, cmd, user_id) || check_index(d, *user_id, dm_str(cmd, "email_index")) ||
         check_sealed(d, cmd, "email_enc", true) || check_sealed(d, cmd, "name_enc", true) ||
         check_sealed(d, cmd, "phone_enc", false) || check_sealed(d, cmd, "password_hash_enc", true))
         return -1;
     return 0;
 }
 
-static bool is_forgotten(const json_t *state)
-{
-    return eq(str(state, "status"), "forgotten");
-}
-
 static int decide_register(const json_t *state, const json_t *cmd, hd_decision_t *out)
 {
     const json_t *meta = json_object_get(cmd, "metadata");
     const char *user_id = NULL;
-    const char *role = str(cmd, "role");
+    const char *role = dm_str(cmd, "role");
     if (check_registration(out, cmd, &user_id))
         return 0;
     if (!is_role(role))
         return hd_reject(out, "invalid_field", "role: '%.16s' is not a role", role ? role : "");
-    if (eq(role, "admin") && (!is_admin(meta) || eq(str(meta, "actor"), user_id)))
+    if (eq(role, "admin") && (!dm_is_admin(meta) || eq(dm_str(meta, "actor"), user_id)))
         return hd_reject(out, "not_admin", "only an admin may register an admin");
-    if (state && !is_forgotten(state))
+    if (state && !dm_is_status(state, "forgotten"))
         return hd_reject(out, "already_registered", "this e-mail is already registered");
     hd_emit(out, USERS_NS "UserRegistered", registered(cmd, user_id, role));
     return 0;
@@ -130,12 +117,12 @@ static int decide_register(const json_t *state, const json_t *cmd, hd_decision_t
 static int decide_bootstrap(const json_t *state, const json_t *cmd, hd_decision_t *out)
 {
     const char *user_id = NULL;
-    if (!is_admin(json_object_get(cmd, "metadata")))
+    if (!dm_is_admin(json_object_get(cmd, "metadata")))
         return hd_reject(out, "not_admin", "only the operator's admin actor may bootstrap");
     if (check_registration(out, cmd, &user_id))
         return 0;
-    if (state && !is_forgotten(state)) {
-        if (eq(str(state, "role"), "admin"))
+    if (state && !dm_is_status(state, "forgotten")) {
+        if (eq(dm_str(state, "role"), "admin"))
             return 0; /* bootstrapping again is harmless: accepted, nothing happens */
         return hd_reject(out, "already_registered", "this e-mail is already registered");
     }
@@ -151,7 +138,7 @@ static int check_existing(const json_t *state, const json_t *cmd, const char **u
         return -1;
     if (!state)
         return hd_reject(out, "unknown_user", "no user '%s'", *user_id), -1;
-    if (is_forgotten(state))
+    if (dm_is_status(state, "forgotten"))
         return hd_reject(out, "user_forgotten", "user '%s' was forgotten", *user_id), -1;
     return 0;
 }
@@ -159,13 +146,13 @@ static int check_existing(const json_t *state, const json_t *cmd, const char **u
 static int decide_approve(const json_t *state, const json_t *cmd, hd_decision_t *out)
 {
     const char *user_id = NULL;
-    if (!is_admin(json_object_get(cmd, "metadata")))
+    if (!dm_is_admin(json_object_get(cmd, "metadata")))
         return hd_reject(out, "not_admin", "only an admin may approve a vendor");
     if (check_existing(state, cmd, &user_id, out))
         return 0;
-    if (!eq(str(state, "role"), "vendor"))
+    if (!eq(dm_str(state, "role"), "vendor"))
         return hd_reject(out, "not_vendor", "user '%s' is not a vendor", user_id);
-    if (eq(str(state, "status"), "active"))
+    if (eq(dm_str(state, "status"), "active"))
         return 0; /* already approved */
     hd_emit(out, USERS_NS "VendorApproved",
             json_pack("{s:s, s:s}", "user_id", user_id, "vendor_id", user_id));
@@ -176,20 +163,20 @@ static int decide_change_role(const json_t *state, const json_t *cmd, hd_decisio
 {
     const json_t *meta = json_object_get(cmd, "metadata");
     const char *user_id = NULL;
-    const char *role = str(cmd, "role");
-    if (!is_admin(meta))
+    const char *role = dm_str(cmd, "role");
+    if (!dm_is_admin(meta))
         return hd_reject(out, "not_admin", "only an admin may change a role");
     if (check_existing(state, cmd, &user_id, out))
         return 0;
     if (!is_role(role))
         return hd_reject(out, "invalid_field", "role: '%.16s' is not a role", role ? role : "");
-    if (eq(str(meta, "actor"), user_id))
+    if (eq(dm_str(meta, "actor"), user_id))
         return hd_reject(out, "self_role_change", "an admin may not change its own role");
-    if (eq(str(state, "role"), role))
+    if (eq(dm_str(state, "role"), role))
         return 0;
     hd_emit(out, USERS_NS "UserRoleChanged",
             json_pack("{s:s, s:s, s:s, s:s}", "user_id", user_id, "role", role, "previous_role",
-                      str(state, "role"), "status", eq(role, "vendor") ? "pending" : "active"));
+                      dm_str(state, "role"), "status", eq(role, "vendor") ? "pending" : "active"));
     return 0;
 }
 
@@ -199,11 +186,11 @@ static int decide_forget(const json_t *state, const json_t *cmd, hd_decision_t *
     const char *user_id = NULL;
     if (check_user_id(out, cmd, &user_id))
         return 0;
-    if (!is_admin(meta) && !eq(str(meta, "actor"), user_id))
+    if (!dm_is_admin(meta) && !eq(dm_str(meta, "actor"), user_id))
         return hd_reject(out, "not_owner", "only the user itself or an admin may forget a user");
     if (!state)
         return hd_reject(out, "unknown_user", "no user '%s'", user_id);
-    if (is_forgotten(state))
+    if (dm_is_status(state, "forgotten"))
         return 0; /* forgetting is idempotent */
     hd_emit(out, USERS_NS "UserForgotten", json_pack("{s:s}", "user_id", user_id));
     return 0;
@@ -232,20 +219,20 @@ json_t *users_evolve(json_t *state, const char *event_type, const json_t *payloa
 {
     if (strcmp(event_type, USERS_NS "UserRegistered") == 0) {
         json_decref(state);
-        return json_pack("{s:s, s:s, s:s, s:s, s:I}", "user_id", str(payload, "user_id") ?: "",
-                         "email_index", str(payload, "email_index") ?: "", "role",
-                         str(payload, "role") ?: "customer", "status",
-                         str(payload, "status") ?: "active", "version", (json_int_t)0);
+        return json_pack("{s:s, s:s, s:s, s:s, s:I}", "user_id", dm_str(payload, "user_id") ?: "",
+                         "email_index", dm_str(payload, "email_index") ?: "", "role",
+                         dm_str(payload, "role") ?: "customer", "status",
+                         dm_str(payload, "status") ?: "active", "version", (json_int_t)0);
     }
     if (!state)
         return NULL; /* a change to nothing: the log is broken; keep no state rather than crash */
     if (strcmp(event_type, USERS_NS "VendorApproved") == 0) {
         json_object_set_new(state, "status", json_string("active"));
     } else if (strcmp(event_type, USERS_NS "UserRoleChanged") == 0) {
-        if (str(payload, "role"))
-            json_object_set_new(state, "role", json_string(str(payload, "role")));
-        if (str(payload, "status"))
-            json_object_set_new(state, "status", json_string(str(payload, "status")));
+        if (dm_str(payload, "role"))
+            json_object_set_new(state, "role", json_string(dm_str(payload, "role")));
+        if (dm_str(payload, "status"))
+            json_object_set_new(state, "status", json_string(dm_str(payload, "status")));
     } else if (strcmp(event_type, USERS_NS "UserForgotten") == 0) {
         /* the compacted changelog keeps the latest state only: drop the index from it */
         json_object_set_new(state, "status", json_string("forgotten"));

@@ -1,14 +1,10 @@
 #include "shipping.h"
+#include "dm_json.h"
 #include "es_mem.h"
 #include <stdlib.h>
 #include <string.h>
 
 static const char *const shipping_tables[] = {"shipments", NULL};
-
-static const char *str(const json_t *obj, const char *key)
-{
-    return json_string_value(json_object_get(obj, key));
-}
 
 static int shipping_setup(es_db_t *db, const char *suffix, es_err_t *err)
 {
@@ -35,7 +31,7 @@ static int shipping_apply(es_db_t *db, const char *suffix, const char *event_typ
                           const json_t *event, es_err_t *err)
 {
     const json_t *md = json_object_get(event, "metadata");
-    const char *order = str(event, "order_id");
+    const char *order = dm_str(event, "order_id");
     const json_t *version = json_object_get(md, "aggregate_version");
     long long at = json_integer_value(json_object_get(md, "occurred_at"));
     char *sql = NULL;
@@ -51,7 +47,7 @@ static int shipping_apply(es_db_t *db, const char *suffix, const char *event_typ
                       event_type);
     long long v = json_integer_value(version);
     if (!strcmp(event_type, "ShipmentRequested")) {
-        const char *customer = str(event, "customer_id");
+        const char *customer = dm_str(event, "customer_id");
         sql = xasprintf("INSERT INTO `shipments%s` (order_id, customer_id, status, requested_at, "
                         "version, applied_events) VALUES (?, ?, 'requested', ?, ?, 1)",
                         suffix);
@@ -61,8 +57,8 @@ static int shipping_apply(es_db_t *db, const char *suffix, const char *event_typ
         goto out;
     }
     if (!strcmp(event_type, "ShipmentDispatched")) {
-        const char *tracking = str(event, "tracking_number");
-        const char *carrier = str(event, "carrier");
+        const char *tracking = dm_str(event, "tracking_number");
+        const char *carrier = dm_str(event, "carrier");
         if (!tracking) {
             rc = es_set(err, ES_EINVAL, "ShipmentDispatched: order '%s' lacks tracking_number",
                         order);

@@ -1,4 +1,5 @@
 #include "users.h"
+#include "dm_json.h"
 #include "es_mem.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,11 +28,6 @@ char *users_accounts_ddl(const char *suffix)
     return sql;
 }
 
-static const char *str(const json_t *obj, const char *key)
-{
-    return json_string_value(json_object_get(obj, key));
-}
-
 void users_stmt_release(struct users_stmt *s)
 {
     free(s->sql);
@@ -41,7 +37,7 @@ void users_stmt_release(struct users_stmt *s)
 
 static es_db_val_t opt(const json_t *event, const char *key)
 {
-    const char *s = str(event, key);
+    const char *s = dm_str(event, key);
     return s ? ES_DB_S(s) : ES_DB_N;
 }
 
@@ -51,7 +47,7 @@ int users_accounts_plan(const char *suffix, const char *event_type, const json_t
     memset(out, 0, sizeof *out);
     const json_t *meta = json_object_get(event, "metadata");
     const json_t *version = json_object_get(meta, "aggregate_version");
-    const char *user_id = str(event, "user_id");
+    const char *user_id = dm_str(event, "user_id");
     if (!user_id)
         return es_set(err, ES_EINVAL, "%s: user_id is missing", event_type);
     if (!json_is_integer(version))
@@ -60,11 +56,11 @@ int users_accounts_plan(const char *suffix, const char *event_type, const json_t
     es_db_val_t *p = out->params;
 
     if (strcmp(event_type, "UserRegistered") == 0) {
-        const char *index = str(event, "email_index");
-        const char *role = str(event, "role");
-        const char *status = str(event, "status");
-        if (!index || !role || !status || !str(event, "email_enc") ||
-            !str(event, "password_hash_enc"))
+        const char *index = dm_str(event, "email_index");
+        const char *role = dm_str(event, "role");
+        const char *status = dm_str(event, "status");
+        if (!index || !role || !status || !dm_str(event, "email_enc") ||
+            !dm_str(event, "password_hash_enc"))
             return es_set(err, ES_EINVAL, "UserRegistered: user '%s' lacks a field", user_id);
         /* an upsert: a forgotten e-mail registers again on the same user id */
         out->sql =
@@ -94,7 +90,7 @@ int users_accounts_plan(const char *suffix, const char *event_type, const json_t
         return 0;
     }
     if (strcmp(event_type, "VendorApproved") == 0) {
-        const char *vendor = str(event, "vendor_id");
+        const char *vendor = dm_str(event, "vendor_id");
         if (!vendor)
             return es_set(err, ES_EINVAL, "VendorApproved: user '%s' lacks vendor_id", user_id);
         out->sql = xasprintf("UPDATE users%s SET status = 'active', vendor_id = ?, version = ?,"
@@ -107,8 +103,8 @@ int users_accounts_plan(const char *suffix, const char *event_type, const json_t
         return 0;
     }
     if (strcmp(event_type, "UserRoleChanged") == 0) {
-        const char *role = str(event, "role");
-        const char *status = str(event, "status");
+        const char *role = dm_str(event, "role");
+        const char *status = dm_str(event, "status");
         if (!role || !status)
             return es_set(err, ES_EINVAL, "UserRoleChanged: user '%s' lacks a field", user_id);
         /* a vendor id is earned by approval: any role change drops it */

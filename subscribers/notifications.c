@@ -24,6 +24,7 @@
  * (eventshop_users.users) opened with the user's key (eventshop_keys.user_keys). The database
  * user EVENTSHOP_MYSQL_NOTIFICATIONS_USER needs SELECT on both tables. Order facts the later
  * events lack (customer, total) are kept from OrderPlaced in table order_facts. */
+#include "dm_json.h"
 #include "es_db.h"
 #include "es_env.h"
 #include "es_fault.h"
@@ -54,11 +55,6 @@ struct notifications {
     long timeout_ms;
     es_metric_t *m_resent[NT_NONE];
 };
-
-static const char *str(const json_t *obj, const char *key)
-{
-    return json_string_value(json_object_get(obj, key));
-}
 
 static const char *const ddl[] = {
     "CREATE TABLE IF NOT EXISTS sent (event_id VARCHAR(64) NOT NULL PRIMARY KEY,"
@@ -244,8 +240,8 @@ static int contact_of(struct notifications *n, const char *user_id, char **email
     if (!rows)
         return -1;
     const json_t *row = json_array_get(rows, 0);
-    const char *email_enc = str(row, "email_enc");
-    const char *phone_enc = str(row, "phone_enc");
+    const char *email_enc = dm_str(row, "email_enc");
+    const char *phone_enc = dm_str(row, "phone_enc");
     *why = "no_address";
     if (!email_enc)
         goto out;
@@ -257,7 +253,7 @@ static int contact_of(struct notifications *n, const char *user_id, char **email
         rc = -1;
         goto out;
     }
-    const char *hex = str(json_array_get(keyrows, 0), "k");
+    const char *hex = dm_str(json_array_get(keyrows, 0), "k");
     if (!hex || users_key_from_hex(hex, key)) {
         *why = "no_key";
         goto out;
@@ -275,7 +271,7 @@ out:
     memset(key, 0, sizeof key);
     if (keyrows) {
         /* the key's hex text lives in the JSON: wipe it */
-        char *k = (char *)str(json_array_get(keyrows, 0), "k");
+        char *k = (char *)dm_str(json_array_get(keyrows, 0), "k");
         if (k)
             memset(k, 0, strlen(k));
     }
@@ -288,10 +284,10 @@ out:
 
 static int remember_order(struct notifications *n, const json_t *event, es_err_t *err)
 {
-    const char *order = str(event, "order_id");
-    const char *customer = str(event, "customer_id");
+    const char *order = dm_str(event, "order_id");
+    const char *customer = dm_str(event, "customer_id");
     const json_t *total = json_object_get(event, "total_minor");
-    const char *currency = str(event, "currency");
+    const char *currency = dm_str(event, "currency");
     if (!order || !customer)
         return 0;
     es_db_val_t p[] = {ES_DB_S(order), ES_DB_S(customer),
@@ -404,8 +400,8 @@ static void forget_claim(struct notifications *n, const struct notice *c, const 
 static void emit_recorded(sb_out_t *out, const char *trigger, const char *order,
                           const char *customer, nt_kind_t kind, const json_t *rec)
 {
-    emit_sent(out, trigger, order, customer ? customer : "", kind, str(rec, "channels"),
-              str(rec, "recipient_hash"), str(rec, "message_id"));
+    emit_sent(out, trigger, order, customer ? customer : "", kind, dm_str(rec, "channels"),
+              dm_str(rec, "recipient_hash"), dm_str(rec, "message_id"));
 }
 
 /* Sends the e-mail of notice c to email once the claim is committed, and records it once the
@@ -473,8 +469,8 @@ static int notifications_handle(void *state, const char *event_type, const json_
     if (kind == NT_NONE)
         return 0;
     const json_t *md = json_object_get(event, "metadata");
-    const char *trigger = str(md, "event_id");
-    const char *order = str(event, "order_id");
+    const char *trigger = dm_str(md, "event_id");
+    const char *order = dm_str(event, "order_id");
     if (!trigger || !order) {
         sb_out_dead_letter(out, "notifying event without metadata.event_id or order_id");
         return 0;
@@ -503,13 +499,13 @@ static int notifications_handle(void *state, const char *event_type, const json_
         goto out;
     }
     const json_t *f = json_array_get(facts, 0);
-    const char *customer = str(event, "customer_id");
+    const char *customer = dm_str(event, "customer_id");
     if (!customer || !*customer)
-        customer = str(f, "customer_id");
+        customer = dm_str(f, "customer_id");
     /* recorded before a crash or an aborted batch: the e-mail is never sent again; only an SMS
      * that may not have gone out yet is tried again (the webhook dedupes by its key) */
     const json_t *rec = json_array_get(sent, 0);
-    if (rec && (!n->sms_url || strstr(str(rec, "channels"), "sms"))) {
+    if (rec && (!n->sms_url || strstr(dm_str(rec, "channels"), "sms"))) {
         emit_recorded(out, trigger, order, customer, kind, rec);
         goto out;
     }
@@ -539,15 +535,15 @@ static int notifications_handle(void *state, const char *event_type, const json_
     nt_facts_t facts_in = {
         .order_id = order,
         .total_minor = json_is_integer(total) ? json_integer_value(total) : -1,
-        .currency = str(event, "currency") ? str(event, "currency") : str(f, "currency"),
-        .tracking_number = str(event, "tracking_number"),
-        .reason = str(event, "reason"),
+        .currency = dm_str(event, "currency") ? dm_str(event, "currency") : dm_str(f, "currency"),
+        .tracking_number = dm_str(event, "tracking_number"),
+        .reason = dm_str(event, "reason"),
     };
     nt_render(kind, &facts_in, &m);
     const char *channels = "email";
     struct notice ctx = {trigger, order, customer, kind, md, msgid, trace_id};
     if (rec) {
-        snprintf(hash, sizeof hash, "%s", str(rec, "recipient_hash"));
+        snprintf(hash, sizeof hash, "%s", dm_str(rec, "recipient_hash"));
     } else {
         int mrc = mail_once(n, &ctx, email, &m, hash, out, err);
         if (mrc != 0) {
@@ -567,7 +563,7 @@ static int notifications_handle(void *state, const char *event_type, const json_
             es_warn("sms for order '%s' not sent: %s", order, merr.msg);
         }
     }
-    const char *sent_id = rec ? str(rec, "message_id") : msgid; /* as the e-mail had it */
+    const char *sent_id = rec ? dm_str(rec, "message_id") : msgid; /* as the e-mail had it */
     es_log_kv(ES_LOG_INFO, trace_id[0] ? trace_id : NULL,
               ES_F("order_id", order, "kind", kname, "message_id", sent_id, "event_id", trigger),
               "notification '%s' for order '%s' sent (%s)", kname, order, channels);

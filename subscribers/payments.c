@@ -1,4 +1,5 @@
 #include "payments.h"
+#include "dm_json.h"
 #include "es_env.h"
 #include "es_log.h"
 #include "es_mem.h"
@@ -18,16 +19,11 @@ static void count_outcome(const char *outcome)
 
 #define PAYMENTS_NS "eventshop.payments."
 
-static const char *str(const json_t *obj, const char *key)
-{
-    return json_string_value(json_object_get(obj, key));
-}
-
 static int charge(gateway_t *gw, const json_t *event, sb_out_t *out, es_err_t *err)
 {
-    const char *order = str(event, "order_id");
-    const char *customer = str(event, "customer_id");
-    const char *currency = str(event, "currency");
+    const char *order = dm_str(event, "order_id");
+    const char *customer = dm_str(event, "customer_id");
+    const char *currency = dm_str(event, "currency");
     json_t *amount = json_object_get(event, "amount_minor");
     if (!order || !*order || !customer || !currency || !json_is_integer(amount)) {
         sb_out_dead_letter(out, "PaymentRequested without order_id, customer_id, amount_minor "
@@ -79,8 +75,8 @@ static int charge(gateway_t *gw, const json_t *event, sb_out_t *out, es_err_t *e
 
 static int refund(gateway_t *gw, const json_t *event, sb_out_t *out, es_err_t *err)
 {
-    const char *order = str(event, "order_id");
-    const char *ref = str(event, "gateway_ref");
+    const char *order = dm_str(event, "order_id");
+    const char *ref = dm_str(event, "gateway_ref");
     if (!order || !*order || !ref || !*ref) {
         sb_out_dead_letter(out, "PaymentRefundRequested without order_id or gateway_ref");
         return 0;

@@ -24,6 +24,7 @@
  * except once for a partition the table has never folded (no progress row: the first start
  * after the in-memory saga of old, so that the orders open at the upgrade keep their deadlines).
  * The table is for an admin endpoint to list too: every row of open_orders is an open order. */
+#include "dm_json.h"
 #include "es_db.h"
 #include "es_env.h"
 #include "es_kafka.h"
@@ -57,16 +58,6 @@ typedef struct saga {
     bool loaded;       /* open holds the rows of every owned partition */
     long long hold_ms; /* time between confirmation and the dispatch approval */
 } saga_t;
-
-static const char *str(const json_t *o, const char *k)
-{
-    return json_string_value(json_object_get(o, k));
-}
-
-static json_int_t num(const json_t *o, const char *k)
-{
-    return json_integer_value(json_object_get(o, k));
-}
 
 static long long wall_ms(void)
 {
@@ -138,7 +129,7 @@ static row_op_t row_op(const saga_t *s, const char *name)
 
 static long long dispatch_at(const saga_t *s, const json_t *ev)
 {
-    return num(json_object_get(ev, "metadata"), "occurred_at") + s->hold_ms;
+    return dm_int(json_object_get(ev, "metadata"), "occurred_at") + s->hold_ms;
 }
 
 /* Folds orders event ev (name without namespace) read at partition:offset into the table, in
@@ -160,7 +151,7 @@ static int fold_row(saga_t *s, row_op_t op, const json_t *ev, const char *order,
     if (!rows)
         return db_failed(s, &e, "progress", err);
     json_t *row = json_array_get(rows, 0);
-    bool seen = row && offset < num(row, "next_offset");
+    bool seen = row && offset < dm_int(row, "next_offset");
     json_decref(rows);
     if (seen) { /* delivered again: the table has it already */
         es_db_rollback(db);
@@ -169,9 +160,12 @@ static int fold_row(saga_t *s, row_op_t op, const json_t *ev, const char *order,
     long long now = wall_ms();
     int rc = 0;
     if (op == ROW_INSERT) {
-        es_db_val_t p[] = {
-            ES_DB_I(partition),         ES_DB_S(order),  ES_DB_I(num(ev, "reserve_by")),
-            ES_DB_I(num(ev, "pay_by")), ES_DB_I(offset), ES_DB_I(now)};
+        es_db_val_t p[] = {ES_DB_I(partition),
+                           ES_DB_S(order),
+                           ES_DB_I(dm_int(ev, "reserve_by")),
+                           ES_DB_I(dm_int(ev, "pay_by")),
+                           ES_DB_I(offset),
+                           ES_DB_I(now)};
         rc = es_db_exec(db,
                         "INSERT IGNORE INTO open_orders (orders_partition, order_id, status, "
                         "reserve_by, pay_by, folded_offset, updated_at) "
@@ -220,8 +214,8 @@ static void fold_memory(saga_t *s, row_op_t op, const json_t *ev, const char *or
     if (op == ROW_INSERT && !o) {
         json_object_set_new(s->open, order,
                             json_pack("{s:i, s:s, s:I, s:I, s:I, s:I}", "partition", partition,
-                                      "status", "placed", "reserve_by", num(ev, "reserve_by"),
-                                      "pay_by", num(ev, "pay_by"), "dispatch_at", (json_int_t)0,
+                                      "status", "placed", "reserve_by", dm_int(ev, "reserve_by"),
+                                      "pay_by", dm_int(ev, "pay_by"), "dispatch_at", (json_int_t)0,
                                       "sent_at", (json_int_t)0));
     } else if ((op == ROW_RESERVED || op == ROW_CONFIRMED) && o) {
         json_object_set_new(o, "status",
@@ -274,7 +268,7 @@ static int boot_msg(const rd_kafka_message_t *m, void *arg)
         es_set(a->err, ES_EIO, "%s", e.msg); /* the registry, not the data */
         return 1;
     }
-    const char *order = str(ev, "order_id");
+    const char *order = dm_str(ev, "order_id");
     row_op_t op = strncmp(type, ORDERS_NS, strlen(ORDERS_NS))
                       ? ROW_NONE
                       : row_op(a->s, type + strlen(ORDERS_NS));
@@ -338,7 +332,7 @@ static int load(saga_t *s, es_err_t *err)
         bool seen = false;
         size_t i;
         json_t *r;
-        json_array_foreach(known, i, r) seen |= num(r, "orders_partition") == s->owned[k];
+        json_array_foreach(known, i, r) seen |= dm_int(r, "orders_partition") == s->owned[k];
         if (!seen && bootstrap(s, s->owned[k], err) != 0) {
             json_decref(known);
             return -1;
@@ -360,14 +354,14 @@ static int load(saga_t *s, es_err_t *err)
     json_t *r;
     json_array_foreach(rows, i, r)
     {
-        const char *order = str(r, "order_id");
+        const char *order = dm_str(r, "order_id");
         if (order)
             json_object_set_new(
                 s->open, order,
-                json_pack("{s:I, s:s, s:I, s:I, s:I, s:I}", "partition", num(r, "orders_partition"),
-                          "status", str(r, "status") ?: "placed", "reserve_by",
-                          num(r, "reserve_by"), "pay_by", num(r, "pay_by"), "dispatch_at",
-                          num(r, "dispatch_at"), "sent_at", (json_int_t)0));
+                json_pack("{s:I, s:s, s:I, s:I, s:I, s:I}", "partition",
+                          dm_int(r, "orders_partition"), "status", dm_str(r, "status") ?: "placed",
+                          "reserve_by", dm_int(r, "reserve_by"), "pay_by", dm_int(r, "pay_by"),
+                          "dispatch_at", dm_int(r, "dispatch_at"), "sent_at", (json_int_t)0));
     }
     json_decref(rows);
     s->loaded = true;
@@ -453,20 +447,20 @@ static int on_orders(const saga_t *s, const char *name, const json_t *ev, const 
         json_t *l;
         json_array_foreach(json_object_get(ev, "lines"), i, l)
         {
-            const char *sku = str(l, "sku");
+            const char *sku = dm_str(l, "sku");
             if (!sku)
                 return -1;
             sb_out_command(out, "inventory", "eventshop.inventory.ReserveStock", sku,
                            json_pack("{s:s, s:s, s:I}", "sku", sku, "order_id", order, "quantity",
-                                     num(l, "quantity")));
+                                     dm_int(l, "quantity")));
         }
     } else if (!strcmp(name, "OrderStockReserved")) {
-        if (!str(ev, "customer_id") || !str(ev, "currency"))
+        if (!dm_str(ev, "customer_id") || !dm_str(ev, "currency"))
             return -1;
         sb_out_command(out, "payments", "eventshop.payments.RequestPayment", order,
                        json_pack("{s:s, s:s, s:I, s:s}", "order_id", order, "customer_id",
-                                 str(ev, "customer_id"), "amount_minor", num(ev, "total_minor"),
-                                 "currency", str(ev, "currency")));
+                                 dm_str(ev, "customer_id"), "amount_minor",
+                                 dm_int(ev, "total_minor"), "currency", dm_str(ev, "currency")));
     } else if (!strcmp(name, "OrderConfirmed")) {
         if (s->hold_ms == 0) /* with a hold, the tick approves once it is over */
             approve_dispatch(out, order);
@@ -475,12 +469,12 @@ static int on_orders(const saga_t *s, const char *name, const json_t *ev, const 
         size_t i;
         json_t *l;
         json_array_foreach(json_object_get(ev, "lines"), i, l)
-            json_array_append_new(lines, json_pack("{s:s, s:I}", "sku", str(l, "sku") ?: "",
-                                                   "quantity", num(l, "quantity")));
+            json_array_append_new(lines, json_pack("{s:s, s:I}", "sku", dm_str(l, "sku") ?: "",
+                                                   "quantity", dm_int(l, "quantity")));
         json_t *addr = json_object_get(ev, "shipping_address_enc");
         sb_out_command(out, "shipping", "eventshop.shipping.RequestShipment", order,
                        json_pack("{s:s, s:s, s:o, s:O}", "order_id", order, "customer_id",
-                                 str(ev, "customer_id") ?: "", "lines", lines,
+                                 dm_str(ev, "customer_id") ?: "", "lines", lines,
                                  "shipping_address_enc", addr ? addr : json_null()));
     } else if (!strcmp(name, "OrderCancelled")) {
         per_sku(out, "eventshop.inventory.ReleaseStock", order, json_object_get(ev, "skus"));
@@ -521,7 +515,7 @@ static int saga_handle(void *state, const char *type, const json_t *ev, const ch
 {
     (void)traceparent;
     saga_t *s = state;
-    const char *order = str(ev, "order_id");
+    const char *order = dm_str(ev, "order_id");
     if (!strncmp(type, ORDERS_NS, strlen(ORDERS_NS))) {
         const char *name = type + strlen(ORDERS_NS);
         if (!order || !*order) {
@@ -544,7 +538,7 @@ static int saga_handle(void *state, const char *type, const json_t *ev, const ch
     }
     if (!order || !*order) /* stock or payment events of no order: not the saga's */
         return 0;
-    const char *sku = str(ev, "sku");
+    const char *sku = dm_str(ev, "sku");
     if (!strcmp(type, "eventshop.inventory.StockReserved") && sku) {
         sb_out_command(out, "orders", ORDERS_NS "RecordStockReserved", order,
                        json_pack("{s:s, s:s}", "order_id", order, "sku", sku));
@@ -554,14 +548,14 @@ static int saga_handle(void *state, const char *type, const json_t *ev, const ch
     } else if (!strcmp(type, "eventshop.payments.PaymentCaptured")) {
         sb_out_command(out, "orders", ORDERS_NS "ConfirmOrder", order,
                        json_pack("{s:s, s:s}", "order_id", order, "gateway_ref",
-                                 str(ev, "gateway_ref") ?: ""));
+                                 dm_str(ev, "gateway_ref") ?: ""));
     } else if (!strcmp(type, "eventshop.payments.PaymentDeclined")) {
         sb_out_command(out, "orders", ORDERS_NS "CancelOrder", order,
                        json_pack("{s:s, s:s}", "order_id", order, "reason", "payment_declined"));
     } else if (!strcmp(type, "eventshop.shipping.ShipmentDispatched")) {
         sb_out_command(out, "orders", ORDERS_NS "MarkShipped", order,
                        json_pack("{s:s, s:s}", "order_id", order, "tracking_number",
-                                 str(ev, "tracking_number") ?: ""));
+                                 dm_str(ev, "tracking_number") ?: ""));
     } else if (!strcmp(type, "eventshop.shipping.ShipmentDelivered")) {
         sb_out_command(out, "orders", ORDERS_NS "MarkDelivered", order,
                        json_pack("{s:s}", "order_id", order));
@@ -594,14 +588,14 @@ static int saga_tick(void *state, long long now_ms, sb_out_t *out, es_err_t *err
                   (double)json_object_size(s->open));
     json_object_foreach(s->open, order, o)
     {
-        const char *status = str(o, "status");
+        const char *status = dm_str(o, "status");
         bool placed = !strcmp(status, "placed"), confirmed = !strcmp(status, "confirmed");
-        json_int_t by = placed      ? num(o, "reserve_by")
-                        : confirmed ? num(o, "dispatch_at")
-                                    : num(o, "pay_by");
-        if (by <= 0 || now_ms < by || now_ms - num(o, "sent_at") < RESEND_MS)
+        json_int_t by = placed      ? dm_int(o, "reserve_by")
+                        : confirmed ? dm_int(o, "dispatch_at")
+                                    : dm_int(o, "pay_by");
+        if (by <= 0 || now_ms < by || now_ms - dm_int(o, "sent_at") < RESEND_MS)
             continue;
-        bool first = !num(o, "sent_at");
+        bool first = !dm_int(o, "sent_at");
         json_object_set_new(o, "sent_at", json_integer(now_ms));
         if (confirmed) {
             approve_dispatch(out, order);

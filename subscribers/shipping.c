@@ -4,6 +4,7 @@
  * (eventshop_shipping.shipments) shows dispatched and records their delivery. Both commands are
  * idempotent in the shipping decider, so repeats are harmless. */
 #include "carrier.h"
+#include "dm_json.h"
 #include "es_db.h"
 #include "es_env.h"
 #include "es_log.h"
@@ -24,11 +25,6 @@ struct shipping {
     long long next_poll;
     json_t *reported; /* order id -> when its delivery was last recorded */
 };
-
-static const char *str(const json_t *obj, const char *key)
-{
-    return json_string_value(json_object_get(obj, key));
-}
 
 static void *shipping_init(es_err_t *err)
 {
@@ -62,7 +58,7 @@ static int shipping_handle(void *state, const char *event_type, const json_t *ev
     (void)traceparent;
     if (strcmp(event_type, SHIPPING_NS "ShipmentRequested"))
         return 0;
-    const char *order = str(event, "order_id");
+    const char *order = dm_str(event, "order_id");
     if (!order || !*order) {
         sb_out_dead_letter(out, "ShipmentRequested without order_id");
         return 0;
@@ -115,8 +111,8 @@ static int shipping_tick(void *state, long long now_ms, sb_out_t *out, es_err_t 
     json_t *row;
     json_array_foreach(rows, i, row)
     {
-        const char *order = str(row, "order_id");
-        const char *tracking = str(row, "tracking_number");
+        const char *order = dm_str(row, "order_id");
+        const char *tracking = dm_str(row, "tracking_number");
         json_t *last = json_object_get(s->reported, order ? order : "");
         if (!order || !tracking || (last && now_ms - json_integer_value(last) < REPORT_QUIET_MS))
             continue;

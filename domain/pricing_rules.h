@@ -1,7 +1,7 @@
 /* pricing_rules — the effective price of a sku at an instant: a pure, deterministic function of
  * its list price, its rules and the available stock (no I/O, no clock, no allocation, no floats).
- * Shared by the pricing decider (rule validation), the API (GET /v1/prices/{sku}) and, later, the
- * orders handler, so that every place computes the same price.
+ * Shared by the pricing decider (rule validation), the orders decider (the price of each line)
+ * and the API (GET /v1/prices/{sku}), so that every place computes the same price.
  *
  * The computation, in this order (pr_effective_price):
  *  1. Active rules. A rule is active at instant t when valid_from <= t < valid_until; either end

@@ -1,4 +1,5 @@
-/* users_crypto — the users context's secrets, shared by the API and the eventshop-users tool:
+/* users_crypto — the users context's secrets, shared by the API, the eventshop-users tool and the
+ * notifications subscriber (which opens recipients' sealed addresses):
  *
  *   - E-mail normalisation and the blind index: hex HMAC-SHA256 of the normalised e-mail under
  *     the server's index key (32 bytes, from EVENTSHOP_USERS_INDEX_KEY_FILE as 64 hex digits).
