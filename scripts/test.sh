@@ -44,6 +44,11 @@ bad=$(git ls-files '*.c' '*.h' | while read -r f; do [ -f "$f" ] && ! clang-form
 [ -z "$bad" ] || echo "not formatted: $bad"
 count format "$([ -z "$bad" ] && echo 0 || echo 1)"
 
+echo "== layers (nothing includes upward; no role folder includes another's headers)"
+python3 tests/layers/check_layers.py >"$out/layers.log" 2>&1 &&
+    "$top/.cache/venv/bin/python" -m pytest -q -p no:cacheprovider tests/layers >>"$out/layers.log" 2>&1
+rc=$?; [ $rc -eq 0 ] || tail -n 20 "$out/layers.log"; count layers $rc
+
 echo "== deploy artifacts (kustomize + kubeconform, dclint, hadolint)"
 scripts/lint-deploy.sh >"$out/lint-deploy.log" 2>&1; rc=$?
 grep -E '^(PASS|FAIL|    )' "$out/lint-deploy.log"
