@@ -50,10 +50,9 @@ struct pj_runtime {
     unsigned jitter;  /* rand_r state for the back-off's jitter */
     volatile sig_atomic_t stop;
     es_metric_t *m_events, *m_batch, *m_dead, *m_commit_failed;
-    json_t *applied;           /* the batch in flight's applied events, logged once committed */
-    long long commit_retry_at; /* no Kafka commit before (es_mono_ms), after a failed one */
-    long long commit_warned_at;
-    long commit_unwarned; /* failed Kafka commits not logged since commit_warned_at */
+    json_t *applied;            /* the batch in flight's applied events, logged once committed */
+    long long commit_retry_at;  /* no Kafka commit before (es_mono_ms), after a failed one */
+    es_log_every_t commit_warn; /* failed Kafka commits: one warning a minute */
 };
 
 /* CREATE TABLE IF NOT EXISTS projection_versions: the version each live table set was built

@@ -252,16 +252,13 @@ static void pj_commit_failed(pj_runtime_t *rt, const char *why,
         if (p >= 0 && p < rt->nparts && rt->parts[p].committed == offsets->elems[i].offset)
             rt->parts[p].committed = -1; /* commit it again */
     }
-    if (rt->commit_warned_at && now - rt->commit_warned_at < PJ_COMMIT_LOG_MS) {
-        rt->commit_unwarned++;
+    long skipped;
+    if (!es_log_every_pass(&rt->commit_warn, now, PJ_COMMIT_LOG_MS, &skipped))
         return;
-    }
     es_warn("projector %s: committing its positions to group '%s' failed (%ld more since the "
             "last warning): %s; only autoscaling on the group's lag is affected, the positions "
             "in MariaDB stay the truth",
-            rt->key, rt->group, rt->commit_unwarned, why);
-    rt->commit_warned_at = now;
-    rt->commit_unwarned = 0;
+            rt->key, rt->group, skipped, why);
 }
 
 /* The outcome of an asynchronous commit, served by rd_kafka_consumer_poll. */

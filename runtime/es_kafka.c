@@ -6,6 +6,7 @@
 #include "es_retry.h"
 #include "es_time.h"
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,12 +20,47 @@
  * es_kafka_fence_is_twin tells an outage's fence from a twin's by it. */
 static _Atomic long long broker_trouble_ms;
 
+/* A broker that is away makes every client report an error at each reconnect (about once a
+ * second): each client logs at most one line per ERROR_LOG_MS, saying how many it held back. A
+ * client beyond the table's size logs every error. */
+#define ERROR_LOG_MS      10000
+#define ERROR_LOG_CLIENTS 64
+static struct {
+    pthread_mutex_t lock;
+    const rd_kafka_t *rk[ERROR_LOG_CLIENTS];
+    es_log_every_t every[ERROR_LOG_CLIENTS];
+} error_log = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static bool error_log_pass(const rd_kafka_t *rk, long long now, long *skipped)
+{
+    bool pass = true;
+    *skipped = 0;
+    pthread_mutex_lock(&error_log.lock);
+    for (size_t i = 0; i < ERROR_LOG_CLIENTS; i++) {
+        if (error_log.rk[i] == rk || !error_log.rk[i]) {
+            error_log.rk[i] = rk;
+            pass = es_log_every_pass(&error_log.every[i], now, ERROR_LOG_MS, skipped);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&error_log.lock);
+    return pass;
+}
+
 static void on_error(rd_kafka_t *rk, int code, const char *reason, void *opaque)
 {
     (void)opaque;
+    long long now = es_mono_ms();
     if (code != RD_KAFKA_RESP_ERR__FATAL)
-        atomic_store(&broker_trouble_ms, es_mono_ms());
-    es_warn("kafka %s: %s", rd_kafka_name(rk), reason);
+        atomic_store(&broker_trouble_ms, now);
+    long skipped = 0;
+    if (code != RD_KAFKA_RESP_ERR__FATAL && !error_log_pass(rk, now, &skipped))
+        return;
+    if (skipped)
+        es_warn("kafka %s: %s (%ld more errors since the last line)", rd_kafka_name(rk), reason,
+                skipped);
+    else
+        es_warn("kafka %s: %s", rd_kafka_name(rk), reason);
 }
 
 /* One property of the security settings; a secret's value stays out of the error. */

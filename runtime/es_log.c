@@ -78,3 +78,15 @@ void es_log_write_kv(es_log_level_t lvl, const char *trace_id, const char *const
     log_vwrite(lvl, trace_id, fields, fmt, ap);
     va_end(ap);
 }
+
+bool es_log_every_pass(es_log_every_t *e, long long now_ms, long long period_ms, long *skipped)
+{
+    if (e->last_ms && now_ms - e->last_ms < period_ms) {
+        e->held++;
+        return false;
+    }
+    *skipped = e->held;
+    e->last_ms = now_ms ? now_ms : 1;
+    e->held = 0;
+    return true;
+}

@@ -3,6 +3,8 @@
 #ifndef ES_LOG_H
 #define ES_LOG_H
 
+#include <stdbool.h>
+
 typedef enum { ES_LOG_DEBUG, ES_LOG_INFO, ES_LOG_WARN, ES_LOG_ERROR } es_log_level_t;
 
 extern es_log_level_t es_log_min_level;
@@ -36,6 +38,16 @@ void es_log_write_kv(es_log_level_t lvl, const char *trace_id, const char *const
         if ((lvl) >= es_log_min_level)                                                             \
             es_log_write_kv((lvl), (trace), fields, __VA_ARGS__);                                  \
     } while (0)
+/* At most one line per period for a message that may repeat fast (a broker's errors while it is
+ * away): zero-initialise, then es_log_every_pass(&e, now_ms, period_ms, &skipped) is true when a
+ * line may go out, with skipped = how many were held back since the last one. Not thread-safe:
+ * one per thread, or under the caller's lock. */
+typedef struct {
+    long long last_ms; /* 0: never logged */
+    long held;         /* calls held back since last_ms */
+} es_log_every_t;
+bool es_log_every_pass(es_log_every_t *e, long long now_ms, long long period_ms, long *skipped);
+
 #define es_debug(...) es_log(ES_LOG_DEBUG, __VA_ARGS__)
 #define es_info(...)  es_log(ES_LOG_INFO, __VA_ARGS__)
 #define es_warn(...)  es_log(ES_LOG_WARN, __VA_ARGS__)

@@ -174,3 +174,28 @@ Test(zipkin, exports_v2_spans_with_parent_ids)
     cr_assert_null(json_object_get(tags, "reason"));
     json_decref(spans);
 }
+
+/* es_log_every_pass: the first call passes, calls within the period are held back and counted,
+ * the first after it passes with that count, and the count starts again. */
+Test(log_every, one_line_per_period_with_the_count_held_back)
+{
+    es_log_every_t e = {0};
+    long skipped = -1;
+    cr_assert(es_log_every_pass(&e, 1000, 10000, &skipped));
+    cr_assert_eq(skipped, 0);
+    for (int i = 0; i < 5; i++)
+        cr_assert_not(es_log_every_pass(&e, 1000 + 1000 * i, 10000, &skipped));
+    cr_assert_not(es_log_every_pass(&e, 10999, 10000, &skipped));
+    cr_assert(es_log_every_pass(&e, 11000, 10000, &skipped));
+    cr_assert_eq(skipped, 6);
+    cr_assert(es_log_every_pass(&e, 30000, 10000, &skipped));
+    cr_assert_eq(skipped, 0);
+}
+
+Test(log_every, a_clock_at_zero_still_counts_as_logged)
+{
+    es_log_every_t e = {0};
+    long skipped;
+    cr_assert(es_log_every_pass(&e, 0, 10000, &skipped));
+    cr_assert_not(es_log_every_pass(&e, 5, 10000, &skipped));
+}
