@@ -276,36 +276,45 @@ static void pj_offset_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         pj_commit_failed(rt, rd_kafka_err2str(first), offsets);
 }
 
-/* Commits the positions applied to the consumer group, asynchronously, so that the group's lag
+/* The applied position of every assigned partition (offset: the next to apply), for the lag and
+ * the group's commit: its stored next offset, or the consumer's position when that lies further.
+ * With no batch in flight and no resync pending, every message consumed since the assignment was
+ * applied (an assignment resets the position: librdkafka 2.0.2 reports none until a message or
+ * marker is consumed), so the position passes the stored offset by transaction markers only
+ * (control records, never delivered), without which the lag of a topic written in transactions
+ * would never reach 0. */
+static rd_kafka_topic_partition_list_t *pj_applied_positions(pj_runtime_t *rt)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(rt->nparts);
+    for (int i = 0; i < rt->nparts; i++)
+        if (rt->parts[i].assigned)
+            rd_kafka_topic_partition_list_add(list, rt->topic, i);
+    if (list->cnt > 0)
+        rd_kafka_position(rt->rk, list);
+    for (int i = 0; i < list->cnt; i++) {
+        int64_t stored = rt->parts[list->elems[i].partition].stored;
+        if (stored > list->elems[i].offset)
+            list->elems[i].offset = stored;
+    }
+    return list;
+}
+
+/* Commits the applied positions to the consumer group, asynchronously, so that the group's lag
  * (what KEDA scales projectors on) is the projector's. Informational only: the projector never
  * reads them back (pj_assign_from_db), so a lost or failed commit costs nothing but a stale lag.
- * A partition's offset is its stored next offset, or the consumer's position when that lies
- * further: with no batch in flight and no resync pending, every message consumed since the
- * assignment was applied (an assignment resets the position: librdkafka 2.0.2 reports none until
- * a message or marker is consumed), so the position passes the stored offset by transaction
- * markers only (control records, never delivered), without which the lag of a topic written in
- * transactions would never reach 0. Only what changed is sent. Not for a rebuild (manual): its
- * group is a one-off nobody watches. Fault point pj.kafka_commit fails the commit instead (tests).
- */
-static void pj_commit_positions(pj_runtime_t *rt)
+ * Only what changed is sent. Not for a rebuild (manual): its group is a one-off nobody watches.
+ * Fault point pj.kafka_commit fails the commit instead (tests). */
+static void pj_commit_positions(pj_runtime_t *rt, const rd_kafka_topic_partition_list_t *applied)
 {
     if (rt->manual || rt->need_resync || rt->nbatch > 0 || es_mono_ms() < rt->commit_retry_at)
         return;
-    rd_kafka_topic_partition_list_t *pos = rd_kafka_topic_partition_list_new(rt->nparts);
     rd_kafka_topic_partition_list_t *offsets = rd_kafka_topic_partition_list_new(rt->nparts);
-    for (int i = 0; i < rt->nparts; i++)
-        if (rt->parts[i].assigned)
-            rd_kafka_topic_partition_list_add(pos, rt->topic, i);
-    if (pos->cnt > 0)
-        rd_kafka_position(rt->rk, pos);
-    for (int i = 0; i < pos->cnt; i++) {
-        struct pj_part *pp = &rt->parts[pos->elems[i].partition];
-        int64_t next = pp->stored, at = pos->elems[i].offset;
-        if (at > next)
-            next = at;
+    for (int i = 0; i < applied->cnt; i++) {
+        struct pj_part *pp = &rt->parts[applied->elems[i].partition];
+        int64_t next = applied->elems[i].offset;
         if (next < 0 || next == pp->committed)
             continue;
-        rd_kafka_topic_partition_list_add(offsets, rt->topic, pos->elems[i].partition)->offset =
+        rd_kafka_topic_partition_list_add(offsets, rt->topic, applied->elems[i].partition)->offset =
             next;
         pp->committed = next;
     }
@@ -317,31 +326,29 @@ static void pj_commit_positions(pj_runtime_t *rt)
             pj_commit_failed(rt, rd_kafka_err2str(e), offsets);
     }
     rd_kafka_topic_partition_list_destroy(offsets);
-    rd_kafka_topic_partition_list_destroy(pos);
 }
 
-static void pj_update_lag(pj_runtime_t *rt)
+static void pj_update_lag(pj_runtime_t *rt, const rd_kafka_topic_partition_list_t *applied)
 {
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(rt->nparts);
-    for (int i = 0; i < rt->nparts; i++)
-        if (rt->parts[i].assigned)
-            rd_kafka_topic_partition_list_add(list, rt->topic, i);
-    rd_kafka_position(rt->rk, list);
-    for (int i = 0; i < list->cnt; i++) {
-        int32_t p = list->elems[i].partition;
-        int64_t lo = 0, hi = 0;
+    for (int i = 0; i < applied->cnt; i++) {
+        int32_t p = applied->elems[i].partition;
+        int64_t lo = 0, hi = 0, next = applied->elems[i].offset;
         if (rd_kafka_get_watermark_offsets(rt->rk, rt->topic, p, &lo, &hi) || hi < 0)
             continue;
-        /* the consumer's position may lie past the stored offset by control records only
-         * (every consumed message was committed by the last flush) */
-        int64_t next = rt->parts[p].stored;
-        if (list->elems[i].offset > next)
-            next = list->elems[i].offset;
         if (next < lo)
             next = lo;
         es_metric_set(rt->parts[p].lag, (double)(hi > next ? hi - next : 0));
     }
-    rd_kafka_topic_partition_list_destroy(list);
+}
+
+/* After a flush or on the idle tick: the lag gauges and the group's commit, from one reading of
+ * the positions. */
+static void pj_publish_positions(pj_runtime_t *rt)
+{
+    rd_kafka_topic_partition_list_t *applied = pj_applied_positions(rt);
+    pj_update_lag(rt, applied);
+    pj_commit_positions(rt, applied);
+    rd_kafka_topic_partition_list_destroy(applied);
 }
 
 /* Whether err is the event's fault (dead-letter it) rather than the database's (retry). */
@@ -561,8 +568,7 @@ static void pj_batch_committed(pj_runtime_t *rt, const struct pj_tally *t, long 
     es_debug("projector %s: batch of %d committed (%d dead letters)", rt->key, t->applied + t->dead,
              t->dead);
     pj_log_applied(rt);
-    pj_update_lag(rt);
-    pj_commit_positions(rt);
+    pj_publish_positions(rt);
     rt->backoff_ms = 0;
 }
 
@@ -877,8 +883,7 @@ int pj_runtime_run(pj_runtime_t *rt, es_err_t *err)
                 pj_backoff(rt);
             lag_at = es_mono_ms();
         } else if (rt->nbatch == 0 && now - lag_at >= PJ_LAG_EVERY_MS) {
-            pj_update_lag(rt);
-            pj_commit_positions(rt); /* e.g. after an assignment, or past a marker read since */
+            pj_publish_positions(rt); /* e.g. after an assignment, or past a marker read since */
             lag_at = now;
         }
     }
