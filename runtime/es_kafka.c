@@ -21,8 +21,9 @@
 static _Atomic long long broker_trouble_ms;
 
 /* A broker that is away makes every client report an error at each reconnect (about once a
- * second): each client logs at most one line per ERROR_LOG_MS, saying how many it held back. A
- * client beyond the table's size logs every error. */
+ * second): each client logs at most one line per ERROR_LOG_MS, saying how many it held back.
+ * Clients are remade (a lost producer, a fenced consumer) and never say goodbye, so a new one
+ * takes the slot that logged longest ago. */
 #define ERROR_LOG_MS      10000
 #define ERROR_LOG_CLIENTS 64
 static struct {
@@ -33,16 +34,21 @@ static struct {
 
 static bool error_log_pass(const rd_kafka_t *rk, long long now, long *skipped)
 {
-    bool pass = true;
-    *skipped = 0;
     pthread_mutex_lock(&error_log.lock);
+    size_t slot = 0;
     for (size_t i = 0; i < ERROR_LOG_CLIENTS; i++) {
-        if (error_log.rk[i] == rk || !error_log.rk[i]) {
-            error_log.rk[i] = rk;
-            pass = es_log_every_pass(&error_log.every[i], now, ERROR_LOG_MS, skipped);
+        if (error_log.rk[i] == rk) {
+            slot = i;
             break;
         }
+        if (error_log.every[i].last_ms < error_log.every[slot].last_ms)
+            slot = i; /* an empty slot (last_ms 0) or the one idle longest */
     }
+    if (error_log.rk[slot] != rk) {
+        error_log.rk[slot] = rk;
+        error_log.every[slot] = (es_log_every_t){0};
+    }
+    bool pass = es_log_every_pass(&error_log.every[slot], now, ERROR_LOG_MS, skipped);
     pthread_mutex_unlock(&error_log.lock);
     return pass;
 }
