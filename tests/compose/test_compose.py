@@ -7,6 +7,7 @@ logs in and orders; the saga confirms, the test gateway charges once, the carrie
 mail capture receives the e-mails. Then the Kafka and database containers are recreated (new
 containers on the same volumes): every event and every row is still there, and the roles, which
 were never restarted, take the next order."""
+import base64
 import email
 import json
 import os
@@ -69,7 +70,6 @@ def login(addr, password=PASSWORD, claim=None):
 
 
 def token_claims(tok):
-    import base64
     body = tok.split(".")[1]
     return json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
 
