@@ -17,6 +17,7 @@ struct api_server {
     struct api_app app;
     sr_client_t *sr;
     es_http_route_t *routes;
+    es_http_cidrs_t *trusted; /* EVENTSHOP_TRUSTED_PROXIES */
     es_http_server_t *http;
 };
 
@@ -234,13 +235,23 @@ api_server_t *api_server_new(es_err_t *err)
                                          .pattern = api_routes[i].pattern,
                                          .fn = api_dispatch,
                                          .data = &api_routes[i]};
+    /* the ingress (or any proxy) whose X-Forwarded-For names the client: the login limiter's key */
+    const char *proxies = es_env_str("EVENTSHOP_TRUSTED_PROXIES", "");
+    es_err_t perr = ES_ERR_INIT;
+    if (!(s->trusted = es_http_cidrs_new(proxies, &perr))) {
+        es_set(err, ES_EINVAL, "EVENTSHOP_TRUSTED_PROXIES: %s", perr.msg);
+        goto fail;
+    }
+    if (es_http_cidrs_count(s->trusted))
+        es_info("api: client addresses from X-Forwarded-For of proxies in '%s'", proxies);
     es_http_config_t cfg = {.host = host,
                             .port = port,
                             .threads = (int)threads,
                             .max_body = API_MAX_BODY,
                             .app = app,
                             .thread_init = thread_init,
-                            .thread_free = thread_free};
+                            .thread_free = thread_free,
+                            .trusted = s->trusted};
     if (!(s->http = es_http_server_new(&cfg, s->routes, api_routes_count, err)))
         goto fail;
     /* from here on /readyz follows Kafka only (the producer's checks) */
@@ -275,6 +286,7 @@ void api_server_free(api_server_t *s)
     api_producer_free(s->app.producer);
     api_results_free(s->app.results);
     es_http_server_free(s->http);
+    es_http_cidrs_free(s->trusted);
     ev_codec_free(s->app.codec);
     sr_client_free(s->sr);
     api_auth_free(s->app.verifier);

@@ -20,7 +20,6 @@
  * Answers that h2o makes by itself (413 for an oversized body) pass through a filter that turns
  * them into problem+json and counts them; our own answers are counted where they are made. */
 #include "es_http.h"
-#include "es_env.h"
 #include "es_log.h"
 #include "es_mem.h"
 #include "es_metrics.h"
@@ -80,8 +79,8 @@ struct es_http_server {
     h2o_globalconf_t config;
     http_thread_t *threads;
     atomic_int stopping;
-    pthread_mutex_t complete_lock; /* es_http_complete against a thread's close */
-    es_http_cidrs_t *trusted;      /* EVENTSHOP_TRUSTED_PROXIES */
+    pthread_mutex_t complete_lock;  /* es_http_complete against a thread's close */
+    const es_http_cidrs_t *trusted; /* borrowed: es_http_config_t.trusted */
 };
 
 typedef struct after_timeout {
@@ -1013,18 +1012,9 @@ es_http_server_t *es_http_server_new(const es_http_config_t *cfg, const es_http_
                cfg->port);
         return NULL;
     }
-    const char *proxies = es_env_str("EVENTSHOP_TRUSTED_PROXIES", "");
-    es_err_t perr = ES_ERR_INIT;
-    es_http_cidrs_t *trusted = es_http_cidrs_new(proxies, &perr);
-    if (!trusted) {
-        es_set(err, ES_EINVAL, "EVENTSHOP_TRUSTED_PROXIES: %s", perr.msg);
-        return NULL;
-    }
-    if (es_http_cidrs_count(trusted))
-        es_info("http: client addresses from X-Forwarded-For of proxies in '%s'", proxies);
     signal(SIGPIPE, SIG_IGN);
     es_http_server_t *s = xcalloc(1, sizeof *s);
-    s->trusted = trusted;
+    s->trusted = cfg->trusted;
     pthread_mutex_init(&s->complete_lock, NULL);
     s->cfg = *cfg;
     s->host = xstrdup(cfg->host ? cfg->host : "127.0.0.1");
@@ -1223,7 +1213,6 @@ void es_http_server_free(es_http_server_t *s)
     }
     free(s->routes);
     free(s->host);
-    es_http_cidrs_free(s->trusted);
     pthread_mutex_destroy(&s->complete_lock);
     free(s);
 }

@@ -24,6 +24,10 @@ typedef struct es_http_route {
     const void *data; /* the app's, e.g. required roles; es_http_route_data() */
 } es_http_route_t;
 
+/* A set of IPv4 and IPv6 networks (es_http_cidrs_new, below): the proxies whose X-Forwarded-For
+ * is believed. */
+typedef struct es_http_cidrs es_http_cidrs_t;
+
 typedef struct es_http_config {
     const char *host; /* "127.0.0.1" */
     int port;
@@ -33,11 +37,12 @@ typedef struct es_http_config {
     /* Per-thread state (e.g. a DB connection) made on each loop thread; both may be NULL. */
     void *(*thread_init)(void *app);
     void (*thread_free)(void *tls);
+    /* the proxies whose X-Forwarded-For es_http_client_ip believes (borrowed, must outlive the
+     * server); NULL: none */
+    const es_http_cidrs_t *trusted;
 } es_http_config_t;
 
-/* routes is borrowed and must outlive the server. Binds the port (ES_EIO "port 8080 is in use").
- * Reads EVENTSHOP_TRUSTED_PROXIES (es_http_cidrs_new; ES_EINVAL naming the variable when
- * malformed): the proxies es_http_client_ip believes. */
+/* routes is borrowed and must outlive the server. Binds the port (ES_EIO "port 8080 is in use"). */
 es_http_server_t *es_http_server_new(const es_http_config_t *cfg, const es_http_route_t *routes,
                                      size_t n_routes, es_err_t *err);
 /* Runs the loops until es_http_server_stop; returns 0. */
@@ -61,11 +66,9 @@ const void *es_http_route_data(es_http_req_t *r);
 int es_http_peer_ip(es_http_req_t *r, char *out, size_t cap);
 /* The client's IP address into out (cap bytes, 46 fit any): es_http_client_addr of the TCP peer
  * and the request's X-Forwarded-For lines (joined in order), with the proxies the server trusts
- * (EVENTSHOP_TRUSTED_PROXIES, read by es_http_server_new). 0, or -1 with out "" when unknown. */
+ * (es_http_config_t.trusted). 0, or -1 with out "" when unknown. */
 int es_http_client_ip(es_http_req_t *r, char *out, size_t cap);
 
-/* A set of IPv4 and IPv6 networks: the proxies whose X-Forwarded-For is believed. */
-typedef struct es_http_cidrs es_http_cidrs_t;
 /* Parses spec, comma-separated CIDRs ("10.0.0.0/8, fd00::/8"; a bare address is one host),
  * spaces around entries ignored. NULL or blank: the empty set (trust no proxy). A malformed entry
  * (not an address, prefix out of range, bits set past the prefix, an empty entry) is NULL with
