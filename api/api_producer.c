@@ -72,13 +72,9 @@ api_producer_t *api_producer_new(const char *client_id, es_err_t *err)
     if (!conf)
         return NULL;
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    char errstr[512];
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
-    if (!rk) {
-        rd_kafka_conf_destroy(conf);
-        es_set(err, ES_EIO, "kafka producer: %s", errstr);
+    rd_kafka_t *rk = es_kafka_new(RD_KAFKA_PRODUCER, conf, err);
+    if (!rk)
         return NULL;
-    }
     api_producer_t *p = xcalloc(1, sizeof *p);
     p->rk = rk;
     check_brokers(p);

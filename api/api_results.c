@@ -344,13 +344,9 @@ api_results_t *api_results_new(ev_codec_t *codec, const char *const *contexts, s
     rd_kafka_conf_t *conf = es_kafka_conf_new("eventshop-api-results", kv, err);
     if (!conf)
         return NULL;
-    char errstr[512];
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
-    if (!rk) {
-        rd_kafka_conf_destroy(conf);
-        es_set(err, ES_EIO, "kafka consumer: %s", errstr);
+    rd_kafka_t *rk = es_kafka_new(RD_KAFKA_CONSUMER, conf, err);
+    if (!rk)
         return NULL;
-    }
     rd_kafka_poll_set_consumer(rk);
     if (assign_recent(rk, contexts, n, err)) {
         rd_kafka_destroy(rk);

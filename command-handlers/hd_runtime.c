@@ -846,7 +846,7 @@ hd_runtime_t *hd_runtime_new(const hd_context_t *ctx, ev_codec_t *codec,
                              const hd_runtime_config_t *cfg, es_err_t *err)
 {
     hd_runtime_t *rt = xcalloc(1, sizeof *rt);
-    char errstr[512], group[160], txn_id[320], client[160];
+    char group[160], txn_id[320], client[160];
     rt->ctx = ctx;
     rt->codec = codec;
     if (cfg)
@@ -886,12 +886,8 @@ hd_runtime_t *hd_runtime_new(const hd_context_t *ctx, ev_codec_t *codec,
     rd_kafka_conf_set_opaque(cconf, rt);
     rd_kafka_conf_set_rebalance_cb(cconf, rebalance_cb);
     rt->cconf = rd_kafka_conf_dup(cconf);
-    rt->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cconf, errstr, sizeof errstr);
-    if (!rt->consumer) {
-        rd_kafka_conf_destroy(cconf);
-        es_set(err, ES_EIO, "kafka consumer: %s", errstr);
+    if (!(rt->consumer = es_kafka_new(RD_KAFKA_CONSUMER, cconf, err)))
         goto fail;
-    }
     rd_kafka_poll_set_consumer(rt->consumer);
 
     rt->m_commits = es_counter("eventshop_txn_commits_total", "committed handler transactions", "");
@@ -967,14 +963,10 @@ static int consumer_remake(hd_runtime_t *rt)
         part_drop(&rt->parts[p]);
     double wait = 0.2;
     for (;;) {
-        char errstr[512];
         es_err_t err = ES_ERR_INIT;
         rd_kafka_conf_t *conf = rd_kafka_conf_dup(rt->cconf);
-        rt->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
-        if (!rt->consumer) {
-            rd_kafka_conf_destroy(conf);
-            es_set(&err, ES_EIO, "kafka consumer: %s", errstr);
-        } else {
+        rt->consumer = es_kafka_new(RD_KAFKA_CONSUMER, conf, &err);
+        if (rt->consumer) {
             rd_kafka_poll_set_consumer(rt->consumer);
             if (consumer_subscribe(rt, &err) == 0) {
                 es_info("consumer of '%s' made again", rt->t_commands);

@@ -43,14 +43,9 @@ static rd_kafka_t *views_consumer_new(const hd_context_t *ctx, es_err_t *err)
     rd_kafka_conf_t *conf = es_kafka_conf_new(client, kv, err);
     if (!conf)
         return NULL;
-    char errstr[512];
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
-    if (!rk) {
-        rd_kafka_conf_destroy(conf);
-        es_set(err, ES_EIO, "kafka view consumer: %s", errstr);
-        return NULL;
-    }
-    rd_kafka_poll_set_consumer(rk);
+    rd_kafka_t *rk = es_kafka_new(RD_KAFKA_CONSUMER, conf, err);
+    if (rk)
+        rd_kafka_poll_set_consumer(rk);
     return rk;
 }
 

@@ -725,11 +725,8 @@ static int pj_consumer_new(pj_runtime_t *rt, es_err_t *err)
         rd_kafka_conf_set_offset_commit_cb(conf, pj_offset_commit_cb);
     }
     rd_kafka_conf_set_opaque(conf, rt);
-    char errstr[512];
-    if (!(rt->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr))) {
-        rd_kafka_conf_destroy(conf);
-        return es_set(err, ES_EIO, "kafka consumer: %s", errstr);
-    }
+    if (!(rt->rk = es_kafka_new(RD_KAFKA_CONSUMER, conf, err)))
+        return -1;
     rd_kafka_poll_set_consumer(rt->rk);
     return 0;
 }

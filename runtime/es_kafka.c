@@ -169,6 +169,18 @@ static int conf_security(rd_kafka_conf_t *conf, es_err_t *err)
     return rc;
 }
 
+rd_kafka_t *es_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, es_err_t *err)
+{
+    char errstr[512];
+    rd_kafka_t *rk = rd_kafka_new(type, conf, errstr, sizeof errstr);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        es_set(err, ES_EIO, "kafka %s: %s", type == RD_KAFKA_PRODUCER ? "producer" : "consumer",
+               errstr);
+    }
+    return rk;
+}
+
 rd_kafka_conf_t *es_kafka_conf_new(const char *client_id, const char *const *kv, es_err_t *err)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -265,12 +277,9 @@ int es_kafka_read_partition(const char *topic, int32_t partition, es_kafka_msg_f
     rd_kafka_conf_t *conf = es_kafka_conf_new("eventshop-reader", kv, err);
     if (!conf)
         return -1;
-    char errstr[512];
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
-    if (!rk) {
-        rd_kafka_conf_destroy(conf);
-        return es_set(err, ES_EIO, "kafka consumer: %s", errstr);
-    }
+    rd_kafka_t *rk = es_kafka_new(RD_KAFKA_CONSUMER, conf, err);
+    if (!rk)
+        return -1;
     int rc = -1;
     long long deadline = es_mono_ms() + timeout_ms;
     int64_t lo = 0, hi = 0;

@@ -21,6 +21,9 @@
  * NULL with err (ES_EINVAL, naming the variable, never the password) on a bad key or a bad or
  * inconsistent security setting. */
 rd_kafka_conf_t *es_kafka_conf_new(const char *client_id, const char *const *kv, es_err_t *err);
+/* rd_kafka_new of type with conf, which it takes over in every case (destroyed on failure): the
+ * client, or NULL with err (ES_EIO "kafka producer|consumer: <librdkafka's reason>"). */
+rd_kafka_t *es_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, es_err_t *err);
 
 /* "<context>.<kind>", e.g. es_topic(buf, sizeof buf, "catalog", "events"). Returns buf. */
 const char *es_topic(char *buf, size_t size, const char *context, const char *kind);

@@ -114,7 +114,7 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 
 static rd_kafka_t *producer_new(es_txn_t *t, es_err_t *err)
 {
-    char txn_timeout[16], errstr[512];
+    char txn_timeout[16];
     snprintf(txn_timeout, sizeof txn_timeout, "%d", t->txn_timeout_ms);
     const char *kv[] = {"transactional.id",
                         t->txn_id,
@@ -128,12 +128,9 @@ static rd_kafka_t *producer_new(es_txn_t *t, es_err_t *err)
         return NULL;
     rd_kafka_conf_set_opaque(conf, t);
     rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
-    rd_kafka_t *p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
-    if (!p) {
-        rd_kafka_conf_destroy(conf);
-        es_set(err, ES_EIO, "kafka producer: %s", errstr);
+    rd_kafka_t *p = es_kafka_new(RD_KAFKA_PRODUCER, conf, err);
+    if (!p)
         return NULL;
-    }
     /* fences any earlier instance with this id and aborts (or completes) its open transaction */
     if (es_kafka_error(err, rd_kafka_init_transactions(p, t->txn_timeout_ms),
                        "init_transactions") != 0) {

@@ -49,13 +49,7 @@ static rd_kafka_t *producer_new(es_err_t *err)
     if (!conf)
         return NULL;
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    char errstr[512];
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
-    if (!rk) {
-        rd_kafka_conf_destroy(conf);
-        es_set(err, ES_EIO, "kafka producer: %s", errstr);
-    }
-    return rk;
+    return es_kafka_new(RD_KAFKA_PRODUCER, conf, err);
 }
 
 /* Readiness: every SR_LOG_CHECK_EVERY_S, whether a broker answers (the registry reads from

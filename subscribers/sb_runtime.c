@@ -501,7 +501,7 @@ static int create_dead_letter_topic(sb_runtime_t *rt, es_err_t *err)
 static rd_kafka_t *consumer_new(sb_runtime_t *rt, const char *group, const char *instance, bool eof,
                                 es_err_t *err)
 {
-    char client[200], errstr[512];
+    char client[200];
     snprintf(client, sizeof client, "eventshop-%s-subscriber", rt->sub->name);
     const char *kv[] = {"group.id",
                         group,
@@ -526,13 +526,9 @@ static rd_kafka_t *consumer_new(sb_runtime_t *rt, const char *group, const char 
     rd_kafka_conf_set_opaque(conf, rt);
     if (!eof)
         rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
-    rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
-    if (!c) {
-        rd_kafka_conf_destroy(conf);
-        es_set(err, ES_EIO, "kafka consumer: %s", errstr);
-        return NULL;
-    }
-    rd_kafka_poll_set_consumer(c);
+    rd_kafka_t *c = es_kafka_new(RD_KAFKA_CONSUMER, conf, err);
+    if (c)
+        rd_kafka_poll_set_consumer(c);
     return c;
 }
 
