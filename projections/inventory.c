@@ -1,9 +1,7 @@
 #include "inventory.h"
-#include "es_mem.h"
-#include <stdlib.h>
 #include <string.h>
 
-static const char *const inventory_stock_tables[] = {"stock", "stock_movements", NULL};
+const char *const inventory_stock_tables[] = {"stock", "stock_movements", NULL};
 
 static const struct {
     const char *type, *kind;
@@ -21,10 +19,11 @@ const char *inventory_movement_kind(const char *event_type)
     return NULL;
 }
 
-static int inventory_stock_setup(es_db_t *db, const char *suffix, es_err_t *err)
+void inventory_stock_ddl(const char *suffix, pj_plan_t *out)
 {
     /* sku and vendor_id compare byte for byte, as the deciders do */
-    char *stock = xasprintf(
+    pj_plan_add(
+        out, PJ_DDL, "stock",
         "CREATE TABLE IF NOT EXISTS `stock%s` ("
         "sku VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,"
         "vendor_id VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT '',"
@@ -38,7 +37,8 @@ static int inventory_stock_setup(es_db_t *db, const char *suffix, es_err_t *err)
         "KEY vendor_sku (vendor_id, sku)"
         ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
         suffix);
-    char *moves = xasprintf(
+    pj_plan_add(
+        out, PJ_DDL, "stock_movements",
         "CREATE TABLE IF NOT EXISTS `stock_movements%s` ("
         "event_id CHAR(36) NOT NULL,"
         "sku VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,"
@@ -54,16 +54,10 @@ static int inventory_stock_setup(es_db_t *db, const char *suffix, es_err_t *err)
         "UNIQUE KEY sku_version (sku, version)"
         ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
         suffix);
-    int rc = es_db_exec(db, stock, NULL, 0, NULL, err);
-    if (rc == 0)
-        rc = es_db_exec(db, moves, NULL, 0, NULL, err);
-    free(stock);
-    free(moves);
-    return rc;
 }
 
-static int inventory_stock_apply(es_db_t *db, const char *suffix, const char *event_type,
-                                 const json_t *event, es_err_t *err)
+int inventory_stock_plan(const char *suffix, const char *event_type, const json_t *event,
+                         pj_plan_t *out, es_err_t *err)
 {
     const char *kind = inventory_movement_kind(event_type);
     if (!kind)
@@ -79,6 +73,7 @@ static int inventory_stock_apply(es_db_t *db, const char *suffix, const char *ev
         !json_is_integer(version))
         return es_set(err, ES_EINVAL, "%s: sku, metadata or counts missing", event_type);
     long long oh = json_integer_value(on_hand), rs = json_integer_value(reserved);
+    long long v = json_integer_value(version);
     if (oh < 0 || rs < 0 || oh < rs)
         return es_set(err, ES_EINVAL, "%s: sku '%s' with on hand %lld and reserved %lld",
                       event_type, sku, oh, rs);
@@ -89,7 +84,8 @@ static int inventory_stock_apply(es_db_t *db, const char *suffix, const char *ev
     const char *reason = json_string_value(json_object_get(event, "reason"));
     long long at = json_integer_value(json_object_get(md, "occurred_at"));
 
-    char *sql = xasprintf(
+    struct pj_stmt *st = pj_plan_add(
+        out, PJ_UPSERT, "stock",
         "INSERT INTO `stock%s` (sku, vendor_id, on_hand, reserved, available, version, "
         "applied_events, updated_at) VALUES (?, ?, ?, ?, ?, ?, 1, ?) ON DUPLICATE KEY UPDATE "
         "vendor_id = IF(VALUES(vendor_id) = '', vendor_id, VALUES(vendor_id)), "
@@ -97,37 +93,17 @@ static int inventory_stock_apply(es_db_t *db, const char *suffix, const char *ev
         "version = VALUES(version), applied_events = applied_events + 1, "
         "updated_at = VALUES(updated_at)",
         suffix);
-    es_db_val_t p1[] = {
-        ES_DB_S(sku),     ES_DB_S(vendor ? vendor : ""),        ES_DB_I(oh), ES_DB_I(rs),
-        ES_DB_I(oh - rs), ES_DB_I(json_integer_value(version)), ES_DB_I(at)};
-    int rc = es_db_exec(db, sql, p1, sizeof p1 / sizeof *p1, NULL, err);
-    free(sql);
-    if (rc)
-        return rc;
-    sql =
-        xasprintf("INSERT INTO `stock_movements%s` (event_id, sku, version, kind, quantity, "
-                  "order_id, reason, on_hand, reserved, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                  suffix);
-    es_db_val_t p2[] = {ES_DB_S(event_id),
-                        ES_DB_S(sku),
-                        ES_DB_I(json_integer_value(version)),
-                        ES_DB_S(kind),
-                        ES_DB_I(quantity),
-                        order ? ES_DB_S(order) : ES_DB_N,
-                        reason ? ES_DB_S(reason) : ES_DB_N,
-                        ES_DB_I(oh),
-                        ES_DB_I(rs),
-                        ES_DB_I(at)};
-    rc = es_db_exec(db, sql, p2, sizeof p2 / sizeof *p2, NULL, err);
-    free(sql);
-    return rc;
+    PJ_BIND(st, ES_DB_S(sku), ES_DB_S(vendor ? vendor : ""), ES_DB_I(oh), ES_DB_I(rs),
+            ES_DB_I(oh - rs), ES_DB_I(v), ES_DB_I(at));
+    st = pj_plan_add(out, PJ_INSERT, "stock_movements",
+                     "INSERT INTO `stock_movements%s` (event_id, sku, version, kind, quantity, "
+                     "order_id, reason, on_hand, reserved, at) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     suffix);
+    PJ_BIND(st, ES_DB_S(event_id), ES_DB_S(sku), ES_DB_I(v), ES_DB_S(kind), ES_DB_I(quantity),
+            order ? ES_DB_S(order) : ES_DB_N, reason ? ES_DB_S(reason) : ES_DB_N, ES_DB_I(oh),
+            ES_DB_I(rs), ES_DB_I(at));
+    return 0;
 }
 
-const pj_projection_t inventory_stock_projection = {
-    .name = "inventory_stock",
-    .context = "inventory",
-    .version = 1,
-    .tables = inventory_stock_tables,
-    .setup = inventory_stock_setup,
-    .apply = inventory_stock_apply,
-};
+const pj_projection_t inventory_stock_projection = PJ_PROJECTION(inventory_stock, "inventory", 1);

@@ -1,9 +1,7 @@
 #include "orders.h"
-#include "es_mem.h"
-#include <stdlib.h>
 #include <string.h>
 
-static const char *const orders_tables[] = {"orders", "order_lines", "order_timeline", NULL};
+const char *const orders_orders_tables[] = {"orders", "order_lines", "order_timeline", NULL};
 
 /* the status each event leaves the order in; NULL: the event changes no status */
 static const struct {
@@ -17,56 +15,106 @@ static const struct {
 
 #define BIN "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
 
-static int orders_setup(es_db_t *db, const char *suffix, es_err_t *err)
+void orders_orders_ddl(const char *suffix, pj_plan_t *out)
 {
-    char *sql[3];
-    sql[0] = xasprintf("CREATE TABLE IF NOT EXISTS `orders%s` ("
-                       "order_id VARCHAR(128) " BIN " NOT NULL,"
-                       "customer_id VARCHAR(128) " BIN " NOT NULL,"
-                       "status VARCHAR(16) NOT NULL,"
-                       "total_minor BIGINT NOT NULL,"
-                       "currency CHAR(3) NOT NULL,"
-                       "cancel_reason VARCHAR(64),"
-                       "refund_requested TINYINT NOT NULL DEFAULT 0,"
-                       "tracking_number VARCHAR(128),"
-                       "version BIGINT NOT NULL,"
-                       "placed_at BIGINT NOT NULL,"
-                       "updated_at BIGINT NOT NULL,"
-                       "PRIMARY KEY (order_id),"
-                       "KEY customer (customer_id, placed_at),"
-                       "KEY status (status)"
-                       ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
-                       suffix);
-    sql[1] = xasprintf("CREATE TABLE IF NOT EXISTS `order_lines%s` ("
-                       "order_id VARCHAR(128) " BIN " NOT NULL,"
-                       "sku VARCHAR(64) " BIN " NOT NULL,"
-                       "vendor_id VARCHAR(64) " BIN " NOT NULL,"
-                       "quantity BIGINT NOT NULL,"
-                       "unit_amount_minor BIGINT NOT NULL,"
-                       "PRIMARY KEY (order_id, sku),"
-                       "KEY vendor (vendor_id, order_id)"
-                       ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
-                       suffix);
-    sql[2] = xasprintf("CREATE TABLE IF NOT EXISTS `order_timeline%s` ("
-                       "order_id VARCHAR(128) " BIN " NOT NULL,"
-                       "version BIGINT NOT NULL,"
-                       "status VARCHAR(16) NOT NULL,"
-                       "detail VARCHAR(64),"
-                       "at BIGINT NOT NULL,"
-                       "PRIMARY KEY (order_id, version)"
-                       ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
-                       suffix);
-    int rc = 0;
-    for (int i = 0; i < 3; i++) {
-        if (rc == 0)
-            rc = es_db_exec(db, sql[i], NULL, 0, NULL, err);
-        free(sql[i]);
-    }
-    return rc;
+    pj_plan_add(out, PJ_DDL, "orders",
+                "CREATE TABLE IF NOT EXISTS `orders%s` ("
+                "order_id VARCHAR(128) " BIN " NOT NULL,"
+                "customer_id VARCHAR(128) " BIN " NOT NULL,"
+                "status VARCHAR(16) NOT NULL,"
+                "total_minor BIGINT NOT NULL,"
+                "currency CHAR(3) NOT NULL,"
+                "cancel_reason VARCHAR(64),"
+                "refund_requested TINYINT NOT NULL DEFAULT 0,"
+                "tracking_number VARCHAR(128),"
+                "version BIGINT NOT NULL,"
+                "placed_at BIGINT NOT NULL,"
+                "updated_at BIGINT NOT NULL,"
+                "PRIMARY KEY (order_id),"
+                "KEY customer (customer_id, placed_at),"
+                "KEY status (status)"
+                ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+                suffix);
+    pj_plan_add(out, PJ_DDL, "order_lines",
+                "CREATE TABLE IF NOT EXISTS `order_lines%s` ("
+                "order_id VARCHAR(128) " BIN " NOT NULL,"
+                "sku VARCHAR(64) " BIN " NOT NULL,"
+                "vendor_id VARCHAR(64) " BIN " NOT NULL,"
+                "quantity BIGINT NOT NULL,"
+                "unit_amount_minor BIGINT NOT NULL,"
+                "PRIMARY KEY (order_id, sku),"
+                "KEY vendor (vendor_id, order_id)"
+                ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+                suffix);
+    pj_plan_add(out, PJ_DDL, "order_timeline",
+                "CREATE TABLE IF NOT EXISTS `order_timeline%s` ("
+                "order_id VARCHAR(128) " BIN " NOT NULL,"
+                "version BIGINT NOT NULL,"
+                "status VARCHAR(16) NOT NULL,"
+                "detail VARCHAR(64),"
+                "at BIGINT NOT NULL,"
+                "PRIMARY KEY (order_id, version)"
+                ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+                suffix);
 }
 
-static int orders_apply(es_db_t *db, const char *suffix, const char *event_type,
-                        const json_t *event, es_err_t *err)
+static int plan_placed(const char *suffix, const json_t *event, const char *order,
+                       const char *status, long long v, long long at, pj_plan_t *out, es_err_t *err)
+{
+    const char *customer = json_string_value(json_object_get(event, "customer_id"));
+    const char *currency = json_string_value(json_object_get(event, "currency"));
+    if (!customer || !currency)
+        return es_set(err, ES_EINVAL, "OrderPlaced '%s': customer_id or currency missing", order);
+    struct pj_stmt *st =
+        pj_plan_add(out, PJ_INSERT, "orders",
+                    "INSERT INTO `orders%s` (order_id, customer_id, status, total_minor, "
+                    "currency, version, placed_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    suffix);
+    PJ_BIND(st, ES_DB_S(order), ES_DB_S(customer), ES_DB_S(status),
+            ES_DB_I(json_integer_value(json_object_get(event, "total_minor"))), ES_DB_S(currency),
+            ES_DB_I(v), ES_DB_I(at), ES_DB_I(at));
+    size_t i;
+    json_t *l;
+    json_array_foreach(json_object_get(event, "lines"), i, l)
+    {
+        const char *sku = json_string_value(json_object_get(l, "sku"));
+        const char *vendor = json_string_value(json_object_get(l, "vendor_id"));
+        st = pj_plan_add(out, PJ_INSERT, "order_lines",
+                         "INSERT INTO `order_lines%s` (order_id, sku, vendor_id, quantity, "
+                         "unit_amount_minor) VALUES (?, ?, ?, ?, ?)",
+                         suffix);
+        PJ_BIND(st, ES_DB_S(order), ES_DB_S(sku ? sku : ""), ES_DB_S(vendor ? vendor : ""),
+                ES_DB_I(json_integer_value(json_object_get(l, "quantity"))),
+                ES_DB_I(json_integer_value(json_object_get(l, "unit_amount_minor"))));
+    }
+    return 0;
+}
+
+/* Any later event: each column moves only when the event sets it, the version never back. */
+static void plan_changed(const char *suffix, const char *event_type, const json_t *event,
+                         const char *order, const char *status, long long v, long long at,
+                         pj_plan_t *out)
+{
+    const char *reason = json_string_value(json_object_get(event, "reason"));
+    const char *tracking = json_string_value(json_object_get(event, "tracking_number"));
+    bool refund = json_is_true(json_object_get(event, "refund")) ||
+                  !strcmp(event_type, "OrderRefundRequested");
+    struct pj_stmt *st =
+        pj_plan_add(out, PJ_UPDATE, "orders",
+                    "UPDATE `orders%s` SET status = COALESCE(?, status), "
+                    "cancel_reason = COALESCE(?, cancel_reason), "
+                    "tracking_number = COALESCE(?, tracking_number), "
+                    "refund_requested = GREATEST(refund_requested, ?), "
+                    "version = GREATEST(version, ?), updated_at = ? WHERE order_id = ?",
+                    suffix);
+    PJ_BIND(st, status ? ES_DB_S(status) : ES_DB_N,
+            reason && !strcmp(event_type, "OrderCancelled") ? ES_DB_S(reason) : ES_DB_N,
+            tracking && *tracking ? ES_DB_S(tracking) : ES_DB_N, ES_DB_I(refund ? 1 : 0),
+            ES_DB_I(v), ES_DB_I(at), ES_DB_S(order));
+}
+
+int orders_orders_plan(const char *suffix, const char *event_type, const json_t *event,
+                       pj_plan_t *out, es_err_t *err)
 {
     size_t k;
     for (k = 0; k < sizeof statuses / sizeof *statuses; k++)
@@ -82,81 +130,23 @@ static int orders_apply(es_db_t *db, const char *suffix, const char *event_type,
     if (!order || !json_is_integer(version))
         return es_set(err, ES_EINVAL, "%s: order_id or metadata missing", event_type);
     long long v = json_integer_value(version);
-    int rc = 0;
-    char *sql = NULL;
     if (!strcmp(event_type, "OrderPlaced")) {
-        const char *customer = json_string_value(json_object_get(event, "customer_id"));
-        const char *currency = json_string_value(json_object_get(event, "currency"));
-        if (!customer || !currency)
-            return es_set(err, ES_EINVAL, "OrderPlaced '%s': customer_id or currency missing",
-                          order);
-        sql = xasprintf("INSERT INTO `orders%s` (order_id, customer_id, status, total_minor, "
-                        "currency, version, placed_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        suffix);
-        es_db_val_t p[] = {
-            ES_DB_S(order),    ES_DB_S(customer),
-            ES_DB_S(status),   ES_DB_I(json_integer_value(json_object_get(event, "total_minor"))),
-            ES_DB_S(currency), ES_DB_I(v),
-            ES_DB_I(at),       ES_DB_I(at)};
-        rc = es_db_exec(db, sql, p, sizeof p / sizeof *p, NULL, err);
-        free(sql);
-        size_t i;
-        json_t *l;
-        sql = xasprintf("INSERT INTO `order_lines%s` (order_id, sku, vendor_id, quantity, "
-                        "unit_amount_minor) VALUES (?, ?, ?, ?, ?)",
-                        suffix);
-        json_array_foreach(json_object_get(event, "lines"), i, l)
-        {
-            const char *sku = json_string_value(json_object_get(l, "sku"));
-            const char *vendor = json_string_value(json_object_get(l, "vendor_id"));
-            es_db_val_t q[] = {
-                ES_DB_S(order), ES_DB_S(sku ? sku : ""), ES_DB_S(vendor ? vendor : ""),
-                ES_DB_I(json_integer_value(json_object_get(l, "quantity"))),
-                ES_DB_I(json_integer_value(json_object_get(l, "unit_amount_minor")))};
-            if (rc == 0)
-                rc = es_db_exec(db, sql, q, sizeof q / sizeof *q, NULL, err);
-        }
-        free(sql);
+        if (plan_placed(suffix, event, order, status, v, at, out, err))
+            return -1;
     } else {
-        const char *reason = json_string_value(json_object_get(event, "reason"));
-        const char *tracking = json_string_value(json_object_get(event, "tracking_number"));
-        bool refund = json_is_true(json_object_get(event, "refund")) ||
-                      !strcmp(event_type, "OrderRefundRequested");
-        sql = xasprintf("UPDATE `orders%s` SET status = COALESCE(?, status), "
-                        "cancel_reason = COALESCE(?, cancel_reason), "
-                        "tracking_number = COALESCE(?, tracking_number), "
-                        "refund_requested = GREATEST(refund_requested, ?), "
-                        "version = GREATEST(version, ?), updated_at = ? WHERE order_id = ?",
-                        suffix);
-        es_db_val_t p[] = {status ? ES_DB_S(status) : ES_DB_N,
-                           reason && !strcmp(event_type, "OrderCancelled") ? ES_DB_S(reason)
-                                                                           : ES_DB_N,
-                           tracking && *tracking ? ES_DB_S(tracking) : ES_DB_N,
-                           ES_DB_I(refund ? 1 : 0),
-                           ES_DB_I(v),
-                           ES_DB_I(at),
-                           ES_DB_S(order)};
-        rc = es_db_exec(db, sql, p, sizeof p / sizeof *p, NULL, err);
-        free(sql);
+        plan_changed(suffix, event_type, event, order, status, v, at, out);
     }
-    if (rc == 0 && status) {
+    if (status) {
         const char *detail = json_string_value(json_object_get(event, "reason"));
-        sql = xasprintf("INSERT IGNORE INTO `order_timeline%s` (order_id, version, status, "
+        struct pj_stmt *st =
+            pj_plan_add(out, PJ_INSERT, "order_timeline",
+                        "INSERT IGNORE INTO `order_timeline%s` (order_id, version, status, "
                         "detail, at) VALUES (?, ?, ?, ?, ?)",
                         suffix);
-        es_db_val_t p[] = {ES_DB_S(order), ES_DB_I(v), ES_DB_S(status),
-                           detail ? ES_DB_S(detail) : ES_DB_N, ES_DB_I(at)};
-        rc = es_db_exec(db, sql, p, sizeof p / sizeof *p, NULL, err);
-        free(sql);
+        PJ_BIND(st, ES_DB_S(order), ES_DB_I(v), ES_DB_S(status), detail ? ES_DB_S(detail) : ES_DB_N,
+                ES_DB_I(at));
     }
-    return rc;
+    return 0;
 }
 
-const pj_projection_t orders_orders_projection = {
-    .name = "orders_orders",
-    .context = "orders",
-    .version = 1,
-    .tables = orders_tables,
-    .setup = orders_setup,
-    .apply = orders_apply,
-};
+const pj_projection_t orders_orders_projection = PJ_PROJECTION(orders_orders, "orders", 1);

@@ -1,9 +1,7 @@
 #include "payments.h"
-#include "es_mem.h"
-#include <stdlib.h>
 #include <string.h>
 
-static const char *const payments_tables[] = {"payments", NULL};
+const char *const payments_payments_tables[] = {"payments", NULL};
 
 static const struct {
     const char *type, *status;
@@ -21,9 +19,10 @@ const char *payments_status_of(const char *event_type)
     return NULL;
 }
 
-static int payments_setup(es_db_t *db, const char *suffix, es_err_t *err)
+void payments_payments_ddl(const char *suffix, pj_plan_t *out)
 {
-    char *sql = xasprintf(
+    pj_plan_add(
+        out, PJ_DDL, "payments",
         "CREATE TABLE IF NOT EXISTS `payments%s` ("
         "order_id VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,"
         "customer_id VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,"
@@ -39,13 +38,10 @@ static int payments_setup(es_db_t *db, const char *suffix, es_err_t *err)
         "KEY customer (customer_id)"
         ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
         suffix);
-    int rc = es_db_exec(db, sql, NULL, 0, NULL, err);
-    free(sql);
-    return rc;
 }
 
-static int payments_apply(es_db_t *db, const char *suffix, const char *event_type,
-                          const json_t *event, es_err_t *err)
+int payments_payments_plan(const char *suffix, const char *event_type, const json_t *event,
+                           pj_plan_t *out, es_err_t *err)
 {
     const char *status = payments_status_of(event_type);
     if (!status)
@@ -66,7 +62,8 @@ static int payments_apply(es_db_t *db, const char *suffix, const char *event_typ
     const char *refund = json_string_value(json_object_get(event, "refund_ref"));
     long long at = json_integer_value(json_object_get(md, "occurred_at"));
     /* versions only grow: a redelivered older event never moves a row back */
-    char *sql = xasprintf(
+    struct pj_stmt *st = pj_plan_add(
+        out, PJ_UPSERT, "payments",
         "INSERT INTO `payments%s` (order_id, customer_id, status, amount_minor, currency, "
         "gateway_ref, decline_reason, refund_ref, version, updated_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE "
@@ -80,26 +77,13 @@ static int payments_apply(es_db_t *db, const char *suffix, const char *event_typ
         "updated_at = IF(VALUES(version) > version, VALUES(updated_at), updated_at), "
         "version = GREATEST(version, VALUES(version))",
         suffix);
-    es_db_val_t p[] = {ES_DB_S(order),
-                       ES_DB_S(customer),
-                       ES_DB_S(status),
-                       ES_DB_I(has_amount ? json_integer_value(amount) : 0),
-                       ES_DB_S(has_amount ? currency : ""),
-                       ES_DB_S(ref ? ref : ""),
-                       ES_DB_S(reason ? reason : ""),
-                       ES_DB_S(refund ? refund : ""),
-                       ES_DB_I(json_integer_value(version)),
-                       ES_DB_I(at)};
-    int rc = es_db_exec(db, sql, p, sizeof p / sizeof *p, NULL, err);
-    free(sql);
-    return rc;
+    PJ_BIND(st, ES_DB_S(order), ES_DB_S(customer), ES_DB_S(status),
+            ES_DB_I(has_amount ? json_integer_value(amount) : 0),
+            ES_DB_S(has_amount ? currency : ""), ES_DB_S(ref ? ref : ""),
+            ES_DB_S(reason ? reason : ""), ES_DB_S(refund ? refund : ""),
+            ES_DB_I(json_integer_value(version)), ES_DB_I(at));
+    return 0;
 }
 
-const pj_projection_t payments_payments_projection = {
-    .name = "payments_payments",
-    .context = "payments",
-    .version = 1,
-    .tables = payments_tables,
-    .setup = payments_setup,
-    .apply = payments_apply,
-};
+const pj_projection_t payments_payments_projection =
+    PJ_PROJECTION(payments_payments, "payments", 1);

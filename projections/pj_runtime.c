@@ -427,7 +427,7 @@ static int pj_apply_one(pj_runtime_t *rt, rd_kafka_message_t *m, bool guarded, e
         if (guarded && es_db_exec(rt->db, "SAVEPOINT pj_event", NULL, 0, NULL, err))
             goto out;
         int64_t start_us = es_zipkin_now_us();
-        if (rt->p->apply(rt->db, rt->suffix, type, value, &ev_err) == 0) {
+        if (pj_projection_apply(rt->db, rt->p, rt->suffix, type, value, &ev_err) == 0) {
             pj_note_applied(rt, m, type, value, start_us);
             rc = 0;
             goto out;
@@ -784,7 +784,8 @@ pj_runtime_t *pj_runtime_create(const pj_projection_t *p, const pj_options_t *op
 
     if (pj_db_ensure(rt, err) || es_db_exec(rt->db, pj_offsets_ddl, NULL, 0, NULL, err) ||
         es_db_exec(rt->db, pj_dead_ddl, NULL, 0, NULL, err) ||
-        es_db_exec(rt->db, pj_versions_ddl, NULL, 0, NULL, err) || p->setup(rt->db, suffix, err))
+        es_db_exec(rt->db, pj_versions_ddl, NULL, 0, NULL, err) ||
+        pj_projection_setup(rt->db, p, suffix, err))
         goto fail;
     if (!(rt->sr = sr_client_new(es_env_registry_url(), err)) ||
         !(rt->codec = ev_codec_new(es_env_schema_dir(), rt->sr, err)))

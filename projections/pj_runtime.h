@@ -5,7 +5,8 @@
  * positions are also committed to the consumer group, asynchronously, only so that the group's
  * lag (what KEDA scales projectors on) is the projector's; a rebuild commits nothing.
  *
- * A projection is data plus two functions; it never touches Kafka. Its tables are named
+ * A projection is data plus two pure functions (pj_plan.h): it never touches Kafka nor MariaDB. Its
+ * tables are named
  * "<table><suffix>": suffix is "" for the live tables; pj_rebuild fills tables with another
  * suffix beside the live ones, then swaps them with one RENAME TABLE.
  *
@@ -21,6 +22,7 @@
 
 #include "es_db.h"
 #include "es_err.h"
+#include "pj_plan.h"
 #include <jansson.h>
 #include <stdbool.h>
 
@@ -29,16 +31,35 @@ typedef struct pj_projection {
     const char *context;       /* "catalog": reads catalog.events, writes eventshop_catalog */
     int version;               /* bumped when the tables' shape or meaning changes */
     const char *const *tables; /* NULL-terminated: the tables it owns, without suffix */
-    /* Creates its tables "<t><suffix>" if they do not exist. */
-    int (*setup)(es_db_t *db, const char *suffix, es_err_t *err);
-    /* Applies one decoded event inside the runtime's open transaction. event_type is the record's
-     * name without namespace ("ProductListed"); event is borrowed. An event type the projection
-     * does not know is ignored (return 0). A malformed event is ES_EINVAL (or ES_ENOTFOUND,
-     * ES_ECONFLICT when it contradicts the rows): the runtime dead-letters it and goes on. Any
-     * other code (ES_EIO...) makes the runtime roll back and retry the whole batch. */
-    int (*apply)(es_db_t *db, const char *suffix, const char *event_type, const json_t *event,
-                 es_err_t *err);
+    /* Pure: puts into out (empty) the CREATE TABLE IF NOT EXISTS of each table "<t><suffix>". */
+    void (*ddl)(const char *suffix, pj_plan_t *out);
+    /* Pure: puts into out (empty) the statements one decoded event turns into, in order; the
+     * runtime applies them inside its open transaction. event_type is the record's name without
+     * namespace ("ProductListed"); event is borrowed, and out's parameters may borrow from it. An
+     * event type the projection does not know leaves out empty (return 0). A malformed event is
+     * ES_EINVAL naming the field (out is then reset by the caller): the runtime dead-letters it,
+     * as it does when applying the plan fails with ES_EINVAL, ES_ENOTFOUND (a must-match UPDATE
+     * found no row) or ES_ECONFLICT (a duplicate key); any other code (ES_EIO...) makes it roll
+     * back and retry the whole batch. */
+    int (*plan)(const char *suffix, const char *event_type, const json_t *event, pj_plan_t *out,
+                es_err_t *err);
 } pj_projection_t;
+
+/* The descriptor of a projection whose functions follow the names <prefix>_tables, <prefix>_ddl
+ * and <prefix>_plan: const pj_projection_t catalog_products_projection =
+ * PJ_PROJECTION(catalog_products, "catalog", 1); */
+#define PJ_PROJECTION(prefix, context_, version_)                                                  \
+    {                                                                                              \
+        .name = #prefix, .context = (context_), .version = (version_), .tables = prefix##_tables,  \
+        .ddl = prefix##_ddl, .plan = prefix##_plan                                                 \
+    }
+
+/* Creates p's tables "<t><suffix>" if they do not exist (p->ddl, run on db). 0 or -1 with err. */
+int pj_projection_setup(es_db_t *db, const pj_projection_t *p, const char *suffix, es_err_t *err);
+/* Plans one event with p->plan and applies the plan on db, inside the caller's transaction; the
+ * codes are p->plan's and pj_plan_apply's (see plan above). */
+int pj_projection_apply(es_db_t *db, const pj_projection_t *p, const char *suffix,
+                        const char *event_type, const json_t *event, es_err_t *err);
 
 /* The table of every projection (projections.c), NULL-terminated. */
 extern const pj_projection_t *const pj_projections[];

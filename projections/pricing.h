@@ -13,38 +13,18 @@
 #ifndef PJ_PRICING_H
 #define PJ_PRICING_H
 
-#include "es_db.h"
-#include "es_err.h"
 #include "pj_runtime.h"
-#include <jansson.h>
-#include <stdbool.h>
 
 extern const pj_projection_t pricing_prices_projection;
 
-#define PRICING_STMT_MAX_PARAMS 16
-#define PRICING_PLAN_MAX        3
-
-struct pricing_stmt {
-    char *sql; /* owned */
-    es_db_val_t params[PRICING_STMT_MAX_PARAMS];
-    size_t n;
-    bool must_match; /* an UPDATE that must find its row (else ES_ENOTFOUND) */
-};
-
-/* The statements one event turns into, in order, built without I/O (unit-tested). */
-struct pricing_plan {
-    struct pricing_stmt stmts[PRICING_PLAN_MAX];
-    size_t n;      /* 0: the event changes nothing */
-    char *details; /* owned: the history row's JSON; params borrow it and the event's strings */
-};
-
-/* The CREATE TABLE IF NOT EXISTS statements of the three tables, NULL-terminated array of owned
- * strings (free each and the array). */
-char **pricing_prices_ddl(const char *suffix);
-/* Fills *out (zeroed first) from event (borrowed) of event_type (name without namespace).
- * ES_EINVAL naming the field when the event is malformed. Release *out in every case. */
+/* The projection's functions (pj_projection_t): pure, unit-tested. */
+extern const char *const pricing_prices_tables[];
+/* The three tables' CREATE TABLE IF NOT EXISTS, in the order above. */
+void pricing_prices_ddl(const char *suffix, pj_plan_t *out);
+/* Every event: the prices row (an upsert, or a must-match UPDATE for PriceRuleRemoved), then for a
+ * rule its price_rules row (an upsert, or a must-match UPDATE of the live rule), then one
+ * price_history row. ES_EINVAL naming the field when the event is malformed. */
 int pricing_prices_plan(const char *suffix, const char *event_type, const json_t *event,
-                        struct pricing_plan *out, es_err_t *err);
-void pricing_plan_release(struct pricing_plan *p);
+                        pj_plan_t *out, es_err_t *err);
 
 #endif

@@ -1,4 +1,5 @@
-/* The table of every projection, by context: the projector role picks its context's. */
+/* The table of every projection, by context: the projector role picks its context's; and how
+ * the runtime sets up and applies a projection's plans. */
 #include "catalog.h"
 #include "inventory.h"
 #include "orders.h"
@@ -35,4 +36,24 @@ bool pj_suffix_is_valid(const char *suffix)
             return false;
     }
     return true;
+}
+
+int pj_projection_setup(es_db_t *db, const pj_projection_t *p, const char *suffix, es_err_t *err)
+{
+    pj_plan_t *plan = pj_plan_new();
+    p->ddl(suffix, plan);
+    int rc = pj_plan_apply(db, plan, p->name, err);
+    pj_plan_free(plan);
+    return rc;
+}
+
+int pj_projection_apply(es_db_t *db, const pj_projection_t *p, const char *suffix,
+                        const char *event_type, const json_t *event, es_err_t *err)
+{
+    pj_plan_t *plan = pj_plan_new();
+    int rc = p->plan(suffix, event_type, event, plan, err);
+    if (rc == 0)
+        rc = pj_plan_apply(db, plan, event_type, err);
+    pj_plan_free(plan);
+    return rc;
 }

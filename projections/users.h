@@ -10,31 +10,16 @@
 #ifndef PJ_USERS_H
 #define PJ_USERS_H
 
-#include "es_db.h"
-#include "es_err.h"
 #include "pj_runtime.h"
-#include <jansson.h>
-#include <stdbool.h>
 
 extern const pj_projection_t users_accounts_projection;
 
-#define USERS_STMT_MAX_PARAMS 16
-
-/* One statement an event turns into, built without I/O (unit-tested). */
-struct users_stmt {
-    char *sql;                                 /* owned; NULL: the event changes nothing */
-    es_db_val_t params[USERS_STMT_MAX_PARAMS]; /* strings borrowed from the event */
-    size_t n;
-    bool must_match; /* an UPDATE that must find its row (else ES_ENOTFOUND) */
-};
-
-/* CREATE TABLE IF NOT EXISTS users<suffix> ...; owned by the caller (free()). */
-char *users_accounts_ddl(const char *suffix);
-/* Fills *out (zeroed first) with the statement event (borrowed) of event_type (name without
- * namespace) turns into. ES_EINVAL naming the field when the event is malformed. Release *out in
- * every case. */
+/* The projection's functions (pj_projection_t): pure, unit-tested. */
+extern const char *const users_accounts_tables[];
+void users_accounts_ddl(const char *suffix, pj_plan_t *out);
+/* UserRegistered: one upsert; VendorApproved, UserRoleChanged, UserForgotten: one must-match
+ * UPDATE. ES_EINVAL when the event lacks a field. */
 int users_accounts_plan(const char *suffix, const char *event_type, const json_t *event,
-                        struct users_stmt *out, es_err_t *err);
-void users_stmt_release(struct users_stmt *s);
+                        pj_plan_t *out, es_err_t *err);
 
 #endif

@@ -1,6 +1,7 @@
 #include "catalog.h"
 #include "es_mem.h"
 #include "pj_runtime.h"
+#include "pj_test.h"
 #include <criterion/criterion.h>
 #include <string.h>
 
@@ -16,34 +17,27 @@ static json_t *listed(void)
                      "size", "L", "color", "red", "currency", "EUR");
 }
 
-static const es_db_val_t *param(const struct catalog_stmt *s, size_t i)
-{
-    cr_assert_lt(i, s->n);
-    return &s->params[i];
-}
-
 Test(catalog, listed_becomes_an_upsert_of_every_column)
 {
     json_t *ev = listed();
-    struct catalog_stmt s;
-    es_err_t err = ES_ERR_INIT;
-    cr_assert_eq(catalog_products_plan("", "ProductListed", ev, &s, &err), 0, "%s", err.msg);
-    cr_assert(strstr(s.sql, "INSERT INTO `products` ("));
-    cr_assert(strstr(s.sql, "applied_events=applied_events+1"));
-    cr_assert_eq(s.n, 11);
-    cr_assert_str_eq(param(&s, 0)->s, "SKU-1");
-    cr_assert_str_eq(param(&s, 1)->s, "v-9");
-    cr_assert_str_eq(param(&s, 2)->s, "Mug");
-    cr_assert_str_eq(param(&s, 3)->s, "A mug");
-    cr_assert_str_eq(param(&s, 4)->s, "kitchen");
-    cr_assert_str_eq(param(&s, 5)->s, "{\"color\":\"red\",\"size\":\"L\"}");
-    cr_assert_str_eq(param(&s, 6)->s, "EUR");
-    cr_assert_eq(param(&s, 7)->i, 1);
-    cr_assert_eq(param(&s, 8)->i, 1700000000123LL);
-    cr_assert_eq(param(&s, 9)->i, 1700000000123LL);
-    cr_assert_str_eq(param(&s, 10)->s, EVENT_ID);
-    cr_assert_not(s.must_match);
-    catalog_stmt_release(&s);
+    pj_plan_t *p = pj_expect_plan(catalog_products_plan, "", "ProductListed", ev, 0, NULL);
+    cr_assert_eq(pj_plan_len(p), 1);
+    const struct pj_stmt *s =
+        pj_expect_stmt(p, 0, PJ_UPSERT, "products", "INSERT INTO `products` (", false, 11);
+    cr_assert(strstr(s->sql, "applied_events=applied_events+1"));
+    cr_assert(strstr(s->sql, "ON DUPLICATE KEY UPDATE"));
+    pj_expect_s(s, 0, "SKU-1");
+    pj_expect_s(s, 1, "v-9");
+    pj_expect_s(s, 2, "Mug");
+    pj_expect_s(s, 3, "A mug");
+    pj_expect_s(s, 4, "kitchen");
+    pj_expect_s(s, 5, "{\"color\":\"red\",\"size\":\"L\"}");
+    pj_expect_s(s, 6, "EUR");
+    pj_expect_i(s, 7, 1);
+    pj_expect_i(s, 8, 1700000000123LL);
+    pj_expect_i(s, 9, 1700000000123LL);
+    pj_expect_s(s, 10, EVENT_ID);
+    pj_plan_free(p);
     json_decref(ev);
 }
 
@@ -52,19 +46,25 @@ Test(catalog, details_changed_updates_the_row_of_its_sku_in_the_suffixed_table)
     json_t *ev = listed();
     json_object_del(ev, "vendor_id");
     json_object_del(ev, "currency");
+    json_object_del(ev, "attributes");
     json_object_set_new(json_object_get(ev, "metadata"), "aggregate_version", json_integer(4));
     json_object_set_new(ev, "name", json_string("Big mug"));
-    struct catalog_stmt s;
-    es_err_t err = ES_ERR_INIT;
-    cr_assert_eq(catalog_products_plan("_r2", "ProductDetailsChanged", ev, &s, &err), 0, "%s",
-                 err.msg);
-    cr_assert(strstr(s.sql, "UPDATE `products_r2` SET"));
-    cr_assert(strstr(s.sql, "WHERE sku=?"));
-    cr_assert(s.must_match);
-    cr_assert_str_eq(param(&s, 0)->s, "Big mug");
-    cr_assert_eq(param(&s, 4)->i, 4);
-    cr_assert_str_eq(param(&s, s.n - 1)->s, "SKU-1");
-    catalog_stmt_release(&s);
+    pj_plan_t *p =
+        pj_expect_plan(catalog_products_plan, "_r2", "ProductDetailsChanged", ev, 0, NULL);
+    cr_assert_eq(pj_plan_len(p), 1);
+    const struct pj_stmt *s =
+        pj_expect_stmt(p, 0, PJ_UPDATE, "products", "UPDATE `products_r2` SET", true, 8);
+    cr_assert(strstr(s->sql, "WHERE sku=?"));
+    pj_expect_s(s, 0, "Big mug");
+    pj_expect_s(s, 1, "A mug");
+    pj_expect_s(s, 2, "kitchen");
+    pj_expect_s(s, 3, "{}");
+    pj_expect_i(s, 4, 4);
+    pj_expect_i(s, 5, 1700000000123LL);
+    pj_expect_s(s, 6, EVENT_ID);
+    pj_expect_s(s, 7, "SKU-1");
+    cr_assert_str_eq(pj_plan_subject(p), "sku 'SKU-1'");
+    pj_plan_free(p);
     json_decref(ev);
 }
 
@@ -74,25 +74,25 @@ Test(catalog, delisted_sets_status_and_version)
                            EVENT_ID, "aggregate_id", "SKU-1", "aggregate_version", (json_int_t)7,
                            "command_id", EVENT_ID, "correlation_id", "c", "occurred_at",
                            (json_int_t)5, "actor", "u", "sku", "SKU-1");
-    struct catalog_stmt s;
-    es_err_t err = ES_ERR_INIT;
-    cr_assert_eq(catalog_products_plan("", "ProductDelisted", ev, &s, &err), 0, "%s", err.msg);
-    cr_assert(strstr(s.sql, "status='delisted'"));
-    cr_assert_eq(param(&s, 0)->i, 7);
-    cr_assert_eq(param(&s, 1)->i, 5);
-    cr_assert_str_eq(param(&s, 3)->s, "SKU-1");
-    catalog_stmt_release(&s);
+    pj_plan_t *p = pj_expect_plan(catalog_products_plan, "", "ProductDelisted", ev, 0, NULL);
+    cr_assert_eq(pj_plan_len(p), 1);
+    const struct pj_stmt *s =
+        pj_expect_stmt(p, 0, PJ_UPDATE, "products", "status='delisted'", true, 4);
+    pj_expect_i(s, 0, 7);
+    pj_expect_i(s, 1, 5);
+    pj_expect_s(s, 2, EVENT_ID);
+    pj_expect_s(s, 3, "SKU-1");
+    pj_plan_free(p);
     json_decref(ev);
 }
 
 Test(catalog, unknown_event_type_changes_nothing)
 {
     json_t *ev = listed();
-    struct catalog_stmt s;
-    es_err_t err = ES_ERR_INIT;
-    cr_assert_eq(catalog_products_plan("", "ProductPhotographed", ev, &s, &err), 0);
-    cr_assert_null(s.sql);
-    cr_assert_eq(err.code, ES_OK);
+    pj_plan_t *p = pj_expect_plan(catalog_products_plan, "", "ProductPhotographed", ev, 0, NULL);
+    cr_assert_eq(pj_plan_len(p), 0);
+    cr_assert_null(pj_plan_stmt(p, 0));
+    pj_plan_free(p);
     json_decref(ev);
 }
 
@@ -109,6 +109,10 @@ Test(catalog, malformed_events_are_invalid_naming_the_field)
         {"sku", json_string(""), "sku: '' must have 1 to 64"},
         {"attributes", json_string("x"), "attributes: not a map"},
         {"metadata", json_object(), "metadata.event_id: missing"},
+        {"vendor_id", NULL, "vendor_id: missing"},
+        {"category", json_null(), "category: missing or not a string"},
+        {"description", json_true(), "description: missing or not a string"},
+        {"metadata", json_string("m"), "metadata: missing or not a record"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         json_t *ev = listed();
@@ -116,12 +120,8 @@ Test(catalog, malformed_events_are_invalid_naming_the_field)
             json_object_set_new(ev, cases[i].field, cases[i].value);
         else
             json_object_del(ev, cases[i].field);
-        struct catalog_stmt s;
-        es_err_t err = ES_ERR_INIT;
-        cr_assert_eq(catalog_products_plan("", "ProductListed", ev, &s, &err), -1, "case %zu", i);
-        cr_assert_eq(err.code, ES_EINVAL);
-        cr_assert(strstr(err.msg, cases[i].expect), "case %zu: '%s'", i, err.msg);
-        catalog_stmt_release(&s);
+        pj_plan_free(
+            pj_expect_plan(catalog_products_plan, "", "ProductListed", ev, -1, cases[i].expect));
         json_decref(ev);
     }
 }
@@ -134,22 +134,22 @@ Test(catalog, name_length_counts_characters_not_bytes)
     name[400] = '\0';
     json_t *ev = listed();
     json_object_set_new(ev, "name", json_string(name));
-    struct catalog_stmt s;
-    es_err_t err = ES_ERR_INIT;
-    cr_assert_eq(catalog_products_plan("", "ProductListed", ev, &s, &err), 0, "%s", err.msg);
-    catalog_stmt_release(&s);
+    pj_plan_free(pj_expect_plan(catalog_products_plan, "", "ProductListed", ev, 0, NULL));
     char *longer = xasprintf("%sx", name);
     json_object_set_new(ev, "name", json_string(longer));
     free(longer);
-    cr_assert_eq(catalog_products_plan("", "ProductListed", ev, &s, &err), -1);
-    catalog_stmt_release(&s);
+    pj_plan_free(pj_expect_plan(catalog_products_plan, "", "ProductListed", ev, -1, "name: '"));
     json_decref(ev);
 }
 
 Test(catalog, ddl_names_the_columns_the_api_reads)
 {
-    char *ddl = catalog_products_ddl("_x");
-    cr_assert(strstr(ddl, "CREATE TABLE IF NOT EXISTS `products_x`"));
+    pj_plan_t *p = pj_plan_new();
+    catalog_products_ddl("_x", p);
+    cr_assert_eq(pj_plan_len(p), 1);
+    const char *ddl = pj_expect_stmt(p, 0, PJ_DDL, "products",
+                                     "CREATE TABLE IF NOT EXISTS `products_x`", false, 0)
+                          ->sql;
     const char *cols[] = {"sku VARCHAR(64)",
                           "vendor_id VARCHAR(64)",
                           "name VARCHAR(200)",
@@ -168,7 +168,7 @@ Test(catalog, ddl_names_the_columns_the_api_reads)
                           "utf8mb4"};
     for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++)
         cr_assert(strstr(ddl, cols[i]), "missing '%s'", cols[i]);
-    free(ddl);
+    pj_plan_free(p);
 }
 
 Test(projections, catalog_context_finds_the_products_projection)
@@ -178,6 +178,9 @@ Test(projections, catalog_context_finds_the_products_projection)
     cr_assert_str_eq(p->name, "catalog_products");
     cr_assert_str_eq(p->tables[0], "products");
     cr_assert_null(p->tables[1]);
+    cr_assert_eq(p, &catalog_products_projection);
+    cr_assert_eq(p->plan, catalog_products_plan);
+    cr_assert_eq(p->ddl, catalog_products_ddl);
     cr_assert_null(pj_projection_find("catalog", "nope"));
     cr_assert_null(pj_projection_find("weather", NULL));
 }

@@ -1,4 +1,5 @@
 #include "es_mem.h"
+#include "pj_test.h"
 #include "pricing.h"
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -17,10 +18,9 @@ static json_t *event(json_int_t version, json_t *body)
     return ev;
 }
 
-static void plan_ok(const char *type, json_t *ev, struct pricing_plan *p)
+static pj_plan_t *plan_ok(const char *type, json_t *ev)
 {
-    es_err_t err = ES_ERR_INIT;
-    cr_assert_eq(pricing_prices_plan("_rb1", type, ev, p, &err), 0, "%s", err.msg);
+    return pj_expect_plan(pricing_prices_plan, "_rb1", type, ev, 0, NULL);
 }
 
 Test(pricing_projection, price_set_upserts_the_list_and_records_history)
@@ -28,21 +28,32 @@ Test(pricing_projection, price_set_upserts_the_list_and_records_history)
     json_t *ev =
         event(3, json_pack("{s:s,s:I,s:s,s:I}", "sku", "SKU-1", "amount_minor", (json_int_t)1999,
                            "currency", "EUR", "previous_amount_minor", (json_int_t)1500));
-    struct pricing_plan p;
-    plan_ok("PriceSet", ev, &p);
-    cr_assert_eq(p.n, 2);
-    cr_assert(strstr(p.stmts[0].sql, "INSERT INTO `prices_rb1`"));
-    cr_assert(strstr(p.stmts[0].sql, "list_amount_minor=VALUES(list_amount_minor)"));
-    cr_assert_eq(p.stmts[0].params[1].i, 1999);
-    cr_assert_eq(p.stmts[0].params[3].i, 3);
-    cr_assert(strstr(p.stmts[1].sql, "INSERT INTO `price_history_rb1`"));
-    cr_assert_eq(p.stmts[1].params[1].i, 3);
-    cr_assert_str_eq(p.stmts[1].params[3].s, "PriceSet");
-    cr_assert_eq(p.stmts[1].params[6].i, 1999);
-    cr_assert_eq(p.stmts[1].params[8].type, ES_DB_NULL);
-    cr_assert(strstr(p.details, "\"previous_amount_minor\":1500"), "%s", p.details);
-    cr_assert_null(strstr(p.details, "metadata"));
-    pricing_plan_release(&p);
+    pj_plan_t *p = plan_ok("PriceSet", ev);
+    cr_assert_eq(pj_plan_len(p), 2);
+    const struct pj_stmt *st =
+        pj_expect_stmt(p, 0, PJ_UPSERT, "prices", "INSERT INTO `prices_rb1`", false, 6);
+    cr_assert(strstr(st->sql, "list_amount_minor=VALUES(list_amount_minor)"));
+    pj_expect_s(st, 0, "SKU-1");
+    pj_expect_i(st, 1, 1999);
+    pj_expect_s(st, 2, "EUR");
+    pj_expect_i(st, 3, 3);
+    pj_expect_i(st, 4, 1700000000123LL);
+    pj_expect_s(st, 5, EVENT_ID);
+    st = pj_expect_stmt(p, 1, PJ_INSERT, "price_history", "INSERT INTO `price_history_rb1`", false,
+                        10);
+    pj_expect_s(st, 0, "SKU-1");
+    pj_expect_i(st, 1, 3);
+    pj_expect_s(st, 2, EVENT_ID);
+    pj_expect_s(st, 3, "PriceSet");
+    pj_expect_i(st, 4, 1700000000123LL);
+    pj_expect_s(st, 5, "u1");
+    pj_expect_i(st, 6, 1999);
+    pj_expect_s(st, 7, "EUR");
+    pj_expect_null(st, 8);
+    const char *details = st->params[9].s;
+    cr_assert(strstr(details, "\"previous_amount_minor\":1500"), "%s", details);
+    cr_assert_null(strstr(details, "metadata"));
+    pj_plan_free(p);
     json_decref(ev);
 }
 
@@ -52,71 +63,90 @@ Test(pricing_projection, rule_added_keeps_the_list_and_stores_params)
                                     "rule_id", "summer", "kind", "percent_off", "currency", "EUR",
                                     "basis_points", (json_int_t)1500, "amount_minor", "threshold",
                                     "cap_minor", "valid_from", (json_int_t)1000, "valid_until"));
-    struct pricing_plan p;
-    plan_ok("PriceRuleAdded", ev, &p);
-    cr_assert_eq(p.n, 3);
-    cr_assert_null(strstr(p.stmts[0].sql, "list_amount_minor=VALUES"), "a rule must not touch it");
-    cr_assert_eq(p.stmts[0].params[1].type, ES_DB_NULL);
-    const struct pricing_stmt *r = &p.stmts[1];
-    cr_assert(strstr(r->sql, "`price_rules_rb1`"));
-    cr_assert_str_eq(r->params[2].s, "percent_off");
-    cr_assert_eq(r->params[4].i, 1500);
-    cr_assert_eq(r->params[5].type, ES_DB_NULL);
-    cr_assert_eq(r->params[8].i, 1000);
-    cr_assert_eq(r->params[9].type, ES_DB_NULL);
-    cr_assert_eq(r->params[10].i, 2);
-    cr_assert_str_eq(p.stmts[2].params[8].s, "summer");
-    pricing_plan_release(&p);
+    pj_plan_t *p = plan_ok("PriceRuleAdded", ev);
+    cr_assert_eq(pj_plan_len(p), 3);
+    const struct pj_stmt *st = pj_expect_stmt(p, 0, PJ_UPSERT, "prices", "`prices_rb1`", false, 6);
+    cr_assert_null(strstr(st->sql, "list_amount_minor=VALUES"), "a rule must not touch it");
+    pj_expect_null(st, 1);
+    const struct pj_stmt *r =
+        pj_expect_stmt(p, 1, PJ_UPSERT, "price_rules", "`price_rules_rb1`", false, 12);
+    pj_expect_s(r, 0, "SKU-1");
+    pj_expect_s(r, 1, "summer");
+    pj_expect_s(r, 2, "percent_off");
+    pj_expect_s(r, 3, "EUR");
+    pj_expect_i(r, 4, 1500);
+    pj_expect_null(r, 5);
+    pj_expect_null(r, 6);
+    pj_expect_null(r, 7);
+    pj_expect_i(r, 8, 1000);
+    pj_expect_null(r, 9);
+    pj_expect_i(r, 10, 2);
+    pj_expect_i(r, 11, 1700000000123LL);
+    st = pj_expect_stmt(p, 2, PJ_INSERT, "price_history", "`price_history_rb1`", false, 10);
+    pj_expect_s(st, 3, "PriceRuleAdded");
+    pj_expect_null(st, 6);
+    pj_expect_s(st, 8, "summer");
+    pj_plan_free(p);
     json_decref(ev);
 }
 
 Test(pricing_projection, rule_removed_must_find_the_live_rule)
 {
     json_t *ev = event(4, json_pack("{s:s,s:s}", "sku", "SKU-1", "rule_id", "summer"));
-    struct pricing_plan p;
-    plan_ok("PriceRuleRemoved", ev, &p);
-    cr_assert_eq(p.n, 3);
-    cr_assert(p.stmts[0].must_match);
-    cr_assert(p.stmts[1].must_match);
-    cr_assert(strstr(p.stmts[1].sql, "removed=0"));
-    pricing_plan_release(&p);
+    pj_plan_t *p = plan_ok("PriceRuleRemoved", ev);
+    cr_assert_eq(pj_plan_len(p), 3);
+    const struct pj_stmt *st =
+        pj_expect_stmt(p, 0, PJ_UPDATE, "prices", "UPDATE `prices_rb1` SET version=?", true, 4);
+    pj_expect_i(st, 0, 4);
+    pj_expect_s(st, 3, "SKU-1");
+    st = pj_expect_stmt(p, 1, PJ_UPDATE, "price_rules", "removed=0", true, 4);
+    pj_expect_i(st, 0, 4);
+    pj_expect_i(st, 1, 1700000000123LL);
+    pj_expect_s(st, 2, "SKU-1");
+    pj_expect_s(st, 3, "summer");
+    st = pj_expect_stmt(p, 2, PJ_INSERT, "price_history", "`price_history_rb1`", false, 10);
+    pj_expect_null(st, 6);
+    pj_expect_null(st, 7);
+    pj_expect_s(st, 8, "summer");
+    cr_assert_str_eq(pj_plan_subject(p), "sku 'SKU-1' (rule 'summer')");
+    pj_plan_free(p);
     json_decref(ev);
 }
 
 Test(pricing_projection, rejects_malformed_events_and_ignores_others)
 {
-    struct pricing_plan p;
-    es_err_t err = ES_ERR_INIT;
     json_t *ev = event(1, json_pack("{s:s,s:I,s:s}", "sku", "SKU-1", "amount_minor", (json_int_t)-5,
                                     "currency", "EUR"));
-    cr_assert_eq(pricing_prices_plan("", "PriceSet", ev, &p, &err), -1);
-    cr_assert_eq(err.code, ES_EINVAL);
-    cr_assert(strstr(err.msg, "amount_minor"), "%s", err.msg);
-    pricing_plan_release(&p);
+    pj_plan_free(pj_expect_plan(pricing_prices_plan, "", "PriceSet", ev, -1, "amount_minor"));
     json_decref(ev);
 
-    es_clear(&err);
     ev = event(1, json_pack("{s:s}", "sku", "SKU-1"));
-    cr_assert_eq(pricing_prices_plan("", "PriceRuleRemoved", ev, &p, &err), -1);
-    cr_assert(strstr(err.msg, "rule_id"), "%s", err.msg);
-    pricing_plan_release(&p);
+    pj_plan_free(pj_expect_plan(pricing_prices_plan, "", "PriceRuleRemoved", ev, -1, "rule_id"));
+    pj_plan_free(pj_expect_plan(pricing_prices_plan, "", "PriceSet", ev, -1, "currency"));
+    pj_plan_t *p = pj_expect_plan(pricing_prices_plan, "", "ProductListed", ev, 0, NULL);
+    cr_assert_eq(pj_plan_len(p), 0);
+    pj_plan_free(p);
+    json_decref(ev);
 
-    es_clear(&err);
-    cr_assert_eq(pricing_prices_plan("", "ProductListed", ev, &p, &err), 0);
-    cr_assert_eq(p.n, 0);
-    pricing_plan_release(&p);
+    ev = event(1, json_pack("{s:s,s:s,s:s,s:s}", "sku", "SKU-1", "rule_id", "r", "currency", "EUR",
+                            "basis_points", "ten"));
+    pj_plan_free(pj_expect_plan(pricing_prices_plan, "", "PriceRuleAdded", ev, -1, "kind"));
+    json_object_set_new(ev, "kind", json_string("percent_off"));
+    pj_plan_free(pj_expect_plan(pricing_prices_plan, "", "PriceRuleAdded", ev, -1, "basis_points"));
+    json_object_set_new(json_object_get(ev, "metadata"), "actor", json_integer(1));
+    pj_plan_free(
+        pj_expect_plan(pricing_prices_plan, "", "PriceRuleAdded", ev, -1, "metadata.actor"));
     json_decref(ev);
 }
 
 Test(pricing_projection, ddl_names_every_table_with_the_suffix)
 {
-    char **ddl = pricing_prices_ddl("_v2");
-    size_t n = 0;
-    for (; ddl[n]; n++) {
-        cr_assert(strstr(ddl[n], "_v2`"), "%s", ddl[n]);
-        free(ddl[n]);
-    }
-    free(ddl);
-    cr_assert_eq(n, 3);
+    pj_plan_t *p = pj_plan_new();
+    pricing_prices_ddl("_v2", p);
+    cr_assert_eq(pj_plan_len(p), 3);
+    pj_expect_stmt(p, 0, PJ_DDL, "prices", "`prices_v2`", false, 0);
+    pj_expect_stmt(p, 1, PJ_DDL, "price_rules", "`price_rules_v2`", false, 0);
+    pj_expect_stmt(p, 2, PJ_DDL, "price_history", "`price_history_v2`", false, 0);
+    pj_plan_free(p);
     cr_assert_eq(pj_projection_find("pricing", NULL), &pricing_prices_projection);
 }

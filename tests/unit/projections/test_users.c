@@ -1,3 +1,4 @@
+#include "pj_test.h"
 #include "users.h"
 #include <criterion/criterion.h>
 #include <string.h>
@@ -12,64 +13,114 @@ static json_t *event(const char *extra_json)
     return ev;
 }
 
-static const char *param(const struct users_stmt *st, size_t i)
-{
-    cr_assert(i < st->n);
-    return st->params[i].type == ES_DB_STR ? st->params[i].s : NULL;
-}
-
 Test(users_projection, registered_upserts_sealed_fields_only)
 {
     json_t *ev = event("{\"user_id\": \"u-1\", \"email_index\": \"ab\", \"role\": \"vendor\","
                        " \"status\": \"pending\", \"crypto\": \"c\", \"email_enc\": \"RU5D\","
                        " \"name_enc\": \"Tk1F\", \"phone_enc\": null,"
                        " \"password_hash_enc\": \"SEFTSA==\"}");
-    struct users_stmt st;
-    es_err_t err = ES_ERR_INIT;
-    cr_assert_eq(users_accounts_plan("_v2", "UserRegistered", ev, &st, &err), 0, "%s", err.msg);
-    cr_assert(strstr(st.sql, "INSERT INTO users_v2 "));
-    cr_assert(strstr(st.sql, "ON DUPLICATE KEY UPDATE"));
-    cr_assert_str_eq(param(&st, 0), "u-1");
-    cr_assert_str_eq(param(&st, 5), "RU5D");
-    cr_assert_eq(st.params[7].type, ES_DB_NULL, "no phone: NULL");
-    cr_assert_eq(st.params[10].i, 3);
-    users_stmt_release(&st);
+    pj_plan_t *p = pj_expect_plan(users_accounts_plan, "_v2", "UserRegistered", ev, 0, NULL);
+    cr_assert_eq(pj_plan_len(p), 1);
+    const struct pj_stmt *st =
+        pj_expect_stmt(p, 0, PJ_UPSERT, "users", "INSERT INTO users_v2 ", false, 11);
+    cr_assert(strstr(st->sql, "ON DUPLICATE KEY UPDATE"));
+    pj_expect_s(st, 0, "u-1");
+    pj_expect_s(st, 1, "ab");
+    pj_expect_s(st, 2, "vendor");
+    pj_expect_s(st, 3, "pending");
+    pj_expect_s(st, 4, "c");
+    pj_expect_s(st, 5, "RU5D");
+    pj_expect_s(st, 6, "Tk1F");
+    pj_expect_null(st, 7); /* no phone */
+    pj_expect_s(st, 8, "SEFTSA==");
+    pj_expect_i(st, 9, 1700000000000);
+    pj_expect_i(st, 10, 3);
+    pj_plan_free(p);
     json_decref(ev);
 }
 
 Test(users_projection, forgotten_wipes_index_and_sealed_fields)
 {
     json_t *ev = event("{\"user_id\": \"u-1\"}");
-    struct users_stmt st;
-    es_err_t err = ES_ERR_INIT;
-    cr_assert_eq(users_accounts_plan("", "UserForgotten", ev, &st, &err), 0);
+    pj_plan_t *p = pj_expect_plan(users_accounts_plan, "", "UserForgotten", ev, 0, NULL);
+    cr_assert_eq(pj_plan_len(p), 1);
+    const struct pj_stmt *st =
+        pj_expect_stmt(p, 0, PJ_UPDATE, "users", "UPDATE users SET", true, 2);
     static const char *const wiped[] = {"email_index = NULL",       "email_enc = NULL",
                                         "name_enc = NULL",          "phone_enc = NULL",
                                         "password_hash_enc = NULL", "status = 'forgotten'"};
     for (size_t i = 0; i < sizeof wiped / sizeof *wiped; i++)
-        cr_assert(strstr(st.sql, wiped[i]), "missing %s", wiped[i]);
-    cr_assert(st.must_match);
-    users_stmt_release(&st);
+        cr_assert(strstr(st->sql, wiped[i]), "missing %s", wiped[i]);
+    pj_expect_i(st, 0, 3);
+    pj_expect_s(st, 1, "u-1");
+    cr_assert_str_eq(pj_plan_subject(p), "user 'u-1'");
+    pj_plan_free(p);
     json_decref(ev);
 }
 
 Test(users_projection, approved_sets_vendor_id_and_malformed_is_einval)
 {
-    json_t *ev = event("{\"user_id\": \"u-1\", \"vendor_id\": \"u-1\"}");
-    struct users_stmt st;
-    es_err_t err = ES_ERR_INIT;
-    cr_assert_eq(users_accounts_plan("", "VendorApproved", ev, &st, &err), 0);
-    cr_assert(strstr(st.sql, "vendor_id = ?"));
-    cr_assert_str_eq(param(&st, 0), "u-1");
-    users_stmt_release(&st);
+    json_t *ev = event("{\"user_id\": \"u-1\", \"vendor_id\": \"v-1\"}");
+    pj_plan_t *p = pj_expect_plan(users_accounts_plan, "", "VendorApproved", ev, 0, NULL);
+    cr_assert_eq(pj_plan_len(p), 1);
+    const struct pj_stmt *st = pj_expect_stmt(p, 0, PJ_UPDATE, "users", "vendor_id = ?", true, 3);
+    cr_assert(strstr(st->sql, "status = 'active'"));
+    pj_expect_s(st, 0, "v-1");
+    pj_expect_i(st, 1, 3);
+    pj_expect_s(st, 2, "u-1");
+    pj_plan_free(p);
     json_decref(ev);
 
     ev = event("{\"user_id\": \"u-1\"}");
-    es_err_t e2 = ES_ERR_INIT;
-    cr_assert_eq(users_accounts_plan("", "UserRegistered", ev, &st, &e2), -1);
-    cr_assert_eq(e2.code, ES_EINVAL);
-    users_stmt_release(&st);
-    cr_assert_eq(users_accounts_plan("", "SomethingElse", ev, &st, &err), 0);
-    cr_assert_null(st.sql);
+    pj_plan_free(pj_expect_plan(users_accounts_plan, "", "UserRegistered", ev, -1,
+                                "UserRegistered: user 'u-1' lacks a field"));
+    pj_plan_free(pj_expect_plan(users_accounts_plan, "", "VendorApproved", ev, -1,
+                                "VendorApproved: user 'u-1' lacks vendor_id"));
+    pj_plan_free(pj_expect_plan(users_accounts_plan, "", "UserRoleChanged", ev, -1,
+                                "UserRoleChanged: user 'u-1' lacks a field"));
+    p = pj_expect_plan(users_accounts_plan, "", "SomethingElse", ev, 0, NULL);
+    cr_assert_eq(pj_plan_len(p), 0);
+    pj_plan_free(p);
     json_decref(ev);
+}
+
+Test(users_projection, role_changed_drops_the_vendor_id)
+{
+    json_t *ev = event("{\"user_id\": \"u-1\", \"role\": \"admin\", \"status\": \"active\"}");
+    pj_plan_t *p = pj_expect_plan(users_accounts_plan, "_r", "UserRoleChanged", ev, 0, NULL);
+    cr_assert_eq(pj_plan_len(p), 1);
+    const struct pj_stmt *st =
+        pj_expect_stmt(p, 0, PJ_UPDATE, "users", "UPDATE users_r SET role = ?", true, 4);
+    cr_assert(strstr(st->sql, "vendor_id = NULL"));
+    pj_expect_s(st, 0, "admin");
+    pj_expect_s(st, 1, "active");
+    pj_expect_i(st, 2, 3);
+    pj_expect_s(st, 3, "u-1");
+    pj_plan_free(p);
+    json_decref(ev);
+}
+
+Test(users_projection, every_event_needs_the_user_id_and_version)
+{
+    json_t *ev = event("{\"role\": \"admin\"}");
+    pj_plan_free(pj_expect_plan(users_accounts_plan, "", "UserForgotten", ev, -1,
+                                "UserForgotten: user_id is missing"));
+    json_decref(ev);
+    ev = json_pack("{s:s}", "user_id", "u-1");
+    pj_plan_free(pj_expect_plan(users_accounts_plan, "", "UserForgotten", ev, -1,
+                                "metadata.aggregate_version is missing"));
+    json_decref(ev);
+}
+
+Test(users_projection, ddl_names_the_columns_the_api_reads)
+{
+    pj_plan_t *p = pj_plan_new();
+    users_accounts_ddl("_v2", p);
+    cr_assert_eq(pj_plan_len(p), 1);
+    const struct pj_stmt *st =
+        pj_expect_stmt(p, 0, PJ_DDL, "users", "CREATE TABLE IF NOT EXISTS users_v2 (", false, 0);
+    cr_assert(strstr(st->sql, "UNIQUE KEY users_v2_email_index (email_index)"));
+    cr_assert(strstr(st->sql, "password_hash_enc TEXT NULL"));
+    cr_assert_eq(pj_projection_find("users", NULL), &users_accounts_projection);
+    pj_plan_free(p);
 }

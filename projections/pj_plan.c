@@ -1,0 +1,114 @@
+#include "pj_plan.h"
+#include "es_mem.h"
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct pj_plan {
+    struct pj_stmt *stmts;
+    size_t n, cap;
+    char **bufs; /* what parameters borrow besides the event */
+    size_t nbufs, capbufs;
+    char subject[200];
+};
+
+pj_plan_t *pj_plan_new(void)
+{
+    return xcalloc(1, sizeof(pj_plan_t));
+}
+
+void pj_plan_reset(pj_plan_t *plan)
+{
+    for (size_t i = 0; i < plan->n; i++)
+        free(plan->stmts[i].sql);
+    for (size_t i = 0; i < plan->nbufs; i++)
+        free(plan->bufs[i]);
+    plan->n = plan->nbufs = 0;
+    plan->subject[0] = '\0';
+}
+
+void pj_plan_free(pj_plan_t *plan)
+{
+    if (!plan)
+        return;
+    pj_plan_reset(plan);
+    free(plan->stmts);
+    free(plan->bufs);
+    free(plan);
+}
+
+struct pj_stmt *pj_plan_add(pj_plan_t *plan, enum pj_stmt_kind kind, const char *table,
+                            const char *fmt, ...)
+{
+    if (plan->n == plan->cap) {
+        plan->cap = plan->cap ? 2 * plan->cap : 4;
+        plan->stmts = xrealloc(plan->stmts, plan->cap * sizeof *plan->stmts);
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *sql = xmalloc((size_t)len + 1);
+    va_start(ap, fmt);
+    vsnprintf(sql, (size_t)len + 1, fmt, ap);
+    va_end(ap);
+    struct pj_stmt *st = &plan->stmts[plan->n++];
+    *st = (struct pj_stmt){.kind = kind, .table = table, .sql = sql};
+    return st;
+}
+
+void pj_stmt_bind(struct pj_stmt *st, const es_db_val_t *vals, size_t n)
+{
+    if (n > PJ_STMT_MAX_PARAMS - st->n)
+        abort(); /* a statement with more parameters than the array: a bug of the projection */
+    memcpy(st->params + st->n, vals, n * sizeof *vals);
+    st->n += n;
+}
+
+const char *pj_plan_keep(pj_plan_t *plan, char *buf)
+{
+    if (plan->nbufs == plan->capbufs) {
+        plan->capbufs = plan->capbufs ? 2 * plan->capbufs : 2;
+        plan->bufs = xrealloc(plan->bufs, plan->capbufs * sizeof *plan->bufs);
+    }
+    plan->bufs[plan->nbufs++] = buf;
+    return buf;
+}
+
+void pj_plan_set_subject(pj_plan_t *plan, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(plan->subject, sizeof plan->subject, fmt, ap);
+    va_end(ap);
+}
+
+size_t pj_plan_len(const pj_plan_t *plan)
+{
+    return plan->n;
+}
+
+const struct pj_stmt *pj_plan_stmt(const pj_plan_t *plan, size_t i)
+{
+    return i < plan->n ? &plan->stmts[i] : NULL;
+}
+
+const char *pj_plan_subject(const pj_plan_t *plan)
+{
+    return plan->subject;
+}
+
+int pj_plan_apply(es_db_t *db, const pj_plan_t *plan, const char *what, es_err_t *err)
+{
+    for (size_t i = 0; i < plan->n; i++) {
+        const struct pj_stmt *st = &plan->stmts[i];
+        long long affected = 0;
+        if (es_db_exec(db, st->sql, st->params, st->n, &affected, err))
+            return -1;
+        if (st->must_match && affected == 0)
+            return es_set(err, ES_ENOTFOUND, "%s: %s is not in the read model", what,
+                          plan->subject);
+    }
+    return 0;
+}

@@ -1,0 +1,68 @@
+/* pj_plan — what a projection turns one event into: an ordered list of SQL statements on its
+ * tables, built without I/O (so a projection is unit-tested without a database), then applied by
+ * the runtime inside its open transaction.
+ *
+ * Each statement records, beside its SQL, the table it writes (without suffix) and its kind, so
+ * that a batch's statements can later be merged per table into multi-row statements. Parameters
+ * borrow their strings from the event or from buffers the plan owns (pj_plan_keep); the plan must
+ * not outlive the event. */
+#ifndef PJ_PLAN_H
+#define PJ_PLAN_H
+
+#include "es_db.h"
+#include "es_err.h"
+#include <stdbool.h>
+#include <stddef.h>
+
+#define PJ_STMT_MAX_PARAMS 16
+
+enum pj_stmt_kind {
+    PJ_DDL,    /* CREATE TABLE IF NOT EXISTS */
+    PJ_INSERT, /* INSERT (or INSERT IGNORE) of a new row */
+    PJ_UPSERT, /* INSERT ... ON DUPLICATE KEY UPDATE */
+    PJ_UPDATE, /* UPDATE of the rows of a key */
+};
+
+struct pj_stmt {
+    enum pj_stmt_kind kind;
+    const char *table; /* static: the table it writes, without the suffix ("products") */
+    char *sql;         /* owned by the plan */
+    es_db_val_t params[PJ_STMT_MAX_PARAMS];
+    size_t n;
+    bool must_match; /* an UPDATE that must find its row, else the plan fails with ES_ENOTFOUND */
+};
+
+typedef struct pj_plan pj_plan_t;
+
+pj_plan_t *pj_plan_new(void);
+void pj_plan_free(pj_plan_t *plan); /* NULL: no-op */
+/* Empties plan (statements, kept buffers, subject) for the next event. */
+void pj_plan_reset(pj_plan_t *plan);
+
+/* Appends a statement of kind on table (static string) whose SQL is printf(fmt, ...); borrowed,
+ * valid until the next pj_plan_add or reset: bind its parameters at once. */
+struct pj_stmt *pj_plan_add(pj_plan_t *plan, enum pj_stmt_kind kind, const char *table,
+                            const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Binds n parameters after those st already has (at most PJ_STMT_MAX_PARAMS in all: more is a
+ * bug and aborts). */
+void pj_stmt_bind(struct pj_stmt *st, const es_db_val_t *vals, size_t n);
+#define PJ_BIND(st, ...)                                                                           \
+    pj_stmt_bind((st), (const es_db_val_t[]){__VA_ARGS__},                                         \
+                 sizeof((const es_db_val_t[]){__VA_ARGS__}) / sizeof(es_db_val_t))
+/* Takes buf (heap, stolen) into the plan, which frees it; returns it, for parameters to borrow. */
+const char *pj_plan_keep(pj_plan_t *plan, char *buf);
+/* What the must-match statements are about, for the ES_ENOTFOUND message ("sku 'AB-1'"). */
+void pj_plan_set_subject(pj_plan_t *plan, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* How many statements plan holds, and the i-th (borrowed; NULL when i is out of range). */
+size_t pj_plan_len(const pj_plan_t *plan);
+const struct pj_stmt *pj_plan_stmt(const pj_plan_t *plan, size_t i);
+const char *pj_plan_subject(const pj_plan_t *plan);
+
+/* Runs plan's statements in order on db (inside the caller's transaction), stopping at the first
+ * failure: es_db_exec's code, or ES_ENOTFOUND "<what>: <subject> is not in the read model" when a
+ * must-match statement changes no row. what names the event type (borrowed). */
+int pj_plan_apply(es_db_t *db, const pj_plan_t *plan, const char *what, es_err_t *err);
+
+#endif

@@ -1,0 +1,53 @@
+#include "es_mem.h"
+#include "pj_test.h"
+#include <criterion/criterion.h>
+#include <signal.h>
+
+Test(pj_plan, keeps_statements_in_order_with_their_table_and_kind)
+{
+    pj_plan_t *p = pj_plan_new();
+    struct pj_stmt *st = pj_plan_add(p, PJ_UPSERT, "t", "INSERT INTO `t%s` VALUES (?)", "_x");
+    PJ_BIND(st, ES_DB_S("a"));
+    for (int i = 0; i < 9; i++) /* past the first allocation */
+        PJ_BIND(pj_plan_add(p, PJ_UPDATE, "u", "UPDATE `u%s` SET n=? WHERE k=?", ""), ES_DB_I(i),
+                ES_DB_N);
+    cr_assert_eq(pj_plan_len(p), 10);
+    pj_expect_s(pj_expect_stmt(p, 0, PJ_UPSERT, "t", "INSERT INTO `t_x` VALUES (?)", false, 1), 0,
+                "a");
+    for (size_t i = 1; i < 10; i++) {
+        st = (struct pj_stmt *)pj_expect_stmt(p, i, PJ_UPDATE, "u", "UPDATE `u` SET", false, 2);
+        pj_expect_i(st, 0, (long long)i - 1);
+        pj_expect_null(st, 1);
+    }
+    cr_assert_null(pj_plan_stmt(p, 10));
+    pj_plan_reset(p);
+    cr_assert_eq(pj_plan_len(p), 0);
+    cr_assert_str_eq(pj_plan_subject(p), "");
+    pj_plan_free(p);
+    pj_plan_free(NULL);
+}
+
+Test(pj_plan, binds_in_steps_and_keeps_buffers)
+{
+    pj_plan_t *p = pj_plan_new();
+    const char *kept = pj_plan_keep(p, xstrdup("{\"a\":1}"));
+    struct pj_stmt *st = pj_plan_add(p, PJ_INSERT, "h", "INSERT INTO h VALUES (?, ?, ?)");
+    PJ_BIND(st, ES_DB_S(kept));
+    es_db_val_t more[] = {ES_DB_I(1), ES_DB_I(2)};
+    pj_stmt_bind(st, more, 2);
+    st->must_match = true;
+    pj_plan_set_subject(p, "sku '%s'", "AB-1");
+    const struct pj_stmt *got = pj_expect_stmt(p, 0, PJ_INSERT, "h", "INSERT INTO h", true, 3);
+    pj_expect_s(got, 0, "{\"a\":1}");
+    pj_expect_i(got, 2, 2);
+    cr_assert_str_eq(pj_plan_subject(p), "sku 'AB-1'");
+    pj_plan_free(p); /* frees the kept buffer: the sanitizer build would see a leak */
+}
+
+Test(pj_plan, too_many_parameters_is_a_bug, .signal = SIGABRT)
+{
+    pj_plan_t *p = pj_plan_new();
+    struct pj_stmt *st = pj_plan_add(p, PJ_INSERT, "t", "INSERT");
+    es_db_val_t v[PJ_STMT_MAX_PARAMS + 1] = {0};
+    pj_stmt_bind(st, v, PJ_STMT_MAX_PARAMS + 1);
+}
