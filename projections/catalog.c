@@ -3,9 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const catalog_products_tables[] = {"products", NULL};
+static const char *const catalog_products_tables[] = {"products", NULL};
 
-void catalog_products_ddl(const char *suffix, pj_plan_t *out)
+static void catalog_products_ddl(const char *suffix, pj_plan_t *out)
 {
     /* sku and vendor_id compare byte for byte, as the decider does */
     pj_plan_add(out, PJ_DDL, "products",
@@ -131,8 +131,10 @@ static int plan_delisted(const char *suffix, const char *sku, const struct pj_me
     return 0;
 }
 
-int catalog_products_plan(const char *suffix, const char *event_type, const json_t *event,
-                          pj_plan_t *out, es_err_t *err)
+/* ProductListed: one upsert; ProductDetailsChanged, ProductDelisted: one must-match UPDATE.
+ * ES_EINVAL naming the field when the event is malformed. */
+static int catalog_products_plan(const char *suffix, const char *event_type, const json_t *event,
+                                 pj_plan_t *out, es_err_t *err)
 {
     bool listed = strcmp(event_type, "ProductListed") == 0;
     bool changed = strcmp(event_type, "ProductDetailsChanged") == 0;

@@ -1,7 +1,7 @@
 #include "inventory.h"
 #include <string.h>
 
-const char *const inventory_stock_tables[] = {"stock", "stock_movements", NULL};
+static const char *const inventory_stock_tables[] = {"stock", "stock_movements", NULL};
 
 static const struct {
     const char *type, *kind;
@@ -19,7 +19,7 @@ const char *inventory_movement_kind(const char *event_type)
     return NULL;
 }
 
-void inventory_stock_ddl(const char *suffix, pj_plan_t *out)
+static void inventory_stock_ddl(const char *suffix, pj_plan_t *out)
 {
     /* sku and vendor_id compare byte for byte, as the deciders do */
     pj_plan_add(
@@ -56,8 +56,10 @@ void inventory_stock_ddl(const char *suffix, pj_plan_t *out)
         suffix);
 }
 
-int inventory_stock_plan(const char *suffix, const char *event_type, const json_t *event,
-                         pj_plan_t *out, es_err_t *err)
+/* Every inventory event: the stock row's upsert (the counts the event carries), then its
+ * stock_movements row. ES_EINVAL when the sku, metadata or counts are missing or inconsistent. */
+static int inventory_stock_plan(const char *suffix, const char *event_type, const json_t *event,
+                                pj_plan_t *out, es_err_t *err)
 {
     const char *kind = inventory_movement_kind(event_type);
     if (!kind)

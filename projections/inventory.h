@@ -15,12 +15,4 @@ extern const pj_projection_t inventory_stock_projection;
  * is not an inventory event. Static string. */
 const char *inventory_movement_kind(const char *event_type);
 
-/* The projection's functions (pj_projection_t): pure, unit-tested. */
-extern const char *const inventory_stock_tables[];
-void inventory_stock_ddl(const char *suffix, pj_plan_t *out);
-/* Every inventory event: the stock row's upsert (the counts the event carries), then its
- * stock_movements row. ES_EINVAL when the sku, metadata or counts are missing or inconsistent. */
-int inventory_stock_plan(const char *suffix, const char *event_type, const json_t *event,
-                         pj_plan_t *out, es_err_t *err);
-
 #endif

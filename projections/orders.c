@@ -1,7 +1,7 @@
 #include "orders.h"
 #include <string.h>
 
-const char *const orders_orders_tables[] = {"orders", "order_lines", "order_timeline", NULL};
+static const char *const orders_orders_tables[] = {"orders", "order_lines", "order_timeline", NULL};
 
 /* the status each event leaves the order in; NULL: the event changes no status */
 static const struct {
@@ -15,7 +15,7 @@ static const struct {
 
 #define BIN "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
 
-void orders_orders_ddl(const char *suffix, pj_plan_t *out)
+static void orders_orders_ddl(const char *suffix, pj_plan_t *out)
 {
     pj_plan_add(out, PJ_DDL, "orders",
                 "CREATE TABLE IF NOT EXISTS `orders%s` ("
@@ -113,8 +113,12 @@ static void plan_changed(const char *suffix, const char *event_type, const json_
             ES_DB_I(v), ES_DB_I(at), ES_DB_S(order));
 }
 
-int orders_orders_plan(const char *suffix, const char *event_type, const json_t *event,
-                       pj_plan_t *out, es_err_t *err)
+/* OrderPlaced: the orders row and one order_lines row per line (inserts); any later order event:
+ * an UPDATE of the row (status, cancel reason, tracking number, refund flag: each only when the
+ * event sets it); then, when the event moves the status, an order_timeline row (INSERT IGNORE).
+ * ES_EINVAL when order_id, the metadata or (OrderPlaced) customer_id or currency are missing. */
+static int orders_orders_plan(const char *suffix, const char *event_type, const json_t *event,
+                              pj_plan_t *out, es_err_t *err)
 {
     size_t k;
     for (k = 0; k < sizeof statuses / sizeof *statuses; k++)

@@ -10,14 +10,4 @@
 
 extern const pj_projection_t orders_orders_projection;
 
-/* The projection's functions (pj_projection_t): pure, unit-tested. */
-extern const char *const orders_orders_tables[];
-void orders_orders_ddl(const char *suffix, pj_plan_t *out);
-/* OrderPlaced: the orders row and one order_lines row per line (inserts); any later order event:
- * an UPDATE of the row (status, cancel reason, tracking number, refund flag: each only when the
- * event sets it); then, when the event moves the status, an order_timeline row (INSERT IGNORE).
- * ES_EINVAL when order_id, the metadata or (OrderPlaced) customer_id or currency are missing. */
-int orders_orders_plan(const char *suffix, const char *event_type, const json_t *event,
-                       pj_plan_t *out, es_err_t *err);
-
 #endif

@@ -1,7 +1,7 @@
 #include "payments.h"
 #include <string.h>
 
-const char *const payments_payments_tables[] = {"payments", NULL};
+static const char *const payments_payments_tables[] = {"payments", NULL};
 
 static const struct {
     const char *type, *status;
@@ -19,7 +19,7 @@ const char *payments_status_of(const char *event_type)
     return NULL;
 }
 
-void payments_payments_ddl(const char *suffix, pj_plan_t *out)
+static void payments_payments_ddl(const char *suffix, pj_plan_t *out)
 {
     pj_plan_add(
         out, PJ_DDL, "payments",
@@ -40,8 +40,10 @@ void payments_payments_ddl(const char *suffix, pj_plan_t *out)
         suffix);
 }
 
-int payments_payments_plan(const char *suffix, const char *event_type, const json_t *event,
-                           pj_plan_t *out, es_err_t *err)
+/* Every payments event: one upsert of the order's payment row, which moves only forward in
+ * version. ES_EINVAL when order_id, customer_id or the metadata are missing. */
+static int payments_payments_plan(const char *suffix, const char *event_type, const json_t *event,
+                                  pj_plan_t *out, es_err_t *err)
 {
     const char *status = payments_status_of(event_type);
     if (!status)

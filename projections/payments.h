@@ -16,12 +16,4 @@ extern const pj_projection_t payments_payments_projection;
  * any other type. Static string. */
 const char *payments_status_of(const char *event_type);
 
-/* The projection's functions (pj_projection_t): pure, unit-tested. */
-extern const char *const payments_payments_tables[];
-void payments_payments_ddl(const char *suffix, pj_plan_t *out);
-/* Every payments event: one upsert of the order's payment row, which moves only forward in
- * version. ES_EINVAL when order_id, customer_id or the metadata are missing. */
-int payments_payments_plan(const char *suffix, const char *event_type, const json_t *event,
-                           pj_plan_t *out, es_err_t *err);
-
 #endif

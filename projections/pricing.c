@@ -3,11 +3,12 @@
 #include <stdbool.h>
 #include <string.h>
 
-const char *const pricing_prices_tables[] = {"prices", "price_rules", "price_history", NULL};
+static const char *const pricing_prices_tables[] = {"prices", "price_rules", "price_history", NULL};
 
 #define BIN "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin" /* ids compare byte for byte */
 
-void pricing_prices_ddl(const char *suffix, pj_plan_t *out)
+/* The three tables' CREATE TABLE IF NOT EXISTS, in the order above. */
+static void pricing_prices_ddl(const char *suffix, pj_plan_t *out)
 {
     pj_plan_add(out, PJ_DDL, "prices",
                 "CREATE TABLE IF NOT EXISTS `prices%s` ("
@@ -192,8 +193,11 @@ static void plan_history(const char *suffix, const json_t *event, const struct p
             e->rule_id ? ES_DB_S(e->rule_id) : ES_DB_N, ES_DB_S(details));
 }
 
-int pricing_prices_plan(const char *suffix, const char *event_type, const json_t *event,
-                        pj_plan_t *out, es_err_t *err)
+/* Every event: the prices row (an upsert, or a must-match UPDATE for PriceRuleRemoved), then for a
+ * rule its price_rules row (an upsert, or a must-match UPDATE of the live rule), then one
+ * price_history row. ES_EINVAL naming the field when the event is malformed. */
+static int pricing_prices_plan(const char *suffix, const char *event_type, const json_t *event,
+                               pj_plan_t *out, es_err_t *err)
 {
     struct price_event e = {.type = event_type,
                             .set = strcmp(event_type, "PriceSet") == 0,

@@ -17,14 +17,4 @@
 
 extern const pj_projection_t pricing_prices_projection;
 
-/* The projection's functions (pj_projection_t): pure, unit-tested. */
-extern const char *const pricing_prices_tables[];
-/* The three tables' CREATE TABLE IF NOT EXISTS, in the order above. */
-void pricing_prices_ddl(const char *suffix, pj_plan_t *out);
-/* Every event: the prices row (an upsert, or a must-match UPDATE for PriceRuleRemoved), then for a
- * rule its price_rules row (an upsert, or a must-match UPDATE of the live rule), then one
- * price_history row. ES_EINVAL naming the field when the event is malformed. */
-int pricing_prices_plan(const char *suffix, const char *event_type, const json_t *event,
-                        pj_plan_t *out, es_err_t *err);
-
 #endif

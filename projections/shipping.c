@@ -2,9 +2,9 @@
 #include "dm_json.h"
 #include <string.h>
 
-const char *const shipping_shipments_tables[] = {"shipments", NULL};
+static const char *const shipping_shipments_tables[] = {"shipments", NULL};
 
-void shipping_shipments_ddl(const char *suffix, pj_plan_t *out)
+static void shipping_shipments_ddl(const char *suffix, pj_plan_t *out)
 {
     pj_plan_add(out, PJ_DDL, "shipments",
                 "CREATE TABLE IF NOT EXISTS `shipments%s` ("
@@ -22,8 +22,11 @@ void shipping_shipments_ddl(const char *suffix, pj_plan_t *out)
                 suffix);
 }
 
-int shipping_shipments_plan(const char *suffix, const char *event_type, const json_t *event,
-                            pj_plan_t *out, es_err_t *err)
+/* ShipmentRequested: the row's insert; ShipmentDispatched, ShipmentDelivered: a must-match
+ * UPDATE. ES_EINVAL when order_id, metadata.aggregate_version or (dispatched) tracking_number is
+ * missing. */
+static int shipping_shipments_plan(const char *suffix, const char *event_type, const json_t *event,
+                                   pj_plan_t *out, es_err_t *err)
 {
     const json_t *md = json_object_get(event, "metadata");
     const char *order = dm_str(event, "order_id");

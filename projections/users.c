@@ -2,9 +2,9 @@
 #include "dm_json.h"
 #include <string.h>
 
-const char *const users_accounts_tables[] = {"users", NULL};
+static const char *const users_accounts_tables[] = {"users", NULL};
 
-void users_accounts_ddl(const char *suffix, pj_plan_t *out)
+static void users_accounts_ddl(const char *suffix, pj_plan_t *out)
 {
     pj_plan_add(out, PJ_DDL, "users",
                 "CREATE TABLE IF NOT EXISTS users%s ("
@@ -61,8 +61,10 @@ static int plan_registered(const char *suffix, const json_t *event, const char *
     return 0;
 }
 
-int users_accounts_plan(const char *suffix, const char *event_type, const json_t *event,
-                        pj_plan_t *out, es_err_t *err)
+/* UserRegistered: one upsert; VendorApproved, UserRoleChanged, UserForgotten: one must-match
+ * UPDATE. ES_EINVAL when the event lacks a field. */
+static int users_accounts_plan(const char *suffix, const char *event_type, const json_t *event,
+                               pj_plan_t *out, es_err_t *err)
 {
     const json_t *version =
         json_object_get(json_object_get(event, "metadata"), "aggregate_version");

@@ -14,12 +14,4 @@
 
 extern const pj_projection_t users_accounts_projection;
 
-/* The projection's functions (pj_projection_t): pure, unit-tested. */
-extern const char *const users_accounts_tables[];
-void users_accounts_ddl(const char *suffix, pj_plan_t *out);
-/* UserRegistered: one upsert; VendorApproved, UserRoleChanged, UserForgotten: one must-match
- * UPDATE. ES_EINVAL when the event lacks a field. */
-int users_accounts_plan(const char *suffix, const char *event_type, const json_t *event,
-                        pj_plan_t *out, es_err_t *err);
-
 #endif

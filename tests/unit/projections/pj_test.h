@@ -3,6 +3,7 @@
 #define PJ_TEST_H
 
 #include "pj_plan.h"
+#include "pj_runtime.h"
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <string.h>
@@ -44,15 +45,32 @@ static inline void pj_expect_null(const struct pj_stmt *st, size_t i)
     cr_assert_eq(st->params[i].type, ES_DB_NULL, "parameter %zu is not NULL", i);
 }
 
-/* Runs a plan function on a fresh plan, expecting rc; with rc -1, err's code ES_EINVAL and its
- * message holding msg_part. Returns the plan (pj_plan_free it). */
-typedef int (*pj_plan_fn)(const char *, const char *, const json_t *, pj_plan_t *, es_err_t *);
-static inline pj_plan_t *pj_expect_plan(pj_plan_fn fn, const char *suffix, const char *type,
-                                        const json_t *event, int rc, const char *msg_part)
+/* Parameters from .. from + n - 1 of st are vals: same types, equal strings and integers. */
+static inline void pj_expect_params(const struct pj_stmt *st, size_t from, const es_db_val_t *vals,
+                                    size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        if (vals[k].type == ES_DB_STR)
+            pj_expect_s(st, from + k, vals[k].s);
+        else if (vals[k].type == ES_DB_INT)
+            pj_expect_i(st, from + k, vals[k].i);
+        else
+            pj_expect_null(st, from + k);
+    }
+}
+#define PJ_EXPECT_PARAMS(st, from, ...)                                                            \
+    pj_expect_params((st), (from), (const es_db_val_t[]){__VA_ARGS__},                             \
+                     sizeof((const es_db_val_t[]){__VA_ARGS__}) / sizeof(es_db_val_t))
+
+/* Plans event with projection p on a fresh plan, expecting rc; with rc -1, err's code ES_EINVAL
+ * and its message holding msg_part. Returns the plan (pj_plan_free it). */
+static inline pj_plan_t *pj_expect_plan(const pj_projection_t *p, const char *suffix,
+                                        const char *type, const json_t *event, int rc,
+                                        const char *msg_part)
 {
     pj_plan_t *plan = pj_plan_new();
     es_err_t err = ES_ERR_INIT;
-    cr_assert_eq(fn(suffix, type, event, plan, &err), rc, "%s: %s", type, err.msg);
+    cr_assert_eq(p->plan(suffix, type, event, plan, &err), rc, "%s: %s", type, err.msg);
     if (rc) {
         cr_assert_eq(err.code, ES_EINVAL, "%s: code %d", type, (int)err.code);
         cr_assert(strstr(err.msg, msg_part), "%s: '%s' lacks '%s'", type, err.msg, msg_part);

@@ -44,23 +44,13 @@ static void expect_stock_plan(const pj_plan_t *p, const char *sku, const char *v
     const struct pj_stmt *st =
         pj_expect_stmt(p, 0, PJ_UPSERT, "stock", "INSERT INTO `stock_t` (", false, 7);
     cr_assert(strstr(st->sql, "vendor_id = IF(VALUES(vendor_id) = '', vendor_id"));
-    pj_expect_s(st, 0, sku);
-    pj_expect_s(st, 1, vendor);
-    pj_expect_i(st, 2, on_hand);
-    pj_expect_i(st, 3, reserved);
-    pj_expect_i(st, 4, on_hand - reserved);
-    pj_expect_i(st, 5, version);
-    pj_expect_i(st, 6, 1700000000500);
+    PJ_EXPECT_PARAMS(st, 0, ES_DB_S(sku), ES_DB_S(vendor), ES_DB_I(on_hand), ES_DB_I(reserved),
+                     ES_DB_I(on_hand - reserved), ES_DB_I(version), ES_DB_I(1700000000500));
     st = pj_expect_stmt(p, 1, PJ_INSERT, "stock_movements", "INSERT INTO `stock_movements_t` (",
                         false, 10);
-    pj_expect_s(st, 0, EVENT_ID);
-    pj_expect_s(st, 1, sku);
-    pj_expect_i(st, 2, version);
-    pj_expect_s(st, 3, kind);
-    pj_expect_i(st, 4, quantity);
-    pj_expect_i(st, 7, on_hand);
-    pj_expect_i(st, 8, reserved);
-    pj_expect_i(st, 9, 1700000000500);
+    PJ_EXPECT_PARAMS(st, 0, ES_DB_S(EVENT_ID), ES_DB_S(sku), ES_DB_I(version), ES_DB_S(kind),
+                     ES_DB_I(quantity));
+    PJ_EXPECT_PARAMS(st, 7, ES_DB_I(on_hand), ES_DB_I(reserved), ES_DB_I(1700000000500));
 }
 
 Test(inventory_projection, received_upserts_the_counts_and_records_the_movement)
@@ -68,7 +58,7 @@ Test(inventory_projection, received_upserts_the_counts_and_records_the_movement)
     json_t *ev = stock_event(1, json_pack("{s:s,s:s,s:I,s:I,s:I}", "sku", "SKU-1", "vendor_id",
                                           "v-1", "quantity", (json_int_t)10, "on_hand",
                                           (json_int_t)10, "reserved", (json_int_t)0));
-    pj_plan_t *p = pj_expect_plan(inventory_stock_plan, "_t", "StockReceived", ev, 0, NULL);
+    pj_plan_t *p = pj_expect_plan(&inventory_stock_projection, "_t", "StockReceived", ev, 0, NULL);
     expect_stock_plan(p, "SKU-1", "v-1", 1, 10, 0, "received", 10);
     const struct pj_stmt *mv = pj_plan_stmt(p, 1);
     pj_expect_null(mv, 5); /* no order */
@@ -82,7 +72,7 @@ Test(inventory_projection, adjusted_takes_the_delta_and_keeps_the_vendor)
     json_t *ev = stock_event(3, json_pack("{s:s,s:I,s:s,s:I,s:I}", "sku", "SKU-1", "delta",
                                           (json_int_t)-2, "reason", "damaged", "on_hand",
                                           (json_int_t)8, "reserved", (json_int_t)1));
-    pj_plan_t *p = pj_expect_plan(inventory_stock_plan, "_t", "StockAdjusted", ev, 0, NULL);
+    pj_plan_t *p = pj_expect_plan(&inventory_stock_projection, "_t", "StockAdjusted", ev, 0, NULL);
     expect_stock_plan(p, "SKU-1", "", 3, 8, 1, "adjusted", -2);
     pj_expect_s(pj_plan_stmt(p, 1), 6, "damaged");
     pj_plan_free(p);
@@ -98,7 +88,7 @@ Test(inventory_projection, reserved_records_the_order)
                                         "StockReleased", "StockCommitted"};
     static const char *const kinds[] = {"reserved", "rejected", "released", "committed"};
     for (size_t i = 0; i < 4; i++) {
-        pj_plan_t *p = pj_expect_plan(inventory_stock_plan, "_t", types[i], ev, 0, NULL);
+        pj_plan_t *p = pj_expect_plan(&inventory_stock_projection, "_t", types[i], ev, 0, NULL);
         expect_stock_plan(p, "SKU-1", "", 4, 8, 4, kinds[i], 3);
         pj_expect_s(pj_plan_stmt(p, 1), 5, "o-1");
         pj_plan_free(p);
@@ -110,12 +100,12 @@ Test(inventory_projection, malformed_counts_are_invalid_and_other_events_ignored
 {
     json_t *ev = stock_event(1, json_pack("{s:s,s:I,s:I}", "sku", "SKU-1", "on_hand", (json_int_t)2,
                                           "reserved", (json_int_t)3));
-    pj_plan_free(pj_expect_plan(inventory_stock_plan, "", "StockReserved", ev, -1,
+    pj_plan_free(pj_expect_plan(&inventory_stock_projection, "", "StockReserved", ev, -1,
                                 "StockReserved: sku 'SKU-1' with on hand 2 and reserved 3"));
     json_object_del(ev, "reserved");
-    pj_plan_free(pj_expect_plan(inventory_stock_plan, "", "StockReceived", ev, -1,
+    pj_plan_free(pj_expect_plan(&inventory_stock_projection, "", "StockReceived", ev, -1,
                                 "StockReceived: sku, metadata or counts missing"));
-    pj_plan_t *p = pj_expect_plan(inventory_stock_plan, "", "ProductListed", ev, 0, NULL);
+    pj_plan_t *p = pj_expect_plan(&inventory_stock_projection, "", "ProductListed", ev, 0, NULL);
     cr_assert_eq(pj_plan_len(p), 0);
     pj_plan_free(p);
     json_decref(ev);
@@ -124,7 +114,7 @@ Test(inventory_projection, malformed_counts_are_invalid_and_other_events_ignored
 Test(inventory_projection, ddl_creates_both_tables)
 {
     pj_plan_t *p = pj_plan_new();
-    inventory_stock_ddl("_x", p);
+    inventory_stock_projection.ddl("_x", p);
     cr_assert_eq(pj_plan_len(p), 2);
     pj_expect_stmt(p, 0, PJ_DDL, "stock", "CREATE TABLE IF NOT EXISTS `stock_x`", false, 0);
     pj_expect_stmt(p, 1, PJ_DDL, "stock_movements",
