@@ -3,13 +3,6 @@
 #include <stdbool.h>
 #include <string.h>
 
-const hd_context_t catalog_context = {
-    .name = "catalog",
-    .state_type = CATALOG_NS "ProductState",
-    .decide = catalog_decide,
-    .evolve = catalog_evolve,
-};
-
 #define SKU_MAX        64
 #define NAME_MAX_CHARS 200
 #define DESC_MAX_CHARS 4000
@@ -101,7 +94,7 @@ static int check_owner(hd_decision_t *d, const json_t *meta, const char *vendor_
 {
     const char *role = dm_str(meta, "actor_role");
     const char *actor_vendor = dm_str(meta, "actor_vendor");
-    if (role && strcmp(role, "admin") == 0)
+    if (dm_is_admin(meta))
         return 0;
     if (role && strcmp(role, "vendor") == 0 && actor_vendor && vendor_id &&
         strcmp(actor_vendor, vendor_id) == 0)
@@ -132,9 +125,7 @@ static int decide_list(const json_t *state, const json_t *cmd, hd_decision_t *ou
     const char *sku = dm_str(cmd, "sku");
     const char *vendor = dm_str(cmd, "vendor_id");
     const char *description = dm_str(cmd, "description");
-    json_t *attrs = json_object_get(cmd, "attributes");
-    if (json_is_null(attrs))
-        attrs = NULL;
+    json_t *attrs = dm_opt(cmd, "attributes");
     if (check_owner(out, meta, vendor, sku ? sku : ""))
         return 0;
     if (check_sku(out, sku) || check_aggregate(out, cmd, sku) ||
@@ -180,9 +171,7 @@ static int decide_change(const json_t *state, const json_t *cmd, hd_decision_t *
     const char *name = dm_str(cmd, "name");
     const char *description = dm_str(cmd, "description");
     const char *category = dm_str(cmd, "category");
-    json_t *attrs = json_object_get(cmd, "attributes");
-    if (json_is_null(attrs))
-        attrs = NULL;
+    json_t *attrs = dm_opt(cmd, "attributes");
     if ((name && check_len(out, "name", name, 1, NAME_MAX_CHARS)) ||
         (description && check_len(out, "description", description, 0, DESC_MAX_CHARS)) ||
         (category && check_len(out, "category", category, 1, CAT_MAX_CHARS)) ||

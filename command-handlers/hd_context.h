@@ -45,21 +45,28 @@ typedef struct hd_view {
     void (*fold)(json_t *view, const char *event_type, const json_t *event);
 } hd_view_t;
 
+/* The two functions of every decider, declared once here: a context's header says
+ * `hd_decide_fn inventory_decide;` and its .c defines it with this signature.
+ *
+ * Decides cmd (borrowed, the decoded command with its metadata) of full name cmd_type against
+ * state (borrowed, NULL if the aggregate does not exist) and view (borrowed: the object the views
+ * fold into; an empty object when the context has no views) into out (initialised by the
+ * caller). Returns 0 when decided (accepted or rejected), -1 on a bug. An unknown cmd_type is
+ * rejected with "unknown_command". */
+typedef int hd_decide_fn(const json_t *state, const char *cmd_type, const json_t *cmd,
+                         const json_t *view, hd_decision_t *out);
+/* Applies one event of full name event_type (payload borrowed; it may carry a "metadata" member,
+ * which evolve ignores) to state (stolen, NULL if none) and returns the new state (owned by the
+ * caller; NULL deletes the aggregate). The "version" member is the runtime's. */
+typedef json_t *hd_evolve_fn(json_t *state, const char *event_type, const json_t *payload);
+
+/* A context as the runtime sees it; every context's is a row of the one table in hd_context.c. */
 typedef struct hd_context {
     const char *name; /* "catalog": topics are "<name>.commands" etc. */
     const char
         *state_type; /* full name of the changelog record, "eventshop.catalog.ProductState" */
-    /* Decides cmd (borrowed, the decoded command with its metadata) of full name cmd_type against
-     * state (borrowed, NULL if the aggregate does not exist) and view (borrowed: the object the
-     * views fold into; an empty object when the context has no views) into out (initialised by
-     * the caller). Returns 0 when decided (accepted or rejected), -1 on a bug. An unknown
-     * cmd_type is rejected with "unknown_command". */
-    int (*decide)(const json_t *state, const char *cmd_type, const json_t *cmd, const json_t *view,
-                  hd_decision_t *out);
-    /* Applies one event of full name event_type (payload borrowed; it may carry a "metadata"
-     * member, which evolve ignores) to state (stolen, NULL if none) and returns the new state
-     * (owned by the caller; NULL deletes the aggregate). The "version" member is the runtime's. */
-    json_t *(*evolve)(json_t *state, const char *event_type, const json_t *payload);
+    hd_decide_fn *decide;
+    hd_evolve_fn *evolve;
     const hd_view_t *views; /* n_views global views the decider reads; NULL if none */
     size_t n_views;
 } hd_context_t;

@@ -3,17 +3,6 @@
 #include "dm_json.h"
 #include <string.h>
 
-static const hd_view_t inventory_views[] = {{"catalog.events", catalog_view_fold}};
-
-const hd_context_t inventory_context = {
-    .name = "inventory",
-    .state_type = INVENTORY_NS "StockItemState",
-    .decide = inventory_decide,
-    .evolve = inventory_evolve,
-    .views = inventory_views,
-    .n_views = sizeof inventory_views / sizeof *inventory_views,
-};
-
 #define ORDER_ID_MAX 128
 
 /* the facts every decision starts from */

@@ -23,11 +23,8 @@
  * not_owner, invalid_quantity, invalid_field, insufficient_stock, reservation_exists (the
  * order already holds another quantity), reservation_closed (released or committed),
  * unknown_reservation, unknown_command. */
-int inventory_decide(const json_t *state, const char *cmd_type, const json_t *cmd,
-                     const json_t *view, hd_decision_t *out);
+hd_decide_fn inventory_decide;
 /* hd_context_t.evolve for inventory: state stolen, payload borrowed, new state owned. */
-json_t *inventory_evolve(json_t *state, const char *event_type, const json_t *payload);
-
-extern const hd_context_t inventory_context;
+hd_evolve_fn inventory_evolve;
 
 #endif

@@ -5,18 +5,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static const hd_view_t orders_views[] = {{"catalog.events", catalog_view_fold},
-                                         {"pricing.events", orders_pricing_fold}};
-
-const hd_context_t orders_context = {
-    .name = "orders",
-    .state_type = ORDERS_NS "OrderState",
-    .decide = orders_decide,
-    .evolve = orders_evolve,
-    .views = orders_views,
-    .n_views = sizeof orders_views / sizeof *orders_views,
-};
-
 #define ID_MAX 128
 
 /* --- the prices view ---------------------------------------------------------------------- */

@@ -30,14 +30,11 @@
 /* hd_context_t.decide for orders. Rejection codes: invalid_field, invalid_quantity,
  * unknown_sku, delisted, no_price, mixed_currency, order_exists, unknown_order, not_owner,
  * forbidden, already_shipped, order_final, order_cancelled, invalid_state, unknown_command. */
-int orders_decide(const json_t *state, const char *cmd_type, const json_t *cmd, const json_t *view,
-                  hd_decision_t *out);
+hd_decide_fn orders_decide;
 /* hd_context_t.evolve for orders: state stolen, payload borrowed, new state owned. */
-json_t *orders_evolve(json_t *state, const char *event_type, const json_t *payload);
+hd_evolve_fn orders_evolve;
 /* hd_view_t.fold for "pricing.events": view["prices"][sku] = {"amount_minor", "currency",
  * "rules": {rule_id: rule}} from PriceSet, PriceRuleAdded, PriceRuleRemoved. */
 void orders_pricing_fold(json_t *view, const char *event_type, const json_t *event);
-
-extern const hd_context_t orders_context;
 
 #endif

@@ -3,13 +3,6 @@
 #include <ctype.h>
 #include <string.h>
 
-const hd_context_t payments_context = {
-    .name = "payments",
-    .state_type = PAYMENTS_NS "PaymentState",
-    .decide = payments_decide,
-    .evolve = payments_evolve,
-};
-
 #define ORDER_ID_MAX 128
 #define REF_MAX      255
 

@@ -25,11 +25,8 @@
  * gateway_ref, or a decline of a captured payment), payment_declined (capture or refund of a
  * declined payment), not_captured (refund of a payment not captured), refund_not_requested,
  * unknown_command. */
-int payments_decide(const json_t *state, const char *cmd_type, const json_t *cmd,
-                    const json_t *view, hd_decision_t *out);
+hd_decide_fn payments_decide;
 /* hd_context_t.evolve for payments: state stolen, payload borrowed, new state owned. */
-json_t *payments_evolve(json_t *state, const char *event_type, const json_t *payload);
-
-extern const hd_context_t payments_context;
+hd_evolve_fn payments_evolve;
 
 #endif

@@ -4,17 +4,6 @@
 #include <stdbool.h>
 #include <string.h>
 
-static const hd_view_t pricing_views[] = {{"catalog.events", catalog_view_fold}};
-
-const hd_context_t pricing_context = {
-    .name = "pricing",
-    .state_type = PRICING_NS "PriceState",
-    .decide = pricing_decide,
-    .evolve = pricing_evolve,
-    .views = pricing_views,
-    .n_views = sizeof pricing_views / sizeof pricing_views[0],
-};
-
 #define ID_MAX 64
 
 /* 0 when s (may be NULL) is 1..ID_MAX of A-Z a-z 0-9 . _ - */
@@ -148,8 +137,8 @@ static int decide_set(const json_t *state, const json_t *cmd, const json_t *view
 
 static int opt_long(hd_decision_t *d, const json_t *cmd, const char *field, bool *has, int64_t *v)
 {
-    json_t *j = json_object_get(cmd, field);
-    *has = j && !json_is_null(j);
+    json_t *j = dm_opt(cmd, field);
+    *has = j != NULL;
     if (*has && !json_is_integer(j))
         return hd_reject(d, "invalid_field", "%s: must be an integer", field), -1;
     *v = *has ? json_integer_value(j) : 0;

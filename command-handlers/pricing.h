@@ -16,11 +16,8 @@
  * not_owner (neither the owning vendor nor an admin), unknown_sku (not in the catalog),
  * delisted, invalid_field, currency_mismatch (not the product's catalog currency),
  * rule_exists, unknown_rule, too_many_rules, unknown_command. */
-int pricing_decide(const json_t *state, const char *cmd_type, const json_t *cmd, const json_t *view,
-                   hd_decision_t *out);
+hd_decide_fn pricing_decide;
 /* hd_context_t.evolve for pricing: state stolen, payload borrowed, new state owned. */
-json_t *pricing_evolve(json_t *state, const char *event_type, const json_t *payload);
-
-extern const hd_context_t pricing_context;
+hd_evolve_fn pricing_evolve;
 
 #endif

@@ -2,15 +2,6 @@
 #include "dm_json.h"
 #include <string.h>
 
-const hd_context_t shipping_context = {
-    .name = "shipping",
-    .state_type = SHIPPING_NS "ShipmentState",
-    .decide = shipping_decide,
-    .evolve = shipping_evolve,
-    .views = NULL,
-    .n_views = 0,
-};
-
 #define ID_MAX       128
 #define TRACKING_MAX 64
 

@@ -18,11 +18,8 @@
 /* hd_context_t.decide for shipping; see hd_context.h for ownership. Rejection codes: forbidden,
  * invalid_field, unknown_shipment (dispatch or delivery of a shipment never requested),
  * invalid_state, unknown_command. */
-int shipping_decide(const json_t *state, const char *cmd_type, const json_t *cmd,
-                    const json_t *view, hd_decision_t *out);
+hd_decide_fn shipping_decide;
 /* hd_context_t.evolve for shipping: state stolen, payload borrowed, new state owned. */
-json_t *shipping_evolve(json_t *state, const char *event_type, const json_t *payload);
-
-extern const hd_context_t shipping_context;
+hd_evolve_fn shipping_evolve;
 
 #endif

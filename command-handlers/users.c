@@ -4,13 +4,6 @@
 #include <stdbool.h>
 #include <string.h>
 
-const hd_context_t users_context = {
-    .name = "users",
-    .state_type = USERS_NS "UserState",
-    .decide = users_decide,
-    .evolve = users_evolve,
-};
-
 static bool eq(const char *a, const char *b)
 {
     return a && b && strcmp(a, b) == 0;
@@ -53,8 +46,8 @@ static int check_index(hd_decision_t *d, const char *user_id, const char *index)
 /* a sealed field (base64 in JSON): present when required, non-empty, bounded */
 static int check_sealed(hd_decision_t *d, const json_t *cmd, const char *field, bool required)
 {
-    const json_t *v = json_object_get(cmd, field);
-    if (!v || json_is_null(v)) {
+    const json_t *v = dm_opt(cmd, field);
+    if (!v) {
         if (!required)
             return 0;
         return hd_reject(d, "invalid_field", "%s: is missing", field), -1;

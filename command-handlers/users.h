@@ -34,11 +34,8 @@
 /* hd_context_t.decide for users (view unused): see hd_context.h for ownership. Rejection codes:
  * invalid_field, already_registered, unknown_user, user_forgotten, not_vendor, not_admin,
  * not_owner, self_role_change, unknown_command. */
-int users_decide(const json_t *state, const char *cmd_type, const json_t *cmd, const json_t *view,
-                 hd_decision_t *out);
+hd_decide_fn users_decide;
 /* hd_context_t.evolve for users: state stolen, payload borrowed, new state owned. */
-json_t *users_evolve(json_t *state, const char *event_type, const json_t *payload);
-
-extern const hd_context_t users_context;
+hd_evolve_fn users_evolve;
 
 #endif

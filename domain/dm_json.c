@@ -6,6 +6,12 @@ const char *dm_str(const json_t *obj, const char *key)
     return json_string_value(json_object_get(obj, key));
 }
 
+json_t *dm_opt(const json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    return json_is_null(v) ? NULL : v;
+}
+
 json_int_t dm_int(const json_t *obj, const char *key)
 {
     return json_integer_value(json_object_get(obj, key));

@@ -12,6 +12,10 @@
 /* The string at key, borrowed from obj; NULL when key is absent or its value not a string. */
 const char *dm_str(const json_t *obj, const char *key);
 
+/* The value at key, borrowed from obj; NULL when key is absent or its value is JSON null: an
+ * optional field ("type": ["null", ...]) left empty reads like one left out. */
+json_t *dm_opt(const json_t *obj, const char *key);
+
 /* The integer at key; 0 when key is absent or its value not an integer (a real is not one). */
 json_int_t dm_int(const json_t *obj, const char *key);
 

@@ -89,17 +89,50 @@ static int ev_avro_fail(ev_path_t *p, const char *what, es_err_t *err)
     return es_set(err, ES_EINVAL, "%s: %s: %s", ev_path_str(p), what, avro_strerror());
 }
 
-/* Whether a JSON value's kind fits a union branch (the first fitting branch is taken). */
-static bool ev_branch_fits(avro_schema_t b, const json_t *j)
+/* The JSON kind an avro type takes, as messages name it; NULL for a type the codec has no
+ * mapping for. */
+static const char *ev_json_want(avro_type_t t)
 {
-    switch (avro_typeof(b)) {
+    switch (t) {
+    case AVRO_NULL:
+        return "null";
+    case AVRO_BOOLEAN:
+        return "boolean";
+    case AVRO_INT32:
+        return "int";
+    case AVRO_INT64:
+        return "long";
+    case AVRO_FLOAT:
+        return "float";
+    case AVRO_DOUBLE:
+        return "double";
+    case AVRO_STRING:
+        return "string";
+    case AVRO_BYTES:
+    case AVRO_FIXED:
+        return "base64 string";
+    case AVRO_ENUM:
+        return "enum symbol";
+    case AVRO_ARRAY:
+        return "array";
+    case AVRO_MAP:
+        return "map object";
+    case AVRO_RECORD:
+        return "object";
+    default:
+        return NULL;
+    }
+}
+
+/* Whether j is of the JSON kind avro type t takes (ranges and symbols not yet checked). */
+static bool ev_json_kind_fits(avro_type_t t, const json_t *j)
+{
+    switch (t) {
     case AVRO_NULL:
         return json_is_null(j);
     case AVRO_BOOLEAN:
         return json_is_boolean(j);
     case AVRO_INT32:
-        return json_is_integer(j) && json_integer_value(j) >= INT32_MIN &&
-               json_integer_value(j) <= INT32_MAX;
     case AVRO_INT64:
         return json_is_integer(j);
     case AVRO_FLOAT:
@@ -108,9 +141,8 @@ static bool ev_branch_fits(avro_schema_t b, const json_t *j)
     case AVRO_STRING:
     case AVRO_BYTES:
     case AVRO_FIXED:
-        return json_is_string(j);
     case AVRO_ENUM:
-        return json_is_string(j) && avro_schema_enum_get_by_name(b, json_string_value(j)) >= 0;
+        return json_is_string(j);
     case AVRO_RECORD:
     case AVRO_MAP:
         return json_is_object(j);
@@ -119,6 +151,24 @@ static bool ev_branch_fits(avro_schema_t b, const json_t *j)
     default:
         return false;
     }
+}
+
+static bool ev_fits_int32(const json_t *j)
+{
+    return json_integer_value(j) >= INT32_MIN && json_integer_value(j) <= INT32_MAX;
+}
+
+/* Whether a JSON value fits a union branch (the first fitting branch is taken). */
+static bool ev_branch_fits(avro_schema_t b, const json_t *j)
+{
+    avro_type_t t = avro_typeof(b);
+    if (!ev_json_kind_fits(t, j))
+        return false;
+    if (t == AVRO_INT32)
+        return ev_fits_int32(j);
+    if (t == AVRO_ENUM)
+        return avro_schema_enum_get_by_name(b, json_string_value(j)) >= 0;
+    return true;
 }
 
 static int ev_to_avro(const json_t *defs, const json_t *j, avro_value_t *v, ev_path_t *p,
@@ -130,10 +180,6 @@ static int ev_record_to_avro(const json_t *defs, const json_t *j, avro_value_t *
     int rc = -1;
     avro_schema_t s = avro_value_get_schema(v);
     char *full = ev_record_name(s);
-    if (!json_is_object(j)) {
-        ev_wrong(p, "object", j, err);
-        goto out;
-    }
     const char *key;
     json_t *fv;
     json_object_foreach((json_t *)j, key, fv)
@@ -200,133 +246,140 @@ static int ev_union_to_avro(const json_t *defs, const json_t *j, avro_value_t *v
     return ev_wrong(p, want, j, err);
 }
 
-static int ev_to_avro(const json_t *defs, const json_t *j, avro_value_t *v, ev_path_t *p,
-                      es_err_t *err)
+/* A null, boolean, number or string (its JSON kind already checked). */
+static int ev_scalar_to_avro(const json_t *j, avro_value_t *v, ev_path_t *p, es_err_t *err)
 {
-    if (p->depth > EV_MAX_DEPTH)
-        return es_set(err, ES_EINVAL, "%s: nested too deeply", ev_path_str(p));
-    int r = 0;
+    int r;
     switch (avro_value_get_type(v)) {
     case AVRO_NULL:
-        if (!json_is_null(j))
-            return ev_wrong(p, "null", j, err);
         r = avro_value_set_null(v);
         break;
     case AVRO_BOOLEAN:
-        if (!json_is_boolean(j))
-            return ev_wrong(p, "boolean", j, err);
         r = avro_value_set_boolean(v, json_is_true(j));
         break;
     case AVRO_INT32:
-        if (!json_is_integer(j))
-            return ev_wrong(p, "int", j, err);
-        if (json_integer_value(j) < INT32_MIN || json_integer_value(j) > INT32_MAX)
+        if (!ev_fits_int32(j))
             return es_set(err, ES_EINVAL, "%s: %lld is out of range for int", ev_path_str(p),
                           (long long)json_integer_value(j));
         r = avro_value_set_int(v, (int32_t)json_integer_value(j));
         break;
     case AVRO_INT64:
-        if (!json_is_integer(j))
-            return ev_wrong(p, "long", j, err);
         r = avro_value_set_long(v, (int64_t)json_integer_value(j));
         break;
     case AVRO_FLOAT:
-        if (!json_is_number(j))
-            return ev_wrong(p, "float", j, err);
         r = avro_value_set_float(v, (float)json_number_value(j));
         break;
     case AVRO_DOUBLE:
-        if (!json_is_number(j))
-            return ev_wrong(p, "double", j, err);
         r = avro_value_set_double(v, json_number_value(j));
         break;
-    case AVRO_STRING:
-        if (!json_is_string(j))
-            return ev_wrong(p, "string", j, err);
-        /* avro-c string sizes count the terminating NUL */
+    default: /* AVRO_STRING; avro-c string sizes count the terminating NUL */
         r = avro_value_set_string_len(v, json_string_value(j), json_string_length(j) + 1);
         break;
-    case AVRO_BYTES:
-    case AVRO_FIXED: {
-        bool fixed = avro_value_get_type(v) == AVRO_FIXED;
-        if (!json_is_string(j))
-            return ev_wrong(p, "base64 string", j, err);
-        size_t n = 0;
-        void *raw = ev_base64_decode(json_string_value(j), json_string_length(j), &n);
-        if (!raw)
-            return es_set(err, ES_EINVAL, "%s: not valid base64", ev_path_str(p));
-        if (fixed) {
-            int64_t want = avro_schema_fixed_size(avro_value_get_schema(v));
-            if ((int64_t)n != want) {
-                free(raw);
-                return es_set(err, ES_EINVAL, "%s: %zu bytes for a fixed of %lld", ev_path_str(p),
-                              n, (long long)want);
-            }
-            r = avro_value_set_fixed(v, raw, n);
-        } else {
-            r = avro_value_set_bytes(v, raw, n);
+    }
+    return r != 0 ? ev_avro_fail(p, "cannot set value", err) : 0;
+}
+
+/* Bytes or a fixed, from a base64 string. */
+static int ev_bytes_to_avro(const json_t *j, avro_value_t *v, ev_path_t *p, es_err_t *err)
+{
+    size_t n = 0;
+    void *raw = ev_base64_decode(json_string_value(j), json_string_length(j), &n);
+    if (!raw)
+        return es_set(err, ES_EINVAL, "%s: not valid base64", ev_path_str(p));
+    int r;
+    if (avro_value_get_type(v) == AVRO_FIXED) {
+        int64_t want = avro_schema_fixed_size(avro_value_get_schema(v));
+        if ((int64_t)n != want) {
+            free(raw);
+            return es_set(err, ES_EINVAL, "%s: %zu bytes for a fixed of %lld", ev_path_str(p), n,
+                          (long long)want);
         }
-        free(raw);
-        break;
+        r = avro_value_set_fixed(v, raw, n);
+    } else {
+        r = avro_value_set_bytes(v, raw, n);
     }
-    case AVRO_ENUM: {
-        if (!json_is_string(j))
-            return ev_wrong(p, "enum symbol", j, err);
-        int idx = avro_schema_enum_get_by_name(avro_value_get_schema(v), json_string_value(j));
-        if (idx < 0)
-            return es_set(err, ES_EINVAL, "%s: '%.60s' is not a symbol", ev_path_str(p),
-                          json_string_value(j));
-        r = avro_value_set_enum(v, idx);
-        break;
-    }
-    case AVRO_ARRAY: {
-        if (!json_is_array(j))
-            return ev_wrong(p, "array", j, err);
-        size_t i;
-        json_t *el;
+    free(raw);
+    return r != 0 ? ev_avro_fail(p, "cannot set value", err) : 0;
+}
+
+static int ev_enum_to_avro(const json_t *j, avro_value_t *v, ev_path_t *p, es_err_t *err)
+{
+    int idx = avro_schema_enum_get_by_name(avro_value_get_schema(v), json_string_value(j));
+    if (idx < 0)
+        return es_set(err, ES_EINVAL, "%s: '%.60s' is not a symbol", ev_path_str(p),
+                      json_string_value(j));
+    return avro_value_set_enum(v, idx) != 0 ? ev_avro_fail(p, "cannot set value", err) : 0;
+}
+
+/* One element of an array (key NULL, at idx) or entry of a map (under key): made in v, then
+ * filled from el. */
+static int ev_child_to_avro(const json_t *defs, const json_t *el, const char *key, size_t idx,
+                            avro_value_t *v, ev_path_t *p, es_err_t *err)
+{
+    avro_value_t child;
+    int r;
+    size_t saved = key ? ev_path_push(p, NULL, key, 0) : ev_path_push(p, "[%zu]", NULL, idx);
+    if (key && avro_value_add(v, key, &child, NULL, NULL) != 0)
+        r = ev_avro_fail(p, "cannot add map entry", err);
+    else if (!key && avro_value_append(v, &child, NULL) != 0)
+        r = ev_avro_fail(p, "cannot append", err);
+    else
+        r = ev_to_avro(defs, el, &child, p, err);
+    ev_path_pop(p, saved);
+    return r < 0 ? -1 : 0;
+}
+
+/* An array or a map, element by element. */
+static int ev_items_to_avro(const json_t *defs, const json_t *j, avro_value_t *v, ev_path_t *p,
+                            es_err_t *err)
+{
+    size_t i;
+    const char *key;
+    json_t *el;
+    if (avro_value_get_type(v) == AVRO_ARRAY) {
         json_array_foreach(j, i, el)
         {
-            avro_value_t child;
-            size_t saved = ev_path_push(p, "[%zu]", NULL, i);
-            if (avro_value_append(v, &child, NULL) != 0)
-                r = ev_avro_fail(p, "cannot append", err);
-            else
-                r = ev_to_avro(defs, el, &child, p, err);
-            ev_path_pop(p, saved);
-            if (r < 0)
+            if (ev_child_to_avro(defs, el, NULL, i, v, p, err))
                 return -1;
         }
         return 0;
     }
-    case AVRO_MAP: {
-        if (!json_is_object(j))
-            return ev_wrong(p, "map object", j, err);
-        const char *key;
-        json_t *el;
-        json_object_foreach((json_t *)j, key, el)
-        {
-            avro_value_t child;
-            size_t saved = ev_path_push(p, NULL, key, 0);
-            if (avro_value_add(v, key, &child, NULL, NULL) != 0)
-                r = ev_avro_fail(p, "cannot add map entry", err);
-            else
-                r = ev_to_avro(defs, el, &child, p, err);
-            ev_path_pop(p, saved);
-            if (r < 0)
-                return -1;
-        }
-        return 0;
+    json_object_foreach((json_t *)j, key, el)
+    {
+        if (ev_child_to_avro(defs, el, key, 0, v, p, err))
+            return -1;
     }
-    case AVRO_UNION:
+    return 0;
+}
+
+/* Checks j's JSON kind against v's type once, then hands it to the step for that type. */
+static int ev_to_avro(const json_t *defs, const json_t *j, avro_value_t *v, ev_path_t *p,
+                      es_err_t *err)
+{
+    if (p->depth > EV_MAX_DEPTH)
+        return es_set(err, ES_EINVAL, "%s: nested too deeply", ev_path_str(p));
+    avro_type_t t = avro_value_get_type(v);
+    if (t == AVRO_UNION)
         return ev_union_to_avro(defs, j, v, p, err);
+    const char *want = ev_json_want(t);
+    if (!want)
+        return es_set(err, ES_EINTERNAL, "%s: unsupported avro type", ev_path_str(p));
+    if (!ev_json_kind_fits(t, j))
+        return ev_wrong(p, want, j, err);
+    switch (t) {
+    case AVRO_BYTES:
+    case AVRO_FIXED:
+        return ev_bytes_to_avro(j, v, p, err);
+    case AVRO_ENUM:
+        return ev_enum_to_avro(j, v, p, err);
+    case AVRO_ARRAY:
+    case AVRO_MAP:
+        return ev_items_to_avro(defs, j, v, p, err);
     case AVRO_RECORD:
         return ev_record_to_avro(defs, j, v, p, err);
     default:
-        return es_set(err, ES_EINTERNAL, "%s: unsupported avro type", ev_path_str(p));
+        return ev_scalar_to_avro(j, v, p, err);
     }
-    if (r != 0)
-        return ev_avro_fail(p, "cannot set value", err);
-    return 0;
 }
 
 int ev_json_to_avro(const json_t *defaults, const json_t *j, avro_value_t *v, es_err_t *err)
@@ -374,13 +427,105 @@ fail:
     return NULL;
 }
 
+/* A float or double; NaN and infinities have no JSON form. */
+static json_t *ev_number_from_avro(avro_value_t *v, ev_path_t *p, es_err_t *err)
+{
+    double x = 0;
+    if (avro_value_get_type(v) == AVRO_FLOAT) {
+        float f = 0;
+        avro_value_get_float(v, &f);
+        x = f;
+    } else {
+        avro_value_get_double(v, &x);
+    }
+    if (!isfinite(x)) {
+        es_set(err, ES_EINVAL, "%s: not a finite number", ev_path_str(p));
+        return NULL;
+    }
+    return json_real(x);
+}
+
+static json_t *ev_string_from_avro(avro_value_t *v, ev_path_t *p, es_err_t *err)
+{
+    const char *s = NULL;
+    size_t size = 0;
+    avro_value_get_string(v, &s, &size);
+    json_t *out = json_stringn(s ? s : "", size ? size - 1 : 0);
+    if (!out)
+        es_set(err, ES_EINVAL, "%s: string is not valid utf-8", ev_path_str(p));
+    return out;
+}
+
+/* Bytes or a fixed, as a base64 string. */
+static json_t *ev_bytes_from_avro(avro_value_t *v)
+{
+    const void *buf = NULL;
+    size_t size = 0;
+    if (avro_value_get_type(v) == AVRO_FIXED)
+        avro_value_get_fixed(v, &buf, &size);
+    else
+        avro_value_get_bytes(v, &buf, &size);
+    char *b64 = ev_base64_encode(buf, size);
+    json_t *out = json_string(b64);
+    free(b64);
+    return out;
+}
+
+static json_t *ev_enum_from_avro(avro_value_t *v, ev_path_t *p, es_err_t *err)
+{
+    int idx = -1;
+    avro_schema_t s = avro_value_get_schema(v);
+    avro_value_get_enum(v, &idx);
+    if (idx < 0 || idx >= avro_schema_enum_number_of_symbols(s)) {
+        es_set(err, ES_EINVAL, "%s: enum index %d out of range", ev_path_str(p), idx);
+        return NULL;
+    }
+    return json_string(avro_schema_enum_get(s, idx));
+}
+
+/* An array or a map: their children by index, a map's with their keys. */
+static json_t *ev_items_from_avro(const json_t *defs, avro_value_t *v, ev_path_t *p, es_err_t *err)
+{
+    bool map = avro_value_get_type(v) == AVRO_MAP;
+    size_t n = 0;
+    avro_value_get_size(v, &n);
+    json_t *out = map ? json_object() : json_array();
+    for (size_t i = 0; i < n; i++) {
+        avro_value_t child;
+        const char *key = NULL;
+        avro_value_get_by_index(v, i, &child, map ? &key : NULL);
+        size_t saved = map ? ev_path_push(p, NULL, key, 0) : ev_path_push(p, "[%zu]", NULL, i);
+        json_t *c = ev_from_avro(defs, &child, p, err);
+        ev_path_pop(p, saved);
+        if (!c) {
+            json_decref(out);
+            return NULL;
+        }
+        if (map)
+            json_object_set_new(out, key, c);
+        else
+            json_array_append_new(out, c);
+    }
+    return out;
+}
+
+static json_t *ev_union_from_avro(const json_t *defs, avro_value_t *v, ev_path_t *p, es_err_t *err)
+{
+    avro_value_t branch;
+    if (avro_value_get_current_branch(v, &branch) != 0) {
+        ev_avro_fail(p, "union without a branch", err);
+        return NULL;
+    }
+    return ev_from_avro(defs, &branch, p, err);
+}
+
+/* Hands v to the step for its type; the small scalars are read here. */
 static json_t *ev_from_avro(const json_t *defs, avro_value_t *v, ev_path_t *p, es_err_t *err)
 {
     if (p->depth > EV_MAX_DEPTH) {
         es_set(err, ES_EINVAL, "%s: nested too deeply", ev_path_str(p));
         return NULL;
     }
-    json_t *out = NULL;
     switch (avro_value_get_type(v)) {
     case AVRO_NULL:
         return json_null();
@@ -400,85 +545,20 @@ static json_t *ev_from_avro(const json_t *defs, avro_value_t *v, ev_path_t *p, e
         return json_integer(x);
     }
     case AVRO_FLOAT:
-    case AVRO_DOUBLE: {
-        double x = 0;
-        if (avro_value_get_type(v) == AVRO_FLOAT) {
-            float f = 0;
-            avro_value_get_float(v, &f);
-            x = f;
-        } else {
-            avro_value_get_double(v, &x);
-        }
-        if (!isfinite(x))
-            es_set(err, ES_EINVAL, "%s: not a finite number", ev_path_str(p));
-        else
-            out = json_real(x);
-        return out;
-    }
-    case AVRO_STRING: {
-        const char *s = NULL;
-        size_t size = 0;
-        avro_value_get_string(v, &s, &size);
-        out = json_stringn(s ? s : "", size ? size - 1 : 0);
-        if (!out)
-            es_set(err, ES_EINVAL, "%s: string is not valid utf-8", ev_path_str(p));
-        return out;
-    }
+    case AVRO_DOUBLE:
+        return ev_number_from_avro(v, p, err);
+    case AVRO_STRING:
+        return ev_string_from_avro(v, p, err);
     case AVRO_BYTES:
-    case AVRO_FIXED: {
-        const void *buf = NULL;
-        size_t size = 0;
-        if (avro_value_get_type(v) == AVRO_FIXED)
-            avro_value_get_fixed(v, &buf, &size);
-        else
-            avro_value_get_bytes(v, &buf, &size);
-        char *b64 = ev_base64_encode(buf, size);
-        out = json_string(b64);
-        free(b64);
-        return out;
-    }
-    case AVRO_ENUM: {
-        int idx = -1;
-        avro_schema_t s = avro_value_get_schema(v);
-        avro_value_get_enum(v, &idx);
-        if (idx < 0 || idx >= avro_schema_enum_number_of_symbols(s)) {
-            es_set(err, ES_EINVAL, "%s: enum index %d out of range", ev_path_str(p), idx);
-            return NULL;
-        }
-        return json_string(avro_schema_enum_get(s, idx));
-    }
+    case AVRO_FIXED:
+        return ev_bytes_from_avro(v);
+    case AVRO_ENUM:
+        return ev_enum_from_avro(v, p, err);
     case AVRO_ARRAY:
-    case AVRO_MAP: {
-        bool map = avro_value_get_type(v) == AVRO_MAP;
-        size_t n = 0;
-        avro_value_get_size(v, &n);
-        out = map ? json_object() : json_array();
-        for (size_t i = 0; i < n; i++) {
-            avro_value_t child;
-            const char *key = NULL;
-            avro_value_get_by_index(v, i, &child, map ? &key : NULL);
-            size_t saved = map ? ev_path_push(p, NULL, key, 0) : ev_path_push(p, "[%zu]", NULL, i);
-            json_t *c = ev_from_avro(defs, &child, p, err);
-            ev_path_pop(p, saved);
-            if (!c) {
-                json_decref(out);
-                return NULL;
-            }
-            if (map)
-                json_object_set_new(out, key, c);
-            else
-                json_array_append_new(out, c);
-        }
-        return out;
-    }
-    case AVRO_UNION: {
-        avro_value_t branch;
-        if (avro_value_get_current_branch(v, &branch) != 0) {
-            ev_avro_fail(p, "union without a branch", err);
-            return NULL;
-        }
-        return ev_from_avro(defs, &branch, p, err);
-    }
+    case AVRO_MAP:
+        return ev_items_from_avro(defs, v, p, err);
+    case AVRO_UNION:
+        return ev_union_from_avro(defs, v, p, err);
     case AVRO_RECORD:
         return ev_record_from_avro(defs, v, p, err);
     default:

@@ -166,6 +166,174 @@ static const char *ev_type_word(const json_t *t)
     return NULL; /* {"type": {...}} wrapping */
 }
 
+static json_t *ev_default_of(ev_walk_t *w, const json_t *type, const json_t *d, const char *ns);
+
+/* A primitive's default of type word k, or NULL when d does not fit (k is not a primitive:
+ * NULL too). */
+static json_t *ev_primitive_default(const char *k, const json_t *d)
+{
+    if (strcmp(k, "null") == 0)
+        return json_is_null(d) ? json_null() : NULL;
+    if (strcmp(k, "boolean") == 0 || strcmp(k, "string") == 0) {
+        bool fits = k[0] == 'b' ? json_is_boolean(d) : json_is_string(d);
+        return fits ? json_copy((json_t *)d) : NULL;
+    }
+    if (strcmp(k, "int") == 0) {
+        bool fits = json_is_integer(d) && json_integer_value(d) >= INT32_MIN &&
+                    json_integer_value(d) <= INT32_MAX;
+        return fits ? json_integer(json_integer_value(d)) : NULL;
+    }
+    if (strcmp(k, "long") == 0)
+        return json_is_integer(d) ? json_integer(json_integer_value(d)) : NULL;
+    if (strcmp(k, "float") == 0 || strcmp(k, "double") == 0)
+        return json_is_number(d) ? json_real(json_number_value(d)) : NULL;
+    return NULL;
+}
+
+/* Bytes or a fixed of t: Avro writes byte defaults as a string of code points 0..255; the codec
+ * maps them to base64. NULL when d is not such a string, or not of the fixed's size. */
+static json_t *ev_bytes_default(const char *k, const json_t *t, const json_t *d)
+{
+    if (!json_is_string(d))
+        return NULL;
+    const unsigned char *s = (const unsigned char *)json_string_value(d);
+    size_t n = json_string_length(d), o = 0;
+    unsigned char *raw = xmalloc(n + 1);
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < 0x80) {
+            raw[o++] = s[i];
+        } else if ((s[i] == 0xc2 || s[i] == 0xc3) && i + 1 < n) {
+            raw[o++] = (unsigned char)(((s[i] & 0x03) << 6) | (s[i + 1] & 0x3f));
+            i++;
+        } else {
+            free(raw);
+            return NULL;
+        }
+    }
+    json_t *out = NULL;
+    json_t *size = json_object_get(t, "size");
+    if (strcmp(k, "bytes") == 0 ||
+        (json_is_integer(size) && (size_t)json_integer_value(size) == o)) {
+        char *b64 = ev_base64_encode(raw, o);
+        out = json_string(b64);
+        free(b64);
+    }
+    free(raw);
+    return out;
+}
+
+static json_t *ev_enum_default(const json_t *t, const json_t *d)
+{
+    json_t *out = NULL;
+    size_t i;
+    json_t *sym;
+    json_array_foreach(json_object_get(t, "symbols"), i, sym)
+    {
+        if (json_is_string(d) && json_equal(sym, (json_t *)d))
+            out = json_copy((json_t *)d);
+    }
+    return out;
+}
+
+/* An array's default: each element a default of the items' type. */
+static json_t *ev_array_default(ev_walk_t *w, const json_t *t, const json_t *d, const char *ns)
+{
+    if (!json_is_array(d))
+        return NULL;
+    json_t *out = json_array();
+    size_t i;
+    json_t *el;
+    json_array_foreach(d, i, el)
+    {
+        json_t *c = ev_default_of(w, json_object_get(t, "items"), el, ns);
+        if (!c) {
+            json_decref(out);
+            return NULL;
+        }
+        json_array_append_new(out, c);
+    }
+    return out;
+}
+
+/* A map's default: each value a default of the values' type. */
+static json_t *ev_map_default(ev_walk_t *w, const json_t *t, const json_t *d, const char *ns)
+{
+    if (!json_is_object(d))
+        return NULL;
+    json_t *out = json_object();
+    const char *key;
+    json_t *el;
+    json_object_foreach((json_t *)d, key, el)
+    {
+        json_t *c = ev_default_of(w, json_object_get(t, "values"), el, ns);
+        if (!c) {
+            json_decref(out);
+            return NULL;
+        }
+        json_object_set_new(out, key, c);
+    }
+    return out;
+}
+
+/* A record's default: every field given in d or by its own default, and nothing else in d. */
+static json_t *ev_record_default(ev_walk_t *w, const json_t *t, const json_t *d, const char *ns)
+{
+    if (!json_is_object(d))
+        return NULL;
+    /* the record's own namespace applies to its fields */
+    const char *name = json_string_value(json_object_get(t, "name"));
+    const char *rns = json_string_value(json_object_get(t, "namespace"));
+    char *full = ev_full_name(name ? name : "", rns ? rns : ns);
+    char *fns = ev_child_ns(full);
+    free(full);
+    json_t *out = json_object();
+    size_t i, matched = 0;
+    json_t *f;
+    json_array_foreach(json_object_get(t, "fields"), i, f)
+    {
+        const char *fname = json_string_value(json_object_get(f, "name"));
+        json_t *fv = json_object_get(d, fname);
+        json_t *c = NULL;
+        if (fv) {
+            matched++;
+            c = ev_default_of(w, json_object_get(f, "type"), fv, fns);
+        } else if (json_object_get(f, "default")) {
+            c = ev_default_of(w, json_object_get(f, "type"), json_object_get(f, "default"), fns);
+        }
+        if (!c) {
+            json_decref(out);
+            out = NULL;
+            break;
+        }
+        json_object_set_new(out, fname, c);
+    }
+    free(fns);
+    if (out && matched != json_object_size(d)) {
+        json_decref(out);
+        out = NULL;
+    }
+    return out;
+}
+
+/* The default of a resolved type node t of type word k; ns is the namespace inside t. */
+static json_t *ev_default_of_kind(ev_walk_t *w, const char *k, const json_t *t, const json_t *d,
+                                  const char *ns)
+{
+    if (strcmp(k, "union") == 0) /* a union's default is its first branch's */
+        return json_array_size(t) > 0 ? ev_default_of(w, json_array_get(t, 0), d, ns) : NULL;
+    if (strcmp(k, "bytes") == 0 || strcmp(k, "fixed") == 0)
+        return ev_bytes_default(k, t, d);
+    if (strcmp(k, "enum") == 0)
+        return ev_enum_default(t, d);
+    if (strcmp(k, "array") == 0)
+        return ev_array_default(w, t, d, ns);
+    if (strcmp(k, "map") == 0)
+        return ev_map_default(w, t, d, ns);
+    if (strcmp(k, "record") == 0 || strcmp(k, "error") == 0)
+        return ev_record_default(w, t, d, ns);
+    return ev_primitive_default(k, d);
+}
+
 /* Returns the default converted to the JSON mapping (new reference), NULL when it does not
  * match the type. */
 static json_t *ev_default_of(ev_walk_t *w, const json_t *type, const json_t *d, const char *ns)
@@ -173,136 +341,13 @@ static json_t *ev_default_of(ev_walk_t *w, const json_t *type, const json_t *d, 
     char *cns = NULL;
     json_t *out = NULL;
     const json_t *t = ev_resolve(w, type, ns, &cns);
-    if (!t)
-        goto out;
-    if (json_is_object(t) && json_is_object(json_object_get(t, "type"))) {
+    if (t && json_is_object(t) && json_is_object(json_object_get(t, "type"))) {
         out = ev_default_of(w, json_object_get(t, "type"), d, cns);
-        goto out;
+    } else if (t) {
+        const char *k = ev_type_word(t);
+        if (k)
+            out = ev_default_of_kind(w, k, t, d, cns);
     }
-    const char *k = ev_type_word(t);
-    if (!k)
-        goto out;
-    if (strcmp(k, "union") == 0) {
-        if (json_array_size(t) > 0)
-            out = ev_default_of(w, json_array_get(t, 0), d, cns);
-    } else if (strcmp(k, "null") == 0) {
-        out = json_is_null(d) ? json_null() : NULL;
-    } else if (strcmp(k, "boolean") == 0) {
-        out = json_is_boolean(d) ? json_copy((json_t *)d) : NULL;
-    } else if (strcmp(k, "int") == 0) {
-        if (json_is_integer(d) && json_integer_value(d) >= INT32_MIN &&
-            json_integer_value(d) <= INT32_MAX)
-            out = json_integer(json_integer_value(d));
-    } else if (strcmp(k, "long") == 0) {
-        out = json_is_integer(d) ? json_integer(json_integer_value(d)) : NULL;
-    } else if (strcmp(k, "float") == 0 || strcmp(k, "double") == 0) {
-        out = json_is_number(d) ? json_real(json_number_value(d)) : NULL;
-    } else if (strcmp(k, "string") == 0) {
-        out = json_is_string(d) ? json_copy((json_t *)d) : NULL;
-    } else if (strcmp(k, "bytes") == 0 || strcmp(k, "fixed") == 0) {
-        /* Avro writes byte defaults as a string of code points 0..255 */
-        if (!json_is_string(d))
-            goto out;
-        const unsigned char *s = (const unsigned char *)json_string_value(d);
-        size_t n = json_string_length(d), o = 0;
-        unsigned char *raw = xmalloc(n + 1);
-        for (size_t i = 0; i < n; i++) {
-            if (s[i] < 0x80) {
-                raw[o++] = s[i];
-            } else if ((s[i] == 0xc2 || s[i] == 0xc3) && i + 1 < n) {
-                raw[o++] = (unsigned char)(((s[i] & 0x03) << 6) | (s[i + 1] & 0x3f));
-                i++;
-            } else {
-                free(raw);
-                goto out;
-            }
-        }
-        json_t *size = json_object_get(t, "size");
-        if (strcmp(k, "bytes") == 0 ||
-            (json_is_integer(size) && (size_t)json_integer_value(size) == o)) {
-            char *b64 = ev_base64_encode(raw, o);
-            out = json_string(b64);
-            free(b64);
-        }
-        free(raw);
-    } else if (strcmp(k, "enum") == 0) {
-        size_t i;
-        json_t *sym;
-        json_array_foreach(json_object_get(t, "symbols"), i, sym)
-        {
-            if (json_is_string(d) && json_equal(sym, (json_t *)d))
-                out = json_copy((json_t *)d);
-        }
-    } else if (strcmp(k, "array") == 0) {
-        if (!json_is_array(d))
-            goto out;
-        out = json_array();
-        size_t i;
-        json_t *el;
-        json_array_foreach(d, i, el)
-        {
-            json_t *c = ev_default_of(w, json_object_get(t, "items"), el, cns);
-            if (!c) {
-                json_decref(out);
-                out = NULL;
-                goto out;
-            }
-            json_array_append_new(out, c);
-        }
-    } else if (strcmp(k, "map") == 0) {
-        if (!json_is_object(d))
-            goto out;
-        out = json_object();
-        const char *key;
-        json_t *el;
-        json_object_foreach((json_t *)d, key, el)
-        {
-            json_t *c = ev_default_of(w, json_object_get(t, "values"), el, cns);
-            if (!c) {
-                json_decref(out);
-                out = NULL;
-                goto out;
-            }
-            json_object_set_new(out, key, c);
-        }
-    } else if (strcmp(k, "record") == 0 || strcmp(k, "error") == 0) {
-        if (!json_is_object(d))
-            goto out;
-        /* the record's own namespace applies to its fields */
-        const char *name = json_string_value(json_object_get(t, "name"));
-        const char *rns = json_string_value(json_object_get(t, "namespace"));
-        char *full = ev_full_name(name ? name : "", rns ? rns : cns);
-        char *fns = ev_child_ns(full);
-        free(full);
-        out = json_object();
-        size_t i, matched = 0;
-        json_t *f;
-        json_array_foreach(json_object_get(t, "fields"), i, f)
-        {
-            const char *fname = json_string_value(json_object_get(f, "name"));
-            json_t *fv = json_object_get(d, fname);
-            json_t *c = NULL;
-            if (fv) {
-                matched++;
-                c = ev_default_of(w, json_object_get(f, "type"), fv, fns);
-            } else if (json_object_get(f, "default")) {
-                c = ev_default_of(w, json_object_get(f, "type"), json_object_get(f, "default"),
-                                  fns);
-            }
-            if (!c) {
-                json_decref(out);
-                out = NULL;
-                break;
-            }
-            json_object_set_new(out, fname, c);
-        }
-        free(fns);
-        if (out && matched != json_object_size(d)) {
-            json_decref(out);
-            out = NULL;
-        }
-    }
-out:
     free(cns);
     return out;
 }

@@ -502,20 +502,116 @@ static bool db_is_int(enum enum_field_types t)
            t == MYSQL_TYPE_INT24 || t == MYSQL_TYPE_LONGLONG || t == MYSQL_TYPE_YEAR;
 }
 
+/* The buffers a stored result set is fetched into: one per column, integers as long long, the
+ * rest as strings sized by the column's longest value. */
+struct db_result {
+    MYSQL_RES *meta;
+    MYSQL_FIELD *fields;
+    unsigned int ncols;
+    MYSQL_BIND *bind;
+    struct db_col {
+        long long i;
+        char *buf;
+        unsigned long len;
+        my_bool is_null, error;
+    } * cols;
+};
+
+/* Sizes and binds res's buffers to st's stored result (res->meta set). Returns 0, or -1 with err
+ * set, and *lost the error number of a lost connection if that is why. */
+static int db_result_bind(MYSQL_STMT *st, struct db_result *res, unsigned int *lost, es_err_t *err)
+{
+    res->ncols = mysql_num_fields(res->meta);
+    res->fields = mysql_fetch_fields(res->meta);
+    res->bind = xcalloc(res->ncols ? res->ncols : 1, sizeof *res->bind);
+    res->cols = xcalloc(res->ncols ? res->ncols : 1, sizeof *res->cols);
+    for (unsigned int c = 0; c < res->ncols; c++) {
+        MYSQL_BIND *b = &res->bind[c];
+        struct db_col *col = &res->cols[c];
+        b->is_null = &col->is_null;
+        b->error = &col->error;
+        b->length = &col->len;
+        if (db_is_int(res->fields[c].type)) {
+            b->buffer_type = MYSQL_TYPE_LONGLONG;
+            b->buffer = &col->i;
+            b->is_unsigned = (res->fields[c].flags & UNSIGNED_FLAG) != 0;
+        } else {
+            col->buf = xmalloc(res->fields[c].max_length + 1);
+            b->buffer_type = MYSQL_TYPE_STRING;
+            b->buffer = col->buf;
+            b->buffer_length = res->fields[c].max_length + 1;
+        }
+    }
+    if (res->ncols && mysql_stmt_bind_result(st, res->bind)) {
+        *lost = db_note_stmt(err, st, "bind_result");
+        return -1;
+    }
+    return 0;
+}
+
+/* The fetched row in res's buffers as a new object {column: value}, or NULL with err set (a
+ * string column that is not valid UTF-8). */
+static json_t *db_result_row(const struct db_result *res, es_err_t *err)
+{
+    json_t *row = json_object();
+    for (unsigned int c = 0; c < res->ncols; c++) {
+        const struct db_col *col = &res->cols[c];
+        json_t *v;
+        if (col->is_null)
+            v = json_null();
+        else if (res->bind[c].buffer_type == MYSQL_TYPE_LONGLONG)
+            v = json_integer(col->i);
+        else if (!(v = json_stringn(col->buf, col->len))) {
+            es_set(err, ES_EINTERNAL, "column '%s' is not valid utf-8", res->fields[c].name);
+            json_decref(row);
+            return NULL;
+        }
+        json_object_set_new(row, res->fields[c].name, v);
+    }
+    return row;
+}
+
+/* Every row of st's bound result, as a new array; NULL with err set, and *lost the error number
+ * of a lost connection if that is why. */
+static json_t *db_result_rows(MYSQL_STMT *st, const struct db_result *res, unsigned int *lost,
+                              es_err_t *err)
+{
+    json_t *rows = json_array();
+    for (;;) {
+        int r = mysql_stmt_fetch(st);
+        if (r == MYSQL_NO_DATA)
+            return rows;
+        json_t *row = NULL;
+        if (r == 1)
+            *lost = db_note_stmt(err, st, "fetch");
+        else /* MYSQL_DATA_TRUNCATED cannot happen: buffers are sized by max_length */
+            row = db_result_row(res, err);
+        if (!row) {
+            json_decref(rows);
+            return NULL;
+        }
+        json_array_append_new(rows, row);
+    }
+}
+
+static void db_result_release(struct db_result *res)
+{
+    if (res->meta)
+        mysql_free_result(res->meta);
+    for (unsigned int c = 0; res->cols && c < res->ncols; c++)
+        free(res->cols[c].buf);
+    free(res->cols);
+    free(res->bind);
+}
+
+/* Runs sql and reads its whole result set: prepare with max lengths tracked, execute, store,
+ * bind, fetch. */
 static json_t *db_query_once(es_db_t *db, const char *sql, const es_db_val_t *params, size_t n,
                              es_err_t *err)
 {
     json_t *rows = NULL;
     unsigned int lost = 0; /* the error number of a lost connection, dropped once cleaned up */
-    MYSQL_RES *meta = NULL;
-    MYSQL_BIND *res = NULL;
-    struct col {
-        long long i;
-        char *buf;
-        unsigned long len;
-        my_bool is_null, error;
-    } *cols = NULL;
-    unsigned int ncols = 0;
+    struct db_result res = {0};
     bool stored = false;
 
     MYSQL_STMT *st = db_prepare(db, sql, err);
@@ -525,8 +621,8 @@ static json_t *db_query_once(es_db_t *db, const char *sql, const es_db_val_t *pa
     mysql_stmt_attr_set(st, STMT_ATTR_UPDATE_MAX_LENGTH, &yes);
     if (!db_run(db, sql, params, n, err))
         return NULL;
-    meta = mysql_stmt_result_metadata(st);
-    if (!meta) {
+    res.meta = mysql_stmt_result_metadata(st);
+    if (!res.meta) {
         es_set(err, ES_EINTERNAL, "query returns no result set");
         goto out;
     }
@@ -535,68 +631,12 @@ static json_t *db_query_once(es_db_t *db, const char *sql, const es_db_val_t *pa
         goto out;
     }
     stored = true;
-    ncols = mysql_num_fields(meta);
-    MYSQL_FIELD *fields = mysql_fetch_fields(meta);
-    res = xcalloc(ncols ? ncols : 1, sizeof *res);
-    cols = xcalloc(ncols ? ncols : 1, sizeof *cols);
-    for (unsigned int c = 0; c < ncols; c++) {
-        res[c].is_null = &cols[c].is_null;
-        res[c].error = &cols[c].error;
-        res[c].length = &cols[c].len;
-        if (db_is_int(fields[c].type)) {
-            res[c].buffer_type = MYSQL_TYPE_LONGLONG;
-            res[c].buffer = &cols[c].i;
-            res[c].is_unsigned = (fields[c].flags & UNSIGNED_FLAG) != 0;
-        } else {
-            cols[c].buf = xmalloc(fields[c].max_length + 1);
-            res[c].buffer_type = MYSQL_TYPE_STRING;
-            res[c].buffer = cols[c].buf;
-            res[c].buffer_length = fields[c].max_length + 1;
-        }
-    }
-    if (ncols && mysql_stmt_bind_result(st, res)) {
-        lost = db_note_stmt(err, st, "bind_result");
-        goto out;
-    }
-    rows = json_array();
-    for (;;) {
-        int r = mysql_stmt_fetch(st);
-        if (r == MYSQL_NO_DATA)
-            break;
-        if (r == 1) {
-            lost = db_note_stmt(err, st, "fetch");
-            json_decref(rows);
-            rows = NULL;
-            goto out;
-        }
-        /* MYSQL_DATA_TRUNCATED cannot happen: buffers are sized by max_length */
-        json_t *row = json_object();
-        for (unsigned int c = 0; c < ncols; c++) {
-            json_t *v;
-            if (cols[c].is_null)
-                v = json_null();
-            else if (res[c].buffer_type == MYSQL_TYPE_LONGLONG)
-                v = json_integer(cols[c].i);
-            else if (!(v = json_stringn(cols[c].buf, cols[c].len))) {
-                es_set(err, ES_EINTERNAL, "column '%s' is not valid utf-8", fields[c].name);
-                json_decref(row);
-                json_decref(rows);
-                rows = NULL;
-                goto out;
-            }
-            json_object_set_new(row, fields[c].name, v);
-        }
-        json_array_append_new(rows, row);
-    }
+    if (db_result_bind(st, &res, &lost, err) == 0)
+        rows = db_result_rows(st, &res, &lost, err);
 out:
     if (stored)
         mysql_stmt_free_result(st);
-    if (meta)
-        mysql_free_result(meta);
-    for (unsigned int c = 0; cols && c < ncols; c++)
-        free(cols[c].buf);
-    free(cols);
-    free(res);
+    db_result_release(&res);
     if (lost)
         db_lost(db, "reading a result");
     else if (rows)

@@ -655,6 +655,113 @@ static bool compat_record(struct cctx *c, tview_t r, tview_t w, const char *path
     return ok;
 }
 
+/* A writer union: the reader must read every branch the writer may have written. */
+static bool compat_writer_union(struct cctx *c, tview_t r, tview_t w, const char *path, int depth)
+{
+    bool ok = true;
+    json_t *b;
+    size_t i;
+    json_array_foreach(w.node, i, b)
+    {
+        if (!compat(c, r, resolve(c->ws, b, w.ns, depth), path, depth + 1))
+            ok = false;
+    }
+    return ok;
+}
+
+/* A reader union: some branch must read the writer's type. The branches are probed quietly;
+ * only the failure of all of them is reported. */
+static bool compat_reader_union(struct cctx *c, tview_t r, tview_t w, const char *path, int depth)
+{
+    json_t *saved = c->messages, *b;
+    size_t i;
+    c->messages = NULL;
+    bool ok = false;
+    json_array_foreach(r.node, i, b)
+    {
+        if (compat(c, resolve(c->rs, b, r.ns, depth), w, path, depth + 1)) {
+            ok = true;
+            break;
+        }
+    }
+    c->messages = saved;
+    if (!ok)
+        report(c, path, "no branch of the reader union can read writer type '%s'", type_name(&w));
+    return ok;
+}
+
+/* Without a default of its own, the reader enum must hold every writer symbol. */
+static bool compat_enum(struct cctx *c, tview_t r, tview_t w, const char *path)
+{
+    json_t *rsyms = json_object_get(r.node, "symbols"), *ws, *rsym;
+    size_t i, j;
+    if (json_object_get(r.node, "default"))
+        return true;
+    bool ok = true;
+    json_array_foreach(json_object_get(w.node, "symbols"), i, ws)
+    {
+        bool found = false;
+        json_array_foreach(rsyms, j, rsym)
+        {
+            if (json_equal(ws, rsym))
+                found = true;
+        }
+        if (!found) {
+            report(c, path, "writer symbol '%s' is missing in reader enum '%s' (no default)",
+                   json_string_value(ws), r.full);
+            ok = false;
+        }
+    }
+    return ok;
+}
+
+static bool compat_fixed(struct cctx *c, tview_t r, tview_t w, const char *path)
+{
+    json_int_t rsz = json_integer_value(json_object_get(r.node, "size"));
+    json_int_t wsz = json_integer_value(json_object_get(w.node, "size"));
+    if (rsz != wsz) {
+        report(c, path, "reader fixed '%s' has size %lld, writer size %lld", r.full, (long long)rsz,
+               (long long)wsz);
+        return false;
+    }
+    return true;
+}
+
+/* An array's items or a map's values, at path/items or path/values. */
+static bool compat_items(struct cctx *c, tview_t r, tview_t w, const char *path, int depth)
+{
+    const char *attr = r.kind == K_ARRAY ? "items" : "values";
+    char sub[512];
+    snprintf(sub, sizeof sub, "%s/%s", path, attr);
+    return compat(c, resolve(c->rs, json_object_get(r.node, attr), r.ns, depth),
+                  resolve(c->ws, json_object_get(w.node, attr), w.ns, depth), sub, depth + 1);
+}
+
+/* Two types of the same kind: named ones must match by name, then each kind's own rule. */
+static bool compat_same_kind(struct cctx *c, tview_t r, tview_t w, const char *path, int depth)
+{
+    bool named = r.kind == K_RECORD || r.kind == K_ENUM || r.kind == K_FIXED;
+    if (named && !names_match(&r, &w)) {
+        report(c, path, "reader %s '%s' does not match writer %s '%s'", kind_names[r.kind], r.full,
+               kind_names[w.kind], w.full);
+        return false;
+    }
+    switch (r.kind) {
+    case K_RECORD:
+        return compat_record(c, r, w, path, depth);
+    case K_ENUM:
+        return compat_enum(c, r, w, path);
+    case K_FIXED:
+        return compat_fixed(c, r, w, path);
+    case K_ARRAY:
+    case K_MAP:
+        return compat_items(c, r, w, path, depth);
+    default:
+        return true; /* the same primitive */
+    }
+}
+
+/* Can reader type r read what writer type w wrote (the Avro specification's resolution)? */
 static bool compat(struct cctx *c, tview_t r, tview_t w, const char *path, int depth)
 {
     if (depth > MAX_DEPTH || r.kind == K_BAD || w.kind == K_BAD) {
@@ -662,101 +769,16 @@ static bool compat(struct cctx *c, tview_t r, tview_t w, const char *path, int d
                type_name(&w));
         return false;
     }
-    if (w.kind == K_UNION) {
-        bool ok = true;
-        json_t *b;
-        size_t i;
-        json_array_foreach(w.node, i, b)
-        {
-            if (!compat(c, r, resolve(c->ws, b, w.ns, depth), path, depth + 1))
-                ok = false;
-        }
-        return ok;
-    }
-    if (r.kind == K_UNION) {
-        json_t *saved = c->messages, *b;
-        size_t i;
-        c->messages = NULL;
-        bool ok = false;
-        json_array_foreach(r.node, i, b)
-        {
-            if (compat(c, resolve(c->rs, b, r.ns, depth), w, path, depth + 1)) {
-                ok = true;
-                break;
-            }
-        }
-        c->messages = saved;
-        if (!ok)
-            report(c, path, "no branch of the reader union can read writer type '%s'",
-                   type_name(&w));
-        return ok;
-    }
-    if (r.kind != w.kind) {
-        if (promotable(w.kind, r.kind))
-            return true;
-        report(c, path, "reader type '%s' cannot read writer type '%s'", type_name(&r),
-               type_name(&w));
-        return false;
-    }
-    switch (r.kind) {
-    case K_RECORD:
-    case K_ENUM:
-    case K_FIXED:
-        if (!names_match(&r, &w)) {
-            report(c, path, "reader %s '%s' does not match writer %s '%s'", kind_names[r.kind],
-                   r.full, kind_names[w.kind], w.full);
-            return false;
-        }
-        break;
-    default:
-        break;
-    }
-    switch (r.kind) {
-    case K_RECORD:
-        return compat_record(c, r, w, path, depth);
-    case K_ENUM: {
-        json_t *rsyms = json_object_get(r.node, "symbols"), *ws, *rsym;
-        size_t i, j;
-        if (json_object_get(r.node, "default"))
-            return true;
-        bool ok = true;
-        json_array_foreach(json_object_get(w.node, "symbols"), i, ws)
-        {
-            bool found = false;
-            json_array_foreach(rsyms, j, rsym)
-            {
-                if (json_equal(ws, rsym))
-                    found = true;
-            }
-            if (!found) {
-                report(c, path, "writer symbol '%s' is missing in reader enum '%s' (no default)",
-                       json_string_value(ws), r.full);
-                ok = false;
-            }
-        }
-        return ok;
-    }
-    case K_FIXED: {
-        json_int_t rsz = json_integer_value(json_object_get(r.node, "size"));
-        json_int_t wsz = json_integer_value(json_object_get(w.node, "size"));
-        if (rsz != wsz) {
-            report(c, path, "reader fixed '%s' has size %lld, writer size %lld", r.full,
-                   (long long)rsz, (long long)wsz);
-            return false;
-        }
+    if (w.kind == K_UNION)
+        return compat_writer_union(c, r, w, path, depth);
+    if (r.kind == K_UNION)
+        return compat_reader_union(c, r, w, path, depth);
+    if (r.kind == w.kind)
+        return compat_same_kind(c, r, w, path, depth);
+    if (promotable(w.kind, r.kind))
         return true;
-    }
-    case K_ARRAY:
-    case K_MAP: {
-        const char *attr = r.kind == K_ARRAY ? "items" : "values";
-        char sub[512];
-        snprintf(sub, sizeof sub, "%s/%s", path, attr);
-        return compat(c, resolve(c->rs, json_object_get(r.node, attr), r.ns, depth),
-                      resolve(c->ws, json_object_get(w.node, attr), w.ns, depth), sub, depth + 1);
-    }
-    default:
-        return true; /* the same primitive */
-    }
+    report(c, path, "reader type '%s' cannot read writer type '%s'", type_name(&r), type_name(&w));
+    return false;
 }
 
 bool sr_compat_can_read(const sr_schema_t *reader, const sr_schema_t *writer, json_t *messages)

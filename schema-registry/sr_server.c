@@ -73,20 +73,23 @@ static json_t *body_or_reply(es_http_req_t *r)
     return j;
 }
 
-/* The "schema" string of a body, or NULL after answering 422. */
-static const char *schema_or_reply(es_http_req_t *r, json_t *body)
+/* The JSON object body (new), with *schema its "schema" string (borrowed from it); or NULL after
+ * answering 400 (not a JSON object) or 422 (no schema string, or references). */
+static json_t *schema_body_or_reply(es_http_req_t *r, const char **schema)
 {
+    json_t *body = body_or_reply(r);
+    if (!body)
+        return NULL;
     json_t *refs = json_object_get(body, "references");
-    const char *schema = json_string_value(json_object_get(body, "schema"));
-    if (!schema) {
+    *schema = json_string_value(json_object_get(body, "schema"));
+    if (!*schema)
         reply_error(r, SR_EINVALID_SCHEMA, "invalid schema: the body has no 'schema' string");
-        return NULL;
-    }
-    if (json_array_size(refs) > 0) {
+    else if (json_array_size(refs) > 0)
         reply_error(r, SR_EINVALID_SCHEMA, "invalid schema: schema references are not supported");
-        return NULL;
-    }
-    return schema;
+    else
+        return body;
+    json_decref(body);
+    return NULL;
 }
 
 /* An id path parameter, or -1 after answering 404. */
@@ -151,79 +154,77 @@ static void h_schema_types(es_http_req_t *r)
 static void h_register(es_http_req_t *r)
 {
     sr_server_t *s = server(r);
-    json_t *body = body_or_reply(r);
+    const char *schema;
+    json_t *body = schema_body_or_reply(r, &schema);
     if (!body)
         return;
-    const char *schema = schema_or_reply(r, body);
-    if (schema) {
-        es_err_t err = ES_ERR_INIT;
-        int id = 0;
-        int rc = sr_store_register(s->store, es_http_param(r, "subject"),
-                                   json_string_value(json_object_get(body, "schemaType")), schema,
-                                   strlen(schema), &id, NULL, &err);
-        es_metric_set(s->schemas, (double)sr_store_schema_count(s->store));
-        reply_result(r, rc, rc ? NULL : json_pack("{s:i}", "id", id), &err);
-    }
+    es_err_t err = ES_ERR_INIT;
+    int id = 0;
+    int rc = sr_store_register(s->store, es_http_param(r, "subject"),
+                               json_string_value(json_object_get(body, "schemaType")), schema,
+                               strlen(schema), &id, NULL, &err);
+    es_metric_set(s->schemas, (double)sr_store_schema_count(s->store));
+    reply_result(r, rc, rc ? NULL : json_pack("{s:i}", "id", id), &err);
     json_decref(body);
 }
 
 static void h_lookup(es_http_req_t *r)
 {
-    json_t *body = body_or_reply(r), *out = NULL;
+    const char *schema;
+    json_t *body = schema_body_or_reply(r, &schema), *out = NULL;
     if (!body)
         return;
-    const char *schema = schema_or_reply(r, body);
-    if (schema) {
-        es_err_t err = ES_ERR_INIT;
-        int rc = sr_store_lookup(server(r)->store, es_http_param(r, "subject"), schema,
-                                 strlen(schema), &out, &err);
-        reply_result(r, rc, out, &err);
-    }
+    es_err_t err = ES_ERR_INIT;
+    int rc = sr_store_lookup(server(r)->store, es_http_param(r, "subject"), schema, strlen(schema),
+                             &out, &err);
+    reply_result(r, rc, out, &err);
     json_decref(body);
 }
 
-static void h_schema_by_id(es_http_req_t *r)
+/* A read or a delete answered with the store's result as it is. The route's data is one of
+ * these: the store function, fed the path's id, or its subject and version (NULL on a route
+ * without one). */
+struct store_call {
+    int (*by_id)(sr_store_t *st, long id, json_t **out, es_err_t *err);
+    int (*by_subject)(sr_store_t *st, const char *subject, const char *version, json_t **out,
+                      es_err_t *err);
+};
+
+/* sr_store_versions as a subject call: its route has no version. */
+static int live_versions(sr_store_t *st, const char *subject, const char *version, json_t **out,
+                         es_err_t *err)
 {
-    long id = id_or_reply(r);
-    if (id < 0)
-        return;
-    es_err_t err = ES_ERR_INIT;
-    json_t *out = NULL;
-    int rc = sr_store_get_schema(server(r)->store, id, &out, &err);
-    reply_result(r, rc, out, &err);
+    (void)version;
+    return sr_store_versions(st, subject, out, err);
 }
 
-static void h_schema_id_versions(es_http_req_t *r)
+static const struct store_call get_schema = {.by_id = sr_store_get_schema};
+static const struct store_call get_schema_versions = {.by_id = sr_store_get_schema_versions};
+static const struct store_call get_versions = {.by_subject = live_versions};
+static const struct store_call get_version = {.by_subject = sr_store_get_version};
+static const struct store_call delete_versions = {.by_subject = sr_store_delete};
+
+static void h_store_call(es_http_req_t *r)
 {
-    long id = id_or_reply(r);
-    if (id < 0)
-        return;
+    const struct store_call *call = es_http_route_data(r);
     es_err_t err = ES_ERR_INIT;
     json_t *out = NULL;
-    int rc = sr_store_get_schema_versions(server(r)->store, id, &out, &err);
+    int rc;
+    if (call->by_id) {
+        long id = id_or_reply(r);
+        if (id < 0)
+            return;
+        rc = call->by_id(server(r)->store, id, &out, &err);
+    } else {
+        rc = call->by_subject(server(r)->store, es_http_param(r, "subject"),
+                              es_http_param(r, "version"), &out, &err);
+    }
     reply_result(r, rc, out, &err);
 }
 
 static void h_subjects(es_http_req_t *r)
 {
     reply(r, 200, sr_store_subjects(server(r)->store));
-}
-
-static void h_versions(es_http_req_t *r)
-{
-    es_err_t err = ES_ERR_INIT;
-    json_t *out = NULL;
-    int rc = sr_store_versions(server(r)->store, es_http_param(r, "subject"), &out, &err);
-    reply_result(r, rc, out, &err);
-}
-
-static void h_version(es_http_req_t *r)
-{
-    es_err_t err = ES_ERR_INIT;
-    json_t *out = NULL;
-    int rc = sr_store_get_version(server(r)->store, es_http_param(r, "subject"),
-                                  es_http_param(r, "version"), &out, &err);
-    reply_result(r, rc, out, &err);
 }
 
 static void h_version_schema(es_http_req_t *r)
@@ -241,45 +242,24 @@ static void h_version_schema(es_http_req_t *r)
     json_decref(out);
 }
 
-static void h_delete_subject(es_http_req_t *r)
-{
-    es_err_t err = ES_ERR_INIT;
-    json_t *out = NULL;
-    int rc = sr_store_delete(server(r)->store, es_http_param(r, "subject"), NULL, &out, &err);
-    reply_result(r, rc, out, &err);
-}
-
-static void h_delete_version(es_http_req_t *r)
-{
-    es_err_t err = ES_ERR_INIT;
-    json_t *out = NULL;
-    int rc = sr_store_delete(server(r)->store, es_http_param(r, "subject"),
-                             es_http_param(r, "version"), &out, &err);
-    reply_result(r, rc, out, &err);
-}
-
 static void h_compat(es_http_req_t *r)
 {
-    json_t *body = body_or_reply(r);
+    const char *schema;
+    json_t *body = schema_body_or_reply(r, &schema);
     if (!body)
         return;
-    const char *schema = schema_or_reply(r, body);
-    if (schema) {
-        es_err_t err = ES_ERR_INIT;
-        json_t *msgs = json_array();
-        bool ok = false;
-        int rc =
-            sr_store_test(server(r)->store, es_http_param(r, "subject"),
-                          es_http_param(r, "version"), schema, strlen(schema), &ok, msgs, &err);
-        json_t *out = NULL;
-        if (!rc) {
-            out = json_pack("{s:b}", "is_compatible", ok);
-            if (query_is_true(r, "verbose"))
-                json_object_set(out, "messages", msgs);
-        }
-        reply_result(r, rc, out, &err);
-        json_decref(msgs);
+    es_err_t err = ES_ERR_INIT;
+    json_t *msgs = json_array(), *out = NULL;
+    bool ok = false;
+    int rc = sr_store_test(server(r)->store, es_http_param(r, "subject"),
+                           es_http_param(r, "version"), schema, strlen(schema), &ok, msgs, &err);
+    if (!rc) {
+        out = json_pack("{s:b}", "is_compatible", ok);
+        if (query_is_true(r, "verbose"))
+            json_object_set(out, "messages", msgs);
     }
+    reply_result(r, rc, out, &err);
+    json_decref(msgs);
     json_decref(body);
 }
 
@@ -339,15 +319,15 @@ static const es_http_route_t routes[] = {
     {"GET", "/readyz", h_readyz, NULL},
     {"GET", "/metrics", h_metrics, NULL},
     {"GET", "/schemas/types", h_schema_types, NULL},
-    {"GET", "/schemas/ids/{id}", h_schema_by_id, NULL},
-    {"GET", "/schemas/ids/{id}/versions", h_schema_id_versions, NULL},
+    {"GET", "/schemas/ids/{id}", h_store_call, &get_schema},
+    {"GET", "/schemas/ids/{id}/versions", h_store_call, &get_schema_versions},
     {"GET", "/subjects", h_subjects, NULL},
     {"POST", "/subjects/{subject}", h_lookup, NULL},
-    {"DELETE", "/subjects/{subject}", h_delete_subject, NULL},
-    {"GET", "/subjects/{subject}/versions", h_versions, NULL},
+    {"DELETE", "/subjects/{subject}", h_store_call, &delete_versions},
+    {"GET", "/subjects/{subject}/versions", h_store_call, &get_versions},
     {"POST", "/subjects/{subject}/versions", h_register, NULL},
-    {"GET", "/subjects/{subject}/versions/{version}", h_version, NULL},
-    {"DELETE", "/subjects/{subject}/versions/{version}", h_delete_version, NULL},
+    {"GET", "/subjects/{subject}/versions/{version}", h_store_call, &get_version},
+    {"DELETE", "/subjects/{subject}/versions/{version}", h_store_call, &delete_versions},
     {"GET", "/subjects/{subject}/versions/{version}/schema", h_version_schema, NULL},
     {"POST", "/compatibility/subjects/{subject}/versions/{version}", h_compat, NULL},
     {"POST", "/compatibility/subjects/{subject}/versions", h_compat, NULL},

@@ -122,15 +122,17 @@ static size_t live_count(const struct subj *sj)
     return n;
 }
 
-/* A subject with at least one live version, or NULL with SR_ESUBJECT_NOT_FOUND in err. */
-static struct subj *live_subject(sr_store_t *st, const char *name, es_err_t *err)
+/* The subject name with at least one live version into *out: 0, or SR_ESUBJECT_NOT_FOUND with
+ * err set. */
+static int live_subject(sr_store_t *st, const char *name, struct subj **out, es_err_t *err)
 {
     struct subj *sj = find_subject(st, name);
     if (live_count(sj) == 0) {
         es_set(err, ES_ENOTFOUND, "subject '%s' not found", name);
-        return NULL;
+        return SR_ESUBJECT_NOT_FOUND;
     }
-    return sj;
+    *out = sj;
+    return 0;
 }
 
 static struct ver *latest_live(struct subj *sj)
@@ -432,13 +434,11 @@ int sr_store_lookup(sr_store_t *st, const char *subject, const char *text, size_
     sr_schema_t *cand = parse_candidate(NULL, text, len, err);
     if (!cand)
         return SR_EINVALID_SCHEMA;
-    int rc = 0;
+    struct subj *sj = NULL;
     pthread_rwlock_rdlock(&st->lock);
-    struct subj *sj = live_subject(st, subject, err);
-    if (!sj) {
-        rc = SR_ESUBJECT_NOT_FOUND;
+    int rc = live_subject(st, subject, &sj, err);
+    if (rc)
         goto out;
-    }
     struct ver *v = live_with_canon(st, sj, sr_schema_canonical(cand));
     if (!v) {
         es_set(err, ES_ENOTFOUND, "schema not found");
@@ -502,18 +502,15 @@ json_t *sr_store_subjects(sr_store_t *st)
 
 int sr_store_versions(sr_store_t *st, const char *subject, json_t **out, es_err_t *err)
 {
-    int rc = 0;
+    struct subj *sj = NULL;
     pthread_rwlock_rdlock(&st->lock);
-    struct subj *sj = live_subject(st, subject, err);
-    if (!sj) {
-        rc = SR_ESUBJECT_NOT_FOUND;
-        goto out;
+    int rc = live_subject(st, subject, &sj, err);
+    if (!rc) {
+        *out = json_array();
+        for (size_t i = 0; i < sj->n; i++)
+            if (!sj->v[i].deleted)
+                json_array_append_new(*out, json_integer(sj->v[i].version));
     }
-    *out = json_array();
-    for (size_t i = 0; i < sj->n; i++)
-        if (!sj->v[i].deleted)
-            json_array_append_new(*out, json_integer(sj->v[i].version));
-out:
     pthread_rwlock_unlock(&st->lock);
     return rc;
 }
@@ -525,14 +522,13 @@ int sr_store_get_version(sr_store_t *st, const char *subject, const char *versio
     int rc = parse_version(version, &v, err);
     if (rc)
         return rc;
+    struct subj *sj = NULL;
+    struct ver *ver = NULL;
     pthread_rwlock_rdlock(&st->lock);
-    struct subj *sj = live_subject(st, subject, err);
-    struct ver *ver = sj ? find_version(sj, v, version, err) : NULL;
-    if (!sj)
-        rc = SR_ESUBJECT_NOT_FOUND;
-    else if (!ver)
+    rc = live_subject(st, subject, &sj, err);
+    if (!rc && !(ver = find_version(sj, v, version, err)))
         rc = SR_EVERSION_NOT_FOUND;
-    else
+    if (!rc)
         *out = json_pack("{s:s, s:I, s:I, s:s}", "subject", subject, "version",
                          (json_int_t)ver->version, "id", (json_int_t)ver->id, "schema",
                          find_id(st, ver->id)->text);
@@ -547,12 +543,11 @@ int sr_store_delete(sr_store_t *st, const char *subject, const char *version, js
     int rc = version ? parse_version(version, &v, err) : 0;
     if (rc)
         return rc;
+    struct subj *sj = NULL;
     pthread_mutex_lock(&st->write);
-    struct subj *sj = live_subject(st, subject, err);
-    if (!sj) {
-        rc = SR_ESUBJECT_NOT_FOUND;
+    rc = live_subject(st, subject, &sj, err);
+    if (rc)
         goto out;
-    }
     /* the versions to delete, copied: commit() changes sj->v */
     size_t n = 0;
     struct ver *todo = xcalloc(sj->n, sizeof *todo);
@@ -605,8 +600,7 @@ int sr_store_test(sr_store_t *st, const char *subject, const char *version, cons
     const sr_schema_t **prev = NULL;
     if (!version) {
         prev = live_schemas(st, sj, &n); /* a subject with no version: compatible */
-    } else if (!live_subject(st, subject, err)) {
-        rc = SR_ESUBJECT_NOT_FOUND;
+    } else if ((rc = live_subject(st, subject, &sj, err))) {
         goto out;
     } else {
         struct ver *one = find_version(sj, v, version, err);

@@ -195,5 +195,10 @@ Test(payments, refund_event_carries_the_capture)
 
 Test(payments, is_registered)
 {
-    cr_assert_eq(hd_context_find("payments"), &payments_context);
+    const hd_context_t *c = hd_context_find("payments");
+    cr_assert_not_null(c);
+    cr_assert_str_eq(c->state_type, PAYMENTS_NS "PaymentState");
+    cr_assert_eq(c->decide, payments_decide);
+    cr_assert_eq(c->evolve, payments_evolve);
+    cr_assert_eq(c->n_views, 0);
 }

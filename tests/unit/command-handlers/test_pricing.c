@@ -332,7 +332,7 @@ Test(pricing, replay_gives_the_same_state)
         json_pack("[{s:s, s:{s:s, s:I, s:s, s:{s:I}}}, o]", "type", NS "PriceSet", "payload", "sku",
                   "AB-1", "amount_minor", (json_int_t)1000, "currency", "EUR", "metadata",
                   "aggregate_version", (json_int_t)1, ev);
-    json_t *replayed = hd_replay(&pricing_context, NULL, events);
+    json_t *replayed = hd_replay(hd_context_find("pricing"), NULL, events);
     cr_assert_eq(json_integer_value(json_object_get(replayed, "version")), 2);
     json_object_set_new(replayed, "version", json_integer(0));
     state = step(state, NS "AddPriceRule",

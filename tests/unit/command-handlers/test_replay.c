@@ -1,7 +1,16 @@
 #include "catalog.h"
+#include "catalog_view.h"
 #include "es_uuid.h"
 #include "hd_runtime.h"
+#include "inventory.h"
+#include "orders.h"
+#include "payments.h"
+#include "pricing.h"
+#include "shipping.h"
+#include "users.h"
 #include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
 
 static json_t *event(const char *type, json_int_t version, json_t *payload)
 {
@@ -28,7 +37,7 @@ Test(replay, folds_events_and_sets_version)
                                                   "kitchen", "attributes", "size", "L")));
     json_array_append_new(
         events, event(CATALOG_NS "ProductDelisted", 3, json_pack("{s:s}", "sku", "AB-1")));
-    json_t *s = hd_replay(&catalog_context, NULL, events);
+    json_t *s = hd_replay(hd_context_find("catalog"), NULL, events);
     cr_assert_not_null(s);
     json_t *want =
         json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:s}, s:s, s:s, s:I}", "sku", "AB-1", "vendor_id",
@@ -51,7 +60,7 @@ Test(replay, continues_from_a_given_state)
     json_t *events = json_array();
     json_array_append_new(
         events, event(CATALOG_NS "ProductDelisted", 8, json_pack("{s:s}", "sku", "AB-1")));
-    json_t *s = hd_replay(&catalog_context, state, events);
+    json_t *s = hd_replay(hd_context_find("catalog"), state, events);
     cr_assert_eq(json_integer_value(json_object_get(s, "version")), 8);
     cr_assert_str_eq(json_string_value(json_object_get(s, "status")), "DELISTED");
     json_decref(s);
@@ -61,7 +70,7 @@ Test(replay, continues_from_a_given_state)
 Test(replay, empty_history_keeps_state)
 {
     json_t *events = json_array();
-    cr_assert_null(hd_replay(&catalog_context, NULL, events));
+    cr_assert_null(hd_replay(hd_context_find("catalog"), NULL, events));
     json_decref(events);
 }
 
@@ -97,4 +106,71 @@ Test(runtime, event_stamp_derives_metadata_from_the_command)
     json_decref(again);
     json_decref(payload);
     json_decref(meta);
+}
+
+/* The one table of contexts: every name hd_context_names gives is found, with its decider, its
+ * changelog record and the views its decider reads. */
+Test(contexts, the_table_names_each_decider_and_its_views)
+{
+    static const struct {
+        const char *name, *state_type;
+        hd_decide_fn *decide;
+        hd_evolve_fn *evolve;
+        const char *view_topics; /* the views' topics, space-separated */
+    } want[] = {
+        {"catalog", CATALOG_NS "ProductState", catalog_decide, catalog_evolve, ""},
+        {"inventory", INVENTORY_NS "StockItemState", inventory_decide, inventory_evolve,
+         "catalog.events"},
+        {"users", USERS_NS "UserState", users_decide, users_evolve, ""},
+        {"pricing", PRICING_NS "PriceState", pricing_decide, pricing_evolve, "catalog.events"},
+        {"shipping", SHIPPING_NS "ShipmentState", shipping_decide, shipping_evolve, ""},
+        {"payments", PAYMENTS_NS "PaymentState", payments_decide, payments_evolve, ""},
+        {"orders", ORDERS_NS "OrderState", orders_decide, orders_evolve,
+         "catalog.events pricing.events"},
+    };
+    const char *const *names = hd_context_names();
+    size_t n = 0;
+    for (; names[n]; n++) {
+        cr_assert_lt(n, sizeof want / sizeof want[0]);
+        cr_assert_str_eq(names[n], want[n].name);
+        const hd_context_t *c = hd_context_find(names[n]);
+        cr_assert_not_null(c, "%s", names[n]);
+        cr_assert_str_eq(c->name, want[n].name);
+        cr_assert_str_eq(c->state_type, want[n].state_type);
+        cr_assert_eq(c->decide, want[n].decide, "%s", names[n]);
+        cr_assert_eq(c->evolve, want[n].evolve, "%s", names[n]);
+        char topics[128] = "";
+        for (size_t v = 0; v < c->n_views; v++) {
+            cr_assert_not_null(c->views[v].fold);
+            snprintf(topics + strlen(topics), sizeof topics - strlen(topics), "%s%s", v ? " " : "",
+                     c->views[v].topic);
+        }
+        cr_assert_str_eq(topics, want[n].view_topics, "%s", names[n]);
+        if (c->n_views == 0)
+            cr_assert_null(c->views);
+        for (size_t v = 0; v < c->n_views; v++)
+            cr_assert_eq(c->views[v].fold, strcmp(c->views[v].topic, "catalog.events") == 0
+                                               ? catalog_view_fold
+                                               : orders_pricing_fold);
+    }
+    cr_assert_eq(n, sizeof want / sizeof want[0]);
+}
+
+/* hd_reject clears the events emitted so far; hd_reject_keep_events keeps them. */
+Test(contexts, reject_clears_or_keeps_the_events)
+{
+    hd_decision_t d;
+    hd_decision_init(&d);
+    hd_emit(&d, "t.E", json_object());
+    cr_assert_eq(hd_reject_keep_events(&d, "kept", "n=%d", 1), 0);
+    cr_assert_str_eq(d.reason, "kept");
+    cr_assert_str_eq(d.detail, "n=1");
+    cr_assert(d.keep_events);
+    cr_assert_eq(json_array_size(d.events), 1);
+    cr_assert_eq(hd_reject(&d, "gone", "sku '%s'", "AB-1"), 0);
+    cr_assert_str_eq(d.reason, "gone");
+    cr_assert_str_eq(d.detail, "sku 'AB-1'");
+    cr_assert_not(d.keep_events);
+    cr_assert_eq(json_array_size(d.events), 0);
+    hd_decision_release(&d);
 }

@@ -67,3 +67,15 @@ Test(dm_json, status_and_admin)
     json_decref(vendor);
     json_decref(r);
 }
+
+Test(dm_json, opt_reads_null_as_absent)
+{
+    json_t *r = record();
+    cr_assert_eq(dm_opt(r, "sku"), json_object_get(r, "sku"), "borrowed");
+    cr_assert_eq(dm_opt(r, "empty"), json_object_get(r, "empty"), "an empty string is a value");
+    cr_assert_eq(dm_opt(r, "flag"), json_object_get(r, "flag"));
+    cr_assert_null(dm_opt(r, "note"), "null reads as absent");
+    cr_assert_null(dm_opt(r, "missing"));
+    cr_assert_null(dm_opt(NULL, "sku"));
+    json_decref(r);
+}

@@ -607,3 +607,141 @@ Test(ev_codec, is_shared_by_threads, .init = setup, .fini = teardown)
         cr_assert_null(r, "thread %d failed", i);
     }
 }
+
+/* One field of every avro type, each with a default: the steps of ev_convert and ev_schema's
+ * defaults for each type. */
+static const char *const all_types_avsc =
+    "{\"type\": \"record\", \"name\": \"All\", \"namespace\": \"eventshop.shop\", \"fields\": ["
+    "{\"name\": \"metadata\", \"type\": \"eventshop.Metadata\"},"
+    "{\"name\": \"n\", \"type\": \"null\", \"default\": null},"
+    "{\"name\": \"b\", \"type\": \"boolean\", \"default\": true},"
+    "{\"name\": \"i\", \"type\": \"int\", \"default\": -7},"
+    "{\"name\": \"l\", \"type\": \"long\", \"default\": 9000000000},"
+    "{\"name\": \"f\", \"type\": \"float\", \"default\": 1.5},"
+    "{\"name\": \"d\", \"type\": \"double\", \"default\": 2.25},"
+    "{\"name\": \"s\", \"type\": \"string\", \"default\": \"h\\u00e9\"},"
+    "{\"name\": \"by\", \"type\": \"bytes\", \"default\": \"\\u00ffA\"},"
+    "{\"name\": \"fx\", \"type\": {\"type\": \"fixed\", \"name\": \"Two\", \"size\": 2}, "
+    "\"default\": \"\\u0001\\u00fe\"},"
+    "{\"name\": \"e\", \"type\": {\"type\": \"enum\", \"name\": \"Color\", \"symbols\": "
+    "[\"RED\", \"GREEN\"]}, \"default\": \"GREEN\"},"
+    "{\"name\": \"a\", \"type\": {\"type\": \"array\", \"items\": \"long\"}, \"default\": [1, 2]},"
+    "{\"name\": \"m\", \"type\": {\"type\": \"map\", \"values\": \"Color\"}, \"default\": "
+    "{\"k\": \"RED\"}},"
+    "{\"name\": \"u\", \"type\": [\"null\", \"string\"], \"default\": null},"
+    "{\"name\": \"u2\", \"type\": [\"long\", \"null\"], \"default\": 5},"
+    "{\"name\": \"r\", \"type\": {\"type\": \"record\", \"name\": \"Inner\", \"fields\": ["
+    "{\"name\": \"x\", \"type\": \"int\"}, {\"name\": \"y\", \"type\": \"string\", \"default\": "
+    "\"z\"}]}, \"default\": {\"x\": 1}}]}";
+
+static ev_codec_t *all_c;
+static char *all_dir;
+
+static void all_types_setup(void)
+{
+    const char *paths[] = {"shop/events/All.avsc"};
+    const char *texts[] = {all_types_avsc};
+    all_dir = make_schema_dir(paths, texts, 1);
+    es_err_t err = ES_ERR_INIT;
+    all_c = ev_codec_new(all_dir, NULL, &err);
+    cr_assert_not_null(all_c, "%s", err.msg);
+    cr_assert_eq(ev_codec_set_id(all_c, "shop.events", "eventshop.shop.All", 1, &err), 0, "%s",
+                 err.msg);
+}
+
+static void all_types_teardown(void)
+{
+    ev_codec_free(all_c);
+    free(all_dir);
+}
+
+/* Encodes in as All and decodes it again: the decoded value (new). */
+static json_t *all_types_round_trip(const json_t *in)
+{
+    es_err_t err = ES_ERR_INIT;
+    void *buf = NULL;
+    size_t len = 0;
+    cr_assert_eq(ev_encode(all_c, "shop.events", "eventshop.shop.All", in, &buf, &len, &err), 0,
+                 "%s", err.msg);
+    json_t *out = NULL;
+    const char *name = NULL;
+    cr_assert_eq(ev_decode(all_c, buf, len, &name, &out, &err), 0, "%s", err.msg);
+    cr_assert_str_eq(name, "eventshop.shop.All");
+    free(buf);
+    return out;
+}
+
+Test(ev_codec, every_avro_type_takes_its_default, .init = all_types_setup,
+     .fini = all_types_teardown)
+{
+    json_t *in = parse("{" META "}");
+    json_t *out = all_types_round_trip(in);
+    json_t *want = parse("{" META ", \"n\": null, \"b\": true, \"i\": -7, \"l\": 9000000000, "
+                         "\"f\": 1.5, \"d\": 2.25, \"s\": \"h\\u00e9\", \"by\": \"/0E=\", "
+                         "\"fx\": \"Af4=\", \"e\": \"GREEN\", \"a\": [1, 2], \"m\": {\"k\": "
+                         "\"RED\"}, \"u\": null, \"u2\": 5, \"r\": {\"x\": 1, \"y\": \"z\"}}");
+    char *got = json_dumps(out, JSON_SORT_KEYS);
+    cr_assert(json_equal(out, want), "got %s", got);
+    free(got);
+    json_decref(want);
+    json_decref(out);
+    json_decref(in);
+}
+
+Test(ev_codec, every_avro_type_round_trips, .init = all_types_setup, .fini = all_types_teardown)
+{
+    json_t *in = parse("{" META ", \"n\": null, \"b\": false, \"i\": 2147483647, \"l\": "
+                       "-9000000000, \"f\": -0.25, \"d\": 1e300, \"s\": \"\", \"by\": \"\", "
+                       "\"fx\": \"AAA=\", \"e\": \"RED\", \"a\": [], \"m\": {\"a\": \"GREEN\", "
+                       "\"b\": \"RED\"}, \"u\": \"x\", \"u2\": null, \"r\": {\"x\": -1, \"y\": "
+                       "\"w\"}}");
+    json_t *out = all_types_round_trip(in);
+    char *got = json_dumps(out, JSON_SORT_KEYS);
+    cr_assert(json_equal(out, in), "got %s", got);
+    free(got);
+    json_decref(out);
+    json_decref(in);
+}
+
+Test(ev_codec, every_avro_type_names_the_kind_it_expects, .init = all_types_setup,
+     .fini = all_types_teardown)
+{
+    static const struct {
+        const char *field, *json, *msg;
+    } cases[] = {
+        {"n", "0", "n: expected null, got integer"},
+        {"b", "\"yes\"", "b: expected boolean, got string"},
+        {"i", "1.0", "i: expected int, got real"},
+        {"i", "-2147483649", "i: -2147483649 is out of range for int"},
+        {"l", "true", "l: expected long, got boolean"},
+        {"f", "\"1\"", "f: expected float, got string"},
+        {"d", "null", "d: expected double, got null"},
+        {"s", "[]", "s: expected string, got array"},
+        {"by", "{}", "by: expected base64 string, got object"},
+        {"by", "\"!!\"", "by: not valid base64"},
+        {"fx", "\"AA==\"", "fx: 1 bytes for a fixed of 2"},
+        {"e", "1", "e: expected enum symbol, got integer"},
+        {"e", "\"BLUE\"", "e: 'BLUE' is not a symbol"},
+        {"a", "{}", "a: expected array, got object"},
+        {"a", "[1, \"2\"]", "a[1]: expected long, got string"},
+        {"m", "[]", "m: expected map object, got array"},
+        {"m", "{\"k\": \"BLUE\"}", "m.k: 'BLUE' is not a symbol"},
+        {"u", "1", "u: expected null or string, got integer"},
+        {"u2", "\"1\"", "u2: expected long or null, got string"},
+        {"r", "1", "r: expected object, got integer"},
+        {"r", "{\"y\": \"w\"}", "r.x: missing required field"},
+        {"r", "{\"x\": 1, \"q\": 2}", "r.q: unknown field"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        json_t *in = parse("{" META "}");
+        json_object_set_new(in, cases[k].field, json_loads(cases[k].json, JSON_DECODE_ANY, NULL));
+        es_err_t err = ES_ERR_INIT;
+        void *buf = NULL;
+        size_t len = 0;
+        cr_assert_eq(ev_encode(all_c, "shop.events", "eventshop.shop.All", in, &buf, &len, &err),
+                     -1, "accepted %s = %s", cases[k].field, cases[k].json);
+        cr_assert_eq(err.code, ES_EINVAL);
+        cr_assert_str_eq(err.msg, cases[k].msg);
+        json_decref(in);
+    }
+}

@@ -411,3 +411,43 @@ Test(sr_compat, backward_transitive_reads_every_version)
     sr_schema_free(cand);
     free_versions(&vs);
 }
+
+Test(sr_compat, reports_every_field_in_order_with_its_path)
+{
+    const char *w =
+        REC("{\"name\":\"e\",\"type\":{\"type\":\"enum\",\"name\":\"E\","
+            "\"symbols\":[\"A\",\"B\"]}},"
+            "{\"name\":\"f\",\"type\":{\"type\":\"fixed\",\"name\":\"G\",\"size\":8}},"
+            "{\"name\":\"a\",\"type\":{\"type\":\"array\",\"items\":\"long\"}},"
+            "{\"name\":\"u\",\"type\":\"int\"},"
+            "{\"name\":\"m\",\"type\":[\"null\",{\"type\":\"map\",\"values\":\"bytes\"}]},"
+            "{\"name\":\"k\",\"type\":\"string\"}");
+    const char *r = REC("{\"name\":\"e\",\"type\":{\"type\":\"enum\",\"name\":\"E\","
+                        "\"symbols\":[\"A\"]}},"
+                        "{\"name\":\"f\",\"type\":{\"type\":\"fixed\",\"name\":\"G\",\"size\":4}},"
+                        "{\"name\":\"a\",\"type\":{\"type\":\"array\",\"items\":\"int\"}},"
+                        "{\"name\":\"u\",\"type\":[\"null\",\"string\"]},"
+                        "{\"name\":\"m\",\"type\":{\"type\":\"map\",\"values\":\"string\"}},"
+                        "{\"name\":\"k\",\"type\":\"double\"},"
+                        "{\"name\":\"n\",\"type\":\"long\"}");
+    sr_schema_t *rs = parse_ok(r), *ws = parse_ok(w);
+    json_t *msgs = json_array();
+    cr_assert_not(sr_compat_can_read(rs, ws, msgs));
+    static const char *const want[] = {
+        "writer symbol 'B' is missing in reader enum 't.E' (no default) (at '/e')",
+        "reader fixed 't.G' has size 4, writer size 8 (at '/f')",
+        "reader type 'int' cannot read writer type 'long' (at '/a/items')",
+        "no branch of the reader union can read writer type 'int' (at '/u')",
+        "reader type 'map' cannot read writer type 'null' (at '/m')",
+        "reader type 'double' cannot read writer type 'string' (at '/k')",
+        "reader field 'n' has no default and is missing in the writer (at '/')",
+    };
+    char *got = json_dumps(msgs, JSON_INDENT(1));
+    cr_assert_eq(json_array_size(msgs), sizeof want / sizeof want[0], "%s", got);
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        cr_assert_str_eq(json_string_value(json_array_get(msgs, i)), want[i], "%s", got);
+    free(got);
+    json_decref(msgs);
+    sr_schema_free(rs);
+    sr_schema_free(ws);
+}
