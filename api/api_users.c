@@ -647,8 +647,8 @@ void api_users_open_contact(es_http_req_t *r, const struct api_principal *who)
     const char *purpose = str_field_or_reply(r, body, "purpose", 1);
     if (!purpose)
         goto out;
-    if (!*purpose || strlen(purpose) > OPEN_PURPOSE_MAX) {
-        api_reply_problem(r, 422, NULL, "purpose", "purpose: must be 1 to %d bytes",
+    if (!*purpose || utf8_len(purpose) > OPEN_PURPOSE_MAX) {
+        api_reply_problem(r, 422, NULL, "purpose", "purpose: must be 1 to %d characters",
                           OPEN_PURPOSE_MAX);
         goto out;
     }
