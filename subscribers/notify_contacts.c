@@ -162,10 +162,13 @@ static int read_answer(long code, json_t *opened, char **email, char **phone, co
         *why = "no_address";
         return *email ? 1 : 0;
     }
-    if (code == 410 || code == 422) {
-        *why = code == 410 ? "no_key" : "address_unreadable";
+    if (code == 404 || code == 410 || code == 422) { /* no such user id; no key; no opening */
+        *why = code == 404 ? "no_address" : code == 410 ? "no_key" : "address_unreadable";
         return 0;
     }
+    /* 401 (the credential), 5xx, 429: retried; another refusal of the request will not change */
+    if (code == 400 || code == 413 || code == 415)
+        return es_set(err, ES_EINVAL, "users open call refused the request (%ld)", code);
     if (code)
         es_set(err, ES_EIO, "users open call answered %ld", code);
     return -1;

@@ -52,10 +52,11 @@ void nc_opener_free(nc_opener_t *o);
 
 /* The opened e-mail and phone of user_id (owned, wipe before free; *phone may stay NULL), for
  * purpose (logged by the users context). 1 found; 0 none, *why says why ("no_address": unknown
- * or forgotten, "no_key": key destroyed, "address_unreadable"); -1 with err ES_EIO (the
- * database, the open call; retry). A user with a key but no contact row yet (its registration
- * not read yet) is ES_EIO while age_ms (the triggering event's age) is below wait_ms, then
- * "no_address". */
+ * or forgotten, "no_key": key destroyed, "address_unreadable"); -1 with err: ES_EIO (the
+ * database, the open call unreachable, 401, 5xx: retry) or ES_EINVAL (the call refused the
+ * request itself: the event is dead-lettered). A user with a key but no contact row yet (its
+ * registration not read yet) is ES_EIO while age_ms (the triggering event's age) is below wait_ms,
+ * then "no_address". */
 int nc_contact_of(nc_opener_t *o, es_db_t *db, const char *user_id, const char *purpose,
                   long long age_ms, long long wait_ms, char **email, char **phone, const char **why,
                   es_err_t *err);
