@@ -635,6 +635,7 @@ void api_users_open_contact(es_http_req_t *r, const struct api_principal *who)
         return;
     }
     if (!caller_is_notifications(r, u)) {
+        es_http_add_header(r, "WWW-Authenticate", "X-Service-Credential");
         api_reply_problem(r, 401, "urn:eventshop:problem:invalid_credentials", NULL,
                           "a service credential is required");
         return;
