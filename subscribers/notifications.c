@@ -208,17 +208,10 @@ static int sms_send(struct notifications *n, const char *phone, const char *text
     json_t *j = json_pack("{s:s, s:s}", "to", phone, "text", text);
     char *body = json_dumps(j, JSON_COMPACT);
     char hdr[128];
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
     snprintf(hdr, sizeof hdr, "Idempotency-Key: %s", key);
-    h = curl_slist_append(h, hdr);
-    curl_easy_reset(n->curl);
-    curl_easy_setopt(n->curl, CURLOPT_URL, n->sms_url);
-    curl_easy_setopt(n->curl, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(n->curl, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(n->curl, CURLOPT_WRITEFUNCTION, on_discard);
     long code = 0;
-    CURLcode cc = nc_perform(n->curl, n->timeout_ms, &code);
-    curl_slist_free_all(h);
+    CURLcode cc =
+        nc_post_json(n->curl, n->sms_url, hdr, body, n->timeout_ms, on_discard, NULL, &code);
     free(body);
     json_decref(j);
     if (cc != CURLE_OK || code < 200 || code >= 300)

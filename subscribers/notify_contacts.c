@@ -25,6 +25,22 @@ CURLcode nc_perform(CURL *curl, long timeout_ms, long *code)
     return cc;
 }
 
+CURLcode nc_post_json(CURL *curl, const char *url, const char *header, const char *body,
+                      long timeout_ms, curl_write_callback on_data, void *data, long *code)
+{
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    h = curl_slist_append(h, header);
+    curl_easy_reset(curl);
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, data);
+    CURLcode cc = nc_perform(curl, timeout_ms, code);
+    curl_slist_free_all(h);
+    return cc;
+}
+
 const char *nc_contacts_ddl(void)
 {
     return "CREATE TABLE IF NOT EXISTS contacts (user_id VARCHAR(64) NOT NULL PRIMARY KEY,"
@@ -126,17 +142,8 @@ static long open_call(nc_opener_t *o, const char *user_id, json_t *body, json_t 
     snprintf(url, sizeof url, "%s/internal/users/%s/contact", o->url, user_id);
     snprintf(cred, sizeof cred, "X-Service-Credential: %s", o->secret);
     char *text = json_dumps(body, JSON_COMPACT);
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    h = curl_slist_append(h, cred);
-    curl_easy_reset(o->curl);
-    curl_easy_setopt(o->curl, CURLOPT_URL, url);
-    curl_easy_setopt(o->curl, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(o->curl, CURLOPT_POSTFIELDS, text);
-    curl_easy_setopt(o->curl, CURLOPT_WRITEFUNCTION, on_answer);
-    curl_easy_setopt(o->curl, CURLOPT_WRITEDATA, a);
     long code = 0;
-    CURLcode cc = nc_perform(o->curl, o->timeout_ms, &code);
-    curl_slist_free_all(h);
+    CURLcode cc = nc_post_json(o->curl, url, cred, text, o->timeout_ms, on_answer, a, &code);
     memset(cred, 0, sizeof cred);
     free(text);
     if (cc != CURLE_OK) {

@@ -31,6 +31,10 @@
 /* Performs the transfer set up on curl (the notifications' calls out: SMTP, SMS webhook, the
  * open call) with timeout_ms and no signals; *code gets the last response code (0: none). */
 CURLcode nc_perform(CURL *curl, long timeout_ms, long *code);
+/* POSTs body (JSON) to url with one more header line (e.g. "Idempotency-Key: k") on curl (reset
+ * first), the answer's bytes to on_data(data); *code as nc_perform's. */
+CURLcode nc_post_json(CURL *curl, const char *url, const char *header, const char *body,
+                      long timeout_ms, curl_write_callback on_data, void *data, long *code);
 /* Wipes a secret string (may be NULL) and frees it. */
 void nc_wipe_free(char *s);
 
