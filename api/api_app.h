@@ -34,6 +34,7 @@ struct api_app {
     void *verifier;         /* api_auth's, from jwt.h */
     char contexts[API_MAX_CONTEXTS][32];
     size_t n_contexts;
+    struct api_users *users; /* api_users.c's state (api_users_new, after the contexts) */
 };
 
 /* Per loop thread: a DB connection per served context (same index as app->contexts), each
@@ -203,5 +204,10 @@ void api_users_forget(es_http_req_t *r, const struct api_principal *who);
 void api_users_change_role(es_http_req_t *r, const struct api_principal *who);
 void api_vendors_approve(es_http_req_t *r, const struct api_principal *who);
 void api_auth_token(es_http_req_t *r, const struct api_principal *who);
+void api_users_open_contact(es_http_req_t *r, const struct api_principal *who);
+/* The users endpoints' state for app (borrowed, its contexts parsed): never NULL; a users context
+ * not served or not configured (logged) makes its routes answer 503. */
+struct api_users *api_users_new(const struct api_app *app);
+void api_users_free(struct api_users *u);
 
 #endif

@@ -25,6 +25,7 @@ const struct api_route api_routes[] = {
     {"PUT", "/v1/users/{id}/role", api_users_change_role, API_ADMIN},
     {"POST", "/v1/vendors/{id}/approval", api_vendors_approve, API_ADMIN},
     {"POST", "/v1/auth/token", api_auth_token, API_PUBLIC},
+    {"POST", "/internal/users/{id}/contact", api_users_open_contact, API_PUBLIC},
     {"PUT", "/v1/prices/{sku}", api_prices_put, API_VENDOR | API_ADMIN},
     {"POST", "/v1/prices/{sku}/rules", api_prices_rules_post, API_VENDOR | API_ADMIN},
     {"DELETE", "/v1/prices/{sku}/rules/{rule_id}", api_prices_rules_delete, API_VENDOR | API_ADMIN},

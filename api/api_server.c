@@ -207,6 +207,7 @@ api_server_t *api_server_new(es_err_t *err)
         goto fail;
     if (parse_contexts(app, es_env_str("ES_CONTEXTS", "catalog"), err))
         goto fail;
+    app->users = api_users_new(app);
     const char *names[API_MAX_CONTEXTS];
     for (size_t i = 0; i < app->n_contexts; i++) {
         char topic[64];
@@ -290,6 +291,7 @@ void api_server_free(api_server_t *s)
     ev_codec_free(s->app.codec);
     sr_client_free(s->sr);
     api_auth_free(s->app.verifier);
+    api_users_free(s->app.users);
     free(s->routes);
     free(s);
 }

@@ -12,6 +12,14 @@
  *   PUT    /v1/users/{id}/role        admin: {role} -> ChangeUserRole
  *   POST   /v1/auth/token             public: {email, password} -> {access_token, token_type
  *                                     "Bearer", expires_in}; RS256, USERS_TOKEN_TTL seconds
+ *   POST   /internal/users/{id}/contact  the notifications service only (X-Service-Credential,
+ *                                     the secret EVENTSHOP_USERS_OPEN_SECRET(_FILE)): {purpose,
+ *                                     email_enc?, phone_enc?} -> {email, phone}, the sealed
+ *                                     fields it holds opened with the user's key; 410 forgotten
+ *                                     (no key), 422 does not open, 401 without the credential.
+ *                                     Every answer but 401/503 writes one audit line (caller,
+ *                                     user id, purpose, outcome; never a value). Not routed by
+ *                                     the Ingress (/v1 only): reached inside the cluster.
  *
  * Secrets: the password is hashed (Argon2id) here and then sealed with the user's key with the
  * other personal fields, so neither it nor its hash is in clear on Kafka, in a read model or in a
@@ -29,7 +37,10 @@
  * clears its e-mail's bucket. Issued tokens stay valid until they expire (15 min): forgetting or
  * demoting a user does not revoke them earlier.
  *
- * Configuration: EVENTSHOP_USERS_INDEX_KEY_FILE (64 hex digits), EVENTSHOP_JWT_PRIVATE_KEY_FILE
+ * State: struct api_users, made once at start (api_users_new) and hung on the app.
+ *
+ * Configuration: EVENTSHOP_USERS_OPEN_SECRET_FILE (the open call's credential),
+ * EVENTSHOP_USERS_INDEX_KEY_FILE (64 hex digits), EVENTSHOP_JWT_PRIVATE_KEY_FILE
  * (signing, see jwt.h), EVENTSHOP_MYSQL_KEYS_USER / _PASSWORD_FILE (es_db.h, context "keys"),
  * EVENTSHOP_LOGIN_EMAIL_BURST (5) and EVENTSHOP_LOGIN_EMAIL_PER_MIN (1),
  * EVENTSHOP_LOGIN_IP_BURST (30) and EVENTSHOP_LOGIN_IP_PER_MIN (20). */
@@ -44,57 +55,87 @@
 #include "jwt.h"
 #include "users_crypto.h"
 #include "users_keys.h"
-#include <pthread.h>
 #include <sodium.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#define USERS_CTX       "users"
-#define USERS_NS        "eventshop.users."
-#define USERS_TOKEN_TTL 900
-#define NAME_MAX_CHARS  200
-#define PHONE_MAX       32
-#define BAD_LOGIN       "invalid e-mail or password"
+#define USERS_CTX        "users"
+#define USERS_NS         "eventshop.users."
+#define USERS_TOKEN_TTL  900
+#define NAME_MAX_CHARS   200
+#define PHONE_MAX        32
+#define BAD_LOGIN        "invalid e-mail or password"
+#define OPEN_CALLER      "notifications" /* the one caller of the open call */
+#define OPEN_PURPOSE_MAX 200
 
-static struct {
-    pthread_once_t once;
+/* The users endpoints' state (a handle on the app, made at start by api_users_new). */
+struct api_users {
     int ready; /* 1 when the index key and the signer loaded */
     unsigned char index_key[USERS_KEY_BYTES];
     api_jwt_t *signer;
     api_ratelimit_t *by_email;
     api_ratelimit_t *by_ip;
-} users = {.once = PTHREAD_ONCE_INIT};
+    char *open_secret; /* the notifications' credential for the open call; NULL: refused */
+};
 
-static void users_init(void)
+struct api_users *api_users_new(const struct api_app *app)
 {
+    struct api_users *u = xcalloc(1, sizeof *u);
+    if (!api_context_enabled(app, USERS_CTX))
+        return u; /* every users route answers 503 */
     es_err_t err = ES_ERR_INIT;
-    users.by_email = api_ratelimit_new(65536, (double)es_env_long("EVENTSHOP_LOGIN_EMAIL_BURST", 5),
-                                       es_env_long("EVENTSHOP_LOGIN_EMAIL_PER_MIN", 1) / 60.0);
-    users.by_ip = api_ratelimit_new(65536, (double)es_env_long("EVENTSHOP_LOGIN_IP_BURST", 30),
-                                    es_env_long("EVENTSHOP_LOGIN_IP_PER_MIN", 20) / 60.0);
+    u->by_email = api_ratelimit_new(65536, (double)es_env_long("EVENTSHOP_LOGIN_EMAIL_BURST", 5),
+                                    es_env_long("EVENTSHOP_LOGIN_EMAIL_PER_MIN", 1) / 60.0);
+    u->by_ip = api_ratelimit_new(65536, (double)es_env_long("EVENTSHOP_LOGIN_IP_BURST", 30),
+                                 es_env_long("EVENTSHOP_LOGIN_IP_PER_MIN", 20) / 60.0);
+    u->open_secret = es_env_secret("EVENTSHOP_USERS_OPEN_SECRET");
+    if (!u->open_secret || !*u->open_secret)
+        es_warn("the contact open call is refused: EVENTSHOP_USERS_OPEN_SECRET(_FILE) is unset");
     if (users_crypto_init(&err) ||
-        users_index_key_load(getenv("EVENTSHOP_USERS_INDEX_KEY_FILE"), users.index_key, &err)) {
+        users_index_key_load(getenv("EVENTSHOP_USERS_INDEX_KEY_FILE"), u->index_key, &err)) {
         es_error("users endpoints disabled: %s", err.msg);
-        return;
+        return u;
     }
-    users.signer = api_jwt_new_from_env(API_JWT_SIGN, &err);
-    if (!users.signer) {
+    u->signer = api_jwt_new_from_env(API_JWT_SIGN, &err);
+    if (!u->signer) {
         es_error("users endpoints disabled: no token signer: %s", err.msg);
-        return;
+        return u;
     }
-    users.ready = 1;
+    u->ready = 1;
+    return u;
 }
 
-/* 0 when the users endpoints can serve, else answered 503 */
-static int ready_or_reply(es_http_req_t *r)
+void api_users_free(struct api_users *u)
 {
-    pthread_once(&users.once, users_init);
-    if (users.ready && api_context_enabled(es_http_app(r), USERS_CTX))
-        return 0;
+    if (!u)
+        return;
+    api_jwt_free(u->signer);
+    api_ratelimit_free(u->by_email);
+    api_ratelimit_free(u->by_ip);
+    if (u->open_secret) {
+        sodium_memzero(u->open_secret, strlen(u->open_secret));
+        free(u->open_secret);
+    }
+    sodium_memzero(u->index_key, sizeof u->index_key);
+    free(u);
+}
+
+static struct api_users *users_of(es_http_req_t *r)
+{
+    return ((struct api_app *)es_http_app(r))->users;
+}
+
+/* the users endpoints' state when they can serve, else NULL after answering 503 */
+static struct api_users *ready_or_reply(es_http_req_t *r)
+{
+    struct api_users *u = users_of(r);
+    if (u && u->ready && api_context_enabled(es_http_app(r), USERS_CTX))
+        return u;
     api_reply_problem(r, 503, NULL, NULL, "the users service is not configured");
-    return -1;
+    return NULL;
 }
 
 /* ---- the key store ---- */
@@ -210,21 +251,12 @@ static int self_or_admin_or_reply(es_http_req_t *r, const struct api_principal *
 
 /* ---- POST /v1/users ---- */
 
-/* a sealed field as a new JSON string */
-static json_t *sealed(const unsigned char key[USERS_KEY_BYTES], const char *user_id,
-                      const char *field, const char *plain)
-{
-    char *b64 = users_seal(key, user_id, field, plain);
-    json_t *j = json_string(b64);
-    free(b64);
-    return j;
-}
-
 void api_users_register(es_http_req_t *r, const struct api_principal *who)
 {
     static const char *const allowed[] = {"email", "password", "name", "role", "phone", NULL};
     (void)who;
-    if (ready_or_reply(r))
+    struct api_users *u = ready_or_reply(r);
+    if (!u)
         return;
     json_t *body = api_json_body_or_reply(r);
     char *hash = NULL;
@@ -266,7 +298,7 @@ void api_users_register(es_http_req_t *r, const struct api_principal *who)
     }
 
     char index[USERS_INDEX_HEX_LEN], user_id[ES_UUID_LEN];
-    users_blind_index(users.index_key, email, index);
+    users_blind_index(u->index_key, email, index);
     users_user_id(index, user_id);
     if (key_get_or_make(r, user_id, key, &err)) {
         es_error("user key store: %s", err.msg);
@@ -279,10 +311,10 @@ void api_users_register(es_http_req_t *r, const struct api_principal *who)
     }
     json_t *fields =
         json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o}", "user_id", user_id, "email_index", index,
-                  "role", role, "email_enc", sealed(key, user_id, "email", email), "name_enc",
-                  sealed(key, user_id, "name", name), "phone_enc",
-                  *phone ? sealed(key, user_id, "phone", phone) : json_null(), "password_hash_enc",
-                  sealed(key, user_id, "password_hash", hash));
+                  "role", role, "email_enc", users_seal_json(key, user_id, "email", email),
+                  "name_enc", users_seal_json(key, user_id, "name", name), "phone_enc",
+                  *phone ? users_seal_json(key, user_id, "phone", phone) : json_null(),
+                  "password_hash_enc", users_seal_json(key, user_id, "password_hash", hash));
     /* the registrant acts for itself */
     struct api_principal actor;
     memset(&actor, 0, sizeof actor);
@@ -371,7 +403,7 @@ static void run_get(es_http_req_t *r, const struct api_principal *who)
 void api_users_get(es_http_req_t *r, const struct api_principal *who)
 {
     const char *user_id = path_user_or_reply(r);
-    if (!user_id || self_or_admin_or_reply(r, who, user_id) || ready_or_reply(r))
+    if (!user_id || self_or_admin_or_reply(r, who, user_id) || !ready_or_reply(r))
         return;
     api_query_at_position(r, who, USERS_CTX, "users_accounts", run_get);
 }
@@ -381,7 +413,7 @@ void api_users_get(es_http_req_t *r, const struct api_principal *who)
 void api_users_forget(es_http_req_t *r, const struct api_principal *who)
 {
     const char *user_id = path_user_or_reply(r);
-    if (!user_id || self_or_admin_or_reply(r, who, user_id) || ready_or_reply(r))
+    if (!user_id || self_or_admin_or_reply(r, who, user_id) || !ready_or_reply(r))
         return;
     /* the key first: once it is gone the data is unreadable whatever happens next; a failed
      * send is retried by the client (DELETE is idempotent, so is ForgetUser) */
@@ -401,7 +433,7 @@ void api_users_forget(es_http_req_t *r, const struct api_principal *who)
 void api_vendors_approve(es_http_req_t *r, const struct api_principal *who)
 {
     const char *user_id = path_user_or_reply(r);
-    if (!user_id || ready_or_reply(r))
+    if (!user_id || !ready_or_reply(r))
         return;
     api_command_send(r, who, USERS_CTX, USERS_NS "ApproveVendor", user_id,
                      json_pack("{s:s}", "user_id", user_id), NULL);
@@ -411,7 +443,7 @@ void api_users_change_role(es_http_req_t *r, const struct api_principal *who)
 {
     static const char *const allowed[] = {"role", NULL};
     const char *user_id = path_user_or_reply(r);
-    if (!user_id || ready_or_reply(r))
+    if (!user_id || !ready_or_reply(r))
         return;
     json_t *body = api_json_body_or_reply(r);
     if (!body || only_keys_or_reply(r, body, allowed))
@@ -471,7 +503,8 @@ void api_auth_token(es_http_req_t *r, const struct api_principal *who)
 {
     static const char *const allowed[] = {"email", "password", NULL};
     (void)who;
-    if (ready_or_reply(r))
+    struct api_users *u = ready_or_reply(r);
+    if (!u)
         return;
     json_t *body = api_json_body_or_reply(r);
     json_t *rows = NULL;
@@ -489,12 +522,12 @@ void api_auth_token(es_http_req_t *r, const struct api_principal *who)
         reply_bad_login(r); /* no hint which part was wrong */
         goto out;
     }
-    users_blind_index(users.index_key, email, index);
+    users_blind_index(u->index_key, email, index);
     es_http_client_ip(r, ip_key + 3, sizeof ip_key - 3);
     snprintf(email_key + 3, sizeof email_key - 3, "%s", index);
     double now = es_mono_s();
-    long wait_ip = api_ratelimit_check(users.by_ip, ip_key, now);
-    long wait_em = api_ratelimit_check(users.by_email, email_key, now);
+    long wait_ip = api_ratelimit_check(u->by_ip, ip_key, now);
+    long wait_em = api_ratelimit_check(u->by_email, email_key, now);
     if (wait_ip || wait_em) {
         reply_limited(r, wait_ip > wait_em ? wait_ip : wait_em);
         goto out;
@@ -516,13 +549,13 @@ void api_auth_token(es_http_req_t *r, const struct api_principal *who)
         goto out;
     }
     if (!ok) {
-        api_ratelimit_charge(users.by_ip, ip_key, now);
-        api_ratelimit_charge(users.by_email, email_key, now);
+        api_ratelimit_charge(u->by_ip, ip_key, now);
+        api_ratelimit_charge(u->by_email, email_key, now);
         es_info("failed login from %s", ip_key + 3);
         reply_bad_login(r);
         goto out;
     }
-    api_ratelimit_reset(users.by_email, email_key);
+    api_ratelimit_reset(u->by_email, email_key);
     if (strcmp(status, "active") != 0) { /* a vendor waiting for approval */
         reply_bad_login(r);
         goto out;
@@ -535,7 +568,7 @@ void api_auth_token(es_http_req_t *r, const struct api_principal *who)
     snprintf(pr.role, sizeof pr.role, "%s", role ? role : "");
     if (role && !strcmp(role, "vendor") && vendor)
         snprintf(pr.vendor_id, sizeof pr.vendor_id, "%s", vendor);
-    char *token = api_jwt_mint(users.signer, &pr, USERS_TOKEN_TTL, 0, &err);
+    char *token = api_jwt_mint(u->signer, &pr, USERS_TOKEN_TTL, 0, &err);
     if (!token) {
         es_error("token for user '%s' not minted: %s", pr.sub, err.msg);
         api_reply_problem(r, 500, NULL, NULL, "no token could be issued");
@@ -548,5 +581,99 @@ void api_auth_token(es_http_req_t *r, const struct api_principal *who)
     free(token);
 out:
     json_decref(rows);
+    json_decref(body);
+}
+
+/* ---- POST /internal/users/{id}/contact: the narrow, audited open call ---- */
+
+/* Whether the request carries the caller's credential (X-Service-Credential), compared in
+ * constant time through a hash of each side. */
+static bool caller_is_notifications(es_http_req_t *r, const struct api_users *u)
+{
+    char *given = es_http_header_dup(r, "X-Service-Credential");
+    bool ok = false;
+    if (given && u->open_secret && *u->open_secret) {
+        unsigned char a[crypto_generichash_BYTES], b[crypto_generichash_BYTES];
+        crypto_generichash(a, sizeof a, (const unsigned char *)given, strlen(given), NULL, 0);
+        crypto_generichash(b, sizeof b, (const unsigned char *)u->open_secret,
+                           strlen(u->open_secret), NULL, 0);
+        ok = sodium_memcmp(a, b, sizeof a) == 0;
+    }
+    if (given) {
+        sodium_memzero(given, strlen(given));
+        free(given);
+    }
+    return ok;
+}
+
+static void audit(const char *user_id, const char *purpose, const char *outcome)
+{
+    es_log_kv(ES_LOG_INFO, NULL,
+              ES_F("audit", "contact_open", "caller", OPEN_CALLER, "user_id", user_id, "purpose",
+                   purpose, "outcome", outcome),
+              "audit: contact of user '%s' asked by '%s' for '%s': %s", user_id, OPEN_CALLER,
+              purpose, outcome);
+}
+
+/* Opens the sealed fields of body into out; -1 when one does not open with key. */
+static int open_contact(json_t *out, const json_t *body, const unsigned char key[USERS_KEY_BYTES],
+                        const char *user_id)
+{
+    return open_into(out, "email", body, "email_enc", key, user_id) ||
+                   open_into(out, "phone", body, "phone_enc", key, user_id)
+               ? -1
+               : 0;
+}
+
+void api_users_open_contact(es_http_req_t *r, const struct api_principal *who)
+{
+    static const char *const allowed[] = {"purpose", "email_enc", "phone_enc", NULL};
+    (void)who;
+    struct api_users *u = users_of(r);
+    if (!u || !api_context_enabled(es_http_app(r), USERS_CTX) || !u->open_secret) {
+        api_reply_problem(r, 503, NULL, NULL, "the users service is not configured");
+        return;
+    }
+    if (!caller_is_notifications(r, u)) {
+        es_http_add_header(r, "WWW-Authenticate", "X-Service-Credential");
+        api_reply_problem(r, 401, "urn:eventshop:problem:invalid_credentials", NULL,
+                          "a service credential is required");
+        return;
+    }
+    const char *user_id = path_user_or_reply(r);
+    json_t *body = user_id ? api_json_body_or_reply(r) : NULL;
+    unsigned char key[USERS_KEY_BYTES];
+    if (!body || only_keys_or_reply(r, body, allowed))
+        goto out;
+    const char *purpose = str_field_or_reply(r, body, "purpose", 1);
+    if (!purpose)
+        goto out;
+    if (!*purpose || utf8_len(purpose) > OPEN_PURPOSE_MAX) {
+        api_reply_problem(r, 422, NULL, "purpose", "purpose: must be 1 to %d characters",
+                          OPEN_PURPOSE_MAX);
+        goto out;
+    }
+    es_err_t err = ES_ERR_INIT;
+    int got = key_get(r, user_id, key, &err);
+    json_t *opened = json_object();
+    if (got < 0) {
+        es_error("user key store: %s", err.msg);
+        api_reply_problem(r, 503, NULL, NULL, "the key store is unavailable");
+    } else if (got == 0) {
+        audit(user_id, purpose, "forgotten");
+        api_reply_problem(r, 410, "urn:eventshop:problem:user_forgotten", "user_id",
+                          "user '%s' was forgotten", user_id);
+    } else if (open_contact(opened, body, key, user_id)) {
+        audit(user_id, purpose, "unreadable");
+        api_reply_problem(r, 422, NULL, NULL, "a sealed field does not open with the user's key");
+    } else {
+        audit(user_id, purpose, "opened");
+        es_http_add_header(r, "Cache-Control", "no-store");
+        es_http_reply_json(r, 200, opened);
+        opened = NULL;
+    }
+    json_decref(opened);
+out:
+    sodium_memzero(key, sizeof key);
     json_decref(body);
 }

@@ -54,15 +54,6 @@ static char *read_password(const char *path, es_err_t *err)
     return pw;
 }
 
-static json_t *sealed(const unsigned char key[USERS_KEY_BYTES], const char *user_id,
-                      const char *field, const char *plain)
-{
-    char *b64 = users_seal(key, user_id, field, plain);
-    json_t *j = json_string(b64);
-    free(b64);
-    return j;
-}
-
 static int bootstrap(const char *raw_email, const char *pw_file, const char *name, es_err_t *err)
 {
     char email[USERS_EMAIL_MAX + 1], index[USERS_INDEX_HEX_LEN], user_id[ES_UUID_LEN];
@@ -90,14 +81,14 @@ static int bootstrap(const char *raw_email, const char *pw_file, const char *nam
     es_uuid_derive("eventshop-users-bootstrap", user_id, command_id);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    cmd = json_pack("{s:{s:s, s:s, s:s, s:I, s:s, s:s, s:n, s:n}, s:s, s:s, s:o, s:o, s:n, s:o}",
-                    "metadata", "command_id", command_id, "correlation_id", command_id,
-                    "aggregate_id", user_id, "issued_at",
-                    (json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, "actor", "bootstrap",
-                    "actor_role", "admin", "actor_vendor", "expected_version", "user_id", user_id,
-                    "email_index", index, "email_enc", sealed(key, user_id, "email", email),
-                    "name_enc", sealed(key, user_id, "name", name), "phone_enc",
-                    "password_hash_enc", sealed(key, user_id, "password_hash", hash));
+    cmd = json_pack(
+        "{s:{s:s, s:s, s:s, s:I, s:s, s:s, s:n, s:n}, s:s, s:s, s:o, s:o, s:n, s:o}", "metadata",
+        "command_id", command_id, "correlation_id", command_id, "aggregate_id", user_id,
+        "issued_at", (json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, "actor", "bootstrap",
+        "actor_role", "admin", "actor_vendor", "expected_version", "user_id", user_id,
+        "email_index", index, "email_enc", users_seal_json(key, user_id, "email", email),
+        "name_enc", users_seal_json(key, user_id, "name", name), "phone_enc", "password_hash_enc",
+        users_seal_json(key, user_id, "password_hash", hash));
     if (!(sr = sr_client_new(es_env_registry_url(), err)) ||
         !(codec = ev_codec_new(es_env_schema_dir(), sr, err)) ||
         ev_encode(codec, "users.commands", "eventshop.users.BootstrapAdmin", cmd, &buf, &len,

@@ -216,3 +216,12 @@ bool users_password_verify_dummy(const char *password)
         (void)users_password_verify(dummy_hash, password ? password : "");
     return false;
 }
+
+json_t *users_seal_json(const unsigned char key[USERS_KEY_BYTES], const char *user_id,
+                        const char *field, const char *plain)
+{
+    char *b64 = users_seal(key, user_id, field, plain);
+    json_t *j = json_string(b64);
+    free(b64);
+    return j;
+}

@@ -23,6 +23,7 @@
 
 #include "es_err.h"
 #include "es_uuid.h"
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -65,6 +66,9 @@ int users_key_from_hex(const char *hex, unsigned char key[USERS_KEY_BYTES]);
  * (free()). Never fails. */
 char *users_seal(const unsigned char key[USERS_KEY_BYTES], const char *user_id, const char *field,
                  const char *plain);
+/* users_seal as a new JSON string (the codec's bytes mapping), e.g. for a command's field. */
+json_t *users_seal_json(const unsigned char key[USERS_KEY_BYTES], const char *user_id,
+                        const char *field, const char *plain);
 /* Opens a sealed base64 string for (user_id, field); returns the owned plaintext (free(); wipe
  * it if it is a secret) or NULL with err ES_EUNAUTH when it is not valid base64, was sealed with
  * another key, for another user or field, or was altered. */

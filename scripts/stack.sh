@@ -373,8 +373,10 @@ down() {
 # eventshop_keys (table user_keys), reached only by the API and the eventshop-users tool with a
 # user that may SELECT, INSERT and DELETE on that one table. Secrets under $ES_STATE/secrets:
 # mysql-keys.password, users-index.key (the e-mail blind-index HMAC key, 64 hex digits) and
-# admin.password (the first admin's, made once). The API gets them by users_api_env, not through
-# $ES_STATE/env, so handlers and projectors never see them.
+# admin.password (the first admin's, made once), users-open.secret (the notifications' credential
+# for the users context's open call, POST /internal/users/{id}/contact: users_open_secret). The
+# API gets them by users_api_env, not through $ES_STATE/env, so handlers and projectors never see
+# them.
 has_users() { local c; for c in "${CONTEXTS[@]}"; do [ "$c" = users ] && return 0; done; return 1; }
 users_infra_up() {
     has_users || return 0
@@ -382,6 +384,7 @@ users_infra_up() {
     [ -f "$s/mysql-keys.password" ] || (umask 077; openssl rand -hex 24 >"$s/mysql-keys.password")
     [ -f "$s/users-index.key" ] || (umask 077; openssl rand -hex 32 >"$s/users-index.key")
     [ -f "$s/admin.password" ] || (umask 077; openssl rand -base64 24 >"$s/admin.password")
+    users_open_secret
     local pw; pw=$(cat "$s/mysql-keys.password")
     mysql_root <<SQL
 CREATE DATABASE IF NOT EXISTS eventshop_keys CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
@@ -392,11 +395,17 @@ CREATE USER IF NOT EXISTS 'eventshop_keys'@'localhost' IDENTIFIED BY '$pw';
 GRANT SELECT, INSERT, DELETE ON eventshop_keys.user_keys TO 'eventshop_keys'@'127.0.0.1', 'eventshop_keys'@'localhost';
 SQL
 }
+# the open call's credential, shared by the API (the users context) and the notifications
+users_open_secret() {
+    local f=$ES_STATE/secrets/users-open.secret
+    [ -f "$f" ] || (umask 077; openssl rand -hex 32 >"$f")
+}
 users_api_env() {
     has_users || return 0
     export EVENTSHOP_MYSQL_KEYS_USER=eventshop_keys
     export EVENTSHOP_MYSQL_KEYS_PASSWORD_FILE=$ES_STATE/secrets/mysql-keys.password
     export EVENTSHOP_USERS_INDEX_KEY_FILE=$ES_STATE/secrets/users-index.key
+    export EVENTSHOP_USERS_OPEN_SECRET_FILE=$ES_STATE/secrets/users-open.secret
 }
 # the first admin (idempotent): e-mail EVENTSHOP_ADMIN_EMAIL, password in secrets/admin.password
 users_bootstrap_admin() {
@@ -413,27 +422,23 @@ users_bootstrap_admin() {
 # ---------------------------------------------------------------- notifications subscriber
 # Only when "notifications" is in ES_SUBSCRIBERS. It has no handler nor projector, so it is not a
 # context of ES_CONTEXTS: its database eventshop_notifications (sent records) and its user are
-# made here, and topics notifications.* by eventshop-admin. To reach recipients it may also read
-# the users read model (SELECT on eventshop_users, whose tables the users projector creates later)
-# and the per-user keys (SELECT on eventshop_keys.user_keys) to open the sealed e-mail and phone.
-# Password in secrets/mysql-notifications.password; the role gets it by notifications_env only.
+# made here, and topics notifications.* by eventshop-admin. It reads no other context's database:
+# its contacts come from users.events (sealed) and are opened by the API's users open call
+# (EVENTSHOP_USERS_OPEN_URL, credential secrets/users-open.secret). Password in
+# secrets/mysql-notifications.password; the role gets both by notifications_env only.
 has_subscriber() { local s; for s in "${SUBSCRIBERS[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
 notifications_infra_up() {
     has_subscriber notifications || return 0
     local s=$ES_STATE/secrets
     [ -f "$s/mysql-notifications.password" ] || (umask 077; openssl rand -hex 24 >"$s/mysql-notifications.password")
+    users_open_secret
     local pw; pw=$(cat "$s/mysql-notifications.password")
     mysql_root <<SQL
 CREATE DATABASE IF NOT EXISTS eventshop_notifications CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
-CREATE DATABASE IF NOT EXISTS eventshop_users CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
 CREATE USER IF NOT EXISTS 'eventshop_notifications'@'127.0.0.1' IDENTIFIED BY '$pw';
 CREATE USER IF NOT EXISTS 'eventshop_notifications'@'localhost' IDENTIFIED BY '$pw';
 GRANT ALL ON eventshop_notifications.* TO 'eventshop_notifications'@'127.0.0.1', 'eventshop_notifications'@'localhost';
-GRANT SELECT ON eventshop_users.* TO 'eventshop_notifications'@'127.0.0.1', 'eventshop_notifications'@'localhost';
 SQL
-    if has_users; then
-        mysql_root -e "GRANT SELECT ON eventshop_keys.user_keys TO 'eventshop_notifications'@'127.0.0.1', 'eventshop_notifications'@'localhost'"
-    fi
 }
 notifications_topics() {
     has_subscriber notifications || return 0
@@ -442,6 +447,8 @@ notifications_topics() {
 notifications_env() {
     export EVENTSHOP_MYSQL_NOTIFICATIONS_USER=eventshop_notifications
     export EVENTSHOP_MYSQL_NOTIFICATIONS_PASSWORD_FILE=$ES_STATE/secrets/mysql-notifications.password
+    export EVENTSHOP_USERS_OPEN_URL=http://127.0.0.1:$API_PORT
+    export EVENTSHOP_USERS_OPEN_SECRET_FILE=$ES_STATE/secrets/users-open.secret
 }
 
 # ---------------------------------------------------------------- supervision (make up)

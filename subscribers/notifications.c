@@ -20,10 +20,13 @@
  * Fault points (es_fault.h): notify.before_claim, notify.after_claim, notify.after_accept (the
  * window: accepted, not recorded), notify.after_record.
  *
- * Recipients come from the users context: the sealed e-mail and phone of the users read model
- * (eventshop_users.users) opened with the user's key (eventshop_keys.user_keys). The database
- * user EVENTSHOP_MYSQL_NOTIFICATIONS_USER needs SELECT on both tables. Order facts the later
- * events lack (customer, total) are kept from OrderPlaced in table order_facts. */
+ * Recipients: the notifications' own contacts (notify_contacts.h), read from users.events with
+ * the e-mail and phone still sealed, opened one at a time by the users context's audited open
+ * call (EVENTSHOP_USERS_OPEN_URL, credential EVENTSHOP_USERS_OPEN_SECRET(_FILE)): no other
+ * context's database is read, no user key is ever held here. A contact not read yet is waited
+ * for (the batch retried) while the triggering event is younger than
+ * EVENTSHOP_NOTIFY_CONTACT_WAIT_MS (60000). Order facts the later events lack (customer, total)
+ * are kept from OrderPlaced in table order_facts. */
 #include "dm_json.h"
 #include "es_db.h"
 #include "es_env.h"
@@ -32,9 +35,9 @@
 #include "es_mem.h"
 #include "es_metrics.h"
 #include "es_trace.h"
+#include "notify_contacts.h"
 #include "notify_templates.h"
 #include "sb_runtime.h"
-#include "users_crypto.h"
 #include <curl/curl.h>
 #include <openssl/sha.h>
 #include <stdbool.h>
@@ -53,6 +56,8 @@ struct notifications {
     char *sms_url; /* NULL: no SMS */
     char *from;
     long timeout_ms;
+    long long contact_wait_ms;
+    nc_opener_t *opener; /* the users context's open call */
     es_metric_t *m_resent[NT_NONE];
 };
 
@@ -75,6 +80,7 @@ static void notifications_release(void *state)
     if (!n)
         return;
     es_db_close(n->db);
+    nc_opener_free(n->opener);
     if (n->curl)
         curl_easy_cleanup(n->curl);
     free(n->smtp_url);
@@ -86,13 +92,19 @@ static void notifications_release(void *state)
 static void *notifications_init(es_err_t *err)
 {
     struct notifications *n = xcalloc(1, sizeof *n);
-    if (users_crypto_init(err))
+    n->timeout_ms = es_env_long("EVENTSHOP_NOTIFY_TIMEOUT_MS", 10000);
+    n->contact_wait_ms = es_env_long("EVENTSHOP_NOTIFY_CONTACT_WAIT_MS", 60000);
+    if (!(n->opener =
+              nc_opener_new(es_env_str("EVENTSHOP_USERS_OPEN_URL", NULL),
+                            es_env_secret("EVENTSHOP_USERS_OPEN_SECRET"), n->timeout_ms, err)))
         goto fail;
     if (!(n->db = es_db_open("notifications", err)))
         goto fail;
     for (size_t i = 0; i < sizeof ddl / sizeof *ddl; i++)
         if (es_db_exec(n->db, ddl[i], NULL, 0, NULL, err))
             goto fail;
+    if (es_db_exec(n->db, nc_contacts_ddl(), NULL, 0, NULL, err))
+        goto fail;
     /* from here a lost connection is reopened on next use; the batch it broke is redone */
     es_db_set_reconnect(n->db, "mysql");
     if (!(n->curl = curl_easy_init())) {
@@ -103,7 +115,6 @@ static void *notifications_init(es_err_t *err)
     const char *sms = es_env_str("EVENTSHOP_SMS_WEBHOOK_URL", "");
     n->sms_url = *sms ? xstrdup(sms) : NULL;
     n->from = xstrdup(es_env_str("EVENTSHOP_MAIL_FROM", "eventshop <orders@eventshop.local>"));
-    n->timeout_ms = es_env_long("EVENTSHOP_NOTIFY_TIMEOUT_MS", 10000);
     for (int k = 0; k < NT_NONE; k++) {
         char labels[64];
         snprintf(labels, sizeof labels, "kind=\"%s\"", nt_kind_name((nt_kind_t)k));
@@ -178,11 +189,8 @@ static int smtp_send(struct notifications *n, const char *to, const char *msg, b
     curl_easy_setopt(n->curl, CURLOPT_READFUNCTION, on_read);
     curl_easy_setopt(n->curl, CURLOPT_READDATA, &u);
     curl_easy_setopt(n->curl, CURLOPT_UPLOAD, 1L);
-    curl_easy_setopt(n->curl, CURLOPT_TIMEOUT_MS, n->timeout_ms);
-    curl_easy_setopt(n->curl, CURLOPT_NOSIGNAL, 1L);
-    CURLcode cc = curl_easy_perform(n->curl);
     long code = 0;
-    curl_easy_getinfo(n->curl, CURLINFO_RESPONSE_CODE, &code);
+    CURLcode cc = nc_perform(n->curl, n->timeout_ms, &code);
     curl_slist_free_all(rcpt);
     if (cc == CURLE_OK)
         return 0;
@@ -200,84 +208,16 @@ static int sms_send(struct notifications *n, const char *phone, const char *text
     json_t *j = json_pack("{s:s, s:s}", "to", phone, "text", text);
     char *body = json_dumps(j, JSON_COMPACT);
     char hdr[128];
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
     snprintf(hdr, sizeof hdr, "Idempotency-Key: %s", key);
-    h = curl_slist_append(h, hdr);
-    curl_easy_reset(n->curl);
-    curl_easy_setopt(n->curl, CURLOPT_URL, n->sms_url);
-    curl_easy_setopt(n->curl, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(n->curl, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(n->curl, CURLOPT_WRITEFUNCTION, on_discard);
-    curl_easy_setopt(n->curl, CURLOPT_TIMEOUT_MS, n->timeout_ms);
-    curl_easy_setopt(n->curl, CURLOPT_NOSIGNAL, 1L);
-    CURLcode cc = curl_easy_perform(n->curl);
     long code = 0;
-    curl_easy_getinfo(n->curl, CURLINFO_RESPONSE_CODE, &code);
-    curl_slist_free_all(h);
+    CURLcode cc =
+        nc_post_json(n->curl, n->sms_url, hdr, body, n->timeout_ms, on_discard, NULL, &code);
     free(body);
     json_decref(j);
     if (cc != CURLE_OK || code < 200 || code >= 300)
         return es_set(err, ES_EIO, "sms webhook: %s (%ld)",
                       cc != CURLE_OK ? curl_easy_strerror(cc) : "answer", code);
     return 0;
-}
-
-/* --- the users context --------------------------------------------------------------------- */
-
-/* The customer's e-mail and phone (owned, *phone may stay NULL). 1 found, 0 none (unknown,
- * forgotten, unreadable: *why says which), -1 with err (the database). */
-static int contact_of(struct notifications *n, const char *user_id, char **email, char **phone,
-                      const char **why, es_err_t *err)
-{
-    es_db_val_t p[] = {ES_DB_S(user_id)};
-    unsigned char key[USERS_KEY_BYTES];
-    int rc = 0;
-    json_t *keyrows = NULL;
-    json_t *rows = es_db_query(n->db,
-                               "SELECT email_enc, phone_enc, status FROM eventshop_users.users "
-                               "WHERE user_id = ?",
-                               p, 1, err);
-    if (!rows)
-        return -1;
-    const json_t *row = json_array_get(rows, 0);
-    const char *email_enc = dm_str(row, "email_enc");
-    const char *phone_enc = dm_str(row, "phone_enc");
-    *why = "no_address";
-    if (!email_enc)
-        goto out;
-    keyrows = es_db_query(n->db,
-                          "SELECT LOWER(HEX(key_material)) AS k FROM eventshop_keys.user_keys "
-                          "WHERE user_id = ?",
-                          p, 1, err);
-    if (!keyrows) {
-        rc = -1;
-        goto out;
-    }
-    const char *hex = dm_str(json_array_get(keyrows, 0), "k");
-    if (!hex || users_key_from_hex(hex, key)) {
-        *why = "no_key";
-        goto out;
-    }
-    es_err_t oerr = ES_ERR_INIT;
-    *email = users_open(key, user_id, "email", email_enc, &oerr);
-    if (!*email) {
-        *why = "address_unreadable";
-        goto out;
-    }
-    if (phone_enc && *phone_enc)
-        *phone = users_open(key, user_id, "phone", phone_enc, &oerr);
-    rc = 1;
-out:
-    memset(key, 0, sizeof key);
-    if (keyrows) {
-        /* the key's hex text lives in the JSON: wipe it */
-        char *k = (char *)dm_str(json_array_get(keyrows, 0), "k");
-        if (k)
-            memset(k, 0, strlen(k));
-    }
-    json_decref(keyrows);
-    json_decref(rows);
-    return rc;
 }
 
 /* --- handling ------------------------------------------------------------------------------ */
@@ -454,132 +394,183 @@ out:
     return rc;
 }
 
+/* What one notification needs beside its notice: the stored record and order facts, the
+ * opened contact, the rendered message; released by notification_release. */
+struct notification {
+    struct notice c;
+    char key[NT_KEY_LEN], msgid[160], trace_id[ES_TRACE_ID_LEN];
+    json_t *sent, *facts;
+    const json_t *rec, *f; /* the record in sent (NULL: none), the order facts (may be NULL) */
+    char *email, *phone;
+    nt_message_t m;
+};
+
+static void notification_release(struct notification *x)
+{
+    nc_wipe_free(x->email);
+    nc_wipe_free(x->phone);
+    nt_message_release(&x->m);
+    json_decref(x->facts);
+    json_decref(x->sent);
+}
+
+/* Reads the record and the order facts of x (its notice filled); the customer defaults to the
+ * facts'. 0, or -1 with err. */
+static int load_notification(struct notifications *n, struct notification *x, const json_t *event,
+                             es_err_t *err)
+{
+    es_db_val_t pt[] = {ES_DB_S(x->c.trigger)};
+    if (!(x->sent = es_db_query(
+              n->db, "SELECT recipient_hash, channels, message_id FROM sent WHERE event_id = ?", pt,
+              1, err)))
+        return -1;
+    es_db_val_t po[] = {ES_DB_S(x->c.order)};
+    if (!(x->facts = es_db_query(n->db,
+                                 "SELECT customer_id, total_minor, currency FROM order_facts "
+                                 "WHERE order_id = ?",
+                                 po, 1, err)))
+        return -1;
+    x->f = json_array_get(x->facts, 0);
+    x->rec = json_array_get(x->sent, 0);
+    x->c.customer = dm_str(event, "customer_id");
+    if (!x->c.customer || !*x->c.customer)
+        x->c.customer = dm_str(x->f, "customer_id");
+    return 0;
+}
+
+/* The contact of x's customer into x->email / x->phone. 1 to send, 0 when the notification ends
+ * here (its NotificationSent again, or NotificationFailed, emitted), -1 with err. */
+static int find_contact(struct notifications *n, struct notification *x, sb_out_t *out,
+                        es_err_t *err)
+{
+    const struct notice *c = &x->c;
+    const char *why = "unknown_customer";
+    int found = 0;
+    if (c->customer) {
+        char purpose[128];
+        snprintf(purpose, sizeof purpose, "notification %s of event %s", nt_kind_name(c->kind),
+                 c->trigger);
+        long long at = json_integer_value(json_object_get(c->md, "occurred_at"));
+        found = nc_contact_of(n->opener, n->db, c->customer, purpose, now_ms() - at,
+                              n->contact_wait_ms, &x->email, &x->phone, &why, err);
+        if (found < 0)
+            return -1;
+    }
+    /* recorded already, and no SMS left to try: only its NotificationSent again */
+    if (found && !(x->rec && !x->phone))
+        return 1;
+    if (x->rec)
+        emit_recorded(out, c->trigger, c->order, c->customer, c->kind, x->rec);
+    else
+        emit_failed(out, c->trigger, c->order, c->customer, c->kind, why);
+    return 0;
+}
+
+static void render(struct notification *x, const json_t *event)
+{
+    const json_t *total = json_object_get(event, "total_minor");
+    if (!json_is_integer(total))
+        total = json_object_get(x->f, "total_minor");
+    const char *currency = dm_str(event, "currency");
+    nt_facts_t facts = {
+        .order_id = x->c.order,
+        .total_minor = json_is_integer(total) ? json_integer_value(total) : -1,
+        .currency = currency ? currency : dm_str(x->f, "currency"),
+        .tracking_number = dm_str(event, "tracking_number"),
+        .reason = dm_str(event, "reason"),
+    };
+    nt_render(x->c.kind, &facts, &x->m);
+}
+
+/* Texts x's phone when there is one and a webhook; returns the channels notified. */
+static const char *text_phone(struct notifications *n, const struct notification *x)
+{
+    if (!x->phone || !n->sms_url)
+        return "email";
+    es_err_t merr = ES_ERR_INIT;
+    if (sms_send(n, x->phone, x->m.sms, x->key, &merr) != 0) {
+        es_warn("sms for order '%s' not sent: %s", x->c.order, merr.msg);
+        return "email";
+    }
+    es_db_val_t pc[] = {ES_DB_S("email,sms"), ES_DB_S(x->c.trigger)};
+    if (es_db_exec(n->db, "UPDATE sent SET channels = ? WHERE event_id = ?", pc, 2, NULL, &merr))
+        es_warn("sms record of event '%s' not written: %s", x->c.trigger, merr.msg);
+    return "email,sms";
+}
+
+/* Mails (unless recorded) and texts x, then emits NotificationSent. 0, or -1 with err. */
+static int deliver(struct notifications *n, struct notification *x, sb_out_t *out, es_err_t *err)
+{
+    const struct notice *c = &x->c;
+    char hash[65] = "";
+    if (x->rec) {
+        snprintf(hash, sizeof hash, "%s", dm_str(x->rec, "recipient_hash"));
+    } else {
+        int mrc = mail_once(n, c, x->email, &x->m, hash, out, err);
+        if (mrc != 0)
+            return mrc < 0 ? -1 : 0;
+    }
+    const char *channels = text_phone(n, x);
+    const char *kname = nt_kind_name(c->kind);
+    const char *sent_id = x->rec ? dm_str(x->rec, "message_id") : x->msgid; /* as it was mailed */
+    es_log_kv(
+        ES_LOG_INFO, c->trace_id[0] ? c->trace_id : NULL,
+        ES_F("order_id", c->order, "kind", kname, "message_id", sent_id, "event_id", c->trigger),
+        "notification '%s' for order '%s' sent (%s)", kname, c->order, channels);
+    emit_sent(out, c->trigger, c->order, c->customer, c->kind, channels, hash, sent_id);
+    return 0;
+}
+
 /* One notification (see the top of this file). Per (event, template): a record in `sent` means
  * the e-mail was accepted, and it is never sent again; a claim without a record is ambiguous (a
  * crash or a failure after the claim: the server may have accepted the message) and the e-mail
  * is sent again with the same Message-ID, counted as a resend. */
+static int notify(struct notifications *n, struct notification *x, const json_t *event,
+                  sb_out_t *out, es_err_t *err)
+{
+    if (load_notification(n, x, event, err))
+        return -1;
+    /* recorded before a crash or an aborted batch: the e-mail is never sent again; only an SMS
+     * that may not have gone out yet is tried again (the webhook dedupes by its key) */
+    if (x->rec && (!n->sms_url || strstr(dm_str(x->rec, "channels"), "sms"))) {
+        emit_recorded(out, x->c.trigger, x->c.order, x->c.customer, x->c.kind, x->rec);
+        return 0;
+    }
+    int found = find_contact(n, x, out, err);
+    if (found <= 0)
+        return found;
+    render(x, event);
+    return deliver(n, x, out, err);
+}
+
 static int notifications_handle(void *state, const char *event_type, const json_t *event,
                                 const char *traceparent, sb_out_t *out, es_err_t *err)
 {
     struct notifications *n = state;
+    int contact = nc_apply(n->db, event_type, event, err); /* users.events: the contacts */
+    if (contact != 0)
+        return contact < 0 ? -1 : 0;
     const char *short_type = strrchr(event_type, '.') ? strrchr(event_type, '.') + 1 : event_type;
     if (!strcmp(short_type, "OrderPlaced"))
         return remember_order(n, event, err);
     nt_kind_t kind = nt_kind_of(event_type, event);
     if (kind == NT_NONE)
         return 0;
-    const json_t *md = json_object_get(event, "metadata");
-    const char *trigger = dm_str(md, "event_id");
-    const char *order = dm_str(event, "order_id");
-    if (!trigger || !order) {
+    struct notification x = {.c = {.kind = kind}};
+    x.c.md = json_object_get(event, "metadata");
+    x.c.trigger = dm_str(x.c.md, "event_id");
+    x.c.order = dm_str(event, "order_id");
+    if (!x.c.trigger || !x.c.order) {
         sb_out_dead_letter(out, "notifying event without metadata.event_id or order_id");
         return 0;
     }
-    char key[NT_KEY_LEN], msgid[160], hash[65] = "", trace_id[ES_TRACE_ID_LEN];
-    nt_notification_key(trigger, kind, key);
-    nt_message_id(key, msgid, sizeof msgid);
-    es_trace_id(traceparent, trace_id);
-    const char *kname = nt_kind_name(kind);
-    int rc = 0;
-    char *email = NULL, *phone = NULL;
-    nt_message_t m = {0};
-    json_t *facts = NULL, *sent = NULL;
-
-    es_db_val_t pt[] = {ES_DB_S(trigger)};
-    if (!(sent = es_db_query(
-              n->db, "SELECT recipient_hash, channels, message_id FROM sent WHERE event_id = ?", pt,
-              1, err)))
-        return -1;
-    es_db_val_t po[] = {ES_DB_S(order)};
-    if (!(facts = es_db_query(n->db,
-                              "SELECT customer_id, total_minor, currency FROM order_facts "
-                              "WHERE order_id = ?",
-                              po, 1, err))) {
-        rc = -1;
-        goto out;
-    }
-    const json_t *f = json_array_get(facts, 0);
-    const char *customer = dm_str(event, "customer_id");
-    if (!customer || !*customer)
-        customer = dm_str(f, "customer_id");
-    /* recorded before a crash or an aborted batch: the e-mail is never sent again; only an SMS
-     * that may not have gone out yet is tried again (the webhook dedupes by its key) */
-    const json_t *rec = json_array_get(sent, 0);
-    if (rec && (!n->sms_url || strstr(dm_str(rec, "channels"), "sms"))) {
-        emit_recorded(out, trigger, order, customer, kind, rec);
-        goto out;
-    }
-    if (!customer) {
-        if (rec)
-            emit_recorded(out, trigger, order, customer, kind, rec);
-        else
-            emit_failed(out, trigger, order, NULL, kind, "unknown_customer");
-        goto out;
-    }
-    const char *why = NULL;
-    int found = contact_of(n, customer, &email, &phone, &why, err);
-    if (found < 0) {
-        rc = -1;
-        goto out;
-    }
-    if (!found || (rec && !phone)) {
-        if (rec)
-            emit_recorded(out, trigger, order, customer, kind, rec);
-        else
-            emit_failed(out, trigger, order, customer, kind, why);
-        goto out;
-    }
-    const json_t *total = json_object_get(event, "total_minor");
-    if (!json_is_integer(total))
-        total = json_object_get(f, "total_minor");
-    nt_facts_t facts_in = {
-        .order_id = order,
-        .total_minor = json_is_integer(total) ? json_integer_value(total) : -1,
-        .currency = dm_str(event, "currency") ? dm_str(event, "currency") : dm_str(f, "currency"),
-        .tracking_number = dm_str(event, "tracking_number"),
-        .reason = dm_str(event, "reason"),
-    };
-    nt_render(kind, &facts_in, &m);
-    const char *channels = "email";
-    struct notice ctx = {trigger, order, customer, kind, md, msgid, trace_id};
-    if (rec) {
-        snprintf(hash, sizeof hash, "%s", dm_str(rec, "recipient_hash"));
-    } else {
-        int mrc = mail_once(n, &ctx, email, &m, hash, out, err);
-        if (mrc != 0) {
-            rc = mrc < 0 ? -1 : 0;
-            goto out;
-        }
-    }
-    if (phone && n->sms_url) {
-        es_err_t merr = ES_ERR_INIT;
-        if (sms_send(n, phone, m.sms, key, &merr) == 0) {
-            channels = "email,sms";
-            es_db_val_t pc[] = {ES_DB_S(channels), ES_DB_S(trigger)};
-            if (es_db_exec(n->db, "UPDATE sent SET channels = ? WHERE event_id = ?", pc, 2, NULL,
-                           &merr))
-                es_warn("sms record of event '%s' not written: %s", trigger, merr.msg);
-        } else {
-            es_warn("sms for order '%s' not sent: %s", order, merr.msg);
-        }
-    }
-    const char *sent_id = rec ? dm_str(rec, "message_id") : msgid; /* as the e-mail had it */
-    es_log_kv(ES_LOG_INFO, trace_id[0] ? trace_id : NULL,
-              ES_F("order_id", order, "kind", kname, "message_id", sent_id, "event_id", trigger),
-              "notification '%s' for order '%s' sent (%s)", kname, order, channels);
-    emit_sent(out, trigger, order, customer, kind, channels, hash, sent_id);
-out:
-    if (email) {
-        memset(email, 0, strlen(email));
-        free(email);
-    }
-    if (phone) {
-        memset(phone, 0, strlen(phone));
-        free(phone);
-    }
-    nt_message_release(&m);
-    json_decref(facts);
-    json_decref(sent);
+    nt_notification_key(x.c.trigger, kind, x.key);
+    nt_message_id(x.key, x.msgid, sizeof x.msgid);
+    es_trace_id(traceparent, x.trace_id);
+    x.c.msgid = x.msgid;
+    x.c.trace_id = x.trace_id;
+    int rc = notify(n, &x, event, out, err);
+    notification_release(&x);
     return rc;
 }
 
@@ -596,8 +587,9 @@ static int notifications_tick(void *state, long long now_ms, sb_out_t *out, es_e
     return 0;
 }
 
+/* users.events: the contacts (notify_contacts.h), from the beginning on the first start */
 static const char *const notifications_topics[] = {"orders.events", "payments.events",
-                                                   "shipping.events", NULL};
+                                                   "shipping.events", "users.events", NULL};
 
 const sb_subscriber_t sb_notifications = {
     .name = "notifications",

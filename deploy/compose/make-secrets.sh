@@ -25,6 +25,8 @@ if [ ! -f "$d/jwt-private.pem" ]; then
 fi
 # the e-mail blind-index HMAC key of the users context (64 hex digits)
 [ -f "$d/users-index.key" ] || openssl rand -hex 32 >"$d/users-index.key"
+# the credential of the users context's open call (the API and the notifications subscriber)
+[ -f "$d/users-open.key" ] || openssl rand -hex 32 >"$d/users-open.key"
 # the key the test gateway expects (compose only: put the real gateway's key here for real use)
 [ -f "$d/gateway.key" ] || echo "sk_test_$(openssl rand -hex 16)" >"$d/gateway.key"
 chmod 700 "$d"

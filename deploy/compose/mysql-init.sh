@@ -21,5 +21,5 @@ q "CREATE DATABASE IF NOT EXISTS eventshop_keys CHARACTER SET utf8mb4 COLLATE ut
 pw=$(cat /run/secrets/mysql_order_saga)
 q "CREATE DATABASE IF NOT EXISTS eventshop_order_saga CHARACTER SET utf8mb4 COLLATE utf8mb4_bin; CREATE USER IF NOT EXISTS 'eventshop_order_saga'@'%' IDENTIFIED BY '$pw'; ALTER USER 'eventshop_order_saga'@'%' IDENTIFIED BY '$pw'; GRANT ALL ON eventshop_order_saga.* TO 'eventshop_order_saga'@'%';"
 pw=$(cat /run/secrets/mysql_notifications)
-q "CREATE DATABASE IF NOT EXISTS eventshop_notifications CHARACTER SET utf8mb4 COLLATE utf8mb4_bin; CREATE USER IF NOT EXISTS 'eventshop_notifications'@'%' IDENTIFIED BY '$pw'; ALTER USER 'eventshop_notifications'@'%' IDENTIFIED BY '$pw'; GRANT ALL ON eventshop_notifications.* TO 'eventshop_notifications'@'%'; CREATE DATABASE IF NOT EXISTS eventshop_users CHARACTER SET utf8mb4 COLLATE utf8mb4_bin; GRANT SELECT ON eventshop_users.* TO 'eventshop_notifications'@'%'; GRANT SELECT ON eventshop_keys.user_keys TO 'eventshop_notifications'@'%';"
+q "CREATE DATABASE IF NOT EXISTS eventshop_notifications CHARACTER SET utf8mb4 COLLATE utf8mb4_bin; CREATE USER IF NOT EXISTS 'eventshop_notifications'@'%' IDENTIFIED BY '$pw'; ALTER USER 'eventshop_notifications'@'%' IDENTIFIED BY '$pw'; GRANT ALL ON eventshop_notifications.* TO 'eventshop_notifications'@'%';"
 echo mysql-init: ok

@@ -22,7 +22,7 @@ TOPIC_KINDS = {  # runtime/admin_main.c and DESIGN.md §2
     "changelog": {"cleanup.policy": "compact"},
     "results": {"retention.ms": 604800000},
 }
-SUB_OPTIONS = {"singleton", "ha", "topics", "mysql", "users-ro", "context-ro", "gateway", "carrier", "sms", "smtp", "reader"}
+SUB_OPTIONS = {"singleton", "ha", "topics", "mysql", "users-open", "context-ro", "gateway", "carrier", "sms", "smtp", "reader"}
 # Kafka access, for the prod overlay's KafkaUsers (their ACLs): `events=a,b` (reads the events of
 # contexts a and b), `commands=a,b` (sends commands to contexts a and b), `reader` (reads
 # partitions outside its group, es_kafka_read_partition); deploy/contexts: `views=a,b` (the
@@ -195,6 +195,12 @@ def subscriber(name, opts):
         c["env"] += db_env(name, "ro")
         vols.append({"name": "mysql", "secret": {"secretName": f"eventshop-mysql-{name}", "items": [{"key": "ro-password", "path": "ro-password"}]}})
         c["volumeMounts"].append({"name": "mysql", "mountPath": f"/var/run/secrets/eventshop/mysql-{name}", "readOnly": True})
+    if "users-open" in opts:  # the users context's open call (api/api_users.c): the API's Service
+        tmpl["metadata"]["labels"]["eventshop.io/users-open-client"] = "true"
+        c["env"] += [{"name": "EVENTSHOP_USERS_OPEN_URL", "value": "http://eventshop-api:8080"},
+                     {"name": "EVENTSHOP_USERS_OPEN_SECRET_FILE", "value": "/var/run/secrets/eventshop/users-open/open-secret"}]
+        vols.append({"name": "users-open", "secret": {"secretName": "eventshop-users", "items": [{"key": "open-secret", "path": "open-secret"}]}})
+        c["volumeMounts"].append({"name": "users-open", "mountPath": "/var/run/secrets/eventshop/users-open", "readOnly": True})
     if "gateway" in opts:  # the key only as a mounted file, never an env value
         c["env"].append({"name": "EVENTSHOP_PAYMENTS_SECRET_KEY_FILE", "value": "/var/run/secrets/eventshop/gateway/api-key"})
         vols.append({"name": "gateway", "secret": {"secretName": "eventshop-gateway", "items": [{"key": "api-key", "path": "api-key"}]}})
@@ -225,6 +231,12 @@ def subscriber(name, opts):
                      "spec": {"podSelector": {"matchLabels": sel}, "policyTypes": ["Egress"],
                               "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"]}}],
                                           "ports": [{"protocol": "TCP", "port": p} for p in ports]}]}})
+    if "users-open" in opts:  # to the API's port, which lets it in (users_open_ingress)
+        docs.append({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                     "metadata": {"name": f"eventshop-subscriber-{name}-users-open", "labels": labels("subscriber", name)},
+                     "spec": {"podSelector": {"matchLabels": sel}, "policyTypes": ["Egress"],
+                              "egress": [{"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "eventshop-api"}}}],
+                                          "ports": [{"protocol": "TCP", "port": 8080}]}]}})
     docs.append({"apiVersion": "kafka.strimzi.io/v1beta2", "kind": "KafkaTopic",
                  "metadata": {"name": f"{name}.deadletter", "labels": {"strimzi.io/cluster": KAFKA, "eventshop.io/subscriber": name}},
                  "spec": {"topicName": f"{name}.deadletter", "partitions": PARTITIONS, "replicas": 1,
@@ -278,10 +290,7 @@ def mysql_init(ctxs, subs, root="/secrets/root/password", sec=lambda c, k: f"/se
                   f'q "CREATE DATABASE IF NOT EXISTS {u} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;'
                   f" CREATE USER IF NOT EXISTS '{u}'@'%' IDENTIFIED BY '$pw';"
                   f" ALTER USER '{u}'@'%' IDENTIFIED BY '$pw';"
-                  f" GRANT ALL ON {u}.* TO '{u}'@'%';"
-                  + (f" CREATE DATABASE IF NOT EXISTS eventshop_users CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;"
-                     f" GRANT SELECT ON eventshop_users.* TO '{u}'@'%';"
-                     f" GRANT SELECT ON eventshop_keys.user_keys TO '{u}'@'%';" if "users-ro" in opts else "") + '"']
+                  f" GRANT ALL ON {u}.* TO '{u}'@'%';\""]
     if backup:  # every database above, for mariadb-dump --single-transaction (deploy/base/backup.yaml)
         dbs = [f"eventshop_{c}" for c in ctxs] + ["eventshop_keys"] + [sub_db(n) for n, opts in subs if "mysql" in opts]
         lines += [f'bpw=$(cat {subsec("backup")})',
@@ -305,6 +314,13 @@ def k8s(ctxs, subs):
         if "context-ro" in opts and n not in ctxs:
             sys.exit(f"gen.py: deploy/subscribers: '{n}' has context-ro but no context '{n}' in deploy/contexts")
         docs += subscriber(n, opts)
+    if any("users-open" in opts for _, opts in subs):
+        # the API's port to the callers of the users open call (the Ingress routes /v1 only)
+        docs.append({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                     "metadata": {"name": "eventshop-api-users-open-ingress"},
+                     "spec": {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "eventshop-api"}}, "policyTypes": ["Ingress"],
+                              "ingress": [{"from": [{"podSelector": {"matchLabels": {"eventshop.io/users-open-client": "true"}}}],
+                                           "ports": [{"protocol": "TCP", "port": 8080}]}]}})
     docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "eventshop-mysql-init"}, "data": {"init.sh": mysql_init(ctxs, subs)}})
     dbsubs = [n for n, opts in subs if "mysql" in opts] + ["keys", "backup"]
     # what the API, the init Job and the schema Job need per context: patched in by name; the API
@@ -472,7 +488,7 @@ def main():
     write(os.path.join(out, "deploy/base/generated/patches.yaml"), dump(patches))
     # prod: every Secret template is replaced by an ExternalSecret (external-secrets.io)
     secrets = {"eventshop-mysql-root": ["password"], "eventshop-jwt": ["public.pem", "private.pem"],
-               "eventshop-users": ["index-key"], "eventshop-gateway": ["api-key"], "eventshop-mysql-keys": ["password"],
+               "eventshop-users": ["index-key", "open-secret"], "eventshop-gateway": ["api-key"], "eventshop-mysql-keys": ["password"],
                "eventshop-mysql-backup": ["password"]}
     secrets.update({f"eventshop-mysql-{c}": ["rw-password", "ro-password"] for c in ctxs})
     secrets.update({f"eventshop-mysql-{n}": ["password"] for n, opts in subs if "mysql" in opts})
@@ -522,6 +538,9 @@ def main():
             env.append("EVENTSHOP_SMS_WEBHOOK_URL: http://test-carrier:8091/sms"); deps.append("test-carrier")
         if "smtp" in opts:
             env.append("EVENTSHOP_SMTP_URL: smtp://smtp:1025"); deps.append("smtp")
+        if "users-open" in opts:  # the API serves the users context's open call
+            env += ["EVENTSHOP_USERS_OPEN_URL: http://api:8080", "EVENTSHOP_USERS_OPEN_SECRET_FILE: /run/secrets/users_open_secret"]
+            sec.append("users_open_secret")
         if "context-ro" in opts:
             N = n.upper().replace("-", "_")
             env += [f"EVENTSHOP_MYSQL_{N}_USER: eventshop_{n}_ro", f"EVENTSHOP_MYSQL_{N}_PASSWORD_FILE: /run/secrets/mysql_{n}_ro"]

@@ -109,6 +109,10 @@ MATRIX = [
     ("POST", "/v1/vendors/{pending}/approval", "admin", 200, None),
     ("POST", "/v1/vendors/{cust3}/approval", "admin", 409, None),  # not a vendor
     ("POST", "/v1/vendors/{nouser}/approval", "admin", 404, None),
+    # -- the users open call: the notifications service's credential only, never a token
+    ("POST", "/internal/users/{nouser}/contact", "anon", 401, None),
+    ("POST", "/internal/users/{nouser}/contact", "customer", 401, None),
+    ("POST", "/internal/users/{nouser}/contact", "admin", 401, None),
     ("POST", "/v1/auth/token", "anon", 200, LOGIN),
     ("POST", "/v1/auth/token", "vendor_other", 200, LOGIN),
     ("DELETE", "/v1/users/{cust3}", "anon", 401, None),
@@ -335,5 +339,6 @@ def test_authz(api_url, world, method, path, actor, expected, body):
         f"  expected {expected}, got {r.status_code}: {r.text[:400]}")
     if expected in (401, 403, 404, 409, 410):
         assert r.headers.get("Content-Type", "").startswith("application/problem+json"), r.headers
-    if expected == 401:
-        assert r.headers.get("WWW-Authenticate", "").startswith("Bearer")
+    if expected == 401:  # a token's challenge; the internal open call's is its service credential
+        scheme = "X-Service-Credential" if path.startswith("/internal/") else "Bearer"
+        assert r.headers.get("WWW-Authenticate", "").startswith(scheme)
