@@ -187,6 +187,11 @@ out:
 
 json_t *api_json_body_or_reply(es_http_req_t *r)
 {
+    return api_json_body_nested_or_reply(r, API_MAX_DEPTH);
+}
+
+json_t *api_json_body_nested_or_reply(es_http_req_t *r, int max_depth)
+{
     char *ct = es_http_header_dup(r, "Content-Type");
     bool ok = api_is_json_type(ct);
     free(ct);
@@ -197,7 +202,7 @@ json_t *api_json_body_or_reply(es_http_req_t *r)
     size_t len = 0;
     const char *body = es_http_body(r, &len);
     struct api_verr e = {0};
-    json_t *v = api_parse_body(body, len, API_MAX_BODY, API_MAX_DEPTH, &e);
+    json_t *v = api_parse_body(body, len, API_MAX_BODY, max_depth, &e);
     if (!v)
         api_reply_verr(r, &e);
     return v;
