@@ -34,6 +34,7 @@ struct api_app {
     void *verifier;         /* api_auth's, from jwt.h */
     char contexts[API_MAX_CONTEXTS][32];
     size_t n_contexts;
+    bool sealing; /* the personal-field crypto is ready (users_crypto_init): orders can seal */
 };
 
 /* Per loop thread: a DB connection per served context (same index as app->contexts), each

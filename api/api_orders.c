@@ -13,7 +13,6 @@
 #include "es_uuid.h"
 #include "users_crypto.h"
 #include "users_keys.h"
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,18 +25,6 @@
 #define MAX_QTY    1000
 #define SKU_MAX    64
 #define ADDR_MAX   200
-
-static pthread_once_t crypto_once = PTHREAD_ONCE_INIT;
-static int crypto_ready;
-
-static void crypto_init(void)
-{
-    es_err_t err = ES_ERR_INIT;
-    if (users_crypto_init(&err) == 0)
-        crypto_ready = 1;
-    else
-        es_error("orders: sealing disabled: %s", err.msg);
-}
 
 /* customer_id's key, made now if it has none: 0, or -1 with err */
 static int customer_key(es_http_req_t *r, const char *customer_id,
@@ -135,9 +122,9 @@ void api_orders_post(es_http_req_t *r, const struct api_principal *who)
         api_reply_verr(r, &e);
         goto out;
     }
-    pthread_once(&crypto_once, crypto_init);
+    struct api_app *app = es_http_app(r);
     es_err_t err = ES_ERR_INIT;
-    if (!crypto_ready || customer_key(r, who->sub, key, &err) != 0) {
+    if (!app->sealing || customer_key(r, who->sub, key, &err) != 0) {
         api_reply_problem(r, 503, NULL, NULL, "the customer key store is unavailable");
         goto out;
     }
