@@ -4,8 +4,9 @@
 #            eventshop-subscriber; the role is the command, e.g. `eventshop-handler catalog`
 #     tools  eventshop-admin (topics), eventshop-users (bootstrap-admin: the first admin),
 #            eventshop-token (mints a bearer token), eventshop-avro (decodes a framed message)
-#   target `test`: the stand-ins eventshop-test-gateway and eventshop-test-carrier, for the local
-#     compose run only (docker-compose.yml's test-gateway and test-carrier), never in production
+#   target `test`: the stand-ins eventshop-test-gateway and eventshop-test-carrier (tests/stand-ins/),
+#     for the local compose run only (docker-compose.yml's test-gateway and test-carrier), never in
+#     production
 # In neither: eventshop-bench-raw (bench/, `make bench`) and the unit-test executables (tests/).
 # tests/deploy/test_image.py checks these lists against every add_executable of the CMake files.
 #   docker build -t eventshop:dev .
@@ -38,7 +39,7 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo \
       /build/subscribers/eventshop-subscriber /build/runtime/eventshop-admin \
       /build/api/eventshop-users /build/api/eventshop-token /build/events/eventshop-avro \
  && install -m 0755 -t /out/test \
-      /build/subscribers/eventshop-test-gateway /build/subscribers/eventshop-test-carrier \
+      /build/tests/stand-ins/eventshop-test-gateway /build/tests/stand-ins/eventshop-test-carrier \
  && strip --strip-debug /out/bin/* /out/test/*
 
 # what both images share: the linked libraries, the schemas, the user, the healthcheck

@@ -35,6 +35,7 @@ struct api_app {
     char contexts[API_MAX_CONTEXTS][32];
     size_t n_contexts;
     struct api_users *users; /* api_users.c's state (api_users_new, after the contexts) */
+    bool sealing; /* the personal-field crypto is ready (users_crypto_init): orders can seal */
 };
 
 /* Per loop thread: a DB connection per served context (same index as app->contexts), each
@@ -126,8 +127,10 @@ void api_command_send(es_http_req_t *r, const struct api_principal *who, const c
                       const char *created_location);
 
 /* The request's JSON body (new reference) after checking Content-Type (415) and parsing it
- * strictly (400/413); NULL when it already answered. */
+ * strictly (400/413, nesting up to API_MAX_DEPTH); NULL when it already answered. */
 json_t *api_json_body_or_reply(es_http_req_t *r);
+/* The same for a body nested up to max_depth levels (e.g. 3: body > lines > line). */
+json_t *api_json_body_nested_or_reply(es_http_req_t *r, int max_depth);
 /* The {sku} path parameter (borrowed); answers 404 and returns NULL if it cannot be a sku. */
 const char *api_path_sku_or_reply(es_http_req_t *r);
 
@@ -159,6 +162,9 @@ json_t *api_query(es_http_req_t *r, const char *ctx, const char *sql, const es_d
  * with Retry-After. */
 json_t *api_query_or_reply(es_http_req_t *r, const char *ctx, const char *sql,
                            const es_db_val_t *params, size_t n);
+
+/* ?limit= (api_parse_limit: 50 when absent, 1-200), or -1 after answering 400. */
+int api_query_limit_or_reply(es_http_req_t *r);
 
 /* Handler families. */
 void api_products_get(es_http_req_t *r, const struct api_principal *who);

@@ -17,22 +17,6 @@
 #define MAX_QUANTITY 1000000
 #define ORDER_ID_MAX 128
 
-/* Checks that body has only the allowed keys (NULL-terminated). 0 or -1 with e (422). */
-static int only_fields(const json_t *body, const char *const *allowed, struct api_verr *e)
-{
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)body, k, v)
-    {
-        bool ok = false;
-        for (const char *const *a = allowed; *a && !ok; a++)
-            ok = !strcmp(*a, k);
-        if (!ok)
-            return api_verr_set(e, 422, k, "unknown field '%.64s'", k);
-    }
-    return 0;
-}
-
 /* body[key] as an integer in lo..hi (0 excluded when nonzero). 0 or -1 with e (422). */
 static int int_field(const json_t *body, const char *key, long long lo, long long hi, bool nonzero,
                      long long *out, struct api_verr *e)
@@ -69,78 +53,85 @@ static const char *order_id_field(const json_t *body, struct api_verr *e)
     return s;
 }
 
-/* the sku and the parsed body, or NULL after answering */
-static json_t *sku_and_body_or_reply(es_http_req_t *r, const char **sku)
+/* A stock command's fields from its body (borrowed) and the path's sku, as a new object, or NULL
+ * with e (422); a creating command writes its resource's URL to location. Pure. */
+typedef json_t *(*stock_fields_fn)(const json_t *body, const char *sku, struct api_verr *e,
+                                   char *location, size_t cap);
+
+static json_t *receipt_fields(const json_t *body, const char *sku, struct api_verr *e,
+                              char *location, size_t cap)
 {
-    *sku = api_path_sku_or_reply(r);
-    return *sku ? api_json_body_or_reply(r) : NULL;
+    (void)location, (void)cap;
+    long long q = 0;
+    if (int_field(body, "quantity", 1, MAX_QUANTITY, false, &q, e))
+        return NULL;
+    return json_pack("{s:s, s:I}", "sku", sku, "quantity", (json_int_t)q);
+}
+
+static json_t *adjustment_fields(const json_t *body, const char *sku, struct api_verr *e,
+                                 char *location, size_t cap)
+{
+    (void)location, (void)cap;
+    long long delta = 0;
+    const char *reason = json_string_value(json_object_get(body, "reason"));
+    if (int_field(body, "delta", -MAX_QUANTITY, MAX_QUANTITY, true, &delta, e))
+        return NULL;
+    if (!reason ||
+        (strcmp(reason, "count") && strcmp(reason, "damage") && strcmp(reason, "return"))) {
+        api_verr_set(e, 422, "reason", "reason must be count, damage or return");
+        return NULL;
+    }
+    return json_pack("{s:s, s:I, s:s}", "sku", sku, "delta", (json_int_t)delta, "reason", reason);
+}
+
+static json_t *reservation_fields(const json_t *body, const char *sku, struct api_verr *e,
+                                  char *location, size_t cap)
+{
+    long long q = 0;
+    const char *order = order_id_field(body, e);
+    if (!order || int_field(body, "quantity", 1, MAX_QUANTITY, false, &q, e))
+        return NULL;
+    snprintf(location, cap, "/v1/inventory/%s/reservations/%s", sku, order);
+    return json_pack("{s:s, s:s, s:I}", "sku", sku, "order_id", order, "quantity", (json_int_t)q);
+}
+
+/* The command of the path's sku whose body has only the allowed fields (NULL-terminated) and
+ * whose fields fields() makes; answers in every case. */
+static void send_stock_command(es_http_req_t *r, const struct api_principal *who,
+                               const char *command_type, const char *const *allowed,
+                               stock_fields_fn fields)
+{
+    const char *sku = api_path_sku_or_reply(r);
+    json_t *body = sku ? api_json_body_or_reply(r) : NULL;
+    if (!body)
+        return;
+    struct api_verr e = {0};
+    char location[256] = "";
+    json_t *f = NULL;
+    if (api_validate_only_fields(body, allowed, "", &e) ||
+        !(f = fields(body, sku, &e, location, sizeof location)))
+        api_reply_verr(r, &e);
+    else
+        api_command_send(r, who, CTX, command_type, sku, f, location[0] ? location : NULL);
+    json_decref(body);
 }
 
 void api_inventory_receive(es_http_req_t *r, const struct api_principal *who)
 {
     static const char *const allowed[] = {"quantity", NULL};
-    const char *sku;
-    json_t *body = sku_and_body_or_reply(r, &sku);
-    if (!body)
-        return;
-    struct api_verr e = {0};
-    long long q = 0;
-    if (only_fields(body, allowed, &e) ||
-        int_field(body, "quantity", 1, MAX_QUANTITY, false, &q, &e))
-        api_reply_verr(r, &e);
-    else
-        api_command_send(r, who, CTX, NS "ReceiveStock", sku,
-                         json_pack("{s:s, s:I}", "sku", sku, "quantity", (json_int_t)q), NULL);
-    json_decref(body);
+    send_stock_command(r, who, NS "ReceiveStock", allowed, receipt_fields);
 }
 
 void api_inventory_adjust(es_http_req_t *r, const struct api_principal *who)
 {
     static const char *const allowed[] = {"delta", "reason", NULL};
-    const char *sku;
-    json_t *body = sku_and_body_or_reply(r, &sku);
-    if (!body)
-        return;
-    struct api_verr e = {0};
-    long long delta = 0;
-    const char *reason = json_string_value(json_object_get(body, "reason"));
-    if (only_fields(body, allowed, &e) ||
-        int_field(body, "delta", -MAX_QUANTITY, MAX_QUANTITY, true, &delta, &e)) {
-        api_reply_verr(r, &e);
-    } else if (!reason ||
-               (strcmp(reason, "count") && strcmp(reason, "damage") && strcmp(reason, "return"))) {
-        api_reply_problem(r, 422, NULL, "reason", "reason must be count, damage or return");
-    } else {
-        api_command_send(
-            r, who, CTX, NS "AdjustStock", sku,
-            json_pack("{s:s, s:I, s:s}", "sku", sku, "delta", (json_int_t)delta, "reason", reason),
-            NULL);
-    }
-    json_decref(body);
+    send_stock_command(r, who, NS "AdjustStock", allowed, adjustment_fields);
 }
 
 void api_inventory_reserve(es_http_req_t *r, const struct api_principal *who)
 {
     static const char *const allowed[] = {"order_id", "quantity", NULL};
-    const char *sku;
-    json_t *body = sku_and_body_or_reply(r, &sku);
-    if (!body)
-        return;
-    struct api_verr e = {0};
-    long long q = 0;
-    const char *order = NULL;
-    if (only_fields(body, allowed, &e) || !(order = order_id_field(body, &e)) ||
-        int_field(body, "quantity", 1, MAX_QUANTITY, false, &q, &e)) {
-        api_reply_verr(r, &e);
-    } else {
-        char location[256];
-        snprintf(location, sizeof location, "/v1/inventory/%s/reservations/%s", sku, order);
-        api_command_send(
-            r, who, CTX, NS "ReserveStock", sku,
-            json_pack("{s:s, s:s, s:I}", "sku", sku, "order_id", order, "quantity", (json_int_t)q),
-            location);
-    }
-    json_decref(body);
+    send_stock_command(r, who, NS "ReserveStock", allowed, reservation_fields);
 }
 
 static void close_reservation(es_http_req_t *r, const struct api_principal *who,
@@ -216,13 +207,9 @@ static void run_movements(es_http_req_t *r, const struct api_principal *who)
                           "only the vendor owning sku '%s' or an admin sees its movements", sku);
         return;
     }
-    char *limit_s = es_http_query_dup(r, "limit");
-    int limit = api_parse_limit(limit_s);
-    free(limit_s);
-    if (limit < 0) {
-        api_reply_problem(r, 400, NULL, "limit", "limit must be 1-200");
+    int limit = api_query_limit_or_reply(r);
+    if (limit < 0)
         return;
-    }
     static const char sql[] =
         "SELECT version, kind, quantity, order_id, reason, on_hand, reserved, at, event_id "
         "FROM stock_movements WHERE sku = ? ORDER BY version DESC LIMIT ?";

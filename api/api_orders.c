@@ -13,7 +13,6 @@
 #include "es_uuid.h"
 #include "users_crypto.h"
 #include "users_keys.h"
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,18 +25,6 @@
 #define MAX_QTY    1000
 #define SKU_MAX    64
 #define ADDR_MAX   200
-
-static pthread_once_t crypto_once = PTHREAD_ONCE_INIT;
-static int crypto_ready;
-
-static void crypto_init(void)
-{
-    es_err_t err = ES_ERR_INIT;
-    if (users_crypto_init(&err) == 0)
-        crypto_ready = 1;
-    else
-        es_error("orders: sealing disabled: %s", err.msg);
-}
 
 /* customer_id's key, made now if it has none: 0, or -1 with err */
 static int customer_key(es_http_req_t *r, const char *customer_id,
@@ -57,22 +44,6 @@ static long long wall_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int check_keys(const json_t *obj, const char *const *allowed, const char *where,
-                      struct api_verr *e)
-{
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)obj, k, v)
-    {
-        bool ok = false;
-        for (const char *const *a = allowed; *a && !ok; a++)
-            ok = !strcmp(*a, k);
-        if (!ok)
-            return api_verr_set(e, 422, k, "%sunknown field '%.64s'", where, k);
-    }
-    return 0;
-}
-
 /* the lines of the body as PlaceOrder lines (new), or NULL with e */
 static json_t *lines_field(const json_t *body, struct api_verr *e)
 {
@@ -88,7 +59,7 @@ static json_t *lines_field(const json_t *body, struct api_verr *e)
         const json_t *l = json_array_get(lines, i);
         const char *sku = json_string_value(json_object_get(l, "sku"));
         json_t *q = json_object_get(l, "quantity");
-        if (!json_is_object(l) || check_keys(l, allowed, "lines: ", e)) {
+        if (!json_is_object(l) || api_validate_only_fields(l, allowed, "lines: ", e)) {
             if (!json_is_object(l))
                 api_verr_set(e, 422, "lines", "lines[%zu] must be an object", i);
             goto bad;
@@ -123,7 +94,7 @@ static int address_field(const json_t *body, struct api_verr *e)
     const json_t *a = json_object_get(body, "shipping_address");
     if (!json_is_object(a))
         return api_verr_set(e, 422, "shipping_address", "shipping_address must be an object");
-    if (check_keys(a, fields, "shipping_address: ", e))
+    if (api_validate_only_fields(a, fields, "shipping_address: ", e))
         return -1;
     for (const char *const *f = fields; *f; f++) {
         const char *v = json_string_value(json_object_get(a, *f));
@@ -136,43 +107,24 @@ static int address_field(const json_t *body, struct api_verr *e)
     return 0;
 }
 
-/* api_json_body_or_reply with one more level of nesting: body > lines > line */
-static json_t *order_body_or_reply(es_http_req_t *r)
-{
-    char *ct = es_http_header_dup(r, "Content-Type");
-    bool ok = api_is_json_type(ct);
-    free(ct);
-    if (!ok) {
-        api_reply_problem(r, 415, NULL, NULL, "the body must be application/json");
-        return NULL;
-    }
-    size_t len = 0;
-    const char *body = es_http_body(r, &len);
-    struct api_verr e = {0};
-    json_t *v = api_parse_body(body, len, API_MAX_BODY, 3, &e);
-    if (!v)
-        api_reply_verr(r, &e);
-    return v;
-}
-
 void api_orders_post(es_http_req_t *r, const struct api_principal *who)
 {
     static const char *const allowed[] = {"lines", "shipping_address", NULL};
-    json_t *body = order_body_or_reply(r);
+    json_t *body = api_json_body_nested_or_reply(r, 3); /* body > lines > line */
     if (!body)
         return;
     struct api_verr e = {0};
     json_t *lines = NULL;
     char *addr = NULL, *sealed = NULL, *idem = NULL;
     unsigned char key[USERS_KEY_BYTES];
-    if (check_keys(body, allowed, "", &e) || !(lines = lines_field(body, &e)) ||
+    if (api_validate_only_fields(body, allowed, "", &e) || !(lines = lines_field(body, &e)) ||
         address_field(body, &e)) {
         api_reply_verr(r, &e);
         goto out;
     }
-    pthread_once(&crypto_once, crypto_init);
+    struct api_app *app = es_http_app(r);
     es_err_t err = ES_ERR_INIT;
-    if (!crypto_ready || customer_key(r, who->sub, key, &err) != 0) {
+    if (!app->sealing || customer_key(r, who->sub, key, &err) != 0) {
         api_reply_problem(r, 503, NULL, NULL, "the customer key store is unavailable");
         goto out;
     }
@@ -336,13 +288,9 @@ static void run_get(es_http_req_t *r, const struct api_principal *who)
 
 static void run_list(es_http_req_t *r, const struct api_principal *who)
 {
-    char *limit_s = es_http_query_dup(r, "limit");
-    int limit = api_parse_limit(limit_s);
-    free(limit_s);
-    if (limit < 0) {
-        api_reply_problem(r, 400, NULL, "limit", "limit must be 1-200");
+    int limit = api_query_limit_or_reply(r);
+    if (limit < 0)
         return;
-    }
     json_t *rows;
     if (!strcmp(who->role, "admin")) {
         es_db_val_t p[] = {ES_DB_I(limit)};

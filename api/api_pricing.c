@@ -207,12 +207,9 @@ out:
 static void run_history(es_http_req_t *r, const struct api_principal *who)
 {
     (void)who;
-    const char *sku = es_http_param(r, "sku");
-    struct api_verr e = {0};
-    if (api_validate_sku(sku, 404, &e)) {
-        api_reply_verr(r, &e);
+    const char *sku = api_path_sku_or_reply(r);
+    if (!sku)
         return;
-    }
     es_db_val_t params[] = {ES_DB_S(sku)};
     json_t *rows = api_query_or_reply(
         r, CTX,
@@ -300,9 +297,12 @@ fail:
     return NULL;
 }
 
-/* the fields of a command from the request body, or NULL after answering */
-static json_t *fields_or_reply(es_http_req_t *r, const struct field_spec *spec, size_t n)
+/* the path's sku and the fields of a command from the request body, or NULL after answering */
+static json_t *sku_and_fields_or_reply(es_http_req_t *r, const struct field_spec *spec, size_t n,
+                                       const char **sku)
 {
+    if (!(*sku = api_path_sku_or_reply(r)))
+        return NULL;
     json_t *body = api_json_body_or_reply(r);
     if (!body)
         return NULL;
@@ -317,10 +317,8 @@ static json_t *fields_or_reply(es_http_req_t *r, const struct field_spec *spec, 
 void api_prices_put(es_http_req_t *r, const struct api_principal *who)
 {
     static const struct field_spec spec[] = {{"amount_minor", 'i', true}, {"currency", 's', true}};
-    const char *sku = api_path_sku_or_reply(r);
-    if (!sku)
-        return;
-    json_t *fields = fields_or_reply(r, spec, sizeof spec / sizeof *spec);
+    const char *sku;
+    json_t *fields = sku_and_fields_or_reply(r, spec, sizeof spec / sizeof *spec, &sku);
     if (!fields)
         return;
     /* the decider's checks that need no state, here too: a request the contract refuses is
@@ -391,10 +389,8 @@ void api_prices_rules_post(es_http_req_t *r, const struct api_principal *who)
         {"amount_minor", 'i', false}, {"threshold", 'i', false},  {"cap_minor", 'i', false},
         {"currency", 's', false},     {"valid_from", 't', false}, {"valid_until", 't', false},
     };
-    const char *sku = api_path_sku_or_reply(r);
-    if (!sku)
-        return;
-    json_t *fields = fields_or_reply(r, spec, sizeof spec / sizeof *spec);
+    const char *sku;
+    json_t *fields = sku_and_fields_or_reply(r, spec, sizeof spec / sizeof *spec, &sku);
     if (!fields)
         return;
     struct api_verr e = {0};

@@ -44,12 +44,9 @@ static json_t *query_or_reply(es_http_req_t *r, const char *sql, const es_db_val
 static void run_get(es_http_req_t *r, const struct api_principal *who)
 {
     (void)who;
-    const char *sku = es_http_param(r, "sku");
-    struct api_verr e = {0};
-    if (api_validate_sku(sku, 404, &e)) {
-        api_reply_verr(r, &e);
+    const char *sku = api_path_sku_or_reply(r);
+    if (!sku)
         return;
-    }
     char sql[256];
     snprintf(sql, sizeof sql, "%s WHERE sku = ?", product_columns);
     es_db_val_t params[] = {ES_DB_S(sku)};
@@ -76,14 +73,11 @@ static void run_list(es_http_req_t *r, const struct api_principal *who)
     char *vendor = es_http_query_dup(r, "vendor");
     char *category = es_http_query_dup(r, "category");
     char *status = es_http_query_dup(r, "status");
-    char *limit_s = es_http_query_dup(r, "limit");
     char *cursor = es_http_query_dup(r, "cursor");
     char *after = NULL;
-    int limit = api_parse_limit(limit_s);
-    if (limit < 0) {
-        api_reply_problem(r, 400, NULL, "limit", "limit must be 1-200");
+    int limit = api_query_limit_or_reply(r);
+    if (limit < 0)
         goto out;
-    }
     if (cursor && !(after = api_cursor_decode(cursor))) {
         api_reply_problem(r, 400, NULL, "cursor", "cursor '%.64s' is not valid", cursor);
         goto out;
@@ -138,7 +132,6 @@ out:
     free(vendor);
     free(category);
     free(status);
-    free(limit_s);
     free(cursor);
     free(after);
 }

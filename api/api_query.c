@@ -69,6 +69,16 @@ json_t *api_query_or_reply(es_http_req_t *r, const char *ctx, const char *sql,
     return rows;
 }
 
+int api_query_limit_or_reply(es_http_req_t *r)
+{
+    char *value = es_http_query_dup(r, "limit");
+    int limit = api_parse_limit(value);
+    free(value);
+    if (limit < 0)
+        api_reply_problem(r, 400, NULL, "limit", "limit must be 1-200");
+    return limit;
+}
+
 /* One stored offset: projection's next offset to apply on partition part. */
 struct stored_offset {
     char projection[64];

@@ -7,6 +7,7 @@
 #include "es_mem.h"
 #include "es_time.h"
 #include "sr_client.h"
+#include "users_crypto.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -224,6 +225,10 @@ api_server_t *api_server_new(es_err_t *err)
         if (ev_codec_register_context(app->codec, app->contexts[i], err))
             goto fail;
     }
+    es_err_t cerr = ES_ERR_INIT;
+    app->sealing = users_crypto_init(&cerr) == 0;
+    if (!app->sealing && api_context_enabled(app, "orders"))
+        es_error("orders: sealing disabled: %s", cerr.msg);
     if (!(app->producer = api_producer_new("eventshop-api", err)))
         goto fail;
     if (!(app->results =

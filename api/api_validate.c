@@ -328,6 +328,22 @@ json_t *api_validate_change_details(const json_t *body, struct api_verr *e)
     return out;
 }
 
+int api_validate_only_fields(const json_t *obj, const char *const *allowed, const char *where,
+                             struct api_verr *e)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)obj, k, v)
+    {
+        const char *const *a = allowed;
+        while (*a && strcmp(*a, k))
+            a++;
+        if (!*a)
+            return api_verr_set(e, 422, k, "%sunknown field '%.64s'", where, k);
+    }
+    return 0;
+}
+
 int api_validate_sku(const char *sku, int status, struct api_verr *e)
 {
     size_t n = sku ? strlen(sku) : 0;

@@ -46,6 +46,11 @@ json_t *api_validate_list_product(const json_t *body, const char *role, const ch
  * description, category, attributes that were given (at least one). NULL with e set (422). */
 json_t *api_validate_change_details(const json_t *body, struct api_verr *e);
 
+/* Checks that obj has only the allowed keys (NULL-terminated). 0, or -1 with e (422 naming the
+ * first unknown key, "<where>unknown field 'k'"); where prefixes the message, e.g. "lines: ". */
+int api_validate_only_fields(const json_t *obj, const char *const *allowed, const char *where,
+                             struct api_verr *e);
+
 /* sku: 1-64 of [A-Za-z0-9._-]. Returns 0 or -1 with e set (status given: 404 for a path, 422
  * for a body field). */
 int api_validate_sku(const char *sku, int status, struct api_verr *e);

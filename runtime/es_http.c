@@ -167,7 +167,7 @@ static double seconds_since(const struct timespec *t0)
     return (double)(now.tv_sec - t0->tv_sec) + (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
-static const char *status_reason(int status)
+const char *es_http_status_reason(int status)
 {
     switch (status) {
     case 200:
@@ -201,11 +201,11 @@ static const char *status_reason(int status)
     case 412:
         return "Precondition Failed";
     case 413:
-        return "Payload Too Large";
+        return "Content Too Large";
     case 415:
         return "Unsupported Media Type";
     case 422:
-        return "Unprocessable Entity";
+        return "Unprocessable Content";
     case 428:
         return "Precondition Required";
     case 429:
@@ -413,7 +413,7 @@ void es_http_reply(es_http_req_t *r, int status, const char *content_type, const
     record_answer(r->th->s, r->route, r->method, strlen(r->method), status,
                   seconds_since(&r->start));
     req->res.status = status;
-    req->res.reason = status_reason(status);
+    req->res.reason = es_http_status_reason(status);
     req->res.content_length = len;
     if (content_type)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
@@ -435,18 +435,55 @@ void es_http_reply_json(es_http_req_t *r, int status, json_t *body)
     free(text);
 }
 
-static json_t *problem_new(int status, const char *type, const char *title, const char *detail)
+/* a detail quotes client input (a path segment may decode to any bytes) and "%.64s" may cut a
+ * character in two, while jansson refuses a string that is not UTF-8 */
+const char *es_http_utf8_clean(const char *s, char *out, size_t cap)
 {
+    static const uint32_t min_cp[] = {0, 0, 0x80, 0x800, 0x10000};
+    size_t o = 0;
+    const unsigned char *p = (const unsigned char *)(s ? s : "");
+    while (*p && o + 1 < cap) {
+        size_t n = *p < 0x80             ? 1
+                   : (*p & 0xe0) == 0xc0 ? 2
+                   : (*p & 0xf0) == 0xe0 ? 3
+                   : (*p & 0xf8) == 0xf0 ? 4
+                                         : 0;
+        uint32_t cp = n == 1 ? *p : n ? (uint32_t)(*p & (0x7f >> n)) : 0;
+        size_t i = 1;
+        for (; n > 1 && i < n && (p[i] & 0xc0) == 0x80; i++)
+            cp = (cp << 6) | (p[i] & 0x3f);
+        bool ok = n && i == n && cp >= min_cp[n] && cp <= 0x10ffff && (cp < 0xd800 || cp > 0xdfff);
+        if (!ok || o + n >= cap) {
+            out[o++] = '?';
+            p++;
+            continue;
+        }
+        memcpy(out + o, p, n);
+        o += n;
+        p += n;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+json_t *es_http_problem_new(int status, const char *type, const char *title, const char *detail,
+                            json_t *members)
+{
+    char clean[1024];
     json_t *p = json_object();
     json_object_set_new(p, "type", json_string(type ? type : "about:blank"));
-    json_object_set_new(p, "title", json_string(title ? title : status_reason(status)));
+    json_object_set_new(p, "title", json_string(title ? title : es_http_status_reason(status)));
     json_object_set_new(p, "status", json_integer(status));
     if (detail)
-        json_object_set_new(p, "detail", json_string(detail));
+        json_object_set_new(p, "detail",
+                            json_string(es_http_utf8_clean(detail, clean, sizeof clean)));
+    if (members)
+        json_object_update(p, members);
+    json_decref(members);
     return p;
 }
 
-static void reply_problem_json(es_http_req_t *r, int status, json_t *problem)
+void es_http_reply_problem_json(es_http_req_t *r, int status, json_t *problem)
 {
     char *text = json_dumps(problem, JSON_COMPACT);
     json_decref(problem);
@@ -454,15 +491,22 @@ static void reply_problem_json(es_http_req_t *r, int status, json_t *problem)
     free(text);
 }
 
+void es_http_reply_problemv(es_http_req_t *r, int status, const char *type, const char *title,
+                            json_t *members, const char *fmt, va_list ap)
+{
+    char detail[512];
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    es_http_reply_problem_json(r, status,
+                               es_http_problem_new(status, type, title, detail, members));
+}
+
 void es_http_reply_problem(es_http_req_t *r, int status, const char *type, const char *title,
                            const char *fmt, ...)
 {
-    char detail[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(detail, sizeof detail, fmt, ap);
+    es_http_reply_problemv(r, status, type, title, NULL, fmt, ap);
     va_end(ap);
-    reply_problem_json(r, status, problem_new(status, type, title, detail));
 }
 
 /* ---- request accessors ---- */
@@ -637,7 +681,7 @@ void es_http_complete(es_http_pending_t *p, int status, json_t *body, int proble
     p->status = status;
     p->problem = problem != 0;
     if (!body && problem)
-        body = problem_new(status, NULL, NULL, NULL);
+        body = es_http_problem_new(status, NULL, NULL, NULL, NULL);
     if (body) {
         p->body = json_dumps(body, JSON_COMPACT);
         json_decref(body);
@@ -939,7 +983,7 @@ static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t *
                  s->cfg.max_body);
     else
         snprintf(detail, sizeof detail, "%s", req->res.reason ? req->res.reason : "error");
-    json_t *problem = problem_new(status, NULL, status_reason(status), detail);
+    json_t *problem = es_http_problem_new(status, NULL, NULL, detail, NULL);
     char *text = json_dumps(problem, JSON_COMPACT);
     json_decref(problem);
     struct replace_body_ostream *o =

@@ -7,6 +7,7 @@
 
 #include "es_err.h"
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -100,6 +101,26 @@ void es_http_reply_json(es_http_req_t *r, int status, json_t *body /* stolen */)
 /* application/problem+json {type, title, status, detail}; type is "about:blank" when NULL. */
 void es_http_reply_problem(es_http_req_t *r, int status, const char *type, const char *title,
                            const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* The problem body {type, title, status[, detail][, members...]} (new reference), built here
+ * only, for an app that answers later (es_http_complete): type "about:blank" when NULL, title the
+ * status's reason phrase when NULL, detail omitted when NULL and else made valid UTF-8
+ * (es_http_utf8_clean, up to 1023 bytes); members (stolen, may be NULL) are extension members
+ * added after them, e.g. {"field": "sku"}. */
+json_t *es_http_problem_new(int status, const char *type, const char *title, const char *detail,
+                            json_t *members);
+/* es_http_reply_problem with extension members (stolen, may be NULL) and the detail's arguments
+ * as a va_list: for an app's own problem-answering wrapper. */
+void es_http_reply_problemv(es_http_req_t *r, int status, const char *type, const char *title,
+                            json_t *members, const char *fmt, va_list ap)
+    __attribute__((format(printf, 6, 0)));
+/* Answers problem (stolen, e.g. from es_http_problem_new) as application/problem+json. */
+void es_http_reply_problem_json(es_http_req_t *r, int status, json_t *problem);
+/* The reason phrase of status (RFC 9110's names, e.g. 422 "Unprocessable Content"); a status it
+ * does not know: "OK", "Bad Request" or "Internal Server Error" by its class. Static string. */
+const char *es_http_status_reason(int status);
+/* Copies s (NULL: "") into out (cap bytes, cap >= 1) with every byte that does not start a valid
+ * UTF-8 sequence replaced by '?' (a character that does not fit is dropped whole); returns out. */
+const char *es_http_utf8_clean(const char *s, char *out, size_t cap);
 
 /* Defers the answer: returns a handle that es_http_complete may use from any thread, exactly
  * once. If the client goes away first, completing is harmless (the answer is dropped). */

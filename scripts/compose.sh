@@ -76,6 +76,7 @@ images() {
     base_image
     local h
     # the build context of the Dockerfile: what git sees, but for what cannot change a binary
+    # (tests/stand-ins/ does: the test image is built from it)
     h=$( (git ls-files -co --exclude-standard | grep -vE '^(docs/|deploy/|tests/(integration|compose|deploy|chaos)/|.*\.md$|docker-compose\.yml$)'; echo Dockerfile; echo .dockerignore) | hash_files)
     build "eventshop:$h" . -f Dockerfile
     build "eventshop-test:$h" . -f Dockerfile --target test

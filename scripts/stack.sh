@@ -253,8 +253,8 @@ role_cmd() {
         handler-*) echo "$ES_BUILD/command-handlers/eventshop-handler ${1#handler-}" ;;
         projector-*) echo "$ES_BUILD/projections/eventshop-projector ${1#projector-}" ;;
         subscriber-*) echo "$ES_BUILD/subscribers/eventshop-subscriber ${1#subscriber-}" ;;
-        test-gateway) echo "$ES_BUILD/subscribers/eventshop-test-gateway" ;;
-        test-carrier) echo "$ES_BUILD/subscribers/eventshop-test-carrier" ;;
+        test-gateway) echo "$ES_BUILD/tests/stand-ins/eventshop-test-gateway" ;;
+        test-carrier) echo "$ES_BUILD/tests/stand-ins/eventshop-test-carrier" ;;
         smtp-capture) echo "$top/.cache/venv/bin/python $top/tests/tools/smtp_capture.py" ;;
         *) die "unknown role '$1'" ;;
     esac

@@ -35,7 +35,8 @@ import yaml
 from deploylib import check, summary, IMAGES, TOP, dockerfile_stages, image_cmd, image_env, image_name, kustomize, pod_spec, stage_of
 
 OVERLAYS = ("dev", "prod")
-SRC_DIRS = ("api", "command-handlers", "events", "projections", "runtime", "schema-registry", "subscribers")
+SRC_DIRS = ("api", "command-handlers", "events", "projections", "runtime", "schema-registry", "subscribers",
+            "tests/stand-ins")
 SHARED_DIRS = ("runtime", "events")  # linked into every role binary
 # role binary -> (its source directory, its main file, whether it links the directory's other
 # sources: the roles do, the admin tool and the stand-ins are their main file and the shared dirs)
@@ -46,8 +47,8 @@ BINARIES = {
     "eventshop-subscriber": ("subscribers", "subscriber_main.c", True),
     "eventshop-registry": ("schema-registry", "registry_main.c", True),
     "eventshop-admin": ("runtime", "admin_main.c", False),
-    "eventshop-test-gateway": ("subscribers", "test_gateway_main.c", False),
-    "eventshop-test-carrier": ("subscribers", "test_carrier_main.c", False),
+    "eventshop-test-gateway": ("tests/stand-ins", "test_gateway_main.c", False),
+    "eventshop-test-carrier": ("tests/stand-ins", "test_carrier_main.c", False),
 }
 LONG_RUNNING = {"eventshop-api", "eventshop-handler", "eventshop-projector", "eventshop-subscriber",
                 "eventshop-registry"}

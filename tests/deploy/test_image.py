@@ -39,9 +39,10 @@ def wanted(exes):
     """{image: {name: cmake dir}} of what each image must hold"""
     out = {"eventshop": {}, "eventshop-test": {}}
     for name, d in exes.items():
-        if d.split("/")[0] in TEST_DIRS or name in NOT_SHIPPED:
-            continue
-        out["eventshop-test" if STANDIN.match(name) else "eventshop"][name] = d
+        if STANDIN.match(name):  # the stand-ins (tests/stand-ins/): the test image only
+            out["eventshop-test"][name] = d
+        elif d.split("/")[0] not in TEST_DIRS and name not in NOT_SHIPPED:
+            out["eventshop"][name] = d
     return out
 
 

@@ -418,3 +418,18 @@ Test(api_outcome, the_result_names_its_sender)
     cr_assert_str_eq(o.actor, "bob");
     json_decref(r);
 }
+
+Test(api_validate, only_fields_names_the_first_unknown_key)
+{
+    static const char *const allowed[] = {"sku", "quantity", NULL};
+    json_t *ok = json_pack("{s:s, s:i}", "sku", "A", "quantity", 1);
+    json_t *bad = json_pack("{s:s, s:i}", "sku", "A", "colour", 1);
+    struct api_verr e = {0};
+    cr_assert_eq(api_validate_only_fields(ok, allowed, "", &e), 0);
+    cr_assert_eq(api_validate_only_fields(bad, allowed, "lines: ", &e), -1);
+    cr_assert_eq(e.status, 422);
+    cr_assert_str_eq(e.field, "colour");
+    cr_assert_str_eq(e.msg, "lines: unknown field 'colour'");
+    json_decref(ok);
+    json_decref(bad);
+}

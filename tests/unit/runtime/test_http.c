@@ -497,3 +497,24 @@ Test(http_stop, finishes_in_flight_and_closes_idle_connections)
     close(idle);
     es_http_server_free(s);
 }
+
+/* the one problem+json builder (the API's too): a detail quoting bytes that are not UTF-8 keeps
+ * them as '?', not dropped by jansson */
+Test(http_problem, detail_is_made_valid_utf8)
+{
+    json_t *p = es_http_problem_new(404, NULL, NULL, "no route for 'GET /a\xff\xc3'", NULL);
+    cr_assert_str_eq(json_string_value(json_object_get(p, "detail")), "no route for 'GET /a?"
+                                                                      "?'");
+    cr_assert_str_eq(json_string_value(json_object_get(p, "title")), "Not Found");
+    cr_assert_str_eq(json_string_value(json_object_get(p, "type")), "about:blank");
+    cr_assert_eq(json_integer_value(json_object_get(p, "status")), 404);
+    json_decref(p);
+    p = es_http_problem_new(503, "urn:x", "Down", NULL, json_pack("{s:s}", "field", "sku"));
+    cr_assert_null(json_object_get(p, "detail"));
+    cr_assert_str_eq(json_string_value(json_object_get(p, "title")), "Down");
+    cr_assert_str_eq(json_string_value(json_object_get(p, "field")), "sku");
+    json_decref(p);
+    char out[8];
+    cr_assert_str_eq(es_http_utf8_clean("\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac", out, sizeof out),
+                     "\xe2\x82\xac\xe2\x82\xac?");
+}

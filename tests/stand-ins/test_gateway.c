@@ -1,5 +1,5 @@
-/* eventshop-test-gateway: a local stand-in for a Stripe-compatible payment gateway, for the stack
- * and the tests (never for production). On EVENTSHOP_FAKE_ADDR (127.0.0.1:8090), form-encoded
+/* The test gateway (test_gateway.h): a local stand-in for a Stripe-compatible payment gateway,
+ * for the stack and the tests (never for production). On EVENTSHOP_FAKE_ADDR, form-encoded
  * like Stripe's API, with "Authorization: Bearer <key>" (the key of
  * EVENTSHOP_PAYMENTS_SECRET_KEY_FILE when set, else any "sk_test_..."):
  *
@@ -24,24 +24,45 @@
  *        "amount_charged": m, "amount_refunded": m, "intents": [...], "refund_ids": [...]}},
  *        "requests": n, "injected_failures": n, "replays": n}
  *
- * State is in memory; one loop thread, so the handlers need no lock. */
-#include "es_env.h"
-#include "es_http.h"
+ * State is in memory, on the handle every handler gets as es_http_app(); one loop thread, so the
+ * handlers need no lock. */
+#include "test_gateway.h"
 #include "es_log.h"
 #include "es_mem.h"
 #include <ctype.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 
-static es_http_server_t *server;
-static char *secret_key; /* required bearer, NULL: any sk_test_ key */
-static json_t *intents;  /* id -> payment intent */
-static json_t *refunds;  /* id -> refund */
-static json_t *by_key;   /* idempotency key -> {"path", "params", "status", "body"} */
-static long long fail_next, delay_ms, n_requests, n_injected, n_replays, next_id;
+struct test_gateway {
+    char *secret_key; /* required bearer, NULL: any sk_test_ key */
+    json_t *intents;  /* id -> payment intent */
+    json_t *refunds;  /* id -> refund */
+    json_t *by_key;   /* idempotency key -> {"path", "params", "status", "body"} */
+    long long fail_next, delay_ms, n_requests, n_injected, n_replays, next_id;
+};
+
+test_gateway_t *test_gateway_new(const char *secret_key)
+{
+    test_gateway_t *g = xcalloc(1, sizeof *g);
+    g->secret_key = secret_key ? xstrdup(secret_key) : NULL;
+    g->intents = json_object();
+    g->refunds = json_object();
+    g->by_key = json_object();
+    return g;
+}
+
+void test_gateway_free(test_gateway_t *g)
+{
+    if (!g)
+        return;
+    json_decref(g->intents);
+    json_decref(g->refunds);
+    json_decref(g->by_key);
+    free(g->secret_key);
+    free(g);
+}
 
 static long long now_s(void)
 {
@@ -147,27 +168,28 @@ static void reply_later(es_http_req_t *r, void *arg)
 /* Answers status with body (stolen), after the configured delay. */
 static void answer(es_http_req_t *r, int status, json_t *body, int replayed)
 {
+    test_gateway_t *g = es_http_app(r);
     char *text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
-    if (delay_ms <= 0) {
+    if (g->delay_ms <= 0) {
         reply_now(r, status, text, replayed);
         free(text);
         return;
     }
     struct later *l = xmalloc(sizeof *l);
     *l = (struct later){status, text, replayed};
-    es_http_after(r, (unsigned)delay_ms, reply_later, l, later_free);
+    es_http_after(r, (unsigned)g->delay_ms, reply_later, l, later_free);
 }
 
 /* ---- the API */
 
-static char *new_id(const char *prefix)
+static char *new_id(test_gateway_t *g, const char *prefix)
 {
-    return xasprintf("%s_test%06lld", prefix, ++next_id);
+    return xasprintf("%s_test%06lld", prefix, ++g->next_id);
 }
 
 /* A payment intent: the effect of one create request. Returns the status and sets *body. */
-static int create_intent(const json_t *f, json_t **body)
+static int create_intent(test_gateway_t *g, const json_t *f, json_t **body)
 {
     const char *amount = fstr(f, "amount"), *currency = fstr(f, "currency");
     char *end = NULL;
@@ -184,7 +206,7 @@ static int create_intent(const json_t *f, json_t **body)
     const char *confirm = fstr(f, "confirm");
     const char *capture = fstr(f, "capture_method");
     bool manual = capture && !strcmp(capture, "manual");
-    char *id = new_id("pi");
+    char *id = new_id(g, "pi");
     json_t *pi =
         json_pack("{s:s, s:s, s:I, s:s, s:s, s:I, s:n, s:{s:s?, s:s?}, s:I}", "id", id, "object",
                   "payment_intent", "amount", (json_int_t)a, "currency", currency, "payment_method",
@@ -209,19 +231,19 @@ static int create_intent(const json_t *f, json_t **body)
         status = 402;
     } else {
         json_object_set_new(pi, "status", json_string(manual ? "requires_capture" : "succeeded"));
-        char *ch = new_id("ch");
+        char *ch = new_id(g, "ch");
         json_object_set_new(pi, "latest_charge", json_string(ch));
         free(ch);
         *body = json_incref(pi);
     }
-    json_object_set_new(intents, id, pi);
+    json_object_set_new(g->intents, id, pi);
     free(id);
     return status;
 }
 
-static int capture_intent(const char *id, json_t **body)
+static int capture_intent(test_gateway_t *g, const char *id, json_t **body)
 {
-    json_t *pi = json_object_get(intents, id);
+    json_t *pi = json_object_get(g->intents, id);
     if (!pi)
         return *body = error_body("invalid_request_error", "resource_missing",
                                   "no such payment_intent"),
@@ -231,17 +253,17 @@ static int capture_intent(const char *id, json_t **body)
                                   "this payment intent cannot be captured"),
                400;
     json_object_set_new(pi, "status", json_string("succeeded"));
-    char *ch = new_id("ch");
+    char *ch = new_id(g, "ch");
     json_object_set_new(pi, "latest_charge", json_string(ch));
     free(ch);
     *body = json_incref(pi);
     return 200;
 }
 
-static int create_refund(const json_t *f, json_t **body)
+static int create_refund(test_gateway_t *g, const json_t *f, json_t **body)
 {
     const char *pid = fstr(f, "payment_intent");
-    json_t *pi = pid ? json_object_get(intents, pid) : NULL;
+    json_t *pi = pid ? json_object_get(g->intents, pid) : NULL;
     if (!pi)
         return *body = error_body("invalid_request_error", "resource_missing",
                                   "no such payment_intent"),
@@ -256,12 +278,12 @@ static int create_refund(const json_t *f, json_t **body)
                                   "this payment was already refunded"),
                400;
     json_object_set_new(pi, "amount_refunded", json_integer(amount));
-    char *id = new_id("re");
+    char *id = new_id(g, "re");
     json_t *re = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:O, s:I}", "id", id, "object", "refund",
                            "amount", amount, "currency", fstr(pi, "currency"), "payment_intent",
                            pid, "status", "succeeded", "metadata", json_object_get(pi, "metadata"),
                            "created", (json_int_t)now_s());
-    json_object_set_new(refunds, id, json_incref(re));
+    json_object_set_new(g->refunds, id, json_incref(re));
     free(id);
     *body = re;
     return 200;
@@ -269,10 +291,11 @@ static int create_refund(const json_t *f, json_t **body)
 
 static bool authorised(es_http_req_t *r)
 {
+    test_gateway_t *g = es_http_app(r);
     char *auth = es_http_header_dup(r, "Authorization");
     bool ok = false;
     if (auth && !strncmp(auth, "Bearer ", 7))
-        ok = secret_key ? !strcmp(auth + 7, secret_key) : !strncmp(auth + 7, "sk_test_", 8);
+        ok = g->secret_key ? !strcmp(auth + 7, g->secret_key) : !strncmp(auth + 7, "sk_test_", 8);
     free(auth);
     return ok;
 }
@@ -280,16 +303,17 @@ static bool authorised(es_http_req_t *r)
 /* Every /v1 POST: auth, injected failures, idempotency, then the effect. */
 static void v1(es_http_req_t *r)
 {
-    n_requests++;
+    test_gateway_t *g = es_http_app(r);
+    g->n_requests++;
     if (!authorised(r)) {
         answer(r, 401,
                error_body("invalid_request_error", "api_key_invalid", "invalid API key provided"),
                0);
         return;
     }
-    if (fail_next > 0) {
-        fail_next--;
-        n_injected++;
+    if (g->fail_next > 0) {
+        g->fail_next--;
+        g->n_injected++;
         es_http_reply_json(r, 500, error_body("api_error", NULL, "injected failure"));
         return;
     }
@@ -299,7 +323,7 @@ static void v1(es_http_req_t *r)
     char *params = json_dumps(f, JSON_COMPACT | JSON_SORT_KEYS);
     const char *path = es_http_path(r);
     char *key = es_http_header_dup(r, "Idempotency-Key");
-    json_t *seen = key ? json_object_get(by_key, key) : NULL;
+    json_t *seen = key ? json_object_get(g->by_key, key) : NULL;
     if (seen) {
         if (strcmp(fstr(seen, "path"), path) || strcmp(fstr(seen, "params"), params)) {
             answer(r, 400,
@@ -308,7 +332,7 @@ static void v1(es_http_req_t *r)
                               "parameters they were first used with"),
                    0);
         } else {
-            n_replays++;
+            g->n_replays++;
             answer(r, (int)json_integer_value(json_object_get(seen, "status")),
                    json_deep_copy(json_object_get(seen, "body")), 1);
         }
@@ -318,13 +342,13 @@ static void v1(es_http_req_t *r)
     int status;
     const char *id = es_http_param(r, "id");
     if (id)
-        status = capture_intent(id, &body);
+        status = capture_intent(g, id, &body);
     else if (!strcmp(path, "/v1/refunds"))
-        status = create_refund(f, &body);
+        status = create_refund(g, f, &body);
     else
-        status = create_intent(f, &body);
+        status = create_intent(g, f, &body);
     if (key)
-        json_object_set_new(by_key, key,
+        json_object_set_new(g->by_key, key,
                             json_pack("{s:s, s:s, s:i, s:O}", "path", path, "params", params,
                                       "status", status, "body", body));
     es_info("%s -> %d (key '%s')", path, status, key ? key : "");
@@ -337,6 +361,7 @@ out:
 
 static void control(es_http_req_t *r)
 {
+    test_gateway_t *g = es_http_app(r);
     size_t len = 0;
     const char *raw = es_http_body(r, &len);
     json_t *c = raw && len ? json_loadb(raw, len, JSON_REJECT_DUPLICATES, NULL) : json_object();
@@ -347,20 +372,20 @@ static void control(es_http_req_t *r)
     }
     json_t *v;
     if ((v = json_object_get(c, "fail_next")) && json_is_integer(v))
-        fail_next = json_integer_value(v);
+        g->fail_next = json_integer_value(v);
     if ((v = json_object_get(c, "delay_ms")) && json_is_integer(v))
-        delay_ms = json_integer_value(v);
+        g->delay_ms = json_integer_value(v);
     if (json_is_true(json_object_get(c, "reset"))) {
-        json_object_clear(intents);
-        json_object_clear(refunds);
-        json_object_clear(by_key);
-        n_requests = n_injected = n_replays = 0;
+        json_object_clear(g->intents);
+        json_object_clear(g->refunds);
+        json_object_clear(g->by_key);
+        g->n_requests = g->n_injected = g->n_replays = 0;
     }
     json_decref(c);
-    es_info("control: fail_next %lld, delay_ms %lld", fail_next, delay_ms);
+    es_info("control: fail_next %lld, delay_ms %lld", g->fail_next, g->delay_ms);
     es_http_reply_json(r, 200,
-                       json_pack("{s:I, s:I}", "fail_next", (json_int_t)fail_next, "delay_ms",
-                                 (json_int_t)delay_ms));
+                       json_pack("{s:I, s:I}", "fail_next", (json_int_t)g->fail_next, "delay_ms",
+                                 (json_int_t)g->delay_ms));
 }
 
 static json_t *order_entry(json_t *orders, const json_t *obj)
@@ -388,11 +413,12 @@ static bool wanted(const json_t *obj, const char *only)
 
 static void charges(es_http_req_t *r)
 {
+    test_gateway_t *g = es_http_app(r);
     char *only = es_http_query_dup(r, "order_id");
     json_t *orders = json_object();
     const char *id;
     json_t *pi, *re;
-    json_object_foreach(intents, id, pi)
+    json_object_foreach(g->intents, id, pi)
     {
         if (!wanted(pi, only))
             continue;
@@ -405,7 +431,7 @@ static void charges(es_http_req_t *r)
             add_int(o, "amount_charged", json_integer_value(json_object_get(pi, "amount")));
         }
     }
-    json_object_foreach(refunds, id, re)
+    json_object_foreach(g->refunds, id, re)
     {
         if (!wanted(re, only))
             continue;
@@ -417,8 +443,8 @@ static void charges(es_http_req_t *r)
     free(only);
     es_http_reply_json(r, 200,
                        json_pack("{s:o, s:I, s:I, s:I}", "orders", orders, "requests",
-                                 (json_int_t)n_requests, "injected_failures",
-                                 (json_int_t)n_injected, "replays", (json_int_t)n_replays));
+                                 (json_int_t)g->n_requests, "injected_failures",
+                                 (json_int_t)g->n_injected, "replays", (json_int_t)g->n_replays));
 }
 
 static void healthz(es_http_req_t *r)
@@ -426,7 +452,7 @@ static void healthz(es_http_req_t *r)
     es_http_reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
 }
 
-static const es_http_route_t routes[] = {
+const es_http_route_t test_gateway_routes[] = {
     {"POST", "/v1/payment_intents", v1, NULL},
     {"POST", "/v1/payment_intents/{id}/capture", v1, NULL},
     {"POST", "/v1/refunds", v1, NULL},
@@ -435,47 +461,4 @@ static const es_http_route_t routes[] = {
     {"GET", "/healthz", healthz, NULL},
 };
 
-static void on_signal(int sig)
-{
-    (void)sig;
-    es_http_server_stop(server);
-}
-
-int main(void)
-{
-    es_log_init("eventshop-test-gateway");
-    signal(SIGPIPE, SIG_IGN);
-    es_err_t err = ES_ERR_INIT;
-    const char *addr = es_env_str("EVENTSHOP_FAKE_ADDR", "127.0.0.1:8090");
-    const char *colon = strrchr(addr, ':');
-    if (!colon || atoi(colon + 1) <= 0) {
-        es_error("cannot start: EVENTSHOP_FAKE_ADDR '%s' is not host:port", addr);
-        return 1;
-    }
-    char host[64];
-    snprintf(host, sizeof host, "%.*s", (int)(colon - addr), addr);
-    secret_key = es_env_secret("EVENTSHOP_PAYMENTS_SECRET_KEY");
-    intents = json_object();
-    refunds = json_object();
-    by_key = json_object();
-    es_http_config_t cfg = {
-        .host = host, .port = atoi(colon + 1), .threads = 1, .max_body = 64 * 1024};
-    server = es_http_server_new(&cfg, routes, sizeof routes / sizeof *routes, &err);
-    if (!server) {
-        es_error("cannot start: %s", err.msg);
-        return 1;
-    }
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    es_info("test gateway on %s (%s)", addr,
-            secret_key ? "the configured key required" : "any sk_test_ key");
-    int rc = es_http_server_run(server);
-    es_http_server_free(server);
-    json_decref(intents);
-    json_decref(refunds);
-    json_decref(by_key);
-    free(secret_key);
-    return rc;
-}
+const size_t test_gateway_routes_count = sizeof test_gateway_routes / sizeof *test_gateway_routes;
