@@ -33,7 +33,7 @@ typedef struct hd_part {
 
 /* one command of the batch in flight */
 typedef struct hd_item {
-    rd_kafka_message_t *msg;
+    es_kafka_msg_t *msg;
     json_t *result;     /* CommandResult, owned; NULL if undecodable */
     const char *type;   /* command full name, borrowed from the codec; NULL if undecodable */
     const char *status; /* metric label */
@@ -56,8 +56,8 @@ struct hd_runtime {
     ev_codec_t *codec;
     hd_runtime_config_t cfg;
     char t_commands[128], t_events[128], t_changelog[128], t_results[128];
-    rd_kafka_t *consumer;
-    rd_kafka_conf_t *cconf;    /* the consumer's settings, to make it again */
+    es_kafka_t *consumer;
+    es_kafka_conf_t *cconf;    /* the consumer's settings, to make it again */
     bool consumer_lost;        /* its fatal error was seen: make it again */
     double consumer_fenced_at; /* when it was last made again after a fence, 0: never */
     es_txn_t *txn;             /* the transactional producer */
@@ -82,7 +82,7 @@ static void hd_heartbeat(void)
 
 /* Every DEPS_CHECK_S: whether a broker answers, for /readyz (the role's only dependency). */
 #define DEPS_CHECK_S 5.0
-static void hd_check_kafka(rd_kafka_t *rk, double *next_at)
+static void hd_check_kafka(es_kafka_t *rk, double *next_at)
 {
     if (!rk || es_mono_s() < *next_at)
         return;
@@ -185,18 +185,18 @@ typedef struct recover_arg {
     size_t n, bad;
 } recover_arg_t;
 
-static int recover_state_msg(const rd_kafka_message_t *m, void *arg)
+static int recover_state_msg(const es_kafka_msg_t *m, void *arg)
 {
     recover_arg_t *a = arg;
     if (!m->key || m->key_len == 0)
         return 0;
     char *key = xstrndup(m->key, m->key_len);
-    if (!m->payload) { /* tombstone: the aggregate is gone */
+    if (!m->value) { /* tombstone: the aggregate is gone */
         json_object_del(a->pt->states, key);
     } else {
         es_err_t err = ES_ERR_INIT;
         json_t *v = NULL;
-        if (ev_decode(a->rt->codec, m->payload, m->len, NULL, &v, &err) == 0) {
+        if (ev_decode(a->rt->codec, m->value, m->len, NULL, &v, &err) == 0) {
             json_object_set_new(a->pt->states, key, v);
         } else {
             a->bad++;
@@ -209,14 +209,14 @@ static int recover_state_msg(const rd_kafka_message_t *m, void *arg)
     return 0;
 }
 
-static int recover_result_msg(const rd_kafka_message_t *m, void *arg)
+static int recover_result_msg(const es_kafka_msg_t *m, void *arg)
 {
     recover_arg_t *a = arg;
-    if (!m->payload)
+    if (!m->value)
         return 0;
     es_err_t err = ES_ERR_INIT;
     json_t *v = NULL;
-    if (ev_decode(a->rt->codec, m->payload, m->len, NULL, &v, &err) != 0) {
+    if (ev_decode(a->rt->codec, m->value, m->len, NULL, &v, &err) != 0) {
         a->bad++;
         es_error("results %s[%d]@%lld: %s", a->rt->t_results, (int)m->partition,
                  (long long)m->offset, err.msg);
@@ -290,12 +290,11 @@ static int recover_partition_retrying(hd_runtime_t *rt, int32_t p, es_err_t *err
     return es_retry_until(&retry, recover_attempt, &t, err);
 }
 
-static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
-                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+static void rebalance_cb(es_kafka_t *rk, int code, es_kafka_parts_t *parts, void *opaque)
 {
     hd_runtime_t *rt = opaque;
     rt->rebalanced = true;
-    if (code == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    if (code == ES_KAFKA_ERR_ASSIGN_PARTITIONS) {
         for (int i = 0; i < parts->cnt && !rt->fatal; i++) {
             es_err_t err = ES_ERR_INIT;
             if (recover_partition_retrying(rt, parts->elems[i].partition, &err) != 0) {
@@ -317,8 +316,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
     } else {
         for (int p = 0; p < rt->nparts; p++)
             part_drop(&rt->parts[p]);
-        rd_kafka_assign(rk, NULL);
-        es_info("partitions of '%s' revoked (%s)", rt->t_commands, rd_kafka_err2str(code));
+        es_kafka_assign(rk, NULL);
+        es_info("partitions of '%s' revoked (%s)", rt->t_commands, es_kafka_err_str(code));
     }
 }
 
@@ -331,10 +330,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
 static int produce(hd_runtime_t *rt, const char *topic, int32_t p, const char *key, void *buf,
                    size_t len, const char *traceparent, size_t *slot, es_err_t *err)
 {
-    rd_kafka_headers_t *h = NULL;
+    es_kafka_headers_t *h = NULL;
     if (traceparent) {
-        h = rd_kafka_headers_new(1);
-        rd_kafka_header_add(h, "traceparent", -1, traceparent, -1);
+        h = es_kafka_headers_new(1);
+        es_kafka_header_add(h, "traceparent", traceparent);
     }
     es_txn_rc_t rc = es_txn_produce(rt->txn, topic, p, key, strlen(key), buf, len, h, slot, err);
     if (rc == ES_TXN_OK)
@@ -388,12 +387,12 @@ static json_t *cmd_result(const hd_cmd_t *c, const hd_item_t *it, const char *re
  * set, when it must be skipped (logged). */
 static json_t *cmd_read(hd_runtime_t *rt, hd_item_t *it, hd_cmd_t *c)
 {
-    rd_kafka_message_t *m = it->msg;
+    es_kafka_msg_t *m = it->msg;
     json_t *cmd = NULL;
     es_err_t derr = ES_ERR_INIT;
-    if (!m->payload || ev_decode(rt->codec, m->payload, m->len, &it->type, &cmd, &derr) != 0) {
+    if (!m->value || ev_decode(rt->codec, m->value, m->len, &it->type, &cmd, &derr) != 0) {
         es_error("skipping undecodable command at %s[%d]@%lld: %s", rt->t_commands,
-                 (int)m->partition, (long long)m->offset, m->payload ? derr.msg : "empty message");
+                 (int)m->partition, (long long)m->offset, m->value ? derr.msg : "empty message");
         it->status = "undecodable";
         it->type = NULL;
         return NULL;
@@ -635,7 +634,7 @@ static int recover_lost(hd_runtime_t *rt)
         return -1;
     double wait = 0.2;
     for (;;) {
-        if (rd_kafka_fatal_error(rt->consumer, NULL, 0)) {
+        if (es_kafka_fatal_error(rt->consumer, NULL, 0)) {
             /* the outage fenced the consumer too: making it again recovers every partition */
             consumer_fatal(rt);
             return 0;
@@ -760,7 +759,7 @@ static int results_produce(hd_runtime_t *rt, const hd_item_t *items, size_t n, e
 {
     for (size_t i = 0; i < n; i++) {
         const hd_item_t *it = &items[i];
-        rd_kafka_message_t *m = it->msg;
+        es_kafka_msg_t *m = it->msg;
         if (!it->result)
             continue;
         void *buf = NULL;
@@ -820,9 +819,9 @@ static int run_batch(hd_runtime_t *rt, hd_item_t *items, size_t n)
         return -1;
     if (src > 0 || results_produce(rt, items, n, &trc, &err) != 0)
         goto failed;
-    rd_kafka_consumer_group_metadata_t *cgmd = rd_kafka_consumer_group_metadata(rt->consumer);
+    es_kafka_group_t *cgmd = es_kafka_group_of(rt->consumer);
     trc = es_txn_send_offsets(rt->txn, cgmd, &err);
-    rd_kafka_consumer_group_metadata_destroy(cgmd);
+    es_kafka_group_free(cgmd);
     if (trc != ES_TXN_OK)
         goto failed;
     if ((trc = es_txn_commit(rt->txn, &err)) != ES_TXN_OK)
@@ -880,15 +879,14 @@ hd_runtime_t *hd_runtime_new(const hd_context_t *ctx, ev_codec_t *codec,
                          "enable.partition.eof",
                          "false",
                          NULL};
-    rd_kafka_conf_t *cconf = es_kafka_conf_new(client, ckv, err);
+    es_kafka_conf_t *cconf = es_kafka_conf_new(client, ckv, err);
     if (!cconf)
         goto fail;
-    rd_kafka_conf_set_opaque(cconf, rt);
-    rd_kafka_conf_set_rebalance_cb(cconf, rebalance_cb);
-    rt->cconf = rd_kafka_conf_dup(cconf);
-    if (!(rt->consumer = es_kafka_new(RD_KAFKA_CONSUMER, cconf, err)))
+    es_kafka_conf_set_arg(cconf, rt);
+    es_kafka_conf_on_rebalance(cconf, rebalance_cb);
+    rt->cconf = es_kafka_conf_dup(cconf);
+    if (!(rt->consumer = es_kafka_new(ES_KAFKA_CONSUMER, cconf, err)))
         goto fail;
-    rd_kafka_poll_set_consumer(rt->consumer);
 
     rt->m_commits = es_counter("eventshop_txn_commits_total", "committed handler transactions", "");
     rt->m_aborts = es_counter("eventshop_txn_aborts_total", "aborted handler transactions", "");
@@ -943,11 +941,8 @@ static void consumer_fatal(hd_runtime_t *rt)
 
 static int consumer_subscribe(hd_runtime_t *rt, es_err_t *err)
 {
-    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(topics, rt->t_commands, RD_KAFKA_PARTITION_UA);
-    rd_kafka_resp_err_t e = rd_kafka_subscribe(rt->consumer, topics);
-    rd_kafka_topic_partition_list_destroy(topics);
-    return es_kafka_resp_error(err, e, "subscribe");
+    const char *topics[] = {rt->t_commands};
+    return es_kafka_resp_error(err, es_kafka_subscribe(rt->consumer, topics, 1), "subscribe");
 }
 
 /* Destroys the fenced consumer (no rebalance callback follows: its partitions' state is
@@ -957,22 +952,21 @@ static int consumer_remake(hd_runtime_t *rt)
 {
     rt->consumer_lost = false;
     rt->consumer_fenced_at = es_mono_s();
-    rd_kafka_destroy(rt->consumer);
+    es_kafka_destroy(rt->consumer);
     rt->consumer = NULL;
     for (int p = 0; p < rt->nparts; p++)
         part_drop(&rt->parts[p]);
     double wait = 0.2;
     for (;;) {
         es_err_t err = ES_ERR_INIT;
-        rd_kafka_conf_t *conf = rd_kafka_conf_dup(rt->cconf);
-        rt->consumer = es_kafka_new(RD_KAFKA_CONSUMER, conf, &err);
+        es_kafka_conf_t *conf = es_kafka_conf_dup(rt->cconf);
+        rt->consumer = es_kafka_new(ES_KAFKA_CONSUMER, conf, &err);
         if (rt->consumer) {
-            rd_kafka_poll_set_consumer(rt->consumer);
             if (consumer_subscribe(rt, &err) == 0) {
                 es_info("consumer of '%s' made again", rt->t_commands);
                 return 0;
             }
-            rd_kafka_destroy(rt->consumer);
+            es_kafka_destroy(rt->consumer);
             rt->consumer = NULL;
         }
         if (rt->stop)
@@ -998,26 +992,26 @@ static size_t gather(hd_runtime_t *rt, hd_item_t *items)
                 break;
             wait = (int)(left * 1000) + 1;
         }
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rt->consumer, wait);
+        es_kafka_msg_t *m = es_kafka_poll(rt->consumer, wait);
         if (rt->rebalanced) {
             for (size_t i = 0; i < n; i++)
-                rd_kafka_message_destroy(items[i].msg);
+                es_kafka_msg_free(items[i].msg);
             n = 0;
             rt->rebalanced = false;
         }
         if (!m)
             continue;
         if (m->err) {
-            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                es_warn("consumer: %s", rd_kafka_message_errstr(m));
-            if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
-                rd_kafka_message_destroy(m);
+            if (m->err != ES_KAFKA_ERR_PARTITION_EOF)
+                es_warn("consumer: %s", m->errstr);
+            if (m->err == ES_KAFKA_ERR_FATAL) {
+                es_kafka_msg_free(m);
                 for (size_t i = 0; i < n; i++)
-                    rd_kafka_message_destroy(items[i].msg);
+                    es_kafka_msg_free(items[i].msg);
                 consumer_fatal(rt);
                 return 0;
             }
-            rd_kafka_message_destroy(m);
+            es_kafka_msg_free(m);
             continue;
         }
         if (n == 0)
@@ -1047,7 +1041,7 @@ int hd_runtime_run(hd_runtime_t *rt, es_err_t *err)
             brc = run_batch(rt, items, n);
         items_release(items, n);
         for (size_t i = 0; i < n; i++)
-            rd_kafka_message_destroy(items[i].msg);
+            es_kafka_msg_free(items[i].msg);
         if (brc == 1)
             es_txn_backoff(rt->txn);
         else if (brc == 2)
@@ -1064,7 +1058,7 @@ int hd_runtime_run(hd_runtime_t *rt, es_err_t *err)
     }
     es_info("handler for '%s' stopping", rt->ctx->name);
     if (rt->consumer)
-        rd_kafka_consumer_close(rt->consumer);
+        es_kafka_close(rt->consumer);
     return 0;
 }
 
@@ -1074,9 +1068,9 @@ void hd_runtime_free(hd_runtime_t *rt)
         return;
     es_txn_free(rt->txn);
     if (rt->consumer)
-        rd_kafka_destroy(rt->consumer);
+        es_kafka_destroy(rt->consumer);
     if (rt->cconf)
-        rd_kafka_conf_destroy(rt->cconf);
+        es_kafka_conf_free(rt->cconf);
     hd_views_free(rt->views);
     for (int p = 0; p < rt->nparts; p++)
         part_drop(&rt->parts[p]);

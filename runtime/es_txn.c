@@ -3,6 +3,7 @@
 #include "es_txn.h"
 #include "es_fault.h"
 #include "es_kafka.h"
+#include "es_kafka_rd.h"
 #include "es_log.h"
 #include "es_mem.h"
 #include "es_time.h"
@@ -93,8 +94,8 @@ const char *es_txn_rc_name(es_txn_rc_t rc)
 
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
-    (void)rk;
-    es_txn_t *t = opaque;
+    (void)opaque;
+    es_txn_t *t = es_kafka_arg(rk);
     /* the opaque carries the transaction's epoch: a late report of an aborted transaction's
      * purged message must not land in a slot of the next one */
     intptr_t tag = (intptr_t)m->_private;
@@ -123,18 +124,18 @@ static rd_kafka_t *producer_new(es_txn_t *t, es_err_t *err)
                         "linger.ms",
                         "2",
                         NULL};
-    rd_kafka_conf_t *conf = es_kafka_conf_new(t->client_id, kv, err);
+    es_kafka_conf_t *conf = es_kafka_conf_new(t->client_id, kv, err);
     if (!conf)
         return NULL;
-    rd_kafka_conf_set_opaque(conf, t);
-    rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
-    rd_kafka_t *p = es_kafka_new(RD_KAFKA_PRODUCER, conf, err);
+    es_kafka_conf_set_arg(conf, t);
+    rd_kafka_conf_set_dr_msg_cb(es_kafka_conf_rd(conf), dr_msg_cb);
+    rd_kafka_t *p = es_kafka_new(ES_KAFKA_PRODUCER, conf, err);
     if (!p)
         return NULL;
     /* fences any earlier instance with this id and aborts (or completes) its open transaction */
     if (es_kafka_error(err, rd_kafka_init_transactions(p, t->txn_timeout_ms),
                        "init_transactions") != 0) {
-        rd_kafka_destroy(p);
+        es_kafka_destroy(p);
         return NULL;
     }
     return p;
@@ -168,7 +169,7 @@ void es_txn_free(es_txn_t *t)
         return;
     if (t->producer) {
         rd_kafka_flush(t->producer, 5000);
-        rd_kafka_destroy(t->producer);
+        es_kafka_destroy(t->producer);
     }
     rd_kafka_topic_partition_list_destroy(t->first);
     rd_kafka_topic_partition_list_destroy(t->next);
@@ -189,7 +190,7 @@ int es_txn_recreate(es_txn_t *t, es_err_t *err)
         /* its transaction, if any, is finished by the next init_transactions: nothing of it
          * must be sent any more */
         rd_kafka_purge(t->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-        rd_kafka_destroy(t->producer);
+        es_kafka_destroy(t->producer);
         t->producer = NULL;
     }
     t->open = false;
@@ -326,9 +327,9 @@ void es_txn_batch_reset(es_txn_t *t)
     t->next = rd_kafka_topic_partition_list_new(8);
 }
 
-void es_txn_batch_add(es_txn_t *t, const rd_kafka_message_t *m)
+void es_txn_batch_add(es_txn_t *t, const es_kafka_msg_t *m)
 {
-    const char *topic = rd_kafka_topic_name(m->rkt);
+    const char *topic = m->topic;
     rd_kafka_topic_partition_t *f =
         rd_kafka_topic_partition_list_find(t->first, topic, m->partition);
     if (!f)
@@ -427,7 +428,7 @@ static es_txn_rc_t produce_failed(es_txn_t *t, rd_kafka_resp_err_t e, const char
 }
 
 es_txn_rc_t es_txn_produce(es_txn_t *t, const char *topic, int32_t partition, const void *key,
-                           size_t key_len, void *buf, size_t len, rd_kafka_headers_t *headers,
+                           size_t key_len, void *buf, size_t len, es_kafka_headers_t *headers,
                            size_t *slot, es_err_t *err)
 {
     intptr_t tag = -1;
@@ -486,8 +487,7 @@ int64_t es_txn_offset(const es_txn_t *t, size_t slot)
     return slot < t->nslots && t->slots[slot].done ? t->slots[slot].offset : -1;
 }
 
-es_txn_rc_t es_txn_send_offsets(es_txn_t *t, const rd_kafka_consumer_group_metadata_t *cgmd,
-                                es_err_t *err)
+es_txn_rc_t es_txn_send_offsets(es_txn_t *t, const es_kafka_group_t *cgmd, es_err_t *err)
 {
     if (t->next->cnt == 0)
         return ES_TXN_OK;

@@ -20,7 +20,7 @@
  *
  * Fault points (es_fault.h): "txn.before_commit=fail" makes es_txn_commit answer ES_TXN_ABORT
  * without committing (as an abortable broker error would); "txn.fatal_before_commit=fail"
- * raises a real fatal error on the producer (rd_kafka_test_fatal_error) just before the commit,
+ * raises a real fatal error on the producer (librdkafka's test_fatal_error) just before the commit,
  * so the commit answers ES_TXN_LOST.
  *
  * Not thread-safe: one es_txn_t belongs to the thread running the batch loop (its delivery
@@ -29,8 +29,8 @@
 #define ES_TXN_H
 
 #include "es_err.h"
+#include "es_kafka.h"
 #include "es_metrics.h"
-#include <librdkafka/rdkafka.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -69,7 +69,7 @@ void es_txn_free(es_txn_t *t);
 
 /* The producer, borrowed: valid until the next es_txn_recreate or es_txn_free (for admin calls
  * such as creating a topic; never for transactional calls, which go through es_txn). */
-rd_kafka_t *es_txn_producer(es_txn_t *t);
+es_kafka_t *es_txn_producer(es_txn_t *t);
 
 /* Destroys the producer and makes a new one with the same settings, calling init_transactions
  * (which finishes or aborts the lost transaction on the broker) and retrying with capped
@@ -83,15 +83,15 @@ int es_txn_recreate(es_txn_t *t, es_err_t *err);
 void es_txn_batch_reset(es_txn_t *t);
 /* Notes a consumed message (borrowed): its partition's first offset in the batch (for a rewind)
  * and the next offset to commit. */
-void es_txn_batch_add(es_txn_t *t, const rd_kafka_message_t *msg);
+void es_txn_batch_add(es_txn_t *t, const es_kafka_msg_t *msg);
 /* Moves consumer (borrowed) back to the first noted message of each partition, so the batch is
  * read again. A partition revoked meanwhile fails to seek: its new owner starts from the
  * committed offset anyway (logged, not an error). */
-void es_txn_rewind(es_txn_t *t, rd_kafka_t *consumer);
+void es_txn_rewind(es_txn_t *t, es_kafka_t *consumer);
 /* Moves consumer (borrowed) to the committed offset of each partition it is assigned (the
  * beginning where none is committed): after ES_TXN_LOST, when what the lost transaction did is
  * unknown until the broker says. Returns 0 or -1 with err (retry later). */
-int es_txn_rewind_committed(rd_kafka_t *consumer, int timeout_ms, es_err_t *err);
+int es_txn_rewind_committed(es_kafka_t *consumer, int timeout_ms, es_err_t *err);
 
 /* --- the transaction --------------------------------------------------------------------- */
 
@@ -99,22 +99,21 @@ int es_txn_rewind_committed(rd_kafka_t *consumer, int timeout_ms, es_err_t *err)
  * its messages are ignored. A state error (no transaction can begin) is ES_TXN_LOST. */
 es_txn_rc_t es_txn_begin(es_txn_t *t, es_err_t *err);
 /* Produces buf (stolen; NULL for a tombstone) of len bytes keyed by key (borrowed, key_len
- * bytes) to topic/partition (RD_KAFKA_PARTITION_UA: by key) inside the open transaction, with
+ * bytes) to topic/partition (ES_KAFKA_PARTITION_ANY: by key) inside the open transaction, with
  * headers (stolen, may be NULL). A full local queue is waited out, at most timeout_ms. With slot
  * non-NULL the delivery is tracked and *slot is its index for es_txn_offset. Ownership of buf
  * and headers passes in every case. */
 es_txn_rc_t es_txn_produce(es_txn_t *t, const char *topic, int32_t partition, const void *key,
-                           size_t key_len, void *buf, size_t len, rd_kafka_headers_t *headers,
+                           size_t key_len, void *buf, size_t len, es_kafka_headers_t *headers,
                            size_t *slot, es_err_t *err);
 /* Waits for every message produced in the transaction to be delivered (at most timeout_ms); a
  * tracked message not delivered is ES_TXN_ABORT. */
 es_txn_rc_t es_txn_flush(es_txn_t *t, es_err_t *err);
 /* The offset a tracked message got (valid after es_txn_flush answered ES_TXN_OK), or -1. */
 int64_t es_txn_offset(const es_txn_t *t, size_t slot);
-/* Sends the next offset of every noted partition, for consumer group cgmd (borrowed), in the
- * transaction. */
-es_txn_rc_t es_txn_send_offsets(es_txn_t *t, const rd_kafka_consumer_group_metadata_t *cgmd,
-                                es_err_t *err);
+/* Sends the next offset of every noted partition, for consumer group (borrowed: es_kafka_group_of
+ * the consumer, or es_kafka_group_new), in the transaction. */
+es_txn_rc_t es_txn_send_offsets(es_txn_t *t, const es_kafka_group_t *group, es_err_t *err);
 /* Commits the transaction (counted in m_commits, resets the backoff). */
 es_txn_rc_t es_txn_commit(es_txn_t *t, es_err_t *err);
 /* Aborts the open transaction (counted in m_aborts, grows the backoff). ES_TXN_OK, or

@@ -252,7 +252,7 @@ typedef struct boot_arg {
     es_err_t *err;
 } boot_arg_t;
 
-static int boot_msg(const rd_kafka_message_t *m, void *arg)
+static int boot_msg(const es_kafka_msg_t *m, void *arg)
 {
     boot_arg_t *a = arg;
     const char *type = NULL;
@@ -260,9 +260,9 @@ static int boot_msg(const rd_kafka_message_t *m, void *arg)
     es_err_t e = ES_ERR_INIT;
     int rc = 0;
     a->next = (long long)m->offset + 1;
-    if (!m->payload)
+    if (!m->value)
         return 0;
-    if (ev_decode(a->s->codec, m->payload, m->len, &type, &ev, &e) != 0) {
+    if (ev_decode(a->s->codec, m->value, m->len, &type, &ev, &e) != 0) {
         if (e.code == ES_EINVAL) /* the live consumer dead-letters it */
             return 0;
         es_set(a->err, ES_EIO, "%s", e.msg); /* the registry, not the data */

@@ -27,7 +27,7 @@ struct sb_runtime {
     void *state;
     sr_client_t *sr;
     ev_codec_t *codec;
-    rd_kafka_t *consumer;
+    es_kafka_t *consumer;
     bool consumer_lost;        /* its fatal error was seen: make it again */
     double consumer_fenced_at; /* when it was last made again after a fence, 0: never */
     es_txn_t *txn;             /* the transactional producer */
@@ -50,7 +50,7 @@ static void sb_heartbeat(void)
 
 /* Every DEPS_CHECK_S: whether a broker answers, for /readyz (the role's only dependency). */
 #define DEPS_CHECK_S 5.0
-static void sb_check_kafka(rd_kafka_t *rk, double *next_at)
+static void sb_check_kafka(es_kafka_t *rk, double *next_at)
 {
     if (!rk || es_mono_s() < *next_at)
         return;
@@ -76,10 +76,10 @@ static void set_fatal(sb_runtime_t *rt, const char *what, const char *msg)
 /* Produces buf (stolen) with headers h (stolen) inside the open transaction; partition chosen by
  * key. Returns 0, or -1 with err and rt->produce_rc set. */
 static int produce(sb_runtime_t *rt, const char *topic, const void *key, size_t key_len, void *buf,
-                   size_t len, rd_kafka_headers_t *h, es_err_t *err)
+                   size_t len, es_kafka_headers_t *h, es_err_t *err)
 {
-    es_txn_rc_t rc =
-        es_txn_produce(rt->txn, topic, RD_KAFKA_PARTITION_UA, key, key_len, buf, len, h, NULL, err);
+    es_txn_rc_t rc = es_txn_produce(rt->txn, topic, ES_KAFKA_PARTITION_ANY, key, key_len, buf, len,
+                                    h, NULL, err);
     if (rc == ES_TXN_OK)
         return 0;
     rt->produce_rc = rc;
@@ -93,13 +93,13 @@ static void sleep_s(sb_runtime_t *rt, double s)
         nanosleep(&ts, NULL);
 }
 
-static void consumer_fatal(sb_runtime_t *rt, rd_kafka_t *consumer);
+static void consumer_fatal(sb_runtime_t *rt, es_kafka_t *consumer);
 
 /* After a lost producer (trc ES_TXN_LOST or ES_TXN_FENCED, with msg): fenced is fatal; else the
  * producer is made again (its last transaction is finished by the broker meanwhile) and
  * consumer (may be NULL: a tick) moved to its committed offsets, since what the lost transaction
  * did is known only now; retried with capped backoff. Returns 0, or -1 (fatal, or a stop). */
-static int recover_lost(sb_runtime_t *rt, rd_kafka_t *consumer, es_txn_rc_t trc, const char *msg)
+static int recover_lost(sb_runtime_t *rt, es_kafka_t *consumer, es_txn_rc_t trc, const char *msg)
 {
     if (trc == ES_TXN_FENCED) {
         set_fatal(rt, "transaction", msg);
@@ -111,7 +111,7 @@ static int recover_lost(sb_runtime_t *rt, rd_kafka_t *consumer, es_txn_rc_t trc,
         return -1;
     double wait = 0.2;
     while (consumer && es_txn_rewind_committed(consumer, 30000, &err) != 0) {
-        if (rd_kafka_fatal_error(consumer, NULL, 0)) {
+        if (es_kafka_fatal_error(consumer, NULL, 0)) {
             /* the outage fenced the consumer too: a new one starts from the committed offsets */
             consumer_fatal(rt, consumer);
             return rt->fatal ? -1 : 0;
@@ -128,29 +128,29 @@ static int recover_lost(sb_runtime_t *rt, rd_kafka_t *consumer, es_txn_rc_t trc,
 }
 
 /* The original message, as it came, to "<name>.deadletter" with the reason in headers. */
-static int produce_dead_letter(sb_runtime_t *rt, const rd_kafka_message_t *m, const char *reason,
+static int produce_dead_letter(sb_runtime_t *rt, const es_kafka_msg_t *m, const char *reason,
                                es_err_t *err)
 {
-    rd_kafka_headers_t *h = rd_kafka_headers_new(6);
+    es_kafka_headers_t *h = es_kafka_headers_new(6);
     char num[32];
-    rd_kafka_header_add(h, "reason", -1, reason, -1);
-    rd_kafka_header_add(h, "source-topic", -1, rd_kafka_topic_name(m->rkt), -1);
+    es_kafka_header_add(h, "reason", reason);
+    es_kafka_header_add(h, "source-topic", m->topic);
     snprintf(num, sizeof num, "%d", (int)m->partition);
-    rd_kafka_header_add(h, "source-partition", -1, num, -1);
+    es_kafka_header_add(h, "source-partition", num);
     snprintf(num, sizeof num, "%lld", (long long)m->offset);
-    rd_kafka_header_add(h, "source-offset", -1, num, -1);
+    es_kafka_header_add(h, "source-offset", num);
     char *tp = es_kafka_header_dup(m, "traceparent");
     if (tp)
-        rd_kafka_header_add(h, "traceparent", -1, tp, -1);
+        es_kafka_header_add(h, "traceparent", tp);
     free(tp);
     void *buf = NULL;
     if (m->len) {
         buf = xmalloc(m->len);
-        memcpy(buf, m->payload, m->len);
+        memcpy(buf, m->value, m->len);
     }
     es_metric_add(rt->m_dead, 1);
-    es_warn("dead letter from %s[%d]@%lld: %s", rd_kafka_topic_name(m->rkt), (int)m->partition,
-            (long long)m->offset, reason);
+    es_warn("dead letter from %s[%d]@%lld: %s", m->topic, (int)m->partition, (long long)m->offset,
+            reason);
     return produce(rt, rt->t_dead, m->key, m->key_len, buf, m->len, h, err);
 }
 
@@ -195,13 +195,13 @@ static int produce_outputs(sb_runtime_t *rt, const json_t *trigger_meta, const c
     char child[ES_TRACEPARENT_LEN];
     for (i = 0; i < n; i++) {
         es_trace_child(traceparent, child);
-        rd_kafka_headers_t *h = rd_kafka_headers_new(1);
-        rd_kafka_header_add(h, "traceparent", -1, child, -1);
+        es_kafka_headers_t *h = es_kafka_headers_new(1);
+        es_kafka_header_add(h, "traceparent", child);
         if (rc == 0)
             rc = produce(rt, topics[i], keys[i], strlen(keys[i]), bufs[i], lens[i], h, err);
         else {
             free(bufs[i]);
-            rd_kafka_headers_destroy(h);
+            es_kafka_headers_free(h);
         }
     }
 out:
@@ -214,7 +214,7 @@ out:
 
 /* Handles one consumed message inside the open transaction. Returns 0 (handled, or
  * dead-lettered), -1 with err when the batch must be aborted and retried. */
-static int handle_one(sb_runtime_t *rt, const rd_kafka_message_t *m, es_err_t *err)
+static int handle_one(sb_runtime_t *rt, const es_kafka_msg_t *m, es_err_t *err)
 {
     const char *type = NULL;
     json_t *ev = NULL;
@@ -223,9 +223,9 @@ static int handle_one(sb_runtime_t *rt, const rd_kafka_message_t *m, es_err_t *e
     char *tp = NULL;
     int rc = 0;
     sb_out_clear(rt->out);
-    if (!m->payload) /* a tombstone: nothing to handle */
+    if (!m->value) /* a tombstone: nothing to handle */
         return 0;
-    if (ev_decode(rt->codec, m->payload, m->len, &type, &ev, &herr) != 0) {
+    if (ev_decode(rt->codec, m->value, m->len, &type, &ev, &herr) != 0) {
         if (herr.code != ES_EINVAL) { /* the registry, not the data */
             es_set(err, herr.code, "%s", herr.msg);
             return -1;
@@ -235,8 +235,7 @@ static int handle_one(sb_runtime_t *rt, const rd_kafka_message_t *m, es_err_t *e
     }
     tp = es_kafka_header_dup(m, "traceparent");
     es_metric_add(rt->m_events, 1);
-    sb_out_set_source(rt->out, rd_kafka_topic_name(m->rkt), (int)m->partition,
-                      (long long)m->offset);
+    sb_out_set_source(rt->out, m->topic, (int)m->partition, (long long)m->offset);
     if (rt->sub->handle(rt->state, type, ev, tp, rt->out, &herr) != 0) {
         if (herr.code == ES_EIO || herr.code == ES_ETIMEOUT) {
             es_set(err, herr.code, "%s", herr.msg);
@@ -279,9 +278,8 @@ out:
  * cgmd, borrowed). Returns 0 when committed, 1 when aborted and rewound (retry after
  * es_txn_backoff), 2 when the producer was lost (then made again and consumer rewound to its
  * committed offsets: read again at once), -1 on a fatal error. */
-static int run_batch(sb_runtime_t *rt, rd_kafka_t *consumer,
-                     const rd_kafka_consumer_group_metadata_t *cgmd, rd_kafka_message_t **msgs,
-                     size_t n)
+static int run_batch(sb_runtime_t *rt, es_kafka_t *consumer, const es_kafka_group_t *cgmd,
+                     es_kafka_msg_t **msgs, size_t n)
 {
     double t0 = es_mono_s();
     es_err_t err = ES_ERR_INIT;
@@ -361,7 +359,7 @@ static void run_tick(sb_runtime_t *rt)
 /* --- consuming ---------------------------------------------------------------------------- */
 
 /* Tells the subscriber, topic by topic, which partitions it owns now (parts NULL: none). */
-static void notify_assigned(sb_runtime_t *rt, const rd_kafka_topic_partition_list_t *parts)
+static void notify_assigned(sb_runtime_t *rt, const es_kafka_parts_t *parts)
 {
     if (!rt->sub->assigned || !rt->state)
         return;
@@ -377,12 +375,11 @@ static void notify_assigned(sb_runtime_t *rt, const rd_kafka_topic_partition_lis
     free(ps);
 }
 
-static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
-                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+static void rebalance_cb(es_kafka_t *rk, int code, es_kafka_parts_t *parts, void *opaque)
 {
     sb_runtime_t *rt = opaque;
     rt->rebalanced = true;
-    bool assign = code == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+    bool assign = code == ES_KAFKA_ERR_ASSIGN_PARTITIONS;
     if (assign) {
         es_err_t err = ES_ERR_INIT;
         if (es_kafka_assign_committed(rk, parts, 60000, &rt->stop, sb_heartbeat, &err) != 0) {
@@ -392,8 +389,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
         es_info("'%s' assigned %d partitions", rt->sub->name, parts->cnt);
         es_metrics_set_ready(true);
     } else {
-        rd_kafka_assign(rk, NULL);
-        es_info("'%s' partitions revoked (%s)", rt->sub->name, rd_kafka_err2str(code));
+        es_kafka_assign(rk, NULL);
+        es_info("'%s' partitions revoked (%s)", rt->sub->name, es_kafka_err_str(code));
     }
     notify_assigned(rt, assign ? parts : NULL);
 }
@@ -402,7 +399,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
  * broker outage is the consumer's own rejoin racing its old member id: the subscription consumer
  * is made again (main_consumer_open). A second fence soon after means a twin instance with the
  * same EVENTSHOP_INSTANCE_ID: stop with that said, rather than fence each other forever. */
-static void consumer_fatal(sb_runtime_t *rt, rd_kafka_t *consumer)
+static void consumer_fatal(sb_runtime_t *rt, es_kafka_t *consumer)
 {
     es_err_t err = ES_ERR_INIT;
     es_kafka_consumer_fatal(consumer, &err);
@@ -416,7 +413,7 @@ static void consumer_fatal(sb_runtime_t *rt, rd_kafka_t *consumer)
 
 /* Gathers up to batch_max messages, waiting at most linger_ms after the first (or wait_ms for
  * the first). A rebalance meanwhile drops what was gathered. */
-static size_t gather(sb_runtime_t *rt, rd_kafka_t *consumer, rd_kafka_message_t **msgs, int wait_ms,
+static size_t gather(sb_runtime_t *rt, es_kafka_t *consumer, es_kafka_msg_t **msgs, int wait_ms,
                      bool *eof)
 {
     size_t n = 0;
@@ -428,30 +425,30 @@ static size_t gather(sb_runtime_t *rt, rd_kafka_t *consumer, rd_kafka_message_t 
         if (left <= 0 && !first)
             break;
         first = false;
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(consumer, left > 0 ? (int)(left * 1000) : 0);
+        es_kafka_msg_t *m = es_kafka_poll(consumer, left > 0 ? (int)(left * 1000) : 0);
         if (rt->rebalanced) {
             for (size_t i = 0; i < n; i++)
-                rd_kafka_message_destroy(msgs[i]);
+                es_kafka_msg_free(msgs[i]);
             n = 0;
             rt->rebalanced = false;
         }
         if (!m)
             continue;
         if (m->err) {
-            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            if (m->err == ES_KAFKA_ERR_PARTITION_EOF) {
                 if (eof)
                     *eof = true;
             } else {
-                es_warn("consumer: %s", rd_kafka_message_errstr(m));
-                if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
-                    rd_kafka_message_destroy(m);
+                es_warn("consumer: %s", m->errstr);
+                if (m->err == ES_KAFKA_ERR_FATAL) {
+                    es_kafka_msg_free(m);
                     for (size_t i = 0; i < n; i++)
-                        rd_kafka_message_destroy(msgs[i]);
+                        es_kafka_msg_free(msgs[i]);
                     consumer_fatal(rt, consumer);
                     return 0;
                 }
             }
-            rd_kafka_message_destroy(m);
+            es_kafka_msg_free(m);
             continue;
         }
         if (n == 0)
@@ -466,39 +463,13 @@ static size_t gather(sb_runtime_t *rt, rd_kafka_t *consumer, rd_kafka_message_t 
 /* Creates "<name>.deadletter" unless it exists (dead letters are kept forever). */
 static int create_dead_letter_topic(sb_runtime_t *rt, es_err_t *err)
 {
-    char errstr[256];
     int rf = (int)es_env_long("EVENTSHOP_REPLICATION_FACTOR", 1);
-    rd_kafka_NewTopic_t *t =
-        rd_kafka_NewTopic_new(rt->t_dead, es_env_partitions(), rf, errstr, sizeof errstr);
-    if (!t)
-        return es_set(err, ES_EINVAL, "topic '%s': %s", rt->t_dead, errstr);
-    rd_kafka_NewTopic_set_config(t, "retention.ms", "-1");
-    rd_kafka_t *admin = es_txn_producer(rt->txn);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(admin);
-    rd_kafka_CreateTopics(admin, &t, 1, NULL, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
-    const rd_kafka_CreateTopics_result_t *res = ev ? rd_kafka_event_CreateTopics_result(ev) : NULL;
-    int rc = 0;
-    if (!res) {
-        rc = es_set(err, ES_EIO, "no answer creating topic '%s'", rt->t_dead);
-    } else {
-        size_t cnt;
-        const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &cnt);
-        for (size_t i = 0; i < cnt; i++) {
-            rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[i]);
-            if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
-                rc = es_set(err, ES_EIO, "topic '%s': %s", rt->t_dead,
-                            rd_kafka_topic_result_error_string(tr[i]));
-        }
-    }
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_NewTopic_destroy(t);
-    return rc;
+    const char *kv[] = {"retention.ms", "-1", NULL};
+    return es_kafka_create_topic(es_txn_producer(rt->txn), rt->t_dead, es_env_partitions(), rf, kv,
+                                 30000, err);
 }
 
-static rd_kafka_t *consumer_new(sb_runtime_t *rt, const char *group, const char *instance, bool eof,
+static es_kafka_t *consumer_new(sb_runtime_t *rt, const char *group, const char *instance, bool eof,
                                 es_err_t *err)
 {
     char client[200];
@@ -520,16 +491,13 @@ static rd_kafka_t *consumer_new(sb_runtime_t *rt, const char *group, const char 
                         instance ? "group.instance.id" : NULL,
                         instance,
                         NULL};
-    rd_kafka_conf_t *conf = es_kafka_conf_new(client, kv, err);
+    es_kafka_conf_t *conf = es_kafka_conf_new(client, kv, err);
     if (!conf)
         return NULL;
-    rd_kafka_conf_set_opaque(conf, rt);
+    es_kafka_conf_set_arg(conf, rt);
     if (!eof)
-        rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
-    rd_kafka_t *c = es_kafka_new(RD_KAFKA_CONSUMER, conf, err);
-    if (c)
-        rd_kafka_poll_set_consumer(c);
-    return c;
+        es_kafka_conf_on_rebalance(conf, rebalance_cb);
+    return es_kafka_new(ES_KAFKA_CONSUMER, conf, err);
 }
 
 sb_runtime_t *sb_runtime_new(const sb_subscriber_t *sub, es_err_t *err)
@@ -609,12 +577,11 @@ static int main_consumer_open(sb_runtime_t *rt, es_err_t *err)
     /* static membership: a restarted instance takes its partitions back at once */
     if (!(rt->consumer = consumer_new(rt, rt->group, inst, false, err)))
         return -1;
-    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(4);
-    for (const char *const *t = rt->sub->topics; *t; t++)
-        rd_kafka_topic_partition_list_add(topics, *t, RD_KAFKA_PARTITION_UA);
-    rd_kafka_resp_err_t e = rd_kafka_subscribe(rt->consumer, topics);
-    rd_kafka_topic_partition_list_destroy(topics);
-    return es_kafka_resp_error(err, e, "subscribe");
+    int n = 0;
+    while (rt->sub->topics[n])
+        n++;
+    return es_kafka_resp_error(err, es_kafka_subscribe(rt->consumer, rt->sub->topics, n),
+                               "subscribe");
 }
 
 /* Destroys the fenced subscription consumer and makes a new one (its assignment follows as on a
@@ -623,7 +590,7 @@ static int main_consumer_remake(sb_runtime_t *rt)
 {
     rt->consumer_lost = false;
     rt->consumer_fenced_at = es_mono_s();
-    rd_kafka_destroy(rt->consumer);
+    es_kafka_destroy(rt->consumer);
     rt->consumer = NULL;
     double wait = 0.2;
     for (;;) {
@@ -633,7 +600,7 @@ static int main_consumer_remake(sb_runtime_t *rt)
             return 0;
         }
         if (rt->consumer) {
-            rd_kafka_destroy(rt->consumer);
+            es_kafka_destroy(rt->consumer);
             rt->consumer = NULL;
         }
         if (rt->stop)
@@ -649,7 +616,7 @@ int sb_runtime_run(sb_runtime_t *rt, es_err_t *err)
 {
     if (main_consumer_open(rt, err) != 0)
         return -1;
-    rd_kafka_message_t **msgs = xcalloc((size_t)rt->batch_max, sizeof *msgs);
+    es_kafka_msg_t **msgs = xcalloc((size_t)rt->batch_max, sizeof *msgs);
     /* A subscriber without a tick waits in the consumer for as long as there is nothing to do;
      * one with a tick waits until the tick is due. Never a zero timeout when idle: the deadline
      * is moved forward whenever it passes, so an idle role sleeps in the poll. */
@@ -662,14 +629,13 @@ int sb_runtime_run(sb_runtime_t *rt, es_err_t *err)
         int wait = (int)((next_tick - es_mono_s()) * 1000);
         size_t n = gather(rt, rt->consumer, msgs, wait > 1 ? wait : 1, NULL);
         if (n > 0 && !rt->fatal) {
-            rd_kafka_consumer_group_metadata_t *cgmd =
-                rd_kafka_consumer_group_metadata(rt->consumer);
+            es_kafka_group_t *cgmd = es_kafka_group_of(rt->consumer);
             if (run_batch(rt, rt->consumer, cgmd, msgs, n) == 1)
                 es_txn_backoff(rt->txn);
-            rd_kafka_consumer_group_metadata_destroy(cgmd);
+            es_kafka_group_free(cgmd);
         }
         for (size_t i = 0; i < n; i++)
-            rd_kafka_message_destroy(msgs[i]);
+            es_kafka_msg_free(msgs[i]);
         if (rt->consumer_lost && !rt->fatal && main_consumer_remake(rt) != 0)
             break;
         if (rt->sub->tick && es_mono_s() >= next_tick && !rt->fatal && !rt->stop) {
@@ -686,7 +652,7 @@ int sb_runtime_run(sb_runtime_t *rt, es_err_t *err)
     }
     es_info("subscriber '%s' stopping", rt->sub->name);
     if (rt->consumer)
-        rd_kafka_consumer_close(rt->consumer);
+        es_kafka_close(rt->consumer);
     return 0;
 }
 
@@ -696,10 +662,10 @@ int sb_runtime_replay_dead_letters(sb_runtime_t *rt, long *replayed, es_err_t *e
     int rc = -1;
     long count = 0;
     snprintf(group, sizeof group, "eventshop-%s-deadletter-replay", rt->sub->name);
-    rd_kafka_t *c = consumer_new(rt, group, NULL, true, err);
-    rd_kafka_consumer_group_metadata_t *cgmd = rd_kafka_consumer_group_metadata_new(group);
-    rd_kafka_topic_partition_list_t *parts = NULL;
-    rd_kafka_message_t **msgs = xcalloc((size_t)rt->batch_max, sizeof *msgs);
+    es_kafka_t *c = consumer_new(rt, group, NULL, true, err);
+    es_kafka_group_t *cgmd = es_kafka_group_new(group);
+    es_kafka_parts_t *parts = NULL;
+    es_kafka_msg_t **msgs = xcalloc((size_t)rt->batch_max, sizeof *msgs);
     int64_t *end = NULL;
     if (!c)
         goto out;
@@ -707,35 +673,35 @@ int sb_runtime_replay_dead_letters(sb_runtime_t *rt, long *replayed, es_err_t *e
     if (np < 0)
         goto out;
     end = xcalloc((size_t)np, sizeof *end);
-    parts = rd_kafka_topic_partition_list_new(np);
+    parts = es_kafka_parts_new(np);
     for (int p = 0; p < np; p++) {
         int64_t lo = 0, hi = 0;
-        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(c, rt->t_dead, p, &lo, &hi, 10000);
+        int e = es_kafka_query_watermarks(c, rt->t_dead, p, &lo, &hi, 10000);
         if (e) {
             es_kafka_resp_error(err, e, rt->t_dead);
             goto out;
         }
         end[p] = hi;
-        rd_kafka_topic_partition_list_add(parts, rt->t_dead, p);
+        es_kafka_parts_add(parts, rt->t_dead, p);
     }
-    rd_kafka_resp_err_t e = rd_kafka_committed(c, parts, 10000);
+    int e = es_kafka_committed(c, parts, 10000);
     if (e) {
         es_kafka_resp_error(err, e, "committed offsets");
         goto out;
     }
     for (int p = 0; p < np; p++) {
         if (parts->elems[p].offset < 0)
-            parts->elems[p].offset = RD_KAFKA_OFFSET_BEGINNING;
+            parts->elems[p].offset = ES_KAFKA_OFFSET_BEGINNING;
     }
-    if ((e = rd_kafka_assign(c, parts))) {
+    if ((e = es_kafka_assign(c, parts))) {
         es_kafka_resp_error(err, e, "assign");
         goto out;
     }
     double idle_since = es_mono_s();
     for (;;) {
         bool behind = false;
-        rd_kafka_topic_partition_list_t *pos = rd_kafka_topic_partition_list_copy(parts);
-        rd_kafka_position(c, pos);
+        es_kafka_parts_t *pos = es_kafka_parts_copy(parts);
+        es_kafka_position(c, pos);
         for (int p = 0; p < np; p++) {
             int64_t at = pos->elems[p].offset;
             if (at < 0) { /* nothing read yet: use the committed offset */
@@ -744,7 +710,7 @@ int sb_runtime_replay_dead_letters(sb_runtime_t *rt, long *replayed, es_err_t *e
             if (end[p] > 0 && at < end[p])
                 behind = true;
         }
-        rd_kafka_topic_partition_list_destroy(pos);
+        es_kafka_parts_free(pos);
         if (!behind || rt->stop || rt->fatal)
             break;
         size_t n = gather(rt, c, msgs, 1000, NULL);
@@ -753,13 +719,13 @@ int sb_runtime_replay_dead_letters(sb_runtime_t *rt, long *replayed, es_err_t *e
             if (msgs[i]->partition < np && msgs[i]->offset < end[msgs[i]->partition])
                 msgs[keep++] = msgs[i];
             else
-                rd_kafka_message_destroy(msgs[i]);
+                es_kafka_msg_free(msgs[i]);
         }
         int brc = keep ? run_batch(rt, c, cgmd, msgs, keep) : 0;
         if (brc == 0)
             count += (long)keep;
         for (size_t i = 0; i < keep; i++)
-            rd_kafka_message_destroy(msgs[i]);
+            es_kafka_msg_free(msgs[i]);
         if (brc == 1)
             es_txn_backoff(rt->txn);
         if (brc < 0)
@@ -783,11 +749,11 @@ out:
     free(msgs);
     free(end);
     if (parts)
-        rd_kafka_topic_partition_list_destroy(parts);
-    rd_kafka_consumer_group_metadata_destroy(cgmd);
+        es_kafka_parts_free(parts);
+    es_kafka_group_free(cgmd);
     if (c) {
-        rd_kafka_consumer_close(c);
-        rd_kafka_destroy(c);
+        es_kafka_close(c);
+        es_kafka_destroy(c);
     }
     return rc;
 }
@@ -801,7 +767,7 @@ void sb_runtime_free(sb_runtime_t *rt)
     rt->state = NULL; /* a consumer destroyed unclosed still calls the rebalance callback */
     es_txn_free(rt->txn);
     if (rt->consumer)
-        rd_kafka_destroy(rt->consumer);
+        es_kafka_destroy(rt->consumer);
     ev_codec_free(rt->codec);
     sr_client_free(rt->sr);
     sb_out_free(rt->out);
