@@ -554,7 +554,7 @@ sb_runtime_t *sb_runtime_new(const sb_subscriber_t *sub, es_err_t *err)
         goto fail;
     if (create_dead_letter_topic(rt, err) != 0)
         goto fail;
-    if (!(rt->state = sub->init(err)))
+    if (!(rt->state = sub->init_with ? sub->init_with(rt, err) : sub->init(err)))
         goto fail;
     es_info("subscriber '%s' ready: group '%s', transactional id '%s'", sub->name, rt->group,
             txn_id);
@@ -656,104 +656,128 @@ int sb_runtime_run(sb_runtime_t *rt, es_err_t *err)
     return 0;
 }
 
-int sb_runtime_replay_dead_letters(sb_runtime_t *rt, long *replayed, es_err_t *err)
+/* A replay of the dead letters: its own consumer (assigned, no group membership) and where each
+ * partition ended when it began. */
+typedef struct dl_replay {
+    es_kafka_t *c;
+    es_kafka_group_t *cgmd;
+    es_kafka_parts_t *parts; /* every partition, at its committed offset */
+    int64_t *end;            /* per partition: the high watermark at the start */
+    int np;
+    es_kafka_msg_t **msgs;
+    long count; /* dead letters replayed */
+} dl_replay_t;
+
+/* Notes each partition's end and assigns them all at their committed offsets (the earliest when
+ * none). 0, or -1 with err. */
+static int dl_assign(sb_runtime_t *rt, dl_replay_t *r, es_err_t *err)
 {
-    char group[200];
-    int rc = -1;
-    long count = 0;
-    snprintf(group, sizeof group, "eventshop-%s-deadletter-replay", rt->sub->name);
-    es_kafka_t *c = consumer_new(rt, group, NULL, true, err);
-    es_kafka_group_t *cgmd = es_kafka_group_new(group);
-    es_kafka_parts_t *parts = NULL;
-    es_kafka_msg_t **msgs = xcalloc((size_t)rt->batch_max, sizeof *msgs);
-    int64_t *end = NULL;
-    if (!c)
-        goto out;
-    int np = es_kafka_partition_count(c, rt->t_dead, err);
-    if (np < 0)
-        goto out;
-    end = xcalloc((size_t)np, sizeof *end);
-    parts = es_kafka_parts_new(np);
-    for (int p = 0; p < np; p++) {
+    if ((r->np = es_kafka_partition_count(r->c, rt->t_dead, err)) < 0)
+        return -1;
+    r->end = xcalloc((size_t)r->np, sizeof *r->end);
+    r->parts = es_kafka_parts_new(r->np);
+    for (int p = 0; p < r->np; p++) {
         int64_t lo = 0, hi = 0;
-        int e = es_kafka_query_watermarks(c, rt->t_dead, p, &lo, &hi, 10000);
-        if (e) {
-            es_kafka_resp_error(err, e, rt->t_dead);
-            goto out;
-        }
-        end[p] = hi;
-        es_kafka_parts_add(parts, rt->t_dead, p);
+        int e = es_kafka_query_watermarks(r->c, rt->t_dead, p, &lo, &hi, 10000);
+        if (e)
+            return es_kafka_resp_error(err, e, rt->t_dead);
+        r->end[p] = hi;
+        es_kafka_parts_add(r->parts, rt->t_dead, p);
     }
-    int e = es_kafka_committed(c, parts, 10000);
-    if (e) {
-        es_kafka_resp_error(err, e, "committed offsets");
-        goto out;
+    int e = es_kafka_committed(r->c, r->parts, 10000);
+    if (e)
+        return es_kafka_resp_error(err, e, "committed offsets");
+    for (int p = 0; p < r->np; p++) {
+        if (r->parts->elems[p].offset < 0)
+            r->parts->elems[p].offset = ES_KAFKA_OFFSET_BEGINNING;
     }
-    for (int p = 0; p < np; p++) {
-        if (parts->elems[p].offset < 0)
-            parts->elems[p].offset = ES_KAFKA_OFFSET_BEGINNING;
+    return es_kafka_resp_error(err, es_kafka_assign(r->c, r->parts), "assign");
+}
+
+/* Whether some partition is still before the end it had at the start. */
+static bool dl_behind(const dl_replay_t *r)
+{
+    bool behind = false;
+    es_kafka_parts_t *pos = es_kafka_parts_copy(r->parts);
+    es_kafka_position(r->c, pos);
+    for (int p = 0; p < r->np; p++) {
+        int64_t at = pos->elems[p].offset;
+        if (at < 0) /* nothing read yet: use the committed offset */
+            at = r->parts->elems[p].offset;
+        if (r->end[p] > 0 && at < r->end[p])
+            behind = true;
     }
-    if ((e = es_kafka_assign(c, parts))) {
-        es_kafka_resp_error(err, e, "assign");
-        goto out;
+    es_kafka_parts_free(pos);
+    return behind;
+}
+
+/* Gathers a batch of what was there when the replay started and runs it. The number of dead
+ * letters kept (0: none came), or -1 when the replay must end. */
+static long dl_step(sb_runtime_t *rt, dl_replay_t *r)
+{
+    size_t n = gather(rt, r->c, r->msgs, 1000, NULL);
+    size_t keep = 0;
+    for (size_t i = 0; i < n; i++) { /* only what was there when the replay started */
+        es_kafka_msg_t *m = r->msgs[i];
+        if (m->partition < r->np && m->offset < r->end[m->partition])
+            r->msgs[keep++] = m;
+        else
+            es_kafka_msg_free(m);
     }
+    int brc = keep ? run_batch(rt, r->c, r->cgmd, r->msgs, keep) : 0;
+    if (brc == 0)
+        r->count += (long)keep;
+    for (size_t i = 0; i < keep; i++)
+        es_kafka_msg_free(r->msgs[i]);
+    if (brc == 1)
+        es_txn_backoff(rt->txn);
+    return brc < 0 ? -1 : (long)keep;
+}
+
+/* Runs batches until every partition reached its end, a stop, a fatal error, or 10 s without a
+ * dead letter. */
+static void dl_run(sb_runtime_t *rt, dl_replay_t *r)
+{
     double idle_since = es_mono_s();
-    for (;;) {
-        bool behind = false;
-        es_kafka_parts_t *pos = es_kafka_parts_copy(parts);
-        es_kafka_position(c, pos);
-        for (int p = 0; p < np; p++) {
-            int64_t at = pos->elems[p].offset;
-            if (at < 0) { /* nothing read yet: use the committed offset */
-                at = parts->elems[p].offset;
-            }
-            if (end[p] > 0 && at < end[p])
-                behind = true;
-        }
-        es_kafka_parts_free(pos);
-        if (!behind || rt->stop || rt->fatal)
+    while (dl_behind(r) && !rt->stop && !rt->fatal) {
+        long kept = dl_step(rt, r);
+        if (kept < 0)
             break;
-        size_t n = gather(rt, c, msgs, 1000, NULL);
-        size_t keep = 0;
-        for (size_t i = 0; i < n; i++) { /* only what was there when the replay started */
-            if (msgs[i]->partition < np && msgs[i]->offset < end[msgs[i]->partition])
-                msgs[keep++] = msgs[i];
-            else
-                es_kafka_msg_free(msgs[i]);
-        }
-        int brc = keep ? run_batch(rt, c, cgmd, msgs, keep) : 0;
-        if (brc == 0)
-            count += (long)keep;
-        for (size_t i = 0; i < keep; i++)
-            es_kafka_msg_free(msgs[i]);
-        if (brc == 1)
-            es_txn_backoff(rt->txn);
-        if (brc < 0)
-            break;
-        if (keep > 0)
+        if (kept > 0) {
             idle_since = es_mono_s();
-        else if (es_mono_s() - idle_since > 10) {
+        } else if (es_mono_s() - idle_since > 10) {
             es_warn("dead letters of '%s': no progress in 10 s, stopping", rt->sub->name);
             break;
         }
     }
-    if (rt->fatal) {
-        es_set(err, rt->fatal_err.code, "%s", rt->fatal_err.msg);
-        goto out;
+}
+
+int sb_runtime_replay_dead_letters(sb_runtime_t *rt, long *replayed, es_err_t *err)
+{
+    char group[200];
+    int rc = -1;
+    snprintf(group, sizeof group, "eventshop-%s-deadletter-replay", rt->sub->name);
+    dl_replay_t r = {.c = consumer_new(rt, group, NULL, true, err),
+                     .cgmd = es_kafka_group_new(group),
+                     .msgs = xcalloc((size_t)rt->batch_max, sizeof *r.msgs)};
+    if (r.c && dl_assign(rt, &r, err) == 0) {
+        dl_run(rt, &r);
+        if (rt->fatal) {
+            es_set(err, rt->fatal_err.code, "%s", rt->fatal_err.msg);
+        } else {
+            es_info("replayed %ld dead letters of '%s'", r.count, rt->sub->name);
+            rc = 0;
+        }
     }
-    es_info("replayed %ld dead letters of '%s'", count, rt->sub->name);
-    rc = 0;
-out:
     if (replayed)
-        *replayed = count;
-    free(msgs);
-    free(end);
-    if (parts)
-        es_kafka_parts_free(parts);
-    es_kafka_group_free(cgmd);
-    if (c) {
-        es_kafka_close(c);
-        es_kafka_destroy(c);
+        *replayed = r.count;
+    free(r.msgs);
+    free(r.end);
+    es_kafka_parts_free(r.parts);
+    es_kafka_group_free(r.cgmd);
+    if (r.c) {
+        es_kafka_close(r.c);
+        es_kafka_destroy(r.c);
     }
     return rc;
 }
@@ -772,4 +796,43 @@ void sb_runtime_free(sb_runtime_t *rt)
     sr_client_free(rt->sr);
     sb_out_free(rt->out);
     free(rt);
+}
+
+/* --- history ---------------------------------------------------------------------------- */
+
+typedef struct history_arg {
+    sb_runtime_t *rt;
+    sb_history_fn fn;
+    void *arg;
+    long long next;
+    es_err_t *err;
+} history_arg_t;
+
+static int history_msg(const es_kafka_msg_t *m, void *arg)
+{
+    history_arg_t *h = arg;
+    h->next = (long long)m->offset + 1;
+    if (!m->value)
+        return 0;
+    const char *type = NULL;
+    json_t *ev = NULL;
+    es_err_t e = ES_ERR_INIT;
+    if (ev_decode(h->rt->codec, m->value, m->len, &type, &ev, &e) != 0) {
+        if (e.code == ES_EINVAL) /* the live consumer dead-letters it */
+            return 0;
+        es_set(h->err, ES_EIO, "%s", e.msg); /* the registry, not the data */
+        return 1;
+    }
+    int rc = h->fn(h->arg, type, ev, (long long)m->offset, h->err);
+    json_decref(ev);
+    return rc;
+}
+
+int sb_runtime_read_history(sb_runtime_t *rt, const char *topic, int partition, sb_history_fn fn,
+                            void *arg, int timeout_ms, long long *next, es_err_t *err)
+{
+    history_arg_t h = {rt, fn, arg, 0, err};
+    int rc = es_kafka_read_partition(topic, partition, history_msg, &h, timeout_ms, err);
+    *next = h.next;
+    return rc;
 }
