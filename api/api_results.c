@@ -156,6 +156,26 @@ static void complete(struct waiter *w, const struct api_outcome *o)
     free(w);
 }
 
+/* Unlinks the waiters of command_id, or with command_id NULL those past their deadline at now
+ * (all of them when force), and returns them as a list (last taken first). Under res->lock. */
+static struct waiter *take_waiters_locked(api_results_t *res, const char *command_id, bool force,
+                                          long long now)
+{
+    struct waiter *taken = NULL;
+    for (struct waiter **w = &res->waiters; *w;) {
+        struct waiter *x = *w;
+        if (command_id ? !strcmp(x->command_id, command_id) : force || x->deadline_ms <= now) {
+            *w = x->next;
+            x->next = taken;
+            taken = x;
+            es_metric_add(res->pending_gauge, -1);
+        } else {
+            w = &x->next;
+        }
+    }
+    return taken;
+}
+
 void api_results_put(api_results_t *res, const struct api_outcome *o)
 {
     struct waiter *done = NULL;
@@ -173,17 +193,7 @@ void api_results_put(api_results_t *res, const struct api_outcome *o)
             snprintf(res->ring[idx].o.actor, sizeof actor, "%s", actor);
     }
     /* a redelivered or repeated result keeps the first outcome */
-    for (struct waiter **w = &res->waiters; *w;) {
-        if (!strcmp((*w)->command_id, o->command_id)) {
-            struct waiter *x = *w;
-            *w = x->next;
-            x->next = done;
-            done = x;
-            es_metric_add(res->pending_gauge, -1);
-        } else {
-            w = &(*w)->next;
-        }
-    }
+    done = take_waiters_locked(res, o->command_id, false, 0);
     struct api_outcome first = res->ring[idx].o;
     pthread_mutex_unlock(&res->lock);
     while (done) {
@@ -223,19 +233,8 @@ void api_results_wait(api_results_t *res, const char *command_id, es_http_pendin
 static void expire_waiters(api_results_t *res, bool force)
 {
     long long now = es_mono_ms();
-    struct waiter *done = NULL;
     pthread_mutex_lock(&res->lock);
-    for (struct waiter **w = &res->waiters; *w;) {
-        if (force || (*w)->deadline_ms <= now) {
-            struct waiter *x = *w;
-            *w = x->next;
-            x->next = done;
-            done = x;
-            es_metric_add(res->pending_gauge, -1);
-        } else {
-            w = &(*w)->next;
-        }
-    }
+    struct waiter *done = take_waiters_locked(res, NULL, force, now);
     pthread_mutex_unlock(&res->lock);
     while (done) {
         struct waiter *next = done->next;

@@ -80,16 +80,6 @@ static void hd_heartbeat(void)
     es_metrics_heartbeat("handler");
 }
 
-/* Every DEPS_CHECK_S: whether a broker answers, for /readyz (the role's only dependency). */
-#define DEPS_CHECK_S 5.0
-static void hd_check_kafka(es_kafka_t *rk, double *next_at)
-{
-    if (!rk || es_mono_s() < *next_at)
-        return;
-    es_metrics_set_dependency("kafka", es_kafka_reachable(rk, 1000));
-    *next_at = es_mono_s() + DEPS_CHECK_S;
-}
-
 static json_int_t wall_ms(void)
 {
     struct timespec ts;
@@ -147,22 +137,28 @@ static void part_drop(hd_part_t *pt)
     memset(pt, 0, sizeof *pt);
 }
 
+/* The next owned partition at or after *p (then moved past it), or NULL. */
+static hd_part_t *owned_next(hd_runtime_t *rt, int *p)
+{
+    for (; *p < rt->nparts; (*p)++)
+        if (rt->parts[*p].owned)
+            return &rt->parts[(*p)++];
+    return NULL;
+}
+
 static void discard_staged(hd_runtime_t *rt)
 {
-    for (int p = 0; p < rt->nparts; p++) {
-        if (rt->parts[p].owned) {
-            json_object_clear(rt->parts[p].staged_states);
-            json_object_clear(rt->parts[p].staged_results);
-        }
+    hd_part_t *pt;
+    for (int p = 0; (pt = owned_next(rt, &p));) {
+        json_object_clear(pt->staged_states);
+        json_object_clear(pt->staged_results);
     }
 }
 
 static void merge_staged(hd_runtime_t *rt)
 {
-    for (int p = 0; p < rt->nparts; p++) {
-        hd_part_t *pt = &rt->parts[p];
-        if (!pt->owned)
-            continue;
+    hd_part_t *pt;
+    for (int p = 0; (pt = owned_next(rt, &p));) {
         const char *k;
         json_t *v;
         json_object_foreach(pt->staged_states, k, v)
@@ -586,40 +582,6 @@ out:
 
 /* --- transactions ------------------------------------------------------------------------- */
 
-/* What a failed transaction step (trc, with err) leaves: an abortable failure is aborted, what
- * the batch staged is forgotten and the consumer moved back to the batch's first command in each
- * partition, so the batch is read and decided again (1); a lost producer must be made again and
- * the partitions recovered (2); fenced by another instance is fatal (-1, rt->fatal set). */
-static int batch_failed(hd_runtime_t *rt, es_txn_rc_t trc, size_t n, es_err_t *err)
-{
-    if (trc == ES_TXN_ABORT) {
-        es_warn("aborting a batch of %zu commands: %s", n, err->msg[0] ? err->msg : "kafka error");
-        es_err_t aerr = ES_ERR_INIT;
-        trc = es_txn_abort(rt->txn, &aerr);
-        if (trc == ES_TXN_OK) {
-            discard_staged(rt);
-            es_txn_rewind(rt->txn, rt->consumer);
-            return 1;
-        }
-        es_clear(err);
-        es_set(err, aerr.code, "%s", aerr.msg);
-    }
-    discard_staged(rt);
-    if (trc == ES_TXN_FENCED) {
-        set_fatal(rt, err);
-        return -1;
-    }
-    es_error("handler for '%s' lost its transactional producer: %s", rt->ctx->name, err->msg);
-    return 2;
-}
-
-static void sleep_s(hd_runtime_t *rt, double s)
-{
-    struct timespec ts = {0, 50 * 1000000L};
-    for (double until = es_mono_s() + s; !rt->stop && es_mono_s() < until;)
-        nanosleep(&ts, NULL);
-}
-
 static void consumer_fatal(hd_runtime_t *rt);
 
 /* After a lost producer nobody knows whether its last transaction committed until a new
@@ -656,7 +618,7 @@ static int recover_lost(hd_runtime_t *rt)
         if (rt->stop)
             return -1;
         es_warn("recovering after a lost producer: %s (again in %.1f s)", err.msg, wait);
-        sleep_s(rt, wait);
+        es_txn_sleep(rt->txn, wait);
         wait = wait * 2 > 30 ? 30 : wait * 2;
     }
 }
@@ -717,15 +679,14 @@ static void log_decided(hd_runtime_t *rt, const hd_item_t *it)
     }
 }
 
-/* Produces the states the batch staged, of every owned partition, to the changelog. 0; 1 when
- * the batch failed (*trc and err set); -1 on a state the schema refuses, a bug: rt->fatal set and
- * the transaction aborted, the process restarts. */
+/* Produces the states the batch staged, of every owned partition, to the changelog. 0, or 1 when
+ * the batch failed (*trc and err set; on a state the schema refuses, a bug, also rt->fatal: the
+ * transaction is aborted and the process restarts). */
 static int states_produce(hd_runtime_t *rt, es_txn_rc_t *trc, es_err_t *err)
 {
-    for (int p = 0; p < rt->nparts; p++) {
-        hd_part_t *pt = &rt->parts[p];
-        if (!pt->owned)
-            continue;
+    hd_part_t *pt;
+    for (int next = 0; (pt = owned_next(rt, &next));) {
+        int32_t p = (int32_t)(pt - rt->parts);
         const char *k;
         json_t *v;
         json_object_foreach(pt->staged_states, k, v)
@@ -734,12 +695,8 @@ static int states_produce(hd_runtime_t *rt, es_txn_rc_t *trc, es_err_t *err)
             size_t len = 0;
             if (!json_is_null(v) &&
                 ev_encode(rt->codec, rt->t_changelog, rt->ctx->state_type, v, &buf, &len, err)) {
-                if (err->code == ES_EINVAL) { /* a state the schema refuses: a bug, restart */
+                if (err->code == ES_EINVAL) /* a state the schema refuses: a bug, restart */
                     set_fatal(rt, err);
-                    es_err_t aerr = ES_ERR_INIT;
-                    es_txn_abort(rt->txn, &aerr);
-                    return -1;
-                }
                 *trc = ES_TXN_ABORT;
                 return 1;
             }
@@ -779,14 +736,49 @@ static int results_produce(hd_runtime_t *rt, const hd_item_t *items, size_t n, e
     return 0;
 }
 
-/* Decides the batch in one transaction. Returns 0 (committed, or rewound to be read again when the
- * views lag), 1 (aborted and rewound: back off, then read again), 2 (the producer is lost:
- * recover_lost), -1 on a fatal error (rt->fatal set). */
+/* A batch being decided: the es_txn_step's work. */
+typedef struct hd_batch {
+    hd_runtime_t *rt;
+    hd_item_t *items;
+    size_t n;
+} hd_batch_t;
+
+/* Decides every command, then produces the events (their offsets are the read-your-writes
+ * positions the results carry), the staged states and the results. A state the schema refuses
+ * (a bug) sets rt->fatal. */
+static es_txn_rc_t batch_work(void *arg, es_err_t *err)
+{
+    hd_batch_t *b = arg;
+    hd_runtime_t *rt = b->rt;
+    es_txn_rc_t trc;
+    for (size_t i = 0; i < b->n; i++)
+        if (decide_one(rt, &b->items[i], err) != 0)
+            return rt->produce_rc != ES_TXN_OK ? rt->produce_rc : ES_TXN_ABORT;
+    if ((trc = es_txn_flush(rt->txn, err)) != ES_TXN_OK)
+        return trc;
+    for (size_t i = 0; i < b->n; i++) {
+        hd_item_t *it = &b->items[i];
+        if (it->has_events)
+            json_object_set_new(it->result, "offset",
+                                json_integer(es_txn_offset(rt->txn, it->last_slot)));
+    }
+    if (states_produce(rt, &trc, err) != 0 || results_produce(rt, b->items, b->n, &trc, err) != 0)
+        return trc;
+    return ES_TXN_OK;
+}
+
+static void batch_discard(void *arg)
+{
+    discard_staged(((hd_batch_t *)arg)->rt);
+}
+
+/* Decides the batch in one transaction (es_txn_step). Returns 0 (committed, or rewound to be
+ * read again when the views lag), 1 (aborted and rewound: back off, then read again), 2 (the
+ * producer is lost: recover_lost), -1 on a fatal error (rt->fatal set). */
 static int run_batch(hd_runtime_t *rt, hd_item_t *items, size_t n)
 {
     double t0 = es_mono_s();
     es_err_t err = ES_ERR_INIT;
-    es_txn_rc_t trc;
     rt->produce_rc = ES_TXN_OK;
     es_txn_batch_reset(rt->txn);
     for (size_t i = 0; i < n; i++)
@@ -797,35 +789,21 @@ static int run_batch(hd_runtime_t *rt, hd_item_t *items, size_t n)
         es_txn_rewind(rt->txn, rt->consumer);
         return 0;
     }
-    if ((trc = es_txn_begin(rt->txn, &err)) != ES_TXN_OK)
-        goto failed;
-    for (size_t i = 0; i < n; i++) {
-        if (decide_one(rt, &items[i], &err) != 0) {
-            trc = rt->produce_rc != ES_TXN_OK ? rt->produce_rc : ES_TXN_ABORT;
-            goto failed;
-        }
-    }
-    /* the events' offsets are the read-your-writes positions the results carry */
-    if ((trc = es_txn_flush(rt->txn, &err)) != ES_TXN_OK)
-        goto failed;
-    for (size_t i = 0; i < n; i++) {
-        hd_item_t *it = &items[i];
-        if (it->has_events)
-            json_object_set_new(it->result, "offset",
-                                json_integer(es_txn_offset(rt->txn, it->last_slot)));
-    }
-    int src = states_produce(rt, &trc, &err);
-    if (src < 0)
+    hd_batch_t b = {rt, items, n};
+    const es_txn_step_t step = {rt->consumer, NULL, n, "commands", batch_work, batch_discard, &b};
+    es_txn_rc_t trc = es_txn_step(rt->txn, &step, &err);
+    if (rt->fatal)
         return -1;
-    if (src > 0 || results_produce(rt, items, n, &trc, &err) != 0)
-        goto failed;
-    es_kafka_group_t *cgmd = es_kafka_group_of(rt->consumer);
-    trc = es_txn_send_offsets(rt->txn, cgmd, &err);
-    es_kafka_group_free(cgmd);
-    if (trc != ES_TXN_OK)
-        goto failed;
-    if ((trc = es_txn_commit(rt->txn, &err)) != ES_TXN_OK)
-        goto failed;
+    if (trc == ES_TXN_ABORT)
+        return 1;
+    if (trc == ES_TXN_FENCED) {
+        set_fatal(rt, &err);
+        return -1;
+    }
+    if (trc == ES_TXN_LOST) {
+        es_error("handler for '%s' lost its transactional producer: %s", rt->ctx->name, err.msg);
+        return 2;
+    }
     merge_staged(rt);
     es_metric_observe(rt->m_batch_seconds, es_mono_s() - t0);
     es_metric_set(rt->m_batch_size, (double)n);
@@ -835,8 +813,6 @@ static int run_batch(hd_runtime_t *rt, hd_item_t *items, size_t n)
     }
     es_debug("committed a batch of %zu commands in %.3f s", n, es_mono_s() - t0);
     return 0;
-failed:
-    return batch_failed(rt, trc, n, &err);
 }
 
 /* --- life cycle --------------------------------------------------------------------------- */
@@ -972,52 +948,23 @@ static int consumer_remake(hd_runtime_t *rt)
         if (rt->stop)
             return -1;
         es_warn("making the consumer again: %s (again in %.1f s)", err.msg, wait);
-        sleep_s(rt, wait);
+        es_txn_sleep(rt->txn, wait);
         wait = wait * 2 > 30 ? 30 : wait * 2;
     }
 }
 
 /* Gathers up to batch_max commands, waiting at most linger_ms after the first one. A rebalance
  * meanwhile drops what was gathered: the new assignment reads from the committed offsets. */
-static size_t gather(hd_runtime_t *rt, hd_item_t *items)
+static size_t gather(hd_runtime_t *rt, hd_item_t *items, es_kafka_msg_t **msgs)
 {
-    size_t n = 0;
-    double deadline = 0;
-    rt->rebalanced = false;
-    while (n < (size_t)rt->cfg.batch_max && !rt->stop && !rt->fatal) {
-        int wait = 100;
-        if (n > 0) {
-            double left = deadline - es_mono_s();
-            if (left <= 0)
-                break;
-            wait = (int)(left * 1000) + 1;
-        }
-        es_kafka_msg_t *m = es_kafka_poll(rt->consumer, wait);
-        if (rt->rebalanced) {
-            for (size_t i = 0; i < n; i++)
-                es_kafka_msg_free(items[i].msg);
-            n = 0;
-            rt->rebalanced = false;
-        }
-        if (!m)
-            continue;
-        if (m->err) {
-            if (m->err != ES_KAFKA_ERR_PARTITION_EOF)
-                es_warn("consumer: %s", m->errstr);
-            if (m->err == ES_KAFKA_ERR_FATAL) {
-                es_kafka_msg_free(m);
-                for (size_t i = 0; i < n; i++)
-                    es_kafka_msg_free(items[i].msg);
-                consumer_fatal(rt);
-                return 0;
-            }
-            es_kafka_msg_free(m);
-            continue;
-        }
-        if (n == 0)
-            deadline = es_mono_s() + rt->cfg.linger_ms / 1000.0;
-        items[n++] = (hd_item_t){.msg = m};
-    }
+    const es_kafka_gather_t g = {
+        (size_t)rt->cfg.batch_max, -1, rt->cfg.linger_ms, &rt->stop, &rt->fatal, &rt->rebalanced};
+    bool fatal;
+    size_t n = es_kafka_gather(rt->consumer, &g, msgs, &fatal);
+    if (fatal)
+        consumer_fatal(rt);
+    for (size_t i = 0; i < n; i++)
+        items[i] = (hd_item_t){.msg = msgs[i]};
     return n;
 }
 
@@ -1031,11 +978,12 @@ int hd_runtime_run(hd_runtime_t *rt, es_err_t *err)
     if (consumer_subscribe(rt, err) != 0)
         return -1;
     hd_item_t *items = xcalloc((size_t)rt->cfg.batch_max, sizeof *items);
+    es_kafka_msg_t **msgs = xcalloc((size_t)rt->cfg.batch_max, sizeof *msgs);
     double check_at = 0;
     while (!rt->stop && !rt->fatal) {
         hd_heartbeat();
-        hd_check_kafka(rt->consumer, &check_at);
-        size_t n = gather(rt, items);
+        es_kafka_check_readiness(rt->consumer, &check_at);
+        size_t n = gather(rt, items, msgs);
         int brc = 0;
         if (n > 0 && !rt->fatal)
             brc = run_batch(rt, items, n);
@@ -1050,16 +998,10 @@ int hd_runtime_run(hd_runtime_t *rt, es_err_t *err)
             consumer_remake(rt);
     }
     free(items);
-    es_metrics_heartbeat_end();
-    if (rt->fatal) {
-        es_set(err, rt->fatal_err.code, "%s", rt->fatal_err.msg);
-        es_error("handler for '%s' stops on a fatal error: %s", rt->ctx->name, rt->fatal_err.msg);
-        return -1;
-    }
-    es_info("handler for '%s' stopping", rt->ctx->name);
-    if (rt->consumer)
-        es_kafka_close(rt->consumer);
-    return 0;
+    free(msgs);
+    char who[160];
+    snprintf(who, sizeof who, "handler for '%s'", rt->ctx->name);
+    return es_txn_loop_end(who, rt->consumer, rt->fatal, &rt->fatal_err, err);
 }
 
 void hd_runtime_free(hd_runtime_t *rt)

@@ -4,6 +4,7 @@
 #include "es_kafka_rd.h"
 #include "es_log.h"
 #include "es_mem.h"
+#include "es_metrics.h"
 #include "es_retry.h"
 #include "es_time.h"
 #include <errno.h>
@@ -537,6 +538,14 @@ bool es_kafka_reachable(rd_kafka_t *rk, int timeout_ms)
     return up;
 }
 
+void es_kafka_check_readiness(es_kafka_t *rk, double *next_at)
+{
+    if (!rk || es_mono_s() < *next_at)
+        return;
+    es_metrics_set_dependency("kafka", es_kafka_reachable(rk, 1000));
+    *next_at = es_mono_s() + 5.0;
+}
+
 bool es_kafka_fence_is_twin(rd_kafka_t *rk, double last_remake_s, double now_s)
 {
     const double window_s = 120.0;
@@ -626,9 +635,10 @@ es_kafka_parts_t *es_kafka_parts_copy(const es_kafka_parts_t *l)
 {
     es_kafka_parts_t *c = es_kafka_parts_new(l->cnt);
     for (int i = 0; i < l->cnt; i++) {
-        es_kafka_part_t *p = es_kafka_parts_add(c, l->elems[i].topic, l->elems[i].partition);
-        p->offset = l->elems[i].offset;
-        p->err = l->elems[i].err;
+        const es_kafka_part_t *e = &l->elems[i];
+        es_kafka_part_t *p = es_kafka_parts_add(c, e->topic, e->partition);
+        p->offset = e->offset;
+        p->err = e->err;
     }
     return c;
 }
@@ -654,12 +664,14 @@ rd_kafka_topic_partition_list_t *es_kafka_parts_to_rd(const es_kafka_parts_t *l)
 
 es_kafka_parts_t *es_kafka_parts_from_rd(const rd_kafka_topic_partition_list_t *l)
 {
-    es_kafka_parts_t *c = es_kafka_parts_new(l->cnt);
-    for (int i = 0; i < l->cnt; i++) {
-        es_kafka_part_t *p = es_kafka_parts_add(c, l->elems[i].topic, l->elems[i].partition);
-        p->offset = l->elems[i].offset;
-        p->err = l->elems[i].err;
-    }
+    /* the same layout of fields that matter: a view of l, copied */
+    es_kafka_parts_t view = {l->cnt, l->cnt,
+                             xcalloc((size_t)(l->cnt ? l->cnt : 1), sizeof *view.elems)};
+    for (int i = 0; i < l->cnt; i++)
+        view.elems[i] = (es_kafka_part_t){l->elems[i].topic, l->elems[i].partition,
+                                          l->elems[i].offset, l->elems[i].err};
+    es_kafka_parts_t *c = es_kafka_parts_copy(&view);
+    free(view.elems);
     return c;
 }
 
@@ -707,6 +719,56 @@ void es_kafka_msg_free(es_kafka_msg_t *m)
     free(m);
 }
 
+static void msgs_free(es_kafka_msg_t **msgs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        es_kafka_msg_free(msgs[i]);
+}
+
+size_t es_kafka_gather(es_kafka_t *rk, const es_kafka_gather_t *g, es_kafka_msg_t **msgs,
+                       bool *fatal)
+{
+    size_t n = 0;
+    double deadline = es_mono_s() + (g->wait_ms > 0 ? g->wait_ms : 0) / 1000.0;
+    bool first = true;
+    *fatal = false;
+    *g->rebalanced = false;
+    while (n < g->max && !*g->stop && !*g->failed) {
+        int wait = 100;
+        if (n > 0 || g->wait_ms >= 0) {
+            double left = deadline - es_mono_s();
+            if (left <= 0 && !first)
+                break;
+            wait = left > 0 ? (int)(left * 1000) + 1 : 0;
+        }
+        first = false;
+        es_kafka_msg_t *m = es_kafka_poll(rk, wait);
+        if (*g->rebalanced) {
+            msgs_free(msgs, n);
+            n = 0;
+            *g->rebalanced = false;
+        }
+        if (!m)
+            continue;
+        if (m->err && m->err != ES_KAFKA_ERR_PARTITION_EOF)
+            es_warn("consumer: %s", m->errstr);
+        if (m->err == ES_KAFKA_ERR_FATAL) {
+            es_kafka_msg_free(m);
+            msgs_free(msgs, n);
+            *fatal = true;
+            return 0;
+        }
+        if (m->err) {
+            es_kafka_msg_free(m);
+            continue;
+        }
+        if (n == 0)
+            deadline = es_mono_s() + g->linger_ms / 1000.0;
+        msgs[n++] = m;
+    }
+    return n;
+}
+
 int es_kafka_subscribe(es_kafka_t *rk, const char *const *topics, int n)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
@@ -717,14 +779,59 @@ int es_kafka_subscribe(es_kafka_t *rk, const char *const *topics, int n)
     return e;
 }
 
+/* The librdkafka calls that take a partition list. */
+typedef enum {
+    OP_ASSIGN,
+    OP_PAUSE,
+    OP_RESUME,
+    OP_POSITION,
+    OP_COMMITTED,
+    OP_FOR_TIMES,
+    OP_COMMIT,
+    OP_COMMIT_ASYNC
+} parts_op_t;
+
+/* Calls op on rk with parts converted (copying offsets and errors back into parts when the
+ * call fills them: writable non-NULL). 0 or the error code. */
+static int parts_call(es_kafka_t *rk, parts_op_t op, const es_kafka_parts_t *parts,
+                      es_kafka_parts_t *writable, int timeout_ms)
+{
+    rd_kafka_topic_partition_list_t *r = es_kafka_parts_to_rd(writable ? writable : parts);
+    rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
+    switch (op) {
+    case OP_ASSIGN:
+        e = rd_kafka_assign(rk, r);
+        break;
+    case OP_PAUSE:
+        e = rd_kafka_pause_partitions(rk, r);
+        break;
+    case OP_RESUME:
+        e = rd_kafka_resume_partitions(rk, r);
+        break;
+    case OP_POSITION:
+        e = rd_kafka_position(rk, r);
+        break;
+    case OP_COMMITTED:
+        e = rd_kafka_committed(rk, r, timeout_ms);
+        break;
+    case OP_FOR_TIMES:
+        e = rd_kafka_offsets_for_times(rk, r, timeout_ms);
+        break;
+    case OP_COMMIT:
+    case OP_COMMIT_ASYNC:
+        e = rd_kafka_commit(rk, r, op == OP_COMMIT_ASYNC);
+        break;
+    }
+    if (writable)
+        parts_back(writable, r);
+    else
+        rd_kafka_topic_partition_list_destroy(r);
+    return e;
+}
+
 int es_kafka_assign(es_kafka_t *rk, const es_kafka_parts_t *parts)
 {
-    if (!parts)
-        return rd_kafka_assign(rk, NULL);
-    rd_kafka_topic_partition_list_t *r = es_kafka_parts_to_rd(parts);
-    rd_kafka_resp_err_t e = rd_kafka_assign(rk, r);
-    rd_kafka_topic_partition_list_destroy(r);
-    return e;
+    return parts ? parts_call(rk, OP_ASSIGN, parts, NULL, 0) : rd_kafka_assign(rk, NULL);
 }
 
 int es_kafka_assignment(es_kafka_t *rk, es_kafka_parts_t **parts)
@@ -739,54 +846,32 @@ int es_kafka_assignment(es_kafka_t *rk, es_kafka_parts_t **parts)
 
 int es_kafka_pause(es_kafka_t *rk, const es_kafka_parts_t *parts)
 {
-    if (!parts)
-        return 0;
-    rd_kafka_topic_partition_list_t *r = es_kafka_parts_to_rd(parts);
-    rd_kafka_resp_err_t e = rd_kafka_pause_partitions(rk, r);
-    rd_kafka_topic_partition_list_destroy(r);
-    return e;
+    return parts ? parts_call(rk, OP_PAUSE, parts, NULL, 0) : 0;
 }
 
 int es_kafka_resume(es_kafka_t *rk, const es_kafka_parts_t *parts)
 {
-    if (!parts)
-        return 0;
-    rd_kafka_topic_partition_list_t *r = es_kafka_parts_to_rd(parts);
-    rd_kafka_resp_err_t e = rd_kafka_resume_partitions(rk, r);
-    rd_kafka_topic_partition_list_destroy(r);
-    return e;
+    return parts ? parts_call(rk, OP_RESUME, parts, NULL, 0) : 0;
 }
 
 int es_kafka_position(es_kafka_t *rk, es_kafka_parts_t *parts)
 {
-    rd_kafka_topic_partition_list_t *r = es_kafka_parts_to_rd(parts);
-    rd_kafka_resp_err_t e = rd_kafka_position(rk, r);
-    parts_back(parts, r);
-    return e;
+    return parts_call(rk, OP_POSITION, NULL, parts, 0);
 }
 
 int es_kafka_committed(es_kafka_t *rk, es_kafka_parts_t *parts, int timeout_ms)
 {
-    rd_kafka_topic_partition_list_t *r = es_kafka_parts_to_rd(parts);
-    rd_kafka_resp_err_t e = rd_kafka_committed(rk, r, timeout_ms);
-    parts_back(parts, r);
-    return e;
+    return parts_call(rk, OP_COMMITTED, NULL, parts, timeout_ms);
 }
 
 int es_kafka_offsets_for_times(es_kafka_t *rk, es_kafka_parts_t *parts, int timeout_ms)
 {
-    rd_kafka_topic_partition_list_t *r = es_kafka_parts_to_rd(parts);
-    rd_kafka_resp_err_t e = rd_kafka_offsets_for_times(rk, r, timeout_ms);
-    parts_back(parts, r);
-    return e;
+    return parts_call(rk, OP_FOR_TIMES, NULL, parts, timeout_ms);
 }
 
 int es_kafka_commit(es_kafka_t *rk, const es_kafka_parts_t *parts, bool async)
 {
-    rd_kafka_topic_partition_list_t *r = es_kafka_parts_to_rd(parts);
-    rd_kafka_resp_err_t e = rd_kafka_commit(rk, r, async);
-    rd_kafka_topic_partition_list_destroy(r);
-    return e;
+    return parts_call(rk, async ? OP_COMMIT_ASYNC : OP_COMMIT, parts, NULL, 0);
 }
 
 int es_kafka_seek(es_kafka_t *rk, es_kafka_parts_t *parts, int timeout_ms, es_err_t *err)

@@ -159,6 +159,24 @@ void es_kafka_msg_free(es_kafka_msg_t *m); /* NULL is a no-op */
 /* Value of header name in msg as a new NUL-terminated string (caller frees), or NULL. */
 char *es_kafka_header_dup(const es_kafka_msg_t *msg, const char *name);
 
+/* How es_kafka_gather collects a batch. The flags are the caller's (borrowed). */
+typedef struct es_kafka_gather {
+    size_t max;                        /* at most this many messages */
+    int wait_ms;                       /* for the first message; -1: until one comes (or a stop) */
+    int linger_ms;                     /* for the others, after the first came */
+    const volatile sig_atomic_t *stop; /* set: return now (with what was gathered) */
+    const bool *failed;                /* the same (the caller's fatal error) */
+    /* set by the caller's rebalance callback: what was gathered is dropped (the new assignment
+     * reads from the committed offsets); cleared when the gathering starts */
+    bool *rebalanced;
+} es_kafka_gather_t;
+
+/* Gathers messages of consumer rk into msgs (each freed by the caller) as g says. Consumer errors
+ * are logged ("consumer: <why>"), except a partition's end. Returns how many; 0 with *fatal set
+ * (and nothing gathered) on a fatal consumer error (es_kafka_consumer_fatal tells it). */
+size_t es_kafka_gather(es_kafka_t *rk, const es_kafka_gather_t *g, es_kafka_msg_t **msgs,
+                       bool *fatal);
+
 /* Subscribes rk to every partition of the n topics: 0 or the error code. */
 int es_kafka_subscribe(es_kafka_t *rk, const char *const *topics, int n);
 /* Assigns parts (NULL: unassigns): 0 or the error code. */
@@ -243,5 +261,8 @@ int es_kafka_assign_committed(es_kafka_t *rk, es_kafka_parts_t *parts, int timeo
 /* Whether a broker answers a metadata request of rk (borrowed) within timeout_ms: the cheap
  * check behind a role's "kafka" readiness dependency. */
 bool es_kafka_reachable(es_kafka_t *rk, int timeout_ms);
+/* Once *next_at (es_mono_s) has passed: sets the role's "kafka" dependency (/readyz) from whether
+ * a broker answers rk (NULL: nothing) within 1 s, and moves *next_at 5 s on. For a loop. */
+void es_kafka_check_readiness(es_kafka_t *rk, double *next_at);
 
 #endif

@@ -548,7 +548,63 @@ double es_txn_backoff(es_txn_t *t)
     return es_mono_s() - t0;
 }
 
+void es_txn_sleep(es_txn_t *t, double s)
+{
+    sleep_s(t, s);
+}
+
 double es_txn_backoff_s(const es_txn_t *t)
 {
     return t->backoff_s;
+}
+
+/* --- one step of the loop ------------------------------------------------------------------- */
+
+/* Sends the batch's offsets for s's group, then commits. */
+static es_txn_rc_t step_commit(es_txn_t *t, const es_txn_step_t *s, es_err_t *err)
+{
+    es_kafka_group_t *own = s->group ? NULL : es_kafka_group_of(s->consumer);
+    es_txn_rc_t rc = es_txn_send_offsets(t, s->group ? s->group : own, err);
+    es_kafka_group_free(own);
+    return rc == ES_TXN_OK ? es_txn_commit(t, err) : rc;
+}
+
+es_txn_rc_t es_txn_step(es_txn_t *t, const es_txn_step_t *s, es_err_t *err)
+{
+    es_txn_rc_t rc = es_txn_begin(t, err);
+    if (rc == ES_TXN_OK)
+        rc = s->work(s->arg, err);
+    if (rc == ES_TXN_OK)
+        rc = step_commit(t, s, err);
+    if (rc == ES_TXN_OK)
+        return rc;
+    if (s->discard)
+        s->discard(s->arg);
+    if (rc != ES_TXN_ABORT)
+        return rc;
+    es_err_t aerr = ES_ERR_INIT;
+    if ((rc = es_txn_abort(t, &aerr)) != ES_TXN_OK) {
+        es_clear(err);
+        es_set(err, aerr.code, "%s", aerr.msg);
+        return rc;
+    }
+    es_warn("aborting a batch of %zu %s, retrying in %.1f s: %s", s->n, s->what,
+            es_txn_backoff_s(t), err->msg[0] ? err->msg : "kafka error");
+    es_txn_rewind(t, s->consumer);
+    return ES_TXN_ABORT;
+}
+
+int es_txn_loop_end(const char *who, es_kafka_t *consumer, bool fatal, const es_err_t *fatal_err,
+                    es_err_t *err)
+{
+    es_metrics_heartbeat_end();
+    if (fatal) {
+        es_set(err, fatal_err->code, "%s", fatal_err->msg);
+        es_error("%s stops on a fatal error: %s", who, fatal_err->msg);
+        return -1;
+    }
+    es_info("%s stopping", who);
+    if (consumer)
+        es_kafka_close(consumer);
+    return 0;
 }

@@ -32,6 +32,7 @@
 #include "es_kafka.h"
 #include "es_metrics.h"
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -123,8 +124,38 @@ es_txn_rc_t es_txn_abort(es_txn_t *t, es_err_t *err);
 /* Sleeps the current backoff (0.2 s after the first abort, doubling to 5 s, with jitter; 0
  * after a commit) in slices of 50 ms so a stop is seen at once. Returns the seconds waited. */
 double es_txn_backoff(es_txn_t *t);
+/* Sleeps s seconds in slices of 50 ms, calling the heartbeat, ending early on a stop: the wait
+ * between the attempts of a caller's own recovery loop. */
+void es_txn_sleep(es_txn_t *t, double s);
 /* The current backoff in seconds (for log lines). */
 double es_txn_backoff_s(const es_txn_t *t);
+
+/* --- one step of the loop ------------------------------------------------------------------ */
+
+/* One batch of a transactional loop, the messages already noted (es_txn_batch_reset/_add). */
+typedef struct es_txn_step {
+    es_kafka_t *consumer;          /* the batch's (borrowed): rewound after an abort */
+    const es_kafka_group_t *group; /* its group for the offsets; NULL: es_kafka_group_of */
+    size_t n;                      /* the batch's size and what it is made of ("commands"), */
+    const char *what;              /* for the abort's log line */
+    /* produces what the batch decides, in the open transaction: ES_TXN_OK or the failure */
+    es_txn_rc_t (*work)(void *arg, es_err_t *err);
+    void (*discard)(void *arg); /* forgets what work staged after a failure; may be NULL */
+    void *arg;
+} es_txn_step_t;
+
+/* Begins a transaction, calls s->work, sends the noted offsets and commits. On a failure calls
+ * s->discard; an abortable one is aborted (logged "aborting a batch of <n> <what>, retrying in
+ * <backoff> s: <why>") and the consumer rewound, so that the batch is read again after
+ * es_txn_backoff: ES_TXN_ABORT. ES_TXN_LOST / ES_TXN_FENCED (err set) when the producer is lost,
+ * also when even the abort failed: the caller recovers (es_txn_recreate) or stops. */
+es_txn_rc_t es_txn_step(es_txn_t *t, const es_txn_step_t *s, es_err_t *err);
+
+/* The end of a role's transactional loop (its heartbeat ended): with fatal set (its error
+ * fatal_err) logs "<who> stops on a fatal error: <why>" and returns -1 with err; else logs
+ * "<who> stopping", closes consumer (may be NULL) and returns 0. */
+int es_txn_loop_end(const char *who, es_kafka_t *consumer, bool fatal, const es_err_t *fatal_err,
+                    es_err_t *err);
 
 /* Lower-case name of rc: "ok", "abort", "lost", "fenced". */
 const char *es_txn_rc_name(es_txn_rc_t rc);

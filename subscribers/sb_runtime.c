@@ -48,16 +48,6 @@ static void sb_heartbeat(void)
     es_metrics_heartbeat("subscriber");
 }
 
-/* Every DEPS_CHECK_S: whether a broker answers, for /readyz (the role's only dependency). */
-#define DEPS_CHECK_S 5.0
-static void sb_check_kafka(es_kafka_t *rk, double *next_at)
-{
-    if (!rk || es_mono_s() < *next_at)
-        return;
-    es_metrics_set_dependency("kafka", es_kafka_reachable(rk, 1000));
-    *next_at = es_mono_s() + DEPS_CHECK_S;
-}
-
 static long long wall_ms(void)
 {
     struct timespec ts;
@@ -84,13 +74,6 @@ static int produce(sb_runtime_t *rt, const char *topic, const void *key, size_t 
         return 0;
     rt->produce_rc = rc;
     return -1;
-}
-
-static void sleep_s(sb_runtime_t *rt, double s)
-{
-    struct timespec ts = {0, 50 * 1000000L};
-    for (double until = es_mono_s() + s; !rt->stop && es_mono_s() < until;)
-        nanosleep(&ts, NULL);
 }
 
 static void consumer_fatal(sb_runtime_t *rt, es_kafka_t *consumer);
@@ -120,7 +103,7 @@ static int recover_lost(sb_runtime_t *rt, es_kafka_t *consumer, es_txn_rc_t trc,
             return -1;
         es_warn("rewinding after a lost producer: %s (again in %.1f s)", err.msg, wait);
         es_clear(&err);
-        sleep_s(rt, wait);
+        es_txn_sleep(rt->txn, wait);
         wait = wait * 2 > 30 ? 30 : wait * 2;
     }
     es_info("subscriber '%s' recovered after a lost producer", rt->sub->name);
@@ -274,49 +257,46 @@ out:
     return rc;
 }
 
+/* A batch being handled: the es_txn_step's work. */
+typedef struct sb_batch {
+    sb_runtime_t *rt;
+    es_kafka_msg_t **msgs;
+    size_t n;
+} sb_batch_t;
+
+static es_txn_rc_t batch_work(void *arg, es_err_t *err)
+{
+    sb_batch_t *b = arg;
+    for (size_t i = 0; i < b->n; i++)
+        if (handle_one(b->rt, b->msgs[i], err) != 0)
+            return b->rt->produce_rc != ES_TXN_OK ? b->rt->produce_rc : ES_TXN_ABORT;
+    return ES_TXN_OK;
+}
+
 /* Handles a batch of messages of consumer in one transaction with their offsets (for group
- * cgmd, borrowed). Returns 0 when committed, 1 when aborted and rewound (retry after
- * es_txn_backoff), 2 when the producer was lost (then made again and consumer rewound to its
- * committed offsets: read again at once), -1 on a fatal error. */
+ * cgmd, borrowed; NULL: consumer's own). Returns 0 when committed, 1 when aborted and rewound
+ * (retry after es_txn_backoff), 2 when the producer was lost (then made again and consumer rewound
+ * to its committed offsets: read again at once), -1 on a fatal error. */
 static int run_batch(sb_runtime_t *rt, es_kafka_t *consumer, const es_kafka_group_t *cgmd,
                      es_kafka_msg_t **msgs, size_t n)
 {
     double t0 = es_mono_s();
     es_err_t err = ES_ERR_INIT;
-    es_txn_rc_t trc;
     rt->produce_rc = ES_TXN_OK;
     es_txn_batch_reset(rt->txn);
     for (size_t i = 0; i < n; i++)
         es_txn_batch_add(rt->txn, msgs[i]);
-    if ((trc = es_txn_begin(rt->txn, &err)) != ES_TXN_OK)
-        goto failed;
-    for (size_t i = 0; i < n; i++) {
-        if (handle_one(rt, msgs[i], &err) != 0) {
-            trc = rt->produce_rc != ES_TXN_OK ? rt->produce_rc : ES_TXN_ABORT;
-            goto failed;
-        }
+    sb_batch_t b = {rt, msgs, n};
+    const es_txn_step_t step = {consumer, cgmd, n, "events", batch_work, NULL, &b};
+    es_txn_rc_t trc = es_txn_step(rt->txn, &step, &err);
+    if (trc == ES_TXN_OK) {
+        es_metric_observe(rt->m_batch_seconds, es_mono_s() - t0);
+        return 0;
     }
-    if ((trc = es_txn_send_offsets(rt->txn, cgmd, &err)) != ES_TXN_OK)
-        goto failed;
-    if ((trc = es_txn_commit(rt->txn, &err)) != ES_TXN_OK)
-        goto failed;
-    es_metric_observe(rt->m_batch_seconds, es_mono_s() - t0);
-    return 0;
-failed:
     if (rt->fatal)
         return -1;
-    if (trc == ES_TXN_ABORT) {
-        es_err_t aerr = ES_ERR_INIT;
-        trc = es_txn_abort(rt->txn, &aerr);
-        if (trc == ES_TXN_OK) {
-            es_warn("aborting a batch of %zu events, retrying in %.1f s: %s", n,
-                    es_txn_backoff_s(rt->txn), err.msg[0] ? err.msg : "kafka error");
-            es_txn_rewind(rt->txn, consumer);
-            return 1;
-        }
-        es_clear(&err);
-        es_set(&err, aerr.code, "%s", aerr.msg);
-    }
+    if (trc == ES_TXN_ABORT)
+        return 1;
     return recover_lost(rt, consumer, trc, err.msg) == 0 ? 2 : -1;
 }
 
@@ -413,48 +393,14 @@ static void consumer_fatal(sb_runtime_t *rt, es_kafka_t *consumer)
 
 /* Gathers up to batch_max messages, waiting at most linger_ms after the first (or wait_ms for
  * the first). A rebalance meanwhile drops what was gathered. */
-static size_t gather(sb_runtime_t *rt, es_kafka_t *consumer, es_kafka_msg_t **msgs, int wait_ms,
-                     bool *eof)
+static size_t gather(sb_runtime_t *rt, es_kafka_t *consumer, es_kafka_msg_t **msgs, int wait_ms)
 {
-    size_t n = 0;
-    double deadline = es_mono_s() + wait_ms / 1000.0;
-    bool first = true;
-    rt->rebalanced = false;
-    while (n < (size_t)rt->batch_max && !rt->stop && !rt->fatal) {
-        double left = deadline - es_mono_s();
-        if (left <= 0 && !first)
-            break;
-        first = false;
-        es_kafka_msg_t *m = es_kafka_poll(consumer, left > 0 ? (int)(left * 1000) : 0);
-        if (rt->rebalanced) {
-            for (size_t i = 0; i < n; i++)
-                es_kafka_msg_free(msgs[i]);
-            n = 0;
-            rt->rebalanced = false;
-        }
-        if (!m)
-            continue;
-        if (m->err) {
-            if (m->err == ES_KAFKA_ERR_PARTITION_EOF) {
-                if (eof)
-                    *eof = true;
-            } else {
-                es_warn("consumer: %s", m->errstr);
-                if (m->err == ES_KAFKA_ERR_FATAL) {
-                    es_kafka_msg_free(m);
-                    for (size_t i = 0; i < n; i++)
-                        es_kafka_msg_free(msgs[i]);
-                    consumer_fatal(rt, consumer);
-                    return 0;
-                }
-            }
-            es_kafka_msg_free(m);
-            continue;
-        }
-        if (n == 0)
-            deadline = es_mono_s() + rt->linger_ms / 1000.0;
-        msgs[n++] = m;
-    }
+    const es_kafka_gather_t g = {
+        (size_t)rt->batch_max, wait_ms, rt->linger_ms, &rt->stop, &rt->fatal, &rt->rebalanced};
+    bool fatal;
+    size_t n = es_kafka_gather(consumer, &g, msgs, &fatal);
+    if (fatal)
+        consumer_fatal(rt, consumer);
     return n;
 }
 
@@ -607,7 +553,7 @@ static int main_consumer_remake(sb_runtime_t *rt)
             return -1;
         es_warn("making the consumer of '%s' again: %s (again in %.1f s)", rt->sub->name, err.msg,
                 wait);
-        sleep_s(rt, wait);
+        es_txn_sleep(rt->txn, wait);
         wait = wait * 2 > 30 ? 30 : wait * 2;
     }
 }
@@ -623,16 +569,14 @@ int sb_runtime_run(sb_runtime_t *rt, es_err_t *err)
     double next_tick = es_mono_s() + 1, check_at = 0;
     while (!rt->stop && !rt->fatal) {
         sb_heartbeat();
-        sb_check_kafka(rt->consumer, &check_at);
+        es_kafka_check_readiness(rt->consumer, &check_at);
         if (!rt->sub->tick && es_mono_s() >= next_tick)
             next_tick = es_mono_s() + 1;
         int wait = (int)((next_tick - es_mono_s()) * 1000);
-        size_t n = gather(rt, rt->consumer, msgs, wait > 1 ? wait : 1, NULL);
+        size_t n = gather(rt, rt->consumer, msgs, wait > 1 ? wait : 1);
         if (n > 0 && !rt->fatal) {
-            es_kafka_group_t *cgmd = es_kafka_group_of(rt->consumer);
-            if (run_batch(rt, rt->consumer, cgmd, msgs, n) == 1)
+            if (run_batch(rt, rt->consumer, NULL, msgs, n) == 1)
                 es_txn_backoff(rt->txn);
-            es_kafka_group_free(cgmd);
         }
         for (size_t i = 0; i < n; i++)
             es_kafka_msg_free(msgs[i]);
@@ -644,16 +588,9 @@ int sb_runtime_run(sb_runtime_t *rt, es_err_t *err)
         }
     }
     free(msgs);
-    es_metrics_heartbeat_end();
-    if (rt->fatal) {
-        es_set(err, rt->fatal_err.code, "%s", rt->fatal_err.msg);
-        es_error("subscriber '%s' stops on a fatal error: %s", rt->sub->name, rt->fatal_err.msg);
-        return -1;
-    }
-    es_info("subscriber '%s' stopping", rt->sub->name);
-    if (rt->consumer)
-        es_kafka_close(rt->consumer);
-    return 0;
+    char who[160];
+    snprintf(who, sizeof who, "subscriber '%s'", rt->sub->name);
+    return es_txn_loop_end(who, rt->consumer, rt->fatal, &rt->fatal_err, err);
 }
 
 /* A replay of the dead letters: its own consumer (assigned, no group membership) and where each
@@ -715,7 +652,7 @@ static bool dl_behind(const dl_replay_t *r)
  * letters kept (0: none came), or -1 when the replay must end. */
 static long dl_step(sb_runtime_t *rt, dl_replay_t *r)
 {
-    size_t n = gather(rt, r->c, r->msgs, 1000, NULL);
+    size_t n = gather(rt, r->c, r->msgs, 1000);
     size_t keep = 0;
     for (size_t i = 0; i < n; i++) { /* only what was there when the replay started */
         es_kafka_msg_t *m = r->msgs[i];
