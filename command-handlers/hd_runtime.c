@@ -838,28 +838,11 @@ hd_runtime_t *hd_runtime_new(const hd_context_t *ctx, ev_codec_t *codec,
     snprintf(txn_id, sizeof txn_id, "eventshop-%s-handler-%s", ctx->name, rt->cfg.instance_id);
     snprintf(client, sizeof client, "eventshop-%s-handler", ctx->name);
 
-    /* static membership: a restarted instance (same id) takes its partitions back at once
-     * instead of waiting for the session of its dead predecessor to time out */
-    const char *ckv[] = {"group.id",
-                         group,
-                         "group.instance.id",
-                         txn_id,
-                         "session.timeout.ms",
-                         "15000",
-                         "enable.auto.commit",
-                         "false",
-                         "isolation.level",
-                         "read_committed",
-                         "auto.offset.reset",
-                         "earliest",
-                         "enable.partition.eof",
-                         "false",
-                         NULL};
-    es_kafka_conf_t *cconf = es_kafka_conf_new(client, ckv, err);
+    /* static membership: group.instance.id is the transactional id */
+    es_kafka_conf_t *cconf =
+        es_txn_consumer_conf(client, group, txn_id, false, NULL, rt, rebalance_cb, err);
     if (!cconf)
         goto fail;
-    es_kafka_conf_set_arg(cconf, rt);
-    es_kafka_conf_on_rebalance(cconf, rebalance_cb);
     rt->cconf = es_kafka_conf_dup(cconf);
     if (!(rt->consumer = es_kafka_new(ES_KAFKA_CONSUMER, cconf, err)))
         goto fail;
@@ -924,6 +907,19 @@ static int consumer_subscribe(hd_runtime_t *rt, es_err_t *err)
 /* Destroys the fenced consumer (no rebalance callback follows: its partitions' state is
  * dropped here) and makes a new one, which recovers its assignment as on a start. Returns 0, or
  * -1 on a stop (rt->consumer is then NULL). */
+/* A new consumer with the handler's settings, subscribed; NULL with err. */
+static es_kafka_t *consumer_open(void *arg, es_err_t *err)
+{
+    hd_runtime_t *rt = arg;
+    es_kafka_t *c = es_kafka_new(ES_KAFKA_CONSUMER, es_kafka_conf_dup(rt->cconf), err);
+    const char *topics[] = {rt->t_commands};
+    if (c && es_kafka_resp_error(err, es_kafka_subscribe(c, topics, 1), "subscribe") != 0) {
+        es_kafka_destroy(c);
+        c = NULL;
+    }
+    return c;
+}
+
 static int consumer_remake(hd_runtime_t *rt)
 {
     rt->consumer_lost = false;
@@ -932,25 +928,8 @@ static int consumer_remake(hd_runtime_t *rt)
     rt->consumer = NULL;
     for (int p = 0; p < rt->nparts; p++)
         part_drop(&rt->parts[p]);
-    double wait = 0.2;
-    for (;;) {
-        es_err_t err = ES_ERR_INIT;
-        es_kafka_conf_t *conf = es_kafka_conf_dup(rt->cconf);
-        rt->consumer = es_kafka_new(ES_KAFKA_CONSUMER, conf, &err);
-        if (rt->consumer) {
-            if (consumer_subscribe(rt, &err) == 0) {
-                es_info("consumer of '%s' made again", rt->t_commands);
-                return 0;
-            }
-            es_kafka_destroy(rt->consumer);
-            rt->consumer = NULL;
-        }
-        if (rt->stop)
-            return -1;
-        es_warn("making the consumer again: %s (again in %.1f s)", err.msg, wait);
-        es_txn_sleep(rt->txn, wait);
-        wait = wait * 2 > 30 ? 30 : wait * 2;
-    }
+    rt->consumer = es_txn_remake_consumer(rt->txn, rt->t_commands, consumer_open, rt);
+    return rt->consumer ? 0 : -1;
 }
 
 /* Gathers up to batch_max commands, waiting at most linger_ms after the first one. A rebalance

@@ -608,3 +608,47 @@ int es_txn_loop_end(const char *who, es_kafka_t *consumer, bool fatal, const es_
         es_kafka_close(consumer);
     return 0;
 }
+
+es_kafka_t *es_txn_remake_consumer(es_txn_t *t, const char *who,
+                                   es_kafka_t *(*open)(void *arg, es_err_t *err), void *arg)
+{
+    double wait = 0.2;
+    for (;;) {
+        es_err_t err = ES_ERR_INIT;
+        es_kafka_t *c = open(arg, &err);
+        if (c) {
+            es_info("consumer of '%s' made again", who);
+            return c;
+        }
+        if (stopping(t))
+            return NULL;
+        es_warn("making the consumer of '%s' again: %s (again in %.1f s)", who, err.msg, wait);
+        sleep_s(t, wait);
+        wait = wait * 2 > 30 ? 30 : wait * 2;
+    }
+}
+
+es_kafka_conf_t *es_txn_consumer_conf(const char *client, const char *group, const char *instance,
+                                      bool eof, const char *const *extra, void *arg,
+                                      es_kafka_rebalance_fn rebalance, es_err_t *err)
+{
+    const char *kv[32] = {
+        "group.id",           group,      "session.timeout.ms",   "15000",
+        "enable.auto.commit", "false",    "isolation.level",      "read_committed",
+        "auto.offset.reset",  "earliest", "enable.partition.eof", eof ? "true" : "false"};
+    size_t n = 12;
+    if (instance) {
+        kv[n++] = "group.instance.id";
+        kv[n++] = instance;
+    }
+    for (const char *const *p = extra; p && p[0] && n + 2 < sizeof kv / sizeof kv[0]; p += 2) {
+        kv[n++] = p[0];
+        kv[n++] = p[1];
+    }
+    es_kafka_conf_t *conf = es_kafka_conf_new(client, kv, err);
+    if (conf) {
+        es_kafka_conf_set_arg(conf, arg);
+        es_kafka_conf_on_rebalance(conf, rebalance);
+    }
+    return conf;
+}

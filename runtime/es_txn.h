@@ -151,6 +151,23 @@ typedef struct es_txn_step {
  * also when even the abort failed: the caller recovers (es_txn_recreate) or stops. */
 es_txn_rc_t es_txn_step(es_txn_t *t, const es_txn_step_t *s, es_err_t *err);
 
+/* The settings of a transactional loop's consumer (client.id client): consumer group group, a
+ * static member instance when not NULL (a restarted instance takes its partitions back at once
+ * instead of waiting for the session of its dead predecessor to time out), session.timeout.ms
+ * 15000, no auto commit (es_txn_send_offsets commits), read_committed, the earliest offset where
+ * none is committed, partition EOF events with eof; then the "key", "value" pairs of extra (at most
+ * 4 pairs, may be NULL). arg and rebalance (may be NULL) for the callbacks. NULL with err. */
+es_kafka_conf_t *es_txn_consumer_conf(const char *client, const char *group, const char *instance,
+                                      bool eof, const char *const *extra, void *arg,
+                                      es_kafka_rebalance_fn rebalance, es_err_t *err);
+
+/* Makes a role's consumer again after a fence: open(arg, err) makes a subscribed consumer (or
+ * answers NULL with err, leaving nothing behind), retried with a capped backoff (0.2 s doubling
+ * to 30 s) until it succeeds or the stop flag is set (then NULL). Logs "consumer of '<who>' made
+ * again", or each failure. */
+es_kafka_t *es_txn_remake_consumer(es_txn_t *t, const char *who,
+                                   es_kafka_t *(*open)(void *arg, es_err_t *err), void *arg);
+
 /* The end of a role's transactional loop (its heartbeat ended): with fatal set (its error
  * fatal_err) logs "<who> stops on a fatal error: <why>" and returns -1 with err; else logs
  * "<who> stopping", closes consumer (may be NULL) and returns 0. */

@@ -420,29 +420,11 @@ static es_kafka_t *consumer_new(sb_runtime_t *rt, const char *group, const char 
 {
     char client[200];
     snprintf(client, sizeof client, "eventshop-%s-subscriber", rt->sub->name);
-    const char *kv[] = {"group.id",
-                        group,
-                        "session.timeout.ms",
-                        "15000",
-                        "enable.auto.commit",
-                        "false",
-                        "isolation.level",
-                        "read_committed",
-                        "auto.offset.reset",
-                        "earliest",
-                        "enable.partition.eof",
-                        eof ? "true" : "false",
-                        "topic.metadata.refresh.interval.ms",
-                        "10000",
-                        instance ? "group.instance.id" : NULL,
-                        instance,
-                        NULL};
-    es_kafka_conf_t *conf = es_kafka_conf_new(client, kv, err);
+    const char *extra[] = {"topic.metadata.refresh.interval.ms", "10000", NULL};
+    es_kafka_conf_t *conf = es_txn_consumer_conf(client, group, instance, eof, extra, rt,
+                                                 eof ? NULL : rebalance_cb, err);
     if (!conf)
         return NULL;
-    es_kafka_conf_set_arg(conf, rt);
-    if (!eof)
-        es_kafka_conf_on_rebalance(conf, rebalance_cb);
     return es_kafka_new(ES_KAFKA_CONSUMER, conf, err);
 }
 
@@ -532,30 +514,24 @@ static int main_consumer_open(sb_runtime_t *rt, es_err_t *err)
 
 /* Destroys the fenced subscription consumer and makes a new one (its assignment follows as on a
  * start). Returns 0, or -1 on a stop (rt->consumer is then NULL). */
+static es_kafka_t *main_consumer_reopen(void *arg, es_err_t *err)
+{
+    sb_runtime_t *rt = arg;
+    if (main_consumer_open(rt, err) != 0 && rt->consumer) {
+        es_kafka_destroy(rt->consumer);
+        rt->consumer = NULL;
+    }
+    return rt->consumer;
+}
+
 static int main_consumer_remake(sb_runtime_t *rt)
 {
     rt->consumer_lost = false;
     rt->consumer_fenced_at = es_mono_s();
     es_kafka_destroy(rt->consumer);
     rt->consumer = NULL;
-    double wait = 0.2;
-    for (;;) {
-        es_err_t err = ES_ERR_INIT;
-        if (main_consumer_open(rt, &err) == 0) {
-            es_info("consumer of '%s' made again", rt->sub->name);
-            return 0;
-        }
-        if (rt->consumer) {
-            es_kafka_destroy(rt->consumer);
-            rt->consumer = NULL;
-        }
-        if (rt->stop)
-            return -1;
-        es_warn("making the consumer of '%s' again: %s (again in %.1f s)", rt->sub->name, err.msg,
-                wait);
-        es_txn_sleep(rt->txn, wait);
-        wait = wait * 2 > 30 ? 30 : wait * 2;
-    }
+    rt->consumer = es_txn_remake_consumer(rt->txn, rt->sub->name, main_consumer_reopen, rt);
+    return rt->consumer ? 0 : -1;
 }
 
 int sb_runtime_run(sb_runtime_t *rt, es_err_t *err)
