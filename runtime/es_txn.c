@@ -218,10 +218,20 @@ int es_txn_recreate(es_txn_t *t, es_err_t *err)
 
 /* --- error classification ------------------------------------------------------------------ */
 
-static bool is_fenced_code(rd_kafka_resp_err_t code)
+es_txn_rc_t es_txn_fatal_outcome(int code, double open_s, int txn_timeout_ms)
 {
-    return code == RD_KAFKA_RESP_ERR__FENCED || code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
-           code == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+    bool fenced = code == RD_KAFKA_RESP_ERR__FENCED || code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+                  code == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+    return fenced && open_s * 1000 < txn_timeout_ms ? ES_TXN_FENCED : ES_TXN_LOST;
+}
+
+es_txn_rc_t es_txn_error_outcome(bool fatal, bool requires_abort, bool retriable, es_txn_rc_t other,
+                                 bool *retry)
+{
+    *retry = !fatal && !requires_abort && retriable;
+    if (fatal)
+        return ES_TXN_LOST; /* or ES_TXN_FENCED: es_txn_fatal_outcome tells */
+    return requires_abort || retriable ? ES_TXN_ABORT : other;
 }
 
 /* The producer's fatal error as LOST or FENCED (see es_txn.h), with err set. */
@@ -229,7 +239,7 @@ static es_txn_rc_t fatal_rc(es_txn_t *t, rd_kafka_resp_err_t code, const char *w
                             const char *msg, es_err_t *err)
 {
     double age = t->open ? es_mono_s() - t->begun_at : 0;
-    if (is_fenced_code(code) && age * 1000 < t->txn_timeout_ms) {
+    if (es_txn_fatal_outcome(code, age, t->txn_timeout_ms) == ES_TXN_FENCED) {
         es_set(err, ES_EFATAL,
                "%s: fenced by another instance with transactional id '%s' (%s): two instances "
                "share EVENTSHOP_INSTANCE_ID",
@@ -246,27 +256,20 @@ static es_txn_rc_t fatal_rc(es_txn_t *t, rd_kafka_resp_err_t code, const char *w
 static es_txn_rc_t classify(es_txn_t *t, rd_kafka_error_t *e, const char *what, es_txn_rc_t other,
                             bool *retriable, es_err_t *err)
 {
-    *retriable = false;
     char fmsg[512];
     rd_kafka_resp_err_t fcode = rd_kafka_fatal_error(t->producer, fmsg, sizeof fmsg);
-    es_txn_rc_t rc;
-    if (rd_kafka_error_is_fatal(e) || fcode) {
-        rc = fatal_rc(t, fcode ? fcode : rd_kafka_error_code(e), what,
-                      fcode ? fmsg : rd_kafka_error_string(e), err);
-        es_error("%s: %s (fatal: %s)", what, rd_kafka_error_string(e), es_txn_rc_name(rc));
-    } else if (rd_kafka_error_txn_requires_abort(e)) {
-        es_warn("%s: %s (aborting the batch)", what, rd_kafka_error_string(e));
-        es_set(err, ES_EIO, "%s: %s", what, rd_kafka_error_string(e));
-        rc = ES_TXN_ABORT;
-    } else if (rd_kafka_error_is_retriable(e)) {
-        *retriable = true;
-        es_set(err, ES_EIO, "%s: %s", what, rd_kafka_error_string(e));
-        rc = ES_TXN_ABORT;
+    bool fatal = rd_kafka_error_is_fatal(e) || fcode;
+    es_txn_rc_t rc = es_txn_error_outcome(fatal, rd_kafka_error_txn_requires_abort(e),
+                                          rd_kafka_error_is_retriable(e), other, retriable);
+    const char *why = rd_kafka_error_string(e);
+    if (fatal) {
+        rc = fatal_rc(t, fcode ? fcode : rd_kafka_error_code(e), what, fcode ? fmsg : why, err);
+        es_error("%s: %s (fatal: %s)", what, why, es_txn_rc_name(rc));
     } else {
-        es_warn("%s: %s (%s)", what, rd_kafka_error_string(e),
-                other == ES_TXN_ABORT ? "aborting the batch" : "recreating the producer");
-        es_set(err, ES_EIO, "%s: %s", what, rd_kafka_error_string(e));
-        rc = other;
+        if (!*retriable) /* a retriable one is logged by the caller, with its next attempt */
+            es_warn("%s: %s (%s)", what, why,
+                    rc == ES_TXN_ABORT ? "aborting the batch" : "recreating the producer");
+        es_set(err, ES_EIO, "%s: %s", what, why);
     }
     rd_kafka_error_destroy(e);
     return rc;

@@ -174,6 +174,22 @@ es_kafka_t *es_txn_remake_consumer(es_txn_t *t, const char *who,
 int es_txn_loop_end(const char *who, es_kafka_t *consumer, bool fatal, const es_err_t *fatal_err,
                     es_err_t *err);
 
+/* --- error classification (pure, LIBRARY-NOTES "Transactions") -------------------------------- */
+
+/* The outcome of a transactional call's error: fatal is ES_TXN_LOST (es_txn_fatal_outcome tells
+ * a fence apart); one that requires an abort is ES_TXN_ABORT; a retriable one is ES_TXN_ABORT
+ * with *retry set (call again, for at most the transaction timeout, then give up with other);
+ * anything else is other, what a plain error means at that call (ES_TXN_ABORT for send_offsets
+ * and commit, ES_TXN_LOST for abort). */
+es_txn_rc_t es_txn_error_outcome(bool fatal, bool requires_abort, bool retriable, es_txn_rc_t other,
+                                 bool *retry);
+/* The outcome of the producer's fatal error code (librdkafka's) while its transaction has been
+ * open for open_s seconds (0 when none is): a fence (fenced, producer fenced, invalid epoch)
+ * within the transaction timeout can only come from another instance with the same
+ * transactional id (ES_TXN_FENCED); later, or any other fatal error, the coordinator timed the
+ * transaction out or the producer's state was lost (ES_TXN_LOST). */
+es_txn_rc_t es_txn_fatal_outcome(int code, double open_s, int txn_timeout_ms);
+
 /* Lower-case name of rc: "ok", "abort", "lost", "fenced". */
 const char *es_txn_rc_name(es_txn_rc_t rc);
 

@@ -5,7 +5,8 @@
 #include <string.h>
 
 /* es_kafka's partition lists (es_kafka_parts_t), their conversion to and from librdkafka's, and
- * the settings of a transactional loop's consumer (es_txn_consumer_conf). No broker needed. */
+ * the settings of a transactional loop's consumer (es_txn_consumer_conf) and es_txn's
+ * classification of transactional errors. No broker needed. */
 
 Test(kafka_parts, add_find_copy)
 {
@@ -105,4 +106,34 @@ Test(txn_consumer_conf, dynamic_member_with_eof)
     es_kafka_conf_free(conf);
     cr_assert_str_eq(get(dup, "group.id"), "g");
     es_kafka_conf_free(dup);
+}
+
+/* es_txn's classification of transactional errors (LIBRARY-NOTES "Transactions"). */
+Test(txn_classify, fatal_requires_abort_retriable_other)
+{
+    bool retry = true;
+    cr_assert_eq(es_txn_error_outcome(true, true, true, ES_TXN_ABORT, &retry), ES_TXN_LOST);
+    cr_assert_not(retry);
+    cr_assert_eq(es_txn_error_outcome(false, true, true, ES_TXN_LOST, &retry), ES_TXN_ABORT);
+    cr_assert_not(retry, "an abortable error is aborted, not retried");
+    cr_assert_eq(es_txn_error_outcome(false, false, true, ES_TXN_LOST, &retry), ES_TXN_ABORT);
+    cr_assert(retry);
+    cr_assert_eq(es_txn_error_outcome(false, false, false, ES_TXN_LOST, &retry), ES_TXN_LOST);
+    cr_assert_not(retry);
+    cr_assert_eq(es_txn_error_outcome(false, false, false, ES_TXN_ABORT, &retry), ES_TXN_ABORT);
+    cr_assert_not(retry);
+}
+
+Test(txn_classify, a_fence_within_the_timeout_is_a_twin)
+{
+    const int codes[] = {RD_KAFKA_RESP_ERR__FENCED, RD_KAFKA_RESP_ERR_PRODUCER_FENCED,
+                         RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH};
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        cr_assert_eq(es_txn_fatal_outcome(codes[i], 0, 60000), ES_TXN_FENCED);
+        cr_assert_eq(es_txn_fatal_outcome(codes[i], 59.9, 60000), ES_TXN_FENCED);
+        cr_assert_eq(es_txn_fatal_outcome(codes[i], 60.0, 60000), ES_TXN_LOST,
+                     "the coordinator times an open transaction out itself");
+    }
+    cr_assert_eq(es_txn_fatal_outcome(RD_KAFKA_RESP_ERR_INVALID_PRODUCER_ID_MAPPING, 1, 60000),
+                 ES_TXN_LOST);
 }
