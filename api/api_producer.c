@@ -10,36 +10,15 @@
 #include <time.h>
 
 struct api_producer {
-    rd_kafka_t *rk;
+    es_kafka_t *rk;
     pthread_t thread;
     atomic_bool stop;
     atomic_bool ready;
 };
 
-struct delivery {
-    api_delivered_fn fn;
-    void *opaque;
-};
-
-static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *app)
-{
-    (void)rk;
-    (void)app;
-    struct delivery *d = m->_private;
-    if (!d)
-        return;
-    d->fn(d->opaque, m->err == RD_KAFKA_RESP_ERR_NO_ERROR,
-          m->err ? rd_kafka_err2str(m->err) : NULL);
-    free(d);
-}
-
 static void check_brokers(api_producer_t *p)
 {
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t e = rd_kafka_metadata(p->rk, 0, NULL, &md, 2000);
-    bool ok = !e && md && md->broker_cnt > 0;
-    if (md)
-        rd_kafka_metadata_destroy(md);
+    bool ok = es_kafka_reachable(p->rk, 2000);
     atomic_store(&p->ready, ok);
     es_metrics_set_dependency("kafka", ok); /* logs the changes */
 }
@@ -52,7 +31,7 @@ static void *producer_main(void *arg)
     struct timespec last = {0};
     while (!atomic_load(&p->stop)) {
         es_metrics_heartbeat("api-producer");
-        rd_kafka_poll(p->rk, 100);
+        es_kafka_serve(p->rk, 100);
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
         if (now.tv_sec - last.tv_sec >= 5) {
@@ -66,20 +45,14 @@ static void *producer_main(void *arg)
 
 api_producer_t *api_producer_new(const char *client_id, es_err_t *err)
 {
-    const char *kv[] = {"enable.idempotence", "true",  "acks", "all", "linger.ms", "2",
-                        "message.timeout.ms", "10000", NULL};
-    rd_kafka_conf_t *conf = es_kafka_conf_new(client_id, kv, err);
-    if (!conf)
-        return NULL;
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    rd_kafka_t *rk = es_kafka_new(RD_KAFKA_PRODUCER, conf, err);
+    es_kafka_t *rk = es_kafka_idempotent_new(client_id, 2, 10000, err);
     if (!rk)
         return NULL;
     api_producer_t *p = xcalloc(1, sizeof *p);
     p->rk = rk;
     check_brokers(p);
     if (pthread_create(&p->thread, NULL, producer_main, p)) {
-        rd_kafka_destroy(rk);
+        es_kafka_destroy(rk);
         free(p);
         es_set(err, ES_EINTERNAL, "cannot start the producer thread");
         return NULL;
@@ -93,9 +66,9 @@ void api_producer_free(api_producer_t *p)
         return;
     atomic_store(&p->stop, true);
     pthread_join(p->thread, NULL);
-    rd_kafka_flush(p->rk, 5000);
-    rd_kafka_poll(p->rk, 0);
-    rd_kafka_destroy(p->rk);
+    es_kafka_flush(p->rk, 5000);
+    es_kafka_serve(p->rk, 0);
+    es_kafka_destroy(p->rk);
     free(p);
 }
 
@@ -103,26 +76,9 @@ int api_producer_send(api_producer_t *p, const char *topic, const char *key, con
                       size_t len, const char *traceparent, api_delivered_fn fn, void *opaque,
                       es_err_t *err)
 {
-    struct delivery *d = xmalloc(sizeof *d);
-    d->fn = fn;
-    d->opaque = opaque;
-    rd_kafka_resp_err_t e;
-    if (traceparent)
-        e = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
-                              RD_KAFKA_V_VALUE((void *)value, len),
-                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                              RD_KAFKA_V_HEADER("traceparent", traceparent, -1),
-                              RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
-    else
-        e = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
-                              RD_KAFKA_V_VALUE((void *)value, len),
-                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(d),
-                              RD_KAFKA_V_END);
-    if (e) {
-        free(d);
-        return es_kafka_resp_error(err, e, topic);
-    }
-    return 0;
+    int e = es_kafka_produce(p->rk, topic, ES_KAFKA_PARTITION_ANY, key, strlen(key), value, len,
+                             traceparent, fn, opaque);
+    return es_kafka_resp_error(err, e, topic);
 }
 
 bool api_producer_is_ready(api_producer_t *p)
@@ -133,33 +89,16 @@ bool api_producer_is_ready(api_producer_t *p)
 int api_producer_high_watermark(api_producer_t *p, const char *topic, int32_t partition,
                                 int *partitions, int64_t *high, int timeout_ms, es_err_t *err)
 {
-    rd_kafka_topic_t *t = rd_kafka_topic_new(p->rk, topic, NULL);
-    const struct rd_kafka_metadata *md = NULL;
     /* a metadata request for this topic goes to a broker every time: the count is fresh */
-    rd_kafka_resp_err_t e = rd_kafka_metadata(p->rk, 0, t, &md, timeout_ms);
-    int rc = 0;
     *partitions = 0;
-    if (e) {
-        rc = es_kafka_resp_error(err, e, topic);
-        goto out;
-    }
-    if (md->topic_cnt != 1 || md->topics[0].err) {
-        rc = es_set(err, ES_ENOTFOUND, "topic '%s' does not exist", topic);
-        goto out;
-    }
-    *partitions = md->topics[0].partition_cnt;
-    if (partition < 0 || partition >= *partitions) {
-        rc = es_set(err, ES_ENOTFOUND, "partition %d is outside '%s' (%d partitions)",
-                    (int)partition, topic, *partitions);
-        goto out;
-    }
+    int n = es_kafka_partition_count_within(p->rk, topic, timeout_ms, err);
+    if (n < 0)
+        return -1;
+    *partitions = n;
+    if (partition < 0 || partition >= *partitions)
+        return es_set(err, ES_ENOTFOUND, "partition %d is outside '%s' (%d partitions)",
+                      (int)partition, topic, *partitions);
     int64_t low = 0;
-    e = rd_kafka_query_watermark_offsets(p->rk, topic, partition, &low, high, timeout_ms);
-    if (e)
-        rc = es_kafka_resp_error(err, e, topic);
-out:
-    if (md)
-        rd_kafka_metadata_destroy(md);
-    rd_kafka_topic_destroy(t);
-    return rc;
+    return es_kafka_resp_error(
+        err, es_kafka_query_watermarks(p->rk, topic, partition, &low, high, timeout_ms), topic);
 }

@@ -39,7 +39,7 @@ struct api_results {
     es_metric_t *pending_gauge;
 
     ev_codec_t *codec;
-    rd_kafka_t *rk;
+    es_kafka_t *rk;
     pthread_t thread;
     bool has_thread;
     atomic_bool stop;
@@ -156,6 +156,26 @@ static void complete(struct waiter *w, const struct api_outcome *o)
     free(w);
 }
 
+/* Unlinks the waiters of command_id, or with command_id NULL those past their deadline at now
+ * (all of them when force), and returns them as a list (last taken first). Under res->lock. */
+static struct waiter *take_waiters_locked(api_results_t *res, const char *command_id, bool force,
+                                          long long now)
+{
+    struct waiter *taken = NULL;
+    for (struct waiter **w = &res->waiters; *w;) {
+        struct waiter *x = *w;
+        if (command_id ? !strcmp(x->command_id, command_id) : force || x->deadline_ms <= now) {
+            *w = x->next;
+            x->next = taken;
+            taken = x;
+            es_metric_add(res->pending_gauge, -1);
+        } else {
+            w = &x->next;
+        }
+    }
+    return taken;
+}
+
 void api_results_put(api_results_t *res, const struct api_outcome *o)
 {
     struct waiter *done = NULL;
@@ -173,17 +193,7 @@ void api_results_put(api_results_t *res, const struct api_outcome *o)
             snprintf(res->ring[idx].o.actor, sizeof actor, "%s", actor);
     }
     /* a redelivered or repeated result keeps the first outcome */
-    for (struct waiter **w = &res->waiters; *w;) {
-        if (!strcmp((*w)->command_id, o->command_id)) {
-            struct waiter *x = *w;
-            *w = x->next;
-            x->next = done;
-            done = x;
-            es_metric_add(res->pending_gauge, -1);
-        } else {
-            w = &(*w)->next;
-        }
-    }
+    done = take_waiters_locked(res, o->command_id, false, 0);
     struct api_outcome first = res->ring[idx].o;
     pthread_mutex_unlock(&res->lock);
     while (done) {
@@ -223,19 +233,8 @@ void api_results_wait(api_results_t *res, const char *command_id, es_http_pendin
 static void expire_waiters(api_results_t *res, bool force)
 {
     long long now = es_mono_ms();
-    struct waiter *done = NULL;
     pthread_mutex_lock(&res->lock);
-    for (struct waiter **w = &res->waiters; *w;) {
-        if (force || (*w)->deadline_ms <= now) {
-            struct waiter *x = *w;
-            *w = x->next;
-            x->next = done;
-            done = x;
-            es_metric_add(res->pending_gauge, -1);
-        } else {
-            w = &(*w)->next;
-        }
-    }
+    struct waiter *done = take_waiters_locked(res, NULL, force, now);
     pthread_mutex_unlock(&res->lock);
     while (done) {
         struct waiter *next = done->next;
@@ -244,17 +243,17 @@ static void expire_waiters(api_results_t *res, bool force)
     }
 }
 
-static void handle_message(api_results_t *res, const rd_kafka_message_t *m)
+static void handle_message(api_results_t *res, const es_kafka_msg_t *m)
 {
     if (m->err) {
-        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-            es_warn("results consumer: %s", rd_kafka_message_errstr(m));
+        if (m->err != ES_KAFKA_ERR_PARTITION_EOF)
+            es_warn("results consumer: %s", m->errstr);
         return;
     }
     es_err_t err = ES_ERR_INIT;
     json_t *v = NULL;
     const char *name = NULL;
-    if (ev_decode(res->codec, m->payload, m->len, &name, &v, &err)) {
+    if (ev_decode(res->codec, m->value, m->len, &name, &v, &err)) {
         es_warn("results partition %d offset %lld: %s", (int)m->partition, (long long)m->offset,
                 err.msg);
         return;
@@ -276,10 +275,10 @@ static void *results_main(void *arg)
     api_results_t *res = arg;
     while (!atomic_load(&res->stop)) {
         es_metrics_heartbeat("api-results");
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(res->rk, 100);
+        es_kafka_msg_t *m = es_kafka_poll(res->rk, 100);
         if (m) {
             handle_message(res, m);
-            rd_kafka_message_destroy(m);
+            es_kafka_msg_free(m);
         }
         expire_waiters(res, false);
     }
@@ -289,12 +288,12 @@ static void *results_main(void *arg)
 
 /* Assigns every partition of every context's results topic from the first offset at or after
  * (now - lookback); a partition with nothing that recent starts at its end. */
-static int assign_recent(rd_kafka_t *rk, const char *const *contexts, size_t nctx, es_err_t *err)
+static int assign_recent(es_kafka_t *rk, const char *const *contexts, size_t nctx, es_err_t *err)
 {
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     int64_t since = now.tv_sec * 1000LL + now.tv_nsec / 1000000 - API_RESULTS_LOOKBACK_MS;
-    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(8);
+    es_kafka_parts_t *parts = es_kafka_parts_new(8);
     int rc = -1;
     for (size_t c = 0; c < nctx; c++) {
         char topic[128];
@@ -303,24 +302,24 @@ static int assign_recent(rd_kafka_t *rk, const char *const *contexts, size_t nct
         if (n < 0)
             goto out;
         for (int i = 0; i < n; i++)
-            rd_kafka_topic_partition_list_add(parts, topic, i)->offset = since;
+            es_kafka_parts_add(parts, topic, i)->offset = since;
     }
-    rd_kafka_resp_err_t e = rd_kafka_offsets_for_times(rk, parts, 10000);
+    int e = es_kafka_offsets_for_times(rk, parts, 10000);
     if (e) {
         es_kafka_resp_error(err, e, "offsets for times");
         goto out;
     }
     for (int i = 0; i < parts->cnt; i++)
         if (parts->elems[i].err || parts->elems[i].offset < 0)
-            parts->elems[i].offset = RD_KAFKA_OFFSET_END;
-    e = rd_kafka_assign(rk, parts);
+            parts->elems[i].offset = ES_KAFKA_OFFSET_END;
+    e = es_kafka_assign(rk, parts);
     if (e) {
         es_kafka_resp_error(err, e, "assign results partitions");
         goto out;
     }
     rc = 0;
 out:
-    rd_kafka_topic_partition_list_destroy(parts);
+    es_kafka_parts_free(parts);
     return rc;
 }
 
@@ -341,15 +340,14 @@ api_results_t *api_results_new(ev_codec_t *codec, const char *const *contexts, s
                         "enable.auto.offset.store",
                         "false",
                         NULL};
-    rd_kafka_conf_t *conf = es_kafka_conf_new("eventshop-api-results", kv, err);
+    es_kafka_conf_t *conf = es_kafka_conf_new("eventshop-api-results", kv, err);
     if (!conf)
         return NULL;
-    rd_kafka_t *rk = es_kafka_new(RD_KAFKA_CONSUMER, conf, err);
+    es_kafka_t *rk = es_kafka_new(ES_KAFKA_CONSUMER, conf, err);
     if (!rk)
         return NULL;
-    rd_kafka_poll_set_consumer(rk);
     if (assign_recent(rk, contexts, n, err)) {
-        rd_kafka_destroy(rk);
+        es_kafka_destroy(rk);
         return NULL;
     }
     api_results_t *res = api_results_new_offline(capacity);
@@ -373,8 +371,8 @@ void api_results_free(api_results_t *res)
         pthread_join(res->thread, NULL);
     expire_waiters(res, true);
     if (res->rk) {
-        rd_kafka_consumer_close(res->rk);
-        rd_kafka_destroy(res->rk);
+        es_kafka_close(res->rk);
+        es_kafka_destroy(res->rk);
     }
     free(res->ring);
     free(res->chain);

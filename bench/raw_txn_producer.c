@@ -5,6 +5,7 @@
  *   eventshop-bench-raw TOPIC COMMANDS BATCH EVENT_BYTES STATE_BYTES RESULT_BYTES
  * prints "raw_commands_per_s <rate>". */
 #include "es_kafka.h"
+#include <librdkafka/rdkafka.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,15 +40,11 @@ int main(int argc, char **argv)
     snprintf(txid, sizeof txid, "eventshop-bench-raw-%ld", (long)time(NULL));
     const char *kv[] = {"transactional.id", txid, "linger.ms", "5", NULL};
     es_err_t err = ES_ERR_INIT;
-    rd_kafka_conf_t *conf = es_kafka_conf_new("eventshop-bench-raw", kv, &err);
-    if (!conf) {
-        fprintf(stderr, "bench-raw: %s\n", err.msg);
-        return 1;
-    }
-    char errstr[512];
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    /* the client is made by es_kafka (the environment's settings); everything after is raw */
+    es_kafka_conf_t *conf = es_kafka_conf_new("eventshop-bench-raw", kv, &err);
+    rd_kafka_t *rk = conf ? es_kafka_new(ES_KAFKA_PRODUCER, conf, &err) : NULL;
     if (!rk) {
-        fprintf(stderr, "bench-raw: %s\n", errstr);
+        fprintf(stderr, "bench-raw: %s\n", err.msg);
         return 1;
     }
     check(rd_kafka_init_transactions(rk, 30000), "init_transactions");
@@ -79,6 +76,6 @@ int main(int argc, char **argv)
     double dt = now_s() - t0;
     printf("raw_commands_per_s %.0f\n", n / dt);
     free(payload);
-    rd_kafka_destroy(rk);
+    es_kafka_destroy(rk);
     return 0;
 }

@@ -33,7 +33,7 @@ typedef struct hd_part {
 
 /* one command of the batch in flight */
 typedef struct hd_item {
-    rd_kafka_message_t *msg;
+    es_kafka_msg_t *msg;
     json_t *result;     /* CommandResult, owned; NULL if undecodable */
     const char *type;   /* command full name, borrowed from the codec; NULL if undecodable */
     const char *status; /* metric label */
@@ -56,8 +56,8 @@ struct hd_runtime {
     ev_codec_t *codec;
     hd_runtime_config_t cfg;
     char t_commands[128], t_events[128], t_changelog[128], t_results[128];
-    rd_kafka_t *consumer;
-    rd_kafka_conf_t *cconf;    /* the consumer's settings, to make it again */
+    es_kafka_t *consumer;
+    es_kafka_conf_t *cconf;    /* the consumer's settings, to make it again */
     bool consumer_lost;        /* its fatal error was seen: make it again */
     double consumer_fenced_at; /* when it was last made again after a fence, 0: never */
     es_txn_t *txn;             /* the transactional producer */
@@ -78,16 +78,6 @@ struct hd_runtime {
 static void hd_heartbeat(void)
 {
     es_metrics_heartbeat("handler");
-}
-
-/* Every DEPS_CHECK_S: whether a broker answers, for /readyz (the role's only dependency). */
-#define DEPS_CHECK_S 5.0
-static void hd_check_kafka(rd_kafka_t *rk, double *next_at)
-{
-    if (!rk || es_mono_s() < *next_at)
-        return;
-    es_metrics_set_dependency("kafka", es_kafka_reachable(rk, 1000));
-    *next_at = es_mono_s() + DEPS_CHECK_S;
 }
 
 static json_int_t wall_ms(void)
@@ -147,22 +137,28 @@ static void part_drop(hd_part_t *pt)
     memset(pt, 0, sizeof *pt);
 }
 
+/* The next owned partition at or after *p (then moved past it), or NULL. */
+static hd_part_t *owned_next(hd_runtime_t *rt, int *p)
+{
+    for (; *p < rt->nparts; (*p)++)
+        if (rt->parts[*p].owned)
+            return &rt->parts[(*p)++];
+    return NULL;
+}
+
 static void discard_staged(hd_runtime_t *rt)
 {
-    for (int p = 0; p < rt->nparts; p++) {
-        if (rt->parts[p].owned) {
-            json_object_clear(rt->parts[p].staged_states);
-            json_object_clear(rt->parts[p].staged_results);
-        }
+    hd_part_t *pt;
+    for (int p = 0; (pt = owned_next(rt, &p));) {
+        json_object_clear(pt->staged_states);
+        json_object_clear(pt->staged_results);
     }
 }
 
 static void merge_staged(hd_runtime_t *rt)
 {
-    for (int p = 0; p < rt->nparts; p++) {
-        hd_part_t *pt = &rt->parts[p];
-        if (!pt->owned)
-            continue;
+    hd_part_t *pt;
+    for (int p = 0; (pt = owned_next(rt, &p));) {
         const char *k;
         json_t *v;
         json_object_foreach(pt->staged_states, k, v)
@@ -185,18 +181,18 @@ typedef struct recover_arg {
     size_t n, bad;
 } recover_arg_t;
 
-static int recover_state_msg(const rd_kafka_message_t *m, void *arg)
+static int recover_state_msg(const es_kafka_msg_t *m, void *arg)
 {
     recover_arg_t *a = arg;
     if (!m->key || m->key_len == 0)
         return 0;
     char *key = xstrndup(m->key, m->key_len);
-    if (!m->payload) { /* tombstone: the aggregate is gone */
+    if (!m->value) { /* tombstone: the aggregate is gone */
         json_object_del(a->pt->states, key);
     } else {
         es_err_t err = ES_ERR_INIT;
         json_t *v = NULL;
-        if (ev_decode(a->rt->codec, m->payload, m->len, NULL, &v, &err) == 0) {
+        if (ev_decode(a->rt->codec, m->value, m->len, NULL, &v, &err) == 0) {
             json_object_set_new(a->pt->states, key, v);
         } else {
             a->bad++;
@@ -209,14 +205,14 @@ static int recover_state_msg(const rd_kafka_message_t *m, void *arg)
     return 0;
 }
 
-static int recover_result_msg(const rd_kafka_message_t *m, void *arg)
+static int recover_result_msg(const es_kafka_msg_t *m, void *arg)
 {
     recover_arg_t *a = arg;
-    if (!m->payload)
+    if (!m->value)
         return 0;
     es_err_t err = ES_ERR_INIT;
     json_t *v = NULL;
-    if (ev_decode(a->rt->codec, m->payload, m->len, NULL, &v, &err) != 0) {
+    if (ev_decode(a->rt->codec, m->value, m->len, NULL, &v, &err) != 0) {
         a->bad++;
         es_error("results %s[%d]@%lld: %s", a->rt->t_results, (int)m->partition,
                  (long long)m->offset, err.msg);
@@ -290,12 +286,11 @@ static int recover_partition_retrying(hd_runtime_t *rt, int32_t p, es_err_t *err
     return es_retry_until(&retry, recover_attempt, &t, err);
 }
 
-static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
-                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+static void rebalance_cb(es_kafka_t *rk, int code, es_kafka_parts_t *parts, void *opaque)
 {
     hd_runtime_t *rt = opaque;
     rt->rebalanced = true;
-    if (code == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    if (code == ES_KAFKA_ERR_ASSIGN_PARTITIONS) {
         for (int i = 0; i < parts->cnt && !rt->fatal; i++) {
             es_err_t err = ES_ERR_INIT;
             if (recover_partition_retrying(rt, parts->elems[i].partition, &err) != 0) {
@@ -317,8 +312,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
     } else {
         for (int p = 0; p < rt->nparts; p++)
             part_drop(&rt->parts[p]);
-        rd_kafka_assign(rk, NULL);
-        es_info("partitions of '%s' revoked (%s)", rt->t_commands, rd_kafka_err2str(code));
+        es_kafka_assign(rk, NULL);
+        es_info("partitions of '%s' revoked (%s)", rt->t_commands, es_kafka_err_str(code));
     }
 }
 
@@ -331,10 +326,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
 static int produce(hd_runtime_t *rt, const char *topic, int32_t p, const char *key, void *buf,
                    size_t len, const char *traceparent, size_t *slot, es_err_t *err)
 {
-    rd_kafka_headers_t *h = NULL;
+    es_kafka_headers_t *h = NULL;
     if (traceparent) {
-        h = rd_kafka_headers_new(1);
-        rd_kafka_header_add(h, "traceparent", -1, traceparent, -1);
+        h = es_kafka_headers_new(1);
+        es_kafka_header_add(h, "traceparent", traceparent);
     }
     es_txn_rc_t rc = es_txn_produce(rt->txn, topic, p, key, strlen(key), buf, len, h, slot, err);
     if (rc == ES_TXN_OK)
@@ -388,12 +383,12 @@ static json_t *cmd_result(const hd_cmd_t *c, const hd_item_t *it, const char *re
  * set, when it must be skipped (logged). */
 static json_t *cmd_read(hd_runtime_t *rt, hd_item_t *it, hd_cmd_t *c)
 {
-    rd_kafka_message_t *m = it->msg;
+    es_kafka_msg_t *m = it->msg;
     json_t *cmd = NULL;
     es_err_t derr = ES_ERR_INIT;
-    if (!m->payload || ev_decode(rt->codec, m->payload, m->len, &it->type, &cmd, &derr) != 0) {
+    if (!m->value || ev_decode(rt->codec, m->value, m->len, &it->type, &cmd, &derr) != 0) {
         es_error("skipping undecodable command at %s[%d]@%lld: %s", rt->t_commands,
-                 (int)m->partition, (long long)m->offset, m->payload ? derr.msg : "empty message");
+                 (int)m->partition, (long long)m->offset, m->value ? derr.msg : "empty message");
         it->status = "undecodable";
         it->type = NULL;
         return NULL;
@@ -587,40 +582,6 @@ out:
 
 /* --- transactions ------------------------------------------------------------------------- */
 
-/* What a failed transaction step (trc, with err) leaves: an abortable failure is aborted, what
- * the batch staged is forgotten and the consumer moved back to the batch's first command in each
- * partition, so the batch is read and decided again (1); a lost producer must be made again and
- * the partitions recovered (2); fenced by another instance is fatal (-1, rt->fatal set). */
-static int batch_failed(hd_runtime_t *rt, es_txn_rc_t trc, size_t n, es_err_t *err)
-{
-    if (trc == ES_TXN_ABORT) {
-        es_warn("aborting a batch of %zu commands: %s", n, err->msg[0] ? err->msg : "kafka error");
-        es_err_t aerr = ES_ERR_INIT;
-        trc = es_txn_abort(rt->txn, &aerr);
-        if (trc == ES_TXN_OK) {
-            discard_staged(rt);
-            es_txn_rewind(rt->txn, rt->consumer);
-            return 1;
-        }
-        es_clear(err);
-        es_set(err, aerr.code, "%s", aerr.msg);
-    }
-    discard_staged(rt);
-    if (trc == ES_TXN_FENCED) {
-        set_fatal(rt, err);
-        return -1;
-    }
-    es_error("handler for '%s' lost its transactional producer: %s", rt->ctx->name, err->msg);
-    return 2;
-}
-
-static void sleep_s(hd_runtime_t *rt, double s)
-{
-    struct timespec ts = {0, 50 * 1000000L};
-    for (double until = es_mono_s() + s; !rt->stop && es_mono_s() < until;)
-        nanosleep(&ts, NULL);
-}
-
 static void consumer_fatal(hd_runtime_t *rt);
 
 /* After a lost producer nobody knows whether its last transaction committed until a new
@@ -635,7 +596,7 @@ static int recover_lost(hd_runtime_t *rt)
         return -1;
     double wait = 0.2;
     for (;;) {
-        if (rd_kafka_fatal_error(rt->consumer, NULL, 0)) {
+        if (es_kafka_fatal_error(rt->consumer, NULL, 0)) {
             /* the outage fenced the consumer too: making it again recovers every partition */
             consumer_fatal(rt);
             return 0;
@@ -657,7 +618,7 @@ static int recover_lost(hd_runtime_t *rt)
         if (rt->stop)
             return -1;
         es_warn("recovering after a lost producer: %s (again in %.1f s)", err.msg, wait);
-        sleep_s(rt, wait);
+        es_txn_sleep(rt->txn, wait);
         wait = wait * 2 > 30 ? 30 : wait * 2;
     }
 }
@@ -718,15 +679,14 @@ static void log_decided(hd_runtime_t *rt, const hd_item_t *it)
     }
 }
 
-/* Produces the states the batch staged, of every owned partition, to the changelog. 0; 1 when
- * the batch failed (*trc and err set); -1 on a state the schema refuses, a bug: rt->fatal set and
- * the transaction aborted, the process restarts. */
+/* Produces the states the batch staged, of every owned partition, to the changelog. 0, or 1 when
+ * the batch failed (*trc and err set; on a state the schema refuses, a bug, also rt->fatal: the
+ * transaction is aborted and the process restarts). */
 static int states_produce(hd_runtime_t *rt, es_txn_rc_t *trc, es_err_t *err)
 {
-    for (int p = 0; p < rt->nparts; p++) {
-        hd_part_t *pt = &rt->parts[p];
-        if (!pt->owned)
-            continue;
+    hd_part_t *pt;
+    for (int next = 0; (pt = owned_next(rt, &next));) {
+        int32_t p = (int32_t)(pt - rt->parts);
         const char *k;
         json_t *v;
         json_object_foreach(pt->staged_states, k, v)
@@ -735,12 +695,8 @@ static int states_produce(hd_runtime_t *rt, es_txn_rc_t *trc, es_err_t *err)
             size_t len = 0;
             if (!json_is_null(v) &&
                 ev_encode(rt->codec, rt->t_changelog, rt->ctx->state_type, v, &buf, &len, err)) {
-                if (err->code == ES_EINVAL) { /* a state the schema refuses: a bug, restart */
+                if (err->code == ES_EINVAL) /* a state the schema refuses: a bug, restart */
                     set_fatal(rt, err);
-                    es_err_t aerr = ES_ERR_INIT;
-                    es_txn_abort(rt->txn, &aerr);
-                    return -1;
-                }
                 *trc = ES_TXN_ABORT;
                 return 1;
             }
@@ -760,7 +716,7 @@ static int results_produce(hd_runtime_t *rt, const hd_item_t *items, size_t n, e
 {
     for (size_t i = 0; i < n; i++) {
         const hd_item_t *it = &items[i];
-        rd_kafka_message_t *m = it->msg;
+        es_kafka_msg_t *m = it->msg;
         if (!it->result)
             continue;
         void *buf = NULL;
@@ -780,14 +736,49 @@ static int results_produce(hd_runtime_t *rt, const hd_item_t *items, size_t n, e
     return 0;
 }
 
-/* Decides the batch in one transaction. Returns 0 (committed, or rewound to be read again when the
- * views lag), 1 (aborted and rewound: back off, then read again), 2 (the producer is lost:
- * recover_lost), -1 on a fatal error (rt->fatal set). */
+/* A batch being decided: the es_txn_step's work. */
+typedef struct hd_batch {
+    hd_runtime_t *rt;
+    hd_item_t *items;
+    size_t n;
+} hd_batch_t;
+
+/* Decides every command, then produces the events (their offsets are the read-your-writes
+ * positions the results carry), the staged states and the results. A state the schema refuses
+ * (a bug) sets rt->fatal. */
+static es_txn_rc_t batch_work(void *arg, es_err_t *err)
+{
+    hd_batch_t *b = arg;
+    hd_runtime_t *rt = b->rt;
+    es_txn_rc_t trc;
+    for (size_t i = 0; i < b->n; i++)
+        if (decide_one(rt, &b->items[i], err) != 0)
+            return rt->produce_rc != ES_TXN_OK ? rt->produce_rc : ES_TXN_ABORT;
+    if ((trc = es_txn_flush(rt->txn, err)) != ES_TXN_OK)
+        return trc;
+    for (size_t i = 0; i < b->n; i++) {
+        hd_item_t *it = &b->items[i];
+        if (it->has_events)
+            json_object_set_new(it->result, "offset",
+                                json_integer(es_txn_offset(rt->txn, it->last_slot)));
+    }
+    if (states_produce(rt, &trc, err) != 0 || results_produce(rt, b->items, b->n, &trc, err) != 0)
+        return trc;
+    return ES_TXN_OK;
+}
+
+static void batch_discard(void *arg)
+{
+    discard_staged(((hd_batch_t *)arg)->rt);
+}
+
+/* Decides the batch in one transaction (es_txn_step). Returns 0 (committed, or rewound to be
+ * read again when the views lag), 1 (aborted and rewound: back off, then read again), 2 (the
+ * producer is lost: recover_lost), -1 on a fatal error (rt->fatal set). */
 static int run_batch(hd_runtime_t *rt, hd_item_t *items, size_t n)
 {
     double t0 = es_mono_s();
     es_err_t err = ES_ERR_INIT;
-    es_txn_rc_t trc;
     rt->produce_rc = ES_TXN_OK;
     es_txn_batch_reset(rt->txn);
     for (size_t i = 0; i < n; i++)
@@ -798,35 +789,21 @@ static int run_batch(hd_runtime_t *rt, hd_item_t *items, size_t n)
         es_txn_rewind(rt->txn, rt->consumer);
         return 0;
     }
-    if ((trc = es_txn_begin(rt->txn, &err)) != ES_TXN_OK)
-        goto failed;
-    for (size_t i = 0; i < n; i++) {
-        if (decide_one(rt, &items[i], &err) != 0) {
-            trc = rt->produce_rc != ES_TXN_OK ? rt->produce_rc : ES_TXN_ABORT;
-            goto failed;
-        }
-    }
-    /* the events' offsets are the read-your-writes positions the results carry */
-    if ((trc = es_txn_flush(rt->txn, &err)) != ES_TXN_OK)
-        goto failed;
-    for (size_t i = 0; i < n; i++) {
-        hd_item_t *it = &items[i];
-        if (it->has_events)
-            json_object_set_new(it->result, "offset",
-                                json_integer(es_txn_offset(rt->txn, it->last_slot)));
-    }
-    int src = states_produce(rt, &trc, &err);
-    if (src < 0)
+    hd_batch_t b = {rt, items, n};
+    const es_txn_step_t step = {rt->consumer, NULL, n, "commands", batch_work, batch_discard, &b};
+    es_txn_rc_t trc = es_txn_step(rt->txn, &step, &err);
+    if (rt->fatal)
         return -1;
-    if (src > 0 || results_produce(rt, items, n, &trc, &err) != 0)
-        goto failed;
-    rd_kafka_consumer_group_metadata_t *cgmd = rd_kafka_consumer_group_metadata(rt->consumer);
-    trc = es_txn_send_offsets(rt->txn, cgmd, &err);
-    rd_kafka_consumer_group_metadata_destroy(cgmd);
-    if (trc != ES_TXN_OK)
-        goto failed;
-    if ((trc = es_txn_commit(rt->txn, &err)) != ES_TXN_OK)
-        goto failed;
+    if (trc == ES_TXN_ABORT)
+        return 1;
+    if (trc == ES_TXN_FENCED) {
+        set_fatal(rt, &err);
+        return -1;
+    }
+    if (trc == ES_TXN_LOST) {
+        es_error("handler for '%s' lost its transactional producer: %s", rt->ctx->name, err.msg);
+        return 2;
+    }
     merge_staged(rt);
     es_metric_observe(rt->m_batch_seconds, es_mono_s() - t0);
     es_metric_set(rt->m_batch_size, (double)n);
@@ -836,8 +813,6 @@ static int run_batch(hd_runtime_t *rt, hd_item_t *items, size_t n)
     }
     es_debug("committed a batch of %zu commands in %.3f s", n, es_mono_s() - t0);
     return 0;
-failed:
-    return batch_failed(rt, trc, n, &err);
 }
 
 /* --- life cycle --------------------------------------------------------------------------- */
@@ -863,32 +838,14 @@ hd_runtime_t *hd_runtime_new(const hd_context_t *ctx, ev_codec_t *codec,
     snprintf(txn_id, sizeof txn_id, "eventshop-%s-handler-%s", ctx->name, rt->cfg.instance_id);
     snprintf(client, sizeof client, "eventshop-%s-handler", ctx->name);
 
-    /* static membership: a restarted instance (same id) takes its partitions back at once
-     * instead of waiting for the session of its dead predecessor to time out */
-    const char *ckv[] = {"group.id",
-                         group,
-                         "group.instance.id",
-                         txn_id,
-                         "session.timeout.ms",
-                         "15000",
-                         "enable.auto.commit",
-                         "false",
-                         "isolation.level",
-                         "read_committed",
-                         "auto.offset.reset",
-                         "earliest",
-                         "enable.partition.eof",
-                         "false",
-                         NULL};
-    rd_kafka_conf_t *cconf = es_kafka_conf_new(client, ckv, err);
+    /* static membership: group.instance.id is the transactional id */
+    es_kafka_conf_t *cconf =
+        es_txn_consumer_conf(client, group, txn_id, false, NULL, rt, rebalance_cb, err);
     if (!cconf)
         goto fail;
-    rd_kafka_conf_set_opaque(cconf, rt);
-    rd_kafka_conf_set_rebalance_cb(cconf, rebalance_cb);
-    rt->cconf = rd_kafka_conf_dup(cconf);
-    if (!(rt->consumer = es_kafka_new(RD_KAFKA_CONSUMER, cconf, err)))
+    rt->cconf = es_kafka_conf_dup(cconf);
+    if (!(rt->consumer = es_kafka_new(ES_KAFKA_CONSUMER, cconf, err)))
         goto fail;
-    rd_kafka_poll_set_consumer(rt->consumer);
 
     rt->m_commits = es_counter("eventshop_txn_commits_total", "committed handler transactions", "");
     rt->m_aborts = es_counter("eventshop_txn_aborts_total", "aborted handler transactions", "");
@@ -943,87 +900,50 @@ static void consumer_fatal(hd_runtime_t *rt)
 
 static int consumer_subscribe(hd_runtime_t *rt, es_err_t *err)
 {
-    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(topics, rt->t_commands, RD_KAFKA_PARTITION_UA);
-    rd_kafka_resp_err_t e = rd_kafka_subscribe(rt->consumer, topics);
-    rd_kafka_topic_partition_list_destroy(topics);
-    return es_kafka_resp_error(err, e, "subscribe");
+    const char *topics[] = {rt->t_commands};
+    return es_kafka_resp_error(err, es_kafka_subscribe(rt->consumer, topics, 1), "subscribe");
 }
 
 /* Destroys the fenced consumer (no rebalance callback follows: its partitions' state is
  * dropped here) and makes a new one, which recovers its assignment as on a start. Returns 0, or
  * -1 on a stop (rt->consumer is then NULL). */
+/* A new consumer with the handler's settings, subscribed; NULL with err. */
+static es_kafka_t *consumer_open(void *arg, es_err_t *err)
+{
+    hd_runtime_t *rt = arg;
+    es_kafka_t *c = es_kafka_new(ES_KAFKA_CONSUMER, es_kafka_conf_dup(rt->cconf), err);
+    const char *topics[] = {rt->t_commands};
+    if (c && es_kafka_resp_error(err, es_kafka_subscribe(c, topics, 1), "subscribe") != 0) {
+        es_kafka_destroy(c);
+        c = NULL;
+    }
+    return c;
+}
+
 static int consumer_remake(hd_runtime_t *rt)
 {
     rt->consumer_lost = false;
     rt->consumer_fenced_at = es_mono_s();
-    rd_kafka_destroy(rt->consumer);
+    es_kafka_destroy(rt->consumer);
     rt->consumer = NULL;
     for (int p = 0; p < rt->nparts; p++)
         part_drop(&rt->parts[p]);
-    double wait = 0.2;
-    for (;;) {
-        es_err_t err = ES_ERR_INIT;
-        rd_kafka_conf_t *conf = rd_kafka_conf_dup(rt->cconf);
-        rt->consumer = es_kafka_new(RD_KAFKA_CONSUMER, conf, &err);
-        if (rt->consumer) {
-            rd_kafka_poll_set_consumer(rt->consumer);
-            if (consumer_subscribe(rt, &err) == 0) {
-                es_info("consumer of '%s' made again", rt->t_commands);
-                return 0;
-            }
-            rd_kafka_destroy(rt->consumer);
-            rt->consumer = NULL;
-        }
-        if (rt->stop)
-            return -1;
-        es_warn("making the consumer again: %s (again in %.1f s)", err.msg, wait);
-        sleep_s(rt, wait);
-        wait = wait * 2 > 30 ? 30 : wait * 2;
-    }
+    rt->consumer = es_txn_remake_consumer(rt->txn, rt->t_commands, consumer_open, rt);
+    return rt->consumer ? 0 : -1;
 }
 
 /* Gathers up to batch_max commands, waiting at most linger_ms after the first one. A rebalance
  * meanwhile drops what was gathered: the new assignment reads from the committed offsets. */
-static size_t gather(hd_runtime_t *rt, hd_item_t *items)
+static size_t gather(hd_runtime_t *rt, hd_item_t *items, es_kafka_msg_t **msgs)
 {
-    size_t n = 0;
-    double deadline = 0;
-    rt->rebalanced = false;
-    while (n < (size_t)rt->cfg.batch_max && !rt->stop && !rt->fatal) {
-        int wait = 100;
-        if (n > 0) {
-            double left = deadline - es_mono_s();
-            if (left <= 0)
-                break;
-            wait = (int)(left * 1000) + 1;
-        }
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rt->consumer, wait);
-        if (rt->rebalanced) {
-            for (size_t i = 0; i < n; i++)
-                rd_kafka_message_destroy(items[i].msg);
-            n = 0;
-            rt->rebalanced = false;
-        }
-        if (!m)
-            continue;
-        if (m->err) {
-            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                es_warn("consumer: %s", rd_kafka_message_errstr(m));
-            if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
-                rd_kafka_message_destroy(m);
-                for (size_t i = 0; i < n; i++)
-                    rd_kafka_message_destroy(items[i].msg);
-                consumer_fatal(rt);
-                return 0;
-            }
-            rd_kafka_message_destroy(m);
-            continue;
-        }
-        if (n == 0)
-            deadline = es_mono_s() + rt->cfg.linger_ms / 1000.0;
-        items[n++] = (hd_item_t){.msg = m};
-    }
+    const es_kafka_gather_t g = {
+        (size_t)rt->cfg.batch_max, -1, rt->cfg.linger_ms, &rt->stop, &rt->fatal, &rt->rebalanced};
+    bool fatal;
+    size_t n = es_kafka_gather(rt->consumer, &g, msgs, &fatal);
+    if (fatal)
+        consumer_fatal(rt);
+    for (size_t i = 0; i < n; i++)
+        items[i] = (hd_item_t){.msg = msgs[i]};
     return n;
 }
 
@@ -1037,17 +957,18 @@ int hd_runtime_run(hd_runtime_t *rt, es_err_t *err)
     if (consumer_subscribe(rt, err) != 0)
         return -1;
     hd_item_t *items = xcalloc((size_t)rt->cfg.batch_max, sizeof *items);
+    es_kafka_msg_t **msgs = xcalloc((size_t)rt->cfg.batch_max, sizeof *msgs);
     double check_at = 0;
     while (!rt->stop && !rt->fatal) {
         hd_heartbeat();
-        hd_check_kafka(rt->consumer, &check_at);
-        size_t n = gather(rt, items);
+        es_kafka_check_readiness(rt->consumer, &check_at);
+        size_t n = gather(rt, items, msgs);
         int brc = 0;
         if (n > 0 && !rt->fatal)
             brc = run_batch(rt, items, n);
         items_release(items, n);
         for (size_t i = 0; i < n; i++)
-            rd_kafka_message_destroy(items[i].msg);
+            es_kafka_msg_free(items[i].msg);
         if (brc == 1)
             es_txn_backoff(rt->txn);
         else if (brc == 2)
@@ -1056,16 +977,10 @@ int hd_runtime_run(hd_runtime_t *rt, es_err_t *err)
             consumer_remake(rt);
     }
     free(items);
-    es_metrics_heartbeat_end();
-    if (rt->fatal) {
-        es_set(err, rt->fatal_err.code, "%s", rt->fatal_err.msg);
-        es_error("handler for '%s' stops on a fatal error: %s", rt->ctx->name, rt->fatal_err.msg);
-        return -1;
-    }
-    es_info("handler for '%s' stopping", rt->ctx->name);
-    if (rt->consumer)
-        rd_kafka_consumer_close(rt->consumer);
-    return 0;
+    free(msgs);
+    char who[160];
+    snprintf(who, sizeof who, "handler for '%s'", rt->ctx->name);
+    return es_txn_loop_end(who, rt->consumer, rt->fatal, &rt->fatal_err, err);
 }
 
 void hd_runtime_free(hd_runtime_t *rt)
@@ -1074,9 +989,9 @@ void hd_runtime_free(hd_runtime_t *rt)
         return;
     es_txn_free(rt->txn);
     if (rt->consumer)
-        rd_kafka_destroy(rt->consumer);
+        es_kafka_destroy(rt->consumer);
     if (rt->cconf)
-        rd_kafka_conf_destroy(rt->cconf);
+        es_kafka_conf_free(rt->cconf);
     hd_views_free(rt->views);
     for (int p = 0; p < rt->nparts; p++)
         part_drop(&rt->parts[p]);

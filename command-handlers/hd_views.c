@@ -13,7 +13,7 @@ struct hd_views {
     const hd_context_t *ctx;
     ev_codec_t *codec;
     const volatile sig_atomic_t *stop;
-    rd_kafka_t *consumer; /* NULL when the context has no views */
+    es_kafka_t *consumer; /* NULL when the context has no views */
     json_t *view;         /* the one object every view folds into */
     struct hd_view_part {
         size_t view;
@@ -25,7 +25,7 @@ struct hd_views {
 };
 
 /* The consumer, assigned nothing yet. */
-static rd_kafka_t *views_consumer_new(const hd_context_t *ctx, es_err_t *err)
+static es_kafka_t *views_consumer_new(const hd_context_t *ctx, es_err_t *err)
 {
     char group[160], id[ES_UUID_LEN], client[160];
     /* librdkafka wants a group id; it is never joined (assign only) and nothing is committed.
@@ -40,19 +40,16 @@ static rd_kafka_t *views_consumer_new(const hd_context_t *ctx, es_err_t *err)
                          * past the transaction marker no message reports: only the next EOF
                          * does, so the broker must not hold empty fetches for long */
                         "fetch.wait.max.ms", "5", NULL};
-    rd_kafka_conf_t *conf = es_kafka_conf_new(client, kv, err);
+    es_kafka_conf_t *conf = es_kafka_conf_new(client, kv, err);
     if (!conf)
         return NULL;
-    rd_kafka_t *rk = es_kafka_new(RD_KAFKA_CONSUMER, conf, err);
-    if (rk)
-        rd_kafka_poll_set_consumer(rk);
-    return rk;
+    return es_kafka_new(ES_KAFKA_CONSUMER, conf, err);
 }
 
 /* Assigns every partition of every view topic from its beginning. */
 static int views_assign(hd_views_t *v, es_err_t *err)
 {
-    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(8);
+    es_kafka_parts_t *parts = es_kafka_parts_new(8);
     int rc = -1;
     for (size_t i = 0; i < v->ctx->n_views; i++) {
         const char *topic = v->ctx->views[i].topic;
@@ -60,19 +57,19 @@ static int views_assign(hd_views_t *v, es_err_t *err)
         if (n < 0)
             goto out;
         for (int p = 0; p < n; p++) {
-            rd_kafka_topic_partition_list_add(parts, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+            es_kafka_parts_add(parts, topic, p)->offset = ES_KAFKA_OFFSET_BEGINNING;
             v->parts = xrealloc(v->parts, (v->nparts + 1) * sizeof *v->parts);
             v->parts[v->nparts++] = (struct hd_view_part){i, p, 0, 0};
         }
     }
-    rd_kafka_resp_err_t e = rd_kafka_assign(v->consumer, parts);
+    int e = es_kafka_assign(v->consumer, parts);
     if (e) {
         es_kafka_resp_error(err, e, "assign view partitions");
         goto out;
     }
     rc = 0;
 out:
-    rd_kafka_topic_partition_list_destroy(parts);
+    es_kafka_parts_free(parts);
     return rc;
 }
 
@@ -106,29 +103,28 @@ static struct hd_view_part *view_part_find(hd_views_t *v, const char *topic, int
     return NULL;
 }
 
-static void view_message(hd_views_t *v, rd_kafka_message_t *m)
+static void view_message(hd_views_t *v, es_kafka_msg_t *m)
 {
     size_t i = 0;
-    struct hd_view_part *vp =
-        m->rkt ? view_part_find(v, rd_kafka_topic_name(m->rkt), m->partition, &i) : NULL;
+    struct hd_view_part *vp = m->topic ? view_part_find(v, m->topic, m->partition, &i) : NULL;
     if (m->err) {
-        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        if (m->err == ES_KAFKA_ERR_PARTITION_EOF) {
             if (vp && m->offset > vp->pos)
                 vp->pos = m->offset;
         } else {
-            es_warn("view consumer: %s", rd_kafka_message_errstr(m));
+            es_warn("view consumer: %s", m->errstr);
         }
         return;
     }
     if (!vp)
         return;
     vp->pos = m->offset + 1;
-    if (!m->payload)
+    if (!m->value)
         return;
     const char *type = NULL;
     json_t *ev = NULL;
     es_err_t err = ES_ERR_INIT;
-    if (ev_decode(v->codec, m->payload, m->len, &type, &ev, &err) != 0) {
+    if (ev_decode(v->codec, m->value, m->len, &type, &ev, &err) != 0) {
         es_error("view %s[%d]@%lld: %s", v->ctx->views[i].topic, (int)m->partition,
                  (long long)m->offset, err.msg);
         return;
@@ -144,8 +140,8 @@ static int views_catch_up_resumed(hd_views_t *v, int timeout_ms, es_err_t *err)
     for (size_t i = 0; i < v->nparts; i++) {
         struct hd_view_part *vp = &v->parts[i];
         int64_t lo = 0, hi = 0;
-        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
-            v->consumer, v->ctx->views[vp->view].topic, vp->partition, &lo, &hi, timeout_ms);
+        int e = es_kafka_query_watermarks(v->consumer, v->ctx->views[vp->view].topic, vp->partition,
+                                          &lo, &hi, timeout_ms);
         if (e)
             return es_kafka_resp_error(err, e, v->ctx->views[vp->view].topic);
         vp->target = hi;
@@ -159,10 +155,10 @@ static int views_catch_up_resumed(hd_views_t *v, int timeout_ms, es_err_t *err)
         if (es_mono_s() >= deadline || (v->stop && *v->stop))
             return es_set(err, ES_ETIMEOUT, "the views of '%s' did not catch up in %d ms",
                           v->ctx->name, timeout_ms);
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(v->consumer, 5);
+        es_kafka_msg_t *m = es_kafka_poll(v->consumer, 5);
         if (m) {
             view_message(v, m);
-            rd_kafka_message_destroy(m);
+            es_kafka_msg_free(m);
         }
     }
 }
@@ -171,12 +167,12 @@ int hd_views_catch_up(hd_views_t *v, int timeout_ms, es_err_t *err)
 {
     if (!v->consumer)
         return 0;
-    rd_kafka_topic_partition_list_t *parts = NULL;
-    rd_kafka_assignment(v->consumer, &parts);
-    rd_kafka_resume_partitions(v->consumer, parts);
+    es_kafka_parts_t *parts = NULL;
+    es_kafka_assignment(v->consumer, &parts);
+    es_kafka_resume(v->consumer, parts);
     int rc = views_catch_up_resumed(v, timeout_ms, err);
-    rd_kafka_pause_partitions(v->consumer, parts);
-    rd_kafka_topic_partition_list_destroy(parts);
+    es_kafka_pause(v->consumer, parts);
+    es_kafka_parts_free(parts);
     return rc;
 }
 
@@ -195,8 +191,8 @@ void hd_views_free(hd_views_t *v)
     if (!v)
         return;
     if (v->consumer) {
-        rd_kafka_consumer_close(v->consumer);
-        rd_kafka_destroy(v->consumer);
+        es_kafka_close(v->consumer);
+        es_kafka_destroy(v->consumer);
     }
     json_decref(v->view);
     free(v->parts);

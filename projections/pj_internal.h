@@ -11,8 +11,8 @@
 #pragma GCC diagnostic ignored "-Wcomment"
 #include "ev_codec.h"
 #pragma GCC diagnostic pop
+#include "es_kafka.h"
 #include "sr_client.h"
-#include <librdkafka/rdkafka.h>
 #include <signal.h>
 #include <stdint.h>
 
@@ -40,10 +40,10 @@ struct pj_runtime {
     es_db_t *db;
     sr_client_t *sr;
     ev_codec_t *codec;
-    rd_kafka_t *rk;
+    es_kafka_t *rk;
     struct pj_part *parts;
     int nparts;
-    rd_kafka_message_t **batch;
+    es_kafka_msg_t **batch;
     int nbatch;
     bool need_resync; /* positions must be reloaded from MariaDB before the next batch */
     long backoff_ms;  /* ceiling of the current back-off; 0 after a success */
@@ -92,7 +92,7 @@ int pj_poll_timeout(const pj_runtime_t *rt, long long first_at);
 /* Takes message m (stolen, may be NULL) into the batch, *first_at set when it is the batch's
  * first. 1: batched; 0: dropped (from an old position, or at or past rt->limit); -1: no message
  * (NULL, or a consumer error, logged). */
-int pj_take(pj_runtime_t *rt, rd_kafka_message_t *m, long long *first_at);
+int pj_take(pj_runtime_t *rt, es_kafka_msg_t *m, long long *first_at);
 /* Applies the batch and stores the offsets in one transaction, under the projection's named
  * lock. 0: committed (or nothing to do); -1: rolled back, to resync after a back-off; -2: the
  * same, because the stored offsets moved: resync at once. */

@@ -47,11 +47,11 @@ out:
 /* The consumer's position of partition i, past control records; -1 if unknown. */
 static int64_t pj_position(pj_runtime_t *rt, int32_t i)
 {
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(list, rt->topic, i);
-    rd_kafka_position(rt->rk, list);
+    es_kafka_parts_t *list = es_kafka_parts_new(1);
+    es_kafka_parts_add(list, rt->topic, i);
+    es_kafka_position(rt->rk, list);
     int64_t pos = list->elems[0].offset >= 0 ? list->elems[0].offset : -1;
-    rd_kafka_topic_partition_list_destroy(list);
+    es_kafka_parts_free(list);
     return pos;
 }
 
@@ -63,13 +63,13 @@ static int64_t pj_position(pj_runtime_t *rt, int32_t i)
 static long long pj_remaining(pj_runtime_t *rt, bool cached)
 {
     long long left = 0;
-    rd_kafka_topic_partition_list_t *ends = NULL;
+    es_kafka_parts_t *ends = NULL;
     if (!cached) {
-        ends = rd_kafka_topic_partition_list_new(rt->nparts);
+        ends = es_kafka_parts_new(rt->nparts);
         for (int i = 0; i < rt->nparts; i++)
             if (rt->parts[i].assigned)
-                rd_kafka_topic_partition_list_add(ends, rt->topic, i)->offset = RD_KAFKA_OFFSET_END;
-        if (rd_kafka_offsets_for_times(rt->rk, ends, 5000)) {
+                es_kafka_parts_add(ends, rt->topic, i)->offset = ES_KAFKA_OFFSET_END;
+        if (es_kafka_offsets_for_times(rt->rk, ends, 5000)) {
             left = -1;
             goto out;
         }
@@ -79,10 +79,10 @@ static long long pj_remaining(pj_runtime_t *rt, bool cached)
             continue;
         int64_t lo = -1, hi = -1;
         if (cached) {
-            if (rd_kafka_get_watermark_offsets(rt->rk, rt->topic, i, &lo, &hi))
+            if (es_kafka_watermarks(rt->rk, rt->topic, i, &lo, &hi))
                 hi = -1;
         } else {
-            rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(ends, rt->topic, i);
+            es_kafka_part_t *tp = es_kafka_parts_find(ends, rt->topic, i);
             if (tp && !tp->err)
                 hi = tp->offset;
         }
@@ -99,7 +99,7 @@ static long long pj_remaining(pj_runtime_t *rt, bool cached)
     }
 out:
     if (ends)
-        rd_kafka_topic_partition_list_destroy(ends);
+        es_kafka_parts_free(ends);
     return left;
 }
 
@@ -110,7 +110,7 @@ static int pj_step(pj_runtime_t *rt, long long *first_at)
     es_metrics_heartbeat("projector");
     if (!pj_ready(rt))
         return 0;
-    rd_kafka_message_t *m = rd_kafka_consumer_poll(rt->rk, pj_poll_timeout(rt, *first_at));
+    es_kafka_msg_t *m = es_kafka_poll(rt->rk, pj_poll_timeout(rt, *first_at));
     int took = pj_take(rt, m, first_at);
     if (rt->nbatch > 0 &&
         (rt->nbatch >= rt->batch_max || es_mono_ms() - *first_at >= rt->linger_ms || took < 0) &&
@@ -316,7 +316,7 @@ static int pj_rb_replay(struct pj_rb *rb, es_err_t *err)
     for (;;) {
         if (pj_rebuild_stopping)
             return es_set(err, ES_ETIMEOUT, "rebuild of '%s' interrupted", rb->p->name);
-        if (rd_kafka_fatal_error(rt->rk, errstr, sizeof errstr))
+        if (es_kafka_fatal_error(rt->rk, errstr, sizeof errstr))
             return es_set(err, ES_EFATAL, "kafka: %s", errstr);
         int took = pj_step(rt, &rb->first_at);
         if (took && es_mono_ms() - rb->pg.last < 1000)

@@ -101,7 +101,7 @@ static struct pj_part *pj_part_get(pj_runtime_t *rt, int32_t p)
 static void pj_batch_discard(pj_runtime_t *rt)
 {
     for (int i = 0; i < rt->nbatch; i++)
-        rd_kafka_message_destroy(rt->batch[i]);
+        es_kafka_msg_free(rt->batch[i]);
     rt->nbatch = 0;
     for (int i = 0; i < rt->nparts; i++) {
         rt->parts[i].in_batch = false;
@@ -166,7 +166,7 @@ int64_t pj_offsets_find(const json_t *rows, int32_t part)
 /* Assigns list with each partition positioned at its stored next offset (the beginning if none)
  * and records those positions. Without a database the assignment still happens (the group must
  * not stall) and need_resync makes the loop fix positions before any batch. */
-static void pj_assign_from_db(pj_runtime_t *rt, rd_kafka_topic_partition_list_t *list)
+static void pj_assign_from_db(pj_runtime_t *rt, es_kafka_parts_t *list)
 {
     es_err_t err = ES_ERR_INIT;
     json_t *rows = NULL;
@@ -180,10 +180,10 @@ static void pj_assign_from_db(pj_runtime_t *rt, rd_kafka_topic_partition_list_t 
     for (int i = 0; i < rt->nparts; i++)
         rt->parts[i].assigned = false;
     for (int i = 0; i < list->cnt; i++) {
-        rd_kafka_topic_partition_t *tp = &list->elems[i];
+        es_kafka_part_t *tp = &list->elems[i];
         struct pj_part *pp = pj_part_get(rt, tp->partition);
         int64_t stored = rows ? pj_offsets_find(rows, tp->partition) : -1;
-        tp->offset = stored >= 0 ? stored : RD_KAFKA_OFFSET_BEGINNING;
+        tp->offset = stored >= 0 ? stored : ES_KAFKA_OFFSET_BEGINNING;
         pp->assigned = true;
         pp->stored = pp->next = stored;
         pp->committed = -1;
@@ -192,17 +192,16 @@ static void pj_assign_from_db(pj_runtime_t *rt, rd_kafka_topic_partition_list_t 
                 (int)tp->partition, (long long)stored);
     }
     json_decref(rows);
-    rd_kafka_resp_err_t e = rd_kafka_assign(rt->rk, list);
+    int e = es_kafka_assign(rt->rk, list);
     if (e)
-        es_error("projector %s: assign: %s", rt->key, rd_kafka_err2str(e));
+        es_error("projector %s: assign: %s", rt->key, es_kafka_err_str(e));
 }
 
-static void pj_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
-                            rd_kafka_topic_partition_list_t *list, void *opaque)
+static void pj_rebalance_cb(es_kafka_t *rk, int e, es_kafka_parts_t *list, void *opaque)
 {
     pj_runtime_t *rt = opaque;
     (void)rk;
-    if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    if (e == ES_KAFKA_ERR_ASSIGN_PARTITIONS) {
         pj_batch_discard(rt); /* nothing batched may straddle two assignments */
         pj_assign_from_db(rt, list);
         es_metrics_set_ready(true);
@@ -214,25 +213,25 @@ static void pj_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
     pj_batch_discard(rt);
     for (int i = 0; i < rt->nparts; i++)
         rt->parts[i].assigned = false;
-    rd_kafka_assign(rt->rk, NULL);
-    if (e != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
-        es_warn("projector %s: rebalance: %s", rt->key, rd_kafka_err2str(e));
+    es_kafka_assign(rt->rk, NULL);
+    if (e != ES_KAFKA_ERR_REVOKE_PARTITIONS)
+        es_warn("projector %s: rebalance: %s", rt->key, es_kafka_err_str(e));
 }
 
 /* Re-reads stored offsets and re-positions the current assignment on them. */
 static int pj_resync(pj_runtime_t *rt)
 {
-    rd_kafka_topic_partition_list_t *list = NULL;
+    es_kafka_parts_t *list = NULL;
     pj_batch_discard(rt);
-    rd_kafka_resp_err_t e = rd_kafka_assignment(rt->rk, &list);
+    int e = es_kafka_assignment(rt->rk, &list);
     if (e) {
-        es_error("projector %s: assignment: %s", rt->key, rd_kafka_err2str(e));
+        es_error("projector %s: assignment: %s", rt->key, es_kafka_err_str(e));
         return -1;
     }
     rt->need_resync = false;
-    rd_kafka_assign(rt->rk, NULL);
+    es_kafka_assign(rt->rk, NULL);
     pj_assign_from_db(rt, list);
-    rd_kafka_topic_partition_list_destroy(list);
+    es_kafka_parts_free(list);
     if (rt->need_resync)
         return -1;
     rt->backoff_ms = 0;
@@ -241,8 +240,7 @@ static int pj_resync(pj_runtime_t *rt)
 
 /* A Kafka commit of offsets failed (why): counted, retried after PJ_COMMIT_WAIT_MS, logged at
  * most once per PJ_COMMIT_LOG_MS. Never more: the commit is informational. */
-static void pj_commit_failed(pj_runtime_t *rt, const char *why,
-                             const rd_kafka_topic_partition_list_t *offsets)
+static void pj_commit_failed(pj_runtime_t *rt, const char *why, const es_kafka_parts_t *offsets)
 {
     long long now = es_mono_ms();
     es_metric_add(rt->m_commit_failed, 1);
@@ -261,19 +259,19 @@ static void pj_commit_failed(pj_runtime_t *rt, const char *why,
             rt->key, rt->group, skipped, why);
 }
 
-/* The outcome of an asynchronous commit, served by rd_kafka_consumer_poll. */
-static void pj_offset_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-                                rd_kafka_topic_partition_list_t *offsets, void *opaque)
+/* The outcome of an asynchronous commit, served by es_kafka_poll. */
+static void pj_offset_commit_cb(es_kafka_t *rk, int err, const es_kafka_parts_t *offsets,
+                                void *opaque)
 {
     pj_runtime_t *rt = opaque;
     (void)rk;
-    if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
+    if (err == ES_KAFKA_ERR_NO_OFFSET)
         return; /* nothing was to be committed */
-    rd_kafka_resp_err_t first = err;
+    int first = err;
     for (int i = 0; !first && offsets && i < offsets->cnt; i++)
         first = offsets->elems[i].err;
     if (first)
-        pj_commit_failed(rt, rd_kafka_err2str(first), offsets);
+        pj_commit_failed(rt, es_kafka_err_str(first), offsets);
 }
 
 /* The applied position of every assigned partition (offset: the next to apply), for the lag and
@@ -283,14 +281,14 @@ static void pj_offset_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
  * marker is consumed), so the position passes the stored offset by transaction markers only
  * (control records, never delivered), without which the lag of a topic written in transactions
  * would never reach 0. */
-static rd_kafka_topic_partition_list_t *pj_applied_positions(pj_runtime_t *rt)
+static es_kafka_parts_t *pj_applied_positions(pj_runtime_t *rt)
 {
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(rt->nparts);
+    es_kafka_parts_t *list = es_kafka_parts_new(rt->nparts);
     for (int i = 0; i < rt->nparts; i++)
         if (rt->parts[i].assigned)
-            rd_kafka_topic_partition_list_add(list, rt->topic, i);
+            es_kafka_parts_add(list, rt->topic, i);
     if (list->cnt > 0)
-        rd_kafka_position(rt->rk, list);
+        es_kafka_position(rt->rk, list);
     for (int i = 0; i < list->cnt; i++) {
         int64_t stored = rt->parts[list->elems[i].partition].stored;
         if (stored > list->elems[i].offset)
@@ -304,36 +302,35 @@ static rd_kafka_topic_partition_list_t *pj_applied_positions(pj_runtime_t *rt)
  * reads them back (pj_assign_from_db), so a lost or failed commit costs nothing but a stale lag.
  * Only what changed is sent. Not for a rebuild (manual): its group is a one-off nobody watches.
  * Fault point pj.kafka_commit fails the commit instead (tests). */
-static void pj_commit_positions(pj_runtime_t *rt, const rd_kafka_topic_partition_list_t *applied)
+static void pj_commit_positions(pj_runtime_t *rt, const es_kafka_parts_t *applied)
 {
     if (rt->manual || rt->need_resync || rt->nbatch > 0 || es_mono_ms() < rt->commit_retry_at)
         return;
-    rd_kafka_topic_partition_list_t *offsets = rd_kafka_topic_partition_list_new(rt->nparts);
+    es_kafka_parts_t *offsets = es_kafka_parts_new(rt->nparts);
     for (int i = 0; i < applied->cnt; i++) {
         struct pj_part *pp = &rt->parts[applied->elems[i].partition];
         int64_t next = applied->elems[i].offset;
         if (next < 0 || next == pp->committed)
             continue;
-        rd_kafka_topic_partition_list_add(offsets, rt->topic, applied->elems[i].partition)->offset =
-            next;
+        es_kafka_parts_add(offsets, rt->topic, applied->elems[i].partition)->offset = next;
         pp->committed = next;
     }
     if (offsets->cnt > 0 && es_fault_hit("pj.kafka_commit")) {
         pj_commit_failed(rt, "fault point pj.kafka_commit", offsets);
     } else if (offsets->cnt > 0) {
-        rd_kafka_resp_err_t e = rd_kafka_commit(rt->rk, offsets, 1);
+        int e = es_kafka_commit(rt->rk, offsets, 1);
         if (e)
-            pj_commit_failed(rt, rd_kafka_err2str(e), offsets);
+            pj_commit_failed(rt, es_kafka_err_str(e), offsets);
     }
-    rd_kafka_topic_partition_list_destroy(offsets);
+    es_kafka_parts_free(offsets);
 }
 
-static void pj_update_lag(pj_runtime_t *rt, const rd_kafka_topic_partition_list_t *applied)
+static void pj_update_lag(pj_runtime_t *rt, const es_kafka_parts_t *applied)
 {
     for (int i = 0; i < applied->cnt; i++) {
         int32_t p = applied->elems[i].partition;
         int64_t lo = 0, hi = 0, next = applied->elems[i].offset;
-        if (rd_kafka_get_watermark_offsets(rt->rk, rt->topic, p, &lo, &hi) || hi < 0)
+        if (es_kafka_watermarks(rt->rk, rt->topic, p, &lo, &hi) || hi < 0)
             continue;
         if (next < lo)
             next = lo;
@@ -345,10 +342,10 @@ static void pj_update_lag(pj_runtime_t *rt, const rd_kafka_topic_partition_list_
  * the positions. */
 static void pj_publish_positions(pj_runtime_t *rt)
 {
-    rd_kafka_topic_partition_list_t *applied = pj_applied_positions(rt);
+    es_kafka_parts_t *applied = pj_applied_positions(rt);
     pj_update_lag(rt, applied);
     pj_commit_positions(rt, applied);
-    rd_kafka_topic_partition_list_destroy(applied);
+    es_kafka_parts_free(applied);
 }
 
 /* Whether err is the event's fault (dead-letter it) rather than the database's (retry). */
@@ -359,7 +356,7 @@ static bool pj_is_poison(const es_err_t *err)
 }
 
 /* Remembers an applied event for pj_log_applied: its ids and traceparent. */
-static void pj_note_applied(pj_runtime_t *rt, rd_kafka_message_t *m, const char *type,
+static void pj_note_applied(pj_runtime_t *rt, es_kafka_msg_t *m, const char *type,
                             const json_t *value, int64_t start_us)
 {
     const json_t *meta = json_object_get(value, "metadata");
@@ -413,15 +410,15 @@ static void pj_log_applied(pj_runtime_t *rt)
  * it returns 2 and the caller rolls the batch back and redoes it guarded from that event on. An
  * event that does not decode wrote nothing and is dead-lettered either way.
  * 0: applied; 1: dead-lettered; 2: rejected unguarded; -1: the batch must be retried (err set). */
-static int pj_apply_one(pj_runtime_t *rt, rd_kafka_message_t *m, bool guarded, es_err_t *err)
+static int pj_apply_one(pj_runtime_t *rt, es_kafka_msg_t *m, bool guarded, es_err_t *err)
 {
     es_err_t ev_err = ES_ERR_INIT;
     json_t *value = NULL;
     const char *full_name = NULL;
     int rc = -1;
-    if (!m->payload) {
+    if (!m->value) {
         es_set(&ev_err, ES_EINVAL, "message without payload");
-    } else if (ev_decode(rt->codec, m->payload, m->len, &full_name, &value, &ev_err) == 0) {
+    } else if (ev_decode(rt->codec, m->value, m->len, &full_name, &value, &ev_err) == 0) {
         const char *dot = strrchr(full_name, '.');
         const char *type = dot ? dot + 1 : full_name;
         if (guarded && es_db_exec(rt->db, "SAVEPOINT pj_event", NULL, 0, NULL, err))
@@ -559,7 +556,7 @@ static void pj_batch_committed(pj_runtime_t *rt, const struct pj_tally *t, long 
         rt->parts[i].in_batch = false;
     }
     for (int i = 0; i < rt->nbatch; i++)
-        rd_kafka_message_destroy(rt->batch[i]);
+        es_kafka_msg_free(rt->batch[i]);
     rt->nbatch = 0;
     es_metric_add(rt->m_events, t->applied);
     if (t->dead)
@@ -633,38 +630,38 @@ int pj_flush(pj_runtime_t *rt)
 /* Waits out a capped exponential back-off (ceiling doubling from PJ_BACKOFF_MIN_MS to
  * PJ_BACKOFF_MAX_MS, the wait drawn between half the ceiling and the ceiling, so that replicas
  * that lost the same server do not retry in step) without taking messages, returning early on
- * stop. rd_kafka_poll must not be used here: the main queue is redirected to the consumer's
- * (rd_kafka_poll_set_consumer), and rd_kafka_poll aborts the process on the first fetched
- * message it finds there (rd_kafka_q_serve: assert: res != RD_KAFKA_OP_RES_PASS, LIBRARY-NOTES).
- * So the assigned partitions are paused and rd_kafka_consumer_poll keeps serving rebalances,
+ * stop. es_kafka_serve must not be used here: the main queue is redirected to the consumer's
+ * (es_kafka_new), and librdkafka's poll of it aborts the process on the first fetched message
+ * it finds there (an assertion in its queue serving, LIBRARY-NOTES).
+ * So the assigned partitions are paused and es_kafka_poll keeps serving rebalances,
  * errors and the group's heartbeats; a message fetched before the pause is dropped, and the
  * positions are reloaded from the stored offsets (need_resync) before the next batch. */
 void pj_backoff(pj_runtime_t *rt)
 {
     long long wait =
         es_backoff_next(&rt->backoff_ms, PJ_BACKOFF_MIN_MS, PJ_BACKOFF_MAX_MS, &rt->jitter);
-    rd_kafka_topic_partition_list_t *list = NULL;
-    if (rd_kafka_assignment(rt->rk, &list) == RD_KAFKA_RESP_ERR_NO_ERROR && list->cnt > 0)
-        rd_kafka_pause_partitions(rt->rk, list);
+    es_kafka_parts_t *list = NULL;
+    if (es_kafka_assignment(rt->rk, &list) == 0 && list->cnt > 0)
+        es_kafka_pause(rt->rk, list);
     if (list)
-        rd_kafka_topic_partition_list_destroy(list);
+        es_kafka_parts_free(list);
     rt->need_resync = true;
     long long until = es_mono_ms() + wait;
     for (long long left = wait; left > 0 && !rt->stop; left = until - es_mono_ms()) {
         es_metrics_heartbeat("projector");
-        rd_kafka_message_t *m =
-            rd_kafka_consumer_poll(rt->rk, left < PJ_IDLE_POLL_MS ? (int)left : PJ_IDLE_POLL_MS);
+        es_kafka_msg_t *m =
+            es_kafka_poll(rt->rk, left < PJ_IDLE_POLL_MS ? (int)left : PJ_IDLE_POLL_MS);
         if (m && m->err)
-            es_warn("projector %s: consume: %s", rt->key, rd_kafka_message_errstr(m));
+            es_warn("projector %s: consume: %s", rt->key, m->errstr);
         if (m)
-            rd_kafka_message_destroy(m);
+            es_kafka_msg_free(m);
     }
     /* the assignment may have changed meanwhile: resume whatever is assigned now */
     list = NULL;
-    if (rd_kafka_assignment(rt->rk, &list) == RD_KAFKA_RESP_ERR_NO_ERROR && list->cnt > 0)
-        rd_kafka_resume_partitions(rt->rk, list);
+    if (es_kafka_assignment(rt->rk, &list) == 0 && list->cnt > 0)
+        es_kafka_resume(rt->rk, list);
     if (list)
-        rd_kafka_topic_partition_list_destroy(list);
+        es_kafka_parts_free(list);
 }
 
 /* Readiness between batches: whether a broker answers (a metadata request, at most
@@ -672,11 +669,7 @@ void pj_backoff(pj_runtime_t *rt)
  * reconnects and resyncs with back-off). Both set the role's dependencies for /readyz. */
 static void pj_check_dependencies(pj_runtime_t *rt)
 {
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t e = rd_kafka_metadata(rt->rk, 0, NULL, &md, PJ_CHECK_WAIT_MS);
-    es_metrics_set_dependency("kafka", !e && md && md->broker_cnt > 0);
-    if (md)
-        rd_kafka_metadata_destroy(md);
+    es_metrics_set_dependency("kafka", es_kafka_reachable(rt->rk, PJ_CHECK_WAIT_MS));
     es_err_t err = ES_ERR_INIT;
     if (rt->db && es_db_ping(rt->db, &err)) {
         es_warn("projector %s: database connection lost: %s", rt->key, err.msg);
@@ -717,17 +710,16 @@ static int pj_consumer_new(pj_runtime_t *rt, es_err_t *err)
                         rt->manual ? "fetch.wait.max.ms" : NULL, "100", NULL};
     char client_id[128];
     snprintf(client_id, sizeof client_id, "eventshop-projector-%s", rt->key);
-    rd_kafka_conf_t *conf = es_kafka_conf_new(client_id, kv, err);
+    es_kafka_conf_t *conf = es_kafka_conf_new(client_id, kv, err);
     if (!conf)
         return -1;
     if (!rt->manual) {
-        rd_kafka_conf_set_rebalance_cb(conf, pj_rebalance_cb);
-        rd_kafka_conf_set_offset_commit_cb(conf, pj_offset_commit_cb);
+        es_kafka_conf_on_rebalance(conf, pj_rebalance_cb);
+        es_kafka_conf_on_committed(conf, pj_offset_commit_cb);
     }
-    rd_kafka_conf_set_opaque(conf, rt);
-    if (!(rt->rk = es_kafka_new(RD_KAFKA_CONSUMER, conf, err)))
+    es_kafka_conf_set_arg(conf, rt);
+    if (!(rt->rk = es_kafka_new(ES_KAFKA_CONSUMER, conf, err)))
         return -1;
-    rd_kafka_poll_set_consumer(rt->rk);
     return 0;
 }
 
@@ -737,11 +729,11 @@ static int pj_assign_all(pj_runtime_t *rt, es_err_t *err)
     int n = es_kafka_partition_count(rt->rk, rt->topic, err);
     if (n < 0)
         return -1;
-    rd_kafka_topic_partition_list_t *all = rd_kafka_topic_partition_list_new(n);
+    es_kafka_parts_t *all = es_kafka_parts_new(n);
     for (int i = 0; i < n; i++)
-        rd_kafka_topic_partition_list_add(all, rt->topic, i);
+        es_kafka_parts_add(all, rt->topic, i);
     pj_assign_from_db(rt, all);
-    rd_kafka_topic_partition_list_destroy(all);
+    es_kafka_parts_free(all);
     if (rt->need_resync)
         return es_set(err, ES_EIO, "cannot read the stored offsets of '%s'", rt->key);
     return 0;
@@ -750,11 +742,8 @@ static int pj_assign_all(pj_runtime_t *rt, es_err_t *err)
 /* A live projector joins its group; the rebalance callback assigns. */
 static int pj_subscribe(pj_runtime_t *rt, es_err_t *err)
 {
-    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(sub, rt->topic, RD_KAFKA_PARTITION_UA);
-    rd_kafka_resp_err_t e = rd_kafka_subscribe(rt->rk, sub);
-    rd_kafka_topic_partition_list_destroy(sub);
-    return es_kafka_resp_error(err, e, "subscribe");
+    const char *topics[] = {rt->topic};
+    return es_kafka_resp_error(err, es_kafka_subscribe(rt->rk, topics, 1), "subscribe");
 }
 
 pj_runtime_t *pj_runtime_create(const pj_projection_t *p, const pj_options_t *opt, bool manual,
@@ -831,19 +820,19 @@ int pj_poll_timeout(const pj_runtime_t *rt, long long first_at)
     return left > 0 ? (int)left : 0;
 }
 
-int pj_take(pj_runtime_t *rt, rd_kafka_message_t *m, long long *first_at)
+int pj_take(pj_runtime_t *rt, es_kafka_msg_t *m, long long *first_at)
 {
     if (!m)
         return -1;
     if (m->err) {
-        es_warn("projector %s: consume: %s", rt->key, rd_kafka_message_errstr(m));
-        rd_kafka_message_destroy(m);
+        es_warn("projector %s: consume: %s", rt->key, m->errstr);
+        es_kafka_msg_free(m);
         return -1;
     }
     struct pj_part *pp = m->partition < rt->nparts ? &rt->parts[m->partition] : NULL;
     if (rt->need_resync || !pp || !pp->assigned || m->offset < pp->next ||
         (rt->limit && m->offset >= rt->limit[m->partition])) {
-        rd_kafka_message_destroy(m); /* from an old position: fetched again later */
+        es_kafka_msg_free(m); /* from an old position: fetched again later */
         return 0;
     }
     if (rt->nbatch == 0)
@@ -860,7 +849,7 @@ int pj_runtime_run(pj_runtime_t *rt, es_err_t *err)
     char errstr[512];
     while (!rt->stop) {
         es_metrics_heartbeat("projector");
-        if (rd_kafka_fatal_error(rt->rk, errstr, sizeof errstr)) {
+        if (es_kafka_fatal_error(rt->rk, errstr, sizeof errstr)) {
             es_metrics_heartbeat_end();
             return es_set(err, ES_EFATAL, "kafka: %s", errstr);
         }
@@ -871,8 +860,7 @@ int pj_runtime_run(pj_runtime_t *rt, es_err_t *err)
         if (!pj_ready(rt))
             continue;
         int timeout = pj_poll_timeout(rt, first_at);
-        rd_kafka_message_t *m =
-            timeout > 0 || rt->nbatch == 0 ? rd_kafka_consumer_poll(rt->rk, timeout) : NULL;
+        es_kafka_msg_t *m = timeout > 0 || rt->nbatch == 0 ? es_kafka_poll(rt->rk, timeout) : NULL;
         int took = pj_take(rt, m, &first_at);
         long long now = es_mono_ms();
         if (rt->nbatch > 0 && (rt->nbatch >= rt->batch_max || now - first_at >= rt->linger_ms ||
@@ -887,7 +875,7 @@ int pj_runtime_run(pj_runtime_t *rt, es_err_t *err)
     }
     pj_flush(rt);
     es_info("projector %s: stopping", rt->key);
-    rd_kafka_consumer_close(rt->rk);
+    es_kafka_close(rt->rk);
     es_metrics_heartbeat_end();
     return 0;
 }
@@ -898,7 +886,7 @@ void pj_runtime_free(pj_runtime_t *rt)
         return;
     if (rt->rk) {
         pj_batch_discard(rt);
-        rd_kafka_destroy(rt->rk);
+        es_kafka_destroy(rt->rk);
     }
     ev_codec_free(rt->codec);
     sr_client_free(rt->sr);

@@ -4,6 +4,7 @@
 #include "es_env.h"
 #include "es_err.h"
 #include "es_kafka.h"
+#include "es_kafka_rd.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,16 +38,11 @@ static rd_kafka_NewTopic_t *new_topic(const char *name, int partitions, int rf,
     return t;
 }
 
-static int wait_for_broker(rd_kafka_t *rk)
+static int wait_for_broker(es_kafka_t *rk)
 {
     for (int i = 0; i < 120; i++) {
-        const struct rd_kafka_metadata *md;
-        if (rd_kafka_metadata(rk, 1, NULL, &md, 1000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            int n = md->broker_cnt;
-            rd_kafka_metadata_destroy(md);
-            if (n > 0)
-                return 0;
-        }
+        if (es_kafka_reachable(rk, 1000))
+            return 0;
         usleep(500 * 1000);
     }
     return -1;
@@ -57,15 +53,10 @@ static int create_topics(int nctx, char **ctxs)
     es_err_t err = ES_ERR_INIT;
     /* quiet while the broker is still starting: failures are reported below */
     const char *kv[] = {"log_level", "0", NULL};
-    rd_kafka_conf_t *conf = es_kafka_conf_new("eventshop-admin", kv, &err);
-    if (!conf) {
-        fprintf(stderr, "eventshop-admin: %s\n", err.msg);
-        return 1;
-    }
-    char errstr[256];
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    es_kafka_conf_t *conf = es_kafka_conf_new("eventshop-admin", kv, &err);
+    es_kafka_t *rk = conf ? es_kafka_new(ES_KAFKA_PRODUCER, conf, &err) : NULL;
     if (!rk) {
-        fprintf(stderr, "eventshop-admin: %s\n", errstr);
+        fprintf(stderr, "eventshop-admin: %s\n", err.msg);
         return 1;
     }
     int rc = 1;
@@ -113,7 +104,7 @@ static int create_topics(int nctx, char **ctxs)
     rd_kafka_NewTopic_destroy_array(topics, n);
     free(topics);
 out:
-    rd_kafka_destroy(rk);
+    es_kafka_destroy(rk);
     return rc;
 }
 

@@ -1,8 +1,10 @@
 #include "es_kafka.h"
 #include "es_env.h"
 #include "es_fault.h"
+#include "es_kafka_rd.h"
 #include "es_log.h"
 #include "es_mem.h"
+#include "es_metrics.h"
 #include "es_retry.h"
 #include "es_time.h"
 #include <errno.h>
@@ -15,6 +17,31 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
+
+_Static_assert(ES_KAFKA_ERR_FATAL == RD_KAFKA_RESP_ERR__FATAL, "code");
+_Static_assert(ES_KAFKA_ERR_NO_OFFSET == RD_KAFKA_RESP_ERR__NO_OFFSET, "code");
+_Static_assert(ES_KAFKA_ERR_REVOKE_PARTITIONS == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS, "code");
+_Static_assert(ES_KAFKA_ERR_ASSIGN_PARTITIONS == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS, "code");
+_Static_assert(ES_KAFKA_ERR_PARTITION_EOF == RD_KAFKA_RESP_ERR__PARTITION_EOF, "code");
+_Static_assert(ES_KAFKA_ERR_MSG_TIMED_OUT == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT, "code");
+_Static_assert(ES_KAFKA_OFFSET_BEGINNING == RD_KAFKA_OFFSET_BEGINNING, "offset");
+_Static_assert(ES_KAFKA_OFFSET_END == RD_KAFKA_OFFSET_END, "offset");
+_Static_assert(ES_KAFKA_PARTITION_ANY == RD_KAFKA_PARTITION_UA, "partition");
+
+/* A configuration: librdkafka's, with the callbacks es_kafka_new installs. */
+struct es_kafka_conf {
+    rd_kafka_conf_t *rd;
+    void *arg;
+    es_kafka_rebalance_fn rebalance;
+    es_kafka_committed_fn committed;
+};
+
+/* What every client's librdkafka opaque points to (freed by es_kafka_destroy). */
+typedef struct es_kafka_hooks {
+    void *arg;
+    es_kafka_rebalance_fn rebalance;
+    es_kafka_committed_fn committed;
+} es_kafka_hooks_t;
 
 /* When (es_mono_ms) a client of this process last lost or failed to reach a broker, 0: never.
  * es_kafka_fence_is_twin tells an outage's fence from a twin's by it. */
@@ -169,19 +196,7 @@ static int conf_security(rd_kafka_conf_t *conf, es_err_t *err)
     return rc;
 }
 
-rd_kafka_t *es_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, es_err_t *err)
-{
-    char errstr[512];
-    rd_kafka_t *rk = rd_kafka_new(type, conf, errstr, sizeof errstr);
-    if (!rk) {
-        rd_kafka_conf_destroy(conf);
-        es_set(err, ES_EIO, "kafka %s: %s", type == RD_KAFKA_PRODUCER ? "producer" : "consumer",
-               errstr);
-    }
-    return rk;
-}
-
-rd_kafka_conf_t *es_kafka_conf_new(const char *client_id, const char *const *kv, es_err_t *err)
+static rd_kafka_conf_t *conf_new(const char *client_id, const char *const *kv, es_err_t *err)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_conf_set_error_cb(conf, on_error);
@@ -212,6 +227,138 @@ rd_kafka_conf_t *es_kafka_conf_new(const char *client_id, const char *const *kv,
     return conf;
 }
 
+es_kafka_conf_t *es_kafka_conf_new(const char *client_id, const char *const *kv, es_err_t *err)
+{
+    rd_kafka_conf_t *rd = conf_new(client_id, kv, err);
+    if (!rd)
+        return NULL;
+    es_kafka_conf_t *conf = xcalloc(1, sizeof *conf);
+    conf->rd = rd;
+    return conf;
+}
+
+es_kafka_conf_t *es_kafka_conf_dup(const es_kafka_conf_t *conf)
+{
+    es_kafka_conf_t *d = xmalloc(sizeof *d);
+    *d = *conf;
+    d->rd = rd_kafka_conf_dup(conf->rd);
+    return d;
+}
+
+void es_kafka_conf_free(es_kafka_conf_t *conf)
+{
+    if (!conf)
+        return;
+    rd_kafka_conf_destroy(conf->rd);
+    free(conf);
+}
+
+bool es_kafka_conf_get(const es_kafka_conf_t *conf, const char *key, char *buf, size_t size)
+{
+    size_t n = size;
+    return rd_kafka_conf_get(conf->rd, key, buf, &n) == RD_KAFKA_CONF_OK && n <= size;
+}
+
+rd_kafka_conf_t *es_kafka_conf_rd(es_kafka_conf_t *conf)
+{
+    return conf->rd;
+}
+
+void es_kafka_conf_set_arg(es_kafka_conf_t *conf, void *arg)
+{
+    conf->arg = arg;
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
+                         rd_kafka_topic_partition_list_t *list, void *opaque)
+{
+    es_kafka_hooks_t *h = opaque;
+    es_kafka_parts_t *parts = es_kafka_parts_from_rd(list);
+    h->rebalance(rk, code, parts, h->arg);
+    es_kafka_parts_free(parts);
+}
+
+static void committed_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
+                         rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+    es_kafka_hooks_t *h = opaque;
+    es_kafka_parts_t *parts = offsets ? es_kafka_parts_from_rd(offsets) : NULL;
+    h->committed(rk, code, parts, h->arg);
+    es_kafka_parts_free(parts);
+}
+
+void es_kafka_conf_on_rebalance(es_kafka_conf_t *conf, es_kafka_rebalance_fn fn)
+{
+    conf->rebalance = fn;
+    rd_kafka_conf_set_rebalance_cb(conf->rd, fn ? rebalance_cb : NULL);
+}
+
+void es_kafka_conf_on_committed(es_kafka_conf_t *conf, es_kafka_committed_fn fn)
+{
+    conf->committed = fn;
+    rd_kafka_conf_set_offset_commit_cb(conf->rd, fn ? committed_cb : NULL);
+}
+
+es_kafka_t *es_kafka_new(es_kafka_type_t type, es_kafka_conf_t *conf, es_err_t *err)
+{
+    es_kafka_hooks_t *h = xmalloc(sizeof *h);
+    *h = (es_kafka_hooks_t){conf->arg, conf->rebalance, conf->committed};
+    rd_kafka_conf_set_opaque(conf->rd, h);
+    char errstr[512];
+    bool consumer = type == ES_KAFKA_CONSUMER;
+    rd_kafka_t *rk = rd_kafka_new(consumer ? RD_KAFKA_CONSUMER : RD_KAFKA_PRODUCER, conf->rd,
+                                  errstr, sizeof errstr);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf->rd);
+        free(h);
+        es_set(err, ES_EIO, "kafka %s: %s", consumer ? "consumer" : "producer", errstr);
+    } else if (consumer) {
+        rd_kafka_poll_set_consumer(rk);
+    }
+    free(conf);
+    return rk;
+}
+
+void *es_kafka_arg(es_kafka_t *rk)
+{
+    es_kafka_hooks_t *h = rd_kafka_opaque(rk);
+    return h ? h->arg : NULL;
+}
+
+void es_kafka_close(es_kafka_t *rk)
+{
+    rd_kafka_consumer_close(rk);
+}
+
+void es_kafka_destroy(es_kafka_t *rk)
+{
+    if (!rk)
+        return;
+    es_kafka_hooks_t *h = rd_kafka_opaque(rk);
+    rd_kafka_destroy(rk);
+    free(h);
+}
+
+void es_kafka_serve(es_kafka_t *rk, int timeout_ms)
+{
+    rd_kafka_poll(rk, timeout_ms);
+}
+
+int es_kafka_flush(es_kafka_t *rk, int timeout_ms)
+{
+    return rd_kafka_flush(rk, timeout_ms);
+}
+
+int es_kafka_fatal_error(es_kafka_t *rk, char *buf, size_t size)
+{
+    return rd_kafka_fatal_error(rk, buf, buf ? size : 0);
+}
+
+const char *es_kafka_err_str(int code)
+{
+    return rd_kafka_err2str(code);
+}
+
 const char *es_topic(char *buf, size_t size, const char *context, const char *kind)
 {
     snprintf(buf, size, "%s.%s", context, kind);
@@ -228,7 +375,7 @@ int es_kafka_error(es_err_t *err, rd_kafka_error_t *kerr, const char *what)
     return -1;
 }
 
-int es_kafka_resp_error(es_err_t *err, rd_kafka_resp_err_t code, const char *what)
+int es_kafka_resp_error(es_err_t *err, int code, const char *what)
 {
     if (!code)
         return 0;
@@ -274,10 +421,10 @@ int es_kafka_read_partition(const char *topic, int32_t partition, es_kafka_msg_f
                         "auto.offset.reset",
                         "earliest",
                         NULL};
-    rd_kafka_conf_t *conf = es_kafka_conf_new("eventshop-reader", kv, err);
+    es_kafka_conf_t *conf = es_kafka_conf_new("eventshop-reader", kv, err);
     if (!conf)
         return -1;
-    rd_kafka_t *rk = es_kafka_new(RD_KAFKA_CONSUMER, conf, err);
+    rd_kafka_t *rk = es_kafka_new(ES_KAFKA_CONSUMER, conf, err);
     if (!rk)
         return -1;
     int rc = -1;
@@ -312,24 +459,24 @@ int es_kafka_read_partition(const char *topic, int32_t partition, es_kafka_msg_f
                    timeout_ms);
             goto out;
         }
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, (int)(left < 100 ? left : 100));
+        es_kafka_msg_t *m = es_kafka_poll(rk, (int)(left < 100 ? left : 100));
         if (!m)
             continue;
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
             /* read_committed stops at the last stable offset, which may lie below the high
              * watermark seen earlier (control records, open transactions): EOF is the end */
-            rd_kafka_message_destroy(m);
+            es_kafka_msg_free(m);
             rc = 0;
             goto out;
         }
         if (m->err) {
-            es_set(err, ES_EIO, "reading %s[%d]: %s", topic, partition, rd_kafka_message_errstr(m));
-            rd_kafka_message_destroy(m);
+            es_set(err, ES_EIO, "reading %s[%d]: %s", topic, partition, m->errstr);
+            es_kafka_msg_free(m);
             goto out;
         }
         int64_t off = m->offset;
         int r = fn(m, arg);
-        rd_kafka_message_destroy(m);
+        es_kafka_msg_free(m);
         if (r) {
             rc = r;
             goto out;
@@ -341,15 +488,16 @@ int es_kafka_read_partition(const char *topic, int32_t partition, es_kafka_msg_f
     }
 out:
     rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
+    es_kafka_destroy(rk);
     return rc;
 }
 
-int es_kafka_partition_count(rd_kafka_t *rk, const char *topic, es_err_t *err)
+int es_kafka_partition_count_within(es_kafka_t *rk, const char *topic, int timeout_ms,
+                                    es_err_t *err)
 {
     rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
     const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, t, &md, 10000);
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, t, &md, timeout_ms);
     int n = -1;
     if (e)
         es_kafka_resp_error(err, e, topic);
@@ -363,10 +511,15 @@ int es_kafka_partition_count(rd_kafka_t *rk, const char *topic, es_err_t *err)
     return n;
 }
 
-char *es_kafka_header_dup(const rd_kafka_message_t *msg, const char *name)
+int es_kafka_partition_count(es_kafka_t *rk, const char *topic, es_err_t *err)
+{
+    return es_kafka_partition_count_within(rk, topic, 10000, err);
+}
+
+char *es_kafka_header_dup(const es_kafka_msg_t *msg, const char *name)
 {
     rd_kafka_headers_t *h = NULL;
-    if (rd_kafka_message_headers(msg, &h) || !h)
+    if (rd_kafka_message_headers(msg->raw, &h) || !h)
         return NULL;
     const void *v;
     size_t n;
@@ -383,6 +536,14 @@ bool es_kafka_reachable(rd_kafka_t *rk, int timeout_ms)
     if (md)
         rd_kafka_metadata_destroy(md);
     return up;
+}
+
+void es_kafka_check_readiness(es_kafka_t *rk, double *next_at)
+{
+    if (!rk || es_mono_s() < *next_at)
+        return;
+    es_metrics_set_dependency("kafka", es_kafka_reachable(rk, 1000));
+    *next_at = es_mono_s() + 5.0;
 }
 
 bool es_kafka_fence_is_twin(rd_kafka_t *rk, double last_remake_s, double now_s)
@@ -403,15 +564,15 @@ bool es_kafka_fence_is_twin(rd_kafka_t *rk, double last_remake_s, double now_s)
 /* One fetch of the committed offsets of a new assignment, for es_retry_until. */
 typedef struct committed_fetch {
     rd_kafka_t *rk;
-    rd_kafka_topic_partition_list_t *parts;
-    rd_kafka_resp_err_t e; /* the last attempt's error */
+    es_kafka_parts_t *parts;
+    int e; /* the last attempt's error */
 } committed_fetch_t;
 
 static int committed_fetch(void *arg, es_err_t *err)
 {
     committed_fetch_t *f = arg;
     f->e = es_fault_hit("kafka.committed") ? RD_KAFKA_RESP_ERR_NOT_COORDINATOR
-                                           : rd_kafka_committed(f->rk, f->parts, 10000);
+                                           : es_kafka_committed(f->rk, f->parts, 10000);
     for (int i = 0; !f->e && i < f->parts->cnt; i++)
         f->e = f->parts->elems[i].err;
     if (!f->e)
@@ -420,9 +581,8 @@ static int committed_fetch(void *arg, es_err_t *err)
     return ES_RETRY_AGAIN;
 }
 
-int es_kafka_assign_committed(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts,
-                              int timeout_ms, volatile sig_atomic_t *stop, void (*heartbeat)(void),
-                              es_err_t *err)
+int es_kafka_assign_committed(es_kafka_t *rk, es_kafka_parts_t *parts, int timeout_ms,
+                              volatile sig_atomic_t *stop, void (*heartbeat)(void), es_err_t *err)
 {
     char what[64];
     snprintf(what, sizeof what, "committed offsets of %d partitions", parts->cnt);
@@ -438,5 +598,449 @@ int es_kafka_assign_committed(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *p
     for (int i = 0; i < parts->cnt; i++)
         if (parts->elems[i].offset < 0)
             parts->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
-    return es_kafka_resp_error(err, rd_kafka_assign(rk, parts), "assign");
+    return es_kafka_resp_error(err, es_kafka_assign(rk, parts), "assign");
+}
+
+/* --- partition lists ------------------------------------------------------------------------ */
+
+es_kafka_parts_t *es_kafka_parts_new(int size)
+{
+    es_kafka_parts_t *l = xcalloc(1, sizeof *l);
+    l->size = size > 0 ? size : 1;
+    l->elems = xcalloc((size_t)l->size, sizeof *l->elems);
+    return l;
+}
+
+es_kafka_part_t *es_kafka_parts_add(es_kafka_parts_t *l, const char *topic, int32_t partition)
+{
+    if (l->cnt == l->size) {
+        l->size *= 2;
+        l->elems = xrealloc(l->elems, (size_t)l->size * sizeof *l->elems);
+    }
+    es_kafka_part_t *p = &l->elems[l->cnt++];
+    *p = (es_kafka_part_t){xstrdup(topic), partition, RD_KAFKA_OFFSET_INVALID, 0};
+    return p;
+}
+
+es_kafka_part_t *es_kafka_parts_find(const es_kafka_parts_t *l, const char *topic,
+                                     int32_t partition)
+{
+    for (int i = 0; i < l->cnt; i++)
+        if (l->elems[i].partition == partition && !strcmp(l->elems[i].topic, topic))
+            return &l->elems[i];
+    return NULL;
+}
+
+es_kafka_parts_t *es_kafka_parts_copy(const es_kafka_parts_t *l)
+{
+    es_kafka_parts_t *c = es_kafka_parts_new(l->cnt);
+    for (int i = 0; i < l->cnt; i++) {
+        const es_kafka_part_t *e = &l->elems[i];
+        es_kafka_part_t *p = es_kafka_parts_add(c, e->topic, e->partition);
+        p->offset = e->offset;
+        p->err = e->err;
+    }
+    return c;
+}
+
+void es_kafka_parts_free(es_kafka_parts_t *l)
+{
+    if (!l)
+        return;
+    for (int i = 0; i < l->cnt; i++)
+        free(l->elems[i].topic);
+    free(l->elems);
+    free(l);
+}
+
+rd_kafka_topic_partition_list_t *es_kafka_parts_to_rd(const es_kafka_parts_t *l)
+{
+    rd_kafka_topic_partition_list_t *r = rd_kafka_topic_partition_list_new(l->cnt);
+    for (int i = 0; i < l->cnt; i++)
+        rd_kafka_topic_partition_list_add(r, l->elems[i].topic, l->elems[i].partition)->offset =
+            l->elems[i].offset;
+    return r;
+}
+
+es_kafka_parts_t *es_kafka_parts_from_rd(const rd_kafka_topic_partition_list_t *l)
+{
+    /* the same layout of fields that matter: a view of l, copied */
+    es_kafka_parts_t view = {l->cnt, l->cnt,
+                             xcalloc((size_t)(l->cnt ? l->cnt : 1), sizeof *view.elems)};
+    for (int i = 0; i < l->cnt; i++)
+        view.elems[i] = (es_kafka_part_t){l->elems[i].topic, l->elems[i].partition,
+                                          l->elems[i].offset, l->elems[i].err};
+    es_kafka_parts_t *c = es_kafka_parts_copy(&view);
+    free(view.elems);
+    return c;
+}
+
+/* Copies the offsets and errors of r (made by es_kafka_parts_to_rd(l), same order) back into l
+ * and destroys r. */
+static void parts_back(es_kafka_parts_t *l, rd_kafka_topic_partition_list_t *r)
+{
+    for (int i = 0; i < l->cnt && i < r->cnt; i++) {
+        l->elems[i].offset = r->elems[i].offset;
+        l->elems[i].err = r->elems[i].err;
+    }
+    rd_kafka_topic_partition_list_destroy(r);
+}
+
+/* --- the consumer --------------------------------------------------------------------------- */
+
+es_kafka_msg_t *es_kafka_poll(es_kafka_t *rk, int timeout_ms)
+{
+    rd_kafka_message_t *r = rd_kafka_consumer_poll(rk, timeout_ms);
+    if (!r)
+        return NULL;
+    es_kafka_msg_t *m = xmalloc(sizeof *m);
+    rd_kafka_timestamp_type_t tstype;
+    *m = (es_kafka_msg_t){
+        .err = r->err,
+        .errstr = r->err ? rd_kafka_message_errstr(r) : "",
+        .topic = r->rkt ? rd_kafka_topic_name(r->rkt) : NULL,
+        .partition = r->partition,
+        .offset = r->offset,
+        .key = r->key,
+        .key_len = r->key_len,
+        .value = r->payload,
+        .len = r->payload ? r->len : 0,
+        .timestamp_ms = r->err ? -1 : rd_kafka_message_timestamp(r, &tstype),
+        .raw = r,
+    };
+    return m;
+}
+
+void es_kafka_msg_free(es_kafka_msg_t *m)
+{
+    if (!m)
+        return;
+    rd_kafka_message_destroy(m->raw);
+    free(m);
+}
+
+static void msgs_free(es_kafka_msg_t **msgs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        es_kafka_msg_free(msgs[i]);
+}
+
+size_t es_kafka_gather(es_kafka_t *rk, const es_kafka_gather_t *g, es_kafka_msg_t **msgs,
+                       bool *fatal)
+{
+    size_t n = 0;
+    double deadline = es_mono_s() + (g->wait_ms > 0 ? g->wait_ms : 0) / 1000.0;
+    bool first = true;
+    *fatal = false;
+    *g->rebalanced = false;
+    while (n < g->max && !*g->stop && !*g->failed) {
+        int wait = 100;
+        if (n > 0 || g->wait_ms >= 0) {
+            double left = deadline - es_mono_s();
+            if (left <= 0 && !first)
+                break;
+            wait = left > 0 ? (int)(left * 1000) + 1 : 0;
+        }
+        first = false;
+        es_kafka_msg_t *m = es_kafka_poll(rk, wait);
+        if (*g->rebalanced) {
+            msgs_free(msgs, n);
+            n = 0;
+            *g->rebalanced = false;
+        }
+        if (!m)
+            continue;
+        if (m->err && m->err != ES_KAFKA_ERR_PARTITION_EOF)
+            es_warn("consumer: %s", m->errstr);
+        if (m->err == ES_KAFKA_ERR_FATAL) {
+            es_kafka_msg_free(m);
+            msgs_free(msgs, n);
+            *fatal = true;
+            return 0;
+        }
+        if (m->err) {
+            es_kafka_msg_free(m);
+            continue;
+        }
+        if (n == 0)
+            deadline = es_mono_s() + g->linger_ms / 1000.0;
+        msgs[n++] = m;
+    }
+    return n;
+}
+
+int es_kafka_subscribe(es_kafka_t *rk, const char *const *topics, int n)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
+    for (int i = 0; i < n; i++)
+        rd_kafka_topic_partition_list_add(l, topics[i], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    return e;
+}
+
+/* The librdkafka calls that take a partition list. */
+typedef enum {
+    OP_ASSIGN,
+    OP_PAUSE,
+    OP_RESUME,
+    OP_POSITION,
+    OP_COMMITTED,
+    OP_FOR_TIMES,
+    OP_COMMIT,
+    OP_COMMIT_ASYNC
+} parts_op_t;
+
+/* Calls op on rk with parts converted (copying offsets and errors back into parts when the
+ * call fills them: writable non-NULL). 0 or the error code. */
+static int parts_call(es_kafka_t *rk, parts_op_t op, const es_kafka_parts_t *parts,
+                      es_kafka_parts_t *writable, int timeout_ms)
+{
+    rd_kafka_topic_partition_list_t *r = es_kafka_parts_to_rd(writable ? writable : parts);
+    rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
+    switch (op) {
+    case OP_ASSIGN:
+        e = rd_kafka_assign(rk, r);
+        break;
+    case OP_PAUSE:
+        e = rd_kafka_pause_partitions(rk, r);
+        break;
+    case OP_RESUME:
+        e = rd_kafka_resume_partitions(rk, r);
+        break;
+    case OP_POSITION:
+        e = rd_kafka_position(rk, r);
+        break;
+    case OP_COMMITTED:
+        e = rd_kafka_committed(rk, r, timeout_ms);
+        break;
+    case OP_FOR_TIMES:
+        e = rd_kafka_offsets_for_times(rk, r, timeout_ms);
+        break;
+    case OP_COMMIT:
+    case OP_COMMIT_ASYNC:
+        e = rd_kafka_commit(rk, r, op == OP_COMMIT_ASYNC);
+        break;
+    }
+    if (writable)
+        parts_back(writable, r);
+    else
+        rd_kafka_topic_partition_list_destroy(r);
+    return e;
+}
+
+int es_kafka_assign(es_kafka_t *rk, const es_kafka_parts_t *parts)
+{
+    return parts ? parts_call(rk, OP_ASSIGN, parts, NULL, 0) : rd_kafka_assign(rk, NULL);
+}
+
+int es_kafka_assignment(es_kafka_t *rk, es_kafka_parts_t **parts)
+{
+    rd_kafka_topic_partition_list_t *r = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_assignment(rk, &r);
+    *parts = r ? es_kafka_parts_from_rd(r) : NULL;
+    if (r)
+        rd_kafka_topic_partition_list_destroy(r);
+    return e;
+}
+
+int es_kafka_pause(es_kafka_t *rk, const es_kafka_parts_t *parts)
+{
+    return parts ? parts_call(rk, OP_PAUSE, parts, NULL, 0) : 0;
+}
+
+int es_kafka_resume(es_kafka_t *rk, const es_kafka_parts_t *parts)
+{
+    return parts ? parts_call(rk, OP_RESUME, parts, NULL, 0) : 0;
+}
+
+int es_kafka_position(es_kafka_t *rk, es_kafka_parts_t *parts)
+{
+    return parts_call(rk, OP_POSITION, NULL, parts, 0);
+}
+
+int es_kafka_committed(es_kafka_t *rk, es_kafka_parts_t *parts, int timeout_ms)
+{
+    return parts_call(rk, OP_COMMITTED, NULL, parts, timeout_ms);
+}
+
+int es_kafka_offsets_for_times(es_kafka_t *rk, es_kafka_parts_t *parts, int timeout_ms)
+{
+    return parts_call(rk, OP_FOR_TIMES, NULL, parts, timeout_ms);
+}
+
+int es_kafka_commit(es_kafka_t *rk, const es_kafka_parts_t *parts, bool async)
+{
+    return parts_call(rk, async ? OP_COMMIT_ASYNC : OP_COMMIT, parts, NULL, 0);
+}
+
+int es_kafka_seek(es_kafka_t *rk, es_kafka_parts_t *parts, int timeout_ms, es_err_t *err)
+{
+    rd_kafka_topic_partition_list_t *r = es_kafka_parts_to_rd(parts);
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(rk, r, timeout_ms);
+    parts_back(parts, r);
+    return es_kafka_error(err, e, "seek");
+}
+
+int es_kafka_watermarks(es_kafka_t *rk, const char *topic, int32_t partition, int64_t *lo,
+                        int64_t *hi)
+{
+    return rd_kafka_get_watermark_offsets(rk, topic, partition, lo, hi);
+}
+
+int es_kafka_query_watermarks(es_kafka_t *rk, const char *topic, int32_t partition, int64_t *lo,
+                              int64_t *hi, int timeout_ms)
+{
+    return rd_kafka_query_watermark_offsets(rk, topic, partition, lo, hi, timeout_ms);
+}
+
+es_kafka_group_t *es_kafka_group_of(es_kafka_t *rk)
+{
+    return rd_kafka_consumer_group_metadata(rk);
+}
+
+es_kafka_group_t *es_kafka_group_new(const char *group)
+{
+    return rd_kafka_consumer_group_metadata_new(group);
+}
+
+void es_kafka_group_free(es_kafka_group_t *g)
+{
+    if (g)
+        rd_kafka_consumer_group_metadata_destroy(g);
+}
+
+/* --- the idempotent producer ---------------------------------------------------------------- */
+
+/* One message's report: to fn (es_kafka_produce, heap) or into code/done (es_kafka_produce_sync,
+ * on its caller's stack). */
+typedef struct delivery {
+    es_kafka_delivered_fn fn;
+    void *opaque;
+    int code;
+    bool done;
+} delivery_t;
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    delivery_t *d = m->_private;
+    if (!d)
+        return;
+    if (!d->fn) {
+        d->code = m->err;
+        d->done = true;
+        return;
+    }
+    d->fn(d->opaque, m->err == RD_KAFKA_RESP_ERR_NO_ERROR,
+          m->err ? rd_kafka_err2str(m->err) : NULL);
+    free(d);
+}
+
+es_kafka_t *es_kafka_idempotent_new(const char *client_id, int linger_ms, int timeout_ms,
+                                    es_err_t *err)
+{
+    char linger[16], timeout[16];
+    snprintf(linger, sizeof linger, "%d", linger_ms);
+    snprintf(timeout, sizeof timeout, "%d", timeout_ms);
+    const char *kv[] = {"enable.idempotence", "true",  "acks", "all", "linger.ms", linger,
+                        "message.timeout.ms", timeout, NULL};
+    es_kafka_conf_t *conf = es_kafka_conf_new(client_id, kv, err);
+    if (!conf)
+        return NULL;
+    rd_kafka_conf_set_dr_msg_cb(conf->rd, on_delivery);
+    return es_kafka_new(ES_KAFKA_PRODUCER, conf, err);
+}
+
+static int produce(es_kafka_t *p, const char *topic, int32_t partition, const void *key,
+                   size_t key_len, const void *value, size_t len, const char *traceparent,
+                   delivery_t *d)
+{
+    if (traceparent)
+        return rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+                                 RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, len),
+                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                 RD_KAFKA_V_HEADER("traceparent", traceparent, -1),
+                                 RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
+    return rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+                             RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, len),
+                             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(d),
+                             RD_KAFKA_V_END);
+}
+
+int es_kafka_produce(es_kafka_t *p, const char *topic, int32_t partition, const void *key,
+                     size_t key_len, const void *value, size_t len, const char *traceparent,
+                     es_kafka_delivered_fn fn, void *opaque)
+{
+    delivery_t *d = xmalloc(sizeof *d);
+    *d = (delivery_t){fn, opaque, 0, false};
+    int e = produce(p, topic, partition, key, key_len, value, len, traceparent, d);
+    if (e)
+        free(d);
+    return e;
+}
+
+int es_kafka_produce_sync(es_kafka_t *p, const char *topic, int32_t partition, const void *key,
+                          size_t key_len, const void *value, size_t len)
+{
+    delivery_t d = {NULL, NULL, 0, false};
+    int e = produce(p, topic, partition, key, key_len, value, len, NULL, &d);
+    if (e)
+        return e;
+    /* the report always comes, at the latest after message.timeout.ms */
+    while (!d.done)
+        rd_kafka_poll(p, 100);
+    return d.code;
+}
+
+es_kafka_headers_t *es_kafka_headers_new(size_t count)
+{
+    return rd_kafka_headers_new(count);
+}
+
+void es_kafka_header_add(es_kafka_headers_t *h, const char *name, const char *value)
+{
+    rd_kafka_header_add(h, name, -1, value, -1);
+}
+
+void es_kafka_headers_free(es_kafka_headers_t *h)
+{
+    if (h)
+        rd_kafka_headers_destroy(h);
+}
+
+/* --- topics --------------------------------------------------------------------------------- */
+
+int es_kafka_create_topic(es_kafka_t *rk, const char *topic, int partitions, int rf,
+                          const char *const *kv, int timeout_ms, es_err_t *err)
+{
+    char errstr[256];
+    rd_kafka_NewTopic_t *t = rd_kafka_NewTopic_new(topic, partitions, rf, errstr, sizeof errstr);
+    if (!t)
+        return es_set(err, ES_EINVAL, "topic '%s': %s", topic, errstr);
+    for (const char *const *p = kv; p && p[0]; p += 2)
+        rd_kafka_NewTopic_set_config(t, p[0], p[1]);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_CreateTopics(rk, &t, 1, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms);
+    const rd_kafka_CreateTopics_result_t *res = ev ? rd_kafka_event_CreateTopics_result(ev) : NULL;
+    int rc = 0;
+    if (!res) {
+        rc = es_set(err, ES_EIO, "no answer creating topic '%s'", topic);
+    } else {
+        size_t cnt = 0;
+        const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &cnt);
+        for (size_t i = 0; i < cnt; i++) {
+            rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[i]);
+            if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+                rc = es_set(err, ES_EIO, "topic '%s': %s", topic,
+                            rd_kafka_topic_result_error_string(tr[i]));
+        }
+    }
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_NewTopic_destroy(t);
+    return rc;
 }

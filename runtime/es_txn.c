@@ -3,6 +3,7 @@
 #include "es_txn.h"
 #include "es_fault.h"
 #include "es_kafka.h"
+#include "es_kafka_rd.h"
 #include "es_log.h"
 #include "es_mem.h"
 #include "es_time.h"
@@ -93,8 +94,8 @@ const char *es_txn_rc_name(es_txn_rc_t rc)
 
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
-    (void)rk;
-    es_txn_t *t = opaque;
+    (void)opaque;
+    es_txn_t *t = es_kafka_arg(rk);
     /* the opaque carries the transaction's epoch: a late report of an aborted transaction's
      * purged message must not land in a slot of the next one */
     intptr_t tag = (intptr_t)m->_private;
@@ -123,18 +124,18 @@ static rd_kafka_t *producer_new(es_txn_t *t, es_err_t *err)
                         "linger.ms",
                         "2",
                         NULL};
-    rd_kafka_conf_t *conf = es_kafka_conf_new(t->client_id, kv, err);
+    es_kafka_conf_t *conf = es_kafka_conf_new(t->client_id, kv, err);
     if (!conf)
         return NULL;
-    rd_kafka_conf_set_opaque(conf, t);
-    rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
-    rd_kafka_t *p = es_kafka_new(RD_KAFKA_PRODUCER, conf, err);
+    es_kafka_conf_set_arg(conf, t);
+    rd_kafka_conf_set_dr_msg_cb(es_kafka_conf_rd(conf), dr_msg_cb);
+    rd_kafka_t *p = es_kafka_new(ES_KAFKA_PRODUCER, conf, err);
     if (!p)
         return NULL;
     /* fences any earlier instance with this id and aborts (or completes) its open transaction */
     if (es_kafka_error(err, rd_kafka_init_transactions(p, t->txn_timeout_ms),
                        "init_transactions") != 0) {
-        rd_kafka_destroy(p);
+        es_kafka_destroy(p);
         return NULL;
     }
     return p;
@@ -168,7 +169,7 @@ void es_txn_free(es_txn_t *t)
         return;
     if (t->producer) {
         rd_kafka_flush(t->producer, 5000);
-        rd_kafka_destroy(t->producer);
+        es_kafka_destroy(t->producer);
     }
     rd_kafka_topic_partition_list_destroy(t->first);
     rd_kafka_topic_partition_list_destroy(t->next);
@@ -189,7 +190,7 @@ int es_txn_recreate(es_txn_t *t, es_err_t *err)
         /* its transaction, if any, is finished by the next init_transactions: nothing of it
          * must be sent any more */
         rd_kafka_purge(t->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-        rd_kafka_destroy(t->producer);
+        es_kafka_destroy(t->producer);
         t->producer = NULL;
     }
     t->open = false;
@@ -217,10 +218,20 @@ int es_txn_recreate(es_txn_t *t, es_err_t *err)
 
 /* --- error classification ------------------------------------------------------------------ */
 
-static bool is_fenced_code(rd_kafka_resp_err_t code)
+es_txn_rc_t es_txn_fatal_outcome(int code, double open_s, int txn_timeout_ms)
 {
-    return code == RD_KAFKA_RESP_ERR__FENCED || code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
-           code == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+    bool fenced = code == RD_KAFKA_RESP_ERR__FENCED || code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+                  code == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+    return fenced && open_s * 1000 < txn_timeout_ms ? ES_TXN_FENCED : ES_TXN_LOST;
+}
+
+es_txn_rc_t es_txn_error_outcome(bool fatal, bool requires_abort, bool retriable, es_txn_rc_t other,
+                                 bool *retry)
+{
+    *retry = !fatal && !requires_abort && retriable;
+    if (fatal)
+        return ES_TXN_LOST; /* or ES_TXN_FENCED: es_txn_fatal_outcome tells */
+    return requires_abort || retriable ? ES_TXN_ABORT : other;
 }
 
 /* The producer's fatal error as LOST or FENCED (see es_txn.h), with err set. */
@@ -228,7 +239,7 @@ static es_txn_rc_t fatal_rc(es_txn_t *t, rd_kafka_resp_err_t code, const char *w
                             const char *msg, es_err_t *err)
 {
     double age = t->open ? es_mono_s() - t->begun_at : 0;
-    if (is_fenced_code(code) && age * 1000 < t->txn_timeout_ms) {
+    if (es_txn_fatal_outcome(code, age, t->txn_timeout_ms) == ES_TXN_FENCED) {
         es_set(err, ES_EFATAL,
                "%s: fenced by another instance with transactional id '%s' (%s): two instances "
                "share EVENTSHOP_INSTANCE_ID",
@@ -245,27 +256,20 @@ static es_txn_rc_t fatal_rc(es_txn_t *t, rd_kafka_resp_err_t code, const char *w
 static es_txn_rc_t classify(es_txn_t *t, rd_kafka_error_t *e, const char *what, es_txn_rc_t other,
                             bool *retriable, es_err_t *err)
 {
-    *retriable = false;
     char fmsg[512];
     rd_kafka_resp_err_t fcode = rd_kafka_fatal_error(t->producer, fmsg, sizeof fmsg);
-    es_txn_rc_t rc;
-    if (rd_kafka_error_is_fatal(e) || fcode) {
-        rc = fatal_rc(t, fcode ? fcode : rd_kafka_error_code(e), what,
-                      fcode ? fmsg : rd_kafka_error_string(e), err);
-        es_error("%s: %s (fatal: %s)", what, rd_kafka_error_string(e), es_txn_rc_name(rc));
-    } else if (rd_kafka_error_txn_requires_abort(e)) {
-        es_warn("%s: %s (aborting the batch)", what, rd_kafka_error_string(e));
-        es_set(err, ES_EIO, "%s: %s", what, rd_kafka_error_string(e));
-        rc = ES_TXN_ABORT;
-    } else if (rd_kafka_error_is_retriable(e)) {
-        *retriable = true;
-        es_set(err, ES_EIO, "%s: %s", what, rd_kafka_error_string(e));
-        rc = ES_TXN_ABORT;
+    bool fatal = rd_kafka_error_is_fatal(e) || fcode;
+    es_txn_rc_t rc = es_txn_error_outcome(fatal, rd_kafka_error_txn_requires_abort(e),
+                                          rd_kafka_error_is_retriable(e), other, retriable);
+    const char *why = rd_kafka_error_string(e);
+    if (fatal) {
+        rc = fatal_rc(t, fcode ? fcode : rd_kafka_error_code(e), what, fcode ? fmsg : why, err);
+        es_error("%s: %s (fatal: %s)", what, why, es_txn_rc_name(rc));
     } else {
-        es_warn("%s: %s (%s)", what, rd_kafka_error_string(e),
-                other == ES_TXN_ABORT ? "aborting the batch" : "recreating the producer");
-        es_set(err, ES_EIO, "%s: %s", what, rd_kafka_error_string(e));
-        rc = other;
+        if (!*retriable) /* a retriable one is logged by the caller, with its next attempt */
+            es_warn("%s: %s (%s)", what, why,
+                    rc == ES_TXN_ABORT ? "aborting the batch" : "recreating the producer");
+        es_set(err, ES_EIO, "%s: %s", what, why);
     }
     rd_kafka_error_destroy(e);
     return rc;
@@ -326,9 +330,9 @@ void es_txn_batch_reset(es_txn_t *t)
     t->next = rd_kafka_topic_partition_list_new(8);
 }
 
-void es_txn_batch_add(es_txn_t *t, const rd_kafka_message_t *m)
+void es_txn_batch_add(es_txn_t *t, const es_kafka_msg_t *m)
 {
-    const char *topic = rd_kafka_topic_name(m->rkt);
+    const char *topic = m->topic;
     rd_kafka_topic_partition_t *f =
         rd_kafka_topic_partition_list_find(t->first, topic, m->partition);
     if (!f)
@@ -427,7 +431,7 @@ static es_txn_rc_t produce_failed(es_txn_t *t, rd_kafka_resp_err_t e, const char
 }
 
 es_txn_rc_t es_txn_produce(es_txn_t *t, const char *topic, int32_t partition, const void *key,
-                           size_t key_len, void *buf, size_t len, rd_kafka_headers_t *headers,
+                           size_t key_len, void *buf, size_t len, es_kafka_headers_t *headers,
                            size_t *slot, es_err_t *err)
 {
     intptr_t tag = -1;
@@ -486,8 +490,7 @@ int64_t es_txn_offset(const es_txn_t *t, size_t slot)
     return slot < t->nslots && t->slots[slot].done ? t->slots[slot].offset : -1;
 }
 
-es_txn_rc_t es_txn_send_offsets(es_txn_t *t, const rd_kafka_consumer_group_metadata_t *cgmd,
-                                es_err_t *err)
+es_txn_rc_t es_txn_send_offsets(es_txn_t *t, const es_kafka_group_t *cgmd, es_err_t *err)
 {
     if (t->next->cnt == 0)
         return ES_TXN_OK;
@@ -548,7 +551,107 @@ double es_txn_backoff(es_txn_t *t)
     return es_mono_s() - t0;
 }
 
+void es_txn_sleep(es_txn_t *t, double s)
+{
+    sleep_s(t, s);
+}
+
 double es_txn_backoff_s(const es_txn_t *t)
 {
     return t->backoff_s;
+}
+
+/* --- one step of the loop ------------------------------------------------------------------- */
+
+/* Sends the batch's offsets for s's group, then commits. */
+static es_txn_rc_t step_commit(es_txn_t *t, const es_txn_step_t *s, es_err_t *err)
+{
+    es_kafka_group_t *own = s->group ? NULL : es_kafka_group_of(s->consumer);
+    es_txn_rc_t rc = es_txn_send_offsets(t, s->group ? s->group : own, err);
+    es_kafka_group_free(own);
+    return rc == ES_TXN_OK ? es_txn_commit(t, err) : rc;
+}
+
+es_txn_rc_t es_txn_step(es_txn_t *t, const es_txn_step_t *s, es_err_t *err)
+{
+    es_txn_rc_t rc = es_txn_begin(t, err);
+    if (rc == ES_TXN_OK)
+        rc = s->work(s->arg, err);
+    if (rc == ES_TXN_OK)
+        rc = step_commit(t, s, err);
+    if (rc == ES_TXN_OK)
+        return rc;
+    if (s->discard)
+        s->discard(s->arg);
+    if (rc != ES_TXN_ABORT)
+        return rc;
+    es_err_t aerr = ES_ERR_INIT;
+    if ((rc = es_txn_abort(t, &aerr)) != ES_TXN_OK) {
+        es_clear(err);
+        es_set(err, aerr.code, "%s", aerr.msg);
+        return rc;
+    }
+    es_warn("aborting a batch of %zu %s, retrying in %.1f s: %s", s->n, s->what,
+            es_txn_backoff_s(t), err->msg[0] ? err->msg : "kafka error");
+    es_txn_rewind(t, s->consumer);
+    return ES_TXN_ABORT;
+}
+
+int es_txn_loop_end(const char *who, es_kafka_t *consumer, bool fatal, const es_err_t *fatal_err,
+                    es_err_t *err)
+{
+    es_metrics_heartbeat_end();
+    if (fatal) {
+        es_set(err, fatal_err->code, "%s", fatal_err->msg);
+        es_error("%s stops on a fatal error: %s", who, fatal_err->msg);
+        return -1;
+    }
+    es_info("%s stopping", who);
+    if (consumer)
+        es_kafka_close(consumer);
+    return 0;
+}
+
+es_kafka_t *es_txn_remake_consumer(es_txn_t *t, const char *who,
+                                   es_kafka_t *(*open)(void *arg, es_err_t *err), void *arg)
+{
+    double wait = 0.2;
+    for (;;) {
+        es_err_t err = ES_ERR_INIT;
+        es_kafka_t *c = open(arg, &err);
+        if (c) {
+            es_info("consumer of '%s' made again", who);
+            return c;
+        }
+        if (stopping(t))
+            return NULL;
+        es_warn("making the consumer of '%s' again: %s (again in %.1f s)", who, err.msg, wait);
+        sleep_s(t, wait);
+        wait = wait * 2 > 30 ? 30 : wait * 2;
+    }
+}
+
+es_kafka_conf_t *es_txn_consumer_conf(const char *client, const char *group, const char *instance,
+                                      bool eof, const char *const *extra, void *arg,
+                                      es_kafka_rebalance_fn rebalance, es_err_t *err)
+{
+    const char *kv[32] = {
+        "group.id",           group,      "session.timeout.ms",   "15000",
+        "enable.auto.commit", "false",    "isolation.level",      "read_committed",
+        "auto.offset.reset",  "earliest", "enable.partition.eof", eof ? "true" : "false"};
+    size_t n = 12;
+    if (instance) {
+        kv[n++] = "group.instance.id";
+        kv[n++] = instance;
+    }
+    for (const char *const *p = extra; p && p[0] && n + 2 < sizeof kv / sizeof kv[0]; p += 2) {
+        kv[n++] = p[0];
+        kv[n++] = p[1];
+    }
+    es_kafka_conf_t *conf = es_kafka_conf_new(client, kv, err);
+    if (conf) {
+        es_kafka_conf_set_arg(conf, arg);
+        es_kafka_conf_on_rebalance(conf, rebalance);
+    }
+    return conf;
 }

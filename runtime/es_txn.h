@@ -20,7 +20,7 @@
  *
  * Fault points (es_fault.h): "txn.before_commit=fail" makes es_txn_commit answer ES_TXN_ABORT
  * without committing (as an abortable broker error would); "txn.fatal_before_commit=fail"
- * raises a real fatal error on the producer (rd_kafka_test_fatal_error) just before the commit,
+ * raises a real fatal error on the producer (librdkafka's test_fatal_error) just before the commit,
  * so the commit answers ES_TXN_LOST.
  *
  * Not thread-safe: one es_txn_t belongs to the thread running the batch loop (its delivery
@@ -29,9 +29,10 @@
 #define ES_TXN_H
 
 #include "es_err.h"
+#include "es_kafka.h"
 #include "es_metrics.h"
-#include <librdkafka/rdkafka.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -69,7 +70,7 @@ void es_txn_free(es_txn_t *t);
 
 /* The producer, borrowed: valid until the next es_txn_recreate or es_txn_free (for admin calls
  * such as creating a topic; never for transactional calls, which go through es_txn). */
-rd_kafka_t *es_txn_producer(es_txn_t *t);
+es_kafka_t *es_txn_producer(es_txn_t *t);
 
 /* Destroys the producer and makes a new one with the same settings, calling init_transactions
  * (which finishes or aborts the lost transaction on the broker) and retrying with capped
@@ -83,15 +84,15 @@ int es_txn_recreate(es_txn_t *t, es_err_t *err);
 void es_txn_batch_reset(es_txn_t *t);
 /* Notes a consumed message (borrowed): its partition's first offset in the batch (for a rewind)
  * and the next offset to commit. */
-void es_txn_batch_add(es_txn_t *t, const rd_kafka_message_t *msg);
+void es_txn_batch_add(es_txn_t *t, const es_kafka_msg_t *msg);
 /* Moves consumer (borrowed) back to the first noted message of each partition, so the batch is
  * read again. A partition revoked meanwhile fails to seek: its new owner starts from the
  * committed offset anyway (logged, not an error). */
-void es_txn_rewind(es_txn_t *t, rd_kafka_t *consumer);
+void es_txn_rewind(es_txn_t *t, es_kafka_t *consumer);
 /* Moves consumer (borrowed) to the committed offset of each partition it is assigned (the
  * beginning where none is committed): after ES_TXN_LOST, when what the lost transaction did is
  * unknown until the broker says. Returns 0 or -1 with err (retry later). */
-int es_txn_rewind_committed(rd_kafka_t *consumer, int timeout_ms, es_err_t *err);
+int es_txn_rewind_committed(es_kafka_t *consumer, int timeout_ms, es_err_t *err);
 
 /* --- the transaction --------------------------------------------------------------------- */
 
@@ -99,22 +100,21 @@ int es_txn_rewind_committed(rd_kafka_t *consumer, int timeout_ms, es_err_t *err)
  * its messages are ignored. A state error (no transaction can begin) is ES_TXN_LOST. */
 es_txn_rc_t es_txn_begin(es_txn_t *t, es_err_t *err);
 /* Produces buf (stolen; NULL for a tombstone) of len bytes keyed by key (borrowed, key_len
- * bytes) to topic/partition (RD_KAFKA_PARTITION_UA: by key) inside the open transaction, with
+ * bytes) to topic/partition (ES_KAFKA_PARTITION_ANY: by key) inside the open transaction, with
  * headers (stolen, may be NULL). A full local queue is waited out, at most timeout_ms. With slot
  * non-NULL the delivery is tracked and *slot is its index for es_txn_offset. Ownership of buf
  * and headers passes in every case. */
 es_txn_rc_t es_txn_produce(es_txn_t *t, const char *topic, int32_t partition, const void *key,
-                           size_t key_len, void *buf, size_t len, rd_kafka_headers_t *headers,
+                           size_t key_len, void *buf, size_t len, es_kafka_headers_t *headers,
                            size_t *slot, es_err_t *err);
 /* Waits for every message produced in the transaction to be delivered (at most timeout_ms); a
  * tracked message not delivered is ES_TXN_ABORT. */
 es_txn_rc_t es_txn_flush(es_txn_t *t, es_err_t *err);
 /* The offset a tracked message got (valid after es_txn_flush answered ES_TXN_OK), or -1. */
 int64_t es_txn_offset(const es_txn_t *t, size_t slot);
-/* Sends the next offset of every noted partition, for consumer group cgmd (borrowed), in the
- * transaction. */
-es_txn_rc_t es_txn_send_offsets(es_txn_t *t, const rd_kafka_consumer_group_metadata_t *cgmd,
-                                es_err_t *err);
+/* Sends the next offset of every noted partition, for consumer group (borrowed: es_kafka_group_of
+ * the consumer, or es_kafka_group_new), in the transaction. */
+es_txn_rc_t es_txn_send_offsets(es_txn_t *t, const es_kafka_group_t *group, es_err_t *err);
 /* Commits the transaction (counted in m_commits, resets the backoff). */
 es_txn_rc_t es_txn_commit(es_txn_t *t, es_err_t *err);
 /* Aborts the open transaction (counted in m_aborts, grows the backoff). ES_TXN_OK, or
@@ -124,8 +124,71 @@ es_txn_rc_t es_txn_abort(es_txn_t *t, es_err_t *err);
 /* Sleeps the current backoff (0.2 s after the first abort, doubling to 5 s, with jitter; 0
  * after a commit) in slices of 50 ms so a stop is seen at once. Returns the seconds waited. */
 double es_txn_backoff(es_txn_t *t);
+/* Sleeps s seconds in slices of 50 ms, calling the heartbeat, ending early on a stop: the wait
+ * between the attempts of a caller's own recovery loop. */
+void es_txn_sleep(es_txn_t *t, double s);
 /* The current backoff in seconds (for log lines). */
 double es_txn_backoff_s(const es_txn_t *t);
+
+/* --- one step of the loop ------------------------------------------------------------------ */
+
+/* One batch of a transactional loop, the messages already noted (es_txn_batch_reset/_add). */
+typedef struct es_txn_step {
+    es_kafka_t *consumer;          /* the batch's (borrowed): rewound after an abort */
+    const es_kafka_group_t *group; /* its group for the offsets; NULL: es_kafka_group_of */
+    size_t n;                      /* the batch's size and what it is made of ("commands"), */
+    const char *what;              /* for the abort's log line */
+    /* produces what the batch decides, in the open transaction: ES_TXN_OK or the failure */
+    es_txn_rc_t (*work)(void *arg, es_err_t *err);
+    void (*discard)(void *arg); /* forgets what work staged after a failure; may be NULL */
+    void *arg;
+} es_txn_step_t;
+
+/* Begins a transaction, calls s->work, sends the noted offsets and commits. On a failure calls
+ * s->discard; an abortable one is aborted (logged "aborting a batch of <n> <what>, retrying in
+ * <backoff> s: <why>") and the consumer rewound, so that the batch is read again after
+ * es_txn_backoff: ES_TXN_ABORT. ES_TXN_LOST / ES_TXN_FENCED (err set) when the producer is lost,
+ * also when even the abort failed: the caller recovers (es_txn_recreate) or stops. */
+es_txn_rc_t es_txn_step(es_txn_t *t, const es_txn_step_t *s, es_err_t *err);
+
+/* The settings of a transactional loop's consumer (client.id client): consumer group group, a
+ * static member instance when not NULL (a restarted instance takes its partitions back at once
+ * instead of waiting for the session of its dead predecessor to time out), session.timeout.ms
+ * 15000, no auto commit (es_txn_send_offsets commits), read_committed, the earliest offset where
+ * none is committed, partition EOF events with eof; then the "key", "value" pairs of extra (at most
+ * 4 pairs, may be NULL). arg and rebalance (may be NULL) for the callbacks. NULL with err. */
+es_kafka_conf_t *es_txn_consumer_conf(const char *client, const char *group, const char *instance,
+                                      bool eof, const char *const *extra, void *arg,
+                                      es_kafka_rebalance_fn rebalance, es_err_t *err);
+
+/* Makes a role's consumer again after a fence: open(arg, err) makes a subscribed consumer (or
+ * answers NULL with err, leaving nothing behind), retried with a capped backoff (0.2 s doubling
+ * to 30 s) until it succeeds or the stop flag is set (then NULL). Logs "consumer of '<who>' made
+ * again", or each failure. */
+es_kafka_t *es_txn_remake_consumer(es_txn_t *t, const char *who,
+                                   es_kafka_t *(*open)(void *arg, es_err_t *err), void *arg);
+
+/* The end of a role's transactional loop (its heartbeat ended): with fatal set (its error
+ * fatal_err) logs "<who> stops on a fatal error: <why>" and returns -1 with err; else logs
+ * "<who> stopping", closes consumer (may be NULL) and returns 0. */
+int es_txn_loop_end(const char *who, es_kafka_t *consumer, bool fatal, const es_err_t *fatal_err,
+                    es_err_t *err);
+
+/* --- error classification (pure, LIBRARY-NOTES "Transactions") -------------------------------- */
+
+/* The outcome of a transactional call's error: fatal is ES_TXN_LOST (es_txn_fatal_outcome tells
+ * a fence apart); one that requires an abort is ES_TXN_ABORT; a retriable one is ES_TXN_ABORT
+ * with *retry set (call again, for at most the transaction timeout, then give up with other);
+ * anything else is other, what a plain error means at that call (ES_TXN_ABORT for send_offsets
+ * and commit, ES_TXN_LOST for abort). */
+es_txn_rc_t es_txn_error_outcome(bool fatal, bool requires_abort, bool retriable, es_txn_rc_t other,
+                                 bool *retry);
+/* The outcome of the producer's fatal error code (librdkafka's) while its transaction has been
+ * open for open_s seconds (0 when none is): a fence (fenced, producer fenced, invalid epoch)
+ * within the transaction timeout can only come from another instance with the same
+ * transactional id (ES_TXN_FENCED); later, or any other fatal error, the coordinator timed the
+ * transaction out or the producer's state was lost (ES_TXN_LOST). */
+es_txn_rc_t es_txn_fatal_outcome(int code, double open_s, int txn_timeout_ms);
 
 /* Lower-case name of rc: "ok", "abort", "lost", "fenced". */
 const char *es_txn_rc_name(es_txn_rc_t rc);

@@ -13,7 +13,7 @@
 #define SR_LOG_CHECK_WAIT_MS 2000 /* the longest one such request may take */
 
 struct sr_log {
-    rd_kafka_t *rk; /* replaced (under lock) after a fatal error */
+    es_kafka_t *rk; /* replaced (under lock) after a fatal error */
     char *topic;
     pthread_mutex_t lock;
     pthread_t watcher;
@@ -25,31 +25,10 @@ struct sr_log {
 
 #define SR_LOG_REREAD_TIMEOUT_MS 30000
 
-/* One write's outcome, filled by the delivery report. */
-struct delivery {
-    bool done;
-    rd_kafka_resp_err_t err;
-};
-
-static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
-{
-    (void)rk;
-    (void)opaque;
-    struct delivery *d = m->_private;
-    d->err = m->err;
-    d->done = true;
-}
-
-static rd_kafka_t *producer_new(es_err_t *err)
+static es_kafka_t *producer_new(es_err_t *err)
 {
     /* message.timeout.ms bounds the wait for a delivery report in sr_log_write */
-    const char *kv[] = {"enable.idempotence", "true",  "acks", "all", "linger.ms", "0",
-                        "message.timeout.ms", "15000", NULL};
-    rd_kafka_conf_t *conf = es_kafka_conf_new("eventshop-registry", kv, err);
-    if (!conf)
-        return NULL;
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    return es_kafka_new(RD_KAFKA_PRODUCER, conf, err);
+    return es_kafka_idempotent_new("eventshop-registry", 0, 15000, err);
 }
 
 /* Readiness: every SR_LOG_CHECK_EVERY_S, whether a broker answers (the registry reads from
@@ -59,11 +38,7 @@ static void *watch_main(void *arg)
     sr_log_t *log = arg;
     pthread_mutex_lock(&log->lock);
     while (!log->stop) {
-        const struct rd_kafka_metadata *md = NULL;
-        rd_kafka_resp_err_t e = rd_kafka_metadata(log->rk, 0, NULL, &md, SR_LOG_CHECK_WAIT_MS);
-        es_metrics_set_dependency("kafka", !e && md && md->broker_cnt > 0);
-        if (md)
-            rd_kafka_metadata_destroy(md);
+        es_metrics_set_dependency("kafka", es_kafka_reachable(log->rk, SR_LOG_CHECK_WAIT_MS));
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_sec += SR_LOG_CHECK_EVERY_S;
@@ -76,7 +51,7 @@ static void *watch_main(void *arg)
 
 sr_log_t *sr_log_new(const char *topic, es_err_t *err)
 {
-    rd_kafka_t *rk = producer_new(err);
+    es_kafka_t *rk = producer_new(err);
     if (!rk)
         return NULL;
     sr_log_t *log = xcalloc(1, sizeof *log);
@@ -99,8 +74,8 @@ void sr_log_free(sr_log_t *log)
     if (log->watching)
         pthread_join(log->watcher, NULL);
     pthread_cond_destroy(&log->wake);
-    rd_kafka_flush(log->rk, 10000);
-    rd_kafka_destroy(log->rk);
+    es_kafka_flush(log->rk, 10000);
+    es_kafka_destroy(log->rk);
     pthread_mutex_destroy(&log->lock);
     free(log->topic);
     free(log);
@@ -114,7 +89,6 @@ void sr_log_set_store(sr_log_t *log, sr_store_t *st)
 int sr_log_write(void *arg, const char *key, const char *value, es_err_t *err)
 {
     sr_log_t *log = arg;
-    struct delivery d = {false, 0};
     pthread_mutex_lock(&log->lock);
     if (log->dirty && log->store) {
         es_err_t rerr = ES_ERR_INIT;
@@ -128,48 +102,38 @@ int sr_log_write(void *arg, const char *key, const char *value, es_err_t *err)
         es_info("re-read '%s' after a failed write", log->topic);
         return es_set(err, ES_EIO, "'%s' was re-read after a failed write: retry", log->topic);
     }
-    rd_kafka_resp_err_t e = rd_kafka_producev(
-        log->rk, RD_KAFKA_V_TOPIC(log->topic), RD_KAFKA_V_PARTITION(0),
-        RD_KAFKA_V_KEY(key, strlen(key)),
-        RD_KAFKA_V_VALUE((void *)value, value ? strlen(value) : 0),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(&d), RD_KAFKA_V_END);
-    if (e) {
-        d.err = e;
-        d.done = true;
-    }
-    /* the report always comes, at the latest after message.timeout.ms */
-    while (!d.done)
-        rd_kafka_poll(log->rk, 100);
+    int code = es_kafka_produce_sync(log->rk, log->topic, 0, key, strlen(key), value,
+                                     value ? strlen(value) : 0);
     /* tests: the record is in the log, but the write is reported failed (a timeout would be) */
-    if (!d.err && es_fault_hit("registry.after_write"))
-        d.err = RD_KAFKA_RESP_ERR__MSG_TIMED_OUT;
+    if (!code && es_fault_hit("registry.after_write"))
+        code = ES_KAFKA_ERR_MSG_TIMED_OUT;
     /* a fatal error (the idempotent producer lost its sequence during an outage) ends this
      * producer, not the registry: the next write gets a new one */
     char errstr[512];
-    if (rd_kafka_fatal_error(log->rk, errstr, sizeof errstr)) {
+    if (es_kafka_fatal_error(log->rk, errstr, sizeof errstr)) {
         es_err_t perr = ES_ERR_INIT;
-        rd_kafka_t *fresh = producer_new(&perr);
+        es_kafka_t *fresh = producer_new(&perr);
         es_error("registry producer: fatal error '%s': %s", errstr,
                  fresh ? "replaced by a new producer" : perr.msg);
         if (fresh) {
-            rd_kafka_destroy(log->rk);
+            es_kafka_destroy(log->rk);
             log->rk = fresh;
         }
     }
-    if (d.err)
+    if (code)
         log->dirty = true;
     pthread_mutex_unlock(&log->lock);
-    if (d.err) {
-        es_error("writing to '%s' failed: %s", log->topic, rd_kafka_err2str(d.err));
-        return es_set(err, ES_EIO, "writing to '%s': %s", log->topic, rd_kafka_err2str(d.err));
+    if (code) {
+        es_error("writing to '%s' failed: %s", log->topic, es_kafka_err_str(code));
+        return es_set(err, ES_EIO, "writing to '%s': %s", log->topic, es_kafka_err_str(code));
     }
     return 0;
 }
 
-static int replay_one(const rd_kafka_message_t *m, void *arg)
+static int replay_one(const es_kafka_msg_t *m, void *arg)
 {
     if (m->key)
-        sr_store_apply(arg, m->key, m->key_len, m->payload, m->payload ? m->len : 0);
+        sr_store_apply(arg, m->key, m->key_len, m->value, m->len);
     return 0;
 }
 

@@ -27,13 +27,10 @@
 #include "dm_json.h"
 #include "es_db.h"
 #include "es_env.h"
-#include "es_kafka.h"
 #include "es_log.h"
 #include "es_mem.h"
 #include "es_metrics.h"
-#include "ev_codec.h"
 #include "sb_runtime.h"
-#include "sr_client.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,8 +46,7 @@ static const char *const saga_topics[] = {ORDERS_TOPIC, "inventory.events", "pay
 
 typedef struct saga {
     es_db_t *db;       /* NULL until connected (again) */
-    sr_client_t *sr;   /* for reading history once (bootstrap) */
-    ev_codec_t *codec; /* ... */
+    sb_runtime_t *rt;  /* for reading history once (bootstrap); borrowed */
     json_t *open;      /* order id -> {"partition", "status", "reserve_by", "pay_by",
                           "dispatch_at", "sent_at"}: the owned partitions' rows */
     int *owned;        /* the orders.events partitions this instance owns */
@@ -247,40 +243,24 @@ static char *owned_in(const saga_t *s, const char *sql_head, es_db_val_t **param
 typedef struct boot_arg {
     saga_t *s;
     int partition;
-    long long next; /* after the last message read */
     size_t folded;
-    es_err_t *err;
 } boot_arg_t;
 
-static int boot_msg(const rd_kafka_message_t *m, void *arg)
+static int boot_event(void *arg, const char *type, const json_t *ev, long long offset,
+                      es_err_t *err)
 {
     boot_arg_t *a = arg;
-    const char *type = NULL;
-    json_t *ev = NULL;
-    es_err_t e = ES_ERR_INIT;
-    int rc = 0;
-    a->next = (long long)m->offset + 1;
-    if (!m->payload)
-        return 0;
-    if (ev_decode(a->s->codec, m->payload, m->len, &type, &ev, &e) != 0) {
-        if (e.code == ES_EINVAL) /* the live consumer dead-letters it */
-            return 0;
-        es_set(a->err, ES_EIO, "%s", e.msg); /* the registry, not the data */
-        return 1;
-    }
     const char *order = dm_str(ev, "order_id");
     row_op_t op = strncmp(type, ORDERS_NS, strlen(ORDERS_NS))
                       ? ROW_NONE
                       : row_op(a->s, type + strlen(ORDERS_NS));
     bool applied;
     if (op != ROW_NONE && order && *order) {
-        if (fold_row(a->s, op, ev, order, a->partition, (long long)m->offset, &applied, a->err))
-            rc = 1;
-        else
-            a->folded += applied;
+        if (fold_row(a->s, op, ev, order, a->partition, offset, &applied, err))
+            return 1;
+        a->folded += applied;
     }
-    json_decref(ev);
-    return rc;
+    return 0;
 }
 
 /* A partition the table never folded (the first start after the in-memory saga, whose table
@@ -288,13 +268,15 @@ static int boot_msg(const rd_kafka_message_t *m, void *arg)
  * folded up to the end read. Partitions folded before are never read again. */
 static int bootstrap(saga_t *s, int partition, es_err_t *err)
 {
-    boot_arg_t a = {s, partition, 0, 0, err};
+    boot_arg_t a = {s, partition, 0};
+    long long next = 0;
     long timeout = es_env_long("EVENTSHOP_SAGA_REBUILD_TIMEOUT_MS", 120000);
-    if (es_kafka_read_partition(ORDERS_TOPIC, partition, boot_msg, &a, (int)timeout, err) != 0)
+    if (sb_runtime_read_history(s->rt, ORDERS_TOPIC, partition, boot_event, &a, (int)timeout, &next,
+                                err) != 0)
         return es_set(err, ES_EIO, "reading %s[%d]", ORDERS_TOPIC, partition);
     es_err_t e = ES_ERR_INIT;
     es_db_t *db = db_get(s, &e);
-    es_db_val_t q[] = {ES_DB_I(partition), ES_DB_I(a.next), ES_DB_I(wall_ms())};
+    es_db_val_t q[] = {ES_DB_I(partition), ES_DB_I(next), ES_DB_I(wall_ms())};
     if (!db || es_db_exec(db,
                           "INSERT INTO progress (orders_partition, next_offset, updated_at) "
                           "VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE "
@@ -386,15 +368,12 @@ static void saga_assigned(void *state, const char *topic, const int *partitions,
 
 static void saga_release(void *state);
 
-static void *saga_init(es_err_t *err)
+static void *saga_init(sb_runtime_t *rt, es_err_t *err)
 {
+    (void)err;
     saga_t *s = xcalloc(1, sizeof *s);
     s->open = json_object();
-    if (!(s->sr = sr_client_new(es_env_registry_url(), err)) ||
-        !(s->codec = ev_codec_new(es_env_schema_dir(), s->sr, err))) {
-        saga_release(s);
-        return NULL;
-    }
+    s->rt = rt;
     s->loaded = true; /* nothing owned yet */
     s->hold_ms = es_env_long("EVENTSHOP_ORDER_DISPATCH_HOLD_MS", 0);
     if (s->hold_ms < 0)
@@ -411,8 +390,6 @@ static void saga_release(void *state)
     if (!s)
         return;
     es_db_close(s->db);
-    ev_codec_free(s->codec);
-    sr_client_free(s->sr);
     json_decref(s->open);
     free(s->owned);
     free(s);
@@ -614,7 +591,7 @@ static int saga_tick(void *state, long long now_ms, sb_out_t *out, es_err_t *err
 const sb_subscriber_t sb_order_saga = {
     .name = "order-saga",
     .topics = saga_topics,
-    .init = saga_init,
+    .init_with = saga_init,
     .release = saga_release,
     .handle = saga_handle,
     .tick = saga_tick,

@@ -27,7 +27,7 @@ struct sb_runtime {
     void *state;
     sr_client_t *sr;
     ev_codec_t *codec;
-    rd_kafka_t *consumer;
+    es_kafka_t *consumer;
     bool consumer_lost;        /* its fatal error was seen: make it again */
     double consumer_fenced_at; /* when it was last made again after a fence, 0: never */
     es_txn_t *txn;             /* the transactional producer */
@@ -48,16 +48,6 @@ static void sb_heartbeat(void)
     es_metrics_heartbeat("subscriber");
 }
 
-/* Every DEPS_CHECK_S: whether a broker answers, for /readyz (the role's only dependency). */
-#define DEPS_CHECK_S 5.0
-static void sb_check_kafka(rd_kafka_t *rk, double *next_at)
-{
-    if (!rk || es_mono_s() < *next_at)
-        return;
-    es_metrics_set_dependency("kafka", es_kafka_reachable(rk, 1000));
-    *next_at = es_mono_s() + DEPS_CHECK_S;
-}
-
 static long long wall_ms(void)
 {
     struct timespec ts;
@@ -76,30 +66,23 @@ static void set_fatal(sb_runtime_t *rt, const char *what, const char *msg)
 /* Produces buf (stolen) with headers h (stolen) inside the open transaction; partition chosen by
  * key. Returns 0, or -1 with err and rt->produce_rc set. */
 static int produce(sb_runtime_t *rt, const char *topic, const void *key, size_t key_len, void *buf,
-                   size_t len, rd_kafka_headers_t *h, es_err_t *err)
+                   size_t len, es_kafka_headers_t *h, es_err_t *err)
 {
-    es_txn_rc_t rc =
-        es_txn_produce(rt->txn, topic, RD_KAFKA_PARTITION_UA, key, key_len, buf, len, h, NULL, err);
+    es_txn_rc_t rc = es_txn_produce(rt->txn, topic, ES_KAFKA_PARTITION_ANY, key, key_len, buf, len,
+                                    h, NULL, err);
     if (rc == ES_TXN_OK)
         return 0;
     rt->produce_rc = rc;
     return -1;
 }
 
-static void sleep_s(sb_runtime_t *rt, double s)
-{
-    struct timespec ts = {0, 50 * 1000000L};
-    for (double until = es_mono_s() + s; !rt->stop && es_mono_s() < until;)
-        nanosleep(&ts, NULL);
-}
-
-static void consumer_fatal(sb_runtime_t *rt, rd_kafka_t *consumer);
+static void consumer_fatal(sb_runtime_t *rt, es_kafka_t *consumer);
 
 /* After a lost producer (trc ES_TXN_LOST or ES_TXN_FENCED, with msg): fenced is fatal; else the
  * producer is made again (its last transaction is finished by the broker meanwhile) and
  * consumer (may be NULL: a tick) moved to its committed offsets, since what the lost transaction
  * did is known only now; retried with capped backoff. Returns 0, or -1 (fatal, or a stop). */
-static int recover_lost(sb_runtime_t *rt, rd_kafka_t *consumer, es_txn_rc_t trc, const char *msg)
+static int recover_lost(sb_runtime_t *rt, es_kafka_t *consumer, es_txn_rc_t trc, const char *msg)
 {
     if (trc == ES_TXN_FENCED) {
         set_fatal(rt, "transaction", msg);
@@ -111,7 +94,7 @@ static int recover_lost(sb_runtime_t *rt, rd_kafka_t *consumer, es_txn_rc_t trc,
         return -1;
     double wait = 0.2;
     while (consumer && es_txn_rewind_committed(consumer, 30000, &err) != 0) {
-        if (rd_kafka_fatal_error(consumer, NULL, 0)) {
+        if (es_kafka_fatal_error(consumer, NULL, 0)) {
             /* the outage fenced the consumer too: a new one starts from the committed offsets */
             consumer_fatal(rt, consumer);
             return rt->fatal ? -1 : 0;
@@ -120,7 +103,7 @@ static int recover_lost(sb_runtime_t *rt, rd_kafka_t *consumer, es_txn_rc_t trc,
             return -1;
         es_warn("rewinding after a lost producer: %s (again in %.1f s)", err.msg, wait);
         es_clear(&err);
-        sleep_s(rt, wait);
+        es_txn_sleep(rt->txn, wait);
         wait = wait * 2 > 30 ? 30 : wait * 2;
     }
     es_info("subscriber '%s' recovered after a lost producer", rt->sub->name);
@@ -128,29 +111,29 @@ static int recover_lost(sb_runtime_t *rt, rd_kafka_t *consumer, es_txn_rc_t trc,
 }
 
 /* The original message, as it came, to "<name>.deadletter" with the reason in headers. */
-static int produce_dead_letter(sb_runtime_t *rt, const rd_kafka_message_t *m, const char *reason,
+static int produce_dead_letter(sb_runtime_t *rt, const es_kafka_msg_t *m, const char *reason,
                                es_err_t *err)
 {
-    rd_kafka_headers_t *h = rd_kafka_headers_new(6);
+    es_kafka_headers_t *h = es_kafka_headers_new(6);
     char num[32];
-    rd_kafka_header_add(h, "reason", -1, reason, -1);
-    rd_kafka_header_add(h, "source-topic", -1, rd_kafka_topic_name(m->rkt), -1);
+    es_kafka_header_add(h, "reason", reason);
+    es_kafka_header_add(h, "source-topic", m->topic);
     snprintf(num, sizeof num, "%d", (int)m->partition);
-    rd_kafka_header_add(h, "source-partition", -1, num, -1);
+    es_kafka_header_add(h, "source-partition", num);
     snprintf(num, sizeof num, "%lld", (long long)m->offset);
-    rd_kafka_header_add(h, "source-offset", -1, num, -1);
+    es_kafka_header_add(h, "source-offset", num);
     char *tp = es_kafka_header_dup(m, "traceparent");
     if (tp)
-        rd_kafka_header_add(h, "traceparent", -1, tp, -1);
+        es_kafka_header_add(h, "traceparent", tp);
     free(tp);
     void *buf = NULL;
     if (m->len) {
         buf = xmalloc(m->len);
-        memcpy(buf, m->payload, m->len);
+        memcpy(buf, m->value, m->len);
     }
     es_metric_add(rt->m_dead, 1);
-    es_warn("dead letter from %s[%d]@%lld: %s", rd_kafka_topic_name(m->rkt), (int)m->partition,
-            (long long)m->offset, reason);
+    es_warn("dead letter from %s[%d]@%lld: %s", m->topic, (int)m->partition, (long long)m->offset,
+            reason);
     return produce(rt, rt->t_dead, m->key, m->key_len, buf, m->len, h, err);
 }
 
@@ -195,13 +178,13 @@ static int produce_outputs(sb_runtime_t *rt, const json_t *trigger_meta, const c
     char child[ES_TRACEPARENT_LEN];
     for (i = 0; i < n; i++) {
         es_trace_child(traceparent, child);
-        rd_kafka_headers_t *h = rd_kafka_headers_new(1);
-        rd_kafka_header_add(h, "traceparent", -1, child, -1);
+        es_kafka_headers_t *h = es_kafka_headers_new(1);
+        es_kafka_header_add(h, "traceparent", child);
         if (rc == 0)
             rc = produce(rt, topics[i], keys[i], strlen(keys[i]), bufs[i], lens[i], h, err);
         else {
             free(bufs[i]);
-            rd_kafka_headers_destroy(h);
+            es_kafka_headers_free(h);
         }
     }
 out:
@@ -214,7 +197,7 @@ out:
 
 /* Handles one consumed message inside the open transaction. Returns 0 (handled, or
  * dead-lettered), -1 with err when the batch must be aborted and retried. */
-static int handle_one(sb_runtime_t *rt, const rd_kafka_message_t *m, es_err_t *err)
+static int handle_one(sb_runtime_t *rt, const es_kafka_msg_t *m, es_err_t *err)
 {
     const char *type = NULL;
     json_t *ev = NULL;
@@ -223,9 +206,9 @@ static int handle_one(sb_runtime_t *rt, const rd_kafka_message_t *m, es_err_t *e
     char *tp = NULL;
     int rc = 0;
     sb_out_clear(rt->out);
-    if (!m->payload) /* a tombstone: nothing to handle */
+    if (!m->value) /* a tombstone: nothing to handle */
         return 0;
-    if (ev_decode(rt->codec, m->payload, m->len, &type, &ev, &herr) != 0) {
+    if (ev_decode(rt->codec, m->value, m->len, &type, &ev, &herr) != 0) {
         if (herr.code != ES_EINVAL) { /* the registry, not the data */
             es_set(err, herr.code, "%s", herr.msg);
             return -1;
@@ -235,8 +218,7 @@ static int handle_one(sb_runtime_t *rt, const rd_kafka_message_t *m, es_err_t *e
     }
     tp = es_kafka_header_dup(m, "traceparent");
     es_metric_add(rt->m_events, 1);
-    sb_out_set_source(rt->out, rd_kafka_topic_name(m->rkt), (int)m->partition,
-                      (long long)m->offset);
+    sb_out_set_source(rt->out, m->topic, (int)m->partition, (long long)m->offset);
     if (rt->sub->handle(rt->state, type, ev, tp, rt->out, &herr) != 0) {
         if (herr.code == ES_EIO || herr.code == ES_ETIMEOUT) {
             es_set(err, herr.code, "%s", herr.msg);
@@ -275,50 +257,46 @@ out:
     return rc;
 }
 
+/* A batch being handled: the es_txn_step's work. */
+typedef struct sb_batch {
+    sb_runtime_t *rt;
+    es_kafka_msg_t **msgs;
+    size_t n;
+} sb_batch_t;
+
+static es_txn_rc_t batch_work(void *arg, es_err_t *err)
+{
+    sb_batch_t *b = arg;
+    for (size_t i = 0; i < b->n; i++)
+        if (handle_one(b->rt, b->msgs[i], err) != 0)
+            return b->rt->produce_rc != ES_TXN_OK ? b->rt->produce_rc : ES_TXN_ABORT;
+    return ES_TXN_OK;
+}
+
 /* Handles a batch of messages of consumer in one transaction with their offsets (for group
- * cgmd, borrowed). Returns 0 when committed, 1 when aborted and rewound (retry after
- * es_txn_backoff), 2 when the producer was lost (then made again and consumer rewound to its
- * committed offsets: read again at once), -1 on a fatal error. */
-static int run_batch(sb_runtime_t *rt, rd_kafka_t *consumer,
-                     const rd_kafka_consumer_group_metadata_t *cgmd, rd_kafka_message_t **msgs,
-                     size_t n)
+ * cgmd, borrowed; NULL: consumer's own). Returns 0 when committed, 1 when aborted and rewound
+ * (retry after es_txn_backoff), 2 when the producer was lost (then made again and consumer rewound
+ * to its committed offsets: read again at once), -1 on a fatal error. */
+static int run_batch(sb_runtime_t *rt, es_kafka_t *consumer, const es_kafka_group_t *cgmd,
+                     es_kafka_msg_t **msgs, size_t n)
 {
     double t0 = es_mono_s();
     es_err_t err = ES_ERR_INIT;
-    es_txn_rc_t trc;
     rt->produce_rc = ES_TXN_OK;
     es_txn_batch_reset(rt->txn);
     for (size_t i = 0; i < n; i++)
         es_txn_batch_add(rt->txn, msgs[i]);
-    if ((trc = es_txn_begin(rt->txn, &err)) != ES_TXN_OK)
-        goto failed;
-    for (size_t i = 0; i < n; i++) {
-        if (handle_one(rt, msgs[i], &err) != 0) {
-            trc = rt->produce_rc != ES_TXN_OK ? rt->produce_rc : ES_TXN_ABORT;
-            goto failed;
-        }
+    sb_batch_t b = {rt, msgs, n};
+    const es_txn_step_t step = {consumer, cgmd, n, "events", batch_work, NULL, &b};
+    es_txn_rc_t trc = es_txn_step(rt->txn, &step, &err);
+    if (trc == ES_TXN_OK) {
+        es_metric_observe(rt->m_batch_seconds, es_mono_s() - t0);
+        return 0;
     }
-    if ((trc = es_txn_send_offsets(rt->txn, cgmd, &err)) != ES_TXN_OK)
-        goto failed;
-    if ((trc = es_txn_commit(rt->txn, &err)) != ES_TXN_OK)
-        goto failed;
-    es_metric_observe(rt->m_batch_seconds, es_mono_s() - t0);
-    return 0;
-failed:
     if (rt->fatal)
         return -1;
-    if (trc == ES_TXN_ABORT) {
-        es_err_t aerr = ES_ERR_INIT;
-        trc = es_txn_abort(rt->txn, &aerr);
-        if (trc == ES_TXN_OK) {
-            es_warn("aborting a batch of %zu events, retrying in %.1f s: %s", n,
-                    es_txn_backoff_s(rt->txn), err.msg[0] ? err.msg : "kafka error");
-            es_txn_rewind(rt->txn, consumer);
-            return 1;
-        }
-        es_clear(&err);
-        es_set(&err, aerr.code, "%s", aerr.msg);
-    }
+    if (trc == ES_TXN_ABORT)
+        return 1;
     return recover_lost(rt, consumer, trc, err.msg) == 0 ? 2 : -1;
 }
 
@@ -361,7 +339,7 @@ static void run_tick(sb_runtime_t *rt)
 /* --- consuming ---------------------------------------------------------------------------- */
 
 /* Tells the subscriber, topic by topic, which partitions it owns now (parts NULL: none). */
-static void notify_assigned(sb_runtime_t *rt, const rd_kafka_topic_partition_list_t *parts)
+static void notify_assigned(sb_runtime_t *rt, const es_kafka_parts_t *parts)
 {
     if (!rt->sub->assigned || !rt->state)
         return;
@@ -377,12 +355,11 @@ static void notify_assigned(sb_runtime_t *rt, const rd_kafka_topic_partition_lis
     free(ps);
 }
 
-static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
-                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+static void rebalance_cb(es_kafka_t *rk, int code, es_kafka_parts_t *parts, void *opaque)
 {
     sb_runtime_t *rt = opaque;
     rt->rebalanced = true;
-    bool assign = code == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+    bool assign = code == ES_KAFKA_ERR_ASSIGN_PARTITIONS;
     if (assign) {
         es_err_t err = ES_ERR_INIT;
         if (es_kafka_assign_committed(rk, parts, 60000, &rt->stop, sb_heartbeat, &err) != 0) {
@@ -392,8 +369,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
         es_info("'%s' assigned %d partitions", rt->sub->name, parts->cnt);
         es_metrics_set_ready(true);
     } else {
-        rd_kafka_assign(rk, NULL);
-        es_info("'%s' partitions revoked (%s)", rt->sub->name, rd_kafka_err2str(code));
+        es_kafka_assign(rk, NULL);
+        es_info("'%s' partitions revoked (%s)", rt->sub->name, es_kafka_err_str(code));
     }
     notify_assigned(rt, assign ? parts : NULL);
 }
@@ -402,7 +379,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
  * broker outage is the consumer's own rejoin racing its old member id: the subscription consumer
  * is made again (main_consumer_open). A second fence soon after means a twin instance with the
  * same EVENTSHOP_INSTANCE_ID: stop with that said, rather than fence each other forever. */
-static void consumer_fatal(sb_runtime_t *rt, rd_kafka_t *consumer)
+static void consumer_fatal(sb_runtime_t *rt, es_kafka_t *consumer)
 {
     es_err_t err = ES_ERR_INIT;
     es_kafka_consumer_fatal(consumer, &err);
@@ -416,48 +393,14 @@ static void consumer_fatal(sb_runtime_t *rt, rd_kafka_t *consumer)
 
 /* Gathers up to batch_max messages, waiting at most linger_ms after the first (or wait_ms for
  * the first). A rebalance meanwhile drops what was gathered. */
-static size_t gather(sb_runtime_t *rt, rd_kafka_t *consumer, rd_kafka_message_t **msgs, int wait_ms,
-                     bool *eof)
+static size_t gather(sb_runtime_t *rt, es_kafka_t *consumer, es_kafka_msg_t **msgs, int wait_ms)
 {
-    size_t n = 0;
-    double deadline = es_mono_s() + wait_ms / 1000.0;
-    bool first = true;
-    rt->rebalanced = false;
-    while (n < (size_t)rt->batch_max && !rt->stop && !rt->fatal) {
-        double left = deadline - es_mono_s();
-        if (left <= 0 && !first)
-            break;
-        first = false;
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(consumer, left > 0 ? (int)(left * 1000) : 0);
-        if (rt->rebalanced) {
-            for (size_t i = 0; i < n; i++)
-                rd_kafka_message_destroy(msgs[i]);
-            n = 0;
-            rt->rebalanced = false;
-        }
-        if (!m)
-            continue;
-        if (m->err) {
-            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                if (eof)
-                    *eof = true;
-            } else {
-                es_warn("consumer: %s", rd_kafka_message_errstr(m));
-                if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
-                    rd_kafka_message_destroy(m);
-                    for (size_t i = 0; i < n; i++)
-                        rd_kafka_message_destroy(msgs[i]);
-                    consumer_fatal(rt, consumer);
-                    return 0;
-                }
-            }
-            rd_kafka_message_destroy(m);
-            continue;
-        }
-        if (n == 0)
-            deadline = es_mono_s() + rt->linger_ms / 1000.0;
-        msgs[n++] = m;
-    }
+    const es_kafka_gather_t g = {
+        (size_t)rt->batch_max, wait_ms, rt->linger_ms, &rt->stop, &rt->fatal, &rt->rebalanced};
+    bool fatal;
+    size_t n = es_kafka_gather(consumer, &g, msgs, &fatal);
+    if (fatal)
+        consumer_fatal(rt, consumer);
     return n;
 }
 
@@ -466,70 +409,23 @@ static size_t gather(sb_runtime_t *rt, rd_kafka_t *consumer, rd_kafka_message_t 
 /* Creates "<name>.deadletter" unless it exists (dead letters are kept forever). */
 static int create_dead_letter_topic(sb_runtime_t *rt, es_err_t *err)
 {
-    char errstr[256];
     int rf = (int)es_env_long("EVENTSHOP_REPLICATION_FACTOR", 1);
-    rd_kafka_NewTopic_t *t =
-        rd_kafka_NewTopic_new(rt->t_dead, es_env_partitions(), rf, errstr, sizeof errstr);
-    if (!t)
-        return es_set(err, ES_EINVAL, "topic '%s': %s", rt->t_dead, errstr);
-    rd_kafka_NewTopic_set_config(t, "retention.ms", "-1");
-    rd_kafka_t *admin = es_txn_producer(rt->txn);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(admin);
-    rd_kafka_CreateTopics(admin, &t, 1, NULL, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
-    const rd_kafka_CreateTopics_result_t *res = ev ? rd_kafka_event_CreateTopics_result(ev) : NULL;
-    int rc = 0;
-    if (!res) {
-        rc = es_set(err, ES_EIO, "no answer creating topic '%s'", rt->t_dead);
-    } else {
-        size_t cnt;
-        const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &cnt);
-        for (size_t i = 0; i < cnt; i++) {
-            rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[i]);
-            if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
-                rc = es_set(err, ES_EIO, "topic '%s': %s", rt->t_dead,
-                            rd_kafka_topic_result_error_string(tr[i]));
-        }
-    }
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_NewTopic_destroy(t);
-    return rc;
+    const char *kv[] = {"retention.ms", "-1", NULL};
+    return es_kafka_create_topic(es_txn_producer(rt->txn), rt->t_dead, es_env_partitions(), rf, kv,
+                                 30000, err);
 }
 
-static rd_kafka_t *consumer_new(sb_runtime_t *rt, const char *group, const char *instance, bool eof,
+static es_kafka_t *consumer_new(sb_runtime_t *rt, const char *group, const char *instance, bool eof,
                                 es_err_t *err)
 {
     char client[200];
     snprintf(client, sizeof client, "eventshop-%s-subscriber", rt->sub->name);
-    const char *kv[] = {"group.id",
-                        group,
-                        "session.timeout.ms",
-                        "15000",
-                        "enable.auto.commit",
-                        "false",
-                        "isolation.level",
-                        "read_committed",
-                        "auto.offset.reset",
-                        "earliest",
-                        "enable.partition.eof",
-                        eof ? "true" : "false",
-                        "topic.metadata.refresh.interval.ms",
-                        "10000",
-                        instance ? "group.instance.id" : NULL,
-                        instance,
-                        NULL};
-    rd_kafka_conf_t *conf = es_kafka_conf_new(client, kv, err);
+    const char *extra[] = {"topic.metadata.refresh.interval.ms", "10000", NULL};
+    es_kafka_conf_t *conf = es_txn_consumer_conf(client, group, instance, eof, extra, rt,
+                                                 eof ? NULL : rebalance_cb, err);
     if (!conf)
         return NULL;
-    rd_kafka_conf_set_opaque(conf, rt);
-    if (!eof)
-        rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
-    rd_kafka_t *c = es_kafka_new(RD_KAFKA_CONSUMER, conf, err);
-    if (c)
-        rd_kafka_poll_set_consumer(c);
-    return c;
+    return es_kafka_new(ES_KAFKA_CONSUMER, conf, err);
 }
 
 sb_runtime_t *sb_runtime_new(const sb_subscriber_t *sub, es_err_t *err)
@@ -586,7 +482,7 @@ sb_runtime_t *sb_runtime_new(const sb_subscriber_t *sub, es_err_t *err)
         goto fail;
     if (create_dead_letter_topic(rt, err) != 0)
         goto fail;
-    if (!(rt->state = sub->init(err)))
+    if (!(rt->state = sub->init_with ? sub->init_with(rt, err) : sub->init(err)))
         goto fail;
     es_info("subscriber '%s' ready: group '%s', transactional id '%s'", sub->name, rt->group,
             txn_id);
@@ -609,67 +505,57 @@ static int main_consumer_open(sb_runtime_t *rt, es_err_t *err)
     /* static membership: a restarted instance takes its partitions back at once */
     if (!(rt->consumer = consumer_new(rt, rt->group, inst, false, err)))
         return -1;
-    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(4);
-    for (const char *const *t = rt->sub->topics; *t; t++)
-        rd_kafka_topic_partition_list_add(topics, *t, RD_KAFKA_PARTITION_UA);
-    rd_kafka_resp_err_t e = rd_kafka_subscribe(rt->consumer, topics);
-    rd_kafka_topic_partition_list_destroy(topics);
-    return es_kafka_resp_error(err, e, "subscribe");
+    int n = 0;
+    while (rt->sub->topics[n])
+        n++;
+    return es_kafka_resp_error(err, es_kafka_subscribe(rt->consumer, rt->sub->topics, n),
+                               "subscribe");
 }
 
 /* Destroys the fenced subscription consumer and makes a new one (its assignment follows as on a
  * start). Returns 0, or -1 on a stop (rt->consumer is then NULL). */
+static es_kafka_t *main_consumer_reopen(void *arg, es_err_t *err)
+{
+    sb_runtime_t *rt = arg;
+    if (main_consumer_open(rt, err) != 0 && rt->consumer) {
+        es_kafka_destroy(rt->consumer);
+        rt->consumer = NULL;
+    }
+    return rt->consumer;
+}
+
 static int main_consumer_remake(sb_runtime_t *rt)
 {
     rt->consumer_lost = false;
     rt->consumer_fenced_at = es_mono_s();
-    rd_kafka_destroy(rt->consumer);
+    es_kafka_destroy(rt->consumer);
     rt->consumer = NULL;
-    double wait = 0.2;
-    for (;;) {
-        es_err_t err = ES_ERR_INIT;
-        if (main_consumer_open(rt, &err) == 0) {
-            es_info("consumer of '%s' made again", rt->sub->name);
-            return 0;
-        }
-        if (rt->consumer) {
-            rd_kafka_destroy(rt->consumer);
-            rt->consumer = NULL;
-        }
-        if (rt->stop)
-            return -1;
-        es_warn("making the consumer of '%s' again: %s (again in %.1f s)", rt->sub->name, err.msg,
-                wait);
-        sleep_s(rt, wait);
-        wait = wait * 2 > 30 ? 30 : wait * 2;
-    }
+    rt->consumer = es_txn_remake_consumer(rt->txn, rt->sub->name, main_consumer_reopen, rt);
+    return rt->consumer ? 0 : -1;
 }
 
 int sb_runtime_run(sb_runtime_t *rt, es_err_t *err)
 {
     if (main_consumer_open(rt, err) != 0)
         return -1;
-    rd_kafka_message_t **msgs = xcalloc((size_t)rt->batch_max, sizeof *msgs);
+    es_kafka_msg_t **msgs = xcalloc((size_t)rt->batch_max, sizeof *msgs);
     /* A subscriber without a tick waits in the consumer for as long as there is nothing to do;
      * one with a tick waits until the tick is due. Never a zero timeout when idle: the deadline
      * is moved forward whenever it passes, so an idle role sleeps in the poll. */
     double next_tick = es_mono_s() + 1, check_at = 0;
     while (!rt->stop && !rt->fatal) {
         sb_heartbeat();
-        sb_check_kafka(rt->consumer, &check_at);
+        es_kafka_check_readiness(rt->consumer, &check_at);
         if (!rt->sub->tick && es_mono_s() >= next_tick)
             next_tick = es_mono_s() + 1;
         int wait = (int)((next_tick - es_mono_s()) * 1000);
-        size_t n = gather(rt, rt->consumer, msgs, wait > 1 ? wait : 1, NULL);
+        size_t n = gather(rt, rt->consumer, msgs, wait > 1 ? wait : 1);
         if (n > 0 && !rt->fatal) {
-            rd_kafka_consumer_group_metadata_t *cgmd =
-                rd_kafka_consumer_group_metadata(rt->consumer);
-            if (run_batch(rt, rt->consumer, cgmd, msgs, n) == 1)
+            if (run_batch(rt, rt->consumer, NULL, msgs, n) == 1)
                 es_txn_backoff(rt->txn);
-            rd_kafka_consumer_group_metadata_destroy(cgmd);
         }
         for (size_t i = 0; i < n; i++)
-            rd_kafka_message_destroy(msgs[i]);
+            es_kafka_msg_free(msgs[i]);
         if (rt->consumer_lost && !rt->fatal && main_consumer_remake(rt) != 0)
             break;
         if (rt->sub->tick && es_mono_s() >= next_tick && !rt->fatal && !rt->stop) {
@@ -678,116 +564,133 @@ int sb_runtime_run(sb_runtime_t *rt, es_err_t *err)
         }
     }
     free(msgs);
-    es_metrics_heartbeat_end();
-    if (rt->fatal) {
-        es_set(err, rt->fatal_err.code, "%s", rt->fatal_err.msg);
-        es_error("subscriber '%s' stops on a fatal error: %s", rt->sub->name, rt->fatal_err.msg);
+    char who[160];
+    snprintf(who, sizeof who, "subscriber '%s'", rt->sub->name);
+    return es_txn_loop_end(who, rt->consumer, rt->fatal, &rt->fatal_err, err);
+}
+
+/* A replay of the dead letters: its own consumer (assigned, no group membership) and where each
+ * partition ended when it began. */
+typedef struct dl_replay {
+    es_kafka_t *c;
+    es_kafka_group_t *cgmd;
+    es_kafka_parts_t *parts; /* every partition, at its committed offset */
+    int64_t *end;            /* per partition: the high watermark at the start */
+    int np;
+    es_kafka_msg_t **msgs;
+    long count; /* dead letters replayed */
+} dl_replay_t;
+
+/* Notes each partition's end and assigns them all at their committed offsets (the earliest when
+ * none). 0, or -1 with err. */
+static int dl_assign(sb_runtime_t *rt, dl_replay_t *r, es_err_t *err)
+{
+    if ((r->np = es_kafka_partition_count(r->c, rt->t_dead, err)) < 0)
         return -1;
+    r->end = xcalloc((size_t)r->np, sizeof *r->end);
+    r->parts = es_kafka_parts_new(r->np);
+    for (int p = 0; p < r->np; p++) {
+        int64_t lo = 0, hi = 0;
+        int e = es_kafka_query_watermarks(r->c, rt->t_dead, p, &lo, &hi, 10000);
+        if (e)
+            return es_kafka_resp_error(err, e, rt->t_dead);
+        r->end[p] = hi;
+        es_kafka_parts_add(r->parts, rt->t_dead, p);
     }
-    es_info("subscriber '%s' stopping", rt->sub->name);
-    if (rt->consumer)
-        rd_kafka_consumer_close(rt->consumer);
-    return 0;
+    int e = es_kafka_committed(r->c, r->parts, 10000);
+    if (e)
+        return es_kafka_resp_error(err, e, "committed offsets");
+    for (int p = 0; p < r->np; p++) {
+        if (r->parts->elems[p].offset < 0)
+            r->parts->elems[p].offset = ES_KAFKA_OFFSET_BEGINNING;
+    }
+    return es_kafka_resp_error(err, es_kafka_assign(r->c, r->parts), "assign");
+}
+
+/* Whether some partition is still before the end it had at the start. */
+static bool dl_behind(const dl_replay_t *r)
+{
+    bool behind = false;
+    es_kafka_parts_t *pos = es_kafka_parts_copy(r->parts);
+    es_kafka_position(r->c, pos);
+    for (int p = 0; p < r->np; p++) {
+        int64_t at = pos->elems[p].offset;
+        if (at < 0) /* nothing read yet: use the committed offset */
+            at = r->parts->elems[p].offset;
+        if (r->end[p] > 0 && at < r->end[p])
+            behind = true;
+    }
+    es_kafka_parts_free(pos);
+    return behind;
+}
+
+/* Gathers a batch of what was there when the replay started and runs it. The number of dead
+ * letters kept (0: none came), or -1 when the replay must end. */
+static long dl_step(sb_runtime_t *rt, dl_replay_t *r)
+{
+    size_t n = gather(rt, r->c, r->msgs, 1000);
+    size_t keep = 0;
+    for (size_t i = 0; i < n; i++) { /* only what was there when the replay started */
+        es_kafka_msg_t *m = r->msgs[i];
+        if (m->partition < r->np && m->offset < r->end[m->partition])
+            r->msgs[keep++] = m;
+        else
+            es_kafka_msg_free(m);
+    }
+    int brc = keep ? run_batch(rt, r->c, r->cgmd, r->msgs, keep) : 0;
+    if (brc == 0)
+        r->count += (long)keep;
+    for (size_t i = 0; i < keep; i++)
+        es_kafka_msg_free(r->msgs[i]);
+    if (brc == 1)
+        es_txn_backoff(rt->txn);
+    return brc < 0 ? -1 : (long)keep;
+}
+
+/* Runs batches until every partition reached its end, a stop, a fatal error, or 10 s without a
+ * dead letter. */
+static void dl_run(sb_runtime_t *rt, dl_replay_t *r)
+{
+    double idle_since = es_mono_s();
+    while (dl_behind(r) && !rt->stop && !rt->fatal) {
+        long kept = dl_step(rt, r);
+        if (kept < 0)
+            break;
+        if (kept > 0) {
+            idle_since = es_mono_s();
+        } else if (es_mono_s() - idle_since > 10) {
+            es_warn("dead letters of '%s': no progress in 10 s, stopping", rt->sub->name);
+            break;
+        }
+    }
 }
 
 int sb_runtime_replay_dead_letters(sb_runtime_t *rt, long *replayed, es_err_t *err)
 {
     char group[200];
     int rc = -1;
-    long count = 0;
     snprintf(group, sizeof group, "eventshop-%s-deadletter-replay", rt->sub->name);
-    rd_kafka_t *c = consumer_new(rt, group, NULL, true, err);
-    rd_kafka_consumer_group_metadata_t *cgmd = rd_kafka_consumer_group_metadata_new(group);
-    rd_kafka_topic_partition_list_t *parts = NULL;
-    rd_kafka_message_t **msgs = xcalloc((size_t)rt->batch_max, sizeof *msgs);
-    int64_t *end = NULL;
-    if (!c)
-        goto out;
-    int np = es_kafka_partition_count(c, rt->t_dead, err);
-    if (np < 0)
-        goto out;
-    end = xcalloc((size_t)np, sizeof *end);
-    parts = rd_kafka_topic_partition_list_new(np);
-    for (int p = 0; p < np; p++) {
-        int64_t lo = 0, hi = 0;
-        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(c, rt->t_dead, p, &lo, &hi, 10000);
-        if (e) {
-            es_kafka_resp_error(err, e, rt->t_dead);
-            goto out;
-        }
-        end[p] = hi;
-        rd_kafka_topic_partition_list_add(parts, rt->t_dead, p);
-    }
-    rd_kafka_resp_err_t e = rd_kafka_committed(c, parts, 10000);
-    if (e) {
-        es_kafka_resp_error(err, e, "committed offsets");
-        goto out;
-    }
-    for (int p = 0; p < np; p++) {
-        if (parts->elems[p].offset < 0)
-            parts->elems[p].offset = RD_KAFKA_OFFSET_BEGINNING;
-    }
-    if ((e = rd_kafka_assign(c, parts))) {
-        es_kafka_resp_error(err, e, "assign");
-        goto out;
-    }
-    double idle_since = es_mono_s();
-    for (;;) {
-        bool behind = false;
-        rd_kafka_topic_partition_list_t *pos = rd_kafka_topic_partition_list_copy(parts);
-        rd_kafka_position(c, pos);
-        for (int p = 0; p < np; p++) {
-            int64_t at = pos->elems[p].offset;
-            if (at < 0) { /* nothing read yet: use the committed offset */
-                at = parts->elems[p].offset;
-            }
-            if (end[p] > 0 && at < end[p])
-                behind = true;
-        }
-        rd_kafka_topic_partition_list_destroy(pos);
-        if (!behind || rt->stop || rt->fatal)
-            break;
-        size_t n = gather(rt, c, msgs, 1000, NULL);
-        size_t keep = 0;
-        for (size_t i = 0; i < n; i++) { /* only what was there when the replay started */
-            if (msgs[i]->partition < np && msgs[i]->offset < end[msgs[i]->partition])
-                msgs[keep++] = msgs[i];
-            else
-                rd_kafka_message_destroy(msgs[i]);
-        }
-        int brc = keep ? run_batch(rt, c, cgmd, msgs, keep) : 0;
-        if (brc == 0)
-            count += (long)keep;
-        for (size_t i = 0; i < keep; i++)
-            rd_kafka_message_destroy(msgs[i]);
-        if (brc == 1)
-            es_txn_backoff(rt->txn);
-        if (brc < 0)
-            break;
-        if (keep > 0)
-            idle_since = es_mono_s();
-        else if (es_mono_s() - idle_since > 10) {
-            es_warn("dead letters of '%s': no progress in 10 s, stopping", rt->sub->name);
-            break;
+    dl_replay_t r = {.c = consumer_new(rt, group, NULL, true, err),
+                     .cgmd = es_kafka_group_new(group),
+                     .msgs = xcalloc((size_t)rt->batch_max, sizeof *r.msgs)};
+    if (r.c && dl_assign(rt, &r, err) == 0) {
+        dl_run(rt, &r);
+        if (rt->fatal) {
+            es_set(err, rt->fatal_err.code, "%s", rt->fatal_err.msg);
+        } else {
+            es_info("replayed %ld dead letters of '%s'", r.count, rt->sub->name);
+            rc = 0;
         }
     }
-    if (rt->fatal) {
-        es_set(err, rt->fatal_err.code, "%s", rt->fatal_err.msg);
-        goto out;
-    }
-    es_info("replayed %ld dead letters of '%s'", count, rt->sub->name);
-    rc = 0;
-out:
     if (replayed)
-        *replayed = count;
-    free(msgs);
-    free(end);
-    if (parts)
-        rd_kafka_topic_partition_list_destroy(parts);
-    rd_kafka_consumer_group_metadata_destroy(cgmd);
-    if (c) {
-        rd_kafka_consumer_close(c);
-        rd_kafka_destroy(c);
+        *replayed = r.count;
+    free(r.msgs);
+    free(r.end);
+    es_kafka_parts_free(r.parts);
+    es_kafka_group_free(r.cgmd);
+    if (r.c) {
+        es_kafka_close(r.c);
+        es_kafka_destroy(r.c);
     }
     return rc;
 }
@@ -801,9 +704,48 @@ void sb_runtime_free(sb_runtime_t *rt)
     rt->state = NULL; /* a consumer destroyed unclosed still calls the rebalance callback */
     es_txn_free(rt->txn);
     if (rt->consumer)
-        rd_kafka_destroy(rt->consumer);
+        es_kafka_destroy(rt->consumer);
     ev_codec_free(rt->codec);
     sr_client_free(rt->sr);
     sb_out_free(rt->out);
     free(rt);
+}
+
+/* --- history ---------------------------------------------------------------------------- */
+
+typedef struct history_arg {
+    sb_runtime_t *rt;
+    sb_history_fn fn;
+    void *arg;
+    long long next;
+    es_err_t *err;
+} history_arg_t;
+
+static int history_msg(const es_kafka_msg_t *m, void *arg)
+{
+    history_arg_t *h = arg;
+    h->next = (long long)m->offset + 1;
+    if (!m->value)
+        return 0;
+    const char *type = NULL;
+    json_t *ev = NULL;
+    es_err_t e = ES_ERR_INIT;
+    if (ev_decode(h->rt->codec, m->value, m->len, &type, &ev, &e) != 0) {
+        if (e.code == ES_EINVAL) /* the live consumer dead-letters it */
+            return 0;
+        es_set(h->err, ES_EIO, "%s", e.msg); /* the registry, not the data */
+        return 1;
+    }
+    int rc = h->fn(h->arg, type, ev, (long long)m->offset, h->err);
+    json_decref(ev);
+    return rc;
+}
+
+int sb_runtime_read_history(sb_runtime_t *rt, const char *topic, int partition, sb_history_fn fn,
+                            void *arg, int timeout_ms, long long *next, es_err_t *err)
+{
+    history_arg_t h = {rt, fn, arg, 0, err};
+    int rc = es_kafka_read_partition(topic, partition, history_msg, &h, timeout_ms, err);
+    *next = h.next;
+    return rc;
 }

@@ -54,6 +54,9 @@ typedef struct sb_subscriber {
     const char *const
         *topics; /* NULL-terminated: e.g. {"orders.events", "payments.events", NULL} */
     void *(*init)(es_err_t *err); /* the handler's state (clients, DB), NULL on error */
+    /* Instead of init when set: the same, given the runtime (borrowed, outlives the state) for
+     * sb_runtime_read_history. */
+    void *(*init_with)(sb_runtime_t *rt, es_err_t *err);
     void (*release)(void *state);
     /* Handles one decoded event (borrowed). Returns 0, or -1 with err for a transient failure
      * (ES_EIO: the batch is aborted and retried with backoff). */
@@ -77,5 +80,17 @@ void sb_runtime_stop(sb_runtime_t *rt);              /* async-signal-safe */
  * the number of messages read. Returns 0 or -1 with err. */
 int sb_runtime_replay_dead_letters(sb_runtime_t *rt, long *replayed, es_err_t *err);
 void sb_runtime_free(sb_runtime_t *rt);
+
+/* Called by sb_runtime_read_history for each decoded event (borrowed) at offset. 0 to go on,
+ * non-zero to stop with that value. */
+typedef int (*sb_history_fn)(void *arg, const char *event_type, const json_t *event,
+                             long long offset, es_err_t *err);
+/* Reads topic/partition from its beginning to its end (read_committed), decoding each event
+ * with the runtime's codec and calling fn; tombstones and undecodable records (the live consumer
+ * dead-letters those) are skipped. *next gets the offset after the last record read (0 when
+ * none). For a subscriber that rebuilds its own state from history once (the saga). 0, fn's
+ * value, or -1 with err (ES_EIO when the registry could not decode). */
+int sb_runtime_read_history(sb_runtime_t *rt, const char *topic, int partition, sb_history_fn fn,
+                            void *arg, int timeout_ms, long long *next, es_err_t *err);
 
 #endif

@@ -43,11 +43,10 @@ static void teardown(void)
 }
 
 /* The property's value in conf, or "" when unset (static buffer). */
-static const char *get(rd_kafka_conf_t *conf, const char *key)
+static const char *get(es_kafka_conf_t *conf, const char *key)
 {
     static char buf[512];
-    size_t n = sizeof buf;
-    if (rd_kafka_conf_get(conf, key, buf, &n) != RD_KAFKA_CONF_OK)
+    if (!es_kafka_conf_get(conf, key, buf, sizeof buf))
         return "";
     return buf;
 }
@@ -64,7 +63,7 @@ static void sasl_env(void)
 static void expect_error(const char *want)
 {
     es_err_t err = ES_ERR_INIT;
-    rd_kafka_conf_t *conf = es_kafka_conf_new("test", NULL, &err);
+    es_kafka_conf_t *conf = es_kafka_conf_new("test", NULL, &err);
     cr_assert_null(conf);
     cr_assert_eq(err.code, ES_EINVAL, "code %d: %s", err.code, err.msg);
     cr_assert(strstr(err.msg, want), "'%s' does not name %s", err.msg, want);
@@ -76,11 +75,11 @@ TestSuite(kafka_conf, .init = setup, .fini = teardown);
 Test(kafka_conf, plaintext_by_default)
 {
     es_err_t err = ES_ERR_INIT;
-    rd_kafka_conf_t *conf = es_kafka_conf_new("test", NULL, &err);
+    es_kafka_conf_t *conf = es_kafka_conf_new("test", NULL, &err);
     cr_assert_not_null(conf, "%s", err.msg);
     cr_assert_str_eq(get(conf, "security.protocol"), "plaintext");
     cr_assert_str_eq(get(conf, "sasl.username"), "");
-    rd_kafka_conf_destroy(conf);
+    es_kafka_conf_free(conf);
 }
 
 Test(kafka_conf, sasl_ssl_maps_every_setting)
@@ -88,7 +87,7 @@ Test(kafka_conf, sasl_ssl_maps_every_setting)
     sasl_env();
     es_err_t err = ES_ERR_INIT;
     const char *kv[] = {"group.id", "g", NULL};
-    rd_kafka_conf_t *conf = es_kafka_conf_new("test", kv, &err);
+    es_kafka_conf_t *conf = es_kafka_conf_new("test", kv, &err);
     cr_assert_not_null(conf, "%s", err.msg);
     cr_assert_str_eq(get(conf, "security.protocol"), "sasl_ssl");
     cr_assert_str_eq(get(conf, "sasl.mechanisms"), "SCRAM-SHA-512"); /* the default */
@@ -96,7 +95,7 @@ Test(kafka_conf, sasl_ssl_maps_every_setting)
     cr_assert_str_eq(get(conf, "sasl.password"), PASSWORD); /* the file, its newline dropped */
     cr_assert_str_eq(get(conf, "ssl.ca.location"), ca_path);
     cr_assert_str_eq(get(conf, "group.id"), "g");
-    rd_kafka_conf_destroy(conf);
+    es_kafka_conf_free(conf);
 }
 
 Test(kafka_conf, mechanism_and_protocol_ignore_case)
@@ -105,11 +104,11 @@ Test(kafka_conf, mechanism_and_protocol_ignore_case)
     setenv("EVENTSHOP_KAFKA_SECURITY_PROTOCOL", "SASL_SSL", 1);
     setenv("EVENTSHOP_KAFKA_SASL_MECHANISM", "scram-sha-256", 1);
     es_err_t err = ES_ERR_INIT;
-    rd_kafka_conf_t *conf = es_kafka_conf_new("test", NULL, &err);
+    es_kafka_conf_t *conf = es_kafka_conf_new("test", NULL, &err);
     cr_assert_not_null(conf, "%s", err.msg);
     cr_assert_str_eq(get(conf, "security.protocol"), "sasl_ssl");
     cr_assert_str_eq(get(conf, "sasl.mechanisms"), "SCRAM-SHA-256");
-    rd_kafka_conf_destroy(conf);
+    es_kafka_conf_free(conf);
 }
 
 Test(kafka_conf, ssl_without_sasl)
@@ -117,12 +116,12 @@ Test(kafka_conf, ssl_without_sasl)
     setenv("EVENTSHOP_KAFKA_SECURITY_PROTOCOL", "ssl", 1);
     setenv("EVENTSHOP_KAFKA_SSL_CA_FILE", ca_path, 1);
     es_err_t err = ES_ERR_INIT;
-    rd_kafka_conf_t *conf = es_kafka_conf_new("test", NULL, &err);
+    es_kafka_conf_t *conf = es_kafka_conf_new("test", NULL, &err);
     cr_assert_not_null(conf, "%s", err.msg);
     cr_assert_str_eq(get(conf, "security.protocol"), "ssl");
     cr_assert_str_eq(get(conf, "ssl.ca.location"), ca_path);
     cr_assert_str_eq(get(conf, "sasl.username"), "");
-    rd_kafka_conf_destroy(conf);
+    es_kafka_conf_free(conf);
 }
 
 Test(kafka_conf, bad_protocol_is_an_error)
