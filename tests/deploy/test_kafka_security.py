@@ -465,7 +465,10 @@ def topic_kinds(paths):
 
 
 def reads_partitions(paths):
-    return any(re.search(r"\bes_kafka_read_partition\s*\(", c_text(p)) for p in paths)
+    """whether the files read a partition outside the group: es_kafka_read_partition, or the
+    subscriber runtime's sb_runtime_read_history (which calls it for the subscriber)"""
+    call = r"\b(?:es_kafka_read_partition|sb_runtime_read_history)\s*\("
+    return any(re.search(call, c_text(p)) for p in paths)
 
 
 def reader_group():
@@ -509,6 +512,16 @@ def handler_views():
     out = {}
     for p in c_files("command-handlers"):
         t = c_text(p)
+        # the one table of contexts (hd_context.c): rows {"name", state record, decide, evolve,
+        # VIEWS(array)} or {..., NULL, 0}
+        for table in re.findall(r"\bhd_context_t\s+\w+\s*\[\]\s*=\s*\{(.*)\};", t, re.S):
+            for name, rest in re.findall(r'\{\s*"([^"]+)"\s*,([^{}]*)\}', table):
+                views = re.search(r"\bVIEWS\s*\(\s*(\w+)\s*\)", rest)
+                arr = re.search(r"\b%s\s*\[\]\s*=\s*\{(.*?)\};" % views.group(1), t, re.S) if views else None
+                if views and not arr:
+                    out[name] = [None]
+                else:
+                    out[name] = [literal(t, a) for a in re.findall(r"\{\s*([^,{}]+?)\s*,", arr.group(1))] if arr else []
         for body in re.findall(r"\bhd_context_t\s+\w+\s*=\s*\{(.*?)\};", t, re.S):
             name = re.search(r'\.name\s*=\s*"([^"]+)"', body)
             views = re.search(r"\.views\s*=\s*(\w+)", body)
@@ -529,6 +542,9 @@ def projections():
             n, c = re.search(r'\.name\s*=\s*"([^"]+)"', body), re.search(r'\.context\s*=\s*"([^"]+)"', body)
             if n and c:
                 out.setdefault(c.group(1), []).append(n.group(1))
+        # the same descriptor made by pj_runtime.h's PJ_PROJECTION(name, "context", version)
+        for n, c in re.findall(r"\bpj_projection_t\s+\w+\s*=\s*PJ_PROJECTION\(\s*(\w+)\s*,\s*\"([^\"]+)\"", c_text(p)):
+            out.setdefault(c, []).append(n)
     return out
 
 
@@ -617,7 +633,8 @@ def need_of(role, arg, env):
         fm = name_formats(paths)
         n.groups |= {fill(f, arg or SAMPLE) for f in fm["group"]}
         n.txns |= {fill(f, arg or SAMPLE) for f in fm["txn"]}
-    if reads_partitions([p for p in paths if not p.startswith("runtime/")]):
+    # sb_runtime.c reads a partition only for a subscriber that calls sb_runtime_read_history
+    if reads_partitions([p for p in paths if not p.startswith("runtime/") and p != "subscribers/sb_runtime.c"]):
         n.groups.add(reader)
     return n
 
