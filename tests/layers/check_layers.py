@@ -22,7 +22,7 @@ import sys
 
 # top to bottom; folders on one row are peers and may not use each other
 LAYERS = (
-    ("bench",),
+    ("bench", "history"),
     ("api", "command-handlers", "projections", "subscribers"),
     ("domain",),
     ("events",),
