@@ -11,6 +11,7 @@ static const struct hi_command {
     const char *what;
 } commands[] = {
     /* one row per subcommand (hi_<name>.c) */
+    {"export", hi_export_main, "the events as Avro files (Kafka Connect layout) and a manifest"},
     {NULL, NULL, NULL},
 };
 

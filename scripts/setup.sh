@@ -53,7 +53,7 @@ if [ ! -f "$venv/.done" ]; then
     echo "setup: creating Python test venv"
     quiet "python3 -m venv" python3 -m venv "$venv"
     quiet "pip install" "$venv/bin/pip" -q install --disable-pip-version-check \
-        'confluent-kafka[avro,schemaregistry]==2.6.1' requests fastavro pymysql pytest aiosmtpd==1.4.6 PyYAML==6.0.4
+        'confluent-kafka[avro,schemaregistry]==2.6.1' requests fastavro==1.13.1 pymysql pytest aiosmtpd==1.4.6 PyYAML==6.0.4
     touch "$venv/.done"
 fi
 # packages added to the venv after it was first made
