@@ -235,7 +235,7 @@ static int hi_manifest_open(struct hi_export *x, es_err_t *err)
                    x->dir, k);
             goto out;
         }
-        es_info("export: resuming the run recorded in %s", path);
+        fprintf(stderr, "export: resuming the run recorded in %s\n", path);
         x->manifest = json_incref(m);
         rc = 0;
         goto out;
@@ -534,6 +534,10 @@ static int hi_partition(struct hi_export *x, const struct hi_topic *t, int32_t p
 {
     int64_t end = json_integer_value(json_object_get(part, "to"));
     struct hi_file f = {0};
+    if (start >= end) {
+        json_object_set_new(part, "complete", json_true());
+        return hi_manifest_save(x, err);
+    }
     es_kafka_parts_t *l = es_kafka_parts_new(1);
     es_kafka_parts_add(l, t->name, p)->offset = start;
     int rc = es_kafka_resp_error(err, es_kafka_assign(x->rk, l), "assign");
