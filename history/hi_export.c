@@ -629,21 +629,9 @@ static int hi_export_topics(struct hi_export *x, es_err_t *err)
 
 static int hi_export_run(struct hi_export *x, es_err_t *err)
 {
-    const char *kv[] = {"isolation.level",
-                        "read_committed",
-                        "enable.auto.commit",
-                        "false",
-                        "enable.partition.eof",
-                        "true",
-                        "group.id",
-                        "eventshop-history",
-                        "auto.offset.reset",
-                        "earliest",
-                        NULL};
-    es_kafka_conf_t *conf = es_kafka_conf_new("eventshop-history", kv, err);
     char *dir = xstrdup(x->dir);
     int rc = -1;
-    if (!conf || !(x->rk = es_kafka_new(ES_KAFKA_CONSUMER, conf, err)) ||
+    if (!(x->rk = es_kafka_reader_new("eventshop-history", err)) ||
         !(x->sr = sr_client_new(es_env_registry_url(), err)) ||
         !(x->codec = ev_codec_new(es_env_schema_dir(), x->sr, err)))
         goto out;

@@ -405,8 +405,7 @@ int es_kafka_consumer_fatal(rd_kafka_t *rk, es_err_t *err)
     return es_set(err, ES_EFATAL, "consumer: %s", code ? msg : "fatal error");
 }
 
-int es_kafka_read_partition(const char *topic, int32_t partition, es_kafka_msg_fn fn, void *arg,
-                            int timeout_ms, es_err_t *err)
+es_kafka_t *es_kafka_reader_new(const char *client_id, es_err_t *err)
 {
     const char *kv[] = {"isolation.level",
                         "read_committed",
@@ -415,16 +414,20 @@ int es_kafka_read_partition(const char *topic, int32_t partition, es_kafka_msg_f
                         "enable.partition.eof",
                         "true",
                         "group.id",
-                        "eventshop-reader",
+                        client_id,
                         "fetch.wait.max.ms",
                         "10",
                         "auto.offset.reset",
                         "earliest",
                         NULL};
-    es_kafka_conf_t *conf = es_kafka_conf_new("eventshop-reader", kv, err);
-    if (!conf)
-        return -1;
-    rd_kafka_t *rk = es_kafka_new(ES_KAFKA_CONSUMER, conf, err);
+    es_kafka_conf_t *conf = es_kafka_conf_new(client_id, kv, err);
+    return conf ? es_kafka_new(ES_KAFKA_CONSUMER, conf, err) : NULL;
+}
+
+int es_kafka_read_partition(const char *topic, int32_t partition, es_kafka_msg_fn fn, void *arg,
+                            int timeout_ms, es_err_t *err)
+{
+    rd_kafka_t *rk = es_kafka_reader_new("eventshop-reader", err);
     if (!rk)
         return -1;
     int rc = -1;

@@ -223,6 +223,11 @@ int es_kafka_resp_error(es_err_t *err, int code, const char *what);
  * gets a message saying two instances share that id. Returns -1. */
 int es_kafka_consumer_fatal(es_kafka_t *rk, es_err_t *err);
 
+/* A consumer for reading by assign (es_kafka_assign at explicit offsets): read_committed, no
+ * commits, a partition's end reported (ES_KAFKA_ERR_PARTITION_EOF), short fetch waits (10 ms: the
+ * end of a partition is seen at once), group.id and client.id client_id. NULL with err. */
+es_kafka_t *es_kafka_reader_new(const char *client_id, es_err_t *err);
+
 /* Reads topic/partition from its beginning up to the high watermark seen at the call
  * (read_committed, so aborted transactions are skipped), calling fn for each message in order.
  * fn returns 0 to go on, non-zero to stop with that value. Returns 0, fn's value, or -1 with err.
