@@ -323,8 +323,8 @@ static int hi_personal_open(struct hi_export *x, es_err_t *err)
 }
 
 /* Opens field (a sealed "<name>_enc" of payload) with owner's key hex, in place: the plaintext's
- * bytes (base64, the codec's bytes mapping). */
-static void hi_unseal_field(json_t *payload, const char *field, const char *owner, const char *hex)
+ * bytes (base64, the codec's bytes mapping). Whether it opened. */
+static bool hi_unseal_field(json_t *payload, const char *field, const char *owner, const char *hex)
 {
     unsigned char key[USERS_KEY_BYTES];
     es_err_t err = ES_ERR_INIT;
@@ -343,9 +343,11 @@ static void hi_unseal_field(json_t *payload, const char *field, const char *owne
         sodium_memzero(plain, n);
         free(b64);
     }
+    bool opened = plain != NULL;
     free(plain);
     free(name);
     sodium_memzero(key, sizeof key);
+    return opened;
 }
 
 /* The sealed fields of payload: nulled for a forgotten owner (their names into shredded, with
@@ -371,8 +373,7 @@ static void hi_personal(const struct hi_export *x, json_t *payload, json_t *shre
         if (gone && (sealed || (!strcmp(k, "email_index") && json_is_string(v)))) {
             json_array_append_new(shredded, json_string(k));
             json_object_set_new(payload, k, json_null());
-        } else if (sealed && hex) {
-            hi_unseal_field(payload, k, owner, hex);
+        } else if (sealed && hex && hi_unseal_field(payload, k, owner, hex)) {
             json_array_append_new(unsealed, json_string(k));
         }
     }

@@ -231,3 +231,27 @@ def test_time_bounds_resolve_through_timestamps(exported, tmp_path):
         assert r["to"] == r["from"] and r["records"] == 0
     assert files_of(d) == []
     shutil.rmtree(d)
+
+
+def test_unseal_opens_live_users_only(exported, tmp_path):
+    """--unseal (the keys database's credentials): a live user's fields in clear, listed in
+    'unsealed'; the forgotten user's still null."""
+    d = tmp_path / "u"
+    e = {**os.environ, "EVENTSHOP_MYSQL_KEYS_USER": "eventshop_keys",
+         "EVENTSHOP_MYSQL_KEYS_PASSWORD_FILE": os.path.join(env("ES_STATE"), "secrets",
+                                                            "mysql-keys.password")}
+    exe = os.path.join(env("ES_BUILD"), "history", "eventshop-history")
+    p = subprocess.run([exe, "export", "--out", str(d), "--contexts", "users", "--unseal"],
+                       capture_output=True, text=True, timeout=300, env=e)
+    assert p.returncode == 0, p.stderr
+    live_id, _, live_name = exported["live"]
+    seen = {}
+    for f in files_of(d):
+        with open(f, "rb") as fp:
+            for x in fastavro.reader(fp):
+                if x["event_type"] == "eventshop.users.UserRegistered":
+                    seen[str(x["payload"]["user_id"])] = x
+    assert seen[live_id]["payload"]["name_enc"] == live_name.encode()
+    assert "name_enc" in seen[live_id]["unsealed"]
+    gone = seen[exported["gone"][0]]
+    assert gone["payload"]["name_enc"] is None and not gone["unsealed"]
