@@ -20,4 +20,7 @@ void hi_progress_add(hi_progress_t *p, int64_t n);
 /* The last line, always printed. */
 void hi_progress_end(hi_progress_t *p);
 
+/* show CONTEXT AGGREGATE_ID [--json] (hi_show.c) */
+int hi_show_main(int argc, char **argv);
+
 #endif

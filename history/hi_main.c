@@ -11,6 +11,7 @@ static const struct hi_command {
     const char *what;
 } commands[] = {
     /* one row per subcommand (hi_<name>.c) */
+    {"show", hi_show_main, "an aggregate's events in version order (CONTEXT AGGREGATE_ID)"},
     {NULL, NULL, NULL},
 };
 
