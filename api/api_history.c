@@ -27,20 +27,15 @@
 #define KAFKA_WAIT_MS   5000
 #define URN_UNKNOWN_AGG "urn:eventshop:problem:unknown_aggregate"
 
-/* The row {context, projection} of ctx, both static (the projection's stored offsets say how far
- * the context's index is, for read-your-writes); NULL when ctx has no index. */
-static const char *const *history_context(const char *ctx)
+/* Whether ctx is a context whose projector keeps an event index. */
+static bool has_index(const char *ctx)
 {
-    static const char *const map[][2] = {
-        {"catalog", "catalog_products"},   {"inventory", "inventory_stock"},
-        {"pricing", "pricing_prices"},     {"orders", "orders_orders"},
-        {"payments", "payments_payments"}, {"shipping", "shipping_shipments"},
-        {"users", "users_accounts"},
-    };
-    for (size_t i = 0; i < sizeof map / sizeof *map; i++)
-        if (!strcmp(map[i][0], ctx))
-            return map[i];
-    return NULL;
+    static const char *const indexed[] = {"catalog",  "inventory", "pricing", "orders",
+                                          "payments", "shipping",  "users"};
+    for (size_t i = 0; i < sizeof indexed / sizeof *indexed; i++)
+        if (!strcmp(indexed[i], ctx))
+            return true;
+    return false;
 }
 
 static void reply_unknown(es_http_req_t *r, const char *ctx, const char *id)
@@ -404,12 +399,11 @@ static void run_history(es_http_req_t *r, const struct api_principal *who)
 void api_history_get(es_http_req_t *r, const struct api_principal *who)
 {
     const char *ctx = es_http_param(r, "context");
-    const char *const *hc = ctx ? history_context(ctx) : NULL;
-    if (!hc || !api_context_enabled(es_http_app(r), ctx)) {
+    if (!ctx || !has_index(ctx) || !api_context_enabled(es_http_app(r), ctx)) {
         api_reply_problem(r, 404, "urn:eventshop:problem:unknown_context", "context",
                           "no context '%.32s'", ctx ? ctx : "");
         return;
     }
     if (path_id_or_reply(r, ctx))
-        api_query_at_position(r, who, hc[0], hc[1], run_history);
+        run_history(r, who);
 }
