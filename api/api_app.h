@@ -203,6 +203,15 @@ void api_orders_cancel(es_http_req_t *r, const struct api_principal *who);
 void api_orders_get(es_http_req_t *r, const struct api_principal *who);
 void api_orders_list(es_http_req_t *r, const struct api_principal *who);
 
+/* an aggregate's history (api_history.c) */
+void api_history_get(es_http_req_t *r, const struct api_principal *who);
+/* Pure: replaces each sealed field "<f>_enc" of payload (a decoded event) by "<f>": its plain
+ * text opened with key for the owner named by the payload's user_id or customer_id (an address,
+ * sealed as JSON text, as its object), or null when key is NULL (the owner was forgotten, and
+ * then the email_index too) and always for a password hash. 1 when a field was nulled for want
+ * of a key, 0 otherwise, -1 when a field does not open with key (payload half done). */
+int api_history_unseal(json_t *payload, const unsigned char *key);
+
 /* users (api_users.c) */
 void api_users_register(es_http_req_t *r, const struct api_principal *who);
 void api_users_get(es_http_req_t *r, const struct api_principal *who);

@@ -43,6 +43,7 @@ const struct api_route api_routes[] = {
     {"GET", "/v1/orders/{id}", api_orders_get, API_AUTHENTICATED},
     {"POST", "/v1/orders/{id}/cancel", api_orders_cancel, API_CUSTOMER | API_ADMIN},
     {"GET", "/v1/commands/{id}", api_commands_get, API_AUTHENTICATED},
+    {"GET", "/v1/history/{context}/{aggregate_id}", api_history_get, API_AUTHENTICATED},
     {"GET", "/healthz", api_health_live, API_PUBLIC},
     {"GET", "/readyz", api_health_ready, API_PUBLIC},
     {"GET", "/metrics", api_health_metrics, API_PUBLIC},

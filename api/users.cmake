@@ -7,7 +7,8 @@ target_include_directories(es_api_users PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
 target_link_libraries(es_api_users PUBLIC es_domain es_runtime Threads::Threads m)
 
 if(TARGET es_api_server AND EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/api_users.c)
-  target_sources(es_api_server PRIVATE api_users.c api_orders.c) # orders seal with users keys
+  # orders seal with users keys; the history opens what they sealed
+  target_sources(es_api_server PRIVATE api_users.c api_orders.c api_history.c)
   target_link_libraries(es_api_server PUBLIC es_api_users)
 endif()
 

@@ -22,5 +22,7 @@ void hi_progress_end(hi_progress_t *p);
 
 /* export: the events as Avro Object Container Files (hi_export.c) */
 int hi_export_main(int argc, char **argv);
+/* show CONTEXT AGGREGATE_ID [--json] (hi_show.c) */
+int hi_show_main(int argc, char **argv);
 
 #endif

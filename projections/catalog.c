@@ -157,4 +157,4 @@ static int catalog_products_plan(const char *suffix, const char *event_type, con
     return plan_delisted(suffix, sku, &m, out);
 }
 
-const pj_projection_t catalog_products_projection = PJ_PROJECTION(catalog_products, "catalog", 1);
+const pj_projection_t catalog_products_projection = PJ_PROJECTION(catalog_products, "catalog", 2);

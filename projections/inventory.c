@@ -108,4 +108,4 @@ static int inventory_stock_plan(const char *suffix, const char *event_type, cons
     return 0;
 }
 
-const pj_projection_t inventory_stock_projection = PJ_PROJECTION(inventory_stock, "inventory", 1);
+const pj_projection_t inventory_stock_projection = PJ_PROJECTION(inventory_stock, "inventory", 2);

@@ -153,4 +153,4 @@ static int orders_orders_plan(const char *suffix, const char *event_type, const 
     return 0;
 }
 
-const pj_projection_t orders_orders_projection = PJ_PROJECTION(orders_orders, "orders", 1);
+const pj_projection_t orders_orders_projection = PJ_PROJECTION(orders_orders, "orders", 2);

@@ -88,4 +88,4 @@ static int payments_payments_plan(const char *suffix, const char *event_type, co
 }
 
 const pj_projection_t payments_payments_projection =
-    PJ_PROJECTION(payments_payments, "payments", 1);
+    PJ_PROJECTION(payments_payments, "payments", 2);

@@ -178,19 +178,20 @@ static int pj_swap(es_db_t *ctl, pj_runtime_t *rt, const char *old_suffix, const
 {
     const pj_projection_t *p = rt->p;
     size_t cap = 64;
-    for (const char *const *t = p->tables; *t; t++)
-        cap += 3 * strlen(*t) + strlen(rt->suffix) + strlen(old_suffix) + 32;
+    const char *t;
+    for (size_t i = 0; (t = pj_projection_table(p, i)); i++)
+        cap += 3 * strlen(t) + strlen(rt->suffix) + strlen(old_suffix) + 32;
     char *sql = xmalloc(cap);
     size_t n = (size_t)snprintf(sql, cap, "RENAME TABLE ");
     int rc = -1;
-    for (const char *const *t = p->tables; *t; t++) {
+    for (size_t i = 0; (t = pj_projection_table(p, i)); i++) {
         bool exists = false;
-        if (pj_table_exists(ctl, *t, &exists, err))
+        if (pj_table_exists(ctl, t, &exists, err))
             goto out;
         if (exists)
-            n += (size_t)snprintf(sql + n, cap - n, "`%s` TO `%s%s`, ", *t, *t, old_suffix);
-        n += (size_t)snprintf(sql + n, cap - n, "`%s%s` TO `%s`%s", *t, rt->suffix, *t,
-                              t[1] ? ", " : "");
+            n += (size_t)snprintf(sql + n, cap - n, "`%s` TO `%s%s`, ", t, t, old_suffix);
+        n += (size_t)snprintf(sql + n, cap - n, "`%s%s` TO `%s`%s", t, rt->suffix, t,
+                              pj_projection_table(p, i + 1) ? ", " : "");
     }
     if (es_db_exec(ctl, sql, NULL, 0, NULL, err))
         goto out;
@@ -229,11 +230,12 @@ out:
 
 static void pj_drop_tables(es_db_t *db, const pj_projection_t *p, const char *suffix)
 {
-    for (const char *const *t = p->tables; *t; t++) {
-        char *sql = xasprintf("DROP TABLE IF EXISTS `%s%s`", *t, suffix);
+    const char *t;
+    for (size_t i = 0; (t = pj_projection_table(p, i)); i++) {
+        char *sql = xasprintf("DROP TABLE IF EXISTS `%s%s`", t, suffix);
         es_err_t e = ES_ERR_INIT;
         if (es_db_exec(db, sql, NULL, 0, NULL, &e))
-            es_warn("rebuild %s: cannot drop '%s%s': %s", p->name, *t, suffix, e.msg);
+            es_warn("rebuild %s: cannot drop '%s%s': %s", p->name, t, suffix, e.msg);
         free(sql);
     }
 }

@@ -424,7 +424,8 @@ static int pj_apply_one(pj_runtime_t *rt, es_kafka_msg_t *m, bool guarded, es_er
         if (guarded && es_db_exec(rt->db, "SAVEPOINT pj_event", NULL, 0, NULL, err))
             goto out;
         int64_t start_us = es_zipkin_now_us();
-        if (pj_projection_apply(rt->db, rt->p, rt->suffix, type, value, &ev_err) == 0) {
+        const pj_position_t at = {m->partition, m->offset};
+        if (pj_projection_apply_at(rt->db, rt->p, rt->suffix, type, value, &at, &ev_err) == 0) {
             pj_note_applied(rt, m, type, value, start_us);
             rc = 0;
             goto out;

@@ -25,6 +25,8 @@
 #include "pj_plan.h"
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 typedef struct pj_projection {
     const char *name;          /* "catalog_products": offsets and metrics are keyed by it */
@@ -54,12 +56,43 @@ typedef struct pj_projection {
         .ddl = prefix##_ddl, .plan = prefix##_plan                                                 \
     }
 
-/* Creates p's tables "<t><suffix>" if they do not exist (p->ddl, run on db). 0 or -1 with err. */
+/* The event index: beside its own tables, every projection keeps in PJ_INDEX_TABLE"<suffix>" one
+ * row per event of its context, whatever its plan does with it: (part, offset) -> aggregate_id,
+ * aggregate_version, event_type (without namespace), occurred_at (ms). An aggregate's history
+ * (GET /v1/history, eventshop-history show) reads its positions there and fetches only those
+ * events from Kafka. It is one of the projection's tables: made by pj_projection_setup, filled
+ * by pj_projection_apply_at, rebuilt and swapped with the others (pj_projection_table). */
+#define PJ_INDEX_TABLE "event_index"
+
+/* Where an event was read. */
+typedef struct pj_position {
+    int32_t partition;
+    int64_t offset;
+} pj_position_t;
+
+/* The i-th table of p without suffix (static): p->tables, then PJ_INDEX_TABLE; NULL past them. */
+const char *pj_projection_table(const pj_projection_t *p, size_t i);
+
+/* Creates p's tables "<t><suffix>" and the event index if they do not exist (p->ddl and
+ * pj_index_ddl, run on db). 0 or -1 with err. */
 int pj_projection_setup(es_db_t *db, const pj_projection_t *p, const char *suffix, es_err_t *err);
-/* Plans one event with p->plan and applies the plan on db, inside the caller's transaction; the
- * codes are p->plan's and pj_plan_apply's (see plan above). */
+/* Plans one event with p->plan, adds its index row when at is not NULL (pj_index_plan), and
+ * applies the plan on db, inside the caller's transaction; the codes are p->plan's,
+ * pj_index_plan's and pj_plan_apply's (see plan above). at is borrowed. */
+int pj_projection_apply_at(es_db_t *db, const pj_projection_t *p, const char *suffix,
+                           const char *event_type, const json_t *event, const pj_position_t *at,
+                           es_err_t *err);
+/* pj_projection_apply_at without a position: the read model's rows only, no index row. */
 int pj_projection_apply(es_db_t *db, const pj_projection_t *p, const char *suffix,
                         const char *event_type, const json_t *event, es_err_t *err);
+
+/* Pure: appends to out the CREATE TABLE IF NOT EXISTS of PJ_INDEX_TABLE"<suffix>". */
+void pj_index_ddl(const char *suffix, pj_plan_t *out);
+/* Pure: appends to out the index row of event (event_type without namespace, read at at); -1
+ * with err (ES_EINVAL naming the field, the event is then dead-lettered) when its metadata is
+ * malformed or its aggregate_id is not 1 to 128 characters. Parameters borrow from event. */
+int pj_index_plan(const char *suffix, const char *event_type, const json_t *event,
+                  const pj_position_t *at, pj_plan_t *out, es_err_t *err);
 
 /* The table of every projection (projections.c), NULL-terminated. */
 extern const pj_projection_t *const pj_projections[];

@@ -217,4 +217,4 @@ static int pricing_prices_plan(const char *suffix, const char *event_type, const
     return 0;
 }
 
-const pj_projection_t pricing_prices_projection = PJ_PROJECTION(pricing_prices, "pricing", 1);
+const pj_projection_t pricing_prices_projection = PJ_PROJECTION(pricing_prices, "pricing", 2);

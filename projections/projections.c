@@ -4,6 +4,7 @@
 #include "inventory.h"
 #include "orders.h"
 #include "payments.h"
+#include "pj_event.h"
 #include "pj_runtime.h"
 #include "pricing.h"
 #include "shipping.h"
@@ -38,10 +39,59 @@ bool pj_suffix_is_valid(const char *suffix)
     return true;
 }
 
+const char *pj_projection_table(const pj_projection_t *p, size_t i)
+{
+    size_t n = 0;
+    while (p->tables[n])
+        n++;
+    return i < n ? p->tables[i] : i == n ? PJ_INDEX_TABLE : NULL;
+}
+
+void pj_index_ddl(const char *suffix, pj_plan_t *out)
+{
+    /* aggregate ids compare byte for byte, as the deciders do; the key on the aggregate covers
+     * the history's query (one aggregate, in version order) without reading the rows */
+    pj_plan_add(out, PJ_DDL, PJ_INDEX_TABLE,
+                "CREATE TABLE IF NOT EXISTS `" PJ_INDEX_TABLE "%s` ("
+                "part INT NOT NULL,"
+                "`offset` BIGINT NOT NULL,"
+                "aggregate_id VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,"
+                "aggregate_version BIGINT NOT NULL,"
+                "event_type VARCHAR(128) NOT NULL,"
+                "occurred_at BIGINT NOT NULL,"
+                "PRIMARY KEY (part, `offset`),"
+                "KEY aggregate (aggregate_id, aggregate_version, part, `offset`)"
+                ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+                suffix);
+}
+
+int pj_index_plan(const char *suffix, const char *event_type, const json_t *event,
+                  const pj_position_t *at, pj_plan_t *out, es_err_t *err)
+{
+    struct pj_meta m;
+    if (pj_event_meta(event, &m, err))
+        return -1;
+    const char *id =
+        pj_event_str(json_object_get(event, "metadata"), "metadata.", "aggregate_id", 1, 128, err);
+    if (!id)
+        return -1;
+    /* IGNORE: an event is indexed once per table set; a second projection of the same context
+     * (none today) would index it again */
+    struct pj_stmt *st =
+        pj_plan_add(out, PJ_INSERT, PJ_INDEX_TABLE,
+                    "INSERT IGNORE INTO `" PJ_INDEX_TABLE "%s` (part, `offset`, aggregate_id, "
+                    "aggregate_version, event_type, occurred_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    suffix);
+    PJ_BIND(st, ES_DB_I(at->partition), ES_DB_I(at->offset), ES_DB_S(id), ES_DB_I(m.version),
+            ES_DB_S(event_type), ES_DB_I(m.occurred_at));
+    return 0;
+}
+
 int pj_projection_setup(es_db_t *db, const pj_projection_t *p, const char *suffix, es_err_t *err)
 {
     pj_plan_t *plan = pj_plan_new();
     p->ddl(suffix, plan);
+    pj_index_ddl(suffix, plan);
     int rc = pj_plan_apply(db, plan, p->name, err);
     pj_plan_free(plan);
     return rc;
@@ -50,8 +100,17 @@ int pj_projection_setup(es_db_t *db, const pj_projection_t *p, const char *suffi
 int pj_projection_apply(es_db_t *db, const pj_projection_t *p, const char *suffix,
                         const char *event_type, const json_t *event, es_err_t *err)
 {
+    return pj_projection_apply_at(db, p, suffix, event_type, event, NULL, err);
+}
+
+int pj_projection_apply_at(es_db_t *db, const pj_projection_t *p, const char *suffix,
+                           const char *event_type, const json_t *event, const pj_position_t *at,
+                           es_err_t *err)
+{
     pj_plan_t *plan = pj_plan_new();
     int rc = p->plan(suffix, event_type, event, plan, err);
+    if (rc == 0 && at)
+        rc = pj_index_plan(suffix, event_type, event, at, plan, err);
     if (rc == 0)
         rc = pj_plan_apply(db, plan, event_type, err);
     pj_plan_free(plan);

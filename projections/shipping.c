@@ -78,4 +78,4 @@ static int shipping_shipments_plan(const char *suffix, const char *event_type, c
 }
 
 const pj_projection_t shipping_shipments_projection =
-    PJ_PROJECTION(shipping_shipments, "shipping", 1);
+    PJ_PROJECTION(shipping_shipments, "shipping", 2);

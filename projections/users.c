@@ -116,4 +116,4 @@ static int users_accounts_plan(const char *suffix, const char *event_type, const
     return 0;
 }
 
-const pj_projection_t users_accounts_projection = PJ_PROJECTION(users_accounts, "users", 1);
+const pj_projection_t users_accounts_projection = PJ_PROJECTION(users_accounts, "users", 2);

@@ -424,6 +424,17 @@ es_kafka_t *es_kafka_reader_new(const char *client_id, es_err_t *err)
     return conf ? es_kafka_new(ES_KAFKA_CONSUMER, conf, err) : NULL;
 }
 
+/* Assigns rk topic/partition from offset: 0, or -1 with err. */
+static int es_kafka_reader_assign(rd_kafka_t *rk, const char *topic, int32_t partition,
+                                  int64_t offset, es_err_t *err)
+{
+    rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(tp, topic, partition)->offset = offset;
+    rd_kafka_resp_err_t e = rd_kafka_assign(rk, tp);
+    rd_kafka_topic_partition_list_destroy(tp);
+    return e ? es_kafka_resp_error(err, e, "assign") : 0;
+}
+
 int es_kafka_read_partition(const char *topic, int32_t partition, es_kafka_msg_fn fn, void *arg,
                             int timeout_ms, es_err_t *err)
 {
@@ -443,18 +454,12 @@ int es_kafka_read_partition(const char *topic, int32_t partition, es_kafka_msg_f
         rc = 0;
         goto out;
     }
-    rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
     /* at the low watermark, not OFFSET_BEGINNING: a logical offset is looked up once the
      * partition's leader is known, and librdkafka retries that lookup after 500 ms, which made
      * each read (two per partition at a handler's start) take 0.5-1 s instead of ~15 ms; a low
      * watermark that compaction moved meanwhile resets to the earliest offset */
-    rd_kafka_topic_partition_list_add(tp, topic, partition)->offset = lo;
-    e = rd_kafka_assign(rk, tp);
-    rd_kafka_topic_partition_list_destroy(tp);
-    if (e) {
-        es_kafka_resp_error(err, e, "assign");
+    if (es_kafka_reader_assign(rk, topic, partition, lo, err))
         goto out;
-    }
     for (;;) {
         long long left = deadline - es_mono_ms();
         if (left <= 0) {
@@ -489,6 +494,62 @@ int es_kafka_read_partition(const char *topic, int32_t partition, es_kafka_msg_f
             goto out;
         }
     }
+out:
+    rd_kafka_consumer_close(rk);
+    es_kafka_destroy(rk);
+    return rc;
+}
+
+/* Offsets between two wanted ones beyond which es_kafka_read_offsets seeks rather than reads. */
+#define ES_KAFKA_READ_GAP 256
+
+int es_kafka_read_offsets(const char *topic, int32_t partition, const int64_t *offsets, size_t n,
+                          es_kafka_msg_fn fn, void *arg, int timeout_ms, es_err_t *err)
+{
+    if (n == 0)
+        return 0;
+    rd_kafka_t *rk = es_kafka_reader_new("eventshop-reader", err);
+    if (!rk)
+        return -1;
+    int rc = -1;
+    long long deadline = es_mono_ms() + timeout_ms;
+    size_t i = 0;
+    if (es_kafka_reader_assign(rk, topic, partition, offsets[0], err))
+        goto out;
+    while (i < n) {
+        long long left = deadline - es_mono_ms();
+        if (left <= 0) {
+            es_set(err, ES_ETIMEOUT, "reading %zu offsets of %s[%d] took over %d ms", n, topic,
+                   partition, timeout_ms);
+            goto out;
+        }
+        es_kafka_msg_t *m = es_kafka_poll(rk, (int)(left < 100 ? left : 100));
+        if (!m)
+            continue;
+        if (m->err) {
+            es_set(err, m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF ? ES_ENOTFOUND : ES_EIO,
+                   "reading %s[%d]@%lld: %s", topic, partition, (long long)offsets[i],
+                   m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF ? "past the end" : m->errstr);
+            es_kafka_msg_free(m);
+            goto out;
+        }
+        /* an offset with no record to read (a transaction marker, an aborted record) is passed */
+        while (i < n && offsets[i] < m->offset)
+            i++;
+        int r = i < n && offsets[i] == m->offset ? fn(m, arg) : 0;
+        if (i < n && offsets[i] == m->offset)
+            i++;
+        int64_t next = m->offset + 1;
+        es_kafka_msg_free(m);
+        if (r) {
+            rc = r;
+            goto out;
+        }
+        if (i < n && offsets[i] - next > ES_KAFKA_READ_GAP &&
+            es_kafka_reader_assign(rk, topic, partition, offsets[i], err))
+            goto out;
+    }
+    rc = 0;
 out:
     rd_kafka_consumer_close(rk);
     es_kafka_destroy(rk);

@@ -236,6 +236,13 @@ typedef int (*es_kafka_msg_fn)(const es_kafka_msg_t *msg, void *arg);
 int es_kafka_read_partition(const char *topic, int32_t partition, es_kafka_msg_fn fn, void *arg,
                             int timeout_ms, es_err_t *err);
 
+/* Reads the records at offsets[0..n) (ascending) of topic/partition (read_committed), calling fn
+ * for each in order; an offset with no record to read is passed over, seeking instead of reading
+ * across long gaps. fn returns as for es_kafka_read_partition. Returns 0, fn's value, or -1 with
+ * err (ES_ENOTFOUND when an offset lies past the end, ES_ETIMEOUT past timeout_ms). offsets
+ * borrowed. */
+int es_kafka_read_offsets(const char *topic, int32_t partition, const int64_t *offsets, size_t n,
+                          es_kafka_msg_fn fn, void *arg, int timeout_ms, es_err_t *err);
 /* Number of partitions of topic, or -1 with err. */
 int es_kafka_partition_count(es_kafka_t *rk, const char *topic, es_err_t *err);
 /* The same, asking for at most timeout_ms (the broker is asked each time: the count is fresh). */

@@ -207,6 +207,22 @@ MATRIX = [
     ("GET", "/v1/commands/{command}", "vendor_own", 200, None),
     ("GET", "/v1/commands/{command}", "admin", 200, None),
     ("GET", "/v1/commands/{nouser}", "admin", 404, None),  # an id nobody sent
+    # -- an aggregate's history: admins any, a vendor its skus, a customer its account (and its
+    # orders); another's is the 404 of an unknown aggregate, a context the role never reads 403
+    ("GET", "/v1/history/{catalog}/{sku}", "anon", 401, None),
+    ("GET", "/v1/history/{catalog}/{sku}", "customer", 403, None),
+    ("GET", "/v1/history/{catalog}/{sku}", "vendor_own", 200, None),
+    ("GET", "/v1/history/{catalog}/{sku}", "vendor_other", 404, None),
+    ("GET", "/v1/history/{catalog}/{sku}", "admin", 200, None),
+    ("GET", "/v1/history/{inventory}/{sku}", "vendor_own", 200, None),
+    ("GET", "/v1/history/{inventory}/{sku}", "vendor_other", 404, None),
+    ("GET", "/v1/history/{pricing}/{sku}", "vendor_own", 200, None),
+    ("GET", "/v1/history/{catalog}/{nosku}", "admin", 404, None),
+    ("GET", "/v1/history/{users}/{cust}", "customer", 200, None),
+    ("GET", "/v1/history/{users}/{cust}", "vendor_own", 403, None),
+    ("GET", "/v1/history/{users}/{cust}", "admin", 200, None),
+    ("GET", "/v1/history/{users}/{nouser}", "customer", 404, None),
+    ("GET", "/v1/history/{weather}/{sku}", "admin", 404, None),
     # -- operations
     ("GET", "/healthz", "anon", 200, None),
     ("GET", "/readyz", "anon", 200, None),
@@ -289,6 +305,8 @@ def world(api_url):
         w[name] = uid
     w["cust_email"] = users["cust"][0]
     w["nouser"] = str(uuid.uuid4())
+    # the contexts of the history rows, as names so that their paths keep the route's shape
+    w.update({c: c for c in ("catalog", "inventory", "pricing", "users", "weather")})
     for name, actor in (("cust", "customer"), ("cust2", "customer2")):
         r = must(requests.post(f"{api_url}/v1/auth/token", timeout=30,
                                json={"email": users[name][0], "password": PASSWORD}), 200)

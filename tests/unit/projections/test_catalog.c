@@ -165,7 +165,7 @@ Test(projections, catalog_context_finds_the_products_projection)
     cr_assert_str_eq(p->tables[0], "products");
     cr_assert_null(p->tables[1]);
     cr_assert_eq(p, &catalog_products_projection);
-    cr_assert_eq(p->version, 1);
+    cr_assert_eq(p->version, 2); /* 2: the event index (pj_runtime.h) */
     cr_assert_null(pj_projection_find("catalog", "nope"));
     cr_assert_null(pj_projection_find("weather", NULL));
 }
