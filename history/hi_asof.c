@@ -455,13 +455,16 @@ static int hi_ctx_flush(struct hi_asof *x, struct hi_ctx *c, es_err_t *err)
         rc = hi_ctx_commit(x, c, true, err);
     if (rc)
         return -1;
+    int64_t moved = 0; /* offsets passed: the events and the transaction markers between them */
     for (int p = 0; p < c->nparts; p++) {
+        if (c->pending[p] > hi_ctx_from(c, p))
+            moved += c->pending[p] - hi_ctx_from(c, p);
         for (int j = 0; j < c->nproj; j++)
             if (c->pending[p] > c->next[j * c->nparts + p])
                 c->next[j * c->nparts + p] = c->pending[p];
         c->pending[p] = -1;
     }
-    hi_progress_add(&x->pg, c->nbatch);
+    hi_progress_add(&x->pg, moved);
     for (int i = 0; i < c->nbatch; i++) {
         es_kafka_msg_free(c->batch[i].m);
         json_decref(c->batch[i].value);
