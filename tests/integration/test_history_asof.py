@@ -45,7 +45,7 @@ def connect(database):
 def query(database, sql, *args):
     with connect(database) as conn, conn.cursor() as c:
         c.execute(sql, args)
-        return c.fetchall()
+        return list(c.fetchall())
 
 
 def contexts():
@@ -81,19 +81,24 @@ def iso(ms):
     return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def test_as_of_an_instant_answers_the_values_in_force_then(api_url, asof_db):
-    for ctx in ("catalog", "pricing", "inventory"):
-        if ctx not in contexts():
-            pytest.skip(f"the stack does not serve {ctx}")
-    vendor = unique("v")
-    tok = mint_token("vendor", unique("u"), vendor)
+def priced_product(api_url, amount):
+    """A new product of a new vendor with list price amount: (sku, the vendor's token)."""
+    tok = mint_token("vendor", unique("u"), unique("v"))
     sku = unique("ASOF")
     r = requests.post(f"{api_url}/v1/products", headers=auth(tok), timeout=30,
                       json={"sku": sku, "name": "Lamp", "category": "home", "currency": "EUR"})
     assert r.status_code == 201, r.text
     r = requests.put(f"{api_url}/v1/prices/{sku}", headers=auth(tok), timeout=30,
-                     json={"amount_minor": 1000, "currency": "EUR"})
+                     json={"amount_minor": amount, "currency": "EUR"})
     assert r.status_code == 200, r.text
+    return sku, tok
+
+
+def test_as_of_an_instant_answers_the_values_in_force_then(api_url, asof_db):
+    for ctx in ("catalog", "pricing", "inventory"):
+        if ctx not in contexts():
+            pytest.skip(f"the stack does not serve {ctx}")
+    sku, tok = priced_product(api_url, 1000)
     r = requests.post(f"{api_url}/v1/inventory/{sku}/receipts", headers=auth(tok), timeout=30,
                       json={"quantity": 10})
     assert r.status_code == 200, r.text
@@ -204,15 +209,7 @@ def test_an_interrupted_run_resumes_to_the_ends_it_fixed(api_url, asof_db):
     ends = query(d, "SELECT topic, part, end_offset FROM asof_positions ORDER BY topic, part")
 
     # an event after the interruption: the resumed run stops at the ends fixed at its start
-    vendor = unique("v")
-    tok = mint_token("vendor", unique("u"), vendor)
-    sku = unique("ASOF")
-    r = requests.post(f"{api_url}/v1/products", headers=auth(tok), timeout=30,
-                      json={"sku": sku, "name": "Late", "category": "home", "currency": "EUR"})
-    assert r.status_code == 201, r.text
-    r = requests.put(f"{api_url}/v1/prices/{sku}", headers=auth(tok), timeout=30,
-                     json={"amount_minor": 990, "currency": "EUR"})
-    assert r.status_code == 200, r.text
+    sku, _ = priced_product(api_url, 990)
 
     p = history("as-of", "latest", "--database", d, "--contexts", ctxs)
     assert p.returncode == 0, p.stderr
