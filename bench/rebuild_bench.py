@@ -8,7 +8,10 @@ for the stack's live projector to catch up, then measures over the whole topic:
     from offset 0 until its stored offsets reach the high watermarks;
   - rebuild: `eventshop-projector catalog --rebuild` from start to swap (its own "swapped in"
     line gives the events and seconds; the process's wall time is printed too).
-Prints events, seconds and events/s for both."""
+  - as-of: `eventshop-history as-of latest --contexts catalog` into a database of its own, the
+    same projection code over the same events (issue 11, item 5).
+Prints events, seconds and events/s for each, and as-of over rebuild in process wall time (both
+start a process, connect, replay the whole topic and finish) against its goal (>= 0.9)."""
 import os
 import re
 import subprocess
@@ -30,6 +33,7 @@ brokers = os.environ["EVENTSHOP_KAFKA_BROKERS"]
 registry = SchemaRegistryClient({"url": os.environ["EVENTSHOP_REGISTRY_URL"]})
 N = int(os.environ.get("BENCH_EVENTS", "100000"))
 PROJECTOR = os.path.join(os.environ["ES_BUILD"], "projections", "eventshop-projector")
+HISTORY = os.path.join(os.environ["ES_BUILD"], "history", "eventshop-history")
 LOGS = os.path.join(os.environ["ES_STATE"], "logs")
 
 
@@ -132,6 +136,29 @@ def rebuild_run():
     return int(m.group(1)), float(m.group(2)), wall
 
 
+def asof_run():
+    """eventshop-history as-of latest of catalog: (events it applied, process wall time)."""
+    database = "asof_bench_" + uuid.uuid4().hex[:8]
+    path = os.path.join(LOGS, "bench-asof.log")
+    t0 = time.time()
+    out = subprocess.run([HISTORY, "as-of", "latest", "--contexts", "catalog", "--database",
+                          database], capture_output=True, text=True)
+    wall = time.time() - t0
+    with open(path, "a") as f:
+        f.write(out.stderr)
+    try:
+        if out.returncode:
+            raise SystemExit(f"bench: as-of failed ({out.returncode}), see {path}")
+        m = re.findall(r"^as-of: (\d+) / \d+ events", out.stderr, re.M)
+        if not m:
+            raise SystemExit(f"bench: no progress line in {path}")
+        return int(m[-1]), wall
+    finally:
+        with pymysql.connect(unix_socket=os.environ["EVENTSHOP_MYSQL_ROOT_SOCKET"],
+                             user="root") as c, c.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
+
+
 def main():
     if N > 0:
         secs = load(N)
@@ -146,6 +173,12 @@ def main():
     events, secs, wall = rebuild_run()
     print(f"{'rebuild':>8} {events:>8} {secs:>8.1f} {events / secs:>9.0f}  (process wall time "
           f"{wall:.1f} s)", flush=True)
+    asof_events, asof_wall = asof_run()
+    print(f"{'as-of':>8} {asof_events:>8} {asof_wall:>8.1f} {asof_events / asof_wall:>9.0f}  "
+          f"(process wall time)", flush=True)
+    ratio = (asof_events / asof_wall) / (events / wall)
+    print(f"as-of / rebuild (wall): {ratio:.2f}  goal >= 0.9: {'met' if ratio >= 0.9 else 'NOT met'}",
+          flush=True)
 
 
 if __name__ == "__main__":

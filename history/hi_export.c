@@ -31,8 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define HI_DEFAULT_CONTEXTS "catalog,inventory,pricing,orders,payments,shipping,users"
-#define HI_STALL_MS         60000 /* no progress below the end this long: an open transaction */
+#define HI_STALL_MS 60000 /* no progress below the end this long: an open transaction */
 
 static volatile sig_atomic_t hi_export_stopping;
 
@@ -138,43 +137,6 @@ static int hi_export_args(struct hi_export *x, int argc, char **argv)
 
 /* --- the ranges and the manifest ------------------------------------------------------------ */
 
-/* The offsets of every partition of topic at spec's time (ms; ES_KAFKA_OFFSET_END: the end) into
- * offs: the first offset with a timestamp at or after it, the end when none. */
-static int hi_offsets_at(struct hi_export *x, const char *topic, int nparts, int64_t ms,
-                         int64_t *offs, es_err_t *err)
-{
-    es_kafka_parts_t *l = es_kafka_parts_new(nparts), *ends = es_kafka_parts_new(nparts);
-    for (int p = 0; p < nparts; p++) {
-        es_kafka_parts_add(l, topic, p)->offset = ms;
-        es_kafka_parts_add(ends, topic, p)->offset = ES_KAFKA_OFFSET_END;
-    }
-    int code = es_kafka_offsets_for_times(x->rk, l, 15000);
-    if (!code)
-        code = es_kafka_offsets_for_times(x->rk, ends, 15000);
-    for (int p = 0; !code && p < nparts; p++) {
-        if ((code = l->elems[p].err ? l->elems[p].err : ends->elems[p].err))
-            break;
-        offs[p] = l->elems[p].offset < 0 ? ends->elems[p].offset : l->elems[p].offset;
-    }
-    es_kafka_parts_free(l);
-    es_kafka_parts_free(ends);
-    return es_kafka_resp_error(err, code, topic);
-}
-
-/* Resolves spec (NULL: none given) for topic into offs: TIME through the timestamps (--to: the
- * events at or before it), POSITIONS as given, else dflt_ms (0: the beginning; END: the end). */
-static int hi_resolve(struct hi_export *x, const hi_spec_t *spec, bool is_to, const char *topic,
-                      int nparts, int64_t *offs, es_err_t *err)
-{
-    if (spec && spec->is_time)
-        return hi_offsets_at(x, topic, nparts, spec->time_ms + (is_to ? 1 : 0), offs, err);
-    if (hi_offsets_at(x, topic, nparts, is_to ? ES_KAFKA_OFFSET_END : 0, offs, err))
-        return -1;
-    for (int p = 0; spec && p < nparts; p++)
-        offs[p] = hi_spec_offset(spec, topic, p, offs[p]);
-    return 0;
-}
-
 /* The manifest's entry of one topic: its partitions' ranges, from the options. */
 static json_t *hi_topic_ranges(struct hi_export *x, const char *topic, es_err_t *err)
 {
@@ -183,8 +145,8 @@ static json_t *hi_topic_ranges(struct hi_export *x, const char *topic, es_err_t 
         return NULL;
     int64_t *from = xcalloc((size_t)n, sizeof *from), *to = xcalloc((size_t)n, sizeof *to);
     json_t *parts = NULL;
-    if (!hi_resolve(x, x->from_s ? &x->from : NULL, false, topic, n, from, err) &&
-        !hi_resolve(x, x->to_s ? &x->to : NULL, true, topic, n, to, err)) {
+    if (!hi_resolve(x->rk, x->from_s ? &x->from : NULL, false, topic, n, from, err) &&
+        !hi_resolve(x->rk, x->to_s ? &x->to : NULL, true, topic, n, to, err)) {
         parts = json_object();
         for (int p = 0; p < n; p++) {
             char key[16];

@@ -12,6 +12,7 @@ static const struct hi_command {
 } commands[] = {
     /* one row per subcommand (hi_<name>.c) */
     {"export", hi_export_main, "the events as Avro files (Kafka Connect layout) and a manifest"},
+    {"as-of", hi_asof_main, "the read models as of an instant, in a database of their own"},
     {"show", hi_show_main, "an aggregate's events in version order (CONTEXT AGGREGATE_ID)"},
     {NULL, NULL, NULL},
 };

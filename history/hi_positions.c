@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 /* Reads exactly n digits at *p into *v. */
@@ -111,6 +112,8 @@ out:
 int hi_spec_parse(const char *s, hi_spec_t *spec, es_err_t *err)
 {
     memset(spec, 0, sizeof *spec);
+    if (!strcmp(s, "latest"))
+        return 0; /* no position named: every partition at its end */
     if (!strchr(s, '=')) {
         spec->is_time = 1;
         return hi_time_parse(s, &spec->time_ms, err);
@@ -146,4 +149,22 @@ int64_t hi_spec_offset(const hi_spec_t *spec, const char *topic, int32_t partiti
         if (spec->pos[i].partition == partition && !strcmp(spec->pos[i].topic, topic))
             return spec->pos[i].offset;
     return dflt;
+}
+
+int hi_database_check(const char *name, es_err_t *err)
+{
+    static const char *const system[] = {"mysql", "information_schema", "performance_schema",
+                                         "sys"};
+    size_t n = strlen(name);
+    if (n < 1 || n > 64 ||
+        strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                     "0123456789_") != n)
+        return es_set(err, ES_EINVAL, "database '%s' is not 1 to 64 of [A-Za-z0-9_]", name);
+    for (size_t i = 0; i < sizeof system / sizeof *system; i++)
+        if (!strcasecmp(name, system[i]))
+            return es_set(err, ES_EINVAL, "database '%s' is the server's own", name);
+    if (!strncasecmp(name, "eventshop_", 10))
+        return es_set(err, ES_EINVAL,
+                      "database '%s': eventshop_* are the live databases, never an as-of's", name);
+    return 0;
 }

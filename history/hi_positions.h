@@ -27,10 +27,16 @@ int hi_time_parse(const char *s, int64_t *ms, es_err_t *err);
 char *hi_time_format(int64_t ms, char *out);
 
 /* Parses a TIME, or POSITIONS "TOPIC:PARTITION=OFFSET[,TOPIC:PARTITION=OFFSET...]" (told apart
- * by the '='). *spec is filled (free with hi_spec_free). 0, or -1 with err ES_EINVAL. */
+ * by the '='), or "latest" (POSITIONS naming none: every partition at its end when the run
+ * starts). *spec is filled (free with hi_spec_free). 0, or -1 with err ES_EINVAL. */
 int hi_spec_parse(const char *s, hi_spec_t *spec, es_err_t *err);
 void hi_spec_free(hi_spec_t *spec);
 /* The offset spec gives for topic/partition, or dflt when it names none. */
 int64_t hi_spec_offset(const hi_spec_t *spec, const char *topic, int32_t partition, int64_t dflt);
+
+/* Whether name may be an as-of's database: 1 to 64 of [A-Za-z0-9_] (pasted into SQL between
+ * backquotes), not the server's own schemas nor a live eventshop_* one. 0, or -1 with err
+ * ES_EINVAL. */
+int hi_database_check(const char *name, es_err_t *err);
 
 #endif

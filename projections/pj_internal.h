@@ -55,6 +55,9 @@ struct pj_runtime {
     es_log_every_t commit_warn; /* failed Kafka commits: one warning a minute */
 };
 
+/* CREATE TABLE IF NOT EXISTS projection_offsets and projection_dead_letters: the runtime's
+ * tables (also made by eventshop-history as-of in its own database, with the same shape). */
+extern const char pj_offsets_ddl[], pj_dead_ddl[];
 /* CREATE TABLE IF NOT EXISTS projection_versions: the version each live table set was built
  * with. */
 extern const char pj_versions_ddl[];

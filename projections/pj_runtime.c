@@ -25,13 +25,13 @@
 #define PJ_COMMIT_WAIT_MS 5000  /* after a failed Kafka commit, the next one waits this long */
 #define PJ_COMMIT_LOG_MS  60000 /* at most one warning per minute about failed Kafka commits */
 
-static const char pj_offsets_ddl[] =
+const char pj_offsets_ddl[] =
     "CREATE TABLE IF NOT EXISTS projection_offsets ("
     "projection VARCHAR(64) NOT NULL, topic VARCHAR(200) NOT NULL, part INT NOT NULL,"
     "next_offset BIGINT NOT NULL,"
     "updated_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),"
     "PRIMARY KEY (projection, topic, part)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
-static const char pj_dead_ddl[] =
+const char pj_dead_ddl[] =
     "CREATE TABLE IF NOT EXISTS projection_dead_letters ("
     "projection VARCHAR(64) NOT NULL, topic VARCHAR(200) NOT NULL, part INT NOT NULL,"
     "`offset` BIGINT NOT NULL, error VARCHAR(1000) NOT NULL,"

@@ -212,7 +212,7 @@ static int db_connect(es_db_t *db, es_err_t *err)
     mysql_options(my, MYSQL_OPT_CONNECT_TIMEOUT, &connect_timeout);
     mysql_options(my, MYSQL_OPT_READ_TIMEOUT, &io_timeout);
     mysql_options(my, MYSQL_OPT_WRITE_TIMEOUT, &io_timeout);
-    if (!mysql_real_connect(my, host, user, password, db->name, port, sock, 0)) {
+    if (!mysql_real_connect(my, host, user, password, *db->name ? db->name : NULL, port, sock, 0)) {
         /* every failure to connect (refused, denied, unknown database) may heal on retry */
         es_set(err, ES_EIO, "mysql connect to '%s' as '%s': %s (%u)", db->name, user,
                mysql_error(my), mysql_errno(my));
@@ -237,11 +237,13 @@ static void db_free(es_db_t *db)
     free(db);
 }
 
-es_db_t *es_db_open_timeout(const char *context, unsigned connect_s, unsigned io_s, es_err_t *err)
+/* Connects to database name (owned; "": none) as account's user. */
+static es_db_t *db_open(const char *account, char *name, unsigned connect_s, unsigned io_s,
+                        es_err_t *err)
 {
     es_db_t *db = xcalloc(1, sizeof *db);
-    db->context = xstrdup(context);
-    db->name = xasprintf("eventshop_%s", context);
+    db->context = xstrdup(account);
+    db->name = name;
     db->connect_s = connect_s;
     db->io_s = io_s;
     if (db_connect(db, err) != 0) {
@@ -249,6 +251,16 @@ es_db_t *es_db_open_timeout(const char *context, unsigned connect_s, unsigned io
         return NULL;
     }
     return db;
+}
+
+es_db_t *es_db_open_timeout(const char *context, unsigned connect_s, unsigned io_s, es_err_t *err)
+{
+    return db_open(context, xasprintf("eventshop_%s", context), connect_s, io_s, err);
+}
+
+es_db_t *es_db_open_as(const char *account, const char *database, es_err_t *err)
+{
+    return db_open(account, xstrdup(database ? database : ""), 5, 60, err);
 }
 
 void es_db_close(es_db_t *db)

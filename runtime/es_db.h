@@ -36,6 +36,10 @@ es_db_t *es_db_open(const char *context, es_err_t *err);
  * a projector may wait in GET_LOCK). A server that hangs (not gone: a SIGSTOP, a full disk)
  * blocks a call that long: request paths use short ones. */
 es_db_t *es_db_open_timeout(const char *context, unsigned connect_s, unsigned io_s, es_err_t *err);
+/* A tool's connection to a database not of a context: as account's user (EVENTSHOP_MYSQL_
+ * <ACCOUNT>_USER, default eventshop_<account>; password EVENTSHOP_MYSQL_<ACCOUNT>_PASSWORD(_FILE))
+ * to database (NULL: none, e.g. to CREATE DATABASE it). Otherwise as es_db_open. */
+es_db_t *es_db_open_as(const char *account, const char *database, es_err_t *err);
 void es_db_close(es_db_t *db);
 
 /* Whether the server still answers on this connection (one round trip): 0, or ES_EIO with err

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make bench: on a private stack (.state/bench, ports + 20000), the catalog handler's decided
 # commands per second against a plain transactional producer writing the same records; then the
-# catalog projector's events per second, live and for a --rebuild of 100k events.
+# catalog projector's events per second, live and for a --rebuild of 100k events, and the as-of
+# build of the same events (eventshop-history as-of) against that rebuild.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 export ES_STATE=$top/.state/bench ES_PORT_OFFSET=20000 ES_BUILD=${ES_BUILD:-$top/build}

@@ -134,6 +134,19 @@ GRANT ALL ON eventshop_$ctx.* TO 'eventshop_${ctx}_rw'@'127.0.0.1', 'eventshop_$
 GRANT SELECT ON eventshop_$ctx.* TO 'eventshop_${ctx}_ro'@'127.0.0.1', 'eventshop_${ctx}_ro'@'localhost';
 SQL
     done
+    history_user
+}
+# eventshop-history as-of builds read models into databases of its own: user eventshop_history
+# may create and fill the databases asof_* and no other (password secrets/mysql-history.password)
+history_user() {
+    local f=$ES_STATE/secrets/mysql-history.password pw
+    [ -f "$f" ] || (umask 077; openssl rand -hex 24 >"$f")
+    pw=$(cat "$f")
+    mysql_root <<SQL
+CREATE USER IF NOT EXISTS 'eventshop_history'@'127.0.0.1' IDENTIFIED BY '$pw';
+CREATE USER IF NOT EXISTS 'eventshop_history'@'localhost' IDENTIFIED BY '$pw';
+GRANT ALL ON \`asof\\_%\`.* TO 'eventshop_history'@'127.0.0.1', 'eventshop_history'@'localhost';
+SQL
 }
 
 # ---------------------------------------------------------------- Kafka (KRaft, one node)
@@ -210,6 +223,8 @@ $(for c in "${CONTEXTS[@]}"; do
     echo "export EVENTSHOP_MYSQL_${C}_USER=eventshop_${c}_rw"
     echo "export EVENTSHOP_MYSQL_${C}_PASSWORD_FILE=$ES_STATE/secrets/mysql-$c-rw.password"
 done)
+export EVENTSHOP_MYSQL_HISTORY_USER=eventshop_history
+export EVENTSHOP_MYSQL_HISTORY_PASSWORD_FILE=$ES_STATE/secrets/mysql-history.password
 export ES_SUBSCRIBERS="${SUBSCRIBERS[*]}"
 export EVENTSHOP_PAYMENTS_GATEWAY_URL=http://127.0.0.1:$((8090 + ES_PORT_OFFSET))
 export EVENTSHOP_PAYMENTS_SECRET_KEY_FILE=$ES_STATE/secrets/gateway.key

@@ -35,8 +35,8 @@ import yaml
 from deploylib import check, summary, IMAGES, TOP, dockerfile_stages, image_cmd, image_env, image_name, kustomize, pod_spec, stage_of
 
 OVERLAYS = ("dev", "prod")
-SRC_DIRS = ("api", "command-handlers", "events", "projections", "runtime", "schema-registry", "subscribers",
-            "tests/stand-ins")
+SRC_DIRS = ("api", "command-handlers", "events", "history", "projections", "runtime", "schema-registry",
+            "subscribers", "tests/stand-ins")
 SHARED_DIRS = ("runtime", "events")  # linked into every role binary
 # role binary -> (its source directory, its main file, whether it links the directory's other
 # sources: the roles do, the admin tool and the stand-ins are their main file and the shared dirs)
@@ -164,7 +164,7 @@ def scan_c(path):
             if m.group(1) == "es_env_secret":  # the secret from NAME_FILE's file, else NAME
                 reads.append((n + "_FILE", False))
             reads.append((n, no_default))
-    dbs = re.findall(r'\bes_db_open(?:_timeout)?\s*\(\s*"([^"]+)"', text)
+    dbs = re.findall(r'\bes_db_open(?:_timeout|_as)?\s*\(\s*"([^"]+)"', text)
     return reads, dbs
 
 

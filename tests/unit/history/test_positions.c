@@ -61,3 +61,32 @@ Test(hi_spec, refuses_bad_positions)
         cr_assert_eq(s.n, 0);
     }
 }
+
+Test(hi_spec, latest_names_no_position)
+{
+    hi_spec_t s;
+    cr_assert_eq(hi_spec_parse("latest", &s, NULL), 0);
+    cr_assert_eq(s.is_time, 0);
+    cr_assert_eq(s.n, 0);
+    cr_assert_eq(hi_spec_offset(&s, "catalog.events", 0, 42), 42, "every partition: the default");
+    hi_spec_free(&s);
+}
+
+Test(hi_database, only_names_of_its_own)
+{
+    es_err_t err = ES_ERR_INIT;
+    cr_assert_eq(hi_database_check("asof_2024_05_01", &err), 0);
+    cr_assert_eq(hi_database_check("Asof1", &err), 0);
+    const char *bad[] = {"",
+                         "asof-1",
+                         "asof`; DROP DATABASE x",
+                         "eventshop_catalog",
+                         "EventShop_keys",
+                         "mysql",
+                         "INFORMATION_SCHEMA",
+                         "a234567890123456789012345678901234567890123456789012345678901234x"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        cr_assert_eq(hi_database_check(bad[i], &err), -1, "%s", bad[i]);
+        cr_assert_eq(err.code, ES_EINVAL);
+    }
+}
