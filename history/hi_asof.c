@@ -1,7 +1,7 @@
 /* eventshop-history as-of (issue 11, item 2): the chosen contexts' read models as they were at a
  * TIME (the events whose record timestamp is at or before it) or at POSITIONS (per partition the
  * first offset left out, as projection_offsets keeps them), built by the live projectors' own code
- * (pj_projection_setup, pj_projection_apply_at) into a MariaDB database of their own, never a live
+ * (pj_projection_setup, pj_projection_apply) into a MariaDB database of their own, never a live
  * one. The database records what it holds: asof_run (the argument, the contexts, the instant, when
  * the run started and finished) and asof_positions (the end of every partition, fixed when the
  * run starts: TIME resolved through offsets-for-times, "latest" the ends then), beside the
@@ -307,6 +307,10 @@ static int hi_ctx_open(struct hi_asof *x, struct hi_ctx *c, const char *context,
         if (pj_projection_setup(x->db, *p, "", err) || hi_ctx_version(x, *p, err))
             return -1;
     }
+    /* setup makes the event index of a context's own database; this one holds several contexts
+     * and builds no index (see hi_ev_apply), so it keeps no empty table that would look like one */
+    if (es_db_exec(x->db, "DROP TABLE IF EXISTS `" PJ_INDEX_TABLE "`", NULL, 0, NULL, err))
+        return -1;
     const es_db_val_t v[] = {ES_DB_S(c->topic)};
     json_t *ends = es_db_query(
         x->db, "SELECT part, end_offset FROM asof_positions WHERE topic=? ORDER BY part", v, 1,
@@ -398,9 +402,9 @@ static int hi_ev_apply(struct hi_asof *x, const struct hi_ctx *c, const struct h
         es_err_t ev_err = ES_ERR_INIT;
         if (guarded && es_db_exec(x->db, "SAVEPOINT hi_event", NULL, 0, NULL, err))
             return -1;
-        /* with its index row, so the as-of database answers an aggregate's history too */
-        const pj_position_t at = {e->m->partition, e->m->offset};
-        if (!pj_projection_apply_at(x->db, p, "", e->type, e->value, &at, &ev_err))
+        /* the read model's rows only: the contexts share this database, and the event index
+         * (one per context's database) would mix them; an aggregate's history is GET /v1/history */
+        if (!pj_projection_apply(x->db, p, "", e->type, e->value, &ev_err))
             continue;
         if (!hi_poison(&ev_err))
             return es_set(err, ev_err.code, "%s", ev_err.msg);
