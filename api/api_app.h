@@ -203,6 +203,15 @@ void api_orders_cancel(es_http_req_t *r, const struct api_principal *who);
 void api_orders_get(es_http_req_t *r, const struct api_principal *who);
 void api_orders_list(es_http_req_t *r, const struct api_principal *who);
 
+/* projections as an operator sees them, admin only (api_admin.c): the list, the dead letters,
+ * and the operations (pause, resume; dead-letter replay, discard), each an OperatorAction
+ * produced to operations.events with the token's subject and the body's reason; the action is
+ * the path's last segment */
+void api_admin_projections(es_http_req_t *r, const struct api_principal *who);
+void api_admin_projection_action(es_http_req_t *r, const struct api_principal *who);
+void api_admin_dead_letters(es_http_req_t *r, const struct api_principal *who);
+void api_admin_dead_letter_action(es_http_req_t *r, const struct api_principal *who);
+
 /* users (api_users.c) */
 void api_users_register(es_http_req_t *r, const struct api_principal *who);
 void api_users_get(es_http_req_t *r, const struct api_principal *who);

@@ -20,4 +20,7 @@ void hi_progress_add(hi_progress_t *p, int64_t n);
 /* The last line, always printed. */
 void hi_progress_end(hi_progress_t *p);
 
+/* eventshop-history projections (hi_projections.c). */
+int hi_projections_main(int argc, char **argv);
+
 #endif

@@ -11,6 +11,8 @@ static const struct hi_command {
     const char *what;
 } commands[] = {
     /* one row per subcommand (hi_<name>.c) */
+    {"projections", hi_projections_main,
+     "list projections (position, lag, state); pause, resume, dead letters"},
     {NULL, NULL, NULL},
 };
 
