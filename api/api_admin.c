@@ -230,8 +230,11 @@ static const char *reason_or_reply(es_http_req_t *r, json_t **body)
         }
     }
     const char *reason = json_string_value(json_object_get(*body, "reason"));
-    if (!reason || !*reason || strlen(reason) > REASON_MAX) {
-        api_reply_problem(r, 422, NULL, "reason", "reason must be a string of 1 to %d bytes",
+    size_t chars = 0; /* characters, as the contract counts them */
+    for (const char *c = reason; c && *c; c++)
+        chars += ((unsigned char)*c & 0xC0) != 0x80;
+    if (!reason || chars < 1 || chars > REASON_MAX) {
+        api_reply_problem(r, 422, NULL, "reason", "reason must be a string of 1 to %d characters",
                           REASON_MAX);
         return NULL;
     }

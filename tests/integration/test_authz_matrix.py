@@ -56,6 +56,7 @@ RESERVE = {"order_id": "o-{new}", "quantity": 1}
 REGISTER = {"email": "m-{new}@example.test", "password": PASSWORD, "name": "Matrix",
             "role": "customer"}
 ROLE = {"role": "customer"}
+OPS_REASON = {"reason": "authorization matrix"}
 LOGIN = {"email": "{cust_email}", "password": PASSWORD}
 ORDER = {"lines": [{"sku": "{nosku}", "quantity": 1}],
          "shipping_address": {"name": "M", "line1": "1 St", "city": "C", "postal_code": "1",
@@ -207,6 +208,29 @@ MATRIX = [
     ("GET", "/v1/commands/{command}", "vendor_own", 200, None),
     ("GET", "/v1/commands/{command}", "admin", 200, None),
     ("GET", "/v1/commands/{nouser}", "admin", 404, None),  # an id nobody sent
+    # -- projections as an operator sees them: admin only (an unknown projection or dead letter
+    # is 404; no row here touches a real projection)
+    ("GET", "/v1/admin/projections", "anon", 401, None),
+    ("GET", "/v1/admin/projections", "customer", 403, None),
+    ("GET", "/v1/admin/projections", "vendor_own", 403, None),
+    ("GET", "/v1/admin/projections", "admin", 200, None),
+    ("POST", "/v1/admin/projections/no_such_pj/pause", "anon", 401, OPS_REASON),
+    ("POST", "/v1/admin/projections/no_such_pj/pause", "customer", 403, OPS_REASON),
+    ("POST", "/v1/admin/projections/no_such_pj/pause", "vendor_own", 403, OPS_REASON),
+    ("POST", "/v1/admin/projections/no_such_pj/pause", "admin", 404, OPS_REASON),
+    ("POST", "/v1/admin/projections/no_such_pj/resume", "anon", 401, OPS_REASON),
+    ("POST", "/v1/admin/projections/no_such_pj/resume", "customer", 403, OPS_REASON),
+    ("POST", "/v1/admin/projections/no_such_pj/resume", "admin", 404, OPS_REASON),
+    ("GET", "/v1/admin/dead-letters", "anon", 401, None),
+    ("GET", "/v1/admin/dead-letters", "customer", 403, None),
+    ("GET", "/v1/admin/dead-letters", "vendor_other", 403, None),
+    ("GET", "/v1/admin/dead-letters", "admin", 200, None),
+    ("POST", "/v1/admin/dead-letters/no_such_pj:0:0/replay", "anon", 401, OPS_REASON),
+    ("POST", "/v1/admin/dead-letters/no_such_pj:0:0/replay", "customer", 403, OPS_REASON),
+    ("POST", "/v1/admin/dead-letters/no_such_pj:0:0/replay", "admin", 404, OPS_REASON),
+    ("POST", "/v1/admin/dead-letters/no_such_pj:0:0/discard", "anon", 401, OPS_REASON),
+    ("POST", "/v1/admin/dead-letters/no_such_pj:0:0/discard", "customer", 403, OPS_REASON),
+    ("POST", "/v1/admin/dead-letters/no_such_pj:0:0/discard", "admin", 404, OPS_REASON),
     # -- operations
     ("GET", "/healthz", "anon", 200, None),
     ("GET", "/readyz", "anon", 200, None),
