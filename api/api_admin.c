@@ -40,17 +40,16 @@ static bool is_projection_name(const char *s)
     return true;
 }
 
-/* One partition of topic: its position, the high watermark and the lag. updated_at is when the
- * position last moved: while events wait, the lag in seconds is the time since then. */
-static json_t *partition_view(struct api_app *app, const char *topic, const json_t *row)
+/* One partition of topic: its position (0 when none is stored: from the beginning), the high
+ * watermark and the lag. idle_ms is how long ago the position last moved: while events wait, the
+ * lag in seconds. *parts gets the topic's partition count (unchanged when the broker is silent). */
+static json_t *partition_view(struct api_app *app, const char *topic, int32_t part, int64_t next,
+                              long long idle_ms, int *parts)
 {
-    int32_t part = (int32_t)json_integer_value(json_object_get(row, "part"));
-    int64_t next = json_integer_value(json_object_get(row, "next_offset"));
-    int n = 0;
     int64_t high = -1;
     es_err_t err = ES_ERR_INIT;
     json_t *v = json_pack("{s:i, s:I}", "partition", (int)part, "position", (json_int_t)next);
-    if (api_producer_high_watermark(app->producer, topic, part, &n, &high, WATERMARK_WAIT_MS,
+    if (api_producer_high_watermark(app->producer, topic, part, parts, &high, WATERMARK_WAIT_MS,
                                     &err)) {
         json_object_set_new(v, "high_watermark", json_null());
         json_object_set_new(v, "lag_events", json_null());
@@ -58,11 +57,36 @@ static json_t *partition_view(struct api_app *app, const char *topic, const json
         return v;
     }
     int64_t lag = high > next ? high - next : 0;
-    long long idle = json_integer_value(json_object_get(row, "idle_ms"));
     json_object_set_new(v, "high_watermark", json_integer(high));
     json_object_set_new(v, "lag_events", json_integer(lag));
-    json_object_set_new(v, "lag_seconds", json_real(lag > 0 && idle > 0 ? idle / 1000.0 : 0.0));
+    json_object_set_new(v, "lag_seconds",
+                        json_real(lag > 0 && idle_ms > 0 ? (double)idle_ms / 1000.0 : 0.0));
     return v;
+}
+
+/* Every partition of topic for projection name, from its stored offsets (offs: rows of every
+ * projection of the context), as a new array. */
+static json_t *partitions_of(struct api_app *app, const char *topic, const char *name,
+                             const json_t *offs)
+{
+    json_t *out = json_array();
+    int n = 1;
+    for (int32_t part = 0; part < n && part < 1024; part++) {
+        int64_t next = 0;
+        long long idle = 0;
+        size_t j;
+        json_t *o;
+        json_array_foreach(offs, j, o)
+        {
+            const char *p = json_string_value(json_object_get(o, "projection"));
+            if (p && !strcmp(p, name) && json_integer_value(json_object_get(o, "part")) == part) {
+                next = json_integer_value(json_object_get(o, "next_offset"));
+                idle = json_integer_value(json_object_get(o, "idle_ms"));
+            }
+        }
+        json_array_append_new(out, partition_view(app, topic, part, next, idle, &n));
+    }
+    return out;
 }
 
 /* The state an operator reads: paused and rebuilding as the projector says; a running one with
@@ -106,19 +130,13 @@ static void context_projections(es_http_req_t *r, const char *ctx, json_t *out)
         json_decref(st);
         return;
     }
-    size_t i, j;
-    json_t *s, *o;
+    size_t i;
+    json_t *s;
     json_array_foreach(st, i, s)
     {
         const char *name = json_string_value(json_object_get(s, "projection"));
         long long dead = json_integer_value(json_object_get(s, "dead"));
-        json_t *parts = json_array();
-        json_array_foreach(offs, j, o)
-        {
-            const char *p = json_string_value(json_object_get(o, "projection"));
-            if (p && name && !strcmp(p, name))
-                json_array_append_new(parts, partition_view(app, topic, o));
-        }
+        json_t *parts = partitions_of(app, topic, name ? name : "", offs);
         json_array_append_new(
             out, json_pack("{s:s?, s:s, s:O?, s:s, s:O?, s:I, s:o}", "name", name, "context", ctx,
                            "version", json_object_get(s, "version"), "state",

@@ -87,8 +87,11 @@ static bool pj_ops_done(pj_runtime_t *rt, const char *action_id)
     return done;
 }
 
-/* The message at part:off of the events topic (new, es_kafka_msg_free), or NULL with err. */
-static es_kafka_msg_t *pj_ops_fetch(pj_runtime_t *rt, int32_t part, int64_t off, es_err_t *err)
+/* The message at part:off of the events topic (new, es_kafka_msg_free), or NULL with err. *rk
+ * gets the consumer that read it (or NULL), to close and destroy once the message is freed:
+ * librdkafka's destroy waits for every message of the client to be freed first. */
+static es_kafka_msg_t *pj_ops_fetch(pj_runtime_t *rt, int32_t part, int64_t off, es_kafka_t **rk,
+                                    es_err_t *err)
 {
     const char *kv[] = {"group.id",
                         rt->group,
@@ -102,16 +105,15 @@ static es_kafka_msg_t *pj_ops_fetch(pj_runtime_t *rt, int32_t part, int64_t off,
     char client_id[128];
     snprintf(client_id, sizeof client_id, "eventshop-projector-%s-replay", rt->key);
     es_kafka_conf_t *conf = es_kafka_conf_new(client_id, kv, err);
-    es_kafka_t *rk = conf ? es_kafka_new(ES_KAFKA_CONSUMER, conf, err) : NULL;
-    if (!rk)
+    if (!conf || !(*rk = es_kafka_new(ES_KAFKA_CONSUMER, conf, err)))
         return NULL;
     es_kafka_parts_t *one = es_kafka_parts_new(1);
     es_kafka_parts_add(one, rt->topic, part)->offset = off;
     es_kafka_msg_t *got = NULL;
-    if (es_kafka_resp_error(err, es_kafka_assign(rk, one), "assign") == 0) {
+    if (es_kafka_resp_error(err, es_kafka_assign(*rk, one), "assign") == 0) {
         long long until = es_mono_ms() + PJ_OPS_FETCH_MS;
         while (!got && es_mono_ms() < until) {
-            es_kafka_msg_t *m = es_kafka_poll(rk, 100);
+            es_kafka_msg_t *m = es_kafka_poll(*rk, 100);
             if (m && !m->err && m->partition == part && m->offset == off)
                 got = m;
             else if (m && !m->err && m->offset > off)
@@ -124,7 +126,6 @@ static es_kafka_msg_t *pj_ops_fetch(pj_runtime_t *rt, int32_t part, int64_t off,
                    (long long)off);
     }
     es_kafka_parts_free(one);
-    es_kafka_destroy(rk);
     return got;
 }
 
@@ -185,7 +186,8 @@ static void pj_ops_dead_letter(pj_runtime_t *rt, const json_t *a, bool discard)
     int32_t part = (int32_t)json_integer_value(jp);
     int64_t off = json_integer_value(jo);
     es_err_t err = ES_ERR_INIT;
-    es_kafka_msg_t *m = discard ? NULL : pj_ops_fetch(rt, part, off, &err);
+    es_kafka_t *rk = NULL;
+    es_kafka_msg_t *m = discard ? NULL : pj_ops_fetch(rt, part, off, &rk, &err);
     int r = -1;
     bool locked = false;
     if ((!discard && !m) || pj_lock(rt->db, rt->lock, PJ_LOCK_WAIT_S, &err))
@@ -201,12 +203,17 @@ static void pj_ops_dead_letter(pj_runtime_t *rt, const json_t *a, bool discard)
 out:
     if (locked)
         pj_unlock(rt->db, rt->lock);
-    es_kafka_msg_free(m);
+    es_kafka_msg_free(m); /* before its consumer goes */
+    if (rk)
+        es_kafka_close(rk);
+    es_kafka_destroy(rk);
     const char *what = discard ? "discard" : "replay";
     if (r < 0)
         es_error("projector %s: %s of dead letter %s[%d]@%lld (action %s): %s", rt->key, what,
                  rt->topic, (int)part, (long long)off, id, err.msg);
-    else if (r < 2)
+    else if (r == 2)
+        es_info("projector %s: action %s carried out by another replica", rt->key, id);
+    else
         es_info("projector %s: %s of dead letter %s[%d]@%lld by %s (%s): %s", rt->key, what,
                 rt->topic, (int)part, (long long)off,
                 json_string_value(json_object_get(a, "actor")),
@@ -392,8 +399,10 @@ void pj_ops_close(pj_runtime_t *rt)
 {
     if (!rt->ops)
         return;
-    if (rt->ops->rk)
+    if (rt->ops->rk) {
+        es_kafka_close(rt->ops->rk);
         es_kafka_destroy(rt->ops->rk);
+    }
     free(rt->ops);
     rt->ops = NULL;
 }
