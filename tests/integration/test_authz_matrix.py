@@ -214,23 +214,23 @@ MATRIX = [
     ("GET", "/v1/admin/projections", "customer", 403, None),
     ("GET", "/v1/admin/projections", "vendor_own", 403, None),
     ("GET", "/v1/admin/projections", "admin", 200, None),
-    ("POST", "/v1/admin/projections/no_such_pj/pause", "anon", 401, OPS_REASON),
-    ("POST", "/v1/admin/projections/no_such_pj/pause", "customer", 403, OPS_REASON),
-    ("POST", "/v1/admin/projections/no_such_pj/pause", "vendor_own", 403, OPS_REASON),
-    ("POST", "/v1/admin/projections/no_such_pj/pause", "admin", 404, OPS_REASON),
-    ("POST", "/v1/admin/projections/no_such_pj/resume", "anon", 401, OPS_REASON),
-    ("POST", "/v1/admin/projections/no_such_pj/resume", "customer", 403, OPS_REASON),
-    ("POST", "/v1/admin/projections/no_such_pj/resume", "admin", 404, OPS_REASON),
+    ("POST", "/v1/admin/projections/{nopj}/pause", "anon", 401, OPS_REASON),
+    ("POST", "/v1/admin/projections/{nopj}/pause", "customer", 403, OPS_REASON),
+    ("POST", "/v1/admin/projections/{nopj}/pause", "vendor_own", 403, OPS_REASON),
+    ("POST", "/v1/admin/projections/{nopj}/pause", "admin", 404, OPS_REASON),
+    ("POST", "/v1/admin/projections/{nopj}/resume", "anon", 401, OPS_REASON),
+    ("POST", "/v1/admin/projections/{nopj}/resume", "customer", 403, OPS_REASON),
+    ("POST", "/v1/admin/projections/{nopj}/resume", "admin", 404, OPS_REASON),
     ("GET", "/v1/admin/dead-letters", "anon", 401, None),
     ("GET", "/v1/admin/dead-letters", "customer", 403, None),
     ("GET", "/v1/admin/dead-letters", "vendor_other", 403, None),
     ("GET", "/v1/admin/dead-letters", "admin", 200, None),
-    ("POST", "/v1/admin/dead-letters/no_such_pj:0:0/replay", "anon", 401, OPS_REASON),
-    ("POST", "/v1/admin/dead-letters/no_such_pj:0:0/replay", "customer", 403, OPS_REASON),
-    ("POST", "/v1/admin/dead-letters/no_such_pj:0:0/replay", "admin", 404, OPS_REASON),
-    ("POST", "/v1/admin/dead-letters/no_such_pj:0:0/discard", "anon", 401, OPS_REASON),
-    ("POST", "/v1/admin/dead-letters/no_such_pj:0:0/discard", "customer", 403, OPS_REASON),
-    ("POST", "/v1/admin/dead-letters/no_such_pj:0:0/discard", "admin", 404, OPS_REASON),
+    ("POST", "/v1/admin/dead-letters/{nodl}/replay", "anon", 401, OPS_REASON),
+    ("POST", "/v1/admin/dead-letters/{nodl}/replay", "customer", 403, OPS_REASON),
+    ("POST", "/v1/admin/dead-letters/{nodl}/replay", "admin", 404, OPS_REASON),
+    ("POST", "/v1/admin/dead-letters/{nodl}/discard", "anon", 401, OPS_REASON),
+    ("POST", "/v1/admin/dead-letters/{nodl}/discard", "customer", 403, OPS_REASON),
+    ("POST", "/v1/admin/dead-letters/{nodl}/discard", "admin", 404, OPS_REASON),
     # -- operations
     ("GET", "/healthz", "anon", 200, None),
     ("GET", "/readyz", "anon", 200, None),
@@ -320,6 +320,7 @@ def world(api_url):
 
     # catalog, stock, prices, rules and reservations of V1's sku
     w["sku"], w["nosku"] = unique("MX"), unique("MXNONE")
+    w["nopj"], w["nodl"] = "no_such_pj", "no_such_pj:0:0"  # no projection, no dead letter
     w["del_sku_own"], w["del_sku_admin"] = unique("MXDEL"), unique("MXDEL")
     for sku in (w["sku"], w["del_sku_own"], w["del_sku_admin"]):
         r = must(send("POST", "/v1/products", own,
