@@ -81,7 +81,9 @@ static void list_context(const char *ctx, es_kafka_t *rk)
     es_err_t err = ES_ERR_INIT;
     es_db_t *db = es_db_open(ctx, &err);
     json_t *st = db ? es_db_query(db,
-                                  "SELECT projection, version, state, detail, (SELECT COUNT(*) "
+                                  "SELECT projection, version, state, detail, CAST(TIMESTAMPDIFF("
+                                  "MICROSECOND, updated_at, NOW(3)) / 1000 AS SIGNED) AS age_ms, "
+                                  "(SELECT COUNT(*) "
                                   "FROM projection_dead_letters d WHERE d.projection="
                                   "s.projection) AS dead FROM projection_status s ORDER BY "
                                   "projection",
@@ -101,6 +103,10 @@ static void list_context(const char *ctx, es_kafka_t *rk)
         const char *name = json_string_value(json_object_get(s, "projection"));
         const char *state = json_string_value(json_object_get(s, "state"));
         long long dead = json_integer_value(json_object_get(s, "dead"));
+        /* as GET /v1/admin/projections says it: a status not renewed for a minute is no
+         * projector running; a running one with dead letters is degraded */
+        if (!strcmp(state, "running") && json_integer_value(json_object_get(s, "age_ms")) > 60000)
+            state = "stopped";
         printf("%s (%s) version %lld: %s%s%s, %lld dead letters\n", name, ctx,
                (long long)json_integer_value(json_object_get(s, "version")),
                dead > 0 && !strcmp(state, "running") ? "degraded" : state,

@@ -18,7 +18,7 @@
 #define PJ_OPS_TYPE        "eventshop.operations.OperatorAction"
 #define PJ_OPS_CATCHUP_MS  15000 /* the longest a start waits to fold the topic */
 #define PJ_OPS_FETCH_MS    10000 /* the longest a replay waits for its dead letter's message */
-#define PJ_STATUS_EVERY_MS 5000
+#define PJ_STATUS_EVERY_MS 5000  /* readers call a status older than a minute stopped */
 
 struct pj_ops {
     es_kafka_t *rk;

@@ -880,6 +880,7 @@ int pj_runtime_run(pj_runtime_t *rt, es_err_t *err)
         }
     }
     pj_flush(rt);
+    pj_status_write(rt, "stopped", "");
     es_info("projector %s: stopping", rt->key);
     es_kafka_close(rt->rk);
     es_metrics_heartbeat_end();
