@@ -87,11 +87,10 @@ static bool pj_ops_done(pj_runtime_t *rt, const char *action_id)
     return done;
 }
 
-/* The message at part:off of the events topic (new, es_kafka_msg_free), or NULL with err. *rk
- * gets the consumer that read it (or NULL), to close and destroy once the message is freed:
- * librdkafka's destroy waits for every message of the client to be freed first. */
-static es_kafka_msg_t *pj_ops_fetch(pj_runtime_t *rt, int32_t part, int64_t off, es_kafka_t **rk,
-                                    es_err_t *err)
+/* A consumer of rt's for assigned partitions only (read_committed, nothing committed; its group
+ * is the projector's, never joined), client id "eventshop-projector-<key>-<role>"; NULL with
+ * err. A short fetch wait: an operator's action is acted on within 2 s. */
+static es_kafka_t *pj_ops_consumer(pj_runtime_t *rt, const char *role, es_err_t *err)
 {
     const char *kv[] = {"group.id",
                         rt->group,
@@ -101,11 +100,22 @@ static es_kafka_msg_t *pj_ops_fetch(pj_runtime_t *rt, int32_t part, int64_t off,
                         "false",
                         "fetch.wait.max.ms",
                         "50",
+                        "auto.offset.reset",
+                        "earliest",
                         NULL};
     char client_id[128];
-    snprintf(client_id, sizeof client_id, "eventshop-projector-%s-replay", rt->key);
+    snprintf(client_id, sizeof client_id, "eventshop-projector-%s-%s", rt->key, role);
     es_kafka_conf_t *conf = es_kafka_conf_new(client_id, kv, err);
-    if (!conf || !(*rk = es_kafka_new(ES_KAFKA_CONSUMER, conf, err)))
+    return conf ? es_kafka_new(ES_KAFKA_CONSUMER, conf, err) : NULL;
+}
+
+/* The message at part:off of the events topic (new, es_kafka_msg_free), or NULL with err. *rk
+ * gets the consumer that read it (or NULL), to close and destroy once the message is freed:
+ * librdkafka's destroy waits for every message of the client to be freed first. */
+static es_kafka_msg_t *pj_ops_fetch(pj_runtime_t *rt, int32_t part, int64_t off, es_kafka_t **rk,
+                                    es_err_t *err)
+{
+    if (!(*rk = pj_ops_consumer(rt, "replay", err)))
         return NULL;
     es_kafka_parts_t *one = es_kafka_parts_new(1);
     es_kafka_parts_add(one, rt->topic, part)->offset = off;
@@ -324,20 +334,8 @@ int pj_ops_open(pj_runtime_t *rt, es_err_t *err)
     if (es_db_exec(rt->db, pj_status_ddl, NULL, 0, NULL, err) ||
         es_db_exec(rt->db, pj_operations_ddl, NULL, 0, NULL, err))
         return -1;
-    const char *kv[] = {"group.id",
-                        rt->group,
-                        "isolation.level",
-                        "read_committed",
-                        "enable.auto.commit",
-                        "false",
-                        "auto.offset.reset",
-                        "earliest",
-                        NULL};
-    char client_id[128];
-    snprintf(client_id, sizeof client_id, "eventshop-projector-%s-ops", rt->key);
-    es_kafka_conf_t *conf = es_kafka_conf_new(client_id, kv, err);
     rt->ops = xcalloc(1, sizeof *rt->ops);
-    if (!conf || !(rt->ops->rk = es_kafka_new(ES_KAFKA_CONSUMER, conf, err)))
+    if (!(rt->ops->rk = pj_ops_consumer(rt, "ops", err)))
         return -1;
     es_kafka_parts_t *ends = NULL;
     int rc = pj_ops_assign(rt, &ends, err);

@@ -314,7 +314,7 @@ def k8s(ctxs, subs):
     # the operators' actions (projections/pj_ops.c, api/api_admin.c): one small topic, kept forever
     docs.append({"apiVersion": "kafka.strimzi.io/v1beta2", "kind": "KafkaTopic",
                  "metadata": {"name": OPS_TOPIC, "labels": {"strimzi.io/cluster": KAFKA, "eventshop.io/context": "operations"}},
-                 "spec": {"topicName": OPS_TOPIC, "partitions": 1, "replicas": 1, "config": dict(TOPIC_KINDS["events"])}})
+                 "spec": {"topicName": OPS_TOPIC, "partitions": PARTITIONS, "replicas": 1, "config": dict(TOPIC_KINDS["events"])}})
     docs.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "eventshop-mysql-keys", "labels": {"app.kubernetes.io/part-of": "eventshop"},
                  "annotations": {"eventshop.io/secret-template": "fill from sealed-secrets or external-secrets: see deploy/README.md"}},
                  "type": "Opaque", "data": {"password": ""}})
