@@ -42,5 +42,7 @@ int hi_export_main(int argc, char **argv);
 int hi_asof_main(int argc, char **argv);
 /* show CONTEXT AGGREGATE_ID [--json] (hi_show.c) */
 int hi_show_main(int argc, char **argv);
+/* eventshop-history projections (hi_projections.c). */
+int hi_projections_main(int argc, char **argv);
 
 #endif

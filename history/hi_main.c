@@ -14,6 +14,8 @@ static const struct hi_command {
     {"export", hi_export_main, "the events as Avro files (Kafka Connect layout) and a manifest"},
     {"as-of", hi_asof_main, "the read models as of an instant, in a database of their own"},
     {"show", hi_show_main, "an aggregate's events in version order (CONTEXT AGGREGATE_ID)"},
+    {"projections", hi_projections_main,
+     "list projections (position, lag, state); pause, resume, dead letters"},
     {NULL, NULL, NULL},
 };
 

@@ -53,6 +53,7 @@ struct pj_runtime {
     json_t *applied;            /* the batch in flight's applied events, logged once committed */
     long long commit_retry_at;  /* no Kafka commit before (es_mono_ms), after a failed one */
     es_log_every_t commit_warn; /* failed Kafka commits: one warning a minute */
+    struct pj_ops *ops;         /* operator actions (pj_ops.c); NULL: none read (a rebuild) */
 };
 
 /* CREATE TABLE IF NOT EXISTS projection_offsets and projection_dead_letters: the runtime's
@@ -100,6 +101,29 @@ int pj_take(pj_runtime_t *rt, es_kafka_msg_t *m, long long *first_at);
  * lock. 0: committed (or nothing to do); -1: rolled back, to resync after a back-off; -2: the
  * same, because the stored offsets moved: resync at once. */
 int pj_flush(pj_runtime_t *rt);
+/* Decodes and applies one message in the open transaction; guarded: under a savepoint, an event
+ * the projection rejects is undone alone and dead-lettered. 0: applied; 1: dead-lettered; 2:
+ * rejected unguarded (the batch must be redone guarded); -1 with err: retry the batch. */
+int pj_apply_one(pj_runtime_t *rt, es_kafka_msg_t *m, bool guarded, es_err_t *err);
+
+/* Operator actions (pj_ops.c). */
+/* Creates projection_status and projection_operations, reads operations.events from the
+ * beginning to its end (pause state, dead-letter actions not yet done) and keeps reading it.
+ * A missing topic is logged and leaves rt->ops NULL. 0, or -1 with err. */
+int pj_ops_open(pj_runtime_t *rt, es_err_t *err);
+/* Between batches: folds the actions that arrived, keeps projection_status current. Whether the
+ * projection is paused. */
+bool pj_ops_poll(pj_runtime_t *rt);
+bool pj_ops_paused(const pj_runtime_t *rt);
+/* Paused: the assignment paused, the consumer served for PJ_IDLE_POLL_MS, what it fetched
+ * dropped (positions are reloaded on resume). */
+void pj_ops_paused_wait(pj_runtime_t *rt);
+/* Resumes the assigned partitions; positions reloaded before the next batch. */
+void pj_ops_resume_consumer(pj_runtime_t *rt);
+/* Upserts rt's row of projection_status (autocommit; a failure is logged). */
+void pj_status_write(pj_runtime_t *rt, const char *state, const char *detail);
+void pj_ops_close(pj_runtime_t *rt);
+
 /* Waits out the runtime's capped exponential back-off, serving the consumer with the assigned
  * partitions paused; returns early on rt->stop. */
 void pj_backoff(pj_runtime_t *rt);

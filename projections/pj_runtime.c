@@ -410,7 +410,7 @@ static void pj_log_applied(pj_runtime_t *rt)
  * it returns 2 and the caller rolls the batch back and redoes it guarded from that event on. An
  * event that does not decode wrote nothing and is dead-lettered either way.
  * 0: applied; 1: dead-lettered; 2: rejected unguarded; -1: the batch must be retried (err set). */
-static int pj_apply_one(pj_runtime_t *rt, es_kafka_msg_t *m, bool guarded, es_err_t *err)
+int pj_apply_one(pj_runtime_t *rt, es_kafka_msg_t *m, bool guarded, es_err_t *err)
 {
     es_err_t ev_err = ES_ERR_INIT;
     json_t *value = NULL;
@@ -782,6 +782,8 @@ pj_runtime_t *pj_runtime_create(const pj_projection_t *p, const pj_options_t *op
         goto fail;
     if (pj_consumer_new(rt, err) || (manual ? pj_assign_all(rt, err) : pj_subscribe(rt, err)))
         goto fail;
+    if (!manual && pj_ops_open(rt, err))
+        goto fail;
     es_info("projector %s: group '%s', topic '%s', batch %d, linger %d ms", rt->key, rt->group,
             rt->topic, rt->batch_max, rt->linger_ms);
     return rt;
@@ -858,6 +860,10 @@ int pj_runtime_run(pj_runtime_t *rt, es_err_t *err)
             pj_check_dependencies(rt);
             check_at = es_mono_ms();
         }
+        if (rt->nbatch == 0 && pj_ops_poll(rt)) {
+            pj_ops_paused_wait(rt);
+            continue;
+        }
         if (!pj_ready(rt))
             continue;
         int timeout = pj_poll_timeout(rt, first_at);
@@ -875,6 +881,7 @@ int pj_runtime_run(pj_runtime_t *rt, es_err_t *err)
         }
     }
     pj_flush(rt);
+    pj_status_write(rt, "stopped", "");
     es_info("projector %s: stopping", rt->key);
     es_kafka_close(rt->rk);
     es_metrics_heartbeat_end();
@@ -889,6 +896,7 @@ void pj_runtime_free(pj_runtime_t *rt)
         pj_batch_discard(rt);
         es_kafka_destroy(rt->rk);
     }
+    pj_ops_close(rt);
     ev_codec_free(rt->codec);
     sr_client_free(rt->sr);
     es_db_close(rt->db);

@@ -16,7 +16,8 @@ typedef struct topic_kind {
 } topic_kind_t;
 
 /* events keep everything (source of truth); the changelog is compacted; results are the
- * idempotency window of command ids, a week */
+ * idempotency window of command ids, a week. The pseudo-context "operations" has only an events
+ * topic: operations.events, the operators' actions (OperatorAction), kept forever too. */
 static const topic_kind_t kinds[] = {
     {"commands", {"retention.ms", "604800000", NULL}},
     {"events", {"retention.ms", "-1", "retention.bytes", "-1", NULL}},
@@ -73,6 +74,8 @@ static int create_topics(int nctx, char **ctxs)
     topics[n++] = new_topic(es_env_str("EVENTSHOP_REGISTRY_TOPIC", "_schemas"), 1, rf, schemas_cfg);
     for (int c = 0; c < nctx; c++) {
         for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+            if (!strcmp(ctxs[c], "operations") && strcmp(kinds[k].kind, "events"))
+                continue;
             char name[256];
             es_topic(name, sizeof name, ctxs[c], kinds[k].kind);
             topics[n++] = new_topic(name, parts, rf, kinds[k].cfg);

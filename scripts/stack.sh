@@ -254,7 +254,7 @@ infra_up() {
     step_begin "topics: Kafka 127.0.0.1:$KAFKA_PORT"
     # shellcheck disable=SC1091
     . "$ES_STATE/env"
-    "$ES_BUILD/runtime/eventshop-admin" topics "${CONTEXTS[@]}" ||
+    "$ES_BUILD/runtime/eventshop-admin" topics "${CONTEXTS[@]}" operations ||
         die "kafka did not come up, see $ES_STATE/logs/kafka.log"
     notifications_topics || die "cannot create the notifications topics"
     step_end ready
@@ -677,7 +677,7 @@ infra_start() {
     # shellcheck disable=SC1091
     . "$ES_STATE/env"
     # waits up to 60 s for the broker; the topics exist already
-    "$ES_BUILD/runtime/eventshop-admin" topics "${CONTEXTS[@]}" >/dev/null ||
+    "$ES_BUILD/runtime/eventshop-admin" topics "${CONTEXTS[@]}" operations >/dev/null ||
         die "kafka did not come up, see $ES_STATE/logs/kafka.log"
     role_start registry
     role_wait registry 90

@@ -491,6 +491,12 @@ API_TOPICS = {  # api/: sends commands, reads results (api_results.c), asks even
     "commands": {"Write"}, "results": {"Read"}, "events": {"Describe"}}
 
 
+def ops_topics(paths):
+    """the operators' action topic a role's sources name (#define <X>_OPS_TOPIC "...": the
+    projector reads it, pj_ops.c; the API writes it, api_admin.c)"""
+    return {t for p in paths for t in re.findall(r'#define\s+\w*OPS_TOPIC\s+"([^"]+)"', c_text(p))}
+
+
 class Need:
     """what one role does: topics {name: ops}, groups and transactional ids (sample names)"""
     def __init__(self):
@@ -580,6 +586,8 @@ def need_of(role, arg, env):
         for kind, ops in PROJECTOR_TOPICS.items():
             n.topic(f"{arg}.{kind}", *ops)
         n.subscribed.add(f"{arg}.events")
+        for t in ops_topics(paths):
+            n.topic(t, "Read")
         names = projections().get(arg, [])
         if not names:
             n.problems.append(f"projector {arg}: no pj_projection_t of context {arg} in projections/")
@@ -592,6 +600,8 @@ def need_of(role, arg, env):
         for c in (env.get("ES_CONTEXTS") or "").split():
             for kind, ops in API_TOPICS.items():
                 n.topic(f"{c}.{kind}", *ops)
+        for t in ops_topics(paths):
+            n.topic(t, "Write")
     elif role == "eventshop-registry":
         paths = c_files("schema-registry", exclude_main=False)
         m = re.search(r'es_env_str\s*\(\s*"EVENTSHOP_REGISTRY_TOPIC"\s*,\s*"([^"]+)"', c_text("schema-registry/registry_main.c"))

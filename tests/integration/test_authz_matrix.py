@@ -56,6 +56,7 @@ RESERVE = {"order_id": "o-{new}", "quantity": 1}
 REGISTER = {"email": "m-{new}@example.test", "password": PASSWORD, "name": "Matrix",
             "role": "customer"}
 ROLE = {"role": "customer"}
+OPS_REASON = {"reason": "authorization matrix"}
 LOGIN = {"email": "{cust_email}", "password": PASSWORD}
 ORDER = {"lines": [{"sku": "{nosku}", "quantity": 1}],
          "shipping_address": {"name": "M", "line1": "1 St", "city": "C", "postal_code": "1",
@@ -223,6 +224,29 @@ MATRIX = [
     ("GET", "/v1/history/{users}/{cust}", "admin", 200, None),
     ("GET", "/v1/history/{users}/{nouser}", "customer", 404, None),
     ("GET", "/v1/history/{weather}/{sku}", "admin", 404, None),
+    # -- projections as an operator sees them: admin only (an unknown projection or dead letter
+    # is 404; no row here touches a real projection)
+    ("GET", "/v1/admin/projections", "anon", 401, None),
+    ("GET", "/v1/admin/projections", "customer", 403, None),
+    ("GET", "/v1/admin/projections", "vendor_own", 403, None),
+    ("GET", "/v1/admin/projections", "admin", 200, None),
+    ("POST", "/v1/admin/projections/{nopj}/pause", "anon", 401, OPS_REASON),
+    ("POST", "/v1/admin/projections/{nopj}/pause", "customer", 403, OPS_REASON),
+    ("POST", "/v1/admin/projections/{nopj}/pause", "vendor_own", 403, OPS_REASON),
+    ("POST", "/v1/admin/projections/{nopj}/pause", "admin", 404, OPS_REASON),
+    ("POST", "/v1/admin/projections/{nopj}/resume", "anon", 401, OPS_REASON),
+    ("POST", "/v1/admin/projections/{nopj}/resume", "customer", 403, OPS_REASON),
+    ("POST", "/v1/admin/projections/{nopj}/resume", "admin", 404, OPS_REASON),
+    ("GET", "/v1/admin/dead-letters", "anon", 401, None),
+    ("GET", "/v1/admin/dead-letters", "customer", 403, None),
+    ("GET", "/v1/admin/dead-letters", "vendor_other", 403, None),
+    ("GET", "/v1/admin/dead-letters", "admin", 200, None),
+    ("POST", "/v1/admin/dead-letters/{nodl}/replay", "anon", 401, OPS_REASON),
+    ("POST", "/v1/admin/dead-letters/{nodl}/replay", "customer", 403, OPS_REASON),
+    ("POST", "/v1/admin/dead-letters/{nodl}/replay", "admin", 404, OPS_REASON),
+    ("POST", "/v1/admin/dead-letters/{nodl}/discard", "anon", 401, OPS_REASON),
+    ("POST", "/v1/admin/dead-letters/{nodl}/discard", "customer", 403, OPS_REASON),
+    ("POST", "/v1/admin/dead-letters/{nodl}/discard", "admin", 404, OPS_REASON),
     # -- operations
     ("GET", "/healthz", "anon", 200, None),
     ("GET", "/readyz", "anon", 200, None),
@@ -314,6 +338,7 @@ def world(api_url):
 
     # catalog, stock, prices, rules and reservations of V1's sku
     w["sku"], w["nosku"] = unique("MX"), unique("MXNONE")
+    w["nopj"], w["nodl"] = "no_such_pj", "no_such_pj:0:0"  # no projection, no dead letter
     w["del_sku_own"], w["del_sku_admin"] = unique("MXDEL"), unique("MXDEL")
     for sku in (w["sku"], w["del_sku_own"], w["del_sku_admin"]):
         r = must(send("POST", "/v1/products", own,

@@ -179,6 +179,15 @@ def config_toml(pos, customer, vendor):
         "[[operations]]",
         'include-name-regex = "^POST /v1/(products|users|orders|prices/[^/]+/rules|inventory/[^/]+/reservations)$"',
         'parameters = { "header.Prefer" = "wait=10" }',
+        # the operator's actions act on the stack's own projections: fuzz their bodies against a
+        # projection and a dead letter that do not exist (404), never a real name a response
+        # showed (a pause would stop the stack's projector for every later test)
+        "[[operations]]",
+        'include-name-regex = "^POST /v1/admin/projections/"',
+        'parameters = { "path.name" = "no_such_pj" }',
+        "[[operations]]",
+        'include-name-regex = "^POST /v1/admin/dead-letters/"',
+        'parameters = { "path.id" = "no_such_pj:0:0" }',
         "[[operations]]",
         'include-name = "POST /v1/auth/token"',
         "generation = { max-examples = 3 }",
