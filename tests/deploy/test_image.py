@@ -30,6 +30,7 @@ STANDIN = re.compile(r"eventshop-test-")  # stand-ins for the outside world: the
 # executables in no image, and why
 NOT_SHIPPED = {
     "eventshop-bench-raw": "bench/: `make bench`'s raw producer baseline, a measurement, no operator tool",
+    "eventshop-bench-raw-consume": "bench/: `make bench`'s raw consumer baseline of export, a measurement",
 }
 TEST_DIRS = ("tests",)  # unit and integration test executables
 
