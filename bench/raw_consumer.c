@@ -20,16 +20,17 @@ static double now_s(void)
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* Whether every partition of l has reached its end (l's offsets hold the ends). */
-static int all_done(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *l,
-                    rd_kafka_topic_partition_list_t *end)
+/* Whether every partition of start (start offsets, as assigned) has reached its end. */
+static int all_done(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *start,
+                    const rd_kafka_topic_partition_list_t *end)
 {
-    if (rd_kafka_position(rk, l))
-        return 0;
-    for (int i = 0; i < l->cnt; i++)
-        if (l->elems[i].offset < end->elems[i].offset)
-            return 0;
-    return 1;
+    rd_kafka_topic_partition_list_t *pos = rd_kafka_topic_partition_list_copy(end);
+    int done = !rd_kafka_position(rk, pos);
+    for (int i = 0; done && i < pos->cnt; i++) /* an empty partition never gets a position */
+        done = start->elems[i].offset >= end->elems[i].offset ||
+               pos->elems[i].offset >= end->elems[i].offset;
+    rd_kafka_topic_partition_list_destroy(pos);
+    return done;
 }
 
 int main(int argc, char **argv)
