@@ -12,7 +12,7 @@ nothing.
   NOT_SHIPPED, each from the build directory of the CMake file that adds it and built by the
   build stage's `cmake --build --target` list; neither image holds a name no CMake file adds;
 - both images run as a non-root user;
-- every container of compose and of the overlays that runs one of our images runs an executable
+- every container of compose, of the overlays and of deploy/jobs that runs one of our images runs an executable
   that image holds (its command, its image's CMD, or each eventshop-* a `sh -c` script calls).
 
 usage: .cache/deploy-venv/bin/python tests/deploy/test_image.py"""
@@ -114,7 +114,7 @@ def runs_what_it_holds(stages):
         argv = shlex.split(argv) if isinstance(argv, str) else [str(a) for a in argv or []]
         containers.append((f"compose {name}", svc.get("image", ""), argv))
     for o in OVERLAYS:
-        for d in kustomize(o):
+        for d in kustomize(o) + kustomize(o, under="jobs"):  # and its on-demand Jobs (deploy/jobs)
             if d["kind"] not in ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"):
                 continue
             pod = pod_spec(d)
