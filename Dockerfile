@@ -3,11 +3,14 @@
 #     roles  eventshop-registry, eventshop-handler, eventshop-projector, eventshop-api,
 #            eventshop-subscriber; the role is the command, e.g. `eventshop-handler catalog`
 #     tools  eventshop-admin (topics), eventshop-users (bootstrap-admin: the first admin),
-#            eventshop-token (mints a bearer token), eventshop-avro (decodes a framed message)
+#            eventshop-token (mints a bearer token), eventshop-avro (decodes a framed message),
+#            eventshop-history (export of the event log to Avro files, as-of, show, projections;
+#            deploy/jobs runs its export as a Kubernetes Job)
 #   target `test`: the stand-ins eventshop-test-gateway and eventshop-test-carrier (tests/stand-ins/),
 #     for the local compose run only (docker-compose.yml's test-gateway and test-carrier), never in
 #     production
-# In neither: eventshop-bench-raw (bench/, `make bench`) and the unit-test executables (tests/).
+# In neither: eventshop-bench-raw and eventshop-bench-raw-consume (bench/, `make bench`) and the
+# unit-test executables (tests/).
 # tests/deploy/test_image.py checks these lists against every add_executable of the CMake files.
 #   docker build -t eventshop:dev .
 #   docker build --target test -t eventshop-test:dev .
@@ -30,7 +33,7 @@ COPY . .
 RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo \
  && cmake --build /build -j"$(nproc)" --target \
       eventshop-registry eventshop-handler eventshop-projector eventshop-api eventshop-subscriber \
-      eventshop-admin eventshop-users eventshop-token eventshop-avro \
+      eventshop-admin eventshop-users eventshop-token eventshop-avro eventshop-history \
       eventshop-test-gateway eventshop-test-carrier \
  && install -d /out/bin /out/test \
  && install -m 0755 -t /out/bin \
@@ -38,6 +41,7 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo \
       /build/projections/eventshop-projector /build/api/eventshop-api \
       /build/subscribers/eventshop-subscriber /build/runtime/eventshop-admin \
       /build/api/eventshop-users /build/api/eventshop-token /build/events/eventshop-avro \
+      /build/history/eventshop-history \
  && install -m 0755 -t /out/test \
       /build/tests/stand-ins/eventshop-test-gateway /build/tests/stand-ins/eventshop-test-carrier \
  && strip --strip-debug /out/bin/* /out/test/*

@@ -2,7 +2,8 @@
 # make bench: on a private stack (.state/bench, ports + 20000), the catalog handler's decided
 # commands per second against a plain transactional producer writing the same records; then the
 # catalog projector's events per second, live and for a --rebuild of 100k events, and the as-of
-# build of the same events (eventshop-history as-of) against that rebuild.
+# build of the same events (eventshop-history as-of) against that rebuild; last the export of every
+# context's events (eventshop-history export) against a raw read_committed consume of them.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 export ES_STATE=$top/.state/bench ES_PORT_OFFSET=20000 ES_BUILD=${ES_BUILD:-$top/build}
@@ -17,3 +18,4 @@ echo "bench: stack up in $((SECONDS - t0)) s (state $ES_STATE, logs in $ES_STATE
 . "$ES_STATE/env"
 .cache/venv/bin/python bench/handler_bench.py
 .cache/venv/bin/python bench/rebuild_bench.py
+.cache/venv/bin/python bench/export_bench.py

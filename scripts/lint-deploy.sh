@@ -2,10 +2,10 @@
 # Static checks of everything that ships (image, compose, Kubernetes, CI), offline, with the
 # pinned tools of scripts/setup-deploy-tools.sh. One line per check, then "N passed, N failed".
 #   generated   deploy/tools/gen.py output (from deploy/contexts, deploy/subscribers) is up to date
-#   kustomize   `kustomize build` of every overlay
-#   kubeconform every overlay's objects against the Kubernetes 1.33 strict schemas and the
+#   kustomize   `kustomize build` of every overlay, and of deploy/jobs/<overlay> (on-demand Jobs)
+#   kubeconform every overlay's (and its jobs') objects against the Kubernetes 1.33 strict schemas and the
 #               KEDA, prometheus-operator (from their CRDs), Strimzi and external-secrets schemas
-#   policy      every Deployment/StatefulSet/Job/CronJob: probes (long-running), requests and limits,
+#   policy      every Deployment/StatefulSet/Job/CronJob (the overlay's and deploy/jobs'): probes (long-running), requests and limits,
 #               non-root, read-only root fs, no privilege escalation; KEDA caps <= partitions;
 #               secrets only as *_FILE; every subscriber of deploy/subscribers: Deployment, PDB,
 #               metrics probes, <name>.deadletter topic (30 days), KEDA on its group, or exactly
@@ -154,6 +154,11 @@ for o in dev prod; do
     check "kustomize build overlays/$o" sh -c "'$bin/kustomize' build deploy/overlays/$o >'$tmp/$o.yaml'"
     check "kubeconform overlays/$o" kubeconform "$tmp/$o.yaml"
     check "policy overlays/$o" policy "$tmp/$o.yaml" "${parts[$o]}" "$o" deploy/subscribers
+    # the operators' on-demand Jobs (deploy/jobs/<env>), with the overlay they run beside
+    check "kustomize build jobs/$o" sh -c "'$bin/kustomize' build deploy/jobs/$o >'$tmp/jobs-$o.yaml'"
+    check "kubeconform jobs/$o" kubeconform "$tmp/jobs-$o.yaml"
+    { cat "$tmp/$o.yaml"; echo ---; cat "$tmp/jobs-$o.yaml"; } >"$tmp/all-$o.yaml" 2>/dev/null
+    check "policy overlays/$o + jobs/$o" policy "$tmp/all-$o.yaml" "${parts[$o]}" "$o" deploy/subscribers
 done
 check "selftest kubeconform rejects an unknown field" selftest
 check "dclint docker-compose.yml" .cache/npm/node_modules/.bin/dclint -q docker-compose.yml

@@ -4,7 +4,8 @@ per-subscriber ones from deploy/subscribers (one `name option...` per line):
 deploy/base/contexts.yaml (Kubernetes: handler and projector Deployments, their metrics Services,
 KEDA ScaledObjects, PDBs, KafkaTopics, the MySQL init script and the API's per-context env), the
 prod overlay's ExternalSecrets and Kafka identities (KafkaUsers with their ACLs, KEDA's
-TriggerAuthentication, each Deployment's Kafka client settings) and docker-compose.yml.
+TriggerAuthentication, each Deployment's Kafka client settings), the export Job's Kafka client
+settings (deploy/jobs/prod/kafka-client.yaml) and docker-compose.yml.
 usage: gen.py [OUT_ROOT] (default: the repository; lint-deploy.sh generates into a temporary
 folder and compares)."""
 import os
@@ -393,6 +394,37 @@ def kafka_user(name, rules, why):
             "spec": {"authentication": {"type": "scram-sha-512"}, "authorization": {"type": "simple", "acls": rules}}}
 
 
+def kafka_client(user, api, kind, name, container):
+    """a strategic-merge patch of workload name: the env and mounted files es_kafka_conf_new reads
+    to connect as KafkaUser user"""
+    env = [{"name": "EVENTSHOP_KAFKA_SECURITY_PROTOCOL", "value": "sasl_ssl"},
+           {"name": "EVENTSHOP_KAFKA_SASL_MECHANISM", "value": "SCRAM-SHA-512"},
+           {"name": "EVENTSHOP_KAFKA_SASL_USERNAME", "value": user},
+           {"name": "EVENTSHOP_KAFKA_SASL_PASSWORD_FILE", "value": f"{KAFKA_USER_DIR}/password"},
+           {"name": "EVENTSHOP_KAFKA_SSL_CA_FILE", "value": f"{KAFKA_CA_DIR}/ca.crt"}]
+    return {"apiVersion": api, "kind": kind, "metadata": {"name": name},
+            "spec": {"template": {"spec": {
+                "containers": [{"name": container, "env": env, "volumeMounts": [
+                    {"name": "kafka-user", "mountPath": KAFKA_USER_DIR, "readOnly": True},
+                    {"name": "kafka-ca", "mountPath": KAFKA_CA_DIR, "readOnly": True}]}],
+                "volumes": [{"name": "kafka-user", "secret": {"secretName": user, "items": [{"key": "password", "path": "password"}]}},
+                            {"name": "kafka-ca", "secret": {"secretName": KAFKA_CA_SECRET, "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]}}}}
+
+
+# eventshop-history export, the Job of deploy/jobs (history/hi_export.c): reads every context's
+# events with assign only in its group, and users.events' UserForgotten through
+# es_kafka_read_partition (READER_GROUP); its KafkaUser lives with the overlay, its client patch
+# beside the Job (deploy/jobs/prod/kafka-client.yaml)
+HISTORY_USER, HISTORY_JOB = "eventshop-history", "eventshop-history-export"
+
+
+def kafka_history(ctxs):
+    user = kafka_user(HISTORY_USER, acls(topic_ops(*[(f"{c}.events", "Read") for c in ctxs], ("users.events", "Read")),
+                                         [(HISTORY_USER, "literal"), (READER_GROUP, "literal")]),
+                      f"exports every context's events (Job {HISTORY_JOB}, deploy/jobs)")
+    return user, kafka_client(HISTORY_USER, "batch/v1", "Job", HISTORY_JOB, "export")
+
+
 def kafka_prod(ctx_lines, subs, docs):
     """prod: the KafkaUsers with their ACLs, KEDA's TriggerAuthentication, and per Deployment
     (strategic-merge patches) the env and mounted files es_kafka_conf_new reads"""
@@ -457,21 +489,7 @@ def kafka_prod(ctx_lines, subs, docs):
                  "spec": {"configMapTargetRef": [{"parameter": p, "name": KEDA_AUTH, "key": p} for p in ("sasl", "tls", "username")],
                           "secretTargetRef": [{"parameter": "password", "name": KEDA_USER, "key": "password"},
                                               {"parameter": "ca", "name": KAFKA_CA_SECRET, "key": "ca.crt"}]}}
-    patches = []
-    for u, dep, container in users:
-        name = u["metadata"]["name"]
-        env = [{"name": "EVENTSHOP_KAFKA_SECURITY_PROTOCOL", "value": "sasl_ssl"},
-               {"name": "EVENTSHOP_KAFKA_SASL_MECHANISM", "value": "SCRAM-SHA-512"},
-               {"name": "EVENTSHOP_KAFKA_SASL_USERNAME", "value": name},
-               {"name": "EVENTSHOP_KAFKA_SASL_PASSWORD_FILE", "value": f"{KAFKA_USER_DIR}/password"},
-               {"name": "EVENTSHOP_KAFKA_SSL_CA_FILE", "value": f"{KAFKA_CA_DIR}/ca.crt"}]
-        patches.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": dep},
-                        "spec": {"template": {"spec": {
-                            "containers": [{"name": container, "env": env, "volumeMounts": [
-                                {"name": "kafka-user", "mountPath": KAFKA_USER_DIR, "readOnly": True},
-                                {"name": "kafka-ca", "mountPath": KAFKA_CA_DIR, "readOnly": True}]}],
-                            "volumes": [{"name": "kafka-user", "secret": {"secretName": name, "items": [{"key": "password", "path": "password"}]}},
-                                        {"name": "kafka-ca", "secret": {"secretName": KAFKA_CA_SECRET, "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]}}}})
+    patches = [kafka_client(u["metadata"]["name"], "apps/v1", "Deployment", dep, container) for u, dep, container in users]
     return [u for u, _, _ in users] + [keda, keda_cm, keda_auth], patches
 
 
@@ -491,7 +509,9 @@ def main():
     docs, patches = k8s(ctxs, subs)
     # prod: TLS + SCRAM, one KafkaUser per role (and KEDA's), the clients' env and files
     users, client_patches = kafka_prod(context_lines(), subs, docs)
-    write(os.path.join(out, "deploy/overlays/prod/kafka-users.yaml"), dump(users))
+    history_user, history_patch = kafka_history(ctxs)
+    write(os.path.join(out, "deploy/overlays/prod/kafka-users.yaml"), dump(users + [history_user]))
+    write(os.path.join(out, "deploy/jobs/prod/kafka-client.yaml"), dump([history_patch]))
     write(os.path.join(out, "deploy/overlays/prod/kafka-clients.yaml"), dump(client_patches))
     write(os.path.join(out, "deploy/base/generated/contexts.yaml"), dump(docs))
     write(os.path.join(out, "deploy/base/generated/patches.yaml"), dump(patches))

@@ -225,8 +225,9 @@ def cmake_executables(top=TOP):
 
 
 # ---------------------------------------------------------------- Kubernetes
-def kustomize(overlay, top=TOP):
-    p = subprocess.run([KUSTOMIZE, "build", os.path.join(top, "deploy", "overlays", overlay)],
+def kustomize(overlay, top=TOP, under="overlays"):
+    """the objects of `kustomize build deploy/<under>/<overlay>` (under "jobs": deploy/jobs)"""
+    p = subprocess.run([KUSTOMIZE, "build", os.path.join(top, "deploy", under, overlay)],
                        capture_output=True, text=True)
     if p.returncode:
         sys.exit(f"kustomize build {overlay}: {p.stderr}")

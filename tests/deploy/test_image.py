@@ -12,7 +12,7 @@ nothing.
   NOT_SHIPPED, each from the build directory of the CMake file that adds it and built by the
   build stage's `cmake --build --target` list; neither image holds a name no CMake file adds;
 - both images run as a non-root user;
-- every container of compose and of the overlays that runs one of our images runs an executable
+- every container of compose, of the overlays and of deploy/jobs that runs one of our images runs an executable
   that image holds (its command, its image's CMD, or each eventshop-* a `sh -c` script calls).
 
 usage: .cache/deploy-venv/bin/python tests/deploy/test_image.py"""
@@ -30,6 +30,7 @@ STANDIN = re.compile(r"eventshop-test-")  # stand-ins for the outside world: the
 # executables in no image, and why
 NOT_SHIPPED = {
     "eventshop-bench-raw": "bench/: `make bench`'s raw producer baseline, a measurement, no operator tool",
+    "eventshop-bench-raw-consume": "bench/: `make bench`'s raw consumer baseline of export, a measurement",
 }
 TEST_DIRS = ("tests",)  # unit and integration test executables
 
@@ -113,7 +114,7 @@ def runs_what_it_holds(stages):
         argv = shlex.split(argv) if isinstance(argv, str) else [str(a) for a in argv or []]
         containers.append((f"compose {name}", svc.get("image", ""), argv))
     for o in OVERLAYS:
-        for d in kustomize(o):
+        for d in kustomize(o) + kustomize(o, under="jobs"):  # and its on-demand Jobs (deploy/jobs)
             if d["kind"] not in ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"):
                 continue
             pod = pod_spec(d)

@@ -20,7 +20,8 @@ no TriggerAuthentication, no EVENTSHOP_KAFKA_SECURITY_PROTOCOL but plaintext, no
 prod:
 - every listener is TLS with SCRAM-SHA-512 authentication, `authorization: simple`, the user
   operator runs;
-- every Deployment sets EVENTSHOP_KAFKA_SECURITY_PROTOCOL=sasl_ssl, SCRAM-SHA-512, and a
+- every Deployment, and every Job of deploy/jobs/prod running a role of JOB_ROLES (the export
+  Job's eventshop-history), sets EVENTSHOP_KAFKA_SECURITY_PROTOCOL=sasl_ssl, SCRAM-SHA-512, and a
   EVENTSHOP_KAFKA_SASL_USERNAME that names a KafkaUser of the cluster (SCRAM-SHA-512, simple
   authorization), its password file mounted from that user's Secret (key `password`) and the CA
   file from `<cluster>-cluster-ca-cert` (key ca.crt); no two Deployments share a user, every user
@@ -34,7 +35,8 @@ prod:
   consumer groups and transactional ids, as the C sources name them (es_topic kinds of the
   runtimes, the handlers' views, the subscribers' .topics, sb_out_command and sb_out_event, the
   snprintf/xasprintf formats of groups and transactional ids, the projections' names, the
-  registry's topic); every topic rule is one of those;
+  registry's topic; eventshop-history: the events of its --contexts, else of hi.h's default, and
+  users.events' UserForgotten, in the group it names); every topic rule is one of those;
 - KEDA: every ScaledObject's trigger authenticates through a TriggerAuthentication giving sasl
   scram_sha512, tls enable, KEDA's own KafkaUser and its password, and the cluster CA; that user
   may Describe the trigger's group and its topics (the trigger's topic, else those its group reads).
@@ -58,6 +60,7 @@ OUR_IMAGE = re.compile(r"(^|/)eventshop(:|@|$)")
 JUSTIFIED_TOPIC_RULES = {}
 IMPLIES_DESCRIBE = {"Read", "Write", "Delete", "Alter"}
 SAMPLE = "pod-0"  # stands for a run-time part of a name (pod name, uuid, time)
+JOB_ROLES = {"eventshop-history"}  # Jobs that are Kafka clients as a KafkaUser of their own
 
 
 # ---------------------------------------------------------------- manifests
@@ -110,6 +113,14 @@ def our_containers(docs, kinds=("Deployment",)):
             for c in pod["containers"]:
                 if OUR_IMAGE.search(c["image"]):
                     yield d, pod, c
+
+
+def kafka_clients(docs):
+    """our containers that connect to Kafka as a KafkaUser: every Deployment's, and a Job's that
+    runs one of JOB_ROLES"""
+    for d, pod, c in our_containers(docs, ("Deployment", "Job")):
+        if d["kind"] == "Deployment" or role_of(c)[0] in JOB_ROLES:
+            yield d, pod, c
 
 
 # ---------------------------------------------------------------- Strimzi security contexts
@@ -310,11 +321,11 @@ def prod_clients(docs):
         return ["not exactly one Kafka"]
     ca = f"{k['metadata']['name']}-cluster-ca-cert"
     users, bad, used = kafka_users(docs), [], {}
-    deps = [(d, pod, c) for d, pod, c in our_containers(docs)]
+    deps = [(d, pod, c) for d, pod, c in kafka_clients(docs)]
     if not deps:
         return ["no Deployment runs our image"]
     for d, pod, c in deps:
-        where = f"Deployment/{d['metadata']['name']}/{c['name']}"
+        where = f"{d['kind']}/{d['metadata']['name']}/{c['name']}"
         env = env_of(docs, c)
         if env.get("EVENTSHOP_KAFKA_SECURITY_PROTOCOL") != "sasl_ssl":
             bad.append(f"{where}: EVENTSHOP_KAFKA_SECURITY_PROTOCOL={env.get('EVENTSHOP_KAFKA_SECURITY_PROTOCOL')}, not sasl_ssl")
@@ -341,11 +352,11 @@ def prod_clients(docs):
     ns = k["metadata"].get("namespace")
     keda_cms = {r["name"] for ta in by_kind(docs, "TriggerAuthentication") for r in ta["spec"].get("configMapTargetRef", [])}
     bad += [f"{d['kind']}/{d['metadata']['name']}: namespace {d['metadata'].get('namespace')}, the Kafka's is {ns}"
-            for d in docs if (d["kind"] in ("KafkaUser", "KafkaNodePool", "TriggerAuthentication", "ScaledObject", "Deployment")
+            for d in docs if (d["kind"] in ("KafkaUser", "KafkaNodePool", "TriggerAuthentication", "ScaledObject", "Deployment", "Job")
                               or (d["kind"] == "ConfigMap" and d["metadata"]["name"] in keda_cms))
             and d["metadata"].get("namespace") != ns]
     keda = keda_user(docs)
-    bad += [f"KafkaUser/{u}: no Deployment or KEDA connects as it" for u in users if u not in used and u not in keda]
+    bad += [f"KafkaUser/{u}: no Deployment, Job or KEDA connects as it" for u in users if u not in used and u not in keda]
     return bad
 
 
@@ -472,8 +483,11 @@ def reads_partitions(paths):
 
 
 def reader_group():
-    m = re.search(r'int es_kafka_read_partition\b.*?"group\.id",\s*"([^"]+)"', c_text("runtime/es_kafka.c"), re.S)
-    return m.group(1) if m else None
+    """the group es_kafka_read_partition reads in: its "group.id" setting, or the client id it
+    gives es_kafka_reader_new (whose group.id is the client id)"""
+    m = re.search(r'int es_kafka_read_partition\b.*?(?:"group\.id",\s*|\bes_kafka_reader_new\s*\(\s*)"([^"]+)"',
+                  c_text("runtime/es_kafka.c"), re.S)
+    return m.group(1) if m else "?"  # unknown: no ACL grants it, the test says so
 
 
 def c_files(d, exclude_main=True):
@@ -606,6 +620,21 @@ def need_of(role, arg, env):
         paths = c_files("schema-registry", exclude_main=False)
         m = re.search(r'es_env_str\s*\(\s*"EVENTSHOP_REGISTRY_TOPIC"\s*,\s*"([^"]+)"', c_text("schema-registry/registry_main.c"))
         n.topic(env.get("EVENTSHOP_REGISTRY_TOPIC") or (m.group(1) if m else "?"), "Read", "Write")
+    elif role == "eventshop-history":
+        paths = c_files("history")
+        argv = env.get("argv", [])
+        ctxs = argv[argv.index("--contexts") + 1] if "--contexts" in argv else defines(c_text("history/hi.h")).get("HI_DEFAULT_CONTEXTS", "")
+        for c in ctxs.split(","):
+            n.topic(f"{c}.events", "Read")
+        for p in paths:  # its own reader's group (es_kafka_reader_new's client id), UserForgotten
+            t = c_text(p)
+            n.groups |= {g for g in re.findall(r'\bes_kafka_reader_new\s*\(\s*"([^"]+)"', t)}
+            for a in re.findall(r"\bes_kafka_read_partition\s*\(\s*([^,]+),", t):
+                tp = literal(t, a)
+                if tp is None:
+                    n.problems.append(f"history: es_kafka_read_partition({a.strip()}) is not a string literal")
+                else:
+                    n.topic(tp, "Read")
     elif role == "eventshop-subscriber":
         src, t, body = subscriber_source(arg)
         if not src:
@@ -656,8 +685,9 @@ def role_of(c):
 
 def acl_cover(docs):
     users, bad = kafka_users(docs), []
-    for d, pod, c in our_containers(docs):
+    for d, pod, c in kafka_clients(docs):
         env = env_of(docs, c)
+        env["argv"] = [str(a) for a in (c.get("command") or []) + (c.get("args") or [])]
         u = users.get(env.get("EVENTSHOP_KAFKA_SASL_USERNAME"))
         if not u:
             continue  # prod_clients says so
@@ -776,7 +806,7 @@ def strimzi_network(docs):
 
 def main():
     for o in OVERLAYS:
-        docs = kustomize(o)
+        docs = kustomize(o) + kustomize(o, under="jobs")  # the overlay and its on-demand Jobs
         check(f"{o}: every Strimzi pod (brokers, entity operator, Kafka Exporter) has a restricted security context",
               strimzi_security(docs))
         check(f"{o}: every Kafka listener admits eventshop's clients and KEDA's operator, nothing wider", listener_peers(docs))
