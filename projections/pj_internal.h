@@ -142,6 +142,9 @@ void pj_shadow_swap(struct pj_shadow *s);
 /* Whether the shadow's thread has ended (swapped, failed, or run by another replica). */
 bool pj_shadow_over(const struct pj_shadow *s);
 bool pj_shadow_cancelled(const struct pj_shadow *s);
+/* Once over: "shadow rebuild swapped in (asked by ...)", "... failed: ...", or "" (run by
+ * another replica). */
+const char *pj_shadow_outcome(const struct pj_shadow *s);
 /* Cancels (an unswapped shadow's tables are dropped), joins and frees; NULL: nothing. */
 void pj_shadow_free(struct pj_shadow *s);
 

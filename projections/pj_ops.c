@@ -24,6 +24,7 @@ struct pj_ops {
     es_kafka_t *rk;
     bool paused;
     char why[300];            /* who paused it and why */
+    char rebuilt[300];        /* the last shadow rebuild's outcome, shown while running */
     long long status_at;      /* es_mono_ms of the last status written */
     const char *status_said;  /* the state last written */
     struct pj_shadow *shadow; /* a shadow rebuild this replica started; it writes the status */
@@ -75,13 +76,15 @@ static void pj_status_beat(pj_runtime_t *rt, bool force)
     if (o->shadow && !pj_shadow_over(o->shadow))
         return; /* the shadow's thread writes rebuilding, shadow_ready */
     if (o->shadow) {
+        if (*pj_shadow_outcome(o->shadow))
+            snprintf(o->rebuilt, sizeof o->rebuilt, "%s", pj_shadow_outcome(o->shadow));
         pj_shadow_free(o->shadow);
         o->shadow = NULL;
         force = true;
     }
     if (!force && o->status_said == state && now - o->status_at < PJ_STATUS_EVERY_MS)
         return;
-    pj_status_write(rt, state, o->paused ? o->why : "");
+    pj_status_write(rt, state, o->paused ? o->why : o->rebuilt);
     o->status_said = state;
     o->status_at = now;
 }
@@ -251,10 +254,8 @@ static void pj_ops_rebuild_action(pj_runtime_t *rt, const json_t *a, const char 
 {
     struct pj_ops *o = rt->ops;
     const char *id = json_string_value(json_object_get(a, "action_id"));
-    if (o->shadow && pj_shadow_over(o->shadow)) {
-        pj_shadow_free(o->shadow);
-        o->shadow = NULL;
-    }
+    if (o->shadow && pj_shadow_over(o->shadow))
+        pj_status_beat(rt, true); /* takes its outcome, frees it */
     if (!strcmp(action, "swap")) {
         if (o->shadow)
             pj_shadow_swap(o->shadow);

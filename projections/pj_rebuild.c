@@ -492,7 +492,8 @@ struct pj_shadow {
     const pj_projection_t *p;
     char ls[40]; /* the live tables' suffix */
     char action_id[40], actor[128], reason[300];
-    bool when_equal; /* swap as soon as the comparison passes */
+    bool when_equal;   /* swap as soon as the comparison passes */
+    char outcome[300]; /* once over: swapped in, or why not */
     pthread_t thread;
     _Atomic bool swap_asked, cancel, over;
 };
@@ -644,10 +645,13 @@ static void *pj_shadow_main(void *arg)
             if (pj_rb_cancelled(&rb))
                 rc = es_set(&err, ES_ETIMEOUT, "shadow rebuild of '%s' cancelled", rb.lkey);
         }
-        char *said = rc == 1 ? xasprintf("shadow rebuild swapped in (asked by %s)", s->actor)
-                             : xasprintf("shadow rebuild failed: %s", err.msg);
-        pj_status_put(rb.ctl, rb.lkey, s->p->version, "running", said);
-        free(said);
+        if (rc == 1)
+            snprintf(s->outcome, sizeof s->outcome, "shadow rebuild swapped in (asked by %s)",
+                     s->actor);
+        else
+            snprintf(s->outcome, sizeof s->outcome, "shadow rebuild failed: %s", err.msg);
+        if (!pj_rb_cancelled(&rb)) /* else the live projector is stopping: it says so */
+            pj_status_put(rb.ctl, rb.lkey, s->p->version, "running", s->outcome);
     }
     if (rc < 0 && err.code == ES_ECONFLICT)
         es_info("rebuild %s: action %s: run by another replica", rb.lkey ? rb.lkey : "",
@@ -687,6 +691,11 @@ void pj_shadow_swap(struct pj_shadow *s)
 bool pj_shadow_over(const struct pj_shadow *s)
 {
     return s->over;
+}
+
+const char *pj_shadow_outcome(const struct pj_shadow *s)
+{
+    return s->outcome;
 }
 
 void pj_shadow_free(struct pj_shadow *s)
