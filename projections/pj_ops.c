@@ -3,8 +3,10 @@
  * restart), then live between batches, and acts on the OperatorActions naming its key: pause and
  * resume in memory (each replica alone: the topic is the durable state), replay and discard of a
  * dead letter in its database, once per action id for all replicas together (the id goes into
- * projection_operations in the transaction that acts). It also keeps its row of
- * projection_status, where the API reads what state it is in. */
+ * projection_operations in the transaction that acts), rebuild as a shadow rebuild on a thread of
+ * its own (pj_rebuild.c; one replica runs it) and swap passed to that thread. It also keeps its
+ * row of projection_status, where the API reads what state it is in (a shadow rebuild's thread
+ * writes it while it runs). */
 #include "es_env.h"
 #include "es_log.h"
 #include "es_mem.h"

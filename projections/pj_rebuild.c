@@ -660,6 +660,7 @@ static void *pj_shadow_main(void *arg)
         es_error("rebuild %s: shadow rebuild: %s", rb.lkey ? rb.lkey : "", err.msg);
     free(detail);
     pj_rb_finish(&rb);
+    es_metrics_heartbeat_end(); /* pj_step's beats registered this thread's loop */
     s->over = true;
     return NULL;
 }

@@ -5,6 +5,8 @@ the comparison passes and the rebuild said "swap": "when_equal".
 
 The first test rebuilds the stack's own catalog projection (what the API reads) under readers of
 the API; the second a test projector's tables (test_projector's, a suffix of their own)."""
+import time
+
 import requests
 
 from conftest import command_meta, unique, wait_for
@@ -108,7 +110,7 @@ def test_shadow_rebuild_under_live_reads_compares_equal_and_swaps_on_request(
 
 def test_shadow_rebuild_when_equal_swaps_by_itself(brokers, registry, db, projector, ops_rows):
     ev = Events(registry)
-    p = projector()
+    p = projector(EVENTSHOP_HEALTH_STALL_S="3")  # the shadow's thread must not stay a loop
     ops_rows.append(p.key)
     p.start()
     sku = unique("sh-eq")
@@ -126,6 +128,11 @@ def test_shadow_rebuild_when_equal_swaps_by_itself(brokers, registry, db, projec
     assert after and after != before
     assert query(db, f"SELECT sku FROM `{p.table}` WHERE sku=%s", sku)
     assert not shadow_tables(db, p.table)
+    # liveness: the shadow's thread, over, is no silent loop (stall limit 3 s)
+    ended = time.monotonic()
+    wait_for(lambda: time.monotonic() - ended > 4 and requests.get(
+        f"http://127.0.0.1:{p.port}/healthz", timeout=2).status_code == 200,
+        timeout=15, what="the projector live after the shadow's thread ended")
     # a restart reads the action again and does not rebuild twice
     assert p.stop() == 0
     p.start()
