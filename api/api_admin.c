@@ -2,9 +2,10 @@
  * served context's database with its read-only user, the projectors' projection_status,
  * projection_offsets and projection_dead_letters, and asks the broker the events' high
  * watermarks; GET /v1/admin/dead-letters lists the dead letters. The operations (pause, resume,
- * dead-letter replay and discard) are OperatorAction events produced to operations.events, with
- * who (the token's subject) and why (the body's reason): the record of the operation and the
- * command every projector replica acts on (projections/pj_ops.c). 202 once the broker has it. */
+ * shadow rebuild and swap, dead-letter replay and discard) are OperatorAction events produced to
+ * operations.events, with who (the token's subject) and why (the body's reason): the record of the
+ * operation and the command every projector replica acts on (projections/pj_ops.c). 202 once the
+ * broker has it. */
 #include "api_app.h"
 #include "api_reply.h"
 #include "es_kafka.h"
@@ -137,13 +138,22 @@ static void context_projections(es_http_req_t *r, const char *ctx, json_t *out)
         const char *name = json_string_value(json_object_get(s, "projection"));
         long long dead = json_integer_value(json_object_get(s, "dead"));
         json_t *parts = partitions_of(app, topic, name ? name : "", offs);
-        json_array_append_new(
-            out, json_pack("{s:s?, s:s, s:O?, s:s, s:O?, s:I, s:o}", "name", name, "context", ctx,
-                           "version", json_object_get(s, "version"), "state",
-                           effective_state(json_string_value(json_object_get(s, "state")), dead,
-                                           json_integer_value(json_object_get(s, "age_ms"))),
-                           "detail", json_object_get(s, "detail"), "dead_letters", (json_int_t)dead,
-                           "partitions", parts));
+        json_t *view =
+            json_pack("{s:s?, s:s, s:O?, s:s, s:O?, s:I, s:o}", "name", name, "context", ctx,
+                      "version", json_object_get(s, "version"), "state",
+                      effective_state(json_string_value(json_object_get(s, "state")), dead,
+                                      json_integer_value(json_object_get(s, "age_ms"))),
+                      "detail", json_object_get(s, "detail"), "dead_letters", (json_int_t)dead,
+                      "partitions", parts);
+        /* a shadow rebuild waiting for its swap: its comparison with the live tables */
+        const char *state = json_string_value(json_object_get(s, "state"));
+        json_t *cmp = state && !strcmp(state, "shadow_ready")
+                          ? json_loads(json_string_value(json_object_get(s, "detail")), 0, NULL)
+                          : NULL;
+        if (json_is_object(cmp))
+            json_object_set(view, "compare", cmp);
+        json_decref(cmp);
+        json_array_append_new(out, view);
     }
     json_decref(st);
     json_decref(offs);
@@ -233,8 +243,8 @@ static void on_action_delivered(void *opaque, bool ok, const char *error)
 }
 
 /* The body's reason (borrowed from *body, a new reference the caller frees), or NULL after
- * answering. */
-static const char *reason_or_reply(es_http_req_t *r, json_t **body)
+ * answering. extra: one more field the body may have (NULL: none). */
+static const char *reason_or_reply(es_http_req_t *r, json_t **body, const char *extra)
 {
     if (!(*body = api_json_body_or_reply(r)))
         return NULL;
@@ -242,7 +252,7 @@ static const char *reason_or_reply(es_http_req_t *r, json_t **body)
     json_t *v;
     json_object_foreach(*body, k, v)
     {
-        if (strcmp(k, "reason")) {
+        if (strcmp(k, "reason") && (!extra || strcmp(k, extra))) {
             api_reply_problem(r, 422, NULL, k, "unknown field '%s'", k);
             return NULL;
         }
@@ -292,22 +302,31 @@ static void send_action(es_http_req_t *r, const struct api_principal *who, const
     free(buf);
 }
 
-/* POST /v1/admin/projections/{name}/<action>: the action is the route's last path segment. */
+/* POST /v1/admin/projections/{name}/<action>: the action is the route's last path segment. A
+ * rebuild's body may say when its shadow is swapped in: "swap": "on_request" (the default: a
+ * swap action) or "when_equal" (as soon as the comparison passes). */
 void api_admin_projection_action(es_http_req_t *r, const struct api_principal *who)
 {
     const char *name = es_http_param(r, "name"), *ctx = NULL;
     const char *action = strrchr(es_http_path(r), '/') + 1;
+    bool rebuild = !strcmp(action, "rebuild");
     json_t *body = NULL;
-    const char *reason = reason_or_reply(r, &body);
+    const char *reason = reason_or_reply(r, &body, rebuild ? "swap" : NULL);
     if (!reason)
         goto out;
+    json_t *swap = json_object_get(body, "swap");
+    if (swap && (!json_is_string(swap) || (strcmp(json_string_value(swap), "on_request") &&
+                                           strcmp(json_string_value(swap), "when_equal")))) {
+        api_reply_problem(r, 422, NULL, "swap", "swap must be 'on_request' or 'when_equal'");
+        goto out;
+    }
     if (!is_projection_name(name) || !projection_known(r, name, &ctx)) {
         api_reply_problem(r, 404, NULL, NULL, "no projection '%s'", name ? name : "");
         goto out;
     }
     send_action(r, who, reason,
-                json_pack("{s:s, s:s, s:n, s:n}", "action", action, "projection", name,
-                          "dead_letter_part", "dead_letter_offset"));
+                json_pack("{s:s, s:s, s:n, s:n, s:O?}", "action", action, "projection", name,
+                          "dead_letter_part", "dead_letter_offset", "swap", swap));
 out:
     json_decref(body);
 }
@@ -333,7 +352,7 @@ void api_admin_dead_letter_action(es_http_req_t *r, const struct api_principal *
     int part = 0;
     long long off = 0;
     json_t *body = NULL, *rows = NULL;
-    const char *reason = reason_or_reply(r, &body);
+    const char *reason = reason_or_reply(r, &body, NULL);
     if (!reason)
         goto out;
     if (parse_dead_letter_id(id, name, sizeof name, &part, &off) &&

@@ -212,9 +212,9 @@ void api_history_get(es_http_req_t *r, const struct api_principal *who);
  * of a key, 0 otherwise, -1 when a field does not open with key (payload half done). */
 int api_history_unseal(json_t *payload, const unsigned char *key);
 /* projections as an operator sees them, admin only (api_admin.c): the list, the dead letters,
- * and the operations (pause, resume; dead-letter replay, discard), each an OperatorAction
- * produced to operations.events with the token's subject and the body's reason; the action is
- * the path's last segment */
+ * and the operations (pause, resume; shadow rebuild, swap; dead-letter replay, discard), each an
+ * OperatorAction produced to operations.events with the token's subject and the body's reason; the
+ * action is the path's last segment */
 void api_admin_projections(es_http_req_t *r, const struct api_principal *who);
 void api_admin_projection_action(es_http_req_t *r, const struct api_principal *who);
 void api_admin_dead_letters(es_http_req_t *r, const struct api_principal *who);

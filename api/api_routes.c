@@ -47,6 +47,8 @@ const struct api_route api_routes[] = {
     {"GET", "/v1/admin/projections", api_admin_projections, API_ADMIN},
     {"POST", "/v1/admin/projections/{name}/pause", api_admin_projection_action, API_ADMIN},
     {"POST", "/v1/admin/projections/{name}/resume", api_admin_projection_action, API_ADMIN},
+    {"POST", "/v1/admin/projections/{name}/rebuild", api_admin_projection_action, API_ADMIN},
+    {"POST", "/v1/admin/projections/{name}/swap", api_admin_projection_action, API_ADMIN},
     {"GET", "/v1/admin/dead-letters", api_admin_dead_letters, API_ADMIN},
     {"POST", "/v1/admin/dead-letters/{id}/replay", api_admin_dead_letter_action, API_ADMIN},
     {"POST", "/v1/admin/dead-letters/{id}/discard", api_admin_dead_letter_action, API_ADMIN},

@@ -25,10 +25,13 @@
 #define HI_OPS_TYPE  "eventshop.operations.OperatorAction"
 
 static const char usage_text[] =
-    "usage: eventshop-history projections [list | pause NAME | resume NAME | rebuild NAME |\n"
-    "         swap NAME | dead-letters | replay ID | discard ID] [--reason TEXT] [--actor NAME]\n"
+    "usage: eventshop-history projections [list | pause NAME | resume NAME | rebuild NAME\n"
+    "         [--when-equal] | swap NAME | dead-letters | replay ID | discard ID]\n"
+    "         [--reason TEXT] [--actor NAME]\n"
     "  NAME: a projection (e.g. catalog_products); ID: <projection>:<partition>:<offset>\n"
-    "  every operation needs --reason and --actor (recorded on operations.events)\n";
+    "  every operation needs --reason and --actor (recorded on operations.events)\n"
+    "  rebuild builds shadow tables beside the live ones and compares them (shown by list as\n"
+    "  shadow_ready); swap swaps them in; --when-equal: as soon as the comparison passes\n";
 
 /* The contexts that have a projection, each once, in the table's order. */
 static int contexts_of_projections(const char *out[], int cap)
@@ -51,6 +54,36 @@ static const char *context_of(const char *name)
         if (!strncmp(name, (*p)->name, strlen((*p)->name)))
             return (*p)->context;
     return NULL;
+}
+
+/* A shadow rebuild's comparison (pj_rebuild.c: the status detail of state shadow_ready, a new
+ * object), or NULL when detail is not one. */
+static json_t *compare_of(const char *state, const char *detail)
+{
+    json_t *cmp = strcmp(state, "shadow_ready") ? NULL : json_loads(detail, 0, NULL);
+    if (!json_is_array(json_object_get(cmp, "tables"))) {
+        json_decref(cmp);
+        return NULL;
+    }
+    return cmp;
+}
+
+/* The comparison cmp (stolen), one line per table. */
+static void print_compare(json_t *cmp)
+{
+    json_t *t;
+    printf("    compared with the live tables: %s\n",
+           json_is_true(json_object_get(cmp, "equal")) ? "equal" : "DIFFERENT");
+    size_t i;
+    json_array_foreach(json_object_get(cmp, "tables"), i, t)
+    {
+        printf("    compare %-28s rows live %lld shadow %lld, checksum %s\n",
+               json_string_value(json_object_get(t, "table")),
+               (long long)json_integer_value(json_object_get(t, "live_rows")),
+               (long long)json_integer_value(json_object_get(t, "shadow_rows")),
+               json_string_value(json_object_get(t, "checksum")));
+    }
+    json_decref(cmp);
 }
 
 static void print_partitions(es_db_t *db, es_kafka_t *rk, const char *name, const char *topic)
@@ -107,11 +140,14 @@ static void list_context(const char *ctx, es_kafka_t *rk)
          * projector running; a running one with dead letters is degraded */
         if (!strcmp(state, "running") && json_integer_value(json_object_get(s, "age_ms")) > 60000)
             state = "stopped";
+        const char *detail = json_string_value(json_object_get(s, "detail"));
+        json_t *cmp = compare_of(state, detail);
         printf("%s (%s) version %lld: %s%s%s, %lld dead letters\n", name, ctx,
                (long long)json_integer_value(json_object_get(s, "version")),
                dead > 0 && !strcmp(state, "running") ? "degraded" : state,
-               *json_string_value(json_object_get(s, "detail")) ? ": " : "",
-               json_string_value(json_object_get(s, "detail")), dead);
+               *detail && !cmp ? ": " : "", cmp ? "" : detail, dead);
+        if (cmp)
+            print_compare(cmp);
         print_partitions(db, rk, name, topic);
     }
     json_decref(st);
@@ -162,8 +198,9 @@ static int list(bool dead_letters)
 }
 
 /* The OperatorAction for what and arg (a projection, or a dead letter's id), as a new object
- * without id, actor, reason and time; NULL when arg is not valid for it. */
-static json_t *action_of(const char *what, const char *arg)
+ * without id, actor, reason and time; NULL when arg is not valid for it. swap: a rebuild's
+ * "when_equal", or NULL. */
+static json_t *action_of(const char *what, const char *arg, const char *swap)
 {
     char name[72];
     int part = -1;
@@ -181,14 +218,15 @@ static json_t *action_of(const char *what, const char *arg)
     }
     if (!pj_suffix_is_valid(name) || !*name || !context_of(name))
         return NULL;
-    return json_pack("{s:s, s:s, s:o, s:o}", "action", what, "projection", name, "dead_letter_part",
-                     dead ? json_integer(part) : json_null(), "dead_letter_offset",
-                     dead ? json_integer(off) : json_null());
+    return json_pack("{s:s, s:s, s:o, s:o, s:s?}", "action", what, "projection", name,
+                     "dead_letter_part", dead ? json_integer(part) : json_null(),
+                     "dead_letter_offset", dead ? json_integer(off) : json_null(), "swap", swap);
 }
 
-static int operate(const char *what, const char *arg, const char *actor, const char *reason)
+static int operate(const char *what, const char *arg, const char *actor, const char *reason,
+                   const char *swap)
 {
-    json_t *a = action_of(what, arg);
+    json_t *a = action_of(what, arg, swap);
     if (!a) {
         fprintf(stderr, "eventshop-history projections %s: '%s' is not a %s\n", what, arg,
                 strchr("rd", what[0]) && strcmp(what, "rebuild") ? "dead letter id" : "projection");
@@ -233,19 +271,23 @@ int hi_projections_main(int argc, char **argv)
 {
     static const struct option opts[] = {{"reason", required_argument, NULL, 'r'},
                                          {"actor", required_argument, NULL, 'a'},
+                                         {"when-equal", no_argument, NULL, 'w'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    const char *reason = NULL, *actor = NULL;
+    const char *reason = NULL, *actor = NULL, *swap = NULL;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "r:a:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "r:a:wh", opts, NULL)) != -1) {
         if (c == 'h') {
             fputs(usage_text, stdout);
             return 0;
         }
         if (c == '?')
             return fputs(usage_text, stderr), 2;
-        *(c == 'r' ? &reason : &actor) = optarg;
+        if (c == 'w')
+            swap = "when_equal";
+        else
+            *(c == 'r' ? &reason : &actor) = optarg;
     }
     const char *what = optind < argc ? argv[optind] : "list";
     if (!strcmp(what, "list") || !strcmp(what, "dead-letters"))
@@ -255,9 +297,10 @@ int hi_projections_main(int argc, char **argv)
     bool known = false;
     for (const char *const *o = ops; *o; o++)
         known = known || !strcmp(*o, what);
-    if (!known || optind + 1 >= argc || !reason || !*reason || !actor || !*actor) {
+    if (!known || optind + 1 >= argc || !reason || !*reason || !actor || !*actor ||
+        (swap && strcmp(what, "rebuild"))) {
         fputs(usage_text, stderr);
         return 2;
     }
-    return operate(what, argv[optind + 1], actor, reason);
+    return operate(what, argv[optind + 1], actor, reason, swap);
 }

@@ -122,7 +122,31 @@ void pj_ops_paused_wait(pj_runtime_t *rt);
 void pj_ops_resume_consumer(pj_runtime_t *rt);
 /* Upserts rt's row of projection_status (autocommit; a failure is logged). */
 void pj_status_write(pj_runtime_t *rt, const char *state, const char *detail);
+/* The same for key's row on db. */
+void pj_status_put(es_db_t *db, const char *key, int version, const char *state,
+                   const char *detail);
 void pj_ops_close(pj_runtime_t *rt);
+
+/* Shadow rebuilds (pj_rebuild.c), run by the live projector on a thread of their own when an
+ * OperatorAction rebuild names its key: tables "<table><suffix>_rb<time>" replayed from offset
+ * 0 beside the live ones, which keep serving; caught up to the live offsets under the live lock
+ * and compared (row counts, and CHECKSUM TABLE when the columns are the same); left following
+ * the log in state shadow_ready until a swap action (or swapped at once when the action said
+ * swap when_equal and the comparison passed); swapped with pj_rebuild's one RENAME TABLE. One
+ * replica runs it: the one that takes the rebuild lock and records the action id. */
+struct pj_shadow;
+/* Starts the shadow rebuild the action a (borrowed) asks; NULL when the thread cannot start. */
+struct pj_shadow *pj_shadow_start(pj_runtime_t *rt, const json_t *a);
+/* Asks the swap: at once when the shadow is ready, else as soon as it is. */
+void pj_shadow_swap(struct pj_shadow *s);
+/* Whether the shadow's thread has ended (swapped, failed, or run by another replica). */
+bool pj_shadow_over(const struct pj_shadow *s);
+bool pj_shadow_cancelled(const struct pj_shadow *s);
+/* Once over: "shadow rebuild swapped in (asked by ...)", "... failed: ...", or "" (run by
+ * another replica). */
+const char *pj_shadow_outcome(const struct pj_shadow *s);
+/* Cancels (an unswapped shadow's tables are dropped), joins and frees; NULL: nothing. */
+void pj_shadow_free(struct pj_shadow *s);
 
 /* Waits out the runtime's capped exponential back-off, serving the consumer with the assigned
  * partitions paused; returns early on rt->stop. */

@@ -3,8 +3,10 @@
  * restart), then live between batches, and acts on the OperatorActions naming its key: pause and
  * resume in memory (each replica alone: the topic is the durable state), replay and discard of a
  * dead letter in its database, once per action id for all replicas together (the id goes into
- * projection_operations in the transaction that acts). It also keeps its row of
- * projection_status, where the API reads what state it is in. */
+ * projection_operations in the transaction that acts), rebuild as a shadow rebuild on a thread of
+ * its own (pj_rebuild.c; one replica runs it) and swap passed to that thread. It also keeps its
+ * row of projection_status, where the API reads what state it is in (a shadow rebuild's thread
+ * writes it while it runs). */
 #include "es_env.h"
 #include "es_log.h"
 #include "es_mem.h"
@@ -23,9 +25,11 @@
 struct pj_ops {
     es_kafka_t *rk;
     bool paused;
-    char why[300];           /* who paused it and why */
-    long long status_at;     /* es_mono_ms of the last status written */
-    const char *status_said; /* the state last written */
+    char why[300];            /* who paused it and why */
+    char rebuilt[300];        /* the last shadow rebuild's outcome, shown while running */
+    long long status_at;      /* es_mono_ms of the last status written */
+    const char *status_said;  /* the state last written */
+    struct pj_shadow *shadow; /* a shadow rebuild this replica started; it writes the status */
 };
 
 static const char pj_status_ddl[] =
@@ -48,17 +52,21 @@ bool pj_ops_paused(const pj_runtime_t *rt)
 
 void pj_status_write(pj_runtime_t *rt, const char *state, const char *detail)
 {
+    if (rt->db)
+        pj_status_put(rt->db, rt->key, rt->p->version, state, detail);
+}
+
+void pj_status_put(es_db_t *db, const char *key, int version, const char *state, const char *detail)
+{
     es_err_t err = ES_ERR_INIT;
-    if (!rt->db)
-        return;
-    const es_db_val_t params[] = {ES_DB_S(rt->key), ES_DB_I(rt->p->version), ES_DB_S(state),
+    const es_db_val_t params[] = {ES_DB_S(key), ES_DB_I(version), ES_DB_S(state),
                                   ES_DB_S(detail ? detail : "")};
-    if (es_db_exec(rt->db,
+    if (es_db_exec(db,
                    "INSERT INTO projection_status (projection, version, state, detail, updated_at) "
                    "VALUES (?, ?, ?, ?, NOW(3)) ON DUPLICATE KEY UPDATE version=VALUES(version), "
                    "state=VALUES(state), detail=VALUES(detail), updated_at=VALUES(updated_at)",
                    params, 4, NULL, &err))
-        es_warn("projector %s: status: %s", rt->key, err.msg);
+        es_warn("projector %s: status: %s", key, err.msg);
 }
 
 /* Writes the state when it changed or every PJ_STATUS_EVERY_MS (updated_at says it is alive). */
@@ -67,9 +75,18 @@ static void pj_status_beat(pj_runtime_t *rt, bool force)
     struct pj_ops *o = rt->ops;
     const char *state = o->paused ? "paused" : "running";
     long long now = es_mono_ms();
+    if (o->shadow && !pj_shadow_over(o->shadow))
+        return; /* the shadow's thread writes rebuilding, shadow_ready */
+    if (o->shadow) {
+        if (*pj_shadow_outcome(o->shadow))
+            snprintf(o->rebuilt, sizeof o->rebuilt, "%s", pj_shadow_outcome(o->shadow));
+        pj_shadow_free(o->shadow);
+        o->shadow = NULL;
+        force = true;
+    }
     if (!force && o->status_said == state && now - o->status_at < PJ_STATUS_EVERY_MS)
         return;
-    pj_status_write(rt, state, o->paused ? o->why : "");
+    pj_status_write(rt, state, o->paused ? o->why : o->rebuilt);
     o->status_said = state;
     o->status_at = now;
 }
@@ -231,13 +248,29 @@ out:
                 r == 1 ? "done" : "nothing to do, or it failed again");
 }
 
-/* rebuild and swap: run by `eventshop-projector <ctx> --rebuild` (pj_rebuild.c), not by the
- * live replicas; they only note that it was asked. */
+/* rebuild: a shadow rebuild on a thread of this process (pj_shadow_start), unless one runs here or
+ * the action was done (by any replica: its id in projection_operations; the replica taking the
+ * rebuild lock first runs it, the others' threads end at once). swap: passed to the shadow this
+ * replica runs; the others have none. */
 static void pj_ops_rebuild_action(pj_runtime_t *rt, const json_t *a, const char *action)
 {
-    es_info("projector %s: %s asked by %s (%s): run by the rebuild, not by the live projector",
-            rt->key, action, json_string_value(json_object_get(a, "actor")),
-            json_string_value(json_object_get(a, "reason")));
+    struct pj_ops *o = rt->ops;
+    const char *id = json_string_value(json_object_get(a, "action_id"));
+    if (o->shadow && pj_shadow_over(o->shadow))
+        pj_status_beat(rt, true); /* takes its outcome, frees it */
+    if (!strcmp(action, "swap")) {
+        if (o->shadow)
+            pj_shadow_swap(o->shadow);
+        return;
+    }
+    if (strcmp(action, "rebuild") || !id || !rt->db || pj_ops_done(rt, id))
+        return;
+    if (o->shadow) {
+        es_warn("projector %s: rebuild %s asked by %s: a shadow rebuild runs already", rt->key, id,
+                json_string_value(json_object_get(a, "actor")));
+        return;
+    }
+    o->shadow = pj_shadow_start(rt, a);
 }
 
 /* Folds one OperatorAction (borrowed) naming this projection. */
@@ -397,6 +430,7 @@ void pj_ops_close(pj_runtime_t *rt)
 {
     if (!rt->ops)
         return;
+    pj_shadow_free(rt->ops->shadow);
     if (rt->ops->rk) {
         es_kafka_close(rt->ops->rk);
         es_kafka_destroy(rt->ops->rk);

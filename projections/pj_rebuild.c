@@ -6,6 +6,8 @@
 #include "es_mem.h"
 #include "es_time.h"
 #include "pj_internal.h"
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,6 +136,7 @@ static bool pj_reached(pj_runtime_t *rt, const int64_t *limit)
 struct pj_progress {
     const char *phase;
     long long t0, last;
+    char line[200]; /* the last report's numbers, for projection_status */
     es_metric_t *m_done, *m_left, *m_rate, *m_eta;
 };
 
@@ -148,9 +151,10 @@ static void pj_progress_report(pj_runtime_t *rt, struct pj_progress *pg, long lo
     es_metric_set(pg->m_rate, rate);
     es_metric_set(pg->m_eta, eta);
     /* one line per second, its numbers as key=value so that tools can read them */
-    es_info("rebuild %s: progress phase=%s applied=%lld remaining=%lld events_per_s=%.0f "
-            "eta_s=%.1f elapsed_s=%.1f",
-            rt->key, pg->phase, rt->done, left, rate, eta, secs);
+    snprintf(pg->line, sizeof pg->line,
+             "phase=%s applied=%lld remaining=%lld events_per_s=%.0f eta_s=%.1f elapsed_s=%.1f",
+             pg->phase, rt->done, left, rate, eta, secs);
+    es_info("rebuild %s: progress %s", rt->key, pg->line);
     pg->last = now;
 }
 
@@ -169,33 +173,38 @@ static int pj_table_exists(es_db_t *db, const char *t, bool *exists, es_err_t *e
     return 0;
 }
 
-/* With the live lock held on ctl: one RENAME TABLE moving every live table of p to old_suffix and
- * every rebuilt one to the live name, then (one transaction) the rebuild's offsets, dead letters
- * and version become the live ones. The RENAME comes first: a crash between the two leaves the
- * live offsets at or behind the rebuilt rows only when the rebuild had to go past them (logged). */
-static int pj_swap(es_db_t *ctl, pj_runtime_t *rt, const char *old_suffix, const int64_t *live,
-                   es_err_t *err)
+/* With the live lock held on ctl: one RENAME TABLE moving every live table of p (suffix ls, key
+ * lkey) to ls + old_suffix and every rebuilt one to the live name, then (one transaction) the
+ * rebuild's offsets, dead letters and version become the live ones. The RENAME comes first: a crash
+ * between the two leaves the live offsets at or behind the rebuilt rows only when the rebuild had
+ * to go past them (logged). */
+static int pj_swap(es_db_t *ctl, pj_runtime_t *rt, const char *ls, const char *lkey,
+                   const char *old_suffix, const int64_t *live, es_err_t *err)
 {
     const pj_projection_t *p = rt->p;
     size_t cap = 64;
     const char *t;
     for (size_t i = 0; (t = pj_projection_table(p, i)); i++)
-        cap += 3 * strlen(t) + strlen(rt->suffix) + strlen(old_suffix) + 32;
+        cap += 3 * strlen(t) + 3 * strlen(ls) + strlen(rt->suffix) + strlen(old_suffix) + 32;
     char *sql = xmalloc(cap);
     size_t n = (size_t)snprintf(sql, cap, "RENAME TABLE ");
     int rc = -1;
     for (size_t i = 0; (t = pj_projection_table(p, i)); i++) {
         bool exists = false;
-        if (pj_table_exists(ctl, t, &exists, err))
+        char *live_t = xasprintf("%s%s", t, ls);
+        int e = pj_table_exists(ctl, live_t, &exists, err);
+        free(live_t);
+        if (e)
             goto out;
         if (exists)
-            n += (size_t)snprintf(sql + n, cap - n, "`%s` TO `%s%s`, ", t, t, old_suffix);
-        n += (size_t)snprintf(sql + n, cap - n, "`%s%s` TO `%s`%s", t, rt->suffix, t,
+            n += (size_t)snprintf(sql + n, cap - n, "`%s%s` TO `%s%s%s`, ", t, ls, t, ls,
+                                  old_suffix);
+        n += (size_t)snprintf(sql + n, cap - n, "`%s%s` TO `%s%s`%s", t, rt->suffix, t, ls,
                               pj_projection_table(p, i + 1) ? ", " : "");
     }
     if (es_db_exec(ctl, sql, NULL, 0, NULL, err))
         goto out;
-    const es_db_val_t keys[] = {ES_DB_S(p->name), ES_DB_S(rt->key), ES_DB_S(rt->topic)};
+    const es_db_val_t keys[] = {ES_DB_S(lkey), ES_DB_S(rt->key), ES_DB_S(rt->topic)};
     if (es_db_begin(ctl, err) ||
         es_db_exec(ctl, "DELETE FROM projection_offsets WHERE projection=? AND topic=?", keys + 1,
                    2, NULL, err) ||
@@ -208,10 +217,10 @@ static int pj_swap(es_db_t *ctl, pj_runtime_t *rt, const char *old_suffix, const
         int64_t next = rt->parts[i].stored > live[i] ? rt->parts[i].stored : live[i];
         if (!rt->parts[i].assigned || next < 0)
             continue;
-        if (pj_offset_store(ctl, p->name, rt->topic, i, next, err))
+        if (pj_offset_store(ctl, lkey, rt->topic, i, next, err))
             goto rollback;
     }
-    const es_db_val_t ver[] = {ES_DB_S(p->name), ES_DB_I(p->version)};
+    const es_db_val_t ver[] = {ES_DB_S(lkey), ES_DB_I(p->version)};
     if (es_db_exec(ctl,
                    "INSERT INTO projection_versions (projection, version, built_at) VALUES "
                    "(?, ?, NOW(3)) ON DUPLICATE KEY UPDATE version=VALUES(version), "
@@ -244,8 +253,10 @@ static void pj_drop_tables(es_db_t *db, const pj_projection_t *p, const char *su
 struct pj_rb {
     const pj_projection_t *p;
     pj_rebuild_options_t o;
-    char suffix[40];     /* the rebuilt tables' "_rb<unix time>" */
-    char old_suffix[40]; /* the replaced tables' "_old<unix time>" */
+    char ls[40];         /* the live tables' suffix ("" but for a test's projector) */
+    char *lkey;          /* the live key: name + ls */
+    char suffix[80];     /* the rebuilt tables' ls + "_rb<unix time>" */
+    char old_suffix[40]; /* the replaced tables' "_old<unix time>" (after ls) */
     char *rb_lock;       /* held from start to end: one rebuild of p at a time */
     char *live_lock;     /* the live projector's per-batch lock */
     char *group;         /* the manual runtime's one-off consumer group */
@@ -254,9 +265,16 @@ struct pj_rb {
     int64_t *live;       /* per partition: the live projector's stored offset, -1: none */
     int64_t *limit;      /* per partition: where the catch-up stops */
     bool live_locked, swapped;
-    long long first_at; /* when the batch in flight began */
+    struct pj_shadow *shadow; /* a shadow rebuild (pj_shadow_start); NULL: pj_rebuild's */
+    long long first_at;       /* when the batch in flight began */
     struct pj_progress pg;
 };
+
+/* A signal's stop, or the live projector closing a shadow rebuild. */
+static bool pj_rb_cancelled(const struct pj_rb *rb)
+{
+    return pj_rebuild_stopping || (rb->shadow && pj_shadow_cancelled(rb->shadow));
+}
 
 static void pj_rb_progress_init(struct pj_progress *pg, const char *name)
 {
@@ -276,21 +294,24 @@ static void pj_rb_progress_init(struct pj_progress *pg, const char *name)
     };
 }
 
-/* Names the rebuild's tables, locks and group; takes the rebuild lock (ES_ECONFLICT when another
- * rebuild of p holds it) and makes the manual runtime, which creates the rebuilt tables. */
-static int pj_rb_start(struct pj_rb *rb, const pj_projection_t *p, const pj_rebuild_options_t *ropt,
-                       es_err_t *err)
+/* Names the rebuild's tables, locks and group (ls: the live tables' suffix); takes the rebuild
+ * lock (ES_ECONFLICT when another rebuild of p holds it) and makes the manual runtime, which
+ * creates the rebuilt tables. */
+static int pj_rb_start(struct pj_rb *rb, const pj_projection_t *p, const char *ls,
+                       const pj_rebuild_options_t *ropt, es_err_t *err)
 {
     long long stamp = (long long)time(NULL);
     memset(rb, 0, sizeof *rb);
     rb->p = p;
     if (ropt)
         rb->o = *ropt;
-    snprintf(rb->suffix, sizeof rb->suffix, "_rb%lld", stamp);
+    snprintf(rb->ls, sizeof rb->ls, "%s", ls);
+    rb->lkey = xasprintf("%s%s", p->name, ls);
+    snprintf(rb->suffix, sizeof rb->suffix, "%s_rb%lld", ls, stamp);
     snprintf(rb->old_suffix, sizeof rb->old_suffix, "_old%lld", stamp);
-    rb->rb_lock = xasprintf("eventshop.%s.%s.rebuild", p->context, p->name);
-    rb->live_lock = pj_lock_name(p->context, p->name);
-    rb->group = xasprintf("eventshop-%s-rebuild-%lld", p->name, stamp);
+    rb->rb_lock = xasprintf("eventshop.%s.%s.rebuild", p->context, rb->lkey);
+    rb->live_lock = pj_lock_name(p->context, rb->lkey);
+    rb->group = xasprintf("eventshop-%s-rebuild-%lld", rb->lkey, stamp);
     if (!(rb->ctl = es_db_open(p->context, err)))
         return -1;
     es_err_t e = ES_ERR_INIT;
@@ -316,8 +337,8 @@ static int pj_rb_replay(struct pj_rb *rb, es_err_t *err)
     pj_runtime_t *rt = rb->rt;
     char errstr[512];
     for (;;) {
-        if (pj_rebuild_stopping)
-            return es_set(err, ES_ETIMEOUT, "rebuild of '%s' interrupted", rb->p->name);
+        if (pj_rb_cancelled(rb))
+            return es_set(err, ES_ETIMEOUT, "rebuild of '%s' interrupted", rb->lkey);
         if (es_kafka_fatal_error(rt->rk, errstr, sizeof errstr))
             return es_set(err, ES_EFATAL, "kafka: %s", errstr);
         int took = pj_step(rt, &rb->first_at);
@@ -327,8 +348,11 @@ static int pj_rb_replay(struct pj_rb *rb, es_err_t *err)
         long long left = pj_remaining(rt, true);
         if (left < 0 || left <= rt->batch_max)
             left = pj_remaining(rt, false);
-        if (es_mono_ms() - rb->pg.last >= 1000)
+        if (es_mono_ms() - rb->pg.last >= 1000) {
             pj_progress_report(rt, &rb->pg, left);
+            if (rb->shadow)
+                pj_status_put(rb->ctl, rb->lkey, rb->p->version, "rebuilding", rb->pg.line);
+        }
         if (left >= 0 && left <= rt->batch_max) {
             if (pj_flush(rt) == 0 && !rt->need_resync)
                 return 0;
@@ -341,7 +365,7 @@ static int pj_rb_replay(struct pj_rb *rb, es_err_t *err)
 static int pj_rb_read_live(struct pj_rb *rb, bool *ahead, es_err_t *err)
 {
     pj_runtime_t *rt = rb->rt;
-    json_t *rows = pj_offsets_load(rb->ctl, rb->p->name, rt->topic, false, err);
+    json_t *rows = pj_offsets_load(rb->ctl, rb->lkey, rt->topic, false, err);
     if (!rows)
         return -1;
     *ahead = false;
@@ -361,8 +385,10 @@ static int pj_rb_read_live(struct pj_rb *rb, bool *ahead, es_err_t *err)
 static int pj_rb_hold_live(struct pj_rb *rb, es_err_t *err)
 {
     rb->pg.phase = "swap";
-    rb->live = xcalloc((size_t)rb->rt->nparts, sizeof *rb->live);
-    rb->limit = xcalloc((size_t)rb->rt->nparts, sizeof *rb->limit);
+    if (!rb->live) {
+        rb->live = xcalloc((size_t)rb->rt->nparts, sizeof *rb->live);
+        rb->limit = xcalloc((size_t)rb->rt->nparts, sizeof *rb->limit);
+    }
     long long deadline = es_mono_ms() + (rb->o.live_paused        ? 0
                                          : rb->o.swap_wait_ms > 0 ? rb->o.swap_wait_ms
                                                                   : 15000);
@@ -379,7 +405,7 @@ static int pj_rb_hold_live(struct pj_rb *rb, es_err_t *err)
             if (!rb->o.live_paused)
                 es_warn("rebuild %s: the live projector did not reach the rebuild's offsets: "
                         "moving its offsets forward",
-                        rb->p->name);
+                        rb->lkey);
             return 0;
         }
         pj_unlock(rb->ctl, rb->live_lock);
@@ -396,9 +422,9 @@ static int pj_rb_catch_up(struct pj_rb *rb, es_err_t *err)
     rt->limit = rb->limit;
     long long until = es_mono_ms() + PJ_LOCK_WAIT_S * 1000LL;
     while (!pj_reached(rt, rb->limit)) {
-        if (es_mono_ms() > until || pj_rebuild_stopping)
+        if (es_mono_ms() > until || pj_rb_cancelled(rb))
             return es_set(err, ES_ETIMEOUT, "rebuild of '%s' could not reach the live offsets",
-                          rb->p->name);
+                          rb->lkey);
         pj_step(rt, &rb->first_at);
     }
     pj_progress_report(rt, &rb->pg, 0);
@@ -409,17 +435,19 @@ static int pj_rb_catch_up(struct pj_rb *rb, es_err_t *err)
 static int pj_rb_swap_in(struct pj_rb *rb, es_err_t *err)
 {
     const pj_projection_t *p = rb->p;
-    if (pj_swap(rb->ctl, rb->rt, rb->old_suffix, rb->live, err))
+    if (pj_swap(rb->ctl, rb->rt, rb->ls, rb->lkey, rb->old_suffix, rb->live, err))
         return -1;
     rb->swapped = true;
     pj_unlock(rb->ctl, rb->live_lock);
     rb->live_locked = false;
-    es_info("rebuild %s: swapped in: %lld events in %.1f s; old tables %s", p->name, rb->rt->done,
+    es_info("rebuild %s: swapped in: %lld events in %.1f s; old tables %s", rb->lkey, rb->rt->done,
             (double)(es_mono_ms() - rb->pg.t0) / 1000.0, rb->o.keep_old ? "kept" : "dropped");
+    char *old = xasprintf("%s%s", rb->ls, rb->old_suffix);
     if (!rb->o.keep_old)
-        pj_drop_tables(rb->ctl, p, rb->old_suffix);
+        pj_drop_tables(rb->ctl, p, old);
     else
-        es_info("rebuild %s: old tables kept with suffix '%s'", p->name, rb->old_suffix);
+        es_info("rebuild %s: old tables kept with suffix '%s'", rb->lkey, old);
+    free(old);
     return 0;
 }
 
@@ -444,16 +472,238 @@ static void pj_rb_finish(struct pj_rb *rb)
     free(rb->rb_lock);
     free(rb->live_lock);
     free(rb->group);
+    free(rb->lkey);
 }
 
 int pj_rebuild(const pj_projection_t *p, const pj_rebuild_options_t *ropt, es_err_t *err)
 {
     struct pj_rb rb;
     int rc = -1;
-    if (pj_rb_start(&rb, p, ropt, err) == 0 && pj_rb_replay(&rb, err) == 0 &&
+    if (pj_rb_start(&rb, p, "", ropt, err) == 0 && pj_rb_replay(&rb, err) == 0 &&
         pj_rb_hold_live(&rb, err) == 0 && pj_rb_catch_up(&rb, err) == 0 &&
         pj_rb_swap_in(&rb, err) == 0)
         rc = 0;
     pj_rb_finish(&rb);
     return rc;
+}
+
+/* A shadow rebuild (pj_internal.h): what the live projector and the shadow's thread share. */
+struct pj_shadow {
+    const pj_projection_t *p;
+    char ls[40]; /* the live tables' suffix */
+    char action_id[40], actor[128], reason[300];
+    bool when_equal;   /* swap as soon as the comparison passes */
+    char outcome[300]; /* once over: swapped in, or why not */
+    pthread_t thread;
+    _Atomic bool swap_asked, cancel, over;
+};
+
+bool pj_shadow_cancelled(const struct pj_shadow *s)
+{
+    return s->cancel;
+}
+
+/* One table's comparison, live lt against shadow st (the same offsets applied): row counts, and
+ * when their columns are the same CHECKSUM TABLE. A new {"equal", "live_rows", "shadow_rows",
+ * "checksum": "equal" | "differs" | "skipped"}; NULL with err. */
+static json_t *pj_rb_compare_table(es_db_t *db, const char *lt, const char *st, es_err_t *err)
+{
+    static const char cols[] =
+        "(SELECT GROUP_CONCAT(column_name, ' ', column_type, ' ', is_nullable ORDER BY "
+        "ordinal_position) FROM information_schema.columns WHERE table_schema = DATABASE() AND "
+        "table_name = ?)";
+    char *sql = xasprintf("SELECT (SELECT COUNT(*) FROM `%s`) AS live_rows, (SELECT COUNT(*) FROM "
+                          "`%s`) AS shadow_rows, %s = %s AS same_columns",
+                          lt, st, cols, cols);
+    const es_db_val_t names[] = {ES_DB_S(lt), ES_DB_S(st)};
+    json_t *rows = es_db_query(db, sql, names, 2, err), *sums = NULL, *out = NULL;
+    free(sql);
+    if (!rows)
+        return NULL;
+    json_t *r = json_array_get(rows, 0);
+    json_int_t live = json_integer_value(json_object_get(r, "live_rows")),
+               shadow = json_integer_value(json_object_get(r, "shadow_rows"));
+    const char *checksum = "skipped";
+    if (json_integer_value(json_object_get(r, "same_columns")) == 1) {
+        sql = xasprintf("CHECKSUM TABLE `%s`, `%s`", lt, st);
+        sums = es_db_query(db, sql, NULL, 0, err);
+        free(sql);
+        if (!sums)
+            goto out;
+        checksum = json_equal(json_object_get(json_array_get(sums, 0), "Checksum"),
+                              json_object_get(json_array_get(sums, 1), "Checksum"))
+                       ? "equal"
+                       : "differs";
+    }
+    out = json_pack("{s:b, s:I, s:I, s:s}", "equal", live == shadow && strcmp(checksum, "differs"),
+                    "live_rows", live, "shadow_rows", shadow, "checksum", checksum);
+out:
+    json_decref(rows);
+    json_decref(sums);
+    return out;
+}
+
+/* With the live lock held, both table sets at the same offsets: every table of p compared. A new
+ * {"equal": bool, "tables": [{"table", "live_rows", "shadow_rows", "checksum"}]}; NULL with
+ * err. */
+static json_t *pj_rb_compare(struct pj_rb *rb, es_err_t *err)
+{
+    json_t *tables = json_array();
+    bool equal = true;
+    const char *t;
+    for (size_t i = 0; (t = pj_projection_table(rb->p, i)); i++) {
+        char *lt = xasprintf("%s%s", t, rb->ls), *st = xasprintf("%s%s", t, rb->suffix);
+        json_t *row = pj_rb_compare_table(rb->ctl, lt, st, err);
+        free(lt);
+        free(st);
+        if (!row) {
+            json_decref(tables);
+            return NULL;
+        }
+        equal = equal && json_is_true(json_object_get(row, "equal"));
+        json_object_del(row, "equal");
+        json_object_set_new(row, "table", json_string(t));
+        json_array_append_new(tables, row);
+    }
+    return json_pack("{s:b, s:o}", "equal", equal, "tables", tables);
+}
+
+/* One round: holds the live lock, catches up to the live offsets and compares; swaps when asked,
+ * or when the comparison passed and the request said when_equal. 1: swapped; 0: not, the live
+ * lock released and *detail (new) the comparison; -1 with err. */
+static int pj_shadow_round(struct pj_rb *rb, char **detail, es_err_t *err)
+{
+    if (pj_rb_hold_live(rb, err) || pj_rb_catch_up(rb, err))
+        return -1;
+    json_t *cmp = pj_rb_compare(rb, err);
+    if (!cmp)
+        return -1;
+    bool equal = json_is_true(json_object_get(cmp, "equal"));
+    *detail = json_dumps(cmp, JSON_COMPACT);
+    json_decref(cmp);
+    es_info("rebuild %s: shadow compared with the live tables: %s", rb->lkey, *detail);
+    if (rb->shadow->swap_asked || (rb->shadow->when_equal && equal))
+        return pj_rb_swap_in(rb, err) ? -1 : 1;
+    if (strlen(*detail) > 1000) { /* projection_status.detail */
+        free(*detail);
+        *detail = xasprintf("{\"equal\":%s,\"tables\":[]}", equal ? "true" : "false");
+    }
+    pj_unlock(rb->ctl, rb->live_lock);
+    rb->live_locked = false;
+    return 0;
+}
+
+/* Keeps the shadow tables following the log (positions reloaded: the catch-up dropped what lay
+ * past its limits) until a swap is asked or the shadow cancelled; shadow_ready renewed. */
+static void pj_shadow_follow(struct pj_rb *rb, const char *detail)
+{
+    rb->rt->limit = NULL;
+    rb->rt->need_resync = true;
+    long long beat = 0;
+    while (!rb->shadow->swap_asked && !pj_rb_cancelled(rb)) {
+        if (es_mono_ms() - beat >= 5000) {
+            pj_status_put(rb->ctl, rb->lkey, rb->p->version, "shadow_ready", detail);
+            beat = es_mono_ms();
+        }
+        pj_step(rb->rt, &rb->first_at);
+    }
+}
+
+/* Records the rebuild action as done (projection_operations): once per action id across the
+ * replicas and restarts. ES_ECONFLICT when it already was. */
+static int pj_shadow_claim(struct pj_rb *rb, es_err_t *err)
+{
+    const struct pj_shadow *s = rb->shadow;
+    const es_db_val_t params[] = {ES_DB_S(rb->lkey), ES_DB_S(s->action_id), ES_DB_S(s->actor),
+                                  ES_DB_S(s->reason)};
+    return es_db_exec(rb->ctl,
+                      "INSERT INTO projection_operations (projection, action_id, action, actor, "
+                      "reason) VALUES (?, ?, 'rebuild', ?, ?)",
+                      params, 4, NULL, err);
+}
+
+/* Rebuilds, compares, waits for a swap and swaps, swap after swap comparison: the shadow's
+ * thread. Its status rows replace the live projector's until it ends. */
+static void *pj_shadow_main(void *arg)
+{
+    struct pj_shadow *s = arg;
+    struct pj_rb rb;
+    es_err_t err = ES_ERR_INIT;
+    char *detail = NULL;
+    int rc = pj_rb_start(&rb, s->p, s->ls, NULL, &err);
+    rb.shadow = s;
+    if (rc == 0 && (rc = pj_shadow_claim(&rb, &err)) == 0) {
+        es_info("rebuild %s: shadow rebuild asked by %s (%s); the live tables keep serving",
+                rb.lkey, s->actor, s->reason);
+        pj_status_put(rb.ctl, rb.lkey, s->p->version, "rebuilding", "phase=replay");
+        rc = pj_rb_replay(&rb, &err);
+        while (rc == 0 && (rc = pj_shadow_round(&rb, &detail, &err)) == 0) {
+            pj_status_put(rb.ctl, rb.lkey, s->p->version, "shadow_ready", detail);
+            pj_shadow_follow(&rb, detail);
+            free(detail);
+            detail = NULL;
+            if (pj_rb_cancelled(&rb))
+                rc = es_set(&err, ES_ETIMEOUT, "shadow rebuild of '%s' cancelled", rb.lkey);
+        }
+        if (rc == 1)
+            snprintf(s->outcome, sizeof s->outcome, "shadow rebuild swapped in (asked by %s)",
+                     s->actor);
+        else
+            snprintf(s->outcome, sizeof s->outcome, "shadow rebuild failed: %s", err.msg);
+        if (!pj_rb_cancelled(&rb)) /* else the live projector is stopping: it says so */
+            pj_status_put(rb.ctl, rb.lkey, s->p->version, "running", s->outcome);
+    }
+    if (rc < 0 && err.code == ES_ECONFLICT)
+        es_info("rebuild %s: action %s: run by another replica", rb.lkey ? rb.lkey : "",
+                s->action_id);
+    else if (rc < 0)
+        es_error("rebuild %s: shadow rebuild: %s", rb.lkey ? rb.lkey : "", err.msg);
+    free(detail);
+    pj_rb_finish(&rb);
+    es_metrics_heartbeat_end(); /* pj_step's beats registered this thread's loop */
+    s->over = true;
+    return NULL;
+}
+
+struct pj_shadow *pj_shadow_start(pj_runtime_t *rt, const json_t *a)
+{
+    struct pj_shadow *s = xcalloc(1, sizeof *s);
+    s->p = rt->p;
+    snprintf(s->ls, sizeof s->ls, "%s", rt->suffix);
+    snprintf(s->action_id, sizeof s->action_id, "%s",
+             json_string_value(json_object_get(a, "action_id")));
+    snprintf(s->actor, sizeof s->actor, "%s", json_string_value(json_object_get(a, "actor")));
+    snprintf(s->reason, sizeof s->reason, "%s", json_string_value(json_object_get(a, "reason")));
+    const char *swap = json_string_value(json_object_get(a, "swap"));
+    s->when_equal = swap && !strcmp(swap, "when_equal");
+    if (pthread_create(&s->thread, NULL, pj_shadow_main, s)) {
+        es_error("projector %s: cannot start the shadow rebuild's thread", rt->key);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void pj_shadow_swap(struct pj_shadow *s)
+{
+    s->swap_asked = true;
+}
+
+bool pj_shadow_over(const struct pj_shadow *s)
+{
+    return s->over;
+}
+
+const char *pj_shadow_outcome(const struct pj_shadow *s)
+{
+    return s->outcome;
+}
+
+void pj_shadow_free(struct pj_shadow *s)
+{
+    if (!s)
+        return;
+    s->cancel = true;
+    pthread_join(s->thread, NULL);
+    free(s);
 }
