@@ -428,7 +428,8 @@ def rebuild_compare(context, n):
         logf.close()
         for t in live_tables(context):
             query(context, f"DROP TABLE IF EXISTS `{t}{suffix}`")
-        query(context, "DELETE FROM projection_offsets WHERE projection = %s", (name + suffix,))
+        for t in ("projection_offsets", "projection_status"):
+            query(context, f"DELETE FROM {t} WHERE projection = %s", (name + suffix,))
     return diffs
 
 

@@ -175,8 +175,9 @@ def projector(tmp_path, db):
             p.proc.wait(10)
         with db() as c, c.cursor() as cur:  # our own tables only
             cur.execute(f"DROP TABLE IF EXISTS `{p.table}`")
-            cur.execute("DELETE FROM projection_offsets WHERE projection=%s", (p.key,))
-            cur.execute("DELETE FROM projection_dead_letters WHERE projection=%s", (p.key,))
+            cur.execute(f"DROP TABLE IF EXISTS `event_index{p.suffix}`")  # its event index
+            for t in ("projection_offsets", "projection_dead_letters", "projection_status"):
+                cur.execute(f"DELETE FROM {t} WHERE projection=%s", (p.key,))
 
 
 def query(db, sql, *args):
