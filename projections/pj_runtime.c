@@ -338,11 +338,53 @@ static void pj_update_lag(pj_runtime_t *rt, const es_kafka_parts_t *applied)
     }
 }
 
-/* After a flush or on the idle tick: the lag gauges and the group's commit, from one reading of
- * the positions. */
+/* Stores, for each partition whose consumer passed offsets that hold no event (the commit marker
+ * after a transaction's last event), the consumer's position as the next offset: an idle
+ * projector then stands at the high watermark, and the lag read from projection_offsets (the
+ * operator's list) is 0, not 1 per marker and growing in seconds. Only with nothing in hand
+ * (every event below the position is applied and stored), under the projection's lock (not
+ * waited for) and while the stored offset is still the one this runtime knows (a rebuild's swap
+ * moves it): nothing is claimed that is not applied. Best effort: left for the next tick. */
+static void pj_store_passed(pj_runtime_t *rt, const es_kafka_parts_t *applied)
+{
+    if (rt->manual || rt->need_resync || rt->nbatch > 0 || !rt->db)
+        return;
+    bool any = false;
+    for (int i = 0; i < applied->cnt && !any; i++)
+        any = rt->parts[applied->elems[i].partition].stored >= 0 &&
+              applied->elems[i].offset > rt->parts[applied->elems[i].partition].stored;
+    es_err_t err = ES_ERR_INIT;
+    if (!any || pj_lock(rt->db, rt->lock, 0, &err))
+        return;
+    json_t *rows = NULL;
+    int rc = es_db_begin(rt->db, &err);
+    if (rc == 0)
+        rc = (rows = pj_offsets_load(rt->db, rt->key, rt->topic, true, &err)) ? 0 : -1;
+    for (int i = 0; rc == 0 && i < applied->cnt; i++) {
+        int32_t p = applied->elems[i].partition;
+        int64_t at = applied->elems[i].offset, known = rt->parts[p].stored;
+        if (known >= 0 && at > known && pj_offsets_find(rows, p) == known)
+            rc = pj_offset_store(rt->db, rt->key, rt->topic, p, at, &err);
+    }
+    rc = rc == 0 ? es_db_commit(rt->db, &err) : (es_db_rollback(rt->db), -1);
+    for (int i = 0; rc == 0 && i < applied->cnt; i++) {
+        int32_t p = applied->elems[i].partition;
+        if (rt->parts[p].stored >= 0 && applied->elems[i].offset > rt->parts[p].stored &&
+            pj_offsets_find(rows, p) == rt->parts[p].stored)
+            rt->parts[p].stored = applied->elems[i].offset;
+    }
+    json_decref(rows);
+    pj_unlock(rt->db, rt->lock);
+    if (rc)
+        es_debug("projector %s: positions past markers not stored: %s", rt->key, err.msg);
+}
+
+/* After a flush or on the idle tick: the positions past markers stored, the lag gauges and the
+ * group's commit, from one reading of the positions. */
 static void pj_publish_positions(pj_runtime_t *rt)
 {
     es_kafka_parts_t *applied = pj_applied_positions(rt);
+    pj_store_passed(rt, applied);
     pj_update_lag(rt, applied);
     pj_commit_positions(rt, applied);
     es_kafka_parts_free(applied);

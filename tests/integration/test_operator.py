@@ -181,3 +181,25 @@ def test_dead_letters_are_replayed_after_a_fix_and_discarded_with_a_reason(
     p.start()
     wait_for(lambda: logged(p, "operations.events read"), timeout=30, what="restarted")
     assert len(query(db, "SELECT 1 FROM projection_operations WHERE projection=%s", p.key)) == 2
+
+
+def test_an_idle_projector_stands_at_the_high_watermark_past_the_commit_markers(
+        api_url, brokers, registry, db, projector, admin, ops_rows):
+    """Every Kafka transaction ends with a commit marker that no consumer receives. A caught-up
+    projector stores its consumer's position past it, so the operator's lag of an idle
+    projection is 0 in events and in seconds, not 1 per partition and growing."""
+    ev = Events(registry)
+    p = projector()
+    ops_rows.append(p.key)
+    p.start()
+    last = produce(brokers, [listed(unique("idle-sku"))], ev)
+    ((part, off),) = last.items()
+    # the event at off, its transaction's marker at off + 1: stored past both
+    wait_for(lambda: stored_offsets(db, p.key).get(part, -1) >= off + 2, timeout=30,
+             what="the stored offset past the commit marker")
+
+    def idle_view():
+        view = listed_in_api(api_url, admin[1], p.key)
+        return view and view["partitions"] and all(
+            pt["lag_events"] == 0 and pt["lag_seconds"] == 0 for pt in view["partitions"])
+    wait_for(idle_view, timeout=30, what="no lag on any partition of the idle projection")
