@@ -11,6 +11,7 @@
 #include "es_kafka.h"
 #include "es_log.h"
 #include "es_mem.h"
+#include "es_time.h"
 #include "es_uuid.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,13 +22,6 @@
 #define API_OPS_TYPE      "eventshop.operations.OperatorAction"
 #define REASON_MAX        500
 #define WATERMARK_WAIT_MS 1000
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
 
 /* What the projector's pj_runtime.h allows in a key: [a-z0-9_], 1-64. */
 static bool is_projection_name(const char *s)
@@ -280,7 +274,7 @@ static void send_action(es_http_req_t *r, const struct api_principal *who, const
     json_object_set_new(a, "action_id", json_string(id));
     json_object_set_new(a, "actor", json_string(who->sub));
     json_object_set_new(a, "reason", json_string(reason));
-    json_object_set_new(a, "requested_at", json_integer(now_ms()));
+    json_object_set_new(a, "requested_at", json_integer(es_wall_ms()));
     void *buf = NULL;
     size_t len = 0;
     es_err_t err = ES_ERR_INIT;

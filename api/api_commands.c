@@ -20,6 +20,7 @@
 #include "es_kafka.h"
 #include "es_log.h"
 #include "es_mem.h"
+#include "es_time.h"
 #include "es_trace.h"
 #include "es_zipkin.h"
 #include <stdio.h>
@@ -34,13 +35,6 @@ struct in_flight {
     struct api_created created; /* key "" if none */
     int wait_s;
 };
-
-static long long wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
 
 /* The next hop of the request's trace, or a new trace; parent gets the client's traceparent
  * when valid, "" otherwise. */
@@ -148,7 +142,7 @@ static json_t *command_metadata(const struct command *c)
     return json_pack(
         "{s:s, s:s, s:s, s:I, s:s, s:s, s:o, s:o}", "command_id", c->id, "correlation_id",
         c->corr && api_is_valid_idempotency_key(c->corr) ? c->corr : c->id, "aggregate_id",
-        c->aggregate_id, "issued_at", (json_int_t)wall_ms(), "actor", who->sub, "actor_role",
+        c->aggregate_id, "issued_at", (json_int_t)es_wall_ms(), "actor", who->sub, "actor_role",
         who->role, "actor_vendor", who->vendor_id[0] ? json_string(who->vendor_id) : json_null(),
         "expected_version", c->expected >= 0 ? json_integer(c->expected) : json_null());
 }

@@ -10,6 +10,7 @@
 #include "es_env.h"
 #include "es_log.h"
 #include "es_mem.h"
+#include "es_time.h"
 #include "es_uuid.h"
 #include "users_crypto.h"
 #include "users_keys.h"
@@ -35,13 +36,6 @@ static int customer_key(es_http_req_t *r, const char *customer_id,
     if (rc < 0)
         api_db_keys_failed(r, err);
     return rc;
-}
-
-static long long wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* the lines of the body as PlaceOrder lines (new), or NULL with e */
@@ -141,7 +135,7 @@ void api_orders_post(es_http_req_t *r, const struct api_principal *who)
     } else {
         es_uuid_random(order_id);
     }
-    long long now = wall_ms();
+    long long now = es_wall_ms();
     long long reserve = es_env_long("EVENTSHOP_ORDER_RESERVE_TIMEOUT_MS", 60000);
     long long pay = es_env_long("EVENTSHOP_ORDER_PAY_TIMEOUT_MS", 300000);
     char location[96];

@@ -10,6 +10,7 @@
 #include "api_reply.h"
 #include "api_validate.h"
 #include "es_log.h"
+#include "es_time.h"
 #include "pricing_rules.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,13 +98,6 @@ int api_parse_instant(const char *s, int64_t *ms)
     return 0;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Available stock of sku from the inventory read model, or PR_STOCK_UNKNOWN when it cannot be
  * known (inventory not served, database or row missing): a price never fails for want of it. */
 static int64_t available_stock(es_http_req_t *r, const char *sku)
@@ -138,7 +132,7 @@ static void run_get(es_http_req_t *r, const struct api_principal *who)
         api_reply_verr(r, &e);
         goto out;
     }
-    int64_t at = now_ms();
+    int64_t at = es_wall_ms();
     if (at_s && api_parse_instant(at_s, &at)) {
         api_reply_problem(r, 400, NULL, "at",
                           "at: '%.64s' is neither milliseconds since the epoch nor an ISO-8601 "

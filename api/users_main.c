@@ -13,6 +13,7 @@
 #include "es_env.h"
 #include "es_log.h"
 #include "es_mem.h"
+#include "es_time.h"
 #include "ev_codec.h"
 #include "users_crypto.h"
 #include "users_keys.h"
@@ -79,16 +80,14 @@ static int bootstrap(const char *raw_email, const char *pw_file, const char *nam
     if (!(db = es_db_open("keys", err)) || users_keys_get_or_make(db, user_id, key, err))
         goto out;
     es_uuid_derive("eventshop-users-bootstrap", user_id, command_id);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    cmd = json_pack(
-        "{s:{s:s, s:s, s:s, s:I, s:s, s:s, s:n, s:n}, s:s, s:s, s:o, s:o, s:n, s:o}", "metadata",
-        "command_id", command_id, "correlation_id", command_id, "aggregate_id", user_id,
-        "issued_at", (json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, "actor", "bootstrap",
-        "actor_role", "admin", "actor_vendor", "expected_version", "user_id", user_id,
-        "email_index", index, "email_enc", users_seal_json(key, user_id, "email", email),
-        "name_enc", users_seal_json(key, user_id, "name", name), "phone_enc", "password_hash_enc",
-        users_seal_json(key, user_id, "password_hash", hash));
+    cmd = json_pack("{s:{s:s, s:s, s:s, s:I, s:s, s:s, s:n, s:n}, s:s, s:s, s:o, s:o, s:n, s:o}",
+                    "metadata", "command_id", command_id, "correlation_id", command_id,
+                    "aggregate_id", user_id, "issued_at", (json_int_t)es_wall_ms(), "actor",
+                    "bootstrap", "actor_role", "admin", "actor_vendor", "expected_version",
+                    "user_id", user_id, "email_index", index, "email_enc",
+                    users_seal_json(key, user_id, "email", email), "name_enc",
+                    users_seal_json(key, user_id, "name", name), "phone_enc", "password_hash_enc",
+                    users_seal_json(key, user_id, "password_hash", hash));
     if (!(sr = sr_client_new(es_env_registry_url(), err)) ||
         !(codec = ev_codec_new(es_env_schema_dir(), sr, err)) ||
         ev_encode(codec, "users.commands", "eventshop.users.BootstrapAdmin", cmd, &buf, &len,

@@ -80,13 +80,6 @@ static void hd_heartbeat(void)
     es_metrics_heartbeat("handler");
 }
 
-static json_int_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void hd_runtime_config_init(hd_runtime_config_t *cfg)
 {
     cfg->batch_max = (int)es_env_long("EVENTSHOP_HANDLER_BATCH", 500);
@@ -352,7 +345,7 @@ static json_t *new_result(const json_t *meta, const char *aggregate_id, const ch
         cid ? cid : "", "correlation_id", corr ? corr : "", "aggregate_id", aggregate_id,
         "command_type", type, "status", reason ? "REJECTED" : "ACCEPTED", "reason", reason,
         "detail", detail ? detail : "", "aggregate_version", version, "partition", (int)p, "offset",
-        (json_int_t)-1, "event_count", 0, "decided_at", wall_ms(), "actor", actor ? actor : "");
+        (json_int_t)-1, "event_count", 0, "decided_at", es_wall_ms(), "actor", actor ? actor : "");
 }
 
 /* the state of aggregate id in partition pt as staged by this batch: borrowed, NULL if none */

@@ -7,6 +7,7 @@
 #include "es_env.h"
 #include "es_err.h"
 #include "es_kafka.h"
+#include "es_time.h"
 #include "es_uuid.h"
 #include "hi.h"
 #include "pj_runtime.h"
@@ -234,12 +235,10 @@ static int operate(const char *what, const char *arg, const char *actor, const c
     }
     char id[ES_UUID_LEN];
     es_uuid_random(id);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
     json_object_set_new(a, "action_id", json_string(id));
     json_object_set_new(a, "actor", json_string(actor));
     json_object_set_new(a, "reason", json_string(reason));
-    json_object_set_new(a, "requested_at", json_integer(ts.tv_sec * 1000LL + ts.tv_nsec / 1000000));
+    json_object_set_new(a, "requested_at", json_integer(es_wall_ms()));
     es_err_t err = ES_ERR_INIT;
     sr_client_t *sr = sr_client_new(es_env_registry_url(), &err);
     ev_codec_t *codec = sr ? ev_codec_new(es_env_schema_dir(), sr, &err) : NULL;

@@ -1,5 +1,5 @@
-/* es_time — the monotonic clock, for deadlines, back-offs and durations (never for timestamps
- * written anywhere: those are wall-clock time). */
+/* es_time — the monotonic clock, for deadlines, back-offs and durations, and the wall clock, for
+ * the timestamps written in events, rows and answers (never for measuring time). */
 #ifndef ES_TIME_H
 #define ES_TIME_H
 
@@ -11,6 +11,14 @@ static inline long long es_mono_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Milliseconds since the epoch (the wall clock). */
+static inline long long es_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 

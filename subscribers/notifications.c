@@ -34,6 +34,7 @@
 #include "es_log.h"
 #include "es_mem.h"
 #include "es_metrics.h"
+#include "es_time.h"
 #include "es_trace.h"
 #include "notify_contacts.h"
 #include "notify_templates.h"
@@ -128,13 +129,6 @@ static void *notifications_init(es_err_t *err)
 fail:
     notifications_release(n);
     return NULL;
-}
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void sha256_hex(const char *s, char out[65])
@@ -277,7 +271,8 @@ static int claim(struct notifications *n, const struct notice *c, es_err_t *err)
 {
     const char *kname = nt_kind_name(c->kind);
     const char *trace = c->trace_id[0] ? c->trace_id : NULL;
-    es_db_val_t p[] = {ES_DB_S(c->trigger), ES_DB_S(kname), ES_DB_S(c->msgid), ES_DB_I(now_ms())};
+    es_db_val_t p[] = {ES_DB_S(c->trigger), ES_DB_S(kname), ES_DB_S(c->msgid),
+                       ES_DB_I(es_wall_ms())};
     json_t *rows =
         es_db_query(n->db, "SELECT sends FROM claims WHERE event_id = ? AND kind = ?", p, 2, err);
     if (!rows)
@@ -451,7 +446,7 @@ static int find_contact(struct notifications *n, struct notification *x, sb_out_
         snprintf(purpose, sizeof purpose, "notification %s of event %s", nt_kind_name(c->kind),
                  c->trigger);
         long long at = json_integer_value(json_object_get(c->md, "occurred_at"));
-        found = nc_contact_of(n->opener, n->db, c->customer, purpose, now_ms() - at,
+        found = nc_contact_of(n->opener, n->db, c->customer, purpose, es_wall_ms() - at,
                               n->contact_wait_ms, &x->email, &x->phone, &why, err);
         if (found < 0)
             return -1;

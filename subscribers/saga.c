@@ -30,6 +30,7 @@
 #include "es_log.h"
 #include "es_mem.h"
 #include "es_metrics.h"
+#include "es_time.h"
 #include "sb_runtime.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,13 +55,6 @@ typedef struct saga {
     bool loaded;       /* open holds the rows of every owned partition */
     long long hold_ms; /* time between confirmation and the dispatch approval */
 } saga_t;
-
-static long long wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* --- the deadline table ------------------------------------------------------------------- */
 
@@ -153,7 +147,7 @@ static int fold_row(saga_t *s, row_op_t op, const json_t *ev, const char *order,
         es_db_rollback(db);
         return 0;
     }
-    long long now = wall_ms();
+    long long now = es_wall_ms();
     int rc = 0;
     if (op == ROW_INSERT) {
         es_db_val_t p[] = {ES_DB_I(partition),
@@ -276,7 +270,7 @@ static int bootstrap(saga_t *s, int partition, es_err_t *err)
         return es_set(err, ES_EIO, "reading %s[%d]", ORDERS_TOPIC, partition);
     es_err_t e = ES_ERR_INIT;
     es_db_t *db = db_get(s, &e);
-    es_db_val_t q[] = {ES_DB_I(partition), ES_DB_I(next), ES_DB_I(wall_ms())};
+    es_db_val_t q[] = {ES_DB_I(partition), ES_DB_I(next), ES_DB_I(es_wall_ms())};
     if (!db || es_db_exec(db,
                           "INSERT INTO progress (orders_partition, next_offset, updated_at) "
                           "VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE "

@@ -48,13 +48,6 @@ static void sb_heartbeat(void)
     es_metrics_heartbeat("subscriber");
 }
 
-static long long wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void set_fatal(sb_runtime_t *rt, const char *what, const char *msg)
 {
     rt->fatal = true;
@@ -150,7 +143,7 @@ static int produce_outputs(sb_runtime_t *rt, const json_t *trigger_meta, const c
     size_t *lens = xcalloc(n, sizeof *lens);
     const char **topics = xcalloc(n, sizeof *topics), **keys = xcalloc(n, sizeof *keys);
     int rc = 0;
-    long long now = wall_ms();
+    long long now = es_wall_ms();
     size_t i;
     for (i = 0; i < n; i++) {
         const char *type;
@@ -306,7 +299,7 @@ static void run_tick(sb_runtime_t *rt)
     es_err_t err = ES_ERR_INIT;
     char bad[320];
     sb_out_clear(rt->out);
-    if (rt->sub->tick(rt->state, wall_ms(), rt->out, &err) != 0) {
+    if (rt->sub->tick(rt->state, es_wall_ms(), rt->out, &err) != 0) {
         es_warn("tick of '%s': %s", rt->sub->name, err.msg);
         sb_out_clear(rt->out);
         return;
