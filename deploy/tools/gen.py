@@ -103,14 +103,13 @@ def db_env(ctx, kind):
 def projection(ctx):
     """the projection `eventshop-projector <ctx>` runs, whose consumer group (projections/pj_runtime.c:
     eventshop-<projection>-projector) KEDA must watch: the descriptor PJ_PROJECTION(<name>, "<ctx>", v)
-    in projections/*.c, or `.name` beside `.context = "<ctx>"`"""
+    in projections/*.c"""
     import glob
     import re
     names = []
     for path in sorted(glob.glob(os.path.join(TOP, "projections", "*.c"))):
         with open(path) as f:
             text = f.read()
-        names += re.findall(r'\.name\s*=\s*"(\w+)",\s*\.context\s*=\s*"%s"' % ctx, text)
         names += re.findall(r'\bPJ_PROJECTION\(\s*(\w+)\s*,\s*"%s"' % ctx, text)
     if len(names) != 1:
         sys.exit(f"gen.py: context '{ctx}' has {len(names)} projections {names}: one Deployment runs one, name it")

@@ -542,15 +542,6 @@ def handler_views():
                     out[name] = [None]
                 else:
                     out[name] = [literal(t, a) for a in re.findall(r"\{\s*([^,{}]+?)\s*,", arr.group(1))] if arr else []
-        for body in re.findall(r"\bhd_context_t\s+\w+\s*=\s*\{(.*?)\};", t, re.S):
-            name = re.search(r'\.name\s*=\s*"([^"]+)"', body)
-            views = re.search(r"\.views\s*=\s*(\w+)", body)
-            topics = []
-            if views and views.group(1) != "NULL":
-                arr = re.search(r"\b%s\s*\[\]\s*=\s*\{(.*?)\};" % views.group(1), t, re.S)
-                topics = [literal(t, a) for a in re.findall(r"\{\s*([^,{}]+?)\s*,", arr.group(1))] if arr else [None]
-            if name:
-                out[name.group(1)] = topics
     return out
 
 
@@ -558,11 +549,7 @@ def projections():
     """{context: [projection names]} from projections/*.c"""
     out = {}
     for p in c_files("projections"):
-        for body in re.findall(r"\bpj_projection_t\s+\w+\s*=\s*\{(.*?)\};", c_text(p), re.S):
-            n, c = re.search(r'\.name\s*=\s*"([^"]+)"', body), re.search(r'\.context\s*=\s*"([^"]+)"', body)
-            if n and c:
-                out.setdefault(c.group(1), []).append(n.group(1))
-        # the same descriptor made by pj_runtime.h's PJ_PROJECTION(name, "context", version)
+        # each descriptor is pj_runtime.h's PJ_PROJECTION(name, "context", version)
         for n, c in re.findall(r"\bpj_projection_t\s+\w+\s*=\s*PJ_PROJECTION\(\s*(\w+)\s*,\s*\"([^\"]+)\"", c_text(p)):
             out.setdefault(c, []).append(n)
     return out
