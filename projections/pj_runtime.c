@@ -349,31 +349,34 @@ static void pj_store_passed(pj_runtime_t *rt, const es_kafka_parts_t *applied)
 {
     if (rt->manual || rt->need_resync || rt->nbatch > 0 || !rt->db)
         return;
-    bool any = false;
-    for (int i = 0; i < applied->cnt && !any; i++)
-        any = rt->parts[applied->elems[i].partition].stored >= 0 &&
-              applied->elems[i].offset > rt->parts[applied->elems[i].partition].stored;
+    int n = 0, *part = xcalloc((size_t)applied->cnt + 1, sizeof *part);
+    for (int i = 0; i < applied->cnt; i++) {
+        int32_t p = applied->elems[i].partition;
+        if (rt->parts[p].stored >= 0 && applied->elems[i].offset > rt->parts[p].stored)
+            part[n++] = i; /* passed offsets that hold no event */
+    }
     es_err_t err = ES_ERR_INIT;
-    if (!any || pj_lock(rt->db, rt->lock, 0, &err))
+    if (n == 0 || pj_lock(rt->db, rt->lock, 0, &err)) {
+        free(part);
         return;
+    }
     json_t *rows = NULL;
     int rc = es_db_begin(rt->db, &err);
     if (rc == 0)
         rc = (rows = pj_offsets_load(rt->db, rt->key, rt->topic, true, &err)) ? 0 : -1;
-    for (int i = 0; rc == 0 && i < applied->cnt; i++) {
-        int32_t p = applied->elems[i].partition;
-        int64_t at = applied->elems[i].offset, known = rt->parts[p].stored;
-        if (known >= 0 && at > known && pj_offsets_find(rows, p) == known)
-            rc = pj_offset_store(rt->db, rt->key, rt->topic, p, at, &err);
+    for (int k = 0; k < n; k++) { /* a partition whose stored offset moved meanwhile is left */
+        const es_kafka_part_t *e = &applied->elems[part[k]];
+        if (rc == 0 && pj_offsets_find(rows, e->partition) != rt->parts[e->partition].stored)
+            part[k] = -1;
+        else if (rc == 0)
+            rc = pj_offset_store(rt->db, rt->key, rt->topic, e->partition, e->offset, &err);
     }
     rc = rc == 0 ? es_db_commit(rt->db, &err) : (es_db_rollback(rt->db), -1);
-    for (int i = 0; rc == 0 && i < applied->cnt; i++) {
-        int32_t p = applied->elems[i].partition;
-        if (rt->parts[p].stored >= 0 && applied->elems[i].offset > rt->parts[p].stored &&
-            pj_offsets_find(rows, p) == rt->parts[p].stored)
-            rt->parts[p].stored = applied->elems[i].offset;
-    }
+    for (int k = 0; rc == 0 && k < n; k++)
+        if (part[k] >= 0)
+            rt->parts[applied->elems[part[k]].partition].stored = applied->elems[part[k]].offset;
     json_decref(rows);
+    free(part);
     pj_unlock(rt->db, rt->lock);
     if (rc)
         es_debug("projector %s: positions past markers not stored: %s", rt->key, err.msg);
