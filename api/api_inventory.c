@@ -184,12 +184,8 @@ static void run_stock(es_http_req_t *r, const struct api_principal *who)
     json_t *row = sku ? stock_row_or_reply(r, sku) : NULL;
     if (!row)
         return;
-    char etag[32];
-    snprintf(etag, sizeof etag, "\"%lld\"",
-             (long long)json_integer_value(json_object_get(row, "version")));
-    es_http_add_header(r, "ETag", etag);
     json_object_del(row, "vendor_id");
-    es_http_reply_json(r, 200, row);
+    api_reply_versioned(r, (long long)json_integer_value(json_object_get(row, "version")), row);
 }
 
 static void run_movements(es_http_req_t *r, const struct api_principal *who)

@@ -58,11 +58,7 @@ static void run_get(es_http_req_t *r, const struct api_principal *who)
                           "no product with sku '%s'", sku);
     } else {
         json_t *p = product_from_row(json_array_get(rows, 0));
-        char etag[32];
-        snprintf(etag, sizeof etag, "\"%lld\"",
-                 (long long)json_integer_value(json_object_get(p, "version")));
-        es_http_add_header(r, "ETag", etag);
-        es_http_reply_json(r, 200, p);
+        api_reply_versioned(r, (long long)json_integer_value(json_object_get(p, "version")), p);
     }
     json_decref(rows);
 }

@@ -76,3 +76,36 @@ void api_complete_answer(es_http_pending_t *p, struct api_answer *a)
     es_http_complete(p, a->status, a->body, a->problem, a->headers);
     a->body = NULL;
 }
+
+/* Whether the If-None-Match list value names etag (weak tags compare weakly, RFC 9110 13.1.2). */
+static bool none_match_names(const char *list, const char *etag)
+{
+    size_t n = strlen(etag);
+    for (const char *s = list; *s;) {
+        s += strspn(s, " \t,");
+        if (*s == '*')
+            return true;
+        if (!strncmp(s, "W/", 2))
+            s += 2;
+        if (!strncmp(s, etag, n) && (s[n] == 0 || s[n] == ',' || s[n] == ' ' || s[n] == '\t'))
+            return true;
+        s += strcspn(s, ",");
+    }
+    return false;
+}
+
+void api_reply_versioned(es_http_req_t *r, long long version, json_t *body)
+{
+    char etag[32];
+    snprintf(etag, sizeof etag, "\"%lld\"", version);
+    es_http_add_header(r, "ETag", etag);
+    char *inm = es_http_header_dup(r, "If-None-Match");
+    bool same = inm && none_match_names(inm, etag);
+    free(inm);
+    if (same) {
+        json_decref(body);
+        es_http_reply(r, 304, NULL, NULL, 0);
+        return;
+    }
+    es_http_reply_json(r, 200, body);
+}

@@ -23,5 +23,10 @@ void api_reply_err(es_http_req_t *r, const es_err_t *err);
 /* Sends a (stolen body of a) ready answer now, or later through p. */
 void api_reply_answer(es_http_req_t *r, struct api_answer *a);
 void api_complete_answer(es_http_pending_t *p, struct api_answer *a);
+/* Answers body (stolen), the representation of one aggregate at version, with ETag "<version>";
+ * 304 without a body when the request's If-None-Match names that tag (or is "*"). Only for
+ * answers that version alone determines (a product, a stock level): not a price, which rules and
+ * time change, nor an order, which shows other contexts' states. */
+void api_reply_versioned(es_http_req_t *r, long long version, json_t *body);
 
 #endif

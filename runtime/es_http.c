@@ -401,6 +401,8 @@ void es_http_add_header(es_http_req_t *r, const char *name, const char *value)
         add_header(r->req, name, value);
 }
 
+static h2o_generator_t generator_none = {NULL, NULL};
+
 void es_http_reply(es_http_req_t *r, int status, const char *content_type, const char *body,
                    size_t len)
 {
@@ -419,7 +421,14 @@ void es_http_reply(es_http_req_t *r, int status, const char *content_type, const
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
                        strlen(content_type));
     in_own_reply = true;
-    h2o_send_inline(req, body ? body : "", len); /* copies the body into the pool */
+    if (status == 304) {
+        /* no content and no Content-Length: a 304's length would have to be the 200's */
+        req->res.content_length = SIZE_MAX;
+        h2o_start_response(req, &generator_none);
+        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+    } else {
+        h2o_send_inline(req, body ? body : "", len); /* copies the body into the pool */
+    }
     in_own_reply = false;
 }
 

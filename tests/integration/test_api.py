@@ -58,6 +58,15 @@ def test_list_change_delist_query(api_url, token, uid):
     r = requests.get(f"{api_url}/v1/products/{sku}", params={"min_position": pos}, timeout=10)
     assert r.json()["name"] == "Big mug"
 
+    # conditional reads: the version's tag answers 304 without a body, an older one the product
+    for inm in ('"2"', 'W/"2"', '"1", "2"', "*"):
+        r = requests.get(f"{api_url}/v1/products/{sku}", timeout=10,
+                         headers={"If-None-Match": inm})
+        assert r.status_code == 304 and r.content == b"" and r.headers["ETag"] == '"2"', (inm, r)
+        assert "Content-Length" not in r.headers, r.headers  # it could only be the 200's
+    r = requests.get(f"{api_url}/v1/products/{sku}", headers={"If-None-Match": '"1"'}, timeout=10)
+    assert r.status_code == 200 and r.json()["name"] == "Big mug" and r.headers["ETag"] == '"2"'
+
     # a stale If-Match is a version conflict
     r = requests.patch(f"{api_url}/v1/products/{sku}", json={"name": "x"}, timeout=30,
                        headers=auth(tok, **WAIT, **{"If-Match": "1"}))

@@ -56,6 +56,8 @@ def test_receive_adjust_and_query(api_url, token, owned_sku):
     assert s.status_code == 200, s.text
     assert s.json() == {"sku": sku, "on_hand": 7, "reserved": 0, "available": 7, "version": 2}
     assert s.headers["ETag"] == '"2"'
+    r = requests.get(f"{api_url}/v1/inventory/{sku}", headers={"If-None-Match": '"2"'}, timeout=10)
+    assert r.status_code == 304 and r.content == b"" and r.headers["ETag"] == '"2"'
 
     admin = token("admin", unique("adm"))
     r = post(api_url, admin, f"/v1/inventory/{sku}/reservations", {"order_id": "o-1", "quantity": 4})
