@@ -6,10 +6,14 @@ bench/results.py's record() ($BENCH_RESULTS, one JSON object a line) it writes
     ratio, goal, met, lower_is_better, note);
   - bench/results.png: the ratio of each figure as a bar (green when its goal is met, red when
     not) and its goal as a mark, on a log scale (gnuplot from Debian);
-  - a table of every figure with its ratio and goal, on stdout.
+  - a table of every figure with its ratio and goal, on stdout;
+  - the same table in Markdown, with the machine line, between the markers
+    <!-- bench:table --> and <!-- /bench:table --> of docs/BENCHMARKS.md (when the file has them),
+    so that committing a run's outputs publishes its figures.
 
-  report.py [OUT_DIR]      (default: bench/ beside this file)
+  report.py [OUT_DIR [DOC]]    (default: bench/ beside this file, docs/BENCHMARKS.md)
 Exits non-zero when there is no figure to report."""
+import re
 import datetime
 import json
 import os
@@ -20,6 +24,7 @@ import sys
 import results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+BEGIN, END = "<!-- bench:table -->", "<!-- /bench:table -->"
 
 
 def machine():
@@ -72,6 +77,33 @@ def table(figs):
     return "\n".join(lines)
 
 
+def markdown(figs, m):
+    rows = [f"Measured on {machine_line(m)}.", "",
+            "| figure | value | reference (limit, same run) | ratio | goal | met |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for f in figs:
+        ref = f"{f['reference_name']}: {f['reference']:.4g} {f['unit']}"
+        note = f" ({f['note']})" if f.get("note") else ""
+        rows.append(f"| {f['name']}{note} | {f['value']:.4g} {f['unit']} | {ref} | "
+                    f"{shown(f['ratio'])} | {f['goal']} | {'yes' if f['met'] else '**no**'} |")
+    return "\n".join(rows)
+
+
+def publish(doc, figs, m):
+    """Replaces the table between the markers of doc; False when doc has no markers."""
+    try:
+        text = open(doc).read()
+    except FileNotFoundError:
+        return False
+    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
+    if not pattern.search(text):
+        return False
+    text = pattern.sub(lambda _: f"{BEGIN}\n{markdown(figs, m)}\n{END}", text)
+    with open(doc, "w") as f:
+        f.write(text)
+    return True
+
+
 def chart(figs, m, png):
     """Horizontal bars, one row a figure (first on top); a figure without a ratio gets no bar."""
     data = png + ".dat"
@@ -110,6 +142,7 @@ plot "{data}" using (sqrt($2 * 0.01)):1:(0.01):2:($1 - 0.35):($1 + 0.35):($4 == 
 
 def main():
     out_dir = sys.argv[1] if len(sys.argv) > 1 else HERE
+    doc = sys.argv[2] if len(sys.argv) > 2 else os.path.join(HERE, "..", "docs", "BENCHMARKS.md")
     figs = load()
     if not figs:
         print(f"bench: no figures in {results.path()}", file=sys.stderr)
@@ -121,8 +154,12 @@ def main():
     drawn = chart(figs, m, os.path.join(out_dir, "results.png"))
     print(f"\nmake bench: {machine_line(m)}")
     print(table(figs))
-    print(f"written: {os.path.join(out_dir, 'results.json')}"
-          + (f", {os.path.join(out_dir, 'results.png')}" if drawn else " (no chart)"))
+    written = [os.path.join(out_dir, "results.json")]
+    if drawn:
+        written.append(os.path.join(out_dir, "results.png"))
+    if publish(doc, figs, m):
+        written.append(os.path.normpath(doc) + " (its table)")
+    print("written: " + ", ".join(written))
     return 0
 
 
