@@ -62,16 +62,24 @@ def load():
     return figs
 
 
+def num(v):
+    """A value as a person reads it: whole above 100, three significant digits below."""
+    return f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
 def shown(ratio):
     return f"{ratio:.2f}" if ratio is not None else "n/a"
 
 
 def table(figs):
     w = max(len(f["name"]) for f in figs)
-    lines = [f"{'figure':<{w}}  {'value':>12}  {'reference':>12}  {'ratio':>6}  {'goal':>5}  met"]
+    u = max(len(f["unit"]) for f in figs)
+    lines = [f"{'figure':<{w}}  {'value':>10}  {'reference':>10}  {'unit':<{u}}  {'ratio':>6}  "
+             f"{'goal':>5}  met"]
     for f in figs:
-        lines.append(f"{f['name']:<{w}}  {f['value']:>12.4g}  {f['reference']:>12.4g}  "
-                     f"{shown(f['ratio']):>6}  {f['goal']:>5}  {'yes' if f['met'] else 'NO'}")
+        lines.append(f"{f['name']:<{w}}  {num(f['value']):>10}  {num(f['reference']):>10}  "
+                     f"{f['unit']:<{u}}  {shown(f['ratio']):>6}  {f['goal']:>5}  "
+                     f"{'yes' if f['met'] else 'NO'}")
     met = sum(1 for f in figs if f["met"])
     lines.append(f"{met} of {len(figs)} figures meet their goal")
     return "\n".join(lines)
@@ -82,9 +90,9 @@ def markdown(figs, m):
             "| figure | value | reference (limit, same run) | ratio | goal | met |",
             "| --- | --- | --- | --- | --- | --- |"]
     for f in figs:
-        ref = f"{f['reference_name']}: {f['reference']:.4g} {f['unit']}"
+        ref = f"{f['reference_name']}: {num(f['reference'])} {f['unit']}"
         note = f" ({f['note']})" if f.get("note") else ""
-        rows.append(f"| {f['name']}{note} | {f['value']:.4g} {f['unit']} | {ref} | "
+        rows.append(f"| {f['name']}{note} | {num(f['value'])} {f['unit']} | {ref} | "
                     f"{shown(f['ratio'])} | {f['goal']} | {'yes' if f['met'] else '**no**'} |")
     return "\n".join(rows)
 
@@ -125,6 +133,7 @@ set ytics scale 0
 set grid xtics
 set xlabel "ratio (log scale); the mark is the goal"
 set key outside below center horizontal
+set bmargin 5
 set style fill solid 0.8 noborder
 plot "{data}" using (sqrt($2 * 0.01)):1:(0.01):2:($1 - 0.35):($1 + 0.35):($4 == 1 ? 0x2e8b57 : 0xc0392b):ytic(5) \\
         with boxxyerror lc rgb variable notitle, \\
