@@ -9,7 +9,10 @@
 # and MariaDB point selects. Each script records its figures through bench/results.py into
 # $BENCH_RESULTS (emptied first); at the end bench/report.py writes bench/results.json and
 # bench/results.png and prints the table of every figure. A script that fails does not stop the
-# others; the exit status says whether all of them ran.
+# others; the exit status says whether all of them ran. Every run starts from an empty stack:
+# $ES_STATE is stopped and deleted first (figures such as idle RSS, the handler's memory or a
+# rebuild's length would otherwise depend on what earlier runs left), which is why it refuses the
+# state of `make up` (.state/dev).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 export ES_STATE=${ES_STATE:-$top/.state/bench} ES_PORT_OFFSET=${ES_PORT_OFFSET:-20000}
@@ -19,6 +22,15 @@ cd "$top"
 for tool in wrk sysbench gnuplot; do
     command -v $tool >/dev/null || { echo "bench: $tool is missing: run make setup" >&2; exit 1; }
 done
+case $(realpath -m "$ES_STATE") in
+    "$top/.state/dev" | "$top/.state" | "$top" | /)
+        echo "bench: will not empty $ES_STATE: give ES_STATE a folder of its own" >&2; exit 2 ;;
+esac
+if [ -d "$ES_STATE" ]; then
+    scripts/stack.sh down >/dev/null 2>&1 ||
+        { echo "bench: cannot stop the stack on $ES_STATE" >&2; exit 1; }
+    rm -rf "$ES_STATE"
+fi
 # the stack's own lines go to a log, printed only when it does not come up
 mkdir -p "$ES_STATE"
 log=$ES_STATE/bench-stack-up.log
