@@ -42,7 +42,14 @@ echo "bench: stack up in $((SECONDS - t0)) s (state $ES_STATE, logs in $ES_STATE
 # shellcheck disable=SC1091
 . "$ES_STATE/env"
 failed=()
-for script in idle_bench handler_bench rebuild_bench export_bench get_bench; do
+# idle first (on the untouched stack), then these in this order, then any other bench/*_bench.py
+# (a new bench script runs without an edit here)
+order=(idle_bench handler_bench rebuild_bench export_bench get_bench)
+for f in bench/*_bench.py; do
+    f=$(basename "$f" .py)
+    [[ " ${order[*]} " == *" $f "* ]] || order+=("$f")
+done
+for script in "${order[@]}"; do
     s0=$SECONDS
     echo "== bench/$script.py"
     .cache/venv/bin/python "bench/$script.py" || failed+=("$script")
