@@ -19,7 +19,8 @@ pkgs=(build-essential cmake pkg-config git curl ca-certificates
       libcriterion-dev libssl-dev libcurl4-openssl-dev uuid-dev libargon2-dev libsodium-dev
       mariadb-server mariadb-client openssl clang-format valgrind prometheus
       python3 python3-venv default-jre-headless maven
-      docker.io docker-compose mmdebstrap jq)
+      docker.io docker-compose mmdebstrap jq
+      wrk sysbench gnuplot-nox) # the last three: make bench (load, MariaDB's limit, the chart)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
