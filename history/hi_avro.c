@@ -422,11 +422,16 @@ void hi_ocf_header(hi_buf_t *out, const char *schema_text, const unsigned char s
     hi_buf_put(out, sync, 16);
 }
 
-void hi_ocf_block(hi_buf_t *out, int64_t count, const void *data, size_t len,
-                  const unsigned char sync[16])
+void hi_ocf_block_start(hi_buf_t *out, int64_t count, size_t len)
 {
     hi_buf_long(out, count);
     hi_buf_long(out, (int64_t)len);
+}
+
+void hi_ocf_block(hi_buf_t *out, int64_t count, const void *data, size_t len,
+                  const unsigned char sync[16])
+{
+    hi_ocf_block_start(out, count, len);
     hi_buf_put(out, data, len);
     hi_buf_put(out, sync, 16);
 }
