@@ -327,6 +327,11 @@ static bool hi_scan_varint(struct hi_scanner *s)
 static bool hi_utf8_ok(const unsigned char *p, size_t n, bool nul_ok)
 {
     for (size_t i = 0; i < n;) {
+        uint64_t w;
+        if (nul_ok && i + 8 <= n && (memcpy(&w, p + i, 8), !(w & 0x8080808080808080ULL))) {
+            i += 8; /* eight ASCII bytes */
+            continue;
+        }
         unsigned char c = p[i];
         size_t k = c < 0x80                 ? 1
                    : c >= 0xc2 && c <= 0xdf ? 2

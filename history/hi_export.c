@@ -27,6 +27,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -38,7 +39,7 @@
 
 #define HI_STALL_MS 60000 /* no progress below the end this long: an open transaction */
 #define HI_SAVE_MS  1000  /* the manifest is rewritten at most this often while files come */
-#define HI_WRITERS  16    /* writer schema ids remembered per topic (more: asked each time) */
+#define HI_SEEN     16    /* writer schema ids remembered per topic (more: asked each time) */
 
 static volatile sig_atomic_t hi_export_stopping;
 
@@ -55,12 +56,12 @@ struct hi_topic {
     json_t *branches;       /* record full name -> branch index */
     hi_avro_prog_t **progs; /* per branch: its schema compiled for the fast path, or NULL */
     size_t n_branches;
-    struct hi_writer { /* the writer schema ids seen on the topic, as the fast path sees them */
+    struct hi_seen { /* the writer schema ids seen on the topic, as the fast path sees them */
         int32_t id;
         const char *type; /* borrowed from the codec */
         long branch;      /* -1: the JSON path (not current, or not a type of the topic) */
-    } writers[HI_WRITERS];
-    size_t n_writers;
+    } seen[HI_SEEN];
+    size_t n_seen;
 };
 
 struct hi_export {
@@ -75,7 +76,8 @@ struct hi_export {
     json_t *keys;      /* --unseal: user id -> key (hex) */
     json_t *manifest;
     bool json_path; /* --json-path: no fast path (a check that both write the same bytes) */
-    bool unsaved;   /* the manifest has changed since it was last written */
+    struct hi_writer *writer; /* while partitions are read: writes their files */
+    bool unsaved;             /* the manifest has changed since it was last written */
     long long saved_ms;
     hi_progress_t pg;
 };
@@ -574,10 +576,10 @@ static int hi_file_write(struct hi_export *x, const struct hi_topic *t, int32_t 
 /* m's writer schema on t: its type and branch, or -1 for the JSON path. */
 static long hi_writer_branch(struct hi_export *x, struct hi_topic *t, int32_t id, const char **type)
 {
-    for (size_t i = 0; i < t->n_writers; i++)
-        if (t->writers[i].id == id) {
-            *type = t->writers[i].type;
-            return t->writers[i].branch;
+    for (size_t i = 0; i < t->n_seen; i++)
+        if (t->seen[i].id == id) {
+            *type = t->seen[i].type;
+            return t->seen[i].branch;
         }
     bool current = false;
     es_err_t err = ES_ERR_INIT;
@@ -585,8 +587,8 @@ static long hi_writer_branch(struct hi_export *x, struct hi_topic *t, int32_t id
         return -1; /* the JSON path says why */
     json_t *b = current ? json_object_get(t->branches, *type) : NULL;
     long branch = b && t->progs[json_integer_value(b)] ? (long)json_integer_value(b) : -1;
-    if (t->n_writers < HI_WRITERS)
-        t->writers[t->n_writers++] = (struct hi_writer){id, *type, branch};
+    if (t->n_seen < HI_SEEN)
+        t->seen[t->n_seen++] = (struct hi_seen){id, *type, branch};
     return branch;
 }
 
@@ -770,6 +772,151 @@ static int hi_read(struct hi_export *x, struct hi_part *parts, size_t n, hi_msg_
     return rc;
 }
 
+/* --- the writer thread ---------------------------------------------------------------------- */
+
+/* Finished files are hashed, written, renamed and recorded in the manifest by a thread of their
+ * own while the reading goes on: on a busy disk the writes held the reading up for most of an
+ * export's time. Jobs are done in the order they came, so each partition's files are recorded in
+ * order; while the writer runs, only it touches the manifest. */
+
+#define HI_QUEUE_MAX 4 /* files waiting to be written: the reading waits beyond */
+
+struct hi_job {
+    struct hi_job *next;
+    const struct hi_topic *t;
+    int32_t p;
+    json_t *entry;    /* the partition's manifest entry */
+    struct hi_file f; /* count 0: no file */
+    int64_t next_offset;
+    bool complete; /* the partition is read: marked complete after the file */
+};
+
+struct hi_writer {
+    struct hi_export *x;
+    pthread_t thread;
+    pthread_mutex_t lock; /* guards what follows */
+    pthread_cond_t cond;  /* a job came or was done, or the writer is closing */
+    struct hi_job *head, *tail;
+    size_t queued;
+    bool closing;
+    int rc; /* the first failure, then jobs are dropped */
+    es_err_t err;
+    hi_buf_t spare[HI_QUEUE_MAX]; /* buffers of written files, for the next ones */
+    size_t n_spare;
+};
+
+static int hi_job_do(struct hi_export *x, struct hi_job *j, es_err_t *err)
+{
+    if (j->f.count && hi_file_write(x, j->t, j->p, &j->f, j->next_offset, err))
+        return -1;
+    if (j->complete)
+        json_object_set_new(j->entry, "complete", json_true());
+    return hi_manifest_changed(x, err);
+}
+
+/* Done with job j (under the lock): its buffer kept for reuse. */
+static void hi_job_free(struct hi_writer *w, struct hi_job *j)
+{
+    j->f.data.len = 0;
+    if (j->f.data.data && w->n_spare < HI_QUEUE_MAX)
+        w->spare[w->n_spare++] = j->f.data;
+    else
+        hi_buf_free(&j->f.data);
+    free(j);
+}
+
+static void *hi_writer_main(void *arg)
+{
+    struct hi_writer *w = arg;
+    pthread_mutex_lock(&w->lock);
+    for (;;) {
+        while (!w->head && !w->closing)
+            pthread_cond_wait(&w->cond, &w->lock);
+        struct hi_job *j = w->head;
+        if (!j)
+            break;
+        bool failed = w->rc != 0;
+        pthread_mutex_unlock(&w->lock);
+        es_err_t err = ES_ERR_INIT;
+        int rc = failed ? 0 : hi_job_do(w->x, j, &err);
+        pthread_mutex_lock(&w->lock);
+        if (!(w->head = j->next))
+            w->tail = NULL;
+        w->queued--;
+        if (rc && !w->rc) {
+            w->rc = rc;
+            w->err = err;
+        }
+        hi_job_free(w, j);
+        pthread_cond_broadcast(&w->cond);
+    }
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+static struct hi_writer *hi_writer_start(struct hi_export *x)
+{
+    struct hi_writer *w = xcalloc(1, sizeof *w);
+    w->x = x;
+    w->err = (es_err_t)ES_ERR_INIT;
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    if (pthread_create(&w->thread, NULL, hi_writer_main, w))
+        abort(); /* no thread: as an allocation failure */
+    return w;
+}
+
+/* Hands pt's file (the records before next) to the writer, and with complete pt's completion;
+ * pt gets an empty file. Waits while HI_QUEUE_MAX files wait. 0, or the writer's failure. */
+static int hi_writer_put(struct hi_writer *w, struct hi_part *pt, int64_t next, bool complete,
+                         es_err_t *err)
+{
+    struct hi_job *j = xcalloc(1, sizeof *j);
+    *j = (struct hi_job){.t = pt->t,
+                         .p = pt->p,
+                         .entry = pt->entry,
+                         .f = pt->f,
+                         .next_offset = next,
+                         .complete = complete};
+    memset(&pt->f, 0, sizeof pt->f);
+    pthread_mutex_lock(&w->lock);
+    if (!complete && w->n_spare)
+        pt->f.data = w->spare[--w->n_spare];
+    while (w->queued >= HI_QUEUE_MAX && !w->rc)
+        pthread_cond_wait(&w->cond, &w->lock);
+    int rc = w->rc;
+    if (rc) {
+        es_set(err, w->err.code, "%s", w->err.msg);
+        hi_job_free(w, j);
+    } else {
+        *(w->tail ? &w->tail->next : &w->head) = j;
+        w->tail = j;
+        w->queued++;
+        pthread_cond_broadcast(&w->cond);
+    }
+    pthread_mutex_unlock(&w->lock);
+    return rc;
+}
+
+/* Lets the writer finish what it was given, then stops it. 0, or its failure into err. */
+static int hi_writer_close(struct hi_writer *w, es_err_t *err)
+{
+    pthread_mutex_lock(&w->lock);
+    w->closing = true;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    pthread_join(w->thread, NULL);
+    int rc = w->rc;
+    if (rc)
+        es_set(err, w->err.code, "%s", w->err.msg);
+    for (size_t i = 0; i < w->n_spare; i++)
+        hi_buf_free(&w->spare[i]);
+    pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->cond);
+    free(w);
+    return rc;
+}
+
 /* --- the export's partitions ------------------------------------------------------------------ */
 
 static int hi_export_msg(struct hi_export *x, struct hi_part *pt, const es_kafka_msg_t *m,
@@ -778,16 +925,13 @@ static int hi_export_msg(struct hi_export *x, struct hi_part *pt, const es_kafka
     int rc = hi_file_add(x, pt->t, &pt->f, m, err);
     hi_progress_add(&x->pg, 1);
     if (!rc && pt->f.count >= x->roll)
-        rc = hi_file_write(x, pt->t, pt->p, &pt->f, m->offset + 1, err);
+        rc = hi_writer_put(x->writer, pt, m->offset + 1, false, err);
     return rc;
 }
 
 static int hi_export_end(struct hi_export *x, struct hi_part *pt, es_err_t *err)
 {
-    int rc = pt->f.count ? hi_file_write(x, pt->t, pt->p, &pt->f, pt->end, err) : 0;
-    hi_buf_free(&pt->f.data);
-    json_object_set_new(pt->entry, "complete", json_true());
-    return rc ? rc : hi_manifest_changed(x, err);
+    return hi_writer_put(x->writer, pt, pt->end, true, err);
 }
 
 /* Where partition entry part resumes: after its last file, else at its start; -1 if complete. */
@@ -848,7 +992,10 @@ static int hi_export_topics(struct hi_export *x, es_err_t *err)
     }
     n = hi_export_parts(x, ts, &parts, &total);
     hi_progress_start(&x->pg, "export", total);
+    x->writer = hi_writer_start(x);
     rc = hi_read(x, parts, n, hi_export_msg, hi_export_end, err);
+    rc |= hi_writer_close(x->writer, err); /* also when reading failed: what was read is kept */
+    x->writer = NULL;
     if (x->unsaved) /* also when it failed: a resumed run starts after what was written */
         rc |= hi_manifest_save(x, err);
     if (!rc) {

@@ -231,6 +231,9 @@ Test(hi_avro_scan, leaves_other_encodings_to_the_json_path)
         {"map key twice", {2, 'a', 4, 2, 'k', 2, 'v', 2, 'k', 2, 'w', 0, 0, 0, 0}, 15},
         {"block with a size", {2, 'a', 1, 2, 2, 'k', 2, 'v', 0, 0, 0, 0}, 12},
         {"bad utf-8", {2, 0xc3, 0, 0, 0, 0}, 6},
+        {"bad utf-8 after ascii",
+         {18, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 0xff, 0, 0, 0, 0},
+         14},
         {"union branch out of range", {2, 'a', 0, 0, 6, 0}, 6},
         {"int out of range", {2, 'a', 0, 2, 0x80, 0x80, 0x80, 0x80, 0x10, 0, 0, 0, 0, 0}, 14},
     };
