@@ -17,6 +17,14 @@ void hi_buf_put(hi_buf_t *b, const void *p, size_t n)
     b->len += n;
 }
 
+void hi_buf_reserve(hi_buf_t *b, size_t cap)
+{
+    if (cap > b->cap) {
+        b->cap = cap;
+        b->data = xrealloc(b->data, b->cap);
+    }
+}
+
 void hi_buf_long(hi_buf_t *b, int64_t v)
 {
     uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);

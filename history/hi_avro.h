@@ -19,6 +19,8 @@ typedef struct hi_buf {
 } hi_buf_t;
 
 void hi_buf_put(hi_buf_t *b, const void *p, size_t n);
+/* Makes room for cap bytes in all (a buffer filled to about cap grows once, not by doublings). */
+void hi_buf_reserve(hi_buf_t *b, size_t cap);
 void hi_buf_long(hi_buf_t *b, int64_t v); /* zig-zag varint */
 void hi_buf_free(hi_buf_t *b);
 

@@ -37,9 +37,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define HI_STALL_MS 60000 /* no progress below the end this long: an open transaction */
-#define HI_SAVE_MS  1000  /* the manifest is rewritten at most this often while files come */
-#define HI_SEEN     16    /* writer schema ids remembered per topic (more: asked each time) */
+#define HI_STALL_MS    60000 /* no progress below the end this long: an open transaction */
+#define HI_SAVE_MS     1000  /* the manifest is rewritten at most this often while files come */
+#define HI_RESERVE_MAX (64u << 20) /* the most a file's buffer is given ahead of its records */
+#define HI_SEEN        16 /* writer schema ids remembered per topic (more: asked each time) */
 
 static volatile sig_atomic_t hi_export_stopping;
 
@@ -86,6 +87,7 @@ struct hi_export {
 struct hi_file {
     int64_t first, last, count;
     hi_buf_t data;
+    EVP_MD_CTX *sync; /* the sync marker's SHA-256 so far: the schema, then each record */
 };
 
 /* A partition read in a run: its range [start, end), and for the export its topic, manifest entry
@@ -510,14 +512,14 @@ static void hi_sha256(unsigned char out[HI_SHA256_BYTES], const void *const *p, 
 
 /* Writes f's container file (t's schema) to path, its SHA-256 into hex, without copying the
  * records: the header, then the block's data as gathered. The sync marker is the SHA-256 of the
- * schema and the records: the same content gives the same bytes. */
+ * schema and the records (hashed as they came, hi_file_took): the same content gives the same
+ * bytes. */
 static int hi_file_put(const struct hi_topic *t, const struct hi_file *f, const char *path,
                        char hex[2 * HI_SHA256_BYTES + 1])
 {
     unsigned char sync[HI_SHA256_BYTES], sum[HI_SHA256_BYTES];
-    const void *sp[] = {t->schema_text, f->data.data};
-    const size_t sn[] = {strlen(t->schema_text), f->data.len};
-    hi_sha256(sync, sp, sn, 2);
+    unsigned int got = 0;
+    EVP_DigestFinal_ex(f->sync, sync, &got);
     hi_buf_t head = {0};
     hi_ocf_header(&head, t->schema_text, sync);
     hi_ocf_block_start(&head, f->count, f->data.len);
@@ -570,6 +572,8 @@ static int hi_file_write(struct hi_export *x, const struct hi_topic *t, int32_t 
     free(tmp);
     f->count = 0;
     f->data.len = 0;
+    EVP_MD_CTX_free(f->sync);
+    f->sync = NULL;
     return rc;
 }
 
@@ -622,16 +626,34 @@ static bool hi_file_add_fast(struct hi_export *x, struct hi_topic *t, struct hi_
     return !hi_avro_put_envelope(&f->data, p, &s, &w, shred);
 }
 
+/* Records that f took m's record (its bytes from at): the sync marker's hash goes on while they
+ * are warm in the cache, so that the writer thread reads the file's bytes once. */
+static void hi_file_took(const struct hi_topic *t, struct hi_file *f, const es_kafka_msg_t *m,
+                         size_t at, size_t roll)
+{
+    if (!f->count++) {
+        f->first = m->offset;
+        /* room for the whole file as its first record goes: each doubling of a large buffer
+         * copied it into fresh pages, and first touches of memory are dear (in a VM) */
+        size_t want = (f->data.len - at) * roll / 4 * 5 + 4096;
+        hi_buf_reserve(&f->data, want < HI_RESERVE_MAX ? want : HI_RESERVE_MAX);
+        if (!(f->sync = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(f->sync, EVP_sha256(), NULL))
+            abort(); /* allocation failure, as xmalloc */
+        EVP_DigestUpdate(f->sync, t->schema_text, strlen(t->schema_text));
+    }
+    f->last = m->offset;
+    EVP_DigestUpdate(f->sync, f->data.data + at, f->data.len - at);
+}
+
 /* Appends message m (an event of t) to f as an envelope record. */
 static int hi_file_add(struct hi_export *x, struct hi_topic *t, struct hi_file *f,
                        const es_kafka_msg_t *m, es_err_t *err)
 {
     const char *type = NULL;
     json_t *payload = NULL;
+    size_t at = f->data.len;
     if (hi_file_add_fast(x, t, f, m)) {
-        if (!f->count++)
-            f->first = m->offset;
-        f->last = m->offset;
+        hi_file_took(t, f, m, at, (size_t)x->roll);
         return 0;
     }
     if (ev_decode(x->codec, m->value, m->len, &type, &payload, err))
@@ -655,11 +677,8 @@ static int hi_file_add(struct hi_export *x, struct hi_topic *t, struct hi_file *
                  : hi_avro_encode_envelope(t->names, t->envelope, env,
                                            (size_t)json_integer_value(branch), &f->data, err);
     json_decref(env);
-    if (!rc) {
-        if (!f->count++)
-            f->first = m->offset;
-        f->last = m->offset;
-    }
+    if (!rc)
+        hi_file_took(t, f, m, at, (size_t)x->roll);
     return rc;
 }
 
@@ -818,6 +837,7 @@ static int hi_job_do(struct hi_export *x, struct hi_job *j, es_err_t *err)
 static void hi_job_free(struct hi_writer *w, struct hi_job *j)
 {
     j->f.data.len = 0;
+    EVP_MD_CTX_free(j->f.sync);
     if (j->f.data.data && w->n_spare < HI_QUEUE_MAX)
         w->spare[w->n_spare++] = j->f.data;
     else
@@ -1003,8 +1023,10 @@ static int hi_export_topics(struct hi_export *x, es_err_t *err)
         hi_progress_end(&x->pg);
     }
 out:
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         hi_buf_free(&parts[i].f.data);
+        EVP_MD_CTX_free(parts[i].f.sync);
+    }
     free(parts);
     for (size_t i = 0; i < nt; i++)
         hi_topic_close(&ts[i]);
@@ -1012,19 +1034,41 @@ out:
     return rc ? -1 : 0;
 }
 
+/* The codec, loaded by a thread of its own while the manifest's ranges are asked of the brokers:
+ * it parses every schema file, the longest step before the reading. */
+struct hi_codec_load {
+    sr_client_t *sr;
+    ev_codec_t *codec;
+    es_err_t err;
+};
+
+static void *hi_codec_load(void *arg)
+{
+    struct hi_codec_load *l = arg;
+    l->codec = ev_codec_new(es_env_schema_dir(), l->sr, &l->err);
+    return NULL;
+}
+
 static int hi_export_run(struct hi_export *x, es_err_t *err)
 {
     char *dir = xstrdup(x->dir);
     int rc = -1;
+    struct hi_codec_load load = {.err = ES_ERR_INIT};
+    pthread_t loader;
     if (!(x->rk = es_kafka_reader_new("eventshop-history", err)) ||
-        !(x->sr = sr_client_new(es_env_registry_url(), err)) ||
-        !(x->codec = ev_codec_new(es_env_schema_dir(), x->sr, err)))
+        !(load.sr = x->sr = sr_client_new(es_env_registry_url(), err)))
         goto out;
-    if (hi_mkdirs(dir)) {
+    if (pthread_create(&loader, NULL, hi_codec_load, &load))
+        abort(); /* no thread: as an allocation failure */
+    if (hi_mkdirs(dir))
         es_set(err, ES_EIO, "cannot make %s: %s", x->dir, strerror(errno));
-        goto out;
-    }
-    rc = hi_manifest_open(x, err) || hi_personal_open(x, err) || hi_export_topics(x, err) ? -1 : 0;
+    else
+        rc = hi_manifest_open(x, err);
+    pthread_join(loader, NULL);
+    if (!(x->codec = load.codec))
+        rc = es_set(err, load.err.code, "%s", load.err.msg);
+    if (!rc)
+        rc = hi_personal_open(x, err) || hi_export_topics(x, err) ? -1 : 0;
 out:
     free(dir);
     return rc;
