@@ -87,7 +87,6 @@ struct hi_export {
 struct hi_file {
     int64_t first, last, count;
     hi_buf_t data;
-    EVP_MD_CTX *sync; /* the sync marker's SHA-256 so far: the schema, then each record */
 };
 
 /* A partition read in a run: its range [start, end), and for the export its topic, manifest entry
@@ -512,14 +511,15 @@ static void hi_sha256(unsigned char out[HI_SHA256_BYTES], const void *const *p, 
 
 /* Writes f's container file (t's schema) to path, its SHA-256 into hex, without copying the
  * records: the header, then the block's data as gathered. The sync marker is the SHA-256 of the
- * schema and the records (hashed as they came, hi_file_took): the same content gives the same
- * bytes. */
+ * schema and the records: the same content gives the same bytes. Both hashes are taken here, in
+ * the writer thread: the reading thread is the one that paces an export. */
 static int hi_file_put(const struct hi_topic *t, const struct hi_file *f, const char *path,
                        char hex[2 * HI_SHA256_BYTES + 1])
 {
     unsigned char sync[HI_SHA256_BYTES], sum[HI_SHA256_BYTES];
-    unsigned int got = 0;
-    EVP_DigestFinal_ex(f->sync, sync, &got);
+    const void *sp[] = {t->schema_text, f->data.data};
+    const size_t sn[] = {strlen(t->schema_text), f->data.len};
+    hi_sha256(sync, sp, sn, 2);
     hi_buf_t head = {0};
     hi_ocf_header(&head, t->schema_text, sync);
     hi_ocf_block_start(&head, f->count, f->data.len);
@@ -572,8 +572,6 @@ static int hi_file_write(struct hi_export *x, const struct hi_topic *t, int32_t 
     free(tmp);
     f->count = 0;
     f->data.len = 0;
-    EVP_MD_CTX_free(f->sync);
-    f->sync = NULL;
     return rc;
 }
 
@@ -626,10 +624,8 @@ static bool hi_file_add_fast(struct hi_export *x, struct hi_topic *t, struct hi_
     return !hi_avro_put_envelope(&f->data, p, &s, &w, shred);
 }
 
-/* Records that f took m's record (its bytes from at): the sync marker's hash goes on while they
- * are warm in the cache, so that the writer thread reads the file's bytes once. */
-static void hi_file_took(const struct hi_topic *t, struct hi_file *f, const es_kafka_msg_t *m,
-                         size_t at, size_t roll)
+/* Records that f took m's record (its bytes from at). */
+static void hi_file_took(struct hi_file *f, const es_kafka_msg_t *m, size_t at, size_t roll)
 {
     if (!f->count++) {
         f->first = m->offset;
@@ -637,12 +633,8 @@ static void hi_file_took(const struct hi_topic *t, struct hi_file *f, const es_k
          * copied it into fresh pages, and first touches of memory are dear (in a VM) */
         size_t want = (f->data.len - at) * roll / 4 * 5 + 4096;
         hi_buf_reserve(&f->data, want < HI_RESERVE_MAX ? want : HI_RESERVE_MAX);
-        if (!(f->sync = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(f->sync, EVP_sha256(), NULL))
-            abort(); /* allocation failure, as xmalloc */
-        EVP_DigestUpdate(f->sync, t->schema_text, strlen(t->schema_text));
     }
     f->last = m->offset;
-    EVP_DigestUpdate(f->sync, f->data.data + at, f->data.len - at);
 }
 
 /* Appends message m (an event of t) to f as an envelope record. */
@@ -653,7 +645,7 @@ static int hi_file_add(struct hi_export *x, struct hi_topic *t, struct hi_file *
     json_t *payload = NULL;
     size_t at = f->data.len;
     if (hi_file_add_fast(x, t, f, m)) {
-        hi_file_took(t, f, m, at, (size_t)x->roll);
+        hi_file_took(f, m, at, (size_t)x->roll);
         return 0;
     }
     if (ev_decode(x->codec, m->value, m->len, &type, &payload, err))
@@ -678,7 +670,7 @@ static int hi_file_add(struct hi_export *x, struct hi_topic *t, struct hi_file *
                                            (size_t)json_integer_value(branch), &f->data, err);
     json_decref(env);
     if (!rc)
-        hi_file_took(t, f, m, at, (size_t)x->roll);
+        hi_file_took(f, m, at, (size_t)x->roll);
     return rc;
 }
 
@@ -837,7 +829,6 @@ static int hi_job_do(struct hi_export *x, struct hi_job *j, es_err_t *err)
 static void hi_job_free(struct hi_writer *w, struct hi_job *j)
 {
     j->f.data.len = 0;
-    EVP_MD_CTX_free(j->f.sync);
     if (j->f.data.data && w->n_spare < HI_QUEUE_MAX)
         w->spare[w->n_spare++] = j->f.data;
     else
@@ -1023,15 +1014,42 @@ static int hi_export_topics(struct hi_export *x, es_err_t *err)
         hi_progress_end(&x->pg);
     }
 out:
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++)
         hi_buf_free(&parts[i].f.data);
-        EVP_MD_CTX_free(parts[i].f.sync);
-    }
     free(parts);
     for (size_t i = 0; i < nt; i++)
         hi_topic_close(&ts[i]);
     free(ts);
     return rc ? -1 : 0;
+}
+
+/* es_kafka_reader_new's consumer, with larger local queues. librdkafka 2.0 stops fetching a
+ * partition once the consumer's queue holds queued.min.messages (100000) or
+ * queued.max.messages.kbytes, and looks again only when its broker thread next wakes, up to a
+ * second later: an export, slower than a local broker, filled the queue and then spent most of its
+ * time waiting for fetches. A queue of 128 MB (about half a second of an export's work) hides
+ * most of that wait, and keeps the export well within the Job's memory limit (1 GiB). */
+static es_kafka_t *hi_export_reader(es_err_t *err)
+{
+    const char *kv[] = {"isolation.level",
+                        "read_committed",
+                        "enable.auto.commit",
+                        "false",
+                        "enable.partition.eof",
+                        "true",
+                        "group.id",
+                        "eventshop-history",
+                        "fetch.wait.max.ms",
+                        "10",
+                        "auto.offset.reset",
+                        "earliest",
+                        "queued.min.messages",
+                        "1000000",
+                        "queued.max.messages.kbytes",
+                        "131072",
+                        NULL};
+    es_kafka_conf_t *conf = es_kafka_conf_new("eventshop-history", kv, err);
+    return conf ? es_kafka_new(ES_KAFKA_CONSUMER, conf, err) : NULL;
 }
 
 /* The codec, loaded by a thread of its own while the manifest's ranges are asked of the brokers:
@@ -1055,7 +1073,7 @@ static int hi_export_run(struct hi_export *x, es_err_t *err)
     int rc = -1;
     struct hi_codec_load load = {.err = ES_ERR_INIT};
     pthread_t loader;
-    if (!(x->rk = es_kafka_reader_new("eventshop-history", err)) ||
+    if (!(x->rk = hi_export_reader(err)) ||
         !(load.sr = x->sr = sr_client_new(es_env_registry_url(), err)))
         goto out;
     if (pthread_create(&loader, NULL, hi_codec_load, &load))
