@@ -253,8 +253,8 @@ hi_avro_prog_t *hi_avro_prog_new(const json_t *record, es_err_t *err)
     hi_avro_prog_t *p = xcalloc(1, sizeof *p);
     p->named = json_object();
     p->root = hi_compile(p, record, "", err);
-    if (p->root && p->root->k != K_RECORD) {
-        es_set(err, ES_EINVAL, "not a record");
+    if (p->root && (p->root->k != K_RECORD || p->root->n > HI_AVRO_MAX_FIELDS)) {
+        es_set(err, ES_EINVAL, "not a record of at most %d fields", HI_AVRO_MAX_FIELDS);
         p->root = NULL;
     }
     if (!p->root) {
@@ -521,8 +521,6 @@ int hi_avro_scan(const hi_avro_prog_t *p, const void *body, size_t len, hi_avro_
     memset(out, 0, sizeof *out);
     out->body = body;
     bool meta = false;
-    if (r->n > HI_AVRO_MAX_FIELDS)
-        return -1;
     for (size_t i = 0; i < r->n; i++) {
         if (p->role[i] == R_METADATA) {
             if (!hi_scan_metadata(&s, p, r->kids[i], out))
