@@ -8,8 +8,9 @@ Measures, in the same run and over the same topics (every context's events, HI_D
     way (a Python consumer would be the slower side and flatter the ratio);
   - export: `eventshop-history export --out <tmp>` of the same topics (decode, upcast, the
     envelope, Avro files, manifest with SHA-256), process wall time.
-Prints records, seconds and events/s for each, and export over raw against its goal (>= 0.7,
-issue 11 item 5). Runs alone on any stack too (it loads nothing)."""
+Prints records, seconds and events/s for each, and records export over raw against its goal
+(>= 0.7, issue 11 item 5) through bench/results.py. Runs alone on any stack too (it loads
+nothing; to load the events rebuild_bench.py measures with, call its load())."""
 import json
 import os
 import shutil
@@ -17,6 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from results import record
 
 CONTEXTS = "catalog,inventory,pricing,orders,payments,shipping,users"  # history/hi.h
 BUILD = os.environ["ES_BUILD"]
@@ -64,9 +67,8 @@ def main():
     print(f"{'export':>8} {exp_n:>8} {exp_s:>8.1f} {exp_n / exp_s:>9.0f}  (process wall time)", flush=True)
     if exp_n != raw_n:
         print(f"bench: export wrote {exp_n} records, the raw consumer read {raw_n}", file=sys.stderr)
-    ratio = (exp_n / exp_s) / (raw_n / raw_s)
-    print(f"export / raw consume: {ratio:.2f}  goal >= 0.7: {'met' if ratio >= 0.7 else 'NOT met'}",
-          flush=True)
+    record("export events/s", exp_n / exp_s, "events/s", raw_n / raw_s,
+           "raw read_committed consume", 0.7, note="export in process wall time")
 
 
 if __name__ == "__main__":

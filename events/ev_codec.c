@@ -31,6 +31,7 @@ typedef struct ev_writer {
     char *full_name;
     avro_schema_t schema;
     avro_value_iface_t *iface;
+    bool current; /* the local schema of full_name, the same JSON once expanded */
 } ev_writer_t;
 
 struct ev_codec {
@@ -323,7 +324,7 @@ static ev_writer_t *ev_writer_find(ev_codec_t *c, int32_t id)
 
 /* Adds a writer entry, taking new references to schema and iface. */
 static ev_writer_t *ev_writer_add(ev_codec_t *c, int32_t id, const char *full_name,
-                                  avro_schema_t schema, avro_value_iface_t *iface)
+                                  avro_schema_t schema, avro_value_iface_t *iface, bool current)
 {
     if (c->n_writers == c->cap_writers) {
         c->cap_writers = c->cap_writers ? 2 * c->cap_writers : 16;
@@ -335,6 +336,7 @@ static ev_writer_t *ev_writer_add(ev_codec_t *c, int32_t id, const char *full_na
     w->full_name = xstrdup(full_name);
     w->schema = avro_schema_incref(schema);
     w->iface = avro_value_iface_incref(iface);
+    w->current = current;
     return w;
 }
 
@@ -351,7 +353,7 @@ static int ev_remember_id(ev_codec_t *c, const char *subject, ev_schema_t *e, in
     } else {
         json_object_set_new(c->ids, subject, json_integer(id));
         if (!w)
-            ev_writer_add(c, id, e->full_name, e->schema, e->iface);
+            ev_writer_add(c, id, e->full_name, e->schema, e->iface, true);
     }
     pthread_mutex_unlock(&c->lock);
     return rc;
@@ -434,6 +436,16 @@ int ev_codec_set_id(ev_codec_t *c, const char *topic, const char *full_name, int
     return rc;
 }
 
+/* Whether expanded (a writer schema's JSON, expanded) is the local schema full_name. */
+static bool ev_is_local(ev_codec_t *c, const char *full_name, const json_t *expanded)
+{
+    ev_schema_t *e = ev_find(c, full_name);
+    json_t *local = e ? json_loads(e->text, 0, NULL) : NULL;
+    bool same = local && json_equal(local, expanded);
+    json_decref(local);
+    return same;
+}
+
 /* Builds a writer entry from schema text (inlining common references, as for local files). */
 static int ev_writer_from_text(ev_codec_t *c, int32_t id, const char *text, ev_writer_t **out,
                                es_err_t *err)
@@ -463,7 +475,7 @@ static int ev_writer_from_text(ev_codec_t *c, int32_t id, const char *text, ev_w
     if (w && strcmp(w->full_name, full) != 0)
         es_set(err, ES_ECONFLICT, "schema id %d is already '%s'", (int)id, w->full_name);
     else if (!w)
-        w = ev_writer_add(c, id, full, s, iface);
+        w = ev_writer_add(c, id, full, s, iface, ev_is_local(c, full, j));
     pthread_mutex_unlock(&c->lock);
     if (es_failed(err))
         goto out;
@@ -589,6 +601,17 @@ static ev_writer_t *ev_writer_get(ev_codec_t *c, int32_t id, es_err_t *err)
     int rc = ev_writer_from_text(c, id, text, &w, err);
     free(text);
     return rc == 0 ? w : NULL;
+}
+
+int ev_codec_writer_info(ev_codec_t *c, int32_t id, const char **full_name, bool *current,
+                         es_err_t *err)
+{
+    ev_writer_t *w = ev_writer_get(c, id, err);
+    if (!w)
+        return -1;
+    *full_name = w->full_name;
+    *current = w->current;
+    return 0;
 }
 
 int ev_decode(ev_codec_t *c, const void *buf, size_t len, const char **full_name, json_t **value,

@@ -28,6 +28,7 @@
 #include "es_err.h"
 #include "sr_client.h"
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -74,6 +75,14 @@ int ev_encode(ev_codec_t *c, const char *topic, const char *full_name, const jso
  * for its lifetime). Bad magic, an unknown id, truncated or hostile input: ES_EINVAL. */
 int ev_decode(ev_codec_t *c, const void *buf, size_t len, const char **full_name, json_t **value,
               es_err_t *err);
+
+/* The writer schema of id (fetched from the registry once, as ev_decode does): its record full
+ * name into *full_name (borrowed, valid for the codec's lifetime) and, into *current, whether it
+ * is the local schema of that name (the same JSON once expanded). When current, ev_decode of a
+ * message with id fills no default: the body is a body of the local schema as it stands.
+ * 0, or -1 with err as ev_decode would fail for an unknown id. */
+int ev_codec_writer_info(ev_codec_t *c, int32_t id, const char **full_name, bool *current,
+                         es_err_t *err);
 
 /* Schema id in a framed message's header, or -1 if it is not framed. */
 int32_t ev_frame_schema_id(const void *buf, size_t len);

@@ -18,12 +18,13 @@ typedef struct hi_progress {
     const char *what;
     int64_t total, done;
     int64_t t0_ms, last_ms;
+    int64_t next_check; /* done at which the clock is read next (not once per event) */
 } hi_progress_t;
 
 void hi_progress_start(hi_progress_t *p, const char *what, int64_t total);
 /* Adds n events done; prints when a second has passed since the last line. */
 void hi_progress_add(hi_progress_t *p, int64_t n);
-/* The last line, always printed. */
+/* The last line, always printed. A caller whose total was an estimate sets it to done first. */
 void hi_progress_end(hi_progress_t *p);
 
 /* The offsets of every partition of topic at ms (ES_KAFKA_OFFSET_END: the end) into offs: the

@@ -17,6 +17,14 @@ void hi_buf_put(hi_buf_t *b, const void *p, size_t n)
     b->len += n;
 }
 
+void hi_buf_reserve(hi_buf_t *b, size_t cap)
+{
+    if (cap > b->cap) {
+        b->cap = cap;
+        b->data = xrealloc(b->data, b->cap);
+    }
+}
+
 void hi_buf_long(hi_buf_t *b, int64_t v)
 {
     uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
@@ -422,11 +430,16 @@ void hi_ocf_header(hi_buf_t *out, const char *schema_text, const unsigned char s
     hi_buf_put(out, sync, 16);
 }
 
-void hi_ocf_block(hi_buf_t *out, int64_t count, const void *data, size_t len,
-                  const unsigned char sync[16])
+void hi_ocf_block_start(hi_buf_t *out, int64_t count, size_t len)
 {
     hi_buf_long(out, count);
     hi_buf_long(out, (int64_t)len);
+}
+
+void hi_ocf_block(hi_buf_t *out, int64_t count, const void *data, size_t len,
+                  const unsigned char sync[16])
+{
+    hi_ocf_block_start(out, count, len);
     hi_buf_put(out, data, len);
     hi_buf_put(out, sync, 16);
 }

@@ -2,11 +2,15 @@
  * as Avro Object Container Files in Kafka Connect's storage-sink layout
  * DIR/<topic>/partition=<p>/<topic>+<p>+<first offset, 10 digits>.avro, one envelope schema per
  * topic (hi_avro.h), rolled every N events, and DIR/manifest.json: the resolved offset range of
- * every topic-partition, its record count and each file's SHA-256. The manifest is rewritten
- * after each file, so an interrupted run resumes (same --out) after the last file it finished;
- * file boundaries do not depend on where it was interrupted, so the bytes are those of an
- * uninterrupted run. Personal data: a forgotten user's sealed fields and blind index are nulled
- * (named in the record's "shredded"); with --unseal, a live user's are opened (audited). */
+ * every topic-partition, its record count and each file's SHA-256. Every partition of the run is
+ * read at once (a file being written per partition). The manifest is rewritten as files are
+ * finished (at most once a second, and at the end, also of a failed run), so an interrupted run
+ * resumes (same --out) after the last file it recorded; file boundaries do not depend on where
+ * it was interrupted nor on how partitions interleave, so the bytes are those of an uninterrupted
+ * run. Events written with their type's current schema go through the fast path (hi_avro.h:
+ * their bodies copied, not decoded), the others through the codec's JSON. Personal data: a
+ * forgotten user's sealed fields and blind index are nulled (named in the record's "shredded");
+ * with --unseal, a live user's are opened (audited). */
 #include "es_db.h"
 #include "es_env.h"
 #include "es_kafka.h"
@@ -22,6 +26,8 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <openssl/evp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -31,7 +37,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define HI_STALL_MS 60000 /* no progress below the end this long: an open transaction */
+#define HI_STALL_MS    60000 /* no progress below the end this long: an open transaction */
+#define HI_SAVE_MS     1000  /* the manifest is rewritten at most this often while files come */
+#define HI_RESERVE_MAX (64u << 20) /* the most a file's buffer is given ahead of its records */
+#define HI_SEEN        16 /* writer schema ids remembered per topic (more: asked each time) */
 
 static volatile sig_atomic_t hi_export_stopping;
 
@@ -45,7 +54,15 @@ struct hi_topic {
     char name[128];
     json_t *envelope, *names; /* the envelope schema and its named types */
     char *schema_text;
-    json_t *branches; /* record full name -> branch index */
+    json_t *branches;       /* record full name -> branch index */
+    hi_avro_prog_t **progs; /* per branch: its schema compiled for the fast path, or NULL */
+    size_t n_branches;
+    struct hi_seen { /* the writer schema ids seen on the topic, as the fast path sees them */
+        int32_t id;
+        const char *type; /* borrowed from the codec */
+        long branch;      /* -1: the JSON path (not current, or not a type of the topic) */
+    } seen[HI_SEEN];
+    size_t n_seen;
 };
 
 struct hi_export {
@@ -59,6 +76,10 @@ struct hi_export {
     json_t *forgotten; /* user id -> true */
     json_t *keys;      /* --unseal: user id -> key (hex) */
     json_t *manifest;
+    bool json_path; /* --json-path: no fast path (a check that both write the same bytes) */
+    struct hi_writer *writer; /* while partitions are read: writes their files */
+    bool unsaved;             /* the manifest has changed since it was last written */
+    long long saved_ms;
     hi_progress_t pg;
 };
 
@@ -67,6 +88,25 @@ struct hi_file {
     int64_t first, last, count;
     hi_buf_t data;
 };
+
+/* A partition read in a run: its range [start, end), and for the export its topic, manifest entry
+ * and file being written. */
+struct hi_part {
+    const char *topic;
+    int32_t p;
+    int64_t start, end;
+    bool eof_ends; /* the partition's end (read_committed: its last stable offset) ends it */
+    bool done;
+    struct hi_topic *t;
+    json_t *entry;
+    struct hi_file f;
+};
+
+typedef int (*hi_msg_fn)(struct hi_export *x, struct hi_part *pt, const es_kafka_msg_t *m,
+                         es_err_t *err);
+typedef int (*hi_end_fn)(struct hi_export *x, struct hi_part *pt, es_err_t *err);
+static int hi_read(struct hi_export *x, struct hi_part *parts, size_t n, hi_msg_fn on_msg,
+                   hi_end_fn on_end, es_err_t *err);
 
 static int hi_export_usage(FILE *f, int rc)
 {
@@ -83,6 +123,7 @@ static int hi_export_usage(FILE *f, int rc)
           "  resumes an interrupted run. A forgotten user's sealed fields come out null (named\n"
           "  in the record's 'shredded'); others stay sealed unless --unseal, which opens them\n"
           "  with the keys database (EVENTSHOP_MYSQL_KEYS_USER, _PASSWORD_FILE; logged).\n"
+          "  --json-path: every event decoded and re-encoded (slower, the same bytes: a check).\n"
           "  env: EVENTSHOP_KAFKA_BROKERS, EVENTSHOP_REGISTRY_URL (as the projectors)\n",
           f);
     return rc;
@@ -90,11 +131,15 @@ static int hi_export_usage(FILE *f, int rc)
 
 static int hi_export_args(struct hi_export *x, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"out", required_argument, NULL, 'o'},  {"contexts", required_argument, NULL, 'c'},
-        {"from", required_argument, NULL, 'f'}, {"to", required_argument, NULL, 't'},
-        {"roll", required_argument, NULL, 'r'}, {"unseal", no_argument, NULL, 'u'},
-        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"out", required_argument, NULL, 'o'},
+                                         {"contexts", required_argument, NULL, 'c'},
+                                         {"from", required_argument, NULL, 'f'},
+                                         {"to", required_argument, NULL, 't'},
+                                         {"roll", required_argument, NULL, 'r'},
+                                         {"unseal", no_argument, NULL, 'u'},
+                                         {"json-path", no_argument, NULL, 'j'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     x->contexts = HI_DEFAULT_CONTEXTS;
     x->roll = 10000;
     optind = 1;
@@ -117,6 +162,9 @@ static int hi_export_args(struct hi_export *x, int argc, char **argv)
             break;
         case 'u':
             x->unseal = true;
+            break;
+        case 'j':
+            x->json_path = true;
             break;
         case 'h':
             return hi_export_usage(stdout, 3);
@@ -167,8 +215,10 @@ static char *hi_path(const struct hi_export *x, const char *name)
     return xasprintf("%s/%s", x->dir, name);
 }
 
-static int hi_manifest_save(const struct hi_export *x, es_err_t *err)
+static int hi_manifest_save(struct hi_export *x, es_err_t *err)
 {
+    x->unsaved = false;
+    x->saved_ms = es_mono_ms();
     char *tmp = hi_path(x, "manifest.json.tmp"), *path = hi_path(x, "manifest.json");
     int rc =
         json_dump_file(x->manifest, tmp, JSON_INDENT(2) | JSON_PRESERVE_ORDER) || rename(tmp, path)
@@ -177,6 +227,16 @@ static int hi_manifest_save(const struct hi_export *x, es_err_t *err)
     free(tmp);
     free(path);
     return rc;
+}
+
+/* Records that the manifest changed, writing it when it was last written HI_SAVE_MS ago: each
+ * rename over it makes ext4 flush it (auto_da_alloc), which took most of an export's time when
+ * done after each file. Files written but not yet recorded are written again, the same bytes,
+ * by a resumed run. */
+static int hi_manifest_changed(struct hi_export *x, es_err_t *err)
+{
+    x->unsaved = true;
+    return es_mono_ms() - x->saved_ms >= HI_SAVE_MS ? hi_manifest_save(x, err) : 0;
 }
 
 /* A new manifest from the options, or the one in DIR (resume) when it was made with the same. */
@@ -233,19 +293,55 @@ out:
 
 /* --- personal data ---------------------------------------------------------------------------- */
 
-/* Records UserForgotten's user id into x->forgotten. */
-static int hi_forgotten_msg(const es_kafka_msg_t *m, void *arg)
+/* Records UserForgotten's user id into x->forgotten (only that type is decoded). */
+static int hi_forgotten_msg(struct hi_export *x, struct hi_part *pt, const es_kafka_msg_t *m,
+                            es_err_t *err)
 {
-    struct hi_export *x = arg;
+    (void)pt;
+    (void)err;
     const char *type = NULL;
+    bool current = false;
     json_t *v = NULL;
-    es_err_t err = ES_ERR_INIT;
-    if (m->value && !ev_decode(x->codec, m->value, m->len, &type, &v, &err) &&
-        !strcmp(type, "eventshop.users.UserForgotten"))
+    es_err_t e = ES_ERR_INIT;
+    int32_t id = ev_frame_schema_id(m->value, m->len);
+    if (id < 0 || ev_codec_writer_info(x->codec, id, &type, &current, &e) ||
+        strcmp(type, "eventshop.users.UserForgotten"))
+        return 0;
+    if (!ev_decode(x->codec, m->value, m->len, &type, &v, &e))
         json_object_set_new(x->forgotten, json_string_value(json_object_get(v, "user_id")),
                             json_true());
     json_decref(v);
     return 0;
+}
+
+static int hi_forgotten_end(struct hi_export *x, struct hi_part *pt, es_err_t *err)
+{
+    (void)x;
+    (void)pt;
+    (void)err;
+    return 0;
+}
+
+/* Reads users.events, every partition at once, from its beginning to its end now (an open
+ * transaction's records, not stable yet, are not waited for). */
+static int hi_forgotten_scan(struct hi_export *x, es_err_t *err)
+{
+    int n = es_kafka_partition_count(x->rk, "users.events", err);
+    if (n < 0)
+        return -1;
+    struct hi_part *parts = xcalloc((size_t)n + 1, sizeof *parts);
+    int rc = 0;
+    for (int p = 0; p < n && !rc; p++) {
+        parts[p] = (struct hi_part){.topic = "users.events", .p = p, .eof_ends = true};
+        rc = es_kafka_resp_error(err,
+                                 es_kafka_query_watermarks(x->rk, "users.events", p,
+                                                           &parts[p].start, &parts[p].end, 10000),
+                                 "users.events watermarks");
+    }
+    if (!rc)
+        rc = hi_read(x, parts, (size_t)n, hi_forgotten_msg, hi_forgotten_end, err);
+    free(parts);
+    return rc ? -1 : 0;
 }
 
 /* The forgotten users (UserForgotten on users.events, to its end now: forgetting after the
@@ -253,12 +349,10 @@ static int hi_forgotten_msg(const es_kafka_msg_t *m, void *arg)
 static int hi_personal_open(struct hi_export *x, es_err_t *err)
 {
     x->forgotten = json_object();
-    int n = es_kafka_partition_count(x->rk, "users.events", err);
-    for (int p = 0; p < n; p++)
-        if (es_kafka_read_partition("users.events", p, hi_forgotten_msg, x, 600000, err))
-            return -1;
-    if (n < 0 || !x->unseal)
-        return n < 0 ? -1 : 0;
+    if (hi_forgotten_scan(x, err))
+        return -1;
+    if (!x->unseal)
+        return 0;
     if (users_crypto_init(err))
         return -1;
     es_db_t *db = es_db_open("keys", err);
@@ -350,10 +444,15 @@ static int hi_topic_open(struct hi_export *x, struct hi_topic *t, const char *to
     size_t i;
     json_t *n;
     t->branches = json_object();
+    t->n_branches = json_array_size(names);
+    t->progs = xcalloc(t->n_branches + 1, sizeof *t->progs);
     json_array_foreach(names, i, n)
     {
         const char *text = ev_codec_schema_text(x->codec, json_string_value(n));
-        json_array_append_new(types, text ? json_loads(text, 0, NULL) : json_null());
+        json_t *type = text ? json_loads(text, 0, NULL) : json_null();
+        es_err_t perr = ES_ERR_INIT; /* a type the fast path does not take goes the JSON path */
+        t->progs[i] = text ? hi_avro_prog_new(type, &perr) : NULL;
+        json_array_append_new(types, type);
         json_object_set_new(t->branches, json_string_value(n), json_integer((json_int_t)i));
     }
     json_decref(names);
@@ -374,6 +473,9 @@ static void hi_topic_close(struct hi_topic *t)
     json_decref(t->names);
     json_decref(t->branches);
     free(t->schema_text);
+    for (size_t i = 0; i < t->n_branches; i++)
+        hi_avro_prog_free(t->progs[i]);
+    free(t->progs);
 }
 
 static int hi_mkdirs(char *path)
@@ -390,31 +492,61 @@ static int hi_mkdirs(char *path)
     return mkdir(path, 0755) && errno != EEXIST ? -1 : 0;
 }
 
+#define HI_SHA256_BYTES 32
+
+/* The SHA-256 of n pieces (p[i], len[i] bytes) into out: OpenSSL's, which uses the CPU's SHA
+ * instructions (libsodium's portable one took a quarter of an export's time). */
+static void hi_sha256(unsigned char out[HI_SHA256_BYTES], const void *const *p, const size_t *len,
+                      size_t n)
+{
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    unsigned int got = 0;
+    if (!c || !EVP_DigestInit_ex(c, EVP_sha256(), NULL))
+        abort(); /* allocation failure, as xmalloc */
+    for (size_t i = 0; i < n; i++)
+        EVP_DigestUpdate(c, p[i], len[i]);
+    EVP_DigestFinal_ex(c, out, &got);
+    EVP_MD_CTX_free(c);
+}
+
+/* Writes f's container file (t's schema) to path, its SHA-256 into hex, without copying the
+ * records: the header, then the block's data as gathered. The sync marker is the SHA-256 of the
+ * schema and the records: the same content gives the same bytes. Both hashes are taken here, in
+ * the writer thread: the reading thread is the one that paces an export. */
+static int hi_file_put(const struct hi_topic *t, const struct hi_file *f, const char *path,
+                       char hex[2 * HI_SHA256_BYTES + 1])
+{
+    unsigned char sync[HI_SHA256_BYTES], sum[HI_SHA256_BYTES];
+    const void *sp[] = {t->schema_text, f->data.data};
+    const size_t sn[] = {strlen(t->schema_text), f->data.len};
+    hi_sha256(sync, sp, sn, 2);
+    hi_buf_t head = {0};
+    hi_ocf_header(&head, t->schema_text, sync);
+    hi_ocf_block_start(&head, f->count, f->data.len);
+    const void *fp_[] = {head.data, f->data.data, sync};
+    const size_t fn[] = {head.len, f->data.len, HI_OCF_SYNC_BYTES};
+    hi_sha256(sum, fp_, fn, 3);
+    sodium_bin2hex(hex, 2 * HI_SHA256_BYTES + 1, sum, sizeof sum);
+    FILE *fp = fopen(path, "wb");
+    int rc = !fp || fwrite(head.data, 1, head.len, fp) != head.len ||
+             fwrite(f->data.data, 1, f->data.len, fp) != f->data.len ||
+             fwrite(sync, 1, HI_OCF_SYNC_BYTES, fp) != HI_OCF_SYNC_BYTES;
+    rc |= fp && fclose(fp);
+    hi_buf_free(&head);
+    return rc ? -1 : 0;
+}
+
 /* Writes f (records of t's partition p) as its .avro file, next the offset after it, and records
- * it in the manifest (then saved). The sync marker is the SHA-256 of the schema and the records:
- * the same content gives the same bytes. */
+ * it in the manifest (then saved). */
 static int hi_file_write(struct hi_export *x, const struct hi_topic *t, int32_t p,
                          struct hi_file *f, int64_t next, es_err_t *err)
 {
-    unsigned char sync[crypto_hash_sha256_BYTES], sum[crypto_hash_sha256_BYTES];
-    crypto_hash_sha256_state st;
-    crypto_hash_sha256_init(&st);
-    crypto_hash_sha256_update(&st, (const unsigned char *)t->schema_text, strlen(t->schema_text));
-    crypto_hash_sha256_update(&st, f->data.data, f->data.len);
-    crypto_hash_sha256_final(&st, sync);
-    hi_buf_t out = {0};
-    hi_ocf_header(&out, t->schema_text, sync);
-    hi_ocf_block(&out, f->count, f->data.data, f->data.len, sync);
-    crypto_hash_sha256(sum, out.data, out.len);
-    char hex[2 * crypto_hash_sha256_BYTES + 1];
-    sodium_bin2hex(hex, sizeof hex, sum, sizeof sum);
+    char hex[2 * HI_SHA256_BYTES + 1];
     char *rel =
         xasprintf("%s/partition=%d/%s+%d+%010" PRId64 ".avro", t->name, p, t->name, p, f->first);
     char *dir = xasprintf("%s/%s/partition=%d", x->dir, t->name, p), *path = hi_path(x, rel);
     char *tmp = xasprintf("%s.tmp", path);
-    FILE *fp = hi_mkdirs(dir) ? NULL : fopen(tmp, "wb");
-    int rc = !fp || fwrite(out.data, 1, out.len, fp) != out.len;
-    rc |= fp && fclose(fp);
+    int rc = hi_mkdirs(dir) || hi_file_put(t, f, tmp, hex);
     if (rc || rename(tmp, path)) {
         rc = es_set(err, ES_EIO, "writing %s: %s", path, strerror(errno));
     } else {
@@ -432,24 +564,90 @@ static int hi_file_write(struct hi_export *x, const struct hi_topic *t, int32_t 
         json_object_set_new(
             part, "records",
             json_integer(json_integer_value(json_object_get(part, "records")) + f->count));
-        rc = hi_manifest_save(x, err);
+        rc = hi_manifest_changed(x, err);
     }
     free(rel);
     free(dir);
     free(path);
     free(tmp);
-    hi_buf_free(&out);
     f->count = 0;
     f->data.len = 0;
     return rc;
 }
 
+/* m's writer schema on t: its type and branch, or -1 for the JSON path. */
+static long hi_writer_branch(struct hi_export *x, struct hi_topic *t, int32_t id, const char **type)
+{
+    for (size_t i = 0; i < t->n_seen; i++)
+        if (t->seen[i].id == id) {
+            *type = t->seen[i].type;
+            return t->seen[i].branch;
+        }
+    bool current = false;
+    es_err_t err = ES_ERR_INIT;
+    if (ev_codec_writer_info(x->codec, id, type, &current, &err))
+        return -1; /* the JSON path says why */
+    json_t *b = current ? json_object_get(t->branches, *type) : NULL;
+    long branch = b && t->progs[json_integer_value(b)] ? (long)json_integer_value(b) : -1;
+    if (t->n_seen < HI_SEEN)
+        t->seen[t->n_seen++] = (struct hi_seen){id, *type, branch};
+    return branch;
+}
+
+/* The fast path (hi_avro.h): appends m's envelope record to f straight from its body when it was
+ * written with its type's current schema, the type is on t and its body is in canonical form, and
+ * no sealed field is to be opened. Whether it did; if not, the JSON path takes m. */
+static bool hi_file_add_fast(struct hi_export *x, struct hi_topic *t, struct hi_file *f,
+                             const es_kafka_msg_t *m)
+{
+    const char *type = NULL;
+    int32_t id = ev_frame_schema_id(m->value, m->len);
+    long branch = x->json_path || id < 0 || *(const unsigned char *)m->value
+                      ? -1
+                      : hi_writer_branch(x, t, id, &type);
+    const hi_avro_prog_t *p = branch < 0 ? NULL : t->progs[branch];
+    hi_avro_scan_t s;
+    if (!p || (x->keys && hi_avro_prog_has_sealed(p)) ||
+        hi_avro_scan(p, (const char *)m->value + 5, m->len - 5, &s))
+        return false;
+    const char *owner = (const char *)s.body + s.owner.off;
+    if (s.has_owner && memchr(owner, 0, s.owner.len))
+        return false; /* the JSON path's owner is a C string */
+    bool shred = s.has_owner && hi_avro_prog_has_sealed(p) &&
+                 json_object_getn(x->forgotten, owner, s.owner.len);
+    hi_avro_where_t w = {.event_type = type,
+                         .topic = m->topic,
+                         .partition = m->partition,
+                         .offset = m->offset,
+                         .timestamp = m->timestamp_ms,
+                         .branch = (size_t)branch};
+    return !hi_avro_put_envelope(&f->data, p, &s, &w, shred);
+}
+
+/* Records that f took m's record (its bytes from at). */
+static void hi_file_took(struct hi_file *f, const es_kafka_msg_t *m, size_t at, size_t roll)
+{
+    if (!f->count++) {
+        f->first = m->offset;
+        /* room for the whole file as its first record goes: each doubling of a large buffer
+         * copied it into fresh pages, and first touches of memory are dear (in a VM) */
+        size_t want = (f->data.len - at) * roll / 4 * 5 + 4096;
+        hi_buf_reserve(&f->data, want < HI_RESERVE_MAX ? want : HI_RESERVE_MAX);
+    }
+    f->last = m->offset;
+}
+
 /* Appends message m (an event of t) to f as an envelope record. */
-static int hi_file_add(struct hi_export *x, const struct hi_topic *t, struct hi_file *f,
+static int hi_file_add(struct hi_export *x, struct hi_topic *t, struct hi_file *f,
                        const es_kafka_msg_t *m, es_err_t *err)
 {
     const char *type = NULL;
     json_t *payload = NULL;
+    size_t at = f->data.len;
+    if (hi_file_add_fast(x, t, f, m)) {
+        hi_file_took(f, m, at, (size_t)x->roll);
+        return 0;
+    }
     if (ev_decode(x->codec, m->value, m->len, &type, &payload, err))
         return es_set(err, err->code, "%s[%d]@%" PRId64 ": %s", m->topic, m->partition, m->offset,
                       err->msg);
@@ -471,78 +669,280 @@ static int hi_file_add(struct hi_export *x, const struct hi_topic *t, struct hi_
                  : hi_avro_encode_envelope(t->names, t->envelope, env,
                                            (size_t)json_integer_value(branch), &f->data, err);
     json_decref(env);
-    if (!rc) {
-        if (!f->count++)
-            f->first = m->offset;
-        f->last = m->offset;
-    }
+    if (!rc)
+        hi_file_took(f, m, at, (size_t)x->roll);
     return rc;
 }
 
 /* --- reading -------------------------------------------------------------------------------- */
 
-/* Whether the consumer's position in topic/p has reached end (past control records). */
-static bool hi_reached(struct hi_export *x, const char *topic, int32_t p, int64_t end)
+static struct hi_part *hi_part_find(struct hi_part *parts, size_t n, const char *topic, int32_t p)
 {
-    es_kafka_parts_t *l = es_kafka_parts_new(1);
-    es_kafka_parts_add(l, topic, p);
-    bool done = !es_kafka_position(x->rk, l) && l->elems[0].offset >= end;
-    es_kafka_parts_free(l);
-    return done;
+    for (size_t i = 0; i < n; i++)
+        if (parts[i].p == p && !strcmp(parts[i].topic, topic))
+            return &parts[i];
+    return NULL;
 }
 
-/* Exports t's partition p from start to end (its manifest entry part), a file per roll events. */
-static int hi_partition(struct hi_export *x, const struct hi_topic *t, int32_t p, json_t *part,
-                        int64_t start, es_err_t *err)
+/* Marks pt read to its end: stops fetching it, and on_end. */
+static int hi_part_end(struct hi_export *x, struct hi_part *pt, size_t *left, hi_end_fn on_end,
+                       es_err_t *err)
 {
-    int64_t end = json_integer_value(json_object_get(part, "to"));
-    struct hi_file f = {0};
-    if (start >= end) {
-        json_object_set_new(part, "complete", json_true());
-        return hi_manifest_save(x, err);
-    }
     es_kafka_parts_t *l = es_kafka_parts_new(1);
-    es_kafka_parts_add(l, t->name, p)->offset = start;
-    int rc = es_kafka_resp_error(err, es_kafka_assign(x->rk, l), "assign");
+    es_kafka_parts_add(l, pt->topic, pt->p);
+    es_kafka_pause(x->rk, l);
     es_kafka_parts_free(l);
-    for (long long seen = es_mono_ms(); !rc;) {
+    pt->done = true;
+    (*left)--;
+    return on_end(x, pt, err);
+}
+
+/* Nothing came for a while: the partitions whose position reached their end (past control
+ * records) are done; none moving for HI_STALL_MS is an open transaction. */
+static int hi_read_idle(struct hi_export *x, struct hi_part *parts, size_t n, size_t *left,
+                        hi_end_fn on_end, long long seen, es_err_t *err)
+{
+    es_kafka_parts_t *l = es_kafka_parts_new((int)n);
+    for (size_t i = 0; i < n; i++)
+        if (!parts[i].done)
+            es_kafka_parts_add(l, parts[i].topic, parts[i].p);
+    int rc = es_kafka_position(x->rk, l) ? 0 : 1;
+    for (int i = 0; rc == 1 && i < l->cnt; i++) {
+        struct hi_part *pt = hi_part_find(parts, n, l->elems[i].topic, l->elems[i].partition);
+        if (l->elems[i].offset >= pt->end && (rc = hi_part_end(x, pt, left, on_end, err)))
+            break;
+    }
+    rc = rc == 1 ? 0 : rc;
+    for (size_t i = 0; !rc && *left && es_mono_ms() - seen > HI_STALL_MS && i < n; i++)
+        if (!parts[i].done)
+            rc = es_set(err, ES_ETIMEOUT, "%s[%d]: nothing read below %" PRId64 " for %d s",
+                        parts[i].topic, parts[i].p, parts[i].end, HI_STALL_MS / 1000);
+    es_kafka_parts_free(l);
+    return rc;
+}
+
+/* Whether message m (of pt, not done) ends pt: past its end, the last offset before it, or the
+ * partition's end (read_committed: the last stable offset) at or past it. */
+static bool hi_ends(const struct hi_part *pt, const es_kafka_msg_t *m)
+{
+    if (m->err == ES_KAFKA_ERR_PARTITION_EOF)
+        return pt->eof_ends || m->offset >= pt->end;
+    return !m->err && m->offset + 1 >= pt->end;
+}
+
+/* Reads every partition of parts at once from its start to its end (read_committed), calling
+ * on_msg for each record in it (in order within a partition) and on_end once it is read. */
+static int hi_read(struct hi_export *x, struct hi_part *parts, size_t n, hi_msg_fn on_msg,
+                   hi_end_fn on_end, es_err_t *err)
+{
+    es_kafka_parts_t *l = es_kafka_parts_new((int)n + 1);
+    size_t left = n;
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++)
+        if (parts[i].start >= parts[i].end) {
+            parts[i].done = true;
+            left--;
+            rc = on_end(x, &parts[i], err);
+        } else {
+            es_kafka_parts_add(l, parts[i].topic, parts[i].p)->offset = parts[i].start;
+        }
+    if (!rc && left)
+        rc = es_kafka_resp_error(err, es_kafka_assign(x->rk, l), "assign");
+    es_kafka_parts_free(l);
+    bool moved = false; /* a record since the last idle poll (the clock is read only then) */
+    for (long long seen = es_mono_ms(); !rc && left;) {
         if (hi_export_stopping) {
             rc = es_set(err, ES_EIO, "interrupted: run it again with the same --out to resume");
             break;
         }
-        es_kafka_msg_t *m = es_kafka_poll(x->rk, 200);
-        bool at_end = false;
+        es_kafka_msg_t *m = es_kafka_poll(x->rk, 100);
+        struct hi_part *pt = m && m->topic ? hi_part_find(parts, n, m->topic, m->partition) : NULL;
         if (!m) {
-            at_end = hi_reached(x, t->name, p, end);
-            if (!at_end && es_mono_ms() - seen > HI_STALL_MS)
-                rc = es_set(err, ES_ETIMEOUT, "%s[%d]: nothing read below %" PRId64 " for %d s",
-                            t->name, p, end, HI_STALL_MS / 1000);
-        } else if (m->err == ES_KAFKA_ERR_PARTITION_EOF) {
-            at_end = hi_reached(x, t->name, p, end);
-        } else if (m->err) {
+            seen = moved ? es_mono_ms() : seen;
+            moved = false;
+            rc = hi_read_idle(x, parts, n, &left, on_end, seen, err);
+        } else if (m->err && m->err != ES_KAFKA_ERR_PARTITION_EOF) {
             es_warn("export: consumer: %s", m->errstr);
-        } else if (m->offset >= end) {
-            at_end = true;
-        } else if (m->value) {
-            seen = es_mono_ms();
-            rc = hi_file_add(x, t, &f, m, err);
-            hi_progress_add(&x->pg, 1);
-            if (!rc && f.count >= x->roll)
-                rc = hi_file_write(x, t, p, &f, m->offset + 1, err);
+        } else if (pt && !pt->done) {
+            if (!m->err && m->offset < pt->end && m->value) {
+                moved = true;
+                rc = on_msg(x, pt, m, err);
+            }
+            if (!rc && hi_ends(pt, m))
+                rc = hi_part_end(x, pt, &left, on_end, err);
         }
         es_kafka_msg_free(m);
-        if (at_end && !rc) {
-            if (f.count)
-                rc = hi_file_write(x, t, p, &f, end, err);
-            json_object_set_new(part, "complete", json_true());
-            if (!rc)
-                rc = hi_manifest_save(x, err);
-            break;
-        }
     }
+    /* a pause outlives the assignment (librdkafka keeps it on the partition): lift it */
+    l = es_kafka_parts_new((int)n + 1);
+    for (size_t i = 0; i < n; i++)
+        es_kafka_parts_add(l, parts[i].topic, parts[i].p);
+    es_kafka_resume(x->rk, l);
+    es_kafka_parts_free(l);
     es_kafka_assign(x->rk, NULL);
-    hi_buf_free(&f.data);
     return rc;
+}
+
+/* --- the writer thread ---------------------------------------------------------------------- */
+
+/* Finished files are hashed, written, renamed and recorded in the manifest by a thread of their
+ * own while the reading goes on: on a busy disk the writes held the reading up for most of an
+ * export's time. Jobs are done in the order they came, so each partition's files are recorded in
+ * order; while the writer runs, only it touches the manifest. */
+
+#define HI_QUEUE_MAX 4 /* files waiting to be written: the reading waits beyond */
+
+struct hi_job {
+    struct hi_job *next;
+    const struct hi_topic *t;
+    int32_t p;
+    json_t *entry;    /* the partition's manifest entry */
+    struct hi_file f; /* count 0: no file */
+    int64_t next_offset;
+    bool complete; /* the partition is read: marked complete after the file */
+};
+
+struct hi_writer {
+    struct hi_export *x;
+    pthread_t thread;
+    pthread_mutex_t lock; /* guards what follows */
+    pthread_cond_t cond;  /* a job came or was done, or the writer is closing */
+    struct hi_job *head, *tail;
+    size_t queued;
+    bool closing;
+    int rc; /* the first failure, then jobs are dropped */
+    es_err_t err;
+    hi_buf_t spare[HI_QUEUE_MAX]; /* buffers of written files, for the next ones */
+    size_t n_spare;
+};
+
+static int hi_job_do(struct hi_export *x, struct hi_job *j, es_err_t *err)
+{
+    if (j->f.count && hi_file_write(x, j->t, j->p, &j->f, j->next_offset, err))
+        return -1;
+    if (j->complete)
+        json_object_set_new(j->entry, "complete", json_true());
+    return hi_manifest_changed(x, err);
+}
+
+/* Done with job j (under the lock): its buffer kept for reuse. */
+static void hi_job_free(struct hi_writer *w, struct hi_job *j)
+{
+    j->f.data.len = 0;
+    if (j->f.data.data && w->n_spare < HI_QUEUE_MAX)
+        w->spare[w->n_spare++] = j->f.data;
+    else
+        hi_buf_free(&j->f.data);
+    free(j);
+}
+
+static void *hi_writer_main(void *arg)
+{
+    struct hi_writer *w = arg;
+    pthread_mutex_lock(&w->lock);
+    for (;;) {
+        while (!w->head && !w->closing)
+            pthread_cond_wait(&w->cond, &w->lock);
+        struct hi_job *j = w->head;
+        if (!j)
+            break;
+        bool failed = w->rc != 0;
+        pthread_mutex_unlock(&w->lock);
+        es_err_t err = ES_ERR_INIT;
+        int rc = failed ? 0 : hi_job_do(w->x, j, &err);
+        pthread_mutex_lock(&w->lock);
+        if (!(w->head = j->next))
+            w->tail = NULL;
+        w->queued--;
+        if (rc && !w->rc) {
+            w->rc = rc;
+            w->err = err;
+        }
+        hi_job_free(w, j);
+        pthread_cond_broadcast(&w->cond);
+    }
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+static struct hi_writer *hi_writer_start(struct hi_export *x)
+{
+    struct hi_writer *w = xcalloc(1, sizeof *w);
+    w->x = x;
+    w->err = (es_err_t)ES_ERR_INIT;
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    if (pthread_create(&w->thread, NULL, hi_writer_main, w))
+        abort(); /* no thread: as an allocation failure */
+    return w;
+}
+
+/* Hands pt's file (the records before next) to the writer, and with complete pt's completion;
+ * pt gets an empty file. Waits while HI_QUEUE_MAX files wait. 0, or the writer's failure. */
+static int hi_writer_put(struct hi_writer *w, struct hi_part *pt, int64_t next, bool complete,
+                         es_err_t *err)
+{
+    struct hi_job *j = xcalloc(1, sizeof *j);
+    *j = (struct hi_job){.t = pt->t,
+                         .p = pt->p,
+                         .entry = pt->entry,
+                         .f = pt->f,
+                         .next_offset = next,
+                         .complete = complete};
+    memset(&pt->f, 0, sizeof pt->f);
+    pthread_mutex_lock(&w->lock);
+    if (!complete && w->n_spare)
+        pt->f.data = w->spare[--w->n_spare];
+    while (w->queued >= HI_QUEUE_MAX && !w->rc)
+        pthread_cond_wait(&w->cond, &w->lock);
+    int rc = w->rc;
+    if (rc) {
+        es_set(err, w->err.code, "%s", w->err.msg);
+        hi_job_free(w, j);
+    } else {
+        *(w->tail ? &w->tail->next : &w->head) = j;
+        w->tail = j;
+        w->queued++;
+        pthread_cond_broadcast(&w->cond);
+    }
+    pthread_mutex_unlock(&w->lock);
+    return rc;
+}
+
+/* Lets the writer finish what it was given, then stops it. 0, or its failure into err. */
+static int hi_writer_close(struct hi_writer *w, es_err_t *err)
+{
+    pthread_mutex_lock(&w->lock);
+    w->closing = true;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    pthread_join(w->thread, NULL);
+    int rc = w->rc;
+    if (rc)
+        es_set(err, w->err.code, "%s", w->err.msg);
+    for (size_t i = 0; i < w->n_spare; i++)
+        hi_buf_free(&w->spare[i]);
+    pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->cond);
+    free(w);
+    return rc;
+}
+
+/* --- the export's partitions ------------------------------------------------------------------ */
+
+static int hi_export_msg(struct hi_export *x, struct hi_part *pt, const es_kafka_msg_t *m,
+                         es_err_t *err)
+{
+    int rc = hi_file_add(x, pt->t, &pt->f, m, err);
+    hi_progress_add(&x->pg, 1);
+    if (!rc && pt->f.count >= x->roll)
+        rc = hi_writer_put(x->writer, pt, m->offset + 1, false, err);
+    return rc;
+}
+
+static int hi_export_end(struct hi_export *x, struct hi_part *pt, es_err_t *err)
+{
+    return hi_writer_put(x->writer, pt, pt->end, true, err);
 }
 
 /* Where partition entry part resumes: after its last file, else at its start; -1 if complete. */
@@ -557,52 +957,136 @@ static int64_t hi_resume_at(const json_t *part)
     return json_integer_value(json_object_get(part, "from"));
 }
 
-static int hi_export_topics(struct hi_export *x, es_err_t *err)
+/* The partitions not complete in the manifest, with their topics (opened into ts). */
+static size_t hi_export_parts(struct hi_export *x, struct hi_topic *ts, struct hi_part **out,
+                              int64_t *total)
 {
     json_t *topics = json_object_get(x->manifest, "topics"), *tv, *part;
     const char *topic, *pk;
-    int64_t total = 0;
-    json_object_foreach(topics, topic, tv)
-        json_object_foreach(json_object_get(tv, "partitions"), pk, part)
-    {
-        int64_t at = hi_resume_at(part);
-        if (at >= 0)
-            total += json_integer_value(json_object_get(part, "to")) - at;
-    }
-    hi_progress_start(&x->pg, "export", total);
+    size_t n = 0, ti = 0;
+    *out = NULL;
     json_object_foreach(topics, topic, tv)
     {
-        struct hi_topic t = {0};
-        if (hi_topic_open(x, &t, topic, err))
-            return -1;
-        int rc = 0;
         json_object_foreach(json_object_get(tv, "partitions"), pk, part)
         {
             int64_t at = hi_resume_at(part);
-            if (at >= 0 && (rc = hi_partition(x, &t, atoi(pk), part, at, err)))
-                break;
+            if (at < 0)
+                continue;
+            *out = xrealloc(*out, (n + 1) * sizeof **out);
+            (*out)[n++] = (struct hi_part){.topic = ts[ti].name,
+                                           .p = atoi(pk),
+                                           .start = at,
+                                           .t = &ts[ti],
+                                           .entry = part,
+                                           .end = json_integer_value(json_object_get(part, "to"))};
+            *total += (*out)[n - 1].end > at ? (*out)[n - 1].end - at : 0;
         }
-        hi_topic_close(&t);
-        if (rc)
-            return -1;
+        ti++;
     }
-    hi_progress_end(&x->pg);
-    return 0;
+    return n;
+}
+
+static int hi_export_topics(struct hi_export *x, es_err_t *err)
+{
+    json_t *topics = json_object_get(x->manifest, "topics"), *tv;
+    const char *topic;
+    size_t nt = 0, n = 0;
+    struct hi_topic *ts = xcalloc(json_object_size(topics) + 1, sizeof *ts);
+    struct hi_part *parts = NULL;
+    int64_t total = 0;
+    int rc = 0;
+    json_object_foreach(topics, topic, tv)
+    {
+        if ((rc = hi_topic_open(x, &ts[nt], topic, err)))
+            goto out;
+        nt++;
+    }
+    n = hi_export_parts(x, ts, &parts, &total);
+    hi_progress_start(&x->pg, "export", total);
+    x->writer = hi_writer_start(x);
+    rc = hi_read(x, parts, n, hi_export_msg, hi_export_end, err);
+    rc |= hi_writer_close(x->writer, err); /* also when reading failed: what was read is kept */
+    x->writer = NULL;
+    if (x->unsaved) /* also when it failed: a resumed run starts after what was written */
+        rc |= hi_manifest_save(x, err);
+    if (!rc) {
+        x->pg.total = x->pg.done; /* offsets overcount: transaction markers, aborted records */
+        hi_progress_end(&x->pg);
+    }
+out:
+    for (size_t i = 0; i < n; i++)
+        hi_buf_free(&parts[i].f.data);
+    free(parts);
+    for (size_t i = 0; i < nt; i++)
+        hi_topic_close(&ts[i]);
+    free(ts);
+    return rc ? -1 : 0;
+}
+
+/* es_kafka_reader_new's consumer, with larger local queues. librdkafka 2.0 stops fetching a
+ * partition once the consumer's queue holds queued.min.messages (100000) or
+ * queued.max.messages.kbytes, and looks again only when its broker thread next wakes, up to a
+ * second later: an export, slower than a local broker, filled the queue and then spent most of its
+ * time waiting for fetches. A queue of 128 MB (about half a second of an export's work) hides
+ * most of that wait, and keeps the export well within the Job's memory limit (1 GiB). */
+static es_kafka_t *hi_export_reader(es_err_t *err)
+{
+    const char *kv[] = {"isolation.level",
+                        "read_committed",
+                        "enable.auto.commit",
+                        "false",
+                        "enable.partition.eof",
+                        "true",
+                        "group.id",
+                        "eventshop-history",
+                        "fetch.wait.max.ms",
+                        "10",
+                        "auto.offset.reset",
+                        "earliest",
+                        "queued.min.messages",
+                        "1000000",
+                        "queued.max.messages.kbytes",
+                        "131072",
+                        NULL};
+    es_kafka_conf_t *conf = es_kafka_conf_new("eventshop-history", kv, err);
+    return conf ? es_kafka_new(ES_KAFKA_CONSUMER, conf, err) : NULL;
+}
+
+/* The codec, loaded by a thread of its own while the manifest's ranges are asked of the brokers:
+ * it parses every schema file, the longest step before the reading. */
+struct hi_codec_load {
+    sr_client_t *sr;
+    ev_codec_t *codec;
+    es_err_t err;
+};
+
+static void *hi_codec_load(void *arg)
+{
+    struct hi_codec_load *l = arg;
+    l->codec = ev_codec_new(es_env_schema_dir(), l->sr, &l->err);
+    return NULL;
 }
 
 static int hi_export_run(struct hi_export *x, es_err_t *err)
 {
     char *dir = xstrdup(x->dir);
     int rc = -1;
-    if (!(x->rk = es_kafka_reader_new("eventshop-history", err)) ||
-        !(x->sr = sr_client_new(es_env_registry_url(), err)) ||
-        !(x->codec = ev_codec_new(es_env_schema_dir(), x->sr, err)))
+    struct hi_codec_load load = {.err = ES_ERR_INIT};
+    pthread_t loader;
+    if (!(x->rk = hi_export_reader(err)) ||
+        !(load.sr = x->sr = sr_client_new(es_env_registry_url(), err)))
         goto out;
-    if (hi_mkdirs(dir)) {
+    if (pthread_create(&loader, NULL, hi_codec_load, &load))
+        abort(); /* no thread: as an allocation failure */
+    if (hi_mkdirs(dir))
         es_set(err, ES_EIO, "cannot make %s: %s", x->dir, strerror(errno));
-        goto out;
-    }
-    rc = hi_manifest_open(x, err) || hi_personal_open(x, err) || hi_export_topics(x, err) ? -1 : 0;
+    else
+        rc = hi_manifest_open(x, err);
+    pthread_join(loader, NULL);
+    if (!(x->codec = load.codec))
+        rc = es_set(err, load.err.code, "%s", load.err.msg);
+    if (!rc)
+        rc = hi_personal_open(x, err) || hi_export_topics(x, err) ? -1 : 0;
 out:
     free(dir);
     return rc;

@@ -8,6 +8,7 @@ void hi_progress_start(hi_progress_t *p, const char *what, int64_t total)
     p->what = what;
     p->total = total;
     p->done = 0;
+    p->next_check = 0;
     p->t0_ms = p->last_ms = es_mono_ms();
 }
 
@@ -28,6 +29,9 @@ static void hi_progress_print(const hi_progress_t *p, int64_t now)
 void hi_progress_add(hi_progress_t *p, int64_t n)
 {
     p->done += n;
+    if (p->done < p->next_check)
+        return;
+    p->next_check = p->done + 256;
     int64_t now = es_mono_ms();
     if (now - p->last_ms >= 1000) {
         p->last_ms = now;

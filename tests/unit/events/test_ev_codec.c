@@ -359,6 +359,32 @@ Test(ev_codec, decodes_old_writer_with_current_defaults, .init = setup, .fini = 
     free(dir);
 }
 
+Test(ev_codec, tells_whether_a_writer_schema_is_the_current_one, .init = setup, .fini = teardown)
+{
+    const char *name = NULL;
+    bool current = false;
+    es_err_t err = ES_ERR_INIT;
+    /* an id the codec assigned to its own schema */
+    cr_assert_eq(ev_codec_writer_info(codec, 15, &name, &current, &err), 0, "%s", err.msg);
+    cr_assert_str_eq(name, "eventshop.catalog.ProductDelisted");
+    cr_assert(current);
+    /* the registry's text of the current schema (as fetched by id), and an older one */
+    const char *now = ev_codec_schema_text(codec, "eventshop.catalog.ProductListed");
+    char *old = read_file(ES_TEST_DATA_DIR "/events/ProductListed.v1.avsc");
+    cr_assert_eq(ev_codec_add_writer_schema(codec, 101, now, &err), 0, "%s", err.msg);
+    cr_assert_eq(ev_codec_add_writer_schema(codec, 100, old, &err), 0, "%s", err.msg);
+    cr_assert_eq(ev_codec_writer_info(codec, 101, &name, &current, &err), 0);
+    cr_assert_str_eq(name, "eventshop.catalog.ProductListed");
+    cr_assert(current);
+    cr_assert_eq(ev_codec_writer_info(codec, 100, &name, &current, &err), 0);
+    cr_assert_str_eq(name, "eventshop.catalog.ProductListed");
+    cr_assert_not(current);
+    /* unknown offline: as ev_decode */
+    cr_assert_eq(ev_codec_writer_info(codec, 999, &name, &current, &err), -1);
+    cr_assert_str_eq(err.msg, "unknown schema id 999");
+    free(old);
+}
+
 /* A ProductDelisted frame (id 15 in setup) whose first string claims len bytes. */
 static size_t hostile_frame(unsigned char *buf, uint64_t claimed)
 {
