@@ -85,7 +85,7 @@ void hd_runtime_config_init(hd_runtime_config_t *cfg)
     cfg->batch_max = (int)es_env_long("EVENTSHOP_HANDLER_BATCH", 500);
     if (cfg->batch_max < 1)
         cfg->batch_max = 1;
-    cfg->linger_ms = (int)es_env_long("EVENTSHOP_HANDLER_LINGER_MS", 10);
+    cfg->linger_ms = (int)es_env_long("EVENTSHOP_HANDLER_LINGER_MS", 0);
     if (cfg->linger_ms < 0)
         cfg->linger_ms = 0;
     cfg->recovery_timeout_ms = (int)es_env_long("EVENTSHOP_HANDLER_RECOVERY_MS", 60000);
@@ -925,8 +925,10 @@ static int consumer_remake(hd_runtime_t *rt)
     return rt->consumer ? 0 : -1;
 }
 
-/* Gathers up to batch_max commands, waiting at most linger_ms after the first one. A rebalance
- * meanwhile drops what was gathered: the new assignment reads from the committed offsets. */
+/* Gathers up to batch_max commands: the first one, then what is already fetched (after linger_ms,
+ * 0 unless set): alone a command is decided at once, under load the batch fills with what came
+ * during the last transaction. A rebalance meanwhile drops what was gathered: the new
+ * assignment reads from the committed offsets. */
 static size_t gather(hd_runtime_t *rt, hd_item_t *items, es_kafka_msg_t **msgs)
 {
     const es_kafka_gather_t g = {

@@ -117,13 +117,11 @@ static rd_kafka_t *producer_new(es_txn_t *t, es_err_t *err)
 {
     char txn_timeout[16];
     snprintf(txn_timeout, sizeof txn_timeout, "%d", t->txn_timeout_ms);
-    const char *kv[] = {"transactional.id",
-                        t->txn_id,
-                        "transaction.timeout.ms",
-                        txn_timeout,
-                        "linger.ms",
-                        "2",
-                        NULL};
+    const char *kv[] = {"transactional.id", t->txn_id, "transaction.timeout.ms", txn_timeout,
+                        /* no fixed wait: a batch is flushed (events, then results) and
+                         * committed as soon as it is produced; the messages of one batch
+                         * travel together anyway */
+                        "linger.ms", "0", NULL};
     es_kafka_conf_t *conf = es_kafka_conf_new(t->client_id, kv, err);
     if (!conf)
         return NULL;

@@ -61,7 +61,7 @@ typedef struct es_txn_config {
     void (*heartbeat)(void);
 } es_txn_config_t;
 
-/* Creates the transactional producer (murmur2_random, linger.ms 2) and calls
+/* Creates the transactional producer (murmur2_random, linger.ms 0) and calls
  * init_transactions, which fences any earlier instance with this id and aborts its open
  * transaction. cfg is copied. NULL with err on failure. */
 es_txn_t *es_txn_new(const es_txn_config_t *cfg, es_err_t *err);
