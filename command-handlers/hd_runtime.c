@@ -661,9 +661,10 @@ static void log_decided(hd_runtime_t *rt, const hd_item_t *it)
     const char *const *fields =
         ES_F("command_id", cid, "command_type", type, "status", it->status, "reason", reason,
              "event_count", it->result ? events : NULL, "context", rt->ctx->name);
-    es_log_kv(ES_LOG_INFO, trace_id[0] ? trace_id : NULL, fields, "command %s %s %s%s%s",
-              cid ? cid : "(undecodable)", type, it->status ? it->status : "skipped",
-              reason ? ": " : "", reason ? reason : "");
+    /* a line per command only for a trace a client asked to follow: lines cost throughput */
+    es_log_kv(es_trace_log_level(it->span), trace_id[0] ? trace_id : NULL, fields,
+              "command %s %s %s%s%s", cid ? cid : "(undecodable)", type,
+              it->status ? it->status : "skipped", reason ? ": " : "", reason ? reason : "");
     if (es_zipkin_enabled()) {
         char name[160];
         snprintf(name, sizeof name, "decide %s", type);
