@@ -10,6 +10,7 @@
 #ifndef API_APP_H
 #define API_APP_H
 
+#include "api_positions.h"
 #include "api_producer.h"
 #include "api_results.h"
 #include "es_db.h"
@@ -30,8 +31,9 @@ struct api_principal {
 struct api_app {
     ev_codec_t *codec;
     api_producer_t *producer;
-    api_results_t *results; /* the outcomes of every served context's commands */
-    void *verifier;         /* api_auth's, from jwt.h */
+    api_results_t *results;     /* the outcomes of every served context's commands */
+    api_positions_t *positions; /* the read models' positions, for read-your-writes waits */
+    void *verifier;             /* api_auth's, from jwt.h */
     char contexts[API_MAX_CONTEXTS][32];
     size_t n_contexts;
     struct api_users *users; /* api_users.c's state (api_users_new, after the contexts) */
@@ -45,7 +47,7 @@ struct api_app {
 struct api_tls {
     struct api_app *app;
     es_db_t *dbs[API_MAX_CONTEXTS];
-    /* the read-your-writes watcher of each context (api_query.c), made on first use */
+    /* the read-your-writes waiters of each context (api_query.c), made on first use */
     struct api_watch *watches[API_MAX_CONTEXTS];
     long long retry_at[API_MAX_CONTEXTS]; /* monotonic ms; 0: connect at once */
     long backoff_ms[API_MAX_CONTEXTS];    /* ceiling of the current back-off; 0: none */

@@ -182,7 +182,7 @@ static void note_sent(es_http_req_t *r, const struct command *c)
     const char *short_type = strrchr(c->type, '.');
     short_type = short_type ? short_type + 1 : c->type;
     count_command(c->ctx, short_type);
-    es_log_kv(ES_LOG_INFO, trace_id,
+    es_log_kv(es_trace_log_level(c->traceparent), trace_id,
               ES_F("command_id", c->id, "command_type", short_type, "context", c->ctx),
               "command %s %s %s '%s' by '%s' (%s)", c->id, short_type, api_aggregate_key(c->type),
               c->aggregate_id, c->who->sub, c->who->role);

@@ -45,7 +45,9 @@ static void *producer_main(void *arg)
 
 api_producer_t *api_producer_new(const char *client_id, es_err_t *err)
 {
-    es_kafka_t *rk = es_kafka_idempotent_new(client_id, 2, 10000, err);
+    /* linger 0: a command alone leaves at once; under load librdkafka batches what queues up
+     * while earlier requests are in flight */
+    es_kafka_t *rk = es_kafka_idempotent_new(client_id, 0, 10000, err);
     if (!rk)
         return NULL;
     api_producer_t *p = xcalloc(1, sizeof *p);

@@ -8,19 +8,21 @@
  *
  * A position is a client's claim, so it is checked before anyone waits on it: a partition
  * outside the topic or an offset at or past the partition's high watermark cannot be reached
- * ever, and is a 400 at once. The watermark is asked of the broker for each such request (a
- * cached one would refuse a position written since); only positions the read model has not
- * reached yet pay for it, on the loop thread, for the length of one metadata and one watermark
- * request. When the broker is unreachable the check is skipped and the request waits as a real
- * position would: the wait is bounded and cheap.
+ * ever, and is a 400 at once. A position a command's outcome named (api_results_position_known:
+ * the usual case, a client reading its own write) exists and is not checked further; any other
+ * is checked against the high watermark asked of the broker for that request (a cached one would
+ * refuse a position written since), on the loop thread, for the length of one metadata and one
+ * watermark request. When the broker is unreachable the check is skipped and the request waits
+ * as a real position would: the wait is bounded and cheap.
  *
- * Waiting costs no query per request: each loop thread has one watcher per context, which reads
- * the context's stored offsets (one query, every projection and partition) once per tick while
- * anyone waits, and runs every waiting request whose position was reached. A request arriving
- * reads the offsets itself only when the watcher's last read is older than a tick. So the
- * queries while N requests wait do not grow with N (eventshop_api_position_watch_queries_total).
- * Each waiting request keeps its own deadline timer (504 after 5 s) and its own lifetime: a
- * client that goes away leaves the watcher through es_http_after's free_arg. */
+ * Waiting costs no query per request: one watcher thread per process (api_positions.h) reads a
+ * context's stored offsets while anyone waits on it, at once when a request starts waiting and
+ * every 1-8 ms after, and wakes the loop threads whose waiters may be answered; each loop thread
+ * keeps its waiters per context (struct api_watch) and runs those whose position was reached.
+ * So the queries while N requests wait do not grow with N
+ * (eventshop_api_position_watch_queries_total), and nobody waiting costs nothing. Each waiting
+ * request keeps its own deadline timer (504 after 5 s) and its own lifetime: a client that goes
+ * away leaves the watcher through es_http_after's free_arg. */
 #include "api_app.h"
 #include "api_reply.h"
 #include "api_validate.h"
@@ -33,7 +35,6 @@
 #include <string.h>
 #include <time.h>
 
-#define WATCH_TICK_MS        20
 #define MIN_POSITION_MAX_MS  5000
 #define WATERMARK_TIMEOUT_MS 1000
 
@@ -79,13 +80,6 @@ int api_query_limit_or_reply(es_http_req_t *r)
     return limit;
 }
 
-/* One stored offset: projection's next offset to apply on partition part. */
-struct stored_offset {
-    char projection[64];
-    int32_t part;
-    int64_t next;
-};
-
 struct waiter {
     struct api_watch *watch; /* NULL when not in a watcher's list */
     struct waiter *prev, *next;
@@ -98,20 +92,18 @@ struct waiter {
     bool done; /* answered: the deadline timer (or the request's end) only frees it */
 };
 
-/* The read-your-writes watcher of one context on one loop thread. */
+/* The read-your-writes waiters of one context on one loop thread, woken by the process's
+ * position watcher (api_positions.h) when the context's stored offsets moved. */
 struct api_watch {
-    struct api_tls *tls;
     const char *ctx; /* the app's copy */
     char topic[64];  /* "<ctx>.events" */
-    es_http_timer_t *timer;
+    es_http_wake_t *wake;
+    api_positions_sub_t *sub;
     struct waiter *waiters;
-    long long read_ms; /* monotonic time of the last read of the offsets, 0 if none */
-    struct stored_offset *offs;
-    size_t n_offs, cap_offs;
-    es_metric_t *queries, *waiting;
+    es_metric_t *waiting;
 };
 
-static void watch_tick(void *arg);
+static void watch_woken(void *arg);
 
 static struct api_watch *watch_get(es_http_req_t *r, const char *ctx)
 {
@@ -119,75 +111,21 @@ static struct api_watch *watch_get(es_http_req_t *r, const char *ctx)
     size_t i = 0;
     while (i < t->app->n_contexts && strcmp(t->app->contexts[i], ctx))
         i++;
-    if (i == t->app->n_contexts)
+    if (i == t->app->n_contexts || !t->app->positions)
         return NULL;
     if (!t->watches[i]) {
         struct api_watch *w = xcalloc(1, sizeof *w);
         char labels[64];
-        w->tls = t;
         w->ctx = t->app->contexts[i];
         es_topic(w->topic, sizeof w->topic, w->ctx, "events");
-        w->timer = es_http_timer_new(r, watch_tick, w);
+        w->wake = es_http_wake_new(r, watch_woken, w);
+        w->sub = api_positions_subscribe(t->app->positions, i, w->wake);
         snprintf(labels, sizeof labels, "context=\"%s\"", w->ctx);
-        w->queries =
-            es_counter("eventshop_api_position_watch_queries_total",
-                       "reads of the stored offsets by the read-your-writes watchers", labels);
         w->waiting = es_gauge("eventshop_api_position_waiters",
                               "queries waiting for the read model to reach their position", labels);
         t->watches[i] = w;
     }
     return t->watches[i];
-}
-
-/* Reads every stored offset of the context's events topic into w->offs: 0, or -1 (logged; the
- * connection is dropped on ES_EIO). */
-static int watch_read(struct api_watch *w)
-{
-    static const char sql[] =
-        "SELECT projection, part, next_offset FROM projection_offsets WHERE topic = ?";
-    es_err_t err = ES_ERR_INIT;
-    es_db_val_t params[] = {ES_DB_S(w->topic)};
-    es_db_t *db = api_tls_db(w->tls, w->ctx, &err);
-    es_metric_add(w->queries, 1);
-    json_t *rows = db ? es_db_query(db, sql, params, 1, &err) : NULL;
-    if (!rows) {
-        es_warn("%s stored offsets: %s", w->ctx, err.msg);
-        if (err.code == ES_EIO)
-            api_tls_db_broken(w->tls, w->ctx);
-        return -1;
-    }
-    size_t n = json_array_size(rows);
-    if (n > w->cap_offs) {
-        w->offs = xrealloc(w->offs, n * sizeof *w->offs);
-        w->cap_offs = n;
-    }
-    w->n_offs = 0;
-    for (size_t i = 0; i < n; i++) {
-        json_t *row = json_array_get(rows, i);
-        const char *proj = json_string_value(json_object_get(row, "projection"));
-        json_t *part = json_object_get(row, "part"), *next = json_object_get(row, "next_offset");
-        if (!proj || !json_is_integer(part) || !json_is_integer(next))
-            continue;
-        struct stored_offset *o = &w->offs[w->n_offs++];
-        snprintf(o->projection, sizeof o->projection, "%s", proj);
-        o->part = (int32_t)json_integer_value(part);
-        o->next = json_integer_value(next);
-    }
-    json_decref(rows);
-    w->read_ms = es_mono_ms();
-    return 0;
-}
-
-/* Whether the last read showed projection past offset on partition. Stored offsets only grow
- * (a rebuild swaps in tables that caught up with the live ones), so an old read that says yes is
- * still right. */
-static bool watch_reached(const struct api_watch *w, const char *projection, int32_t partition,
-                          int64_t offset)
-{
-    for (size_t i = 0; i < w->n_offs; i++)
-        if (w->offs[i].part == partition && !strcmp(w->offs[i].projection, projection))
-            return w->offs[i].next > offset;
-    return false;
 }
 
 static void watch_unlink(struct waiter *x)
@@ -204,6 +142,7 @@ static void watch_unlink(struct waiter *x)
     x->prev = x->next = NULL;
     x->watch = NULL;
     es_metric_add(w->waiting, -1);
+    api_positions_want(w->sub, -1);
 }
 
 static void watch_link(struct api_watch *w, struct waiter *x)
@@ -215,21 +154,20 @@ static void watch_link(struct api_watch *w, struct waiter *x)
         w->waiters->prev = x;
     w->waiters = x;
     es_metric_add(w->waiting, 1);
-    es_http_timer_arm(w->timer, WATCH_TICK_MS);
+    api_positions_want(w->sub, 1); /* the watcher reads the offsets at once */
 }
 
-/* One tick: one read of the offsets, then every waiter it satisfies runs (or every waiter gets
- * a 503 if the database is gone); ticks go on while anyone waits. */
-static void watch_tick(void *arg)
+/* The watcher read the context's offsets and they moved (or the database failed): every waiter
+ * whose position was reached runs (or every waiter gets a 503 if the database is gone). */
+static void watch_woken(void *arg)
 {
     struct api_watch *w = arg;
-    if (!w->waiters)
-        return;
-    int rc = watch_read(w);
     struct waiter *ready = NULL;
+    bool down = false;
     for (struct waiter *x = w->waiters, *next; x; x = next) {
         next = x->next;
-        if (rc == 0 && !watch_reached(w, x->projection, x->partition, x->offset))
+        bool reached = api_positions_reached(w->sub, x->projection, x->partition, x->offset, &down);
+        if (!reached && !down)
             continue;
         watch_unlink(x);
         x->done = true;
@@ -243,7 +181,7 @@ static void watch_tick(void *arg)
         ready = x->next;
         x->next = NULL;
         es_http_req_t *r = x->r;
-        if (rc == 0) {
+        if (api_positions_reached(w->sub, x->projection, x->partition, x->offset, NULL)) {
             struct api_principal who = x->who;
             api_query_fn run = x->run;
             run(r, &who);
@@ -251,8 +189,6 @@ static void watch_tick(void *arg)
             api_reply_problem(r, 503, NULL, NULL, "the %s read model is unavailable", w->ctx);
         }
     }
-    if (w->waiters)
-        es_http_timer_arm(w->timer, WATCH_TICK_MS);
 }
 
 /* The waiter's deadline (es_http_after): 504 unless the watcher answered it already. */
@@ -284,8 +220,9 @@ void api_query_thread_release(struct api_tls *t)
             continue;
         while (w->waiters)
             watch_unlink(w->waiters);
-        es_http_timer_free(w->timer);
-        free(w->offs);
+        /* unsubscribed first: the watcher posts the wake no more */
+        api_positions_unsubscribe(w->sub);
+        es_http_wake_free(w->wake);
         free(w);
         t->watches[i] = NULL;
     }
@@ -293,10 +230,12 @@ void api_query_thread_release(struct api_tls *t)
 
 /* 0 if position may be real, or -1 after answering 400: a partition outside the topic or an
  * offset at or past the high watermark. A broker that does not answer lets it through. */
-static int check_position_or_reply(es_http_req_t *r, const char *topic, int32_t partition,
-                                   int64_t offset)
+static int check_position_or_reply(es_http_req_t *r, const char *ctx, const char *topic,
+                                   int32_t partition, int64_t offset)
 {
     struct api_app *app = es_http_app(r);
+    if (api_results_position_known(app->results, ctx, partition, offset))
+        return 0; /* a command's outcome named it: it exists */
     if (!api_producer_is_ready(app->producer))
         return 0;
     es_err_t err = ES_ERR_INIT;
@@ -358,15 +297,11 @@ void api_query_at_position(es_http_req_t *r, const struct api_principal *who, co
         api_reply_problem(r, 503, NULL, NULL, "the %s context is not served here", ctx);
         goto out;
     }
-    if (es_mono_ms() - w->read_ms >= WATCH_TICK_MS && watch_read(w)) {
-        api_reply_problem(r, 503, NULL, NULL, "the %s read model is unavailable", ctx);
-        goto out;
-    }
-    if (watch_reached(w, projection, partition, offset)) {
+    if (api_positions_reached(w->sub, projection, partition, offset, NULL)) {
         run(r, who);
         goto out;
     }
-    if (check_position_or_reply(r, w->topic, partition, offset))
+    if (check_position_or_reply(r, ctx, w->topic, partition, offset))
         goto out;
     struct waiter *x = xcalloc(1, sizeof *x);
     x->r = r;

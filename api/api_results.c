@@ -27,6 +27,13 @@ struct entry {
     bool decided;
 };
 
+/* The last event offset a result named, per context and partition. */
+struct known_position {
+    char ctx[32];
+    int32_t partition;
+    int64_t offset;
+};
+
 struct api_results {
     pthread_mutex_t lock;
     /* The map: a ring of outcomes in arrival order (the oldest at head is evicted when full)
@@ -37,6 +44,8 @@ struct api_results {
     size_t capacity, head, count, nbuckets;
     struct waiter *waiters;
     es_metric_t *pending_gauge;
+    struct known_position *known; /* grows to contexts x partitions */
+    size_t n_known;
 
     ev_codec_t *codec;
     es_kafka_t *rk;
@@ -229,6 +238,42 @@ void api_results_wait(api_results_t *res, const char *command_id, es_http_pendin
         complete(w, &o);
 }
 
+static struct known_position *known_find_locked(api_results_t *res, const char *ctx,
+                                                int32_t partition)
+{
+    for (size_t i = 0; i < res->n_known; i++)
+        if (res->known[i].partition == partition && !strcmp(res->known[i].ctx, ctx))
+            return &res->known[i];
+    return NULL;
+}
+
+void api_results_note_position(api_results_t *res, const char *ctx, int32_t partition,
+                               int64_t offset)
+{
+    pthread_mutex_lock(&res->lock);
+    struct known_position *k = known_find_locked(res, ctx, partition);
+    if (!k) {
+        res->known = xrealloc(res->known, (res->n_known + 1) * sizeof *res->known);
+        k = &res->known[res->n_known++];
+        snprintf(k->ctx, sizeof k->ctx, "%s", ctx);
+        k->partition = partition;
+        k->offset = offset;
+    }
+    if (offset > k->offset)
+        k->offset = offset;
+    pthread_mutex_unlock(&res->lock);
+}
+
+bool api_results_position_known(api_results_t *res, const char *ctx, int32_t partition,
+                                int64_t offset)
+{
+    pthread_mutex_lock(&res->lock);
+    const struct known_position *k = known_find_locked(res, ctx, partition);
+    bool known = k && offset <= k->offset;
+    pthread_mutex_unlock(&res->lock);
+    return known;
+}
+
 /* Answers 202 to every waiter past its deadline (all of them when force). */
 static void expire_waiters(api_results_t *res, bool force)
 {
@@ -240,6 +285,18 @@ static void expire_waiters(api_results_t *res, bool force)
         struct waiter *next = done->next;
         complete(done, NULL);
         done = next;
+    }
+}
+
+/* Records o, read from topic "<ctx>.results", and the position it names on <ctx>.events. */
+static void note_outcome(api_results_t *res, const char *topic, const struct api_outcome *o)
+{
+    api_results_put(res, o);
+    const char *dot = topic ? strrchr(topic, '.') : NULL;
+    char ctx[32];
+    if (dot && o->offset >= 0 && (size_t)(dot - topic) < sizeof ctx) {
+        snprintf(ctx, sizeof ctx, "%.*s", (int)(dot - topic), topic);
+        api_results_note_position(res, ctx, o->partition, o->offset);
     }
 }
 
@@ -266,7 +323,7 @@ static void handle_message(api_results_t *res, const es_kafka_msg_t *m)
         es_warn("results partition %d offset %lld: incomplete command result", (int)m->partition,
                 (long long)m->offset);
     else
-        api_results_put(res, &o);
+        note_outcome(res, m->topic, &o);
     json_decref(v);
 }
 
@@ -374,6 +431,7 @@ void api_results_free(api_results_t *res)
         es_kafka_close(res->rk);
         es_kafka_destroy(res->rk);
     }
+    free(res->known);
     free(res->ring);
     free(res->chain);
     free(res->buckets);

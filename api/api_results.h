@@ -47,6 +47,15 @@ void api_results_wait(api_results_t *res, const char *command_id, es_http_pendin
 /* Records an outcome (the consumer thread does; exposed for tests). Wakes its waiters. */
 void api_results_put(api_results_t *res, const struct api_outcome *o);
 
+/* Whether a result read here named an event of context ctx at or past offset on partition: then
+ * the position offset exists (it is below the partition's high watermark) and a read-your-writes
+ * request may wait on it without asking the broker. */
+bool api_results_position_known(api_results_t *res, const char *ctx, int32_t partition,
+                                int64_t offset);
+/* Notes that a result of ctx named partition:offset (the consumer thread does; for tests). */
+void api_results_note_position(api_results_t *res, const char *ctx, int32_t partition,
+                               int64_t offset);
+
 /* A map without a consumer (tests): capacity outcomes at most. */
 api_results_t *api_results_new_offline(size_t capacity);
 

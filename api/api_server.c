@@ -234,6 +234,8 @@ api_server_t *api_server_new(es_err_t *err)
     if (!(app->results =
               api_results_new(app->codec, names, app->n_contexts, API_RESULTS_CAPACITY, err)))
         goto fail;
+    if (!(app->positions = api_positions_new(app->contexts, app->n_contexts, err)))
+        goto fail;
 
     s->routes = xcalloc(api_routes_count, sizeof *s->routes);
     for (size_t i = 0; i < api_routes_count; i++)
@@ -292,6 +294,7 @@ void api_server_free(api_server_t *s)
     api_producer_free(s->app.producer);
     api_results_free(s->app.results);
     es_http_server_free(s->http);
+    api_positions_free(s->app.positions); /* every loop thread unsubscribed when it ended */
     es_http_cidrs_free(s->trusted);
     ev_codec_free(s->app.codec);
     sr_client_free(s->sr);

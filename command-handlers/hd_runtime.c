@@ -85,7 +85,7 @@ void hd_runtime_config_init(hd_runtime_config_t *cfg)
     cfg->batch_max = (int)es_env_long("EVENTSHOP_HANDLER_BATCH", 500);
     if (cfg->batch_max < 1)
         cfg->batch_max = 1;
-    cfg->linger_ms = (int)es_env_long("EVENTSHOP_HANDLER_LINGER_MS", 10);
+    cfg->linger_ms = (int)es_env_long("EVENTSHOP_HANDLER_LINGER_MS", 0);
     if (cfg->linger_ms < 0)
         cfg->linger_ms = 0;
     cfg->recovery_timeout_ms = (int)es_env_long("EVENTSHOP_HANDLER_RECOVERY_MS", 60000);
@@ -661,9 +661,10 @@ static void log_decided(hd_runtime_t *rt, const hd_item_t *it)
     const char *const *fields =
         ES_F("command_id", cid, "command_type", type, "status", it->status, "reason", reason,
              "event_count", it->result ? events : NULL, "context", rt->ctx->name);
-    es_log_kv(ES_LOG_INFO, trace_id[0] ? trace_id : NULL, fields, "command %s %s %s%s%s",
-              cid ? cid : "(undecodable)", type, it->status ? it->status : "skipped",
-              reason ? ": " : "", reason ? reason : "");
+    /* a line per command only for a trace a client asked to follow: lines cost throughput */
+    es_log_kv(es_trace_log_level(it->span), trace_id[0] ? trace_id : NULL, fields,
+              "command %s %s %s%s%s", cid ? cid : "(undecodable)", type,
+              it->status ? it->status : "skipped", reason ? ": " : "", reason ? reason : "");
     if (es_zipkin_enabled()) {
         char name[160];
         snprintf(name, sizeof name, "decide %s", type);
@@ -734,11 +735,13 @@ typedef struct hd_batch {
     hd_runtime_t *rt;
     hd_item_t *items;
     size_t n;
+    const es_txn_step_t *step;
 } hd_batch_t;
 
-/* Decides every command, then produces the events (their offsets are the read-your-writes
- * positions the results carry), the staged states and the results. A state the schema refuses
- * (a bug) sets rt->fatal. */
+/* Decides every command and produces the events and the staged states; sends the batch's
+ * offsets while they travel; once the events are written (their offsets are the read-your-writes
+ * positions the results carry), produces the results. Fewer round trips one after another: a
+ * lone command's latency. A state the schema refuses (a bug) sets rt->fatal. */
 static es_txn_rc_t batch_work(void *arg, es_err_t *err)
 {
     hd_batch_t *b = arg;
@@ -747,7 +750,10 @@ static es_txn_rc_t batch_work(void *arg, es_err_t *err)
     for (size_t i = 0; i < b->n; i++)
         if (decide_one(rt, &b->items[i], err) != 0)
             return rt->produce_rc != ES_TXN_OK ? rt->produce_rc : ES_TXN_ABORT;
-    if ((trc = es_txn_flush(rt->txn, err)) != ES_TXN_OK)
+    if (states_produce(rt, &trc, err) != 0)
+        return trc;
+    if ((trc = es_txn_step_send_offsets(rt->txn, b->step, err)) != ES_TXN_OK ||
+        (trc = es_txn_flush(rt->txn, err)) != ES_TXN_OK)
         return trc;
     for (size_t i = 0; i < b->n; i++) {
         hd_item_t *it = &b->items[i];
@@ -755,7 +761,7 @@ static es_txn_rc_t batch_work(void *arg, es_err_t *err)
             json_object_set_new(it->result, "offset",
                                 json_integer(es_txn_offset(rt->txn, it->last_slot)));
     }
-    if (states_produce(rt, &trc, err) != 0 || results_produce(rt, b->items, b->n, &trc, err) != 0)
+    if (results_produce(rt, b->items, b->n, &trc, err) != 0)
         return trc;
     return ES_TXN_OK;
 }
@@ -782,8 +788,9 @@ static int run_batch(hd_runtime_t *rt, hd_item_t *items, size_t n)
         es_txn_rewind(rt->txn, rt->consumer);
         return 0;
     }
-    hd_batch_t b = {rt, items, n};
+    hd_batch_t b = {rt, items, n, NULL};
     const es_txn_step_t step = {rt->consumer, NULL, n, "commands", batch_work, batch_discard, &b};
+    b.step = &step;
     es_txn_rc_t trc = es_txn_step(rt->txn, &step, &err);
     if (rt->fatal)
         return -1;
@@ -925,8 +932,10 @@ static int consumer_remake(hd_runtime_t *rt)
     return rt->consumer ? 0 : -1;
 }
 
-/* Gathers up to batch_max commands, waiting at most linger_ms after the first one. A rebalance
- * meanwhile drops what was gathered: the new assignment reads from the committed offsets. */
+/* Gathers up to batch_max commands: the first one, then what is already fetched (after linger_ms,
+ * 0 unless set): alone a command is decided at once, under load the batch fills with what came
+ * during the last transaction. A rebalance meanwhile drops what was gathered: the new
+ * assignment reads from the committed offsets. */
 static size_t gather(hd_runtime_t *rt, hd_item_t *items, es_kafka_msg_t **msgs)
 {
     const es_kafka_gather_t g = {

@@ -133,19 +133,35 @@ static void view_message(hd_views_t *v, es_kafka_msg_t *m)
     json_decref(ev);
 }
 
+/* Sets each view partition's target to its end now (read_committed: the last stable offset),
+ * asked of the broker for every partition in one request (before each batch: a round trip per
+ * partition was a command's latency). 0, or -1 with err. */
+static int views_targets(hd_views_t *v, int timeout_ms, es_err_t *err)
+{
+    es_kafka_parts_t *ends = es_kafka_parts_new((int)v->nparts);
+    for (size_t i = 0; i < v->nparts; i++)
+        es_kafka_parts_add(ends, v->ctx->views[v->parts[i].view].topic, v->parts[i].partition)
+            ->offset = ES_KAFKA_OFFSET_END;
+    int rc = 0, e = es_kafka_offsets_for_times(v->consumer, ends, timeout_ms);
+    for (size_t i = 0; i < v->nparts && !e; i++) {
+        const es_kafka_part_t *end = &ends->elems[i];
+        if ((e = end->err) == 0 && end->offset < 0)
+            e = ES_KAFKA_ERR_NO_OFFSET;
+        if (!e)
+            v->parts[i].target = end->offset;
+    }
+    if (e)
+        rc = es_kafka_resp_error(err, e, "the views' ends");
+    es_kafka_parts_free(ends);
+    return rc;
+}
+
 /* hd_views_catch_up with the partitions resumed. */
 static int views_catch_up_resumed(hd_views_t *v, int timeout_ms, es_err_t *err)
 {
     double deadline = es_mono_s() + timeout_ms / 1000.0;
-    for (size_t i = 0; i < v->nparts; i++) {
-        struct hd_view_part *vp = &v->parts[i];
-        int64_t lo = 0, hi = 0;
-        int e = es_kafka_query_watermarks(v->consumer, v->ctx->views[vp->view].topic, vp->partition,
-                                          &lo, &hi, timeout_ms);
-        if (e)
-            return es_kafka_resp_error(err, e, v->ctx->views[vp->view].topic);
-        vp->target = hi;
-    }
+    if (views_targets(v, timeout_ms, err) != 0)
+        return -1;
     for (;;) {
         bool behind = false;
         for (size_t i = 0; i < v->nparts && !behind; i++)

@@ -810,6 +810,57 @@ void es_http_timer_free(es_http_timer_t *t)
     free(t);
 }
 
+/* ---- wake-ups from other threads ---- */
+
+/* Each wake is a receiver of its own on the thread's h2o queue, with one embedded message: posted
+ * is set while that message is on its way, so it is never linked twice. */
+struct es_http_wake {
+    h2o_multithread_receiver_t receiver;
+    h2o_multithread_message_t msg;
+    http_thread_t *th;
+    atomic_bool posted;
+    void (*fn)(void *arg);
+    void *arg;
+};
+
+static void on_wake(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    es_http_wake_t *w = container_of(receiver, es_http_wake_t, receiver);
+    while (!h2o_linklist_is_empty(messages))
+        h2o_linklist_unlink(messages->next);
+    /* unlinked first: a post from now on may send the message again */
+    atomic_store(&w->posted, false);
+    w->fn(w->arg);
+}
+
+es_http_wake_t *es_http_wake_new(es_http_req_t *r, void (*fn)(void *arg), void *arg)
+{
+    es_http_wake_t *w = xcalloc(1, sizeof *w);
+    w->th = r->th;
+    w->fn = fn;
+    w->arg = arg;
+    atomic_init(&w->posted, false);
+    h2o_multithread_register_receiver(w->th->ctx.queue, &w->receiver, on_wake);
+    return w;
+}
+
+void es_http_wake_post(es_http_wake_t *w)
+{
+    if (!atomic_exchange(&w->posted, true))
+        h2o_multithread_send_message(&w->receiver, &w->msg);
+}
+
+void es_http_wake_free(es_http_wake_t *w)
+{
+    if (!w)
+        return;
+    /* no other thread posts any more (the contract), and delivery runs on this thread */
+    if (h2o_linklist_is_linked(&w->msg.link))
+        h2o_linklist_unlink(&w->msg.link);
+    h2o_multithread_unregister_receiver(w->th->ctx.queue, &w->receiver);
+    free(w);
+}
+
 /* ---- the handler ---- */
 
 /* Runs when the request's pool is cleared: the request is gone, answered or not. */

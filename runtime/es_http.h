@@ -146,4 +146,17 @@ void es_http_timer_arm(es_http_timer_t *t, unsigned ms);
 /* Disarms and frees; NULL is a no-op. */
 void es_http_timer_free(es_http_timer_t *t);
 
+/* A wake-up of a loop thread from any other thread: after es_http_wake_post, fn(arg) runs once on
+ * the wake's loop thread (posts before it runs make one call; a post while it runs makes another).
+ * For a thread that learns something many waiting requests of a loop need (e.g. a read model's
+ * position). Made on the loop thread of r; freed on that thread (fn may free its own), at the
+ * latest in the config's thread_free, and only once no other thread can post it any more (the
+ * caller's lock). */
+typedef struct es_http_wake es_http_wake_t;
+es_http_wake_t *es_http_wake_new(es_http_req_t *r, void (*fn)(void *arg), void *arg);
+/* Thread-safe; costs a write to the loop's pipe only when no wake-up is pending already. */
+void es_http_wake_post(es_http_wake_t *w);
+/* NULL is a no-op. A pending wake-up is dropped. */
+void es_http_wake_free(es_http_wake_t *w);
+
 #endif

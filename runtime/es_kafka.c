@@ -799,10 +799,10 @@ size_t es_kafka_gather(es_kafka_t *rk, const es_kafka_gather_t *g, es_kafka_msg_
     *g->rebalanced = false;
     while (n < g->max && !*g->stop && !*g->failed) {
         int wait = 100;
+        bool draining = false; /* past the deadline: only what is already fetched */
         if (n > 0 || g->wait_ms >= 0) {
             double left = deadline - es_mono_s();
-            if (left <= 0 && !first)
-                break;
+            draining = left <= 0 && !first;
             wait = left > 0 ? (int)(left * 1000) + 1 : 0;
         }
         first = false;
@@ -812,8 +812,11 @@ size_t es_kafka_gather(es_kafka_t *rk, const es_kafka_gather_t *g, es_kafka_msg_
             n = 0;
             *g->rebalanced = false;
         }
-        if (!m)
+        if (!m) {
+            if (draining)
+                break;
             continue;
+        }
         if (m->err && m->err != ES_KAFKA_ERR_PARTITION_EOF)
             es_warn("consumer: %s", m->errstr);
         if (m->err == ES_KAFKA_ERR_FATAL) {

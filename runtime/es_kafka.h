@@ -159,11 +159,15 @@ void es_kafka_msg_free(es_kafka_msg_t *m); /* NULL is a no-op */
 /* Value of header name in msg as a new NUL-terminated string (caller frees), or NULL. */
 char *es_kafka_header_dup(const es_kafka_msg_t *msg, const char *name);
 
-/* How es_kafka_gather collects a batch. The flags are the caller's (borrowed). */
+/* How es_kafka_gather collects a batch. The flags are the caller's (borrowed). Batching is
+ * adaptive: once the first message came (and linger_ms passed, 0 by default), every message the
+ * client has already fetched joins the batch, up to max, and nothing more is waited for. Alone, a
+ * message goes through at once; under load, what arrived while the last batch was being written
+ * fills the next one. */
 typedef struct es_kafka_gather {
     size_t max;                        /* at most this many messages */
     int wait_ms;                       /* for the first message; -1: until one comes (or a stop) */
-    int linger_ms;                     /* for the others, after the first came */
+    int linger_ms;                     /* waited for more after the first came (0: none) */
     const volatile sig_atomic_t *stop; /* set: return now (with what was gathered) */
     const bool *failed;                /* the same (the caller's fatal error) */
     /* set by the caller's rebalance callback: what was gathered is dropped (the new assignment

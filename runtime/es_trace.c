@@ -1,7 +1,9 @@
 #include "es_trace.h"
+#include "es_log.h"
 #include <ctype.h>
 #include <openssl/rand.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static bool is_hex(const char *s, size_t n, bool nonzero)
@@ -40,7 +42,7 @@ void es_trace_new(char out[ES_TRACEPARENT_LEN])
 
 void es_trace_child(const char *parent, char out[ES_TRACEPARENT_LEN])
 {
-    char trace[33], span[17], flags[3] = "01";
+    char trace[33], span[17], flags[3] = "00";
     if (es_trace_valid(parent)) {
         memcpy(trace, parent + 3, 32);
         memcpy(flags, parent + 53, 2);
@@ -51,6 +53,19 @@ void es_trace_child(const char *parent, char out[ES_TRACEPARENT_LEN])
     random_hex(span, 16);
     span[16] = '\0';
     snprintf(out, ES_TRACEPARENT_LEN, "00-%s-%s-%s", trace, span, flags);
+}
+
+bool es_trace_sampled(const char *traceparent)
+{
+    if (!es_trace_valid(traceparent))
+        return false;
+    char flags[3] = {traceparent[53], traceparent[54], '\0'};
+    return strtol(flags, NULL, 16) & 1;
+}
+
+es_log_level_t es_trace_log_level(const char *traceparent)
+{
+    return es_trace_sampled(traceparent) ? ES_LOG_INFO : ES_LOG_DEBUG;
 }
 
 void es_trace_id(const char *traceparent, char out[ES_TRACE_ID_LEN])

@@ -31,9 +31,10 @@ struct es_txn {
     es_metric_t *m_commits, *m_aborts, *m_recreates;
     void (*heartbeat)(void);
     rd_kafka_t *producer;
-    bool open;       /* a transaction was begun and not yet committed or aborted */
-    double begun_at; /* when it was begun (monotonic seconds) */
-    uint32_t epoch;  /* transaction counter, tags delivery reports */
+    bool open;         /* a transaction was begun and not yet committed or aborted */
+    bool offsets_sent; /* the batch's offsets are in the open transaction already */
+    double begun_at;   /* when it was begun (monotonic seconds) */
+    uint32_t epoch;    /* transaction counter, tags delivery reports */
     es_txn_slot_t *slots;
     size_t nslots, cap_slots;
     /* the batch: per partition the first offset (rewind) and the next one (commit) */
@@ -117,13 +118,11 @@ static rd_kafka_t *producer_new(es_txn_t *t, es_err_t *err)
 {
     char txn_timeout[16];
     snprintf(txn_timeout, sizeof txn_timeout, "%d", t->txn_timeout_ms);
-    const char *kv[] = {"transactional.id",
-                        t->txn_id,
-                        "transaction.timeout.ms",
-                        txn_timeout,
-                        "linger.ms",
-                        "2",
-                        NULL};
+    const char *kv[] = {"transactional.id", t->txn_id, "transaction.timeout.ms", txn_timeout,
+                        /* no fixed wait: a batch is flushed (events, then results) and
+                         * committed as soon as it is produced; the messages of one batch
+                         * travel together anyway */
+                        "linger.ms", "0", NULL};
     es_kafka_conf_t *conf = es_kafka_conf_new(t->client_id, kv, err);
     if (!conf)
         return NULL;
@@ -195,6 +194,7 @@ int es_txn_recreate(es_txn_t *t, es_err_t *err)
     }
     t->open = false;
     t->nslots = 0;
+    t->offsets_sent = false;
     t->epoch = (t->epoch + 1) & 0x7fffffff;
     es_txn_batch_reset(t);
     double wait = BACKOFF_FIRST_S;
@@ -404,6 +404,7 @@ out:
 es_txn_rc_t es_txn_begin(es_txn_t *t, es_err_t *err)
 {
     t->nslots = 0;
+    t->offsets_sent = false;
     t->epoch = (t->epoch + 1) & 0x7fffffff;
     rd_kafka_error_t *e = rd_kafka_begin_transaction(t->producer);
     if (!e) {
@@ -492,10 +493,12 @@ int64_t es_txn_offset(const es_txn_t *t, size_t slot)
 
 es_txn_rc_t es_txn_send_offsets(es_txn_t *t, const es_kafka_group_t *cgmd, es_err_t *err)
 {
-    if (t->next->cnt == 0)
+    if (t->next->cnt == 0 || t->offsets_sent)
         return ES_TXN_OK;
-    return call_retrying(t, OP_SEND_OFFSETS, "send_offsets_to_transaction", cgmd, ES_TXN_ABORT,
-                         err);
+    es_txn_rc_t rc =
+        call_retrying(t, OP_SEND_OFFSETS, "send_offsets_to_transaction", cgmd, ES_TXN_ABORT, err);
+    t->offsets_sent = rc == ES_TXN_OK;
+    return rc;
 }
 
 es_txn_rc_t es_txn_commit(es_txn_t *t, es_err_t *err)
@@ -563,12 +566,20 @@ double es_txn_backoff_s(const es_txn_t *t)
 
 /* --- one step of the loop ------------------------------------------------------------------- */
 
-/* Sends the batch's offsets for s's group, then commits. */
-static es_txn_rc_t step_commit(es_txn_t *t, const es_txn_step_t *s, es_err_t *err)
+es_txn_rc_t es_txn_step_send_offsets(es_txn_t *t, const es_txn_step_t *s, es_err_t *err)
 {
+    if (t->next->cnt == 0 || t->offsets_sent)
+        return ES_TXN_OK;
     es_kafka_group_t *own = s->group ? NULL : es_kafka_group_of(s->consumer);
     es_txn_rc_t rc = es_txn_send_offsets(t, s->group ? s->group : own, err);
     es_kafka_group_free(own);
+    return rc;
+}
+
+/* Sends the batch's offsets for s's group (unless work did), then commits. */
+static es_txn_rc_t step_commit(es_txn_t *t, const es_txn_step_t *s, es_err_t *err)
+{
+    es_txn_rc_t rc = es_txn_step_send_offsets(t, s, err);
     return rc == ES_TXN_OK ? es_txn_commit(t, err) : rc;
 }
 

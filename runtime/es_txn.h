@@ -61,7 +61,7 @@ typedef struct es_txn_config {
     void (*heartbeat)(void);
 } es_txn_config_t;
 
-/* Creates the transactional producer (murmur2_random, linger.ms 2) and calls
+/* Creates the transactional producer (murmur2_random, linger.ms 0) and calls
  * init_transactions, which fences any earlier instance with this id and aborts its open
  * transaction. cfg is copied. NULL with err on failure. */
 es_txn_t *es_txn_new(const es_txn_config_t *cfg, es_err_t *err);
@@ -113,7 +113,8 @@ es_txn_rc_t es_txn_flush(es_txn_t *t, es_err_t *err);
 /* The offset a tracked message got (valid after es_txn_flush answered ES_TXN_OK), or -1. */
 int64_t es_txn_offset(const es_txn_t *t, size_t slot);
 /* Sends the next offset of every noted partition, for consumer group (borrowed: es_kafka_group_of
- * the consumer, or es_kafka_group_new), in the transaction. */
+ * the consumer, or es_kafka_group_new), in the transaction; once per transaction (a second call
+ * does nothing). */
 es_txn_rc_t es_txn_send_offsets(es_txn_t *t, const es_kafka_group_t *group, es_err_t *err);
 /* Commits the transaction (counted in m_commits, resets the backoff). */
 es_txn_rc_t es_txn_commit(es_txn_t *t, es_err_t *err);
@@ -150,6 +151,10 @@ typedef struct es_txn_step {
  * es_txn_backoff: ES_TXN_ABORT. ES_TXN_LOST / ES_TXN_FENCED (err set) when the producer is lost,
  * also when even the abort failed: the caller recovers (es_txn_recreate) or stops. */
 es_txn_rc_t es_txn_step(es_txn_t *t, const es_txn_step_t *s, es_err_t *err);
+/* For s->work: sends the batch's offsets now, for s's group, so that they travel while what work
+ * produced is still in flight (the commit then sends them no more). Returns as es_txn_send_offsets.
+ */
+es_txn_rc_t es_txn_step_send_offsets(es_txn_t *t, const es_txn_step_t *s, es_err_t *err);
 
 /* The settings of a transactional loop's consumer (client.id client): consumer group group, a
  * static member instance when not NULL (a restarted instance takes its partitions back at once

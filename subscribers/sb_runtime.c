@@ -384,8 +384,9 @@ static void consumer_fatal(sb_runtime_t *rt, es_kafka_t *consumer)
     rt->consumer_lost = true;
 }
 
-/* Gathers up to batch_max messages, waiting at most linger_ms after the first (or wait_ms for
- * the first). A rebalance meanwhile drops what was gathered. */
+/* Gathers up to batch_max messages: the first (waiting at most wait_ms), then what is already
+ * fetched (after linger_ms, 0 unless set; see es_kafka_gather). A rebalance meanwhile drops what
+ * was gathered. */
 static size_t gather(sb_runtime_t *rt, es_kafka_t *consumer, es_kafka_msg_t **msgs, int wait_ms)
 {
     const es_kafka_gather_t g = {
@@ -430,7 +431,7 @@ sb_runtime_t *sb_runtime_new(const sb_subscriber_t *sub, es_err_t *err)
     rt->batch_max = (int)es_env_long("EVENTSHOP_SUBSCRIBER_BATCH", 200);
     if (rt->batch_max < 1)
         rt->batch_max = 1;
-    rt->linger_ms = (int)es_env_long("EVENTSHOP_SUBSCRIBER_LINGER_MS", 10);
+    rt->linger_ms = (int)es_env_long("EVENTSHOP_SUBSCRIBER_LINGER_MS", 0);
     if (rt->linger_ms < 0)
         rt->linger_ms = 0;
     const char *id = es_env_str("EVENTSHOP_INSTANCE_ID", NULL);

@@ -3,9 +3,9 @@
 ?min_position= parameter answers only once the read model has applied it, so a write followed at
 once by such a read always sees the write. A position the read model does not reach within the
 bound (5 s) is a 504 problem; a malformed one, or one that cannot exist (partition outside the
-topic, offset at or past the partition's high watermark), a 400 at once. Requests waiting on one
-API thread share one watcher per context, so the reads of the stored offsets do not grow with the
-number of waiting requests.
+topic, offset at or past the partition's high watermark), a 400 at once. Requests waiting in one
+API process share one watcher (api/api_positions.c), so the reads of the stored offsets do not
+grow with the number of waiting requests.
 
 Many writes, spread over partitions (distinct skus) and over three contexts (catalog products,
 inventory receipts, pricing list prices), each read back at once, from several threads."""
@@ -204,14 +204,14 @@ def role_pid(role):
 
 
 N_WAITERS = 40
-TICK_S = 0.020  # WATCH_TICK_MS of api_query.c
+STILL_TICK_S = 0.008  # POLL_MAX_MS of api_positions.c: the watcher's period while offsets stand still
 
 
 def test_many_waiters_share_one_watcher_and_are_all_answered(api_url):
     """With the catalog projector frozen (SIGSTOP), N reads wait on a real position: each is
     answered with the write once the projector runs again, and while they wait the stored
-    offsets are read at most once per tick per API thread, not once per tick per request (the
-    old code did N times as many)."""
+    offsets are read by the API's one watcher at most once per period, not once per period per
+    request (a watcher per request would do N times as many)."""
     vendor = unique("v")
     tok = mint_token("vendor", vendor, vendor)
     sku = unique("RYWN")
@@ -240,14 +240,13 @@ def test_many_waiters_share_one_watcher_and_are_all_answered(api_url):
     finally:
         os.kill(pid, signal.SIGCONT)
     assert still >= waiting0 + N_WAITERS, "the requests stopped waiting during the window"
-    # at most one read per tick per API thread, doubled for timer slack; a read per waiting
-    # request per tick (the old polling) would be N_WAITERS / 2 times this bound
-    threads = int(os.environ.get("EVENTSHOP_API_THREADS", "2"))
-    bound = 2 * threads * ((t1 - t0) / TICK_S + 1)
+    # the offsets stand still: at most one read per period of the one watcher, doubled for timer
+    # slack; a read per waiting request per period would be N_WAITERS / 2 times this bound
+    bound = 2 * ((t1 - t0) / STILL_TICK_S + 1)
     assert q1 > q0, "the watcher did not read the stored offsets while requests waited"
     assert q1 - q0 <= bound, (f"{q1 - q0:.0f} reads of the stored offsets in {t1 - t0:.2f} s "
-                              f"for {N_WAITERS} waiting requests: more than one per tick per "
-                              f"thread ({bound:.0f})")
+                              f"for {N_WAITERS} waiting requests: more than one per period "
+                              f"({bound:.0f})")
     bad = [(r.status_code, r.text[:200]) for r in answers
            if r.status_code != 200 or r.json()["name"] != "many"]
     assert not bad, f"{len(bad)} of {N_WAITERS} waiting reads did not get the write: {bad[:3]}"

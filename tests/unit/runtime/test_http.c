@@ -226,6 +226,66 @@ static void get_timer(es_http_req_t *r)
     es_http_timer_arm(p->t, 2000); /* already armed: changes nothing */
 }
 
+/* A request answered by a wake-up posted from another thread, as the API's position watcher
+ * wakes the loops that hold read-your-writes waiters. */
+struct woken {
+    es_http_req_t *r;
+    es_http_wake_t *w;
+    pthread_t poster;
+    int calls;
+};
+
+static void *post_thrice(void *arg)
+{
+    struct woken *x = arg;
+    for (int i = 0; i < 3; i++)
+        es_http_wake_post(x->w);
+    return NULL;
+}
+
+/* Joins the poster and frees the wake (on the loop thread, once nobody posts any more). */
+static void woken_release(struct woken *x)
+{
+    if (!x->w)
+        return;
+    pthread_join(x->poster, NULL);
+    es_http_wake_free(x->w);
+    x->w = NULL;
+}
+
+static void on_woken(void *arg)
+{
+    struct woken *x = arg;
+    x->calls++;
+    woken_release(x);
+    es_http_reply_json(x->r, 200, json_pack("{s:i}", "calls", x->calls));
+}
+
+static void woken_deadline(es_http_req_t *r, void *arg)
+{
+    struct woken *x = arg;
+    if (x->w) {
+        woken_release(x);
+        es_http_reply_problem(r, 504, NULL, NULL, "the wake did not come");
+    }
+    free(x);
+}
+
+static void woken_gone(void *arg)
+{
+    woken_release(arg);
+    free(arg);
+}
+
+static void get_woken(es_http_req_t *r)
+{
+    struct woken *x = xcalloc(1, sizeof *x);
+    x->r = r;
+    x->w = es_http_wake_new(r, on_woken, x);
+    es_http_after(r, 3000, woken_deadline, x, woken_gone);
+    pthread_create(&x->poster, NULL, post_thrice, x);
+}
+
 static const es_http_route_t routes[] = {
     {"GET", "/v1/items/{id}", get_item, NULL},
     {"PUT", "/v1/items/{id}", put_item, NULL},
@@ -236,6 +296,7 @@ static const es_http_route_t routes[] = {
     {"GET", "/v1/silent", get_silent, NULL},
     {"GET", "/v1/slow", get_slow, NULL},
     {"GET", "/v1/timer", get_timer, NULL},
+    {"GET", "/v1/woken", get_woken, NULL},
 };
 
 static void *run_server(void *arg)
@@ -517,4 +578,13 @@ Test(http_problem, detail_is_made_valid_utf8)
     char out[8];
     cr_assert_str_eq(es_http_utf8_clean("\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac", out, sizeof out),
                      "\xe2\x82\xac\xe2\x82\xac?");
+}
+
+Test(http, a_wake_posted_from_another_thread_runs_on_the_loop)
+{
+    response_t r = do_request("GET", "/v1/woken", NULL, 0);
+    cr_assert_eq(r.status, 200, "status %ld", r.status);
+    json_t *j = body_json(&r);
+    cr_assert_eq(json_integer_value(json_object_get(j, "calls")), 1);
+    json_decref(j);
 }

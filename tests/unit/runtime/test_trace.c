@@ -1,3 +1,4 @@
+#include "es_log.h"
 #include "es_trace.h"
 #include <criterion/criterion.h>
 #include <string.h>
@@ -32,4 +33,19 @@ Test(trace, new_traces_are_valid_and_distinct)
     es_trace_child("garbage", b);
     cr_assert(es_trace_valid(a) && es_trace_valid(b));
     cr_assert_neq(strncmp(a, b, 35), 0);
+}
+
+Test(trace, a_trace_started_here_is_not_sampled_and_a_sampled_one_stays_sampled)
+{
+    const char *sampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    char own[ES_TRACEPARENT_LEN], child[ES_TRACEPARENT_LEN];
+    es_trace_new(own);
+    cr_assert_not(es_trace_sampled(own));
+    cr_assert_eq(es_trace_log_level(own), ES_LOG_DEBUG);
+    es_trace_child(sampled, child);
+    cr_assert(es_trace_sampled(child));
+    cr_assert_eq(es_trace_log_level(child), ES_LOG_INFO);
+    cr_assert_not(es_trace_sampled("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-02"));
+    cr_assert(es_trace_sampled("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03"));
+    cr_assert_not(es_trace_sampled(NULL));
 }

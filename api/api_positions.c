@@ -1,0 +1,365 @@
+/* api_positions — see api_positions.h.
+ *
+ * Locking: p->lock guards the snapshots, the subscriptions and the counts of waiters. The thread
+ * reads the database without it (each context's connection is the thread's alone) and publishes
+ * under it; it posts wake-ups under it too, so a subscription being removed (under the lock) is
+ * never posted after api_positions_unsubscribe returns. */
+#include "api_positions.h"
+#include "es_db.h"
+#include "es_kafka.h"
+#include "es_log.h"
+#include "es_mem.h"
+#include "es_metrics.h"
+#include "es_time.h"
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define POLL_MIN_MS        1 /* while the offsets move */
+#define POLL_MAX_MS        8 /* while they stand still */
+#define DB_CONNECT_S       2
+#define DB_IO_S            10
+#define DB_BACKOFF_MIN_MS  100
+#define DB_BACKOFF_MAX_MS  5000
+#define API_POSITIONS_MAXC 8
+
+/* One stored offset: projection's next offset to apply on partition part. */
+struct stored_offset {
+    char projection[64];
+    int32_t part;
+    int64_t next;
+};
+
+struct snapshot {
+    struct stored_offset *offs;
+    size_t n, cap;
+};
+
+struct pos_ctx {
+    const char *name;     /* borrowed */
+    char topic[64];       /* "<ctx>.events" */
+    struct snapshot snap; /* published, under the lock */
+    bool down;            /* the last read failed, under the lock */
+    int waiting;          /* requests waiting on this context, under the lock */
+    /* the thread's own */
+    es_db_t *db;
+    long long retry_at;
+    long backoff_ms;
+    struct snapshot read;
+    es_metric_t *queries;
+    es_log_every_t warned; /* one line per 10 s while the database stays away */
+};
+
+struct api_positions_sub {
+    api_positions_t *p;
+    size_t ctx;
+    es_http_wake_t *wake;
+    int want;
+    struct api_positions_sub *prev, *next;
+};
+
+struct api_positions {
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* a new waiter, or the stop */
+    struct pos_ctx ctxs[API_POSITIONS_MAXC];
+    size_t n;
+    api_positions_sub_t *subs;
+    int waiting;     /* over every context */
+    bool poke, stop; /* read at once; stop the thread */
+    unsigned jitter;
+    pthread_t thread;
+    bool has_thread;
+};
+
+/* --- reading (the thread, without the lock) ----------------------------------------------- */
+
+static es_db_t *ctx_db(struct pos_ctx *c, unsigned *jitter, es_err_t *err)
+{
+    if (c->db)
+        return c->db;
+    long long now = es_mono_ms();
+    if (now < c->retry_at) {
+        es_set(err, ES_EIO, "the %s database is unreachable; next attempt in %lld ms", c->name,
+               c->retry_at - now);
+        return NULL;
+    }
+    if ((c->db = es_db_open_timeout(c->name, DB_CONNECT_S, DB_IO_S, err))) {
+        c->backoff_ms = 0;
+        c->retry_at = 0;
+        return c->db;
+    }
+    c->retry_at =
+        now + es_backoff_next(&c->backoff_ms, DB_BACKOFF_MIN_MS, DB_BACKOFF_MAX_MS, jitter);
+    return NULL;
+}
+
+static void snapshot_fill(struct snapshot *s, json_t *rows)
+{
+    size_t n = json_array_size(rows);
+    if (n > s->cap) {
+        s->offs = xrealloc(s->offs, n * sizeof *s->offs);
+        s->cap = n;
+    }
+    s->n = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *row = json_array_get(rows, i);
+        const char *proj = json_string_value(json_object_get(row, "projection"));
+        json_t *part = json_object_get(row, "part"), *next = json_object_get(row, "next_offset");
+        if (!proj || !json_is_integer(part) || !json_is_integer(next))
+            continue;
+        struct stored_offset *o = &s->offs[s->n++];
+        snprintf(o->projection, sizeof o->projection, "%s", proj);
+        o->part = (int32_t)json_integer_value(part);
+        o->next = json_integer_value(next);
+    }
+}
+
+/* Reads every stored offset of c's events topic into c->read: 0, or -1 (logged; a connection
+ * lost is dropped, and made again after a back-off). */
+static int ctx_read(struct pos_ctx *c, unsigned *jitter)
+{
+    static const char sql[] =
+        "SELECT projection, part, next_offset FROM projection_offsets WHERE topic = ?";
+    es_err_t err = ES_ERR_INIT;
+    es_db_val_t params[] = {ES_DB_S(c->topic)};
+    es_db_t *db = ctx_db(c, jitter, &err);
+    es_metric_add(c->queries, 1);
+    json_t *rows = db ? es_db_query(db, sql, params, 1, &err) : NULL;
+    if (!rows) {
+        long skipped = 0;
+        if (es_log_every_pass(&c->warned, es_mono_ms(), 10000, &skipped))
+            es_warn("%s stored offsets: %s (%ld more since the last line)", c->name, err.msg,
+                    skipped);
+        if (db && err.code == ES_EIO) {
+            es_db_close(c->db);
+            c->db = NULL;
+        }
+        return -1;
+    }
+    snapshot_fill(&c->read, rows);
+    json_decref(rows);
+    return 0;
+}
+
+/* --- publishing (under the lock) ---------------------------------------------------------- */
+
+static struct stored_offset *snapshot_find(const struct snapshot *s, const char *projection,
+                                           int32_t part)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (s->offs[i].part == part && !strcmp(s->offs[i].projection, projection))
+            return &s->offs[i];
+    return NULL;
+}
+
+/* Makes c->snap the offsets just read (rc 0) or marks the context down; whether a waiter may
+ * have something new to learn: an offset moved, or the database failed. */
+static bool ctx_publish(struct pos_ctx *c, int rc)
+{
+    if (rc != 0) {
+        c->down = true;
+        return true;
+    }
+    bool moved = c->down || c->read.n != c->snap.n;
+    for (size_t i = 0; !moved && i < c->read.n; i++) {
+        const struct stored_offset *o =
+            snapshot_find(&c->snap, c->read.offs[i].projection, c->read.offs[i].part);
+        moved = !o || o->next != c->read.offs[i].next;
+    }
+    c->down = false;
+    struct snapshot t = c->snap;
+    c->snap = c->read;
+    c->read = t;
+    return moved;
+}
+
+static void wake_context(api_positions_t *p, size_t ctx)
+{
+    for (api_positions_sub_t *s = p->subs; s; s = s->next)
+        if (s->ctx == ctx && s->want > 0)
+            es_http_wake_post(s->wake);
+}
+
+/* --- the thread --------------------------------------------------------------------------- */
+
+/* Waits (under the lock) until someone waits and the next read is due: after ms, or at once on
+ * a poke. false when stopping. */
+static bool wait_due(api_positions_t *p, int ms)
+{
+    while (!p->stop && p->waiting == 0)
+        pthread_cond_wait(&p->cond, &p->lock);
+    if (p->stop)
+        return false;
+    if (p->poke)
+        return true;
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += ms * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    while (!p->stop && !p->poke && p->waiting > 0)
+        if (pthread_cond_timedwait(&p->cond, &p->lock, &until) == ETIMEDOUT)
+            break;
+    return !p->stop;
+}
+
+/* One round: reads each context someone waits on, publishes, wakes. Under the lock on entry and
+ * exit. Whether anything moved. */
+static bool round_once(api_positions_t *p)
+{
+    bool wanted[API_POSITIONS_MAXC] = {false};
+    int rc[API_POSITIONS_MAXC] = {0};
+    p->poke = false;
+    for (size_t i = 0; i < p->n; i++)
+        wanted[i] = p->ctxs[i].waiting > 0;
+    pthread_mutex_unlock(&p->lock);
+    for (size_t i = 0; i < p->n; i++)
+        if (wanted[i])
+            rc[i] = ctx_read(&p->ctxs[i], &p->jitter);
+    pthread_mutex_lock(&p->lock);
+    bool moved = false;
+    for (size_t i = 0; i < p->n; i++) {
+        if (wanted[i] && ctx_publish(&p->ctxs[i], rc[i])) {
+            moved = moved || rc[i] == 0;
+            wake_context(p, i);
+        }
+    }
+    return moved;
+}
+
+static void *positions_main(void *arg)
+{
+    api_positions_t *p = arg;
+    int ms = POLL_MIN_MS;
+    pthread_mutex_lock(&p->lock);
+    while (wait_due(p, ms)) {
+        bool poked = p->poke;
+        bool moved = round_once(p);
+        ms = moved || poked ? POLL_MIN_MS : (ms * 2 > POLL_MAX_MS ? POLL_MAX_MS : ms * 2);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+/* --- the interface ------------------------------------------------------------------------ */
+
+api_positions_t *api_positions_new(const char (*contexts)[32], size_t n, es_err_t *err)
+{
+    if (n > API_POSITIONS_MAXC) {
+        es_set(err, ES_EINVAL, "%zu contexts: at most %d", n, API_POSITIONS_MAXC);
+        return NULL;
+    }
+    api_positions_t *p = xcalloc(1, sizeof *p);
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    p->n = n;
+    p->jitter = (unsigned)time(NULL) | 1u;
+    for (size_t i = 0; i < n; i++) {
+        struct pos_ctx *c = &p->ctxs[i];
+        char labels[64];
+        c->name = contexts[i];
+        es_topic(c->topic, sizeof c->topic, c->name, "events");
+        snprintf(labels, sizeof labels, "context=\"%s\"", c->name);
+        c->queries =
+            es_counter("eventshop_api_position_watch_queries_total",
+                       "reads of the stored offsets by the read-your-writes watcher", labels);
+    }
+    if (pthread_create(&p->thread, NULL, positions_main, p)) {
+        es_set(err, ES_EINTERNAL, "cannot start the position watcher thread");
+        api_positions_free(p);
+        return NULL;
+    }
+    p->has_thread = true;
+    return p;
+}
+
+void api_positions_free(api_positions_t *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->stop = true;
+    pthread_cond_signal(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+    if (p->has_thread)
+        pthread_join(p->thread, NULL);
+    for (size_t i = 0; i < p->n; i++) {
+        es_db_close(p->ctxs[i].db);
+        free(p->ctxs[i].snap.offs);
+        free(p->ctxs[i].read.offs);
+    }
+    pthread_cond_destroy(&p->cond);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
+api_positions_sub_t *api_positions_subscribe(api_positions_t *p, size_t ctx, es_http_wake_t *wake)
+{
+    api_positions_sub_t *s = xcalloc(1, sizeof *s);
+    s->p = p;
+    s->ctx = ctx;
+    s->wake = wake;
+    pthread_mutex_lock(&p->lock);
+    s->next = p->subs;
+    if (p->subs)
+        p->subs->prev = s;
+    p->subs = s;
+    pthread_mutex_unlock(&p->lock);
+    return s;
+}
+
+void api_positions_unsubscribe(api_positions_sub_t *s)
+{
+    if (!s)
+        return;
+    api_positions_t *p = s->p;
+    pthread_mutex_lock(&p->lock);
+    p->ctxs[s->ctx].waiting -= s->want;
+    p->waiting -= s->want;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        p->subs = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    pthread_mutex_unlock(&p->lock);
+    free(s);
+}
+
+void api_positions_want(api_positions_sub_t *s, int delta)
+{
+    api_positions_t *p = s->p;
+    pthread_mutex_lock(&p->lock);
+    s->want += delta;
+    p->ctxs[s->ctx].waiting += delta;
+    p->waiting += delta;
+    if (delta > 0) {
+        p->poke = true;
+        pthread_cond_signal(&p->cond);
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
+bool api_positions_reached(api_positions_sub_t *s, const char *projection, int32_t partition,
+                           int64_t offset, bool *down)
+{
+    api_positions_t *p = s->p;
+    pthread_mutex_lock(&p->lock);
+    const struct pos_ctx *c = &p->ctxs[s->ctx];
+    const struct stored_offset *o = snapshot_find(&c->snap, projection, partition);
+    bool reached = o && o->next > offset;
+    if (down)
+        *down = c->down;
+    pthread_mutex_unlock(&p->lock);
+    return reached;
+}
