@@ -121,6 +121,47 @@ void api_stream_tickets_post(es_http_req_t *r, const struct api_principal *who)
 
 /* ---- parameters ---- */
 
+/* The next item of a comma-separated list at *p (NUL-terminated in place; "" for an empty one),
+ * or NULL at its end. */
+static char *next_item(char **p)
+{
+    if (!*p)
+        return NULL;
+    char *item = *p, *comma = strchr(item, ',');
+    if (comma)
+        *comma = 0;
+    *p = comma ? comma + 1 : NULL;
+    return item;
+}
+
+/* s as a decimal of 1-max_digits digits (no sign, no space): 0 with *out, or -1. */
+static int parse_digits(const char *s, size_t max_digits, long long *out)
+{
+    size_t n = strlen(s);
+    if (n < 1 || n > max_digits)
+        return -1;
+    long long v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+/* Whether s has 1-max characters (UTF-8) and none is a control character. */
+static bool is_id_text(const char *s, size_t max)
+{
+    size_t chars = 0;
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        if (*c < 0x20 || *c == 0x7f)
+            return false;
+        chars += (*c & 0xc0) != 0x80;
+    }
+    return chars >= 1 && chars <= max;
+}
+
 /* The contexts of ?context= (comma separated) into spec->ctx_want, or every served context
  * who may read: 0, or -1 after answering (400 unknown, 403 never readable). */
 static int contexts_or_reply(es_http_req_t *r, const struct api_principal *who,
@@ -131,8 +172,8 @@ static int contexts_or_reply(es_http_req_t *r, const struct api_principal *who,
     int rc = 0;
     for (size_t i = 0; !v && i < app->n_contexts; i++)
         spec->ctx_want[i] = api_access_role_reads(who, app->contexts[i]);
-    for (char *save = NULL, *tok = v ? strtok_r(v, ",", &save) : NULL; tok && !rc;
-         tok = strtok_r(NULL, ",", &save)) {
+    char *rest = v;
+    for (char *tok = next_item(&rest); tok && !rc; tok = next_item(&rest)) {
         size_t i = 0;
         while (i < app->n_contexts && strcmp(app->contexts[i], tok))
             i++;
@@ -171,8 +212,8 @@ static int filters_or_reply(es_http_req_t *r, struct api_stream_spec *spec)
 {
     char *v = es_http_query_dup(r, "type");
     int rc = 0;
-    for (char *save = NULL, *tok = v ? strtok_r(v, ",", &save) : NULL; tok && !rc;
-         tok = strtok_r(NULL, ",", &save)) {
+    char *rest = v;
+    for (char *tok = next_item(&rest); tok && !rc; tok = next_item(&rest)) {
         size_t n = strlen(tok);
         bool ok = n >= 1 && n < sizeof spec->types[0] && spec->n_types < API_STREAM_TYPES_MAX;
         for (size_t i = 0; ok && i < n; i++)
@@ -190,15 +231,13 @@ static int filters_or_reply(es_http_req_t *r, struct api_stream_spec *spec)
     if (rc || (v && spec->n_types == 0))
         return -1;
     char *a = es_http_query_dup(r, "aggregate");
-    size_t n = a ? strlen(a) : 0;
-    bool ok = !a || (n >= 1 && n < sizeof spec->aggregate);
-    for (size_t i = 0; ok && i < n; i++)
-        ok = (unsigned char)a[i] >= 0x20 && a[i] != 0x7f;
+    bool ok = !a || (is_id_text(a, 128) && strlen(a) < sizeof spec->aggregate);
     if (ok && a)
         snprintf(spec->aggregate, sizeof spec->aggregate, "%s", a);
     free(a);
     if (!ok)
-        api_reply_problem(r, 400, NULL, "aggregate", "aggregate must be an aggregate id");
+        api_reply_problem(r, 400, NULL, "aggregate",
+                          "aggregate must be an aggregate id (1-128 characters)");
     return ok ? 0 : -1;
 }
 
@@ -232,7 +271,7 @@ static int bounds_or_reply(es_http_req_t *r, struct api_stream_spec *spec)
 static int cursor_entry(api_stream_hub_t *hub, const struct api_app *app,
                         const struct api_stream_spec *spec, char *s, char sep, int64_t *cursor)
 {
-    char *p1 = strchr(s, sep), *p2 = p1 ? strchr(p1 + 1, sep) : NULL, *end = NULL;
+    char *p1 = strchr(s, sep), *p2 = p1 ? strchr(p1 + 1, sep) : NULL;
     if (!p1 || !p2)
         return -1;
     *p1 = *p2 = 0;
@@ -240,11 +279,9 @@ static int cursor_entry(api_stream_hub_t *hub, const struct api_app *app,
     for (size_t i = 0; i < app->n_contexts; i++)
         if (!strcmp(app->contexts[i], s))
             ctx = (int)i;
-    long partition = strtol(p1 + 1, &end, 10);
-    if (ctx < 0 || !spec->ctx_want[ctx] || !p1[1] || *end || partition < 0 || partition > 1 << 20)
-        return -1;
-    long long offset = strtoll(p2 + 1, &end, 10);
-    if (!p2[1] || *end || offset < 0 || p2[1] == '-' || p2[1] == '+')
+    long long partition = 0, offset = 0;
+    if (ctx < 0 || !spec->ctx_want[ctx] || parse_digits(p1 + 1, 7, &partition) ||
+        parse_digits(p2 + 1, 18, &offset))
         return -1;
     int part = api_stream_hub_find(hub, ctx, (int32_t)partition);
     if (part < 0)
@@ -257,12 +294,11 @@ static int cursor_entry(api_stream_hub_t *hub, const struct api_app *app,
 static int cursor_parse(api_stream_hub_t *hub, const struct api_app *app,
                         const struct api_stream_spec *spec, char *list, char sep, int64_t *cursor)
 {
-    int n = 0;
-    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok;
-         tok = strtok_r(NULL, ",", &save), n++)
+    char *rest = list;
+    for (char *tok = next_item(&rest); tok; tok = next_item(&rest))
         if (cursor_entry(hub, app, spec, tok, sep, cursor))
             return -1;
-    return n ? 0 : -1;
+    return 0;
 }
 
 char *api_stream_cursor_encode(api_stream_hub_t *hub, const struct api_app *app, const bool *want,

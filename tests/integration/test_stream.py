@@ -136,9 +136,11 @@ def test_filters_by_context_type_and_aggregate(admin):
                      json={"amount_minor": 1500, "currency": "EUR"})
     assert r.status_code in (200, 201), api_json(r)
     got, _ = read_all(admin, context="catalog,pricing", aggregate=sku, **{"from": "earliest"})
-    assert [(d["context"], d["type"].rsplit(".", 1)[1], d["version"]) for _, d in got] == [
-        ("catalog", "ProductListed", 1), ("catalog", "ProductDetailsChanged", 2),
-        ("pricing", "PriceSet", 1)]
+    # one aggregate's events in version order; across partitions, as the hub received them
+    seen = [(d["context"], d["type"].rsplit(".", 1)[1], d["version"]) for _, d in got]
+    assert [e for e in seen if e[0] == "catalog"] == [("catalog", "ProductListed", 1),
+                                                      ("catalog", "ProductDetailsChanged", 2)]
+    assert [e for e in seen if e[0] == "pricing"] == [("pricing", "PriceSet", 1)]
     got, _ = read_all(admin, context="catalog", aggregate=sku, type="eventshop.catalog.ProductDetailsChanged",
                       **{"from": "earliest"})
     assert [d["payload"]["name"] for _, d in got] == ["renamed once"]
