@@ -36,7 +36,21 @@ class Stream:
         self.r = requests.get(f"{API}/v1/stream", params=params, headers=h, stream=True,
                               timeout=timeout)
         self.status = self.r.status_code
-        self._lines = self.r.iter_lines(decode_unicode=True) if self.status == 200 else iter(())
+        self._lines = self._read_lines() if self.status == 200 else iter(())
+
+    def _read_lines(self):
+        """Lines as SSE ends them (CR, LF, CRLF): not str.splitlines, which also breaks at
+        U+2028 and the like, found in the fuzzed product names an admin's stream carries."""
+        buf = b""
+        for chunk in self.r.iter_content(chunk_size=None):
+            buf += chunk
+            while True:
+                cut = min((i for i in (buf.find(b"\r"), buf.find(b"\n")) if i >= 0), default=-1)
+                if cut < 0 or (buf[cut:cut + 1] == b"\r" and cut + 1 == len(buf)):
+                    break  # a CR at the end may be the first half of a CRLF
+                end = cut + 2 if buf[cut:cut + 2] == b"\r\n" else cut + 1
+                yield buf[:cut].decode("utf-8")
+                buf = buf[end:]
 
     def events(self):
         name, ident, data = "message", None, []
