@@ -22,6 +22,7 @@
 #define FETCH_SLOW_MS 100
 #define SLOW_AFTER    20 /* empty polls of a catch-up reader before it is polled less often */
 #define CLOSE_TICK_MS 1000
+#define STALL_MS      60000 /* a piece not gone out after this: the client stopped reading */
 
 enum turn { TURN_MORE, TURN_WAIT, TURN_IDLE };
 
@@ -375,8 +376,13 @@ static enum turn catchup_turn(struct run *run)
 static void pump(void *arg)
 {
     struct run *run = arg;
-    if (es_http_stream_busy(run->st))
+    if (es_http_stream_busy(run->st)) {
+        /* a live client that fell behind the ring while its piece waits to go out can be told
+         * nothing more: it reconnects from its last id */
+        if (!run->reader && !run->ending && run->seq < api_stream_hub_first(run->hub))
+            es_http_stream_abort(run->st);
         return;
+    }
     enum turn t = TURN_MORE;
     for (int i = 0;
          i < TURNS && t == TURN_MORE && !run->ending &&
@@ -397,6 +403,11 @@ static void tick(void *arg)
 {
     struct run *run = arg;
     long long now = es_wall_ms(), exp_ms = run->spec->who.exp * 1000;
+    if (es_http_stream_busy(run->st) && es_mono_ms() - run->last_write_ms > STALL_MS) {
+        es_http_stream_abort(run->st); /* no write timeout in h2o 2.2: its slot would be held */
+        es_http_timer_arm(run->tick, API_STREAM_HEARTBEAT_MS);
+        return;
+    }
     if (run->spec->who.exp && now >= exp_ms) {
         end_with(run, "token_expired");
         if (!es_http_stream_busy(run->st))

@@ -916,6 +916,16 @@ void es_http_stream_end(es_http_stream_t *st)
         stream_send_final(st);
 }
 
+void es_http_stream_abort(es_http_stream_t *st)
+{
+    h2o_conn_t *conn = st->r->req->conn;
+    h2o_socket_t *sock = conn->callbacks->get_socket ? conn->callbacks->get_socket(conn) : NULL;
+    int fd = sock ? h2o_socket_get_fd(sock) : -1;
+    /* the pending write fails, h2o closes the connection and disposes of the request */
+    if (fd >= 0 && !st->stopped)
+        shutdown(fd, SHUT_RDWR);
+}
+
 /* ---- wakers ---- */
 
 struct es_http_waker {

@@ -168,6 +168,9 @@ bool es_http_stream_busy(const es_http_stream_t *st);
 int es_http_stream_write(es_http_stream_t *st, const char *data, size_t len);
 /* Ends the body (after the piece in flight, if any). Idempotent. */
 void es_http_stream_end(es_http_stream_t *st);
+/* Cuts the client's connection off (for a client that stopped reading: its piece in flight would
+ * never go out); on_gone follows from the loop. */
+void es_http_stream_abort(es_http_stream_t *st);
 
 /* A way for another thread to have fn(arg) called on a request's loop thread. Made and freed on
  * that loop thread; es_http_waker_wake is thread-safe and coalesces: one call of fn follows one
