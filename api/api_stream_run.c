@@ -404,7 +404,7 @@ static void tick(void *arg)
     struct run *run = arg;
     long long now = es_wall_ms(), exp_ms = run->spec->who.exp * 1000;
     if (es_http_stream_busy(run->st) && es_mono_ms() - run->last_write_ms > STALL_MS) {
-        es_http_stream_abort(run->st); /* no write timeout in h2o 2.2: its slot would be held */
+        es_http_stream_abort(run->st); /* a backstop to h2o's own I/O timeout */
         es_http_timer_arm(run->tick, API_STREAM_HEARTBEAT_MS);
         return;
     }
