@@ -14,7 +14,7 @@
 
 #define POLL_MS       1000 /* the thread's longest sleep: how soon a stop is seen */
 #define BATCH_MAX     512  /* records appended before the watchers are woken */
-#define SETUP_WAIT_MS 10000
+#define SETUP_WAIT_MS 5000
 #define QUEUE_KBYTES  "4096" /* what librdkafka prefetches for the hub */
 #define MAX_CONTEXTS  8
 
