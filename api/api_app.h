@@ -26,6 +26,7 @@ struct api_principal {
     char sub[128];
     char role[16];       /* "admin", "vendor", "customer" */
     char vendor_id[128]; /* "" if none */
+    long long exp;       /* when the token (or a stream ticket's token) expires, epoch s; 0 */
 };
 
 struct api_app {
@@ -38,6 +39,8 @@ struct api_app {
     size_t n_contexts;
     struct api_users *users; /* api_users.c's state (api_users_new, after the contexts) */
     bool sealing; /* the personal-field crypto is ready (users_crypto_init): orders can seal */
+    struct api_stream_hub *stream_hub; /* the one consumer behind GET /v1/stream */
+    struct api_tickets *tickets;       /* stream tickets (api_stream.h) */
 };
 
 /* Per loop thread: a DB connection per served context (same index as app->contexts), each
@@ -62,6 +65,8 @@ enum {
     API_VENDOR = 1 << 1,
     API_CUSTOMER = 1 << 2,
     API_AUTHENTICATED = API_ADMIN | API_VENDOR | API_CUSTOMER,
+    /* besides a bearer token, a stream ticket (?ticket=, api_stream_ticket_redeem) */
+    API_TICKET = 1 << 3,
 };
 
 typedef void (*api_handler_fn)(es_http_req_t *r, const struct api_principal *who);

@@ -2,6 +2,7 @@
  * jwt.h) gives the principal; the route table's roles decide. */
 #include "api_app.h"
 #include "api_reply.h"
+#include "api_stream.h"
 #include "jwt.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@ static int verify_token(void *verifier, const char *token, struct api_principal 
     snprintf(who->sub, sizeof who->sub, "%s", p.sub);
     snprintf(who->role, sizeof who->role, "%s", p.role);
     snprintf(who->vendor_id, sizeof who->vendor_id, "%s", p.vendor_id);
+    who->exp = p.exp;
     return 0;
 }
 
@@ -62,12 +64,19 @@ void api_dispatch(es_http_req_t *r)
     }
     char *auth = es_http_header_dup(r, "Authorization");
     const char *token = api_jwt_bearer(auth);
-    if (!token || !*token) {
+    char *ticket = (route->roles & API_TICKET) && !auth ? es_http_query_dup(r, "ticket") : NULL;
+    if (ticket) {
+        /* a browser's EventSource cannot send Authorization: a single-use ticket instead */
+        if (api_stream_ticket_redeem(app->tickets, ticket, &who) != 0) {
+            reply_unauthorized(r, "the stream ticket is unknown, used or expired");
+            goto out;
+        }
+    } else if (!token || !*token) {
         reply_unauthorized(r, "a bearer token is required");
         goto out;
     }
     es_err_t err = ES_ERR_INIT;
-    if (verify_token(app->verifier, token, &who, &err)) {
+    if (!ticket && verify_token(app->verifier, token, &who, &err)) {
         /* the reason stays in the message; the token itself is never logged */
         reply_unauthorized(r, err.msg[0] ? err.msg : "invalid token");
         goto out;
@@ -79,5 +88,6 @@ void api_dispatch(es_http_req_t *r)
     }
     route->fn(r, &who);
 out:
+    free(ticket);
     free(auth);
 }

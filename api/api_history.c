@@ -10,6 +10,7 @@
  * the role may never read is a 403. Sealed personal fields ("<f>_enc") are opened with their
  * owner's key for the entitled reader and shown as "<f>"; a forgotten owner's come out as null
  * and the event says "shredded": true; a password hash is never shown. */
+#include "api_access.h"
 #include "api_app.h"
 #include "api_reply.h"
 #include "api_validate.h"
@@ -17,7 +18,6 @@
 #include "es_log.h"
 #include "es_mem.h"
 #include "users_crypto.h"
-#include "users_keys.h"
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,46 +60,28 @@ static const char *path_id_or_reply(es_http_req_t *r, const char *ctx)
     return id;
 }
 
-/* Whether column of the single row of sql (one string parameter id) in ctx equals want: 1, 0 (no
- * row or another value), -1 after answering 503. */
-static int row_is(es_http_req_t *r, const char *ctx, const char *sql, const char *id,
-                  const char *column, const char *want)
-{
-    es_db_val_t p[] = {ES_DB_S(id)};
-    json_t *rows = api_query_or_reply(r, ctx, sql, p, 1);
-    if (!rows)
-        return -1;
-    const char *v = json_string_value(json_object_get(json_array_get(rows, 0), column));
-    int same = v && want[0] && !strcmp(v, want);
-    json_decref(rows);
-    return same;
-}
-
 /* 0 when who may read id's history in ctx; otherwise -1 after answering (403, 404 or 503). */
 static int entitled_or_reply(es_http_req_t *r, const struct api_principal *who, const char *ctx,
                              const char *id)
 {
-    int ok = -2;
-    if (!strcmp(who->role, "admin"))
-        return 0;
-    if (!strcmp(who->role, "vendor") &&
-        (!strcmp(ctx, "catalog") || !strcmp(ctx, "inventory") || !strcmp(ctx, "pricing")))
-        ok = api_context_enabled(es_http_app(r), "catalog")
-                 ? row_is(r, "catalog", "SELECT vendor_id FROM products WHERE sku = ?", id,
-                          "vendor_id", who->vendor_id)
-                 : 0;
-    else if (!strcmp(who->role, "customer") && !strcmp(ctx, "orders"))
-        ok = row_is(r, ctx, "SELECT customer_id FROM orders WHERE order_id = ?", id, "customer_id",
-                    who->sub);
-    else if (!strcmp(who->role, "customer") && !strcmp(ctx, "users"))
-        ok = !strcmp(id, who->sub);
-    if (ok == 1)
-        return 0;
-    if (ok == 0)
-        reply_unknown(r, ctx, id); /* another's is not found either: no oracle of ids */
-    else if (ok == -2)
+    if (!api_access_role_reads(who, ctx)) {
         api_reply_problem(r, 403, "urn:eventshop:problem:forbidden", "context",
                           "a %s may read no history of %s", who->role, ctx);
+        return -1;
+    }
+    char owner[ID_MAX + 1];
+    es_err_t err = ES_ERR_INIT;
+    int found = api_access_owner(r, who, ctx, id, owner, sizeof owner, &err);
+    if (found < 0) {
+        char after[16];
+        snprintf(after, sizeof after, "%d", api_db_retry_after_s(r, ctx));
+        es_http_add_header(r, "Retry-After", after);
+        api_reply_problem(r, 503, NULL, NULL, "the %s read model is unavailable", ctx);
+        return -1;
+    }
+    if (found && api_access_is_owner(who, owner))
+        return 0;
+    reply_unknown(r, ctx, id); /* another's is not found either: no oracle of ids */
     return -1;
 }
 
@@ -214,60 +196,24 @@ static int page_read(struct page *pg, const char *ctx)
     return rc ? -1 : 0;
 }
 
-/* The sealed fields' owner's key, fetched once per request. */
-struct owner_key {
-    char owner[ID_MAX + 1];
-    int state; /* 0: not asked; 1: found; 2: none (forgotten) */
-    unsigned char key[USERS_KEY_BYTES];
-};
-
 /* Opens (or nulls) the sealed fields of item's payload for who: 0, or -1 after answering. */
 static int unseal_or_reply(es_http_req_t *r, const struct api_principal *who, json_t *item,
-                           struct owner_key *ok)
+                           struct api_owner_key *ok)
 {
-    json_t *payload = json_object_get(item, "payload");
-    const char *owner = json_string_value(json_object_get(payload, "user_id"));
-    if (!owner)
-        owner = json_string_value(json_object_get(payload, "customer_id"));
-    bool sealed = false;
-    const char *k;
-    json_t *v;
-    json_object_foreach(payload, k, v)
-    {
-        size_t n = strlen(k);
-        sealed = sealed || (n > 4 && !strcmp(k + n - 4, "_enc"));
-    }
-    /* only the owner and an admin are entitled: anyone else sees the fields sealed */
-    if (!sealed || !owner || (strcmp(who->role, "admin") && strcmp(who->sub, owner)))
+    es_err_t err = ES_ERR_INIT;
+    if (api_access_open_personal(r, who, item, ok, &err) == 0)
         return 0;
-    if (ok->state == 0 || strcmp(ok->owner, owner)) {
-        es_err_t err = ES_ERR_INIT;
-        es_db_t *db = api_db_keys(r, &err);
-        int got = db ? users_keys_get(db, owner, ok->key, &err) : -1;
-        if (got < 0) {
-            api_db_keys_failed(r, &err);
-            es_error("user key store: %s", err.msg);
-            api_reply_problem(r, 503, NULL, NULL, "the key store is unavailable");
-            return -1;
-        }
-        snprintf(ok->owner, sizeof ok->owner, "%s", owner);
-        ok->state = got ? 1 : 2;
-    }
-    int rc = api_history_unseal(payload, ok->state == 1 ? ok->key : NULL);
-    if (rc < 0) {
-        es_error("history: a sealed field of '%s' does not open with its key", owner);
+    if (err.code == ES_EIO)
+        api_reply_problem(r, 503, NULL, NULL, "the key store is unavailable");
+    else
         api_reply_problem(r, 500, NULL, NULL, "the event's personal data cannot be read");
-        return -1;
-    }
-    if (rc > 0)
-        json_object_set_new(item, "shredded", json_true());
-    return 0;
+    return -1;
 }
 
 /* The items of rows (index rows) from pg->items (decoded events): new, or NULL after answering. */
 static json_t *items_or_reply(es_http_req_t *r, const struct api_principal *who, struct page *pg)
 {
-    struct owner_key ok = {.state = 0};
+    struct api_owner_key ok = {.state = 0};
     json_t *out = json_array();
     size_t i;
     json_t *row;
@@ -302,7 +248,7 @@ static json_t *items_or_reply(es_http_req_t *r, const struct api_principal *who,
         }
         json_array_append(out, item);
     }
-    sodium_memzero(ok.key, sizeof ok.key);
+    api_access_key_release(&ok);
     return out;
 }
 

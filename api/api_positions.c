@@ -57,7 +57,7 @@ struct pos_ctx {
 struct api_positions_sub {
     api_positions_t *p;
     size_t ctx;
-    es_http_wake_t *wake;
+    es_http_waker_t *wake;
     int want;
     struct api_positions_sub *prev, *next;
 };
@@ -181,7 +181,7 @@ static void wake_context(api_positions_t *p, size_t ctx)
 {
     for (api_positions_sub_t *s = p->subs; s; s = s->next)
         if (s->ctx == ctx && s->want > 0)
-            es_http_wake_post(s->wake);
+            es_http_waker_wake(s->wake);
 }
 
 /* --- the thread --------------------------------------------------------------------------- */
@@ -303,7 +303,7 @@ void api_positions_free(api_positions_t *p)
     free(p);
 }
 
-api_positions_sub_t *api_positions_subscribe(api_positions_t *p, size_t ctx, es_http_wake_t *wake)
+api_positions_sub_t *api_positions_subscribe(api_positions_t *p, size_t ctx, es_http_waker_t *wake)
 {
     api_positions_sub_t *s = xcalloc(1, sizeof *s);
     s->p = p;

@@ -5,7 +5,7 @@
  * query) only while some request waits on that context: at once when a request starts waiting,
  * then every 1 ms while the offsets move, backing off to 8 ms while they stand still. Each read
  * is published as the context's snapshot and every loop thread with waiters on a context whose
- * offsets moved (or whose database failed) is woken (es_http_wake) to answer them. Nobody
+ * offsets moved (or whose database failed) is woken (es_http_waker) to answer them. Nobody
  * waiting: the thread sleeps on a condition variable, no query, no CPU.
  *
  * Stored offsets only grow (a rebuild swaps in tables that caught up with the live ones), so a
@@ -31,7 +31,7 @@ void api_positions_free(api_positions_t *p);
  * is posted when the context's snapshot moved or its database failed while the subscription
  * wants (api_positions_want). Freed by api_positions_unsubscribe, on the same loop thread, before
  * wake: after it returns wake is posted no more. */
-api_positions_sub_t *api_positions_subscribe(api_positions_t *p, size_t ctx, es_http_wake_t *wake);
+api_positions_sub_t *api_positions_subscribe(api_positions_t *p, size_t ctx, es_http_waker_t *wake);
 void api_positions_unsubscribe(api_positions_sub_t *s);
 /* The number of requests waiting through s changes by delta; a new waiter makes the watcher
  * read the offsets at once. */

@@ -97,7 +97,7 @@ struct waiter {
 struct api_watch {
     const char *ctx; /* the app's copy */
     char topic[64];  /* "<ctx>.events" */
-    es_http_wake_t *wake;
+    es_http_waker_t *wake;
     api_positions_sub_t *sub;
     struct waiter *waiters;
     es_metric_t *waiting;
@@ -118,7 +118,7 @@ static struct api_watch *watch_get(es_http_req_t *r, const char *ctx)
         char labels[64];
         w->ctx = t->app->contexts[i];
         es_topic(w->topic, sizeof w->topic, w->ctx, "events");
-        w->wake = es_http_wake_new(r, watch_woken, w);
+        w->wake = es_http_waker_new(r, watch_woken, w);
         w->sub = api_positions_subscribe(t->app->positions, i, w->wake);
         snprintf(labels, sizeof labels, "context=\"%s\"", w->ctx);
         w->waiting = es_gauge("eventshop_api_position_waiters",
@@ -222,7 +222,7 @@ void api_query_thread_release(struct api_tls *t)
             watch_unlink(w->waiters);
         /* unsubscribed first: the watcher posts the wake no more */
         api_positions_unsubscribe(w->sub);
-        es_http_wake_free(w->wake);
+        es_http_waker_free(w->wake);
         free(w);
         t->watches[i] = NULL;
     }

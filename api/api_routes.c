@@ -12,6 +12,7 @@
  * connects to eventshop_<ctx> with EVENTSHOP_MYSQL_<CTX>_USER (scripts/stack.sh exports them).
  * A route of a context not in ES_CONTEXTS answers 503. */
 #include "api_app.h"
+#include "api_stream.h"
 
 const struct api_route api_routes[] = {
     {"POST", "/v1/products", api_products_post, API_VENDOR | API_ADMIN},
@@ -44,6 +45,8 @@ const struct api_route api_routes[] = {
     {"POST", "/v1/orders/{id}/cancel", api_orders_cancel, API_CUSTOMER | API_ADMIN},
     {"GET", "/v1/commands/{id}", api_commands_get, API_AUTHENTICATED},
     {"GET", "/v1/history/{context}/{aggregate_id}", api_history_get, API_AUTHENTICATED},
+    {"GET", "/v1/stream", api_stream_get, API_AUTHENTICATED | API_TICKET},
+    {"POST", "/v1/stream/tickets", api_stream_tickets_post, API_AUTHENTICATED},
     {"GET", "/v1/admin/projections", api_admin_projections, API_ADMIN},
     {"POST", "/v1/admin/projections/{name}/pause", api_admin_projection_action, API_ADMIN},
     {"POST", "/v1/admin/projections/{name}/resume", api_admin_projection_action, API_ADMIN},

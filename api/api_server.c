@@ -1,5 +1,7 @@
 #include "api_server.h"
 #include "api_app.h"
+#include "api_stream.h"
+#include "api_stream_hub.h"
 #include "api_validate.h"
 #include "es_env.h"
 #include "es_kafka.h"
@@ -237,6 +239,8 @@ api_server_t *api_server_new(es_err_t *err)
     if (!(app->positions = api_positions_new(app->contexts, app->n_contexts, err)))
         goto fail;
 
+    app->stream_hub = api_stream_hub_new((const char(*)[32])app->contexts, app->n_contexts);
+    app->tickets = api_tickets_new();
     s->routes = xcalloc(api_routes_count, sizeof *s->routes);
     for (size_t i = 0; i < api_routes_count; i++)
         s->routes[i] = (es_http_route_t){.method = api_routes[i].method,
@@ -294,7 +298,9 @@ void api_server_free(api_server_t *s)
     api_producer_free(s->app.producer);
     api_results_free(s->app.results);
     es_http_server_free(s->http);
-    api_positions_free(s->app.positions); /* every loop thread unsubscribed when it ended */
+    api_positions_free(s->app.positions);   /* every loop thread unsubscribed when it ended */
+    api_stream_hub_free(s->app.stream_hub); /* after the streams it wakes */
+    api_tickets_free(s->app.tickets);
     es_http_cidrs_free(s->trusted);
     ev_codec_free(s->app.codec);
     sr_client_free(s->sr);

@@ -294,6 +294,7 @@ static int check_claims(const api_jwt_t *j, const json_t *claims, time_t now,
         return -1;
     if (!api_jwt_role_is_valid(p.role))
         return es_set(err, ES_EUNAUTH, "token role '%s' is unknown", p.role);
+    p.exp = (long long)exp;
     if (strcmp(p.role, "vendor") == 0) {
         if (!json_object_get(claims, "vendor_id"))
             return es_set(err, ES_EUNAUTH, "vendor token has no 'vendor_id' claim");

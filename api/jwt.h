@@ -36,6 +36,7 @@ struct api_jwt_principal {
     char sub[128];
     char role[16];       /* "admin", "vendor" or "customer" */
     char vendor_id[128]; /* non-empty for vendors, "" otherwise */
+    long long exp;       /* the token's expiry, seconds since the epoch */
 };
 
 enum api_jwt_use {

@@ -8,7 +8,8 @@ target_link_libraries(es_api_users PUBLIC es_domain es_runtime Threads::Threads 
 
 if(TARGET es_api_server AND EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/api_users.c)
   # orders seal with users keys; the history opens what they sealed
-  target_sources(es_api_server PRIVATE api_users.c api_orders.c api_history.c)
+  target_sources(es_api_server PRIVATE api_users.c api_orders.c api_history.c api_access.c
+    api_stream.c api_stream_hub.c api_stream_run.c)
   target_link_libraries(es_api_server PUBLIC es_api_users)
 endif()
 

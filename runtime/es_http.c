@@ -99,6 +99,8 @@ struct http_thread {
     h2o_accept_ctx_t accept_ctx;
     h2o_socket_t *listener;
     h2o_multithread_receiver_t completions;
+    h2o_multithread_receiver_t wakes; /* es_http_waker_t messages */
+    h2o_linklist_t streams;           /* open es_http_stream_t, ended at a stop */
     void *tls;
     size_t inflight; /* requests seen by the handler and not yet disposed */
     after_timeout_t **timeouts;
@@ -129,6 +131,7 @@ struct es_http_req {
     bool answered;
     es_http_pending_t *pending;
     h2o_linklist_t afters;
+    es_http_stream_t *stream; /* a streamed answer, freed with the request */
 };
 
 struct es_http_pending {
@@ -394,6 +397,7 @@ static void add_header(h2o_req_t *req, const char *name, const char *value)
 }
 
 static void check_answered(es_http_req_t *r);
+static void stream_dispose(es_http_req_t *r);
 
 void es_http_add_header(es_http_req_t *r, const char *name, const char *value)
 {
@@ -810,55 +814,195 @@ void es_http_timer_free(es_http_timer_t *t)
     free(t);
 }
 
-/* ---- wake-ups from other threads ---- */
+/* ---- streamed answers ---- */
 
-/* Each wake is a receiver of its own on the thread's h2o queue, with one embedded message: posted
- * is set while that message is on its way, so it is never linked twice. */
-struct es_http_wake {
-    h2o_multithread_receiver_t receiver;
-    h2o_multithread_message_t msg;
-    http_thread_t *th;
-    atomic_bool posted;
-    void (*fn)(void *arg);
-    void *arg;
+struct es_http_stream {
+    h2o_generator_t gen;
+    h2o_linklist_t link; /* in its thread's streams */
+    es_http_req_t *r;
+    es_http_stream_cbs_t cbs;
+    char *buf; /* the piece in flight: h2o reads it until proceed */
+    size_t cap;
+    bool inflight, ended, final_sent, stopped;
 };
 
-static void on_wake(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+static void stream_send_final(es_http_stream_t *st)
 {
-    es_http_wake_t *w = container_of(receiver, es_http_wake_t, receiver);
-    while (!h2o_linklist_is_empty(messages))
-        h2o_linklist_unlink(messages->next);
-    /* unlinked first: a post from now on may send the message again */
-    atomic_store(&w->posted, false);
-    w->fn(w->arg);
+    st->final_sent = true;
+    h2o_send(st->r->req, NULL, 0, H2O_SEND_STATE_FINAL);
 }
 
-es_http_wake_t *es_http_wake_new(es_http_req_t *r, void (*fn)(void *arg), void *arg)
+static void stream_proceed(h2o_generator_t *gen, h2o_req_t *req)
 {
-    es_http_wake_t *w = xcalloc(1, sizeof *w);
+    (void)req;
+    es_http_stream_t *st = container_of(gen, es_http_stream_t, gen);
+    st->inflight = false;
+    if (st->ended) {
+        if (!st->final_sent && !st->stopped)
+            stream_send_final(st);
+        return;
+    }
+    if (st->cbs.on_ready)
+        st->cbs.on_ready(st->cbs.arg);
+}
+
+static void stream_stop(h2o_generator_t *gen, h2o_req_t *req)
+{
+    (void)req;
+    es_http_stream_t *st = container_of(gen, es_http_stream_t, gen);
+    st->stopped = true; /* the request's disposal follows: on_gone */
+}
+
+static void stream_dispose(es_http_req_t *r)
+{
+    es_http_stream_t *st = r->stream;
+    if (!st)
+        return;
+    r->stream = NULL;
+    if (h2o_linklist_is_linked(&st->link))
+        h2o_linklist_unlink(&st->link);
+    if (st->cbs.on_gone)
+        st->cbs.on_gone(st->cbs.arg);
+    free(st->buf);
+    free(st);
+}
+
+es_http_stream_t *es_http_stream_start(es_http_req_t *r, int status, const char *content_type,
+                                       const es_http_stream_cbs_t *cbs)
+{
+    if (r->answered || r->pending || r->stream) {
+        es_error("http: '%s %s' streamed after an answer", r->method, r->path);
+        return NULL;
+    }
+    r->answered = true;
+    h2o_req_t *req = r->req;
+    record_answer(r->th->s, r->route, r->method, strlen(r->method), status,
+                  seconds_since(&r->start));
+    es_http_stream_t *st = xcalloc(1, sizeof *st);
+    st->r = r;
+    st->cbs = *cbs;
+    st->gen.proceed = stream_proceed;
+    st->gen.stop = stream_stop;
+    r->stream = st;
+    h2o_linklist_insert(&r->th->streams, &st->link);
+    req->res.status = status;
+    req->res.reason = es_http_status_reason(status);
+    req->res.content_length = SIZE_MAX;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
+                   strlen(content_type));
+    in_own_reply = true;
+    h2o_start_response(req, &st->gen);
+    in_own_reply = false;
+    return st;
+}
+
+bool es_http_stream_busy(const es_http_stream_t *st)
+{
+    return st->inflight || st->ended || st->stopped;
+}
+
+int es_http_stream_write(es_http_stream_t *st, const char *data, size_t len)
+{
+    if (es_http_stream_busy(st) || len == 0)
+        return es_http_stream_busy(st) ? -1 : 0;
+    if (len > st->cap) {
+        st->buf = xrealloc(st->buf, len);
+        st->cap = len;
+    }
+    memcpy(st->buf, data, len);
+    h2o_iovec_t v = h2o_iovec_init(st->buf, len);
+    st->inflight = true;
+    h2o_send(st->r->req, &v, 1, H2O_SEND_STATE_IN_PROGRESS);
+    return 0;
+}
+
+void es_http_stream_end(es_http_stream_t *st)
+{
+    if (!st || st->ended)
+        return;
+    st->ended = true;
+    if (!st->inflight && !st->stopped)
+        stream_send_final(st);
+}
+
+void es_http_stream_abort(es_http_stream_t *st)
+{
+    h2o_conn_t *conn = st->r->req->conn;
+    h2o_socket_t *sock = conn->callbacks->get_socket ? conn->callbacks->get_socket(conn) : NULL;
+    int fd = sock ? h2o_socket_get_fd(sock) : -1;
+    /* the pending write fails, h2o closes the connection and disposes of the request */
+    if (fd >= 0 && !st->stopped)
+        shutdown(fd, SHUT_RDWR);
+}
+
+/* ---- wakers ---- */
+
+struct es_http_waker {
+    h2o_multithread_message_t super; /* first: the receiver gets this back */
+    http_thread_t *th;
+    void (*fn)(void *arg);
+    void *arg;
+    bool queued, dead; /* under s->complete_lock */
+};
+
+es_http_waker_t *es_http_waker_new(es_http_req_t *r, void (*fn)(void *arg), void *arg)
+{
+    es_http_waker_t *w = xcalloc(1, sizeof *w);
     w->th = r->th;
     w->fn = fn;
     w->arg = arg;
-    atomic_init(&w->posted, false);
-    h2o_multithread_register_receiver(w->th->ctx.queue, &w->receiver, on_wake);
     return w;
 }
 
-void es_http_wake_post(es_http_wake_t *w)
+void es_http_waker_wake(es_http_waker_t *w)
 {
-    if (!atomic_exchange(&w->posted, true))
-        h2o_multithread_send_message(&w->receiver, &w->msg);
+    es_http_server_t *s = w->th->s;
+    pthread_mutex_lock(&s->complete_lock);
+    if (!w->queued && !w->dead && !w->th->closed) {
+        w->queued = true;
+        h2o_multithread_send_message(&w->th->wakes, &w->super);
+    }
+    pthread_mutex_unlock(&s->complete_lock);
 }
 
-void es_http_wake_free(es_http_wake_t *w)
+void es_http_waker_free(es_http_waker_t *w)
 {
     if (!w)
         return;
-    /* no other thread posts any more (the contract), and delivery runs on this thread */
-    if (h2o_linklist_is_linked(&w->msg.link))
-        h2o_linklist_unlink(&w->msg.link);
-    h2o_multithread_unregister_receiver(w->th->ctx.queue, &w->receiver);
-    free(w);
+    es_http_server_t *s = w->th->s;
+    pthread_mutex_lock(&s->complete_lock);
+    bool queued = w->queued;
+    w->dead = true; /* a queued one is freed by its receiver */
+    pthread_mutex_unlock(&s->complete_lock);
+    if (!queued)
+        free(w);
+}
+
+/* Takes one waker message off its list: the waker to call, or NULL (it was freed meanwhile). */
+static es_http_waker_t *waker_take(es_http_server_t *s, h2o_multithread_message_t *msg)
+{
+    es_http_waker_t *w = (es_http_waker_t *)msg;
+    h2o_linklist_unlink(&msg->link);
+    pthread_mutex_lock(&s->complete_lock);
+    w->queued = false;
+    bool dead = w->dead;
+    pthread_mutex_unlock(&s->complete_lock);
+    if (dead) {
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+static void on_wakes(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    http_thread_t *th = container_of(receiver, http_thread_t, wakes);
+    while (!h2o_linklist_is_empty(messages)) {
+        es_http_waker_t *w =
+            waker_take(th->s, container_of(messages->next, h2o_multithread_message_t, link));
+        if (w)
+            w->fn(w->arg);
+    }
 }
 
 /* ---- the handler ---- */
@@ -869,6 +1013,7 @@ static void req_dispose(void *arg)
     es_http_req_t *r = arg;
     if (r->pending)
         r->pending->r = NULL; /* its completion is dropped; on_completions frees it */
+    stream_dispose(r);
     while (!h2o_linklist_is_empty(&r->afters)) {
         after_t *a = container_of(r->afters.next, after_t, link);
         h2o_linklist_unlink(&a->link);
@@ -1180,6 +1325,8 @@ static void thread_setup(http_thread_t *th)
     th->loop = h2o_evloop_create();
     h2o_context_init(&th->ctx, th->loop, &s->config);
     h2o_multithread_register_receiver(th->ctx.queue, &th->completions, on_completions);
+    h2o_multithread_register_receiver(th->ctx.queue, &th->wakes, on_wakes);
+    h2o_linklist_init_anchor(&th->streams);
     th->accept_ctx.ctx = &th->ctx;
     th->accept_ctx.hosts = s->config.hosts;
     th->listener = h2o_evloop_socket_create(th->loop, th->fd, H2O_SOCKET_FLAG_DONT_READ);
@@ -1204,6 +1351,10 @@ static void thread_teardown(http_thread_t *th)
         pending_free((es_http_pending_t *)m);
     }
     h2o_multithread_unregister_receiver(th->ctx.queue, &th->completions);
+    msgs = &th->wakes._messages;
+    while (!h2o_linklist_is_empty(msgs))
+        waker_take(s, container_of(msgs->next, h2o_multithread_message_t, link));
+    h2o_multithread_unregister_receiver(th->ctx.queue, &th->wakes);
     if (!conns_closed(th)) {
         /* h2o cannot dispose a context with live connections: leave it to the exit */
         es_warn("http: connections still open at shutdown");
@@ -1244,6 +1395,11 @@ static void *thread_main(void *arg)
     th->listener = NULL;
     th->fd = -1;
     h2o_context_request_shutdown(&th->ctx);
+    /* open streams end now: their clients reconnect to another replica */
+    for (h2o_linklist_t *l = th->streams.next, *next; l != &th->streams; l = next) {
+        next = l->next;
+        es_http_stream_end(container_of(l, es_http_stream_t, link));
+    }
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     while (th->inflight > 0 && seconds_since(&t0) * 1000 < STOP_GRACE_MS)

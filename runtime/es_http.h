@@ -146,17 +146,38 @@ void es_http_timer_arm(es_http_timer_t *t, unsigned ms);
 /* Disarms and frees; NULL is a no-op. */
 void es_http_timer_free(es_http_timer_t *t);
 
-/* A wake-up of a loop thread from any other thread: after es_http_wake_post, fn(arg) runs once on
- * the wake's loop thread (posts before it runs make one call; a post while it runs makes another).
- * For a thread that learns something many waiting requests of a loop need (e.g. a read model's
- * position). Made on the loop thread of r; freed on that thread (fn may free its own), at the
- * latest in the config's thread_free, and only once no other thread can post it any more (the
- * caller's lock). */
-typedef struct es_http_wake es_http_wake_t;
-es_http_wake_t *es_http_wake_new(es_http_req_t *r, void (*fn)(void *arg), void *arg);
-/* Thread-safe; costs a write to the loop's pipe only when no wake-up is pending already. */
-void es_http_wake_post(es_http_wake_t *w);
-/* NULL is a no-op. A pending wake-up is dropped. */
-void es_http_wake_free(es_http_wake_t *w);
+/* ---- streamed answers (e.g. Server-Sent Events) ---- */
+
+/* A response whose body is written in pieces, on the request's loop thread. One piece is in
+ * flight at a time: write the next when on_ready says the last went out. */
+typedef struct es_http_stream es_http_stream_t;
+typedef struct es_http_stream_cbs {
+    void (*on_ready)(void *arg); /* what was written went out: the next piece may be written */
+    void (*on_gone)(void *arg);  /* once, when the request is disposed (client gone, the end
+                                    sent, or the server stopping): the stream is freed after it */
+    void *arg;
+} es_http_stream_cbs_t;
+/* Answers r with status and content_type and the headers added so far, without a length (a
+ * chunked HTTP/1.1 body), and returns the stream, owned by the request (valid until on_gone). A
+ * stopping server ends its open streams. NULL if r was already answered. */
+es_http_stream_t *es_http_stream_start(es_http_req_t *r, int status, const char *content_type,
+                                       const es_http_stream_cbs_t *cbs);
+/* Whether a piece is in flight (writing now fails) or the stream ended. */
+bool es_http_stream_busy(const es_http_stream_t *st);
+/* Sends data (copied) as the next piece: 0, or -1 when busy or ended. */
+int es_http_stream_write(es_http_stream_t *st, const char *data, size_t len);
+/* Ends the body (after the piece in flight, if any). Idempotent. */
+void es_http_stream_end(es_http_stream_t *st);
+/* Cuts the client's connection off (for a client that stopped reading: its piece in flight would
+ * never go out); on_gone follows from the loop. */
+void es_http_stream_abort(es_http_stream_t *st);
+
+/* A way for another thread to have fn(arg) called on a request's loop thread. Made and freed on
+ * that loop thread; es_http_waker_wake is thread-safe and coalesces: one call of fn follows one
+ * or more wakes. After es_http_waker_free, fn is not called again. */
+typedef struct es_http_waker es_http_waker_t;
+es_http_waker_t *es_http_waker_new(es_http_req_t *r, void (*fn)(void *arg), void *arg);
+void es_http_waker_wake(es_http_waker_t *w);
+void es_http_waker_free(es_http_waker_t *w); /* NULL is a no-op */
 
 #endif

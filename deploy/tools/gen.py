@@ -436,10 +436,12 @@ def kafka_prod(ctx_lines, subs, docs):
     users = []  # (KafkaUser, Deployment, container)
     users.append((kafka_user("eventshop-api", acls(
         topic_ops(*[(f"{c}.commands", "Write") for c in ctxs], *[(f"{c}.results", "Read") for c in ctxs],
-                  *[(f"{c}.events", "Describe") for c in ctxs],  # events: high watermarks (positions)
+                  # events: high watermarks (positions), an aggregate's history, the event stream
+                  *[(f"{c}.events", "Read") for c in ctxs],
                   (OPS_TOPIC, "Write")),  # the operators' actions (api_admin.c)
-        [("eventshop-api-results-", "prefix")]),  # the results consumer's own group, assign only
-        "sends every context's commands, reads their results, asks the events' high watermarks"),
+        # the results consumer's own group; the stream's hub and catch-up readers: assign only
+        [("eventshop-api-results-", "prefix"), ("eventshop-api-stream", "prefix")]),
+        "sends every context's commands, reads their results and their events"),
         "eventshop-api", "api"))
     users.append((kafka_user("eventshop-registry", acls(topic_ops((REGISTRY_TOPIC, "Read", "Write")), [(READER_GROUP, "literal")]),
                              f"its state is the {REGISTRY_TOPIC} topic"), "eventshop-registry", "registry"))

@@ -416,7 +416,8 @@ def routes(path, rule):
 
 
 def ingress(docs):
-    bad, n = [], 0
+    """/v1 routed and /metrics not; /v1/stream by an Ingress with response buffering off"""
+    bad, n, v1, stream = [], 0, False, False
     for d in docs:
         if d["kind"] != "Ingress":
             continue
@@ -425,8 +426,17 @@ def ingress(docs):
         for probe in ("/metrics",):
             if any(routes(probe, p) for p in paths):
                 bad.append(f"Ingress/{d['metadata']['name']}: routes {probe}")
-        if not any(routes("/v1/products", p) for p in paths):
-            bad.append(f"Ingress/{d['metadata']['name']}: does not route /v1")
+        v1 = v1 or any(routes("/v1/products", p) for p in paths)
+        # the longest matching path wins: the stream's own rule, whichever Ingress holds it
+        if any(routes("/v1/stream", p) and p["path"].startswith("/v1/stream") for p in paths):
+            notes = d["metadata"].get("annotations", {})
+            stream = notes.get("nginx.ingress.kubernetes.io/proxy-buffering") == "off"
+            if not stream:
+                bad.append(f"Ingress/{d['metadata']['name']}: buffers /v1/stream")
+    if not v1:
+        bad.append("no Ingress routes /v1")
+    if not stream and not bad:
+        bad.append("no Ingress routes /v1/stream with proxy-buffering off")
     return bad if n else ["no Ingress"]
 
 
@@ -472,7 +482,7 @@ def main():
     for o in OVERLAYS:
         docs = k8s[o][0]
         check(f"{o}: no replicas on a Deployment an autoscaler scales", autoscaled_replicas(docs))
-        check(f"{o}: the Ingress routes /v1, not /metrics", ingress(docs))
+        check(f"{o}: the Ingress routes /v1 and /v1/stream unbuffered, not /metrics", ingress(docs))
         check(f"{o}: long-running roles: liveness /healthz, readiness /readyz", probes(docs, images))
     return summary()
 

@@ -501,8 +501,9 @@ HANDLER_TOPICS = {  # command-handlers/hd_runtime.c: subscribes to commands; rea
     # results back at assignment (es_kafka_read_partition); produces events, changelog, results
     "commands": {"Read"}, "events": {"Write"}, "changelog": {"Read", "Write"}, "results": {"Read", "Write"}}
 PROJECTOR_TOPICS = {"events": {"Read"}}  # projections/pj_runtime.c
-API_TOPICS = {  # api/: sends commands, reads results (api_results.c), asks events' high watermarks
-    "commands": {"Write"}, "results": {"Read"}, "events": {"Describe"}}
+API_TOPICS = {  # api/: sends commands, reads results (api_results.c), reads events (high
+    # watermarks, an aggregate's history, the event stream)
+    "commands": {"Write"}, "results": {"Read"}, "events": {"Read"}}
 
 
 def ops_topics(paths):
@@ -603,6 +604,8 @@ def need_of(role, arg, env):
                 n.topic(f"{c}.{kind}", *ops)
         for t in ops_topics(paths):
             n.topic(t, "Write")
+        for p in paths:  # consumers configured with a literal group.id (the stream's, assign only)
+            n.groups |= set(re.findall(r'"group\.id",\s*"([^"]+)"', c_text(p)))
     elif role == "eventshop-registry":
         paths = c_files("schema-registry", exclude_main=False)
         m = re.search(r'es_env_str\s*\(\s*"EVENTSHOP_REGISTRY_TOPIC"\s*,\s*"([^"]+)"', c_text("schema-registry/registry_main.c"))

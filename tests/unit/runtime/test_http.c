@@ -230,7 +230,7 @@ static void get_timer(es_http_req_t *r)
  * wakes the loops that hold read-your-writes waiters. */
 struct woken {
     es_http_req_t *r;
-    es_http_wake_t *w;
+    es_http_waker_t *w;
     pthread_t poster;
     int calls;
 };
@@ -239,7 +239,7 @@ static void *post_thrice(void *arg)
 {
     struct woken *x = arg;
     for (int i = 0; i < 3; i++)
-        es_http_wake_post(x->w);
+        es_http_waker_wake(x->w);
     return NULL;
 }
 
@@ -249,7 +249,7 @@ static void woken_release(struct woken *x)
     if (!x->w)
         return;
     pthread_join(x->poster, NULL);
-    es_http_wake_free(x->w);
+    es_http_waker_free(x->w);
     x->w = NULL;
 }
 
@@ -281,21 +281,73 @@ static void get_woken(es_http_req_t *r)
 {
     struct woken *x = xcalloc(1, sizeof *x);
     x->r = r;
-    x->w = es_http_wake_new(r, on_woken, x);
+    x->w = es_http_waker_new(r, on_woken, x);
     es_http_after(r, 3000, woken_deadline, x, woken_gone);
     pthread_create(&x->poster, NULL, post_thrice, x);
 }
 
+/* A streamed answer fed from another thread through a waker, as the API's event stream is fed
+ * by its Kafka consumer: a piece per wake, one in flight at a time, then the end. */
+struct fed {
+    es_http_stream_t *st;
+    es_http_waker_t *w;
+    int woken, written;
+};
+
+static void fed_write(void *arg)
+{
+    struct fed *f = arg;
+    if (f->written == f->woken || es_http_stream_busy(f->st))
+        return; /* on_ready writes what a wake asked for while a piece was in flight */
+    char piece[32];
+    int n = snprintf(piece, sizeof piece, "piece %d\n", ++f->written);
+    es_http_stream_write(f->st, piece, (size_t)n);
+    if (f->written == 3)
+        es_http_stream_end(f->st);
+}
+
+static void fed_wake(void *arg)
+{
+    struct fed *f = arg;
+    f->woken++;
+    fed_write(f);
+}
+
+static void fed_gone(void *arg)
+{
+    struct fed *f = arg;
+    es_http_waker_free(f->w);
+    free(f);
+}
+
+static void *feed(void *arg)
+{
+    es_http_waker_t *w = arg;
+    for (int i = 0; i < 3; i++) {
+        usleep(20 * 1000);
+        es_http_waker_wake(w);
+    }
+    return NULL;
+}
+
+static void get_stream(es_http_req_t *r)
+{
+    struct fed *f = xcalloc(1, sizeof *f);
+    es_http_add_header(r, "X-Stream", "yes");
+    es_http_stream_cbs_t cbs = {.on_ready = fed_write, .on_gone = fed_gone, .arg = f};
+    f->st = es_http_stream_start(r, 200, "text/plain", &cbs);
+    f->w = es_http_waker_new(r, fed_wake, f);
+    pthread_t t;
+    pthread_create(&t, NULL, feed, f->w);
+    pthread_detach(t);
+}
+
 static const es_http_route_t routes[] = {
-    {"GET", "/v1/items/{id}", get_item, NULL},
-    {"PUT", "/v1/items/{id}", put_item, NULL},
-    {"GET", "/v1/items/{id}/subs/{sub}", get_sub, NULL},
-    {"GET", "/v1/fail/{id}", get_fail, NULL},
-    {"GET", "/v1/deferred", get_deferred, NULL},
-    {"GET", "/v1/wait", get_wait, NULL},
-    {"GET", "/v1/silent", get_silent, NULL},
-    {"GET", "/v1/slow", get_slow, NULL},
-    {"GET", "/v1/timer", get_timer, NULL},
+    {"GET", "/v1/stream", get_stream, NULL},   {"GET", "/v1/items/{id}", get_item, NULL},
+    {"PUT", "/v1/items/{id}", put_item, NULL}, {"GET", "/v1/items/{id}/subs/{sub}", get_sub, NULL},
+    {"GET", "/v1/fail/{id}", get_fail, NULL},  {"GET", "/v1/deferred", get_deferred, NULL},
+    {"GET", "/v1/wait", get_wait, NULL},       {"GET", "/v1/silent", get_silent, NULL},
+    {"GET", "/v1/slow", get_slow, NULL},       {"GET", "/v1/timer", get_timer, NULL},
     {"GET", "/v1/woken", get_woken, NULL},
 };
 
@@ -461,6 +513,16 @@ Test(http, a_timer_tied_to_no_request_answers_a_parked_one)
     json_t *j = body_json(&r);
     cr_assert(json_is_true(json_object_get(j, "by_timer")));
     json_decref(j);
+}
+
+Test(http, a_stream_is_written_in_pieces_woken_from_another_thread)
+{
+    response_t r = do_request("GET", "/v1/stream", NULL, 0);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(r.body, "piece 1\npiece 2\npiece 3\n");
+    cr_assert(has_header(&r, "content-type: text/plain"), "headers: %s", r.headers);
+    cr_assert(has_header(&r, "x-stream: yes"), "headers: %s", r.headers);
+    cr_assert(has_header(&r, "transfer-encoding: chunked"), "headers: %s", r.headers);
 }
 
 Test(http, handler_without_answer_gets_500)
