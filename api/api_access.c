@@ -106,11 +106,19 @@ int api_access_open_personal(es_http_req_t *r, const struct api_principal *who, 
         snprintf(ok->owner, sizeof ok->owner, "%s", owner);
         ok->state = got ? 1 : 2;
     }
+    json_t *sealed = json_deep_copy(payload);
     int rc = api_history_unseal(payload, ok->state == 1 ? ok->key : NULL);
     if (rc < 0) {
-        es_error("a sealed field of '%s' does not open with its key", owner);
-        return es_set(err, ES_EINTERNAL, "the event's personal data cannot be read");
+        /* sealed under a key that no longer exists: a user id is derived from the e-mail, so a
+         * forgotten user who registers again has a new key that cannot open the old events;
+         * nothing can open them any more, so they show as shredded, marked unreadable */
+        es_warn("a sealed field of '%s' does not open with its key: shown as unreadable", owner);
+        json_object_update(payload, sealed);
+        api_history_unseal(payload, NULL);
+        json_object_set_new(item, "unreadable", json_true());
+        rc = 1;
     }
+    json_decref(sealed);
     if (rc > 0)
         json_object_set_new(item, "shredded", json_true());
     return 0;

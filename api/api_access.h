@@ -37,9 +37,10 @@ struct api_owner_key {
 void api_access_key_release(struct api_owner_key *ok);
 
 /* Opens (or nulls) the sealed fields of item's "payload" for who (see the top): 0, or -1 with
- * err (ES_EIO: the key store is unavailable; ES_EINTERNAL: a field does not open with its
- * owner's key, the payload half done). Sets "shredded": true on item when the owner was
- * forgotten. ok caches the last owner's key. */
+ * err ES_EIO (the key store is unavailable). Sets "shredded": true on item when the owner was
+ * forgotten, and also "unreadable": true when a field does not open with the owner's current
+ * key (sealed under a key destroyed before the user registered again): every personal field
+ * null. ok caches the last owner's key. */
 int api_access_open_personal(es_http_req_t *r, const struct api_principal *who, json_t *item,
                              struct api_owner_key *ok, es_err_t *err);
 

@@ -203,10 +203,7 @@ static int unseal_or_reply(es_http_req_t *r, const struct api_principal *who, js
     es_err_t err = ES_ERR_INIT;
     if (api_access_open_personal(r, who, item, ok, &err) == 0)
         return 0;
-    if (err.code == ES_EIO)
-        api_reply_problem(r, 503, NULL, NULL, "the key store is unavailable");
-    else
-        api_reply_problem(r, 500, NULL, NULL, "the event's personal data cannot be read");
+    api_reply_problem(r, 503, NULL, NULL, "the key store is unavailable");
     return -1;
 }
 

@@ -173,22 +173,6 @@ static json_t *item_new(const char *ctx, int32_t partition, int64_t offset, cons
     return item;
 }
 
-/* The record decoded again with every sealed field null and "unreadable": true (new). */
-static json_t *item_unreadable(struct run *run, int ctx, int32_t partition, int64_t offset,
-                               const void *value, size_t len)
-{
-    const char *full_name = NULL;
-    json_t *payload = NULL;
-    es_err_t err = ES_ERR_INIT;
-    if (ev_decode(run->app->codec, value, len, &full_name, &payload, &err) != 0)
-        return NULL;
-    api_history_unseal(payload, NULL);
-    json_t *item = item_new(run->app->contexts[ctx], partition, offset, full_name, payload);
-    json_decref(payload);
-    json_object_set_new(item, "unreadable", json_true());
-    return item;
-}
-
 /* Appends the record at offset of partition number part when the stream shows it, and moves the
  * cursor past it: 0, or -1 when the stream is ending (the cursor stays before the record, which
  * a reconnect reads again). */
@@ -217,11 +201,8 @@ static int deliver(struct run *run, int part, int64_t offset, const void *value,
         show > 0 ? item_new(run->app->contexts[ctx], partition, offset, full_name, payload) : NULL;
     if (item && api_access_open_personal(run->r, &spec->who, item, &run->key, &err)) {
         json_decref(item);
-        /* a field that does not open with its key would stop every stream at this event: it
-         * goes out with its personal fields null instead, marked unreadable */
-        item = err.code == ES_EINTERNAL ? item_unreadable(run, ctx, partition, offset, value, len)
-                                        : NULL;
-        show = item ? show : -1;
+        item = NULL;
+        show = -1; /* the key store is unavailable */
     }
     json_decref(payload);
     if (show < 0) {

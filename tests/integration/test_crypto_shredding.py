@@ -10,7 +10,7 @@ import uuid
 import pytest
 import requests
 
-from conftest import env, mint_token, read_topic
+from conftest import env, mint_token, read_topic, wait_for
 from test_users import sodium_open
 
 pytestmark = pytest.mark.skipif("users" not in os.environ.get("ES_CONTEXTS", "").split(),
@@ -108,3 +108,35 @@ def test_forgetting_leaves_no_plaintext_anywhere(api_url, brokers, registry, db)
             assert isinstance(sealed, (bytes, str)) and len(sealed) > 24
             for k in keys:
                 assert sodium_open(sealed, k, uid, field) is None, f"a key still opens {field}"
+
+
+def test_registering_again_after_forgetting_leaves_the_old_events_unreadable_not_failing(api_url):
+    """A user id is derived from the e-mail: registering again after being forgotten gives the
+    same id a new key, which cannot open the events sealed under the destroyed one. Their history
+    shows those events' personal fields null (shredded, unreadable) and the new registration
+    opened, instead of failing the whole answer."""
+    email = f"again-{uuid.uuid4().hex[:8]}@example.test"
+    body = {"email": email, "password": "a long enough password", "name": "First Life",
+            "role": "customer"}
+    r = requests.post(f"{api_url}/v1/users", json=body, headers=WAIT, timeout=30)
+    assert r.status_code == 201, r.text
+    uid = r.headers["Location"].rsplit("/", 1)[1]
+    admin = {"Authorization": f"Bearer {mint_token('admin', 'again-suite')}"}
+    r = requests.delete(f"{api_url}/v1/users/{uid}", headers={**admin, **WAIT}, timeout=30)
+    assert r.status_code == 200, r.text
+    r = requests.post(f"{api_url}/v1/users", json=dict(body, name="Second Life"), headers=WAIT,
+                      timeout=30)
+    assert r.status_code == 201, r.text
+    assert r.headers["Location"].rsplit("/", 1)[1] == uid  # the same id, a new key
+
+    def history():
+        r = requests.get(f"{api_url}/v1/history/users/{uid}", headers=admin, timeout=30)
+        assert r.status_code == 200, r.text
+        items = r.json()["items"]
+        return items if len(items) >= 3 else None
+    items = wait_for(history, timeout=30, what="the three events in the user's history")
+    first, second = items[0], items[-1]
+    assert first["type"].endswith("UserRegistered") and second["type"].endswith("UserRegistered")
+    assert first.get("unreadable") is True and first.get("shredded") is True, first
+    assert first["payload"]["name"] is None and first["payload"]["email"] is None, first
+    assert second["payload"]["name"] == "Second Life" and not second.get("unreadable"), second
