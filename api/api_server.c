@@ -1,6 +1,7 @@
 #include "api_server.h"
 #include "api_app.h"
 #include "api_validate.h"
+#include "api_web.h"
 #include "es_env.h"
 #include "es_kafka.h"
 #include "es_log.h"
@@ -209,6 +210,8 @@ api_server_t *api_server_new(es_err_t *err)
     if (parse_contexts(app, es_env_str("ES_CONTEXTS", "catalog"), err))
         goto fail;
     app->users = api_users_new(app);
+    if (!(app->web = api_web_new(es_env_str("EVENTSHOP_WEB_DIR", ES_WEB_DIR), err)))
+        goto fail;
     const char *names[API_MAX_CONTEXTS];
     for (size_t i = 0; i < app->n_contexts; i++) {
         char topic[64];
@@ -297,6 +300,7 @@ void api_server_free(api_server_t *s)
     sr_client_free(s->sr);
     api_auth_free(s->app.verifier);
     api_users_free(s->app.users);
+    api_web_free(s->app.web);
     free(s->routes);
     free(s);
 }
