@@ -185,6 +185,19 @@ static int parse_addr(const char *addr, char *host, size_t size, int *port, es_e
     return 0;
 }
 
+/* The pages' files: EVENTSHOP_WEB_DIR must be a readable folder when it is set; without it, a
+ * build tree's web/ folder, and when that is gone too (a binary copied elsewhere) no pages. */
+static int load_web(struct api_app *app, es_err_t *err)
+{
+    const char *dir = es_env_str("EVENTSHOP_WEB_DIR", NULL);
+    if (dir)
+        return (app->web = api_web_new(dir, err)) ? 0 : -1;
+    es_err_t werr = ES_ERR_INIT;
+    if (!(app->web = api_web_new(ES_WEB_DIR, &werr)))
+        es_warn("api: no pages served (/shop/, /console/): %s", werr.msg);
+    return 0;
+}
+
 api_server_t *api_server_new(es_err_t *err)
 {
     api_server_t *s = xcalloc(1, sizeof *s);
@@ -210,7 +223,7 @@ api_server_t *api_server_new(es_err_t *err)
     if (parse_contexts(app, es_env_str("ES_CONTEXTS", "catalog"), err))
         goto fail;
     app->users = api_users_new(app);
-    if (!(app->web = api_web_new(es_env_str("EVENTSHOP_WEB_DIR", ES_WEB_DIR), err)))
+    if (load_web(app, err))
         goto fail;
     const char *names[API_MAX_CONTEXTS];
     for (size_t i = 0; i < app->n_contexts; i++) {
