@@ -71,7 +71,11 @@ static void etag_of(const char *body, size_t len, char *out, size_t cap)
 static int read_file(struct api_web_file *f, const char *dir, const char *name, es_err_t *err)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int n = snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (n < 0 || (size_t)n >= sizeof path) {
+        es_warn("web: '%s/%s' is not served (path too long)", dir, name);
+        return 1;
+    }
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > API_WEB_MAX_FILE) {
@@ -85,12 +89,12 @@ static int read_file(struct api_web_file *f, const char *dir, const char *name, 
     f->body = xmalloc(f->len + 1);
     size_t got = 0;
     while (got < f->len) {
-        ssize_t n = read(fd, f->body + got, f->len - got);
-        if (n <= 0 && !(n < 0 && errno == EINTR)) {
+        ssize_t r = read(fd, f->body + got, f->len - got);
+        if (r <= 0 && !(r < 0 && errno == EINTR)) {
             close(fd);
             return es_set(err, ES_EIO, "web: cannot read '%s'", path);
         }
-        got += n > 0 ? (size_t)n : 0;
+        got += r > 0 ? (size_t)r : 0;
     }
     close(fd);
     f->body[f->len] = '\0';
@@ -100,8 +104,11 @@ static int read_file(struct api_web_file *f, const char *dir, const char *name, 
 
 static int load_area(api_web_t *w, const char *dir, const char *area, es_err_t *err)
 {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, area);
+    char path[4000];
+    int n = snprintf(path, sizeof path, "%s/%s", dir, area);
+    if (n < 0 || (size_t)n >= sizeof path)
+        return es_set(err, ES_EINVAL, "web folder '%.200s' (EVENTSHOP_WEB_DIR): path too long",
+                      dir);
     DIR *d = opendir(path);
     if (!d) {
         es_warn("web: no folder '%s': /%s/ serves nothing", path, area);
