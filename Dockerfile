@@ -76,7 +76,10 @@ FROM base AS test
 COPY --from=build /out/test/ /usr/local/bin/
 CMD ["eventshop-test-gateway"]
 
-# the production image: the default target, so it must stay the last stage
+# the production image: the default target, so it must stay the last stage; the pages the API
+# serves (/shop/, /console/) are the files of web/
 FROM base AS runtime
 COPY --from=build /out/bin/ /usr/local/bin/
+COPY web/ /usr/share/eventshop/web/
+ENV EVENTSHOP_WEB_DIR=/usr/share/eventshop/web
 CMD ["eventshop-api"]

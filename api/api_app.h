@@ -41,6 +41,7 @@ struct api_app {
     bool sealing; /* the personal-field crypto is ready (users_crypto_init): orders can seal */
     struct api_stream_hub *stream_hub; /* the one consumer behind GET /v1/stream */
     struct api_tickets *tickets;       /* stream tickets (api_stream.h) */
+    struct api_web *web; /* the pages' files (api_web.h) */
 };
 
 /* Per loop thread: a DB connection per served context (same index as app->contexts), each
@@ -203,6 +204,8 @@ void api_health_ready(es_http_req_t *r, const struct api_principal *who);
 void api_health_metrics(es_http_req_t *r, const struct api_principal *who);
 /* the embedded contract (api_openapi.c) */
 void api_openapi_get(es_http_req_t *r, const struct api_principal *who);
+/* api_web.c: GET /shop/, /console/ and their files */
+void api_web_get(es_http_req_t *r, const struct api_principal *who);
 
 /* orders (api_orders.c) */
 void api_orders_post(es_http_req_t *r, const struct api_principal *who);

@@ -94,15 +94,20 @@ static bool none_match_names(const char *list, const char *etag)
     return false;
 }
 
+bool api_if_none_match(es_http_req_t *r, const char *etag)
+{
+    char *inm = es_http_header_dup(r, "If-None-Match");
+    bool same = inm && none_match_names(inm, etag);
+    free(inm);
+    return same;
+}
+
 void api_reply_versioned(es_http_req_t *r, long long version, json_t *body)
 {
     char etag[32];
     snprintf(etag, sizeof etag, "\"%lld\"", version);
     es_http_add_header(r, "ETag", etag);
-    char *inm = es_http_header_dup(r, "If-None-Match");
-    bool same = inm && none_match_names(inm, etag);
-    free(inm);
-    if (same) {
+    if (api_if_none_match(r, etag)) {
         json_decref(body);
         es_http_reply(r, 304, NULL, NULL, 0);
         return;

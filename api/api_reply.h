@@ -28,5 +28,8 @@ void api_complete_answer(es_http_pending_t *p, struct api_answer *a);
  * answers that version alone determines (a product, a stock level): not a price, which rules and
  * time change, nor an order, which shows other contexts' states. */
 void api_reply_versioned(es_http_req_t *r, long long version, json_t *body);
+/* Whether the request's If-None-Match names etag (a quoted tag; weak tags compare weakly) or is
+ * "*". */
+bool api_if_none_match(es_http_req_t *r, const char *etag);
 
 #endif

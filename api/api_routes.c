@@ -59,6 +59,10 @@ const struct api_route api_routes[] = {
     {"GET", "/readyz", api_health_ready, API_PUBLIC},
     {"GET", "/metrics", api_health_metrics, API_PUBLIC},
     {"GET", "/openapi.yaml", api_openapi_get, API_PUBLIC},
+    {"GET", "/shop/", api_web_get, API_PUBLIC},
+    {"GET", "/shop/{file}", api_web_get, API_PUBLIC},
+    {"GET", "/console/", api_web_get, API_PUBLIC},
+    {"GET", "/console/{file}", api_web_get, API_PUBLIC},
 };
 
 const size_t api_routes_count = sizeof api_routes / sizeof *api_routes;

@@ -3,6 +3,7 @@
 #include "api_stream.h"
 #include "api_stream_hub.h"
 #include "api_validate.h"
+#include "api_web.h"
 #include "es_env.h"
 #include "es_kafka.h"
 #include "es_log.h"
@@ -186,6 +187,19 @@ static int parse_addr(const char *addr, char *host, size_t size, int *port, es_e
     return 0;
 }
 
+/* The pages' files: EVENTSHOP_WEB_DIR must be a readable folder when it is set; without it, a
+ * build tree's web/ folder, and when that is gone too (a binary copied elsewhere) no pages. */
+static int load_web(struct api_app *app, es_err_t *err)
+{
+    const char *dir = es_env_str("EVENTSHOP_WEB_DIR", NULL);
+    if (dir)
+        return (app->web = api_web_new(dir, err)) ? 0 : -1;
+    es_err_t werr = ES_ERR_INIT;
+    if (!(app->web = api_web_new(ES_WEB_DIR, &werr)))
+        es_warn("api: no pages served (/shop/, /console/): %s", werr.msg);
+    return 0;
+}
+
 api_server_t *api_server_new(es_err_t *err)
 {
     api_server_t *s = xcalloc(1, sizeof *s);
@@ -211,6 +225,8 @@ api_server_t *api_server_new(es_err_t *err)
     if (parse_contexts(app, es_env_str("ES_CONTEXTS", "catalog"), err))
         goto fail;
     app->users = api_users_new(app);
+    if (load_web(app, err))
+        goto fail;
     const char *names[API_MAX_CONTEXTS];
     for (size_t i = 0; i < app->n_contexts; i++) {
         char topic[64];
@@ -306,6 +322,7 @@ void api_server_free(api_server_t *s)
     sr_client_free(s->sr);
     api_auth_free(s->app.verifier);
     api_users_free(s->app.users);
+    api_web_free(s->app.web);
     free(s->routes);
     free(s);
 }

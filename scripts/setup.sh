@@ -20,7 +20,8 @@ pkgs=(build-essential cmake pkg-config git curl ca-certificates
       mariadb-server mariadb-client openssl clang-format valgrind prometheus
       python3 python3-venv default-jre-headless maven
       docker.io docker-compose mmdebstrap jq
-      wrk sysbench gnuplot-nox) # the last three: make bench (load, MariaDB's limit, the chart)
+      wrk sysbench gnuplot-nox  # these three: make bench (load, MariaDB's limit, the chart)
+      chromium chromium-driver) # the pages' tests in a real browser (tests/integration/test_web.py)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -60,6 +61,8 @@ fi
 # packages added to the venv after it was first made
 "$venv/bin/python" -c 'import aiosmtpd' 2>/dev/null || quiet "pip install aiosmtpd" "$venv/bin/pip" -q install --disable-pip-version-check aiosmtpd==1.4.6
 "$venv/bin/python" -c 'import yaml' 2>/dev/null || quiet "pip install PyYAML" "$venv/bin/pip" -q install --disable-pip-version-check PyYAML==6.0.4
+# Selenium drives Debian's chromium through its chromium-driver (4.52 needs a certifi PyPI lacks)
+"$venv/bin/python" -c 'import selenium' 2>/dev/null || quiet "pip install selenium" "$venv/bin/pip" -q install --disable-pip-version-check selenium==4.51.0
 
 # the API contract's linter and schemathesis
 tools scripts/setup-api-tools.sh

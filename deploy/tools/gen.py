@@ -411,15 +411,14 @@ def kafka_client(user, api, kind, name, container):
 
 
 # eventshop-history export, the Job of deploy/jobs (history/hi_export.c): reads every context's
-# events with assign only in its group, and users.events' UserForgotten through
-# es_kafka_read_partition (READER_GROUP); its KafkaUser lives with the overlay, its client patch
-# beside the Job (deploy/jobs/prod/kafka-client.yaml)
+# events, and users.events' UserForgotten, with assign only in its own group; its KafkaUser lives
+# with the overlay, its client patch beside the Job (deploy/jobs/prod/kafka-client.yaml)
 HISTORY_USER, HISTORY_JOB = "eventshop-history", "eventshop-history-export"
 
 
 def kafka_history(ctxs):
     user = kafka_user(HISTORY_USER, acls(topic_ops(*[(f"{c}.events", "Read") for c in ctxs], ("users.events", "Read")),
-                                         [(HISTORY_USER, "literal"), (READER_GROUP, "literal")]),
+                                         [(HISTORY_USER, "literal")]),
                       f"exports every context's events (Job {HISTORY_JOB}, deploy/jobs)")
     return user, kafka_client(HISTORY_USER, "batch/v1", "Job", HISTORY_JOB, "export")
 

@@ -185,6 +185,15 @@ def test_a_whole_order(shop):
              timeout=60, what="the stock committed")
 
 
+def test_the_image_serves_the_pages():
+    """The production image holds web/ (EVENTSHOP_WEB_DIR): the shop and the console answer."""
+    for path, marker in (("/shop/", b"shop.js"), ("/console/", b"console.js"),
+                         ("/console/console.js", b"/v1/admin/projections")):
+        r = requests.get(f"{API}{path}", timeout=10)
+        assert r.status_code == 200 and marker in r.content, (path, r.status_code)
+        assert "default-src 'self'" in r.headers["Content-Security-Policy"]
+
+
 def test_prometheus_scrapes_every_role():
     roles = [n for n in dc("config", "--services").split()
              if n in ("api", "registry") or n.startswith(("handler-", "projector-", "subscriber-"))]

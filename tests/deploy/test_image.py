@@ -31,6 +31,8 @@ STANDIN = re.compile(r"eventshop-test-")  # stand-ins for the outside world: the
 NOT_SHIPPED = {
     "eventshop-bench-raw": "bench/: `make bench`'s raw producer baseline, a measurement, no operator tool",
     "eventshop-bench-raw-consume": "bench/: `make bench`'s raw consumer baseline of export, a measurement",
+    "eventshop-bench-raw-hop": "bench/: `make bench`'s raw transactional hop, the command latencies' limit",
+    "eventshop-bench-ref": "bench/: `make bench`'s libh2o fixed-body server, the hot GET's limit",
 }
 TEST_DIRS = ("tests",)  # unit and integration test executables
 

@@ -272,6 +272,15 @@ MATRIX = [
     ("GET", "/readyz", "anon", 200, None),
     ("GET", "/metrics", "anon", 200, None),
     ("GET", "/openapi.yaml", "anon", 200, None),
+    # -- the pages (web/): anyone, a token or none
+    ("GET", "/shop/", "anon", 200, None),
+    ("GET", "/shop/", "customer", 200, None),
+    ("GET", "/shop/{shop_file}", "anon", 200, None),
+    ("GET", "/shop/{shop_file}", "vendor_own", 200, None),
+    ("GET", "/console/", "anon", 200, None),
+    ("GET", "/console/", "admin", 200, None),
+    ("GET", "/console/{console_file}", "anon", 200, None),
+    ("GET", "/console/{console_file}", "customer", 200, None),
 ]
 
 
@@ -359,6 +368,7 @@ def world(api_url):
     # catalog, stock, prices, rules and reservations of V1's sku
     w["sku"], w["nosku"] = unique("MX"), unique("MXNONE")
     w["nopj"], w["nodl"] = "no_such_pj", "no_such_pj:0:0"  # no projection, no dead letter
+    w["shop_file"], w["console_file"] = "shop.js", "console.js"
     w["del_sku_own"], w["del_sku_admin"] = unique("MXDEL"), unique("MXDEL")
     for sku in (w["sku"], w["del_sku_own"], w["del_sku_admin"]):
         r = must(send("POST", "/v1/products", own,
