@@ -163,6 +163,12 @@ const char *pj_shadow_outcome(const struct pj_shadow *s);
 /* Cancels (an unswapped shadow's tables are dropped), joins and frees; NULL: nothing. */
 void pj_shadow_free(struct pj_shadow *s);
 
+/* At a live projector's start: the tables "<table><suffix>_rb<digits>" a rebuild left when its
+ * process died (a shadow's or eventshop-projector --rebuild's), with their offsets and dead
+ * letters, dropped, unless a rebuild holds the rebuild lock (it runs: they are its own). Best
+ * effort: failures are logged. */
+void pj_shadow_sweep(pj_runtime_t *rt);
+
 /* Waits out the runtime's capped exponential back-off, serving the consumer with the assigned
  * partitions paused; returns early on rt->stop. */
 void pj_backoff(pj_runtime_t *rt);

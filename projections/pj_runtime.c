@@ -927,6 +927,8 @@ pj_runtime_t *pj_runtime_create(const pj_projection_t *p, const pj_options_t *op
         goto fail;
     if (pj_consumer_new(rt, err) || (manual ? pj_assign_all(rt, err) : pj_subscribe(rt, err)))
         goto fail;
+    if (!manual)
+        pj_shadow_sweep(rt); /* before the actions are read: one may start a shadow */
     if (!manual && pj_ops_open(rt, err))
         goto fail;
     es_info("projector %s: group '%s', topic '%s', batch %d, linger %d ms", rt->key, rt->group,
