@@ -124,6 +124,7 @@ def live_run():
         proc.wait(30)
         with db() as c, c.cursor() as cur:
             cur.execute(f"DROP TABLE IF EXISTS `products{suffix}`")
+            cur.execute(f"DROP TABLE IF EXISTS `event_index{suffix}`")
             cur.execute("DELETE FROM projection_offsets WHERE projection=%s", (key,))
             cur.execute("DELETE FROM projection_dead_letters WHERE projection=%s", (key,))
     return int(events), secs
