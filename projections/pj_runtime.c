@@ -10,6 +10,7 @@
 #include "es_trace.h"
 #include "es_zipkin.h"
 #include "pj_internal.h"
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 #define PJ_CHECK_WAIT_MS  2000  /* the longest such a Kafka check may take */
 #define PJ_COMMIT_WAIT_MS 5000  /* after a failed Kafka commit, the next one waits this long */
 #define PJ_COMMIT_LOG_MS  60000 /* at most one warning per minute about failed Kafka commits */
+#define PJ_PREP_SPLIT     64    /* events to prepare from which a second thread shares the work */
 
 const char pj_offsets_ddl[] =
     "CREATE TABLE IF NOT EXISTS projection_offsets ("
@@ -485,6 +487,36 @@ static void pj_ev_prepare(pj_runtime_t *rt, const es_kafka_msg_t *m, struct pj_e
     pj_projection_plan_at(rt->p, rt->suffix, ev->type, ev->value, &at, ev->plan, &ev->err);
 }
 
+/* A share of the batch's events for another thread to prepare: [from, to). */
+struct pj_prep {
+    pj_runtime_t *rt;
+    int from, to;
+};
+
+static void *pj_prep_main(void *arg)
+{
+    const struct pj_prep *w = arg;
+    for (int i = w->from; i < w->to; i++)
+        pj_ev_prepare(w->rt, w->rt->batch[i], &w->rt->evs[i]);
+    return NULL;
+}
+
+/* Decodes and plans the batch's events not prepared yet, once whatever the passes over them. With
+ * many, the second half on a thread of its own: decoding is the projector's own CPU cost, and the
+ * codec is thread-safe and the projections pure. */
+static void pj_batch_prepare(pj_runtime_t *rt)
+{
+    int from = rt->nprepared, n = rt->nbatch - from;
+    struct pj_prep w = {rt, from + n / 2, rt->nbatch};
+    pthread_t th;
+    bool split = n >= PJ_PREP_SPLIT && pthread_create(&th, NULL, pj_prep_main, &w) == 0;
+    for (int i = from; i < (split ? w.from : rt->nbatch); i++)
+        pj_ev_prepare(rt, rt->batch[i], &rt->evs[i]);
+    if (split)
+        pthread_join(th, NULL);
+    rt->nprepared = rt->nbatch;
+}
+
 /* Empties ev (its plan is kept for the next batch). */
 static void pj_ev_release(struct pj_ev *ev)
 {
@@ -750,8 +782,7 @@ int pj_flush(pj_runtime_t *rt)
     long long t0 = es_mono_ms();
     struct pj_tally t = {.rejected = -1};
     bool locked = false, moved = false;
-    for (; rt->nprepared < rt->nbatch; rt->nprepared++) /* once, whatever the passes */
-        pj_ev_prepare(rt, rt->batch[rt->nprepared], &rt->evs[rt->nprepared]);
+    pj_batch_prepare(rt);
     if (pj_lock(rt->db, rt->lock, PJ_LOCK_WAIT_S, &err))
         return pj_batch_failed(rt, &err, locked, moved);
     locked = true;
