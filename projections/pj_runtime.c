@@ -105,8 +105,8 @@ static struct pj_part *pj_part_get(pj_runtime_t *rt, int32_t p)
 /* Releases the batch's decoded events and messages. */
 static void pj_batch_release(pj_runtime_t *rt)
 {
-    for (int i = 0; i < rt->nprepared; i++)
-        pj_ev_release(&rt->evs[i]);
+    /* the decoded events stay until their slot is prepared again (pj_ev_prepare), on the
+     * preparing threads: freeing a batch's values was a quarter of a rebuild's time */
     rt->nprepared = 0;
     pj_batch_reset(rt->merge);
     for (int i = 0; i < rt->nbatch; i++)
@@ -463,16 +463,15 @@ static void pj_log_applied(pj_runtime_t *rt)
     json_array_clear(rt->applied);
 }
 
-/* Decodes m and plans it into ev (its plan kept, the rest replaced): ev->err set when it has
- * no payload, does not decode or the projection rejects it. */
+/* Decodes m and plans it into ev (its plan kept, its previous event released): ev->err set when it
+ * has no payload, does not decode or the projection rejects it. */
 static void pj_ev_prepare(pj_runtime_t *rt, const es_kafka_msg_t *m, struct pj_ev *ev)
 {
+    pj_ev_release(ev); /* the slot's previous event */
     ev->full_name = ev->type = NULL;
-    ev->value = NULL;
     ev->err = (es_err_t)ES_ERR_INIT;
     if (!ev->plan)
         ev->plan = pj_plan_new();
-    pj_plan_reset(ev->plan);
     if (!m->value) {
         es_set(&ev->err, ES_EINVAL, "message without payload");
         return;
