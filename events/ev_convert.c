@@ -22,10 +22,20 @@ static size_t ev_path_push(ev_path_t *p, const char *fmt, const char *s, size_t 
     size_t saved = p->len;
     size_t room = sizeof(p->buf) - p->len;
     int n;
-    if (s)
-        n = snprintf(p->buf + p->len, room, p->len ? ".%s" : "%s", s);
-    else
+    if (s) { /* a field name, on every field of every event: no printf */
+        char *d = p->buf + p->len;
+        size_t left = room - 1, len = strlen(s);
+        if (p->len && left) {
+            *d++ = '.';
+            left--;
+        }
+        size_t c = len < left ? len : left;
+        memcpy(d, s, c);
+        d[c] = '\0';
+        n = (int)((p->len ? 1 : 0) + len);
+    } else {
         n = snprintf(p->buf + p->len, room, fmt, idx);
+    }
     p->len = n < 0 || (size_t)n >= room ? sizeof(p->buf) - 1 : p->len + (size_t)n;
     p->depth++;
     return saved;

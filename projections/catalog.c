@@ -150,6 +150,7 @@ static int catalog_products_plan(const char *suffix, const char *event_type, con
     if (!sku)
         return -1;
     pj_plan_set_subject(out, "sku '%s'", sku);
+    pj_plan_set_key(out, sku);
     if (listed)
         return plan_listed(suffix, event, sku, &m, out, err);
     if (changed)

@@ -74,6 +74,7 @@ static int inventory_stock_plan(const char *suffix, const char *event_type, cons
     if (!sku || !event_id || !json_is_integer(on_hand) || !json_is_integer(reserved) ||
         !json_is_integer(version))
         return es_set(err, ES_EINVAL, "%s: sku, metadata or counts missing", event_type);
+    pj_plan_set_key(out, sku);
     long long oh = json_integer_value(on_hand), rs = json_integer_value(reserved);
     long long v = json_integer_value(version);
     if (oh < 0 || rs < 0 || oh < rs)

@@ -134,6 +134,7 @@ static int orders_orders_plan(const char *suffix, const char *event_type, const 
     if (!order || !json_is_integer(version))
         return es_set(err, ES_EINVAL, "%s: order_id or metadata missing", event_type);
     long long v = json_integer_value(version);
+    pj_plan_set_key(out, order);
     if (!strcmp(event_type, "OrderPlaced")) {
         if (plan_placed(suffix, event, order, status, v, at, out, err))
             return -1;

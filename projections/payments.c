@@ -56,6 +56,7 @@ static int payments_payments_plan(const char *suffix, const char *event_type, co
     json_t *version = json_object_get(md, "aggregate_version");
     if (!order || !customer || !json_is_integer(version))
         return es_set(err, ES_EINVAL, "%s: order_id, customer_id or metadata missing", event_type);
+    pj_plan_set_key(out, order);
     /* PaymentDeclined carries no amount: the row keeps the requested one */
     bool has_amount = json_is_integer(amount) && currency;
     const char *ref = json_string_value(json_object_get(event, "gateway_ref"));

@@ -5,6 +5,7 @@
 #define PJ_INTERNAL_H
 
 #include "es_metrics.h"
+#include "pj_batch.h"
 #include "pj_runtime.h"
 /* ev_codec.h's comment holds a path with "/\*" in it */
 #pragma GCC diagnostic push
@@ -28,6 +29,15 @@ struct pj_part {
     es_metric_t *lag;
 };
 
+/* One message of the batch, decoded and planned once (pj_flush), whatever the passes over it. */
+struct pj_ev {
+    const char *full_name; /* the record's full name; NULL: no payload or undecodable */
+    const char *type;      /* full_name without its namespace */
+    json_t *value;         /* owned */
+    pj_plan_t *plan;       /* kept from batch to batch */
+    es_err_t err;          /* why it could not be planned (err.code 0: planned) */
+};
+
 struct pj_runtime {
     const pj_projection_t *p;
     char *group, *suffix, *key; /* key: offsets and dead letters are kept under it */
@@ -45,9 +55,12 @@ struct pj_runtime {
     int nparts;
     es_kafka_msg_t **batch;
     int nbatch;
-    bool need_resync; /* positions must be reloaded from MariaDB before the next batch */
-    long backoff_ms;  /* ceiling of the current back-off; 0 after a success */
-    unsigned jitter;  /* rand_r state for the back-off's jitter */
+    struct pj_ev *evs; /* batch_max of them: the batch's messages decoded and planned */
+    int nprepared;     /* how many of evs hold the batch's (pj_flush) */
+    pj_batch_t *merge; /* the batch's plans as multi-row statements */
+    bool need_resync;  /* positions must be reloaded from MariaDB before the next batch */
+    long backoff_ms;   /* ceiling of the current back-off; 0 after a success */
+    unsigned jitter;   /* rand_r state for the back-off's jitter */
     volatile sig_atomic_t stop;
     es_metric_t *m_events, *m_batch, *m_dead, *m_commit_failed;
     json_t *applied;            /* the batch in flight's applied events, logged once committed */
@@ -90,8 +103,10 @@ pj_runtime_t *pj_runtime_create(const pj_projection_t *p, const pj_options_t *op
 /* When positions must be reloaded from MariaDB (need_resync): reconnects and resyncs, or backs
  * off (pj_backoff) when that fails. Whether the loop may poll now. */
 bool pj_ready(pj_runtime_t *rt);
-/* How long the next poll may wait: idle, PJ_IDLE_POLL_MS; else what is left of the batch's
- * linger after first_at (es_mono_ms), 0 when it has passed. */
+/* How long the next poll may wait: idle, PJ_IDLE_POLL_MS; with a batch begun, 0. The batch is
+ * adaptive: it takes what the consumer already holds and is flushed as soon as a poll finds
+ * nothing more (a lone event goes at once), at batch_max, or linger_ms after its first event
+ * while events keep coming. first_at is unused. */
 int pj_poll_timeout(const pj_runtime_t *rt, long long first_at);
 /* Takes message m (stolen, may be NULL) into the batch, *first_at set when it is the batch's
  * first. 1: batched; 0: dropped (from an old position, or at or past rt->limit); -1: no message
@@ -147,6 +162,12 @@ bool pj_shadow_cancelled(const struct pj_shadow *s);
 const char *pj_shadow_outcome(const struct pj_shadow *s);
 /* Cancels (an unswapped shadow's tables are dropped), joins and frees; NULL: nothing. */
 void pj_shadow_free(struct pj_shadow *s);
+
+/* At a live projector's start: the tables "<table><suffix>_rb<digits>" a rebuild left when its
+ * process died (a shadow's or eventshop-projector --rebuild's), with their offsets and dead
+ * letters, dropped, unless a rebuild holds the rebuild lock (it runs: they are its own). Best
+ * effort: failures are logged. */
+void pj_shadow_sweep(pj_runtime_t *rt);
 
 /* Waits out the runtime's capped exponential back-off, serving the consumer with the assigned
  * partitions paused; returns early on rt->stop. */

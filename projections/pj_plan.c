@@ -11,6 +11,7 @@ struct pj_plan {
     char **bufs; /* what parameters borrow besides the event */
     size_t nbufs, capbufs;
     char subject[200];
+    const char *key;
 };
 
 pj_plan_t *pj_plan_new(void)
@@ -26,6 +27,7 @@ void pj_plan_reset(pj_plan_t *plan)
         free(plan->bufs[i]);
     plan->n = plan->nbufs = 0;
     plan->subject[0] = '\0';
+    plan->key = NULL;
 }
 
 void pj_plan_free(pj_plan_t *plan)
@@ -82,6 +84,16 @@ void pj_plan_set_subject(pj_plan_t *plan, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(plan->subject, sizeof plan->subject, fmt, ap);
     va_end(ap);
+}
+
+void pj_plan_set_key(pj_plan_t *plan, const char *key)
+{
+    plan->key = key;
+}
+
+const char *pj_plan_key(const pj_plan_t *plan)
+{
+    return plan->key;
 }
 
 size_t pj_plan_len(const pj_plan_t *plan)

@@ -23,6 +23,10 @@ enum pj_stmt_kind {
     PJ_UPDATE, /* UPDATE of the rows of a key */
 };
 
+/* Merging (pj_batch.h) rests on three rules every statement keeps: it reads and writes only its own
+ * table (statements of different tables commute); an UPDATE names at most one row and its
+ * assignments read no column assigned before them in the same SET; and statements of two plans
+ * with different keys (pj_plan_set_key) touch different rows (they commute too). */
 struct pj_stmt {
     enum pj_stmt_kind kind;
     const char *table; /* static: the table it writes, without the suffix ("products") */
@@ -30,6 +34,7 @@ struct pj_stmt {
     es_db_val_t params[PJ_STMT_MAX_PARAMS];
     size_t n;
     bool must_match; /* an UPDATE that must find its row, else the plan fails with ES_ENOTFOUND */
+    const char *key; /* borrowed, NULL: the plan's key (pj_plan_set_key); the row's own key */
 };
 
 typedef struct pj_plan pj_plan_t;
@@ -54,6 +59,12 @@ const char *pj_plan_keep(pj_plan_t *plan, char *buf);
 /* What the must-match statements are about, for the ES_ENOTFOUND message ("sku 'AB-1'"). */
 void pj_plan_set_subject(pj_plan_t *plan, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* The key of the rows the plan's statements touch (the aggregate's id: "AB-1"), borrowed from the
+ * event or kept by the plan: statements of plans with different keys touch different rows, so a
+ * batch may reorder them per key (pj_batch.h). NULL (the default): unknown, no reordering. */
+void pj_plan_set_key(pj_plan_t *plan, const char *key);
+const char *pj_plan_key(const pj_plan_t *plan);
 
 /* How many statements plan holds, and the i-th (borrowed; NULL when i is out of range). */
 size_t pj_plan_len(const pj_plan_t *plan);

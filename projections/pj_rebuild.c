@@ -249,6 +249,66 @@ static void pj_drop_tables(es_db_t *db, const pj_projection_t *p, const char *su
     }
 }
 
+/* Drops table t<rt->suffix>_rb<digits> named name, and the offsets and dead letters of its key;
+ * anything else the LIKE matched is left. */
+static void pj_sweep_one(pj_runtime_t *rt, const char *t, const char *name)
+{
+    size_t plen = strlen(t) + strlen(rt->suffix);
+    const char *stamp = name + plen + 3;
+    if (strlen(name) <= plen + 3 || strncmp(name, t, strlen(t)) ||
+        strncmp(name + strlen(t), rt->suffix, strlen(rt->suffix)) || strncmp(name + plen, "_rb", 3))
+        return;
+    for (const char *c = stamp; *c; c++)
+        if (*c < '0' || *c > '9')
+            return;
+    char *sql = xasprintf("DROP TABLE IF EXISTS `%s`", name);
+    char *key = xasprintf("%s_rb%s", rt->key, stamp);
+    const es_db_val_t params[] = {ES_DB_S(key)};
+    es_err_t e = ES_ERR_INIT;
+    if (es_db_exec(rt->db, sql, NULL, 0, NULL, &e) ||
+        es_db_exec(rt->db, "DELETE FROM projection_offsets WHERE projection=?", params, 1, NULL,
+                   &e) ||
+        es_db_exec(rt->db, "DELETE FROM projection_dead_letters WHERE projection=?", params, 1,
+                   NULL, &e))
+        es_warn("projector %s: cannot drop the abandoned rebuild table '%s': %s", rt->key, name,
+                e.msg);
+    else
+        es_info("projector %s: dropped '%s', left by a rebuild that did not finish", rt->key, name);
+    free(sql);
+    free(key);
+}
+
+void pj_shadow_sweep(pj_runtime_t *rt)
+{
+    char *lock = xasprintf("eventshop.%s.%s.rebuild", rt->p->context, rt->key);
+    es_err_t e = ES_ERR_INIT;
+    if (pj_lock(rt->db, lock, 0, &e)) {
+        es_info("projector %s: a rebuild runs (%s): its tables are left to it", rt->key, e.msg);
+        free(lock);
+        return;
+    }
+    const char *t;
+    for (size_t i = 0; (t = pj_projection_table(rt->p, i)); i++) {
+        /* '_' matches any character in LIKE: pj_sweep_one checks the exact name */
+        char *like = xasprintf("%s%s_rb%%", t, rt->suffix);
+        const es_db_val_t params[] = {ES_DB_S(like)};
+        json_t *rows = es_db_query(rt->db,
+                                   "SELECT table_name AS t FROM information_schema.tables "
+                                   "WHERE table_schema = DATABASE() AND table_name LIKE ?",
+                                   params, 1, &e);
+        size_t k;
+        json_t *row;
+        json_array_foreach(rows, k, row)
+        {
+            pj_sweep_one(rt, t, json_string_value(json_object_get(row, "t")));
+        }
+        json_decref(rows);
+        free(like);
+    }
+    pj_unlock(rt->db, lock);
+    free(lock);
+}
+
 /* A rebuild in progress: what the steps of pj_rebuild share. */
 struct pj_rb {
     const pj_projection_t *p;

@@ -10,6 +10,7 @@
 #include "es_trace.h"
 #include "es_zipkin.h"
 #include "pj_internal.h"
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 #define PJ_CHECK_WAIT_MS  2000  /* the longest such a Kafka check may take */
 #define PJ_COMMIT_WAIT_MS 5000  /* after a failed Kafka commit, the next one waits this long */
 #define PJ_COMMIT_LOG_MS  60000 /* at most one warning per minute about failed Kafka commits */
+#define PJ_PREP_SPLIT     64    /* events to prepare from which a second thread shares the work */
 
 const char pj_offsets_ddl[] =
     "CREATE TABLE IF NOT EXISTS projection_offsets ("
@@ -76,6 +78,8 @@ void pj_options_from_env(pj_options_t *opt)
     opt->linger_ms = (int)es_env_long("EVENTSHOP_PROJECTOR_LINGER_MS", 20);
 }
 
+static void pj_ev_release(struct pj_ev *ev);
+
 static struct pj_part *pj_part_get(pj_runtime_t *rt, int32_t p)
 {
     if (p < 0)
@@ -98,11 +102,21 @@ static struct pj_part *pj_part_get(pj_runtime_t *rt, int32_t p)
     return pp;
 }
 
-static void pj_batch_discard(pj_runtime_t *rt)
+/* Releases the batch's decoded events and messages. */
+static void pj_batch_release(pj_runtime_t *rt)
 {
+    /* the decoded events stay until their slot is prepared again (pj_ev_prepare), on the
+     * preparing threads: freeing a batch's values was a quarter of a rebuild's time */
+    rt->nprepared = 0;
+    pj_batch_reset(rt->merge);
     for (int i = 0; i < rt->nbatch; i++)
         es_kafka_msg_free(rt->batch[i]);
     rt->nbatch = 0;
+}
+
+static void pj_batch_discard(pj_runtime_t *rt)
+{
+    pj_batch_release(rt);
     for (int i = 0; i < rt->nparts; i++) {
         rt->parts[i].in_batch = false;
         rt->parts[i].next = rt->parts[i].stored;
@@ -449,48 +463,74 @@ static void pj_log_applied(pj_runtime_t *rt)
     json_array_clear(rt->applied);
 }
 
-/* Decodes and applies one message. guarded: under a savepoint, so that an event the projection
- * rejects as malformed is undone alone and dead-lettered. Unguarded (the common path, one
- * statement less per event), such an event may have left part of its changes in the transaction:
- * it returns 2 and the caller rolls the batch back and redoes it guarded from that event on. An
- * event that does not decode wrote nothing and is dead-lettered either way.
- * 0: applied; 1: dead-lettered; 2: rejected unguarded; -1: the batch must be retried (err set). */
-int pj_apply_one(pj_runtime_t *rt, es_kafka_msg_t *m, bool guarded, es_err_t *err)
+/* Decodes m and plans it into ev (its plan kept, its previous event released): ev->err set when it
+ * has no payload, does not decode or the projection rejects it. */
+static void pj_ev_prepare(pj_runtime_t *rt, const es_kafka_msg_t *m, struct pj_ev *ev)
 {
-    es_err_t ev_err = ES_ERR_INIT;
-    json_t *value = NULL;
-    const char *full_name = NULL;
-    int rc = -1;
+    pj_ev_release(ev); /* the slot's previous event */
+    ev->full_name = ev->type = NULL;
+    ev->err = (es_err_t)ES_ERR_INIT;
+    if (!ev->plan)
+        ev->plan = pj_plan_new();
     if (!m->value) {
-        es_set(&ev_err, ES_EINVAL, "message without payload");
-    } else if (ev_decode(rt->codec, m->value, m->len, &full_name, &value, &ev_err) == 0) {
-        const char *dot = strrchr(full_name, '.');
-        const char *type = dot ? dot + 1 : full_name;
-        if (guarded && es_db_exec(rt->db, "SAVEPOINT pj_event", NULL, 0, NULL, err))
-            goto out;
-        int64_t start_us = es_zipkin_now_us();
-        const pj_position_t at = {m->partition, m->offset};
-        if (pj_projection_apply_at(rt->db, rt->p, rt->suffix, type, value, &at, &ev_err) == 0) {
-            pj_note_applied(rt, m, type, value, start_us);
-            rc = 0;
-            goto out;
-        }
-        if (pj_is_poison(&ev_err) && !guarded) {
-            es_warn("projector %s: %s[%d]@%lld rejected: %s", rt->key, rt->topic, (int)m->partition,
-                    (long long)m->offset, ev_err.msg);
-            rc = 2;
-            goto out;
-        }
-        if (pj_is_poison(&ev_err) &&
-            es_db_exec(rt->db, "ROLLBACK TO SAVEPOINT pj_event", NULL, 0, NULL, err))
-            goto out;
+        es_set(&ev->err, ES_EINVAL, "message without payload");
+        return;
     }
-    if (!pj_is_poison(&ev_err)) {
-        es_set(err, ev_err.code, "%s", ev_err.msg);
-        goto out;
+    if (ev_decode(rt->codec, m->value, m->len, &ev->full_name, &ev->value, &ev->err)) {
+        ev->full_name = NULL;
+        return;
     }
+    const char *dot = strrchr(ev->full_name, '.');
+    ev->type = dot ? dot + 1 : ev->full_name;
+    const pj_position_t at = {m->partition, m->offset};
+    pj_projection_plan_at(rt->p, rt->suffix, ev->type, ev->value, &at, ev->plan, &ev->err);
+}
+
+/* A share of the batch's events for another thread to prepare: [from, to). */
+struct pj_prep {
+    pj_runtime_t *rt;
+    int from, to;
+};
+
+static void *pj_prep_main(void *arg)
+{
+    const struct pj_prep *w = arg;
+    for (int i = w->from; i < w->to; i++)
+        pj_ev_prepare(w->rt, w->rt->batch[i], &w->rt->evs[i]);
+    return NULL;
+}
+
+/* Decodes and plans the batch's events not prepared yet, once whatever the passes over them. With
+ * many, the second half on a thread of its own: decoding is the projector's own CPU cost, and the
+ * codec is thread-safe and the projections pure. */
+static void pj_batch_prepare(pj_runtime_t *rt)
+{
+    int from = rt->nprepared, n = rt->nbatch - from;
+    struct pj_prep w = {rt, from + n / 2, rt->nbatch};
+    pthread_t th;
+    bool split = n >= PJ_PREP_SPLIT && pthread_create(&th, NULL, pj_prep_main, &w) == 0;
+    for (int i = from; i < (split ? w.from : rt->nbatch); i++)
+        pj_ev_prepare(rt, rt->batch[i], &rt->evs[i]);
+    if (split)
+        pthread_join(th, NULL);
+    rt->nprepared = rt->nbatch;
+}
+
+/* Empties ev (its plan is kept for the next batch). */
+static void pj_ev_release(struct pj_ev *ev)
+{
+    if (ev->plan)
+        pj_plan_reset(ev->plan);
+    json_decref(ev->value);
+    ev->value = NULL;
+}
+
+/* Records m in projection_dead_letters with why (the event type, or "undecodable", first). */
+static int pj_dead_letter(pj_runtime_t *rt, const es_kafka_msg_t *m, const struct pj_ev *ev,
+                          const es_err_t *why, es_err_t *err)
+{
     char msg[300];
-    snprintf(msg, sizeof msg, "%s: %s", full_name ? full_name : "undecodable", ev_err.msg);
+    snprintf(msg, sizeof msg, "%s: %s", ev->full_name ? ev->full_name : "undecodable", why->msg);
     const es_db_val_t params[] = {ES_DB_S(rt->key), ES_DB_S(rt->topic), ES_DB_I(m->partition),
                                   ES_DB_I(m->offset), ES_DB_S(msg)};
     if (es_db_exec(rt->db,
@@ -498,12 +538,58 @@ int pj_apply_one(pj_runtime_t *rt, es_kafka_msg_t *m, bool guarded, es_err_t *er
                    "error, at) VALUES (?, ?, ?, ?, ?, NOW(3)) ON DUPLICATE KEY UPDATE "
                    "error=VALUES(error), at=VALUES(at)",
                    params, 5, NULL, err))
-        goto out;
+        return -1;
     es_error("projector %s: dead letter %s[%d]@%lld: %s", rt->key, rt->topic, (int)m->partition,
              (long long)m->offset, msg);
-    rc = 1;
-out:
-    json_decref(value);
+    return 0;
+}
+
+/* Whether applied events are remembered for pj_log_applied: its lines are logged, or spans sent. */
+static bool pj_notes_applied(const pj_runtime_t *rt)
+{
+    return !rt->manual || es_log_min_level <= ES_LOG_DEBUG;
+}
+
+/* Applies one prepared event's plan. guarded: under a savepoint, so that an event the projection
+ * rejects as malformed is undone alone and dead-lettered. Unguarded (one statement less per
+ * event), such an event may have left part of its changes in the transaction: it returns 2 and
+ * the caller rolls the batch back and redoes it guarded from that event on. An event that does
+ * not plan wrote nothing and is dead-lettered either way.
+ * 0: applied; 1: dead-lettered; 2: rejected unguarded; -1: the batch must be retried (err set). */
+static int pj_ev_apply(pj_runtime_t *rt, es_kafka_msg_t *m, struct pj_ev *ev, bool guarded,
+                       es_err_t *err)
+{
+    es_err_t ev_err = ev->err;
+    if (!ev_err.code) {
+        if (guarded && es_db_exec(rt->db, "SAVEPOINT pj_event", NULL, 0, NULL, err))
+            return -1;
+        int64_t start_us = es_zipkin_now_us();
+        if (pj_plan_apply(rt->db, ev->plan, ev->type, &ev_err) == 0) {
+            if (pj_notes_applied(rt))
+                pj_note_applied(rt, m, ev->type, ev->value, start_us);
+            return 0;
+        }
+        if (pj_is_poison(&ev_err) && !guarded) {
+            es_warn("projector %s: %s[%d]@%lld rejected: %s", rt->key, rt->topic, (int)m->partition,
+                    (long long)m->offset, ev_err.msg);
+            return 2;
+        }
+        if (pj_is_poison(&ev_err) &&
+            es_db_exec(rt->db, "ROLLBACK TO SAVEPOINT pj_event", NULL, 0, NULL, err))
+            return -1;
+    }
+    if (!pj_is_poison(&ev_err))
+        return es_set(err, ev_err.code, "%s", ev_err.msg);
+    return pj_dead_letter(rt, m, ev, &ev_err, err) ? -1 : 1;
+}
+
+int pj_apply_one(pj_runtime_t *rt, es_kafka_msg_t *m, bool guarded, es_err_t *err)
+{
+    struct pj_ev ev = {0};
+    pj_ev_prepare(rt, m, &ev);
+    int rc = pj_ev_apply(rt, m, &ev, guarded, err);
+    pj_ev_release(&ev);
+    pj_plan_free(ev.plan);
     return rc;
 }
 
@@ -543,7 +629,7 @@ static int pj_apply_pass(pj_runtime_t *rt, int guard_from, struct pj_tally *t, e
     *t = (struct pj_tally){.rejected = -1};
     json_array_clear(rt->applied);
     for (int i = 0; i < rt->nbatch && t->rejected < 0; i++) {
-        int r = pj_apply_one(rt, rt->batch[i], i >= guard_from, err);
+        int r = pj_ev_apply(rt, rt->batch[i], &rt->evs[i], i >= guard_from, err);
         if (r < 0)
             return -1;
         if (r == 2)
@@ -556,24 +642,67 @@ static int pj_apply_pass(pj_runtime_t *rt, int guard_from, struct pj_tally *t, e
     return 0;
 }
 
-/* Begins the batch's transaction, fences it and applies the batch. Events from guard_from on run
- * under savepoints. The first pass has none; if an event is rejected there, the batch is rolled
- * back and redone guarded from that event (the ones before it applied cleanly to the same rows);
- * should an unguarded one fail on the redo anyway, the third pass guards every event, so it
- * cannot be rejected unguarded again. Returns with the transaction open, or -1 with err. */
+/* The whole batch as few multi-row statements (pj_batch.h), events that did not plan
+ * dead-lettered. 0: applied; 2: a statement failed on an event's fault (the caller rolls back and
+ * goes event by event); -1 with err when the batch must be retried. */
+static int pj_apply_merged(pj_runtime_t *rt, struct pj_tally *t, es_err_t *err)
+{
+    *t = (struct pj_tally){.rejected = -1};
+    json_array_clear(rt->applied);
+    pj_batch_reset(rt->merge);
+    for (int i = 0; i < rt->nbatch; i++) {
+        struct pj_ev *ev = &rt->evs[i];
+        if (!ev->err.code) {
+            pj_batch_add(rt->merge, ev->plan);
+            t->applied++;
+        } else if (!pj_is_poison(&ev->err)) {
+            return es_set(err, ev->err.code, "%s", ev->err.msg);
+        } else if (pj_dead_letter(rt, rt->batch[i], ev, &ev->err, err)) {
+            return -1;
+        } else {
+            t->dead++;
+        }
+    }
+    int64_t start_us = es_zipkin_now_us();
+    es_err_t e = ES_ERR_INIT;
+    if (pj_batch_apply(rt->db, rt->merge, &e)) {
+        if (!pj_is_poison(&e))
+            return es_set(err, e.code, "%s", e.msg);
+        es_info("projector %s: the batch of %d as multi-row statements failed (%s): applying it "
+                "event by event",
+                rt->key, rt->nbatch, e.msg);
+        return 2;
+    }
+    for (int i = 0; pj_notes_applied(rt) && i < rt->nbatch; i++)
+        if (!rt->evs[i].err.code)
+            pj_note_applied(rt, rt->batch[i], rt->evs[i].type, rt->evs[i].value, start_us);
+    return 0;
+}
+
+/* Begins the batch's transaction, fences it and applies the batch: first as multi-row
+ * statements; when that fails on an event's fault, rolled back and redone event by event, events
+ * from guard_from on under savepoints. That pass has none; if an event is rejected there, the
+ * batch is rolled back and redone guarded from that event (the ones before it applied cleanly to
+ * the same rows); should an unguarded one fail on the redo anyway, the last pass guards every
+ * event, so it cannot be rejected unguarded again. Returns with the transaction open, or -1 with
+ * err. */
 static int pj_apply_batch(pj_runtime_t *rt, struct pj_tally *t, bool *moved, es_err_t *err)
 {
     int guard_from = rt->nbatch;
     for (int pass = 0;; pass++) {
-        if (es_db_begin(rt->db, err) || pj_fence(rt, moved, err) ||
-            pj_apply_pass(rt, guard_from, t, err))
+        if (es_db_begin(rt->db, err) || pj_fence(rt, moved, err))
             return -1;
-        if (t->rejected < 0)
+        int r = pass == 0 ? pj_apply_merged(rt, t, err) : pj_apply_pass(rt, guard_from, t, err);
+        if (r < 0)
+            return -1;
+        if (r == 0 && t->rejected < 0)
             return 0;
         /* a failed ROLLBACK must not be followed by START TRANSACTION, which would commit */
         if (es_db_rollback(rt->db))
             return es_set(err, ES_EIO, "rollback to redo the batch failed");
-        guard_from = pass == 0 ? t->rejected : 0;
+        if (pass == 0)
+            continue;
+        guard_from = pass == 1 ? t->rejected : 0;
         es_info("projector %s: redoing the batch of %d with savepoints from event %d on", rt->key,
                 rt->nbatch, guard_from);
     }
@@ -601,9 +730,7 @@ static void pj_batch_committed(pj_runtime_t *rt, const struct pj_tally *t, long 
             rt->parts[i].stored = rt->parts[i].next;
         rt->parts[i].in_batch = false;
     }
-    for (int i = 0; i < rt->nbatch; i++)
-        es_kafka_msg_free(rt->batch[i]);
-    rt->nbatch = 0;
+    pj_batch_release(rt);
     es_metric_add(rt->m_events, t->applied);
     if (t->dead)
         es_metric_add(rt->m_dead, t->dead);
@@ -654,6 +781,7 @@ int pj_flush(pj_runtime_t *rt)
     long long t0 = es_mono_ms();
     struct pj_tally t = {.rejected = -1};
     bool locked = false, moved = false;
+    pj_batch_prepare(rt);
     if (pj_lock(rt->db, rt->lock, PJ_LOCK_WAIT_S, &err))
         return pj_batch_failed(rt, &err, locked, moved);
     locked = true;
@@ -813,6 +941,8 @@ pj_runtime_t *pj_runtime_create(const pj_projection_t *p, const pj_options_t *op
     rt->batch_max = opt && opt->batch_max > 0 ? opt->batch_max : 500;
     rt->linger_ms = opt && opt->linger_ms > 0 ? opt->linger_ms : 20;
     rt->batch = xcalloc((size_t)rt->batch_max, sizeof *rt->batch);
+    rt->evs = xcalloc((size_t)rt->batch_max, sizeof *rt->evs);
+    rt->merge = pj_batch_new();
     rt->jitter = (unsigned)time(NULL) ^ (unsigned)getpid() ^ (unsigned)(uintptr_t)rt;
     es_topic(rt->topic, sizeof rt->topic, p->context, "events");
     pj_metrics_new(rt);
@@ -827,6 +957,8 @@ pj_runtime_t *pj_runtime_create(const pj_projection_t *p, const pj_options_t *op
         goto fail;
     if (pj_consumer_new(rt, err) || (manual ? pj_assign_all(rt, err) : pj_subscribe(rt, err)))
         goto fail;
+    if (!manual)
+        pj_shadow_sweep(rt); /* before the actions are read: one may start a shadow */
     if (!manual && pj_ops_open(rt, err))
         goto fail;
     es_info("projector %s: group '%s', topic '%s', batch %d, linger %d ms", rt->key, rt->group,
@@ -862,10 +994,8 @@ bool pj_ready(pj_runtime_t *rt)
 
 int pj_poll_timeout(const pj_runtime_t *rt, long long first_at)
 {
-    if (rt->nbatch == 0)
-        return PJ_IDLE_POLL_MS;
-    long long left = first_at + rt->linger_ms - es_mono_ms();
-    return left > 0 ? (int)left : 0;
+    (void)first_at;
+    return rt->nbatch == 0 ? PJ_IDLE_POLL_MS : 0;
 }
 
 int pj_take(pj_runtime_t *rt, es_kafka_msg_t *m, long long *first_at)
@@ -912,7 +1042,7 @@ int pj_runtime_run(pj_runtime_t *rt, es_err_t *err)
         if (!pj_ready(rt))
             continue;
         int timeout = pj_poll_timeout(rt, first_at);
-        es_kafka_msg_t *m = timeout > 0 || rt->nbatch == 0 ? es_kafka_poll(rt->rk, timeout) : NULL;
+        es_kafka_msg_t *m = es_kafka_poll(rt->rk, timeout);
         int took = pj_take(rt, m, &first_at);
         long long now = es_mono_ms();
         if (rt->nbatch > 0 && (rt->nbatch >= rt->batch_max || now - first_at >= rt->linger_ms ||
@@ -946,6 +1076,12 @@ void pj_runtime_free(pj_runtime_t *rt)
     sr_client_free(rt->sr);
     es_db_close(rt->db);
     free(rt->batch);
+    for (int i = 0; rt->evs && i < rt->batch_max; i++) {
+        pj_ev_release(&rt->evs[i]);
+        pj_plan_free(rt->evs[i].plan);
+    }
+    free(rt->evs);
+    pj_batch_free(rt->merge);
     free(rt->parts);
     free(rt->group);
     free(rt->suffix);

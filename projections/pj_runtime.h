@@ -82,6 +82,11 @@ int pj_projection_setup(es_db_t *db, const pj_projection_t *p, const char *suffi
 int pj_projection_apply_at(es_db_t *db, const pj_projection_t *p, const char *suffix,
                            const char *event_type, const json_t *event, const pj_position_t *at,
                            es_err_t *err);
+/* Pure: the plan pj_projection_apply_at applies, into out (reset first; reset again on failure,
+ * with err: p->plan's or pj_index_plan's codes). */
+int pj_projection_plan_at(const pj_projection_t *p, const char *suffix, const char *event_type,
+                          const json_t *event, const pj_position_t *at, pj_plan_t *out,
+                          es_err_t *err);
 /* pj_projection_apply_at without a position: the read model's rows only, no index row. */
 int pj_projection_apply(es_db_t *db, const pj_projection_t *p, const char *suffix,
                         const char *event_type, const json_t *event, es_err_t *err);
@@ -109,7 +114,7 @@ typedef struct pj_options {
     const char *group;  /* consumer group; NULL: "eventshop-<name><suffix>-projector" */
     const char *suffix; /* table suffix; NULL: "" (the live tables) */
     int batch_max;      /* events per transaction; <= 0: 500 */
-    int linger_ms;      /* longest wait to fill a batch; <= 0: 20 */
+    int linger_ms;      /* longest a batch fills while events keep coming; <= 0: 20 */
 } pj_options_t;
 
 /* Reads pj_options_t from EVENTSHOP_PROJECTOR_GROUP, EVENTSHOP_PROJECTOR_TABLE_SUFFIX,

@@ -208,6 +208,7 @@ static int pricing_prices_plan(const char *suffix, const char *event_type, const
     if (read_event(event, &e, err))
         return -1;
     pj_plan_set_subject(out, "sku '%s' (rule '%s')", e.sku, e.rule_id ? e.rule_id : "");
+    pj_plan_set_key(out, e.sku);
     plan_prices(suffix, &e, out);
     if (e.added && plan_rule_added(suffix, event, &e, out, err))
         return -1;

@@ -1,6 +1,7 @@
 /* The table of every projection, by context: the projector role picks its context's; and how
  * the runtime sets up and applies a projection's plans. */
 #include "catalog.h"
+#include "es_mem.h"
 #include "inventory.h"
 #include "orders.h"
 #include "payments.h"
@@ -84,6 +85,8 @@ int pj_index_plan(const char *suffix, const char *event_type, const json_t *even
                     suffix);
     PJ_BIND(st, ES_DB_I(at->partition), ES_DB_I(at->offset), ES_DB_S(id), ES_DB_I(m.version),
             ES_DB_S(event_type), ES_DB_I(m.occurred_at));
+    /* the row is the event's own: it commutes with every other event's (pj_batch) */
+    st->key = pj_plan_keep(out, xasprintf("%d:%lld", (int)at->partition, (long long)at->offset));
     return 0;
 }
 
@@ -103,14 +106,25 @@ int pj_projection_apply(es_db_t *db, const pj_projection_t *p, const char *suffi
     return pj_projection_apply_at(db, p, suffix, event_type, event, NULL, err);
 }
 
+int pj_projection_plan_at(const pj_projection_t *p, const char *suffix, const char *event_type,
+                          const json_t *event, const pj_position_t *at, pj_plan_t *out,
+                          es_err_t *err)
+{
+    pj_plan_reset(out);
+    int rc = p->plan(suffix, event_type, event, out, err);
+    if (rc == 0 && at)
+        rc = pj_index_plan(suffix, event_type, event, at, out, err);
+    if (rc)
+        pj_plan_reset(out);
+    return rc;
+}
+
 int pj_projection_apply_at(es_db_t *db, const pj_projection_t *p, const char *suffix,
                            const char *event_type, const json_t *event, const pj_position_t *at,
                            es_err_t *err)
 {
     pj_plan_t *plan = pj_plan_new();
-    int rc = p->plan(suffix, event_type, event, plan, err);
-    if (rc == 0 && at)
-        rc = pj_index_plan(suffix, event_type, event, at, plan, err);
+    int rc = pj_projection_plan_at(p, suffix, event_type, event, at, plan, err);
     if (rc == 0)
         rc = pj_plan_apply(db, plan, event_type, err);
     pj_plan_free(plan);

@@ -41,6 +41,7 @@ static int shipping_shipments_plan(const char *suffix, const char *event_type, c
                       event_type);
     long long v = json_integer_value(version);
     pj_plan_set_subject(out, "shipment of order '%s'", order);
+    pj_plan_set_key(out, order);
     struct pj_stmt *st;
     if (requested) {
         const char *customer = dm_str(event, "customer_id");

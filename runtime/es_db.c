@@ -19,8 +19,11 @@
 
 /* Prepared statements are kept per connection, keyed by their SQL text: the projector runs the
  * same few statements thousands of times per second, and a prepare is one more round-trip. */
-#define DB_STMT_CACHE 32
-#define DB_MAX_PARAMS 64
+#define DB_STMT_CACHE 48
+/* MariaDB's own limit on a statement's placeholders (a projector's multi-row statements have
+ * thousands); the binds of up to DB_STACK_PARAMS live on the stack */
+#define DB_MAX_PARAMS   65535
+#define DB_STACK_PARAMS 64
 
 struct db_cached {
     char *sql;
@@ -34,6 +37,9 @@ struct es_db {
     unsigned connect_s, io_s;
     struct db_cached cache[DB_STMT_CACHE];
     size_t ncached;
+    MYSQL_BIND *binds; /* for statements of more than DB_STACK_PARAMS: kept, grown as needed */
+    unsigned long *lens;
+    size_t nbinds;
     size_t evict; /* round-robin victim once the cache is full */
     /* reconnection (es_db_set_reconnect) */
     bool reconnect;
@@ -232,6 +238,8 @@ out:
 
 static void db_free(es_db_t *db)
 {
+    free(db->binds);
+    free(db->lens);
     free(db->name);
     free(db->context);
     free(db);
@@ -437,23 +445,10 @@ static MYSQL_STMT *db_prepare(es_db_t *db, const char *sql, es_err_t *err)
     return st;
 }
 
-static MYSQL_STMT *db_run(es_db_t *db, const char *sql, const es_db_val_t *params, size_t n,
-                          es_err_t *err)
+/* Fills bind[i] (and lens[i]) with params[i] for n parameters. */
+static void db_bind_params(MYSQL_BIND *bind, unsigned long *lens, const es_db_val_t *params,
+                           size_t n)
 {
-    if (n > DB_MAX_PARAMS) {
-        es_set(err, ES_EINTERNAL, "too many parameters (%zu)", n);
-        return NULL;
-    }
-    MYSQL_STMT *st = db_prepare(db, sql, err);
-    if (!st)
-        return NULL;
-    if (mysql_stmt_param_count(st) != n) {
-        es_set(err, ES_EINTERNAL, "statement wants %lu parameters, got %zu",
-               mysql_stmt_param_count(st), n);
-        return NULL;
-    }
-    MYSQL_BIND bind[DB_MAX_PARAMS];
-    unsigned long lens[DB_MAX_PARAMS];
     memset(bind, 0, sizeof bind[0] * (n ? n : 1));
     for (size_t i = 0; i < n; i++) {
         switch (params[i].type) {
@@ -477,15 +472,46 @@ static MYSQL_STMT *db_run(es_db_t *db, const char *sql, const es_db_val_t *param
             break;
         }
     }
-    if (n && mysql_stmt_bind_param(st, bind)) {
-        db_fail_stmt(db, err, st, "bind");
+}
+
+static MYSQL_STMT *db_run(es_db_t *db, const char *sql, const es_db_val_t *params, size_t n,
+                          es_err_t *err)
+{
+    if (n > DB_MAX_PARAMS) {
+        es_set(err, ES_EINTERNAL, "too many parameters (%zu)", n);
         return NULL;
     }
-    db->sent = true;
-    if (db->reconnect && db->in_tx && es_fault_hit("db.lost_in_tx"))
-        shutdown(mysql_get_socket(db->my), SHUT_RDWR); /* a real loss, mid-transaction (tests) */
-    if (mysql_stmt_execute(st)) {
-        db_fail_stmt(db, err, st, "execute");
+    MYSQL_STMT *st = db_prepare(db, sql, err);
+    if (!st)
+        return NULL;
+    if (mysql_stmt_param_count(st) != n) {
+        es_set(err, ES_EINTERNAL, "statement wants %lu parameters, got %zu",
+               mysql_stmt_param_count(st), n);
+        return NULL;
+    }
+    MYSQL_BIND sbind[DB_STACK_PARAMS];
+    unsigned long slens[DB_STACK_PARAMS];
+    MYSQL_BIND *bind = sbind;
+    unsigned long *lens = slens;
+    if (n > DB_STACK_PARAMS && n > db->nbinds) {
+        db->binds = xrealloc(db->binds, n * sizeof *db->binds);
+        db->lens = xrealloc(db->lens, n * sizeof *db->lens);
+        db->nbinds = n;
+    }
+    if (n > DB_STACK_PARAMS) {
+        bind = db->binds;
+        lens = db->lens;
+    }
+    db_bind_params(bind, lens, params, n);
+    int rc = n && mysql_stmt_bind_param(st, bind) ? 1 : 0;
+    if (rc == 0) {
+        db->sent = true;
+        if (db->reconnect && db->in_tx && es_fault_hit("db.lost_in_tx"))
+            shutdown(mysql_get_socket(db->my), SHUT_RDWR); /* a real loss, mid-transaction */
+        rc = mysql_stmt_execute(st) ? 2 : 0;
+    }
+    if (rc) {
+        db_fail_stmt(db, err, st, rc == 1 ? "bind" : "execute");
         return NULL;
     }
     db->used_at = es_mono_ms();

@@ -140,3 +140,36 @@ def test_shadow_rebuild_when_equal_swaps_by_itself(brokers, registry, db, projec
              >= 2, timeout=30, what="restarted")
     assert table_id(db, p.table) == after
     assert len(query(db, "SELECT 1 FROM projection_operations WHERE projection=%s", p.key)) == 1
+
+
+def test_a_shadow_left_by_a_killed_projector_is_dropped_at_its_restart(
+        brokers, registry, db, projector, ops_rows):
+    ev = Events(registry)
+    p = projector()
+    ops_rows.append(p.key)
+    p.start()
+    sku = unique("sh-kill")
+    produce(brokers, [listed(sku)], ev)
+    wait_for(lambda: query(db, f"SELECT sku FROM `{p.table}` WHERE sku=%s", sku), timeout=30,
+             what="the projector applies")
+    out = history("rebuild", p.key, "--reason", "test: killed mid-shadow", "--actor", "ops-cli")
+    assert out.returncode == 0, out.stderr
+    index = f"event_index{p.suffix}"
+
+    def mid_shadow():
+        st = status(db, p.key) or {}
+        return (shadow_tables(db, p.table) and shadow_tables(db, index)
+                and st.get("state") in ("rebuilding", "shadow_ready"))
+    wait_for(mid_shadow, timeout=120, what="the shadow's tables made and its progress recorded")
+    (left,) = shadow_tables(db, p.table)
+    p.kill()
+    assert shadow_tables(db, p.table) == [left], "the kill itself dropped nothing"
+    p.start()
+    wait_for(lambda: not shadow_tables(db, p.table) and not shadow_tables(db, index),
+             timeout=60, what="the abandoned shadow's tables dropped at the restart")
+    assert logged(p, f"dropped '{left}', left by a rebuild that did not finish")
+    assert not query(db, "SELECT projection FROM projection_offsets WHERE projection LIKE %s",
+                     p.key + "\\_rb%")
+    # the action was done once (claimed): the restarted projector does not start it again
+    assert len(query(db, "SELECT 1 FROM projection_operations WHERE projection=%s", p.key)) == 1
+    assert query(db, f"SELECT sku FROM `{p.table}` WHERE sku=%s", sku)
