@@ -420,6 +420,12 @@ static void pj_note_applied(pj_runtime_t *rt, es_kafka_msg_t *m, const char *typ
 {
     const json_t *meta = json_object_get(value, "metadata");
     char *tp = es_kafka_header_dup(m, "traceparent");
+    /* nothing to log or send for an unsampled trace at info: no note (they cost a third of a
+     * live projector's time) */
+    if (!es_trace_sampled(tp) && es_log_min_level > ES_LOG_DEBUG && !es_zipkin_enabled()) {
+        free(tp);
+        return;
+    }
     json_array_append_new(
         rt->applied, json_pack("{s:s?, s:s?, s:s, s:s?, s:i, s:I, s:I}", "event_id",
                                json_string_value(json_object_get(meta, "event_id")), "command_id",
@@ -430,16 +436,17 @@ static void pj_note_applied(pj_runtime_t *rt, es_kafka_msg_t *m, const char *typ
 }
 
 /* One line per event of a committed batch, with the trace id of the event's traceparent, and
- * an apply span (child of the handler's decide span). Rebuilds replay history: debug only. */
+ * an apply span (child of the handler's decide span): at info for a sampled trace (a client asked
+ * to follow it), else debug; rebuilds replay history: debug only. */
 static void pj_log_applied(pj_runtime_t *rt)
 {
-    es_log_level_t lvl = rt->manual ? ES_LOG_DEBUG : ES_LOG_INFO;
     int64_t end_us = es_zipkin_now_us();
     size_t i;
     json_t *a;
     json_array_foreach(rt->applied, i, a)
     {
         const char *tp = json_string_value(json_object_get(a, "traceparent"));
+        es_log_level_t lvl = rt->manual ? ES_LOG_DEBUG : es_trace_log_level(tp);
         const char *event_id = json_string_value(json_object_get(a, "event_id"));
         const char *type = json_string_value(json_object_get(a, "type"));
         char trace_id[ES_TRACE_ID_LEN], pos[48], span[ES_TRACEPARENT_LEN];
