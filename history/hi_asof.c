@@ -16,6 +16,7 @@
 #include "es_time.h"
 #include "hi.h"
 #include "hi_positions.h"
+#include "pj_batch.h"
 #include "pj_internal.h"
 #include <getopt.h>
 #include <inttypes.h>
@@ -384,11 +385,11 @@ static int hi_dead_letter(struct hi_asof *x, const struct hi_ctx *c, const pj_pr
                       v, 5, NULL, err);
 }
 
-/* Applies e to every projection not past it, as the projector does: a malformed event is
- * dead-lettered. guarded: each under a savepoint; unguarded, such an event may have left part of
- * its rows: 1, and the caller redoes the batch guarded. 0, or -1 with err (the database's). */
+/* Applies e to every projection not past it, each under a savepoint, as the projector's event by
+ * event pass does: a malformed or rejected event is dead-lettered. 0, or -1 with err (the
+ * database's). */
 static int hi_ev_apply(struct hi_asof *x, const struct hi_ctx *c, const struct hi_ev *e,
-                       bool guarded, es_err_t *err)
+                       es_err_t *err)
 {
     for (int j = 0; j < c->nproj; j++) {
         const pj_projection_t *p = c->proj[j];
@@ -400,7 +401,7 @@ static int hi_ev_apply(struct hi_asof *x, const struct hi_ctx *c, const struct h
             continue;
         }
         es_err_t ev_err = ES_ERR_INIT;
-        if (guarded && es_db_exec(x->db, "SAVEPOINT hi_event", NULL, 0, NULL, err))
+        if (es_db_exec(x->db, "SAVEPOINT hi_event", NULL, 0, NULL, err))
             return -1;
         /* the read model's rows only: the contexts share this database, and the event index
          * (one per context's database) would mix them; an aggregate's history is GET /v1/history */
@@ -408,8 +409,6 @@ static int hi_ev_apply(struct hi_asof *x, const struct hi_ctx *c, const struct h
             continue;
         if (!hi_poison(&ev_err))
             return es_set(err, ev_err.code, "%s", ev_err.msg);
-        if (!guarded)
-            return 1;
         char why[sizeof e->why];
         snprintf(why, sizeof why, "%s: %.200s", e->type, ev_err.msg);
         if (es_db_exec(x->db, "ROLLBACK TO SAVEPOINT hi_event", NULL, 0, NULL, err) ||
@@ -419,13 +418,49 @@ static int hi_ev_apply(struct hi_asof *x, const struct hi_ctx *c, const struct h
     return 0;
 }
 
-/* One transaction: the batch's events, then the partitions' new offsets for every projection.
- * 0: committed; 1: an event was rejected unguarded (rolled back); -1 with err. */
+/* The whole batch as the projector writes one: every event's plan for each projection not past
+ * it, as few multi-row statements per table (pj_batch.h). 0; 1 when an event is malformed or
+ * rejected (the caller redoes the batch event by event, which dead-letters it); -1 with err. */
+static int hi_batch_apply(struct hi_asof *x, const struct hi_ctx *c, es_err_t *err)
+{
+    pj_batch_t *b = pj_batch_new();
+    pj_plan_t **plans = xcalloc((size_t)c->nbatch * (size_t)c->nproj + 1, sizeof *plans);
+    size_t n = 0;
+    int rc = 0;
+    for (int i = 0; !rc && i < c->nbatch; i++) {
+        const struct hi_ev *e = &c->batch[i];
+        for (int j = 0; !rc && j < c->nproj; j++) {
+            if (e->m->offset < c->next[j * c->nparts + e->m->partition])
+                continue;
+            es_err_t pe = ES_ERR_INIT;
+            pj_plan_t *plan = plans[n++] = pj_plan_new();
+            if (!e->type ||
+                pj_projection_plan_at(c->proj[j], "", e->type, e->value, NULL, plan, &pe))
+                rc = 1;
+            else
+                pj_batch_add(b, plan);
+        }
+    }
+    es_err_t be = ES_ERR_INIT;
+    if (!rc && pj_batch_apply(x->db, b, &be))
+        rc = hi_poison(&be) ? 1 : es_set(err, be.code, "%s", be.msg);
+    pj_batch_free(b);
+    for (size_t k = 0; k < n; k++)
+        pj_plan_free(plans[k]);
+    free(plans);
+    return rc;
+}
+
+/* One transaction: the batch's events (merged, or event by event when guarded), then the
+ * partitions' new offsets for every projection. 0: committed; 1: an event was rejected
+ * unguarded (rolled back); -1 with err. */
 static int hi_ctx_commit(struct hi_asof *x, const struct hi_ctx *c, bool guarded, es_err_t *err)
 {
     int rc = es_db_begin(x->db, err);
-    for (int i = 0; !rc && i < c->nbatch; i++)
-        rc = hi_ev_apply(x, c, &c->batch[i], guarded, err);
+    if (!rc && !guarded)
+        rc = hi_batch_apply(x, c, err);
+    for (int i = 0; !rc && guarded && i < c->nbatch; i++)
+        rc = hi_ev_apply(x, c, &c->batch[i], err);
     for (int j = 0; !rc && j < c->nproj; j++)
         for (int p = 0; !rc && p < c->nparts; p++)
             if (c->pending[p] > c->next[j * c->nparts + p])

@@ -71,5 +71,7 @@ def test_readme_history_examples_run_as_written(api_url, tmp_path):
 
     def swapped():
         p = projection(api_url, "catalog_products") or {}
-        return p.get("state") == "running" and "swapped in (asked by alice)" in str(p.get("detail") or "")
-    wait_for(swapped, timeout=120, what="the README's rebuild swapped in, catalog_products running")
+        # degraded: running, with dead letters other suites' malformed events left
+        return (p.get("state") in ("running", "degraded")
+                and "swapped in (asked by alice)" in str(p.get("detail") or ""))
+    wait_for(swapped, timeout=120, what="the README's rebuild swapped in, catalog_products live")
