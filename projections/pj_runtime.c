@@ -10,7 +10,6 @@
 #include "es_trace.h"
 #include "es_zipkin.h"
 #include "pj_internal.h"
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +24,6 @@
 #define PJ_CHECK_WAIT_MS  2000  /* the longest such a Kafka check may take */
 #define PJ_COMMIT_WAIT_MS 5000  /* after a failed Kafka commit, the next one waits this long */
 #define PJ_COMMIT_LOG_MS  60000 /* at most one warning per minute about failed Kafka commits */
-#define PJ_PREP_SPLIT     64    /* events to prepare from which a second thread shares the work */
 
 const char pj_offsets_ddl[] =
     "CREATE TABLE IF NOT EXISTS projection_offsets ("
@@ -105,8 +103,8 @@ static struct pj_part *pj_part_get(pj_runtime_t *rt, int32_t p)
 /* Releases the batch's decoded events and messages. */
 static void pj_batch_release(pj_runtime_t *rt)
 {
-    /* the decoded events stay until their slot is prepared again (pj_ev_prepare), on the
-     * preparing threads: freeing a batch's values was a quarter of a rebuild's time */
+    for (int i = 0; i < rt->nprepared; i++)
+        pj_ev_release(&rt->evs[i]);
     rt->nprepared = 0;
     pj_batch_reset(rt->merge);
     for (int i = 0; i < rt->nbatch; i++)
@@ -470,15 +468,16 @@ static void pj_log_applied(pj_runtime_t *rt)
     json_array_clear(rt->applied);
 }
 
-/* Decodes m and plans it into ev (its plan kept, its previous event released): ev->err set when it
- * has no payload, does not decode or the projection rejects it. */
+/* Decodes m and plans it into ev (its plan kept, the rest replaced): ev->err set when it has
+ * no payload, does not decode or the projection rejects it. */
 static void pj_ev_prepare(pj_runtime_t *rt, const es_kafka_msg_t *m, struct pj_ev *ev)
 {
-    pj_ev_release(ev); /* the slot's previous event */
     ev->full_name = ev->type = NULL;
+    ev->value = NULL;
     ev->err = (es_err_t)ES_ERR_INIT;
     if (!ev->plan)
         ev->plan = pj_plan_new();
+    pj_plan_reset(ev->plan);
     if (!m->value) {
         es_set(&ev->err, ES_EINVAL, "message without payload");
         return;
@@ -491,36 +490,6 @@ static void pj_ev_prepare(pj_runtime_t *rt, const es_kafka_msg_t *m, struct pj_e
     ev->type = dot ? dot + 1 : ev->full_name;
     const pj_position_t at = {m->partition, m->offset};
     pj_projection_plan_at(rt->p, rt->suffix, ev->type, ev->value, &at, ev->plan, &ev->err);
-}
-
-/* A share of the batch's events for another thread to prepare: [from, to). */
-struct pj_prep {
-    pj_runtime_t *rt;
-    int from, to;
-};
-
-static void *pj_prep_main(void *arg)
-{
-    const struct pj_prep *w = arg;
-    for (int i = w->from; i < w->to; i++)
-        pj_ev_prepare(w->rt, w->rt->batch[i], &w->rt->evs[i]);
-    return NULL;
-}
-
-/* Decodes and plans the batch's events not prepared yet, once whatever the passes over them. With
- * many, the second half on a thread of its own: decoding is the projector's own CPU cost, and the
- * codec is thread-safe and the projections pure. */
-static void pj_batch_prepare(pj_runtime_t *rt)
-{
-    int from = rt->nprepared, n = rt->nbatch - from;
-    struct pj_prep w = {rt, from + n / 2, rt->nbatch};
-    pthread_t th;
-    bool split = n >= PJ_PREP_SPLIT && pthread_create(&th, NULL, pj_prep_main, &w) == 0;
-    for (int i = from; i < (split ? w.from : rt->nbatch); i++)
-        pj_ev_prepare(rt, rt->batch[i], &rt->evs[i]);
-    if (split)
-        pthread_join(th, NULL);
-    rt->nprepared = rt->nbatch;
 }
 
 /* Empties ev (its plan is kept for the next batch). */
@@ -788,7 +757,8 @@ int pj_flush(pj_runtime_t *rt)
     long long t0 = es_mono_ms();
     struct pj_tally t = {.rejected = -1};
     bool locked = false, moved = false;
-    pj_batch_prepare(rt);
+    for (; rt->nprepared < rt->nbatch; rt->nprepared++) /* once, whatever the passes */
+        pj_ev_prepare(rt, rt->batch[rt->nprepared], &rt->evs[rt->nprepared]);
     if (pj_lock(rt->db, rt->lock, PJ_LOCK_WAIT_S, &err))
         return pj_batch_failed(rt, &err, locked, moved);
     locked = true;
