@@ -614,11 +614,46 @@ int ev_codec_writer_info(ev_codec_t *c, int32_t id, const char **full_name, bool
     return 0;
 }
 
+/* avro-c keeps its error text in one process-wide buffer (Debian's libavro is not built
+ * THREADSAFE) and writes it on every decode: the trailing-bytes check below is a read meant to
+ * fail. Threads that decode at once (the API's loop, results and stream threads) would race on
+ * it, so the reading that may touch it runs under this lock; the conversion to JSON does not. */
+static pthread_mutex_t ev_avro_error_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Reads the body (len bytes at p) written with w into a new *v (*have_v once made): 0, or -1
+ * with err. Under ev_avro_error_lock. */
+static int ev_read_value(const ev_writer_t *w, int32_t id, const unsigned char *p, size_t len,
+                         avro_value_t *v, bool *have_v, es_err_t *err)
+{
+    if (avro_generic_value_new(w->iface, v) != 0)
+        return es_set(err, ES_EINTERNAL, "avro value for id %d: %s", (int)id, avro_strerror());
+    *have_v = true;
+    /* A first pass that allocates nothing checks lengths against the buffer: avro-c leaks
+     * what it allocated before it meets the end of a truncated message, and a hostile length
+     * is refused before any allocation. */
+    avro_reader_t rd = avro_reader_memory((const char *)p, (int64_t)len);
+    int rc = 0;
+    char extra;
+    if (avro_skip_data(rd, w->schema) != 0)
+        rc = es_set(err, ES_EINVAL, "cannot decode '%s' (schema id %d): truncated or malformed: %s",
+                    w->full_name, (int)id, avro_strerror());
+    else if (avro_read(rd, &extra, 1) == 0)
+        rc =
+            es_set(err, ES_EINVAL, "'%s' (schema id %d) has trailing bytes", w->full_name, (int)id);
+    if (!rc) {
+        avro_reader_memory_set_source(rd, (const char *)p, (int64_t)len);
+        if (avro_value_read(rd, v) != 0)
+            rc = es_set(err, ES_EINVAL, "cannot decode '%s' (schema id %d): %s", w->full_name,
+                        (int)id, avro_strerror());
+    }
+    avro_reader_free(rd);
+    return rc;
+}
+
 int ev_decode(ev_codec_t *c, const void *buf, size_t len, const char **full_name, json_t **value,
               es_err_t *err)
 {
     int rc = -1;
-    avro_reader_t rd = NULL;
     avro_value_t v;
     bool have_v = false;
     const unsigned char *p = buf;
@@ -638,31 +673,11 @@ int ev_decode(ev_codec_t *c, const void *buf, size_t len, const char **full_name
     ev_writer_t *w = ev_writer_get(c, id, err);
     if (!w)
         goto out;
-    if (avro_generic_value_new(w->iface, &v) != 0) {
-        es_set(err, ES_EINTERNAL, "avro value for id %d: %s", (int)id, avro_strerror());
+    pthread_mutex_lock(&ev_avro_error_lock);
+    int read = ev_read_value(w, id, p + 5, len - 5, &v, &have_v, err);
+    pthread_mutex_unlock(&ev_avro_error_lock);
+    if (read)
         goto out;
-    }
-    have_v = true;
-    /* A first pass that allocates nothing checks lengths against the buffer: avro-c leaks
-     * what it allocated before it meets the end of a truncated message, and a hostile length
-     * is refused before any allocation. */
-    rd = avro_reader_memory((const char *)p + 5, (int64_t)(len - 5));
-    if (avro_skip_data(rd, w->schema) != 0) {
-        es_set(err, ES_EINVAL, "cannot decode '%s' (schema id %d): truncated or malformed: %s",
-               w->full_name, (int)id, avro_strerror());
-        goto out;
-    }
-    char extra;
-    if (avro_read(rd, &extra, 1) == 0) {
-        es_set(err, ES_EINVAL, "'%s' (schema id %d) has trailing bytes", w->full_name, (int)id);
-        goto out;
-    }
-    avro_reader_memory_set_source(rd, (const char *)p + 5, (int64_t)(len - 5));
-    if (avro_value_read(rd, &v) != 0) {
-        es_set(err, ES_EINVAL, "cannot decode '%s' (schema id %d): %s", w->full_name, (int)id,
-               avro_strerror());
-        goto out;
-    }
     json_t *j = ev_avro_to_json(c->defaults, &v, err);
     if (!j)
         goto out;
@@ -671,8 +686,6 @@ int ev_decode(ev_codec_t *c, const void *buf, size_t len, const char **full_name
         *full_name = w->full_name;
     rc = 0;
 out:
-    if (rd)
-        avro_reader_free(rd);
     if (have_v)
         avro_value_decref(&v);
     return rc;
