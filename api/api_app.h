@@ -41,7 +41,7 @@ struct api_app {
     bool sealing; /* the personal-field crypto is ready (users_crypto_init): orders can seal */
     struct api_stream_hub *stream_hub; /* the one consumer behind GET /v1/stream */
     struct api_tickets *tickets;       /* stream tickets (api_stream.h) */
-    struct api_web *web; /* the pages' files (api_web.h) */
+    struct api_web *web;               /* the pages' files (api_web.h) */
 };
 
 /* Per loop thread: a DB connection per served context (same index as app->contexts), each

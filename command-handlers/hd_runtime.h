@@ -19,8 +19,8 @@ typedef struct hd_runtime hd_runtime_t;
 
 /* Settings, each from the environment with a default (hd_runtime_config_init). */
 typedef struct hd_runtime_config {
-    int batch_max;           /* EVENTSHOP_HANDLER_BATCH, default 500 */
-    int linger_ms;           /* EVENTSHOP_HANDLER_LINGER_MS, default 0 (adaptive: es_kafka_gather) */
+    int batch_max; /* EVENTSHOP_HANDLER_BATCH, default 500 */
+    int linger_ms; /* EVENTSHOP_HANDLER_LINGER_MS, default 0 (adaptive: es_kafka_gather) */
     int recovery_timeout_ms; /* EVENTSHOP_HANDLER_RECOVERY_MS, default 60000 */
     int view_wait_ms;        /* EVENTSHOP_HANDLER_VIEW_WAIT_MS, default 10000: longest wait for
                                 the views to catch up before a batch (then it is read again) */
