@@ -165,7 +165,11 @@ def order_through(shop, quantity):
                             "shipping_address": ADDRESS})
     assert r.status_code in (200, 201, 202), r.text
     oid = r.json().get("order_id") or r.json().get("aggregate_id")
-    o = delivered(tok, oid)
+    delivered(tok, oid)
+    # the payment's status comes from the payments read model, which another projector keeps:
+    # the order delivered says the capture happened, not that this projector has applied it yet
+    o = wait_for(lambda: (lambda o: o if o and o.get("payment_status") else None)(order_of(tok, oid)),
+                 timeout=60, interval=1, what=f"order {oid}'s payment status readable")
     assert o["customer_id"] == shop["customer_id"] and o["total_minor"] == 1250 * quantity
     assert [t["status"] for t in o["timeline"]] == \
         ["placed", "stock_reserved", "confirmed", "shipped", "delivered"]

@@ -144,7 +144,12 @@ def test_happy_path_placed_to_delivered(api_url, token, gateway, db, brokers, re
     r = place(api_url, tok, [{"sku": sku, "quantity": 2}])
     oid = placed_id(r)
     assert r.headers.get("Location", "").endswith(oid) or r.status_code == 202
-    o = wait_status(api_url, tok, oid, "delivered", timeout=120)
+    wait_status(api_url, tok, oid, "delivered", timeout=120)
+    # payment and shipment come from their own contexts' read models, each kept by its own
+    # projector: the order delivered does not mean those have applied their last event yet
+    o = wait_for(lambda: (lambda o: o if o and o["payment_status"] and o["shipment_status"] == "delivered"
+                          else None)(get_order(api_url, tok, oid)),
+                 timeout=60, interval=0.5, what=f"order {oid}'s payment and shipment read")
     assert o["order_id"] == oid and o["customer_id"] == sub
     assert o["total_minor"] == 2500 and o["currency"] == "EUR"
     assert [(l["sku"], l["quantity"], l["unit_amount_minor"]) for l in o["lines"]] == [(sku, 2, 1250)]
