@@ -46,9 +46,9 @@ def ms(text):
     return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[m.group(2)]
 
 
-def wrk(url, script=None, env=None):
+def wrk(url, script=None, env=None, conns=CONNS):
     """(req/s, p99 ms, non-2xx count) of one wrk run."""
-    cmd = ["wrk", "-t2", f"-c{CONNS}", f"-d{SECS}s", "--latency", "--timeout", "10s"]
+    cmd = ["wrk", "-t2", f"-c{conns}", f"-d{SECS}s", "--latency", "--timeout", "10s"]
     if script:
         cmd += ["-s", script]
     out = subprocess.run(cmd + [url], capture_output=True, text=True, env=env)

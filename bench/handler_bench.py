@@ -62,17 +62,19 @@ def rss_kb(role):
 
 
 def preload(prefix):
+    """Writes N ListProduct commands, all serialized before the first is produced, so that a
+    running handler sees them arrive at the producer's pace, not the serializer's."""
     ser = command_serializer(registry, "eventshop.catalog.ListProduct")
-    p = producer(brokers, **{"linger.ms": 50})
-    size = 0
+    records = []
     for i in range(N):
         sku = f"{prefix}-{i:06d}"
         v = {"metadata": command_meta("bench-user", "vendor", "bench-vendor", sku), "sku": sku,
              "vendor_id": "bench-vendor", "name": f"Benchmark product {i}",
              "description": "a product listed by make bench", "category": "bench",
              "attributes": {"colour": "blue", "size": "M"}, "currency": "EUR"}
-        data = ser(v, SerializationContext("catalog.commands", MessageField.VALUE))
-        size = len(data)
+        records.append((sku, ser(v, SerializationContext("catalog.commands", MessageField.VALUE))))
+    p = producer(brokers, **{"linger.ms": 50})
+    for sku, data in records:
         while True:
             try:
                 p.produce("catalog.commands", key=sku, value=data)
@@ -81,33 +83,38 @@ def preload(prefix):
                 p.poll(0.05)
         p.poll(0)
     p.flush(60)
-    return size
+    return len(records[-1][1])
 
 
-admin = AdminClient({"bootstrap.servers": brokers})
-err = admin.create_topics([NewTopic("bench.raw", 4, 1)])["bench.raw"].exception(30)
-if err is not None and "already exists" not in str(err):
-    raise SystemExit(f"bench: cannot create bench.raw: {err}")
-while "bench.raw" not in admin.list_topics(timeout=10).topics:
-    time.sleep(0.2)
-print(f"{N} ListProduct commands per run, 4 partitions, one handler, local single-node broker")
-print(f"{'batch':>6} {'handler cmd/s':>14} {'raw cmd/s':>10} {'ratio':>6} {'handler RSS':>12}")
-for b in BATCHES:
-    stack.stop("handler-catalog")
-    start = results_end()
-    cmd_bytes = preload("bench-" + uuid.uuid4().hex[:8])
-    os.environ["EVENTSHOP_HANDLER_BATCH"] = str(b)
-    stack.start("handler-catalog")
-    t_first, t_last = wait_results(start, N)
-    rate = N / max((t_last - t_first) / 1000.0, 1e-3)
-    rss = rss_kb("handler-catalog")
-    # the handler writes an event about the command's size, a state a bit smaller, a result ~120 B
-    raw = subprocess.run([os.path.join(os.environ["ES_BUILD"], "bench", "eventshop-bench-raw"),
-                          "bench.raw", str(N), str(b), str(cmd_bytes + 40), str(cmd_bytes - 60),
-                          "130"], check=True, capture_output=True, text=True).stdout.split()[1]
-    raw = float(raw)
-    print(f"{b:>6} {rate:>14.0f} {raw:>10.0f} {rate / raw:>6.2f} {rss / 1024:>9.1f} MiB",
-          flush=True)
-    if b == RECORDED_BATCH:
-        record(f"handler commands/s at batch {b}", rate, "commands/s", raw,
-               "raw transactional producer, same records and batch", 0.8)
+def main():
+    admin = AdminClient({"bootstrap.servers": brokers})
+    err = admin.create_topics([NewTopic("bench.raw", 4, 1)])["bench.raw"].exception(30)
+    if err is not None and "already exists" not in str(err):
+        raise SystemExit(f"bench: cannot create bench.raw: {err}")
+    while "bench.raw" not in admin.list_topics(timeout=10).topics:
+        time.sleep(0.2)
+    print(f"{N} ListProduct commands per run, 4 partitions, one handler, local single-node broker")
+    print(f"{'batch':>6} {'handler cmd/s':>14} {'raw cmd/s':>10} {'ratio':>6} {'handler RSS':>12}")
+    for b in BATCHES:
+        stack.stop("handler-catalog")
+        start = results_end()
+        cmd_bytes = preload("bench-" + uuid.uuid4().hex[:8])
+        os.environ["EVENTSHOP_HANDLER_BATCH"] = str(b)
+        stack.start("handler-catalog")
+        t_first, t_last = wait_results(start, N)
+        rate = N / max((t_last - t_first) / 1000.0, 1e-3)
+        rss = rss_kb("handler-catalog")
+        # the handler writes an event about the command's size, a state a bit smaller, a result ~120 B
+        raw = subprocess.run([os.path.join(os.environ["ES_BUILD"], "bench", "eventshop-bench-raw"),
+                              "bench.raw", str(N), str(b), str(cmd_bytes + 40), str(cmd_bytes - 60),
+                              "130"], check=True, capture_output=True, text=True).stdout.split()[1]
+        raw = float(raw)
+        print(f"{b:>6} {rate:>14.0f} {raw:>10.0f} {rate / raw:>6.2f} {rss / 1024:>9.1f} MiB",
+              flush=True)
+        if b == RECORDED_BATCH:
+            record(f"handler commands/s at batch {b}", rate, "commands/s", raw,
+                   "raw transactional producer, same records and batch", 0.8)
+
+
+if __name__ == "__main__":
+    main()

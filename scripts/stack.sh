@@ -11,7 +11,8 @@
 #   stack.sh down          stops everything (data is kept); returns once every process has exited
 #   stack.sh status        per process: state, pid, ready (/readyz), restarts, lag (projectors)
 #   stack.sh role-start|role-stop|role-kill|role-wait ROLE    (ROLE: registry, api,
-#                          handler-<ctx>, projector-<ctx>, subscriber-<name>, stand-ins);
+#                          handler-<ctx>, projector-<ctx>, subscriber-<name>, stand-ins;
+#                          ROLE@N: another replica of ROLE, on ROLE's port + 200 × (N - 1));
 #                          role-kill sends SIGKILL; role-stop/role-kill hold the role: the
 #                          supervisor leaves it down until the next role-start. role-start
 #                          hands its environment on (EVENTSHOP_FAULTS=p arms fault p in that
@@ -87,6 +88,8 @@ port_free() { ! port_busy "$1"; }
 
 metrics_port() {
     case $1 in
+        *@*) # a replica ROLE@N (bench/replica_bench.py): its role's port + 200 per extra replica
+            local n=${1##*@}; echo $(($(metrics_port "${1%@*}") + 200 * (n - 1))) ;;
         registry) echo $REGISTRY_PORT ;;
         api) echo $API_PORT ;;
         test-gateway) echo $((8090 + ES_PORT_OFFSET)) ;;
@@ -263,6 +266,7 @@ infra_up() {
 
 # ---------------------------------------------------------------- roles
 role_cmd() {
+    set -- "${1%@*}" # a replica runs its role's command
     case $1 in
         registry) echo "$ES_BUILD/schema-registry/eventshop-registry" ;;
         api) echo "$ES_BUILD/api/eventshop-api" ;;
@@ -298,14 +302,16 @@ role_start() {
     (
         export EVENTSHOP_METRICS_ADDR=127.0.0.1:$port
         export EVENTSHOP_INSTANCE_ID=${EVENTSHOP_INSTANCE_ID:-local}
-        case $role in
+        # a replica ROLE@N runs as ROLE with an instance id (its transactional ids) of its own
+        [[ $role != *@* ]] || EVENTSHOP_INSTANCE_ID=$EVENTSHOP_INSTANCE_ID-${role##*@}
+        case ${role%@*} in
             registry) export EVENTSHOP_REGISTRY_ADDR=127.0.0.1:$REGISTRY_PORT ;;
             test-gateway | test-carrier) export EVENTSHOP_FAKE_ADDR=127.0.0.1:$port ;;
             subscriber-notifications) notifications_env ;;
             subscriber-order-saga) saga_env ;;
             smtp-capture) export EVENTSHOP_SMTP_CAPTURE_ADDR=127.0.0.1:$port EVENTSHOP_SMTP_CAPTURE_DIR=$ES_STATE/mail ;;
             api)
-                export EVENTSHOP_API_ADDR=127.0.0.1:$API_PORT
+                export EVENTSHOP_API_ADDR=127.0.0.1:$port
                 users_api_env
                 # the API only reads the read models
                 for c in "${CONTEXTS[@]}"; do
