@@ -8,7 +8,8 @@ and adjusts stock, edits the product's name, and the page shows each result with
 (the commands' positions are read back with X-Min-Position). Names typed by users are shown as
 text. The page logs no error on the browser's console (no failed request, no script error, no
 refusal of the Content-Security-Policy). Screenshots: $ES_STATE/artifacts/web/vendor.png (a wide
-window) and vendor-phone.png (a phone's width). Every wait is for a positive marker in the page,
+window, the vendor's product), vendor-phone.png (the same at a phone's width), vendor-pending.png
+and vendor-admin.png (the steps before). Every wait is for a positive marker in the page,
 never a sleep."""
 import os
 import re
@@ -115,6 +116,7 @@ def test_vendor_registers_is_approved_and_sells_a_product(vendor_page, api_url):
     wait(d, "awaiting approval", lambda d: shown(d, "pending")
          and d.find_element(By.ID, "pending-email").text == email)
     assert "awaiting approval" in d.find_element(By.ID, "pending").text.lower()
+    d.save_screenshot(os.path.join(artifacts(), "vendor-pending.png"))
 
     # the administrator, on the same page, approves it
     log_in(d, *admin_credentials(), "admin")
@@ -125,6 +127,7 @@ def test_vendor_registers_is_approved_and_sells_a_product(vendor_page, api_url):
     uid = item.get_attribute("data-user-id")
     assert item.find_element(By.CSS_SELECTOR, ".name").text == HOSTILE_NAME
     assert d.find_elements(By.CSS_SELECTOR, "#vendors b, #vendors img") == []
+    d.save_screenshot(os.path.join(artifacts(), "vendor-admin.png"))
     item.find_element(By.CSS_SELECTOR, "button.approve").click()
     wait(d, "the approval said, the vendor no longer waiting", lambda d: d.find_element(
         By.ID, "vendors-status").get_attribute("data-approved") == uid and not d.find_elements(
@@ -135,6 +138,7 @@ def test_vendor_registers_is_approved_and_sells_a_product(vendor_page, api_url):
     # the vendor logs in: its (empty) products and order lines
     log_in(d, email, password, "vendor")
     assert not shown(d, "pending")
+    wait(d, "the vendor's name in the header", lambda d: d.find_element(By.ID, "who").text == HOSTILE_NAME)
     wait(d, "the vendor's products loaded", lambda d: d.find_element(
         By.ID, "products-status").get_attribute("data-loaded") == "true")
     wait(d, "the vendor's order lines loaded", lambda d: d.find_element(

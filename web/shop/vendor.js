@@ -130,6 +130,10 @@ function toInt(text) {
   return /^\s*-?\d{1,9}\s*$/.test(text) ? Number(text) : null;
 }
 
+function count(n, what) {
+  return n + " " + what + (n === 1 ? "" : "s");
+}
+
 function when(ms) {
   return typeof ms === "number" ? new Date(ms).toLocaleString() : "";
 }
@@ -181,7 +185,8 @@ function enter() {
     loadVendors();
     timer.start(loadVendors);
   } else if (c.role === "vendor" && c.vendor_id) {
-    $("who").textContent = "vendor " + c.vendor_id;
+    $("who").textContent = "vendor";
+    showName(c.sub);
     showOnly("vendor");
     $("vendor").querySelector("h2").focus();
     loadProducts();
@@ -190,6 +195,14 @@ function enter() {
   } else {
     logout("this page is for vendors and administrators; customers shop on the shop front");
   }
+}
+
+// The vendor's own name in the header (GET /v1/users/{id}: a user may read itself).
+async function showName(sub) {
+  try {
+    const u = await query("/v1/users/" + encodeURIComponent(sub), "users");
+    if (session.token && u.name) $("who").textContent = u.name;
+  } catch (e) { /* the header keeps "vendor" */ }
 }
 
 async function login(ev) {
@@ -242,7 +255,7 @@ async function loadVendors() {
     const page = await query("/v1/vendors?status=pending&limit=200", "users");
     $("vendors").replaceChildren(...page.items.map(vendorItem));
     const n = page.items.length;
-    $("vendors-status").textContent = (n === 0 ? "no vendor is waiting" : n + " waiting") + lastApproved;
+    $("vendors-status").textContent = (n === 0 ? "no vendor is waiting" : count(n, "vendor") + " waiting") + lastApproved;
     $("vendors-status").dataset.loaded = "true";
   } catch (e) {
     $("vendors-status").textContent = e.message;
@@ -295,7 +308,7 @@ async function loadProducts() {
       cursor = page.next_cursor;
     } while (cursor);
     for (const [sku, c] of cards) if (!seen.has(sku)) { c.li.remove(); cards.delete(sku); }
-    status.textContent = cards.size === 0 ? "no product yet: list your first one above" : cards.size + " products";
+    status.textContent = cards.size === 0 ? "no product yet: list your first one above" : count(cards.size, "product");
     status.dataset.loaded = "true";
   } catch (e) {
     status.textContent = e.message;
@@ -601,7 +614,8 @@ async function loadOrders() {
       el("td", { text: o.order_id }), el("td", { text: o.sku || "" }), el("td", { text: String(o.quantity ?? "") }),
       el("td", { text: typeof o.unit_amount_minor === "number" ? money(o.unit_amount_minor, o.currency) : "" }),
       el("td", { text: o.status }), el("td", { text: when(o.placed_at) }))));
-    status.textContent = page.items.length === 0 ? "no order line yet" : page.items.length + " order lines";
+    status.textContent = page.items.length === 0 ? "no order line yet" : count(page.items.length, "order line");
+    $("orders").hidden = page.items.length === 0;
     status.dataset.loaded = "true";
   } catch (e) {
     status.textContent = e.message;
@@ -625,7 +639,12 @@ async function listProduct(ev) {
     const c = cards.get(body.sku);
     msg.textContent = body.sku + " listed";
     f.reset();
-    if (c) c.li.querySelector("details.manage").open = true;
+    if (c) {
+      $("new-product-box").open = false;
+      const manage = c.li.querySelector("details.manage");
+      manage.open = true;
+      manage.querySelector("summary").focus();
+    }
   } catch (err) {
     msg.textContent = err.message;
   } finally {
