@@ -236,6 +236,7 @@ void api_users_get(es_http_req_t *r, const struct api_principal *who);
 void api_users_forget(es_http_req_t *r, const struct api_principal *who);
 void api_users_change_role(es_http_req_t *r, const struct api_principal *who);
 void api_vendors_approve(es_http_req_t *r, const struct api_principal *who);
+void api_vendors_list(es_http_req_t *r, const struct api_principal *who);
 void api_auth_token(es_http_req_t *r, const struct api_principal *who);
 void api_users_open_contact(es_http_req_t *r, const struct api_principal *who);
 /* The users endpoints' state for app (borrowed, its contexts parsed): never NULL; a users context

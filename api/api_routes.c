@@ -24,6 +24,7 @@ const struct api_route api_routes[] = {
     {"GET", "/v1/users/{id}", api_users_get, API_AUTHENTICATED},
     {"DELETE", "/v1/users/{id}", api_users_forget, API_AUTHENTICATED},
     {"PUT", "/v1/users/{id}/role", api_users_change_role, API_ADMIN},
+    {"GET", "/v1/vendors", api_vendors_list, API_ADMIN},
     {"POST", "/v1/vendors/{id}/approval", api_vendors_approve, API_ADMIN},
     {"POST", "/v1/auth/token", api_auth_token, API_PUBLIC},
     {"POST", "/internal/users/{id}/contact", api_users_open_contact, API_PUBLIC},

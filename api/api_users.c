@@ -8,6 +8,9 @@
  *                                     404 unknown, 410 forgotten
  *   DELETE /v1/users/{id}             the user itself or an admin: destroys the user's key, then
  *                                     sends ForgetUser (crypto-shredding)
+ *   GET    /v1/vendors                admin: ?status=pending (default) or active, ?limit=;
+ *                                     the vendors in order of registration, name and e-mail
+ *                                     opened (what an admin approves on)
  *   POST   /v1/vendors/{id}/approval  admin -> ApproveVendor
  *   PUT    /v1/users/{id}/role        admin: {role} -> ChangeUserRole
  *   POST   /v1/auth/token             public: {email, password} -> {access_token, token_type
@@ -406,6 +409,81 @@ void api_users_get(es_http_req_t *r, const struct api_principal *who)
     if (!user_id || self_or_admin_or_reply(r, who, user_id) || !ready_or_reply(r))
         return;
     api_query_at_position(r, who, USERS_CTX, "users_accounts", run_get);
+}
+
+/* ---- GET /v1/vendors: the vendors an admin decides on ---- */
+
+/* One vendor as the list shows it (new reference): its name and e-mail opened with its key, null
+ * when the key is gone (forgotten meanwhile) or a field does not open; NULL with err when the key
+ * store does not answer. */
+static json_t *vendor_item(es_http_req_t *r, const json_t *row, es_err_t *err)
+{
+    const char *user_id = json_string_value(json_object_get(row, "user_id"));
+    unsigned char key[USERS_KEY_BYTES];
+    int got = key_get(r, user_id, key, err);
+    if (got < 0)
+        return NULL;
+    json_t *out = json_pack(
+        "{s:s, s:O, s:O, s:O, s:O}", "user_id", user_id, "status", json_object_get(row, "status"),
+        "vendor_id", json_object_get(row, "vendor_id"), "registered_at",
+        json_object_get(row, "registered_at"), "version", json_object_get(row, "version"));
+    if (got == 0 || open_into(out, "email", row, "email_enc", key, user_id) ||
+        open_into(out, "name", row, "name_enc", key, user_id)) {
+        if (got > 0)
+            es_warn("vendor '%s': a sealed field does not open with its key", user_id);
+        json_object_set_new(out, "email", json_null());
+        json_object_set_new(out, "name", json_null());
+    }
+    sodium_memzero(key, sizeof key);
+    return out;
+}
+
+static void run_vendors(es_http_req_t *r, const struct api_principal *who)
+{
+    (void)who;
+    char *status = es_http_query_dup(r, "status");
+    int limit = api_query_limit_or_reply(r);
+    if (limit < 0)
+        goto out;
+    if (status && strcmp(status, "pending") && strcmp(status, "active")) {
+        api_reply_problem(r, 400, NULL, "status", "status must be pending or active");
+        goto out;
+    }
+    static const char sql[] =
+        "SELECT user_id, status, vendor_id, registered_at, version, email_enc, name_enc "
+        "FROM users WHERE role = 'vendor' AND status = ? ORDER BY registered_at, user_id LIMIT ?";
+    es_db_val_t p[] = {ES_DB_S(status ? status : "pending"), ES_DB_I(limit)};
+    json_t *rows = api_query_or_reply(r, USERS_CTX, sql, p, 2);
+    if (!rows)
+        goto out;
+    json_t *items = json_array();
+    size_t i;
+    json_t *row;
+    es_err_t err = ES_ERR_INIT;
+    json_array_foreach(rows, i, row)
+    {
+        json_t *item = vendor_item(r, row, &err);
+        if (!item)
+            break;
+        json_array_append_new(items, item);
+    }
+    json_decref(rows);
+    if (err.code) {
+        json_decref(items);
+        es_error("user key store: %s", err.msg);
+        api_reply_problem(r, 503, NULL, NULL, "the key store is unavailable");
+        goto out;
+    }
+    es_http_add_header(r, "Cache-Control", "no-store");
+    es_http_reply_json(r, 200, json_pack("{s:o}", "items", items));
+out:
+    free(status);
+}
+
+void api_vendors_list(es_http_req_t *r, const struct api_principal *who)
+{
+    if (ready_or_reply(r))
+        api_query_at_position(r, who, USERS_CTX, "users_accounts", run_vendors);
 }
 
 /* ---- DELETE /v1/users/{id} ---- */

@@ -162,6 +162,9 @@ def config_toml(pos, customer, vendor):
         "[[operations]]",
         'include-name = "GET /v1/products"',
         f'parameters = {{ "header.X-Min-Position" = "{pos["catalog"]}" }}',
+        "[[operations]]",
+        'include-name = "GET /v1/vendors"',
+        f'parameters = {{ "header.X-Min-Position" = "{pos["users"]}" }}',
         # a query ignores query parameters it does not know (as HTTP APIs do), which no
         # OpenAPI document can declare: schemathesis must not send them as invalid input
         "[[operations]]",

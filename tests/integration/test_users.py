@@ -165,6 +165,36 @@ def test_vendor_pending_then_approved_lists_a_product(api_url, admin_token, db):
     assert r.status_code in (200, 201), r.text
 
 
+def test_admin_lists_pending_vendors_until_approved(api_url, admin_token):
+    """GET /v1/vendors: the pending vendors with their name and e-mail opened, read at the
+    registration's position; once approved (read at the approval's position) the vendor is
+    active and no longer pending. Customers are never listed."""
+    addr = email()
+    r = register(api_url, addr, role="vendor", phone=None)
+    uid, pos = user_id_of(r), r.json()["position"]
+    cust = user_id_of(register(api_url, email()))
+    admin = bearer(admin_token)
+
+    def listed(status, position):
+        r = requests.get(f"{api_url}/v1/vendors", params={"status": status, "limit": 200},
+                         headers={**admin, "X-Min-Position": position}, timeout=30)
+        assert r.status_code == 200, r.text
+        return {v["user_id"]: v for v in r.json()["items"]}
+
+    pending = listed("pending", pos)
+    assert uid in pending and cust not in pending
+    assert pending[uid]["status"] == "pending" and pending[uid]["vendor_id"] is None
+    assert pending[uid]["name"] == "Zoë Tester" and pending[uid]["email"] == addr.lower()
+    assert isinstance(pending[uid]["registered_at"], int)
+    r = requests.post(f"{api_url}/v1/vendors/{uid}/approval", headers={**admin, **WAIT}, timeout=30)
+    assert r.status_code == 200, r.text
+    pos = r.json()["position"]
+    assert uid not in listed("pending", pos)
+    assert listed("active", pos)[uid]["vendor_id"] == uid
+    r = requests.get(f"{api_url}/v1/vendors?status=forgotten", headers=admin, timeout=30)
+    assert r.status_code == 400 and r.json()["field"] == "status"
+
+
 def sodium_open(sealed, key, user_id, field):
     """Opens a sealed field with libsodium (XChaCha20-Poly1305 IETF); None if it does not open."""
     na = ctypes.CDLL("libsodium.so.23")
