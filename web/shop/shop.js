@@ -457,7 +457,8 @@ async function register(ev) {
   $("reg-password").value = "";
   $("login-email").value = email;
   $("auth-status").textContent = "Account created: log in with it.";
-  $("auth-status").dataset.registered = "true";
+  // the new account's id (Location: /v1/users/{id})
+  $("auth-status").dataset.registered = (res.headers.get("Location") || "").split("/").pop() || "true";
   $("login-password").focus();
 }
 
