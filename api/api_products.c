@@ -2,7 +2,8 @@
  * ChangeProductDetails and DelistProduct commands on catalog.commands (api_command_send), and
  * queries read table products of eventshop_catalog (filled by the catalog projector
  * "catalog_products") on the loop thread's own connection, with read-your-writes
- * (api_query_at_position). */
+ * (api_query_at_position). A listing's products carry their current price and stock
+ * (api_prices_offers), what a shop shows beside each. */
 #include "api_app.h"
 #include "api_reply.h"
 #include "api_validate.h"
@@ -61,6 +62,24 @@ static void run_get(es_http_req_t *r, const struct api_principal *who)
         api_reply_versioned(r, (long long)json_integer_value(json_object_get(p, "version")), p);
     }
     json_decref(rows);
+}
+
+/* Adds to each product of items (borrowed) its current "price" and "available" stock. */
+static void add_offers(es_http_req_t *r, json_t *items)
+{
+    size_t n = json_array_size(items), i;
+    const char **skus = xcalloc(n + 1, sizeof *skus);
+    json_t *p;
+    json_array_foreach(items, i, p) skus[i] = json_string_value(json_object_get(p, "sku"));
+    json_t *offers = api_prices_offers(r, skus, n);
+    json_array_foreach(items, i, p)
+    {
+        json_t *o = json_object_get(offers, skus[i]);
+        json_object_set(p, "price", json_object_get(o, "price"));
+        json_object_set(p, "available", json_object_get(o, "available"));
+    }
+    json_decref(offers);
+    free(skus);
 }
 
 /* Filters, each optional: vendor, category, status, and q (full text over name and
@@ -139,6 +158,7 @@ static void run_list(es_http_req_t *r, const struct api_principal *who)
         free(c);
     }
     json_decref(rows);
+    add_offers(r, items);
     es_http_reply_json(r, 200, json_pack("{s:o, s:o}", "items", items, "next_cursor", next));
 out:
     free(vendor);

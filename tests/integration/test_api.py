@@ -328,3 +328,37 @@ def test_a_bad_search_is_a_problem(api_url):
         assert p["field"] == "q", p
     assert requests.get(f"{api_url}/v1/products", params={"q": "é" * 100},
                         timeout=10).status_code == 200  # characters, not bytes
+
+
+def test_a_listing_carries_each_products_current_price_and_stock(api_url, token, uid):
+    """Each product of GET /v1/products has the price GET /v1/prices/{sku} gives now (the
+    dynamic rules applied) and its available stock; null for what is not known yet."""
+    vendor = uid("v")
+    tok = token("vendor", uid("u"), vendor)
+    priced, bare = uid("OFA"), uid("OFB")
+    for sku in (priced, bare):
+        r = requests.post(f"{api_url}/v1/products", json=product(sku), timeout=30,
+                          headers=auth(tok, **WAIT))
+        assert r.status_code == 201, r.text
+        assert requests.get(f"{api_url}/v1/products/{sku}", timeout=10,
+                            headers={"X-Min-Position": r.json()["position"]}).status_code == 200
+    r = requests.put(f"{api_url}/v1/prices/{priced}", json={"amount_minor": 2000, "currency": "EUR"},
+                     timeout=30, headers=auth(tok, **WAIT))
+    assert r.status_code in (200, 201), r.text
+    r = requests.post(f"{api_url}/v1/prices/{priced}/rules", timeout=30, headers=auth(tok, **WAIT),
+                      json={"rule_id": "quarter", "kind": "percent_off", "basis_points": 2500})
+    assert r.status_code == 201, r.text
+    pos = r.json()["position"]
+    r = requests.post(f"{api_url}/v1/inventory/{priced}/receipts", json={"quantity": 7},
+                      timeout=30, headers=auth(tok, **WAIT))
+    assert r.status_code in (200, 201), r.text
+    requests.get(f"{api_url}/v1/inventory/{priced}", timeout=10,
+                 headers={"X-Min-Position": r.json()["position"]})
+    want = requests.get(f"{api_url}/v1/prices/{priced}", params={"min_position": pos}, timeout=10).json()
+    assert want["amount_minor"] == 1500
+
+    items = requests.get(f"{api_url}/v1/products", params={"vendor": vendor}, timeout=10).json()["items"]
+    got = {p["sku"]: p for p in items}
+    assert got[priced]["price"] == {"amount_minor": 1500, "list_amount_minor": 2000, "currency": "EUR"}
+    assert got[priced]["available"] == 7
+    assert got[bare]["price"] is None and got[bare]["available"] is None

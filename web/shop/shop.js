@@ -1,8 +1,8 @@
 // The shop front, for customers. Only the public API and the stream:
 // - products: GET /v1/products (a page at a time; `q` is the catalog's full-text search, category
 //   and vendor filter, also from the page's query string: /shop/?vendor=acme&q=lamp), each with
-//   its current price (GET /v1/prices/{sku}: list price with the dynamic rules applied) and its
-//   stock (GET /v1/inventory/{sku});
+//   its current price (the list price with the dynamic rules applied, as GET /v1/prices/{sku}
+//   gives it) and its available stock, in the one answer;
 // - an account: POST /v1/users registers a customer, POST /v1/auth/token logs in; the token is
 //   kept in sessionStorage (gone with the tab);
 // - a cart kept in localStorage, placed as POST /v1/orders;
@@ -105,28 +105,24 @@ function money(minor, currency) {
 
 // ---------------------------------------------------------------- products
 
-async function fillPrice(sku, li) {
-  const cell = li.querySelector(".price");
-  try {
-    const p = await getJson("/v1/prices/" + encodeURIComponent(sku));
-    if (!p) { cell.textContent = "no price yet"; return; }
-    cell.textContent = money(p.amount_minor, p.currency);
-    if (p.list_amount_minor !== p.amount_minor) cell.append(el("s", "", money(p.list_amount_minor, p.currency)));
-    li.dataset.currency = p.currency;
-    li.dataset.price = String(p.amount_minor);
-  } catch (e) { cell.textContent = "price unavailable"; }
-  enableAdd(li);
-}
-
-async function fillStock(sku, li) {
-  const cell = li.querySelector(".stock");
-  try {
-    const s = await getJson("/v1/inventory/" + encodeURIComponent(sku));
-    const n = s ? s.available : 0;
-    cell.textContent = n > 0 ? n + " in stock" : "out of stock";
-    cell.classList.add(n > 0 ? "in" : "out");
-    li.dataset.available = String(n);
-  } catch (e) { cell.textContent = "stock unavailable"; }
+// The listing carries each product's current price (dynamic rules applied) and stock.
+function fillOffer(p, li) {
+  const price = li.querySelector(".price"), stock = li.querySelector(".stock");
+  if (p.price) {
+    price.textContent = money(p.price.amount_minor, p.price.currency);
+    if (p.price.list_amount_minor !== p.price.amount_minor) price.append(el("s", "", money(p.price.list_amount_minor, p.price.currency)));
+    li.dataset.currency = p.price.currency;
+    li.dataset.price = String(p.price.amount_minor);
+  } else {
+    price.textContent = "no price yet";
+  }
+  if (p.available === null || p.available === undefined) {
+    stock.textContent = "stock unknown";
+  } else {
+    stock.textContent = p.available > 0 ? p.available + " in stock" : "out of stock";
+    stock.classList.add(p.available > 0 ? "in" : "out");
+    li.dataset.available = String(p.available);
+  }
   enableAdd(li);
 }
 
@@ -146,8 +142,7 @@ function productItem(p) {
   add.addEventListener("click", () => addToCart(li, name));
   li.append(el("span", "name", name), el("span", "sku", p.sku),
             el("span", "category", p.category || ""), el("span", "price", "…"), el("span", "stock", "…"), add);
-  fillPrice(p.sku, li);
-  fillStock(p.sku, li);
+  fillOffer(p, li);
   return li;
 }
 
