@@ -182,6 +182,12 @@ void api_products_patch(es_http_req_t *r, const struct api_principal *who);
 void api_products_delete(es_http_req_t *r, const struct api_principal *who);
 /* pricing (api_pricing.c) */
 void api_prices_get(es_http_req_t *r, const struct api_principal *who);
+/* The current offer of each of skus (borrowed array of n, n <= 200) for a listing: a new object
+ * sku -> {"price": {"amount_minor", "list_amount_minor", "currency"} (as GET /v1/prices/{sku}
+ * computes it now: the dynamic rules applied) or null when it has no list price, "available":
+ * the stock available or null when unknown}. Three queries whatever n. A context not served or
+ * not reachable leaves its part null: a listing never fails for want of prices or stock. */
+json_t *api_prices_offers(es_http_req_t *r, const char *const *skus, size_t n);
 void api_prices_history(es_http_req_t *r, const struct api_principal *who);
 void api_prices_put(es_http_req_t *r, const struct api_principal *who);
 void api_prices_rules_post(es_http_req_t *r, const struct api_principal *who);

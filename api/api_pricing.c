@@ -10,6 +10,7 @@
 #include "api_reply.h"
 #include "api_validate.h"
 #include "es_log.h"
+#include "es_mem.h"
 #include "es_time.h"
 #include "pricing_rules.h"
 #include <stdio.h>
@@ -221,6 +222,109 @@ static void run_history(es_http_req_t *r, const struct api_principal *who)
         json_object_set_new(row, "details", details ? details : json_object());
     }
     es_http_reply_json(r, 200, json_pack("{s:s, s:o}", "sku", sku, "items", rows));
+}
+
+/* ---- a listing's offers (api_prices_offers) ---- */
+
+/* Rows of "<head> IN (?, ...) <tail>" over skus on ctx's connection; NULL (logged) when ctx is not
+ * served or the query failed. */
+static json_t *query_skus(es_http_req_t *r, const char *ctx, const char *head, const char *tail,
+                          const char *const *skus, size_t n)
+{
+    es_err_t err = ES_ERR_INIT;
+    es_db_t *db = api_db_ctx(r, ctx, &err);
+    if (!db || n == 0)
+        return NULL;
+    char *sql = xmalloc(strlen(head) + strlen(tail) + 3 * n + 8), *o = sql;
+    o += sprintf(o, "%s IN (", head);
+    for (size_t i = 0; i < n; i++)
+        o += sprintf(o, "%s?", i ? "," : "");
+    sprintf(o, ") %s", tail);
+    es_db_val_t *params = xcalloc(n, sizeof *params);
+    for (size_t i = 0; i < n; i++)
+        params[i] = ES_DB_S(skus[i]);
+    json_t *rows = es_db_query(db, sql, params, n, &err);
+    if (!rows) {
+        if (err.code == ES_EIO)
+            api_db_ctx_broken(r, ctx);
+        es_debug("offers: %s: %s", ctx, err.msg);
+    }
+    free(params);
+    free(sql);
+    return rows;
+}
+
+/* The effective price now of one sku's prices row under its rules among all (the rows of every
+ * sku, ordered by sku): a new {"amount_minor", "list_amount_minor", "currency"}, or null. */
+static json_t *offer_price(const json_t *row, const json_t *all_rules, int64_t available,
+                           int64_t now)
+{
+    const char *sku = json_string_value(json_object_get(row, "sku"));
+    const char *currency = json_string_value(json_object_get(row, "currency"));
+    json_t *list = json_object_get(row, "list_amount_minor");
+    if (!sku || !json_is_integer(list))
+        return json_null();
+    pr_rule_t *pr = xcalloc(json_array_size(all_rules) + 1, sizeof *pr);
+    size_t n = 0, i;
+    json_t *rj;
+    json_array_foreach(all_rules, i, rj)
+    {
+        const char *of = json_string_value(json_object_get(rj, "sku"));
+        if (of && !strcmp(of, sku) && pr_rule_from_json(rj, &pr[n]) == 0)
+            n++;
+    }
+    pr_result_t res;
+    json_t *out = json_null();
+    if (pr_effective_price(json_integer_value(list), currency, pr, n, available, now, &res) == 0)
+        out =
+            json_pack("{s:I, s:I, s:s}", "amount_minor", (json_int_t)res.amount_minor,
+                      "list_amount_minor", (json_int_t)res.list_amount_minor, "currency", currency);
+    free(pr);
+    return out;
+}
+
+/* The row of rows (borrowed) whose "sku" is sku, or NULL. */
+static json_t *row_of(const json_t *rows, const char *sku)
+{
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+    {
+        const char *s = json_string_value(json_object_get(row, "sku"));
+        if (s && !strcmp(s, sku))
+            return row;
+    }
+    return NULL;
+}
+
+json_t *api_prices_offers(es_http_req_t *r, const char *const *skus, size_t n)
+{
+    json_t *stock =
+        query_skus(r, "inventory", "SELECT sku, available FROM stock WHERE sku", "", skus, n);
+    json_t *prices = query_skus(
+        r, CTX, "SELECT sku, list_amount_minor, currency FROM prices WHERE sku", "", skus, n);
+    json_t *rules = prices ? query_skus(r, CTX,
+                                        "SELECT sku, rule_id, kind, currency, basis_points, "
+                                        "amount_minor, threshold, cap_minor, valid_from, "
+                                        "valid_until FROM price_rules WHERE removed = 0 AND sku",
+                                        "ORDER BY sku, rule_id", skus, n)
+                           : NULL;
+    json_t *out = json_object();
+    int64_t now = es_wall_ms();
+    for (size_t i = 0; i < n; i++) {
+        json_t *s = json_object_get(row_of(stock, skus[i]), "available");
+        int64_t available = json_is_integer(s) ? json_integer_value(s) : PR_STOCK_UNKNOWN;
+        json_t *p = row_of(prices, skus[i]);
+        /* a price whose rules could not be read is not shown: it may not be the current one */
+        json_t *price = p && rules ? offer_price(p, rules, available, now) : json_null();
+        json_object_set_new(out, skus[i],
+                            json_pack("{s:o, s:o}", "price", price, "available",
+                                      json_is_integer(s) ? json_integer(available) : json_null()));
+    }
+    json_decref(stock);
+    json_decref(prices);
+    json_decref(rules);
+    return out;
 }
 
 void api_prices_get(es_http_req_t *r, const struct api_principal *who)

@@ -2,7 +2,8 @@
  * ChangeProductDetails and DelistProduct commands on catalog.commands (api_command_send), and
  * queries read table products of eventshop_catalog (filled by the catalog projector
  * "catalog_products") on the loop thread's own connection, with read-your-writes
- * (api_query_at_position). */
+ * (api_query_at_position). A listing's products carry their current price and stock
+ * (api_prices_offers), what a shop shows beside each. */
 #include "api_app.h"
 #include "api_reply.h"
 #include "api_validate.h"
@@ -63,6 +64,26 @@ static void run_get(es_http_req_t *r, const struct api_principal *who)
     json_decref(rows);
 }
 
+/* Adds to each product of items (borrowed) its current "price" and "available" stock. */
+static void add_offers(es_http_req_t *r, json_t *items)
+{
+    size_t n = json_array_size(items), i;
+    const char **skus = xcalloc(n + 1, sizeof *skus);
+    json_t *p;
+    json_array_foreach(items, i, p) skus[i] = json_string_value(json_object_get(p, "sku"));
+    json_t *offers = api_prices_offers(r, skus, n);
+    json_array_foreach(items, i, p)
+    {
+        json_t *o = json_object_get(offers, skus[i]);
+        json_object_set(p, "price", json_object_get(o, "price"));
+        json_object_set(p, "available", json_object_get(o, "available"));
+    }
+    json_decref(offers);
+    free(skus);
+}
+
+/* Filters, each optional: vendor, category, status, and q (full text over name and
+ * description, api_search_query); keyset paging by sku whichever filters apply. */
 static void run_list(es_http_req_t *r, const struct api_principal *who)
 {
     (void)who;
@@ -70,10 +91,16 @@ static void run_list(es_http_req_t *r, const struct api_principal *who)
     char *category = es_http_query_dup(r, "category");
     char *status = es_http_query_dup(r, "status");
     char *cursor = es_http_query_dup(r, "cursor");
-    char *after = NULL;
+    char *q = es_http_query_dup(r, "q");
+    char *after = NULL, *match = NULL;
+    struct api_verr e = {0};
     int limit = api_query_limit_or_reply(r);
     if (limit < 0)
         goto out;
+    if (q && !(match = api_search_query(q, &e))) {
+        api_reply_verr(r, &e);
+        goto out;
+    }
     if (cursor && !(after = api_cursor_decode(cursor))) {
         api_reply_problem(r, 400, NULL, "cursor", "cursor '%.64s' is not valid", cursor);
         goto out;
@@ -84,8 +111,8 @@ static void run_list(es_http_req_t *r, const struct api_principal *who)
     }
     /* Only fixed clauses go into the SQL; every value is a bound parameter. Public listings
      * show listed products unless asked otherwise. */
-    char sql[512];
-    es_db_val_t params[5];
+    char sql[640];
+    es_db_val_t params[6];
     size_t n = 0;
     int w = snprintf(sql, sizeof sql, "%s WHERE sku > ?", product_columns);
     params[n++] = ES_DB_S(after ? after : "");
@@ -100,6 +127,14 @@ static void run_list(es_http_req_t *r, const struct api_principal *who)
     if (category) {
         w += snprintf(sql + w, sizeof sql - w, " AND category = ?");
         params[n++] = ES_DB_S(category);
+    }
+    if (match) {
+        /* the FULLTEXT index name_description; a query with no word long enough matches none */
+        w += snprintf(sql + w, sizeof sql - w,
+                      " AND MATCH(name, description) AGAINST (? IN BOOLEAN MODE)");
+        params[n++] = ES_DB_S(match);
+        if (!*match)
+            w += snprintf(sql + w, sizeof sql - w, " AND FALSE");
     }
     snprintf(sql + w, sizeof sql - w, " ORDER BY sku LIMIT ?");
     params[n++] = ES_DB_I(limit + 1); /* one more tells whether a next page exists */
@@ -123,13 +158,16 @@ static void run_list(es_http_req_t *r, const struct api_principal *who)
         free(c);
     }
     json_decref(rows);
+    add_offers(r, items);
     es_http_reply_json(r, 200, json_pack("{s:o, s:o}", "items", items, "next_cursor", next));
 out:
     free(vendor);
     free(category);
     free(status);
     free(cursor);
+    free(q);
     free(after);
+    free(match);
 }
 
 void api_products_get(es_http_req_t *r, const struct api_principal *who)

@@ -444,3 +444,41 @@ int api_parse_limit(const char *value)
         return -1;
     return (int)v;
 }
+
+static bool is_search_word_byte(unsigned char c)
+{
+    return isalnum(c) || c == '_' || c >= 0x80;
+}
+
+char *api_search_query(const char *q, struct api_verr *e)
+{
+    json_t *text = json_string(q); /* NULL when q is not UTF-8 */
+    size_t n = text ? api_utf8_chars(q) : 0;
+    json_decref(text);
+    if (!text) {
+        api_verr_set(e, 400, "q", "q is not UTF-8 text");
+        return NULL;
+    }
+    if (n < 1 || n > API_SEARCH_MAX) {
+        api_verr_set(e, 400, "q", "q must be 1-%d characters, not %zu", API_SEARCH_MAX, n);
+        return NULL;
+    }
+    /* each byte of q gives at most itself plus "+*" around a word and one space */
+    char *out = xmalloc(strlen(q) * 4 + 1), *o = out;
+    const unsigned char *p = (const unsigned char *)q;
+    while (*p) {
+        const unsigned char *w = p;
+        while (*p && is_search_word_byte(*p))
+            p++;
+        char word[4 * API_SEARCH_MAX + 1];
+        size_t len = (size_t)(p - w);
+        memcpy(word, w, len);
+        word[len] = '\0';
+        if (len && api_utf8_chars(word) >= API_SEARCH_MIN_WORD)
+            o += sprintf(o, "%s+%s*", o == out ? "" : " ", word);
+        while (*p && !is_search_word_byte(*p))
+            p++;
+    }
+    *o = '\0';
+    return out;
+}

@@ -78,6 +78,17 @@ int api_parse_position(const char *value, int32_t *partition, int64_t *offset);
 char *api_cursor_encode(const char *sku);
 char *api_cursor_decode(const char *cursor);
 
+/* Full-text search (GET /v1/products?q=): q is 1-API_SEARCH_MAX characters of UTF-8. Its words
+ * (runs of letters, digits and '_'; any non-ASCII character counts as a letter) of at least
+ * API_SEARCH_MIN_WORD characters (InnoDB's innodb_ft_min_token_size: shorter ones are never
+ * indexed) become a MATCH ... AGAINST boolean-mode query in which every word is required and
+ * matches as a prefix: "red lamp" gives "+red* +lamp*". The client's own operators are never
+ * passed on. Returns a new string ("" when no word is long enough: nothing can match), or NULL
+ * with e set (400 naming "q"). */
+#define API_SEARCH_MAX      100
+#define API_SEARCH_MIN_WORD 3
+char *api_search_query(const char *q, struct api_verr *e);
+
 /* ?limit=: default 50 when NULL, 1..200 accepted. Returns the limit, or -1 when invalid. */
 int api_parse_limit(const char *value);
 

@@ -7,7 +7,8 @@ static const char *const catalog_products_tables[] = {"products", NULL};
 
 static void catalog_products_ddl(const char *suffix, pj_plan_t *out)
 {
-    /* sku and vendor_id compare byte for byte, as the decider does */
+    /* sku and vendor_id compare byte for byte, as the decider does; name_description serves
+     * GET /v1/products?q= (added in version 3: older tables are rebuilt once) */
     pj_plan_add(out, PJ_DDL, "products",
                 "CREATE TABLE IF NOT EXISTS `products%s` ("
                 "sku VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,"
@@ -25,7 +26,8 @@ static void catalog_products_ddl(const char *suffix, pj_plan_t *out)
                 "last_event_id CHAR(36),"
                 "PRIMARY KEY (sku),"
                 "KEY vendor_sku (vendor_id, sku),"
-                "KEY category_sku (category, sku)"
+                "KEY category_sku (category, sku),"
+                "FULLTEXT KEY name_description (name, description)"
                 ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
                 suffix);
 }
@@ -158,4 +160,4 @@ static int catalog_products_plan(const char *suffix, const char *event_type, con
     return plan_delisted(suffix, sku, &m, out);
 }
 
-const pj_projection_t catalog_products_projection = PJ_PROJECTION(catalog_products, "catalog", 2);
+const pj_projection_t catalog_products_projection = PJ_PROJECTION(catalog_products, "catalog", 3);

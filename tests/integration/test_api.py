@@ -268,3 +268,97 @@ def test_probes_and_metrics(api_url):
     assert requests.get(f"{api_url}/readyz", timeout=5).status_code == 200
     text = requests.get(f"{api_url}/metrics", timeout=5).text
     assert "eventshop_api_pending_waiters" in text
+
+
+def test_full_text_search_over_name_and_description(api_url, token, uid):
+    """GET /v1/products?q=: every word required, each a prefix, over the catalog read model's
+    FULLTEXT index (name, description); the client's boolean operators are only separators;
+    the other filters and the cursor apply as without q."""
+    vendor = uid("v")
+    tok = token("vendor", uid("u"), vendor)
+    w1, w2 = (f"srch{uuid.uuid4().hex[:10]}" for _ in range(2))
+    skus = [uid("FTA"), uid("FTB"), uid("FTC")]
+    bodies = [product(skus[0], name=f"Oak lamp {w1}"),
+              product(skus[1], name="Mug", description=f"a {w1} mug, glazed in {w2}"),
+              product(skus[2], name=f"{w2} stool", category="furniture")]
+    for b in bodies:
+        r = requests.post(f"{api_url}/v1/products", json=b, timeout=30, headers=auth(tok, **WAIT))
+        assert r.status_code == 201, r.text
+        assert requests.get(f"{api_url}/v1/products/{b['sku']}", timeout=10,
+                            headers={"X-Min-Position": r.json()["position"]}).status_code == 200
+
+    def found(**params):
+        r = requests.get(f"{api_url}/v1/products", params=params, timeout=10)
+        assert r.status_code == 200, r.text
+        return [p["sku"] for p in r.json()["items"]]
+
+    assert found(q=w1) == sorted(skus[:2])
+    assert found(q=w1[:-3].upper()) == sorted(skus[:2])  # a prefix, any case
+    assert found(q=f"{w1} {w2}") == [skus[1]]
+    assert found(q=f'+{w1} -{w2} "x"') == [skus[1]]  # not "without w2": both required
+    assert found(q=w2, category="furniture") == [skus[2]]
+    assert found(q=w2, vendor=vendor) == sorted(skus[1:])
+    assert found(q=f"of {w2}") == sorted(skus[1:])  # a word under 3 characters is ignored
+    assert found(q="tv") == []
+    # paging under q
+    r = requests.get(f"{api_url}/v1/products", params={"q": w1, "limit": 1}, timeout=10).json()
+    assert len(r["items"]) == 1 and r["next_cursor"]
+    rest = found(q=w1, cursor=r["next_cursor"])
+    assert [r["items"][0]["sku"]] + rest == sorted(skus[:2])
+    # the index follows changes and delisting
+    r = requests.patch(f"{api_url}/v1/products/{skus[2]}", json={"description": f"pairs with {w1}"},
+                       timeout=30, headers=auth(tok, **WAIT))
+    assert r.status_code == 200, r.text
+    requests.get(f"{api_url}/v1/products/{skus[2]}", timeout=10,
+                 headers={"X-Min-Position": r.json()["position"]})
+    assert found(q=w1) == sorted(skus)
+    r = requests.delete(f"{api_url}/v1/products/{skus[0]}", timeout=30, headers=auth(tok, **WAIT))
+    assert r.status_code == 200, r.text
+    requests.get(f"{api_url}/v1/products/{skus[0]}", timeout=10,
+                 headers={"X-Min-Position": r.json()["position"]})
+    assert found(q=w1) == sorted(skus[1:])
+    assert found(q=w1, status="any") == sorted(skus)
+
+
+def test_a_bad_search_is_a_problem(api_url):
+    for q in ("", "x" * 101, "lamp\udcff"):
+        raw = q.encode("utf-8", "surrogateescape")
+        r = requests.get(f"{api_url}/v1/products", params={"q": raw}, timeout=10)
+        p = is_problem(r, 400)
+        assert p["field"] == "q", p
+    assert requests.get(f"{api_url}/v1/products", params={"q": "é" * 100},
+                        timeout=10).status_code == 200  # characters, not bytes
+
+
+def test_a_listing_carries_each_products_current_price_and_stock(api_url, token, uid):
+    """Each product of GET /v1/products has the price GET /v1/prices/{sku} gives now (the
+    dynamic rules applied) and its available stock; null for what is not known yet."""
+    vendor = uid("v")
+    tok = token("vendor", uid("u"), vendor)
+    priced, bare = uid("OFA"), uid("OFB")
+    for sku in (priced, bare):
+        r = requests.post(f"{api_url}/v1/products", json=product(sku), timeout=30,
+                          headers=auth(tok, **WAIT))
+        assert r.status_code == 201, r.text
+        assert requests.get(f"{api_url}/v1/products/{sku}", timeout=10,
+                            headers={"X-Min-Position": r.json()["position"]}).status_code == 200
+    r = requests.put(f"{api_url}/v1/prices/{priced}", json={"amount_minor": 2000, "currency": "EUR"},
+                     timeout=30, headers=auth(tok, **WAIT))
+    assert r.status_code in (200, 201), r.text
+    r = requests.post(f"{api_url}/v1/prices/{priced}/rules", timeout=30, headers=auth(tok, **WAIT),
+                      json={"rule_id": "quarter", "kind": "percent_off", "basis_points": 2500})
+    assert r.status_code == 201, r.text
+    pos = r.json()["position"]
+    r = requests.post(f"{api_url}/v1/inventory/{priced}/receipts", json={"quantity": 7},
+                      timeout=30, headers=auth(tok, **WAIT))
+    assert r.status_code in (200, 201), r.text
+    requests.get(f"{api_url}/v1/inventory/{priced}", timeout=10,
+                 headers={"X-Min-Position": r.json()["position"]})
+    want = requests.get(f"{api_url}/v1/prices/{priced}", params={"min_position": pos}, timeout=10).json()
+    assert want["amount_minor"] == 1500
+
+    items = requests.get(f"{api_url}/v1/products", params={"vendor": vendor}, timeout=10).json()["items"]
+    got = {p["sku"]: p for p in items}
+    assert got[priced]["price"] == {"amount_minor": 1500, "list_amount_minor": 2000, "currency": "EUR"}
+    assert got[priced]["available"] == 7
+    assert got[bare]["price"] is None and got[bare]["available"] is None

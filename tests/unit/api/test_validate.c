@@ -433,3 +433,43 @@ Test(api_validate, only_fields_names_the_first_unknown_key)
     json_decref(ok);
     json_decref(bad);
 }
+
+static void assert_search(const char *q, const char *want)
+{
+    struct api_verr e = {0};
+    char *got = api_search_query(q, &e);
+    cr_assert_not_null(got, "q '%s': %s", q, e.msg);
+    cr_assert_str_eq(got, want, "q '%s'", q);
+    free(got);
+}
+
+Test(api_validate, search_query_requires_every_word_as_a_prefix)
+{
+    assert_search("red lamp", "+red* +lamp*");
+    assert_search("  Lamp_3000  ", "+Lamp_3000*");
+    /* the client's boolean operators are separators, never passed on */
+    assert_search("+desk -lamp \"oak*\" (x) @2 ~tea", "+desk* +lamp* +oak* +tea*");
+    /* words under three characters are not indexed: dropped, and none left matches nothing */
+    assert_search("a tv of oak", "+oak*");
+    assert_search("tv", "");
+    assert_search("café crème", "+café* +crème*");
+}
+
+Test(api_validate, search_query_refuses_empty_long_or_non_utf8_text)
+{
+    char long_q[API_SEARCH_MAX + 2];
+    memset(long_q, 'a', sizeof long_q - 1);
+    long_q[sizeof long_q - 1] = '\0';
+    const char *bad[] = {"", long_q, "lamp\xff"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct api_verr e = {0};
+        cr_assert_null(api_search_query(bad[i], &e));
+        cr_assert_eq(e.status, 400);
+        cr_assert_str_eq(e.field, "q");
+    }
+    long_q[API_SEARCH_MAX] = '\0'; /* exactly the limit: one long word */
+    struct api_verr e = {0};
+    char *got = api_search_query(long_q, &e);
+    cr_assert_not_null(got);
+    free(got);
+}

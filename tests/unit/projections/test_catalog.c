@@ -151,6 +151,7 @@ Test(catalog, ddl_names_the_columns_the_api_reads)
                           "last_event_id CHAR(36)",
                           "KEY vendor_sku (vendor_id, sku)",
                           "KEY category_sku (category, sku)",
+                          "FULLTEXT KEY name_description (name, description)",
                           "utf8mb4"};
     for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++)
         cr_assert(strstr(ddl, cols[i]), "missing '%s'", cols[i]);
@@ -165,7 +166,8 @@ Test(projections, catalog_context_finds_the_products_projection)
     cr_assert_str_eq(p->tables[0], "products");
     cr_assert_null(p->tables[1]);
     cr_assert_eq(p, &catalog_products_projection);
-    cr_assert_eq(p->version, 2); /* 2: the event index (pj_runtime.h) */
+    /* 2: the event index (pj_runtime.h); 3: the full-text index of GET /v1/products?q= */
+    cr_assert_eq(p->version, 3);
     cr_assert_null(pj_projection_find("catalog", "nope"));
     cr_assert_null(pj_projection_find("weather", NULL));
 }
