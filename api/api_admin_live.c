@@ -1,8 +1,9 @@
 /* What the operator console shows live besides the projections (admin only).
  *
  * GET /v1/admin/activity: per served context, the commands sent (the sum of the high watermarks
- * of <ctx>.commands: the API's producer is idempotent, not transactional, so every offset is a
- * command), the outcomes this process read (accepted and rejected, api_results_counts: every API
+ * of <ctx>.commands; the API's producer is idempotent, so its commands take one offset each, but
+ * a subscriber's transaction (the order saga's) adds its commit marker, and a partition whose
+ * last write was one shows a lag of 1 at rest), the outcomes this process read (accepted and rejected, api_results_counts: every API
  * process reads every result) and the handler's position: its group's committed offsets on
  * <ctx>.commands (an OffsetFetch by a consumer that never joins the group) and its lag behind
  * the watermarks. Totals only: the console makes rates of two readings.
