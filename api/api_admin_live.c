@@ -3,10 +3,11 @@
  * GET /v1/admin/activity: per served context, the commands sent (the sum of the high watermarks
  * of <ctx>.commands; the API's producer is idempotent, so its commands take one offset each, but
  * a subscriber's transaction (the order saga's) adds its commit marker, and a partition whose
- * last write was one shows a lag of 1 at rest), the outcomes this process read (accepted and rejected, api_results_counts: every API
- * process reads every result) and the handler's position: its group's committed offsets on
- * <ctx>.commands (an OffsetFetch by a consumer that never joins the group) and its lag behind
- * the watermarks. Totals only: the console makes rates of two readings.
+ * last write was one shows a lag of 1 at rest), the outcomes this process read (accepted and
+ * rejected, api_results_counts: every API process reads every result) and the handler's position:
+ * its group's committed offsets on <ctx>.commands (an OffsetFetch by a consumer that never joins
+ * the group) and its lag behind the watermarks. Totals only: the console makes rates of two
+ * readings.
  *
  * GET /v1/admin/sagas: the order saga's open orders with the deadline each waits on, from the
  * saga's own table (eventshop_order_saga.open_orders, subscribers/saga.c) read with a read-only
@@ -62,8 +63,8 @@ static es_kafka_t *offsets_reader(struct api_handler_offsets *h, size_t i, const
         return h->rk[i];
     char group[96];
     snprintf(group, sizeof group, "eventshop-%s-handler", ctx);
-    const char *kv[] = {"group.id", group, "enable.auto.commit", "false",
-                        "enable.auto.offset.store", "false", NULL};
+    const char *kv[] = {"group.id",           group, /* never joined: an OffsetFetch only */
+                        "enable.auto.commit", "false", "enable.auto.offset.store", "false", NULL};
     es_kafka_conf_t *conf = es_kafka_conf_new("eventshop-api-offsets", kv, err);
     if (!conf)
         return NULL;
@@ -134,8 +135,8 @@ void api_admin_activity(es_http_req_t *r, const struct api_principal *who)
     json_t *out = json_array();
     for (size_t i = 0; i < app->n_contexts; i++)
         json_array_append_new(out, context_activity(app, i));
-    es_http_reply_json(r, 200, json_pack("{s:I, s:o}", "at", (json_int_t)es_wall_ms(), "contexts",
-                                         out));
+    es_http_reply_json(r, 200,
+                       json_pack("{s:I, s:o}", "at", (json_int_t)es_wall_ms(), "contexts", out));
 }
 
 /* ---- the order saga's open orders */
@@ -213,8 +214,8 @@ void api_admin_sagas(es_http_req_t *r, const struct api_principal *who)
     const es_db_val_t p[] = {ES_DB_I(deadline), ES_DB_I(deadline), ES_DB_S(order_id),
                              ES_DB_I(limit + 1)};
     json_t *rows = saga_query(r, SAGA_ROWS, p, 4, &err);
-    json_t *total = rows ? saga_query(r, "SELECT COUNT(*) AS n FROM open_orders", NULL, 0, &err)
-                         : NULL;
+    json_t *total =
+        rows ? saga_query(r, "SELECT COUNT(*) AS n FROM open_orders", NULL, 0, &err) : NULL;
     free(after);
     if (!rows || !total) {
         es_warn("open orders: %s", err.msg);
