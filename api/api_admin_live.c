@@ -25,7 +25,6 @@
 #include <string.h>
 
 #define OFFSETS_WAIT_MS 1000
-#define CURSOR_MAX      160
 
 /* One consumer per context, in the handler's group, made on first use; the lock serializes the
  * readings (an admin's page, every 2 s). */
@@ -161,17 +160,21 @@ static json_t *saga_query(es_http_req_t *r, const char *sql, const es_db_val_t *
     return rows;
 }
 
-/* "<deadline>:<order_id>" into its parts; false when it is not one. */
+/* "<deadline>:<order_id>" into its parts, as the contract says: 1-18 digits, then 1-140
+ * characters (UTF-8), none a control character; false when it is not one. */
 static bool parse_cursor(const char *s, long long *deadline, const char **order_id)
 {
-    char *end = NULL;
-    if (!s || strlen(s) > CURSOR_MAX || *s < '0' || *s > '9')
+    size_t digits = strspn(s, "0123456789"), chars = 0;
+    if (digits < 1 || digits > 18 || s[digits] != ':')
         return false;
-    *deadline = strtoll(s, &end, 10);
-    if (*end != ':' || !end[1])
-        return false;
-    *order_id = end + 1;
-    return true;
+    *deadline = strtoll(s, NULL, 10);
+    *order_id = s + digits + 1;
+    for (const unsigned char *c = (const unsigned char *)*order_id; *c; c++) {
+        if (*c < 0x20 || *c == 0x7F)
+            return false;
+        chars += (*c & 0xC0) != 0x80;
+    }
+    return chars >= 1 && chars <= 140;
 }
 
 /* The next page's URL: the cursor percent-encoded. */
