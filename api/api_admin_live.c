@@ -60,12 +60,11 @@ static es_kafka_t *offsets_reader(struct api_handler_offsets *h, size_t i, const
 {
     if (h->rk[i])
         return h->rk[i];
-    /* (described, never read: tests/deploy/test_kafka_security.py reads the format of a
-     * variable named described_*) */
+    /* the group is described (an OffsetFetch), never joined nor read; tests/deploy/
+     * test_kafka_security.py reads the format of a variable named described_* */
     char described_group[96];
     snprintf(described_group, sizeof described_group, "eventshop-%s-handler", ctx);
-    const char *kv[] = {"group.id",           described_group, /* an OffsetFetch only */
-                        "enable.auto.commit", "false", "enable.auto.offset.store", "false", NULL};
+    const char *kv[] = {"group.id", described_group, "enable.auto.commit", "false", NULL};
     es_kafka_conf_t *conf = es_kafka_conf_new("eventshop-api-offsets", kv, err);
     if (!conf)
         return NULL;
