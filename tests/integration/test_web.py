@@ -414,29 +414,26 @@ def test_console_admin_sees_positions_move_live(page, api_url):
 
 
 def test_console_admin_replays_a_dead_letter(page, api_url, brokers, registry, db, projector, ops_rows):
-    """A change of a sku nobody listed is dead-lettered by the stack's catalog projector and by a
-    test projector of the catalog (tables of its own); once the sku is listed, the console's
-    Replay applies it in both and their dead letters go."""
+    """A test projector of the catalog (tables of its own, as test_operator's) dead-letters a
+    change of a sku it never saw; once the sku is listed, the console's Replay applies it and the
+    dead letter goes. (The stack's catalog projector dead-letters the change too: that one stays,
+    as other suites' do, since replaying it out of order would leave catalog_products unequal to
+    a rebuild of it.)"""
     ev = Events(registry)
     p = projector()
     ops_rows.append(p.key)
     p.start()
     ghost = unique("web-ghost")
-    at = next(iter(produce(brokers, [changed(ghost, 2, "replayed from the console")], ev).items()))
-    ids = ["%s:%d:%d" % ((key,) + at) for key in (p.key, "catalog_products")]
-    rows = [f'#dead-letters tr[data-dead-letter="{i}"]' for i in ids]
+    dl_id = "%s:%d:%d" % ((p.key,) + next(iter(produce(brokers, [changed(ghost, 2, "replayed from the console")], ev).items())))
+    row = f'#dead-letters tr[data-dead-letter="{dl_id}"]'
     login_console(page, api_url)
-    wait(page, "both dead letters listed", lambda d: all(d.find_elements(By.CSS_SELECTOR, r) for r in rows),
-         timeout=60)
+    wait(page, "the dead letter listed", lambda d: d.find_elements(By.CSS_SELECTOR, row), timeout=60)
     produce(brokers, [listed(ghost)], ev)  # the fix: the sku exists now
-    wait_for(lambda: query(db, f"SELECT sku FROM `{p.table}` WHERE sku=%s", ghost) and
-             query(db, "SELECT sku FROM products WHERE sku=%s", ghost), timeout=30, what="the fix applied")
-    for row in rows:
-        page.find_element(By.CSS_SELECTOR, f"{row} button.replay").send_keys(Keys.ENTER)  # by keyboard
-    wait(page, "the dead letters gone", lambda d: not any(d.find_elements(By.CSS_SELECTOR, r) for r in rows),
-         timeout=60)
-    for table in (p.table, "products"):
-        assert query(db, f"SELECT name FROM `{table}` WHERE sku=%s", ghost)[0]["name"] == "replayed from the console"
+    wait_for(lambda: query(db, f"SELECT sku FROM `{p.table}` WHERE sku=%s", ghost), timeout=30,
+             what="the fix applied")
+    page.find_element(By.CSS_SELECTOR, f"{row} button.replay").send_keys(Keys.ENTER)  # by keyboard
+    wait(page, "the dead letter gone", lambda d: not d.find_elements(By.CSS_SELECTOR, row), timeout=60)
+    assert query(db, f"SELECT name FROM `{p.table}` WHERE sku=%s", ghost)[0]["name"] == "replayed from the console"
 
 
 def smallest_live_projection(api_url):
