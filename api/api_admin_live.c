@@ -101,8 +101,10 @@ static int commands_position(es_kafka_t *rk, const char *ctx, long long *sent, l
     return rc;
 }
 
-/* The entry of context i: its outcomes always, its positions when the broker answered. */
-static json_t *context_activity(struct api_app *app, size_t i)
+/* The entry of context i: its outcomes always, its positions when the broker answered. Once it
+ * did not (*broker_ok false), the next contexts do not ask it: the loop thread waits a second
+ * or two, not one per context. */
+static json_t *context_activity(struct api_app *app, size_t i, bool *broker_ok)
 {
     const char *ctx = app->contexts[i];
     long long accepted = 0, rejected = 0, sent = 0, handled = 0;
@@ -111,12 +113,17 @@ static json_t *context_activity(struct api_app *app, size_t i)
                           "rejected", (json_int_t)rejected);
     es_err_t err = ES_ERR_INIT;
     struct api_handler_offsets *h = app->handler_offsets;
-    pthread_mutex_lock(&h->lock);
-    es_kafka_t *rk = offsets_reader(h, i, ctx, &err);
-    int rc = rk ? commands_position(rk, ctx, &sent, &handled, &err) : -1;
-    pthread_mutex_unlock(&h->lock);
+    int rc = -1;
+    if (*broker_ok) {
+        pthread_mutex_lock(&h->lock);
+        es_kafka_t *rk = offsets_reader(h, i, ctx, &err);
+        rc = rk ? commands_position(rk, ctx, &sent, &handled, &err) : -1;
+        pthread_mutex_unlock(&h->lock);
+        if (rc)
+            es_warn("activity of %s: %s", ctx, err.msg);
+        *broker_ok = rc == 0;
+    }
     if (rc) {
-        es_warn("activity of %s: %s", ctx, err.msg);
         json_object_set_new(v, "commands", json_null());
         json_object_set_new(v, "handler_position", json_null());
         json_object_set_new(v, "handler_lag", json_null());
@@ -133,8 +140,9 @@ void api_admin_activity(es_http_req_t *r, const struct api_principal *who)
     (void)who;
     struct api_app *app = es_http_app(r);
     json_t *out = json_array();
+    bool broker_ok = true;
     for (size_t i = 0; i < app->n_contexts; i++)
-        json_array_append_new(out, context_activity(app, i));
+        json_array_append_new(out, context_activity(app, i, &broker_ok));
     es_http_reply_json(r, 200,
                        json_pack("{s:I, s:o}", "at", (json_int_t)es_wall_ms(), "contexts", out));
 }
