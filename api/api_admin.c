@@ -97,6 +97,27 @@ static const char *effective_state(const char *state, long long dead, long long 
     return state;
 }
 
+/* A rebuild's progress line in projection_status.detail ("phase=replay applied=N remaining=M
+ * events_per_s=R eta_s=E elapsed_s=S", projections/pj_rebuild.c) as an object of those keys
+ * (numbers, -1 unknown), so that a console draws a progress bar; NULL when detail is not one. */
+static json_t *rebuild_progress(const char *detail)
+{
+    if (!detail || strncmp(detail, "phase=", 6))
+        return NULL;
+    json_t *o = json_object();
+    char key[24], val[48];
+    for (const char *c = detail; *c;) {
+        int used = 0;
+        if (sscanf(c, " %23[a-z_]=%47s%n", key, val, &used) != 2 || used <= 0)
+            break;
+        char *end = NULL;
+        double d = strtod(val, &end);
+        json_object_set_new(o, key, *end ? json_string(val) : json_real(d));
+        c += used;
+    }
+    return o;
+}
+
 /* The projections of ctx (rows appended to out); a database that does not answer is one entry
  * of state degraded. */
 static void context_projections(es_http_req_t *r, const char *ctx, json_t *out)
@@ -147,6 +168,11 @@ static void context_projections(es_http_req_t *r, const char *ctx, json_t *out)
         if (json_is_object(cmp))
             json_object_set(view, "compare", cmp);
         json_decref(cmp);
+        json_t *progress = state && !strcmp(state, "rebuilding")
+                               ? rebuild_progress(json_string_value(json_object_get(s, "detail")))
+                               : NULL;
+        if (progress)
+            json_object_set_new(view, "rebuild", progress);
         json_array_append_new(out, view);
     }
     json_decref(st);

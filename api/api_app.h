@@ -42,6 +42,8 @@ struct api_app {
     struct api_stream_hub *stream_hub; /* the one consumer behind GET /v1/stream */
     struct api_tickets *tickets;       /* stream tickets (api_stream.h) */
     struct api_web *web;               /* the pages' files (api_web.h) */
+    /* the handlers' committed offsets, for GET /v1/admin/activity (api_admin_live.c) */
+    struct api_handler_offsets *handler_offsets;
 };
 
 /* Per loop thread: a DB connection per served context (same index as app->contexts), each
@@ -57,6 +59,7 @@ struct api_tls {
     long backoff_ms[API_MAX_CONTEXTS];    /* ceiling of the current back-off; 0: none */
     unsigned jitter;
     es_db_t *keys; /* the key store (eventshop_keys), made on first use */
+    es_db_t *saga; /* the order saga's table (read-only), made on first use (api_admin_live.c) */
 };
 
 /* Roles a route allows: a bit per role; API_PUBLIC needs no token, API_AUTHENTICATED any. */
@@ -235,6 +238,13 @@ void api_admin_projections(es_http_req_t *r, const struct api_principal *who);
 void api_admin_projection_action(es_http_req_t *r, const struct api_principal *who);
 void api_admin_dead_letters(es_http_req_t *r, const struct api_principal *who);
 void api_admin_dead_letter_action(es_http_req_t *r, const struct api_principal *who);
+/* the console's live numbers, admin only (api_admin_live.c): per context the commands sent,
+ * their outcomes and the handler's position (GET /v1/admin/activity); the order saga's open
+ * orders with their deadlines (GET /v1/admin/sagas) */
+void api_admin_activity(es_http_req_t *r, const struct api_principal *who);
+void api_admin_sagas(es_http_req_t *r, const struct api_principal *who);
+struct api_handler_offsets *api_handler_offsets_new(void);
+void api_handler_offsets_free(struct api_handler_offsets *h); /* NULL is a no-op */
 
 /* users (api_users.c) */
 void api_users_register(es_http_req_t *r, const struct api_principal *who);

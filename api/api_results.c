@@ -34,6 +34,12 @@ struct known_position {
     int64_t offset;
 };
 
+/* The outcomes read per context: what the console's command rate and rejections are made of. */
+struct context_count {
+    char ctx[32];
+    long long accepted, rejected;
+};
+
 struct api_results {
     pthread_mutex_t lock;
     /* The map: a ring of outcomes in arrival order (the oldest at head is evicted when full)
@@ -46,6 +52,8 @@ struct api_results {
     es_metric_t *pending_gauge;
     struct known_position *known; /* grows to contexts x partitions */
     size_t n_known;
+    struct context_count *counts; /* grows to the contexts */
+    size_t n_counts;
 
     ev_codec_t *codec;
     es_kafka_t *rk;
@@ -288,16 +296,52 @@ static void expire_waiters(api_results_t *res, bool force)
     }
 }
 
-/* Records o, read from topic "<ctx>.results", and the position it names on <ctx>.events. */
+void api_results_count(api_results_t *res, const char *ctx, bool accepted)
+{
+    pthread_mutex_lock(&res->lock);
+    struct context_count *c = NULL;
+    for (size_t i = 0; i < res->n_counts && !c; i++)
+        if (!strcmp(res->counts[i].ctx, ctx))
+            c = &res->counts[i];
+    if (!c) {
+        res->counts = xrealloc(res->counts, (res->n_counts + 1) * sizeof *res->counts);
+        c = &res->counts[res->n_counts++];
+        *c = (struct context_count){0};
+        snprintf(c->ctx, sizeof c->ctx, "%s", ctx);
+    }
+    if (accepted)
+        c->accepted++;
+    else
+        c->rejected++;
+    pthread_mutex_unlock(&res->lock);
+}
+
+void api_results_counts(api_results_t *res, const char *ctx, long long *accepted,
+                        long long *rejected)
+{
+    *accepted = *rejected = 0;
+    pthread_mutex_lock(&res->lock);
+    for (size_t i = 0; i < res->n_counts; i++)
+        if (!strcmp(res->counts[i].ctx, ctx)) {
+            *accepted = res->counts[i].accepted;
+            *rejected = res->counts[i].rejected;
+        }
+    pthread_mutex_unlock(&res->lock);
+}
+
+/* Records o, read from topic "<ctx>.results", its count and the position it names on
+ * <ctx>.events. */
 static void note_outcome(api_results_t *res, const char *topic, const struct api_outcome *o)
 {
     api_results_put(res, o);
     const char *dot = topic ? strrchr(topic, '.') : NULL;
     char ctx[32];
-    if (dot && o->offset >= 0 && (size_t)(dot - topic) < sizeof ctx) {
-        snprintf(ctx, sizeof ctx, "%.*s", (int)(dot - topic), topic);
+    if (!dot || (size_t)(dot - topic) >= sizeof ctx)
+        return;
+    snprintf(ctx, sizeof ctx, "%.*s", (int)(dot - topic), topic);
+    api_results_count(res, ctx, o->accepted);
+    if (o->offset >= 0)
         api_results_note_position(res, ctx, o->partition, o->offset);
-    }
 }
 
 static void handle_message(api_results_t *res, const es_kafka_msg_t *m)
@@ -432,6 +476,7 @@ void api_results_free(api_results_t *res)
         es_kafka_destroy(res->rk);
     }
     free(res->known);
+    free(res->counts);
     free(res->ring);
     free(res->chain);
     free(res->buckets);

@@ -56,6 +56,13 @@ bool api_results_position_known(api_results_t *res, const char *ctx, int32_t par
 void api_results_note_position(api_results_t *res, const char *ctx, int32_t partition,
                                int64_t offset);
 
+/* Counts one outcome of context ctx (the consumer thread does; for tests). */
+void api_results_count(api_results_t *res, const char *ctx, bool accepted);
+/* The outcomes of ctx's commands this process has read (since its start, and the 15 minutes
+ * before it): every API process reads every result, so each tells the whole cluster's. */
+void api_results_counts(api_results_t *res, const char *ctx, long long *accepted,
+                        long long *rejected);
+
 /* A map without a consumer (tests): capacity outcomes at most. */
 api_results_t *api_results_new_offline(size_t capacity);
 

@@ -56,6 +56,8 @@ const struct api_route api_routes[] = {
     {"GET", "/v1/admin/dead-letters", api_admin_dead_letters, API_ADMIN},
     {"POST", "/v1/admin/dead-letters/{id}/replay", api_admin_dead_letter_action, API_ADMIN},
     {"POST", "/v1/admin/dead-letters/{id}/discard", api_admin_dead_letter_action, API_ADMIN},
+    {"GET", "/v1/admin/activity", api_admin_activity, API_ADMIN},
+    {"GET", "/v1/admin/sagas", api_admin_sagas, API_ADMIN},
     {"GET", "/healthz", api_health_live, API_PUBLIC},
     {"GET", "/readyz", api_health_ready, API_PUBLIC},
     {"GET", "/metrics", api_health_metrics, API_PUBLIC},

@@ -47,8 +47,10 @@ static void thread_free(void *tls)
         api_query_thread_release(t);
     for (size_t i = 0; t && i < API_MAX_CONTEXTS; i++)
         es_db_close(t->dbs[i]);
-    if (t)
+    if (t) {
         es_db_close(t->keys);
+        es_db_close(t->saga);
+    }
     free(t);
 }
 
@@ -257,6 +259,7 @@ api_server_t *api_server_new(es_err_t *err)
 
     app->stream_hub = api_stream_hub_new((const char(*)[32])app->contexts, app->n_contexts);
     app->tickets = api_tickets_new();
+    app->handler_offsets = api_handler_offsets_new();
     s->routes = xcalloc(api_routes_count, sizeof *s->routes);
     for (size_t i = 0; i < api_routes_count; i++)
         s->routes[i] = (es_http_route_t){.method = api_routes[i].method,
@@ -317,6 +320,7 @@ void api_server_free(api_server_t *s)
     api_positions_free(s->app.positions);   /* every loop thread unsubscribed when it ended */
     api_stream_hub_free(s->app.stream_hub); /* after the streams it wakes */
     api_tickets_free(s->app.tickets);
+    api_handler_offsets_free(s->app.handler_offsets);
     es_http_cidrs_free(s->trusted);
     ev_codec_free(s->app.codec);
     sr_client_free(s->sr);

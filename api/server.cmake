@@ -1,7 +1,7 @@
 # The eventshop-api role: the library (route table, handler families, commands, results) and its
 # small main. Included by api/CMakeLists.txt, which defines the JWT library first.
 add_library(es_api_server STATIC
-  api_validate.c api_outcome.c api_reply.c api_routes.c api_auth.c api_commands.c api_admin.c
+  api_validate.c api_outcome.c api_reply.c api_routes.c api_auth.c api_commands.c api_admin.c api_admin_live.c
   api_products.c api_inventory.c api_pricing.c api_query.c api_positions.c api_health.c api_producer.c api_results.c api_server.c api_web.c)
 target_include_directories(es_api_server PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
 # the pages' folder when EVENTSHOP_WEB_DIR is not set: the source tree's (api_web.h)

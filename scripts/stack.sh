@@ -313,6 +313,7 @@ role_start() {
             api)
                 export EVENTSHOP_API_ADDR=127.0.0.1:$port
                 users_api_env
+                saga_api_env
                 # the API only reads the read models
                 for c in "${CONTEXTS[@]}"; do
                     C=$(echo "$c" | tr a-z A-Z)
@@ -657,13 +658,24 @@ saga_infra_up() {
     has_subscriber order-saga || return 0
     local s=$ES_STATE/secrets
     [ -f "$s/mysql-order-saga.password" ] || (umask 077; openssl rand -hex 24 >"$s/mysql-order-saga.password")
+    [ -f "$s/mysql-order-saga-ro.password" ] || (umask 077; openssl rand -hex 24 >"$s/mysql-order-saga-ro.password")
     local pw; pw=$(cat "$s/mysql-order-saga.password")
+    local pw_ro; pw_ro=$(cat "$s/mysql-order-saga-ro.password")
     mysql_root <<SQL
 CREATE DATABASE IF NOT EXISTS eventshop_order_saga CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
 CREATE USER IF NOT EXISTS 'eventshop_order_saga'@'127.0.0.1' IDENTIFIED BY '$pw';
 CREATE USER IF NOT EXISTS 'eventshop_order_saga'@'localhost' IDENTIFIED BY '$pw';
 GRANT ALL ON eventshop_order_saga.* TO 'eventshop_order_saga'@'127.0.0.1', 'eventshop_order_saga'@'localhost';
+CREATE USER IF NOT EXISTS 'eventshop_order_saga_ro'@'127.0.0.1' IDENTIFIED BY '$pw_ro';
+CREATE USER IF NOT EXISTS 'eventshop_order_saga_ro'@'localhost' IDENTIFIED BY '$pw_ro';
+GRANT SELECT ON eventshop_order_saga.* TO 'eventshop_order_saga_ro'@'127.0.0.1', 'eventshop_order_saga_ro'@'localhost';
 SQL
+}
+# the API lists the open orders (GET /v1/admin/sagas) with a user that may only read them
+saga_api_env() {
+    has_subscriber order-saga || return 0
+    export EVENTSHOP_MYSQL_ORDER_SAGA_USER=eventshop_order_saga_ro
+    export EVENTSHOP_MYSQL_ORDER_SAGA_PASSWORD_FILE=$ES_STATE/secrets/mysql-order-saga-ro.password
 }
 saga_env() {
     export EVENTSHOP_MYSQL_ORDER_SAGA_USER=eventshop_order_saga

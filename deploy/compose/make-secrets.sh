@@ -16,7 +16,7 @@ d=$(dirname "$0")/secrets
 umask 077  # every file starts 0600; made 0644 below, once inside the 0700 directory
 mkdir -p "$d"; chmod 700 "$d"
 for n in mysql-root mysql-keys grafana-admin $(sed -e 's/#.*//' "$(dirname "$0")/../contexts" | awk 'NF{print "mysql-"$1"-rw mysql-"$1"-ro"}') \
-         $(sed -e 's/#.*//' "$(dirname "$0")/../subscribers" | awk '/ mysql( |$)/{print "mysql-"$1}'); do
+         $(sed -e 's/#.*//' "$(dirname "$0")/../subscribers" | awk '/ mysql( |$)/{print "mysql-"$1} / api-ro( |$)/{print "mysql-"$1"-ro"}'); do
     [ -f "$d/$n.password" ] || openssl rand -hex 24 >"$d/$n.password"
 done
 if [ ! -f "$d/jwt-private.pem" ]; then

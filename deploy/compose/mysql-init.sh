@@ -20,6 +20,8 @@ kpw=$(cat /run/secrets/mysql_keys)
 q "CREATE DATABASE IF NOT EXISTS eventshop_keys CHARACTER SET utf8mb4 COLLATE utf8mb4_bin; CREATE TABLE IF NOT EXISTS eventshop_keys.user_keys (user_id CHAR(36) NOT NULL PRIMARY KEY, key_material VARBINARY(32) NOT NULL, created_at DATETIME NOT NULL) ENGINE=InnoDB; CREATE USER IF NOT EXISTS 'eventshop_keys'@'%' IDENTIFIED BY '$kpw'; ALTER USER 'eventshop_keys'@'%' IDENTIFIED BY '$kpw'; GRANT SELECT, INSERT, DELETE ON eventshop_keys.user_keys TO 'eventshop_keys'@'%';"
 pw=$(cat /run/secrets/mysql_order_saga)
 q "CREATE DATABASE IF NOT EXISTS eventshop_order_saga CHARACTER SET utf8mb4 COLLATE utf8mb4_bin; CREATE USER IF NOT EXISTS 'eventshop_order_saga'@'%' IDENTIFIED BY '$pw'; ALTER USER 'eventshop_order_saga'@'%' IDENTIFIED BY '$pw'; GRANT ALL ON eventshop_order_saga.* TO 'eventshop_order_saga'@'%';"
+ro=$(cat /run/secrets/mysql_order_saga_ro)
+q "CREATE USER IF NOT EXISTS 'eventshop_order_saga_ro'@'%' IDENTIFIED BY '$ro'; ALTER USER 'eventshop_order_saga_ro'@'%' IDENTIFIED BY '$ro'; GRANT SELECT ON eventshop_order_saga.* TO 'eventshop_order_saga_ro'@'%';"
 pw=$(cat /run/secrets/mysql_notifications)
 q "CREATE DATABASE IF NOT EXISTS eventshop_notifications CHARACTER SET utf8mb4 COLLATE utf8mb4_bin; CREATE USER IF NOT EXISTS 'eventshop_notifications'@'%' IDENTIFIED BY '$pw'; ALTER USER 'eventshop_notifications'@'%' IDENTIFIED BY '$pw'; GRANT ALL ON eventshop_notifications.* TO 'eventshop_notifications'@'%';"
 echo mysql-init: ok

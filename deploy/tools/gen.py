@@ -24,7 +24,7 @@ TOPIC_KINDS = {  # runtime/admin_main.c and DESIGN.md §2
     "changelog": {"cleanup.policy": "compact"},
     "results": {"retention.ms": 604800000},
 }
-SUB_OPTIONS = {"singleton", "ha", "topics", "mysql", "users-open", "context-ro", "gateway", "carrier", "sms", "smtp", "reader"}
+SUB_OPTIONS = {"singleton", "ha", "topics", "mysql", "api-ro", "users-open", "context-ro", "gateway", "carrier", "sms", "smtp", "reader"}
 # Kafka access, for the prod overlay's KafkaUsers (their ACLs): `events=a,b` (reads the events of
 # contexts a and b), `commands=a,b` (sends commands to contexts a and b), `reader` (reads
 # partitions outside its group, es_kafka_read_partition); deploy/contexts: `views=a,b` (the
@@ -250,7 +250,7 @@ def subscriber(name, opts):
     if "mysql" in opts:
         docs.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"eventshop-mysql-{name}", "labels": {"app.kubernetes.io/part-of": "eventshop"},
                      "annotations": {"eventshop.io/secret-template": "fill from sealed-secrets or external-secrets: see deploy/README.md"}},
-                     "type": "Opaque", "data": {"password": ""}})
+                     "type": "Opaque", "data": {"password": "", **({"ro-password": ""} if "api-ro" in opts else {})}})
     return docs
 
 
@@ -264,7 +264,8 @@ def topics(ctx):
 
 
 def mysql_init(ctxs, subs, root="/secrets/root/password", sec=lambda c, k: f"/secrets/mysql-{c}/{k}-password",
-               subsec=lambda n: f"/secrets/mysql-{n}/password", backup=True):
+               subsec=lambda n: f"/secrets/mysql-{n}/password", backup=True,
+               subsec_ro=lambda n: f"/secrets/mysql-{n}/ro-password"):
     """the init Job's script (MariaDB's client, in the mariadb image): one database and two
     least-privilege users per context, the key store (eventshop_keys: its table, and a user who
     may only SELECT, INSERT and DELETE there, as scripts/stack.sh users_infra_up), each `mysql`
@@ -295,6 +296,11 @@ def mysql_init(ctxs, subs, root="/secrets/root/password", sec=lambda c, k: f"/se
                   f" CREATE USER IF NOT EXISTS '{u}'@'%' IDENTIFIED BY '$pw';"
                   f" ALTER USER '{u}'@'%' IDENTIFIED BY '$pw';"
                   f" GRANT ALL ON {u}.* TO '{u}'@'%';\""]
+        if "api-ro" in opts:  # the API reads it (GET /v1/admin/sagas) as a user that may only read
+            lines += [f'ro=$(cat {subsec_ro(n)})',
+                      f"q \"CREATE USER IF NOT EXISTS '{u}_ro'@'%' IDENTIFIED BY '$ro';"
+                      f" ALTER USER '{u}_ro'@'%' IDENTIFIED BY '$ro';"
+                      f" GRANT SELECT ON {u}.* TO '{u}_ro'@'%';\""]
     if backup:  # every database above, for mariadb-dump --single-transaction (deploy/base/backup.yaml)
         dbs = [f"eventshop_{c}" for c in ctxs] + ["eventshop_keys"] + [sub_db(n) for n, opts in subs if "mysql" in opts]
         lines += [f'bpw=$(cat {subsec("backup")})',
@@ -339,6 +345,13 @@ def k8s(ctxs, subs):
     api_vols = [{"name": f"mysql-{c}", "secret": {"secretName": f"eventshop-mysql-{c}", "items": [{"key": "ro-password", "path": "ro-password"}]}} for c in ctxs]
     api_vols.append({"name": "mysql-keys", "secret": {"secretName": "eventshop-mysql-keys", "items": [{"key": "password", "path": "password"}]}})
     api_mounts = [{"name": f"mysql-{c}", "mountPath": f"/var/run/secrets/eventshop/mysql-{c}", "readOnly": True} for c in ctxs + ["keys"]]
+    for n, opts in subs:  # an `api-ro` subscriber's database, read by the API (the saga's open orders)
+        if "api-ro" in opts:
+            N = n.upper().replace("-", "_")
+            api_env += [{"name": f"EVENTSHOP_MYSQL_{N}_USER", "value": f"{sub_db(n)}_ro"},
+                        {"name": f"EVENTSHOP_MYSQL_{N}_PASSWORD_FILE", "value": f"/var/run/secrets/eventshop/mysql-{n}/ro-password"}]
+            api_vols.append({"name": f"mysql-{n}", "secret": {"secretName": f"eventshop-mysql-{n}", "items": [{"key": "ro-password", "path": "ro-password"}]}})
+            api_mounts.append({"name": f"mysql-{n}", "mountPath": f"/var/run/secrets/eventshop/mysql-{n}", "readOnly": True})
     api_patch = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "eventshop-api"},
                  "spec": {"template": {"spec": {"containers": [{"name": "api", "env": api_env, "volumeMounts": api_mounts}], "volumes": api_vols}}}}
     init_patch = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "eventshop-mysql-init"},
@@ -370,8 +383,8 @@ def acls(topics, groups=(), txn=None):
     order = ["Read", "Write", "Create", "Describe"]
     out = [{"resource": {"type": "topic", "name": t, "patternType": "literal"},
             "operations": sorted(set(ops) | {"Describe"}, key=order.index)} for t, ops in topics.items()]
-    out += [{"resource": {"type": "group", "name": g, "patternType": pat}, "operations": ["Read", "Describe"]}
-            for g, pat in groups]
+    out += [{"resource": {"type": "group", "name": g[0], "patternType": g[1]}, "operations": list(g[2]) if len(g) > 2 else ["Read", "Describe"]}
+            for g in groups]
     if txn:
         out.append({"resource": {"type": "transactionalId", "name": txn, "patternType": "prefix"},
                     "operations": ["Write", "Describe"]})
@@ -439,7 +452,10 @@ def kafka_prod(ctx_lines, subs, docs):
                   *[(f"{c}.events", "Read") for c in ctxs],
                   (OPS_TOPIC, "Write")),  # the operators' actions (api_admin.c)
         # the results consumer's own group; the stream's hub and catch-up readers: assign only
-        [("eventshop-api-results-", "prefix"), ("eventshop-api-stream", "prefix")]),
+        [("eventshop-api-results-", "prefix"), ("eventshop-api-stream", "prefix")]
+        # the handlers' committed offsets (GET /v1/admin/activity, api/api_admin_live.c): an
+        # OffsetFetch needs Describe on the group (and on the topic); never Read, which could commit
+        + [(f"eventshop-{c}-handler", "literal", ["Describe"]) for c in ctxs]),
         "sends every context's commands, reads their results and their events"),
         "eventshop-api", "api"))
     users.append((kafka_user("eventshop-registry", acls(topic_ops((REGISTRY_TOPIC, "Read", "Write")), [(READER_GROUP, "literal")]),
@@ -520,7 +536,7 @@ def main():
                "eventshop-users": ["index-key", "open-secret"], "eventshop-gateway": ["api-key"], "eventshop-mysql-keys": ["password"],
                "eventshop-mysql-backup": ["password"]}
     secrets.update({f"eventshop-mysql-{c}": ["rw-password", "ro-password"] for c in ctxs})
-    secrets.update({f"eventshop-mysql-{n}": ["password"] for n, opts in subs if "mysql" in opts})
+    secrets.update({f"eventshop-mysql-{n}": ["password"] + (["ro-password"] if "api-ro" in opts else []) for n, opts in subs if "mysql" in opts})
     es = [{"apiVersion": "external-secrets.io/v1beta1", "kind": "ExternalSecret", "metadata": {"name": n},
            "spec": {"refreshInterval": "1h", "secretStoreRef": {"kind": "ClusterSecretStore", "name": "eventshop"},
                     "target": {"name": n, "creationPolicy": "Owner"},
@@ -580,6 +596,11 @@ def main():
             sec.append(f"mysql_{u[10:]}")
             init_secrets.append(f"      - mysql_{u[10:]}")
             db_secrets.append(f"  mysql_{u[10:]}:\n    file: ./deploy/compose/secrets/mysql-{n}.password")
+            if "api-ro" in opts:
+                api_env += [f"      EVENTSHOP_MYSQL_{N}_USER: {u}_ro", f"      EVENTSHOP_MYSQL_{N}_PASSWORD_FILE: /run/secrets/mysql_{u[10:]}_ro"]
+                api_secrets.append(f"      - mysql_{u[10:]}_ro")
+                init_secrets.append(f"      - mysql_{u[10:]}_ro")
+                db_secrets.append(f"  mysql_{u[10:]}_ro:\n    file: ./deploy/compose/secrets/mysql-{n}-ro.password")
         svc = f"  subscriber-{n}:\n    <<: *worker\n    command: [eventshop-subscriber, {n}]\n"
         if env:
             svc += "    environment:\n      <<: *worker-env\n" + "".join(f"      {e}\n" for e in env)
@@ -600,7 +621,8 @@ def main():
         write(os.path.join(out, "deploy/compose/prometheus.yml"), HEADER + f.read().replace("@WORKER_NAMES@", f"[{names}]"))
     write(os.path.join(out, "deploy/compose/mysql-init.sh"),
           mysql_init(ctxs, subs, "/run/secrets/mysql_root", lambda c, k: f"/run/secrets/mysql_{c}_{k}",
-                     lambda n: f"/run/secrets/mysql_{sub_db(n)[10:]}", backup=False))  # compose: no backup job
+                     lambda n: f"/run/secrets/mysql_{sub_db(n)[10:]}", backup=False,
+                     subsec_ro=lambda n: f"/run/secrets/mysql_{sub_db(n)[10:]}_ro"))  # compose: no backup job
     write(os.path.join(out, "docker-compose.yml"), HEADER.replace("deploy/contexts", "deploy/compose/compose.in.yml and deploy/contexts") + text)
     return 0
 

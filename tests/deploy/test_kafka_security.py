@@ -414,8 +414,9 @@ def acl_shape(docs):
             if n in keda and ops != {"Describe"}:
                 bad.append(f"{what}: KEDA's user may do more than Describe")
     # isolation: no user's prefix reaches a group or transactional id granted to another
+    # (a Describe-only grant, as the API's of the handlers' groups, shares the group, not its use)
     named = [(n, r["resource"]["type"], r["resource"]["name"]) for n, u in users.items() for r in rules(u)
-             if r["resource"]["type"] in ("group", "transactionalId")]
+             if r["resource"]["type"] in ("group", "transactionalId") and set(r["operations"]) != {"Describe"}]
     for n, u in users.items():
         for r in rules(u):
             res = r["resource"]
@@ -447,13 +448,16 @@ def literal(text, arg):
 def name_formats(paths):
     """{"group": [...], "txn": [...]}: the printf formats assigned to variables named *group* and
     *txn* (snprintf(var, ...) or var = ... xasprintf(...)) in the files"""
-    out = {"group": [], "txn": []}
+    out = {"group": [], "txn": [], "described": []}
     for p in paths:
         t = c_text(p)
         pairs = re.findall(r'\bsnprintf\s*\(\s*([\w>.-]+)\s*,\s*sizeof[^,]*,\s*"([^"]*)"', t)
         pairs += re.findall(r'([\w>.-]+)\s*=[^;=]*?\bxasprintf\s*\(\s*"([^"]*)"', t)
         for var, fmt in pairs:
-            for k in out:
+            if "described" in var:  # a group whose committed offsets are fetched, never joined
+                out["described"].append(fmt)
+                continue
+            for k in ("group", "txn"):
                 if k in var:
                     out[k].append(fmt)
     return out
@@ -516,6 +520,7 @@ class Need:
     """what one role does: topics {name: ops}, groups and transactional ids (sample names)"""
     def __init__(self):
         self.topics, self.groups, self.txns, self.problems = {}, set(), set(), []
+        self.described = set()  # groups it only Describes (OffsetFetch of another role's group)
         self.subscribed = set()  # the topics its consumer group reads (what KEDA sums the lag of)
 
     def topic(self, name, *ops):
@@ -606,6 +611,9 @@ def need_of(role, arg, env):
             n.topic(t, "Write")
         for p in paths:  # consumers configured with a literal group.id (the stream's, assign only)
             n.groups |= set(re.findall(r'"group\.id",\s*"([^"]+)"', c_text(p)))
+        # the handlers' committed offsets (GET /v1/admin/activity): each served context's group
+        for f in name_formats(paths)["described"]:
+            n.described |= {fill(f, c) for c in (env.get("ES_CONTEXTS") or "").split()}
     elif role == "eventshop-registry":
         paths = c_files("schema-registry", exclude_main=False)
         m = re.search(r'es_env_str\s*\(\s*"EVENTSHOP_REGISTRY_TOPIC"\s*,\s*"([^"]+)"', c_text("schema-registry/registry_main.c"))
@@ -692,6 +700,9 @@ def acl_cover(docs):
         for g in sorted(need.groups):
             if not allows(u, "group", g, "Read"):
                 bad.append(f"{who}: may not Read group {g}, which the code uses")
+        for g in sorted(need.described):
+            if not allows(u, "group", g, "Describe"):
+                bad.append(f"{who}: may not Describe group {g}, whose offsets the code fetches")
         for x in sorted(need.txns):
             for op in ("Write", "Describe"):
                 if not allows(u, "transactionalId", x, op):
@@ -707,7 +718,10 @@ def acl_cover(docs):
                     bad.append(f"{who}: topic {res.get('name')}: {sorted(set(r['operations']))}, the code needs "
                                f"{sorted(set().union(*(need.topics[t] for t in hits)) | {'Describe'})}")
             elif res["type"] == "group" and not any(matches(r, "group", g) for g in need.groups):
-                bad.append(f"{who}: group rule {res.get('name')}: the code uses no such group")
+                if not any(matches(r, "group", g) for g in need.described):
+                    bad.append(f"{who}: group rule {res.get('name')}: the code uses no such group")
+                elif set(r["operations"]) != {"Describe"}:
+                    bad.append(f"{who}: group {res.get('name')}: {sorted(r['operations'])}, the code only describes it")
             elif res["type"] == "transactionalId" and not any(matches(r, "transactionalId", x) for x in need.txns):
                 bad.append(f"{who}: transactional id rule {res.get('name')}: the code uses no such id")
     return bad

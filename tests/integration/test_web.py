@@ -16,9 +16,13 @@ from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import Select
 from selenium.webdriver.support.ui import WebDriverWait
 
-from conftest import TOP, env, mint_token, unique
+from conftest import TOP, env, mint_token, unique, wait_for
+from test_operator import ops_rows  # noqa: F401
+from test_projector import Events, changed, listed, produce, projector, query  # noqa: F401
 
 WEB = os.path.join(TOP, "web")
 CHROMIUM = "/usr/bin/chromium"
@@ -178,11 +182,7 @@ def state_of(driver, name):
 
 def test_console_admin_pauses_and_resumes_a_projection(page, api_url):
     name = "catalog_products"
-    email, password = admin_credentials()
-    page.get(f"{api_url}/console/")
-    page.find_element(By.ID, "email").send_keys(email)
-    page.find_element(By.ID, "password").send_keys(password)
-    page.find_element(By.ID, "login-submit").click()
+    login_console(page, api_url)
     try:
         wait(page, "the board instead of the login form", lambda d: d.find_element(
             By.ID, "board").is_displayed() and not d.find_element(By.ID, "login").is_displayed())
@@ -241,3 +241,265 @@ def test_shop_shows_a_hostile_product_name_as_text_and_runs_nothing(page, api_ur
     assert page.find_elements(By.TAG_NAME, "img") == []
     with pytest.raises(NoAlertPresentException):
         page.switch_to.alert.text
+
+
+# ---------------------------------------------------------------- the console's live parts
+
+
+def admin_headers():
+    return {"Authorization": f"Bearer {mint_token('admin', unique('web-admin'))}"}
+
+
+def login_console(page, api_url):
+    """The console, logged in (the tab keeps an earlier test's session: then no form)."""
+    email, password = admin_credentials()
+    page.get(f"{api_url}/console/")
+    shown = wait(page, "the login form or the board", lambda d: (
+        d.find_element(By.ID, "login").is_displayed() and "login") or (
+        d.find_element(By.ID, "board").is_displayed() and "board"))
+    if shown == "login":
+        page.find_element(By.ID, "email").send_keys(email)
+        page.find_element(By.ID, "password").send_keys(password)
+        page.find_element(By.ID, "login-submit").click()
+    wait(page, "the board instead of the login form", lambda d: d.find_element(
+        By.ID, "board").is_displayed() and not d.find_element(By.ID, "login").is_displayed())
+
+
+def save_shot(page, name):
+    out = os.path.join(env("ES_STATE"), "artifacts", "web")
+    os.makedirs(out, exist_ok=True)
+    page.save_screenshot(os.path.join(out, name))
+
+
+def needs(kind, names):
+    have = os.environ.get(kind, "").split()
+    missing = [n for n in names if n not in have]
+    if missing:
+        pytest.skip(f"the stack runs without {kind} {missing}")
+
+
+ADDRESS = {"name": "Ada Lovelace", "line1": "1 Analytical St", "city": "London",
+           "postal_code": "N1 9GU", "country": "GB"}
+
+
+@pytest.fixture
+def open_order(api_url):
+    """An order the saga keeps open for a while: the test gateway answers its payment 25 s late
+    (under the pay deadline scripts/test.sh sets, 30 s), so the order waits in stock_reserved on
+    pay_by. Listed by GET /v1/admin/sagas before the test gets it: (order id, customer token)."""
+    needs("ES_CONTEXTS", ["orders", "inventory", "pricing", "payments"])
+    needs("ES_SUBSCRIBERS", ["order-saga", "payments"])
+    gateway = os.environ["EVENTSHOP_PAYMENTS_GATEWAY_URL"]
+    vendor = unique("webv")
+    vtok = {"Authorization": f"Bearer {mint_token('vendor', unique('u'), vendor)}", "Prefer": "wait=20"}
+    sku = unique("WEBORD").upper()
+    for method, path, body in [
+            ("POST", "/v1/products", {"sku": sku, "name": "Console mug", "category": "web", "currency": "EUR"}),
+            ("PUT", f"/v1/prices/{sku}", {"amount_minor": 990, "currency": "EUR"}),
+            ("POST", f"/v1/inventory/{sku}/receipts", {"quantity": 3})]:
+        r = requests.request(method, f"{api_url}{path}", headers=vtok, json=body, timeout=30)
+        assert r.status_code in (200, 201), (path, r.text)
+    ctok = mint_token("customer", unique("webc"))
+    requests.post(f"{gateway}/_control", json={"delay_ms": 25000}, timeout=10).raise_for_status()
+    try:
+        r = requests.post(f"{api_url}/v1/orders", timeout=60,
+                          headers={"Authorization": f"Bearer {ctok}", "Prefer": "wait=20"},
+                          json={"lines": [{"sku": sku, "quantity": 1}], "shipping_address": ADDRESS})
+        assert r.status_code in (200, 201, 202), r.text
+        oid = r.json().get("order_id") or r.json().get("aggregate_id")
+
+        def listed_open():
+            r = requests.get(f"{api_url}/v1/admin/sagas?limit=200", headers=admin_headers(), timeout=30)
+            assert r.status_code == 200, r.text
+            return next((o for o in r.json()["open_orders"] if o["order_id"] == oid), None)
+
+        row = wait_for(listed_open, timeout=30, what=f"order {oid} among the saga's open orders")
+        yield oid, ctok, row
+    finally:
+        requests.post(f"{gateway}/_control", json={"delay_ms": 0}, timeout=10)
+
+
+def test_admin_sagas_lists_open_orders_with_their_deadlines_paged(api_url, open_order):
+    oid, _, row = open_order
+    assert row["status"] in ("placed", "stock_reserved"), row
+    assert row["waits_on"] == {"placed": "reserve_by", "stock_reserved": "pay_by"}[row["status"]]
+    assert row["deadline"] == row[row["waits_on"]] and row["deadline"] > 0
+    assert isinstance(row["partition"], int)
+    # paged: one order a page, soonest deadline first, each page's cursor where the last ended
+    h = admin_headers()
+    r = requests.get(f"{api_url}/v1/admin/sagas?limit=1", headers=h, timeout=30)
+    assert r.status_code == 200, r.text
+    seen, pages = [], 0
+    body = r.json()
+    while True:
+        pages += 1
+        seen += body["open_orders"]
+        assert len(body["open_orders"]) <= 1
+        if not body["next"]:
+            assert "Link" not in r.headers
+            break
+        assert r.headers["Link"] == f'<{body["next"]}>; rel="next"'
+        r = requests.get(f"{api_url}{body['next']}", headers=h, timeout=30)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert pages < 500
+    keys = [(o["deadline"], o["order_id"]) for o in seen]
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
+    assert oid in [o["order_id"] for o in seen] or body["total"] >= 1  # (it may have closed since)
+    for bad in ("x", "12", "12:", ":x", "-1:x", "1" * 19 + ":x", "1:" + "x" * 141, "1:a\nb"):
+        r = requests.get(f"{api_url}/v1/admin/sagas", params={"after": bad}, headers=h, timeout=30)
+        assert r.status_code == 400, (bad, r.text)
+        assert r.headers["Content-Type"].startswith("application/problem+json")
+    r = requests.get(f"{api_url}/v1/admin/sagas?limit=0", headers=h, timeout=30)
+    assert r.status_code == 400
+
+
+def test_admin_activity_counts_commands_and_handler_positions(api_url):
+    h = admin_headers()
+    before = {c["context"]: c for c in requests.get(f"{api_url}/v1/admin/activity", headers=h,
+                                                    timeout=30).json()["contexts"]}
+    assert set(before) == set(os.environ.get("ES_CONTEXTS", "catalog").split())
+    vendor = unique("webv")
+    vtok = {"Authorization": f"Bearer {mint_token('vendor', unique('u'), vendor)}", "Prefer": "wait=20"}
+    sku = unique("WEBACT").upper()
+    r = requests.post(f"{api_url}/v1/products", headers=vtok, timeout=30,
+                      json={"sku": sku, "name": "A", "category": "web", "currency": "EUR"})
+    assert r.status_code == 201, r.text
+    r = requests.post(f"{api_url}/v1/products", headers=vtok, timeout=30,
+                      json={"sku": sku, "name": "A", "category": "web", "currency": "EUR"})
+    assert r.status_code == 409, r.text  # the same sku again: rejected
+
+    def moved():
+        c = next(c for c in requests.get(f"{api_url}/v1/admin/activity", headers=h, timeout=30)
+                 .json()["contexts"] if c["context"] == "catalog")
+        b = before["catalog"]
+        return c if (c["commands"] >= b["commands"] + 2 and c["accepted"] >= b["accepted"] + 1
+                     and c["rejected"] >= b["rejected"] + 1
+                     and c["handler_position"] >= b["handler_position"] + 2) else None
+
+    c = wait_for(moved, timeout=30, what="the catalog's commands, outcomes and handler position moved")
+    assert c["handler_lag"] == max(0, c["commands"] - c["handler_position"])
+
+
+def card_value(page, ctx, attr):
+    cards = page.find_elements(By.CSS_SELECTOR, f'#activity article[data-context="{ctx}"]')
+    v = cards[0].get_attribute(attr) if cards else None
+    return int(v) if v and v.isdigit() else None
+
+
+def test_console_admin_sees_positions_move_live(page, api_url):
+    login_console(page, api_url)
+    wait(page, "the live feed (the event stream)", lambda d: d.find_element(
+        By.ID, "feed-state").get_attribute("data-state") == "live")
+    wait(page, "the catalog's positions", lambda d: card_value(d, "catalog", "data-projector-position")
+         is not None and card_value(d, "catalog", "data-commands") is not None)
+    pos = card_value(page, "catalog", "data-projector-position")
+    cmds = card_value(page, "catalog", "data-commands")
+    vendor = unique("webv")
+    vtok = {"Authorization": f"Bearer {mint_token('vendor', unique('u'), vendor)}"}
+    for _ in range(3):
+        r = requests.post(f"{api_url}/v1/products", headers=vtok, timeout=30,
+                          json={"sku": unique("WEBLIVE").upper(), "name": "Live", "category": "web",
+                                "currency": "EUR"})
+        assert r.status_code == 202, r.text
+    wait(page, "the catalog's commands counted", lambda d: (card_value(d, "catalog", "data-commands") or 0) >= cmds + 3)
+    wait(page, "the catalog's projector position moved", lambda d: (card_value(d, "catalog", "data-projector-position") or 0) >= pos + 3)
+    # the projection's own row moved too, and the chart has drawn its readings
+    row_pos = sum(int(e.get_attribute("data-position")) for e in page.find_elements(
+        By.CSS_SELECTOR, '#projections tr[data-projection="catalog_products"] td.parts div[data-position]'))
+    assert row_pos >= pos + 3
+    wait(page, "the chart's lines", lambda d: d.find_element(
+        By.CSS_SELECTOR, '#activity article[data-context="catalog"] polyline.k-commands').get_attribute("points").count(",") >= 2)
+    save_shot(page, "console.png")
+
+
+def test_console_admin_replays_a_dead_letter(page, api_url, brokers, registry, db, projector, ops_rows):
+    """A test projector of the catalog (tables of its own, as test_operator's) dead-letters a
+    change of a sku it never saw; once the sku is listed, the console's Replay applies it and the
+    dead letter goes. (The stack's catalog projector dead-letters the change too: that one stays,
+    as other suites' do, since replaying it out of order would leave catalog_products unequal to
+    a rebuild of it.)"""
+    ev = Events(registry)
+    p = projector()
+    ops_rows.append(p.key)
+    p.start()
+    ghost = unique("web-ghost")
+    dl_id = "%s:%d:%d" % ((p.key,) + next(iter(produce(brokers, [changed(ghost, 2, "replayed from the console")], ev).items())))
+    row = f'#dead-letters tr[data-dead-letter="{dl_id}"]'
+    login_console(page, api_url)
+    wait(page, "the dead letter listed", lambda d: d.find_elements(By.CSS_SELECTOR, row), timeout=60)
+    produce(brokers, [listed(ghost)], ev)  # the fix: the sku exists now
+    wait_for(lambda: query(db, f"SELECT sku FROM `{p.table}` WHERE sku=%s", ghost), timeout=30,
+             what="the fix applied")
+    page.find_element(By.CSS_SELECTOR, f"{row} button.replay").send_keys(Keys.ENTER)  # by keyboard
+    wait(page, "the dead letter gone", lambda d: not d.find_elements(By.CSS_SELECTOR, row), timeout=60)
+    assert query(db, f"SELECT name FROM `{p.table}` WHERE sku=%s", ghost)[0]["name"] == "replayed from the console"
+
+
+def smallest_live_projection(api_url):
+    r = requests.get(f"{api_url}/v1/admin/projections", headers=admin_headers(), timeout=30)
+    live = [p for p in r.json()["projections"] if p["name"] and p["state"] in ("running", "degraded")
+            and p["name"].count("_") == 1]  # the stack's own (a test projector's key has a suffix)
+    return min(live, key=lambda p: sum(x["high_watermark"] or 0 for x in p["partitions"]))["name"]
+
+
+def test_console_admin_follows_a_rebuild_to_the_end_and_swaps(page, api_url):
+    name = smallest_live_projection(api_url)
+    login_console(page, api_url)
+    sel = f'#projections tr[data-projection="{name}"]'
+    wait(page, f"{name} listed", lambda d: d.find_elements(By.CSS_SELECTOR, f"{sel} button.rebuild"))
+    page.find_element(By.CSS_SELECTOR, f"{sel} button.rebuild").click()
+    seen = []
+
+    def progressed(d):
+        row = d.find_element(By.CSS_SELECTOR, sel)
+        state, progress = row.get_attribute("data-state"), row.get_attribute("data-progress")
+        if state in ("rebuilding", "shadow_ready") and progress:
+            seen.append(float(progress))
+            bar = row.find_element(By.CSS_SELECTOR, "td.rebuild progress")
+            assert bar.is_displayed() and float(bar.get_attribute("value")) == float(progress)
+        return state == "shadow_ready" and progress == "1.000"
+
+    wait(page, f"{name}'s rebuild at the end of its bar", progressed, timeout=300)
+    assert seen and seen[-1] == 1.0, seen
+    row = page.find_element(By.CSS_SELECTOR, sel)
+    assert row.get_attribute("data-compare") == "true"
+    assert "equal to the live tables" in row.find_element(By.CSS_SELECTOR, "td.rebuild .note").text
+    save_shot(page, "console-rebuild.png")
+    swap = row.find_element(By.CSS_SELECTOR, "button.swap")
+    assert swap.is_displayed()
+    swap.click()
+    wait(page, f"{name} swapped in and live", lambda d: d.find_element(By.CSS_SELECTOR, sel).get_attribute(
+        "data-state") in ("running", "degraded") and "swapped in" in d.find_element(
+        By.CSS_SELECTOR, f"{sel} td.rebuild .note").text, timeout=120)
+
+
+def test_console_shows_an_open_order_its_history_and_its_live_stream(page, api_url, open_order):
+    oid, _, _ = open_order
+    login_console(page, api_url)
+    sel = f'#sagas tr[data-order="{oid}"]'
+    wait(page, "the open order with its deadline", lambda d: d.find_elements(By.CSS_SELECTOR, sel))
+    row = page.find_element(By.CSS_SELECTOR, sel)
+    assert row.get_attribute("data-status") in ("placed", "stock_reserved", "confirmed")
+    assert row.find_elements(By.CSS_SELECTOR, "td")[2].text in ("reserve_by", "pay_by", "dispatch_at")
+    save_shot(page, "console-sagas.png")
+    # its history, one keyboard press away
+    row.find_element(By.CSS_SELECTOR, "button.look").send_keys(Keys.ENTER)
+    wait(page, "the order's history", lambda d: d.find_element(By.ID, "history").get_attribute(
+        "data-aggregate") == oid and d.find_elements(By.CSS_SELECTOR, '#history tr[data-type="OrderPlaced"]'))
+    first = page.find_element(By.CSS_SELECTOR, "#history tbody tr")
+    assert first.get_attribute("data-version") == "1" and "OrderPlaced" in first.text
+    # the live stream, filtered on this order from the start: its events, and only its
+    Select(page.find_element(By.ID, "stream-context")).select_by_value("orders")
+    page.find_element(By.ID, "stream-aggregate").send_keys(oid)
+    Select(page.find_element(By.ID, "stream-from")).select_by_value("earliest")
+    page.find_element(By.ID, "stream-start").click()
+    wait(page, "the order's events on the stream", lambda d: d.find_elements(
+        By.CSS_SELECTOR, '#stream tr[data-type="OrderPlaced"]'), timeout=60)
+    wait(page, "the stream caught up", lambda d: d.find_element(By.ID, "stream-state").get_attribute(
+        "data-state") == "caught up, live", timeout=60)
+    assert all(oid in r.text for r in page.find_elements(By.CSS_SELECTOR, "#stream tbody tr"))
+    save_shot(page, "console-events.png")
+    page.find_element(By.ID, "stream-stop").click()
+    wait(page, "the stream stopped", lambda d: d.find_element(By.ID, "stream-state").get_attribute(
+        "data-state") == "not following")

@@ -409,6 +409,26 @@ Test(api_results, the_sender_is_known_before_and_after_the_outcome)
     api_results_free(res);
 }
 
+Test(api_results, outcomes_are_counted_per_context)
+{
+    api_results_t *res = api_results_new_offline(4);
+    long long accepted = -1, rejected = -1;
+    api_results_counts(res, "catalog", &accepted, &rejected);
+    cr_assert_eq(accepted, 0);
+    cr_assert_eq(rejected, 0);
+    api_results_count(res, "catalog", true);
+    api_results_count(res, "catalog", true);
+    api_results_count(res, "catalog", false);
+    api_results_count(res, "orders", false);
+    api_results_counts(res, "catalog", &accepted, &rejected);
+    cr_assert_eq(accepted, 2);
+    cr_assert_eq(rejected, 1);
+    api_results_counts(res, "orders", &accepted, &rejected);
+    cr_assert_eq(accepted, 0);
+    cr_assert_eq(rejected, 1);
+    api_results_free(res);
+}
+
 Test(api_outcome, the_result_names_its_sender)
 {
     json_t *r = json_pack("{s:s, s:s, s:s}", "command_id", "6f1c2a52-3c1b-4d59-9a51-0c6f7a1a2b3c",
