@@ -5,11 +5,13 @@
  * eventshop_pricing, projection "pricing_prices") and the available stock of the inventory read
  * model (table stock of eventshop_inventory; when the API does not serve inventory or the row or
  * database is missing, the stock is unknown and no low-stock surcharge applies). GET
- * /v1/prices/{sku}/history lists the price's events. */
+ * /v1/prices/{sku}/history lists the price's events. The GET of a price holds no loop thread
+ * (api_query_async); the history reads on the thread's blocking connection. */
 #include "api_app.h"
 #include "api_reply.h"
 #include "api_validate.h"
 #include "es_log.h"
+#include "es_mem.h"
 #include "es_time.h"
 #include "pricing_rules.h"
 #include <stdio.h>
@@ -98,81 +100,52 @@ int api_parse_instant(const char *s, int64_t *ms)
     return 0;
 }
 
-/* Available stock of sku from the inventory read model, or PR_STOCK_UNKNOWN when it cannot be
- * known (inventory not served, database or row missing): a price never fails for want of it. */
-static int64_t available_stock(es_http_req_t *r, const char *sku)
+/* GET /v1/prices/{sku} reads three rows in turn, each on a non-blocking connection: the list
+ * price, its rules, then the available stock (inventory's read model); this state goes from one
+ * to the next (a reference per query that carries it). */
+struct price_get {
+    int refs;
+    int64_t at;
+    json_t *price, *rules;
+};
+
+static void price_get_release(void *arg)
 {
-    es_err_t err = ES_ERR_INIT;
-    es_db_t *db = api_db_ctx(r, "inventory", &err); /* ES_ENOTFOUND when not served */
-    if (!db)
-        return PR_STOCK_UNKNOWN;
-    es_db_val_t params[] = {ES_DB_S(sku)};
-    json_t *rows = es_db_query(db, "SELECT available FROM stock WHERE sku = ?", params, 1, &err);
-    if (!rows) {
-        if (err.code == ES_EIO)
-            api_db_ctx_broken(r, "inventory");
-        es_debug("stock of '%s' unknown: %s", sku, err.msg);
-        return PR_STOCK_UNKNOWN;
-    }
-    json_t *v = json_object_get(json_array_get(rows, 0), "available");
-    int64_t available = json_is_integer(v) ? json_integer_value(v) : PR_STOCK_UNKNOWN;
-    json_decref(rows);
-    return available;
+    struct price_get *g = arg;
+    if (--g->refs > 0)
+        return;
+    json_decref(g->price);
+    json_decref(g->rules);
+    free(g);
 }
 
-static void run_get(es_http_req_t *r, const struct api_principal *who)
+static const char price_sql[] = "SELECT list_amount_minor, currency, version FROM prices "
+                                "WHERE sku = ?";
+static const char rules_sql[] =
+    "SELECT rule_id, kind, currency, basis_points, amount_minor, threshold, cap_minor, "
+    "valid_from, valid_until FROM price_rules WHERE sku = ? AND removed = 0 ORDER BY rule_id";
+static const char stock_sql[] = "SELECT available FROM stock WHERE sku = ?";
+
+/* The effective price of g's list price and rules at g->at with available stock, answered. */
+static void answer_price(es_http_req_t *r, const struct price_get *g, int64_t available)
 {
-    (void)who;
     const char *sku = es_http_param(r, "sku");
-    char *at_s = es_http_query_dup(r, "at");
-    json_t *price = NULL, *rules = NULL;
-    pr_rule_t *pr = NULL;
-    struct api_verr e = {0};
-    if (api_validate_sku(sku, 404, &e)) {
-        api_reply_verr(r, &e);
-        goto out;
-    }
-    int64_t at = es_wall_ms();
-    if (at_s && api_parse_instant(at_s, &at)) {
-        api_reply_problem(r, 400, NULL, "at",
-                          "at: '%.64s' is neither milliseconds since the epoch nor an ISO-8601 "
-                          "instant with an offset",
-                          at_s);
-        goto out;
-    }
-    es_db_val_t params[] = {ES_DB_S(sku)};
-    if (!(price = api_query_or_reply(
-              r, CTX, "SELECT list_amount_minor, currency, version FROM prices WHERE sku = ?",
-              params, 1)))
-        goto out;
-    json_t *row = json_array_get(price, 0);
-    json_t *list = json_object_get(row, "list_amount_minor");
-    if (!row || !json_is_integer(list)) {
-        api_reply_problem(r, 404, "urn:eventshop:problem:no_list_price", "sku",
-                          "sku '%s' has no list price", sku);
-        goto out;
-    }
-    if (!(rules = api_query_or_reply(
-              r, CTX,
-              "SELECT rule_id, kind, currency, basis_points, amount_minor, threshold, cap_minor, "
-              "valid_from, valid_until FROM price_rules WHERE sku = ? AND removed = 0 "
-              "ORDER BY rule_id",
-              params, 1)))
-        goto out;
+    json_t *row = json_array_get(g->price, 0);
     size_t n = 0, i;
     json_t *rj;
-    pr = calloc(json_array_size(rules) + 1, sizeof *pr);
-    json_array_foreach(rules, i, rj)
+    pr_rule_t *pr = xcalloc(json_array_size(g->rules) + 1, sizeof *pr);
+    json_array_foreach(g->rules, i, rj)
     {
         if (pr_rule_from_json(rj, &pr[n]) == 0)
             n++;
     }
-    int64_t available = available_stock(r, sku);
     const char *currency = json_string_value(json_object_get(row, "currency"));
     pr_result_t res;
-    if (pr_effective_price(json_integer_value(list), currency, pr, n, available, at, &res)) {
+    if (pr_effective_price(json_integer_value(json_object_get(row, "list_amount_minor")), currency,
+                           pr, n, available, g->at, &res)) {
         api_reply_problem(r, 500, NULL, NULL, "sku '%s' has a malformed list price", sku);
-        goto out;
+        free(pr);
+        return;
     }
     json_t *applied = json_array();
     for (size_t k = 0; k < res.n_applied; k++)
@@ -183,7 +156,7 @@ static void run_get(es_http_req_t *r, const struct api_principal *who)
     json_t *body = json_pack("{s:s, s:I, s:s, s:I, s:I, s:o, s:o, s:O}", "sku", sku, "amount_minor",
                              (json_int_t)res.amount_minor, "currency", currency,
                              "list_amount_minor", (json_int_t)res.list_amount_minor, "at",
-                             (json_int_t)at, "applied_rules", applied, "available",
+                             (json_int_t)g->at, "applied_rules", applied, "available",
                              available == PR_STOCK_UNKNOWN ? json_null() : json_integer(available),
                              "version", json_object_get(row, "version"));
     char etag[32];
@@ -191,10 +164,69 @@ static void run_get(es_http_req_t *r, const struct api_principal *who)
              (long long)json_integer_value(json_object_get(row, "version")));
     es_http_add_header(r, "ETag", etag);
     es_http_reply_json(r, 200, body);
-out:
     free(pr);
-    json_decref(price);
-    json_decref(rules);
+}
+
+/* The stock is known, or unknown (inventory not served, database or row missing): a price never
+ * fails for want of it. */
+static void got_stock(es_http_req_t *r, void *arg, json_t *rows, const es_err_t *err)
+{
+    int64_t available = PR_STOCK_UNKNOWN;
+    json_t *v = json_object_get(json_array_get(rows, 0), "available");
+    if (json_is_integer(v))
+        available = json_integer_value(v);
+    else if (!rows)
+        es_debug("stock of '%s' unknown: %s", es_http_param(r, "sku"), err->msg);
+    json_decref(rows);
+    answer_price(r, arg, available);
+}
+
+static void got_rules(es_http_req_t *r, void *arg, json_t *rows)
+{
+    struct price_get *g = arg;
+    g->rules = rows;
+    g->refs++;
+    es_db_val_t params[] = {ES_DB_S(es_http_param(r, "sku"))};
+    api_query_async(r, "inventory", stock_sql, params, 1, got_stock, g, price_get_release);
+}
+
+static void got_price(es_http_req_t *r, void *arg, json_t *rows)
+{
+    struct price_get *g = arg;
+    const char *sku = es_http_param(r, "sku");
+    g->price = rows;
+    json_t *row = json_array_get(rows, 0);
+    if (!row || !json_is_integer(json_object_get(row, "list_amount_minor"))) {
+        api_reply_problem(r, 404, "urn:eventshop:problem:no_list_price", "sku",
+                          "sku '%s' has no list price", sku);
+        return;
+    }
+    g->refs++;
+    es_db_val_t params[] = {ES_DB_S(sku)};
+    api_query_async_or_reply(r, CTX, rules_sql, params, 1, got_rules, g, price_get_release);
+}
+
+static void run_get(es_http_req_t *r, const struct api_principal *who)
+{
+    (void)who;
+    const char *sku = es_http_param(r, "sku");
+    char *at_s = es_http_query_dup(r, "at");
+    struct api_verr e = {0};
+    int64_t at = es_wall_ms();
+    if (api_validate_sku(sku, 404, &e)) {
+        api_reply_verr(r, &e);
+    } else if (at_s && api_parse_instant(at_s, &at)) {
+        api_reply_problem(r, 400, NULL, "at",
+                          "at: '%.64s' is neither milliseconds since the epoch nor an ISO-8601 "
+                          "instant with an offset",
+                          at_s);
+    } else {
+        struct price_get *g = xcalloc(1, sizeof *g);
+        g->refs = 1;
+        g->at = at;
+        es_db_val_t params[] = {ES_DB_S(sku)};
+        api_query_async_or_reply(r, CTX, price_sql, params, 1, got_price, g, price_get_release);
+    }
     free(at_s);
 }
 
