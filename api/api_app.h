@@ -185,7 +185,9 @@ json_t *api_query(es_http_req_t *r, const char *ctx, const char *sql, const es_d
  * with the rows only; a failure is answered as api_query_or_reply does (503 problem+json, with
  * Retry-After after an I/O error). In both, fn is not called if the request goes away first,
  * and free_arg(arg) (may be NULL) is called once in every case, after fn. ctx must be a static
- * string; sql and params are copied. */
+ * string; sql and params are copied. fn may run before these return (a database in its
+ * back-off): a handler that starts several queries holds the request across them
+ * (es_http_hold_new .. es_http_hold_end), or the first one's end finds it unanswered. */
 typedef void (*api_rows_fn)(es_http_req_t *r, void *arg, json_t *rows);
 void api_query_async(es_http_req_t *r, const char *ctx, const char *sql, const es_db_val_t *params,
                      size_t n, es_dbpool_fn fn, void *arg, void (*free_arg)(void *arg));
