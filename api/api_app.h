@@ -22,7 +22,7 @@
 
 #define API_MAX_CONTEXTS 8
 /* non-blocking connections per context per loop thread (EVENTSHOP_API_DB_POOL) */
-#define API_DB_POOL_DEFAULT 8
+#define API_DB_POOL_DEFAULT 4
 
 /* Who sent a request, from its bearer token; all empty for a public route without one. */
 struct api_principal {

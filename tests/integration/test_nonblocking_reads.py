@@ -17,7 +17,7 @@ import requests
 from conftest import unique, wait_for
 from test_faults import pid_of, restore, same_process, stack  # noqa: F401 (restore: fixture)
 
-SLOW = 6  # fewer than a loop thread's pool: all of them in flight even on one thread
+SLOW = 4  # a loop thread's pool (API_DB_POOL_DEFAULT): all of them in flight even on one thread
 
 
 def auth(tok, **extra):
