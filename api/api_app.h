@@ -14,12 +14,15 @@
 #include "api_producer.h"
 #include "api_results.h"
 #include "es_db.h"
+#include "es_dbpool.h"
 #include "es_http.h"
 #include "es_metrics.h"
 #include "ev_codec.h"
 #include <stdbool.h>
 
 #define API_MAX_CONTEXTS 8
+/* non-blocking connections per context per loop thread (EVENTSHOP_API_DB_POOL) */
+#define API_DB_POOL_DEFAULT 4
 
 /* Who sent a request, from its bearer token; all empty for a public route without one. */
 struct api_principal {
@@ -44,6 +47,7 @@ struct api_app {
     struct api_web *web;               /* the pages' files (api_web.h) */
     /* the handlers' committed offsets, for GET /v1/admin/activity (api_admin_live.c) */
     struct api_handler_offsets *handler_offsets;
+    size_t db_pool; /* non-blocking connections per context per loop thread */
 };
 
 /* Per loop thread: a DB connection per served context (same index as app->contexts), each
@@ -53,6 +57,8 @@ struct api_app {
 struct api_tls {
     struct api_app *app;
     es_db_t *dbs[API_MAX_CONTEXTS];
+    /* the non-blocking connections per served context (api_query_async), made on first use */
+    es_dbpool_t *pools[API_MAX_CONTEXTS];
     /* the read-your-writes waiters of each context (api_query.c), made on first use */
     struct api_watch *watches[API_MAX_CONTEXTS];
     long long retry_at[API_MAX_CONTEXTS]; /* monotonic ms; 0: connect at once */
@@ -100,6 +106,9 @@ bool api_context_enabled(const struct api_app *app, const char *ctx);
  * reopened if the last one broke; NULL with err (ES_ENOTFOUND if ctx is not served; ES_EIO when
  * the database cannot be reached, or during the back-off after such a failure). */
 es_db_t *api_db_ctx(es_http_req_t *r, const char *ctx, es_err_t *err);
+/* The thread's pool of non-blocking connections to ctx's database (borrowed), made on first
+ * use; NULL with err (ES_ENOTFOUND) if ctx is not served. */
+es_dbpool_t *api_pool_ctx(es_http_req_t *r, const char *ctx, es_err_t *err);
 /* Seconds a client should wait before retrying a query of ctx that found its database gone
  * (>= 1): the Retry-After of a 503. */
 int api_db_retry_after_s(es_http_req_t *r, const char *ctx);
@@ -169,6 +178,27 @@ void api_query_thread_release(struct api_tls *t);
  * once more on a new one, so a database that came back answers at once. */
 json_t *api_query(es_http_req_t *r, const char *ctx, const char *sql, const es_db_val_t *params,
                   size_t n, es_err_t *err);
+/* The read paths that hold no loop thread: sql runs on the thread's pool of non-blocking
+ * connections to ctx (api_pool_ctx) and the request is resumed by fn on its loop thread when the
+ * rows are there; meanwhile the loop serves other requests, and a slow query delays only its own
+ * request. A handler that calls these returns at once (the request is held) and answers in fn.
+ *
+ * api_query_async: fn(r, arg, rows, err) with rows (new reference) or NULL and err, ES_ENOTFOUND
+ * at once (before returning) when ctx is not served. api_query_async_or_reply: fn(r, arg, rows)
+ * with the rows only; a failure is answered as api_query_or_reply does (503 problem+json, with
+ * Retry-After after an I/O error). In both, fn is not called if the request goes away first,
+ * and free_arg(arg) (may be NULL) is called once in every case, after fn. ctx must be a static
+ * string; sql and params are copied. fn may run before these return (a database in its
+ * back-off): a handler that starts several queries holds the request across them
+ * (es_http_hold_new .. es_http_hold_end), or the first one's end finds it unanswered. */
+typedef void (*api_rows_fn)(es_http_req_t *r, void *arg, json_t *rows);
+void api_query_async(es_http_req_t *r, const char *ctx, const char *sql, const es_db_val_t *params,
+                     size_t n, es_dbpool_fn fn, void *arg, void (*free_arg)(void *arg));
+void api_query_async_or_reply(es_http_req_t *r, const char *ctx, const char *sql,
+                              const es_db_val_t *params, size_t n, api_rows_fn fn, void *arg,
+                              void (*free_arg)(void *arg));
+/* The 503 of a failed read of ctx (with Retry-After after an I/O error), logged. */
+void api_reply_read_failed(es_http_req_t *r, const char *ctx, const es_err_t *err);
 /* api_query, or NULL after answering 503 problem+json "the <ctx> read model is unavailable"
  * with Retry-After. */
 json_t *api_query_or_reply(es_http_req_t *r, const char *ctx, const char *sql,

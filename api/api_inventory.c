@@ -160,13 +160,14 @@ void api_inventory_commit(es_http_req_t *r, const struct api_principal *who)
     close_reservation(r, who, NS "CommitStock");
 }
 
+static const char stock_by_sku[] = "SELECT sku, vendor_id, on_hand, reserved, available, version "
+                                   "FROM stock WHERE sku = ?";
+
 /* the stock row of the path's sku (new reference), or NULL after answering (404 if none) */
 static json_t *stock_row_or_reply(es_http_req_t *r, const char *sku)
 {
-    static const char sql[] = "SELECT sku, vendor_id, on_hand, reserved, available, version "
-                              "FROM stock WHERE sku = ?";
     es_db_val_t params[] = {ES_DB_S(sku)};
-    json_t *rows = api_query_or_reply(r, CTX, sql, params, 1);
+    json_t *rows = api_query_or_reply(r, CTX, stock_by_sku, params, 1);
     if (!rows)
         return NULL;
     json_t *row = json_incref(json_array_get(rows, 0));
@@ -177,15 +178,29 @@ static json_t *stock_row_or_reply(es_http_req_t *r, const char *sku)
     return row;
 }
 
+/* The answer to GET /v1/inventory/{sku} from the rows (stolen) of the stock query. */
+static void answer_stock(es_http_req_t *r, void *arg, json_t *rows)
+{
+    (void)arg;
+    json_t *row = json_incref(json_array_get(rows, 0));
+    json_decref(rows);
+    if (!row) {
+        api_reply_problem(r, 404, "urn:eventshop:problem:unknown_sku", "sku",
+                          "no stock for sku '%s'", es_http_param(r, "sku"));
+        return;
+    }
+    json_object_del(row, "vendor_id");
+    api_reply_versioned(r, (long long)json_integer_value(json_object_get(row, "version")), row);
+}
+
 static void run_stock(es_http_req_t *r, const struct api_principal *who)
 {
     (void)who;
     const char *sku = api_path_sku_or_reply(r);
-    json_t *row = sku ? stock_row_or_reply(r, sku) : NULL;
-    if (!row)
+    if (!sku)
         return;
-    json_object_del(row, "vendor_id");
-    api_reply_versioned(r, (long long)json_integer_value(json_object_get(row, "version")), row);
+    es_db_val_t params[] = {ES_DB_S(sku)};
+    api_query_async_or_reply(r, CTX, stock_by_sku, params, 1, answer_stock, NULL, NULL);
 }
 
 static void run_movements(es_http_req_t *r, const struct api_principal *who)

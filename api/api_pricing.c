@@ -5,7 +5,8 @@
  * eventshop_pricing, projection "pricing_prices") and the available stock of the inventory read
  * model (table stock of eventshop_inventory; when the API does not serve inventory or the row or
  * database is missing, the stock is unknown and no low-stock surcharge applies). GET
- * /v1/prices/{sku}/history lists the price's events. */
+ * /v1/prices/{sku}/history lists the price's events. The GET of a price holds no loop thread
+ * (api_query_async); the history reads on the thread's blocking connection. */
 #include "api_app.h"
 #include "api_reply.h"
 #include "api_validate.h"
@@ -99,79 +100,63 @@ int api_parse_instant(const char *s, int64_t *ms)
     return 0;
 }
 
-/* Available stock of sku from the inventory read model, or PR_STOCK_UNKNOWN when it cannot be
- * known (inventory not served, database or row missing): a price never fails for want of it. */
-static int64_t available_stock(es_http_req_t *r, const char *sku)
+/* GET /v1/prices/{sku} reads the list price with its rules (one query, the price's columns on
+ * every row) and the available stock (inventory's read model) at once, each on a non-blocking
+ * connection; this state collects both (a reference per query) and the last to arrive answers. */
+struct price_get {
+    int refs, pending;
+    int64_t at;
+    json_t *price; /* the rows of price_sql, NULL when it failed (err) */
+    es_err_t err;
+    int64_t available;
+};
+
+static void price_get_release(void *arg)
 {
-    es_err_t err = ES_ERR_INIT;
-    es_db_t *db = api_db_ctx(r, "inventory", &err); /* ES_ENOTFOUND when not served */
-    if (!db)
-        return PR_STOCK_UNKNOWN;
-    es_db_val_t params[] = {ES_DB_S(sku)};
-    json_t *rows = es_db_query(db, "SELECT available FROM stock WHERE sku = ?", params, 1, &err);
-    if (!rows) {
-        if (err.code == ES_EIO)
-            api_db_ctx_broken(r, "inventory");
-        es_debug("stock of '%s' unknown: %s", sku, err.msg);
-        return PR_STOCK_UNKNOWN;
-    }
-    json_t *v = json_object_get(json_array_get(rows, 0), "available");
-    int64_t available = json_is_integer(v) ? json_integer_value(v) : PR_STOCK_UNKNOWN;
-    json_decref(rows);
-    return available;
+    struct price_get *g = arg;
+    if (--g->refs > 0)
+        return;
+    json_decref(g->price);
+    free(g);
 }
 
-static void run_get(es_http_req_t *r, const struct api_principal *who)
+static const char price_sql[] =
+    "SELECT p.list_amount_minor, p.currency, p.version, r.rule_id, r.kind, "
+    "r.currency AS rule_currency, r.basis_points, r.amount_minor, r.threshold, r.cap_minor, "
+    "r.valid_from, r.valid_until FROM prices p LEFT JOIN price_rules r "
+    "ON r.sku = p.sku AND r.removed = 0 WHERE p.sku = ? ORDER BY r.rule_id";
+static const char stock_sql[] = "SELECT available FROM stock WHERE sku = ?";
+
+/* The rules on the rows of price_sql into pr (room for every row): their count. A row's rule
+ * currency becomes its "currency" (pr_rule_from_json's key), so the caller reads the price's
+ * before. */
+static size_t price_rules(json_t *rows, pr_rule_t *pr)
 {
-    (void)who;
-    const char *sku = es_http_param(r, "sku");
-    char *at_s = es_http_query_dup(r, "at");
-    json_t *price = NULL, *rules = NULL;
-    pr_rule_t *pr = NULL;
-    struct api_verr e = {0};
-    if (api_validate_sku(sku, 404, &e)) {
-        api_reply_verr(r, &e);
-        goto out;
-    }
-    int64_t at = es_wall_ms();
-    if (at_s && api_parse_instant(at_s, &at)) {
-        api_reply_problem(r, 400, NULL, "at",
-                          "at: '%.64s' is neither milliseconds since the epoch nor an ISO-8601 "
-                          "instant with an offset",
-                          at_s);
-        goto out;
-    }
-    es_db_val_t params[] = {ES_DB_S(sku)};
-    if (!(price = api_query_or_reply(
-              r, CTX, "SELECT list_amount_minor, currency, version FROM prices WHERE sku = ?",
-              params, 1)))
-        goto out;
-    json_t *row = json_array_get(price, 0);
-    json_t *list = json_object_get(row, "list_amount_minor");
-    if (!row || !json_is_integer(list)) {
-        api_reply_problem(r, 404, "urn:eventshop:problem:no_list_price", "sku",
-                          "sku '%s' has no list price", sku);
-        goto out;
-    }
-    if (!(rules = api_query_or_reply(
-              r, CTX,
-              "SELECT rule_id, kind, currency, basis_points, amount_minor, threshold, cap_minor, "
-              "valid_from, valid_until FROM price_rules WHERE sku = ? AND removed = 0 "
-              "ORDER BY rule_id",
-              params, 1)))
-        goto out;
     size_t n = 0, i;
-    json_t *rj;
-    pr = calloc(json_array_size(rules) + 1, sizeof *pr);
-    json_array_foreach(rules, i, rj)
+    json_t *row;
+    json_array_foreach(rows, i, row)
     {
-        if (pr_rule_from_json(rj, &pr[n]) == 0)
+        if (json_is_null(json_object_get(row, "rule_id")))
+            continue;
+        json_object_set(row, "currency", json_object_get(row, "rule_currency"));
+        if (pr_rule_from_json(row, &pr[n]) == 0)
             n++;
     }
-    int64_t available = available_stock(r, sku);
-    const char *currency = json_string_value(json_object_get(row, "currency"));
+    return n;
+}
+
+/* The effective price of g's list price and rules at g->at with g's available stock. */
+static void answer_price(es_http_req_t *r, const struct price_get *g)
+{
+    const char *sku = es_http_param(r, "sku");
+    json_t *row = json_array_get(g->price, 0);
+    json_t *currency = json_incref(json_object_get(row, "currency"));
+    long long version = json_integer_value(json_object_get(row, "version"));
+    int64_t list = json_integer_value(json_object_get(row, "list_amount_minor"));
+    pr_rule_t *pr = xcalloc(json_array_size(g->price) + 1, sizeof *pr);
+    size_t n = price_rules(g->price, pr);
     pr_result_t res;
-    if (pr_effective_price(json_integer_value(list), currency, pr, n, available, at, &res)) {
+    if (pr_effective_price(list, json_string_value(currency), pr, n, g->available, g->at, &res)) {
         api_reply_problem(r, 500, NULL, NULL, "sku '%s' has a malformed list price", sku);
         goto out;
     }
@@ -181,21 +166,89 @@ static void run_get(es_http_req_t *r, const struct api_principal *who)
                               json_pack("{s:s, s:s, s:I}", "rule_id", res.applied[k].rule_id,
                                         "kind", pr_kind_name(res.applied[k].kind), "amount_minor",
                                         (json_int_t)res.applied[k].delta_minor));
-    json_t *body = json_pack("{s:s, s:I, s:s, s:I, s:I, s:o, s:o, s:O}", "sku", sku, "amount_minor",
-                             (json_int_t)res.amount_minor, "currency", currency,
-                             "list_amount_minor", (json_int_t)res.list_amount_minor, "at",
-                             (json_int_t)at, "applied_rules", applied, "available",
-                             available == PR_STOCK_UNKNOWN ? json_null() : json_integer(available),
-                             "version", json_object_get(row, "version"));
+    json_t *body = json_pack(
+        "{s:s, s:I, s:O, s:I, s:I, s:o, s:o, s:I}", "sku", sku, "amount_minor",
+        (json_int_t)res.amount_minor, "currency", currency, "list_amount_minor",
+        (json_int_t)res.list_amount_minor, "at", (json_int_t)g->at, "applied_rules", applied,
+        "available", g->available == PR_STOCK_UNKNOWN ? json_null() : json_integer(g->available),
+        "version", (json_int_t)version);
     char etag[32];
-    snprintf(etag, sizeof etag, "\"%lld\"",
-             (long long)json_integer_value(json_object_get(row, "version")));
+    snprintf(etag, sizeof etag, "\"%lld\"", version);
     es_http_add_header(r, "ETag", etag);
     es_http_reply_json(r, 200, body);
 out:
     free(pr);
-    json_decref(price);
-    json_decref(rules);
+    json_decref(currency);
+}
+
+/* Both reads are in: the answer. */
+static void price_get_done(es_http_req_t *r, struct price_get *g)
+{
+    if (--g->pending > 0)
+        return;
+    if (!g->price) {
+        api_reply_read_failed(r, CTX, &g->err);
+        return;
+    }
+    json_t *row = json_array_get(g->price, 0);
+    if (!row || !json_is_integer(json_object_get(row, "list_amount_minor"))) {
+        api_reply_problem(r, 404, "urn:eventshop:problem:no_list_price", "sku",
+                          "sku '%s' has no list price", es_http_param(r, "sku"));
+        return;
+    }
+    answer_price(r, g);
+}
+
+static void got_price(es_http_req_t *r, void *arg, json_t *rows, const es_err_t *err)
+{
+    struct price_get *g = arg;
+    g->price = rows;
+    if (!rows)
+        es_set(&g->err, err->code, "%s", err->msg);
+    price_get_done(r, g);
+}
+
+/* The stock is known, or unknown (inventory not served, database or row missing): a price never
+ * fails for want of it. */
+static void got_stock(es_http_req_t *r, void *arg, json_t *rows, const es_err_t *err)
+{
+    struct price_get *g = arg;
+    json_t *v = json_object_get(json_array_get(rows, 0), "available");
+    if (json_is_integer(v))
+        g->available = json_integer_value(v);
+    else if (!rows)
+        es_debug("stock of '%s' unknown: %s", es_http_param(r, "sku"), err->msg);
+    json_decref(rows);
+    price_get_done(r, g);
+}
+
+static void run_get(es_http_req_t *r, const struct api_principal *who)
+{
+    (void)who;
+    const char *sku = es_http_param(r, "sku");
+    char *at_s = es_http_query_dup(r, "at");
+    struct api_verr e = {0};
+    int64_t at = es_wall_ms();
+    if (api_validate_sku(sku, 404, &e)) {
+        api_reply_verr(r, &e);
+    } else if (at_s && api_parse_instant(at_s, &at)) {
+        api_reply_problem(r, 400, NULL, "at",
+                          "at: '%.64s' is neither milliseconds since the epoch nor an ISO-8601 "
+                          "instant with an offset",
+                          at_s);
+    } else {
+        struct price_get *g = xcalloc(1, sizeof *g);
+        g->refs = g->pending = 2;
+        g->at = at;
+        g->available = PR_STOCK_UNKNOWN;
+        es_db_val_t params[] = {ES_DB_S(sku)};
+        /* held across both: the first may be done at once (a database in its back-off), and
+         * its end must not find the request unanswered with nothing pending */
+        es_http_hold_t *both = es_http_hold_new(r, NULL, NULL);
+        api_query_async(r, CTX, price_sql, params, 1, got_price, g, price_get_release);
+        api_query_async(r, "inventory", stock_sql, params, 1, got_stock, g, price_get_release);
+        es_http_hold_end(both);
+    }
     free(at_s);
 }
 

@@ -1,9 +1,10 @@
 /* The catalog context over HTTP: POST/PATCH/DELETE on products become ListProduct,
  * ChangeProductDetails and DelistProduct commands on catalog.commands (api_command_send), and
  * queries read table products of eventshop_catalog (filled by the catalog projector
- * "catalog_products") on the loop thread's own connection, with read-your-writes
- * (api_query_at_position). A listing's products carry their current price and stock
- * (api_prices_offers), what a shop shows beside each. */
+ * "catalog_products") with read-your-writes (api_query_at_position): a product by its sku on
+ * the loop thread's non-blocking pool (api_query_async), listings on its blocking connection.
+ * A listing's products carry their current price and stock (api_prices_offers), what a shop
+ * shows beside each. */
 #include "api_app.h"
 #include "api_reply.h"
 #include "api_validate.h"
@@ -16,9 +17,11 @@
 #define CTX        "catalog"
 #define PROJECTION "catalog_products"
 
-static const char product_columns[] =
-    "SELECT sku, vendor_id, name, description, category, attributes, currency, status, version "
-    "FROM products";
+#define PRODUCT_COLUMNS                                                                            \
+    "SELECT sku, vendor_id, name, description, category, attributes, currency, status, version "   \
+    "FROM products"
+static const char product_columns[] = PRODUCT_COLUMNS;
+static const char product_by_sku[] = PRODUCT_COLUMNS " WHERE sku = ?";
 
 /* A row as the API shows it (new reference): attributes parsed from their JSON text. */
 static json_t *product_from_row(const json_t *row)
@@ -42,18 +45,11 @@ static json_t *query_or_reply(es_http_req_t *r, const char *sql, const es_db_val
     return api_query_or_reply(r, CTX, sql, params, n);
 }
 
-static void run_get(es_http_req_t *r, const struct api_principal *who)
+/* The answer to GET /v1/products/{sku} from the rows (stolen) of product_by_sku. */
+static void answer_product(es_http_req_t *r, void *arg, json_t *rows)
 {
-    (void)who;
-    const char *sku = api_path_sku_or_reply(r);
-    if (!sku)
-        return;
-    char sql[256];
-    snprintf(sql, sizeof sql, "%s WHERE sku = ?", product_columns);
-    es_db_val_t params[] = {ES_DB_S(sku)};
-    json_t *rows = query_or_reply(r, sql, params, 1);
-    if (!rows)
-        return;
+    (void)arg;
+    const char *sku = es_http_param(r, "sku");
     if (json_array_size(rows) == 0) {
         api_reply_problem(r, 404, "urn:eventshop:problem:unknown_sku", "sku",
                           "no product with sku '%s'", sku);
@@ -62,6 +58,16 @@ static void run_get(es_http_req_t *r, const struct api_principal *who)
         api_reply_versioned(r, (long long)json_integer_value(json_object_get(p, "version")), p);
     }
     json_decref(rows);
+}
+
+static void run_get(es_http_req_t *r, const struct api_principal *who)
+{
+    (void)who;
+    const char *sku = api_path_sku_or_reply(r);
+    if (!sku)
+        return;
+    es_db_val_t params[] = {ES_DB_S(sku)};
+    api_query_async_or_reply(r, CTX, product_by_sku, params, 1, answer_product, NULL, NULL);
 }
 
 /* Adds to each product of items (borrowed) its current "price" and "available" stock. */

@@ -53,21 +53,76 @@ json_t *api_query(es_http_req_t *r, const char *ctx, const char *sql, const es_d
     return rows;
 }
 
+void api_reply_read_failed(es_http_req_t *r, const char *ctx, const es_err_t *err)
+{
+    es_warn("%s query failed: %s", ctx, err->msg);
+    if (err->code == ES_EIO) {
+        char secs[16];
+        snprintf(secs, sizeof secs, "%d", api_db_retry_after_s(r, ctx));
+        es_http_add_header(r, "Retry-After", secs);
+    }
+    api_reply_problem(r, 503, NULL, NULL, "the %s read model is unavailable", ctx);
+}
+
 json_t *api_query_or_reply(es_http_req_t *r, const char *ctx, const char *sql,
                            const es_db_val_t *params, size_t n)
 {
     es_err_t err = ES_ERR_INIT;
     json_t *rows = api_query(r, ctx, sql, params, n, &err);
-    if (!rows) {
-        es_warn("%s query failed: %s", ctx, err.msg);
-        if (err.code == ES_EIO) {
-            char secs[16];
-            snprintf(secs, sizeof secs, "%d", api_db_retry_after_s(r, ctx));
-            es_http_add_header(r, "Retry-After", secs);
-        }
-        api_reply_problem(r, 503, NULL, NULL, "the %s read model is unavailable", ctx);
-    }
+    if (!rows)
+        api_reply_read_failed(r, ctx, &err);
     return rows;
+}
+
+void api_query_async(es_http_req_t *r, const char *ctx, const char *sql, const es_db_val_t *params,
+                     size_t n, es_dbpool_fn fn, void *arg, void (*free_arg)(void *arg))
+{
+    es_err_t err = ES_ERR_INIT;
+    es_dbpool_t *pool = api_pool_ctx(r, ctx, &err);
+    if (pool) {
+        es_dbpool_query(pool, r, sql, params, n, fn, arg, free_arg);
+        return;
+    }
+    fn(r, arg, NULL, &err);
+    if (free_arg)
+        free_arg(arg);
+}
+
+/* api_query_async_or_reply's callback and its argument */
+struct or_reply {
+    const char *ctx; /* static */
+    api_rows_fn fn;
+    void *arg;
+    void (*free_arg)(void *arg);
+};
+
+static void or_reply_done(es_http_req_t *r, void *arg, json_t *rows, const es_err_t *err)
+{
+    struct or_reply *o = arg;
+    if (rows)
+        o->fn(r, o->arg, rows);
+    else
+        api_reply_read_failed(r, o->ctx, err);
+}
+
+static void or_reply_free(void *arg)
+{
+    struct or_reply *o = arg;
+    if (o->free_arg)
+        o->free_arg(o->arg);
+    free(o);
+}
+
+void api_query_async_or_reply(es_http_req_t *r, const char *ctx, const char *sql,
+                              const es_db_val_t *params, size_t n, api_rows_fn fn, void *arg,
+                              void (*free_arg)(void *arg))
+{
+    struct or_reply *o = xcalloc(1, sizeof *o);
+    o->ctx = ctx;
+    o->fn = fn;
+    o->arg = arg;
+    o->free_arg = free_arg;
+    api_query_async(r, ctx, sql, params, n, or_reply_done, o, or_reply_free);
 }
 
 int api_query_limit_or_reply(es_http_req_t *r)

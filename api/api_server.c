@@ -45,8 +45,10 @@ static void thread_free(void *tls)
     struct api_tls *t = tls;
     if (t)
         api_query_thread_release(t);
-    for (size_t i = 0; t && i < API_MAX_CONTEXTS; i++)
+    for (size_t i = 0; t && i < API_MAX_CONTEXTS; i++) {
         es_db_close(t->dbs[i]);
+        es_dbpool_free(t->pools[i]);
+    }
     if (t) {
         es_db_close(t->keys);
         es_db_close(t->saga);
@@ -120,11 +122,29 @@ es_db_t *api_tls_db(struct api_tls *t, const char *ctx, es_err_t *err)
     return NULL;
 }
 
+es_dbpool_t *api_pool_ctx(es_http_req_t *r, const char *ctx, es_err_t *err)
+{
+    struct api_tls *t = es_http_thread_state(r);
+    int i = context_index(t->app, ctx);
+    if (i < 0) {
+        es_set(err, ES_ENOTFOUND, "context '%s' is not served (ES_CONTEXTS)", ctx ? ctx : "");
+        return NULL;
+    }
+    /* short timeouts, as for the blocking connections: a hung server fails its queries soon */
+    if (!t->pools[i])
+        t->pools[i] =
+            es_dbpool_new(es_http_loop_of(r), ctx, t->app->db_pool, API_DB_CONNECT_S, API_DB_IO_S);
+    return t->pools[i];
+}
+
 int api_db_retry_after_s(es_http_req_t *r, const char *ctx)
 {
     struct api_tls *t = es_http_thread_state(r);
     int i = context_index(t->app, ctx);
     long long left = i >= 0 ? t->retry_at[i] - es_mono_ms() : 0;
+    long long pool_left = i >= 0 && t->pools[i] ? es_dbpool_retry_in_ms(t->pools[i]) : 0;
+    if (pool_left > left)
+        left = pool_left;
     return left > 1000 ? (int)((left + 999) / 1000) : 1;
 }
 
@@ -210,12 +230,18 @@ api_server_t *api_server_new(es_err_t *err)
     int port = 0;
     const char *addr = es_env_str("EVENTSHOP_API_ADDR", "127.0.0.1:8080");
     long threads = es_env_long("EVENTSHOP_API_THREADS", 2);
+    long pool = es_env_long("EVENTSHOP_API_DB_POOL", API_DB_POOL_DEFAULT);
     if (parse_addr(addr, host, sizeof host, &port, err))
         goto fail;
     if (threads < 1 || threads > 64) {
         es_set(err, ES_EINVAL, "EVENTSHOP_API_THREADS '%ld' is not 1-64", threads);
         goto fail;
     }
+    if (pool < 1 || pool > 64) {
+        es_set(err, ES_EINVAL, "EVENTSHOP_API_DB_POOL '%ld' is not 1-64", pool);
+        goto fail;
+    }
+    app->db_pool = (size_t)pool;
 
     if (!(app->verifier = api_auth_new(err)))
         goto fail;

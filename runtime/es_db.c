@@ -1,4 +1,5 @@
 #include "es_db.h"
+#include "es_db_int.h"
 #include "es_env.h"
 #include "es_fault.h"
 #include "es_log.h"
@@ -73,7 +74,7 @@ long es_db_backoff_ms(unsigned failures, unsigned *rng)
 }
 
 /* Whether error no means the connection is unusable (as opposed to a statement refused). */
-static bool db_is_lost(unsigned int no)
+bool es_db_is_lost_error(unsigned int no)
 {
     switch (no) {
     case CR_SERVER_GONE_ERROR:
@@ -120,7 +121,7 @@ static void db_lost(es_db_t *db, const char *why)
 
 /* One place converts a MariaDB error number into our codes (es_err.h). Lost connections and
  * lock conflicts that a retry resolves are ES_EIO; a value the column refuses is bad input. */
-static es_code_t db_code(unsigned int no)
+es_code_t es_db_code_of(unsigned int no)
 {
     switch (no) {
     case ER_DUP_ENTRY:
@@ -156,26 +157,26 @@ static es_code_t db_code(unsigned int no)
 static int db_fail_stmt(es_db_t *db, es_err_t *err, MYSQL_STMT *st, const char *what)
 {
     unsigned int no = mysql_stmt_errno(st);
-    int rc = es_set(err, db_code(no), "mysql %s: %s (%u)", what, mysql_stmt_error(st), no);
-    if (db_is_lost(no))
+    int rc = es_set(err, es_db_code_of(no), "mysql %s: %s (%u)", what, mysql_stmt_error(st), no);
+    if (es_db_is_lost_error(no))
         db_lost(db, mysql_stmt_error(st));
     return rc;
 }
 
 /* The error of a failed statement into err, without dropping anything: the error number when
  * the connection is lost (the caller drops it once done with st), else 0. */
-static unsigned int db_note_stmt(es_err_t *err, MYSQL_STMT *st, const char *what)
+unsigned int es_db_note_stmt(es_err_t *err, MYSQL_STMT *st, const char *what)
 {
     unsigned int no = mysql_stmt_errno(st);
-    es_set(err, db_code(no), "mysql %s: %s (%u)", what, mysql_stmt_error(st), no);
-    return db_is_lost(no) ? no : 0;
+    es_set(err, es_db_code_of(no), "mysql %s: %s (%u)", what, mysql_stmt_error(st), no);
+    return es_db_is_lost_error(no) ? no : 0;
 }
 
 static int db_fail(es_db_t *db, es_err_t *err, const char *what)
 {
     unsigned int no = mysql_errno(db->my);
-    int rc = es_set(err, db_code(no), "mysql %s: %s (%u)", what, mysql_error(db->my), no);
-    if (db_is_lost(no)) {
+    int rc = es_set(err, es_db_code_of(no), "mysql %s: %s (%u)", what, mysql_error(db->my), no);
+    if (es_db_is_lost_error(no)) {
         char why[128];
         snprintf(why, sizeof why, "%s", mysql_error(db->my));
         db_lost(db, why);
@@ -188,39 +189,62 @@ es_db_t *es_db_open(const char *context, es_err_t *err)
     return es_db_open_timeout(context, 5, 60, err);
 }
 
-/* Connects db (its MYSQL is NULL) with the context's settings and secret. 0, or ES_EIO. */
-static int db_connect(es_db_t *db, es_err_t *err)
+void es_db_target_load(struct es_db_target *t, const char *account)
 {
     char up[64], var[128], user_def[128];
     size_t i;
-    int rc = -1;
-    for (i = 0; db->context[i] && i < sizeof up - 1; i++)
-        up[i] = (char)toupper((unsigned char)db->context[i]);
+    for (i = 0; account[i] && i < sizeof up - 1; i++)
+        up[i] = (char)toupper((unsigned char)account[i]);
     up[i] = '\0';
-    snprintf(user_def, sizeof user_def, "eventshop_%s", db->context);
+    snprintf(user_def, sizeof user_def, "eventshop_%s", account);
     snprintf(var, sizeof var, "EVENTSHOP_MYSQL_%s_USER", up);
-    const char *user = es_env_str(var, user_def);
-    const char *host = es_env_str("EVENTSHOP_MYSQL_HOST", "127.0.0.1");
-    const char *sock = es_env_str("EVENTSHOP_MYSQL_SOCKET", NULL);
-    unsigned int port = (unsigned int)es_env_long("EVENTSHOP_MYSQL_PORT", 3306);
+    snprintf(t->user, sizeof t->user, "%s", es_env_str(var, user_def));
+    t->host = es_env_str("EVENTSHOP_MYSQL_HOST", "127.0.0.1");
+    t->sock = es_env_str("EVENTSHOP_MYSQL_SOCKET", NULL);
+    t->port = (unsigned int)es_env_long("EVENTSHOP_MYSQL_PORT", 3306);
     snprintf(var, sizeof var, "EVENTSHOP_MYSQL_%s_PASSWORD", up);
-    char *password = es_env_secret(var);
+    t->password = es_env_secret(var);
+}
 
-    MYSQL *my = mysql_init(NULL);
-    if (!my) {
-        es_set(err, ES_EIO, "mysql_init failed");
-        goto out;
+void es_db_target_release(struct es_db_target *t)
+{
+    if (t->password) {
+        memset(t->password, 0, strlen(t->password));
+        free(t->password);
+        t->password = NULL;
     }
+}
+
+MYSQL *es_db_init_options(unsigned connect_s, unsigned io_s)
+{
+    MYSQL *my = mysql_init(NULL);
+    if (!my)
+        return NULL;
     my_bool off = 0;
-    unsigned int connect_timeout = db->connect_s, io_timeout = db->io_s;
+    unsigned int connect_timeout = connect_s, io_timeout = io_s;
     mysql_options(my, MYSQL_SET_CHARSET_NAME, "utf8mb4");
     mysql_options(my, MYSQL_OPT_RECONNECT, &off);
     mysql_options(my, MYSQL_OPT_CONNECT_TIMEOUT, &connect_timeout);
     mysql_options(my, MYSQL_OPT_READ_TIMEOUT, &io_timeout);
     mysql_options(my, MYSQL_OPT_WRITE_TIMEOUT, &io_timeout);
-    if (!mysql_real_connect(my, host, user, password, *db->name ? db->name : NULL, port, sock, 0)) {
+    return my;
+}
+
+/* Connects db (its MYSQL is NULL) with the context's settings and secret. 0, or ES_EIO. */
+static int db_connect(es_db_t *db, es_err_t *err)
+{
+    struct es_db_target t = {0};
+    int rc = -1;
+    es_db_target_load(&t, db->context);
+    MYSQL *my = es_db_init_options(db->connect_s, db->io_s);
+    if (!my) {
+        es_set(err, ES_EIO, "mysql_init failed");
+        goto out;
+    }
+    if (!mysql_real_connect(my, t.host, t.user, t.password, *db->name ? db->name : NULL, t.port,
+                            t.sock, 0)) {
         /* every failure to connect (refused, denied, unknown database) may heal on retry */
-        es_set(err, ES_EIO, "mysql connect to '%s' as '%s': %s (%u)", db->name, user,
+        es_set(err, ES_EIO, "mysql connect to '%s' as '%s': %s (%u)", db->name, t.user,
                mysql_error(my), mysql_errno(my));
         mysql_close(my);
         goto out;
@@ -229,10 +253,7 @@ static int db_connect(es_db_t *db, es_err_t *err)
     db->used_at = es_mono_ms();
     rc = 0;
 out:
-    if (password) {
-        memset(password, 0, strlen(password));
-        free(password);
-    }
+    es_db_target_release(&t);
     return rc;
 }
 
@@ -357,7 +378,7 @@ int es_db_ping(es_db_t *db, es_err_t *err)
     if (mysql_ping(db->my)) {
         int rc = es_set(err, ES_EIO, "mysql ping '%s': %s (%u)", db->name, mysql_error(db->my),
                         mysql_errno(db->my));
-        if (db_is_lost(mysql_errno(db->my)))
+        if (es_db_is_lost_error(mysql_errno(db->my)))
             db_lost(db, "ping");
         return rc;
     }
@@ -404,7 +425,7 @@ int es_db_rollback(es_db_t *db)
     if (!db->my) /* the server rolled it back when the connection went */
         return 0;
     if (mysql_rollback(db->my)) {
-        if (db_is_lost(mysql_errno(db->my)))
+        if (es_db_is_lost_error(mysql_errno(db->my)))
             db_lost(db, "rollback");
         return -1;
     }
@@ -425,9 +446,9 @@ static MYSQL_STMT *db_prepare(es_db_t *db, const char *sql, es_err_t *err)
     if (mysql_stmt_prepare(st, sql, strlen(sql))) {
         /* taken out first: a lost connection drops the cache and the connection */
         unsigned int no = mysql_stmt_errno(st);
-        es_set(err, db_code(no), "mysql prepare: %s (%u)", mysql_stmt_error(st), no);
+        es_set(err, es_db_code_of(no), "mysql prepare: %s (%u)", mysql_stmt_error(st), no);
         mysql_stmt_close(st);
-        if (db_is_lost(no))
+        if (es_db_is_lost_error(no))
             db_lost(db, "prepare");
         return NULL;
     }
@@ -446,8 +467,7 @@ static MYSQL_STMT *db_prepare(es_db_t *db, const char *sql, es_err_t *err)
 }
 
 /* Fills bind[i] (and lens[i]) with params[i] for n parameters. */
-static void db_bind_params(MYSQL_BIND *bind, unsigned long *lens, const es_db_val_t *params,
-                           size_t n)
+void es_db_bind_params(MYSQL_BIND *bind, unsigned long *lens, const es_db_val_t *params, size_t n)
 {
     memset(bind, 0, sizeof bind[0] * (n ? n : 1));
     for (size_t i = 0; i < n; i++) {
@@ -502,7 +522,7 @@ static MYSQL_STMT *db_run(es_db_t *db, const char *sql, const es_db_val_t *param
         bind = db->binds;
         lens = db->lens;
     }
-    db_bind_params(bind, lens, params, n);
+    es_db_bind_params(bind, lens, params, n);
     int rc = n && mysql_stmt_bind_param(st, bind) ? 1 : 0;
     if (rc == 0) {
         db->sent = true;
@@ -540,24 +560,9 @@ static bool db_is_int(enum enum_field_types t)
            t == MYSQL_TYPE_INT24 || t == MYSQL_TYPE_LONGLONG || t == MYSQL_TYPE_YEAR;
 }
 
-/* The buffers a stored result set is fetched into: one per column, integers as long long, the
- * rest as strings sized by the column's longest value. */
-struct db_result {
-    MYSQL_RES *meta;
-    MYSQL_FIELD *fields;
-    unsigned int ncols;
-    MYSQL_BIND *bind;
-    struct db_col {
-        long long i;
-        char *buf;
-        unsigned long len;
-        my_bool is_null, error;
-    } * cols;
-};
-
 /* Sizes and binds res's buffers to st's stored result (res->meta set). Returns 0, or -1 with err
  * set, and *lost the error number of a lost connection if that is why. */
-static int db_result_bind(MYSQL_STMT *st, struct db_result *res, unsigned int *lost, es_err_t *err)
+int es_db_result_bind(MYSQL_STMT *st, struct es_db_result *res, unsigned int *lost, es_err_t *err)
 {
     res->ncols = mysql_num_fields(res->meta);
     res->fields = mysql_fetch_fields(res->meta);
@@ -581,7 +586,7 @@ static int db_result_bind(MYSQL_STMT *st, struct db_result *res, unsigned int *l
         }
     }
     if (res->ncols && mysql_stmt_bind_result(st, res->bind)) {
-        *lost = db_note_stmt(err, st, "bind_result");
+        *lost = es_db_note_stmt(err, st, "bind_result");
         return -1;
     }
     return 0;
@@ -589,7 +594,7 @@ static int db_result_bind(MYSQL_STMT *st, struct db_result *res, unsigned int *l
 
 /* The fetched row in res's buffers as a new object {column: value}, or NULL with err set (a
  * string column that is not valid UTF-8). */
-static json_t *db_result_row(const struct db_result *res, es_err_t *err)
+static json_t *db_result_row(const struct es_db_result *res, es_err_t *err)
 {
     json_t *row = json_object();
     for (unsigned int c = 0; c < res->ncols; c++) {
@@ -611,8 +616,8 @@ static json_t *db_result_row(const struct db_result *res, es_err_t *err)
 
 /* Every row of st's bound result, as a new array; NULL with err set, and *lost the error number
  * of a lost connection if that is why. */
-static json_t *db_result_rows(MYSQL_STMT *st, const struct db_result *res, unsigned int *lost,
-                              es_err_t *err)
+json_t *es_db_result_rows(MYSQL_STMT *st, const struct es_db_result *res, unsigned int *lost,
+                          es_err_t *err)
 {
     json_t *rows = json_array();
     for (;;) {
@@ -621,7 +626,7 @@ static json_t *db_result_rows(MYSQL_STMT *st, const struct db_result *res, unsig
             return rows;
         json_t *row = NULL;
         if (r == 1)
-            *lost = db_note_stmt(err, st, "fetch");
+            *lost = es_db_note_stmt(err, st, "fetch");
         else /* MYSQL_DATA_TRUNCATED cannot happen: buffers are sized by max_length */
             row = db_result_row(res, err);
         if (!row) {
@@ -632,7 +637,7 @@ static json_t *db_result_rows(MYSQL_STMT *st, const struct db_result *res, unsig
     }
 }
 
-static void db_result_release(struct db_result *res)
+void es_db_result_release(struct es_db_result *res)
 {
     if (res->meta)
         mysql_free_result(res->meta);
@@ -649,7 +654,7 @@ static json_t *db_query_once(es_db_t *db, const char *sql, const es_db_val_t *pa
 {
     json_t *rows = NULL;
     unsigned int lost = 0; /* the error number of a lost connection, dropped once cleaned up */
-    struct db_result res = {0};
+    struct es_db_result res = {0};
     bool stored = false;
 
     MYSQL_STMT *st = db_prepare(db, sql, err);
@@ -665,16 +670,16 @@ static json_t *db_query_once(es_db_t *db, const char *sql, const es_db_val_t *pa
         goto out;
     }
     if (mysql_stmt_store_result(st)) {
-        lost = db_note_stmt(err, st, "store_result");
+        lost = es_db_note_stmt(err, st, "store_result");
         goto out;
     }
     stored = true;
-    if (db_result_bind(st, &res, &lost, err) == 0)
-        rows = db_result_rows(st, &res, &lost, err);
+    if (es_db_result_bind(st, &res, &lost, err) == 0)
+        rows = es_db_result_rows(st, &res, &lost, err);
 out:
     if (stored)
         mysql_stmt_free_result(st);
-    db_result_release(&res);
+    es_db_result_release(&res);
     if (lost)
         db_lost(db, "reading a result");
     else if (rows)

@@ -7,7 +7,9 @@
  * with capped exponential backoff and jitter between connect attempts (a call made before the next
  * attempt is due fails at once with ES_EIO: no sleep, no busy loop). A handle whose connection
  * carries session state (GET_LOCK, session variables) must not opt in: it would lose that state
- * silently. */
+ * silently.
+ *
+ * es_db_async.h is the non-blocking connection for an event loop, with the same rules. */
 #ifndef ES_DB_H
 #define ES_DB_H
 

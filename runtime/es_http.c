@@ -131,6 +131,7 @@ struct es_http_req {
     bool answered;
     es_http_pending_t *pending;
     h2o_linklist_t afters;
+    h2o_linklist_t holds;     /* es_http_hold_t */
     es_http_stream_t *stream; /* a streamed answer, freed with the request */
 };
 
@@ -814,6 +815,156 @@ void es_http_timer_free(es_http_timer_t *t)
     free(t);
 }
 
+/* ---- holds ---- */
+
+struct es_http_hold {
+    h2o_linklist_t link; /* in the request's holds */
+    es_http_req_t *r;
+    void (*gone)(void *arg);
+    void *arg;
+};
+
+es_http_hold_t *es_http_hold_new(es_http_req_t *r, void (*gone)(void *arg), void *arg)
+{
+    es_http_hold_t *h = xcalloc(1, sizeof *h);
+    h->r = r;
+    h->gone = gone;
+    h->arg = arg;
+    h2o_linklist_insert(&r->holds, &h->link);
+    return h;
+}
+
+es_http_req_t *es_http_hold_req(const es_http_hold_t *h)
+{
+    return h->r;
+}
+
+void es_http_hold_end(es_http_hold_t *h)
+{
+    es_http_req_t *r = h->r;
+    h2o_linklist_unlink(&h->link);
+    free(h);
+    check_answered(r);
+}
+
+void es_http_hold_drop(es_http_hold_t *h)
+{
+    if (!h)
+        return;
+    h2o_linklist_unlink(&h->link);
+    free(h);
+}
+
+static void holds_gone(es_http_req_t *r)
+{
+    while (!h2o_linklist_is_empty(&r->holds)) {
+        es_http_hold_t *h = container_of(r->holds.next, es_http_hold_t, link);
+        h2o_linklist_unlink(&h->link);
+        if (h->gone)
+            h->gone(h->arg);
+        free(h);
+    }
+}
+
+/* ---- foreign sockets ---- */
+
+es_http_loop_t *es_http_loop_of(es_http_req_t *r)
+{
+    return (es_http_loop_t *)r->th;
+}
+
+struct es_http_fd {
+    h2o_socket_t *sock; /* on a dup of the fd: closing it leaves the owner's fd open */
+    http_thread_t *th;
+    h2o_timeout_entry_t timer;
+    void (*fn)(void *arg, int ready);
+    void *arg;
+    int want;           /* what the current wait is for; 0: none */
+    bool write_pending; /* h2o_socket_notify_write armed (it cannot be cancelled) */
+};
+
+static void fd_fire(es_http_fd_t *w, int ready)
+{
+    if (!w->want)
+        return; /* a late write readiness of an earlier wait */
+    if (w->want & ES_HTTP_FD_READ)
+        h2o_socket_read_stop(w->sock);
+    if (h2o_timeout_is_linked(&w->timer))
+        h2o_timeout_unlink(&w->timer);
+    w->want = 0;
+    w->fn(w->arg, ready); /* may wait again or free w */
+}
+
+static void fd_on_read(h2o_socket_t *sock, const char *err)
+{
+    (void)err; /* H2O_SOCKET_FLAG_DONT_READ: a notification, nothing was read */
+    if (sock->data)
+        fd_fire(sock->data, ES_HTTP_FD_READ);
+}
+
+static void fd_on_write(h2o_socket_t *sock, const char *err)
+{
+    (void)err;
+    es_http_fd_t *w = sock->data;
+    if (!w)
+        return;
+    w->write_pending = false;
+    if (w->want & ES_HTTP_FD_WRITE)
+        fd_fire(w, ES_HTTP_FD_WRITE);
+}
+
+static void fd_on_timeout(h2o_timeout_entry_t *entry)
+{
+    fd_fire(container_of(entry, es_http_fd_t, timer), ES_HTTP_FD_TIMEOUT);
+}
+
+es_http_fd_t *es_http_fd_new(es_http_loop_t *loop, int fd, void (*fn)(void *arg, int ready),
+                             void *arg)
+{
+    http_thread_t *th = (http_thread_t *)loop;
+    int own = dup(fd);
+    if (own < 0) {
+        es_error("http: cannot watch socket %d: %s", fd, strerror(errno));
+        return NULL;
+    }
+    es_http_fd_t *w = xcalloc(1, sizeof *w);
+    w->th = th;
+    w->fn = fn;
+    w->arg = arg;
+    w->timer.cb = fd_on_timeout;
+    w->sock = h2o_evloop_socket_create(th->loop, own, H2O_SOCKET_FLAG_DONT_READ);
+    w->sock->data = w;
+    return w;
+}
+
+void es_http_fd_wait(es_http_fd_t *w, int what, unsigned timeout_ms)
+{
+    w->want = what & (ES_HTTP_FD_READ | ES_HTTP_FD_WRITE);
+    if (w->want & ES_HTTP_FD_READ)
+        h2o_socket_read_start(w->sock, fd_on_read);
+    if ((w->want & ES_HTTP_FD_WRITE) && !w->write_pending) {
+        w->write_pending = true;
+        h2o_socket_notify_write(w->sock, fd_on_write);
+    }
+    if (timeout_ms > 0) {
+        w->want |= ES_HTTP_FD_TIMEOUT;
+        h2o_timeout_link(w->th->loop, timeout_for(w->th, timeout_ms), &w->timer);
+    }
+}
+
+void es_http_fd_free(es_http_fd_t *w)
+{
+    if (!w)
+        return;
+    if (w->want & ES_HTTP_FD_READ)
+        h2o_socket_read_stop(w->sock);
+    if (h2o_timeout_is_linked(&w->timer))
+        h2o_timeout_unlink(&w->timer);
+    w->sock->data = NULL;
+    h2o_socket_close(w->sock);
+    free(w);
+}
+
 /* ---- streamed answers ---- */
 
 struct es_http_stream {
@@ -1008,6 +1159,8 @@ static void on_wakes(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messa
 /* ---- the handler ---- */
 
 /* Runs when the request's pool is cleared: the request is gone, answered or not. */
+static void holds_gone(es_http_req_t *r);
+
 static void req_dispose(void *arg)
 {
     es_http_req_t *r = arg;
@@ -1022,6 +1175,7 @@ static void req_dispose(void *arg)
             a->free_arg(a->arg);
         free(a);
     }
+    holds_gone(r);
     r->th->inflight--;
 }
 
@@ -1029,7 +1183,8 @@ static void req_dispose(void *arg)
  * that would hang the client: answer 500. */
 static void check_answered(es_http_req_t *r)
 {
-    if (!r->answered && !r->pending && h2o_linklist_is_empty(&r->afters)) {
+    if (!r->answered && !r->pending && h2o_linklist_is_empty(&r->afters) &&
+        h2o_linklist_is_empty(&r->holds)) {
         es_error("http: handler for '%s %s' did not answer", r->method, r->path);
         es_http_reply_problem(r, 500, NULL, NULL, "the handler did not answer");
     }
@@ -1093,6 +1248,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     r->req = req;
     r->th = th;
     h2o_linklist_init_anchor(&r->afters);
+    h2o_linklist_init_anchor(&r->holds);
     th->inflight++;
     r->method = h2o_strdup(&req->pool, req->method.base, req->method.len).base;
     size_t path_len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;

@@ -146,6 +146,44 @@ void es_http_timer_arm(es_http_timer_t *t, unsigned ms);
 /* Disarms and frees; NULL is a no-op. */
 void es_http_timer_free(es_http_timer_t *t);
 
+/* ---- holding a request open for work driven by its loop (e.g. a non-blocking query) ---- */
+
+/* While held, a request that the handler left unanswered is not answered 500 (a request must be
+ * answered, deferred, waiting on es_http_after, or held). gone(arg) is called once if the request
+ * goes away (client gone, server stopping) while held; the hold is then freed by es_http and must
+ * not be used again. Made, used and ended on the request's loop thread. */
+typedef struct es_http_hold es_http_hold_t;
+es_http_hold_t *es_http_hold_new(es_http_req_t *r, void (*gone)(void *arg), void *arg);
+/* The held request (borrowed, valid until es_http_hold_end). */
+es_http_req_t *es_http_hold_req(const es_http_hold_t *h);
+/* Ends and frees the hold, once the request was answered (or held anew, or made to wait): a
+ * request left with no answer and nothing pending is then answered 500 (a bug). */
+void es_http_hold_end(es_http_hold_t *h);
+/* Ends and frees the hold without looking at the request (a server stopping). */
+void es_http_hold_drop(es_http_hold_t *h);
+
+/* ---- foreign sockets watched by a loop thread (e.g. a MariaDB connection) ---- */
+
+/* A loop thread, borrowed from a request; valid until the server's thread_free has run. */
+typedef struct es_http_loop es_http_loop_t;
+es_http_loop_t *es_http_loop_of(es_http_req_t *r);
+
+#define ES_HTTP_FD_READ    1
+#define ES_HTTP_FD_WRITE   2
+#define ES_HTTP_FD_TIMEOUT 8
+typedef struct es_http_fd es_http_fd_t;
+/* Watches fd (not owned: it stays open and is never read here) on loop's thread: after each
+ * es_http_fd_wait, fn(arg, ready) is called once with what happened first (ES_HTTP_FD_READ or
+ * ES_HTTP_FD_WRITE readiness, or ES_HTTP_FD_TIMEOUT). Made, armed and freed on that thread. NULL
+ * (logged) when fd cannot be watched (out of descriptors). */
+es_http_fd_t *es_http_fd_new(es_http_loop_t *loop, int fd, void (*fn)(void *arg, int ready),
+                             void *arg);
+/* Waits for what (ES_HTTP_FD_READ and/or _WRITE) and, when timeout_ms > 0, at most that long (a
+ * few fixed values: each keeps a small per-thread queue). One wait at a time. */
+void es_http_fd_wait(es_http_fd_t *w, int what, unsigned timeout_ms);
+/* Stops watching and frees; fd stays open. NULL is a no-op. */
+void es_http_fd_free(es_http_fd_t *w);
+
 /* ---- streamed answers (e.g. Server-Sent Events) ---- */
 
 /* A response whose body is written in pieces, on the request's loop thread. One piece is in

@@ -14,7 +14,9 @@
 - max_connections (the StatefulSet's --max-connections) covers the connections the overlay's
   autoscaler maxima can open, recomputed from the rendered Deployments (HPA/KEDA maximum + the
   rollout's surge, times what a pod of each role opens: for the API, its loop threads times its
-  contexts plus the key-store connection of each thread's state, struct api_tls) with HEADROOM;
+  contexts plus the key-store connection of each thread's state, struct api_tls, plus a pool of
+  EVENTSHOP_API_DB_POOL non-blocking connections per context whose reads use one, found by their
+  api_query_async calls) with HEADROOM;
 - a backup CronJob dumps every eventshop_* database with mariadb-dump (the backup user granted
   on each database the init script makes), daily, onto a PVC, with a bounded retention
   (BACKUP_RETENTION_DAYS, 1 to MAX_RETENTION_DAYS, used by its script and stated in
@@ -160,17 +162,24 @@ def env_of(docs, c):
 
 
 def api_code():
-    """(the API's default loop threads, the key-store connections each thread keeps) from api/*.c"""
-    threads = None
+    """(the API's default loop threads, the key-store connections each thread keeps, the default
+    size of a thread's pool of non-blocking connections per context, the contexts whose reads
+    use such a pool) from api/*.c"""
+    threads, nonblocking = None, set()
     for f in sorted(glob.glob(os.path.join(TOP, "api", "*.c"))):
         text = read(os.path.relpath(f, TOP))
         m = re.search(r'es_env_long\(\s*"EVENTSHOP_API_THREADS"\s*,\s*(\d+)\s*\)', text)
         if m:
             threads = int(m.group(1))
+        ctx = re.search(r'#define CTX\s+"(\w+)"', text)
+        for m in re.finditer(r'api_query_async(?:_or_reply)?\(\s*r,\s*(?:CTX|"(\w+)")', text):
+            nonblocking.add(m.group(1) or (ctx.group(1) if ctx else None))
     # the key store's connection lives in each loop thread's state (struct api_tls, api_app.h)
-    tls = re.search(r"struct api_tls \{(.*?)\n\};", read("api/api_app.h"), re.S)
+    app = read("api/api_app.h")
+    tls = re.search(r"struct api_tls \{(.*?)\n\};", app, re.S)
     keys = len(re.findall(r"^\s*es_db_t\s*\*\s*keys;", tls.group(1), re.M)) if tls else 0
-    return threads, keys
+    pool = re.search(r"#define API_DB_POOL_DEFAULT\s+(\d+)", app)
+    return threads, keys, int(pool.group(1)) if pool else None, nonblocking - {None}
 
 
 def max_pods(docs, d):
@@ -192,9 +201,9 @@ def max_pods(docs, d):
 
 def connections(docs):
     """(the connections the overlay can open at its maxima, [problems], [lines of the sum])"""
-    threads_default, keys = api_code()
-    if threads_default is None or not keys:
-        return 0, ["api/*.c: no EVENTSHOP_API_THREADS default or no thread-local key-store connection found"], []
+    threads_default, keys, pool_default, nonblocking = api_code()
+    if threads_default is None or not keys or pool_default is None:
+        return 0, ["api/*.c: no EVENTSHOP_API_THREADS default, no thread-local key-store connection or no API_DB_POOL_DEFAULT found"], []
     total, bad, lines = OTHER_CONNECTIONS, [], []
     for d in docs:
         if d["kind"] in ("Job", "CronJob") and \
@@ -210,7 +219,9 @@ def connections(docs):
         if role == "api":
             env = env_of(docs, d["spec"]["template"]["spec"]["containers"][0])
             threads = int(env.get("EVENTSHOP_API_THREADS", threads_default))
-            per = threads * (len(env.get("ES_CONTEXTS", "catalog").split()) + keys)
+            pool = int(env.get("EVENTSHOP_API_DB_POOL", pool_default))
+            ctxs = set(env.get("ES_CONTEXTS", "catalog").split())
+            per = threads * (len(ctxs) + keys + pool * len(ctxs & nonblocking))
         elif role in PER_POD:
             per = PER_POD[role]
         else:

@@ -1,0 +1,134 @@
+"""Non-blocking reads (issue 12, item 1): the API's GETs of a product, a price and a stock level
+run their queries on non-blocking MariaDB connections driven by the loop threads, so a query that
+waits (here on a table lock taken from the test) holds only its own request.
+
+- Several GETs of a product wait at once on a locked `products` table: MariaDB shows every one
+  of them waiting (a loop thread that blocked on its query would have at most one in flight), and
+  meanwhile a GET of a stock level on the same API answers; once the table is unlocked, the
+  waiting GETs answer 200.
+- MariaDB killed under the stack while GETs are in flight: the API keeps running, answers 503
+  problem+json with Retry-After, and every GET answers 200 again once MariaDB is back.
+"""
+import threading
+
+import pytest
+import requests
+
+from conftest import unique, wait_for
+from test_faults import pid_of, restore, same_process, stack  # noqa: F401 (restore: fixture)
+
+SLOW = 4  # a loop thread's pool (API_DB_POOL_DEFAULT): all of them in flight even on one thread
+
+
+def auth(tok, **extra):
+    return {"Authorization": f"Bearer {tok}", **extra}
+
+
+@pytest.fixture
+def stocked_sku(api_url, token):
+    """A product with a list price and a stock level, read back through the API."""
+    tok = token("vendor", unique("u"), unique("v"))
+    sku = unique("NB")
+    h = auth(tok, Prefer="wait=20")
+    for method, path, body in (
+            ("POST", "/v1/products", {"sku": sku, "name": "Lamp", "category": "home",
+                                      "currency": "EUR"}),
+            ("PUT", f"/v1/prices/{sku}", {"amount_minor": 990, "currency": "EUR"}),
+            ("POST", f"/v1/inventory/{sku}/receipts", {"quantity": 7})):
+        r = requests.request(method, api_url + path, json=body, headers=h, timeout=30)
+        assert r.status_code in (200, 201), r.text
+    for path in (f"/v1/products/{sku}", f"/v1/prices/{sku}", f"/v1/inventory/{sku}"):
+        wait_for(lambda: requests.get(api_url + path, timeout=10).status_code == 200,
+                 timeout=30, what=f"GET {path}")
+    return sku
+
+
+def api_queries_waiting(c):
+    """How many of the API's product reads wait on a table lock in MariaDB."""
+    with c.cursor() as cur:
+        cur.execute("SELECT COUNT(*) AS n FROM information_schema.processlist "
+                    "WHERE db = 'eventshop_catalog' AND state LIKE 'Waiting for table%%' "
+                    "AND info LIKE 'SELECT sku, vendor_id, name%%'")
+        return cur.fetchone()["n"]
+
+
+def test_a_slow_query_holds_only_its_own_request(api_url, db, stocked_sku):
+    sku = stocked_sku
+    answers = []
+
+    def get_product():
+        r = requests.get(f"{api_url}/v1/products/{sku}", timeout=60)
+        answers.append(r.status_code)
+
+    lock = db("catalog")
+    try:
+        with lock.cursor() as cur:
+            cur.execute("LOCK TABLES products WRITE")
+        slow = [threading.Thread(target=get_product) for _ in range(SLOW)]
+        for t in slow:
+            t.start()
+        # every one of them is in flight at once, each waiting on its own connection
+        watch = db("catalog")
+        try:
+            wait_for(lambda: api_queries_waiting(watch) >= SLOW, timeout=8,
+                     what=f"{SLOW} product reads waiting on the lock at once")
+        finally:
+            watch.close()
+        # meanwhile the same API answers a read of another table
+        r = requests.get(f"{api_url}/v1/inventory/{sku}", timeout=5)
+        assert r.status_code == 200, r.text
+        assert r.json()["on_hand"] == 7
+        assert answers == [], "a product read answered while its table was locked"
+    finally:
+        with lock.cursor() as cur:
+            cur.execute("UNLOCK TABLES")
+        lock.close()
+    for t in slow:
+        t.join(60)
+    assert answers == [200] * SLOW
+
+
+@pytest.mark.run_last
+def test_gets_recover_after_mariadb_restarts_under_them(api_url, stocked_sku, restore):  # noqa: F811
+    sku = stocked_sku
+    paths = [f"/v1/products/{sku}", f"/v1/prices/{sku}", f"/v1/inventory/{sku}"]
+    api = pid_of("api")
+    # warm every loop thread's connections, so that the kill finds them open
+    for _ in range(20):
+        for p in paths:
+            assert requests.get(api_url + p, timeout=10).status_code == 200
+    stop = threading.Event()
+    seen = set()
+
+    def reader():
+        while not stop.is_set():
+            for p in paths:
+                try:
+                    r = requests.get(api_url + p, timeout=30)
+                    seen.add(r.status_code)
+                except requests.RequestException:
+                    seen.add("error")
+
+    readers = [threading.Thread(target=reader) for _ in range(4)]
+    for t in readers:
+        t.start()
+    try:
+        stack("infra-kill", "mariadb")
+        for p in paths:
+            wait_for(lambda: requests.get(api_url + p, timeout=30).status_code == 503,
+                     timeout=30, what=f"GET {p} to answer 503 without MariaDB")
+        r = requests.get(api_url + paths[0], timeout=30)
+        assert r.status_code == 503
+        assert r.headers["Content-Type"].startswith("application/problem+json"), r.headers
+        assert int(r.headers["Retry-After"]) >= 1
+        stack("infra-start")
+        for p in paths:
+            wait_for(lambda: requests.get(api_url + p, timeout=30).status_code == 200,
+                     timeout=60, what=f"GET {p} to answer again after MariaDB's return")
+    finally:
+        stop.set()
+        for t in readers:
+            t.join(60)
+    same_process("api", api)
+    assert "error" not in seen, "a GET got no HTTP answer while MariaDB restarted"
+    assert seen <= {200, 503}, seen
