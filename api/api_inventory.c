@@ -3,6 +3,7 @@
  * order saga acts as admin). Queries read tables stock and stock_movements of
  * eventshop_inventory (projection "inventory_stock"), with read-your-writes. */
 #include "api_app.h"
+#include "api_cache.h"
 #include "api_reply.h"
 #include "api_validate.h"
 #include "es_log.h"
@@ -160,11 +161,12 @@ void api_inventory_commit(es_http_req_t *r, const struct api_principal *who)
     close_reservation(r, who, NS "CommitStock");
 }
 
+#define STOCK_COLUMNS "sku, vendor_id, on_hand, reserved, available, version"
+
 /* the stock row of the path's sku (new reference), or NULL after answering (404 if none) */
 static json_t *stock_row_or_reply(es_http_req_t *r, const char *sku)
 {
-    static const char sql[] = "SELECT sku, vendor_id, on_hand, reserved, available, version "
-                              "FROM stock WHERE sku = ?";
+    static const char sql[] = "SELECT " STOCK_COLUMNS " FROM stock WHERE sku = ?";
     es_db_val_t params[] = {ES_DB_S(sku)};
     json_t *rows = api_query_or_reply(r, CTX, sql, params, 1);
     if (!rows)
@@ -177,15 +179,20 @@ static json_t *stock_row_or_reply(es_http_req_t *r, const char *sku)
     return row;
 }
 
+/* 200 with the stock of row (stolen), or 304 when If-None-Match names its version */
+static void reply_stock(es_http_req_t *r, json_t *row)
+{
+    json_object_del(row, "vendor_id");
+    api_reply_versioned(r, (long long)json_integer_value(json_object_get(row, "version")), row);
+}
+
 static void run_stock(es_http_req_t *r, const struct api_principal *who)
 {
     (void)who;
     const char *sku = api_path_sku_or_reply(r);
     json_t *row = sku ? stock_row_or_reply(r, sku) : NULL;
-    if (!row)
-        return;
-    json_object_del(row, "vendor_id");
-    api_reply_versioned(r, (long long)json_integer_value(json_object_get(row, "version")), row);
+    if (row)
+        reply_stock(r, row);
 }
 
 static void run_movements(es_http_req_t *r, const struct api_principal *who)
@@ -217,6 +224,11 @@ static void run_movements(es_http_req_t *r, const struct api_principal *who)
 
 void api_inventory_get(es_http_req_t *r, const struct api_principal *who)
 {
+    json_t *row = api_cache_row(r, CTX, "stock", STOCK_COLUMNS);
+    if (row) {
+        reply_stock(r, row);
+        return;
+    }
     api_query_at_position(r, who, CTX, PROJECTION, run_stock);
 }
 

@@ -7,6 +7,7 @@
  * database is missing, the stock is unknown and no low-stock surcharge applies). GET
  * /v1/prices/{sku}/history lists the price's events. */
 #include "api_app.h"
+#include "api_cache.h"
 #include "api_reply.h"
 #include "api_validate.h"
 #include "es_log.h"
@@ -102,6 +103,13 @@ int api_parse_instant(const char *s, int64_t *ms)
  * known (inventory not served, database or row missing): a price never fails for want of it. */
 static int64_t available_stock(es_http_req_t *r, const char *sku)
 {
+    json_t *held = api_cache_peek(r, "inventory", sku);
+    if (held) {
+        json_t *v = json_object_get(json_array_get(json_object_get(held, "stock"), 0), "available");
+        int64_t available = json_is_integer(v) ? json_integer_value(v) : PR_STOCK_UNKNOWN;
+        json_decref(held);
+        return available;
+    }
     es_err_t err = ES_ERR_INIT;
     es_db_t *db = api_db_ctx(r, "inventory", &err); /* ES_ENOTFOUND when not served */
     if (!db)
@@ -120,9 +128,32 @@ static int64_t available_stock(es_http_req_t *r, const char *sku)
     return available;
 }
 
-static void run_get(es_http_req_t *r, const struct api_principal *who)
+#define PRICE_COLUMNS "list_amount_minor, currency, version"
+#define RULE_COLUMNS                                                                               \
+    "rule_id, kind, currency, basis_points, amount_minor, threshold, cap_minor, valid_from, "      \
+    "valid_until"
+
+/* The live rules of the cache's snapshot (borrowed) as the MySQL query gives them. */
+static json_t *held_rules(const json_t *held)
 {
-    (void)who;
+    json_t *all = api_cache_rows(held, "price_rules", RULE_COLUMNS ", removed");
+    json_t *live = json_array();
+    size_t i;
+    json_t *rule;
+    json_array_foreach(all, i, rule)
+    {
+        if (json_integer_value(json_object_get(rule, "removed")) != 0)
+            continue;
+        json_object_del(rule, "removed");
+        json_array_append(live, rule);
+    }
+    json_decref(all);
+    return live;
+}
+
+/* The price of the path's sku, from held (the cache's rows, borrowed) or else from MySQL. */
+static void answer_get(es_http_req_t *r, const json_t *held)
+{
     const char *sku = es_http_param(r, "sku");
     char *at_s = es_http_query_dup(r, "at");
     json_t *price = NULL, *rules = NULL;
@@ -141,10 +172,13 @@ static void run_get(es_http_req_t *r, const struct api_principal *who)
         goto out;
     }
     es_db_val_t params[] = {ES_DB_S(sku)};
-    if (!(price = api_query_or_reply(
-              r, CTX, "SELECT list_amount_minor, currency, version FROM prices WHERE sku = ?",
-              params, 1)))
+    if (held) {
+        price = api_cache_rows(held, "prices", PRICE_COLUMNS);
+        rules = held_rules(held);
+    } else if (!(price = api_query_or_reply(
+                     r, CTX, "SELECT " PRICE_COLUMNS " FROM prices WHERE sku = ?", params, 1))) {
         goto out;
+    }
     json_t *row = json_array_get(price, 0);
     json_t *list = json_object_get(row, "list_amount_minor");
     if (!row || !json_is_integer(list)) {
@@ -152,12 +186,10 @@ static void run_get(es_http_req_t *r, const struct api_principal *who)
                           "sku '%s' has no list price", sku);
         goto out;
     }
-    if (!(rules = api_query_or_reply(
-              r, CTX,
-              "SELECT rule_id, kind, currency, basis_points, amount_minor, threshold, cap_minor, "
-              "valid_from, valid_until FROM price_rules WHERE sku = ? AND removed = 0 "
-              "ORDER BY rule_id",
-              params, 1)))
+    if (!rules && !(rules = api_query_or_reply(r, CTX,
+                                               "SELECT " RULE_COLUMNS " FROM price_rules "
+                                               "WHERE sku = ? AND removed = 0 ORDER BY rule_id",
+                                               params, 1)))
         goto out;
     size_t n = 0, i;
     json_t *rj;
@@ -198,6 +230,12 @@ out:
     free(at_s);
 }
 
+static void run_get(es_http_req_t *r, const struct api_principal *who)
+{
+    (void)who;
+    answer_get(r, NULL);
+}
+
 static void run_history(es_http_req_t *r, const struct api_principal *who)
 {
     (void)who;
@@ -225,6 +263,12 @@ static void run_history(es_http_req_t *r, const struct api_principal *who)
 
 void api_prices_get(es_http_req_t *r, const struct api_principal *who)
 {
+    json_t *held = api_cache_get(r, CTX);
+    if (held) {
+        answer_get(r, held);
+        json_decref(held);
+        return;
+    }
     api_query_at_position(r, who, CTX, PROJECTION, run_get);
 }
 

@@ -4,6 +4,7 @@
  * "catalog_products") on the loop thread's own connection, with read-your-writes
  * (api_query_at_position). */
 #include "api_app.h"
+#include "api_cache.h"
 #include "api_reply.h"
 #include "api_validate.h"
 #include "es_log.h"
@@ -15,9 +16,9 @@
 #define CTX        "catalog"
 #define PROJECTION "catalog_products"
 
-static const char product_columns[] =
-    "SELECT sku, vendor_id, name, description, category, attributes, currency, status, version "
-    "FROM products";
+#define PRODUCT_COLUMNS                                                                            \
+    "sku, vendor_id, name, description, category, attributes, currency, status, version"
+static const char product_columns[] = "SELECT " PRODUCT_COLUMNS " FROM products";
 
 /* A row as the API shows it (new reference): attributes parsed from their JSON text. */
 static json_t *product_from_row(const json_t *row)
@@ -33,6 +34,13 @@ static json_t *product_from_row(const json_t *row)
     if (json_is_null(json_object_get(p, "description")))
         json_object_set_new(p, "description", json_string(""));
     return p;
+}
+
+/* 200 with the product of row (borrowed), or 304 when If-None-Match names its version */
+static void reply_product(es_http_req_t *r, const json_t *row)
+{
+    json_t *p = product_from_row(row);
+    api_reply_versioned(r, (long long)json_integer_value(json_object_get(p, "version")), p);
 }
 
 static json_t *query_or_reply(es_http_req_t *r, const char *sql, const es_db_val_t *params,
@@ -57,8 +65,7 @@ static void run_get(es_http_req_t *r, const struct api_principal *who)
         api_reply_problem(r, 404, "urn:eventshop:problem:unknown_sku", "sku",
                           "no product with sku '%s'", sku);
     } else {
-        json_t *p = product_from_row(json_array_get(rows, 0));
-        api_reply_versioned(r, (long long)json_integer_value(json_object_get(p, "version")), p);
+        reply_product(r, json_array_get(rows, 0));
     }
     json_decref(rows);
 }
@@ -134,6 +141,12 @@ out:
 
 void api_products_get(es_http_req_t *r, const struct api_principal *who)
 {
+    json_t *row = api_cache_row(r, CTX, "products", PRODUCT_COLUMNS);
+    if (row) {
+        reply_product(r, row);
+        json_decref(row);
+        return;
+    }
     api_query_at_position(r, who, CTX, PROJECTION, run_get);
 }
 
