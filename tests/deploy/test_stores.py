@@ -14,7 +14,8 @@
 - max_connections (the StatefulSet's --max-connections) covers the connections the overlay's
   autoscaler maxima can open, recomputed from the rendered Deployments (HPA/KEDA maximum + the
   rollout's surge, times what a pod of each role opens: for the API, its loop threads times its
-  contexts plus the key-store connection of each thread's state, struct api_tls) with HEADROOM;
+  contexts plus the key-store connection of each thread's state, struct api_tls, plus its cache's
+  loader connection per cached context served, api_cache.c) with HEADROOM;
 - a backup CronJob dumps every eventshop_* database with mariadb-dump (the backup user granted
   on each database the init script makes), daily, onto a PVC, with a bounded retention
   (BACKUP_RETENTION_DAYS, 1 to MAX_RETENTION_DAYS, used by its script and stated in
@@ -173,6 +174,12 @@ def api_code():
     return threads, keys
 
 
+def api_cached_contexts():
+    """the contexts whose rows the API's cache loads, each on a connection of its loader thread
+    (the table of api/api_cache.c: {"<context>", "<projection>", {<tables>}})"""
+    return set(re.findall(r'^\s*\{"(\w+)", "\w+", \{', read("api/api_cache.c"), re.M))
+
+
 def max_pods(docs, d):
     """the most pods of a Deployment at once: its autoscaler's maximum (or replicas) + surge"""
     name, top = d["metadata"]["name"], None
@@ -210,7 +217,8 @@ def connections(docs):
         if role == "api":
             env = env_of(docs, d["spec"]["template"]["spec"]["containers"][0])
             threads = int(env.get("EVENTSHOP_API_THREADS", threads_default))
-            per = threads * (len(env.get("ES_CONTEXTS", "catalog").split()) + keys)
+            served = env.get("ES_CONTEXTS", "catalog").split()
+            per = threads * (len(served) + keys) + len(api_cached_contexts() & set(served))
         elif role in PER_POD:
             per = PER_POD[role]
         else:
