@@ -8,6 +8,7 @@
 #include "es_log.h"
 #include "es_mem.h"
 #include "es_metrics.h"
+#include "es_time.h"
 #include "pj_row.h"
 #include "pj_runtime.h"
 #include <pthread.h>
@@ -21,6 +22,7 @@
 #define DEFAULT_ENTRIES 50000
 #define BUCKETS_MIN     1024
 #define MAX_TABLES      2
+#define RETRY_MS        1000 /* no load of a context for this long after its database failed */
 
 /* What is cached of a context: its projection and the tables held per sku (the first must have
  * the sku's row for an entry to exist). */
@@ -42,9 +44,10 @@ struct kind {
     pj_schema_t *schema;
     char *select[MAX_TABLES];
     char topic[64];
-    int nparts;   /* Kafka partitions of <ctx>.events */
-    int *part_of; /* Kafka partition -> the hub's partition number */
-    es_db_t *db;  /* the loader's */
+    int nparts;         /* Kafka partitions of <ctx>.events */
+    int *part_of;       /* Kafka partition -> the hub's partition number */
+    es_db_t *db;        /* the loader's */
+    long long retry_at; /* es_mono_ms before which no load is tried (its database failed) */
 };
 
 struct recent {
@@ -393,9 +396,15 @@ static void settle_locked(api_cache_t *c, struct entry *e, json_t *tables, int32
     remove_locked(c, e);
 }
 
+/* Loads e's rows, unless its database failed less than RETRY_MS ago: a database that is gone
+ * costs one connect attempt a second, not one per miss. */
 static void load_one_locked(api_cache_t *c, struct entry *e)
 {
     struct kind *kd = &c->kinds[e->kind];
+    if (es_mono_ms() < kd->retry_at) {
+        settle_locked(c, e, NULL, -1, 0);
+        return;
+    }
     char *sku = xstrdup(e->sku);
     pthread_mutex_unlock(&c->lock);
     es_err_t err = ES_ERR_INIT;
@@ -404,14 +413,16 @@ static void load_one_locked(api_cache_t *c, struct entry *e)
     json_t *tables = NULL;
     if (loader_db(kd, kinds[e->kind].ctx, &err))
         tables = load_snapshot(kd, sku, &part, &from, &err);
-    if (err.code) {
+    bool failed = !kd->db || err.code == ES_EIO;
+    if (err.code)
         es_debug("api cache: '%s' not loaded: %s", sku, err.msg);
-        if (err.code == ES_EIO) {
-            es_db_close(kd->db);
-            kd->db = NULL;
-        }
+    if (failed) {
+        es_db_close(kd->db);
+        kd->db = NULL;
     }
     pthread_mutex_lock(&c->lock);
+    if (failed)
+        kd->retry_at = es_mono_ms() + RETRY_MS;
     settle_locked(c, e, tables, part, from); /* placeholders are removed by the loader only */
     free(sku);
 }
@@ -437,7 +448,7 @@ static void *loader_main(void *arg)
 /* A miss: a placeholder in the map, queued for the loader (unless the queue is full). */
 static void queue_locked(api_cache_t *c, int kind, const char *sku, uint64_t h)
 {
-    if (c->npending >= API_CACHE_PENDING)
+    if (c->npending >= API_CACHE_PENDING || es_mono_ms() < c->kinds[kind].retry_at)
         return;
     struct entry *e = xcalloc(1, sizeof *e);
     e->kind = kind;
