@@ -19,7 +19,8 @@
 #include <string.h>
 #include <strings.h>
 
-#define DEFAULT_ENTRIES 50000
+#define DEFAULT_ENTRIES 20000
+#define DOORKEEPER      8192 /* recent misses remembered: a sku is loaded on its second miss */
 #define BUCKETS_MIN     1024
 #define MAX_TABLES      2
 #define RETRY_MS        1000 /* no load of a context for this long after its database failed */
@@ -86,7 +87,8 @@ struct api_cache {
     struct entry **buckets;
     size_t nbuckets, count, max;
     struct entry *lru_head, *lru_tail;
-    struct entry *pending; /* loads queued, oldest last */
+    uint64_t seen[DOORKEEPER]; /* hashes of recent misses, by hash % DOORKEEPER */
+    struct entry *pending;     /* loads queued, oldest last */
     size_t npending;
     bool stop;
     pthread_t loader;
@@ -445,9 +447,16 @@ static void *loader_main(void *arg)
     return NULL;
 }
 
-/* A miss: a placeholder in the map, queued for the loader (unless the queue is full). */
+/* A miss: on the sku's second recent miss (a sku read once in a while, as a scan over many
+ * does, costs MySQL no load and evicts nothing), a placeholder in the map, queued for the loader
+ * (unless the queue is full). */
 static void queue_locked(api_cache_t *c, int kind, const char *sku, uint64_t h)
 {
+    uint64_t *seen = &c->seen[h % DOORKEEPER];
+    if (*seen != h) {
+        *seen = h;
+        return;
+    }
     if (c->npending >= API_CACHE_PENDING || es_mono_ms() < c->kinds[kind].retry_at)
         return;
     struct entry *e = xcalloc(1, sizeof *e);

@@ -2,8 +2,9 @@
  * (table products of catalog_products), list prices (prices and price_rules of pricing_prices) and
  * stock (stock of inventory_stock), per sku, for the contexts the API serves.
  *
- * Filled on a miss: the GET answers from MySQL as before and asks the cache's loader thread for
- * the sku, which reads the rows, the projection's stored offsets and the sku's partition (from the
+ * Filled on a miss: the GET answers from MySQL as before and, on the sku's second recent miss
+ * (one-off reads of a large scan load nothing), asks the cache's loader thread for the sku, which
+ * reads the rows, the projection's stored offsets and the sku's partition (from the
  * event index) in one consistent snapshot (START TRANSACTION WITH CONSISTENT SNAPSHOT), so an
  * entry knows from which offset of its partition on it lacks events (from). Kept current by the
  * stream hub's consumer (api_stream_hub.h: read_committed, every partition, no group): each
@@ -20,10 +21,11 @@
  * X-Min-Position (or ?min_position=) p:o has max(from, next) > o on its partition (or next > o on
  * another one) is answered from it, any other falls back to MySQL (and its wait).
  *
- * Bounded: EVENTSHOP_API_CACHE_ENTRIES entries at most (default 50000, about 1-2 KiB each; 0
- * turns the cache off), the least recently used evicted first; API_CACHE_PENDING loads queued at
- * most (a miss beyond them is not queued). A request with Cache-Control: no-cache skips it.
- * Metrics: eventshop_api_cache_{hits,misses,loads,loads_dropped,evictions}_total,
+ * Bounded: EVENTSHOP_API_CACHE_ENTRIES entries at most (default 20000; about 3 KiB each,
+ * measured: 20 k products took 58 MiB of RSS; 0 turns the cache off), the least recently used
+ * evicted first; API_CACHE_PENDING loads queued at most (a miss beyond them is not queued). A
+ * request with Cache-Control: no-cache skips it. Metrics:
+ * eventshop_api_cache_{hits,misses,loads,loads_dropped,evictions}_total,
  * eventshop_api_cache_entries. Thread-safe: one mutex; snapshots handed out are never changed. */
 #ifndef API_CACHE_H
 #define API_CACHE_H
