@@ -310,40 +310,60 @@ static int ring_holds_locked(const struct feed *f, uint64_t h, int64_t from)
 
 /* ---- the loader ---- */
 
+/* Where the first table's rows stand, selected beside them: the sku's partition (from the event
+ * index) and the projection's next offset there; one statement reads one consistent view. */
+#define WHERE_COLUMNS                                                                              \
+    ", (SELECT part FROM `" PJ_INDEX_TABLE "` WHERE aggregate_id = ? LIMIT 1) AS pj_part, "        \
+    "(SELECT o.next_offset FROM projection_offsets o JOIN `" PJ_INDEX_TABLE "` i "                 \
+    "ON o.part = i.part WHERE i.aggregate_id = ? AND o.projection = ? AND o.topic = ? LIMIT 1) "   \
+    "AS pj_from"
+
+/* Takes pj_part and pj_from out of rows (the first table's, at least one): 0, or -1 when the
+ * sku's events are not indexed or the projection stored no offset there. */
+static int take_where(json_t *rows, int32_t *part, int64_t *from)
+{
+    json_t *first = json_array_get(rows, 0);
+    json_t *p = json_object_get(first, "pj_part"), *f = json_object_get(first, "pj_from");
+    if (!json_is_integer(p) || !json_is_integer(f))
+        return -1;
+    *part = (int32_t)json_integer_value(p);
+    *from = json_integer_value(f);
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+    {
+        json_object_del(row, "pj_part");
+        json_object_del(row, "pj_from");
+    }
+    return 0;
+}
+
 /* The rows of sku and where they stand, read in one snapshot: {table: rows}, the sku's partition
- * and the projection's next offset there. NULL when the sku has no row, or with err. */
+ * and the projection's next offset there. One statement for a one-table kind; a transaction WITH
+ * CONSISTENT SNAPSHOT around the tables' statements otherwise. NULL when the sku has no row, or
+ * with err. */
 static json_t *load_snapshot(struct kind *kd, const char *sku, int32_t *part, int64_t *from,
                              es_err_t *err)
 {
-    static const char index_sql[] =
-        "SELECT part FROM `" PJ_INDEX_TABLE "` WHERE aggregate_id = ? LIMIT 1";
-    static const char offset_sql[] = "SELECT next_offset FROM projection_offsets "
-                                     "WHERE projection = ? AND topic = ? AND part = ?";
-    es_db_val_t key[] = {ES_DB_S(sku)};
+    es_db_val_t first[] = {ES_DB_S(sku), ES_DB_S(sku), ES_DB_S(kd->p->name), ES_DB_S(kd->topic),
+                           ES_DB_S(sku)};
     json_t *tables = json_object(), *rows = NULL;
-    bool ok = false;
-    if (es_db_exec(kd->db, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY", NULL, 0, NULL,
-                   err))
+    bool txn = kd->tables[1] != NULL, ok = false;
+    if (txn && es_db_exec(kd->db, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY", NULL, 0,
+                          NULL, err))
         goto out;
     for (size_t t = 0; kd->tables[t]; t++) {
-        if (!(rows = es_db_query(kd->db, kd->select[t], key, 1, err)) ||
-            (t == 0 && json_array_size(rows) == 0))
+        if (!(rows = es_db_query(kd->db, kd->select[t], t ? first + 4 : first, t ? 1 : 5, err)) ||
+            (t == 0 && (json_array_size(rows) == 0 || take_where(rows, part, from))))
             goto out;
         json_object_set_new(tables, kd->tables[t], rows);
         rows = NULL;
     }
-    if (!(rows = es_db_query(kd->db, index_sql, key, 1, err)) || json_array_size(rows) == 0)
-        goto out;
-    *part = (int32_t)json_integer_value(json_object_get(json_array_get(rows, 0), "part"));
-    json_decref(rows);
-    es_db_val_t where[] = {ES_DB_S(kd->p->name), ES_DB_S(kd->topic), ES_DB_I(*part)};
-    if (!(rows = es_db_query(kd->db, offset_sql, where, 3, err)) || json_array_size(rows) == 0)
-        goto out;
-    *from = json_integer_value(json_object_get(json_array_get(rows, 0), "next_offset"));
     ok = true;
 out:
     json_decref(rows);
-    es_db_exec(kd->db, "COMMIT", NULL, 0, NULL, NULL);
+    if (txn)
+        es_db_exec(kd->db, "COMMIT", NULL, 0, NULL, NULL);
     if (!ok)
         json_decref(tables);
     return ok ? tables : NULL;
@@ -633,8 +653,9 @@ static bool kind_init(struct kind *kd, size_t k, const char (*contexts)[32], siz
         const char *cols = pj_schema_columns(kd->schema, kd->tables[t]);
         if (!cols)
             return false;
-        kd->select[t] = xasprintf("SELECT %s FROM `%s` WHERE sku = ? ORDER BY %s", cols,
-                                  kd->tables[t], pj_schema_key(kd->schema, kd->tables[t]));
+        kd->select[t] = xasprintf("SELECT %s%s FROM `%s` WHERE sku = ? ORDER BY %s", cols,
+                                  t ? "" : WHERE_COLUMNS, kd->tables[t],
+                                  pj_schema_key(kd->schema, kd->tables[t]));
     }
     es_topic(kd->topic, sizeof kd->topic, kinds[k].ctx, "events");
     return kd->served = true;

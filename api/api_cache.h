@@ -5,7 +5,8 @@
  * Filled on a miss: the GET answers from MySQL as before and, on the sku's second recent miss
  * (one-off reads of a large scan load nothing), asks the cache's loader thread for the sku, which
  * reads the rows, the projection's stored offsets and the sku's partition (from the
- * event index) in one consistent snapshot (START TRANSACTION WITH CONSISTENT SNAPSHOT), so an
+ * event index) in one consistent snapshot (one statement; a transaction WITH CONSISTENT SNAPSHOT
+ * for a price and its rules), so an
  * entry knows from which offset of its partition on it lacks events (from). Kept current by the
  * stream hub's consumer (api_stream_hub.h: read_committed, every partition, no group): each
  * record of a cached sku at or past its from is decoded, planned with the projection's own plan
