@@ -272,12 +272,12 @@ static void sink_record(void *arg, int part, int64_t offset, const void *key, si
             }
             apply_locked(c, e, &pl);
         }
-        f->ring[f->head] = (struct recent){h, offset};
-        f->head = (f->head + 1) % API_CACHE_RING;
         if (f->count == API_CACHE_RING)
-            f->ring_from = f->ring[f->head].offset + 1; /* the oldest went */
+            f->ring_from = f->ring[f->head].offset + 1; /* the oldest goes */
         else
             f->count++;
+        f->ring[f->head] = (struct recent){h, offset};
+        f->head = (f->head + 1) % API_CACHE_RING;
         f->next = offset + 1;
     }
     pthread_mutex_unlock(&c->lock);
