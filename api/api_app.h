@@ -43,6 +43,7 @@ struct api_app {
     struct api_users *users; /* api_users.c's state (api_users_new, after the contexts) */
     bool sealing; /* the personal-field crypto is ready (users_crypto_init): orders can seal */
     struct api_stream_hub *stream_hub; /* the one consumer behind GET /v1/stream */
+    struct api_cache *cache;           /* hot rows fed by the hub (api_cache.h); NULL: off */
     struct api_tickets *tickets;       /* stream tickets (api_stream.h) */
     struct api_web *web;               /* the pages' files (api_web.h) */
     /* the handlers' committed offsets, for GET /v1/admin/activity (api_admin_live.c) */

@@ -3,6 +3,7 @@
  * order saga acts as admin). Queries read tables stock and stock_movements of
  * eventshop_inventory (projection "inventory_stock"), with read-your-writes. */
 #include "api_app.h"
+#include "api_cache.h"
 #include "api_reply.h"
 #include "api_validate.h"
 #include "es_log.h"
@@ -160,8 +161,8 @@ void api_inventory_commit(es_http_req_t *r, const struct api_principal *who)
     close_reservation(r, who, NS "CommitStock");
 }
 
-static const char stock_by_sku[] = "SELECT sku, vendor_id, on_hand, reserved, available, version "
-                                   "FROM stock WHERE sku = ?";
+#define STOCK_COLUMNS "sku, vendor_id, on_hand, reserved, available, version"
+static const char stock_by_sku[] = "SELECT " STOCK_COLUMNS " FROM stock WHERE sku = ?";
 
 /* the stock row of the path's sku (new reference), or NULL after answering (404 if none) */
 static json_t *stock_row_or_reply(es_http_req_t *r, const char *sku)
@@ -178,6 +179,13 @@ static json_t *stock_row_or_reply(es_http_req_t *r, const char *sku)
     return row;
 }
 
+/* 200 with the stock of row (stolen), or 304 when If-None-Match names its version */
+static void reply_stock(es_http_req_t *r, json_t *row)
+{
+    json_object_del(row, "vendor_id");
+    api_reply_versioned(r, (long long)json_integer_value(json_object_get(row, "version")), row);
+}
+
 /* The answer to GET /v1/inventory/{sku} from the rows (stolen) of the stock query. */
 static void answer_stock(es_http_req_t *r, void *arg, json_t *rows)
 {
@@ -189,8 +197,7 @@ static void answer_stock(es_http_req_t *r, void *arg, json_t *rows)
                           "no stock for sku '%s'", es_http_param(r, "sku"));
         return;
     }
-    json_object_del(row, "vendor_id");
-    api_reply_versioned(r, (long long)json_integer_value(json_object_get(row, "version")), row);
+    reply_stock(r, row);
 }
 
 static void run_stock(es_http_req_t *r, const struct api_principal *who)
@@ -232,6 +239,11 @@ static void run_movements(es_http_req_t *r, const struct api_principal *who)
 
 void api_inventory_get(es_http_req_t *r, const struct api_principal *who)
 {
+    json_t *row = api_cache_row(r, CTX, "stock", STOCK_COLUMNS);
+    if (row) {
+        reply_stock(r, row);
+        return;
+    }
     api_query_at_position(r, who, CTX, PROJECTION, run_stock);
 }
 

@@ -8,6 +8,7 @@
  * /v1/prices/{sku}/history lists the price's events. The GET of a price holds no loop thread
  * (api_query_async); the history reads on the thread's blocking connection. */
 #include "api_app.h"
+#include "api_cache.h"
 #include "api_reply.h"
 #include "api_validate.h"
 #include "es_log.h"
@@ -222,34 +223,109 @@ static void got_stock(es_http_req_t *r, void *arg, json_t *rows, const es_err_t 
     price_get_done(r, g);
 }
 
-static void run_get(es_http_req_t *r, const struct api_principal *who)
+/* The sku of the path and the instant of ?at= (now without it) into *at, or NULL after a 4xx. */
+static const char *price_params_or_reply(es_http_req_t *r, int64_t *at)
 {
-    (void)who;
     const char *sku = es_http_param(r, "sku");
     char *at_s = es_http_query_dup(r, "at");
     struct api_verr e = {0};
-    int64_t at = es_wall_ms();
+    *at = es_wall_ms();
     if (api_validate_sku(sku, 404, &e)) {
         api_reply_verr(r, &e);
-    } else if (at_s && api_parse_instant(at_s, &at)) {
+        sku = NULL;
+    } else if (at_s && api_parse_instant(at_s, at)) {
         api_reply_problem(r, 400, NULL, "at",
                           "at: '%.64s' is neither milliseconds since the epoch nor an ISO-8601 "
                           "instant with an offset",
                           at_s);
-    } else {
-        struct price_get *g = xcalloc(1, sizeof *g);
-        g->refs = g->pending = 2;
-        g->at = at;
-        g->available = PR_STOCK_UNKNOWN;
-        es_db_val_t params[] = {ES_DB_S(sku)};
-        /* held across both: the first may be done at once (a database in its back-off), and
-         * its end must not find the request unanswered with nothing pending */
-        es_http_hold_t *both = es_http_hold_new(r, NULL, NULL);
-        api_query_async(r, CTX, price_sql, params, 1, got_price, g, price_get_release);
-        api_query_async(r, "inventory", stock_sql, params, 1, got_stock, g, price_get_release);
-        es_http_hold_end(both);
+        sku = NULL;
     }
     free(at_s);
+    return sku;
+}
+
+static struct price_get *price_get_new(int64_t at, int pending)
+{
+    struct price_get *g = xcalloc(1, sizeof *g);
+    g->refs = g->pending = pending;
+    g->at = at;
+    g->available = PR_STOCK_UNKNOWN;
+    return g;
+}
+
+static void run_get(es_http_req_t *r, const struct api_principal *who)
+{
+    (void)who;
+    int64_t at;
+    const char *sku = price_params_or_reply(r, &at);
+    if (!sku)
+        return;
+    struct price_get *g = price_get_new(at, 2);
+    es_db_val_t params[] = {ES_DB_S(sku)};
+    /* held across both: the first may be done at once (a database in its back-off), and its end
+     * must not find the request unanswered with nothing pending */
+    es_http_hold_t *both = es_http_hold_new(r, NULL, NULL);
+    api_query_async(r, CTX, price_sql, params, 1, got_price, g, price_get_release);
+    api_query_async(r, "inventory", stock_sql, params, 1, got_stock, g, price_get_release);
+    es_http_hold_end(both);
+}
+
+#define PRICE_COLUMNS "list_amount_minor, currency, version"
+#define RULE_COLUMNS                                                                               \
+    "rule_id, kind, currency, basis_points, amount_minor, threshold, cap_minor, valid_from, "      \
+    "valid_until, removed"
+
+/* The cache's snapshot (borrowed) of a price as price_sql's rows: the price's columns on each
+ * live rule's row (its currency as rule_currency), or on one row without a rule; no row when
+ * the sku has no price. */
+static json_t *held_price_rows(const json_t *held)
+{
+    json_t *price = api_cache_rows(held, "prices", PRICE_COLUMNS);
+    json_t *rules = api_cache_rows(held, "price_rules", RULE_COLUMNS);
+    json_t *row = json_array_get(price, 0), *out = json_array(), *rule;
+    size_t i;
+    json_array_foreach(rules, i, rule)
+    {
+        if (!row || json_integer_value(json_object_get(rule, "removed")) != 0)
+            continue;
+        json_object_del(rule, "removed");
+        json_object_set(rule, "rule_currency", json_object_get(rule, "currency"));
+        json_object_update(rule, row);
+        json_array_append(out, rule);
+    }
+    if (row && json_array_size(out) == 0) {
+        json_t *only = json_deep_copy(row);
+        json_object_set_new(only, "rule_id", json_null());
+        json_array_append_new(out, only);
+    }
+    json_decref(price);
+    json_decref(rules);
+    return out;
+}
+
+/* GET /v1/prices/{sku} from the cache's rows (held, borrowed): the price at once, the stock from
+ * the cache too when it holds the sku's, else its own non-blocking read. */
+static void run_get_held(es_http_req_t *r, const json_t *held)
+{
+    int64_t at;
+    const char *sku = price_params_or_reply(r, &at);
+    if (!sku)
+        return;
+    struct price_get *g = price_get_new(at, 1);
+    g->price = held_price_rows(held);
+    json_t *stock = api_cache_peek(r, "inventory", sku);
+    if (stock) {
+        json_t *v =
+            json_object_get(json_array_get(json_object_get(stock, "stock"), 0), "available");
+        if (json_is_integer(v))
+            g->available = json_integer_value(v);
+        json_decref(stock);
+        price_get_done(r, g);
+        price_get_release(g);
+        return;
+    }
+    es_db_val_t params[] = {ES_DB_S(sku)};
+    api_query_async(r, "inventory", stock_sql, params, 1, got_stock, g, price_get_release);
 }
 
 static void run_history(es_http_req_t *r, const struct api_principal *who)
@@ -382,6 +458,12 @@ json_t *api_prices_offers(es_http_req_t *r, const char *const *skus, size_t n)
 
 void api_prices_get(es_http_req_t *r, const struct api_principal *who)
 {
+    json_t *held = api_cache_get(r, CTX);
+    if (held) {
+        run_get_held(r, held);
+        json_decref(held);
+        return;
+    }
     api_query_at_position(r, who, CTX, PROJECTION, run_get);
 }
 

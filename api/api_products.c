@@ -6,6 +6,7 @@
  * A listing's products carry their current price and stock (api_prices_offers), what a shop
  * shows beside each. */
 #include "api_app.h"
+#include "api_cache.h"
 #include "api_reply.h"
 #include "api_validate.h"
 #include "es_log.h"
@@ -18,10 +19,9 @@
 #define PROJECTION "catalog_products"
 
 #define PRODUCT_COLUMNS                                                                            \
-    "SELECT sku, vendor_id, name, description, category, attributes, currency, status, version "   \
-    "FROM products"
-static const char product_columns[] = PRODUCT_COLUMNS;
-static const char product_by_sku[] = PRODUCT_COLUMNS " WHERE sku = ?";
+    "sku, vendor_id, name, description, category, attributes, currency, status, version"
+static const char product_columns[] = "SELECT " PRODUCT_COLUMNS " FROM products";
+static const char product_by_sku[] = "SELECT " PRODUCT_COLUMNS " FROM products WHERE sku = ?";
 
 /* A row as the API shows it (new reference): attributes parsed from their JSON text. */
 static json_t *product_from_row(const json_t *row)
@@ -39,6 +39,13 @@ static json_t *product_from_row(const json_t *row)
     return p;
 }
 
+/* 200 with the product of row (borrowed), or 304 when If-None-Match names its version */
+static void reply_product(es_http_req_t *r, const json_t *row)
+{
+    json_t *p = product_from_row(row);
+    api_reply_versioned(r, (long long)json_integer_value(json_object_get(p, "version")), p);
+}
+
 static json_t *query_or_reply(es_http_req_t *r, const char *sql, const es_db_val_t *params,
                               size_t n)
 {
@@ -54,8 +61,7 @@ static void answer_product(es_http_req_t *r, void *arg, json_t *rows)
         api_reply_problem(r, 404, "urn:eventshop:problem:unknown_sku", "sku",
                           "no product with sku '%s'", sku);
     } else {
-        json_t *p = product_from_row(json_array_get(rows, 0));
-        api_reply_versioned(r, (long long)json_integer_value(json_object_get(p, "version")), p);
+        reply_product(r, json_array_get(rows, 0));
     }
     json_decref(rows);
 }
@@ -178,6 +184,12 @@ out:
 
 void api_products_get(es_http_req_t *r, const struct api_principal *who)
 {
+    json_t *row = api_cache_row(r, CTX, "products", PRODUCT_COLUMNS);
+    if (row) {
+        reply_product(r, row);
+        json_decref(row);
+        return;
+    }
     api_query_at_position(r, who, CTX, PROJECTION, run_get);
 }
 

@@ -1,5 +1,6 @@
 #include "api_server.h"
 #include "api_app.h"
+#include "api_cache.h"
 #include "api_stream.h"
 #include "api_stream_hub.h"
 #include "api_validate.h"
@@ -283,7 +284,11 @@ api_server_t *api_server_new(es_err_t *err)
     if (!(app->positions = api_positions_new(app->contexts, app->n_contexts, err)))
         goto fail;
 
-    app->stream_hub = api_stream_hub_new((const char(*)[32])app->contexts, app->n_contexts);
+    /* the cache first: the hub feeds it from its first record */
+    app->cache = api_cache_new((const char(*)[32])app->contexts, app->n_contexts, app->codec);
+    struct api_stream_sink sink = api_cache_sink(app->cache);
+    app->stream_hub = api_stream_hub_new((const char(*)[32])app->contexts, app->n_contexts,
+                                         app->cache ? &sink : NULL);
     app->tickets = api_tickets_new();
     app->handler_offsets = api_handler_offsets_new();
     s->routes = xcalloc(api_routes_count, sizeof *s->routes);
@@ -345,6 +350,7 @@ void api_server_free(api_server_t *s)
     es_http_server_free(s->http);
     api_positions_free(s->app.positions);   /* every loop thread unsubscribed when it ended */
     api_stream_hub_free(s->app.stream_hub); /* after the streams it wakes */
+    api_cache_free(s->app.cache);           /* after the hub that feeds it */
     api_tickets_free(s->app.tickets);
     api_handler_offsets_free(s->app.handler_offsets);
     es_http_cidrs_free(s->trusted);

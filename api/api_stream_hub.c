@@ -56,6 +56,7 @@ struct api_stream_hub {
     pthread_t thread;
     atomic_bool stop;
     es_log_every_t error_log;
+    struct api_stream_sink sink; /* start NULL: none */
 };
 
 bool api_stream_hub_ready(api_stream_hub_t *hub)
@@ -195,11 +196,12 @@ static int part_of(api_stream_hub_t *hub, const char *topic, int32_t partition)
     return -1;
 }
 
-static void append_locked(api_stream_hub_t *hub, const es_kafka_msg_t *m)
+/* The partition number of m when appended, -1 when dropped (unknown or already held). */
+static int append_locked(api_stream_hub_t *hub, const es_kafka_msg_t *m)
 {
     int part = part_of(hub, m->topic, m->partition);
     if (part < 0 || m->offset < hub->parts[part].tail)
-        return;
+        return -1;
     while (hub->end - hub->first >= API_STREAM_RING_ENTRIES ||
            (hub->end > hub->first && hub->bytes + m->len > API_STREAM_RING_BYTES))
         evict_locked(hub);
@@ -208,6 +210,27 @@ static void append_locked(api_stream_hub_t *hub, const es_kafka_msg_t *m)
     hub->bytes += m->len;
     hub->parts[part].tail = m->offset + 1;
     hub->end++;
+    return part;
+}
+
+/* The sink's start with the partitions just assigned (on the hub's thread, before any record). */
+static void sink_start(api_stream_hub_t *hub)
+{
+    if (!hub->sink.start)
+        return;
+    int n = hub->n_parts;
+    int *ctx = xcalloc((size_t)n + 1, sizeof *ctx);
+    int32_t *partition = xcalloc((size_t)n + 1, sizeof *partition);
+    int64_t *offset = xcalloc((size_t)n + 1, sizeof *offset);
+    for (int i = 0; i < n; i++) {
+        ctx[i] = hub->parts[i].ctx;
+        partition[i] = hub->parts[i].partition;
+        offset[i] = hub->parts[i].tail;
+    }
+    hub->sink.start(hub->sink.arg, n, ctx, partition, offset);
+    free(ctx);
+    free(partition);
+    free(offset);
 }
 
 /* The partitions of every context and their last stable offsets (read_committed: the end a
@@ -259,6 +282,7 @@ static bool hub_setup(api_stream_hub_t *hub)
     while (!atomic_load(&hub->stop)) {
         es_err_t err = ES_ERR_INIT;
         if (hub_assign(hub, &err) == 0) {
+            sink_start(hub);
             atomic_store(&hub->ready, true);
             es_info("stream hub: %d partitions assigned", hub->n_parts);
             return true;
@@ -294,8 +318,11 @@ static void *hub_main(void *arg)
                 es_warn("stream hub: consumer: %s (%ld more not logged)", m->errstr, skipped);
             else if (!m->err) {
                 pthread_mutex_lock(&hub->lock);
-                append_locked(hub, m);
+                int part = append_locked(hub, m);
                 pthread_mutex_unlock(&hub->lock);
+                if (part >= 0 && hub->sink.record)
+                    hub->sink.record(hub->sink.arg, part, m->offset, m->key, m->key_len, m->value,
+                                     m->len);
                 n++;
             }
             es_kafka_msg_free(m);
@@ -307,9 +334,12 @@ static void *hub_main(void *arg)
     return NULL;
 }
 
-api_stream_hub_t *api_stream_hub_new(const char (*contexts)[32], size_t n)
+api_stream_hub_t *api_stream_hub_new(const char (*contexts)[32], size_t n,
+                                     const struct api_stream_sink *sink)
 {
     api_stream_hub_t *hub = xcalloc(1, sizeof *hub);
+    if (sink)
+        hub->sink = *sink;
     for (size_t i = 0; i < n && i < MAX_CONTEXTS; i++)
         snprintf(hub->contexts[hub->n_contexts++], sizeof hub->contexts[0], "%s", contexts[i]);
     pthread_mutex_init(&hub->lock, NULL);

@@ -31,9 +31,24 @@ struct api_stream_record {
     size_t len;
 };
 
-/* Starts the thread for contexts (n names, copied). Never NULL: Kafka is reached in the
- * background, and api_stream_hub_ready says when the partitions are known. */
-api_stream_hub_t *api_stream_hub_new(const char (*contexts)[32], size_t n);
+/* A reader of the hub's records beside the streams (the API cache, api_cache.h), called on the
+ * hub's thread: start once, when the partitions are assigned, with each partition's context index,
+ * Kafka partition and the offset the hub starts from (n of them, by partition number); then record
+ * for each committed record, in offset order per partition (key and value borrowed for the call,
+ * value NULL for a tombstone). */
+struct api_stream_sink {
+    void (*start)(void *arg, int n, const int *ctx, const int32_t *partition,
+                  const int64_t *offset);
+    void (*record)(void *arg, int part, int64_t offset, const void *key, size_t key_len,
+                   const void *value, size_t len);
+    void *arg;
+};
+
+/* Starts the thread for contexts (n names, copied), feeding sink too (copied; NULL: none). Never
+ * NULL: Kafka is reached in the background, and api_stream_hub_ready says when the partitions are
+ * known. */
+api_stream_hub_t *api_stream_hub_new(const char (*contexts)[32], size_t n,
+                                     const struct api_stream_sink *sink);
 void api_stream_hub_free(api_stream_hub_t *hub); /* NULL is a no-op */
 
 /* Whether the partitions are known and assigned (streams may start). */

@@ -2,11 +2,11 @@
 # small main. Included by api/CMakeLists.txt, which defines the JWT library first.
 add_library(es_api_server STATIC
   api_validate.c api_outcome.c api_reply.c api_routes.c api_auth.c api_commands.c api_admin.c api_admin_live.c
-  api_products.c api_inventory.c api_pricing.c api_query.c api_positions.c api_health.c api_producer.c api_results.c api_server.c api_web.c)
+  api_products.c api_inventory.c api_pricing.c api_query.c api_positions.c api_health.c api_producer.c api_results.c api_server.c api_web.c api_cache.c)
 target_include_directories(es_api_server PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
 # the pages' folder when EVENTSHOP_WEB_DIR is not set: the source tree's (api_web.h)
 target_compile_definitions(es_api_server PRIVATE ES_WEB_DIR="${CMAKE_SOURCE_DIR}/web")
-target_link_libraries(es_api_server PUBLIC es_domain es_events es_sr_client es_runtime PkgConfig::JANSSON
+target_link_libraries(es_api_server PUBLIC es_projections es_domain es_events es_sr_client es_runtime PkgConfig::JANSSON
   Threads::Threads)
 if(TARGET es_api_jwt)
   target_link_libraries(es_api_server PUBLIC es_api_jwt)

@@ -14,9 +14,10 @@
 - max_connections (the StatefulSet's --max-connections) covers the connections the overlay's
   autoscaler maxima can open, recomputed from the rendered Deployments (HPA/KEDA maximum + the
   rollout's surge, times what a pod of each role opens: for the API, its loop threads times its
-  contexts plus the key-store connection of each thread's state, struct api_tls, plus a pool of
-  EVENTSHOP_API_DB_POOL non-blocking connections per context whose reads use one, found by their
-  api_query_async calls) with HEADROOM;
+  contexts plus the key-store and saga connections of each thread's state, struct api_tls, plus a
+  pool of EVENTSHOP_API_DB_POOL non-blocking connections per context whose reads use one, found by
+  their api_query_async calls, plus its cache's loader connection per cached context served,
+  api_cache.c) with HEADROOM;
 - a backup CronJob dumps every eventshop_* database with mariadb-dump (the backup user granted
   on each database the init script makes), daily, onto a PVC, with a bounded retention
   (BACKUP_RETENTION_DAYS, 1 to MAX_RETENTION_DAYS, used by its script and stated in
@@ -177,9 +178,16 @@ def api_code():
     # the key store's connection lives in each loop thread's state (struct api_tls, api_app.h)
     app = read("api/api_app.h")
     tls = re.search(r"struct api_tls \{(.*?)\n\};", app, re.S)
-    keys = len(re.findall(r"^\s*es_db_t\s*\*\s*keys;", tls.group(1), re.M)) if tls else 0
+    # every single connection a thread keeps beside its per-context ones: the key store's, the saga's
+    keys = len(re.findall(r"^\s*es_db_t\s*\*\s*\w+;", tls.group(1), re.M)) if tls else 0
     pool = re.search(r"#define API_DB_POOL_DEFAULT\s+(\d+)", app)
     return threads, keys, int(pool.group(1)) if pool else None, nonblocking - {None}
+
+
+def api_cached_contexts():
+    """the contexts whose rows the API's cache loads, each on a connection of its loader thread
+    (the table of api/api_cache.c: {"<context>", "<projection>", {<tables>}})"""
+    return set(re.findall(r'^\s*\{"(\w+)", "\w+", \{', read("api/api_cache.c"), re.M))
 
 
 def max_pods(docs, d):
@@ -221,7 +229,8 @@ def connections(docs):
             threads = int(env.get("EVENTSHOP_API_THREADS", threads_default))
             pool = int(env.get("EVENTSHOP_API_DB_POOL", pool_default))
             ctxs = set(env.get("ES_CONTEXTS", "catalog").split())
-            per = threads * (len(ctxs) + keys + pool * len(ctxs & nonblocking))
+            per = threads * (len(ctxs) + keys + pool * len(ctxs & nonblocking)) + \
+                len(api_cached_contexts() & ctxs)
         elif role in PER_POD:
             per = PER_POD[role]
         else:

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The layers of docs/ARCHITECTURE.md, checked: nothing includes upward, and the role folders
-(api/, command-handlers/, projections/, subscribers/) never include one another's headers.
+(api/, command-handlers/, projections/, subscribers/) never include one another's headers, but for
+the pairs of PEER_USES (api/ uses the projections' pure plans).
 
     python3 tests/layers/check_layers.py [ROOT]
 
@@ -30,6 +31,10 @@ LAYERS = (
     ("runtime",),
 )
 RANK = {folder: len(LAYERS) - i for i, row in enumerate(LAYERS) for folder in row}
+# peers one may use all the same, and why: the API's cache (api/api_cache.c) applies the
+# projections' own pure plans to the rows it holds (projections/pj_row.h), rather than a second copy
+# of the projection logic that could drift from the read model it must match byte for byte
+PEER_USES = {("api", "projections")}
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 SOURCE_DIR_REF = re.compile(
@@ -43,7 +48,7 @@ LINK_KEYWORDS = {"PUBLIC", "PRIVATE", "INTERFACE", "LINK_PUBLIC", "LINK_PRIVATE"
 
 def may_use(user, used):
     """whether folder user may use folder used"""
-    return used == user or RANK[used] < RANK[user]
+    return used == user or RANK[used] < RANK[user] or (user, used) in PEER_USES
 
 
 def rule(folder):

@@ -81,12 +81,19 @@ def test_cmake_paths_and_links_into_a_peer_fail(tmp_path):
 
 
 def test_the_command_line(tmp_path, capsys):
-    root = tree(tmp_path, {"api/a.c": '#include "b.h"\n', "projections/b.h": ""})
+    root = tree(tmp_path, {"subscribers/a.c": '#include "b.h"\n', "projections/b.h": ""})
     assert check_layers.main(["check_layers.py", root]) == 1
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith('api/a.c:1: includes "b.h" of projections/ (api/ may use itself and '
-                             'domain/, events/')
+    assert out[0].startswith('subscribers/a.c:1: includes "b.h" of projections/ (subscribers/ may '
+                             'use itself and domain/, events/')
     assert out[-1] == "layers: 1 violation in 2 files"
-    os.remove(os.path.join(root, "api", "a.c"))
+    os.remove(os.path.join(root, "subscribers", "a.c"))
     assert check_layers.main(["check_layers.py", root]) == 0
     assert check_layers.main(["check_layers.py", str(tmp_path / "nowhere")]) == 2
+
+
+def test_the_api_may_use_the_projections_plans_but_not_the_other_way(tmp_path):
+    assert violations(tmp_path, {
+        "api/api_cache.c": '#include "pj_row.h"\n', "projections/pj_row.h": "",
+        "projections/pj_x.c": '#include "api_app.h"\n', "api/api_app.h": "",
+    }) == [("projections/pj_x.c", 1, 'includes "api_app.h" of api/')]
