@@ -625,7 +625,8 @@ static int table_def(const struct pj_stmt *st, struct table *t, es_err_t *err)
         int rc = 0;
         if (is_kw(&l, "PRIMARY"))
             rc = key_def(&l, t, err);
-        else if (is_kw(&l, "KEY") || is_kw(&l, "UNIQUE") || is_kw(&l, "INDEX"))
+        else if (is_kw(&l, "KEY") || is_kw(&l, "UNIQUE") || is_kw(&l, "INDEX") ||
+                 is_kw(&l, "FULLTEXT") || is_kw(&l, "SPATIAL") || is_kw(&l, "CONSTRAINT"))
             skip_item(&l);
         else
             rc = column_def(&l, t, err);

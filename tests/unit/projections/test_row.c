@@ -56,6 +56,13 @@ Test(pj_row, schema_reads_columns_and_keys_from_the_ddl)
     cr_assert_str_eq(pj_schema_key(s, "price_rules"), "sku, rule_id");
     cr_assert_null(pj_schema_columns(s, "nope"));
     pj_schema_free(s);
+    /* an index of any kind is no column: the catalog's FULLTEXT key (its ?q= search) */
+    s = pj_schema_new(&catalog_products_projection, &err);
+    cr_assert_not_null(s, "%s", err.msg);
+    cr_assert_str_eq(pj_schema_columns(s, "products"),
+                     "sku, vendor_id, name, description, category, attributes, currency, status, "
+                     "version, applied_events, listed_at, updated_at, last_event_id");
+    pj_schema_free(s);
 }
 
 Test(pj_row, product_listed_changed_delisted_and_relisted)
