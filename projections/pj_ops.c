@@ -8,8 +8,11 @@
  * row of projection_status, where the API reads what state it is in (a shadow rebuild's thread
  * writes it while it runs). */
 #include "es_env.h"
+#include "es_fault.h"
 #include "es_log.h"
 #include "es_mem.h"
+#include "es_metrics.h"
+#include "es_retry.h"
 #include "es_time.h"
 #include "pj_internal.h"
 #include <stdio.h>
@@ -18,9 +21,10 @@
 
 #define PJ_OPS_TOPIC       "operations.events"
 #define PJ_OPS_TYPE        "eventshop.operations.OperatorAction"
-#define PJ_OPS_CATCHUP_MS  15000 /* the longest a start waits to fold the topic */
-#define PJ_OPS_FETCH_MS    10000 /* the longest a replay waits for its dead letter's message */
-#define PJ_STATUS_EVERY_MS 5000  /* readers call a status older than a minute stopped */
+#define PJ_OPS_CATCHUP_MS  15000  /* the longest a start waits to fold the topic */
+#define PJ_OPS_START_MS    120000 /* the longest a start retries a broker that gives no ends */
+#define PJ_OPS_FETCH_MS    10000  /* the longest a replay waits for its dead letter's message */
+#define PJ_STATUS_EVERY_MS 5000   /* readers call a status older than a minute stopped */
 
 struct pj_ops {
     es_kafka_t *rk;
@@ -353,13 +357,38 @@ static int pj_ops_assign(pj_runtime_t *rt, es_kafka_parts_t **ends, es_err_t *er
     for (int i = 0; i < n; i++) {
         int64_t lo = 0, hi = 0;
         es_kafka_parts_add(all, PJ_OPS_TOPIC, i)->offset = ES_KAFKA_OFFSET_BEGINNING;
-        if (es_kafka_query_watermarks(rt->ops->rk, PJ_OPS_TOPIC, i, &lo, &hi, 5000))
+        if (es_fault_hit("pj.ops_ends") ||
+            es_kafka_query_watermarks(rt->ops->rk, PJ_OPS_TOPIC, i, &lo, &hi, 5000)) {
+            es_kafka_parts_free(all);
             return es_set(err, ES_EIO, "no watermarks of %s[%d]", PJ_OPS_TOPIC, i);
+        }
         es_kafka_parts_add(*ends, PJ_OPS_TOPIC, i)->offset = hi > lo ? hi : 0;
     }
     int e = es_kafka_assign(rt->ops->rk, all);
     es_kafka_parts_free(all);
     return es_kafka_resp_error(err, e, "assign");
+}
+
+static void pj_ops_heartbeat(void)
+{
+    es_metrics_heartbeat("projector");
+}
+
+/* One pj_ops_assign, for es_retry_until: a broker that is slow to answer (a loaded one, or one
+ * just back) gives no watermarks for a moment, which is no reason to exit. */
+struct pj_ops_assign_try {
+    pj_runtime_t *rt;
+    es_kafka_parts_t **ends;
+};
+
+static int pj_ops_assign_attempt(void *arg, es_err_t *err)
+{
+    struct pj_ops_assign_try *t = arg;
+    es_kafka_parts_free(*t->ends);
+    *t->ends = NULL;
+    if (pj_ops_assign(t->rt, t->ends, err) == 0)
+        return ES_RETRY_DONE;
+    return err->code == ES_EIO || err->code == ES_ETIMEOUT ? ES_RETRY_AGAIN : ES_RETRY_GIVE_UP;
 }
 
 int pj_ops_open(pj_runtime_t *rt, es_err_t *err)
@@ -371,7 +400,14 @@ int pj_ops_open(pj_runtime_t *rt, es_err_t *err)
     if (!(rt->ops->rk = pj_ops_consumer(rt, "ops", err)))
         return -1;
     es_kafka_parts_t *ends = NULL;
-    int rc = pj_ops_assign(rt, &ends, err);
+    const es_retry_t retry = {.what = "reading " PJ_OPS_TOPIC "'s ends",
+                              .deadline_ms = es_mono_ms() + PJ_OPS_START_MS,
+                              .min_ms = 200,
+                              .max_ms = 5000,
+                              .stop = &rt->stop,
+                              .heartbeat = pj_ops_heartbeat};
+    struct pj_ops_assign_try t = {rt, &ends};
+    int rc = es_retry_until(&retry, pj_ops_assign_attempt, &t, err);
     if (rc == 0)
         rc = pj_ops_catch_up(rt, ends, err);
     es_kafka_parts_free(ends);
