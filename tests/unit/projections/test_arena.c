@@ -1,6 +1,7 @@
 #include "pj_arena.h"
 #include <criterion/criterion.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,5 +56,35 @@ Test(pj_arena, a_decode_not_kept_leaves_nothing_behind)
     pj_arena_leave(true);
     cr_assert_eq((void *)a, (void *)b);
     json_decref(b);
+    pj_arena_release();
+}
+
+/* A thread decoding while another holds values (a shadow rebuild beside the live projector). */
+static void *other_thread(void *arg)
+{
+    json_t **out = arg;
+    pj_arena_enter();
+    *out = tree(7);
+    pj_arena_leave(true);
+    cr_assert_eq(json_integer_value(json_object_get(*out, "i")), 7);
+    json_decref(*out);
+    pj_arena_release();
+    return NULL;
+}
+
+Test(pj_arena, each_decoding_thread_has_a_region_of_its_own)
+{
+    pj_arena_install();
+    pj_arena_enter();
+    json_t *a = tree(1);
+    pj_arena_leave(true);
+    json_t *b = NULL;
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, other_thread, &b), 0);
+    pthread_join(t, NULL);
+    cr_assert((char *)b < (char *)a || (char *)b >= (char *)a + (1 << 20),
+              "the other thread's values are not in this thread's region");
+    cr_assert_eq(json_integer_value(json_object_get(a, "i")), 1); /* untouched by the other */
+    json_decref(a);
     pj_arena_release();
 }
