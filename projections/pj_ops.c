@@ -353,8 +353,10 @@ static int pj_ops_assign(pj_runtime_t *rt, es_kafka_parts_t **ends, es_err_t *er
     for (int i = 0; i < n; i++) {
         int64_t lo = 0, hi = 0;
         es_kafka_parts_add(all, PJ_OPS_TOPIC, i)->offset = ES_KAFKA_OFFSET_BEGINNING;
-        if (es_kafka_query_watermarks(rt->ops->rk, PJ_OPS_TOPIC, i, &lo, &hi, 5000))
+        if (es_kafka_query_watermarks(rt->ops->rk, PJ_OPS_TOPIC, i, &lo, &hi, 5000)) {
+            es_kafka_parts_free(all);
             return es_set(err, ES_EIO, "no watermarks of %s[%d]", PJ_OPS_TOPIC, i);
+        }
         es_kafka_parts_add(*ends, PJ_OPS_TOPIC, i)->offset = hi > lo ? hi : 0;
     }
     int e = es_kafka_assign(rt->ops->rk, all);
