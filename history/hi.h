@@ -31,11 +31,18 @@ void hi_progress_end(hi_progress_t *p);
  * first offset with a timestamp at or after it, the end when none (hi_resolve.c). */
 int hi_offsets_at(es_kafka_t *rk, const char *topic, int nparts, int64_t ms, int64_t *offs,
                   es_err_t *err);
+/* hi_offsets_at for every element of parts (any topics) at once, offs[i] for element i: one
+ * request to the brokers, two when some partition has nothing at or after ms. */
+int hi_offsets_at_all(es_kafka_t *rk, const es_kafka_parts_t *parts, int64_t ms, int64_t *offs,
+                      es_err_t *err);
 /* Resolves spec (NULL: none given) for topic into offs: TIME through the timestamps (is_to: the
  * first offset after the events at or before it), POSITIONS as given, the partitions they do not
  * name (and a NULL spec) at the beginning, or with is_to at the end now. */
 int hi_resolve(es_kafka_t *rk, const hi_spec_t *spec, bool is_to, const char *topic, int nparts,
                int64_t *offs, es_err_t *err);
+/* hi_resolve for every element of parts (any topics) at once, offs[i] for element i. */
+int hi_resolve_all(es_kafka_t *rk, const hi_spec_t *spec, bool is_to, const es_kafka_parts_t *parts,
+                   int64_t *offs, es_err_t *err);
 
 /* export: the events as Avro Object Container Files (hi_export.c) */
 int hi_export_main(int argc, char **argv);

@@ -16,6 +16,7 @@
 #include "es_time.h"
 #include "hi.h"
 #include "hi_positions.h"
+#include "pj_arena.h"
 #include "pj_batch.h"
 #include "pj_internal.h"
 #include <getopt.h>
@@ -64,6 +65,7 @@ struct hi_ev {
     es_kafka_msg_t *m;
     const char *type; /* without namespace; NULL: undecodable (why says why) */
     json_t *value;
+    bool in_arena; /* value was made in pj_arena's region, as the projector's are */
     char why[300];
 };
 
@@ -274,11 +276,38 @@ rollback:
 
 /* --- one context ------------------------------------------------------------------------------ */
 
+/* Decodes e's message into e->value in pj_arena's region, as the projector does (its writer's
+ * schema asked first, outside: a first sight of it is fetched and kept). */
+static int hi_ev_decode(struct hi_asof *x, struct hi_ev *e, const char **full, es_err_t *err)
+{
+    const char *writer = NULL;
+    bool current = false;
+    es_err_t werr = ES_ERR_INIT;
+    int32_t id = ev_frame_schema_id(e->m->value, e->m->len);
+    bool arena = id >= 0 && ev_codec_writer_info(x->codec, id, &writer, &current, &werr) == 0;
+    if (arena)
+        pj_arena_enter();
+    int rc = ev_decode(x->codec, e->m->value, e->m->len, full, &e->value, err);
+    if (arena)
+        pj_arena_leave(rc == 0);
+    e->in_arena = arena && rc == 0;
+    return rc;
+}
+
+static void hi_ev_release(struct hi_ev *e)
+{
+    json_decref(e->value);
+    e->value = NULL;
+    if (e->in_arena)
+        pj_arena_release();
+    e->in_arena = false;
+}
+
 static void hi_ctx_free(struct hi_ctx *c)
 {
     for (int i = 0; i < c->nbatch; i++) {
         es_kafka_msg_free(c->batch[i].m);
-        json_decref(c->batch[i].value);
+        hi_ev_release(&c->batch[i]);
     }
     free(c->end);
     free(c->next);
@@ -486,7 +515,7 @@ static int hi_ctx_flush(struct hi_asof *x, struct hi_ctx *c, es_err_t *err)
         es_err_t de = ES_ERR_INIT;
         if (!e->m->value)
             snprintf(e->why, sizeof e->why, "message without payload");
-        else if (ev_decode(x->codec, e->m->value, e->m->len, &full, &e->value, &de))
+        else if (hi_ev_decode(x, e, &full, &de))
             snprintf(e->why, sizeof e->why, "undecodable: %.250s", de.msg);
         else
             e->type = strrchr(full, '.') ? strrchr(full, '.') + 1 : full;
@@ -508,7 +537,7 @@ static int hi_ctx_flush(struct hi_asof *x, struct hi_ctx *c, es_err_t *err)
     hi_progress_add(&x->pg, moved);
     for (int i = 0; i < c->nbatch; i++) {
         es_kafka_msg_free(c->batch[i].m);
-        json_decref(c->batch[i].value);
+        hi_ev_release(&c->batch[i]);
     }
     memset(c->batch, 0, sizeof *c->batch * (size_t)c->nbatch);
     c->nbatch = 0;
@@ -643,6 +672,7 @@ static int hi_asof_contexts(struct hi_asof *x, es_err_t *err)
 static int hi_asof_run(struct hi_asof *x, es_err_t *err)
 {
     bool finished = false;
+    pj_arena_install(); /* the batches' decoded events, as the projector's (pj_arena.h) */
     if (!(x->rk = es_kafka_reader_new("eventshop-history", err)) ||
         !(x->sr = sr_client_new(es_env_registry_url(), err)) ||
         !(x->codec = ev_codec_new(es_env_schema_dir(), x->sr, err)) || hi_asof_db_open(x, err) ||

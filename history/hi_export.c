@@ -185,29 +185,46 @@ static int hi_export_args(struct hi_export *x, int argc, char **argv)
 
 /* --- the ranges and the manifest ------------------------------------------------------------ */
 
-/* The manifest's entry of one topic: its partitions' ranges, from the options. */
-static json_t *hi_topic_ranges(struct hi_export *x, const char *topic, es_err_t *err)
+/* The manifest's "topics": each topic's partitions' ranges, from the options. All topics at once:
+ * one metadata request and one or two offset requests for every partition of every topic (asked
+ * topic by topic, 35 round trips took a fifth of a short export's time). */
+static json_t *hi_topics_ranges(struct hi_export *x, const char *const *topics, int nt,
+                                es_err_t *err)
 {
-    int n = es_kafka_partition_count(x->rk, topic, err);
-    if (n < 0)
-        return NULL;
-    int64_t *from = xcalloc((size_t)n, sizeof *from), *to = xcalloc((size_t)n, sizeof *to);
-    json_t *parts = NULL;
-    if (!hi_resolve(x->rk, x->from_s ? &x->from : NULL, false, topic, n, from, err) &&
-        !hi_resolve(x->rk, x->to_s ? &x->to : NULL, true, topic, n, to, err)) {
-        parts = json_object();
-        for (int p = 0; p < n; p++) {
-            char key[16];
-            snprintf(key, sizeof key, "%d", p);
-            json_object_set_new(parts, key,
-                                json_pack("{s:I, s:I, s:I, s:b, s:[]}", "from", (json_int_t)from[p],
-                                          "to", (json_int_t)(to[p] > from[p] ? to[p] : from[p]),
-                                          "records", (json_int_t)0, "complete", 0, "files"));
+    int *counts = xcalloc((size_t)nt + 1, sizeof *counts);
+    es_kafka_parts_t *l = es_kafka_parts_new(4 * nt + 1);
+    json_t *out = NULL;
+    int64_t *from = NULL, *to = NULL;
+    if (es_kafka_partition_counts(x->rk, topics, nt, counts, err))
+        goto done;
+    for (int t = 0; t < nt; t++)
+        for (int p = 0; p < counts[t]; p++)
+            es_kafka_parts_add(l, topics[t], p);
+    from = xcalloc((size_t)l->cnt + 1, sizeof *from);
+    to = xcalloc((size_t)l->cnt + 1, sizeof *to);
+    if (!hi_resolve_all(x->rk, x->from_s ? &x->from : NULL, false, l, from, err) &&
+        !hi_resolve_all(x->rk, x->to_s ? &x->to : NULL, true, l, to, err)) {
+        out = json_object();
+        for (int t = 0, i = 0; t < nt; t++) {
+            json_t *parts = json_object();
+            for (int p = 0; p < counts[t]; p++, i++) {
+                char key[16];
+                snprintf(key, sizeof key, "%d", p);
+                json_object_set_new(parts, key,
+                                    json_pack("{s:I, s:I, s:I, s:b, s:[]}", "from",
+                                              (json_int_t)from[i], "to",
+                                              (json_int_t)(to[i] > from[i] ? to[i] : from[i]),
+                                              "records", (json_int_t)0, "complete", 0, "files"));
+            }
+            json_object_set_new(out, topics[t], json_pack("{s:o}", "partitions", parts));
         }
     }
+done:
     free(from);
     free(to);
-    return parts;
+    es_kafka_parts_free(l);
+    free(counts);
+    return out;
 }
 
 static char *hi_path(const struct hi_export *x, const char *name)
@@ -269,19 +286,20 @@ static int hi_manifest_open(struct hi_export *x, es_err_t *err)
         json_object_set_new(want, "from_time_ms", json_integer(x->from.time_ms));
     if (x->to.is_time)
         json_object_set_new(want, "to_time_ms", json_integer(x->to.time_ms));
-    json_t *topics = json_object();
-    json_object_set_new(want, "topics", topics);
     char *list = xstrdup(x->contexts), *save = NULL;
-    for (char *c = strtok_r(list, ",", &save); c; c = strtok_r(NULL, ",", &save)) {
-        char topic[128];
-        json_t *parts = hi_topic_ranges(x, es_topic(topic, sizeof topic, c, "events"), err);
-        if (!parts) {
-            free(list);
-            goto out;
-        }
-        json_object_set_new(topics, topic, json_pack("{s:o}", "partitions", parts));
-    }
+    size_t cap = strlen(x->contexts) / 2 + 1;
+    char(*names)[128] = xcalloc(cap, sizeof *names);
+    const char **topics = xcalloc(cap, sizeof *topics);
+    int nt = 0;
+    for (char *c = strtok_r(list, ",", &save); c; c = strtok_r(NULL, ",", &save), nt++)
+        topics[nt] = es_topic(names[nt], sizeof names[nt], c, "events");
+    json_t *ranges = hi_topics_ranges(x, topics, nt, err);
     free(list);
+    free(names);
+    free(topics);
+    if (!ranges)
+        goto out;
+    json_object_set_new(want, "topics", ranges);
     x->manifest = json_incref(want);
     rc = hi_manifest_save(x, err);
 out:
@@ -323,23 +341,25 @@ static int hi_forgotten_end(struct hi_export *x, struct hi_part *pt, es_err_t *e
 }
 
 /* Reads users.events, every partition at once, from its beginning to its end now (an open
- * transaction's records, not stable yet, are not waited for). */
+ * transaction's records, not stable yet, are not waited for). The ends from one request; the
+ * beginning is the consumer's (a partition with no end offset has nothing to read). */
 static int hi_forgotten_scan(struct hi_export *x, es_err_t *err)
 {
     int n = es_kafka_partition_count(x->rk, "users.events", err);
     if (n < 0)
         return -1;
     struct hi_part *parts = xcalloc((size_t)n + 1, sizeof *parts);
-    int rc = 0;
-    for (int p = 0; p < n && !rc; p++) {
-        parts[p] = (struct hi_part){.topic = "users.events", .p = p, .eof_ends = true};
-        rc = es_kafka_resp_error(err,
-                                 es_kafka_query_watermarks(x->rk, "users.events", p,
-                                                           &parts[p].start, &parts[p].end, 10000),
-                                 "users.events watermarks");
-    }
+    int64_t *ends = xcalloc((size_t)n + 1, sizeof *ends);
+    int rc = hi_offsets_at(x->rk, "users.events", n, ES_KAFKA_OFFSET_END, ends, err);
+    for (int p = 0; p < n && !rc; p++)
+        parts[p] = (struct hi_part){.topic = "users.events",
+                                    .p = p,
+                                    .eof_ends = true,
+                                    .start = ends[p] > 0 ? ES_KAFKA_OFFSET_BEGINNING : 0,
+                                    .end = ends[p]};
     if (!rc)
         rc = hi_read(x, parts, (size_t)n, hi_forgotten_msg, hi_forgotten_end, err);
+    free(ends);
     free(parts);
     return rc ? -1 : 0;
 }

@@ -34,6 +34,7 @@ struct pj_ev {
     const char *full_name; /* the record's full name; NULL: no payload or undecodable */
     const char *type;      /* full_name without its namespace */
     json_t *value;         /* owned */
+    bool in_arena;         /* value was made in pj_arena's region */
     pj_plan_t *plan;       /* kept from batch to batch */
     es_err_t err;          /* why it could not be planned (err.code 0: planned) */
 };

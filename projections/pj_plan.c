@@ -8,6 +8,11 @@
 struct pj_plan {
     struct pj_stmt *stmts;
     size_t n, cap;
+    /* the SQL of statement i is printed into sql[i] (sqlcap[i] bytes), kept from event to event:
+     * a plan is reset and filled again for every event, and a fresh string for each statement
+     * was a good part of a projector's allocations */
+    char **sql;
+    size_t *sqlcap;
     char **bufs; /* what parameters borrow besides the event */
     size_t nbufs, capbufs;
     char subject[200];
@@ -21,8 +26,6 @@ pj_plan_t *pj_plan_new(void)
 
 void pj_plan_reset(pj_plan_t *plan)
 {
-    for (size_t i = 0; i < plan->n; i++)
-        free(plan->stmts[i].sql);
     for (size_t i = 0; i < plan->nbufs; i++)
         free(plan->bufs[i]);
     plan->n = plan->nbufs = 0;
@@ -35,6 +38,10 @@ void pj_plan_free(pj_plan_t *plan)
     if (!plan)
         return;
     pj_plan_reset(plan);
+    for (size_t i = 0; i < plan->cap; i++)
+        free(plan->sql[i]);
+    free(plan->sql);
+    free(plan->sqlcap);
     free(plan->stmts);
     free(plan->bufs);
     free(plan);
@@ -44,19 +51,30 @@ struct pj_stmt *pj_plan_add(pj_plan_t *plan, enum pj_stmt_kind kind, const char 
                             const char *fmt, ...)
 {
     if (plan->n == plan->cap) {
-        plan->cap = plan->cap ? 2 * plan->cap : 4;
-        plan->stmts = xrealloc(plan->stmts, plan->cap * sizeof *plan->stmts);
+        size_t cap = plan->cap ? 2 * plan->cap : 4;
+        plan->stmts = xrealloc(plan->stmts, cap * sizeof *plan->stmts);
+        plan->sql = xrealloc(plan->sql, cap * sizeof *plan->sql);
+        plan->sqlcap = xrealloc(plan->sqlcap, cap * sizeof *plan->sqlcap);
+        for (size_t i = plan->cap; i < cap; i++) {
+            plan->sql[i] = NULL;
+            plan->sqlcap[i] = 0;
+        }
+        plan->cap = cap;
     }
+    size_t i = plan->n;
     va_list ap;
     va_start(ap, fmt);
-    int len = vsnprintf(NULL, 0, fmt, ap);
+    int len = vsnprintf(plan->sql[i], plan->sqlcap[i], fmt, ap);
     va_end(ap);
-    char *sql = xmalloc((size_t)len + 1);
-    va_start(ap, fmt);
-    vsnprintf(sql, (size_t)len + 1, fmt, ap);
-    va_end(ap);
+    if ((size_t)len >= plan->sqlcap[i]) {
+        plan->sqlcap[i] = (size_t)len + 1;
+        plan->sql[i] = xrealloc(plan->sql[i], plan->sqlcap[i]);
+        va_start(ap, fmt);
+        vsnprintf(plan->sql[i], plan->sqlcap[i], fmt, ap);
+        va_end(ap);
+    }
     struct pj_stmt *st = &plan->stmts[plan->n++];
-    *st = (struct pj_stmt){.kind = kind, .table = table, .sql = sql};
+    *st = (struct pj_stmt){.kind = kind, .table = table, .sql = plan->sql[i]};
     return st;
 }
 

@@ -9,6 +9,7 @@
 #include "es_time.h"
 #include "es_trace.h"
 #include "es_zipkin.h"
+#include "pj_arena.h"
 #include "pj_internal.h"
 #include <stdint.h>
 #include <stdio.h>
@@ -482,7 +483,19 @@ static void pj_ev_prepare(pj_runtime_t *rt, const es_kafka_msg_t *m, struct pj_e
         es_set(&ev->err, ES_EINVAL, "message without payload");
         return;
     }
-    if (ev_decode(rt->codec, m->value, m->len, &ev->full_name, &ev->value, &ev->err)) {
+    /* the writer's schema first, outside the arena: a first sight of it is fetched and kept */
+    const char *writer = NULL;
+    bool current = false;
+    es_err_t werr = ES_ERR_INIT;
+    int32_t id = ev_frame_schema_id(m->value, m->len);
+    bool arena = id >= 0 && ev_codec_writer_info(rt->codec, id, &writer, &current, &werr) == 0;
+    if (arena)
+        pj_arena_enter();
+    int rc = ev_decode(rt->codec, m->value, m->len, &ev->full_name, &ev->value, &ev->err);
+    if (arena)
+        pj_arena_leave(rc == 0);
+    ev->in_arena = arena && rc == 0;
+    if (rc) {
         ev->full_name = NULL;
         return;
     }
@@ -499,6 +512,9 @@ static void pj_ev_release(struct pj_ev *ev)
         pj_plan_reset(ev->plan);
     json_decref(ev->value);
     ev->value = NULL;
+    if (ev->in_arena)
+        pj_arena_release();
+    ev->in_arena = false;
 }
 
 /* Records m in projection_dead_letters with why (the event type, or "undecodable", first). */
@@ -900,6 +916,7 @@ static int pj_subscribe(pj_runtime_t *rt, es_err_t *err)
 pj_runtime_t *pj_runtime_create(const pj_projection_t *p, const pj_options_t *opt, bool manual,
                                 es_err_t *err)
 {
+    pj_arena_install();
     pj_runtime_t *rt = xcalloc(1, sizeof *rt);
     rt->p = p;
     rt->manual = manual;

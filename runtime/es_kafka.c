@@ -575,6 +575,26 @@ int es_kafka_partition_count_within(es_kafka_t *rk, const char *topic, int timeo
     return n;
 }
 
+int es_kafka_partition_counts(es_kafka_t *rk, const char *const *topics, int n, int *counts,
+                              es_err_t *err)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, 10000);
+    if (e)
+        return es_kafka_resp_error(err, e, "metadata");
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        counts[i] = -1;
+        for (int t = 0; t < md->topic_cnt; t++)
+            if (strcmp(md->topics[t].topic, topics[i]) == 0 && !md->topics[t].err)
+                counts[i] = md->topics[t].partition_cnt;
+        if (counts[i] < 0)
+            rc = es_set(err, ES_ENOTFOUND, "topic '%s' does not exist", topics[i]);
+    }
+    rd_kafka_metadata_destroy(md);
+    return rc;
+}
+
 int es_kafka_partition_count(es_kafka_t *rk, const char *topic, es_err_t *err)
 {
     return es_kafka_partition_count_within(rk, topic, 10000, err);

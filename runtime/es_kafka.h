@@ -252,6 +252,10 @@ int es_kafka_partition_count(es_kafka_t *rk, const char *topic, es_err_t *err);
 /* The same, asking for at most timeout_ms (the broker is asked each time: the count is fresh). */
 int es_kafka_partition_count_within(es_kafka_t *rk, const char *topic, int timeout_ms,
                                     es_err_t *err);
+/* The partition counts of n topics into counts, from one metadata request; ES_ENOTFOUND naming
+ * the first that does not exist. */
+int es_kafka_partition_counts(es_kafka_t *rk, const char *const *topics, int n, int *counts,
+                              es_err_t *err);
 /* Creates topic with partitions, replication factor rf and the "key", "value" settings of kv
  * (NULL-terminated, may be NULL), through client rk (borrowed), waiting at most timeout_ms. A
  * topic that already exists is not an error. 0, or -1 with err. */

@@ -1,0 +1,90 @@
+#include "pj_arena.h"
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A decoded event's worth of JSON. */
+static json_t *tree(int i)
+{
+    return json_pack("{s:i, s:s, s:{s:s, s:[i, i]}}", "i", i, "name", "some product name",
+                     "metadata", "event_id", "00000000-0000-4000-8000-000000000001", "v", i, i);
+}
+
+/* Criterion runs each test in a process of its own: the alloc functions set here stay here. */
+Test(pj_arena, values_made_inside_live_until_released_and_the_region_is_reused)
+{
+    pj_arena_install();
+    json_t *outside = tree(0); /* not entered: plain malloc */
+    pj_arena_enter();
+    json_t *a = tree(1);
+    pj_arena_leave(true);
+    pj_arena_enter();
+    json_t *b = tree(2);
+    pj_arena_leave(true);
+    cr_assert_neq(a, b);
+    /* changed outside: what the change allocates is malloc's, and freed as such */
+    json_object_set_new(a, "added", json_string("after the decode"));
+    char *text = json_dumps(a, JSON_COMPACT | JSON_SORT_KEYS);
+    cr_assert(strstr(text, "\"added\":\"after the decode\""), "%s", text);
+    free(text); /* json_dumps' text is malloc memory */
+    json_decref(a);
+    pj_arena_release();
+    cr_assert_eq(json_integer_value(json_object_get(b, "i")), 2); /* b is still alive */
+    json_decref(b);
+    pj_arena_release(); /* none left: the region is let go of */
+    pj_arena_enter();
+    json_t *c = tree(3);
+    pj_arena_leave(true);
+    cr_assert_eq((void *)c, (void *)a, "the region starts over once every value is released");
+    json_decref(c);
+    pj_arena_release();
+    cr_assert_eq(json_integer_value(json_object_get(outside, "i")), 0);
+    json_decref(outside);
+}
+
+Test(pj_arena, a_decode_not_kept_leaves_nothing_behind)
+{
+    pj_arena_install();
+    pj_arena_enter();
+    json_t *a = tree(1);
+    json_decref(a); /* as a failed decode frees what it made */
+    pj_arena_leave(false);
+    pj_arena_enter();
+    json_t *b = tree(2);
+    pj_arena_leave(true);
+    cr_assert_eq((void *)a, (void *)b);
+    json_decref(b);
+    pj_arena_release();
+}
+
+/* A thread decoding while another holds values (a shadow rebuild beside the live projector). */
+static void *other_thread(void *arg)
+{
+    json_t **out = arg;
+    pj_arena_enter();
+    *out = tree(7);
+    pj_arena_leave(true);
+    cr_assert_eq(json_integer_value(json_object_get(*out, "i")), 7);
+    json_decref(*out);
+    pj_arena_release();
+    return NULL;
+}
+
+Test(pj_arena, each_decoding_thread_has_a_region_of_its_own)
+{
+    pj_arena_install();
+    pj_arena_enter();
+    json_t *a = tree(1);
+    pj_arena_leave(true);
+    json_t *b = NULL;
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, other_thread, &b), 0);
+    pthread_join(t, NULL);
+    cr_assert((char *)b < (char *)a || (char *)b >= (char *)a + (1 << 20),
+              "the other thread's values are not in this thread's region");
+    cr_assert_eq(json_integer_value(json_object_get(a, "i")), 1); /* untouched by the other */
+    json_decref(a);
+    pj_arena_release();
+}
