@@ -115,7 +115,7 @@ void hd_runtime_config_init(hd_runtime_config_t *cfg)
     cfg->state_map_mb = (int)es_env_long("EVENTSHOP_HANDLER_STATE_MAP_MB", 4096);
     if (cfg->state_map_mb < 16)
         cfg->state_map_mb = 16;
-    const char *dir = es_env_str("EVENTSHOP_HANDLER_STATE_DIR", NULL);
+    const char *dir = es_env_str("EVENTSHOP_HANDLER_STATE_DIR", "");
     snprintf(cfg->state_dir, sizeof cfg->state_dir, "%s", dir && *dir ? dir : "");
     const char *id = es_env_str("EVENTSHOP_INSTANCE_ID", NULL);
     if (id && *id) {
