@@ -446,7 +446,9 @@ static void rebalance_cb(es_kafka_t *rk, int code, es_kafka_parts_t *parts, void
             es_error("cannot assign the partitions of '%s': %s", rt->t_commands, err.msg);
             set_fatal(rt, &err);
         }
-        hd_store_trim(rt->store); /* what the recovery wrote is not the working set */
+        es_err_t terr = ES_ERR_INIT; /* what the recovery wrote is not the working set */
+        if (!rt->fatal && hd_store_trim(rt->store, &terr) != 0)
+            set_fatal(rt, &terr);
         if (!rt->fatal) {
             es_info("assigned %d partitions of '%s'", parts->cnt, rt->t_commands);
             es_metrics_set_ready(true);
@@ -796,8 +798,11 @@ static int recover_lost(hd_runtime_t *rt)
         }
         if (rc == 0)
             rc = es_txn_rewind_committed(rt->consumer, rt->cfg.recovery_timeout_ms, &err);
+        if (rc == 0 && hd_store_trim(rt->store, &err) != 0) {
+            set_fatal(rt, &err);
+            return 0;
+        }
         if (rc == 0) {
-            hd_store_trim(rt->store);
             es_info("handler for '%s' recovered after a lost producer", rt->ctx->name);
             return 0;
         }

@@ -218,9 +218,10 @@ int hd_store_prune_results(hd_store_t *st, int32_t p, int64_t low, size_t *prune
     return rc;
 }
 
-void hd_store_trim(hd_store_t *st)
+int hd_store_trim(hd_store_t *st, es_err_t *err)
 {
-    es_kv_trim(st->kv);
+    es_mem_release_free(); /* the recovery's read buffers */
+    return es_kv_trim(st->kv, err);
 }
 
 /* --- cache ----------------------------------------------------------------------------------- */

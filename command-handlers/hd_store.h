@@ -50,8 +50,10 @@ int hd_store_forget(hd_store_t *st, int32_t p, hd_store_log_t log, es_err_t *err
 /* Forgets the results of partition p kept from an offset below low (past the topic's retention),
  * adding their number to *pruned. 0 or -1. */
 int hd_store_prune_results(hd_store_t *st, int32_t p, int64_t low, size_t *pruned, es_err_t *err);
-/* Drops the store's pages from the resident set (after a recovery wrote many). */
-void hd_store_trim(hd_store_t *st);
+/* Drops the store's pages, and the heap's free memory, from the resident set (after a recovery
+ * wrote many): 0, or -1 with
+ * err (the store is then unusable: a fatal error). */
+int hd_store_trim(hd_store_t *st, es_err_t *err);
 
 /* --- the cache of decoded states (CLOCK) -------------------------------------------------------
  */

@@ -4,7 +4,6 @@
 #include <lmdb.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 
 struct es_kv {
@@ -13,7 +12,20 @@ struct es_kv {
     MDB_txn *rtxn; /* a read transaction kept reset between reads, renewed for each */
     MDB_txn *wtxn; /* the open write transaction, or NULL */
     char *dir;
+    size_t map_bytes;
 };
+
+static void kv_env_close(es_kv_t *kv)
+{
+    if (kv->wtxn)
+        mdb_txn_abort(kv->wtxn);
+    if (kv->rtxn)
+        mdb_txn_abort(kv->rtxn);
+    if (kv->env)
+        mdb_env_close(kv->env);
+    kv->wtxn = kv->rtxn = NULL;
+    kv->env = NULL;
+}
 
 static int kv_error(es_err_t *err, int rc, const char *what, const char *dir)
 {
@@ -41,21 +53,18 @@ static int mkdirs(const char *dir, es_err_t *err)
     return rc;
 }
 
-es_kv_t *es_kv_open(const char *dir, size_t map_bytes, es_err_t *err)
+/* Opens kv's environment in kv->dir: 0, or -1 with err (kv->env then NULL). */
+static int kv_env_open(es_kv_t *kv, es_err_t *err)
 {
-    if (mkdirs(dir, err) != 0)
-        return NULL;
-    es_kv_t *kv = xcalloc(1, sizeof *kv);
-    kv->dir = xstrdup(dir);
     MDB_txn *t = NULL;
     int rc = mdb_env_create(&kv->env);
     if (rc == 0)
-        rc = mdb_env_set_mapsize(kv->env, map_bytes);
+        rc = mdb_env_set_mapsize(kv->env, kv->map_bytes);
     /* WRITEMAP: writes go straight to the map, no copies held in the heap; NOTLS: the read
      * transaction is the object's, not a thread's; NORDAHEAD: reads are random */
     if (rc == 0)
-        rc =
-            mdb_env_open(kv->env, dir, MDB_WRITEMAP | MDB_NOSYNC | MDB_NOTLS | MDB_NORDAHEAD, 0600);
+        rc = mdb_env_open(kv->env, kv->dir, MDB_WRITEMAP | MDB_NOSYNC | MDB_NOTLS | MDB_NORDAHEAD,
+                          0600);
     if (rc == 0)
         rc = mdb_txn_begin(kv->env, NULL, 0, &t);
     if (rc == 0)
@@ -66,10 +75,23 @@ es_kv_t *es_kv_open(const char *dir, size_t map_bytes, es_err_t *err)
     }
     if (rc == 0 && (rc = mdb_txn_begin(kv->env, NULL, MDB_RDONLY, &kv->rtxn)) == 0)
         mdb_txn_reset(kv->rtxn);
-    if (rc != 0) {
-        kv_error(err, rc, "open", dir);
-        if (t)
-            mdb_txn_abort(t);
+    if (rc == 0)
+        return 0;
+    kv_error(err, rc, "open", kv->dir);
+    if (t)
+        mdb_txn_abort(t);
+    kv_env_close(kv);
+    return -1;
+}
+
+es_kv_t *es_kv_open(const char *dir, size_t map_bytes, es_err_t *err)
+{
+    if (mkdirs(dir, err) != 0)
+        return NULL;
+    es_kv_t *kv = xcalloc(1, sizeof *kv);
+    kv->dir = xstrdup(dir);
+    kv->map_bytes = map_bytes;
+    if (kv_env_open(kv, err) != 0) {
         es_kv_free(kv);
         return NULL;
     }
@@ -80,11 +102,7 @@ void es_kv_free(es_kv_t *kv)
 {
     if (!kv)
         return;
-    es_kv_abort(kv);
-    if (kv->rtxn)
-        mdb_txn_abort(kv->rtxn);
-    if (kv->env)
-        mdb_env_close(kv->env);
+    kv_env_close(kv);
     free(kv->dir);
     free(kv);
 }
@@ -175,9 +193,10 @@ void es_kv_abort(es_kv_t *kv)
     kv->wtxn = NULL;
 }
 
-void es_kv_trim(es_kv_t *kv)
+int es_kv_trim(es_kv_t *kv, es_err_t *err)
 {
-    MDB_envinfo info;
-    if (mdb_env_info(kv->env, &info) == 0 && info.me_mapaddr)
-        madvise(info.me_mapaddr, info.me_mapsize, MADV_DONTNEED);
+    /* the map's address is not LMDB's to tell (mdb_env_info gives it only for MDB_FIXEDMAP): a
+     * new map of the same file starts with nothing resident */
+    kv_env_close(kv);
+    return kv_env_open(kv, err);
 }

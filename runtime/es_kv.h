@@ -38,7 +38,8 @@ int es_kv_commit(es_kv_t *kv, es_err_t *err);
 void es_kv_abort(es_kv_t *kv);
 
 /* Drops the pages of the map from the process's resident set (they stay in the page cache and
- * come back on the next read): after a bulk load, so RSS shows the working set. */
-void es_kv_trim(es_kv_t *kv);
+ * come back on the next read) by mapping the file again: after a bulk load, so RSS shows the
+ * working set. No write may be open. 0, or -1 with err: the store is then closed, unusable. */
+int es_kv_trim(es_kv_t *kv, es_err_t *err);
 
 #endif
