@@ -233,7 +233,7 @@ static int store_part(hd_runtime_t *rt, hd_part_t *pt, int32_t p, es_err_t *err)
     json_t *v;
     json_object_foreach(pt->staged_states, k, v)
     {
-        hd_store_cache_set(rt->store, p, k, json_is_null(v) ? NULL : v);
+        hd_store_cache_update(rt->store, p, k, json_is_null(v) ? NULL : v);
     }
     return 0;
 }

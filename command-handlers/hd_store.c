@@ -161,18 +161,12 @@ int hd_store_result_add(hd_store_t *st, int32_t p, const char *id, int64_t offse
     size_t klen = key_make(key, KIND_RESULT, p, id);
     if (!klen)
         return key_too_long(id, err);
-    void *old = NULL;
-    size_t olen = 0;
-    int rc = es_kv_get(st->kv, key, klen, &old, &olen, err);
-    free(old);
-    if (rc != 1)
-        return rc;
     char *v = xmalloc(sizeof offset + len);
     memcpy(v, &offset, sizeof offset);
     memcpy(v + sizeof offset, buf, len);
-    rc = es_kv_put(st->kv, key, klen, v, sizeof offset + len, err);
+    int rc = es_kv_add(st->kv, key, klen, v, sizeof offset + len, err);
     free(v);
-    return rc;
+    return rc < 0 ? -1 : 0;
 }
 
 static int forget_all(const void *k, size_t klen, const void *v, size_t vlen, void *arg)
@@ -277,10 +271,9 @@ static cache_slot_t *cache_victim(hd_store_t *st)
     }
 }
 
-void hd_store_cache_set(hd_store_t *st, int32_t p, const char *id, json_t *state)
+/* Sets (state) or forgets (NULL) the entry of id in p; a new entry only with add. */
+static void cache_put(hd_store_t *st, int32_t p, const char *id, json_t *state, bool add)
 {
-    if (!st->cap)
-        return;
     char *key = cache_key(p, id);
     cache_slot_t *s = cache_find(st, key);
     if (s && !state) {
@@ -289,7 +282,7 @@ void hd_store_cache_set(hd_store_t *st, int32_t p, const char *id, json_t *state
         json_decref(s->state);
         s->state = json_incref(state);
         s->ref = true;
-    } else if (state) {
+    } else if (state && add) {
         s = cache_victim(st);
         s->key = key;
         s->state = json_incref(state);
@@ -298,6 +291,18 @@ void hd_store_cache_set(hd_store_t *st, int32_t p, const char *id, json_t *state
         return;
     }
     free(key);
+}
+
+void hd_store_cache_update(hd_store_t *st, int32_t p, const char *id, json_t *state)
+{
+    if (st->cap)
+        cache_put(st, p, id, state, false);
+}
+
+void hd_store_cache_set(hd_store_t *st, int32_t p, const char *id, json_t *state)
+{
+    if (st->cap)
+        cache_put(st, p, id, state, true);
 }
 
 void hd_store_cache_clear(hd_store_t *st)

@@ -63,6 +63,8 @@ json_t *hd_store_cache_get(hd_store_t *st, int32_t p, const char *id);
 /* Caches state (a new reference is taken) for id in p, evicting the least recently used entry
  * when full; state NULL forgets id. */
 void hd_store_cache_set(hd_store_t *st, int32_t p, const char *id, json_t *state);
+/* The same for an id already cached only (a write: what is not read again stays out). */
+void hd_store_cache_update(hd_store_t *st, int32_t p, const char *id, json_t *state);
 void hd_store_cache_clear(hd_store_t *st);
 
 #endif

@@ -150,6 +150,16 @@ int es_kv_put(es_kv_t *kv, const void *key, size_t klen, const void *val, size_t
     return rc == 0 ? 0 : kv_error(err, rc, "write", kv->dir);
 }
 
+int es_kv_add(es_kv_t *kv, const void *key, size_t klen, const void *val, size_t vlen,
+              es_err_t *err)
+{
+    MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
+    int rc = mdb_put(kv->wtxn, kv->dbi, &k, &v, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST)
+        return 1;
+    return rc == 0 ? 0 : kv_error(err, rc, "write", kv->dir);
+}
+
 int es_kv_del(es_kv_t *kv, const void *key, size_t klen, es_err_t *err)
 {
     MDB_val k = {klen, (void *)key};

@@ -28,6 +28,10 @@ int es_kv_begin(es_kv_t *kv, es_err_t *err);
 int es_kv_put(es_kv_t *kv, const void *key, size_t klen, const void *val, size_t vlen,
               es_err_t *err);
 int es_kv_del(es_kv_t *kv, const void *key, size_t klen, es_err_t *err);
+/* In the write transaction: sets key to val (copied) unless key is set already: 0 (set), 1 (kept
+ * as it was), -1 with err. One lookup, not a get then a put. */
+int es_kv_add(es_kv_t *kv, const void *key, size_t klen, const void *val, size_t vlen,
+              es_err_t *err);
 /* Calls fn for every entry whose key starts with prefix, in key order, inside the write
  * transaction; fn returns 1 to delete the entry, 0 to keep it. 0, or -1 with err. */
 typedef int (*es_kv_scan_fn)(const void *key, size_t klen, const void *val, size_t vlen, void *arg);
