@@ -10,6 +10,7 @@
 #include "es_trace.h"
 #include "es_txn.h"
 #include "es_zipkin.h"
+#include "hd_store.h"
 #include "hd_views.h"
 #include <signal.h>
 #include <stdint.h>
@@ -20,15 +21,29 @@
 #include <unistd.h>
 
 #define TXN_TIMEOUT_MS 30000
+/* records replayed into the store between two of its commits during a recovery */
+#define REPLAY_CHUNK 10000
 
-/* what one assigned partition holds in memory: committed states and the dedupe map, plus what
- * the batch in flight has staged (merged only after its transaction commits) */
+/* a record the batch in flight produced, written to the store once its transaction committed */
+typedef struct hd_pending {
+    hd_store_log_t log;
+    char *key; /* aggregate id or command id, owned */
+    void *buf; /* the encoded record, owned; NULL: a tombstone */
+    size_t len;
+    size_t slot; /* a result's delivery slot (es_txn_offset) */
+} hd_pending_t;
+
+/* what the runtime holds of one assigned partition (its committed states and decided commands
+ * live in the store, hd_store): what the batch in flight has staged */
 typedef struct hd_part {
     bool owned;
-    json_t *states;         /* aggregate id -> state */
-    json_t *results;        /* command id -> first CommandResult */
     json_t *staged_states;  /* aggregate id -> state, or null for a deletion */
     json_t *staged_results; /* command id -> CommandResult */
+    hd_pending_t *pending;  /* the batch's records for the store */
+    size_t npending, cap_pending;
+    bool clog_tracked; /* clog_slot is the delivery slot of its last changelog record */
+    size_t clog_slot;
+    int64_t results_next; /* the results offset the store reflects, as last known */
 } hd_part_t;
 
 /* one command of the batch in flight */
@@ -71,6 +86,8 @@ struct hd_runtime {
     hd_counter_t *counters;
     size_t ncounters;
     hd_views_t *views; /* the context's global views */
+    hd_store_t *store; /* the partitions' states and decided commands on local disk */
+    es_metric_t *m_replayed_changelog, *m_replayed_results;
     es_metric_t *m_commits, *m_aborts, *m_recreates, *m_batch_seconds, *m_batch_size;
 };
 
@@ -92,6 +109,14 @@ void hd_runtime_config_init(hd_runtime_config_t *cfg)
     cfg->view_wait_ms = (int)es_env_long("EVENTSHOP_HANDLER_VIEW_WAIT_MS", 10000);
     if (cfg->view_wait_ms < 1)
         cfg->view_wait_ms = 1;
+    cfg->cache_max = (int)es_env_long("EVENTSHOP_HANDLER_CACHE", 10000);
+    if (cfg->cache_max < 0)
+        cfg->cache_max = 0;
+    cfg->state_map_mb = (int)es_env_long("EVENTSHOP_HANDLER_STATE_MAP_MB", 4096);
+    if (cfg->state_map_mb < 16)
+        cfg->state_map_mb = 16;
+    const char *dir = es_env_str("EVENTSHOP_HANDLER_STATE_DIR", "");
+    snprintf(cfg->state_dir, sizeof cfg->state_dir, "%s", dir && *dir ? dir : "");
     const char *id = es_env_str("EVENTSHOP_INSTANCE_ID", NULL);
     if (id && *id) {
         snprintf(cfg->instance_id, sizeof cfg->instance_id, "%s", id);
@@ -121,12 +146,38 @@ static hd_part_t *part_get(hd_runtime_t *rt, int32_t p)
     return &rt->parts[p];
 }
 
+static void pending_clear(hd_part_t *pt)
+{
+    for (size_t i = 0; i < pt->npending; i++) {
+        free(pt->pending[i].key);
+        free(pt->pending[i].buf);
+    }
+    pt->npending = 0;
+    pt->clog_tracked = false;
+}
+
+/* Notes a copy of buf (borrowed, NULL for a tombstone) of the batch for the store. */
+static void pending_add(hd_part_t *pt, hd_store_log_t log, const char *key, const void *buf,
+                        size_t len, size_t slot)
+{
+    if (pt->npending == pt->cap_pending) {
+        pt->cap_pending = pt->cap_pending ? pt->cap_pending * 2 : 64;
+        pt->pending = xrealloc(pt->pending, pt->cap_pending * sizeof *pt->pending);
+    }
+    void *copy = NULL;
+    if (buf) {
+        copy = xmalloc(len ? len : 1);
+        memcpy(copy, buf, len);
+    }
+    pt->pending[pt->npending++] = (hd_pending_t){log, xstrdup(key), copy, len, slot};
+}
+
 static void part_drop(hd_part_t *pt)
 {
-    json_decref(pt->states);
-    json_decref(pt->results);
     json_decref(pt->staged_states);
     json_decref(pt->staged_results);
+    pending_clear(pt);
+    free(pt->pending);
     memset(pt, 0, sizeof *pt);
 }
 
@@ -145,107 +196,204 @@ static void discard_staged(hd_runtime_t *rt)
     for (int p = 0; (pt = owned_next(rt, &p));) {
         json_object_clear(pt->staged_states);
         json_object_clear(pt->staged_results);
+        pending_clear(pt);
     }
 }
 
-static void merge_staged(hd_runtime_t *rt)
+/* Writes partition p's records of the committed batch to the store (open write) and its staged
+ * states to the cache; the changelog and results offsets move past the batch's last records. */
+static int store_part(hd_runtime_t *rt, hd_part_t *pt, int32_t p, es_err_t *err)
 {
+    int64_t results_max = -1;
+    for (size_t i = 0; i < pt->npending; i++) {
+        hd_pending_t *e = &pt->pending[i];
+        int rc;
+        if (e->log == HD_LOG_CHANGELOG) {
+            rc = hd_store_state_put(rt->store, p, e->key, e->buf, e->len, err);
+        } else {
+            /* a delivery not reported yet: the offset the store reflects is below its own */
+            int64_t off = es_txn_offset(rt->txn, e->slot);
+            if (off > results_max)
+                results_max = off;
+            rc = hd_store_result_add(rt->store, p, e->key, off >= 0 ? off : pt->results_next,
+                                     e->buf, e->len, err);
+        }
+        if (rc != 0)
+            return -1;
+    }
+    int64_t clog = pt->clog_tracked ? es_txn_offset(rt->txn, pt->clog_slot) : -1;
+    if (clog >= 0 && hd_store_offset_set(rt->store, p, HD_LOG_CHANGELOG, clog + 1, err) != 0)
+        return -1;
+    if (results_max >= 0) {
+        if (hd_store_offset_set(rt->store, p, HD_LOG_RESULTS, results_max + 1, err) != 0)
+            return -1;
+        pt->results_next = results_max + 1;
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(pt->staged_states, k, v)
+    {
+        hd_store_cache_update(rt->store, p, k, json_is_null(v) ? NULL : v);
+    }
+    return 0;
+}
+
+/* After the batch's transaction committed (and only then: a zombie's records never commit):
+ * writes its states, results and offsets to the store in one write. A store that cannot be
+ * written is fatal: the restart replays the changelog since the offsets the store kept. */
+static void store_batch(hd_runtime_t *rt)
+{
+    es_err_t err = ES_ERR_INIT;
+    int rc = hd_store_begin(rt->store, &err);
     hd_part_t *pt;
     for (int p = 0; (pt = owned_next(rt, &p));) {
-        const char *k;
-        json_t *v;
-        json_object_foreach(pt->staged_states, k, v)
-        {
-            if (json_is_null(v))
-                json_object_del(pt->states, k);
-            else
-                json_object_set(pt->states, k, v);
-        }
-        json_object_update(pt->results, pt->staged_results);
+        if (rc == 0)
+            rc = store_part(rt, pt, (int32_t)(pt - rt->parts), &err);
         json_object_clear(pt->staged_states);
         json_object_clear(pt->staged_results);
+        pending_clear(pt);
+    }
+    if (rc == 0)
+        rc = hd_store_commit(rt->store, &err);
+    if (rc != 0) {
+        hd_store_abort(rt->store);
+        hd_store_cache_clear(rt->store);
+        es_error("cannot write the committed batch to the state store: %s", err.msg);
+        set_fatal(rt, &err);
     }
 }
 
-typedef struct recover_arg {
+/* --- recovery ----------------------------------------------------------------------------- */
+
+/* One log (changelog or results) of a partition being replayed into the store. */
+typedef struct hd_replay {
     hd_runtime_t *rt;
-    hd_part_t *pt;
-    int32_t partition;
-    size_t n, bad;
-} recover_arg_t;
+    int32_t p;
+    hd_store_log_t log;
+    size_t n, chunk; /* records replayed; in the store's open write */
+    int64_t next;    /* the offset after the last record replayed, -1: none */
+    es_err_t err;
+} hd_replay_t;
 
-static int recover_state_msg(const es_kafka_msg_t *m, void *arg)
+/* Commits the records replayed so far with the offset they reach, and opens the next write. */
+static int replay_commit(hd_replay_t *r)
 {
-    recover_arg_t *a = arg;
-    if (!m->key || m->key_len == 0)
-        return 0;
-    char *key = xstrndup(m->key, m->key_len);
-    if (!m->value) { /* tombstone: the aggregate is gone */
-        json_object_del(a->pt->states, key);
-    } else {
+    hd_store_t *st = r->rt->store;
+    r->chunk = 0;
+    if (r->next >= 0 && hd_store_offset_set(st, r->p, r->log, r->next, &r->err) != 0)
+        return -1;
+    if (hd_store_commit(st, &r->err) != 0)
+        return -1;
+    return hd_store_begin(st, &r->err);
+}
+
+static int replay_msg(const es_kafka_msg_t *m, void *arg)
+{
+    hd_replay_t *r = arg;
+    hd_store_t *st = r->rt->store;
+    int rc = 0;
+    if (m->key && m->key_len > 0) {
+        char *key = xstrndup(m->key, m->key_len);
         es_err_t err = ES_ERR_INIT;
-        json_t *v = NULL;
-        if (ev_decode(a->rt->codec, m->value, m->len, NULL, &v, &err) == 0) {
-            json_object_set_new(a->pt->states, key, v);
-        } else {
-            a->bad++;
-            es_error("changelog %s[%d]@%lld: %s", a->rt->t_changelog, (int)m->partition,
-                     (long long)m->offset, err.msg);
+        if (r->log == HD_LOG_CHANGELOG) /* a tombstone: the aggregate is gone */
+            rc = hd_store_state_put(st, r->p, key, m->value, m->value ? m->len : 0, &err);
+        else if (m->value)
+            rc = hd_store_result_add(st, r->p, key, m->offset, m->value, m->len, &err);
+        if (rc != 0 && err.code == ES_EINVAL) { /* a key the store cannot hold: passed over */
+            es_error("%s[%d]@%lld: %s",
+                     r->log == HD_LOG_CHANGELOG ? r->rt->t_changelog : r->rt->t_results,
+                     (int)m->partition, (long long)m->offset, err.msg);
+            rc = 0;
+        } else if (rc != 0) {
+            es_set(&r->err, err.code, "%s", err.msg);
         }
+        free(key);
     }
-    free(key);
-    a->n++;
-    return 0;
+    r->n++;
+    r->next = m->offset + 1;
+    if (rc == 0 && ++r->chunk >= REPLAY_CHUNK)
+        rc = replay_commit(r);
+    return rc ? -1 : 0;
 }
 
-static int recover_result_msg(const es_kafka_msg_t *m, void *arg)
+/* What a replay of one log did, for the recovery's log line. */
+typedef struct hd_replay_stats {
+    size_t n, pruned;
+    int64_t from;
+} hd_replay_stats_t;
+
+/* Reads span from span->start into the store (its write open). A start past the end means the
+ * store's partition belongs to an earlier topic of that name: forgotten, read from 0. */
+static int replay_read(hd_replay_t *r, const char *topic, es_kafka_span_t *span, es_err_t *err)
 {
-    recover_arg_t *a = arg;
-    if (!m->value)
-        return 0;
-    es_err_t err = ES_ERR_INIT;
-    json_t *v = NULL;
-    if (ev_decode(a->rt->codec, m->value, m->len, NULL, &v, &err) != 0) {
-        a->bad++;
-        es_error("results %s[%d]@%lld: %s", a->rt->t_results, (int)m->partition,
-                 (long long)m->offset, err.msg);
-        return 0;
+    hd_runtime_t *rt = r->rt;
+    int rc = es_kafka_read_partition_from(topic, r->p, span, replay_msg, r,
+                                          rt->cfg.recovery_timeout_ms, err);
+    if (rc != 0 && !es_failed(&r->err) && err->code == ES_ECONFLICT) {
+        es_warn("state store: %s; the topic was made again, its partition %d is read whole",
+                err->msg, (int)r->p);
+        es_clear(err);
+        span->start = 0;
+        if ((rc = hd_store_forget(rt->store, r->p, r->log, err)) == 0)
+            rc = es_kafka_read_partition_from(topic, r->p, span, replay_msg, r,
+                                              rt->cfg.recovery_timeout_ms, err);
     }
-    const char *id = json_string_value(json_object_get(v, "command_id"));
-    /* the first outcome of a command is its outcome: later copies are re-emissions */
-    if (id && !json_object_get(a->pt->results, id))
-        json_object_set(a->pt->results, id, v);
-    json_decref(v);
-    a->n++;
-    return 0;
+    if (es_failed(&r->err))
+        es_set(err, r->err.code, "%s", r->err.msg);
+    return rc != 0 ? -1 : 0;
 }
 
+/* Replays the tail of log (topic) of partition p since the offset the store reflects into it;
+ * results past the topic's retention (below its low watermark) are forgotten. */
+static int replay_log(hd_runtime_t *rt, int32_t p, hd_store_log_t log, const char *topic,
+                      hd_replay_stats_t *stats, es_err_t *err)
+{
+    es_kafka_span_t span = {0, 0, 0};
+    if (hd_store_offset(rt->store, p, log, &span.start, err) != 0 ||
+        hd_store_begin(rt->store, err) != 0)
+        return -1;
+    stats->from = span.start;
+    hd_replay_t r = {rt, p, log, 0, 0, -1, ES_ERR_INIT};
+    int rc = replay_read(&r, topic, &span, err);
+    stats->n = r.n;
+    if (rc == 0 && r.next < 0 && span.start < span.lo)
+        r.next = span.lo;
+    if (rc == 0 && r.next >= 0)
+        rc = hd_store_offset_set(rt->store, p, log, r.next, err);
+    if (rc == 0 && log == HD_LOG_RESULTS && span.lo > 0)
+        rc = hd_store_prune_results(rt->store, p, span.lo, &stats->pruned, err);
+    if (rc == 0)
+        rc = hd_store_commit(rt->store, err);
+    else
+        hd_store_abort(rt->store);
+    es_metric_add(log == HD_LOG_CHANGELOG ? rt->m_replayed_changelog : rt->m_replayed_results,
+                  (double)r.n);
+    return rc;
+}
+
+/* Brings the store's partition p up to the end of its changelog and results (the tails since
+ * the offsets it reflects: everything on an empty disk) and takes the partition. */
 static int recover_partition(hd_runtime_t *rt, int32_t p, es_err_t *err)
 {
     double t0 = es_mono_s();
     hd_part_t *pt = part_get(rt, p);
     part_drop(pt);
-    pt->states = json_object();
-    pt->results = json_object();
+    /* states cached before a lost producer or a revoke may be older than the changelog's */
+    hd_store_cache_clear(rt->store);
+    if (es_fault_hit("hd.recover")) /* as a broker just back from a hang may answer */
+        return es_set(err, ES_EIO, "%s: fault 'hd.recover' (unknown partition)", rt->t_changelog);
+    hd_replay_stats_t cs = {0, 0, 0}, rs = {0, 0, 0};
+    if (replay_log(rt, p, HD_LOG_CHANGELOG, rt->t_changelog, &cs, err) != 0 ||
+        replay_log(rt, p, HD_LOG_RESULTS, rt->t_results, &rs, err) != 0 ||
+        hd_store_offset(rt->store, p, HD_LOG_RESULTS, &pt->results_next, err) != 0)
+        return -1;
     pt->staged_states = json_object();
     pt->staged_results = json_object();
-    recover_arg_t sa = {rt, pt, p, 0, 0}, ra = {rt, pt, p, 0, 0};
-    if (es_fault_hit("hd.recover")) { /* as a broker just back from a hang may answer */
-        part_drop(pt);
-        return es_set(err, ES_EIO, "%s: fault 'hd.recover' (unknown partition)", rt->t_changelog);
-    }
-    if (es_kafka_read_partition(rt->t_changelog, p, recover_state_msg, &sa,
-                                rt->cfg.recovery_timeout_ms, err) != 0 ||
-        es_kafka_read_partition(rt->t_results, p, recover_result_msg, &ra,
-                                rt->cfg.recovery_timeout_ms, err) != 0) {
-        part_drop(pt);
-        return -1;
-    }
     pt->owned = true;
-    es_info("recovered partition %d: %zu states from %zu changelog records, %zu decided "
-            "commands, %zu undecodable, in %.3f s",
-            (int)p, json_object_size(pt->states), sa.n, json_object_size(pt->results),
-            sa.bad + ra.bad, es_mono_s() - t0);
+    es_info("recovered partition %d: replayed %zu changelog records from offset %lld and %zu "
+            "results from offset %lld (%zu past retention forgotten) in %.3f s",
+            (int)p, cs.n, (long long)cs.from, rs.n, (long long)rs.from, rs.pruned,
+            es_mono_s() - t0);
     return 0;
 }
 
@@ -298,6 +446,9 @@ static void rebalance_cb(es_kafka_t *rk, int code, es_kafka_parts_t *parts, void
             es_error("cannot assign the partitions of '%s': %s", rt->t_commands, err.msg);
             set_fatal(rt, &err);
         }
+        es_err_t terr = ES_ERR_INIT; /* what the recovery wrote is not the working set */
+        if (!rt->fatal && hd_store_trim(rt->store, &terr) != 0)
+            set_fatal(rt, &terr);
         if (!rt->fatal) {
             es_info("assigned %d partitions of '%s'", parts->cnt, rt->t_commands);
             es_metrics_set_ready(true);
@@ -348,13 +499,39 @@ static json_t *new_result(const json_t *meta, const char *aggregate_id, const ch
         (json_int_t)-1, "event_count", 0, "decided_at", es_wall_ms(), "actor", actor ? actor : "");
 }
 
-/* the state of aggregate id in partition pt as staged by this batch: borrowed, NULL if none */
-static json_t *state_get(hd_part_t *pt, const char *id)
+/* Decodes a record the store kept (buf owned) of log: a new reference, or NULL (logged) when
+ * the schema no longer reads it (then it counts as absent, as a recovery from the topic did). */
+static json_t *stored_decode(hd_runtime_t *rt, int32_t p, const char *id, void *buf, size_t len)
+{
+    json_t *v = NULL;
+    es_err_t derr = ES_ERR_INIT;
+    if (ev_decode(rt->codec, buf, len, NULL, &v, &derr) != 0)
+        es_error("state store, partition %d, '%s': %s", (int)p, id, derr.msg);
+    free(buf);
+    return v;
+}
+
+/* The state of aggregate id in partition p as this batch staged it, else as committed (the
+ * cache, then the store): a new reference, NULL if none. -1 in *failed (err set) when the
+ * store cannot be read. */
+static json_t *state_get(hd_runtime_t *rt, hd_part_t *pt, int32_t p, const char *id, bool *failed,
+                         es_err_t *err)
 {
     json_t *s = json_object_get(pt->staged_states, id);
     if (s)
-        return json_is_null(s) ? NULL : s;
-    return json_object_get(pt->states, id);
+        return json_is_null(s) ? NULL : json_incref(s);
+    if ((s = hd_store_cache_get(rt->store, p, id)))
+        return json_incref(s);
+    void *buf = NULL;
+    size_t len = 0;
+    int rc = hd_store_state_get(rt->store, p, id, &buf, &len, err);
+    *failed = rc < 0;
+    if (rc != 0)
+        return NULL;
+    s = stored_decode(rt, p, id, buf, len);
+    if (s)
+        hd_store_cache_set(rt->store, p, id, s);
+    return s;
 }
 
 /* What deciding one command knows of it. */
@@ -362,7 +539,7 @@ typedef struct hd_cmd {
     const json_t *meta;    /* the command's metadata, borrowed from the decoded command */
     const char *cid, *agg; /* its command id and aggregate id */
     int32_t partition;
-    json_t *state;      /* the aggregate's staged state, borrowed; NULL if none */
+    json_t *state;      /* the aggregate's staged state, owned; NULL if none */
     json_int_t version; /* the aggregate's version, 0 if none */
 } hd_cmd_t;
 
@@ -400,19 +577,27 @@ static json_t *cmd_read(hd_runtime_t *rt, hd_item_t *it, hd_cmd_t *c)
     return cmd;
 }
 
-/* Whether the command was decided before (in this batch, or recovered): then it->result is its
- * first outcome again, and no event follows. */
-static bool cmd_is_duplicate(hd_part_t *pt, const hd_cmd_t *c, hd_item_t *it)
+/* Whether the command was decided before (in this batch, or kept in the store): then
+ * it->result is its first outcome again, and no event follows. -1 (err set) when the store
+ * cannot be read. */
+static int cmd_is_duplicate(hd_runtime_t *rt, hd_part_t *pt, const hd_cmd_t *c, hd_item_t *it,
+                            es_err_t *err)
 {
-    json_t *first = json_object_get(pt->staged_results, c->cid);
+    json_t *first = json_incref(json_object_get(pt->staged_results, c->cid));
+    if (!first) {
+        void *buf = NULL;
+        size_t len = 0;
+        int rc = hd_store_result_get(rt->store, c->partition, c->cid, NULL, &buf, &len, err);
+        if (rc != 0)
+            return rc < 0 ? -1 : 0;
+        first = stored_decode(rt, c->partition, c->cid, buf, len);
+    }
     if (!first)
-        first = json_object_get(pt->results, c->cid);
-    if (!first)
-        return false;
-    it->result = json_incref(first);
+        return 0;
+    it->result = first;
     it->duplicate = true;
     it->status = "duplicate";
-    return true;
+    return 1;
 }
 
 /* Whether the command expects another version of the aggregate: then it->result rejects it. */
@@ -550,9 +735,17 @@ static int decide_one(hd_runtime_t *rt, hd_item_t *it, es_err_t *err)
         it->status = "skipped";
         goto out;
     }
-    if (!(cmd = cmd_read(rt, it, &c)) || cmd_is_duplicate(pt, &c, it))
+    int dup = 0;
+    bool failed = false;
+    if (!(cmd = cmd_read(rt, it, &c)) || (dup = cmd_is_duplicate(rt, pt, &c, it, err)) != 0) {
+        rc = dup < 0 ? -1 : 0;
         goto out;
-    c.state = state_get(pt, c.agg);
+    }
+    c.state = state_get(rt, pt, c.partition, c.agg, &failed, err);
+    if (failed) {
+        rc = -1;
+        goto out;
+    }
     c.version = c.state ? json_integer_value(json_object_get(c.state, "version")) : 0;
     if (cmd_version_conflicts(&c, it))
         goto out;
@@ -569,6 +762,7 @@ out:
         json_object_set(pt->staged_results,
                         json_string_value(json_object_get(it->result, "command_id")), it->result);
     hd_decision_release(&d);
+    json_decref(c.state);
     json_decref(cmd);
     return rc;
 }
@@ -604,6 +798,10 @@ static int recover_lost(hd_runtime_t *rt)
         }
         if (rc == 0)
             rc = es_txn_rewind_committed(rt->consumer, rt->cfg.recovery_timeout_ms, &err);
+        if (rc == 0 && hd_store_trim(rt->store, &err) != 0) {
+            set_fatal(rt, &err);
+            return 0;
+        }
         if (rc == 0) {
             es_info("handler for '%s' recovered after a lost producer", rt->ctx->name);
             return 0;
@@ -694,10 +892,12 @@ static int states_produce(hd_runtime_t *rt, es_txn_rc_t *trc, es_err_t *err)
                 *trc = ES_TXN_ABORT;
                 return 1;
             }
-            if (produce(rt, rt->t_changelog, p, k, buf, len, NULL, NULL, err)) {
+            pending_add(pt, HD_LOG_CHANGELOG, k, buf, len, 0);
+            if (produce(rt, rt->t_changelog, p, k, buf, len, NULL, &pt->clog_slot, err)) {
                 *trc = rt->produce_rc;
                 return 1;
             }
+            pt->clog_tracked = true;
         }
     }
     return 0;
@@ -720,9 +920,16 @@ static int results_produce(hd_runtime_t *rt, const hd_item_t *items, size_t n, e
         int rc = ev_encode(rt->codec, rt->t_results, "eventshop.CommandResult", it->result, &buf,
                            &len, err);
         *trc = ES_TXN_ABORT;
+        size_t slot = 0;
+        if (rc == 0 && !it->duplicate) /* a duplicate's first outcome is kept already */
+            pending_add(part_get(rt, m->partition), HD_LOG_RESULTS, cid, buf, len, 0);
         if (rc == 0 &&
-            (rc = produce(rt, rt->t_results, m->partition, cid, buf, len, tparent, NULL, err)))
+            (rc = produce(rt, rt->t_results, m->partition, cid, buf, len, tparent, &slot, err)))
             *trc = rt->produce_rc;
+        if (rc == 0 && !it->duplicate) {
+            hd_part_t *pt = part_get(rt, m->partition);
+            pt->pending[pt->npending - 1].slot = slot;
+        }
         free(tparent);
         if (rc)
             return -1;
@@ -804,7 +1011,9 @@ static int run_batch(hd_runtime_t *rt, hd_item_t *items, size_t n)
         es_error("handler for '%s' lost its transactional producer: %s", rt->ctx->name, err.msg);
         return 2;
     }
-    merge_staged(rt);
+    store_batch(rt);
+    if (rt->fatal)
+        return -1;
     es_metric_observe(rt->m_batch_seconds, es_mono_s() - t0);
     es_metric_set(rt->m_batch_size, (double)n);
     for (size_t i = 0; i < n; i++) {
@@ -865,13 +1074,27 @@ hd_runtime_t *hd_runtime_new(const hd_context_t *ctx, ev_codec_t *codec,
 
     if (!(rt->views = hd_views_new(ctx, codec, &rt->stop, err)))
         goto fail;
+    if (!rt->cfg.state_dir[0]) /* one store per process: its context and instance */
+        snprintf(rt->cfg.state_dir, sizeof rt->cfg.state_dir, "%s/eventshop-handler-%s-%s",
+                 es_env_str("TMPDIR", "/tmp"), ctx->name, rt->cfg.instance_id);
+    if (!(rt->store = hd_store_open(rt->cfg.state_dir, (size_t)rt->cfg.state_map_mb,
+                                    (size_t)rt->cfg.cache_max, err)))
+        goto fail;
+    rt->m_replayed_changelog =
+        es_counter("eventshop_handler_replayed_records_total",
+                   "records replayed into the state store at recoveries", "log=\"changelog\"");
+    rt->m_replayed_results =
+        es_counter("eventshop_handler_replayed_records_total",
+                   "records replayed into the state store at recoveries", "log=\"results\"");
 
     rt->m_batch_seconds =
         es_histogram("eventshop_handler_batch_seconds", "time to decide and commit a batch", "");
     rt->m_batch_size =
         es_gauge("eventshop_handler_batch_size", "commands in the last committed batch", "");
-    es_info("handler for '%s' ready: group '%s', transactional id '%s', batch %d, linger %d ms",
-            ctx->name, group, txn_id, rt->cfg.batch_max, rt->cfg.linger_ms);
+    es_info("handler for '%s' ready: group '%s', transactional id '%s', batch %d, linger %d ms, "
+            "state store '%s' (cache of %d states)",
+            ctx->name, group, txn_id, rt->cfg.batch_max, rt->cfg.linger_ms, rt->cfg.state_dir,
+            rt->cfg.cache_max);
     return rt;
 fail:
     hd_runtime_free(rt);
@@ -995,6 +1218,7 @@ void hd_runtime_free(hd_runtime_t *rt)
     if (rt->cconf)
         es_kafka_conf_free(rt->cconf);
     hd_views_free(rt->views);
+    hd_store_free(rt->store);
     for (int p = 0; p < rt->nparts; p++)
         part_drop(&rt->parts[p]);
     free(rt->parts);

@@ -3,8 +3,10 @@
  * context's pure decider against the aggregate's state, and writes the events ("<ctx>.events",
  * same partition as the command), the new states ("<ctx>.changelog") and one CommandResult per
  * command ("<ctx>.results") in ONE Kafka transaction per batch, together with the consumed
- * offsets. States and the dedupe map (command_id -> first result) of each assigned partition are
- * recovered from the changelog and results topics on assignment. The context's global views
+ * offsets. The states and the dedupe map (command_id -> first result) of each assigned partition
+ * live in a store on local disk (hd_store), written after each commit with the changelog and
+ * results offsets it reflects; on assignment only the topics' tails since those offsets are
+ * replayed into it (everything, on an empty disk). The context's global views
  * (hd_view_t) are read from their beginning at start and caught up to the last stable offsets
  * before each batch is decided. Deciders never see Kafka. */
 #ifndef HD_RUNTIME_H
@@ -25,6 +27,12 @@ typedef struct hd_runtime_config {
     int view_wait_ms;        /* EVENTSHOP_HANDLER_VIEW_WAIT_MS, default 10000: longest wait for
                                 the views to catch up before a batch (then it is read again) */
     char instance_id[128];   /* EVENTSHOP_INSTANCE_ID, default the hostname */
+    char state_dir[512];     /* EVENTSHOP_HANDLER_STATE_DIR: the folder of the state store (one
+                                per process), default $TMPDIR/eventshop-handler-<ctx>-<instance> */
+    int state_map_mb;        /* EVENTSHOP_HANDLER_STATE_MAP_MB, default 4096: the store's largest
+                                size (a sparse file of that size) */
+    int cache_max;           /* EVENTSHOP_HANDLER_CACHE, default 10000: decoded states cached in
+                                front of the store (0: none) */
 } hd_runtime_config_t;
 
 void hd_runtime_config_init(hd_runtime_config_t *cfg);

@@ -438,6 +438,13 @@ static int es_kafka_reader_assign(rd_kafka_t *rk, const char *topic, int32_t par
 int es_kafka_read_partition(const char *topic, int32_t partition, es_kafka_msg_fn fn, void *arg,
                             int timeout_ms, es_err_t *err)
 {
+    es_kafka_span_t span = {0, 0, 0};
+    return es_kafka_read_partition_from(topic, partition, &span, fn, arg, timeout_ms, err);
+}
+
+int es_kafka_read_partition_from(const char *topic, int32_t partition, es_kafka_span_t *span,
+                                 es_kafka_msg_fn fn, void *arg, int timeout_ms, es_err_t *err)
+{
     rd_kafka_t *rk = es_kafka_reader_new("eventshop-reader", err);
     if (!rk)
         return -1;
@@ -450,7 +457,15 @@ int es_kafka_read_partition(const char *topic, int32_t partition, es_kafka_msg_f
         es_kafka_resp_error(err, e, topic);
         goto out;
     }
-    if (hi <= lo) {
+    span->lo = lo;
+    span->hi = hi;
+    if (span->start > hi) {
+        es_set(err, ES_ECONFLICT, "%s[%d]: offset %lld lies past the end (%lld)", topic,
+               (int)partition, (long long)span->start, (long long)hi);
+        goto out;
+    }
+    int64_t from = span->start > lo ? span->start : lo;
+    if (hi <= from) {
         rc = 0;
         goto out;
     }
@@ -458,7 +473,7 @@ int es_kafka_read_partition(const char *topic, int32_t partition, es_kafka_msg_f
      * partition's leader is known, and librdkafka retries that lookup after 500 ms, which made
      * each read (two per partition at a handler's start) take 0.5-1 s instead of ~15 ms; a low
      * watermark that compaction moved meanwhile resets to the earliest offset */
-    if (es_kafka_reader_assign(rk, topic, partition, lo, err))
+    if (es_kafka_reader_assign(rk, topic, partition, from, err))
         goto out;
     for (;;) {
         long long left = deadline - es_mono_ms();

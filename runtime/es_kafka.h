@@ -239,6 +239,14 @@ es_kafka_t *es_kafka_reader_new(const char *client_id, es_err_t *err);
 typedef int (*es_kafka_msg_fn)(const es_kafka_msg_t *msg, void *arg);
 int es_kafka_read_partition(const char *topic, int32_t partition, es_kafka_msg_fn fn, void *arg,
                             int timeout_ms, es_err_t *err);
+/* The same from span->start on (the low watermark when below it), filling span->lo and span->hi
+ * with the watermarks seen at the call. A start past the high watermark (the topic was made
+ * again) reads nothing: -1 with err ES_ECONFLICT. */
+typedef struct es_kafka_span {
+    int64_t start, lo, hi;
+} es_kafka_span_t;
+int es_kafka_read_partition_from(const char *topic, int32_t partition, es_kafka_span_t *span,
+                                 es_kafka_msg_fn fn, void *arg, int timeout_ms, es_err_t *err);
 
 /* Reads the records at offsets[0..n) (ascending) of topic/partition (read_committed), calling fn
  * for each in order; an offset with no record to read is passed over, seeking instead of reading

@@ -190,6 +190,8 @@ PROPS
     local java_opts=(-Xms256m -Xmx768m -XX:+UseG1GC -Dlog4j.configuration="file:$d/log4j.properties"
                      -Djava.awt.headless=true)
     if [ ! -f "$d/data/meta.properties" ]; then
+        # a new Kafka: the handlers' state stores reflect the topics of the old one
+        rm -rf "$ES_STATE/handler-state"
         local id; id=$(java -cp "$KAFKA_LIBS/*" "${java_opts[@]}" kafka.tools.StorageTool random-uuid)
         java -cp "$KAFKA_LIBS/*" "${java_opts[@]}" kafka.tools.StorageTool format -t "$id" \
             -c "$d/server.properties" >"$ES_STATE/logs/kafka-format.log" 2>&1 || die "kafka storage format failed, see $ES_STATE/logs/kafka-format.log"
@@ -306,6 +308,8 @@ role_start() {
         [[ $role != *@* ]] || EVENTSHOP_INSTANCE_ID=$EVENTSHOP_INSTANCE_ID-${role##*@}
         case ${role%@*} in
             registry) export EVENTSHOP_REGISTRY_ADDR=127.0.0.1:$REGISTRY_PORT ;;
+            # the state store of a handler (or of its replica): a cache of its changelog
+            handler-*) export EVENTSHOP_HANDLER_STATE_DIR=${EVENTSHOP_HANDLER_STATE_DIR:-$ES_STATE/handler-state/$role} ;;
             test-gateway | test-carrier) export EVENTSHOP_FAKE_ADDR=127.0.0.1:$port ;;
             subscriber-notifications) notifications_env ;;
             subscriber-order-saga) saga_env ;;

@@ -125,6 +125,13 @@ def worker(role, ctx):
     env = [{"name": "EVENTSHOP_INSTANCE_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
            {"name": "EVENTSHOP_METRICS_ADDR", "value": "0.0.0.0:9100"}]
     vols, mounts = [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}], [{"name": "tmp", "mountPath": "/tmp"}]
+    if role == "handler":
+        # the state store (LMDB): a cache of the changelog and results topics, so an emptyDir is
+        # enough; a new pod recovers it from the topics, a restarted container replays a tail
+        env += [{"name": "EVENTSHOP_HANDLER_STATE_DIR", "value": "/var/lib/eventshop/handler-state"},
+                {"name": "EVENTSHOP_HANDLER_STATE_MAP_MB", "value": "3072"}]
+        vols.append({"name": "state", "emptyDir": {"sizeLimit": "4Gi"}})
+        mounts.append({"name": "state", "mountPath": "/var/lib/eventshop/handler-state"})
     if role == "projector":
         env += db_env(ctx, "rw")
         vols.append({"name": "mysql", "secret": {"secretName": f"eventshop-mysql-{ctx}", "items": [{"key": "rw-password", "path": "rw-password"}]}})

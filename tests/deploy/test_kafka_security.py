@@ -480,9 +480,9 @@ def topic_kinds(paths):
 
 
 def reads_partitions(paths):
-    """whether the files read a partition outside the group: es_kafka_read_partition, or the
+    """whether the files read a partition outside the group: es_kafka_read_partition(_from), or the
     subscriber runtime's sb_runtime_read_history (which calls it for the subscriber)"""
-    call = r"\b(?:es_kafka_read_partition|sb_runtime_read_history)\s*\("
+    call = r"\b(?:es_kafka_read_partition(?:_from)?|sb_runtime_read_history)\s*\("
     return any(re.search(call, c_text(p)) for p in paths)
 
 

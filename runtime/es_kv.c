@@ -1,0 +1,212 @@
+#include "es_kv.h"
+#include "es_mem.h"
+#include <errno.h>
+#include <lmdb.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+struct es_kv {
+    MDB_env *env;
+    MDB_dbi dbi;
+    MDB_txn *rtxn; /* a read transaction kept reset between reads, renewed for each */
+    MDB_txn *wtxn; /* the open write transaction, or NULL */
+    char *dir;
+    size_t map_bytes;
+};
+
+static void kv_env_close(es_kv_t *kv)
+{
+    if (kv->wtxn)
+        mdb_txn_abort(kv->wtxn);
+    if (kv->rtxn)
+        mdb_txn_abort(kv->rtxn);
+    if (kv->env)
+        mdb_env_close(kv->env);
+    kv->wtxn = kv->rtxn = NULL;
+    kv->env = NULL;
+}
+
+static int kv_error(es_err_t *err, int rc, const char *what, const char *dir)
+{
+    return es_set(err, rc == MDB_MAP_FULL ? ES_EFATAL : ES_EIO, "state store '%s': %s: %s", dir,
+                  what, mdb_strerror(rc));
+}
+
+/* mkdir -p dir: 0, or -1 with err */
+static int mkdirs(const char *dir, es_err_t *err)
+{
+    char *p = xstrdup(dir);
+    int rc = 0;
+    for (char *s = p + 1; rc == 0; s++) {
+        if (*s != '/' && *s != '\0')
+            continue;
+        char c = *s;
+        *s = '\0';
+        if (mkdir(p, 0700) != 0 && errno != EEXIST)
+            rc = es_set(err, ES_EIO, "cannot make the state folder '%s': %s", p, strerror(errno));
+        *s = c;
+        if (c == '\0')
+            break;
+    }
+    free(p);
+    return rc;
+}
+
+/* Opens kv's environment in kv->dir: 0, or -1 with err (kv->env then NULL). */
+static int kv_env_open(es_kv_t *kv, es_err_t *err)
+{
+    MDB_txn *t = NULL;
+    int rc = mdb_env_create(&kv->env);
+    if (rc == 0)
+        rc = mdb_env_set_mapsize(kv->env, kv->map_bytes);
+    /* WRITEMAP: writes go straight to the map, no copies held in the heap; NOTLS: the read
+     * transaction is the object's, not a thread's; NORDAHEAD: reads are random */
+    if (rc == 0)
+        rc = mdb_env_open(kv->env, kv->dir, MDB_WRITEMAP | MDB_NOSYNC | MDB_NOTLS | MDB_NORDAHEAD,
+                          0600);
+    if (rc == 0)
+        rc = mdb_txn_begin(kv->env, NULL, 0, &t);
+    if (rc == 0)
+        rc = mdb_dbi_open(t, NULL, 0, &kv->dbi);
+    if (rc == 0) {
+        rc = mdb_txn_commit(t);
+        t = NULL;
+    }
+    if (rc == 0 && (rc = mdb_txn_begin(kv->env, NULL, MDB_RDONLY, &kv->rtxn)) == 0)
+        mdb_txn_reset(kv->rtxn);
+    if (rc == 0)
+        return 0;
+    kv_error(err, rc, "open", kv->dir);
+    if (t)
+        mdb_txn_abort(t);
+    kv_env_close(kv);
+    return -1;
+}
+
+es_kv_t *es_kv_open(const char *dir, size_t map_bytes, es_err_t *err)
+{
+    if (mkdirs(dir, err) != 0)
+        return NULL;
+    es_kv_t *kv = xcalloc(1, sizeof *kv);
+    kv->dir = xstrdup(dir);
+    kv->map_bytes = map_bytes;
+    if (kv_env_open(kv, err) != 0) {
+        es_kv_free(kv);
+        return NULL;
+    }
+    return kv;
+}
+
+void es_kv_free(es_kv_t *kv)
+{
+    if (!kv)
+        return;
+    kv_env_close(kv);
+    free(kv->dir);
+    free(kv);
+}
+
+int es_kv_get(es_kv_t *kv, const void *key, size_t klen, void **val, size_t *vlen, es_err_t *err)
+{
+    MDB_txn *t = kv->wtxn;
+    int rc;
+    if (!t) {
+        if ((rc = mdb_txn_renew(kv->rtxn)) != 0)
+            return kv_error(err, rc, "read", kv->dir);
+        t = kv->rtxn;
+    }
+    MDB_val k = {klen, (void *)key}, v;
+    rc = mdb_get(t, kv->dbi, &k, &v);
+    if (rc == 0) {
+        *val = xmalloc(v.mv_size ? v.mv_size : 1);
+        memcpy(*val, v.mv_data, v.mv_size);
+        *vlen = v.mv_size;
+    }
+    if (t == kv->rtxn)
+        mdb_txn_reset(kv->rtxn);
+    if (rc == MDB_NOTFOUND)
+        return 1;
+    return rc == 0 ? 0 : kv_error(err, rc, "read", kv->dir);
+}
+
+int es_kv_begin(es_kv_t *kv, es_err_t *err)
+{
+    if (kv->wtxn)
+        return es_set(err, ES_EINTERNAL, "state store '%s': a write is already open", kv->dir);
+    int rc = mdb_txn_begin(kv->env, NULL, 0, &kv->wtxn);
+    if (rc != 0) {
+        kv->wtxn = NULL;
+        return kv_error(err, rc, "begin", kv->dir);
+    }
+    return 0;
+}
+
+int es_kv_put(es_kv_t *kv, const void *key, size_t klen, const void *val, size_t vlen,
+              es_err_t *err)
+{
+    MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
+    int rc = mdb_put(kv->wtxn, kv->dbi, &k, &v, 0);
+    return rc == 0 ? 0 : kv_error(err, rc, "write", kv->dir);
+}
+
+int es_kv_add(es_kv_t *kv, const void *key, size_t klen, const void *val, size_t vlen,
+              es_err_t *err)
+{
+    MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
+    int rc = mdb_put(kv->wtxn, kv->dbi, &k, &v, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST)
+        return 1;
+    return rc == 0 ? 0 : kv_error(err, rc, "write", kv->dir);
+}
+
+int es_kv_del(es_kv_t *kv, const void *key, size_t klen, es_err_t *err)
+{
+    MDB_val k = {klen, (void *)key};
+    int rc = mdb_del(kv->wtxn, kv->dbi, &k, NULL);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : kv_error(err, rc, "delete", kv->dir);
+}
+
+int es_kv_scan(es_kv_t *kv, const void *prefix, size_t plen, es_kv_scan_fn fn, void *arg,
+               es_err_t *err)
+{
+    MDB_cursor *c = NULL;
+    int rc = mdb_cursor_open(kv->wtxn, kv->dbi, &c);
+    MDB_val k = {plen, (void *)prefix}, v;
+    if (rc == 0)
+        rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && k.mv_size >= plen && memcmp(k.mv_data, prefix, plen) == 0) {
+        if (fn(k.mv_data, k.mv_size, v.mv_data, v.mv_size, arg) == 1 &&
+            (rc = mdb_cursor_del(c, 0)) != 0)
+            break;
+        /* after a delete, LMDB's MDB_NEXT answers the entry that followed it */
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    if (c)
+        mdb_cursor_close(c);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : kv_error(err, rc, "scan", kv->dir);
+}
+
+int es_kv_commit(es_kv_t *kv, es_err_t *err)
+{
+    if (!kv->wtxn)
+        return 0;
+    int rc = mdb_txn_commit(kv->wtxn);
+    kv->wtxn = NULL;
+    return rc == 0 ? 0 : kv_error(err, rc, "commit", kv->dir);
+}
+
+void es_kv_abort(es_kv_t *kv)
+{
+    if (kv->wtxn)
+        mdb_txn_abort(kv->wtxn);
+    kv->wtxn = NULL;
+}
+
+int es_kv_trim(es_kv_t *kv, es_err_t *err)
+{
+    /* the map's address is not LMDB's to tell (mdb_env_info gives it only for MDB_FIXEDMAP): a
+     * new map of the same file starts with nothing resident */
+    kv_env_close(kv);
+    return kv_env_open(kv, err);
+}
