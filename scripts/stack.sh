@@ -14,7 +14,8 @@
 #                          handler-<ctx>, projector-<ctx>, subscriber-<name>, stand-ins;
 #                          ROLE@N: another replica of ROLE, on ROLE's port + 200 × (N - 1));
 #                          role-kill sends SIGKILL; role-stop/role-kill hold the role: the
-#                          supervisor leaves it down until the next role-start. role-start
+#                          supervisor leaves it down until the next role-start; role-hold
+#                          holds a running role, so that it stays down once it exits. role-start
 #                          hands its environment on (EVENTSHOP_FAULTS=p arms fault p in that
 #                          role) and honours ES_ROLE_BUILD and ES_ROLE_WRAPPER
 #   stack.sh roles         one line per role: name and base URL of its /metrics and probes
@@ -741,5 +742,6 @@ case ${1:-} in
     role-wait) role_wait "$2" "${3:-60}" ;;
     role-stop) role_locked "$2" role_stop_cmd "$2" TERM ;;
     role-kill) role_locked "$2" role_stop_cmd "$2" KILL ;;
-    *) sed -n '2,18p' "$0" >&2; exit 2 ;;
+    role-hold) role_locked "$2" touch "$ES_STATE/run/$2.held" ;;
+    *) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" >&2; exit 2 ;; # the header above, whole
 esac

@@ -93,6 +93,10 @@ class Stack:
     def stop(self, role):
         self._run("role-stop", role)
 
+    def hold(self, role):
+        """The supervisor leaves role down once it exits (until the next start)."""
+        self._run("role-hold", role)
+
     def kill(self, role):
         self._run("role-kill", role)
 
