@@ -233,6 +233,20 @@ def read_topic(brokers, registry, topic, timeout=30, decode=True):
     return out
 
 
+def chromium(width, height):
+    """Debian's headless Chromium through its chromedriver, a window of width x height, the
+    browser's console kept for the pages' tests (test_web*.py) to read. The caller quits it."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+              f"--window-size={width},{height}", "--lang=en-US"):
+        opts.add_argument(a)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+
+
 def wait_for(pred, timeout=60, interval=0.2, what="condition"):
     deadline = time.time() + timeout
     last = None

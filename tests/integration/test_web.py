@@ -12,21 +12,17 @@ import urllib.parse
 
 import pytest
 import requests
-from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 from selenium.webdriver.support.ui import WebDriverWait
 
-from conftest import TOP, env, mint_token, unique, wait_for
+from conftest import chromium, TOP, env, mint_token, unique, wait_for
 from test_operator import ops_rows  # noqa: F401
 from test_projector import Events, changed, listed, produce, projector, query  # noqa: F401
 
 WEB = os.path.join(TOP, "web")
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 XSS = "<img src=x onerror=alert(1)>"
 TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
@@ -139,13 +135,7 @@ def test_no_path_reaches_a_file_outside_the_folder(api_url, path):
 
 @pytest.fixture(scope="module")
 def driver():
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-              "--window-size=1280,900", "--lang=en-US"):
-        opts.add_argument(a)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    d = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    d = chromium(1280, 900)
     yield d
     d.quit()
 

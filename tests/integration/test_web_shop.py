@@ -12,15 +12,11 @@ import uuid
 
 import pytest
 import requests
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from conftest import env, mint_token, unique, wait_for
+from conftest import chromium, env, mint_token, unique, wait_for
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 WAIT = {"Prefer": "wait=20"}
 
 
@@ -33,13 +29,7 @@ def needs(kind, names):
 @pytest.fixture(scope="module")
 def shop_driver():
     """A phone-width window (the page must work there) with the browser's console captured."""
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-              "--window-size=420,900", "--lang=en-US"):
-        opts.add_argument(a)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    d = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    d = chromium(420, 900)
     yield d
     d.quit()
 

@@ -16,20 +16,16 @@ import re
 import uuid
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-from conftest import env, unique
+from conftest import chromium, env, unique
 
 NEEDED = {"catalog", "inventory", "pricing", "users", "orders"}
 pytestmark = pytest.mark.skipif(not NEEDED <= set(os.environ.get("ES_CONTEXTS", "").split()),
                                 reason="the stack does not run every context the page uses")
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 HOSTILE_NAME = "Vendor <b>bold</b> & <img src=x onerror=alert(1)>"
 
 
@@ -41,13 +37,7 @@ def artifacts():
 
 @pytest.fixture(scope="module")
 def vendor_browser():
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-              "--window-size=1280,1000", "--lang=en-US"):
-        opts.add_argument(a)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    d = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    d = chromium(1280, 1000)
     yield d
     d.quit()
 
