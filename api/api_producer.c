@@ -31,7 +31,8 @@ static void *producer_main(void *arg)
     struct timespec last = {0};
     while (!atomic_load(&p->stop)) {
         es_metrics_heartbeat("api-producer");
-        es_kafka_serve(p->rk, 100);
+        es_kafka_serve(p->rk,
+                       1000); /* a delivery report ends the wait at once: idle, 1 wake a second */
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
         if (now.tv_sec - last.tv_sec >= 5) {

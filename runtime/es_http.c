@@ -47,7 +47,7 @@
 #define MAX_SEGMENTS     32
 #define MAX_STATUS       600
 #define STOP_GRACE_MS    5000
-#define LOOP_TICK_MS     100
+#define LOOP_TICK_MS     500
 #define UNMATCHED_ROUTE  "unmatched"
 #define PROBLEM_JSON     "application/problem+json"
 #define REQUESTS_TOTAL   "eventshop_http_requests_total"
@@ -1538,7 +1538,9 @@ static void *thread_main(void *arg)
     thread_setup(th);
     if (s->cfg.thread_init)
         th->tls = s->cfg.thread_init(s->cfg.app);
-    /* the loop wakes every LOOP_TICK_MS even when idle: its heartbeat is the role's liveness */
+    /* the loop wakes every LOOP_TICK_MS even when idle: its heartbeat is the role's liveness
+     * (stalled only after 90 s), and a stop is seen within it; anything due sooner has its own
+     * h2o timer or wakes the loop (es_http_waker) */
     while (!atomic_load(&s->stopping)) {
         es_metrics_heartbeat("http");
         h2o_evloop_run(th->loop, LOOP_TICK_MS);
