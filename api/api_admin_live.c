@@ -5,9 +5,10 @@
  * a subscriber's transaction (the order saga's) adds its commit marker, and a partition whose
  * last write was one shows a lag of 1 at rest), the outcomes this process read (accepted and
  * rejected, api_results_counts: every API process reads every result) and the handler's position:
- * its group's committed offsets on <ctx>.commands (an OffsetFetch by a consumer that never joins
- * the group) and its lag behind the watermarks. Totals only: the console makes rates of two
- * readings.
+ * its group's committed offsets on <ctx>.commands (an OffsetFetch through the admin API) and its
+ * lag behind the watermarks, both asked on the API's producer client: a client per context kept
+ * its threads waking (about 5 a second each) long after the console closed. Totals only: the
+ * console makes rates of two readings.
  *
  * GET /v1/admin/sagas: the order saga's open orders with the deadline each waits on, from the
  * saga's own table (eventshop_order_saga.open_orders, subscribers/saga.c) read with a read-only
@@ -19,63 +20,21 @@
 #include "es_log.h"
 #include "es_mem.h"
 #include "es_time.h"
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define OFFSETS_WAIT_MS 1000
 
-/* One consumer per context, in the handler's group, made on first use; the lock serializes the
- * readings (an admin's page, every 2 s). */
-struct api_handler_offsets {
-    pthread_mutex_t lock;
-    es_kafka_t *rk[API_MAX_CONTEXTS];
-};
-
-struct api_handler_offsets *api_handler_offsets_new(void)
-{
-    struct api_handler_offsets *h = xcalloc(1, sizeof *h);
-    pthread_mutex_init(&h->lock, NULL);
-    return h;
-}
-
-void api_handler_offsets_free(struct api_handler_offsets *h)
-{
-    if (!h)
-        return;
-    for (size_t i = 0; i < API_MAX_CONTEXTS; i++) {
-        if (h->rk[i]) {
-            es_kafka_close(h->rk[i]);
-            es_kafka_destroy(h->rk[i]);
-        }
-    }
-    pthread_mutex_destroy(&h->lock);
-    free(h);
-}
-
-/* The consumer of context i (name ctx) in group eventshop-<ctx>-handler; NULL with err. */
-static es_kafka_t *offsets_reader(struct api_handler_offsets *h, size_t i, const char *ctx,
-                                  es_err_t *err)
-{
-    if (h->rk[i])
-        return h->rk[i];
-    /* the group is described (an OffsetFetch), never joined nor read; tests/deploy/
-     * test_kafka_security.py reads the format of a variable named described_* */
-    char described_group[96];
-    snprintf(described_group, sizeof described_group, "eventshop-%s-handler", ctx);
-    const char *kv[] = {"group.id", described_group, "enable.auto.commit", "false", NULL};
-    es_kafka_conf_t *conf = es_kafka_conf_new("eventshop-api-offsets", kv, err);
-    if (!conf)
-        return NULL;
-    return h->rk[i] = es_kafka_new(ES_KAFKA_CONSUMER, conf, err);
-}
-
 /* Sums over the partitions of <ctx>.commands: the high watermarks into *sent and the handler
  * group's committed offsets (none: 0) into *handled. */
 static int commands_position(es_kafka_t *rk, const char *ctx, long long *sent, long long *handled,
                              es_err_t *err)
 {
+    /* the group is described (an OffsetFetch), never joined nor read; tests/deploy/
+     * test_kafka_security.py reads the format of a variable named described_* */
+    char described_group[96];
+    snprintf(described_group, sizeof described_group, "eventshop-%s-handler", ctx);
     char topic[64];
     es_topic(topic, sizeof topic, ctx, "commands");
     int n = es_kafka_partition_count_within(rk, topic, OFFSETS_WAIT_MS, err);
@@ -92,8 +51,7 @@ static int commands_position(es_kafka_t *rk, const char *ctx, long long *sent, l
         es_kafka_parts_add(parts, topic, p);
     }
     if (rc == 0)
-        rc = es_kafka_resp_error(err, es_kafka_committed(rk, parts, OFFSETS_WAIT_MS),
-                                 "handler offsets");
+        rc = es_kafka_group_committed(rk, described_group, parts, OFFSETS_WAIT_MS, err);
     for (int p = 0; rc == 0 && p < parts->cnt; p++)
         if (!parts->elems[p].err && parts->elems[p].offset > 0)
             *handled += parts->elems[p].offset;
@@ -112,13 +70,9 @@ static json_t *context_activity(struct api_app *app, size_t i, bool *broker_ok)
     json_t *v = json_pack("{s:s, s:I, s:I}", "context", ctx, "accepted", (json_int_t)accepted,
                           "rejected", (json_int_t)rejected);
     es_err_t err = ES_ERR_INIT;
-    struct api_handler_offsets *h = app->handler_offsets;
     int rc = -1;
     if (*broker_ok) {
-        pthread_mutex_lock(&h->lock);
-        es_kafka_t *rk = offsets_reader(h, i, ctx, &err);
-        rc = rk ? commands_position(rk, ctx, &sent, &handled, &err) : -1;
-        pthread_mutex_unlock(&h->lock);
+        rc = commands_position(api_producer_client(app->producer), ctx, &sent, &handled, &err);
         if (rc)
             es_warn("activity of %s: %s", ctx, err.msg);
         *broker_ok = rc == 0;

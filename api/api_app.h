@@ -46,9 +46,7 @@ struct api_app {
     struct api_cache *cache;           /* hot rows fed by the hub (api_cache.h); NULL: off */
     struct api_tickets *tickets;       /* stream tickets (api_stream.h) */
     struct api_web *web;               /* the pages' files (api_web.h) */
-    /* the handlers' committed offsets, for GET /v1/admin/activity (api_admin_live.c) */
-    struct api_handler_offsets *handler_offsets;
-    size_t db_pool; /* non-blocking connections per context per loop thread */
+    size_t db_pool;                    /* non-blocking connections per context per loop thread */
 };
 
 /* Per loop thread: a DB connection per served context (same index as app->contexts), each
@@ -274,8 +272,6 @@ void api_admin_dead_letter_action(es_http_req_t *r, const struct api_principal *
  * orders with their deadlines (GET /v1/admin/sagas) */
 void api_admin_activity(es_http_req_t *r, const struct api_principal *who);
 void api_admin_sagas(es_http_req_t *r, const struct api_principal *who);
-struct api_handler_offsets *api_handler_offsets_new(void);
-void api_handler_offsets_free(struct api_handler_offsets *h); /* NULL is a no-op */
 
 /* users (api_users.c) */
 void api_users_register(es_http_req_t *r, const struct api_principal *who);

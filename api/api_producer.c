@@ -89,6 +89,11 @@ bool api_producer_is_ready(api_producer_t *p)
     return p && atomic_load(&p->ready);
 }
 
+es_kafka_t *api_producer_client(api_producer_t *p)
+{
+    return p->rk;
+}
+
 int api_producer_high_watermark(api_producer_t *p, const char *topic, int32_t partition,
                                 int *partitions, int64_t *high, int timeout_ms, es_err_t *err)
 {

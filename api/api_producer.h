@@ -34,6 +34,10 @@ int api_producer_send(api_producer_t *p, const char *topic, const char *key, con
 int api_producer_high_watermark(api_producer_t *p, const char *topic, int32_t partition,
                                 int *partitions, int64_t *high, int timeout_ms, es_err_t *err);
 
+/* The producer's client, lent for readings any client can make (watermarks, a group's committed
+ * offsets: es_kafka.h) so that they cost no client of their own; the producer keeps it. */
+struct rd_kafka_s *api_producer_client(api_producer_t *p);
+
 /* true once a broker answered metadata within the last few seconds. */
 bool api_producer_is_ready(api_producer_t *p);
 

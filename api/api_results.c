@@ -12,6 +12,8 @@
 #include <string.h>
 #include <time.h>
 
+#define IDLE_POLL_MS 1000 /* the consumer's longest wait for a result: how soon a stop is seen */
+
 struct waiter {
     char command_id[ES_UUID_LEN];
     es_http_pending_t *pending;
@@ -282,18 +284,25 @@ bool api_results_position_known(api_results_t *res, const char *ctx, int32_t par
     return known;
 }
 
-/* Answers 202 to every waiter past its deadline (all of them when force). */
-static void expire_waiters(api_results_t *res, bool force)
+/* Answers 202 to every waiter past its deadline (all of them when force). Returns how long the
+ * consumer may wait for the next result: until the soonest deadline left, at most IDLE_POLL_MS. A
+ * waiter added meanwhile waits at least a second (wait_s > 0), so the consumer, back by then,
+ * answers it on time. */
+static int expire_waiters(api_results_t *res, bool force)
 {
-    long long now = es_mono_ms();
+    long long now = es_mono_ms(), next = now + IDLE_POLL_MS;
     pthread_mutex_lock(&res->lock);
     struct waiter *done = take_waiters_locked(res, NULL, force, now);
+    for (const struct waiter *w = res->waiters; w; w = w->next)
+        if (w->deadline_ms < next)
+            next = w->deadline_ms;
     pthread_mutex_unlock(&res->lock);
     while (done) {
         struct waiter *next = done->next;
         complete(done, NULL);
         done = next;
     }
+    return next > now ? (int)(next - now) : 1;
 }
 
 void api_results_count(api_results_t *res, const char *ctx, bool accepted)
@@ -374,14 +383,15 @@ static void handle_message(api_results_t *res, const es_kafka_msg_t *m)
 static void *results_main(void *arg)
 {
     api_results_t *res = arg;
+    int wait_ms = 1;
     while (!atomic_load(&res->stop)) {
         es_metrics_heartbeat("api-results");
-        es_kafka_msg_t *m = es_kafka_poll(res->rk, 100);
+        es_kafka_msg_t *m = es_kafka_poll(res->rk, wait_ms);
         if (m) {
             handle_message(res, m);
             es_kafka_msg_free(m);
         }
-        expire_waiters(res, false);
+        wait_ms = expire_waiters(res, false);
     }
     es_metrics_heartbeat_end();
     return NULL;

@@ -290,7 +290,6 @@ api_server_t *api_server_new(es_err_t *err)
     app->stream_hub = api_stream_hub_new((const char(*)[32])app->contexts, app->n_contexts,
                                          app->cache ? &sink : NULL);
     app->tickets = api_tickets_new();
-    app->handler_offsets = api_handler_offsets_new();
     s->routes = xcalloc(api_routes_count, sizeof *s->routes);
     for (size_t i = 0; i < api_routes_count; i++)
         s->routes[i] = (es_http_route_t){.method = api_routes[i].method,
@@ -352,7 +351,6 @@ void api_server_free(api_server_t *s)
     api_stream_hub_free(s->app.stream_hub); /* after the streams it wakes */
     api_cache_free(s->app.cache);           /* after the hub that feeds it */
     api_tickets_free(s->app.tickets);
-    api_handler_offsets_free(s->app.handler_offsets);
     es_http_cidrs_free(s->trusted);
     ev_codec_free(s->app.codec);
     sr_client_free(s->sr);

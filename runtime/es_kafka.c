@@ -971,6 +971,52 @@ int es_kafka_offsets_for_times(es_kafka_t *rk, es_kafka_parts_t *parts, int time
     return parts_call(rk, OP_FOR_TIMES, NULL, parts, timeout_ms);
 }
 
+int es_kafka_group_committed(es_kafka_t *rk, const char *group, es_kafka_parts_t *parts,
+                             int timeout_ms, es_err_t *err)
+{
+    rd_kafka_topic_partition_list_t *want = es_kafka_parts_to_rd(parts);
+    rd_kafka_ListConsumerGroupOffsets_t *req = rd_kafka_ListConsumerGroupOffsets_new(group, want);
+    rd_kafka_topic_partition_list_destroy(want);
+    rd_kafka_AdminOptions_t *opt =
+        rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS);
+    char errstr[256];
+    rd_kafka_AdminOptions_set_request_timeout(opt, timeout_ms, errstr, sizeof errstr);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_ListConsumerGroupOffsets(rk, &req, 1, opt, q);
+    /* the request times out on its own; the wait adds a margin for the result's delivery */
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 1000);
+    const rd_kafka_ListConsumerGroupOffsets_result_t *res =
+        ev ? rd_kafka_event_ListConsumerGroupOffsets_result(ev) : NULL;
+    size_t cnt = 0;
+    const rd_kafka_group_result_t **groups =
+        res ? rd_kafka_ListConsumerGroupOffsets_result_groups(res, &cnt) : NULL;
+    const rd_kafka_error_t *gerr = cnt == 1 ? rd_kafka_group_result_error(groups[0]) : NULL;
+    int rc = 0;
+    if (!ev)
+        rc = es_set(err, ES_EIO, "offsets of group '%s': no answer in %d ms", group, timeout_ms);
+    else if (rd_kafka_event_error(ev))
+        rc = es_set(err, ES_EIO, "offsets of group '%s': %s", group,
+                    rd_kafka_event_error_string(ev));
+    else if (cnt != 1)
+        rc = es_set(err, ES_EIO, "offsets of group '%s': %zu groups in the answer", group, cnt);
+    else if (gerr)
+        rc = es_set(err, ES_EIO, "offsets of group '%s': %s", group, rd_kafka_error_string(gerr));
+    const rd_kafka_topic_partition_list_t *got =
+        rc == 0 ? rd_kafka_group_result_partitions(groups[0]) : NULL;
+    for (int i = 0; got && i < parts->cnt; i++) {
+        const rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(
+            got, parts->elems[i].topic, parts->elems[i].partition);
+        parts->elems[i].offset = tp ? tp->offset : RD_KAFKA_OFFSET_INVALID;
+        parts->elems[i].err = tp ? tp->err : RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION;
+    }
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_AdminOptions_destroy(opt);
+    rd_kafka_ListConsumerGroupOffsets_destroy(req);
+    return rc;
+}
+
 int es_kafka_commit(es_kafka_t *rk, const es_kafka_parts_t *parts, bool async)
 {
     return parts_call(rk, async ? OP_COMMIT_ASYNC : OP_COMMIT, parts, NULL, 0);

@@ -197,6 +197,12 @@ int es_kafka_resume(es_kafka_t *rk, const es_kafka_parts_t *parts);
 int es_kafka_position(es_kafka_t *rk, es_kafka_parts_t *parts);
 int es_kafka_committed(es_kafka_t *rk, es_kafka_parts_t *parts, int timeout_ms);
 int es_kafka_offsets_for_times(es_kafka_t *rk, es_kafka_parts_t *parts, int timeout_ms);
+/* Fills each element's offset with group's committed offset (-1001 when none) and its err, asking
+ * the group's coordinator with the admin API: any client can ask, a producer too, without joining
+ * or naming the group in its configuration. 0, or -1 with err when the broker did not answer in
+ * timeout_ms or refused. */
+int es_kafka_group_committed(es_kafka_t *rk, const char *group, es_kafka_parts_t *parts,
+                             int timeout_ms, es_err_t *err);
 /* Commits parts' offsets to the group, asynchronously with async (es_kafka_conf_on_committed
  * tells the outcome): 0 or the error code. */
 int es_kafka_commit(es_kafka_t *rk, const es_kafka_parts_t *parts, bool async);
