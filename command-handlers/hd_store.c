@@ -1,5 +1,6 @@
 #include "hd_store.h"
 #include "es_kv.h"
+#include "es_log.h"
 #include "es_mem.h"
 #include <stdbool.h>
 #include <stdio.h>
@@ -32,6 +33,9 @@ hd_store_t *hd_store_open(const char *dir, size_t map_mb, size_t cache_max, es_e
     es_kv_t *kv = es_kv_open(dir, map_mb << 20, err);
     if (!kv)
         return NULL;
+    if (es_kv_discarded(kv)) /* its offsets read 0: the recovery replays every log from the start */
+        es_warn("state store '%s' discarded (%s): its states are recovered from the changelog", dir,
+                es_kv_discarded(kv));
     hd_store_t *st = xcalloc(1, sizeof *st);
     st->kv = kv;
     st->cap = cache_max;

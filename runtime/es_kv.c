@@ -1,10 +1,22 @@
 #include "es_kv.h"
+#include "es_log.h"
 #include "es_mem.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <lmdb.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+/* The unsynced-writes marker: a file in the store's folder holding the boot id of the kernel
+ * whose page cache holds the store's last commits. Written (and synced) at open, removed after
+ * the sync of a clean close. A marker of another boot means the machine went down before those
+ * commits reached the disk: with MDB_WRITEMAP | MDB_NOSYNC the file may then hold any mix of old
+ * and new pages, which LMDB cannot always tell from a sound file, so the store is discarded. */
+#define MARKER  "unsynced"
+#define BOOT_ID "/proc/sys/kernel/random/boot_id"
 
 struct es_kv {
     MDB_env *env;
@@ -13,6 +25,8 @@ struct es_kv {
     MDB_txn *wtxn; /* the open write transaction, or NULL */
     char *dir;
     size_t map_bytes;
+    const char *discarded; /* why the store found at open was discarded, or NULL */
+    int last_rc;           /* LMDB's code of the last failed open */
 };
 
 static void kv_env_close(es_kv_t *kv)
@@ -77,11 +91,92 @@ static int kv_env_open(es_kv_t *kv, es_err_t *err)
         mdb_txn_reset(kv->rtxn);
     if (rc == 0)
         return 0;
+    kv->last_rc = rc;
     kv_error(err, rc, "open", kv->dir);
     if (t)
         mdb_txn_abort(t);
     kv_env_close(kv);
     return -1;
+}
+
+/* dir/name into buf */
+static const char *path_in(char *buf, size_t cap, const char *dir, const char *name)
+{
+    snprintf(buf, cap, "%s/%s", dir, name);
+    return buf;
+}
+
+/* The running kernel's boot id (a UUID and a newline) into buf; "" when unknown. */
+static void boot_id(char *buf, size_t cap)
+{
+    FILE *f = fopen(BOOT_ID, "r");
+    buf[0] = '\0';
+    if (f && !fgets(buf, (int)cap, f))
+        buf[0] = '\0';
+    if (f)
+        fclose(f);
+}
+
+/* Syncs a folder's entries (a file made or removed in it). */
+static void sync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+/* Why the store in kv->dir must not be trusted after the last process that wrote it: its marker
+ * names another boot; NULL when it may be opened. */
+static const char *marker_check(const es_kv_t *kv, const char *now)
+{
+    char path[4096], was[64] = "";
+    FILE *f = fopen(path_in(path, sizeof path, kv->dir, MARKER), "r");
+    if (!f)
+        return NULL; /* closed cleanly, or new */
+    if (!fgets(was, sizeof was, f))
+        was[0] = '\0';
+    fclose(f);
+    return strcmp(was, now) ? "the machine restarted before its last writes were synced" : NULL;
+}
+
+/* Writes and syncs the marker of this boot: 0, or -1 with err. */
+static int marker_write(const es_kv_t *kv, const char *now, es_err_t *err)
+{
+    char path[4096];
+    int fd = open(path_in(path, sizeof path, kv->dir, MARKER), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    size_t n = strlen(now);
+    bool ok = fd >= 0 && write(fd, now, n) == (ssize_t)n && fsync(fd) == 0;
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    if (!ok)
+        return es_set(err, ES_EIO, "state store '%s': cannot write its marker: %s", kv->dir,
+                      strerror(e));
+    sync_dir(kv->dir);
+    return 0;
+}
+
+/* Removes LMDB's files in kv->dir: 0, or -1 with err. */
+static int discard(es_kv_t *kv, const char *why, es_err_t *err)
+{
+    char path[4096];
+    static const char *const files[] = {"data.mdb", "lock.mdb"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++)
+        if (unlink(path_in(path, sizeof path, kv->dir, files[i])) != 0 && errno != ENOENT)
+            return es_set(err, ES_EIO, "state store '%s': cannot discard %s: %s", kv->dir, files[i],
+                          strerror(errno));
+    sync_dir(kv->dir);
+    kv->discarded = why;
+    return 0;
+}
+
+/* Whether an open failed on the file's content (not on the folder, the memory or the rights). */
+static bool unreadable(int rc)
+{
+    return rc == MDB_CORRUPTED || rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH ||
+           rc == MDB_PAGE_NOTFOUND || rc == MDB_BAD_TXN;
 }
 
 es_kv_t *es_kv_open(const char *dir, size_t map_bytes, es_err_t *err)
@@ -91,18 +186,41 @@ es_kv_t *es_kv_open(const char *dir, size_t map_bytes, es_err_t *err)
     es_kv_t *kv = xcalloc(1, sizeof *kv);
     kv->dir = xstrdup(dir);
     kv->map_bytes = map_bytes;
-    if (kv_env_open(kv, err) != 0) {
+    char now[64];
+    boot_id(now, sizeof now);
+    const char *why = marker_check(kv, now);
+    int rc = why ? discard(kv, why, err) : 0;
+    if (rc == 0 && (rc = kv_env_open(kv, err)) != 0 && unreadable(kv->last_rc)) {
+        es_warn("%s; discarded, opened empty", err->msg);
+        es_clear(err);
+        rc = discard(kv, "its file could not be read", err);
+        if (rc == 0)
+            rc = kv_env_open(kv, err);
+    }
+    if (rc == 0)
+        rc = marker_write(kv, now, err);
+    if (rc != 0) {
         es_kv_free(kv);
         return NULL;
     }
     return kv;
 }
 
+const char *es_kv_discarded(const es_kv_t *kv)
+{
+    return kv->discarded;
+}
+
 void es_kv_free(es_kv_t *kv)
 {
     if (!kv)
         return;
+    /* a clean close: the commits reach the disk, then the marker goes */
+    bool synced = kv->env && !kv->wtxn && mdb_env_sync(kv->env, 1) == 0;
     kv_env_close(kv);
+    char path[4096];
+    if (synced)
+        unlink(path_in(path, sizeof path, kv->dir, MARKER));
     free(kv->dir);
     free(kv);
 }

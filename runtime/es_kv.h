@@ -2,8 +2,9 @@
  * unnamed database of byte keys and byte values, one writer at a time (the caller's thread) and
  * reads that see the last commit. Writes go straight to the file's map (MDB_WRITEMAP: a sparse file
  * of the map's size) and are not synced to disk at each commit (MDB_NOSYNC): a process crash keeps
- * every commit, a machine crash may lose the last ones, which is what a cache of a Kafka changelog
- * can afford. Foreign errors become es_err_t here. */
+ * every commit; a machine crash may lose or tear the last ones, and the store is then discarded at
+ * the next open, which is what a cache of a Kafka changelog can afford. Foreign errors become
+ * es_err_t here. */
 #ifndef ES_KV_H
 #define ES_KV_H
 
@@ -13,9 +14,16 @@
 
 typedef struct es_kv es_kv_t;
 
-/* Opens (creating the folder and its parents) the store in dir, its map up to map_bytes.
- * NULL with err. */
+/* Opens (creating the folder and its parents) the store in dir, its map up to map_bytes. A store
+ * that cannot be trusted is discarded and opened empty (es_kv_discarded tells why): its file is
+ * unreadable, or the machine went down while commits were not yet synced (an unclean close in
+ * another boot: a file marker of the boot id, see es_kv.c). The owner rebuilds what it held from
+ * its source. NULL with err. */
 es_kv_t *es_kv_open(const char *dir, size_t map_bytes, es_err_t *err);
+/* Why the store found at open was discarded (a static text), or NULL when it was kept. */
+const char *es_kv_discarded(const es_kv_t *kv);
+/* Syncs the commits to disk and closes: the next open, in any boot, keeps the store. NULL is a
+ * no-op. */
 void es_kv_free(es_kv_t *kv);
 
 /* The value of key (klen bytes): 0 and *val (owned, free it; *vlen bytes), 1 when absent, -1
