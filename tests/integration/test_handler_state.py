@@ -1,6 +1,7 @@
 """The catalog handler's state store (command-handlers/hd_store.c, LMDB under
 EVENTSHOP_HANDLER_STATE_DIR): a restart replays only the changelog tail since the offsets the
-store kept and decides against the same states; a deleted store is recovered whole from the
+store kept and decides against the same states; a deleted store, an unreadable one and one a
+machine crash may have torn (written, unsynced, in another boot) are recovered whole from the
 changelog; a command decided before a restart is still recognised as a duplicate after it.
 Needs the running stack's catalog handler (restarted here)."""
 import os
@@ -8,8 +9,10 @@ import re
 import shutil
 import uuid
 
+import pytest
+
 from conftest import Stack, env, unique
-from test_handler import events_of, listing, change, send, wait_results
+from test_handler import change, duplicate_gets_the_first_outcome, listing, send, wait_results
 
 ROLE = "handler-catalog"
 RECOVERED = re.compile(r"recovered partition (\d+): replayed (\d+) changelog records from offset "
@@ -21,12 +24,33 @@ def log_path():
     return os.path.join(env("ES_STATE"), "logs", ROLE + ".log")
 
 
-def restart(wipe=False):
-    """Restarts the catalog handler (its store deleted first with wipe) and returns, per
-    partition, (changelog records replayed, from offset) of the recovery it logged."""
+def store_dir():
+    return os.path.join(env("ES_STATE"), "handler-state", ROLE)
+
+
+def delete_store():
+    shutil.rmtree(store_dir())
+
+
+def garble_store():
+    """an unreadable file: what a torn write can leave"""
+    with open(os.path.join(store_dir(), "data.mdb"), "r+b") as f:
+        f.write(os.urandom(64 * 1024))
+
+
+def unsynced_in_another_boot():
+    """what a machine crash leaves: the marker of a boot whose page cache held the last commits"""
+    with open(os.path.join(store_dir(), "unsynced"), "w") as f:
+        f.write(str(uuid.uuid4()) + "\n")
+
+
+def restart(spoil=None):
+    """Restarts the catalog handler (its store spoiled first, when asked) and returns, per
+    partition, (changelog records replayed, from offset) of the recovery it logged, and the log's
+    lines of that start."""
     stack.stop(ROLE)
-    if wipe:
-        shutil.rmtree(os.path.join(env("ES_STATE"), "handler-state", ROLE))
+    if spoil:
+        spoil()
     start = os.path.getsize(log_path())
     stack.start(ROLE)
     with open(log_path(), errors="replace") as f:
@@ -34,7 +58,7 @@ def restart(wipe=False):
         lines = f.read()
     got = {int(m[1]): (int(m[2]), int(m[3])) for m in RECOVERED.finditer(lines)}
     assert got, "the restarted handler logged no recovery"
-    return got
+    return got, lines
 
 
 def list_some(brokers, registry, n):
@@ -59,31 +83,25 @@ def changes_see_version_1(brokers, registry, vendor, skus):
 
 def test_a_restart_replays_only_the_tail_and_decides_on_the_same_states(brokers, registry):
     vendor, skus = list_some(brokers, registry, 12)
-    replayed = restart()
+    replayed, lines = restart()
+    assert "discarded" not in lines, "a clean stop keeps the store"
     # every listing above is in the store already: the recovery reads past none of them again
     assert sum(n for n, _ in replayed.values()) < len(skus), replayed
     assert any(frm > 0 for _, frm in replayed.values()), replayed
     changes_see_version_1(brokers, registry, vendor, skus)
 
 
-def test_a_deleted_store_is_recovered_from_the_changelog(brokers, registry):
+@pytest.mark.parametrize("spoil", [delete_store, garble_store, unsynced_in_another_boot],
+                         ids=["deleted", "unreadable", "unsynced-in-another-boot"])
+def test_a_lost_or_untrusted_store_is_recovered_from_the_changelog(brokers, registry, spoil):
     vendor, skus = list_some(brokers, registry, 8)
-    replayed = restart(wipe=True)
+    replayed, lines = restart(spoil)
+    if spoil is not delete_store:
+        assert "discarded" in lines, "the handler did not say it discarded its store"
     assert all(frm == 0 for _, frm in replayed.values()), replayed
     assert sum(n for n, _ in replayed.values()) >= len(skus), replayed
     changes_see_version_1(brokers, registry, vendor, skus)
 
 
 def test_a_duplicate_sent_after_a_restart_is_still_a_duplicate(brokers, registry):
-    vendor, sku, cid = unique("v"), unique("sd"), str(uuid.uuid4())
-    send(brokers, registry, [listing(sku, vendor, name="First", cid=cid)])
-    first = wait_results(brokers, registry, [cid])[cid][0]
-    assert first["status"] == "ACCEPTED"
-    restart()
-    send(brokers, registry, [listing(sku, vendor, name="Second", cid=cid)])
-    both = wait_results(brokers, registry, [cid], per_command=2)[cid]
-    strip = lambda r: {k: v for k, v in r.items() if not k.startswith("_")}
-    assert strip(both[1]) == strip(both[0])
-    events = events_of(brokers, registry, {sku})
-    assert len(events) == 1
-    assert events[0]["value"]["name"] == "First"
+    duplicate_gets_the_first_outcome(brokers, registry, between=restart)
