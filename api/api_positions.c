@@ -119,25 +119,34 @@ static void snapshot_fill(struct snapshot *s, json_t *rows)
 }
 
 /* Reads every stored offset of c's events topic into c->read: 0, or -1 (logged; a connection
- * lost is dropped, and made again after a back-off). */
+ * lost is dropped, and made again after a back-off). A connection that had been open and is
+ * found lost (the server restarted, or dropped it while idle) is made again at once and the read
+ * runs once more on it: only a database that stays away fails the waiters. */
 static int ctx_read(struct pos_ctx *c, unsigned *jitter)
 {
     static const char sql[] =
         "SELECT projection, part, next_offset FROM projection_offsets WHERE topic = ?";
     es_err_t err = ES_ERR_INIT;
     es_db_val_t params[] = {ES_DB_S(c->topic)};
-    es_db_t *db = ctx_db(c, jitter, &err);
-    es_metric_add(c->queries, 1);
-    json_t *rows = db ? es_db_query(db, sql, params, 1, &err) : NULL;
+    json_t *rows = NULL;
+    for (int attempt = 0; attempt < 2 && !rows; attempt++) {
+        bool was_open = c->db != NULL;
+        es_clear(&err);
+        es_db_t *db = ctx_db(c, jitter, &err);
+        es_metric_add(c->queries, 1);
+        rows = db ? es_db_query(db, sql, params, 1, &err) : NULL;
+        if (rows || !db || err.code != ES_EIO)
+            break;
+        es_db_close(c->db);
+        c->db = NULL;
+        if (!was_open)
+            break; /* a new connection failed: the database is away */
+    }
     if (!rows) {
         long skipped = 0;
         if (es_log_every_pass(&c->warned, es_mono_ms(), 10000, &skipped))
             es_warn("%s stored offsets: %s (%ld more since the last line)", c->name, err.msg,
                     skipped);
-        if (db && err.code == ES_EIO) {
-            es_db_close(c->db);
-            c->db = NULL;
-        }
         return -1;
     }
     snapshot_fill(&c->read, rows);

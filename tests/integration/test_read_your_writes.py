@@ -257,3 +257,32 @@ def test_many_waiters_share_one_watcher_and_are_all_answered(api_url):
     assert not bad, f"{len(bad)} of {N_WAITERS} waiting reads did not get the write: {bad[:3]}"
     wait_for(lambda: metric(api_url, "eventshop_api_position_waiters", labels) <= waiting0,
              timeout=5, what="no request left waiting")
+
+
+def test_a_read_at_a_position_outlives_the_api_connections_dropped(api_url, db):
+    """MariaDB drops the API's connections to a read model (a restart, a timeout, a KILL) while
+    they sit idle: the next read at a position is answered through new ones, not with a 503 from
+    the first query that finds its connection gone (the watcher's included: it reads the offsets
+    on a connection of its own, api/api_positions.c)."""
+    vendor = unique("v")
+    tok = mint_token("vendor", vendor, vendor)
+    sku = unique("RYWK")
+    write(api_url, tok, "POST", "/v1/products",
+          {"sku": sku, "name": "kept", "category": "kitchen", "currency": "EUR"})
+    pos = write(api_url, tok, "POST", f"/v1/inventory/{sku}/receipts", {"quantity": 3})
+    r = read_at(api_url, f"/v1/inventory/{sku}", pos, "header", MYSQL)
+    assert r.status_code == 200 and r.json()["on_hand"] == 3, r.text
+    assert metric(api_url, "eventshop_api_position_watch_queries_total", 'context="inventory"') > 0, \
+        "the watcher never read the inventory offsets: its connection is not open to be dropped"
+    conn = db("inventory")
+    with conn.cursor() as cur:
+        cur.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = "
+                    "'eventshop_inventory_ro'")
+        ids = [row["ID"] for row in cur.fetchall()]
+        for i in ids:
+            cur.execute(f"KILL CONNECTION {int(i)}")
+    conn.close()
+    assert ids, "the API holds no connection to the inventory read model"
+    pos = write(api_url, tok, "POST", f"/v1/inventory/{sku}/receipts", {"quantity": 4})
+    r = read_at(api_url, f"/v1/inventory/{sku}", pos, "param", MYSQL)
+    assert r.status_code == 200 and r.json()["on_hand"] == 7, r.text
