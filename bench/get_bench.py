@@ -20,7 +20,7 @@ import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration"))
 from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: E402
-from conftest import mint_token, producer  # noqa: E402
+from conftest import mint_token, produce_all, producer  # noqa: E402
 from results import record  # noqa: E402
 from test_projector import Events, listed  # noqa: E402
 
@@ -143,19 +143,13 @@ def seed(prefix, n):
     p = producer(brokers, **{"linger.ms": 50, "batch.size": 1000000,
                              "queue.buffering.max.messages": 200000})
     t0 = time.time()
-    for i in range(n):
-        sku = f"{prefix}-{i:07d}"
-        data = ev.encode(*listed(sku, vendor_id="bench-cold", name=f"Cold product {i}"))
-        while True:
-            try:
-                p.produce(TOPIC, key=sku.encode(), value=data)
-                break
-            except BufferError:
-                p.poll(0.05)
-        if i % 1000 == 0:
-            p.poll(0)
-    if p.flush(120):
-        raise SystemExit("bench: cold skus not all delivered")
+
+    def events():
+        for i in range(n):
+            sku = f"{prefix}-{i:07d}"
+            yield sku.encode(), ev.encode(*listed(sku, vendor_id="bench-cold", name=f"Cold product {i}"))
+
+    produce_all(p, TOPIC, events(), what="cold skus")
     loaded = time.time() - t0
     wait_projected(prefix, n)
     print(f"cold GET: {n} skus loaded in {loaded:.1f} s, projected after {time.time() - t0:.1f} s",

@@ -15,7 +15,7 @@ import uuid
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration"))
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
-from conftest import Stack, command_meta, command_serializer, producer  # noqa: E402
+from conftest import Stack, command_meta, command_serializer, produce_all, producer  # noqa: E402
 from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: E402
 from confluent_kafka.serialization import MessageField, SerializationContext  # noqa: E402
 from results import record  # noqa: E402 (bench/ is the script's own folder)
@@ -73,16 +73,7 @@ def preload(prefix):
              "description": "a product listed by make bench", "category": "bench",
              "attributes": {"colour": "blue", "size": "M"}, "currency": "EUR"}
         records.append((sku, ser(v, SerializationContext("catalog.commands", MessageField.VALUE))))
-    p = producer(brokers, **{"linger.ms": 50})
-    for sku, data in records:
-        while True:
-            try:
-                p.produce("catalog.commands", key=sku, value=data)
-                break
-            except BufferError:
-                p.poll(0.05)
-        p.poll(0)
-    p.flush(60)
+    produce_all(producer(brokers, **{"linger.ms": 50}), "catalog.commands", records, 60, "commands")
     return len(records[-1][1])
 
 

@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integ
 sys.path.insert(0, os.path.dirname(__file__))
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: E402
-from conftest import producer  # noqa: E402
+from conftest import produce_all, producer  # noqa: E402
 from results import record  # noqa: E402
 from test_projector import Events, changed, free_port, listed  # noqa: E402
 
@@ -84,20 +84,14 @@ def load(n):
                              "queue.buffering.max.messages": 200000})
     prefix = "rb-" + uuid.uuid4().hex[:8]
     t0 = time.time()
-    for i in range(n):
-        sku = f"{prefix}-{i // 2:07d}"
-        name, value = listed(sku) if i % 2 == 0 else changed(sku, 2, f"renamed {i}")
-        data = ev.encode(name, value)
-        while True:
-            try:
-                p.produce(TOPIC, key=sku.encode(), value=data)
-                break
-            except BufferError:
-                p.poll(0.05)
-        if i % 1000 == 0:
-            p.poll(0)
-    if p.flush(120):
-        raise SystemExit("bench: events not all delivered")
+
+    def events():
+        for i in range(n):
+            sku = f"{prefix}-{i // 2:07d}"
+            name, value = listed(sku) if i % 2 == 0 else changed(sku, 2, f"renamed {i}")
+            yield sku.encode(), ev.encode(name, value)
+
+    produce_all(p, TOPIC, events(), what="events")
     return time.time() - t0
 
 

@@ -20,7 +20,7 @@ import uuid
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: E402
-from conftest import Stack, producer  # noqa: E402
+from conftest import Stack, produce_all, producer  # noqa: E402
 from handler_bench import rss_kb  # noqa: E402
 from results import record  # noqa: E402
 
@@ -60,18 +60,8 @@ def user_state(header, i, prefix):
 def seed(header, first, last, prefix):
     p = producer(brokers, **{"linger.ms": 50, "batch.size": 1000000,
                              "queue.buffering.max.messages": 500000})
-    for i in range(first, last):
-        key, value = user_state(header, i, prefix)
-        while True:
-            try:
-                p.produce(TOPIC, key=key.encode(), value=value)
-                break
-            except BufferError:
-                p.poll(0.05)
-        if i % 5000 == 0:
-            p.poll(0)
-    if p.flush(300):
-        raise SystemExit("bench: the user states were not all written")
+    states = (user_state(header, i, prefix) for i in range(first, last))
+    produce_all(p, TOPIC, ((k.encode(), v) for k, v in states), 300, "the user states")
 
 
 def restart():

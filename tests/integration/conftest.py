@@ -7,6 +7,7 @@ confluent-kafka's own SchemaRegistryClient, i.e. as a third-party reader would.
 """
 import json
 import os
+import re
 import subprocess
 import time
 import uuid
@@ -173,6 +174,22 @@ def producer(brokers, **extra):
     return Producer(conf)
 
 
+def produce_all(p, topic, records, flush_s=120, what="records"):
+    """Produces every (key, value) of records (any iterable) on topic through producer p, waiting
+    while its queue is full, then flushes: SystemExit when not all were delivered in flush_s."""
+    for i, (key, value) in enumerate(records):
+        while True:
+            try:
+                p.produce(topic, key=key, value=value)
+                break
+            except BufferError:
+                p.poll(0.05)
+        if i % 1000 == 0:
+            p.poll(0)
+    if p.flush(flush_s):
+        raise SystemExit(f"bench: {what} not all delivered")
+
+
 def command_serializer(registry, full_name, topic="catalog.commands"):
     """An AvroSerializer for one of our command types, using the schema the engine registered
     under the TopicRecordNameStrategy subject (no auto-registration)."""
@@ -245,6 +262,46 @@ def chromium(width, height):
         opts.add_argument(a)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+
+
+def screenshot(driver, file):
+    """Saves what the browser shows as the test artifact $ES_STATE/artifacts/web/<file>."""
+    out = os.path.join(env("ES_STATE"), "artifacts", "web")
+    os.makedirs(out, exist_ok=True)
+    driver.save_screenshot(os.path.join(out, file))
+
+
+def browser_checked(driver, name):
+    """A page test's browser (a generator for its fixture to `yield from`): after the test, a
+    screenshot of how it was left, $ES_STATE/artifacts/web/<name>.png, and the check that the
+    page logged no error on the browser's console (no script error, no resource or inline code
+    the Content-Security-Policy refused)."""
+    driver.get_log("browser")  # what earlier tests left
+    yield driver
+    screenshot(driver, re.sub(r"[^A-Za-z0-9_.-]", "_", name) + ".png")
+    errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == [], errors
+
+
+def browser_wait(driver, what, pred, timeout=30):
+    """pred(driver), polled in the browser until it is true (its value) or timeout s pass"""
+    from selenium.webdriver.support.ui import WebDriverWait
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(pred, message=what)
+
+
+def admin_credentials():
+    """The e-mail and password of the admin `stack.sh up` bootstrapped."""
+    with open(os.path.join(env("ES_STATE"), "secrets", "admin.password")) as f:
+        password = f.read().strip("\r\n")
+    return os.environ.get("EVENTSHOP_ADMIN_EMAIL", "admin@eventshop.local"), password
+
+
+def needs(kind, names):
+    """Skips the test when the stack runs without one of names in $kind (ES_CONTEXTS,
+    ES_SUBSCRIBERS)."""
+    missing = [n for n in names if n not in os.environ.get(kind, "").split()]
+    if missing:
+        pytest.skip(f"the stack runs without {kind} {missing}")
 
 
 def wait_for(pred, timeout=60, interval=0.2, what="condition"):

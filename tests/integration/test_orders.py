@@ -22,20 +22,13 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from conftest import command_meta, command_serializer, producer, read_topic, unique, wait_for
+from conftest import command_meta, command_serializer, needs, producer, read_topic, unique, wait_for
 from notify_ship_util import carrier_url, mails_about, register_customer
 
 WAIT = {"Prefer": "wait=20"}
 FINAL = {"delivered", "cancelled"}
 ADDRESS = {"name": "Ada Lovelace", "line1": "1 Analytical St", "city": "London",
            "postal_code": "N1 9GU", "country": "GB"}
-
-
-def needs(kind, names):
-    have = os.environ.get(kind, "").split()
-    missing = [n for n in names if n not in have]
-    if missing:
-        pytest.skip(f"the stack runs without {kind} {missing}")
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -16,9 +16,9 @@ from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
-from selenium.webdriver.support.ui import WebDriverWait
 
-from conftest import chromium, TOP, env, mint_token, unique, wait_for
+from conftest import TOP, admin_credentials, browser_checked, chromium, mint_token, needs, screenshot, unique, wait_for
+from conftest import browser_wait as wait
 from test_operator import ops_rows  # noqa: F401
 from test_projector import Events, changed, listed, produce, projector, query  # noqa: F401
 
@@ -142,27 +142,7 @@ def driver():
 
 @pytest.fixture
 def page(driver, request):
-    """The browser, with a screenshot of how the test left it saved as its artifact. The page
-    logged no error on the browser's console: no script error, no resource or inline code the
-    Content-Security-Policy refused."""
-    driver.get_log("browser")  # what earlier tests left
-    yield driver
-    out = os.path.join(env("ES_STATE"), "artifacts", "web")
-    os.makedirs(out, exist_ok=True)
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)
-    driver.save_screenshot(os.path.join(out, f"{name}.png"))
-    errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
-    assert errors == [], errors
-
-
-def wait(driver, what, pred, timeout=30):
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(pred, message=what)
-
-
-def admin_credentials():
-    with open(os.path.join(env("ES_STATE"), "secrets", "admin.password")) as f:
-        password = f.read().strip("\r\n")
-    return os.environ.get("EVENTSHOP_ADMIN_EMAIL", "admin@eventshop.local"), password
+    yield from browser_checked(driver, request.node.name)
 
 
 def state_of(driver, name):
@@ -253,19 +233,6 @@ def login_console(page, api_url):
         page.find_element(By.ID, "login-submit").click()
     wait(page, "the board instead of the login form", lambda d: d.find_element(
         By.ID, "board").is_displayed() and not d.find_element(By.ID, "login").is_displayed())
-
-
-def save_shot(page, name):
-    out = os.path.join(env("ES_STATE"), "artifacts", "web")
-    os.makedirs(out, exist_ok=True)
-    page.save_screenshot(os.path.join(out, name))
-
-
-def needs(kind, names):
-    have = os.environ.get(kind, "").split()
-    missing = [n for n in names if n not in have]
-    if missing:
-        pytest.skip(f"the stack runs without {kind} {missing}")
 
 
 ADDRESS = {"name": "Ada Lovelace", "line1": "1 Analytical St", "city": "London",
@@ -400,7 +367,7 @@ def test_console_admin_sees_positions_move_live(page, api_url):
     assert row_pos >= pos + 3
     wait(page, "the chart's lines", lambda d: d.find_element(
         By.CSS_SELECTOR, '#activity article[data-context="catalog"] polyline.k-commands').get_attribute("points").count(",") >= 2)
-    save_shot(page, "console.png")
+    screenshot(page, "console.png")
 
 
 def test_console_admin_replays_a_dead_letter(page, api_url, brokers, registry, db, projector, ops_rows):
@@ -455,7 +422,7 @@ def test_console_admin_follows_a_rebuild_to_the_end_and_swaps(page, api_url):
     row = page.find_element(By.CSS_SELECTOR, sel)
     assert row.get_attribute("data-compare") == "true"
     assert "equal to the live tables" in row.find_element(By.CSS_SELECTOR, "td.rebuild .note").text
-    save_shot(page, "console-rebuild.png")
+    screenshot(page, "console-rebuild.png")
     swap = row.find_element(By.CSS_SELECTOR, "button.swap")
     assert swap.is_displayed()
     swap.click()
@@ -472,7 +439,7 @@ def test_console_shows_an_open_order_its_history_and_its_live_stream(page, api_u
     row = page.find_element(By.CSS_SELECTOR, sel)
     assert row.get_attribute("data-status") in ("placed", "stock_reserved", "confirmed")
     assert row.find_elements(By.CSS_SELECTOR, "td")[2].text in ("reserve_by", "pay_by", "dispatch_at")
-    save_shot(page, "console-sagas.png")
+    screenshot(page, "console-sagas.png")
     # its history, one keyboard press away
     row.find_element(By.CSS_SELECTOR, "button.look").send_keys(Keys.ENTER)
     wait(page, "the order's history", lambda d: d.find_element(By.ID, "history").get_attribute(
@@ -489,7 +456,7 @@ def test_console_shows_an_open_order_its_history_and_its_live_stream(page, api_u
     wait(page, "the stream caught up", lambda d: d.find_element(By.ID, "stream-state").get_attribute(
         "data-state") == "caught up, live", timeout=60)
     assert all(oid in r.text for r in page.find_elements(By.CSS_SELECTOR, "#stream tbody tr"))
-    save_shot(page, "console-events.png")
+    screenshot(page, "console-events.png")
     page.find_element(By.ID, "stream-stop").click()
     wait(page, "the stream stopped", lambda d: d.find_element(By.ID, "stream-state").get_attribute(
         "data-state") == "not following")

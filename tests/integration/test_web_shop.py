@@ -7,23 +7,16 @@ stack's payments (test gateway) and shipping (test carrier) subscribers move the
 The screenshot of the end of the journey is $ES_STATE/artifacts/web/order-tracking.png (the
 README shows it). The page logs no error on the browser's console. Every wait is for a positive
 marker in the page, never a sleep."""
-import os
 import uuid
 
 import pytest
 import requests
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
 
-from conftest import chromium, env, mint_token, unique, wait_for
+from conftest import browser_checked, chromium, mint_token, needs, screenshot, unique, wait_for
+from conftest import browser_wait as wait
 
 WAIT = {"Prefer": "wait=20"}
-
-
-def needs(kind, names):
-    missing = [n for n in names if n not in os.environ.get(kind, "").split()]
-    if missing:
-        pytest.skip(f"the stack runs without {kind} {missing}")
 
 
 @pytest.fixture(scope="module")
@@ -34,23 +27,9 @@ def shop_driver():
     d.quit()
 
 
-def screenshot(driver, name):
-    out = os.path.join(env("ES_STATE"), "artifacts", "web")
-    os.makedirs(out, exist_ok=True)
-    driver.save_screenshot(os.path.join(out, name))
-
-
 @pytest.fixture
 def shop_page(shop_driver, request):
-    shop_driver.get_log("browser")  # what earlier tests left
-    yield shop_driver
-    screenshot(shop_driver, f"{request.node.name}.png")
-    errors = [e["message"] for e in shop_driver.get_log("browser") if e["level"] == "SEVERE"]
-    assert errors == [], errors
-
-
-def wait(driver, what, pred, timeout=30):
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(pred, message=what)
+    yield from browser_checked(shop_driver, request.node.name)
 
 
 def fill(driver, element_id, text):

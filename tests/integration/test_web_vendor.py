@@ -12,27 +12,20 @@ window, the vendor's product), vendor-phone.png (the same at a phone's width), v
 and vendor-admin.png (the steps before). Every wait is for a positive marker in the page,
 never a sleep."""
 import os
-import re
 import uuid
 
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.ui import WebDriverWait
 
-from conftest import chromium, env, unique
+from conftest import admin_credentials, browser_checked, chromium, screenshot, unique
+from conftest import browser_wait as wait
 
 NEEDED = {"catalog", "inventory", "pricing", "users", "orders"}
 pytestmark = pytest.mark.skipif(not NEEDED <= set(os.environ.get("ES_CONTEXTS", "").split()),
                                 reason="the stack does not run every context the page uses")
 
 HOSTILE_NAME = "Vendor <b>bold</b> & <img src=x onerror=alert(1)>"
-
-
-def artifacts():
-    out = os.path.join(env("ES_STATE"), "artifacts", "web")
-    os.makedirs(out, exist_ok=True)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -44,24 +37,7 @@ def vendor_browser():
 
 @pytest.fixture
 def vendor_page(vendor_browser, request):
-    """The browser; after the test, a screenshot of how it was left and the check that the
-    console holds no error."""
-    vendor_browser.get_log("browser")
-    yield vendor_browser
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)
-    vendor_browser.save_screenshot(os.path.join(artifacts(), f"{name}.png"))
-    errors = [e["message"] for e in vendor_browser.get_log("browser") if e["level"] == "SEVERE"]
-    assert errors == [], errors
-
-
-def wait(driver, what, pred, timeout=30):
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(pred, message=what)
-
-
-def admin_credentials():
-    with open(os.path.join(env("ES_STATE"), "secrets", "admin.password")) as f:
-        password = f.read().strip("\r\n")
-    return os.environ.get("EVENTSHOP_ADMIN_EMAIL", "admin@eventshop.local"), password
+    yield from browser_checked(vendor_browser, request.node.name)
 
 
 def shown(d, id_):
@@ -106,7 +82,7 @@ def test_vendor_registers_is_approved_and_sells_a_product(vendor_page, api_url):
     wait(d, "awaiting approval", lambda d: shown(d, "pending")
          and d.find_element(By.ID, "pending-email").text == email)
     assert "awaiting approval" in d.find_element(By.ID, "pending").text.lower()
-    d.save_screenshot(os.path.join(artifacts(), "vendor-pending.png"))
+    screenshot(d, "vendor-pending.png")
 
     # the administrator, on the same page, approves it
     log_in(d, *admin_credentials(), "admin")
@@ -117,7 +93,7 @@ def test_vendor_registers_is_approved_and_sells_a_product(vendor_page, api_url):
     uid = item.get_attribute("data-user-id")
     assert item.find_element(By.CSS_SELECTOR, ".name").text == HOSTILE_NAME
     assert d.find_elements(By.CSS_SELECTOR, "#vendors b, #vendors img") == []
-    d.save_screenshot(os.path.join(artifacts(), "vendor-admin.png"))
+    screenshot(d, "vendor-admin.png")
     item.find_element(By.CSS_SELECTOR, "button.approve").click()
     wait(d, "the approval said, the vendor no longer waiting", lambda d: d.find_element(
         By.ID, "vendors-status").get_attribute("data-approved") == uid and not d.find_elements(
@@ -170,7 +146,7 @@ def test_vendor_registers_is_approved_and_sells_a_product(vendor_page, api_url):
     assert card.find_element(By.CSS_SELECTOR, ".stock").text.startswith("5 available")
     d.find_element(By.CSS_SELECTOR, f"{card_css} details.manage summary").click()  # closed
     d.execute_script("window.scrollTo(0, 0)")
-    d.save_screenshot(os.path.join(artifacts(), "vendor.png"))
+    screenshot(d, "vendor.png")
 
     # at a phone's width nothing is wider than the screen
     d.set_window_size(390, 900)
@@ -179,6 +155,6 @@ def test_vendor_registers_is_approved_and_sells_a_product(vendor_page, api_url):
             "return window.innerWidth") <= 400)
         assert d.execute_script(
             "return document.documentElement.scrollWidth <= window.innerWidth"), "sideways scroll"
-        d.save_screenshot(os.path.join(artifacts(), "vendor-phone.png"))
+        screenshot(d, "vendor-phone.png")
     finally:
         d.set_window_size(1280, 1000)
