@@ -16,7 +16,7 @@ import time
 import requests
 from confluent_kafka import Consumer, TopicPartition
 
-from conftest import TOP, env, unique, wait_for
+from conftest import TOP, env, mint_token, unique, wait_for
 
 WINDOW_S = 10.0
 LIMIT = 0.01  # of one core
@@ -92,7 +92,17 @@ def busy_reasons(urls):
     return why
 
 
-def test_every_role_idles_below_one_percent_of_a_core(brokers):
+# reads that make something on first use (a client, a connection) and keep it: asked once before
+# the measure, so that what they keep is measured idle whatever ran before this test
+ON_DEMAND = ["/v1/admin/activity", "/v1/admin/sagas", "/v1/admin/projections",
+             "/v1/admin/dead-letters"]
+
+
+def test_every_role_idles_below_one_percent_of_a_core(brokers, api_url):
+    admin = {"Authorization": f"Bearer {mint_token('admin', unique('idle-admin'))}"}
+    for path in ON_DEMAND:
+        r = requests.get(f"{api_url}{path}", headers=admin, timeout=30)
+        assert r.status_code == 200, f"GET {path}: {r.status_code} {r.text[:200]}"
     roles = stack_roles()
     ours = {r: u for r, u in roles.items() if r not in NOT_OURS}
     missing = [r for r in ours if pid_of(r) is None]
