@@ -77,8 +77,9 @@ struct hi_export {
     json_t *keys;      /* --unseal: user id -> key (hex) */
     json_t *manifest;
     bool json_path; /* --json-path: no fast path (a check that both write the same bytes) */
-    struct hi_writer *writer; /* while partitions are read: writes their files */
-    bool unsaved;             /* the manifest has changed since it was last written */
+    struct hi_codec_load *loading; /* the codec while a thread loads it (hi_codec_ready) */
+    struct hi_writer *writer;      /* while partitions are read: writes their files */
+    bool unsaved;                  /* the manifest has changed since it was last written */
     long long saved_ms;
     hi_progress_t pg;
 };
@@ -309,6 +310,39 @@ out:
     return rc;
 }
 
+/* --- the codec ------------------------------------------------------------------------------ */
+
+/* The codec, loaded by a thread of its own while the manifest's ranges are asked of the brokers
+ * and the forgotten users' scan waits for its first records: it parses every schema file, the
+ * longest step before the reading. */
+struct hi_codec_load {
+    pthread_t thread;
+    sr_client_t *sr;
+    ev_codec_t *codec;
+    es_err_t err;
+};
+
+static void *hi_codec_load(void *arg)
+{
+    struct hi_codec_load *l = arg;
+    l->codec = ev_codec_new(es_env_schema_dir(), l->sr, &l->err);
+    return NULL;
+}
+
+/* Waits for the codec's thread, once: 0 with x->codec, or -1 with err. */
+static int hi_codec_ready(struct hi_export *x, es_err_t *err)
+{
+    struct hi_codec_load *l = x->loading;
+    if (l) {
+        pthread_join(l->thread, NULL);
+        x->codec = l->codec;
+        x->loading = NULL;
+        if (!x->codec)
+            es_set(err, l->err.code, "%s", l->err.msg);
+    }
+    return x->codec ? 0 : -1;
+}
+
 /* --- personal data ---------------------------------------------------------------------------- */
 
 /* Records UserForgotten's user id into x->forgotten (only that type is decoded). */
@@ -316,12 +350,13 @@ static int hi_forgotten_msg(struct hi_export *x, struct hi_part *pt, const es_ka
                             es_err_t *err)
 {
     (void)pt;
-    (void)err;
     const char *type = NULL;
     bool current = false;
     json_t *v = NULL;
     es_err_t e = ES_ERR_INIT;
     int32_t id = ev_frame_schema_id(m->value, m->len);
+    if (hi_codec_ready(x, err))
+        return -1;
     if (id < 0 || ev_codec_writer_info(x->codec, id, &type, &current, &e) ||
         strcmp(type, "eventshop.users.UserForgotten"))
         return 0;
@@ -556,43 +591,45 @@ static int hi_file_put(const struct hi_topic *t, const struct hi_file *f, const 
     return rc ? -1 : 0;
 }
 
-/* Writes f (records of t's partition p) as its .avro file, next the offset after it, and records
- * it in the manifest (then saved). */
-static int hi_file_write(struct hi_export *x, const struct hi_topic *t, int32_t p,
-                         struct hi_file *f, int64_t next, es_err_t *err)
+/* Writes f (records of t's partition p) as its .avro file: its path relative to the export's
+ * directory into *rel (the caller frees it, also on failure) and its SHA-256 into hex. */
+static int hi_file_store(const struct hi_export *x, const struct hi_topic *t, int32_t p,
+                         const struct hi_file *f, char **rel, char hex[2 * HI_SHA256_BYTES + 1],
+                         es_err_t *err)
 {
-    char hex[2 * HI_SHA256_BYTES + 1];
-    char *rel =
-        xasprintf("%s/partition=%d/%s+%d+%010" PRId64 ".avro", t->name, p, t->name, p, f->first);
-    char *dir = xasprintf("%s/%s/partition=%d", x->dir, t->name, p), *path = hi_path(x, rel);
+    *rel = xasprintf("%s/partition=%d/%s+%d+%010" PRId64 ".avro", t->name, p, t->name, p, f->first);
+    char *dir = xasprintf("%s/%s/partition=%d", x->dir, t->name, p), *path = hi_path(x, *rel);
     char *tmp = xasprintf("%s.tmp", path);
-    int rc = hi_mkdirs(dir) || hi_file_put(t, f, tmp, hex);
-    if (rc || rename(tmp, path)) {
-        rc = es_set(err, ES_EIO, "writing %s: %s", path, strerror(errno));
-    } else {
-        char key[16];
-        snprintf(key, sizeof key, "%d", p);
-        json_t *part = json_object_get(
-            json_object_get(json_object_get(json_object_get(x->manifest, "topics"), t->name),
-                            "partitions"),
-            key);
-        json_array_append_new(json_object_get(part, "files"),
-                              json_pack("{s:s, s:I, s:I, s:I, s:I, s:s}", "path", rel,
-                                        "first_offset", (json_int_t)f->first, "last_offset",
-                                        (json_int_t)f->last, "next_offset", (json_int_t)next,
-                                        "records", (json_int_t)f->count, "sha256", hex));
-        json_object_set_new(
-            part, "records",
-            json_integer(json_integer_value(json_object_get(part, "records")) + f->count));
-        rc = hi_manifest_changed(x, err);
-    }
-    free(rel);
+    int rc = hi_mkdirs(dir) || hi_file_put(t, f, tmp, hex) || rename(tmp, path)
+                 ? es_set(err, ES_EIO, "writing %s: %s", path, strerror(errno))
+                 : 0;
     free(dir);
     free(path);
     free(tmp);
-    f->count = 0;
-    f->data.len = 0;
     return rc;
+}
+
+/* Records in the manifest (then saved) the file rel of f, written with hash hex, the records of
+ * t's partition p before next. */
+static int hi_file_record(struct hi_export *x, const struct hi_topic *t, int32_t p,
+                          const struct hi_file *f, const char *rel, const char *hex, int64_t next,
+                          es_err_t *err)
+{
+    char key[16];
+    snprintf(key, sizeof key, "%d", p);
+    json_t *part = json_object_get(
+        json_object_get(json_object_get(json_object_get(x->manifest, "topics"), t->name),
+                        "partitions"),
+        key);
+    json_array_append_new(json_object_get(part, "files"),
+                          json_pack("{s:s, s:I, s:I, s:I, s:I, s:s}", "path", rel, "first_offset",
+                                    (json_int_t)f->first, "last_offset", (json_int_t)f->last,
+                                    "next_offset", (json_int_t)next, "records",
+                                    (json_int_t)f->count, "sha256", hex));
+    json_object_set_new(
+        part, "records",
+        json_integer(json_integer_value(json_object_get(part, "records")) + f->count));
+    return hi_manifest_changed(x, err);
 }
 
 /* m's writer schema on t: its type and branch, or -1 for the JSON path. */
@@ -829,10 +866,15 @@ static int hi_read(struct hi_export *x, struct hi_part *parts, size_t n, hi_msg_
 
 /* Finished files are hashed, written, renamed and recorded in the manifest by a thread of their
  * own while the reading goes on: on a busy disk the writes held the reading up for most of an
- * export's time. Jobs are done in the order they came, so each partition's files are recorded in
- * order; while the writer runs, only it touches the manifest. */
+ * export's time. Once the reading is done the reading thread writes files too (the last files of
+ * every partition come at once: written one after the other they were most of what followed the
+ * reading). Files may be written in any order, but are recorded in the order they came, so each
+ * partition's files are recorded in order; while the writer runs, only the thread holding its lock
+ * touches the manifest. */
 
 #define HI_QUEUE_MAX 4 /* files waiting to be written: the reading waits beyond */
+
+enum hi_job_state { HI_JOB_QUEUED, HI_JOB_TAKEN, HI_JOB_STORED };
 
 struct hi_job {
     struct hi_job *next;
@@ -842,6 +884,11 @@ struct hi_job {
     struct hi_file f; /* count 0: no file */
     int64_t next_offset;
     bool complete; /* the partition is read: marked complete after the file */
+    enum hi_job_state state;
+    char *rel; /* the file written, and its hash */
+    char hex[2 * HI_SHA256_BYTES + 1];
+    int rc; /* writing it failed (err) */
+    es_err_t err;
 };
 
 struct hi_writer {
@@ -858,15 +905,6 @@ struct hi_writer {
     size_t n_spare;
 };
 
-static int hi_job_do(struct hi_export *x, struct hi_job *j, es_err_t *err)
-{
-    if (j->f.count && hi_file_write(x, j->t, j->p, &j->f, j->next_offset, err))
-        return -1;
-    if (j->complete)
-        json_object_set_new(j->entry, "complete", json_true());
-    return hi_manifest_changed(x, err);
-}
-
 /* Done with job j (under the lock): its buffer kept for reuse. */
 static void hi_job_free(struct hi_writer *w, struct hi_job *j)
 {
@@ -875,34 +913,65 @@ static void hi_job_free(struct hi_writer *w, struct hi_job *j)
         w->spare[w->n_spare++] = j->f.data;
     else
         hi_buf_free(&j->f.data);
+    free(j->rel);
     free(j);
+}
+
+/* Records the jobs at the head of the queue whose files are written (under the lock), in order. */
+static void hi_writer_record(struct hi_writer *w)
+{
+    struct hi_job *j;
+    while ((j = w->head) && j->state == HI_JOB_STORED) {
+        es_err_t err = ES_ERR_INIT;
+        int rc = w->rc ? 0 : j->rc;
+        if (rc)
+            err = j->err;
+        else if (!w->rc && j->f.count)
+            rc = hi_file_record(w->x, j->t, j->p, &j->f, j->rel, j->hex, j->next_offset, &err);
+        if (!rc && !w->rc && j->complete)
+            json_object_set_new(j->entry, "complete", json_true());
+        if (!rc && !w->rc)
+            rc = hi_manifest_changed(w->x, &err);
+        if (rc && !w->rc) {
+            w->rc = rc;
+            w->err = err;
+        }
+        if (!(w->head = j->next))
+            w->tail = NULL;
+        w->queued--;
+        hi_job_free(w, j);
+        pthread_cond_broadcast(&w->cond);
+    }
+}
+
+/* Writes the first job not taken yet, if any (called and returning under the lock), then records
+ * what can be. Whether there was one. */
+static bool hi_writer_step(struct hi_writer *w)
+{
+    struct hi_job *j = w->head;
+    while (j && j->state != HI_JOB_QUEUED)
+        j = j->next;
+    if (!j)
+        return false;
+    j->state = HI_JOB_TAKEN;
+    bool failed = w->rc != 0;
+    pthread_mutex_unlock(&w->lock);
+    j->err = (es_err_t)ES_ERR_INIT;
+    if (!failed && j->f.count)
+        j->rc = hi_file_store(w->x, j->t, j->p, &j->f, &j->rel, j->hex, &j->err);
+    pthread_mutex_lock(&w->lock);
+    j->state = HI_JOB_STORED;
+    hi_writer_record(w);
+    return true;
 }
 
 static void *hi_writer_main(void *arg)
 {
     struct hi_writer *w = arg;
     pthread_mutex_lock(&w->lock);
-    for (;;) {
-        while (!w->head && !w->closing)
+    while (w->head || !w->closing)
+        if (!hi_writer_step(w))
             pthread_cond_wait(&w->cond, &w->lock);
-        struct hi_job *j = w->head;
-        if (!j)
-            break;
-        bool failed = w->rc != 0;
-        pthread_mutex_unlock(&w->lock);
-        es_err_t err = ES_ERR_INIT;
-        int rc = failed ? 0 : hi_job_do(w->x, j, &err);
-        pthread_mutex_lock(&w->lock);
-        if (!(w->head = j->next))
-            w->tail = NULL;
-        w->queued--;
-        if (rc && !w->rc) {
-            w->rc = rc;
-            w->err = err;
-        }
-        hi_job_free(w, j);
-        pthread_cond_broadcast(&w->cond);
-    }
     pthread_mutex_unlock(&w->lock);
     return NULL;
 }
@@ -930,7 +999,8 @@ static int hi_writer_put(struct hi_writer *w, struct hi_part *pt, int64_t next, 
                          .entry = pt->entry,
                          .f = pt->f,
                          .next_offset = next,
-                         .complete = complete};
+                         .complete = complete,
+                         .state = HI_JOB_QUEUED};
     memset(&pt->f, 0, sizeof pt->f);
     pthread_mutex_lock(&w->lock);
     if (!complete && w->n_spare)
@@ -951,12 +1021,15 @@ static int hi_writer_put(struct hi_writer *w, struct hi_part *pt, int64_t next, 
     return rc;
 }
 
-/* Lets the writer finish what it was given, then stops it. 0, or its failure into err. */
+/* Writes, beside the writer, the files it was given and has not taken yet, lets it finish, then
+ * stops it. 0, or its failure into err. */
 static int hi_writer_close(struct hi_writer *w, es_err_t *err)
 {
     pthread_mutex_lock(&w->lock);
     w->closing = true;
     pthread_cond_broadcast(&w->cond);
+    while (hi_writer_step(w))
+        ;
     pthread_mutex_unlock(&w->lock);
     pthread_join(w->thread, NULL);
     int rc = w->rc;
@@ -1094,41 +1167,24 @@ static es_kafka_t *hi_export_reader(es_err_t *err)
     return conf ? es_kafka_new(ES_KAFKA_CONSUMER, conf, err) : NULL;
 }
 
-/* The codec, loaded by a thread of its own while the manifest's ranges are asked of the brokers:
- * it parses every schema file, the longest step before the reading. */
-struct hi_codec_load {
-    sr_client_t *sr;
-    ev_codec_t *codec;
-    es_err_t err;
-};
-
-static void *hi_codec_load(void *arg)
-{
-    struct hi_codec_load *l = arg;
-    l->codec = ev_codec_new(es_env_schema_dir(), l->sr, &l->err);
-    return NULL;
-}
-
 static int hi_export_run(struct hi_export *x, es_err_t *err)
 {
     char *dir = xstrdup(x->dir);
     int rc = -1;
     struct hi_codec_load load = {.err = ES_ERR_INIT};
-    pthread_t loader;
     if (!(x->rk = hi_export_reader(err)) ||
         !(load.sr = x->sr = sr_client_new(es_env_registry_url(), err)))
         goto out;
-    if (pthread_create(&loader, NULL, hi_codec_load, &load))
+    if (pthread_create(&load.thread, NULL, hi_codec_load, &load))
         abort(); /* no thread: as an allocation failure */
+    x->loading = &load;
     if (hi_mkdirs(dir))
         es_set(err, ES_EIO, "cannot make %s: %s", x->dir, strerror(errno));
     else
-        rc = hi_manifest_open(x, err);
-    pthread_join(loader, NULL);
-    if (!(x->codec = load.codec))
-        rc = es_set(err, load.err.code, "%s", load.err.msg);
+        rc = hi_manifest_open(x, err) || hi_personal_open(x, err) ? -1 : 0;
+    rc = hi_codec_ready(x, err) || rc ? -1 : 0; /* joined also when something failed */
     if (!rc)
-        rc = hi_personal_open(x, err) || hi_export_topics(x, err) ? -1 : 0;
+        rc = hi_export_topics(x, err);
 out:
     free(dir);
     return rc;
