@@ -308,6 +308,11 @@ struct hi_scanner {
  * tenth byte only bit 63), into s->num. */
 static bool hi_scan_varint(struct hi_scanner *s)
 {
+    if (s->p < s->end && !(*s->p & 0x80)) { /* one byte (most lengths and counts): minimal */
+        s->num = (int64_t)(*s->p >> 1) ^ -(int64_t)(*s->p & 1);
+        s->p++;
+        return true;
+    }
     uint64_t z = 0;
     size_t i = 0;
     for (;; i++) {
@@ -326,7 +331,13 @@ static bool hi_scan_varint(struct hi_scanner *s)
 /* Valid UTF-8 as jansson takes it (no overlong form, surrogate or code point past U+10FFFF). */
 static bool hi_utf8_ok(const unsigned char *p, size_t n, bool nul_ok)
 {
-    for (size_t i = 0; i < n;) {
+    size_t i = 0;
+    for (uint64_t w[4]; nul_ok && i + 32 <= n; i += 32) { /* 32 ASCII bytes at a time */
+        memcpy(w, p + i, 32);
+        if ((w[0] | w[1] | w[2] | w[3]) & 0x8080808080808080ULL)
+            break;
+    }
+    while (i < n) {
         uint64_t w;
         if (nul_ok && i + 8 <= n && (memcpy(&w, p + i, 8), !(w & 0x8080808080808080ULL))) {
             i += 8; /* eight ASCII bytes */
