@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,6 +42,7 @@
 #define HI_SAVE_MS     1000  /* the manifest is rewritten at most this often while files come */
 #define HI_RESERVE_MAX (64u << 20) /* the most a file's buffer is given ahead of its records */
 #define HI_SEEN        16 /* writer schema ids remembered per topic (more: asked each time) */
+#define HI_HUGE_PAGE   (2u << 20) /* a transparent huge page (x86-64, arm64 with 4 KiB pages) */
 
 static volatile sig_atomic_t hi_export_stopping;
 
@@ -681,6 +683,27 @@ static bool hi_file_add_fast(struct hi_export *x, struct hi_topic *t, struct hi_
     return !hi_avro_put_envelope(&f->data, p, &s, &w, shred);
 }
 
+/* Makes room for cap bytes in b. A buffer first made this large gets memory of its own, aligned
+ * for huge pages and marked for them: writing an export's files into fresh memory took a page
+ * fault every 4 KiB, a tenth of the reading thread's time; one every 2 MiB costs little. The
+ * buffers are then reused from file to file (hi_writer). */
+static void hi_file_room(hi_buf_t *b, size_t cap)
+{
+    if (cap <= b->cap)
+        return;
+    void *p = NULL;
+    if (cap < 2 * HI_HUGE_PAGE || b->cap >= HI_HUGE_PAGE || posix_memalign(&p, HI_HUGE_PAGE, cap)) {
+        hi_buf_reserve(b, cap);
+        return;
+    }
+    madvise(p, cap & ~(size_t)(HI_HUGE_PAGE - 1), MADV_HUGEPAGE); /* advice: failing is fine */
+    if (b->len)
+        memcpy(p, b->data, b->len);
+    free(b->data);
+    b->data = p;
+    b->cap = cap;
+}
+
 /* Records that f took m's record (its bytes from at). */
 static void hi_file_took(struct hi_file *f, const es_kafka_msg_t *m, size_t at, size_t roll)
 {
@@ -689,7 +712,7 @@ static void hi_file_took(struct hi_file *f, const es_kafka_msg_t *m, size_t at, 
         /* room for the whole file as its first record goes: each doubling of a large buffer
          * copied it into fresh pages, and first touches of memory are dear (in a VM) */
         size_t want = (f->data.len - at) * roll / 4 * 5 + 4096;
-        hi_buf_reserve(&f->data, want < HI_RESERVE_MAX ? want : HI_RESERVE_MAX);
+        hi_file_room(&f->data, want < HI_RESERVE_MAX ? want : HI_RESERVE_MAX);
     }
     f->last = m->offset;
 }
