@@ -316,30 +316,59 @@ out:
 
 /* The codec, loaded by a thread of its own while the manifest's ranges are asked of the brokers
  * and the forgotten users' scan waits for its first records: it parses every schema file, the
- * longest step before the reading. */
+ * longest step before the reading. The same thread then opens the contexts' topics (their
+ * envelope schemas and fast path programs), which the reading needs next. */
 struct hi_codec_load {
     pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool loaded; /* under the lock: codec (or err) is set */
     sr_client_t *sr;
+    const char *contexts;
     ev_codec_t *codec;
     es_err_t err;
+    struct hi_topic *ts; /* the topics that opened (others: the reading thread says why) */
+    size_t nt;
 };
+
+static int hi_topic_open(ev_codec_t *codec, struct hi_topic *t, const char *topic, es_err_t *err);
+static void hi_topic_close(struct hi_topic *t);
 
 static void *hi_codec_load(void *arg)
 {
     struct hi_codec_load *l = arg;
-    l->codec = ev_codec_new(es_env_schema_dir(), l->sr, &l->err);
+    ev_codec_t *codec = ev_codec_new(es_env_schema_dir(), l->sr, &l->err);
+    pthread_mutex_lock(&l->lock);
+    l->codec = codec;
+    l->loaded = true;
+    pthread_cond_broadcast(&l->cond);
+    pthread_mutex_unlock(&l->lock);
+    char *list = xstrdup(l->contexts), *save = NULL;
+    l->ts = xcalloc(strlen(l->contexts) / 2 + 2, sizeof *l->ts);
+    for (char *c = strtok_r(list, ",", &save); codec && c; c = strtok_r(NULL, ",", &save)) {
+        char name[128];
+        es_err_t e = ES_ERR_INIT;
+        if (!hi_topic_open(codec, &l->ts[l->nt], es_topic(name, sizeof name, c, "events"), &e))
+            l->nt++;
+        else { /* what it made before failing */
+            hi_topic_close(&l->ts[l->nt]);
+            memset(&l->ts[l->nt], 0, sizeof l->ts[l->nt]);
+        }
+    }
+    free(list);
     return NULL;
 }
 
-/* Waits for the codec's thread, once: 0 with x->codec, or -1 with err. */
+/* Waits for the codec, once: 0 with x->codec, or -1 with err. */
 static int hi_codec_ready(struct hi_export *x, es_err_t *err)
 {
     struct hi_codec_load *l = x->loading;
-    if (l) {
-        pthread_join(l->thread, NULL);
-        x->codec = l->codec;
-        x->loading = NULL;
-        if (!x->codec)
+    if (!x->codec && l) {
+        pthread_mutex_lock(&l->lock);
+        while (!l->loaded)
+            pthread_cond_wait(&l->cond, &l->lock);
+        pthread_mutex_unlock(&l->lock);
+        if (!(x->codec = l->codec))
             es_set(err, l->err.code, "%s", l->err.msg);
     }
     return x->codec ? 0 : -1;
@@ -494,10 +523,10 @@ static void hi_personal(const struct hi_export *x, json_t *payload, json_t *shre
 
 /* --- writing ------------------------------------------------------------------------------- */
 
-static int hi_topic_open(struct hi_export *x, struct hi_topic *t, const char *topic, es_err_t *err)
+static int hi_topic_open(ev_codec_t *codec, struct hi_topic *t, const char *topic, es_err_t *err)
 {
     snprintf(t->name, sizeof t->name, "%s", topic);
-    json_t *names = ev_codec_types_for_topic(x->codec, topic), *types = json_array();
+    json_t *names = ev_codec_types_for_topic(codec, topic), *types = json_array();
     size_t i;
     json_t *n;
     t->branches = json_object();
@@ -505,7 +534,7 @@ static int hi_topic_open(struct hi_export *x, struct hi_topic *t, const char *to
     t->progs = xcalloc(t->n_branches + 1, sizeof *t->progs);
     json_array_foreach(names, i, n)
     {
-        const char *text = ev_codec_schema_text(x->codec, json_string_value(n));
+        const char *text = ev_codec_schema_text(codec, json_string_value(n));
         json_t *type = text ? json_loads(text, 0, NULL) : json_null();
         es_err_t perr = ES_ERR_INIT; /* a type the fast path does not take goes the JSON path */
         t->progs[i] = text ? hi_avro_prog_new(type, &perr) : NULL;
@@ -1124,7 +1153,9 @@ static size_t hi_export_parts(struct hi_export *x, struct hi_topic *ts, struct h
     return n;
 }
 
-static int hi_export_topics(struct hi_export *x, es_err_t *err)
+/* The manifest's topics, taken from those the codec's thread opened (l), opened here if it did
+ * not (it says why); l's others are closed. */
+static int hi_export_topics(struct hi_export *x, struct hi_codec_load *l, es_err_t *err)
 {
     json_t *topics = json_object_get(x->manifest, "topics"), *tv;
     const char *topic;
@@ -1135,8 +1166,15 @@ static int hi_export_topics(struct hi_export *x, es_err_t *err)
     int rc = 0;
     json_object_foreach(topics, topic, tv)
     {
-        if ((rc = hi_topic_open(x, &ts[nt], topic, err)))
+        size_t i = 0;
+        while (i < l->nt && (!l->ts[i].envelope || strcmp(l->ts[i].name, topic)))
+            i++;
+        if (i < l->nt) {
+            ts[nt] = l->ts[i];
+            memset(&l->ts[i], 0, sizeof l->ts[i]);
+        } else if ((rc = hi_topic_open(x->codec, &ts[nt], topic, err))) {
             goto out;
+        }
         nt++;
     }
     n = hi_export_parts(x, ts, &parts, &total);
@@ -1194,21 +1232,33 @@ static int hi_export_run(struct hi_export *x, es_err_t *err)
 {
     char *dir = xstrdup(x->dir);
     int rc = -1;
-    struct hi_codec_load load = {.err = ES_ERR_INIT};
-    if (!(x->rk = hi_export_reader(err)) ||
-        !(load.sr = x->sr = sr_client_new(es_env_registry_url(), err)))
+    struct hi_codec_load load = {.err = ES_ERR_INIT, .contexts = x->contexts};
+    pthread_mutex_init(&load.lock, NULL);
+    pthread_cond_init(&load.cond, NULL);
+    /* the codec's thread first: it is the longest before the reading */
+    if (!(load.sr = x->sr = sr_client_new(es_env_registry_url(), err)))
         goto out;
     if (pthread_create(&load.thread, NULL, hi_codec_load, &load))
         abort(); /* no thread: as an allocation failure */
     x->loading = &load;
-    if (hi_mkdirs(dir))
+    if (!(x->rk = hi_export_reader(err)))
+        rc = -1;
+    else if (hi_mkdirs(dir))
         es_set(err, ES_EIO, "cannot make %s: %s", x->dir, strerror(errno));
     else
         rc = hi_manifest_open(x, err) || hi_personal_open(x, err) ? -1 : 0;
-    rc = hi_codec_ready(x, err) || rc ? -1 : 0; /* joined also when something failed */
+    rc = hi_codec_ready(x, err) || rc ? -1 : 0; /* waited for also when something failed */
+    pthread_join(load.thread, NULL);
+    x->loading = NULL;
     if (!rc)
-        rc = hi_export_topics(x, err);
+        rc = hi_export_topics(x, &load, err);
+    for (size_t i = 0; i < load.nt; i++)
+        if (load.ts[i].envelope)
+            hi_topic_close(&load.ts[i]);
+    free(load.ts);
 out:
+    pthread_mutex_destroy(&load.lock);
+    pthread_cond_destroy(&load.cond);
     free(dir);
     return rc;
 }
