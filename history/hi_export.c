@@ -77,7 +77,6 @@ struct hi_export {
     ev_codec_t *codec;
     json_t *forgotten; /* user id -> true */
     json_t *keys;      /* --unseal: user id -> key (hex) */
-    int users_parts;   /* users.events' partitions, assigned from their beginning (hi_forgotten) */
     json_t *manifest;
     bool json_path; /* --json-path: no fast path (a check that both write the same bytes) */
     struct hi_codec_load *loading; /* the codec while a thread loads it (hi_codec_ready) */
@@ -109,8 +108,8 @@ struct hi_part {
 typedef int (*hi_msg_fn)(struct hi_export *x, struct hi_part *pt, const es_kafka_msg_t *m,
                          es_err_t *err);
 typedef int (*hi_end_fn)(struct hi_export *x, struct hi_part *pt, es_err_t *err);
-static int hi_read(struct hi_export *x, struct hi_part *parts, size_t n, bool assigned,
-                   hi_msg_fn on_msg, hi_end_fn on_end, es_err_t *err);
+static int hi_read(struct hi_export *x, struct hi_part *parts, size_t n, hi_msg_fn on_msg,
+                   hi_end_fn on_end, es_err_t *err);
 
 static int hi_export_usage(FILE *f, int rc)
 {
@@ -407,28 +406,14 @@ static int hi_forgotten_end(struct hi_export *x, struct hi_part *pt, es_err_t *e
     return 0;
 }
 
-/* Starts reading users.events, every partition at once from its beginning, for
- * hi_forgotten_scan: its records come while the manifest's ranges are asked of the brokers. */
-static int hi_forgotten_begin(struct hi_export *x, es_err_t *err)
+/* Reads users.events, every partition at once, from its beginning to its end now (an open
+ * transaction's records, not stable yet, are not waited for). The ends from one request; the
+ * beginning is the consumer's (a partition with no end offset has nothing to read). */
+static int hi_forgotten_scan(struct hi_export *x, es_err_t *err)
 {
     int n = es_kafka_partition_count(x->rk, "users.events", err);
     if (n < 0)
         return -1;
-    es_kafka_parts_t *l = es_kafka_parts_new(n + 1);
-    for (int p = 0; p < n; p++)
-        es_kafka_parts_add(l, "users.events", p)->offset = ES_KAFKA_OFFSET_BEGINNING;
-    x->users_parts = n;
-    int rc = es_kafka_resp_error(err, es_kafka_assign(x->rk, l), "assign");
-    es_kafka_parts_free(l);
-    return rc;
-}
-
-/* Reads users.events (as hi_forgotten_begin assigned it) to its end now (an open transaction's
- * records, not stable yet, are not waited for). The ends from one request (a partition with no
- * end offset has nothing to read). */
-static int hi_forgotten_scan(struct hi_export *x, es_err_t *err)
-{
-    int n = x->users_parts;
     struct hi_part *parts = xcalloc((size_t)n + 1, sizeof *parts);
     int64_t *ends = xcalloc((size_t)n + 1, sizeof *ends);
     int rc = hi_offsets_at(x->rk, "users.events", n, ES_KAFKA_OFFSET_END, ends, err);
@@ -439,7 +424,7 @@ static int hi_forgotten_scan(struct hi_export *x, es_err_t *err)
                                     .start = ends[p] > 0 ? ES_KAFKA_OFFSET_BEGINNING : 0,
                                     .end = ends[p]};
     if (!rc)
-        rc = hi_read(x, parts, (size_t)n, true, hi_forgotten_msg, hi_forgotten_end, err);
+        rc = hi_read(x, parts, (size_t)n, hi_forgotten_msg, hi_forgotten_end, err);
     free(ends);
     free(parts);
     return rc ? -1 : 0;
@@ -867,13 +852,12 @@ static struct hi_part *hi_part_of(struct hi_part *parts, size_t n, const es_kafk
 }
 
 /* Reads every partition of parts at once from its start to its end (read_committed), calling
- * on_msg for each record in it (in order within a partition) and on_end once it is read; with
- * assigned, the consumer already reads every partition of parts from its start. The
+ * on_msg for each record in it (in order within a partition) and on_end once it is read. The
  * messages come in batches (es_kafka_poll_batch): a message at a time took a fifth of the
  * reading thread's time in librdkafka's poll. */
 #define HI_BATCH 256
-static int hi_read(struct hi_export *x, struct hi_part *parts, size_t n, bool assigned,
-                   hi_msg_fn on_msg, hi_end_fn on_end, es_err_t *err)
+static int hi_read(struct hi_export *x, struct hi_part *parts, size_t n, hi_msg_fn on_msg,
+                   hi_end_fn on_end, es_err_t *err)
 {
     es_kafka_parts_t *l = es_kafka_parts_new((int)n + 1);
     size_t left = n;
@@ -886,7 +870,7 @@ static int hi_read(struct hi_export *x, struct hi_part *parts, size_t n, bool as
         } else {
             es_kafka_parts_add(l, parts[i].topic, parts[i].p)->offset = parts[i].start;
         }
-    if (!rc && left && !assigned)
+    if (!rc && left)
         rc = es_kafka_resp_error(err, es_kafka_assign(x->rk, l), "assign");
     es_kafka_parts_free(l);
     es_kafka_msg_t *batch = xcalloc(HI_BATCH, sizeof *batch);
@@ -1196,7 +1180,7 @@ static int hi_export_topics(struct hi_export *x, struct hi_codec_load *l, es_err
     n = hi_export_parts(x, ts, &parts, &total);
     hi_progress_start(&x->pg, "export", total);
     x->writer = hi_writer_start(x);
-    rc = hi_read(x, parts, n, false, hi_export_msg, hi_export_end, err);
+    rc = hi_read(x, parts, n, hi_export_msg, hi_export_end, err);
     rc |= hi_writer_close(x->writer, err); /* also when reading failed: what was read is kept */
     x->writer = NULL;
     if (x->unsaved) /* also when it failed: a resumed run starts after what was written */
@@ -1262,8 +1246,7 @@ static int hi_export_run(struct hi_export *x, es_err_t *err)
     else if (hi_mkdirs(dir))
         es_set(err, ES_EIO, "cannot make %s: %s", x->dir, strerror(errno));
     else
-        rc = hi_forgotten_begin(x, err) || hi_manifest_open(x, err) || hi_personal_open(x, err) ? -1
-                                                                                                : 0;
+        rc = hi_manifest_open(x, err) || hi_personal_open(x, err) ? -1 : 0;
     rc = hi_codec_ready(x, err) || rc ? -1 : 0; /* waited for also when something failed */
     pthread_join(load.thread, NULL);
     x->loading = NULL;
