@@ -806,27 +806,37 @@ static int hi_part_end(struct hi_export *x, struct hi_part *pt, size_t *left, hi
     return on_end(x, pt, err);
 }
 
-/* Nothing came for a while: the partitions whose position reached their end (past control
- * records) are done; none moving for HI_STALL_MS is an open transaction. */
-static int hi_read_idle(struct hi_export *x, struct hi_part *parts, size_t n, size_t *left,
-                        hi_end_fn on_end, long long seen, es_err_t *err)
+/* The partitions whose position reached their end (past control records, a transaction's marker
+ * last: no record ends them, and their EOF comes only after a fetch the broker holds up to
+ * fetch.wait.max.ms) are done. */
+static int hi_read_ended(struct hi_export *x, struct hi_part *parts, size_t n, size_t *left,
+                         hi_end_fn on_end, es_err_t *err)
 {
-    es_kafka_parts_t *l = es_kafka_parts_new((int)n);
+    es_kafka_parts_t *l = es_kafka_parts_new((int)n + 1);
     for (size_t i = 0; i < n; i++)
         if (!parts[i].done)
             es_kafka_parts_add(l, parts[i].topic, parts[i].p);
-    int rc = es_kafka_position(x->rk, l) ? 0 : 1;
-    for (int i = 0; rc == 1 && i < l->cnt; i++) {
-        struct hi_part *pt = hi_part_find(parts, n, l->elems[i].topic, l->elems[i].partition);
-        if (l->elems[i].offset >= pt->end && (rc = hi_part_end(x, pt, left, on_end, err)))
-            break;
-    }
-    rc = rc == 1 ? 0 : rc;
+    int rc = 0;
+    if (!es_kafka_position(x->rk, l))
+        for (int i = 0; !rc && i < l->cnt; i++) {
+            struct hi_part *pt = hi_part_find(parts, n, l->elems[i].topic, l->elems[i].partition);
+            if (l->elems[i].offset >= pt->end)
+                rc = hi_part_end(x, pt, left, on_end, err);
+        }
+    es_kafka_parts_free(l);
+    return rc;
+}
+
+/* Nothing came for a while: the partitions at their end are done; none moving for HI_STALL_MS is
+ * an open transaction. */
+static int hi_read_idle(struct hi_export *x, struct hi_part *parts, size_t n, size_t *left,
+                        hi_end_fn on_end, long long seen, es_err_t *err)
+{
+    int rc = hi_read_ended(x, parts, n, left, on_end, err);
     for (size_t i = 0; !rc && *left && es_mono_ms() - seen > HI_STALL_MS && i < n; i++)
         if (!parts[i].done)
             rc = es_set(err, ES_ETIMEOUT, "%s[%d]: nothing read below %" PRId64 " for %d s",
                         parts[i].topic, parts[i].p, parts[i].end, HI_STALL_MS / 1000);
-    es_kafka_parts_free(l);
     return rc;
 }
 
@@ -875,7 +885,8 @@ static int hi_read(struct hi_export *x, struct hi_part *parts, size_t n, hi_msg_
     es_kafka_parts_free(l);
     es_kafka_msg_t *batch = xcalloc(HI_BATCH, sizeof *batch);
     struct hi_part *last = NULL;
-    bool moved = false; /* a record since the last idle poll (the clock is read only then) */
+    bool moved = false;    /* a record since the last idle poll (the clock is read only then) */
+    long long checked = 0; /* when the positions were last looked at */
     for (long long seen = es_mono_ms(); !rc && left;) {
         if (hi_export_stopping) {
             rc = es_set(err, ES_EIO, "interrupted: run it again with the same --out to resume");
@@ -902,6 +913,12 @@ static int hi_read(struct hi_export *x, struct hi_part *parts, size_t n, hi_msg_
             }
         }
         es_kafka_msgs_release(batch, got);
+        /* what was fetched is read: the positions say which partitions ended (at most once a
+         * millisecond, as a reading faster than the fetching drains the queue at each batch) */
+        if (!rc && left && got && got < HI_BATCH && es_mono_ms() != checked) {
+            checked = es_mono_ms();
+            rc = hi_read_ended(x, parts, n, &left, on_end, err);
+        }
     }
     free(batch);
     /* a pause outlives the assignment (librdkafka keeps it on the partition): lift it */
