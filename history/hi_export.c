@@ -1170,6 +1170,13 @@ static size_t hi_export_parts(struct hi_export *x, struct hi_topic *ts, struct h
     return n;
 }
 
+static void *hi_kafka_close(void *rk)
+{
+    es_kafka_close(rk);
+    es_kafka_destroy(rk);
+    return NULL;
+}
+
 /* The manifest's topics, taken from those the codec's thread opened (l), opened here if it did
  * not (it says why); l's others are closed. */
 static int hi_export_topics(struct hi_export *x, struct hi_codec_load *l, es_err_t *err)
@@ -1198,6 +1205,11 @@ static int hi_export_topics(struct hi_export *x, struct hi_codec_load *l, es_err
     hi_progress_start(&x->pg, "export", total);
     x->writer = hi_writer_start(x);
     rc = hi_read(x, parts, n, hi_export_msg, hi_export_end, err);
+    /* the client is done with: it leaves (its threads stopping) while the last files are written */
+    pthread_t closer;
+    bool closing = !pthread_create(&closer, NULL, hi_kafka_close, x->rk);
+    if (closing)
+        x->rk = NULL;
     rc |= hi_writer_close(x->writer, err); /* also when reading failed: what was read is kept */
     x->writer = NULL;
     if (x->unsaved) /* also when it failed: a resumed run starts after what was written */
@@ -1206,6 +1218,8 @@ static int hi_export_topics(struct hi_export *x, struct hi_codec_load *l, es_err
         x->pg.total = x->pg.done; /* offsets overcount: transaction markers, aborted records */
         hi_progress_end(&x->pg);
     }
+    if (closing)
+        pthread_join(closer, NULL);
 out:
     for (size_t i = 0; i < n; i++)
         hi_buf_free(&parts[i].f.data);
