@@ -337,6 +337,16 @@ static bool hi_utf8_ok(const unsigned char *p, size_t n, bool nul_ok)
         if ((w[0] | w[1] | w[2] | w[3]) & 0x8080808080808080ULL)
             break;
     }
+    if (nul_ok) { /* then 8 at a time, then the last few at once: all ASCII is the common case */
+        uint64_t w;
+        for (; i + 8 <= n && (memcpy(&w, p + i, 8), !(w & 0x8080808080808080ULL)); i += 8)
+            ;
+        unsigned char high = 0;
+        for (size_t j = i; i + 8 > n && j < n; j++)
+            high |= p[j];
+        if (i + 8 > n && !(high & 0x80))
+            return true;
+    }
     while (i < n) {
         uint64_t w;
         if (nul_ok && i + 8 <= n && (memcpy(&w, p + i, 8), !(w & 0x8080808080808080ULL))) {
