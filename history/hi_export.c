@@ -337,7 +337,7 @@ static void hi_topic_close(struct hi_topic *t);
 static void *hi_codec_load(void *arg)
 {
     struct hi_codec_load *l = arg;
-    ev_codec_t *codec = ev_codec_new(es_env_schema_dir(), l->sr, &l->err);
+    ev_codec_t *codec = ev_codec_new_kind(es_env_schema_dir(), l->sr, "events", &l->err);
     pthread_mutex_lock(&l->lock);
     l->codec = codec;
     l->loaded = true;
