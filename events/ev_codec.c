@@ -204,10 +204,14 @@ static int ev_load_common(ev_codec_t *c, const char *dir, es_err_t *err)
     return rc;
 }
 
-static int ev_load_context(ev_codec_t *c, const char *dir, const char *ctx, es_err_t *err)
+/* Loads context ctx's schemas of kind (NULL: of every kind). */
+static int ev_load_context(ev_codec_t *c, const char *dir, const char *ctx, const char *kind,
+                           es_err_t *err)
 {
     int rc = 0;
     for (size_t k = 0; k < sizeof(ev_kinds) / sizeof(ev_kinds[0]) && rc == 0; k++) {
+        if (kind && strcmp(kind, ev_kinds[k]))
+            continue;
         char *kdir = xasprintf("%s/%s/%s", dir, ctx, ev_kinds[k]);
         char *topic = xasprintf("%s.%s", ctx, ev_kinds[k]);
         struct dirent **names = NULL;
@@ -230,6 +234,12 @@ static int ev_load_context(ev_codec_t *c, const char *dir, const char *ctx, es_e
 }
 
 ev_codec_t *ev_codec_new(const char *schema_dir, sr_client_t *sr, es_err_t *err)
+{
+    return ev_codec_new_kind(schema_dir, sr, NULL, err);
+}
+
+ev_codec_t *ev_codec_new_kind(const char *schema_dir, sr_client_t *sr, const char *kind,
+                              es_err_t *err)
 {
     ev_codec_global_init();
     ev_codec_t *c = xcalloc(1, sizeof(*c));
@@ -258,7 +268,7 @@ ev_codec_t *ev_codec_new(const char *schema_dir, sr_client_t *sr, es_err_t *err)
         struct stat st;
         if (rc == 0 && strcmp(ctx, "common") != 0 && stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
             json_array_append_new(c->contexts, json_string(ctx));
-            rc = ev_load_context(c, schema_dir, ctx, err);
+            rc = ev_load_context(c, schema_dir, ctx, kind, err);
         }
         free(path);
         free(names[i]);

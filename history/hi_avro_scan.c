@@ -308,6 +308,11 @@ struct hi_scanner {
  * tenth byte only bit 63), into s->num. */
 static bool hi_scan_varint(struct hi_scanner *s)
 {
+    if (s->p < s->end && !(*s->p & 0x80)) { /* one byte (most lengths and counts): minimal */
+        s->num = (int64_t)(*s->p >> 1) ^ -(int64_t)(*s->p & 1);
+        s->p++;
+        return true;
+    }
     uint64_t z = 0;
     size_t i = 0;
     for (;; i++) {
@@ -326,7 +331,23 @@ static bool hi_scan_varint(struct hi_scanner *s)
 /* Valid UTF-8 as jansson takes it (no overlong form, surrogate or code point past U+10FFFF). */
 static bool hi_utf8_ok(const unsigned char *p, size_t n, bool nul_ok)
 {
-    for (size_t i = 0; i < n;) {
+    size_t i = 0;
+    for (uint64_t w[4]; nul_ok && i + 32 <= n; i += 32) { /* 32 ASCII bytes at a time */
+        memcpy(w, p + i, 32);
+        if ((w[0] | w[1] | w[2] | w[3]) & 0x8080808080808080ULL)
+            break;
+    }
+    if (nul_ok) { /* then 8 at a time, then the last few at once: all ASCII is the common case */
+        uint64_t w;
+        for (; i + 8 <= n && (memcpy(&w, p + i, 8), !(w & 0x8080808080808080ULL)); i += 8)
+            ;
+        unsigned char high = 0;
+        for (size_t j = i; i + 8 > n && j < n; j++)
+            high |= p[j];
+        if (i + 8 > n && !(high & 0x80))
+            return true;
+    }
+    while (i < n) {
         uint64_t w;
         if (nul_ok && i + 8 <= n && (memcpy(&w, p + i, 8), !(w & 0x8080808080808080ULL))) {
             i += 8; /* eight ASCII bytes */
@@ -540,10 +561,26 @@ int hi_avro_scan(const hi_avro_prog_t *p, const void *body, size_t len, hi_avro_
 
 /* --- the envelope --------------------------------------------------------------------------- */
 
-static void hi_put_str(hi_buf_t *b, const void *s, size_t n)
+/* The envelope is written straight into room made for it once (hi_env_room): no capacity check
+ * and no call a field, as hi_buf_put and hi_buf_long make. */
+#define HI_VARINT_MAX 10
+
+static unsigned char *hi_put_long(unsigned char *o, int64_t v)
 {
-    hi_buf_long(b, (int64_t)n);
-    hi_buf_put(b, s, n);
+    uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+    while (z > 0x7f) {
+        *o++ = (unsigned char)(z | 0x80);
+        z >>= 7;
+    }
+    *o++ = (unsigned char)z;
+    return o;
+}
+
+static unsigned char *hi_put_str(unsigned char *o, const void *s, size_t n)
+{
+    o = hi_put_long(o, (int64_t)n);
+    memcpy(o, s, n);
+    return o + n;
 }
 
 /* Whether shredding top-level field i nulls a value (a sealed field or the index holding one). */
@@ -557,39 +594,59 @@ int hi_avro_put_envelope(hi_buf_t *out, const hi_avro_prog_t *p, const hi_avro_s
 {
     const struct hi_node *r = p->root;
     const unsigned char *b = s->body;
-    size_t shredded = 0;
+    size_t shredded = 0, names = 0, type_len = strlen(w->event_type), topic_len = strlen(w->topic);
     for (size_t i = 0; shred && i < r->n; i++) {
         if (hi_shreds(p, s, i) && !p->made_nullable[i] && p->null_branch[i] < 0)
             return -1; /* no null to write: the JSON path fails it */
-        shredded += hi_shreds(p, s, i);
+        if (hi_shreds(p, s, i)) {
+            shredded++;
+            names += strlen(r->names[i]) + HI_VARINT_MAX;
+        }
     }
-    hi_put_str(out, b + s->event_id.off, s->event_id.len);
-    hi_put_str(out, w->event_type, strlen(w->event_type));
-    hi_put_str(out, b + s->aggregate_id.off, s->aggregate_id.len);
-    hi_buf_long(out, s->aggregate_version);
-    hi_buf_long(out, s->occurred_at);
-    hi_put_str(out, w->topic, strlen(w->topic));
-    hi_buf_long(out, w->partition);
-    hi_buf_long(out, w->offset);
-    hi_buf_long(out, w->timestamp);
+    /* the most it can take: the strings, a varint for each number, length and union branch */
+    size_t body = r->n ? s->field_end[r->n - 1] : 0;
+    size_t most = s->event_id.len + type_len + s->aggregate_id.len + topic_len + names + body +
+                  (16 + r->n) * HI_VARINT_MAX;
+    hi_buf_reserve(out, out->len + most > out->cap ? (out->len + most) * 2 : out->cap);
+    unsigned char *o = out->data + out->len;
+    o = hi_put_str(o, b + s->event_id.off, s->event_id.len);
+    o = hi_put_str(o, w->event_type, type_len);
+    o = hi_put_str(o, b + s->aggregate_id.off, s->aggregate_id.len);
+    o = hi_put_long(o, s->aggregate_version);
+    o = hi_put_long(o, s->occurred_at);
+    o = hi_put_str(o, w->topic, topic_len);
+    o = hi_put_long(o, w->partition);
+    o = hi_put_long(o, w->offset);
+    o = hi_put_long(o, w->timestamp);
     if (shredded) {
-        hi_buf_long(out, (int64_t)shredded);
+        o = hi_put_long(o, (int64_t)shredded);
         for (size_t i = 0; i < r->n; i++)
             if (hi_shreds(p, s, i))
-                hi_put_str(out, r->names[i], strlen(r->names[i]));
+                o = hi_put_str(o, r->names[i], strlen(r->names[i]));
     }
-    hi_buf_long(out, 0); /* shredded's end */
-    hi_buf_long(out, 0); /* unsealed: none on this path */
-    hi_buf_long(out, (int64_t)w->branch);
+    *o++ = 0; /* shredded's end */
+    *o++ = 0; /* unsealed: none on this path */
+    o = hi_put_long(o, (int64_t)w->branch);
+    /* the body's fields as they came, a run of them at a time: a field shredded or made nullable
+     * ends a run */
+    size_t from = 0;
     for (size_t i = 0; i < r->n; i++) {
-        size_t from = i ? s->field_end[i - 1] : 0;
-        if (shred && hi_shreds(p, s, i)) {
-            hi_buf_long(out, p->made_nullable[i] ? 0 : p->null_branch[i]);
+        size_t start = i ? s->field_end[i - 1] : 0;
+        bool shredding = shred && hi_shreds(p, s, i);
+        if (!shredding && !p->made_nullable[i])
             continue;
+        memcpy(o, b + from, start - from);
+        o += start - from;
+        if (shredding) {
+            o = hi_put_long(o, p->made_nullable[i] ? 0 : p->null_branch[i]);
+            from = s->field_end[i];
+        } else {
+            *o++ = 2; /* the branch after null (1, zig-zag) */
+            from = start;
         }
-        if (p->made_nullable[i])
-            hi_buf_long(out, 1);
-        hi_buf_put(out, b + from, s->field_end[i] - from);
     }
+    memcpy(o, b + from, body - from);
+    o += body - from;
+    out->len = (size_t)(o - out->data);
     return 0;
 }

@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,6 +42,7 @@
 #define HI_SAVE_MS     1000  /* the manifest is rewritten at most this often while files come */
 #define HI_RESERVE_MAX (64u << 20) /* the most a file's buffer is given ahead of its records */
 #define HI_SEEN        16 /* writer schema ids remembered per topic (more: asked each time) */
+#define HI_HUGE_PAGE   (2u << 20) /* a transparent huge page (x86-64, arm64 with 4 KiB pages) */
 
 static volatile sig_atomic_t hi_export_stopping;
 
@@ -77,8 +79,9 @@ struct hi_export {
     json_t *keys;      /* --unseal: user id -> key (hex) */
     json_t *manifest;
     bool json_path; /* --json-path: no fast path (a check that both write the same bytes) */
-    struct hi_writer *writer; /* while partitions are read: writes their files */
-    bool unsaved;             /* the manifest has changed since it was last written */
+    struct hi_codec_load *loading; /* the codec while a thread loads it (hi_codec_ready) */
+    struct hi_writer *writer;      /* while partitions are read: writes their files */
+    bool unsaved;                  /* the manifest has changed since it was last written */
     long long saved_ms;
     hi_progress_t pg;
 };
@@ -309,6 +312,68 @@ out:
     return rc;
 }
 
+/* --- the codec ------------------------------------------------------------------------------ */
+
+/* The codec, loaded by a thread of its own while the manifest's ranges are asked of the brokers
+ * and the forgotten users' scan waits for its first records: it parses every schema file, the
+ * longest step before the reading. The same thread then opens the contexts' topics (their
+ * envelope schemas and fast path programs), which the reading needs next. */
+struct hi_codec_load {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool loaded; /* under the lock: codec (or err) is set */
+    sr_client_t *sr;
+    const char *contexts;
+    ev_codec_t *codec;
+    es_err_t err;
+    struct hi_topic *ts; /* the topics that opened (others: the reading thread says why) */
+    size_t nt;
+};
+
+static int hi_topic_open(ev_codec_t *codec, struct hi_topic *t, const char *topic, es_err_t *err);
+static void hi_topic_close(struct hi_topic *t);
+
+static void *hi_codec_load(void *arg)
+{
+    struct hi_codec_load *l = arg;
+    ev_codec_t *codec = ev_codec_new_kind(es_env_schema_dir(), l->sr, "events", &l->err);
+    pthread_mutex_lock(&l->lock);
+    l->codec = codec;
+    l->loaded = true;
+    pthread_cond_broadcast(&l->cond);
+    pthread_mutex_unlock(&l->lock);
+    char *list = xstrdup(l->contexts), *save = NULL;
+    l->ts = xcalloc(strlen(l->contexts) / 2 + 2, sizeof *l->ts);
+    for (char *c = strtok_r(list, ",", &save); codec && c; c = strtok_r(NULL, ",", &save)) {
+        char name[128];
+        es_err_t e = ES_ERR_INIT;
+        if (!hi_topic_open(codec, &l->ts[l->nt], es_topic(name, sizeof name, c, "events"), &e))
+            l->nt++;
+        else { /* what it made before failing */
+            hi_topic_close(&l->ts[l->nt]);
+            memset(&l->ts[l->nt], 0, sizeof l->ts[l->nt]);
+        }
+    }
+    free(list);
+    return NULL;
+}
+
+/* Waits for the codec, once: 0 with x->codec, or -1 with err. */
+static int hi_codec_ready(struct hi_export *x, es_err_t *err)
+{
+    struct hi_codec_load *l = x->loading;
+    if (!x->codec && l) {
+        pthread_mutex_lock(&l->lock);
+        while (!l->loaded)
+            pthread_cond_wait(&l->cond, &l->lock);
+        pthread_mutex_unlock(&l->lock);
+        if (!(x->codec = l->codec))
+            es_set(err, l->err.code, "%s", l->err.msg);
+    }
+    return x->codec ? 0 : -1;
+}
+
 /* --- personal data ---------------------------------------------------------------------------- */
 
 /* Records UserForgotten's user id into x->forgotten (only that type is decoded). */
@@ -316,12 +381,13 @@ static int hi_forgotten_msg(struct hi_export *x, struct hi_part *pt, const es_ka
                             es_err_t *err)
 {
     (void)pt;
-    (void)err;
     const char *type = NULL;
     bool current = false;
     json_t *v = NULL;
     es_err_t e = ES_ERR_INIT;
     int32_t id = ev_frame_schema_id(m->value, m->len);
+    if (hi_codec_ready(x, err))
+        return -1;
     if (id < 0 || ev_codec_writer_info(x->codec, id, &type, &current, &e) ||
         strcmp(type, "eventshop.users.UserForgotten"))
         return 0;
@@ -457,10 +523,10 @@ static void hi_personal(const struct hi_export *x, json_t *payload, json_t *shre
 
 /* --- writing ------------------------------------------------------------------------------- */
 
-static int hi_topic_open(struct hi_export *x, struct hi_topic *t, const char *topic, es_err_t *err)
+static int hi_topic_open(ev_codec_t *codec, struct hi_topic *t, const char *topic, es_err_t *err)
 {
     snprintf(t->name, sizeof t->name, "%s", topic);
-    json_t *names = ev_codec_types_for_topic(x->codec, topic), *types = json_array();
+    json_t *names = ev_codec_types_for_topic(codec, topic), *types = json_array();
     size_t i;
     json_t *n;
     t->branches = json_object();
@@ -468,7 +534,7 @@ static int hi_topic_open(struct hi_export *x, struct hi_topic *t, const char *to
     t->progs = xcalloc(t->n_branches + 1, sizeof *t->progs);
     json_array_foreach(names, i, n)
     {
-        const char *text = ev_codec_schema_text(x->codec, json_string_value(n));
+        const char *text = ev_codec_schema_text(codec, json_string_value(n));
         json_t *type = text ? json_loads(text, 0, NULL) : json_null();
         es_err_t perr = ES_ERR_INIT; /* a type the fast path does not take goes the JSON path */
         t->progs[i] = text ? hi_avro_prog_new(type, &perr) : NULL;
@@ -556,43 +622,45 @@ static int hi_file_put(const struct hi_topic *t, const struct hi_file *f, const 
     return rc ? -1 : 0;
 }
 
-/* Writes f (records of t's partition p) as its .avro file, next the offset after it, and records
- * it in the manifest (then saved). */
-static int hi_file_write(struct hi_export *x, const struct hi_topic *t, int32_t p,
-                         struct hi_file *f, int64_t next, es_err_t *err)
+/* Writes f (records of t's partition p) as its .avro file: its path relative to the export's
+ * directory into *rel (the caller frees it, also on failure) and its SHA-256 into hex. */
+static int hi_file_store(const struct hi_export *x, const struct hi_topic *t, int32_t p,
+                         const struct hi_file *f, char **rel, char hex[2 * HI_SHA256_BYTES + 1],
+                         es_err_t *err)
 {
-    char hex[2 * HI_SHA256_BYTES + 1];
-    char *rel =
-        xasprintf("%s/partition=%d/%s+%d+%010" PRId64 ".avro", t->name, p, t->name, p, f->first);
-    char *dir = xasprintf("%s/%s/partition=%d", x->dir, t->name, p), *path = hi_path(x, rel);
+    *rel = xasprintf("%s/partition=%d/%s+%d+%010" PRId64 ".avro", t->name, p, t->name, p, f->first);
+    char *dir = xasprintf("%s/%s/partition=%d", x->dir, t->name, p), *path = hi_path(x, *rel);
     char *tmp = xasprintf("%s.tmp", path);
-    int rc = hi_mkdirs(dir) || hi_file_put(t, f, tmp, hex);
-    if (rc || rename(tmp, path)) {
-        rc = es_set(err, ES_EIO, "writing %s: %s", path, strerror(errno));
-    } else {
-        char key[16];
-        snprintf(key, sizeof key, "%d", p);
-        json_t *part = json_object_get(
-            json_object_get(json_object_get(json_object_get(x->manifest, "topics"), t->name),
-                            "partitions"),
-            key);
-        json_array_append_new(json_object_get(part, "files"),
-                              json_pack("{s:s, s:I, s:I, s:I, s:I, s:s}", "path", rel,
-                                        "first_offset", (json_int_t)f->first, "last_offset",
-                                        (json_int_t)f->last, "next_offset", (json_int_t)next,
-                                        "records", (json_int_t)f->count, "sha256", hex));
-        json_object_set_new(
-            part, "records",
-            json_integer(json_integer_value(json_object_get(part, "records")) + f->count));
-        rc = hi_manifest_changed(x, err);
-    }
-    free(rel);
+    int rc = hi_mkdirs(dir) || hi_file_put(t, f, tmp, hex) || rename(tmp, path)
+                 ? es_set(err, ES_EIO, "writing %s: %s", path, strerror(errno))
+                 : 0;
     free(dir);
     free(path);
     free(tmp);
-    f->count = 0;
-    f->data.len = 0;
     return rc;
+}
+
+/* Records in the manifest (then saved) the file rel of f, written with hash hex, the records of
+ * t's partition p before next. */
+static int hi_file_record(struct hi_export *x, const struct hi_topic *t, int32_t p,
+                          const struct hi_file *f, const char *rel, const char *hex, int64_t next,
+                          es_err_t *err)
+{
+    char key[16];
+    snprintf(key, sizeof key, "%d", p);
+    json_t *part = json_object_get(
+        json_object_get(json_object_get(json_object_get(x->manifest, "topics"), t->name),
+                        "partitions"),
+        key);
+    json_array_append_new(json_object_get(part, "files"),
+                          json_pack("{s:s, s:I, s:I, s:I, s:I, s:s}", "path", rel, "first_offset",
+                                    (json_int_t)f->first, "last_offset", (json_int_t)f->last,
+                                    "next_offset", (json_int_t)next, "records",
+                                    (json_int_t)f->count, "sha256", hex));
+    json_object_set_new(
+        part, "records",
+        json_integer(json_integer_value(json_object_get(part, "records")) + f->count));
+    return hi_manifest_changed(x, err);
 }
 
 /* m's writer schema on t: its type and branch, or -1 for the JSON path. */
@@ -644,6 +712,27 @@ static bool hi_file_add_fast(struct hi_export *x, struct hi_topic *t, struct hi_
     return !hi_avro_put_envelope(&f->data, p, &s, &w, shred);
 }
 
+/* Makes room for cap bytes in b. A buffer first made this large gets memory of its own, aligned
+ * for huge pages and marked for them: writing an export's files into fresh memory took a page
+ * fault every 4 KiB, a tenth of the reading thread's time; one every 2 MiB costs little. The
+ * buffers are then reused from file to file (hi_writer). */
+static void hi_file_room(hi_buf_t *b, size_t cap)
+{
+    if (cap <= b->cap)
+        return;
+    void *p = NULL;
+    if (cap < 2 * HI_HUGE_PAGE || b->cap >= HI_HUGE_PAGE || posix_memalign(&p, HI_HUGE_PAGE, cap)) {
+        hi_buf_reserve(b, cap);
+        return;
+    }
+    madvise(p, cap & ~(size_t)(HI_HUGE_PAGE - 1), MADV_HUGEPAGE); /* advice: failing is fine */
+    if (b->len)
+        memcpy(p, b->data, b->len);
+    free(b->data);
+    b->data = p;
+    b->cap = cap;
+}
+
 /* Records that f took m's record (its bytes from at). */
 static void hi_file_took(struct hi_file *f, const es_kafka_msg_t *m, size_t at, size_t roll)
 {
@@ -652,7 +741,7 @@ static void hi_file_took(struct hi_file *f, const es_kafka_msg_t *m, size_t at, 
         /* room for the whole file as its first record goes: each doubling of a large buffer
          * copied it into fresh pages, and first touches of memory are dear (in a VM) */
         size_t want = (f->data.len - at) * roll / 4 * 5 + 4096;
-        hi_buf_reserve(&f->data, want < HI_RESERVE_MAX ? want : HI_RESERVE_MAX);
+        hi_file_room(&f->data, want < HI_RESERVE_MAX ? want : HI_RESERVE_MAX);
     }
     f->last = m->offset;
 }
@@ -717,27 +806,37 @@ static int hi_part_end(struct hi_export *x, struct hi_part *pt, size_t *left, hi
     return on_end(x, pt, err);
 }
 
-/* Nothing came for a while: the partitions whose position reached their end (past control
- * records) are done; none moving for HI_STALL_MS is an open transaction. */
-static int hi_read_idle(struct hi_export *x, struct hi_part *parts, size_t n, size_t *left,
-                        hi_end_fn on_end, long long seen, es_err_t *err)
+/* The partitions whose position reached their end (past control records, a transaction's marker
+ * last: no record ends them, and their EOF comes only after a fetch the broker holds up to
+ * fetch.wait.max.ms) are done. */
+static int hi_read_ended(struct hi_export *x, struct hi_part *parts, size_t n, size_t *left,
+                         hi_end_fn on_end, es_err_t *err)
 {
-    es_kafka_parts_t *l = es_kafka_parts_new((int)n);
+    es_kafka_parts_t *l = es_kafka_parts_new((int)n + 1);
     for (size_t i = 0; i < n; i++)
         if (!parts[i].done)
             es_kafka_parts_add(l, parts[i].topic, parts[i].p);
-    int rc = es_kafka_position(x->rk, l) ? 0 : 1;
-    for (int i = 0; rc == 1 && i < l->cnt; i++) {
-        struct hi_part *pt = hi_part_find(parts, n, l->elems[i].topic, l->elems[i].partition);
-        if (l->elems[i].offset >= pt->end && (rc = hi_part_end(x, pt, left, on_end, err)))
-            break;
-    }
-    rc = rc == 1 ? 0 : rc;
+    int rc = 0;
+    if (!es_kafka_position(x->rk, l))
+        for (int i = 0; !rc && i < l->cnt; i++) {
+            struct hi_part *pt = hi_part_find(parts, n, l->elems[i].topic, l->elems[i].partition);
+            if (l->elems[i].offset >= pt->end)
+                rc = hi_part_end(x, pt, left, on_end, err);
+        }
+    es_kafka_parts_free(l);
+    return rc;
+}
+
+/* Nothing came for a while: the partitions at their end are done; none moving for HI_STALL_MS is
+ * an open transaction. */
+static int hi_read_idle(struct hi_export *x, struct hi_part *parts, size_t n, size_t *left,
+                        hi_end_fn on_end, long long seen, es_err_t *err)
+{
+    int rc = hi_read_ended(x, parts, n, left, on_end, err);
     for (size_t i = 0; !rc && *left && es_mono_ms() - seen > HI_STALL_MS && i < n; i++)
         if (!parts[i].done)
             rc = es_set(err, ES_ETIMEOUT, "%s[%d]: nothing read below %" PRId64 " for %d s",
                         parts[i].topic, parts[i].p, parts[i].end, HI_STALL_MS / 1000);
-    es_kafka_parts_free(l);
     return rc;
 }
 
@@ -750,8 +849,23 @@ static bool hi_ends(const struct hi_part *pt, const es_kafka_msg_t *m)
     return !m->err && m->offset + 1 >= pt->end;
 }
 
+/* The partition of parts message m is of (NULL: none): *last first, as a batch mostly holds runs
+ * of one partition's records. */
+static struct hi_part *hi_part_of(struct hi_part *parts, size_t n, const es_kafka_msg_t *m,
+                                  struct hi_part **last)
+{
+    if (!m->topic)
+        return NULL;
+    if (!*last || (*last)->p != m->partition || strcmp((*last)->topic, m->topic))
+        *last = hi_part_find(parts, n, m->topic, m->partition);
+    return *last;
+}
+
 /* Reads every partition of parts at once from its start to its end (read_committed), calling
- * on_msg for each record in it (in order within a partition) and on_end once it is read. */
+ * on_msg for each record in it (in order within a partition) and on_end once it is read. The
+ * messages come in batches (es_kafka_poll_batch): a message at a time took a fifth of the
+ * reading thread's time in librdkafka's poll. */
+#define HI_BATCH 256
 static int hi_read(struct hi_export *x, struct hi_part *parts, size_t n, hi_msg_fn on_msg,
                    hi_end_fn on_end, es_err_t *err)
 {
@@ -769,30 +883,44 @@ static int hi_read(struct hi_export *x, struct hi_part *parts, size_t n, hi_msg_
     if (!rc && left)
         rc = es_kafka_resp_error(err, es_kafka_assign(x->rk, l), "assign");
     es_kafka_parts_free(l);
-    bool moved = false; /* a record since the last idle poll (the clock is read only then) */
+    es_kafka_msg_t *batch = xcalloc(HI_BATCH, sizeof *batch);
+    struct hi_part *last = NULL;
+    bool moved = false;    /* a record since the last idle poll (the clock is read only then) */
+    long long checked = 0; /* when the positions were last looked at */
     for (long long seen = es_mono_ms(); !rc && left;) {
         if (hi_export_stopping) {
             rc = es_set(err, ES_EIO, "interrupted: run it again with the same --out to resume");
             break;
         }
-        es_kafka_msg_t *m = es_kafka_poll(x->rk, 100);
-        struct hi_part *pt = m && m->topic ? hi_part_find(parts, n, m->topic, m->partition) : NULL;
-        if (!m) {
+        size_t got = es_kafka_poll_batch(x->rk, 100, batch, HI_BATCH);
+        if (!got) {
             seen = moved ? es_mono_ms() : seen;
             moved = false;
             rc = hi_read_idle(x, parts, n, &left, on_end, seen, err);
-        } else if (m->err && m->err != ES_KAFKA_ERR_PARTITION_EOF) {
-            es_warn("export: consumer: %s", m->errstr);
-        } else if (pt && !pt->done) {
-            if (!m->err && m->offset < pt->end && m->value) {
-                moved = true;
-                rc = on_msg(x, pt, m, err);
-            }
-            if (!rc && hi_ends(pt, m))
-                rc = hi_part_end(x, pt, &left, on_end, err);
         }
-        es_kafka_msg_free(m);
+        for (size_t i = 0; i < got && !rc; i++) {
+            const es_kafka_msg_t *m = &batch[i];
+            struct hi_part *pt = hi_part_of(parts, n, m, &last);
+            if (m->err && m->err != ES_KAFKA_ERR_PARTITION_EOF) {
+                es_warn("export: consumer: %s", m->errstr);
+            } else if (pt && !pt->done) {
+                if (!m->err && m->offset < pt->end && m->value) {
+                    moved = true;
+                    rc = on_msg(x, pt, m, err);
+                }
+                if (!rc && hi_ends(pt, m))
+                    rc = hi_part_end(x, pt, &left, on_end, err);
+            }
+        }
+        es_kafka_msgs_release(batch, got);
+        /* what was fetched is read: the positions say which partitions ended (at most once a
+         * millisecond, as a reading faster than the fetching drains the queue at each batch) */
+        if (!rc && left && got && got < HI_BATCH && es_mono_ms() != checked) {
+            checked = es_mono_ms();
+            rc = hi_read_ended(x, parts, n, &left, on_end, err);
+        }
     }
+    free(batch);
     /* a pause outlives the assignment (librdkafka keeps it on the partition): lift it */
     l = es_kafka_parts_new((int)n + 1);
     for (size_t i = 0; i < n; i++)
@@ -807,10 +935,15 @@ static int hi_read(struct hi_export *x, struct hi_part *parts, size_t n, hi_msg_
 
 /* Finished files are hashed, written, renamed and recorded in the manifest by a thread of their
  * own while the reading goes on: on a busy disk the writes held the reading up for most of an
- * export's time. Jobs are done in the order they came, so each partition's files are recorded in
- * order; while the writer runs, only it touches the manifest. */
+ * export's time. Once the reading is done the reading thread writes files too (the last files of
+ * every partition come at once: written one after the other they were most of what followed the
+ * reading). Files may be written in any order, but are recorded in the order they came, so each
+ * partition's files are recorded in order; while the writer runs, only the thread holding its lock
+ * touches the manifest. */
 
 #define HI_QUEUE_MAX 4 /* files waiting to be written: the reading waits beyond */
+
+enum hi_job_state { HI_JOB_QUEUED, HI_JOB_TAKEN, HI_JOB_STORED };
 
 struct hi_job {
     struct hi_job *next;
@@ -820,6 +953,11 @@ struct hi_job {
     struct hi_file f; /* count 0: no file */
     int64_t next_offset;
     bool complete; /* the partition is read: marked complete after the file */
+    enum hi_job_state state;
+    char *rel; /* the file written, and its hash */
+    char hex[2 * HI_SHA256_BYTES + 1];
+    int rc; /* writing it failed (err) */
+    es_err_t err;
 };
 
 struct hi_writer {
@@ -836,15 +974,6 @@ struct hi_writer {
     size_t n_spare;
 };
 
-static int hi_job_do(struct hi_export *x, struct hi_job *j, es_err_t *err)
-{
-    if (j->f.count && hi_file_write(x, j->t, j->p, &j->f, j->next_offset, err))
-        return -1;
-    if (j->complete)
-        json_object_set_new(j->entry, "complete", json_true());
-    return hi_manifest_changed(x, err);
-}
-
 /* Done with job j (under the lock): its buffer kept for reuse. */
 static void hi_job_free(struct hi_writer *w, struct hi_job *j)
 {
@@ -853,34 +982,65 @@ static void hi_job_free(struct hi_writer *w, struct hi_job *j)
         w->spare[w->n_spare++] = j->f.data;
     else
         hi_buf_free(&j->f.data);
+    free(j->rel);
     free(j);
+}
+
+/* Records the jobs at the head of the queue whose files are written (under the lock), in order. */
+static void hi_writer_record(struct hi_writer *w)
+{
+    struct hi_job *j;
+    while ((j = w->head) && j->state == HI_JOB_STORED) {
+        es_err_t err = ES_ERR_INIT;
+        int rc = w->rc ? 0 : j->rc;
+        if (rc)
+            err = j->err;
+        else if (!w->rc && j->f.count)
+            rc = hi_file_record(w->x, j->t, j->p, &j->f, j->rel, j->hex, j->next_offset, &err);
+        if (!rc && !w->rc && j->complete)
+            json_object_set_new(j->entry, "complete", json_true());
+        if (!rc && !w->rc)
+            rc = hi_manifest_changed(w->x, &err);
+        if (rc && !w->rc) {
+            w->rc = rc;
+            w->err = err;
+        }
+        if (!(w->head = j->next))
+            w->tail = NULL;
+        w->queued--;
+        hi_job_free(w, j);
+        pthread_cond_broadcast(&w->cond);
+    }
+}
+
+/* Writes the first job not taken yet, if any (called and returning under the lock), then records
+ * what can be. Whether there was one. */
+static bool hi_writer_step(struct hi_writer *w)
+{
+    struct hi_job *j = w->head;
+    while (j && j->state != HI_JOB_QUEUED)
+        j = j->next;
+    if (!j)
+        return false;
+    j->state = HI_JOB_TAKEN;
+    bool failed = w->rc != 0;
+    pthread_mutex_unlock(&w->lock);
+    j->err = (es_err_t)ES_ERR_INIT;
+    if (!failed && j->f.count)
+        j->rc = hi_file_store(w->x, j->t, j->p, &j->f, &j->rel, j->hex, &j->err);
+    pthread_mutex_lock(&w->lock);
+    j->state = HI_JOB_STORED;
+    hi_writer_record(w);
+    return true;
 }
 
 static void *hi_writer_main(void *arg)
 {
     struct hi_writer *w = arg;
     pthread_mutex_lock(&w->lock);
-    for (;;) {
-        while (!w->head && !w->closing)
+    while (w->head || !w->closing)
+        if (!hi_writer_step(w))
             pthread_cond_wait(&w->cond, &w->lock);
-        struct hi_job *j = w->head;
-        if (!j)
-            break;
-        bool failed = w->rc != 0;
-        pthread_mutex_unlock(&w->lock);
-        es_err_t err = ES_ERR_INIT;
-        int rc = failed ? 0 : hi_job_do(w->x, j, &err);
-        pthread_mutex_lock(&w->lock);
-        if (!(w->head = j->next))
-            w->tail = NULL;
-        w->queued--;
-        if (rc && !w->rc) {
-            w->rc = rc;
-            w->err = err;
-        }
-        hi_job_free(w, j);
-        pthread_cond_broadcast(&w->cond);
-    }
     pthread_mutex_unlock(&w->lock);
     return NULL;
 }
@@ -908,7 +1068,8 @@ static int hi_writer_put(struct hi_writer *w, struct hi_part *pt, int64_t next, 
                          .entry = pt->entry,
                          .f = pt->f,
                          .next_offset = next,
-                         .complete = complete};
+                         .complete = complete,
+                         .state = HI_JOB_QUEUED};
     memset(&pt->f, 0, sizeof pt->f);
     pthread_mutex_lock(&w->lock);
     if (!complete && w->n_spare)
@@ -929,12 +1090,15 @@ static int hi_writer_put(struct hi_writer *w, struct hi_part *pt, int64_t next, 
     return rc;
 }
 
-/* Lets the writer finish what it was given, then stops it. 0, or its failure into err. */
+/* Writes, beside the writer, the files it was given and has not taken yet, lets it finish, then
+ * stops it. 0, or its failure into err. */
 static int hi_writer_close(struct hi_writer *w, es_err_t *err)
 {
     pthread_mutex_lock(&w->lock);
     w->closing = true;
     pthread_cond_broadcast(&w->cond);
+    while (hi_writer_step(w))
+        ;
     pthread_mutex_unlock(&w->lock);
     pthread_join(w->thread, NULL);
     int rc = w->rc;
@@ -1006,7 +1170,16 @@ static size_t hi_export_parts(struct hi_export *x, struct hi_topic *ts, struct h
     return n;
 }
 
-static int hi_export_topics(struct hi_export *x, es_err_t *err)
+static void *hi_kafka_close(void *rk)
+{
+    es_kafka_close(rk);
+    es_kafka_destroy(rk);
+    return NULL;
+}
+
+/* The manifest's topics, taken from those the codec's thread opened (l), opened here if it did
+ * not (it says why); l's others are closed. */
+static int hi_export_topics(struct hi_export *x, struct hi_codec_load *l, es_err_t *err)
 {
     json_t *topics = json_object_get(x->manifest, "topics"), *tv;
     const char *topic;
@@ -1017,14 +1190,26 @@ static int hi_export_topics(struct hi_export *x, es_err_t *err)
     int rc = 0;
     json_object_foreach(topics, topic, tv)
     {
-        if ((rc = hi_topic_open(x, &ts[nt], topic, err)))
+        size_t i = 0;
+        while (i < l->nt && (!l->ts[i].envelope || strcmp(l->ts[i].name, topic)))
+            i++;
+        if (i < l->nt) {
+            ts[nt] = l->ts[i];
+            memset(&l->ts[i], 0, sizeof l->ts[i]);
+        } else if ((rc = hi_topic_open(x->codec, &ts[nt], topic, err))) {
             goto out;
+        }
         nt++;
     }
     n = hi_export_parts(x, ts, &parts, &total);
     hi_progress_start(&x->pg, "export", total);
     x->writer = hi_writer_start(x);
     rc = hi_read(x, parts, n, hi_export_msg, hi_export_end, err);
+    /* the client is done with: it leaves (its threads stopping) while the last files are written */
+    pthread_t closer;
+    bool closing = !pthread_create(&closer, NULL, hi_kafka_close, x->rk);
+    if (closing)
+        x->rk = NULL;
     rc |= hi_writer_close(x->writer, err); /* also when reading failed: what was read is kept */
     x->writer = NULL;
     if (x->unsaved) /* also when it failed: a resumed run starts after what was written */
@@ -1033,6 +1218,8 @@ static int hi_export_topics(struct hi_export *x, es_err_t *err)
         x->pg.total = x->pg.done; /* offsets overcount: transaction markers, aborted records */
         hi_progress_end(&x->pg);
     }
+    if (closing)
+        pthread_join(closer, NULL);
 out:
     for (size_t i = 0; i < n; i++)
         hi_buf_free(&parts[i].f.data);
@@ -1072,42 +1259,37 @@ static es_kafka_t *hi_export_reader(es_err_t *err)
     return conf ? es_kafka_new(ES_KAFKA_CONSUMER, conf, err) : NULL;
 }
 
-/* The codec, loaded by a thread of its own while the manifest's ranges are asked of the brokers:
- * it parses every schema file, the longest step before the reading. */
-struct hi_codec_load {
-    sr_client_t *sr;
-    ev_codec_t *codec;
-    es_err_t err;
-};
-
-static void *hi_codec_load(void *arg)
-{
-    struct hi_codec_load *l = arg;
-    l->codec = ev_codec_new(es_env_schema_dir(), l->sr, &l->err);
-    return NULL;
-}
-
 static int hi_export_run(struct hi_export *x, es_err_t *err)
 {
     char *dir = xstrdup(x->dir);
     int rc = -1;
-    struct hi_codec_load load = {.err = ES_ERR_INIT};
-    pthread_t loader;
-    if (!(x->rk = hi_export_reader(err)) ||
-        !(load.sr = x->sr = sr_client_new(es_env_registry_url(), err)))
+    struct hi_codec_load load = {.err = ES_ERR_INIT, .contexts = x->contexts};
+    pthread_mutex_init(&load.lock, NULL);
+    pthread_cond_init(&load.cond, NULL);
+    /* the codec's thread first: it is the longest before the reading */
+    if (!(load.sr = x->sr = sr_client_new(es_env_registry_url(), err)))
         goto out;
-    if (pthread_create(&loader, NULL, hi_codec_load, &load))
+    if (pthread_create(&load.thread, NULL, hi_codec_load, &load))
         abort(); /* no thread: as an allocation failure */
-    if (hi_mkdirs(dir))
+    x->loading = &load;
+    if (!(x->rk = hi_export_reader(err)))
+        rc = -1;
+    else if (hi_mkdirs(dir))
         es_set(err, ES_EIO, "cannot make %s: %s", x->dir, strerror(errno));
     else
-        rc = hi_manifest_open(x, err);
-    pthread_join(loader, NULL);
-    if (!(x->codec = load.codec))
-        rc = es_set(err, load.err.code, "%s", load.err.msg);
+        rc = hi_manifest_open(x, err) || hi_personal_open(x, err) ? -1 : 0;
+    rc = hi_codec_ready(x, err) || rc ? -1 : 0; /* waited for also when something failed */
+    pthread_join(load.thread, NULL);
+    x->loading = NULL;
     if (!rc)
-        rc = hi_personal_open(x, err) || hi_export_topics(x, err) ? -1 : 0;
+        rc = hi_export_topics(x, &load, err);
+    for (size_t i = 0; i < load.nt; i++)
+        if (load.ts[i].envelope)
+            hi_topic_close(&load.ts[i]);
+    free(load.ts);
 out:
+    pthread_mutex_destroy(&load.lock);
+    pthread_cond_destroy(&load.cond);
     free(dir);
     return rc;
 }

@@ -787,12 +787,8 @@ static void parts_back(es_kafka_parts_t *l, rd_kafka_topic_partition_list_t *r)
 
 /* --- the consumer --------------------------------------------------------------------------- */
 
-es_kafka_msg_t *es_kafka_poll(es_kafka_t *rk, int timeout_ms)
+static void msg_of(es_kafka_msg_t *m, rd_kafka_message_t *r)
 {
-    rd_kafka_message_t *r = rd_kafka_consumer_poll(rk, timeout_ms);
-    if (!r)
-        return NULL;
-    es_kafka_msg_t *m = xmalloc(sizeof *m);
     rd_kafka_timestamp_type_t tstype;
     *m = (es_kafka_msg_t){
         .err = r->err,
@@ -807,7 +803,44 @@ es_kafka_msg_t *es_kafka_poll(es_kafka_t *rk, int timeout_ms)
         .timestamp_ms = r->err ? -1 : rd_kafka_message_timestamp(r, &tstype),
         .raw = r,
     };
+}
+
+es_kafka_msg_t *es_kafka_poll(es_kafka_t *rk, int timeout_ms)
+{
+    rd_kafka_message_t *r = rd_kafka_consumer_poll(rk, timeout_ms);
+    if (!r)
+        return NULL;
+    es_kafka_msg_t *m = xmalloc(sizeof *m);
+    msg_of(m, r);
     return m;
+}
+
+/* rd_kafka_consume_batch_queue waits until the batch is full or timeout_ms has passed: so first
+ * what is there without waiting, and only when nothing is, a wait for one. */
+size_t es_kafka_poll_batch(es_kafka_t *rk, int timeout_ms, es_kafka_msg_t *msgs, size_t max)
+{
+    rd_kafka_message_t *r[ES_KAFKA_BATCH_MAX];
+    rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(rk);
+    ssize_t n = 0;
+    max = max < ES_KAFKA_BATCH_MAX ? max : ES_KAFKA_BATCH_MAX;
+    if (!q) { /* a consumer without a group: one at a time */
+        r[0] = max ? rd_kafka_consumer_poll(rk, timeout_ms) : NULL;
+        n = r[0] != NULL;
+    } else {
+        n = max ? rd_kafka_consume_batch_queue(q, 0, r, max) : 0;
+        if (n == 0 && max && timeout_ms)
+            n = rd_kafka_consume_batch_queue(q, timeout_ms, r, 1);
+        rd_kafka_queue_destroy(q);
+    }
+    for (ssize_t i = 0; i < n; i++)
+        msg_of(&msgs[i], r[i]);
+    return n > 0 ? (size_t)n : 0;
+}
+
+void es_kafka_msgs_release(es_kafka_msg_t *msgs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        rd_kafka_message_destroy(msgs[i].raw);
 }
 
 void es_kafka_msg_free(es_kafka_msg_t *m)

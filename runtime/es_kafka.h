@@ -156,6 +156,14 @@ typedef struct es_kafka_msg {
 /* The next message or event of consumer rk, waiting up to timeout_ms; NULL when none. */
 es_kafka_msg_t *es_kafka_poll(es_kafka_t *rk, int timeout_ms);
 void es_kafka_msg_free(es_kafka_msg_t *m); /* NULL is a no-op */
+/* Up to max (at most ES_KAFKA_BATCH_MAX) messages or events of consumer rk into msgs, in the order
+ * es_kafka_poll would give them: those already fetched without waiting, else the first to come
+ * within timeout_ms. The number filled (0: none came). A reader's loop: librdkafka's queue lock
+ * and clock are taken once a batch rather than once a message, and nothing is allocated. Each
+ * filled element is valid until es_kafka_msgs_release(msgs, n). */
+#define ES_KAFKA_BATCH_MAX 512
+size_t es_kafka_poll_batch(es_kafka_t *rk, int timeout_ms, es_kafka_msg_t *msgs, size_t max);
+void es_kafka_msgs_release(es_kafka_msg_t *msgs, size_t n);
 /* Value of header name in msg as a new NUL-terminated string (caller frees), or NULL. */
 char *es_kafka_header_dup(const es_kafka_msg_t *msg, const char *name);
 
