@@ -163,6 +163,8 @@ void api_inventory_commit(es_http_req_t *r, const struct api_principal *who)
 
 #define STOCK_COLUMNS "sku, vendor_id, on_hand, reserved, available, version"
 static const char stock_by_sku[] = "SELECT " STOCK_COLUMNS " FROM stock WHERE sku = ?";
+/* the same as es_dbpool_lookup's prefix (sku is utf8mb4_bin) */
+static const char stock_lookup[] = "SELECT " STOCK_COLUMNS " FROM stock WHERE sku";
 
 /* the stock row of the path's sku (new reference), or NULL after answering (404 if none) */
 static json_t *stock_row_or_reply(es_http_req_t *r, const char *sku)
@@ -206,8 +208,7 @@ static void run_stock(es_http_req_t *r, const struct api_principal *who)
     const char *sku = api_path_sku_or_reply(r);
     if (!sku)
         return;
-    es_db_val_t params[] = {ES_DB_S(sku)};
-    api_query_async_or_reply(r, CTX, stock_by_sku, params, 1, answer_stock, NULL, NULL);
+    api_lookup_async_or_reply(r, CTX, stock_lookup, "sku", sku, answer_stock, NULL, NULL);
 }
 
 static void run_movements(es_http_req_t *r, const struct api_principal *who)

@@ -2,7 +2,8 @@
  * ChangeProductDetails and DelistProduct commands on catalog.commands (api_command_send), and
  * queries read table products of eventshop_catalog (filled by the catalog projector
  * "catalog_products") with read-your-writes (api_query_at_position): a product by its sku on
- * the loop thread's non-blocking pool (api_query_async), listings on its blocking connection.
+ * the loop thread's non-blocking pool (api_lookup_async_or_reply: asked together with the other
+ * products' lookups waiting for a connection), listings on its blocking connection.
  * A listing's products carry their current price and stock (api_prices_offers), what a shop
  * shows beside each. */
 #include "api_app.h"
@@ -21,26 +22,29 @@
 #define PRODUCT_COLUMNS                                                                            \
     "sku, vendor_id, name, description, category, attributes, currency, status, version"
 static const char product_columns[] = "SELECT " PRODUCT_COLUMNS " FROM products";
-static const char product_by_sku[] = "SELECT " PRODUCT_COLUMNS " FROM products WHERE sku = ?";
+/* a product by its sku: es_dbpool_lookup's prefix (sku is utf8mb4_bin) */
+static const char product_lookup[] = "SELECT " PRODUCT_COLUMNS " FROM products WHERE sku";
 
-/* A row as the API shows it (new reference): attributes parsed from their JSON text. */
-static json_t *product_from_row(const json_t *row)
+/* A row as the API shows it (new reference to row, whose members are replaced, never changed:
+ * they may be shared, the object itself is the caller's): attributes parsed from their JSON
+ * text. */
+static json_t *product_from_row(json_t *row)
 {
-    json_t *p = json_deep_copy(row);
     const char *text = json_string_value(json_object_get(row, "attributes"));
     json_t *attrs = text ? json_loads(text, 0, NULL) : NULL;
     if (!json_is_object(attrs)) {
         json_decref(attrs);
         attrs = json_object();
     }
-    json_object_set_new(p, "attributes", attrs);
-    if (json_is_null(json_object_get(p, "description")))
-        json_object_set_new(p, "description", json_string(""));
-    return p;
+    json_object_set_new(row, "attributes", attrs);
+    if (json_is_null(json_object_get(row, "description")))
+        json_object_set_new(row, "description", json_string(""));
+    return json_incref(row);
 }
 
-/* 200 with the product of row (borrowed), or 304 when If-None-Match names its version */
-static void reply_product(es_http_req_t *r, const json_t *row)
+/* 200 with the product of row (borrowed, the caller's object), or 304 when If-None-Match names
+ * its version */
+static void reply_product(es_http_req_t *r, json_t *row)
 {
     json_t *p = product_from_row(row);
     api_reply_versioned(r, (long long)json_integer_value(json_object_get(p, "version")), p);
@@ -52,7 +56,7 @@ static json_t *query_or_reply(es_http_req_t *r, const char *sql, const es_db_val
     return api_query_or_reply(r, CTX, sql, params, n);
 }
 
-/* The answer to GET /v1/products/{sku} from the rows (stolen) of product_by_sku. */
+/* The answer to GET /v1/products/{sku} from the rows (stolen) of product_lookup. */
 static void answer_product(es_http_req_t *r, void *arg, json_t *rows)
 {
     (void)arg;
@@ -72,8 +76,7 @@ static void run_get(es_http_req_t *r, const struct api_principal *who)
     const char *sku = api_path_sku_or_reply(r);
     if (!sku)
         return;
-    es_db_val_t params[] = {ES_DB_S(sku)};
-    api_query_async_or_reply(r, CTX, product_by_sku, params, 1, answer_product, NULL, NULL);
+    api_lookup_async_or_reply(r, CTX, product_lookup, "sku", sku, answer_product, NULL, NULL);
 }
 
 /* Adds to each product of items (borrowed) its current "price" and "available" stock. */

@@ -125,6 +125,25 @@ void api_query_async_or_reply(es_http_req_t *r, const char *ctx, const char *sql
     api_query_async(r, ctx, sql, params, n, or_reply_done, o, or_reply_free);
 }
 
+void api_lookup_async_or_reply(es_http_req_t *r, const char *ctx, const char *prefix,
+                               const char *key_column, const char *key, api_rows_fn fn, void *arg,
+                               void (*free_arg)(void *arg))
+{
+    struct or_reply *o = xcalloc(1, sizeof *o);
+    o->ctx = ctx;
+    o->fn = fn;
+    o->arg = arg;
+    o->free_arg = free_arg;
+    es_err_t err = ES_ERR_INIT;
+    es_dbpool_t *pool = api_pool_ctx(r, ctx, &err);
+    if (pool) {
+        es_dbpool_lookup(pool, r, prefix, key_column, key, or_reply_done, o, or_reply_free);
+        return;
+    }
+    or_reply_done(r, o, NULL, &err);
+    or_reply_free(o);
+}
+
 int api_query_limit_or_reply(es_http_req_t *r)
 {
     char *value = es_http_query_dup(r, "limit");

@@ -15,7 +15,7 @@ _Static_assert(ES_DB_WAIT_READ == MYSQL_WAIT_READ && ES_DB_WAIT_WRITE == MYSQL_W
                    ES_DB_WAIT_TIMEOUT == MYSQL_WAIT_TIMEOUT,
                "ES_DB_WAIT_* are libmariadb's MYSQL_WAIT_*");
 
-#define ASYNC_STMT_CACHE 16
+#define ASYNC_STMT_CACHE 32
 
 enum async_state { S_IDLE, S_CONNECT, S_PREPARE, S_EXECUTE, S_STORE };
 

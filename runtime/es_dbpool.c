@@ -4,13 +4,25 @@
  * made again whenever the connection is: its generation changed). A query's request is held
  * (es_http_hold) while it waits or runs; a request that goes away leaves the queue at once, or,
  * when its query runs, lets it finish on its connection (the connection stays in step) and
- * drops the rows. */
+ * drops the rows.
+ *
+ * Lookups (es_dbpool_lookup) wait in the same queue, and while a statement of lookups of the
+ * same prefix runs (pool_dispatch). A connection that takes one takes with it every other lookup
+ * of that prefix waiting (LOOKUP_MOST at most) and asks their keys in one "<prefix> IN (?, ...)"
+ * statement, whose rows it then deals out by key: alone, a lookup goes at once; under load,
+ * those that came while one statement ran go in the next. Their number is rounded up to a
+ * power of two (the last key repeated) so that a connection prepares a few statements, not one
+ * per count. */
 #include "es_dbpool.h"
 #include "es_db_async.h"
 #include "es_log.h"
 #include "es_mem.h"
+#include "es_metrics.h"
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define LOOKUP_MOST 32 /* lookups asked in one statement at most (a power of two) */
 
 struct pool_op;
 
@@ -33,6 +45,11 @@ struct pool_op {
     es_dbpool_fn fn;
     void *arg;
     void (*free_arg)(void *arg);
+    /* a lookup's (es_dbpool_lookup; NULL: a query): sql is its prefix, params[0] its key */
+    char *key_column;
+    struct pool_op *batch; /* running: the next lookup asked in the same statement */
+    char *in_sql;          /* running, the batch's first: its statement and keys (borrowed) */
+    es_db_val_t *in_params;
 };
 
 struct es_dbpool {
@@ -42,6 +59,7 @@ struct es_dbpool {
     struct pool_conn *conns;
     size_t size, nconns;
     struct pool_op *head, *tail; /* waiting for a connection */
+    es_metric_t *m_lookups, *m_statements, *m_queued;
 };
 
 es_dbpool_t *es_dbpool_new(es_http_loop_t *loop, const char *context, size_t size,
@@ -54,6 +72,15 @@ es_dbpool_t *es_dbpool_new(es_http_loop_t *loop, const char *context, size_t siz
     p->connect_s = connect_s;
     p->io_s = io_s;
     p->conns = xcalloc(p->size, sizeof *p->conns);
+    char labels[96];
+    snprintf(labels, sizeof labels, "context=\"%.64s\"", context);
+    p->m_lookups = es_counter("eventshop_db_lookups_total",
+                              "point reads asked on non-blocking pools (es_dbpool_lookup)", labels);
+    p->m_statements =
+        es_counter("eventshop_db_lookup_statements_total",
+                   "statements that asked them (lookups waiting together share one)", labels);
+    p->m_queued =
+        es_gauge("eventshop_db_queued", "queries waiting for a non-blocking connection", labels);
     return p;
 }
 
@@ -66,7 +93,21 @@ static void op_free(struct pool_op *op)
             free((char *)op->params[i].s);
     free(op->params);
     free(op->sql);
+    free(op->key_column);
+    free(op->in_sql);
+    free(op->in_params);
     free(op);
+}
+
+/* Frees op and the lookups asked with it, their requests dropped (never answered). */
+static void op_drop_batch(struct pool_op *op)
+{
+    while (op) {
+        struct pool_op *next = op->batch;
+        es_http_hold_drop(op->hold);
+        op_free(op);
+        op = next;
+    }
 }
 
 void es_dbpool_free(es_dbpool_t *p)
@@ -77,14 +118,13 @@ void es_dbpool_free(es_dbpool_t *p)
         struct pool_conn *c = &p->conns[i];
         es_http_fd_free(c->watch);
         es_db_async_free(c->db);
-        if (c->op) {
-            es_http_hold_drop(c->op->hold);
-            op_free(c->op);
-        }
+        if (c->op)
+            op_drop_batch(c->op);
     }
     while (p->head) {
         struct pool_op *op = p->head;
         p->head = op->next;
+        es_metric_add(p->m_queued, -1);
         es_http_hold_drop(op->hold);
         op_free(op);
     }
@@ -104,7 +144,44 @@ long long es_dbpool_retry_in_ms(const es_dbpool_t *p)
     return most;
 }
 
-static void conn_run(struct pool_conn *c, struct pool_op *op);
+static void pool_dispatch(es_dbpool_t *p);
+
+/* Answers each lookup of the batch that begins with op (freed) from rows (stolen; NULL: err):
+ * the rows whose key column holds its key, in their order. */
+static void lookup_answer(struct pool_op *op, json_t *rows, const es_err_t *err)
+{
+    struct pool_op *first = op;
+    bool alone = !op->batch;
+    while (op) {
+        struct pool_op *next = op->batch;
+        if (op->hold) {
+            json_t *mine = NULL;
+            if (rows && alone) {
+                mine = json_incref(rows);
+            } else if (rows) {
+                /* a row goes to one lookup as it is, to another of the same key as a copy */
+                bool again = false;
+                for (const struct pool_op *q = first; q != op && !again; q = q->batch)
+                    again = !strcmp(q->params[0].s, op->params[0].s);
+                mine = json_array();
+                size_t i;
+                json_t *row;
+                json_array_foreach(rows, i, row)
+                {
+                    const char *k = json_string_value(json_object_get(row, op->key_column));
+                    if (k && !strcmp(k, op->params[0].s))
+                        json_array_append_new(mine, again ? json_deep_copy(row) : json_incref(row));
+                }
+            }
+            op->fn(es_http_hold_req(op->hold), op->arg, mine, err); /* may query again */
+            es_http_hold_end(op->hold);
+            op->hold = NULL;
+        }
+        op = next;
+    }
+    json_decref(rows);
+    op_drop_batch(first); /* their keys were compared until now */
+}
 
 /* The op of c is done with rows (stolen) or err: its callback (if its request is still there),
  * then the next queued op. */
@@ -117,20 +194,17 @@ static void conn_finish(struct pool_conn *c, json_t *rows, const es_err_t *err)
         es_http_fd_free(c->watch); /* its dup holds the old socket open */
         c->watch = NULL;
     }
-    if (op->hold) {
+    if (op->key_column) {
+        lookup_answer(op, rows, err);
+    } else if (op->hold) {
         op->fn(es_http_hold_req(op->hold), op->arg, rows, err); /* may query again */
         es_http_hold_end(op->hold);
+        op_free(op);
     } else {
         json_decref(rows);
+        op_free(op);
     }
-    op_free(op);
-    if (!c->op && p->head) {
-        struct pool_op *next = p->head;
-        p->head = next->next;
-        if (!p->head)
-            p->tail = NULL;
-        conn_run(c, next);
-    }
+    pool_dispatch(p);
 }
 
 static void conn_done(struct pool_conn *c)
@@ -181,11 +255,67 @@ static void conn_ready(void *arg, int ready)
     conn_step(c, es_db_async_cont(c->db, got));
 }
 
+/* Takes out of the queue the lookups of op's statement waiting there (oldest first), up to
+ * LOOKUP_MOST with op, into op's batch; returns how many the batch holds. */
+static size_t lookup_gather(es_dbpool_t *p, struct pool_op *op)
+{
+    size_t n = 1;
+    struct pool_op **link = &p->head, *prev = NULL, *last = op;
+    while (*link && n < LOOKUP_MOST) {
+        struct pool_op *q = *link;
+        if (q->key_column && !strcmp(q->sql, op->sql) && !strcmp(q->key_column, op->key_column)) {
+            *link = q->next;
+            if (p->tail == q)
+                p->tail = prev;
+            q->next = NULL;
+            q->conn = op->conn;
+            es_metric_add(p->m_queued, -1);
+            last->batch = q;
+            last = q;
+            n++;
+        } else {
+            prev = q;
+            link = &q->next;
+        }
+    }
+    return n;
+}
+
 static void conn_run(struct pool_conn *c, struct pool_op *op)
 {
     c->op = op;
     op->conn = c;
-    conn_step(c, es_db_async_query(c->db, op->sql, op->params, op->n));
+    if (!op->key_column) {
+        conn_step(c, es_db_async_query(c->db, op->sql, op->params, op->n));
+        return;
+    }
+    size_t n = lookup_gather(c->pool, op), asked = 1;
+    while (asked < n)
+        asked *= 2;
+    /* "<prefix> = ?" or "<prefix> IN (?, ?, ...)" */
+    size_t len = strlen(op->sql);
+    char *sql = xmalloc(len + sizeof " IN (?)" + 3 * asked);
+    char *w = sql + len;
+    memcpy(sql, op->sql, len);
+    if (asked == 1) {
+        memcpy(w, " = ?", sizeof " = ?");
+    } else {
+        memcpy(w, " IN (?", 6);
+        w += 6;
+        for (size_t i = 1; i < asked; i++, w += 3)
+            memcpy(w, ", ?", 3);
+        memcpy(w, ")", 2);
+    }
+    op->in_sql = sql;
+    op->in_params = xcalloc(asked, sizeof *op->in_params);
+    size_t i = 0;
+    for (const struct pool_op *q = op; q; q = q->batch)
+        op->in_params[i++] = q->params[0];
+    for (; i < asked; i++)
+        op->in_params[i] = op->in_params[n - 1];
+    es_metric_add(c->pool->m_lookups, (double)n);
+    es_metric_add(c->pool->m_statements, 1);
+    conn_step(c, es_db_async_query(c->db, op->in_sql, op->in_params, asked));
 }
 
 /* The request of a queued or running op went away. */
@@ -201,8 +331,10 @@ static void op_gone(void *arg)
         prev = *link;
         link = &(*link)->next;
     }
-    if (*link)
+    if (*link) {
         *link = op->next;
+        es_metric_add(p->m_queued, -1);
+    }
     if (p->tail == op)
         p->tail = prev;
     op_free(op);
@@ -221,8 +353,45 @@ static struct pool_conn *pool_idle(es_dbpool_t *p)
     return c;
 }
 
-void es_dbpool_query(es_dbpool_t *p, es_http_req_t *r, const char *sql, const es_db_val_t *params,
-                     size_t n, es_dbpool_fn fn, void *arg, void (*free_arg)(void *arg))
+/* Whether a statement of lookups like op runs on one of p's connections. */
+static bool lookup_running(const es_dbpool_t *p, const struct pool_op *op)
+{
+    for (size_t i = 0; i < p->nconns; i++) {
+        const struct pool_op *run = p->conns[i].op;
+        if (run && run->key_column && !strcmp(run->sql, op->sql) &&
+            !strcmp(run->key_column, op->key_column))
+            return true;
+    }
+    return false;
+}
+
+/* Starts the queued ops that may start, oldest first, while a connection is idle (or may be
+ * made). A lookup waits while a statement of its kind runs: the ones that come meanwhile then
+ * go together in the next (one at a time per pool, so that under load they batch: asked alone
+ * on every connection, each would cost MariaDB a statement). */
+static void pool_dispatch(es_dbpool_t *p)
+{
+    for (;;) {
+        struct pool_op **link = &p->head, *prev = NULL;
+        while (*link && (*link)->key_column && lookup_running(p, *link)) {
+            prev = *link;
+            link = &(*link)->next;
+        }
+        struct pool_op *op = *link;
+        struct pool_conn *c = op ? pool_idle(p) : NULL;
+        if (!c)
+            return;
+        *link = op->next;
+        if (p->tail == op)
+            p->tail = prev;
+        op->next = NULL;
+        es_metric_add(p->m_queued, -1);
+        conn_run(c, op); /* may finish at once, and dispatch in turn */
+    }
+}
+
+static struct pool_op *op_new(es_dbpool_t *p, const char *sql, const es_db_val_t *params, size_t n,
+                              es_dbpool_fn fn, void *arg, void (*free_arg)(void *arg))
 {
     struct pool_op *op = xcalloc(1, sizeof *op);
     op->pool = p;
@@ -237,15 +406,33 @@ void es_dbpool_query(es_dbpool_t *p, es_http_req_t *r, const char *sql, const es
     op->fn = fn;
     op->arg = arg;
     op->free_arg = free_arg;
+    return op;
+}
+
+/* Queues op for r and starts what may start. */
+static void op_submit(es_dbpool_t *p, es_http_req_t *r, struct pool_op *op)
+{
     op->hold = es_http_hold_new(r, op_gone, op);
-    struct pool_conn *c = pool_idle(p);
-    if (c) {
-        conn_run(c, op);
-        return;
-    }
     if (p->tail)
         p->tail->next = op;
     else
         p->head = op;
     p->tail = op;
+    es_metric_add(p->m_queued, 1);
+    pool_dispatch(p);
+}
+
+void es_dbpool_query(es_dbpool_t *p, es_http_req_t *r, const char *sql, const es_db_val_t *params,
+                     size_t n, es_dbpool_fn fn, void *arg, void (*free_arg)(void *arg))
+{
+    op_submit(p, r, op_new(p, sql, params, n, fn, arg, free_arg));
+}
+
+void es_dbpool_lookup(es_dbpool_t *p, es_http_req_t *r, const char *prefix, const char *key_column,
+                      const char *key, es_dbpool_fn fn, void *arg, void (*free_arg)(void *arg))
+{
+    es_db_val_t param = ES_DB_S(key);
+    struct pool_op *op = op_new(p, prefix, &param, 1, fn, arg, free_arg);
+    op->key_column = xstrdup(key_column);
+    op_submit(p, r, op);
 }

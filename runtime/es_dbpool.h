@@ -2,7 +2,8 @@
  * loop thread, driven by that loop (es_http_fd), so that a request whose query is in flight
  * holds no thread: the loop serves other requests meanwhile and a slow query delays only its
  * own request. A query goes to an idle connection (made on first use, up to the pool's size) or
- * waits in a FIFO queue for one. Made, used and freed on one loop thread. */
+ * waits in a FIFO queue for one (point reads by key, es_dbpool_lookup, may batch). Made, used
+ * and freed on one loop thread. */
 #ifndef ES_DBPOOL_H
 #define ES_DBPOOL_H
 
@@ -28,6 +29,16 @@ typedef void (*es_dbpool_fn)(es_http_req_t *r, void *arg, json_t *rows, const es
  * case, after fn. */
 void es_dbpool_query(es_dbpool_t *p, es_http_req_t *r, const char *sql, const es_db_val_t *params,
                      size_t n, es_dbpool_fn fn, void *arg, void (*free_arg)(void *arg));
+
+/* Like es_dbpool_query of "<prefix> = ?" with key, for a point read under load: prefix is a
+ * "SELECT <columns> FROM <table> WHERE <key_column>" whose columns include key_column, a
+ * string column that compares bytes (a binary collation, no trailing spaces in keys). One
+ * statement of a prefix runs at a time on a pool: the lookups of that prefix that come while it
+ * runs wait, and are asked together in the next statement (LOOKUP_MOST at most); each gets the
+ * rows whose key_column equals its key. Metrics eventshop_db_lookups_total and
+ * eventshop_db_lookup_statements_total, and eventshop_db_queued (ops waiting), per context. */
+void es_dbpool_lookup(es_dbpool_t *p, es_http_req_t *r, const char *prefix, const char *key_column,
+                      const char *key, es_dbpool_fn fn, void *arg, void (*free_arg)(void *arg));
 
 /* Milliseconds until the pool may connect again after failed attempts (0: now), for a
  * Retry-After. */
