@@ -22,7 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LOOKUP_MOST 32 /* lookups asked in one statement at most (a power of two) */
+#define LOOKUP_MOST       32 /* lookups asked in one statement at most (a power of two) */
+#define LOOKUP_STATEMENTS 1  /* statements of lookups of one prefix running at once on a pool */
 
 struct pool_op;
 
@@ -353,16 +354,17 @@ static struct pool_conn *pool_idle(es_dbpool_t *p)
     return c;
 }
 
-/* Whether a statement of lookups like op runs on one of p's connections. */
+/* Whether LOOKUP_STATEMENTS statements of lookups like op run on p's connections. */
 static bool lookup_running(const es_dbpool_t *p, const struct pool_op *op)
 {
+    size_t n = 0;
     for (size_t i = 0; i < p->nconns; i++) {
         const struct pool_op *run = p->conns[i].op;
         if (run && run->key_column && !strcmp(run->sql, op->sql) &&
             !strcmp(run->key_column, op->key_column))
-            return true;
+            n++;
     }
-    return false;
+    return n >= LOOKUP_STATEMENTS;
 }
 
 /* Starts the queued ops that may start, oldest first, while a connection is idle (or may be
