@@ -113,27 +113,30 @@ static void or_reply_free(void *arg)
     free(o);
 }
 
-void api_query_async_or_reply(es_http_req_t *r, const char *ctx, const char *sql,
-                              const es_db_val_t *params, size_t n, api_rows_fn fn, void *arg,
-                              void (*free_arg)(void *arg))
+static struct or_reply *or_reply_new(const char *ctx, api_rows_fn fn, void *arg,
+                                     void (*free_arg)(void *arg))
 {
     struct or_reply *o = xcalloc(1, sizeof *o);
     o->ctx = ctx;
     o->fn = fn;
     o->arg = arg;
     o->free_arg = free_arg;
-    api_query_async(r, ctx, sql, params, n, or_reply_done, o, or_reply_free);
+    return o;
+}
+
+void api_query_async_or_reply(es_http_req_t *r, const char *ctx, const char *sql,
+                              const es_db_val_t *params, size_t n, api_rows_fn fn, void *arg,
+                              void (*free_arg)(void *arg))
+{
+    api_query_async(r, ctx, sql, params, n, or_reply_done, or_reply_new(ctx, fn, arg, free_arg),
+                    or_reply_free);
 }
 
 void api_lookup_async_or_reply(es_http_req_t *r, const char *ctx, const char *prefix,
                                const char *key_column, const char *key, api_rows_fn fn, void *arg,
                                void (*free_arg)(void *arg))
 {
-    struct or_reply *o = xcalloc(1, sizeof *o);
-    o->ctx = ctx;
-    o->fn = fn;
-    o->arg = arg;
-    o->free_arg = free_arg;
+    struct or_reply *o = or_reply_new(ctx, fn, arg, free_arg);
     es_err_t err = ES_ERR_INIT;
     es_dbpool_t *pool = api_pool_ctx(r, ctx, &err);
     if (pool) {

@@ -13,6 +13,7 @@ waits (here on a table lock taken from the test) holds only its own request.
 - MariaDB killed under the stack while GETs are in flight: the API keeps running, answers 503
   problem+json with Retry-After, and every GET answers 200 again once MariaDB is back.
 """
+import contextlib
 import threading
 
 import pytest
@@ -50,6 +51,20 @@ def stocked_sku(api_url, token):
     return sku
 
 
+@contextlib.contextmanager
+def locked(db, ctx, tables):
+    """The tables of ctx's database write-locked from a connection of the test's own."""
+    c = db(ctx)
+    try:
+        with c.cursor() as cur:
+            cur.execute("LOCK TABLES " + ", ".join(f"{t} WRITE" for t in tables))
+        yield
+    finally:
+        with c.cursor() as cur:
+            cur.execute("UNLOCK TABLES")
+        c.close()
+
+
 def queries_waiting(c, db, sql_start):
     """How many of the API's reads beginning with sql_start wait on a table lock in MariaDB."""
     with c.cursor() as cur:
@@ -67,11 +82,8 @@ def test_a_slow_query_holds_only_its_own_request(api_url, db, stocked_sku):
         r = requests.get(f"{api_url}/v1/prices/{sku}", timeout=60, headers=MYSQL)
         answers.append(r.status_code)
 
-    lock = db("pricing")
-    try:
-        with lock.cursor() as cur:
-            cur.execute("LOCK TABLES prices WRITE, price_rules WRITE")
-        slow = [threading.Thread(target=get_price) for _ in range(SLOW)]
+    slow = [threading.Thread(target=get_price) for _ in range(SLOW)]
+    with locked(db, "pricing", ("prices", "price_rules")):
         for t in slow:
             t.start()
         # every one of them is in flight at once, each waiting on its own connection
@@ -89,10 +101,6 @@ def test_a_slow_query_holds_only_its_own_request(api_url, db, stocked_sku):
         assert r.status_code == 200, r.text
         assert r.json()["sku"] == sku
         assert answers == [], "a price read answered while its table was locked"
-    finally:
-        with lock.cursor() as cur:
-            cur.execute("UNLOCK TABLES")
-        lock.close()
     for t in slow:
         t.join(60)
     assert answers == [200] * SLOW
@@ -130,11 +138,8 @@ def test_point_reads_that_wait_together_go_in_one_statement_each_answered_its_ow
         answers[i] = (r.status_code, r.json())
 
     before = catalog_metrics(api_url)
-    lock = db("catalog")
-    try:
-        with lock.cursor() as cur:
-            cur.execute("LOCK TABLES products WRITE")
-        threads = [threading.Thread(target=get, args=(i, sku)) for i, sku in enumerate(skus)]
+    threads = [threading.Thread(target=get, args=(i, sku)) for i, sku in enumerate(skus)]
+    with locked(db, "catalog", ("products",)):
         for t in threads:
             t.start()
         # every read is either in a statement waiting on the lock or queued behind one
@@ -147,10 +152,6 @@ def test_point_reads_that_wait_together_go_in_one_statement_each_answered_its_ow
         finally:
             watch.close()
         assert statements_held < len(skus)
-    finally:
-        with lock.cursor() as cur:
-            cur.execute("UNLOCK TABLES")
-        lock.close()
     for t in threads:
         t.join(60)
     for i, sku in enumerate(skus):
