@@ -13,6 +13,8 @@ struct pj_plan {
      * was a good part of a projector's allocations */
     char **sql;
     size_t *sqlcap;
+    char **ups; /* the same for the statements' upsert forms */
+    size_t *upscap;
     char **bufs; /* what parameters borrow besides the event */
     size_t nbufs, capbufs;
     char subject[200];
@@ -38,13 +40,32 @@ void pj_plan_free(pj_plan_t *plan)
     if (!plan)
         return;
     pj_plan_reset(plan);
-    for (size_t i = 0; i < plan->cap; i++)
+    for (size_t i = 0; i < plan->cap; i++) {
         free(plan->sql[i]);
+        free(plan->ups[i]);
+    }
     free(plan->sql);
     free(plan->sqlcap);
+    free(plan->ups);
+    free(plan->upscap);
     free(plan->stmts);
     free(plan->bufs);
     free(plan);
+}
+
+/* vsnprintf into *buf (*cap bytes), grown when short. */
+static char *print_into(char **buf, size_t *cap, const char *fmt, va_list ap)
+{
+    va_list again;
+    va_copy(again, ap);
+    int len = vsnprintf(*buf, *cap, fmt, ap);
+    if ((size_t)len >= *cap) {
+        *cap = (size_t)len + 1;
+        *buf = xrealloc(*buf, *cap);
+        vsnprintf(*buf, *cap, fmt, again);
+    }
+    va_end(again);
+    return *buf;
 }
 
 struct pj_stmt *pj_plan_add(pj_plan_t *plan, enum pj_stmt_kind kind, const char *table,
@@ -55,27 +76,33 @@ struct pj_stmt *pj_plan_add(pj_plan_t *plan, enum pj_stmt_kind kind, const char 
         plan->stmts = xrealloc(plan->stmts, cap * sizeof *plan->stmts);
         plan->sql = xrealloc(plan->sql, cap * sizeof *plan->sql);
         plan->sqlcap = xrealloc(plan->sqlcap, cap * sizeof *plan->sqlcap);
+        plan->ups = xrealloc(plan->ups, cap * sizeof *plan->ups);
+        plan->upscap = xrealloc(plan->upscap, cap * sizeof *plan->upscap);
         for (size_t i = plan->cap; i < cap; i++) {
-            plan->sql[i] = NULL;
-            plan->sqlcap[i] = 0;
+            plan->sql[i] = plan->ups[i] = NULL;
+            plan->sqlcap[i] = plan->upscap[i] = 0;
         }
         plan->cap = cap;
     }
     size_t i = plan->n;
     va_list ap;
     va_start(ap, fmt);
-    int len = vsnprintf(plan->sql[i], plan->sqlcap[i], fmt, ap);
+    print_into(&plan->sql[i], &plan->sqlcap[i], fmt, ap);
     va_end(ap);
-    if ((size_t)len >= plan->sqlcap[i]) {
-        plan->sqlcap[i] = (size_t)len + 1;
-        plan->sql[i] = xrealloc(plan->sql[i], plan->sqlcap[i]);
-        va_start(ap, fmt);
-        vsnprintf(plan->sql[i], plan->sqlcap[i], fmt, ap);
-        va_end(ap);
-    }
     struct pj_stmt *st = &plan->stmts[plan->n++];
     *st = (struct pj_stmt){.kind = kind, .table = table, .sql = plan->sql[i]};
     return st;
+}
+
+void pj_stmt_set_upsert(pj_plan_t *plan, struct pj_stmt *st, const char *fmt, ...)
+{
+    size_t i = (size_t)(st - plan->stmts);
+    if (plan->n == 0 || i != plan->n - 1)
+        abort(); /* not the plan's last statement: a bug of the projection */
+    va_list ap;
+    va_start(ap, fmt);
+    st->upsert = print_into(&plan->ups[i], &plan->upscap[i], fmt, ap);
+    va_end(ap);
 }
 
 void pj_stmt_bind(struct pj_stmt *st, const es_db_val_t *vals, size_t n)
