@@ -26,6 +26,13 @@
 #define PJ_CHECK_WAIT_MS  2000  /* the longest such a Kafka check may take */
 #define PJ_COMMIT_WAIT_MS 5000  /* after a failed Kafka commit, the next one waits this long */
 #define PJ_COMMIT_LOG_MS  60000 /* at most one warning per minute about failed Kafka commits */
+/* the smallest batch written on the writer thread while the next is decoded: a smaller one (an
+ * idle projector's, or a test's batch of 5) is written at once, as the two threads' hand-offs
+ * cost more than the overlap gives back on a loaded machine (a replay in batches of 5 took a
+ * quarter longer) */
+#define PJ_PIPELINE_MIN 64
+/* while a batch is written, how long a poll for the next may wait (a message ends it at once) */
+#define PJ_FLIGHT_POLL_MS 2
 
 const char pj_offsets_ddl[] =
     "CREATE TABLE IF NOT EXISTS projection_offsets ("
@@ -612,6 +619,7 @@ struct pj_flight_part {
 
 struct pj_flight {
     bool busy;     /* sent and not yet landed */
+    bool done;     /* written (atomic: set by the writer thread) */
     bool threaded; /* written by thread (else already written inline) */
     pthread_t thread;
     es_kafka_msg_t **batch;
@@ -782,6 +790,7 @@ static void *pj_writer_main(void *arg)
 {
     pj_runtime_t *rt = arg;
     pj_write(rt, rt->fl);
+    __atomic_store_n(&rt->fl->done, true, __ATOMIC_RELEASE);
     return NULL;
 }
 
@@ -842,6 +851,12 @@ static bool pj_in_flight(const pj_runtime_t *rt)
     return rt->fl && rt->fl->busy;
 }
 
+/* In flight and written: pj_land will not wait. */
+static bool pj_flight_done(const pj_runtime_t *rt)
+{
+    return pj_in_flight(rt) && __atomic_load_n(&rt->fl->done, __ATOMIC_ACQUIRE);
+}
+
 /* Waits for the batch in flight, then books its outcome (pj_batch_committed, or pj_batch_failed,
  * which also discards the batch being filled). 0 when nothing was in flight; else as pj_flush. */
 static int pj_land(pj_runtime_t *rt)
@@ -885,10 +900,13 @@ static void pj_send(pj_runtime_t *rt, long long t0, bool async)
     }
     f->t0 = t0;
     f->busy = true;
+    f->done = false;
     pj_arena_detach();
     f->threaded = async && pthread_create(&f->thread, NULL, pj_writer_main, rt) == 0;
-    if (!f->threaded)
+    if (!f->threaded) {
         pj_write(rt, f);
+        f->done = true;
+    }
 }
 
 /* Decodes and plans the batch being filled (while the last one is written), lands the last one,
@@ -1117,6 +1135,8 @@ bool pj_ready(pj_runtime_t *rt)
 int pj_poll_timeout(const pj_runtime_t *rt, long long first_at)
 {
     (void)first_at;
+    if (pj_in_flight(rt) && !pj_flight_done(rt))
+        return PJ_FLIGHT_POLL_MS;
     return rt->nbatch == 0 && !pj_in_flight(rt) ? PJ_IDLE_POLL_MS : 0;
 }
 
@@ -1169,17 +1189,21 @@ int pj_runtime_run(pj_runtime_t *rt, es_err_t *err)
         int took = pj_take(rt, m, &first_at);
         long long now = es_mono_ms();
         /* a due batch is decoded while the one before is written, then sent to be written
-         * in turn; with nothing more to take, the one in flight lands */
-        if (rt->nbatch > 0 && (rt->nbatch >= rt->batch_max || now - first_at >= rt->linger_ms ||
-                               (took < 0 && timeout == 0))) {
-            if (pj_flush_pipelined(rt, true) == -1)
+         * in turn. While one is being written the next fills up to batch_max (linger and a dry
+         * consumer do not cut it short: it could not be written sooner anyway, and smaller
+         * batches cost more a event); once written it lands, and what is batched goes */
+        bool busy = pj_in_flight(rt), written = pj_flight_done(rt);
+        if (rt->nbatch > 0 && (rt->nbatch >= rt->batch_max ||
+                               ((!busy || written) &&
+                                (now - first_at >= rt->linger_ms || (took < 0 && timeout == 0))))) {
+            if (pj_flush_pipelined(rt, rt->nbatch >= PJ_PIPELINE_MIN) == -1)
                 pj_backoff(rt);
             lag_at = es_mono_ms();
-        } else if (rt->nbatch == 0 && pj_in_flight(rt) && took < 0) {
+        } else if (busy && (written || (rt->nbatch == 0 && took < 0))) {
             if (pj_land(rt) == -1)
                 pj_backoff(rt);
             lag_at = es_mono_ms();
-        } else if (rt->nbatch == 0 && !pj_in_flight(rt) && now - lag_at >= PJ_LAG_EVERY_MS) {
+        } else if (rt->nbatch == 0 && !busy && now - lag_at >= PJ_LAG_EVERY_MS) {
             pj_publish_positions(rt); /* e.g. after an assignment, or past a marker read since */
             lag_at = now;
         }
