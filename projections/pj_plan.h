@@ -46,7 +46,9 @@ void pj_plan_free(pj_plan_t *plan); /* NULL: no-op */
 void pj_plan_reset(pj_plan_t *plan);
 
 /* Appends a statement of kind on table (static string) whose SQL is printf(fmt, ...); borrowed,
- * valid until the next pj_plan_add or reset: bind its parameters at once. */
+ * valid until the next pj_plan_add or reset: bind its parameters at once. fmt is a string literal
+ * (a text that never changes at that address): when its one conversion is %s, the SQL printed
+ * from it and the same argument for the previous event's statement at this place is reused. */
 struct pj_stmt *pj_plan_add(pj_plan_t *plan, enum pj_stmt_kind kind, const char *table,
                             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Binds n parameters after those st already has (at most PJ_STMT_MAX_PARAMS in all: more is a
