@@ -746,13 +746,35 @@ static int pj_apply_batch(pj_runtime_t *rt, struct pj_flight *f, struct pj_tally
     }
 }
 
-/* Stores the next offset of every partition in the batch, in the open transaction. */
+/* Stores the next offset of every partition in the batch, in the open transaction: one statement
+ * of a row a partition (a statement each was a round trip each, four a batch for a topic of four
+ * partitions), up to PJ_OFFSETS_ROWS a statement. */
+#define PJ_OFFSETS_ROWS 64
 static int pj_offsets_store(pj_runtime_t *rt, const struct pj_flight *f, es_err_t *err)
 {
-    for (int i = 0; i < f->nparts; i++) {
-        if (f->parts[i].next < 0)
-            continue;
-        if (pj_offset_store(rt->db, rt->key, rt->topic, i, f->parts[i].next, err))
+    static const char head[] = "INSERT INTO projection_offsets (projection, topic, part, "
+                               "next_offset, updated_at) VALUES ",
+                      row[] = "(?, ?, ?, ?, NOW(3))",
+                      tail[] = " ON DUPLICATE KEY UPDATE next_offset=VALUES(next_offset), "
+                               "updated_at=VALUES(updated_at)";
+    char sql[sizeof head + PJ_OFFSETS_ROWS * (sizeof row + 2) + sizeof tail];
+    es_db_val_t params[4 * PJ_OFFSETS_ROWS];
+    for (int i = 0; i < f->nparts;) {
+        size_t n = 0, len = 0;
+        for (; i < f->nparts && n < PJ_OFFSETS_ROWS; i++) {
+            if (f->parts[i].next < 0)
+                continue;
+            len += (size_t)snprintf(sql + len, sizeof sql - len, "%s%s", n ? ", " : head, row);
+            params[4 * n] = ES_DB_S(rt->key);
+            params[4 * n + 1] = ES_DB_S(rt->topic);
+            params[4 * n + 2] = ES_DB_I(i);
+            params[4 * n + 3] = ES_DB_I(f->parts[i].next);
+            n++;
+        }
+        if (n == 0)
+            break;
+        snprintf(sql + len, sizeof sql - len, "%s", tail);
+        if (es_db_exec(rt->db, sql, params, 4 * n, NULL, err))
             return -1;
     }
     return 0;
