@@ -117,6 +117,20 @@ static int plan_changed(const char *suffix, const json_t *event, const char *sku
     PJ_BIND(st, ES_DB_S(d.name), ES_DB_S(d.description), ES_DB_S(d.category), ES_DB_S(d.attrs),
             ES_DB_I(m->version), ES_DB_I(m->occurred_at), ES_DB_S(m->event_id), ES_DB_S(sku));
     st->must_match = true;
+    /* merged in a batch as an upsert: sku is products' only unique key, and applied_events
+     * always changes an existing row; vendor_id is NOT NULL, so a missing row's insert (undone
+     * with the batch) gives it '' */
+    pj_stmt_set_upsert(
+        out, st,
+        "INSERT INTO `products%s` (name, description, category, attributes, version, "
+        "updated_at, last_event_id, sku, vendor_id, applied_events) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', 1) "
+        "ON DUPLICATE KEY UPDATE name=VALUES(name), "
+        "description=VALUES(description), category=VALUES(category), "
+        "attributes=VALUES(attributes), version=VALUES(version), "
+        "applied_events=applied_events+1, updated_at=VALUES(updated_at), "
+        "last_event_id=VALUES(last_event_id)",
+        suffix);
     return 0;
 }
 
@@ -130,6 +144,13 @@ static int plan_delisted(const char *suffix, const char *sku, const struct pj_me
         suffix);
     PJ_BIND(st, ES_DB_I(m->version), ES_DB_I(m->occurred_at), ES_DB_S(m->event_id), ES_DB_S(sku));
     st->must_match = true;
+    pj_stmt_set_upsert(out, st,
+                       "INSERT INTO `products%s` (version, updated_at, last_event_id, sku, "
+                       "vendor_id, status, applied_events) VALUES (?, ?, ?, ?, '', 'delisted', 1) "
+                       "ON DUPLICATE KEY UPDATE status='delisted', version=VALUES(version), "
+                       "applied_events=applied_events+1, updated_at=VALUES(updated_at), "
+                       "last_event_id=VALUES(last_event_id)",
+                       suffix);
     return 0;
 }
 

@@ -93,9 +93,8 @@ static struct pj_region *pj_region_claim(void)
 /* Lets go of everything made in the thread's region and gives the region back; pages past
  * PJ_ARENA_KEEP that a large batch touched go back to the system (an idle projector's memory
  * stays that of a usual batch). */
-static void pj_region_reset(void)
+static void pj_region_reset(struct pj_region *r)
 {
-    struct pj_region *r = pj_mine;
     PJ_POISON(r->base, r->used);
     if (r->used > PJ_ARENA_KEEP)
         madvise(r->base + PJ_ARENA_KEEP, r->used - PJ_ARENA_KEEP, MADV_DONTNEED);
@@ -103,7 +102,8 @@ static void pj_region_reset(void)
     pthread_mutex_lock(&pj_regions_lock);
     r->claimed = false;
     pthread_mutex_unlock(&pj_regions_lock);
-    pj_mine = NULL;
+    if (pj_mine == r)
+        pj_mine = NULL;
 }
 
 void pj_arena_enter(void)
@@ -119,11 +119,28 @@ void pj_arena_leave(bool kept)
         pj_mine->live++;
     pj_entered = false;
     if (pj_mine && pj_mine->live == 0)
-        pj_region_reset(); /* nothing kept: what was made is garbage */
+        pj_region_reset(pj_mine); /* nothing kept: what was made is garbage */
 }
 
 void pj_arena_release(void)
 {
-    if (pj_mine && pj_mine->live > 0 && --pj_mine->live == 0)
-        pj_region_reset();
+    pj_arena_release_in(pj_mine);
+}
+
+pj_arena_t *pj_arena_current(void)
+{
+    return pj_mine;
+}
+
+void pj_arena_release_in(pj_arena_t *r)
+{
+    if (r && r->live > 0 && --r->live == 0)
+        pj_region_reset(r);
+}
+
+void pj_arena_detach(void)
+{
+    if (pj_mine && pj_mine->live == 0)
+        pj_region_reset(pj_mine);
+    pj_mine = NULL;
 }

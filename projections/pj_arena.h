@@ -35,4 +35,15 @@ void pj_arena_leave(bool kept);
  * left, the region is let go of. */
 void pj_arena_release(void);
 
+/* A region, for a thread that keeps two batches' values at once (a live projector decodes the
+ * next batch while the last one is written): the calling thread's current region (NULL: none,
+ * its values are malloc'd), and a release of one value made in r (NULL: no-op), on the thread
+ * that made it. */
+typedef struct pj_region pj_arena_t;
+pj_arena_t *pj_arena_current(void);
+void pj_arena_release_in(pj_arena_t *r);
+/* The calling thread's later values go to another region: the current one stays claimed until
+ * its last value is released (pj_arena_release_in), then is let go of. */
+void pj_arena_detach(void);
+
 #endif

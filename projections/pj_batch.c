@@ -49,6 +49,7 @@ struct pj_out {
     const es_db_val_t *p;
     size_t n, rows;
     bool must_match;
+    bool upsert; /* a must-match UPDATE merged as its upsert form: 2 affected rows a row */
 };
 
 /* key -> the first layer its next statement may take */
@@ -118,7 +119,7 @@ static struct pj_out *out_add(pj_batch_t *b)
     o->q = NULL;
     o->p = NULL;
     o->n = o->rows = 0;
-    o->must_match = false;
+    o->must_match = o->upsert = false;
     return o;
 }
 
@@ -242,17 +243,18 @@ static size_t marks(const char *sql, size_t from, size_t to, bool *inside)
     return n;
 }
 
-/* "INSERT ... VALUES (row) tail" with every placeholder in row: row's bounds (its parentheses). */
-static bool insert_shape(const struct pj_stmt *st, size_t *open, size_t *close)
+/* "INSERT ... VALUES (row) tail" with all n placeholders in row: row's bounds (its
+ * parentheses). */
+static bool insert_shape(const char *sql, size_t n, size_t *open, size_t *close)
 {
-    const char *v = strstr(st->sql, " VALUES (");
-    if ((st->kind != PJ_INSERT && st->kind != PJ_UPSERT) || strncmp(st->sql, "INSERT ", 7) || !v)
+    const char *v = strstr(sql, " VALUES (");
+    if (strncmp(sql, "INSERT ", 7) || !v)
         return false;
-    size_t o = (size_t)(v - st->sql) + 8, i = o;
+    size_t o = (size_t)(v - sql) + 8, i = o;
     int depth = 0;
     bool quoted = false;
-    for (; st->sql[i]; i++) {
-        char c = st->sql[i];
+    for (; sql[i]; i++) {
+        char c = sql[i];
         if (c == '\'')
             quoted = !quoted;
         else if (!quoted && c == '(')
@@ -261,7 +263,7 @@ static bool insert_shape(const struct pj_stmt *st, size_t *open, size_t *close)
             break;
     }
     bool inside;
-    if (!st->sql[i] || marks(st->sql, o, i, &inside) != st->n || !inside)
+    if (!sql[i] || marks(sql, o, i, &inside) != n || !inside)
         return false;
     *open = o;
     *close = i;
@@ -294,10 +296,10 @@ static void out_params(struct pj_out *o, struct pj_item *const *items, size_t k)
     o->rows = k;
 }
 
-static void merge_insert(struct pj_out *o, struct pj_item *const *items, size_t k, size_t open,
-                         size_t close)
+/* sql: the items' SQL in the insert shape (their own, or their upsert form). */
+static void merge_insert(struct pj_out *o, struct pj_item *const *items, size_t k, const char *sql,
+                         size_t open, size_t close)
 {
-    const char *sql = items[0]->st->sql;
     struct pj_buf *b = &o->sql;
     buf_add(b, sql, open);
     for (size_t r = 0; r < k; r++) {
@@ -363,7 +365,12 @@ static void emit_group(pj_batch_t *b, struct pj_item **items, size_t k)
 {
     const struct pj_stmt *st = items[0]->st;
     size_t open = 0, close = 0, set = 0;
-    bool ins = k > 1 && !st->must_match && insert_shape(st, &open, &close);
+    /* a must-match UPDATE with an upsert form merges as that upsert (pj_stmt_set_upsert) */
+    const char *ins_sql = st->must_match ? st->upsert : st->sql;
+    bool ins = k > 1 &&
+               (st->must_match ? st->kind == PJ_UPDATE && st->upsert
+                               : st->kind == PJ_INSERT || st->kind == PJ_UPSERT) &&
+               insert_shape(ins_sql, st->n, &open, &close);
     bool upd = k > 1 && !ins && update_shape(st, &set);
     if (!ins && !upd) {
         for (size_t r = 0; r < k; r++)
@@ -381,18 +388,20 @@ static void emit_group(pj_batch_t *b, struct pj_item **items, size_t k)
         }
         struct pj_out *o = out_add(b);
         if (ins)
-            merge_insert(o, items + r, m, open, close);
+            merge_insert(o, items + r, m, ins_sql, open, close);
         else
             merge_update(o, items + r, m, set);
         o->q = o->sql.s;
         o->must_match = st->must_match;
+        o->upsert = ins && st->must_match;
     }
 }
 
 static bool same_stmt(const struct pj_stmt *a, const struct pj_stmt *b)
 {
     return a->kind == b->kind && a->must_match == b->must_match && a->n == b->n &&
-           strcmp(a->sql, b->sql) == 0;
+           strcmp(a->sql, b->sql) == 0 && !a->upsert == !b->upsert &&
+           (!a->upsert || strcmp(a->upsert, b->upsert) == 0);
 }
 
 /* Emits b->items (sorted by layer) group by group: within a layer, the statements of one SQL in
@@ -472,10 +481,12 @@ int pj_batch_apply(es_db_t *db, pj_batch_t *b, es_err_t *err)
         long long affected = 0;
         if (es_db_exec(db, o->q, o->p, o->n, &affected, err))
             return -1;
-        if (o->must_match && affected < (long long)o->rows)
+        /* an upsert form counts 2 for a row it changed, 1 for one it inserted (pj_plan.h) */
+        long long want = o->upsert ? 2 * (long long)o->rows : (long long)o->rows;
+        if (o->must_match && affected < want)
             return es_set(err, ES_ENOTFOUND,
-                          "%lld of the %zu rows a must-match statement names changed", affected,
-                          o->rows);
+                          "%lld of the %zu rows a must-match statement names changed%s", affected,
+                          o->rows, o->upsert ? " (2 a row: its upsert form)" : "");
     }
     return 0;
 }

@@ -12,10 +12,13 @@
  *     UPDATE with relative updates, IGNORE);
  *   UPDATE t SET ... WHERE ...     ->  UPDATE t JOIN (SELECT ? AS p0, ... UNION ALL SELECT ...)
  *     AS pj_d SET ... WHERE ... with each parameter read from pj_d (the keys of a layer differ,
- *     so each row is updated once, as by its own statement).
+ *     so each row is updated once, as by its own statement);
+ *   a must-match UPDATE with an upsert form (pj_stmt_set_upsert) -> that form merged as an INSERT
+ *     above (MariaDB ran the joined UPDATE at about twice a multi-row upsert's time a row).
  * A statement whose SQL has neither shape (or the only one of its SQL in its layer) runs as
  * written. pj_batch_apply fails on the first failing statement, and with ES_ENOTFOUND when a
- * merged must-match UPDATE changes fewer rows than it merged (one of them may match none): the
+ * merged must-match UPDATE changes fewer rows than it merged (one of them may match none; for an
+ * upsert form, fewer than 2 affected rows a row: one of them may have been inserted): the
  * caller then rolls back and applies the events one by one (pj_plan_apply), which names and
  * dead-letters the culprit. */
 #ifndef PJ_BATCH_H

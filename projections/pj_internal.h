@@ -5,6 +5,7 @@
 #define PJ_INTERNAL_H
 
 #include "es_metrics.h"
+#include "pj_arena.h"
 #include "pj_batch.h"
 #include "pj_runtime.h"
 /* ev_codec.h's comment holds a path with "/\*" in it */
@@ -34,7 +35,7 @@ struct pj_ev {
     const char *full_name; /* the record's full name; NULL: no payload or undecodable */
     const char *type;      /* full_name without its namespace */
     json_t *value;         /* owned */
-    bool in_arena;         /* value was made in pj_arena's region */
+    pj_arena_t *arena;     /* the region value was made in (pj_arena.h); NULL: none */
     pj_plan_t *plan;       /* kept from batch to batch */
     es_err_t err;          /* why it could not be planned (err.code 0: planned) */
 };
@@ -54,10 +55,13 @@ struct pj_runtime {
     es_kafka_t *rk;
     struct pj_part *parts;
     int nparts;
-    es_kafka_msg_t **batch;
+    es_kafka_msg_t **batch; /* the batch being filled (pj_take) */
     int nbatch;
     struct pj_ev *evs; /* batch_max of them: the batch's messages decoded and planned */
     int nprepared;     /* how many of evs hold the batch's (pj_flush) */
+    /* the batch being written, by a thread of its own while the loop fills and decodes the next
+     * (pj_runtime.c); merge and applied are its own until it lands */
+    struct pj_flight *fl;
     pj_batch_t *merge; /* the batch's plans as multi-row statements */
     bool need_resync;  /* positions must be reloaded from MariaDB before the next batch */
     long backoff_ms;   /* ceiling of the current back-off; 0 after a success */
@@ -114,8 +118,9 @@ int pj_poll_timeout(const pj_runtime_t *rt, long long first_at);
  * (NULL, or a consumer error, logged). */
 int pj_take(pj_runtime_t *rt, es_kafka_msg_t *m, long long *first_at);
 /* Applies the batch and stores the offsets in one transaction, under the projection's named
- * lock. 0: committed (or nothing to do); -1: rolled back, to resync after a back-off; -2: the
- * same, because the stored offsets moved: resync at once. */
+ * lock, after the batch in flight (if any) landed; returns with nothing in flight. 0: committed
+ * (or nothing to do); -1: rolled back, to resync after a back-off; -2: the same, because the
+ * stored offsets moved: resync at once. */
 int pj_flush(pj_runtime_t *rt);
 /* Decodes and applies one message in the open transaction; guarded: under a savepoint, an event
  * the projection rejects is undone alone and dead-lettered. 0: applied; 1: dead-lettered; 2:

@@ -1,9 +1,20 @@
 #include "pj_plan.h"
 #include "es_mem.h"
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* A statement's printed SQL, kept from event to event with what it was printed from when that
+ * was a format whose one conversion is %s (nearly always the table suffix): the same statement of
+ * the next event is then not printed again (printing was a tenth of a live projector's time). */
+struct pj_text {
+    char *s;
+    size_t cap;
+    const char *fmt; /* NULL: not kept */
+    char arg[72];
+};
 
 struct pj_plan {
     struct pj_stmt *stmts;
@@ -11,9 +22,9 @@ struct pj_plan {
     /* the SQL of statement i is printed into sql[i] (sqlcap[i] bytes), kept from event to event:
      * a plan is reset and filled again for every event, and a fresh string for each statement
      * was a good part of a projector's allocations */
-    char **sql;
-    size_t *sqlcap;
-    char **bufs; /* what parameters borrow besides the event */
+    struct pj_text *sql;
+    struct pj_text *ups; /* the same for the statements' upsert forms */
+    char **bufs;         /* what parameters borrow besides the event */
     size_t nbufs, capbufs;
     char subject[200];
     const char *key;
@@ -38,13 +49,63 @@ void pj_plan_free(pj_plan_t *plan)
     if (!plan)
         return;
     pj_plan_reset(plan);
-    for (size_t i = 0; i < plan->cap; i++)
-        free(plan->sql[i]);
+    for (size_t i = 0; i < plan->cap; i++) {
+        free(plan->sql[i].s);
+        free(plan->ups[i].s);
+    }
     free(plan->sql);
-    free(plan->sqlcap);
+    free(plan->ups);
     free(plan->stmts);
     free(plan->bufs);
     free(plan);
+}
+
+/* Whether fmt's one conversion is %s. */
+static bool one_string(const char *fmt)
+{
+    int n = 0;
+    for (const char *c = strchr(fmt, '%'); c; c = strchr(c + 2, '%'))
+        if (c[1] != 's' || ++n > 1)
+            return false;
+    return n == 1;
+}
+
+/* vsnprintf into t, grown when short; what was printed already when fmt and its string argument
+ * are those of t's last print. */
+static char *print_into(struct pj_text *t, const char *fmt, va_list ap)
+{
+    if (t->fmt == fmt) {
+        va_list peek;
+        va_copy(peek, ap);
+        const char *arg = va_arg(peek, const char *);
+        bool same = strcmp(arg, t->arg) == 0;
+        va_end(peek);
+        if (same)
+            return t->s;
+    }
+    t->fmt = NULL;
+    va_list again;
+    va_copy(again, ap);
+    int len = vsnprintf(t->s, t->cap, fmt, ap);
+    if ((size_t)len >= t->cap) {
+        t->cap = (size_t)len + 1;
+        t->s = xrealloc(t->s, t->cap);
+        vsnprintf(t->s, t->cap, fmt, again);
+    }
+    va_end(again);
+    return t->s;
+}
+
+/* print_into, then kept for the next print when fmt has one %s (ap restarted by the caller). */
+static void print_keep(struct pj_text *t, const char *fmt, va_list ap)
+{
+    if (t->fmt || !one_string(fmt))
+        return;
+    const char *arg = va_arg(ap, const char *);
+    if (strlen(arg) < sizeof t->arg) {
+        strcpy(t->arg, arg);
+        t->fmt = fmt;
+    }
 }
 
 struct pj_stmt *pj_plan_add(pj_plan_t *plan, enum pj_stmt_kind kind, const char *table,
@@ -54,28 +115,36 @@ struct pj_stmt *pj_plan_add(pj_plan_t *plan, enum pj_stmt_kind kind, const char 
         size_t cap = plan->cap ? 2 * plan->cap : 4;
         plan->stmts = xrealloc(plan->stmts, cap * sizeof *plan->stmts);
         plan->sql = xrealloc(plan->sql, cap * sizeof *plan->sql);
-        plan->sqlcap = xrealloc(plan->sqlcap, cap * sizeof *plan->sqlcap);
-        for (size_t i = plan->cap; i < cap; i++) {
-            plan->sql[i] = NULL;
-            plan->sqlcap[i] = 0;
-        }
+        plan->ups = xrealloc(plan->ups, cap * sizeof *plan->ups);
+        for (size_t i = plan->cap; i < cap; i++)
+            plan->sql[i] = plan->ups[i] = (struct pj_text){0};
         plan->cap = cap;
     }
     size_t i = plan->n;
     va_list ap;
     va_start(ap, fmt);
-    int len = vsnprintf(plan->sql[i], plan->sqlcap[i], fmt, ap);
+    char *sql = print_into(&plan->sql[i], fmt, ap);
     va_end(ap);
-    if ((size_t)len >= plan->sqlcap[i]) {
-        plan->sqlcap[i] = (size_t)len + 1;
-        plan->sql[i] = xrealloc(plan->sql[i], plan->sqlcap[i]);
-        va_start(ap, fmt);
-        vsnprintf(plan->sql[i], plan->sqlcap[i], fmt, ap);
-        va_end(ap);
-    }
+    va_start(ap, fmt);
+    print_keep(&plan->sql[i], fmt, ap);
+    va_end(ap);
     struct pj_stmt *st = &plan->stmts[plan->n++];
-    *st = (struct pj_stmt){.kind = kind, .table = table, .sql = plan->sql[i]};
+    *st = (struct pj_stmt){.kind = kind, .table = table, .sql = sql};
     return st;
+}
+
+void pj_stmt_set_upsert(pj_plan_t *plan, struct pj_stmt *st, const char *fmt, ...)
+{
+    size_t i = (size_t)(st - plan->stmts);
+    if (plan->n == 0 || i != plan->n - 1)
+        abort(); /* not the plan's last statement: a bug of the projection */
+    va_list ap;
+    va_start(ap, fmt);
+    st->upsert = print_into(&plan->ups[i], fmt, ap);
+    va_end(ap);
+    va_start(ap, fmt);
+    print_keep(&plan->ups[i], fmt, ap);
+    va_end(ap);
 }
 
 void pj_stmt_bind(struct pj_stmt *st, const es_db_val_t *vals, size_t n)

@@ -35,6 +35,7 @@ struct pj_stmt {
     size_t n;
     bool must_match; /* an UPDATE that must find its row, else the plan fails with ES_ENOTFOUND */
     const char *key; /* borrowed, NULL: the plan's key (pj_plan_set_key); the row's own key */
+    char *upsert;    /* owned by the plan, NULL: none; a must-match UPDATE's upsert form */
 };
 
 typedef struct pj_plan pj_plan_t;
@@ -45,7 +46,9 @@ void pj_plan_free(pj_plan_t *plan); /* NULL: no-op */
 void pj_plan_reset(pj_plan_t *plan);
 
 /* Appends a statement of kind on table (static string) whose SQL is printf(fmt, ...); borrowed,
- * valid until the next pj_plan_add or reset: bind its parameters at once. */
+ * valid until the next pj_plan_add or reset: bind its parameters at once. fmt is a string literal
+ * (a text that never changes at that address): when its one conversion is %s, the SQL printed
+ * from it and the same argument for the previous event's statement at this place is reused. */
 struct pj_stmt *pj_plan_add(pj_plan_t *plan, enum pj_stmt_kind kind, const char *table,
                             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Binds n parameters after those st already has (at most PJ_STMT_MAX_PARAMS in all: more is a
@@ -54,6 +57,19 @@ void pj_stmt_bind(struct pj_stmt *st, const es_db_val_t *vals, size_t n);
 #define PJ_BIND(st, ...)                                                                           \
     pj_stmt_bind((st), (const es_db_val_t[]){__VA_ARGS__},                                         \
                  sizeof((const es_db_val_t[]){__VA_ARGS__}) / sizeof(es_db_val_t))
+/* Gives must-match UPDATE st (the plan's last statement) an upsert form, printf(fmt, ...): an
+ * "INSERT INTO t (c, ...) VALUES (row) ON DUPLICATE KEY UPDATE ..." taking st's parameters in the
+ * same order, with every placeholder in row. A batch merges such UPDATEs as one multi-row upsert
+ * (pj_batch.h), which MariaDB runs at half the cost of the joined UPDATE; the projection vouches
+ * that, on the row st names (by its table's primary key, in the row's key columns):
+ *   - when that row exists, the upsert changes it exactly as st does, and always changes it (e.g.
+ *     a counter it increments), so that MariaDB counts 2 affected rows for it;
+ *   - when it does not, the upsert inserts a row (counted 1) and touches no other row: its
+ *     table has no other unique key (the batch then counts fewer than 2 a row, fails with
+ *     ES_ENOTFOUND and is redone event by event, where st itself runs and finds no row).
+ * The insert may fill NOT NULL columns with anything: such a row never survives the batch. */
+void pj_stmt_set_upsert(pj_plan_t *plan, struct pj_stmt *st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Takes buf (heap, stolen) into the plan, which frees it; returns it, for parameters to borrow. */
 const char *pj_plan_keep(pj_plan_t *plan, char *buf);
 /* What the must-match statements are about, for the ES_ENOTFOUND message ("sku 'AB-1'"). */

@@ -11,6 +11,7 @@
 #include "es_zipkin.h"
 #include "pj_arena.h"
 #include "pj_internal.h"
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,13 @@
 #define PJ_CHECK_WAIT_MS  2000  /* the longest such a Kafka check may take */
 #define PJ_COMMIT_WAIT_MS 5000  /* after a failed Kafka commit, the next one waits this long */
 #define PJ_COMMIT_LOG_MS  60000 /* at most one warning per minute about failed Kafka commits */
+/* the smallest batch written on the writer thread while the next is decoded: a smaller one (an
+ * idle projector's, or a test's batch of 5) is written at once, as the two threads' hand-offs
+ * cost more than the overlap gives back on a loaded machine (a replay in batches of 5 took a
+ * quarter longer) */
+#define PJ_PIPELINE_MIN 64
+/* while a batch is written, how long a poll for the next may wait (a message ends it at once) */
+#define PJ_FLIGHT_POLL_MS 2
 
 const char pj_offsets_ddl[] =
     "CREATE TABLE IF NOT EXISTS projection_offsets ("
@@ -78,6 +86,8 @@ void pj_options_from_env(pj_options_t *opt)
 }
 
 static void pj_ev_release(struct pj_ev *ev);
+static int pj_land(pj_runtime_t *rt);
+static bool pj_in_flight(const pj_runtime_t *rt);
 
 static struct pj_part *pj_part_get(pj_runtime_t *rt, int32_t p)
 {
@@ -101,16 +111,20 @@ static struct pj_part *pj_part_get(pj_runtime_t *rt, int32_t p)
     return pp;
 }
 
-/* Releases the batch's decoded events and messages. */
+/* Releases n messages of batch and the first nprepared of evs (their decoded events). */
+static void pj_msgs_release(es_kafka_msg_t **batch, int n, struct pj_ev *evs, int nprepared)
+{
+    for (int i = 0; i < nprepared; i++)
+        pj_ev_release(&evs[i]);
+    for (int i = 0; i < n; i++)
+        es_kafka_msg_free(batch[i]);
+}
+
+/* Releases the batch being filled: its decoded events and messages. */
 static void pj_batch_release(pj_runtime_t *rt)
 {
-    for (int i = 0; i < rt->nprepared; i++)
-        pj_ev_release(&rt->evs[i]);
-    rt->nprepared = 0;
-    pj_batch_reset(rt->merge);
-    for (int i = 0; i < rt->nbatch; i++)
-        es_kafka_msg_free(rt->batch[i]);
-    rt->nbatch = 0;
+    pj_msgs_release(rt->batch, rt->nbatch, rt->evs, rt->nprepared);
+    rt->nprepared = rt->nbatch = 0;
 }
 
 static void pj_batch_discard(pj_runtime_t *rt)
@@ -215,6 +229,7 @@ static void pj_rebalance_cb(es_kafka_t *rk, int e, es_kafka_parts_t *list, void 
     pj_runtime_t *rt = opaque;
     (void)rk;
     if (e == ES_KAFKA_ERR_ASSIGN_PARTITIONS) {
+        pj_land(rt);
         pj_batch_discard(rt); /* nothing batched may straddle two assignments */
         pj_assign_from_db(rt, list);
         es_metrics_set_ready(true);
@@ -235,6 +250,7 @@ static void pj_rebalance_cb(es_kafka_t *rk, int e, es_kafka_parts_t *list, void 
 static int pj_resync(pj_runtime_t *rt)
 {
     es_kafka_parts_t *list = NULL;
+    pj_land(rt);
     pj_batch_discard(rt);
     int e = es_kafka_assignment(rt->rk, &list);
     if (e) {
@@ -289,18 +305,19 @@ static void pj_offset_commit_cb(es_kafka_t *rk, int err, const es_kafka_parts_t 
 
 /* The applied position of every assigned partition (offset: the next to apply), for the lag and
  * the group's commit: its stored next offset, or the consumer's position when that lies further.
- * With no batch in flight and no resync pending, every message consumed since the assignment was
- * applied (an assignment resets the position: librdkafka 2.0.2 reports none until a message or
- * marker is consumed), so the position passes the stored offset by transaction markers only
- * (control records, never delivered), without which the lag of a topic written in transactions
- * would never reach 0. */
+ * With no batch in hand (being filled or in flight) and no resync pending, every message consumed
+ * since the assignment was applied (an assignment resets the position: librdkafka 2.0.2 reports
+ * none until a message or marker is consumed), so the position passes the stored offset by
+ * transaction markers only (control records, never delivered), without which the lag of a topic
+ * written in transactions would never reach 0. With a batch in hand (a busy live projector lands
+ * one while it fills the next): the stored offsets alone. */
 static es_kafka_parts_t *pj_applied_positions(pj_runtime_t *rt)
 {
     es_kafka_parts_t *list = es_kafka_parts_new(rt->nparts);
     for (int i = 0; i < rt->nparts; i++)
         if (rt->parts[i].assigned)
-            es_kafka_parts_add(list, rt->topic, i);
-    if (list->cnt > 0)
+            es_kafka_parts_add(list, rt->topic, i)->offset = -1;
+    if (list->cnt > 0 && rt->nbatch == 0 && !pj_in_flight(rt) && !rt->need_resync)
         es_kafka_position(rt->rk, list);
     for (int i = 0; i < list->cnt; i++) {
         int64_t stored = rt->parts[list->elems[i].partition].stored;
@@ -317,7 +334,7 @@ static es_kafka_parts_t *pj_applied_positions(pj_runtime_t *rt)
  * Fault point pj.kafka_commit fails the commit instead (tests). */
 static void pj_commit_positions(pj_runtime_t *rt, const es_kafka_parts_t *applied)
 {
-    if (rt->manual || rt->need_resync || rt->nbatch > 0 || es_mono_ms() < rt->commit_retry_at)
+    if (rt->manual || rt->need_resync || es_mono_ms() < rt->commit_retry_at)
         return;
     es_kafka_parts_t *offsets = es_kafka_parts_new(rt->nparts);
     for (int i = 0; i < applied->cnt; i++) {
@@ -360,7 +377,7 @@ static void pj_update_lag(pj_runtime_t *rt, const es_kafka_parts_t *applied)
  * moves it): nothing is claimed that is not applied. Best effort: left for the next tick. */
 static void pj_store_passed(pj_runtime_t *rt, const es_kafka_parts_t *applied)
 {
-    if (rt->manual || rt->need_resync || rt->nbatch > 0 || !rt->db)
+    if (rt->manual || rt->need_resync || rt->nbatch > 0 || pj_in_flight(rt) || !rt->db)
         return;
     int n = 0, *part = xcalloc((size_t)applied->cnt + 1, sizeof *part);
     for (int i = 0; i < applied->cnt; i++) {
@@ -494,7 +511,7 @@ static void pj_ev_prepare(pj_runtime_t *rt, const es_kafka_msg_t *m, struct pj_e
     int rc = ev_decode(rt->codec, m->value, m->len, &ev->full_name, &ev->value, &ev->err);
     if (arena)
         pj_arena_leave(rc == 0);
-    ev->in_arena = arena && rc == 0;
+    ev->arena = arena && rc == 0 ? pj_arena_current() : NULL;
     if (rc) {
         ev->full_name = NULL;
         return;
@@ -512,9 +529,8 @@ static void pj_ev_release(struct pj_ev *ev)
         pj_plan_reset(ev->plan);
     json_decref(ev->value);
     ev->value = NULL;
-    if (ev->in_arena)
-        pj_arena_release();
-    ev->in_arena = false;
+    pj_arena_release_in(ev->arena);
+    ev->arena = NULL;
 }
 
 /* Records m in projection_dead_letters with why (the event type, or "undecodable", first). */
@@ -585,43 +601,71 @@ int pj_apply_one(pj_runtime_t *rt, es_kafka_msg_t *m, bool guarded, es_err_t *er
     return rc;
 }
 
-/* Fence: the stored offsets must still be where this consumer started, or another consumer (a
- * zombie of an old assignment) or a rebuild's swap has moved them (*moved, ES_ECONFLICT). They are
- * re-read inside the transaction, after taking the lock, and the row locks keep them so until
- * COMMIT. */
-static int pj_fence(pj_runtime_t *rt, bool *moved, es_err_t *err)
-{
-    json_t *rows = pj_offsets_load(rt->db, rt->key, rt->topic, true, err);
-    if (!rows)
-        return -1;
-    int rc = 0;
-    for (int i = 0; i < rt->nparts && rc == 0; i++) {
-        if (rt->parts[i].in_batch && pj_offsets_find(rows, i) != rt->parts[i].stored) {
-            *moved = true;
-            rc = es_set(err, ES_ECONFLICT,
-                        "stored offset of %s[%d] moved to %lld (expected %lld): another projector",
-                        rt->topic, i, (long long)pj_offsets_find(rows, i),
-                        (long long)rt->parts[i].stored);
-        }
-    }
-    json_decref(rows);
-    return rc;
-}
-
+/* The batch being written: its messages and decoded events (moved out of the runtime's filling
+ * arrays when it is sent), each partition's offsets when it was sent (next: one past its last
+ * message, -1 when it holds none of the partition's), and the outcome of its write. Between
+ * pj_send and pj_land the writer thread alone touches it, rt->db, rt->merge and rt->applied; the
+ * loop's thread meanwhile polls and decodes the next batch (decoding stays on that one thread:
+ * avro-c's error buffer and the arena's regions are per thread). */
 /* What one pass over the batch did. */
 struct pj_tally {
     int applied, dead;
     int rejected; /* the index of the event rejected unguarded, -1: none */
 };
 
+struct pj_flight_part {
+    int64_t next, stored;
+};
+
+struct pj_flight {
+    bool busy;     /* sent and not yet landed */
+    bool done;     /* written (atomic: set by the writer thread) */
+    bool threaded; /* written by thread (else already written inline) */
+    pthread_t thread;
+    es_kafka_msg_t **batch;
+    struct pj_ev *evs;
+    int nbatch, nprepared;
+    struct pj_flight_part *parts;
+    int nparts, capparts;
+    long long t0;
+    struct pj_tally t;
+    bool locked, moved;
+    int rc;
+    es_err_t err;
+};
+
+/* Fence: the stored offsets must still be where this consumer started, or another consumer (a
+ * zombie of an old assignment) or a rebuild's swap has moved them (*moved, ES_ECONFLICT). They are
+ * re-read inside the transaction, after taking the lock, and the row locks keep them so until
+ * COMMIT. */
+static int pj_fence(pj_runtime_t *rt, const struct pj_flight *f, bool *moved, es_err_t *err)
+{
+    json_t *rows = pj_offsets_load(rt->db, rt->key, rt->topic, true, err);
+    if (!rows)
+        return -1;
+    int rc = 0;
+    for (int i = 0; i < f->nparts && rc == 0; i++) {
+        if (f->parts[i].next >= 0 && pj_offsets_find(rows, i) != f->parts[i].stored) {
+            *moved = true;
+            rc = es_set(err, ES_ECONFLICT,
+                        "stored offset of %s[%d] moved to %lld (expected %lld): another projector",
+                        rt->topic, i, (long long)pj_offsets_find(rows, i),
+                        (long long)f->parts[i].stored);
+        }
+    }
+    json_decref(rows);
+    return rc;
+}
+
 /* One pass over the batch in the open transaction, events from guard_from on under savepoints;
  * stops at the first event rejected unguarded. -1 with err when the batch must be retried. */
-static int pj_apply_pass(pj_runtime_t *rt, int guard_from, struct pj_tally *t, es_err_t *err)
+static int pj_apply_pass(pj_runtime_t *rt, struct pj_flight *f, int guard_from, struct pj_tally *t,
+                         es_err_t *err)
 {
     *t = (struct pj_tally){.rejected = -1};
     json_array_clear(rt->applied);
-    for (int i = 0; i < rt->nbatch && t->rejected < 0; i++) {
-        int r = pj_ev_apply(rt, rt->batch[i], &rt->evs[i], i >= guard_from, err);
+    for (int i = 0; i < f->nbatch && t->rejected < 0; i++) {
+        int r = pj_ev_apply(rt, f->batch[i], &f->evs[i], i >= guard_from, err);
         if (r < 0)
             return -1;
         if (r == 2)
@@ -637,19 +681,19 @@ static int pj_apply_pass(pj_runtime_t *rt, int guard_from, struct pj_tally *t, e
 /* The whole batch as few multi-row statements (pj_batch.h), events that did not plan
  * dead-lettered. 0: applied; 2: a statement failed on an event's fault (the caller rolls back and
  * goes event by event); -1 with err when the batch must be retried. */
-static int pj_apply_merged(pj_runtime_t *rt, struct pj_tally *t, es_err_t *err)
+static int pj_apply_merged(pj_runtime_t *rt, struct pj_flight *f, struct pj_tally *t, es_err_t *err)
 {
     *t = (struct pj_tally){.rejected = -1};
     json_array_clear(rt->applied);
     pj_batch_reset(rt->merge);
-    for (int i = 0; i < rt->nbatch; i++) {
-        struct pj_ev *ev = &rt->evs[i];
+    for (int i = 0; i < f->nbatch; i++) {
+        struct pj_ev *ev = &f->evs[i];
         if (!ev->err.code) {
             pj_batch_add(rt->merge, ev->plan);
             t->applied++;
         } else if (!pj_is_poison(&ev->err)) {
             return es_set(err, ev->err.code, "%s", ev->err.msg);
-        } else if (pj_dead_letter(rt, rt->batch[i], ev, &ev->err, err)) {
+        } else if (pj_dead_letter(rt, f->batch[i], ev, &ev->err, err)) {
             return -1;
         } else {
             t->dead++;
@@ -662,12 +706,12 @@ static int pj_apply_merged(pj_runtime_t *rt, struct pj_tally *t, es_err_t *err)
             return es_set(err, e.code, "%s", e.msg);
         es_info("projector %s: the batch of %d as multi-row statements failed (%s): applying it "
                 "event by event",
-                rt->key, rt->nbatch, e.msg);
+                rt->key, f->nbatch, e.msg);
         return 2;
     }
-    for (int i = 0; pj_notes_applied(rt) && i < rt->nbatch; i++)
-        if (!rt->evs[i].err.code)
-            pj_note_applied(rt, rt->batch[i], rt->evs[i].type, rt->evs[i].value, start_us);
+    for (int i = 0; pj_notes_applied(rt) && i < f->nbatch; i++)
+        if (!f->evs[i].err.code)
+            pj_note_applied(rt, f->batch[i], f->evs[i].type, f->evs[i].value, start_us);
     return 0;
 }
 
@@ -678,13 +722,15 @@ static int pj_apply_merged(pj_runtime_t *rt, struct pj_tally *t, es_err_t *err)
  * the same rows); should an unguarded one fail on the redo anyway, the last pass guards every
  * event, so it cannot be rejected unguarded again. Returns with the transaction open, or -1 with
  * err. */
-static int pj_apply_batch(pj_runtime_t *rt, struct pj_tally *t, bool *moved, es_err_t *err)
+static int pj_apply_batch(pj_runtime_t *rt, struct pj_flight *f, struct pj_tally *t, bool *moved,
+                          es_err_t *err)
 {
-    int guard_from = rt->nbatch;
+    int guard_from = f->nbatch;
     for (int pass = 0;; pass++) {
-        if (es_db_begin(rt->db, err) || pj_fence(rt, moved, err))
+        if (es_db_begin(rt->db, err) || pj_fence(rt, f, moved, err))
             return -1;
-        int r = pass == 0 ? pj_apply_merged(rt, t, err) : pj_apply_pass(rt, guard_from, t, err);
+        int r =
+            pass == 0 ? pj_apply_merged(rt, f, t, err) : pj_apply_pass(rt, f, guard_from, t, err);
         if (r < 0)
             return -1;
         if (r == 0 && t->rejected < 0)
@@ -696,102 +742,221 @@ static int pj_apply_batch(pj_runtime_t *rt, struct pj_tally *t, bool *moved, es_
             continue;
         guard_from = pass == 1 ? t->rejected : 0;
         es_info("projector %s: redoing the batch of %d with savepoints from event %d on", rt->key,
-                rt->nbatch, guard_from);
+                f->nbatch, guard_from);
     }
 }
 
-/* Stores the next offset of every partition in the batch, in the open transaction. */
-static int pj_offsets_store(pj_runtime_t *rt, es_err_t *err)
+/* Stores the next offset of every partition in the batch, in the open transaction: one statement
+ * of a row a partition (a statement each was a round trip each, four a batch for a topic of four
+ * partitions), up to PJ_OFFSETS_ROWS a statement. */
+#define PJ_OFFSETS_ROWS 64
+static int pj_offsets_store(pj_runtime_t *rt, const struct pj_flight *f, es_err_t *err)
 {
-    for (int i = 0; i < rt->nparts; i++) {
-        if (!rt->parts[i].in_batch)
-            continue;
-        if (pj_offset_store(rt->db, rt->key, rt->topic, i, rt->parts[i].next, err))
+    static const char head[] = "INSERT INTO projection_offsets (projection, topic, part, "
+                               "next_offset, updated_at) VALUES ",
+                      row[] = "(?, ?, ?, ?, NOW(3))",
+                      tail[] = " ON DUPLICATE KEY UPDATE next_offset=VALUES(next_offset), "
+                               "updated_at=VALUES(updated_at)";
+    char sql[sizeof head + PJ_OFFSETS_ROWS * (sizeof row + 2) + sizeof tail];
+    es_db_val_t params[4 * PJ_OFFSETS_ROWS];
+    for (int i = 0; i < f->nparts;) {
+        size_t n = 0, len = 0;
+        for (; i < f->nparts && n < PJ_OFFSETS_ROWS; i++) {
+            if (f->parts[i].next < 0)
+                continue;
+            len += (size_t)snprintf(sql + len, sizeof sql - len, "%s%s", n ? ", " : head, row);
+            params[4 * n] = ES_DB_S(rt->key);
+            params[4 * n + 1] = ES_DB_S(rt->topic);
+            params[4 * n + 2] = ES_DB_I(i);
+            params[4 * n + 3] = ES_DB_I(f->parts[i].next);
+            n++;
+        }
+        if (n == 0)
+            break;
+        snprintf(sql + len, sizeof sql - len, "%s", tail);
+        if (es_db_exec(rt->db, sql, params, 4 * n, NULL, err))
             return -1;
     }
     return 0;
 }
 
-/* After the commit: the batch's offsets become the stored ones, its messages are released, and
- * it is counted, logged and committed to the group. */
-static void pj_batch_committed(pj_runtime_t *rt, const struct pj_tally *t, long long t0)
+/* The write of flight f: the batch applied and its offsets stored in one transaction, holding
+ * the projection's named lock (a rebuild takes it to swap tables between two batches). f->rc 0:
+ * committed and the lock released; -1: f->err, the transaction and lock left for pj_land. */
+static void pj_write(pj_runtime_t *rt, struct pj_flight *f)
 {
-    rt->done += t->applied + t->dead;
-    for (int i = 0; i < rt->nparts; i++) {
-        if (rt->parts[i].in_batch)
-            rt->parts[i].stored = rt->parts[i].next;
-        rt->parts[i].in_batch = false;
+    f->err = (es_err_t)ES_ERR_INIT;
+    f->t = (struct pj_tally){.rejected = -1};
+    f->locked = f->moved = false;
+    f->rc = -1;
+    json_array_clear(rt->applied);
+    if (pj_lock(rt->db, rt->lock, PJ_LOCK_WAIT_S, &f->err))
+        return;
+    f->locked = true;
+    if (pj_apply_batch(rt, f, &f->t, &f->moved, &f->err) || pj_offsets_store(rt, f, &f->err))
+        return;
+    /* fault points for the exactly-once tests: a crash (or a failure) with the batch applied
+     * but not committed, and a crash right after the commit */
+    if (es_fault_hit("pj.before_commit")) {
+        es_set(&f->err, ES_EIO, "fault point pj.before_commit");
+        return;
     }
-    pj_batch_release(rt);
+    if (es_db_commit(rt->db, &f->err))
+        return;
+    es_fault_hit("pj.after_commit");
+    pj_unlock(rt->db, rt->lock);
+    f->rc = 0;
+}
+
+static void *pj_writer_main(void *arg)
+{
+    pj_runtime_t *rt = arg;
+    pj_write(rt, rt->fl);
+    __atomic_store_n(&rt->fl->done, true, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* Releases flight f's messages and decoded events. */
+static void pj_flight_release(pj_runtime_t *rt, struct pj_flight *f)
+{
+    pj_msgs_release(f->batch, f->nbatch, f->evs, f->nprepared);
+    f->nbatch = f->nprepared = 0;
+    pj_batch_reset(rt->merge);
+}
+
+/* After the commit: the flight's offsets become the stored ones, its messages are released, and
+ * it is counted, logged and committed to the group. */
+static void pj_batch_committed(pj_runtime_t *rt, struct pj_flight *f)
+{
+    const struct pj_tally *t = &f->t;
+    rt->done += t->applied + t->dead;
+    for (int i = 0; i < f->nparts && i < rt->nparts; i++)
+        if (f->parts[i].next >= 0)
+            rt->parts[i].stored = f->parts[i].next;
+    int n = f->nbatch;
+    pj_flight_release(rt, f);
     es_metric_add(rt->m_events, t->applied);
     if (t->dead)
         es_metric_add(rt->m_dead, t->dead);
-    es_metric_observe(rt->m_batch, (double)(es_mono_ms() - t0) / 1000.0);
-    es_debug("projector %s: batch of %d committed (%d dead letters)", rt->key, t->applied + t->dead,
-             t->dead);
+    es_metric_observe(rt->m_batch, (double)(es_mono_ms() - f->t0) / 1000.0);
+    es_debug("projector %s: batch of %d committed (%d dead letters)", rt->key, n, t->dead);
     pj_log_applied(rt);
     pj_publish_positions(rt);
     rt->backoff_ms = 0;
 }
 
-/* The batch failed (err): rolled back, discarded, its positions to resync. The connection is
- * kept when fenced or the lock was busy (releasing the lock if held), closed otherwise (which
- * also releases the lock). */
-static int pj_batch_failed(pj_runtime_t *rt, const es_err_t *err, bool locked, bool moved)
+/* The flight failed (f->err): rolled back, discarded with the batch being filled, positions to
+ * resync. The connection is kept when fenced or the lock was busy (releasing the lock if held),
+ * closed otherwise (which also releases the lock). */
+static int pj_batch_failed(pj_runtime_t *rt, struct pj_flight *f)
 {
-    if (moved)
-        es_info("projector %s: batch of %d dropped, resyncing: %s", rt->key, rt->nbatch, err->msg);
+    const es_err_t *err = &f->err;
+    if (f->moved)
+        es_info("projector %s: batch of %d dropped, resyncing: %s", rt->key, f->nbatch, err->msg);
     else
-        es_error("projector %s: batch of %d rolled back: %s", rt->key, rt->nbatch, err->msg);
+        es_error("projector %s: batch of %d rolled back: %s", rt->key, f->nbatch, err->msg);
     if (err->code == ES_ECONFLICT || err->code == ES_ETIMEOUT) {
         es_db_rollback(rt->db); /* fenced or lock busy: the connection is fine */
-        if (locked)
+        if (f->locked)
             pj_unlock(rt->db, rt->lock);
     } else {
         pj_db_drop(rt); /* closing the connection also releases the lock */
     }
+    pj_flight_release(rt, f);
     pj_batch_discard(rt);
     rt->need_resync = true;
-    return moved ? -2 : -1;
+    return f->moved ? -2 : -1;
 }
 
-/* Applies the batch and stores the offsets in one transaction, holding the projection's named
- * lock: a rebuild takes that lock to swap tables between two batches. 0: committed (or nothing
- * to do); -1: rolled back, batch discarded, positions to resync; -2: the same, because the stored
- * offsets moved (a rebuild's swap, or another projector): resync at once, no back-off. */
-int pj_flush(pj_runtime_t *rt)
+static bool pj_in_flight(const pj_runtime_t *rt)
+{
+    return rt->fl && rt->fl->busy;
+}
+
+/* In flight and written: pj_land will not wait. */
+static bool pj_flight_done(const pj_runtime_t *rt)
+{
+    return pj_in_flight(rt) && __atomic_load_n(&rt->fl->done, __ATOMIC_ACQUIRE);
+}
+
+/* Waits for the batch in flight, then books its outcome (pj_batch_committed, or pj_batch_failed,
+ * which also discards the batch being filled). 0 when nothing was in flight; else as pj_flush. */
+static int pj_land(pj_runtime_t *rt)
+{
+    struct pj_flight *f = rt->fl;
+    if (!f || !f->busy)
+        return 0;
+    if (f->threaded)
+        pthread_join(f->thread, NULL);
+    f->busy = f->threaded = false;
+    if (f->rc)
+        return pj_batch_failed(rt, f);
+    pj_batch_committed(rt, f);
+    return 0;
+}
+
+/* Sends the batch being filled (decoded and planned) to be written: its arrays swapped with the
+ * flight's, the partitions' offsets noted, then written on the writer thread (async) or at once.
+ * The loop's next events decode into another arena region. */
+static void pj_send(pj_runtime_t *rt, long long t0, bool async)
+{
+    struct pj_flight *f = rt->fl;
+    es_kafka_msg_t **batch = f->batch;
+    struct pj_ev *evs = f->evs;
+    f->batch = rt->batch;
+    f->evs = rt->evs;
+    f->nbatch = rt->nbatch;
+    f->nprepared = rt->nprepared;
+    rt->batch = batch;
+    rt->evs = evs;
+    rt->nbatch = rt->nprepared = 0;
+    if (f->capparts < rt->nparts) {
+        f->capparts = rt->nparts;
+        f->parts = xrealloc(f->parts, (size_t)f->capparts * sizeof *f->parts);
+    }
+    f->nparts = rt->nparts;
+    for (int i = 0; i < rt->nparts; i++) {
+        f->parts[i].next = rt->parts[i].in_batch ? rt->parts[i].next : -1;
+        f->parts[i].stored = rt->parts[i].stored;
+        rt->parts[i].in_batch = false;
+    }
+    f->t0 = t0;
+    f->busy = true;
+    f->done = false;
+    pj_arena_detach();
+    f->threaded = async && pthread_create(&f->thread, NULL, pj_writer_main, rt) == 0;
+    if (!f->threaded) {
+        pj_write(rt, f);
+        f->done = true;
+    }
+}
+
+/* Decodes and plans the batch being filled (while the last one is written), lands the last one,
+ * and sends this one: with async, to the writer thread, returning at once (0); else written and
+ * landed before returning. Nothing batched: lands what is in flight. */
+static int pj_flush_pipelined(pj_runtime_t *rt, bool async)
 {
     if (rt->nbatch == 0)
-        return 0;
-    json_array_clear(rt->applied);
+        return pj_land(rt);
+    long long t0 = es_mono_ms();
+    if (!rt->need_resync && rt->db)
+        for (; rt->nprepared < rt->nbatch; rt->nprepared++) /* once, whatever the passes */
+            pj_ev_prepare(rt, rt->batch[rt->nprepared], &rt->evs[rt->nprepared]);
+    int rc = pj_land(rt);
+    if (rc)
+        return rc; /* the batch being filled was discarded with it */
     if (rt->need_resync || !rt->db) {
         pj_batch_discard(rt);
         rt->need_resync = true;
         return -1;
     }
-    es_err_t err = ES_ERR_INIT;
-    long long t0 = es_mono_ms();
-    struct pj_tally t = {.rejected = -1};
-    bool locked = false, moved = false;
-    for (; rt->nprepared < rt->nbatch; rt->nprepared++) /* once, whatever the passes */
-        pj_ev_prepare(rt, rt->batch[rt->nprepared], &rt->evs[rt->nprepared]);
-    if (pj_lock(rt->db, rt->lock, PJ_LOCK_WAIT_S, &err))
-        return pj_batch_failed(rt, &err, locked, moved);
-    locked = true;
-    if (pj_apply_batch(rt, &t, &moved, &err) || pj_offsets_store(rt, &err))
-        return pj_batch_failed(rt, &err, locked, moved);
-    /* fault points for the exactly-once tests: a crash (or a failure) with the batch applied
-     * but not committed, and a crash right after the commit */
-    if (es_fault_hit("pj.before_commit")) {
-        es_set(&err, ES_EIO, "fault point pj.before_commit");
-        return pj_batch_failed(rt, &err, locked, moved);
-    }
-    if (es_db_commit(rt->db, &err))
-        return pj_batch_failed(rt, &err, locked, moved);
-    es_fault_hit("pj.after_commit");
-    pj_unlock(rt->db, rt->lock);
-    pj_batch_committed(rt, &t, t0);
-    return 0;
+    pj_send(rt, t0, async);
+    return async ? 0 : pj_land(rt);
+}
+
+int pj_flush(pj_runtime_t *rt)
+{
+    return pj_flush_pipelined(rt, false);
 }
 
 /* Waits out a capped exponential back-off (ceiling doubling from PJ_BACKOFF_MIN_MS to
@@ -936,6 +1101,9 @@ pj_runtime_t *pj_runtime_create(const pj_projection_t *p, const pj_options_t *op
     rt->linger_ms = opt && opt->linger_ms > 0 ? opt->linger_ms : 20;
     rt->batch = xcalloc((size_t)rt->batch_max, sizeof *rt->batch);
     rt->evs = xcalloc((size_t)rt->batch_max, sizeof *rt->evs);
+    rt->fl = xcalloc(1, sizeof *rt->fl);
+    rt->fl->batch = xcalloc((size_t)rt->batch_max, sizeof *rt->fl->batch);
+    rt->fl->evs = xcalloc((size_t)rt->batch_max, sizeof *rt->fl->evs);
     rt->merge = pj_batch_new();
     rt->jitter = (unsigned)time(NULL) ^ (unsigned)getpid() ^ (unsigned)(uintptr_t)rt;
     es_topic(rt->topic, sizeof rt->topic, p->context, "events");
@@ -989,7 +1157,9 @@ bool pj_ready(pj_runtime_t *rt)
 int pj_poll_timeout(const pj_runtime_t *rt, long long first_at)
 {
     (void)first_at;
-    return rt->nbatch == 0 ? PJ_IDLE_POLL_MS : 0;
+    if (pj_in_flight(rt) && !pj_flight_done(rt))
+        return PJ_FLIGHT_POLL_MS;
+    return rt->nbatch == 0 && !pj_in_flight(rt) ? PJ_IDLE_POLL_MS : 0;
 }
 
 int pj_take(pj_runtime_t *rt, es_kafka_msg_t *m, long long *first_at)
@@ -1025,11 +1195,12 @@ int pj_runtime_run(pj_runtime_t *rt, es_err_t *err)
             es_metrics_heartbeat_end();
             return es_set(err, ES_EFATAL, "kafka: %s", errstr);
         }
-        if (rt->nbatch == 0 && es_mono_ms() - check_at >= PJ_CHECK_EVERY_MS) {
+        bool idle = rt->nbatch == 0 && !pj_in_flight(rt); /* nothing in hand: rt->db is ours */
+        if (idle && es_mono_ms() - check_at >= PJ_CHECK_EVERY_MS) {
             pj_check_dependencies(rt);
             check_at = es_mono_ms();
         }
-        if (rt->nbatch == 0 && pj_ops_poll(rt)) {
+        if (idle && pj_ops_poll(rt)) {
             pj_ops_paused_wait(rt);
             continue;
         }
@@ -1039,12 +1210,22 @@ int pj_runtime_run(pj_runtime_t *rt, es_err_t *err)
         es_kafka_msg_t *m = es_kafka_poll(rt->rk, timeout);
         int took = pj_take(rt, m, &first_at);
         long long now = es_mono_ms();
-        if (rt->nbatch > 0 && (rt->nbatch >= rt->batch_max || now - first_at >= rt->linger_ms ||
-                               (took < 0 && timeout == 0))) {
-            if (pj_flush(rt) == -1)
+        /* a due batch is decoded while the one before is written, then sent to be written
+         * in turn. While one is being written the next fills up to batch_max (linger and a dry
+         * consumer do not cut it short: it could not be written sooner anyway, and smaller
+         * batches cost more a event); once written it lands, and what is batched goes */
+        bool busy = pj_in_flight(rt), written = pj_flight_done(rt);
+        if (rt->nbatch > 0 && (rt->nbatch >= rt->batch_max ||
+                               ((!busy || written) &&
+                                (now - first_at >= rt->linger_ms || (took < 0 && timeout == 0))))) {
+            if (pj_flush_pipelined(rt, rt->nbatch >= PJ_PIPELINE_MIN) == -1)
                 pj_backoff(rt);
             lag_at = es_mono_ms();
-        } else if (rt->nbatch == 0 && now - lag_at >= PJ_LAG_EVERY_MS) {
+        } else if (busy && (written || (rt->nbatch == 0 && took < 0))) {
+            if (pj_land(rt) == -1)
+                pj_backoff(rt);
+            lag_at = es_mono_ms();
+        } else if (rt->nbatch == 0 && !busy && now - lag_at >= PJ_LAG_EVERY_MS) {
             pj_publish_positions(rt); /* e.g. after an assignment, or past a marker read since */
             lag_at = now;
         }
@@ -1062,6 +1243,7 @@ void pj_runtime_free(pj_runtime_t *rt)
     if (!rt)
         return;
     if (rt->rk) {
+        pj_land(rt);
         pj_batch_discard(rt);
         es_kafka_destroy(rt->rk);
     }
@@ -1075,6 +1257,19 @@ void pj_runtime_free(pj_runtime_t *rt)
         pj_plan_free(rt->evs[i].plan);
     }
     free(rt->evs);
+    if (rt->fl) {
+        if (rt->fl->busy && rt->fl->threaded) /* landed above unless there was no consumer */
+            pthread_join(rt->fl->thread, NULL);
+        pj_flight_release(rt, rt->fl);
+        for (int i = 0; rt->fl->evs && i < rt->batch_max; i++) {
+            pj_ev_release(&rt->fl->evs[i]);
+            pj_plan_free(rt->fl->evs[i].plan);
+        }
+        free(rt->fl->evs);
+        free(rt->fl->batch);
+        free(rt->fl->parts);
+        free(rt->fl);
+    }
     pj_batch_free(rt->merge);
     free(rt->parts);
     free(rt->group);

@@ -226,6 +226,43 @@ def test_projects_the_catalog_and_dead_letters_malformed_events(brokers, registr
     assert p.stop() == 0
 
 
+def test_a_missing_sku_among_merged_changes_is_dead_lettered_alone(brokers, registry, db,
+                                                                  projector):
+    """A batch's changes (and delistings) of listed skus merge as one multi-row upsert, their
+    upsert form; one for a sku not in the read model makes it count fewer rows than it names (the
+    missing row inserted, not changed): the batch is rolled back and redone event by event, that
+    event dead-lettered, the others applied once, and no row of the missing sku is left."""
+    ev = Events(registry)
+    skus = [unique("pj-merge") for _ in range(6)]
+    ghost, ghost2 = unique("pj-ghost"), unique("pj-ghost")
+    p = projector()
+    p.start()
+    last = produce(brokers, [listed(s) for s in skus], ev)
+    wait_for(lambda: all(stored_offsets(db, p.key).get(part, -1) > off
+                         for part, off in last.items()), timeout=60, what="the listings")
+    assert p.stop() == 0
+    # stopped meanwhile: the next start finds them all at once, one batch
+    last = produce(brokers, [changed(s, 2, "renamed") for s in skus[:3]] +
+                   [changed(ghost, 1, "no such sku"), delisted(ghost2, 1)] +
+                   [delisted(s, 2) for s in skus[3:]], ev)
+    p.start()
+    wait_for(lambda: all(stored_offsets(db, p.key).get(part, -1) > off
+                         for part, off in last.items()), timeout=60, what="the changes")
+    rows = {r["sku"]: r for r in query(db, f"SELECT * FROM `{p.table}`")}
+    assert ghost not in rows and ghost2 not in rows
+    for s in skus:
+        assert rows[s]["version"] == 2 and rows[s]["applied_events"] == 2, rows[s]
+    assert all(rows[s]["name"] == "renamed" for s in skus[:3])
+    assert all(rows[s]["status"] == "delisted" for s in skus[3:])
+    dead = " | ".join(d["error"] for d in query(
+        db, "SELECT error FROM projection_dead_letters WHERE projection=%s", p.key))
+    assert f"sku '{ghost}' is not in the read model" in dead
+    assert f"sku '{ghost2}' is not in the read model" in dead
+    log = p.log.read_text()
+    assert "(2 a row: its upsert form)" in log, "the merged upsert was not what failed"
+    assert p.stop() == 0
+
+
 def test_killed_projector_applies_every_event_exactly_once(brokers, registry, db, projector):
     """SIGKILL in the middle of a burst, restart: each row's applied_events equals its version
     (no event applied twice, none lost) and the offsets are stored past the burst."""

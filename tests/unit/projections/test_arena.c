@@ -88,3 +88,37 @@ Test(pj_arena, each_decoding_thread_has_a_region_of_its_own)
     json_decref(a);
     pj_arena_release();
 }
+
+/* A live projector's two batches (one written while the next is decoded): after a detach the
+ * next values go to another region, and each region is let go of with its own last value. */
+Test(pj_arena, a_detached_region_lives_until_its_last_value)
+{
+    pj_arena_install();
+    pj_arena_enter();
+    json_t *a = tree(1);
+    pj_arena_leave(true);
+    pj_arena_t *ra = pj_arena_current();
+    cr_assert_not_null(ra);
+    pj_arena_detach();
+    pj_arena_enter();
+    json_t *b = tree(2);
+    pj_arena_leave(true);
+    pj_arena_t *rb = pj_arena_current();
+    cr_assert_not_null(rb);
+    cr_assert_neq(ra, rb);
+    cr_assert((char *)b < (char *)a || (char *)b >= (char *)a + (1 << 20));
+    json_decref(a);
+    pj_arena_release_in(ra); /* a's region let go of; b's untouched */
+    cr_assert_eq(json_integer_value(json_object_get(b, "i")), 2);
+    cr_assert_eq(pj_arena_current(), rb);
+    pj_arena_detach();
+    pj_arena_enter(); /* a's region is free again: claimed anew */
+    json_t *c = tree(3);
+    pj_arena_leave(true);
+    cr_assert_eq(pj_arena_current(), ra);
+    json_decref(b);
+    pj_arena_release_in(rb);
+    json_decref(c);
+    pj_arena_release_in(ra);
+    cr_assert_null(pj_arena_current());
+}

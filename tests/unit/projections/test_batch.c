@@ -56,7 +56,7 @@ Test(pj_batch, merges_per_table_and_key_layer)
     add(&f, b, "ProductDetailsChanged", "B", 2);
     add(&f, b, "ProductListed", "C", 1);
     /* products: the listings (layer 0, one statement of 3 rows), then the changes (layer 1, one
-     * UPDATE of 2 rows joined); the index: one statement of 5 rows */
+     * statement of 2 rows: their upsert form); the index: one statement of 5 rows */
     cr_assert_eq(pj_batch_build(b), 3);
     cr_assert(strstr(pj_batch_sql(b, 0), "INSERT INTO `products`"));
     cr_assert(strstr(pj_batch_sql(b, 0), "), (?"));
@@ -66,10 +66,15 @@ Test(pj_batch, merges_per_table_and_key_layer)
     cr_assert_eq(n, 3 * pj_plan_stmt(f.plan[0], 0)->n);
     cr_assert_str_eq(p[0].s, "A");
     cr_assert_str_eq(p[n / 3].s, "B");
-    cr_assert(strstr(pj_batch_sql(b, 1), "UPDATE `products` JOIN (SELECT ? AS p0"));
-    cr_assert(strstr(pj_batch_sql(b, 1), "UNION ALL SELECT ?"));
-    cr_assert(strstr(pj_batch_sql(b, 1), "WHERE sku=pj_d.p7"), "%s", pj_batch_sql(b, 1));
+    cr_assert(strstr(pj_batch_sql(b, 1), "INSERT INTO `products` (name, "), "%s",
+              pj_batch_sql(b, 1));
+    cr_assert(strstr(pj_batch_sql(b, 1), "VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', 1), (?, "));
+    cr_assert(strstr(pj_batch_sql(b, 1), "ON DUPLICATE KEY UPDATE name=VALUES(name)"));
     cr_assert_eq(pj_batch_rows(b, 1), 2);
+    p = pj_batch_params(b, 1, &n);
+    cr_assert_eq(n, 2 * pj_plan_stmt(f.plan[1], 0)->n);
+    cr_assert_str_eq(p[7].s, "A"); /* the sku, last, as in the UPDATE */
+    cr_assert_str_eq(p[n / 2 + 7].s, "B");
     cr_assert(strstr(pj_batch_sql(b, 2), "INSERT IGNORE INTO `event_index`"));
     cr_assert_eq(pj_batch_rows(b, 2), 5);
     release(&f);
@@ -86,11 +91,60 @@ Test(pj_batch, keeps_the_order_of_one_key)
     add(&f, b, "ProductListed", "a ", 1);
     add(&f, b, "ProductDetailsChanged", "B", 2);
     cr_assert_eq(pj_batch_build(b), 3);
-    cr_assert(strstr(pj_batch_sql(b, 0), "UPDATE `products` JOIN"));
+    cr_assert(strstr(pj_batch_sql(b, 0), "ON DUPLICATE KEY UPDATE name=VALUES(name)"));
     cr_assert_eq(pj_batch_rows(b, 0), 2);
     cr_assert(strstr(pj_batch_sql(b, 1), "INSERT INTO `products`"));
     cr_assert_eq(pj_batch_rows(b, 1), 1);
     release(&f);
+    pj_batch_free(b);
+}
+
+/* Must-match UPDATEs of one key each, k, with or without an upsert form. */
+static void add_updates(pj_batch_t *b, pj_plan_t **p, int k, bool upsert)
+{
+    static const char *const keys[] = {"x", "y", "z"};
+    for (int i = 0; i < k; i++) {
+        p[i] = pj_plan_new();
+        struct pj_stmt *st = pj_plan_add(p[i], PJ_UPDATE, "t", "UPDATE t SET n=n+1, v=? WHERE k=?");
+        PJ_BIND(st, ES_DB_I(i), ES_DB_S(keys[i]));
+        st->must_match = true;
+        if (upsert)
+            pj_stmt_set_upsert(p[i], st,
+                               "INSERT INTO t (v, k, n) VALUES (?, ?, 1) ON DUPLICATE KEY UPDATE "
+                               "n=n+1, v=VALUES(v)");
+        pj_plan_set_key(p[i], keys[i]);
+        pj_batch_add(b, p[i]);
+    }
+}
+
+Test(pj_batch, must_match_updates_merge_as_their_upsert_form_or_joined)
+{
+    pj_batch_t *b = pj_batch_new();
+    pj_plan_t *p[3];
+    add_updates(b, p, 3, false);
+    cr_assert_eq(pj_batch_build(b), 1);
+    cr_assert_str_eq(pj_batch_sql(b, 0),
+                     "UPDATE t JOIN (SELECT ? AS p0, ? AS p1 UNION ALL SELECT ?, ? UNION ALL "
+                     "SELECT ?, ?) AS pj_d SET n=n+1, v=pj_d.p0 WHERE k=pj_d.p1");
+    for (int i = 0; i < 3; i++)
+        pj_plan_free(p[i]);
+    pj_batch_reset(b);
+    add_updates(b, p, 3, true);
+    cr_assert_eq(pj_batch_build(b), 1);
+    cr_assert_str_eq(pj_batch_sql(b, 0), "INSERT INTO t (v, k, n) VALUES (?, ?, 1), (?, ?, 1), "
+                                         "(?, ?, 1) ON DUPLICATE KEY UPDATE n=n+1, v=VALUES(v)");
+    cr_assert_eq(pj_batch_rows(b, 0), 3);
+    size_t n;
+    cr_assert_str_eq(pj_batch_params(b, 0, &n)[5].s, "z");
+    cr_assert_eq(n, 6);
+    for (int i = 0; i < 3; i++)
+        pj_plan_free(p[i]);
+    /* alone in its layer: the UPDATE as written, which fails on no row by itself */
+    pj_batch_reset(b);
+    add_updates(b, p, 1, true);
+    cr_assert_eq(pj_batch_build(b), 1);
+    cr_assert_str_eq(pj_batch_sql(b, 0), "UPDATE t SET n=n+1, v=? WHERE k=?");
+    pj_plan_free(p[0]);
     pj_batch_free(b);
 }
 

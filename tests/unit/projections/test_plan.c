@@ -51,3 +51,30 @@ Test(pj_plan, too_many_parameters_is_a_bug, .signal = SIGABRT)
     es_db_val_t v[PJ_STMT_MAX_PARAMS + 1] = {0};
     pj_stmt_bind(st, v, PJ_STMT_MAX_PARAMS + 1);
 }
+
+/* The next event's statement printed from the same format and suffix is not printed again; a
+ * different suffix, or a format with other conversions, is. */
+Test(pj_plan, reprints_a_statement_only_when_its_text_changes)
+{
+    static const char fmt[] = "UPDATE `u%s` SET n=? WHERE k=?";
+    pj_plan_t *p = pj_plan_new();
+    const char *first = pj_plan_add(p, PJ_UPDATE, "u", fmt, "_a")->sql;
+    pj_plan_reset(p);
+    const char *again = pj_plan_add(p, PJ_UPDATE, "u", fmt, "_a")->sql;
+    cr_assert_eq(again, first);
+    cr_assert_str_eq(again, "UPDATE `u_a` SET n=? WHERE k=?");
+    pj_plan_reset(p);
+    cr_assert_str_eq(pj_plan_add(p, PJ_UPDATE, "u", fmt, "_b")->sql,
+                     "UPDATE `u_b` SET n=? WHERE k=?");
+    pj_plan_reset(p);
+    cr_assert_str_eq(pj_plan_add(p, PJ_UPDATE, "u", "UPDATE `u%s` SET n=%d", "_b", 1)->sql,
+                     "UPDATE `u_b` SET n=1");
+    pj_plan_reset(p);
+    cr_assert_str_eq(pj_plan_add(p, PJ_UPDATE, "u", "UPDATE `u%s` SET n=%d", "_b", 2)->sql,
+                     "UPDATE `u_b` SET n=2");
+    struct pj_stmt *st = pj_plan_add(p, PJ_UPDATE, "u", fmt, "_b");
+    st->must_match = true;
+    pj_stmt_set_upsert(p, st, "INSERT INTO `u%s` (n, k) VALUES (?, ?)", "_b");
+    cr_assert_str_eq(st->upsert, "INSERT INTO `u_b` (n, k) VALUES (?, ?)");
+    pj_plan_free(p);
+}
