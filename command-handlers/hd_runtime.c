@@ -51,7 +51,6 @@ typedef struct hd_stage {
  * live in the store, hd_store; what a batch staged, in the batch) */
 typedef struct hd_part {
     bool owned;
-    int64_t results_next; /* the results offset the store reflects, as last known */
 } hd_part_t;
 
 /* one command of a batch: decided on the loop's thread (its events encoded, its result made),
@@ -88,7 +87,8 @@ typedef struct hd_batch {
     /* written by the transaction's thread, read by the loop's once it finished the batch */
     es_kafka_group_t *group; /* the consumer's group for the offsets, owned */
     es_txn_rc_t produce_rc;  /* why the last produce failed */
-    bool fatal;              /* a state the schema refuses (a bug): fatal_err */
+    bool fatal;              /* a state the schema refuses (a bug), the store failed: fatal_err */
+    bool store_failed;
     es_err_t fatal_err;
     es_txn_rc_t trc; /* the transaction's outcome */
     es_err_t err;
@@ -130,8 +130,9 @@ struct hd_runtime {
     bool worker_started;
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    hd_batch_t *job; /* for the transaction thread; NULL: none */
-    bool job_done, quit;
+    hd_batch_t *job;       /* for the transaction thread; NULL: none */
+    hd_batch_t *job_clear; /* emptied by it once job is done (its JSON freed there), or NULL */
+    bool quit;
 };
 
 /* set on the transaction thread: the loop's thread beats for it while it waits for it */
@@ -281,7 +282,7 @@ static void batch_clear(hd_batch_t *b)
     es_kafka_group_free(b->group);
     b->group = NULL;
     b->decide_rc = b->produce_rc = b->trc = ES_TXN_OK;
-    b->fatal = false;
+    b->fatal = b->store_failed = false;
     es_clear(&b->decide_err);
     es_clear(&b->fatal_err);
     es_clear(&b->err);
@@ -313,13 +314,11 @@ static void batch_free(hd_batch_t *b)
     free(b);
 }
 
-/* Writes partition p's records of the committed batch b to the store (open write) and its
- * staged states to the cache; the changelog and results offsets move past the batch's last
- * records. */
+/* Writes partition p's records of the committed batch to the store (open write); the changelog
+ * and results offsets move past the batch's last records. */
 static int store_part(hd_runtime_t *rt, hd_stage_t *s, int32_t p, es_err_t *err)
 {
-    hd_part_t *pt = part_get(rt, p);
-    int64_t results_max = -1;
+    int64_t results_max = -1, results_next = -1;
     for (size_t i = 0; i < s->npending; i++) {
         hd_pending_t *e = &s->pending[i];
         int rc;
@@ -327,11 +326,14 @@ static int store_part(hd_runtime_t *rt, hd_stage_t *s, int32_t p, es_err_t *err)
             rc = hd_store_state_put(rt->store, p, e->key, e->buf, e->len, err);
         } else {
             /* a delivery not reported yet: the offset the store reflects is below its own */
+            if (e->offset < 0 && results_next < 0 &&
+                hd_store_offset(rt->store, p, HD_LOG_RESULTS, &results_next, err) != 0)
+                return -1;
             if (e->offset > results_max)
                 results_max = e->offset;
-            rc = hd_store_result_add(rt->store, p, e->key,
-                                     e->offset >= 0 ? e->offset : pt->results_next, e->buf, e->len,
-                                     err);
+            rc =
+                hd_store_result_add(rt->store, p, e->key, e->offset >= 0 ? e->offset : results_next,
+                                    e->buf, e->len, err);
         }
         if (rc != 0)
             return -1;
@@ -339,40 +341,53 @@ static int store_part(hd_runtime_t *rt, hd_stage_t *s, int32_t p, es_err_t *err)
     if (s->clog_offset >= 0 &&
         hd_store_offset_set(rt->store, p, HD_LOG_CHANGELOG, s->clog_offset + 1, err) != 0)
         return -1;
-    if (results_max >= 0) {
-        if (hd_store_offset_set(rt->store, p, HD_LOG_RESULTS, results_max + 1, err) != 0)
-            return -1;
-        pt->results_next = results_max + 1;
-    }
-    const char *k;
-    json_t *v;
-    json_object_foreach(s->states, k, v)
-    {
-        hd_store_cache_update(rt->store, p, k, json_is_null(v) ? NULL : v);
-    }
+    if (results_max >= 0 &&
+        hd_store_offset_set(rt->store, p, HD_LOG_RESULTS, results_max + 1, err) != 0)
+        return -1;
     return 0;
 }
 
-/* After the batch's transaction committed (and only then: a zombie's records never commit):
- * writes its states, results and offsets to the store in one write, for the partitions still
- * owned. A store that cannot be written is fatal: the restart replays the changelog since the
+/* After the batch's transaction committed (and only then: a zombie's records never commit), on
+ * the transaction thread: writes its states, results and offsets to the store in one write (every
+ * partition it staged records for is owned: a rebalance waits for the batch in flight). A store
+ * that cannot be written is fatal (b->fatal): the restart replays the changelog since the
  * offsets the store kept. */
-static void store_batch(hd_runtime_t *rt, hd_batch_t *b)
+static void store_write(hd_runtime_t *rt, hd_batch_t *b)
 {
     es_err_t err = ES_ERR_INIT;
     int rc = hd_store_begin(rt->store, &err);
     for (int p = 0; p < b->nstages && rc == 0; p++) {
         hd_stage_t *s = stage_find(b, p);
-        if (s && p < rt->nparts && rt->parts[p].owned)
+        if (s && s->npending > 0)
             rc = store_part(rt, s, p, &err);
     }
     if (rc == 0)
         rc = hd_store_commit(rt->store, &err);
     if (rc != 0) {
         hd_store_abort(rt->store);
+        b->store_failed = true;
+        b->fatal = true;
+        es_set(&b->fatal_err, err.code, "%s", err.msg);
+    }
+}
+
+/* On the loop's thread, once the batch is stored: its states replace those cached. */
+static void store_cache(hd_runtime_t *rt, hd_batch_t *b)
+{
+    if (b->store_failed) {
         hd_store_cache_clear(rt->store);
-        es_error("cannot write the committed batch to the state store: %s", err.msg);
-        set_fatal(rt, &err);
+        es_error("cannot write the committed batch to the state store: %s", b->fatal_err.msg);
+        return;
+    }
+    for (int p = 0; p < b->nstages; p++) {
+        hd_stage_t *s = stage_find(b, p);
+        const char *k;
+        json_t *v;
+        if (s)
+            json_object_foreach(s->states, k, v)
+            {
+                hd_store_cache_update(rt->store, p, k, json_is_null(v) ? NULL : v);
+            }
     }
 }
 
@@ -497,8 +512,7 @@ static int recover_partition(hd_runtime_t *rt, int32_t p, es_err_t *err)
         return es_set(err, ES_EIO, "%s: fault 'hd.recover' (unknown partition)", rt->t_changelog);
     hd_replay_stats_t cs = {0, 0, 0}, rs = {0, 0, 0};
     if (replay_log(rt, p, HD_LOG_CHANGELOG, rt->t_changelog, &cs, err) != 0 ||
-        replay_log(rt, p, HD_LOG_RESULTS, rt->t_results, &rs, err) != 0 ||
-        hd_store_offset(rt->store, p, HD_LOG_RESULTS, &pt->results_next, err) != 0)
+        replay_log(rt, p, HD_LOG_RESULTS, rt->t_results, &rs, err) != 0)
         return -1;
     pt->owned = true;
     es_info("recovered partition %d: replayed %zu changelog records from offset %lld and %zu "
@@ -1084,7 +1098,7 @@ static es_txn_rc_t batch_work(void *arg, es_err_t *err)
 }
 
 /* Writes b in one transaction (es_txn_step; the loop's thread rewinds after an abort) and, once
- * committed, notes the offsets its records got, for the store. */
+ * committed, writes it to the store with the offsets its records got. */
 static void batch_txn(hd_batch_t *b)
 {
     hd_runtime_t *rt = b->rt;
@@ -1101,6 +1115,18 @@ static void batch_txn(hd_batch_t *b)
             if (s->pending[i].log == HD_LOG_RESULTS)
                 s->pending[i].offset = es_txn_offset(rt->txn, s->pending[i].slot);
     }
+    store_write(rt, b);
+}
+
+/* Keeps b (empty) for a next batch (rt->lock held). */
+static void spare_put(hd_runtime_t *rt, hd_batch_t *b)
+{
+    if (!rt->spare[0])
+        rt->spare[0] = b;
+    else if (!rt->spare[1])
+        rt->spare[1] = b;
+    else
+        batch_free(b);
 }
 
 static void *txn_thread(void *arg)
@@ -1113,13 +1139,19 @@ static void *txn_thread(void *arg)
             pthread_cond_wait(&rt->cond, &rt->lock);
         if (!rt->job)
             break;
-        hd_batch_t *b = rt->job;
+        hd_batch_t *b = rt->job, *done = rt->job_clear;
+        rt->job_clear = NULL;
         pthread_mutex_unlock(&rt->lock);
         batch_txn(b);
         pthread_mutex_lock(&rt->lock);
         rt->job = NULL;
-        rt->job_done = true;
         pthread_cond_broadcast(&rt->cond);
+        if (done) { /* after the answer: the loop does not wait for it */
+            pthread_mutex_unlock(&rt->lock);
+            batch_clear(done);
+            pthread_mutex_lock(&rt->lock);
+            spare_put(rt, done);
+        }
     }
     pthread_mutex_unlock(&rt->lock);
     return NULL;
@@ -1127,8 +1159,9 @@ static void *txn_thread(void *arg)
 
 /* --- the pipeline (on the loop's thread) ----------------------------------------------------- */
 
-/* Hands b (decided) to the transaction thread: it becomes the batch in flight. */
-static void batch_submit(hd_runtime_t *rt, hd_batch_t *b)
+/* Hands b (decided) to the transaction thread: it becomes the batch in flight; done (finished,
+ * may be NULL) is emptied there once b is written. */
+static void batch_submit(hd_runtime_t *rt, hd_batch_t *b, hd_batch_t *done)
 {
     es_txn_batch_reset(rt->txn);
     for (size_t i = 0; i < b->n; i++)
@@ -1137,7 +1170,7 @@ static void batch_submit(hd_runtime_t *rt, hd_batch_t *b)
     rt->inflight = b;
     pthread_mutex_lock(&rt->lock);
     rt->job = b;
-    rt->job_done = false;
+    rt->job_clear = done;
     pthread_cond_broadcast(&rt->cond);
     pthread_mutex_unlock(&rt->lock);
 }
@@ -1157,12 +1190,14 @@ static void inflight_wait(hd_runtime_t *rt)
     pthread_mutex_unlock(&rt->lock);
 }
 
-/* The loop's side of a batch's outcome (the transaction thread is done with it): 0 (committed:
- * stored, counted and logged, or rewound to be read again when the views lagged), 1 (aborted:
- * back off, then read again; the caller rewinds), 2 (the producer is lost: recover_lost), -1 on a
- * fatal error (rt->fatal set). */
+/* The loop's side of a batch's outcome (the transaction thread is done with it): 0 (committed and
+ * stored: cached, counted and logged, or rewound to be read again when the views lagged), 1
+ * (aborted: back off, then read again; the caller rewinds), 2 (the producer is lost: recover_lost),
+ * -1 on a fatal error (rt->fatal set). */
 static int batch_outcome(hd_runtime_t *rt, hd_batch_t *b)
 {
+    if (b->trc == ES_TXN_OK)
+        store_cache(rt, b);
     if (b->fatal)
         set_fatal(rt, &b->fatal_err);
     if (rt->fatal)
@@ -1177,9 +1212,6 @@ static int batch_outcome(hd_runtime_t *rt, hd_batch_t *b)
         es_error("handler for '%s' lost its transactional producer: %s", rt->ctx->name, b->err.msg);
         return 2;
     }
-    store_batch(rt, b);
-    if (rt->fatal)
-        return -1;
     es_metric_observe(rt->m_batch_seconds, es_mono_s() - b->t0);
     es_metric_set(rt->m_batch_size, (double)b->n);
     for (size_t i = 0; i < b->n; i++) {
@@ -1193,12 +1225,9 @@ static int batch_outcome(hd_runtime_t *rt, hd_batch_t *b)
 static void batch_recycle(hd_runtime_t *rt, hd_batch_t *b)
 {
     batch_clear(b);
-    if (!rt->spare[0])
-        rt->spare[0] = b;
-    else if (!rt->spare[1])
-        rt->spare[1] = b;
-    else
-        batch_free(b);
+    pthread_mutex_lock(&rt->lock);
+    spare_put(rt, b);
+    pthread_mutex_unlock(&rt->lock);
 }
 
 /* Waits for the batch in flight and finishes it (batch_outcome). With rewind, an aborted one is
@@ -1402,14 +1431,14 @@ static void batch_rewind(hd_runtime_t *rt, hd_batch_t *b)
 
 static hd_batch_t *batch_take(hd_runtime_t *rt)
 {
-    for (int i = 0; i < 2; i++) {
-        hd_batch_t *b = rt->spare[i];
-        if (b) {
-            rt->spare[i] = NULL;
-            return b;
-        }
+    hd_batch_t *b = NULL;
+    pthread_mutex_lock(&rt->lock);
+    for (int i = 0; i < 2 && !b; i++) {
+        b = rt->spare[i];
+        rt->spare[i] = NULL;
     }
-    return batch_new(rt);
+    pthread_mutex_unlock(&rt->lock);
+    return b ? b : batch_new(rt);
 }
 
 /* One turn of the loop: gathers and decides batch n+1 while batch n (in flight) is written on
@@ -1452,15 +1481,16 @@ static int loop_turn(hd_runtime_t *rt)
     }
     if (lagging)
         batch_rewind(rt, b);
-    if (b->n > 0 && !rt->fatal) {
-        rt->inflight = NULL;
-        batch_submit(rt, b);
-        b = NULL;
-    }
-    if (a) { /* committed: stored while b is written */
+    if (a) { /* committed and stored: cached, counted and logged */
         rc = batch_outcome(rt, a);
-        batch_recycle(rt, a);
+        rt->inflight = NULL;
     }
+    if (b->n > 0 && !rt->fatal) { /* a's memory is freed by the transaction thread, after b */
+        batch_submit(rt, b, a);
+        a = b = NULL;
+    }
+    if (a)
+        batch_recycle(rt, a);
     if (b)
         batch_recycle(rt, b);
     return rt->fatal ? -1 : rc;
