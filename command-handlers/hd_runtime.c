@@ -962,6 +962,11 @@ static es_metric_t *command_counter(hd_runtime_t *rt, const char *type, const ch
 /* One line per decided command (committed), with its trace id, and its decide span. */
 static void log_decided(hd_runtime_t *rt, const hd_item_t *it)
 {
+    /* a line only for a trace a client asked to follow (or at debug level): the fields of every
+     * other command are not even gathered */
+    es_log_level_t lvl = es_trace_log_level(it->span);
+    if (lvl < es_log_min_level && !es_zipkin_enabled())
+        return;
     const char *cid = json_string_value(json_object_get(it->result, "command_id"));
     const char *reason = json_string_value(json_object_get(it->result, "reason"));
     const char *type = it->type ? strrchr(it->type, '.') : NULL;
@@ -973,10 +978,9 @@ static void log_decided(hd_runtime_t *rt, const hd_item_t *it)
     const char *const *fields =
         ES_F("command_id", cid, "command_type", type, "status", it->status, "reason", reason,
              "event_count", it->result ? events : NULL, "context", rt->ctx->name);
-    /* a line per command only for a trace a client asked to follow: lines cost throughput */
-    es_log_kv(es_trace_log_level(it->span), trace_id[0] ? trace_id : NULL, fields,
-              "command %s %s %s%s%s", cid ? cid : "(undecodable)", type,
-              it->status ? it->status : "skipped", reason ? ": " : "", reason ? reason : "");
+    es_log_kv(lvl, trace_id[0] ? trace_id : NULL, fields, "command %s %s %s%s%s",
+              cid ? cid : "(undecodable)", type, it->status ? it->status : "skipped",
+              reason ? ": " : "", reason ? reason : "");
     if (es_zipkin_enabled()) {
         char name[160];
         snprintf(name, sizeof name, "decide %s", type);
