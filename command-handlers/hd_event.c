@@ -14,12 +14,17 @@ json_t *hd_event_stamp(const json_t *cmd_meta, const char *aggregate_id, size_t 
     /* derived, not random: a batch redone after a crash writes the very same event ids */
     es_uuid_derive(command_id ? command_id : "", idx, event_id);
     json_t *ev = json_deep_copy(payload);
-    json_object_set_new(ev, "metadata",
-                        json_pack("{s:s, s:s, s:I, s:s, s:s, s:I, s:s}", "event_id", event_id,
-                                  "aggregate_id", aggregate_id, "aggregate_version", version,
-                                  "command_id", command_id ? command_id : "", "correlation_id",
-                                  correlation_id ? correlation_id : "", "occurred_at",
-                                  json_integer_value(json_object_get(cmd_meta, "issued_at")),
-                                  "actor", actor ? actor : ""));
+    /* built key by key: json_pack's format parsing was a tenth of deciding a command */
+    json_t *m = json_object();
+    json_object_set_new_nocheck(m, "event_id", json_string(event_id));
+    json_object_set_new_nocheck(m, "aggregate_id", json_string(aggregate_id));
+    json_object_set_new_nocheck(m, "aggregate_version", json_integer(version));
+    json_object_set_new_nocheck(m, "command_id", json_string(command_id ? command_id : ""));
+    json_object_set_new_nocheck(m, "correlation_id",
+                                json_string(correlation_id ? correlation_id : ""));
+    json_object_set_new_nocheck(
+        m, "occurred_at", json_integer(json_integer_value(json_object_get(cmd_meta, "issued_at"))));
+    json_object_set_new_nocheck(m, "actor", json_string(actor ? actor : ""));
+    json_object_set_new(ev, "metadata", m);
     return ev;
 }

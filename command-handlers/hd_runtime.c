@@ -12,6 +12,7 @@
 #include "es_zipkin.h"
 #include "hd_store.h"
 #include "hd_views.h"
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,41 +25,74 @@
 /* records replayed into the store between two of its commits during a recovery */
 #define REPLAY_CHUNK 10000
 
-/* a record the batch in flight produced, written to the store once its transaction committed */
+/* a record a batch produced, written to the store once its transaction committed */
 typedef struct hd_pending {
     hd_store_log_t log;
     char *key; /* aggregate id or command id, owned */
     void *buf; /* the encoded record, owned; NULL: a tombstone */
     size_t len;
-    size_t slot; /* a result's delivery slot (es_txn_offset) */
+    size_t slot;    /* a result's delivery slot (es_txn_offset) */
+    int64_t offset; /* a result's offset, once its transaction committed; -1: not reported */
 } hd_pending_t;
 
-/* what the runtime holds of one assigned partition (its committed states and decided commands
- * live in the store, hd_store): what the batch in flight has staged */
-typedef struct hd_part {
-    bool owned;
-    json_t *staged_states;  /* aggregate id -> state, or null for a deletion */
-    json_t *staged_results; /* command id -> CommandResult */
-    hd_pending_t *pending;  /* the batch's records for the store */
+/* what one batch staged for one partition: read by the deciding of the batch after it (which
+ * sees what this one decided before it is committed), written to the store after its commit */
+typedef struct hd_stage {
+    json_t *states;        /* aggregate id -> state, or null for a deletion; NULL: none yet */
+    json_t *results;       /* command id -> CommandResult; NULL: none yet */
+    hd_pending_t *pending; /* the batch's records for the store */
     size_t npending, cap_pending;
     bool clog_tracked; /* clog_slot is the delivery slot of its last changelog record */
     size_t clog_slot;
-    int64_t results_next; /* the results offset the store reflects, as last known */
+    int64_t clog_offset; /* once committed: the offset of its last changelog record, -1: none */
+} hd_stage_t;
+
+/* what the runtime holds of one assigned partition (its committed states and decided commands
+ * live in the store, hd_store; what a batch staged, in the batch) */
+typedef struct hd_part {
+    bool owned;
 } hd_part_t;
 
-/* one command of the batch in flight */
+/* one command of a batch: decided on the loop's thread (its events encoded, its result made),
+ * produced on the transaction's thread */
 typedef struct hd_item {
-    es_kafka_msg_t *msg;
-    json_t *result;     /* CommandResult, owned; NULL if undecodable */
-    const char *type;   /* command full name, borrowed from the codec; NULL if undecodable */
-    const char *status; /* metric label */
-    size_t last_slot;   /* delivery slot of its last event, if it has events */
+    es_kafka_msg_t *msg; /* owned */
+    json_t *result;      /* CommandResult, owned; NULL if undecodable */
+    const char *type;    /* command full name, borrowed from the codec; NULL if undecodable */
+    const char *status;  /* metric label */
+    size_t nevents;      /* its encoded events, to be produced */
+    void **events;       /* owned until handed to produce (then NULL) */
+    size_t *event_lens;
+    size_t last_slot; /* delivery slot of its last event, if it has events */
     bool has_events;
     bool duplicate;
     char *traceparent;             /* the command's, owned; NULL if it came without one */
     char span[ES_TRACEPARENT_LEN]; /* the decide span: the next hop, carried by its events */
     int64_t start_us;              /* when deciding began (zipkin clock) */
 } hd_item_t;
+
+/* A batch: gathered and decided on the loop's thread, then written in one transaction on the
+ * transaction's thread while the loop gathers and decides the next batch, stored (hd_store) on
+ * the loop's thread once committed. */
+typedef struct hd_batch {
+    hd_runtime_t *rt;
+    hd_item_t *items;
+    es_kafka_msg_t **msgs;
+    size_t n;
+    hd_stage_t *stages; /* per partition */
+    int nstages;
+    double t0;
+    es_txn_rc_t decide_rc; /* not ES_TXN_OK: deciding failed (decide_err): the transaction aborts */
+    es_err_t decide_err;
+    /* written by the transaction's thread, read by the loop's once it finished the batch */
+    es_kafka_group_t *group; /* the consumer's group for the offsets, owned */
+    es_txn_rc_t produce_rc;  /* why the last produce failed */
+    bool fatal;              /* a state the schema refuses (a bug), the store failed: fatal_err */
+    bool store_failed;
+    es_err_t fatal_err;
+    es_txn_rc_t trc; /* the transaction's outcome */
+    es_err_t err;
+} hd_batch_t;
 
 typedef struct hd_counter {
     char *type;
@@ -75,8 +109,7 @@ struct hd_runtime {
     es_kafka_conf_t *cconf;    /* the consumer's settings, to make it again */
     bool consumer_lost;        /* its fatal error was seen: make it again */
     double consumer_fenced_at; /* when it was last made again after a fence, 0: never */
-    es_txn_t *txn;             /* the transactional producer */
-    es_txn_rc_t produce_rc;    /* why the last produce of the batch failed */
+    es_txn_t *txn;             /* the transactional producer: the transaction thread's only */
     hd_part_t *parts;
     int nparts;
     volatile sig_atomic_t stop;
@@ -89,12 +122,28 @@ struct hd_runtime {
     hd_store_t *store; /* the partitions' states and decided commands on local disk */
     es_metric_t *m_replayed_changelog, *m_replayed_results;
     es_metric_t *m_commits, *m_aborts, *m_recreates, *m_batch_seconds, *m_batch_size;
+    /* the pipeline: batch n is written by the transaction thread while batch n+1 is decided */
+    hd_batch_t *spare[2]; /* batches not in flight, to be reused */
+    hd_batch_t *inflight; /* handed to the transaction thread, not yet stored; NULL: none */
+    int drained_rc;       /* what finishing the batch in flight asked for when a rebalance did it */
+    pthread_t worker;
+    bool worker_started;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    hd_batch_t *job;       /* for the transaction thread; NULL: none */
+    hd_batch_t *job_clear; /* emptied by it once job is done (its JSON freed there), or NULL */
+    bool quit;
 };
 
-/* The liveness beat of the batch loop (also called by es_txn while it waits or backs off). */
+/* set on the transaction thread: the loop's thread beats for it while it waits for it */
+static __thread bool on_txn_thread;
+
+/* The liveness beat of the batch loop (also called by es_txn while it waits or backs off). The
+ * transaction thread does not beat: it would count as a second loop, silent while idle. */
 static void hd_heartbeat(void)
 {
-    es_metrics_heartbeat("handler");
+    if (!on_txn_thread)
+        es_metrics_heartbeat("handler");
 }
 
 void hd_runtime_config_init(hd_runtime_config_t *cfg)
@@ -132,7 +181,7 @@ static void set_fatal(hd_runtime_t *rt, es_err_t *e)
     es_set(&rt->fatal_err, e->code ? e->code : ES_EFATAL, "%s", e->msg);
 }
 
-/* --- partitions ------------------------------------------------------------------------- */
+/* --- partitions and batches ----------------------------------------------------------------- */
 
 static hd_part_t *part_get(hd_runtime_t *rt, int32_t p)
 {
@@ -146,120 +195,199 @@ static hd_part_t *part_get(hd_runtime_t *rt, int32_t p)
     return &rt->parts[p];
 }
 
-static void pending_clear(hd_part_t *pt)
+static void part_drop(hd_part_t *pt)
 {
-    for (size_t i = 0; i < pt->npending; i++) {
-        free(pt->pending[i].key);
-        free(pt->pending[i].buf);
+    memset(pt, 0, sizeof *pt);
+}
+
+/* The stage of partition p in b (made on first use: by the loop's thread only, while it
+ * decides b). */
+static hd_stage_t *stage_get(hd_batch_t *b, int32_t p)
+{
+    if (p >= b->nstages) {
+        b->stages = xrealloc(b->stages, (size_t)(p + 1) * sizeof *b->stages);
+        memset(b->stages + b->nstages, 0, (size_t)(p + 1 - b->nstages) * sizeof *b->stages);
+        b->nstages = p + 1;
     }
-    pt->npending = 0;
-    pt->clog_tracked = false;
+    hd_stage_t *s = &b->stages[p];
+    if (!s->states) {
+        s->states = json_object();
+        s->results = json_object();
+    }
+    return s;
+}
+
+/* The stage of partition p in b if it has one, else NULL (b may be NULL). */
+static hd_stage_t *stage_find(hd_batch_t *b, int32_t p)
+{
+    return b && p >= 0 && p < b->nstages && b->stages[p].states ? &b->stages[p] : NULL;
+}
+
+static void stage_clear(hd_stage_t *s)
+{
+    if (s->states) {
+        json_object_clear(s->states);
+        json_object_clear(s->results);
+    }
+    for (size_t i = 0; i < s->npending; i++) {
+        free(s->pending[i].key);
+        free(s->pending[i].buf);
+    }
+    s->npending = 0;
+    s->clog_tracked = false;
+    s->clog_offset = -1;
 }
 
 /* Notes a copy of buf (borrowed, NULL for a tombstone) of the batch for the store. */
-static void pending_add(hd_part_t *pt, hd_store_log_t log, const char *key, const void *buf,
+static void pending_add(hd_stage_t *s, hd_store_log_t log, const char *key, const void *buf,
                         size_t len, size_t slot)
 {
-    if (pt->npending == pt->cap_pending) {
-        pt->cap_pending = pt->cap_pending ? pt->cap_pending * 2 : 64;
-        pt->pending = xrealloc(pt->pending, pt->cap_pending * sizeof *pt->pending);
+    if (s->npending == s->cap_pending) {
+        s->cap_pending = s->cap_pending ? s->cap_pending * 2 : 64;
+        s->pending = xrealloc(s->pending, s->cap_pending * sizeof *s->pending);
     }
     void *copy = NULL;
     if (buf) {
         copy = xmalloc(len ? len : 1);
         memcpy(copy, buf, len);
     }
-    pt->pending[pt->npending++] = (hd_pending_t){log, xstrdup(key), copy, len, slot};
+    s->pending[s->npending++] = (hd_pending_t){log, xstrdup(key), copy, len, slot, -1};
 }
 
-static void part_drop(hd_part_t *pt)
+static void encoded_events_free(hd_item_t *it)
 {
-    json_decref(pt->staged_states);
-    json_decref(pt->staged_results);
-    pending_clear(pt);
-    free(pt->pending);
-    memset(pt, 0, sizeof *pt);
+    for (size_t i = 0; i < it->nevents; i++)
+        free(it->events[i]);
+    free(it->events);
+    free(it->event_lens);
+    it->events = NULL;
+    it->event_lens = NULL;
+    it->nevents = 0;
 }
 
-/* The next owned partition at or after *p (then moved past it), or NULL. */
-static hd_part_t *owned_next(hd_runtime_t *rt, int *p)
+/* Empties b (its messages freed): ready for the next batch. */
+static void batch_clear(hd_batch_t *b)
 {
-    for (; *p < rt->nparts; (*p)++)
-        if (rt->parts[*p].owned)
-            return &rt->parts[(*p)++];
-    return NULL;
-}
-
-static void discard_staged(hd_runtime_t *rt)
-{
-    hd_part_t *pt;
-    for (int p = 0; (pt = owned_next(rt, &p));) {
-        json_object_clear(pt->staged_states);
-        json_object_clear(pt->staged_results);
-        pending_clear(pt);
+    for (size_t i = 0; i < b->n; i++) {
+        hd_item_t *it = &b->items[i];
+        json_decref(it->result);
+        free(it->traceparent);
+        encoded_events_free(it);
+        es_kafka_msg_free(it->msg);
+        memset(it, 0, sizeof *it);
     }
+    b->n = 0;
+    for (int p = 0; p < b->nstages; p++)
+        stage_clear(&b->stages[p]);
+    es_kafka_group_free(b->group);
+    b->group = NULL;
+    b->decide_rc = b->produce_rc = b->trc = ES_TXN_OK;
+    b->fatal = b->store_failed = false;
+    es_clear(&b->decide_err);
+    es_clear(&b->fatal_err);
+    es_clear(&b->err);
 }
 
-/* Writes partition p's records of the committed batch to the store (open write) and its staged
- * states to the cache; the changelog and results offsets move past the batch's last records. */
-static int store_part(hd_runtime_t *rt, hd_part_t *pt, int32_t p, es_err_t *err)
+static hd_batch_t *batch_new(hd_runtime_t *rt)
 {
-    int64_t results_max = -1;
-    for (size_t i = 0; i < pt->npending; i++) {
-        hd_pending_t *e = &pt->pending[i];
+    hd_batch_t *b = xcalloc(1, sizeof *b);
+    b->rt = rt;
+    b->items = xcalloc((size_t)rt->cfg.batch_max, sizeof *b->items);
+    b->msgs = xcalloc((size_t)rt->cfg.batch_max, sizeof *b->msgs);
+    b->decide_err = b->fatal_err = b->err = (es_err_t)ES_ERR_INIT;
+    return b;
+}
+
+static void batch_free(hd_batch_t *b)
+{
+    if (!b)
+        return;
+    batch_clear(b);
+    for (int p = 0; p < b->nstages; p++) {
+        json_decref(b->stages[p].states);
+        json_decref(b->stages[p].results);
+        free(b->stages[p].pending);
+    }
+    free(b->stages);
+    free(b->items);
+    free(b->msgs);
+    free(b);
+}
+
+/* Writes partition p's records of the committed batch to the store (open write); the changelog
+ * and results offsets move past the batch's last records. */
+static int store_part(hd_runtime_t *rt, hd_stage_t *s, int32_t p, es_err_t *err)
+{
+    int64_t results_max = -1, results_next = -1;
+    for (size_t i = 0; i < s->npending; i++) {
+        hd_pending_t *e = &s->pending[i];
         int rc;
         if (e->log == HD_LOG_CHANGELOG) {
             rc = hd_store_state_put(rt->store, p, e->key, e->buf, e->len, err);
         } else {
             /* a delivery not reported yet: the offset the store reflects is below its own */
-            int64_t off = es_txn_offset(rt->txn, e->slot);
-            if (off > results_max)
-                results_max = off;
-            rc = hd_store_result_add(rt->store, p, e->key, off >= 0 ? off : pt->results_next,
-                                     e->buf, e->len, err);
+            if (e->offset < 0 && results_next < 0 &&
+                hd_store_offset(rt->store, p, HD_LOG_RESULTS, &results_next, err) != 0)
+                return -1;
+            if (e->offset > results_max)
+                results_max = e->offset;
+            rc =
+                hd_store_result_add(rt->store, p, e->key, e->offset >= 0 ? e->offset : results_next,
+                                    e->buf, e->len, err);
         }
         if (rc != 0)
             return -1;
     }
-    int64_t clog = pt->clog_tracked ? es_txn_offset(rt->txn, pt->clog_slot) : -1;
-    if (clog >= 0 && hd_store_offset_set(rt->store, p, HD_LOG_CHANGELOG, clog + 1, err) != 0)
+    if (s->clog_offset >= 0 &&
+        hd_store_offset_set(rt->store, p, HD_LOG_CHANGELOG, s->clog_offset + 1, err) != 0)
         return -1;
-    if (results_max >= 0) {
-        if (hd_store_offset_set(rt->store, p, HD_LOG_RESULTS, results_max + 1, err) != 0)
-            return -1;
-        pt->results_next = results_max + 1;
-    }
-    const char *k;
-    json_t *v;
-    json_object_foreach(pt->staged_states, k, v)
-    {
-        hd_store_cache_update(rt->store, p, k, json_is_null(v) ? NULL : v);
-    }
+    if (results_max >= 0 &&
+        hd_store_offset_set(rt->store, p, HD_LOG_RESULTS, results_max + 1, err) != 0)
+        return -1;
     return 0;
 }
 
-/* After the batch's transaction committed (and only then: a zombie's records never commit):
- * writes its states, results and offsets to the store in one write. A store that cannot be
- * written is fatal: the restart replays the changelog since the offsets the store kept. */
-static void store_batch(hd_runtime_t *rt)
+/* After the batch's transaction committed (and only then: a zombie's records never commit), on
+ * the transaction thread: writes its states, results and offsets to the store in one write (every
+ * partition it staged records for is owned: a rebalance waits for the batch in flight). A store
+ * that cannot be written is fatal (b->fatal): the restart replays the changelog since the
+ * offsets the store kept. */
+static void store_write(hd_runtime_t *rt, hd_batch_t *b)
 {
     es_err_t err = ES_ERR_INIT;
     int rc = hd_store_begin(rt->store, &err);
-    hd_part_t *pt;
-    for (int p = 0; (pt = owned_next(rt, &p));) {
-        if (rc == 0)
-            rc = store_part(rt, pt, (int32_t)(pt - rt->parts), &err);
-        json_object_clear(pt->staged_states);
-        json_object_clear(pt->staged_results);
-        pending_clear(pt);
+    for (int p = 0; p < b->nstages && rc == 0; p++) {
+        hd_stage_t *s = stage_find(b, p);
+        if (s && s->npending > 0)
+            rc = store_part(rt, s, p, &err);
     }
     if (rc == 0)
         rc = hd_store_commit(rt->store, &err);
     if (rc != 0) {
         hd_store_abort(rt->store);
+        b->store_failed = true;
+        b->fatal = true;
+        es_set(&b->fatal_err, err.code, "%s", err.msg);
+    }
+}
+
+/* On the loop's thread, once the batch is stored: its states replace those cached. */
+static void store_cache(hd_runtime_t *rt, hd_batch_t *b)
+{
+    if (b->store_failed) {
         hd_store_cache_clear(rt->store);
-        es_error("cannot write the committed batch to the state store: %s", err.msg);
-        set_fatal(rt, &err);
+        es_error("cannot write the committed batch to the state store: %s", b->fatal_err.msg);
+        return;
+    }
+    for (int p = 0; p < b->nstages; p++) {
+        hd_stage_t *s = stage_find(b, p);
+        const char *k;
+        json_t *v;
+        if (s)
+            json_object_foreach(s->states, k, v)
+            {
+                hd_store_cache_update(rt->store, p, k, json_is_null(v) ? NULL : v);
+            }
     }
 }
 
@@ -384,11 +512,8 @@ static int recover_partition(hd_runtime_t *rt, int32_t p, es_err_t *err)
         return es_set(err, ES_EIO, "%s: fault 'hd.recover' (unknown partition)", rt->t_changelog);
     hd_replay_stats_t cs = {0, 0, 0}, rs = {0, 0, 0};
     if (replay_log(rt, p, HD_LOG_CHANGELOG, rt->t_changelog, &cs, err) != 0 ||
-        replay_log(rt, p, HD_LOG_RESULTS, rt->t_results, &rs, err) != 0 ||
-        hd_store_offset(rt->store, p, HD_LOG_RESULTS, &pt->results_next, err) != 0)
+        replay_log(rt, p, HD_LOG_RESULTS, rt->t_results, &rs, err) != 0)
         return -1;
-    pt->staged_states = json_object();
-    pt->staged_results = json_object();
     pt->owned = true;
     es_info("recovered partition %d: replayed %zu changelog records from offset %lld and %zu "
             "results from offset %lld (%zu past retention forgotten) in %.3f s",
@@ -427,10 +552,13 @@ static int recover_partition_retrying(hd_runtime_t *rt, int32_t p, es_err_t *err
     return es_retry_until(&retry, recover_attempt, &t, err);
 }
 
+static void inflight_drain(hd_runtime_t *rt);
+
 static void rebalance_cb(es_kafka_t *rk, int code, es_kafka_parts_t *parts, void *opaque)
 {
     hd_runtime_t *rt = opaque;
     rt->rebalanced = true;
+    inflight_drain(rt); /* the batch in flight ends (and is stored) under the old assignment */
     if (code == ES_KAFKA_ERR_ASSIGN_PARTITIONS) {
         for (int i = 0; i < parts->cnt && !rt->fatal; i++) {
             es_err_t err = ES_ERR_INIT;
@@ -461,13 +589,13 @@ static void rebalance_cb(es_kafka_t *rk, int code, es_kafka_parts_t *parts, void
     }
 }
 
-/* --- producing ---------------------------------------------------------------------------- */
+/* --- producing (on the transaction thread) ----------------------------------------------- */
 
 /* Produces buf (stolen, may be NULL for a tombstone) inside the open transaction, with a
  * traceparent header when given. slot non-NULL: delivery tracked (es_txn_offset). Returns 0, or
- * -1 with err and rt->produce_rc set (the batch must then be aborted, or the producer made
+ * -1 with err and b->produce_rc set (the batch must then be aborted, or the producer made
  * again). */
-static int produce(hd_runtime_t *rt, const char *topic, int32_t p, const char *key, void *buf,
+static int produce(hd_batch_t *b, const char *topic, int32_t p, const char *key, void *buf,
                    size_t len, const char *traceparent, size_t *slot, es_err_t *err)
 {
     es_kafka_headers_t *h = NULL;
@@ -475,14 +603,14 @@ static int produce(hd_runtime_t *rt, const char *topic, int32_t p, const char *k
         h = es_kafka_headers_new(1);
         es_kafka_header_add(h, "traceparent", traceparent);
     }
-    es_txn_rc_t rc = es_txn_produce(rt->txn, topic, p, key, strlen(key), buf, len, h, slot, err);
+    es_txn_rc_t rc = es_txn_produce(b->rt->txn, topic, p, key, strlen(key), buf, len, h, slot, err);
     if (rc == ES_TXN_OK)
         return 0;
-    rt->produce_rc = rc;
+    b->produce_rc = rc;
     return -1;
 }
 
-/* --- deciding ----------------------------------------------------------------------------- */
+/* --- deciding (on the loop's thread) ----------------------------------------------------- */
 
 static json_t *new_result(const json_t *meta, const char *aggregate_id, const char *type,
                           const char *reason, const char *detail, json_int_t version, int32_t p)
@@ -491,12 +619,22 @@ static json_t *new_result(const json_t *meta, const char *aggregate_id, const ch
     const char *corr = json_string_value(json_object_get(meta, "correlation_id"));
     /* the sender: the API answers GET /v1/commands/{id} to it alone */
     const char *actor = json_string_value(json_object_get(meta, "actor"));
-    return json_pack(
-        "{s:s, s:s, s:s, s:s, s:s, s:s?, s:s, s:I, s:i, s:I, s:i, s:I, s:s}", "command_id",
-        cid ? cid : "", "correlation_id", corr ? corr : "", "aggregate_id", aggregate_id,
-        "command_type", type, "status", reason ? "REJECTED" : "ACCEPTED", "reason", reason,
-        "detail", detail ? detail : "", "aggregate_version", version, "partition", (int)p, "offset",
-        (json_int_t)-1, "event_count", 0, "decided_at", es_wall_ms(), "actor", actor ? actor : "");
+    /* built key by key: json_pack's format parsing cost more than the object */
+    json_t *r = json_object();
+    json_object_set_new_nocheck(r, "command_id", json_string(cid ? cid : ""));
+    json_object_set_new_nocheck(r, "correlation_id", json_string(corr ? corr : ""));
+    json_object_set_new_nocheck(r, "aggregate_id", json_string(aggregate_id));
+    json_object_set_new_nocheck(r, "command_type", json_string(type));
+    json_object_set_new_nocheck(r, "status", json_string(reason ? "REJECTED" : "ACCEPTED"));
+    json_object_set_new_nocheck(r, "reason", reason ? json_string(reason) : json_null());
+    json_object_set_new_nocheck(r, "detail", json_string(detail ? detail : ""));
+    json_object_set_new_nocheck(r, "aggregate_version", json_integer(version));
+    json_object_set_new_nocheck(r, "partition", json_integer(p));
+    json_object_set_new_nocheck(r, "offset", json_integer(-1));
+    json_object_set_new_nocheck(r, "event_count", json_integer(0));
+    json_object_set_new_nocheck(r, "decided_at", json_integer(es_wall_ms()));
+    json_object_set_new_nocheck(r, "actor", json_string(actor ? actor : ""));
+    return r;
 }
 
 /* Decodes a record the store kept (buf owned) of log: a new reference, or NULL (logged) when
@@ -511,13 +649,16 @@ static json_t *stored_decode(hd_runtime_t *rt, int32_t p, const char *id, void *
     return v;
 }
 
-/* The state of aggregate id in partition p as this batch staged it, else as committed (the
- * cache, then the store): a new reference, NULL if none. -1 in *failed (err set) when the
- * store cannot be read. */
-static json_t *state_get(hd_runtime_t *rt, hd_part_t *pt, int32_t p, const char *id, bool *failed,
+/* The state of aggregate id in partition p as this batch staged it, else as the batch in flight
+ * staged it, else as committed (the cache, then the store): a new reference, NULL if none. -1 in
+ * *failed (err set) when the store cannot be read. */
+static json_t *state_get(hd_runtime_t *rt, hd_stage_t *st, int32_t p, const char *id, bool *failed,
                          es_err_t *err)
 {
-    json_t *s = json_object_get(pt->staged_states, id);
+    json_t *s = json_object_get(st->states, id);
+    hd_stage_t *prev = stage_find(rt->inflight, p);
+    if (!s && prev)
+        s = json_object_get(prev->states, id);
     if (s)
         return json_is_null(s) ? NULL : json_incref(s);
     if ((s = hd_store_cache_get(rt->store, p, id)))
@@ -577,13 +718,17 @@ static json_t *cmd_read(hd_runtime_t *rt, hd_item_t *it, hd_cmd_t *c)
     return cmd;
 }
 
-/* Whether the command was decided before (in this batch, or kept in the store): then
- * it->result is its first outcome again, and no event follows. -1 (err set) when the store
- * cannot be read. */
-static int cmd_is_duplicate(hd_runtime_t *rt, hd_part_t *pt, const hd_cmd_t *c, hd_item_t *it,
+/* Whether the command was decided before (in this batch, in the batch in flight, or kept in the
+ * store): then it->result is its first outcome again, and no event follows. -1 (err set) when
+ * the store cannot be read. */
+static int cmd_is_duplicate(hd_runtime_t *rt, hd_stage_t *st, const hd_cmd_t *c, hd_item_t *it,
                             es_err_t *err)
 {
-    json_t *first = json_incref(json_object_get(pt->staged_results, c->cid));
+    json_t *first = json_object_get(st->results, c->cid);
+    hd_stage_t *prev = stage_find(rt->inflight, c->partition);
+    if (!first && prev)
+        first = json_object_get(prev->results, c->cid);
+    json_incref(first);
     if (!first) {
         void *buf = NULL;
         size_t len = 0;
@@ -614,32 +759,17 @@ static bool cmd_version_conflicts(const hd_cmd_t *c, hd_item_t *it)
     return true;
 }
 
-/* A decision's events, stamped and encoded, and the state they evolve the aggregate into. */
-typedef struct hd_encoded {
-    size_t n;
-    void **bufs;  /* n encoded events, owned until handed to produce (then NULL) */
-    size_t *lens; /* their lengths */
-    json_t *next; /* the state after them, owned; NULL: none */
-} hd_encoded_t;
-
-static void encoded_release(hd_encoded_t *enc)
+/* Stamps, evolves and encodes every event of events (borrowed) into it's events, stopping at the
+ * first the codec refuses (-1 with err; then they are freed). *next: the state after them (owned;
+ * NULL: none). */
+static int events_encode(hd_runtime_t *rt, const hd_cmd_t *c, const json_t *events, hd_item_t *it,
+                         json_t **next, es_err_t *err)
 {
-    for (size_t i = 0; i < enc->n; i++)
-        free(enc->bufs[i]);
-    free(enc->bufs);
-    free(enc->lens);
-    json_decref(enc->next);
-}
-
-/* Stamps, evolves and encodes every event of events (borrowed) into enc, stopping at the first
- * the codec refuses (-1 with err). enc is filled either way: encoded_release it. */
-static int events_encode(hd_runtime_t *rt, const hd_cmd_t *c, const json_t *events,
-                         hd_encoded_t *enc, es_err_t *err)
-{
-    enc->n = json_array_size(events);
-    enc->next = c->state ? json_deep_copy(c->state) : NULL;
-    enc->bufs = xcalloc(enc->n ? enc->n : 1, sizeof *enc->bufs);
-    enc->lens = xcalloc(enc->n ? enc->n : 1, sizeof *enc->lens);
+    size_t n = json_array_size(events);
+    *next = c->state ? json_deep_copy(c->state) : NULL;
+    it->events = xcalloc(n ? n : 1, sizeof *it->events);
+    it->event_lens = xcalloc(n ? n : 1, sizeof *it->event_lens);
+    it->nevents = n;
     size_t i;
     json_t *e;
     json_array_foreach(events, i, e)
@@ -647,81 +777,66 @@ static int events_encode(hd_runtime_t *rt, const hd_cmd_t *c, const json_t *even
         const char *etype = json_string_value(json_object_get(e, "type"));
         json_int_t version = c->version + (json_int_t)i + 1;
         json_t *ev = hd_event_stamp(c->meta, c->agg, i, version, json_object_get(e, "payload"));
-        int erc = ev_encode(rt->codec, rt->t_events, etype ? etype : "", ev, &enc->bufs[i],
-                            &enc->lens[i], err);
+        int erc = ev_encode(rt->codec, rt->t_events, etype ? etype : "", ev, &it->events[i],
+                            &it->event_lens[i], err);
         if (erc == 0) {
-            enc->next = rt->ctx->evolve(enc->next, etype, ev);
-            if (enc->next)
-                json_object_set_new(enc->next, "version", json_integer(version));
+            *next = rt->ctx->evolve(*next, etype, ev);
+            if (*next)
+                json_object_set_new(*next, "version", json_integer(version));
         }
         json_decref(ev);
         if (erc != 0)
             break;
     }
-    return es_failed(err) ? -1 : 0;
-}
-
-/* Produces the encoded events to the command's partition of the events topic, each with the
- * decide span's traceparent. 0, or -1 with err (rt->produce_rc set). */
-static int events_produce(hd_runtime_t *rt, hd_item_t *it, const hd_cmd_t *c, hd_encoded_t *enc,
-                          es_err_t *err)
-{
-    int rc = 0;
-    for (size_t i = 0; i < enc->n; i++) {
-        if (rc == 0)
-            rc = produce(rt, rt->t_events, c->partition, c->agg, enc->bufs[i], enc->lens[i],
-                         it->span, &it->last_slot, err);
-        else
-            free(enc->bufs[i]);
-        enc->bufs[i] = NULL;
-        it->has_events = true;
-    }
-    return rc;
+    if (!es_failed(err))
+        return 0;
+    encoded_events_free(it);
+    json_decref(*next);
+    *next = NULL;
+    return -1;
 }
 
 /* Stages a decision that has events (accepted, or rejected with events kept,
- * hd_reject_keep_events): produces them, stages the new state and sets it->result. An event
- * the codec refuses is a decider bug that a redo would repeat, so it rejects the command instead.
- * 0, or -1 with err when the batch must be aborted (the registry failed, or a produce). */
-static int decision_stage(hd_runtime_t *rt, hd_item_t *it, hd_part_t *pt, const hd_cmd_t *c,
+ * hd_reject_keep_events): encodes them (produced with the batch), stages the new state and sets
+ * it->result. An event the codec refuses is a decider bug that a redo would repeat, so it rejects
+ * the command instead. 0, or -1 with err when the batch must be aborted (the registry failed). */
+static int decision_stage(hd_runtime_t *rt, hd_item_t *it, hd_stage_t *st, const hd_cmd_t *c,
                           const hd_decision_t *d, es_err_t *err)
 {
     /* stamp, evolve and encode every event before producing any */
-    hd_encoded_t enc;
     es_err_t eerr = ES_ERR_INIT;
-    int rc = -1;
-    if (events_encode(rt, c, d->events, &enc, &eerr) != 0) {
+    json_t *next = NULL;
+    if (events_encode(rt, c, d->events, it, &next, &eerr) != 0) {
         if (eerr.code != ES_EINVAL) { /* the registry, not the data: redo the batch */
             es_set(err, eerr.code, "%s", eerr.msg);
-            goto out;
+            return -1;
         }
         es_error("command %s: the decider's event does not encode: %s", c->cid, eerr.msg);
         it->result = cmd_result(c, it, "internal", eerr.msg, c->version);
         it->status = "rejected";
-        rc = 0;
-        goto out;
+        return 0;
     }
-    if (events_produce(rt, it, c, &enc, err) != 0)
-        goto out;
-    if (enc.n > 0) {
-        json_object_set_new(pt->staged_states, c->agg, enc.next ? enc.next : json_null());
-        enc.next = NULL;
+    size_t n = it->nevents;
+    if (n > 0) {
+        json_object_set_new(st->states, c->agg, next ? next : json_null());
+        next = NULL;
+        it->has_events = true;
     }
+    json_decref(next);
     it->result =
-        cmd_result(c, it, d->reason, d->reason ? d->detail : NULL, c->version + (json_int_t)enc.n);
-    json_object_set_new(it->result, "event_count", json_integer((json_int_t)enc.n));
+        cmd_result(c, it, d->reason, d->reason ? d->detail : NULL, c->version + (json_int_t)n);
+    json_object_set_new(it->result, "event_count", json_integer((json_int_t)n));
     it->status = d->reason ? "rejected" : "accepted";
-    rc = 0;
-out:
-    encoded_release(&enc);
-    return rc;
+    return 0;
 }
 
-/* Decides one command into it->result and stages its events, states and result. Returns 0, or
- * -1 with err when the batch must be aborted (an event could not be encoded or produced). */
-static int decide_one(hd_runtime_t *rt, hd_item_t *it, es_err_t *err)
+/* Decides one command into it->result and stages its events, state and result in b. Returns 0,
+ * or -1 with err when the batch must be aborted (the store cannot be read, an event could not be
+ * encoded for want of the registry). */
+static int decide_one(hd_runtime_t *rt, hd_batch_t *b, hd_item_t *it, es_err_t *err)
 {
     hd_part_t *pt = part_get(rt, it->msg->partition);
+    hd_stage_t *st = stage_get(b, it->msg->partition);
     hd_cmd_t c = {0};
     json_t *cmd = NULL;
     int rc = 0;
@@ -737,11 +852,11 @@ static int decide_one(hd_runtime_t *rt, hd_item_t *it, es_err_t *err)
     }
     int dup = 0;
     bool failed = false;
-    if (!(cmd = cmd_read(rt, it, &c)) || (dup = cmd_is_duplicate(rt, pt, &c, it, err)) != 0) {
+    if (!(cmd = cmd_read(rt, it, &c)) || (dup = cmd_is_duplicate(rt, st, &c, it, err)) != 0) {
         rc = dup < 0 ? -1 : 0;
         goto out;
     }
-    c.state = state_get(rt, pt, c.partition, c.agg, &failed, err);
+    c.state = state_get(rt, st, c.partition, c.agg, &failed, err);
     if (failed) {
         rc = -1;
         goto out;
@@ -756,15 +871,27 @@ static int decide_one(hd_runtime_t *rt, hd_item_t *it, es_err_t *err)
         it->status = "rejected";
         goto out;
     }
-    rc = decision_stage(rt, it, pt, &c, &d, err);
+    rc = decision_stage(rt, it, st, &c, &d, err);
 out:
     if (it->result && !it->duplicate)
-        json_object_set(pt->staged_results,
-                        json_string_value(json_object_get(it->result, "command_id")), it->result);
+        json_object_set(st->results, json_string_value(json_object_get(it->result, "command_id")),
+                        it->result);
     hd_decision_release(&d);
     json_decref(c.state);
     json_decref(cmd);
     return rc;
+}
+
+/* Decides every command of b (on the loop's thread, no Kafka call): a failure is noted in
+ * b->decide_rc, for the transaction to abort. */
+static void batch_decide(hd_runtime_t *rt, hd_batch_t *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        if (decide_one(rt, b, &b->items[i], &b->decide_err) != 0) {
+            b->decide_rc = ES_TXN_ABORT;
+            return;
+        }
+    }
 }
 
 /* --- transactions ------------------------------------------------------------------------- */
@@ -832,22 +959,14 @@ static es_metric_t *command_counter(hd_runtime_t *rt, const char *type, const ch
     return m;
 }
 
-static void items_release(hd_item_t *items, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        json_decref(items[i].result);
-        items[i].result = NULL;
-        items[i].type = NULL;
-        items[i].status = NULL;
-        items[i].has_events = items[i].duplicate = false;
-        free(items[i].traceparent);
-        items[i].traceparent = NULL;
-    }
-}
-
 /* One line per decided command (committed), with its trace id, and its decide span. */
 static void log_decided(hd_runtime_t *rt, const hd_item_t *it)
 {
+    /* a line only for a trace a client asked to follow (or at debug level): the fields of every
+     * other command are not even gathered */
+    es_log_level_t lvl = es_trace_log_level(it->span);
+    if (lvl < es_log_min_level && !es_zipkin_enabled())
+        return;
     const char *cid = json_string_value(json_object_get(it->result, "command_id"));
     const char *reason = json_string_value(json_object_get(it->result, "reason"));
     const char *type = it->type ? strrchr(it->type, '.') : NULL;
@@ -859,10 +978,9 @@ static void log_decided(hd_runtime_t *rt, const hd_item_t *it)
     const char *const *fields =
         ES_F("command_id", cid, "command_type", type, "status", it->status, "reason", reason,
              "event_count", it->result ? events : NULL, "context", rt->ctx->name);
-    /* a line per command only for a trace a client asked to follow: lines cost throughput */
-    es_log_kv(es_trace_log_level(it->span), trace_id[0] ? trace_id : NULL, fields,
-              "command %s %s %s%s%s", cid ? cid : "(undecodable)", type,
-              it->status ? it->status : "skipped", reason ? ": " : "", reason ? reason : "");
+    es_log_kv(lvl, trace_id[0] ? trace_id : NULL, fields, "command %s %s %s%s%s",
+              cid ? cid : "(undecodable)", type, it->status ? it->status : "skipped",
+              reason ? ": " : "", reason ? reason : "");
     if (es_zipkin_enabled()) {
         char name[160];
         snprintf(name, sizeof name, "decide %s", type);
@@ -871,33 +989,59 @@ static void log_decided(hd_runtime_t *rt, const hd_item_t *it)
     }
 }
 
-/* Produces the states the batch staged, of every owned partition, to the changelog. 0, or 1 when
- * the batch failed (*trc and err set; on a state the schema refuses, a bug, also rt->fatal: the
- * transaction is aborted and the process restarts). */
-static int states_produce(hd_runtime_t *rt, es_txn_rc_t *trc, es_err_t *err)
+/* --- the transaction (on the transaction thread) -------------------------------------------- */
+
+/* Produces the events every command of b was decided into, to the command's partition of the
+ * events topic, each with the decide span's traceparent. 0, or -1 with err (b->produce_rc). */
+static int events_produce(hd_batch_t *b, es_err_t *err)
 {
-    hd_part_t *pt;
-    for (int next = 0; (pt = owned_next(rt, &next));) {
-        int32_t p = (int32_t)(pt - rt->parts);
+    hd_runtime_t *rt = b->rt;
+    for (size_t i = 0; i < b->n; i++) {
+        hd_item_t *it = &b->items[i];
+        es_kafka_msg_t *m = it->msg;
+        const char *agg = json_string_value(json_object_get(it->result, "aggregate_id"));
+        for (size_t e = 0; e < it->nevents; e++) {
+            void *buf = it->events[e];
+            it->events[e] = NULL;
+            if (produce(b, rt->t_events, m->partition, agg ? agg : "", buf, it->event_lens[e],
+                        it->span, &it->last_slot, err))
+                return -1;
+        }
+    }
+    return 0;
+}
+
+/* Produces the states b staged, of every partition, to the changelog. 0, or 1 when the batch
+ * failed (*trc and err set; on a state the schema refuses, a bug, also b->fatal: the transaction
+ * is aborted and the process restarts). */
+static int states_produce(hd_batch_t *b, es_txn_rc_t *trc, es_err_t *err)
+{
+    hd_runtime_t *rt = b->rt;
+    for (int p = 0; p < b->nstages; p++) {
+        hd_stage_t *s = stage_find(b, p);
+        if (!s)
+            continue;
         const char *k;
         json_t *v;
-        json_object_foreach(pt->staged_states, k, v)
+        json_object_foreach(s->states, k, v)
         {
             void *buf = NULL;
             size_t len = 0;
             if (!json_is_null(v) &&
                 ev_encode(rt->codec, rt->t_changelog, rt->ctx->state_type, v, &buf, &len, err)) {
-                if (err->code == ES_EINVAL) /* a state the schema refuses: a bug, restart */
-                    set_fatal(rt, err);
+                if (err->code == ES_EINVAL) { /* a state the schema refuses: a bug, restart */
+                    b->fatal = true;
+                    es_set(&b->fatal_err, err->code, "%s", err->msg);
+                }
                 *trc = ES_TXN_ABORT;
                 return 1;
             }
-            pending_add(pt, HD_LOG_CHANGELOG, k, buf, len, 0);
-            if (produce(rt, rt->t_changelog, p, k, buf, len, NULL, &pt->clog_slot, err)) {
-                *trc = rt->produce_rc;
+            pending_add(s, HD_LOG_CHANGELOG, k, buf, len, 0);
+            if (produce(b, rt->t_changelog, p, k, buf, len, NULL, &s->clog_slot, err)) {
+                *trc = b->produce_rc;
                 return 1;
             }
-            pt->clog_tracked = true;
+            s->clog_tracked = true;
         }
     }
     return 0;
@@ -905,61 +1049,55 @@ static int states_produce(hd_runtime_t *rt, es_txn_rc_t *trc, es_err_t *err)
 
 /* Produces the CommandResult of every decided command to its partition of the results topic,
  * with the command's traceparent. 0, or -1 with *trc and err set. */
-static int results_produce(hd_runtime_t *rt, const hd_item_t *items, size_t n, es_txn_rc_t *trc,
-                           es_err_t *err)
+static int results_produce(hd_batch_t *b, es_txn_rc_t *trc, es_err_t *err)
 {
-    for (size_t i = 0; i < n; i++) {
-        const hd_item_t *it = &items[i];
+    hd_runtime_t *rt = b->rt;
+    for (size_t i = 0; i < b->n; i++) {
+        const hd_item_t *it = &b->items[i];
         es_kafka_msg_t *m = it->msg;
         if (!it->result)
             continue;
         void *buf = NULL;
         size_t len = 0;
         const char *cid = json_string_value(json_object_get(it->result, "command_id"));
-        char *tparent = es_kafka_header_dup(m, "traceparent");
         int rc = ev_encode(rt->codec, rt->t_results, "eventshop.CommandResult", it->result, &buf,
                            &len, err);
         *trc = ES_TXN_ABORT;
         size_t slot = 0;
+        hd_stage_t *s = stage_find(b, m->partition);
         if (rc == 0 && !it->duplicate) /* a duplicate's first outcome is kept already */
-            pending_add(part_get(rt, m->partition), HD_LOG_RESULTS, cid, buf, len, 0);
-        if (rc == 0 &&
-            (rc = produce(rt, rt->t_results, m->partition, cid, buf, len, tparent, &slot, err)))
-            *trc = rt->produce_rc;
-        if (rc == 0 && !it->duplicate) {
-            hd_part_t *pt = part_get(rt, m->partition);
-            pt->pending[pt->npending - 1].slot = slot;
-        }
-        free(tparent);
+            pending_add(s, HD_LOG_RESULTS, cid, buf, len, 0);
+        if (rc == 0 && (rc = produce(b, rt->t_results, m->partition, cid, buf, len, it->traceparent,
+                                     &slot, err)))
+            *trc = b->produce_rc;
+        if (rc == 0 && !it->duplicate)
+            s->pending[s->npending - 1].slot = slot;
         if (rc)
             return -1;
     }
     return 0;
 }
 
-/* A batch being decided: the es_txn_step's work. */
-typedef struct hd_batch {
-    hd_runtime_t *rt;
-    hd_item_t *items;
-    size_t n;
-    const es_txn_step_t *step;
-} hd_batch_t;
-
-/* Decides every command and produces the events and the staged states; sends the batch's
- * offsets while they travel; once the events are written (their offsets are the read-your-writes
- * positions the results carry), produces the results. Fewer round trips one after another: a
- * lone command's latency. A state the schema refuses (a bug) sets rt->fatal. */
+/* Produces the events and the staged states of b; sends the batch's offsets while they travel;
+ * once the events are written (their offsets are the read-your-writes positions the results
+ * carry), produces the results. Fewer round trips one after another: a lone command's latency.
+ * A state the schema refuses (a bug) sets b->fatal. */
 static es_txn_rc_t batch_work(void *arg, es_err_t *err)
 {
     hd_batch_t *b = arg;
     hd_runtime_t *rt = b->rt;
     es_txn_rc_t trc;
-    for (size_t i = 0; i < b->n; i++)
-        if (decide_one(rt, &b->items[i], err) != 0)
-            return rt->produce_rc != ES_TXN_OK ? rt->produce_rc : ES_TXN_ABORT;
-    if (states_produce(rt, &trc, err) != 0)
+    b->produce_rc = ES_TXN_OK;
+    if (b->decide_rc != ES_TXN_OK) {
+        es_set(err, b->decide_err.code, "%s", b->decide_err.msg);
+        return b->decide_rc;
+    }
+    if (events_produce(b, err) != 0)
+        return b->produce_rc != ES_TXN_OK ? b->produce_rc : ES_TXN_ABORT;
+    if (states_produce(b, &trc, err) != 0)
         return trc;
-    if ((trc = es_txn_step_send_offsets(rt->txn, b->step, err)) != ES_TXN_OK ||
+    const es_txn_step_t step = {NULL, b->group, b->n, "commands", NULL, NULL, NULL};
+    if ((trc = es_txn_step_send_offsets(rt->txn, &step, err)) != ES_TXN_OK ||
         (trc = es_txn_flush(rt->txn, err)) != ES_TXN_OK)
         return trc;
     for (size_t i = 0; i < b->n; i++) {
@@ -968,60 +1106,174 @@ static es_txn_rc_t batch_work(void *arg, es_err_t *err)
             json_object_set_new(it->result, "offset",
                                 json_integer(es_txn_offset(rt->txn, it->last_slot)));
     }
-    if (results_produce(rt, b->items, b->n, &trc, err) != 0)
+    if (results_produce(b, &trc, err) != 0)
         return trc;
     return ES_TXN_OK;
 }
 
-static void batch_discard(void *arg)
+/* Writes b in one transaction (es_txn_step; the loop's thread rewinds after an abort) and, once
+ * committed, writes it to the store with the offsets its records got. */
+static void batch_txn(hd_batch_t *b)
 {
-    discard_staged(((hd_batch_t *)arg)->rt);
+    hd_runtime_t *rt = b->rt;
+    const es_txn_step_t step = {NULL, b->group, b->n, "commands", batch_work, NULL, b};
+    b->trc = es_txn_step(rt->txn, &step, &b->err);
+    if (b->trc != ES_TXN_OK)
+        return;
+    for (int p = 0; p < b->nstages; p++) {
+        hd_stage_t *s = stage_find(b, p);
+        if (!s)
+            continue;
+        s->clog_offset = s->clog_tracked ? es_txn_offset(rt->txn, s->clog_slot) : -1;
+        for (size_t i = 0; i < s->npending; i++)
+            if (s->pending[i].log == HD_LOG_RESULTS)
+                s->pending[i].offset = es_txn_offset(rt->txn, s->pending[i].slot);
+    }
+    store_write(rt, b);
 }
 
-/* Decides the batch in one transaction (es_txn_step). Returns 0 (committed, or rewound to be
- * read again when the views lag), 1 (aborted and rewound: back off, then read again), 2 (the
- * producer is lost: recover_lost), -1 on a fatal error (rt->fatal set). */
-static int run_batch(hd_runtime_t *rt, hd_item_t *items, size_t n)
+/* Keeps b (empty) for a next batch (rt->lock held). */
+static void spare_put(hd_runtime_t *rt, hd_batch_t *b)
 {
-    double t0 = es_mono_s();
-    es_err_t err = ES_ERR_INIT;
-    rt->produce_rc = ES_TXN_OK;
-    es_txn_batch_reset(rt->txn);
-    for (size_t i = 0; i < n; i++)
-        es_txn_batch_add(rt->txn, items[i].msg);
-    /* a command must see every view event committed before it was produced */
-    if (hd_views_catch_up(rt->views, rt->cfg.view_wait_ms, &err) != 0) {
-        es_warn("deciding later: %s", err.msg);
-        es_txn_rewind(rt->txn, rt->consumer);
-        return 0;
+    if (!rt->spare[0])
+        rt->spare[0] = b;
+    else if (!rt->spare[1])
+        rt->spare[1] = b;
+    else
+        batch_free(b);
+}
+
+static void *txn_thread(void *arg)
+{
+    hd_runtime_t *rt = arg;
+    on_txn_thread = true;
+    pthread_mutex_lock(&rt->lock);
+    for (;;) {
+        while (!rt->job && !rt->quit)
+            pthread_cond_wait(&rt->cond, &rt->lock);
+        if (!rt->job)
+            break;
+        hd_batch_t *b = rt->job, *done = rt->job_clear;
+        rt->job_clear = NULL;
+        pthread_mutex_unlock(&rt->lock);
+        batch_txn(b);
+        pthread_mutex_lock(&rt->lock);
+        rt->job = NULL;
+        pthread_cond_broadcast(&rt->cond);
+        if (done) { /* after the answer: the loop does not wait for it */
+            pthread_mutex_unlock(&rt->lock);
+            batch_clear(done);
+            pthread_mutex_lock(&rt->lock);
+            spare_put(rt, done);
+        }
     }
-    hd_batch_t b = {rt, items, n, NULL};
-    const es_txn_step_t step = {rt->consumer, NULL, n, "commands", batch_work, batch_discard, &b};
-    b.step = &step;
-    es_txn_rc_t trc = es_txn_step(rt->txn, &step, &err);
+    pthread_mutex_unlock(&rt->lock);
+    return NULL;
+}
+
+/* --- the pipeline (on the loop's thread) ----------------------------------------------------- */
+
+/* Hands b (decided) to the transaction thread: it becomes the batch in flight; done (finished,
+ * may be NULL) is emptied there once b is written. */
+static void batch_submit(hd_runtime_t *rt, hd_batch_t *b, hd_batch_t *done)
+{
+    es_txn_batch_reset(rt->txn);
+    for (size_t i = 0; i < b->n; i++)
+        es_txn_batch_add(rt->txn, b->items[i].msg);
+    b->group = es_kafka_group_of(rt->consumer);
+    rt->inflight = b;
+    pthread_mutex_lock(&rt->lock);
+    rt->job = b;
+    rt->job_clear = done;
+    pthread_cond_broadcast(&rt->cond);
+    pthread_mutex_unlock(&rt->lock);
+}
+
+/* Waits until the transaction thread is done with the batch in flight, beating meanwhile (its
+ * retries may take up to the transaction timeout, as they did on this thread). */
+static void inflight_wait(hd_runtime_t *rt)
+{
+    pthread_mutex_lock(&rt->lock);
+    while (rt->job) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&rt->cond, &rt->lock, &ts);
+        hd_heartbeat();
+    }
+    pthread_mutex_unlock(&rt->lock);
+}
+
+/* The loop's side of a batch's outcome (the transaction thread is done with it): 0 (committed and
+ * stored: cached, counted and logged, or rewound to be read again when the views lagged), 1
+ * (aborted: back off, then read again; the caller rewinds), 2 (the producer is lost: recover_lost),
+ * -1 on a fatal error (rt->fatal set). */
+static int batch_outcome(hd_runtime_t *rt, hd_batch_t *b)
+{
+    if (b->trc == ES_TXN_OK)
+        store_cache(rt, b);
+    if (b->fatal)
+        set_fatal(rt, &b->fatal_err);
     if (rt->fatal)
         return -1;
-    if (trc == ES_TXN_ABORT)
+    if (b->trc == ES_TXN_ABORT)
         return 1;
-    if (trc == ES_TXN_FENCED) {
-        set_fatal(rt, &err);
+    if (b->trc == ES_TXN_FENCED) {
+        set_fatal(rt, &b->err);
         return -1;
     }
-    if (trc == ES_TXN_LOST) {
-        es_error("handler for '%s' lost its transactional producer: %s", rt->ctx->name, err.msg);
+    if (b->trc == ES_TXN_LOST) {
+        es_error("handler for '%s' lost its transactional producer: %s", rt->ctx->name, b->err.msg);
         return 2;
     }
-    store_batch(rt);
-    if (rt->fatal)
-        return -1;
-    es_metric_observe(rt->m_batch_seconds, es_mono_s() - t0);
-    es_metric_set(rt->m_batch_size, (double)n);
-    for (size_t i = 0; i < n; i++) {
-        es_metric_add(command_counter(rt, items[i].type, items[i].status), 1);
-        log_decided(rt, &items[i]);
+    es_metric_observe(rt->m_batch_seconds, es_mono_s() - b->t0);
+    es_metric_set(rt->m_batch_size, (double)b->n);
+    for (size_t i = 0; i < b->n; i++) {
+        es_metric_add(command_counter(rt, b->items[i].type, b->items[i].status), 1);
+        log_decided(rt, &b->items[i]);
     }
-    es_debug("committed a batch of %zu commands in %.3f s", n, es_mono_s() - t0);
+    es_debug("committed a batch of %zu commands in %.3f s", b->n, es_mono_s() - b->t0);
     return 0;
+}
+
+static void batch_recycle(hd_runtime_t *rt, hd_batch_t *b)
+{
+    batch_clear(b);
+    pthread_mutex_lock(&rt->lock);
+    spare_put(rt, b);
+    pthread_mutex_unlock(&rt->lock);
+}
+
+/* Waits for the batch in flight and finishes it (batch_outcome). With rewind, an aborted one is
+ * rewound, together with next (decided after it, from what it staged: dropped; may be NULL).
+ * Returns batch_outcome's answer, 0 when none was in flight. */
+static int inflight_finish(hd_runtime_t *rt, bool rewind, hd_batch_t *next)
+{
+    hd_batch_t *b = rt->inflight;
+    if (!b)
+        return 0;
+    inflight_wait(rt);
+    rt->inflight = NULL;
+    int rc = batch_outcome(rt, b);
+    if (rc == 1 && rewind) {
+        for (size_t i = 0; next && i < next->n; i++)
+            es_txn_batch_add(rt->txn, next->items[i].msg);
+        es_txn_rewind(rt->txn, rt->consumer);
+    }
+    batch_recycle(rt, b);
+    return rc;
+}
+
+/* For a rebalance (or a consumer made again): the batch in flight is finished first, so that the
+ * partitions it wrote to are stored before they are dropped; what it asks for afterwards (a back
+ * off, a recovery) is left to the loop (rt->drained_rc). */
+static void inflight_drain(hd_runtime_t *rt)
+{
+    if (!rt->inflight)
+        return;
+    int rc = inflight_finish(rt, false, NULL);
+    if (rc > rt->drained_rc)
+        rt->drained_rc = rc;
 }
 
 /* --- life cycle --------------------------------------------------------------------------- */
@@ -1031,6 +1283,8 @@ hd_runtime_t *hd_runtime_new(const hd_context_t *ctx, ev_codec_t *codec,
 {
     hd_runtime_t *rt = xcalloc(1, sizeof *rt);
     char group[160], txn_id[320], client[160];
+    pthread_mutex_init(&rt->lock, NULL);
+    pthread_cond_init(&rt->cond, NULL);
     rt->ctx = ctx;
     rt->codec = codec;
     if (cfg)
@@ -1145,6 +1399,7 @@ static es_kafka_t *consumer_open(void *arg, es_err_t *err)
 
 static int consumer_remake(hd_runtime_t *rt)
 {
+    inflight_drain(rt); /* its offsets went with the old consumer's group: it may still commit */
     rt->consumer_lost = false;
     rt->consumer_fenced_at = es_mono_s();
     es_kafka_destroy(rt->consumer);
@@ -1155,21 +1410,104 @@ static int consumer_remake(hd_runtime_t *rt)
     return rt->consumer ? 0 : -1;
 }
 
-/* Gathers up to batch_max commands: the first one, then what is already fetched (after linger_ms,
- * 0 unless set): alone a command is decided at once, under load the batch fills with what came
- * during the last transaction. A rebalance meanwhile drops what was gathered: the new
- * assignment reads from the committed offsets. */
-static size_t gather(hd_runtime_t *rt, hd_item_t *items, es_kafka_msg_t **msgs)
+/* Gathers up to batch_max commands into b: the first one (waited for wait_ms, -1: until one
+ * comes), then what is already fetched (after linger_ms, 0 unless set): alone a command is
+ * decided at once, under load the batch fills with what came during the last transaction. A
+ * rebalance meanwhile drops what was gathered: the new assignment reads from the committed
+ * offsets. */
+static void gather(hd_runtime_t *rt, hd_batch_t *b, int wait_ms)
 {
-    const es_kafka_gather_t g = {
-        (size_t)rt->cfg.batch_max, -1, rt->cfg.linger_ms, &rt->stop, &rt->fatal, &rt->rebalanced};
+    const es_kafka_gather_t g = {(size_t)rt->cfg.batch_max,
+                                 wait_ms,
+                                 rt->cfg.linger_ms,
+                                 &rt->stop,
+                                 &rt->fatal,
+                                 &rt->rebalanced};
     bool fatal;
-    size_t n = es_kafka_gather(rt->consumer, &g, msgs, &fatal);
+    b->n = es_kafka_gather(rt->consumer, &g, b->msgs, &fatal);
     if (fatal)
         consumer_fatal(rt);
-    for (size_t i = 0; i < n; i++)
-        items[i] = (hd_item_t){.msg = msgs[i]};
-    return n;
+    for (size_t i = 0; i < b->n; i++)
+        b->items[i] = (hd_item_t){.msg = b->msgs[i]};
+}
+
+/* Reads b's commands again (its offsets are those of the consumer's next reads) and empties b. */
+static void batch_rewind(hd_runtime_t *rt, hd_batch_t *b)
+{
+    if (b->n == 0)
+        return;
+    es_txn_batch_reset(rt->txn);
+    for (size_t i = 0; i < b->n; i++)
+        es_txn_batch_add(rt->txn, b->items[i].msg);
+    es_txn_rewind(rt->txn, rt->consumer);
+    batch_clear(b);
+}
+
+static hd_batch_t *batch_take(hd_runtime_t *rt)
+{
+    hd_batch_t *b = NULL;
+    pthread_mutex_lock(&rt->lock);
+    for (int i = 0; i < 2 && !b; i++) {
+        b = rt->spare[i];
+        rt->spare[i] = NULL;
+    }
+    pthread_mutex_unlock(&rt->lock);
+    return b ? b : batch_new(rt);
+}
+
+/* One turn of the loop: gathers and decides batch n+1 while batch n (in flight) is written on
+ * the transaction thread; once n committed, hands n+1 over and stores n. Returns 0, 1 (a batch
+ * aborted: back off), 2 (the producer is lost: recover_lost), -1 on a fatal error. */
+static int loop_turn(hd_runtime_t *rt)
+{
+    hd_batch_t *b = batch_take(rt);
+    rt->drained_rc = 0;
+    /* while a batch is in flight only what is fetched already: its commit is not held up */
+    gather(rt, b, rt->inflight ? 0 : -1);
+    int rc = rt->drained_rc; /* a rebalance finished the batch in flight */
+    if (rc != 0 || rt->fatal) {
+        if (rc == 1)
+            batch_rewind(rt, b);
+        batch_recycle(rt, b);
+        return rt->fatal ? -1 : rc;
+    }
+    bool lagging = false;
+    if (b->n > 0) {
+        b->t0 = es_mono_s();
+        es_err_t err = ES_ERR_INIT;
+        /* a command must see every view event committed before it was produced */
+        if (hd_views_catch_up(rt->views, rt->cfg.view_wait_ms, &err) != 0) {
+            es_warn("deciding later: %s", err.msg);
+            lagging = true;
+        } else {
+            batch_decide(rt, b);
+        }
+    }
+    hd_batch_t *a = rt->inflight;
+    if (a)
+        inflight_wait(rt);
+    if (a && (a->trc != ES_TXN_OK || a->fatal || lagging || b->n == 0)) {
+        /* b was decided from what a staged: read again with a when a failed */
+        rc = inflight_finish(rt, true, b);
+        a = NULL;
+        if (rc != 0)
+            batch_clear(b);
+    }
+    if (lagging)
+        batch_rewind(rt, b);
+    if (a) { /* committed and stored: cached, counted and logged */
+        rc = batch_outcome(rt, a);
+        rt->inflight = NULL;
+    }
+    if (b->n > 0 && !rt->fatal) { /* a's memory is freed by the transaction thread, after b */
+        batch_submit(rt, b, a);
+        a = b = NULL;
+    }
+    if (a)
+        batch_recycle(rt, a);
+    if (b)
+        batch_recycle(rt, b);
+    return rt->fatal ? -1 : rc;
 }
 
 int hd_runtime_run(hd_runtime_t *rt, es_err_t *err)
@@ -1181,19 +1519,14 @@ int hd_runtime_run(hd_runtime_t *rt, es_err_t *err)
                 hd_views_partition_count(rt->views));
     if (consumer_subscribe(rt, err) != 0)
         return -1;
-    hd_item_t *items = xcalloc((size_t)rt->cfg.batch_max, sizeof *items);
-    es_kafka_msg_t **msgs = xcalloc((size_t)rt->cfg.batch_max, sizeof *msgs);
+    if (pthread_create(&rt->worker, NULL, txn_thread, rt) != 0)
+        return es_set(err, ES_EFATAL, "cannot start the transaction thread");
+    rt->worker_started = true;
     double check_at = 0;
     while (!rt->stop && !rt->fatal) {
         hd_heartbeat();
         es_kafka_check_readiness(rt->consumer, &check_at);
-        size_t n = gather(rt, items, msgs);
-        int brc = 0;
-        if (n > 0 && !rt->fatal)
-            brc = run_batch(rt, items, n);
-        items_release(items, n);
-        for (size_t i = 0; i < n; i++)
-            es_kafka_msg_free(items[i].msg);
+        int brc = loop_turn(rt);
         if (brc == 1)
             es_txn_backoff(rt->txn);
         else if (brc == 2)
@@ -1201,8 +1534,8 @@ int hd_runtime_run(hd_runtime_t *rt, es_err_t *err)
         if (rt->consumer_lost && !rt->fatal)
             consumer_remake(rt);
     }
-    free(items);
-    free(msgs);
+    /* the batch in flight is finished (stored once committed) before the consumer closes */
+    inflight_finish(rt, false, NULL);
     char who[160];
     snprintf(who, sizeof who, "handler for '%s'", rt->ctx->name);
     return es_txn_loop_end(who, rt->consumer, rt->fatal, &rt->fatal_err, err);
@@ -1212,6 +1545,17 @@ void hd_runtime_free(hd_runtime_t *rt)
 {
     if (!rt)
         return;
+    if (rt->worker_started) {
+        inflight_wait(rt);
+        pthread_mutex_lock(&rt->lock);
+        rt->quit = true;
+        pthread_cond_broadcast(&rt->cond);
+        pthread_mutex_unlock(&rt->lock);
+        pthread_join(rt->worker, NULL);
+    }
+    batch_free(rt->inflight);
+    batch_free(rt->spare[0]);
+    batch_free(rt->spare[1]);
     es_txn_free(rt->txn);
     if (rt->consumer)
         es_kafka_destroy(rt->consumer);
@@ -1219,11 +1563,11 @@ void hd_runtime_free(hd_runtime_t *rt)
         es_kafka_conf_free(rt->cconf);
     hd_views_free(rt->views);
     hd_store_free(rt->store);
-    for (int p = 0; p < rt->nparts; p++)
-        part_drop(&rt->parts[p]);
     free(rt->parts);
     for (size_t i = 0; i < rt->ncounters; i++)
         free(rt->counters[i].type);
     free(rt->counters);
+    pthread_mutex_destroy(&rt->lock);
+    pthread_cond_destroy(&rt->cond);
     free(rt);
 }

@@ -8,7 +8,9 @@
  * results offsets it reflects; on assignment only the topics' tails since those offsets are
  * replayed into it (everything, on an empty disk). The context's global views
  * (hd_view_t) are read from their beginning at start and caught up to the last stable offsets
- * before each batch is decided. Deciders never see Kafka. */
+ * before each batch is decided. Deciders never see Kafka. Two threads: the loop's gathers and
+ * decides batch n+1 while a transaction thread writes batch n (its transaction, then its store
+ * write); n+1 decides from what n staged and is dropped and read again with n if n fails. */
 #ifndef HD_RUNTIME_H
 #define HD_RUNTIME_H
 

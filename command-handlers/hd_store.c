@@ -103,7 +103,7 @@ int hd_store_state_get(hd_store_t *st, int32_t p, const char *id, void **buf, si
     size_t klen = key_make(key, KIND_STATE, p, id);
     if (!klen)
         return 1;
-    return es_kv_get(st->kv, key, klen, buf, len, err);
+    return es_kv_read(st->kv, key, klen, buf, len, err);
 }
 
 /* a result's value: the results record's offset (8 bytes), then the encoded result */
@@ -116,7 +116,7 @@ int hd_store_result_get(hd_store_t *st, int32_t p, const char *id, int64_t *offs
         return 1;
     void *v = NULL;
     size_t vlen = 0;
-    int rc = es_kv_get(st->kv, key, klen, &v, &vlen, err);
+    int rc = es_kv_read(st->kv, key, klen, &v, &vlen, err);
     if (rc != 0)
         return rc;
     if (vlen < sizeof(int64_t)) {

@@ -24,8 +24,10 @@ void hd_store_free(hd_store_t *st);
  * with err. */
 int hd_store_offset(hd_store_t *st, int32_t p, hd_store_log_t log, int64_t *off, es_err_t *err);
 
-/* The encoded state of aggregate id / the offset and encoded result of command id in partition p:
- * 0 and *buf (owned) and *len, 1 when absent, -1 with err. *offset may be NULL. */
+/* The encoded state of aggregate id / the offset and encoded result of command id in partition p,
+ * as last committed (not the open write's: these two may be called from one thread other than the
+ * writer's, which owns the cache too): 0 and *buf (owned) and *len, 1 when absent, -1 with err.
+ * *offset may be NULL. */
 int hd_store_state_get(hd_store_t *st, int32_t p, const char *id, void **buf, size_t *len,
                        es_err_t *err);
 int hd_store_result_get(hd_store_t *st, int32_t p, const char *id, int64_t *offset, void **buf,

@@ -225,9 +225,10 @@ void es_kv_free(es_kv_t *kv)
     free(kv);
 }
 
-int es_kv_get(es_kv_t *kv, const void *key, size_t klen, void **val, size_t *vlen, es_err_t *err)
+/* The value of key through the open write (wtxn) or the last commit (the read transaction). */
+static int kv_get(es_kv_t *kv, MDB_txn *t, const void *key, size_t klen, void **val, size_t *vlen,
+                  es_err_t *err)
 {
-    MDB_txn *t = kv->wtxn;
     int rc;
     if (!t) {
         if ((rc = mdb_txn_renew(kv->rtxn)) != 0)
@@ -246,6 +247,16 @@ int es_kv_get(es_kv_t *kv, const void *key, size_t klen, void **val, size_t *vle
     if (rc == MDB_NOTFOUND)
         return 1;
     return rc == 0 ? 0 : kv_error(err, rc, "read", kv->dir);
+}
+
+int es_kv_get(es_kv_t *kv, const void *key, size_t klen, void **val, size_t *vlen, es_err_t *err)
+{
+    return kv_get(kv, kv->wtxn, key, klen, val, vlen, err);
+}
+
+int es_kv_read(es_kv_t *kv, const void *key, size_t klen, void **val, size_t *vlen, es_err_t *err)
+{
+    return kv_get(kv, NULL, key, klen, val, vlen, err);
 }
 
 int es_kv_begin(es_kv_t *kv, es_err_t *err)

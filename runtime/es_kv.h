@@ -1,10 +1,10 @@
 /* es_kv — an embedded key-value store on local disk (LMDB): one environment in a folder, one
  * unnamed database of byte keys and byte values, one writer at a time (the caller's thread) and
- * reads that see the last commit. Writes go straight to the file's map (MDB_WRITEMAP: a sparse file
- * of the map's size) and are not synced to disk at each commit (MDB_NOSYNC): a process crash keeps
- * every commit; a machine crash may lose or tear the last ones, and the store is then discarded at
- * the next open, which is what a cache of a Kafka changelog can afford. Foreign errors become
- * es_err_t here. */
+ * reads that see the last commit (es_kv_read: also from one other thread, beside the writer).
+ * Writes go straight to the file's map (MDB_WRITEMAP: a sparse file of the map's size) and are not
+ * synced to disk at each commit (MDB_NOSYNC): a process crash keeps every commit; a machine crash
+ * may lose or tear the last ones, and the store is then discarded at the next open, which is what a
+ * cache of a Kafka changelog can afford. Foreign errors become es_err_t here. */
 #ifndef ES_KV_H
 #define ES_KV_H
 
@@ -29,6 +29,9 @@ void es_kv_free(es_kv_t *kv);
 /* The value of key (klen bytes): 0 and *val (owned, free it; *vlen bytes), 1 when absent, -1
  * with err. Inside a write transaction it sees the writes made so far. */
 int es_kv_get(es_kv_t *kv, const void *key, size_t klen, void **val, size_t *vlen, es_err_t *err);
+/* The same as of the last commit, never the open write's: for a reader on another thread than the
+ * writer's (one such thread at a time: the object has one read transaction). */
+int es_kv_read(es_kv_t *kv, const void *key, size_t klen, void **val, size_t *vlen, es_err_t *err);
 
 /* Begins the write transaction (one at a time): 0, or -1 with err. */
 int es_kv_begin(es_kv_t *kv, es_err_t *err);

@@ -2,9 +2,11 @@
 #include "es_log.h"
 #include <ctype.h>
 #include <openssl/rand.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static bool is_hex(const char *s, size_t n, bool nonzero)
 {
@@ -24,15 +26,40 @@ bool es_trace_valid(const char *v)
            is_hex(v + 36, 16, true) && is_hex(v + 53, 2, false);
 }
 
+/* Trace and span ids must be unique, not secret: a per-thread splitmix64 sequence seeded once
+ * from the system's randomness (RAND_bytes and a snprintf a byte were a twentieth of the
+ * handler's CPU, one span per command). */
+static __thread uint64_t rng_state;
+static __thread bool rng_seeded;
+
+static uint64_t rng_next(void)
+{
+    if (!rng_seeded) {
+        if (RAND_bytes((unsigned char *)&rng_state, sizeof rng_state) != 1)
+            rng_state = (uint64_t)(uintptr_t)&rng_state ^ (uint64_t)time(NULL);
+        rng_seeded = true;
+    }
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* nhex (a multiple of 16) lowercase hex digits, never all zero */
 static void random_hex(char *out, size_t nhex)
 {
-    unsigned char b[16];
-    do {
-        if (RAND_bytes(b, (int)(nhex / 2)) != 1)
-            memset(b, 0x5a, sizeof b); /* never all zero; randomness failure is not fatal here */
-        for (size_t i = 0; i < nhex / 2; i++)
-            snprintf(out + 2 * i, 3, "%02x", b[i]);
-    } while (!is_hex(out, nhex, true));
+    static const char digits[] = "0123456789abcdef";
+    for (;;) {
+        uint64_t any = 0;
+        for (size_t i = 0; i < nhex; i += 16) {
+            uint64_t r = rng_next();
+            any |= r;
+            for (size_t j = 0; j < 16; j++)
+                out[i + j] = digits[(r >> (4 * j)) & 0xf];
+        }
+        if (any)
+            return;
+    }
 }
 
 void es_trace_new(char out[ES_TRACEPARENT_LEN])
@@ -49,10 +76,15 @@ void es_trace_child(const char *parent, char out[ES_TRACEPARENT_LEN])
     } else {
         random_hex(trace, 32);
     }
-    trace[32] = '\0';
     random_hex(span, 16);
-    span[16] = '\0';
-    snprintf(out, ES_TRACEPARENT_LEN, "00-%s-%s-%s", trace, span, flags);
+    /* "00-<trace>-<span>-<flags>", 55 characters */
+    memcpy(out, "00-", 3);
+    memcpy(out + 3, trace, 32);
+    out[35] = '-';
+    memcpy(out + 36, span, 16);
+    out[52] = '-';
+    memcpy(out + 53, flags, 2);
+    out[55] = '\0';
 }
 
 bool es_trace_sampled(const char *traceparent)

@@ -604,7 +604,8 @@ es_txn_rc_t es_txn_step(es_txn_t *t, const es_txn_step_t *s, es_err_t *err)
     }
     es_warn("aborting a batch of %zu %s, retrying in %.1f s: %s", s->n, s->what,
             es_txn_backoff_s(t), err->msg[0] ? err->msg : "kafka error");
-    es_txn_rewind(t, s->consumer);
+    if (s->consumer)
+        es_txn_rewind(t, s->consumer);
     return ES_TXN_ABORT;
 }
 

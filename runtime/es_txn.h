@@ -135,7 +135,9 @@ double es_txn_backoff_s(const es_txn_t *t);
 
 /* One batch of a transactional loop, the messages already noted (es_txn_batch_reset/_add). */
 typedef struct es_txn_step {
-    es_kafka_t *consumer;          /* the batch's (borrowed): rewound after an abort */
+    /* the batch's (borrowed): rewound after an abort; NULL: the caller rewinds (es_txn_rewind),
+     * group must then be set (a step run on a thread other than the consumer's) */
+    es_kafka_t *consumer;
     const es_kafka_group_t *group; /* its group for the offsets; NULL: es_kafka_group_of */
     size_t n;                      /* the batch's size and what it is made of ("commands"), */
     const char *what;              /* for the abort's log line */
