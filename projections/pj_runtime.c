@@ -627,7 +627,7 @@ struct pj_flight {
     int nbatch, nprepared;
     struct pj_flight_part *parts;
     int nparts, capparts;
-    long long t0;
+    long long t0, t1; /* decoding began, writing ended */
     struct pj_tally t;
     bool locked, moved;
     int rc;
@@ -806,6 +806,7 @@ static void pj_write(pj_runtime_t *rt, struct pj_flight *f)
     es_fault_hit("pj.after_commit");
     pj_unlock(rt->db, rt->lock);
     f->rc = 0;
+    f->t1 = es_mono_ms(); /* not when it lands, which may wait for the next batch's decoding */
 }
 
 static void *pj_writer_main(void *arg)
@@ -838,7 +839,7 @@ static void pj_batch_committed(pj_runtime_t *rt, struct pj_flight *f)
     es_metric_add(rt->m_events, t->applied);
     if (t->dead)
         es_metric_add(rt->m_dead, t->dead);
-    es_metric_observe(rt->m_batch, (double)(es_mono_ms() - f->t0) / 1000.0);
+    es_metric_observe(rt->m_batch, (double)(f->t1 - f->t0) / 1000.0);
     es_debug("projector %s: batch of %d committed (%d dead letters)", rt->key, n, t->dead);
     pj_log_applied(rt);
     pj_publish_positions(rt);
