@@ -122,6 +122,7 @@ struct hd_runtime {
     hd_store_t *store; /* the partitions' states and decided commands on local disk */
     es_metric_t *m_replayed_changelog, *m_replayed_results;
     es_metric_t *m_commits, *m_aborts, *m_recreates, *m_batch_seconds, *m_batch_size;
+    es_metric_t *m_dropped; /* batches decided on top of one in flight that failed */
     /* the pipeline: batch n is written by the transaction thread while batch n+1 is decided */
     hd_batch_t *spare[2]; /* batches not in flight, to be reused */
     hd_batch_t *inflight; /* handed to the transaction thread, not yet stored; NULL: none */
@@ -1345,6 +1346,10 @@ hd_runtime_t *hd_runtime_new(const hd_context_t *ctx, ev_codec_t *codec,
         es_histogram("eventshop_handler_batch_seconds", "time to decide and commit a batch", "");
     rt->m_batch_size =
         es_gauge("eventshop_handler_batch_size", "commands in the last committed batch", "");
+    rt->m_dropped = es_counter("eventshop_handler_batches_dropped_total",
+                               "batches decided on top of the batch in flight, dropped (and read "
+                               "again) because that batch failed",
+                               "");
     es_info("handler for '%s' ready: group '%s', transactional id '%s', batch %d, linger %d ms, "
             "state store '%s' (cache of %d states)",
             ctx->name, group, txn_id, rt->cfg.batch_max, rt->cfg.linger_ms, rt->cfg.state_dir,
@@ -1490,6 +1495,8 @@ static int loop_turn(hd_runtime_t *rt)
         /* b was decided from what a staged: read again with a when a failed */
         rc = inflight_finish(rt, true, b);
         a = NULL;
+        if (rc != 0 && b->n > 0 && !lagging) /* decided, then discarded */
+            es_metric_add(rt->m_dropped, 1);
         if (rc != 0)
             batch_clear(b);
     }
