@@ -309,3 +309,54 @@ def test_killed_projector_applies_every_event_exactly_once(brokers, registry, db
         assert offs.get(part, -1) > off, f"partition {part}: stored {offs.get(part)} <= {off}"
     conn.close()
     assert p.stop() == 0
+
+
+PROJECTIONS = os.path.join(TOP, "projections")
+
+
+def upsert_tables():
+    """{(database, table)} of every must-match UPDATE's upsert form (pj_stmt_set_upsert) in the
+    projections' sources, read from the calls themselves so that a new form is guarded at once;
+    a call this cannot read fails, rather than go unguarded."""
+    found, unread = set(), []
+    for name in sorted(os.listdir(PROJECTIONS)):
+        if not name.endswith(".c"):
+            continue
+        with open(os.path.join(PROJECTIONS, name)) as f:
+            src = f.read()
+        calls = [m for m in re.finditer(r"\bpj_stmt_set_upsert\s*\(", src)
+                 if not re.search(r"\bvoid\s*$", src[:m.start()])]  # not its definition
+        if not calls:
+            continue
+        ctx = re.search(r'\bPJ_PROJECTION\s*\(\s*\w+\s*,\s*"(\w+)"', src)
+        for m in calls:
+            line = src.count("\n", 0, m.start()) + 1
+            call = src[m.end():src.find(";", m.end())]
+            table = re.search(r'INSERT\s+INTO\s+`(\w+)%s`', call)
+            if ctx and table:
+                found.add((f"eventshop_{ctx.group(1)}", table.group(1)))
+            else:
+                unread.append(f"projections/{name}:{line}")
+    assert not unread, f"upsert forms whose table this guard cannot read: {unread}"
+    return found
+
+
+def test_tables_with_an_upsert_form_have_no_unique_key_but_the_primary(db):
+    """pj_batch merges a must-match UPDATE's upsert form as one INSERT ... ON DUPLICATE KEY UPDATE
+    and takes 2 affected rows a row as "every row matched". That holds only while the primary key
+    is the table's one unique key: with another one a row could collide on it and update a row
+    other than the one meant, still counting 2. So every such table of the live schema (the
+    stack's, as the projector created it) has no unique index other than PRIMARY."""
+    tables = upsert_tables()
+    assert ("eventshop_catalog", "products") in tables, tables  # the reading itself still works
+    for schema, table in sorted(tables):
+        with db(schema.removeprefix("eventshop_")) as c, c.cursor() as cur:
+            cur.execute("SELECT index_name AS idx FROM information_schema.statistics "
+                        "WHERE table_schema=%s AND table_name=%s AND non_unique=0 "
+                        "ORDER BY index_name, seq_in_index", (schema, table))
+            rows = cur.fetchall()
+        assert rows, f"{schema}.{table} has no unique index at all: not created yet?"
+        others = sorted({r["idx"] for r in rows} - {"PRIMARY"})
+        assert not others, (f"{schema}.{table} has an upsert form (pj_stmt_set_upsert) but also "
+                            f"the unique index(es) {others}: its merged upserts may update the "
+                            "wrong row; drop the upsert form or the index")
