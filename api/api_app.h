@@ -196,9 +196,12 @@ void api_query_async(es_http_req_t *r, const char *ctx, const char *sql, const e
 void api_query_async_or_reply(es_http_req_t *r, const char *ctx, const char *sql,
                               const es_db_val_t *params, size_t n, api_rows_fn fn, void *arg,
                               void (*free_arg)(void *arg));
-/* api_query_async_or_reply of "<prefix> = ?" with key, asked together with the other lookups of
- * prefix waiting for a connection of the same pool (es_dbpool_lookup: prefix selects key_column,
- * a binary-collated string column). */
+/* api_query_async and api_query_async_or_reply of "<prefix> = ?" with key, asked together with
+ * the other lookups of prefix waiting for a connection of the same pool (es_dbpool_lookup:
+ * prefix selects key_column, a binary-collated string column). prefix and key_column are
+ * borrowed until free_arg(arg) was called (static strings); key is copied. */
+void api_lookup_async(es_http_req_t *r, const char *ctx, const char *prefix, const char *key_column,
+                      const char *key, es_dbpool_fn fn, void *arg, void (*free_arg)(void *arg));
 void api_lookup_async_or_reply(es_http_req_t *r, const char *ctx, const char *prefix,
                                const char *key_column, const char *key, api_rows_fn fn, void *arg,
                                void (*free_arg)(void *arg));

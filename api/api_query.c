@@ -74,18 +74,35 @@ json_t *api_query_or_reply(es_http_req_t *r, const char *ctx, const char *sql,
     return rows;
 }
 
-void api_query_async(es_http_req_t *r, const char *ctx, const char *sql, const es_db_val_t *params,
-                     size_t n, es_dbpool_fn fn, void *arg, void (*free_arg)(void *arg))
+/* ctx's pool on r's thread, or NULL after failing fn at once (free_arg called): the shape of
+ * api_query_async and api_lookup_async */
+static es_dbpool_t *pool_or_fail(es_http_req_t *r, const char *ctx, es_dbpool_fn fn, void *arg,
+                                 void (*free_arg)(void *arg))
 {
     es_err_t err = ES_ERR_INIT;
     es_dbpool_t *pool = api_pool_ctx(r, ctx, &err);
-    if (pool) {
-        es_dbpool_query(pool, r, sql, params, n, fn, arg, free_arg);
-        return;
-    }
+    if (pool)
+        return pool;
     fn(r, arg, NULL, &err);
     if (free_arg)
         free_arg(arg);
+    return NULL;
+}
+
+void api_query_async(es_http_req_t *r, const char *ctx, const char *sql, const es_db_val_t *params,
+                     size_t n, es_dbpool_fn fn, void *arg, void (*free_arg)(void *arg))
+{
+    es_dbpool_t *pool = pool_or_fail(r, ctx, fn, arg, free_arg);
+    if (pool)
+        es_dbpool_query(pool, r, sql, params, n, fn, arg, free_arg);
+}
+
+void api_lookup_async(es_http_req_t *r, const char *ctx, const char *prefix, const char *key_column,
+                      const char *key, es_dbpool_fn fn, void *arg, void (*free_arg)(void *arg))
+{
+    es_dbpool_t *pool = pool_or_fail(r, ctx, fn, arg, free_arg);
+    if (pool)
+        es_dbpool_lookup(pool, r, prefix, key_column, key, fn, arg, free_arg);
 }
 
 /* api_query_async_or_reply's callback and its argument */
@@ -136,15 +153,8 @@ void api_lookup_async_or_reply(es_http_req_t *r, const char *ctx, const char *pr
                                const char *key_column, const char *key, api_rows_fn fn, void *arg,
                                void (*free_arg)(void *arg))
 {
-    struct or_reply *o = or_reply_new(ctx, fn, arg, free_arg);
-    es_err_t err = ES_ERR_INIT;
-    es_dbpool_t *pool = api_pool_ctx(r, ctx, &err);
-    if (pool) {
-        es_dbpool_lookup(pool, r, prefix, key_column, key, or_reply_done, o, or_reply_free);
-        return;
-    }
-    or_reply_done(r, o, NULL, &err);
-    or_reply_free(o);
+    api_lookup_async(r, ctx, prefix, key_column, key, or_reply_done,
+                     or_reply_new(ctx, fn, arg, free_arg), or_reply_free);
 }
 
 int api_query_limit_or_reply(es_http_req_t *r)

@@ -9,6 +9,7 @@
 #include "es_log.h"
 #include "es_mem.h"
 #include "es_metrics.h"
+#include "es_strbuf.h"
 #include "es_time.h"
 #include <pthread.h>
 #include <sodium.h>
@@ -304,28 +305,21 @@ static int cursor_parse(api_stream_hub_t *hub, const struct api_app *app,
 char *api_stream_cursor_encode(api_stream_hub_t *hub, const struct api_app *app, const bool *want,
                                const int64_t *cursor)
 {
-    size_t cap = 64, len = 0;
-    char *text = xmalloc(cap);
-    text[0] = 0;
+    struct es_strbuf text = ES_STRBUF_INIT;
     for (int i = 0; i < api_stream_hub_count(hub); i++) {
         if (!want[i])
             continue;
         int ctx;
         int32_t partition;
         api_stream_hub_part(hub, i, &ctx, &partition);
-        char entry[80];
-        int n = snprintf(entry, sizeof entry, "%s%s.%d.%lld", len ? "," : "", app->contexts[ctx],
-                         (int)partition, (long long)cursor[i]);
-        if (len + (size_t)n + 1 > cap)
-            text = xrealloc(text, cap = (len + (size_t)n + 1) * 2);
-        memcpy(text + len, entry, (size_t)n + 1);
-        len += (size_t)n;
+        es_strbuf_addf(&text, "%s%s.%d.%lld", text.len ? "," : "", app->contexts[ctx],
+                       (int)partition, (long long)cursor[i]);
     }
-    size_t b64 = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    size_t b64 = sodium_base64_ENCODED_LEN(text.len, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     char *out = xmalloc(b64);
-    sodium_bin2base64(out, b64, (const unsigned char *)text, len,
+    sodium_bin2base64(out, b64, (const unsigned char *)es_strbuf_str(&text), text.len,
                       sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-    free(text);
+    es_strbuf_release(&text);
     return out;
 }
 

@@ -9,6 +9,7 @@
 #include "es_kafka.h"
 #include "es_log.h"
 #include "es_mem.h"
+#include "es_strbuf.h"
 #include "es_time.h"
 #include <stdarg.h>
 #include <stdio.h>
@@ -45,8 +46,7 @@ struct run {
     bool caught_up, ending;
     long sent;
     int piece_events;
-    char *out;
-    size_t len, cap;
+    struct es_strbuf out; /* written at the next flush */
     es_http_waker_t *waker;
     es_http_timer_t *tick, *turn;
     long long last_write_ms;
@@ -54,28 +54,11 @@ struct run {
     struct owner_slot *owners;
 };
 
-static void out_printf(struct run *run, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void out_printf(struct run *run, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (run->len + (size_t)n + 1 > run->cap) {
-        run->cap = (run->len + (size_t)n + 1) * 2;
-        run->out = xrealloc(run->out, run->cap);
-    }
-    va_start(ap, fmt);
-    vsnprintf(run->out + run->len, run->cap - run->len, fmt, ap);
-    va_end(ap);
-    run->len += (size_t)n;
-}
-
 static void end_with(struct run *run, const char *reason)
 {
     if (run->ending)
         return;
-    out_printf(run, "event: end\ndata: {\"reason\":\"%s\"}\n\n", reason);
+    es_strbuf_addf(&run->out, "event: end\ndata: {\"reason\":\"%s\"}\n\n", reason);
     run->ending = true;
 }
 
@@ -83,9 +66,9 @@ static void end_with(struct run *run, const char *reason)
  * gone: touch nothing), 0 otherwise. */
 static int flush(struct run *run)
 {
-    if (run->len) {
-        es_http_stream_write(run->st, run->out, run->len);
-        run->len = 0;
+    if (run->out.len) {
+        es_http_stream_write(run->st, run->out.s, run->out.len);
+        es_strbuf_reset(&run->out);
         run->piece_events = 0;
         run->last_write_ms = es_mono_ms();
     }
@@ -214,7 +197,7 @@ static int deliver(struct run *run, int part, int64_t offset, const void *value,
     if (item) {
         char *cursor = api_stream_cursor_encode(run->hub, run->app, spec->want, spec->cursor);
         char *text = json_dumps(item, JSON_COMPACT);
-        out_printf(run, "id: %s\ndata: %s\n\n", cursor, text);
+        es_strbuf_addf(&run->out, "id: %s\ndata: %s\n\n", cursor, text);
         free(text);
         free(cursor);
         json_decref(item);
@@ -247,7 +230,7 @@ static enum turn live_turn(struct run *run)
         return TURN_MORE;
     if (!run->caught_up) {
         run->caught_up = true;
-        out_printf(run, "event: caught-up\ndata: {}\n\n");
+        es_strbuf_adds(&run->out, "event: caught-up\ndata: {}\n\n");
         if (run->spec->until_now)
             end_with(run, "caught_up");
     }
@@ -358,7 +341,7 @@ static enum turn catchup_turn(struct run *run)
     }
     int got = 0;
     while (run->cu_part >= 0 && !run->ending && run->piece_events < API_STREAM_PIECE_EVENTS &&
-           run->len < API_STREAM_PIECE_BYTES) {
+           run->out.len < API_STREAM_PIECE_BYTES) {
         es_kafka_msg_t *m = es_kafka_poll(run->reader, 0);
         if (!m)
             break;
@@ -389,10 +372,10 @@ static void pump(void *arg)
     enum turn t = TURN_MORE;
     for (int i = 0;
          i < TURNS && t == TURN_MORE && !run->ending &&
-         run->piece_events < API_STREAM_PIECE_EVENTS && run->len < API_STREAM_PIECE_BYTES;
+         run->piece_events < API_STREAM_PIECE_EVENTS && run->out.len < API_STREAM_PIECE_BYTES;
          i++)
         t = run->reader ? catchup_turn(run) : live_turn(run);
-    bool wrote = run->len > 0;
+    bool wrote = run->out.len > 0;
     if (flush(run) || wrote)
         return; /* ended, or on_ready pumps again */
     if (t == TURN_MORE)
@@ -419,7 +402,7 @@ static void tick(void *arg)
     }
     if (!es_http_stream_busy(run->st) &&
         es_mono_ms() - run->last_write_ms >= API_STREAM_HEARTBEAT_MS - CLOSE_TICK_MS) {
-        out_printf(run, ": keep-alive\n\n");
+        es_strbuf_adds(&run->out, ": keep-alive\n\n");
         flush(run);
     }
     bool near = run->spec->who.exp && exp_ms - now <= API_STREAM_HEARTBEAT_MS + CLOSE_TICK_MS;
@@ -440,7 +423,7 @@ static void gone(void *arg)
     api_access_key_release(&run->key);
     api_stream_spec_free(run->spec);
     free(run->owners);
-    free(run->out);
+    es_strbuf_release(&run->out);
     free(run);
 }
 
@@ -495,7 +478,7 @@ int api_stream_run(es_http_req_t *r, struct api_stream_spec *spec)
     api_stream_hub_watch(run->hub, run->waker);
     run->tick = es_http_timer_new(r, tick, run);
     run->turn = es_http_timer_new(r, pump, run);
-    out_printf(run, "retry: 2000\n\n");
+    es_strbuf_adds(&run->out, "retry: 2000\n\n");
     run->last_write_ms = es_mono_ms();
     tick(run);
     pump(run);

@@ -1,6 +1,7 @@
 /* eventshop-avro — decodes one Confluent-framed Avro message from stdin to JSON on stdout, with
  * the registry at EVENTSHOP_REGISTRY_URL (or, offline, a writer schema file given with -s). */
 #include "es_mem.h"
+#include "es_strbuf.h"
 #include "ev_codec.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,23 +9,13 @@
 
 #define TOOL_MAX_INPUT (64u << 20)
 
+/* f's content (TOOL_MAX_INPUT bytes at most), owned by the caller */
 static char *read_all(FILE *f, size_t *len)
 {
-    size_t cap = 4096, n = 0;
-    char *buf = xmalloc(cap + 1);
-    size_t r;
-    while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += r;
-        if (n == cap) {
-            if (cap >= TOOL_MAX_INPUT)
-                break;
-            cap *= 2;
-            buf = xrealloc(buf, cap + 1);
-        }
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
+    struct es_strbuf buf;
+    es_strbuf_init(&buf, 4096);
+    es_strbuf_fread(&buf, f, TOOL_MAX_INPUT);
+    return es_strbuf_take(&buf, len);
 }
 
 int main(int argc, char **argv)

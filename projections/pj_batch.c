@@ -1,5 +1,6 @@
 #include "pj_batch.h"
 #include "es_mem.h"
+#include "es_strbuf.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,32 +18,10 @@ struct pj_item {
     bool done;
 };
 
-/* A growing string. */
-struct pj_buf {
-    char *s;
-    size_t len, cap;
-};
-
-static void buf_add(struct pj_buf *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        b->cap = (b->len + n + 1) * 2;
-        b->s = xrealloc(b->s, b->cap);
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
-static void buf_str(struct pj_buf *b, const char *s)
-{
-    buf_add(b, s, strlen(s));
-}
-
 /* A statement to run: merged (into sql and params, kept from batch to batch) or one of the
  * plans' (borrowed). */
 struct pj_out {
-    struct pj_buf sql;
+    struct es_strbuf sql;
     es_db_val_t *params;
     size_t pcap;
     const char *q;
@@ -86,7 +65,7 @@ void pj_batch_free(pj_batch_t *b)
     if (!b)
         return;
     for (size_t i = 0; i < b->capout; i++) {
-        free(b->out[i].sql.s);
+        es_strbuf_release(&b->out[i].sql);
         free(b->out[i].params);
     }
     free(b->plans);
@@ -115,7 +94,7 @@ static struct pj_out *out_add(pj_batch_t *b)
         b->capout = cap;
     }
     struct pj_out *o = &b->out[b->nout++];
-    o->sql.len = 0;
+    es_strbuf_reset(&o->sql);
     o->q = NULL;
     o->p = NULL;
     o->n = o->rows = 0;
@@ -300,52 +279,44 @@ static void out_params(struct pj_out *o, struct pj_item *const *items, size_t k)
 static void merge_insert(struct pj_out *o, struct pj_item *const *items, size_t k, const char *sql,
                          size_t open, size_t close)
 {
-    struct pj_buf *b = &o->sql;
-    buf_add(b, sql, open);
+    struct es_strbuf *b = &o->sql;
+    es_strbuf_add(b, sql, open);
     for (size_t r = 0; r < k; r++) {
         if (r)
-            buf_add(b, ", ", 2);
-        buf_add(b, sql + open, close + 1 - open);
+            es_strbuf_add(b, ", ", 2);
+        es_strbuf_add(b, sql + open, close + 1 - open);
     }
-    buf_str(b, sql + close + 1);
+    es_strbuf_adds(b, sql + close + 1);
     out_params(o, items, k);
-}
-
-/* Appends n to b in decimal. */
-static void buf_num(struct pj_buf *b, size_t n)
-{
-    char num[24];
-    int len = snprintf(num, sizeof num, "%zu", n);
-    buf_add(b, num, (size_t)len);
 }
 
 static void merge_update(struct pj_out *o, struct pj_item *const *items, size_t k, size_t set)
 {
     const struct pj_stmt *st = items[0]->st;
-    struct pj_buf *b = &o->sql;
-    buf_add(b, st->sql, set);
-    buf_str(b, " JOIN (SELECT ");
+    struct es_strbuf *b = &o->sql;
+    es_strbuf_add(b, st->sql, set);
+    es_strbuf_adds(b, " JOIN (SELECT ");
     for (size_t i = 0; i < st->n; i++) {
-        buf_str(b, i ? ", ? AS p" : "? AS p");
-        buf_num(b, i);
+        es_strbuf_adds(b, i ? ", ? AS p" : "? AS p");
+        es_strbuf_addf(b, "%zu", i);
     }
     for (size_t r = 1; r < k; r++) {
-        buf_str(b, " UNION ALL SELECT ?");
+        es_strbuf_adds(b, " UNION ALL SELECT ?");
         for (size_t i = 1; i < st->n; i++)
-            buf_add(b, ", ?", 3);
+            es_strbuf_add(b, ", ?", 3);
     }
-    buf_str(b, ") AS pj_d");
+    es_strbuf_adds(b, ") AS pj_d");
     bool quoted = false;
     size_t mark = 0;
     for (const char *c = st->sql + set; *c; c++) {
         if (*c == '\'')
             quoted = !quoted;
         if (*c != '?' || quoted) {
-            buf_add(b, c, 1);
+            es_strbuf_addc(b, *c);
             continue;
         }
-        buf_str(b, "pj_d.p");
-        buf_num(b, mark++);
+        es_strbuf_adds(b, "pj_d.p");
+        es_strbuf_addf(b, "%zu", mark++);
     }
     out_params(o, items, k);
 }

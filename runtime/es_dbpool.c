@@ -18,6 +18,7 @@
 #include "es_log.h"
 #include "es_mem.h"
 #include "es_metrics.h"
+#include "es_strbuf.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,14 +41,15 @@ struct pool_op {
     struct pool_op *next;   /* in the queue */
     es_http_hold_t *hold;   /* NULL once the request went away */
     struct pool_conn *conn; /* running on; NULL while queued */
-    char *sql;
-    es_db_val_t *params; /* strings copied */
+    char *sql;              /* a query's (owned); NULL for a lookup */
+    es_db_val_t *params;    /* strings copied */
     size_t n;
     es_dbpool_fn fn;
     void *arg;
     void (*free_arg)(void *arg);
-    /* a lookup's (es_dbpool_lookup; NULL: a query): sql is its prefix, params[0] its key */
-    char *key_column;
+    /* a lookup's (es_dbpool_lookup; NULL: a query), borrowed from its caller; params[0] is its
+     * key */
+    const char *prefix, *key_column;
     struct pool_op *batch; /* running: the next lookup asked in the same statement */
     char *in_sql;          /* running, the batch's first: its statement and keys (borrowed) */
     es_db_val_t *in_params;
@@ -94,7 +96,6 @@ static void op_free(struct pool_op *op)
             free((char *)op->params[i].s);
     free(op->params);
     free(op->sql);
-    free(op->key_column);
     free(op->in_sql);
     free(op->in_params);
     free(op);
@@ -111,6 +112,27 @@ static void op_drop_batch(struct pool_op *op)
     }
 }
 
+/* Takes *link, the op after prev (NULL: the head) in p's queue, out of the queue; returns it. */
+static struct pool_op *queue_unlink(es_dbpool_t *p, struct pool_op **link, struct pool_op *prev)
+{
+    struct pool_op *op = *link;
+    *link = op->next;
+    if (p->tail == op)
+        p->tail = prev;
+    op->next = NULL;
+    es_metric_add(p->m_queued, -1);
+    return op;
+}
+
+/* Whether a and b are lookups asked by one statement: the same prefix and key column (the same
+ * strings, mostly: callers pass static ones). */
+static bool lookup_alike(const struct pool_op *a, const struct pool_op *b)
+{
+    return a->key_column && b->key_column &&
+           (a->prefix == b->prefix || !strcmp(a->prefix, b->prefix)) &&
+           (a->key_column == b->key_column || !strcmp(a->key_column, b->key_column));
+}
+
 void es_dbpool_free(es_dbpool_t *p)
 {
     if (!p)
@@ -123,9 +145,7 @@ void es_dbpool_free(es_dbpool_t *p)
             op_drop_batch(c->op);
     }
     while (p->head) {
-        struct pool_op *op = p->head;
-        p->head = op->next;
-        es_metric_add(p->m_queued, -1);
+        struct pool_op *op = queue_unlink(p, &p->head, NULL);
         es_http_hold_drop(op->hold);
         op_free(op);
     }
@@ -264,13 +284,9 @@ static size_t lookup_gather(es_dbpool_t *p, struct pool_op *op)
     struct pool_op **link = &p->head, *prev = NULL, *last = op;
     while (*link && n < LOOKUP_MOST) {
         struct pool_op *q = *link;
-        if (q->key_column && !strcmp(q->sql, op->sql) && !strcmp(q->key_column, op->key_column)) {
-            *link = q->next;
-            if (p->tail == q)
-                p->tail = prev;
-            q->next = NULL;
+        if (lookup_alike(q, op)) {
+            queue_unlink(p, link, prev);
             q->conn = op->conn;
-            es_metric_add(p->m_queued, -1);
             last->batch = q;
             last = q;
             n++;
@@ -293,21 +309,19 @@ static void conn_run(struct pool_conn *c, struct pool_op *op)
     size_t n = lookup_gather(c->pool, op), asked = 1;
     while (asked < n)
         asked *= 2;
-    /* "<prefix> = ?" or "<prefix> IN (?, ?, ...)" */
-    size_t len = strlen(op->sql);
-    char *sql = xmalloc(len + sizeof " IN (?)" + 3 * asked);
-    char *w = sql + len;
-    memcpy(sql, op->sql, len);
+    /* "<prefix> = ?" or "<prefix> IN (?, ?, ...)", in one allocation */
+    struct es_strbuf sql;
+    es_strbuf_init(&sql, strlen(op->prefix) + sizeof " IN (?)" + 3 * asked);
+    es_strbuf_adds(&sql, op->prefix);
     if (asked == 1) {
-        memcpy(w, " = ?", sizeof " = ?");
+        es_strbuf_adds(&sql, " = ?");
     } else {
-        memcpy(w, " IN (?", 6);
-        w += 6;
-        for (size_t i = 1; i < asked; i++, w += 3)
-            memcpy(w, ", ?", 3);
-        memcpy(w, ")", 2);
+        es_strbuf_adds(&sql, " IN (?");
+        for (size_t i = 1; i < asked; i++)
+            es_strbuf_adds(&sql, ", ?");
+        es_strbuf_addc(&sql, ')');
     }
-    op->in_sql = sql;
+    op->in_sql = es_strbuf_take(&sql, NULL);
     op->in_params = xcalloc(asked, sizeof *op->in_params);
     size_t i = 0;
     for (const struct pool_op *q = op; q; q = q->batch)
@@ -332,12 +346,8 @@ static void op_gone(void *arg)
         prev = *link;
         link = &(*link)->next;
     }
-    if (*link) {
-        *link = op->next;
-        es_metric_add(p->m_queued, -1);
-    }
-    if (p->tail == op)
-        p->tail = prev;
+    if (*link)
+        queue_unlink(p, link, prev);
     op_free(op);
 }
 
@@ -360,8 +370,7 @@ static bool lookup_running(const es_dbpool_t *p, const struct pool_op *op)
     size_t n = 0;
     for (size_t i = 0; i < p->nconns; i++) {
         const struct pool_op *run = p->conns[i].op;
-        if (run && run->key_column && !strcmp(run->sql, op->sql) &&
-            !strcmp(run->key_column, op->key_column))
+        if (run && lookup_alike(run, op))
             n++;
     }
     return n >= LOOKUP_STATEMENTS;
@@ -383,21 +392,16 @@ static void pool_dispatch(es_dbpool_t *p)
         struct pool_conn *c = op ? pool_idle(p) : NULL;
         if (!c)
             return;
-        *link = op->next;
-        if (p->tail == op)
-            p->tail = prev;
-        op->next = NULL;
-        es_metric_add(p->m_queued, -1);
+        queue_unlink(p, link, prev);
         conn_run(c, op); /* may finish at once, and dispatch in turn */
     }
 }
 
-static struct pool_op *op_new(es_dbpool_t *p, const char *sql, const es_db_val_t *params, size_t n,
-                              es_dbpool_fn fn, void *arg, void (*free_arg)(void *arg))
+static struct pool_op *op_new(es_dbpool_t *p, const es_db_val_t *params, size_t n, es_dbpool_fn fn,
+                              void *arg, void (*free_arg)(void *arg))
 {
     struct pool_op *op = xcalloc(1, sizeof *op);
     op->pool = p;
-    op->sql = xstrdup(sql);
     op->params = xcalloc(n ? n : 1, sizeof *op->params);
     op->n = n;
     for (size_t i = 0; i < n; i++) {
@@ -427,14 +431,17 @@ static void op_submit(es_dbpool_t *p, es_http_req_t *r, struct pool_op *op)
 void es_dbpool_query(es_dbpool_t *p, es_http_req_t *r, const char *sql, const es_db_val_t *params,
                      size_t n, es_dbpool_fn fn, void *arg, void (*free_arg)(void *arg))
 {
-    op_submit(p, r, op_new(p, sql, params, n, fn, arg, free_arg));
+    struct pool_op *op = op_new(p, params, n, fn, arg, free_arg);
+    op->sql = xstrdup(sql);
+    op_submit(p, r, op);
 }
 
 void es_dbpool_lookup(es_dbpool_t *p, es_http_req_t *r, const char *prefix, const char *key_column,
                       const char *key, es_dbpool_fn fn, void *arg, void (*free_arg)(void *arg))
 {
     es_db_val_t param = ES_DB_S(key);
-    struct pool_op *op = op_new(p, prefix, &param, 1, fn, arg, free_arg);
-    op->key_column = xstrdup(key_column);
+    struct pool_op *op = op_new(p, &param, 1, fn, arg, free_arg);
+    op->prefix = prefix;
+    op->key_column = key_column;
     op_submit(p, r, op);
 }

@@ -35,8 +35,11 @@ void es_dbpool_query(es_dbpool_t *p, es_http_req_t *r, const char *sql, const es
  * string column that compares bytes (a binary collation, no trailing spaces in keys). One
  * statement of a prefix runs at a time on a pool: the lookups of that prefix that come while it
  * runs wait, and are asked together in the next statement (LOOKUP_MOST at most); each gets the
- * rows whose key_column equals its key. Metrics eventshop_db_lookups_total and
- * eventshop_db_lookup_statements_total, and eventshop_db_queued (ops waiting), per context. */
+ * rows whose key_column equals its key. prefix and key_column are borrowed, not copied (a
+ * lookup costs no copy of them): they must stay valid and unchanged until free_arg(arg) has been
+ * called (the end of the lookup, or of the pool), e.g. static strings, as every caller's are;
+ * key is copied. Metrics eventshop_db_lookups_total and eventshop_db_lookup_statements_total,
+ * and eventshop_db_queued (ops waiting), per context. */
 void es_dbpool_lookup(es_dbpool_t *p, es_http_req_t *r, const char *prefix, const char *key_column,
                       const char *key, es_dbpool_fn fn, void *arg, void (*free_arg)(void *arg));
 

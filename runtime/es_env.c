@@ -1,5 +1,6 @@
 #include "es_env.h"
 #include "es_mem.h"
+#include "es_strbuf.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,25 +36,16 @@ char *es_read_file(const char *path, size_t *len)
     FILE *f = fopen(path, "rb");
     if (!f)
         return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = xmalloc(cap);
-    size_t got;
-    while ((got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-        n += got;
-        if (cap - n - 1 == 0)
-            buf = xrealloc(buf, cap *= 2);
-    }
-    int failed = ferror(f);
+    struct es_strbuf buf;
+    es_strbuf_init(&buf, 4096);
+    int failed = es_strbuf_fread(&buf, f, 0);
     fclose(f);
     if (failed) {
-        free(buf);
+        es_strbuf_release(&buf);
         errno = EIO;
         return NULL;
     }
-    buf[n] = '\0';
-    if (len)
-        *len = n;
-    return buf;
+    return es_strbuf_take(&buf, len);
 }
 
 char *es_env_secret(const char *name)

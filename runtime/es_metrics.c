@@ -4,6 +4,7 @@
 #include "es_metrics.h"
 #include "es_log.h"
 #include "es_mem.h"
+#include "es_strbuf.h"
 #include "es_time.h"
 #include <arpa/inet.h>
 #include <errno.h>
@@ -154,29 +155,6 @@ void es_metric_observe(es_metric_t *m, double seconds)
     atomic_fetch_add_explicit(&m->count, 1, memory_order_relaxed);
 }
 
-/* A growing output buffer. */
-typedef struct outbuf {
-    char *s;
-    size_t len, cap;
-} outbuf_t;
-
-static void out_printf(outbuf_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void out_printf(outbuf_t *o, const char *fmt, ...)
-{
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(o->s + o->len, o->cap - o->len, fmt, ap);
-        va_end(ap);
-        if (n >= 0 && (size_t)n < o->cap - o->len) {
-            o->len += (size_t)n;
-            return;
-        }
-        o->cap = o->cap * 2 + (n > 0 ? (size_t)n : 0) + 64;
-        o->s = xrealloc(o->s, o->cap);
-    }
-}
-
 /* The shortest of %.15g / %.17g that reads back as v; Prometheus spells infinities its own way. */
 static void format_value(char *buf, size_t size, double v)
 {
@@ -194,19 +172,19 @@ static void format_value(char *buf, size_t size, double v)
 }
 
 /* HELP text escapes backslash and newline. */
-static void out_help(outbuf_t *o, const char *help)
+static void out_help(struct es_strbuf *o, const char *help)
 {
     for (const char *p = help; *p; p++) {
         if (*p == '\\')
-            out_printf(o, "\\\\");
+            es_strbuf_adds(o, "\\\\");
         else if (*p == '\n')
-            out_printf(o, "\\n");
+            es_strbuf_adds(o, "\\n");
         else
-            out_printf(o, "%c", *p);
+            es_strbuf_addc(o, *p);
     }
 }
 
-static void render_histogram(outbuf_t *o, const family_t *f, const es_metric_t *m)
+static void render_histogram(struct es_strbuf *o, const family_t *f, const es_metric_t *m)
 {
     const char *sep = m->labels[0] ? "," : "";
     char num[64];
@@ -214,35 +192,35 @@ static void render_histogram(outbuf_t *o, const family_t *f, const es_metric_t *
     for (size_t i = 0; i < N_BUCKETS; i++) {
         cumulative += atomic_load_explicit(&m->buckets[i], memory_order_relaxed);
         format_value(num, sizeof num, bucket_bounds[i]);
-        out_printf(o, "%s_bucket{%s%sle=\"%s\"} %llu\n", f->name, m->labels, sep, num,
-                   (unsigned long long)cumulative);
+        es_strbuf_addf(o, "%s_bucket{%s%sle=\"%s\"} %llu\n", f->name, m->labels, sep, num,
+                       (unsigned long long)cumulative);
     }
     /* The count is read last so that +Inf is never below a finite bucket. */
     uint64_t count = atomic_load_explicit(&m->count, memory_order_relaxed);
     if (count < cumulative)
         count = cumulative;
-    out_printf(o, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", f->name, m->labels, sep,
-               (unsigned long long)count);
+    es_strbuf_addf(o, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", f->name, m->labels, sep,
+                   (unsigned long long)count);
     format_value(num, sizeof num, bits_to_double(atomic_load(&m->value)));
     if (m->labels[0]) {
-        out_printf(o, "%s_sum{%s} %s\n", f->name, m->labels, num);
-        out_printf(o, "%s_count{%s} %llu\n", f->name, m->labels, (unsigned long long)count);
+        es_strbuf_addf(o, "%s_sum{%s} %s\n", f->name, m->labels, num);
+        es_strbuf_addf(o, "%s_count{%s} %llu\n", f->name, m->labels, (unsigned long long)count);
     } else {
-        out_printf(o, "%s_sum %s\n", f->name, num);
-        out_printf(o, "%s_count %llu\n", f->name, (unsigned long long)count);
+        es_strbuf_addf(o, "%s_sum %s\n", f->name, num);
+        es_strbuf_addf(o, "%s_count %llu\n", f->name, (unsigned long long)count);
     }
 }
 
 char *es_metrics_render(void)
 {
-    outbuf_t o = {xmalloc(4096), 0, 4096};
-    o.s[0] = '\0';
+    struct es_strbuf o;
+    es_strbuf_init(&o, 4096);
     char num[64];
     pthread_mutex_lock(&registry_lock);
     for (const family_t *f = families; f; f = f->next) {
-        out_printf(&o, "# HELP %s ", f->name);
+        es_strbuf_addf(&o, "# HELP %s ", f->name);
         out_help(&o, f->help);
-        out_printf(&o, "\n# TYPE %s %s\n", f->name, type_names[f->type]);
+        es_strbuf_addf(&o, "\n# TYPE %s %s\n", f->name, type_names[f->type]);
         for (const es_metric_t *m = f->first; m; m = m->next) {
             if (f->type == METRIC_HISTOGRAM) {
                 render_histogram(&o, f, m);
@@ -250,13 +228,13 @@ char *es_metrics_render(void)
             }
             format_value(num, sizeof num, bits_to_double(atomic_load(&m->value)));
             if (m->labels[0])
-                out_printf(&o, "%s{%s} %s\n", f->name, m->labels, num);
+                es_strbuf_addf(&o, "%s{%s} %s\n", f->name, m->labels, num);
             else
-                out_printf(&o, "%s %s\n", f->name, num);
+                es_strbuf_addf(&o, "%s %s\n", f->name, num);
         }
     }
     pthread_mutex_unlock(&registry_lock);
-    return o.s;
+    return es_strbuf_take(&o, NULL);
 }
 
 /* ---- probes ---- */

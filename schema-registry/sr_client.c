@@ -2,6 +2,7 @@
 #include "sr_client.h"
 
 #include "es_mem.h"
+#include "es_strbuf.h"
 #include <curl/curl.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -17,8 +18,7 @@ struct sr_client {
 };
 
 typedef struct sr_buf {
-    char *data;
-    size_t len;
+    struct es_strbuf body;
     bool too_large;
 } sr_buf_t;
 
@@ -60,14 +60,11 @@ static size_t sr_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
     sr_buf_t *b = userdata;
     size_t n = size * nmemb;
-    if (b->len + n > SR_MAX_BODY) {
+    if (b->body.len + n > SR_MAX_BODY) {
         b->too_large = true;
         return 0;
     }
-    b->data = xrealloc(b->data, b->len + n + 1);
-    memcpy(b->data + b->len, ptr, n);
-    b->len += n;
-    b->data[b->len] = '\0';
+    es_strbuf_add(&b->body, ptr, n);
     return n;
 }
 
@@ -75,11 +72,11 @@ static size_t sr_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
  * raw body, as a new string. */
 static char *sr_error_message(const sr_buf_t *b)
 {
-    if (!b->data)
+    if (!b->body.s)
         return xstrdup("(empty body)");
-    json_t *j = json_loadb(b->data, b->len, 0, NULL);
+    json_t *j = json_loadb(b->body.s, b->body.len, 0, NULL);
     const char *m = j ? json_string_value(json_object_get(j, "message")) : NULL;
-    char *out = m ? xstrdup(m) : xstrndup(b->data, b->len > 200 ? 200 : b->len);
+    char *out = m ? xstrdup(m) : xstrndup(b->body.s, b->body.len > 200 ? 200 : b->body.len);
     json_decref(j);
     return out;
 }
@@ -163,7 +160,7 @@ int sr_client_register(sr_client_t *sr, const char *subject, const char *schema_
         free(m);
         goto out;
     }
-    ans = resp.data ? json_loadb(resp.data, resp.len, 0, NULL) : NULL;
+    ans = resp.body.s ? json_loadb(resp.body.s, resp.body.len, 0, NULL) : NULL;
     json_t *jid = json_object_get(ans, "id");
     if (!json_is_integer(jid) || json_integer_value(jid) < 0 ||
         json_integer_value(jid) > INT32_MAX) {
@@ -178,7 +175,7 @@ out:
     json_decref(ans);
     free(body);
     free(path);
-    free(resp.data);
+    es_strbuf_release(&resp.body);
     return rc;
 }
 
@@ -199,7 +196,7 @@ char *sr_client_get_schema(sr_client_t *sr, int32_t id, es_err_t *err)
         free(m);
         goto out;
     }
-    ans = resp.data ? json_loadb(resp.data, resp.len, 0, NULL) : NULL;
+    ans = resp.body.s ? json_loadb(resp.body.s, resp.body.len, 0, NULL) : NULL;
     const char *s = json_string_value(json_object_get(ans, "schema"));
     if (!s) {
         es_set(err, ES_EIO, "schema id %d: answer has no schema", (int)id);
@@ -209,6 +206,6 @@ char *sr_client_get_schema(sr_client_t *sr, int32_t id, es_err_t *err)
 out:
     json_decref(ans);
     free(path);
-    free(resp.data);
+    es_strbuf_release(&resp.body);
     return out;
 }

@@ -1,5 +1,6 @@
 #include "carrier.h"
 #include "es_mem.h"
+#include "es_strbuf.h"
 #include <curl/curl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,8 +14,7 @@ struct carrier {
 };
 
 struct buf {
-    char *data;
-    size_t len;
+    struct es_strbuf body;
     bool too_big;
 };
 
@@ -22,14 +22,11 @@ static size_t on_data(char *p, size_t size, size_t n, void *arg)
 {
     struct buf *b = arg;
     size_t add = size * n;
-    if (b->len + add > BODY_MAX) {
+    if (b->body.len + add > BODY_MAX) {
         b->too_big = true;
         return 0;
     }
-    b->data = xrealloc(b->data, b->len + add + 1);
-    memcpy(b->data + b->len, p, add);
-    b->len += add;
-    b->data[b->len] = '\0';
+    es_strbuf_add(&b->body, p, add);
     return add;
 }
 
@@ -155,11 +152,11 @@ int carrier_book(carrier_t *c, const char *order_id, const json_t *parcels,
     char *url = xasprintf("%s/shipments", c->base);
     int rc = request(c, "POST", url, body, key, &b, err);
     if (rc == 0)
-        rc = carrier_parse_booking(b.data, b.len, tracking, err);
+        rc = carrier_parse_booking(b.body.s, b.body.len, tracking, err);
     json_decref(req);
     free(body);
     free(url);
-    free(b.data);
+    es_strbuf_release(&b.body);
     return rc;
 }
 
@@ -171,9 +168,9 @@ int carrier_track(carrier_t *c, const char *tracking, long long now_ms, bool *de
     char *url = xasprintf("%s/shipments/%s", c->base, escaped ? escaped : "");
     int rc = request(c, "GET", url, NULL, NULL, &b, err);
     if (rc == 0)
-        rc = carrier_parse_tracking(b.data, b.len, now_ms, delivered, delivered_at, err);
+        rc = carrier_parse_tracking(b.body.s, b.body.len, now_ms, delivered, delivered_at, err);
     curl_free(escaped);
     free(url);
-    free(b.data);
+    es_strbuf_release(&b.body);
     return rc;
 }

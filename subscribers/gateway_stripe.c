@@ -1,5 +1,6 @@
 /* The Stripe-compatible gateway client: PaymentIntents and Refunds over HTTPS with libcurl. */
 #include "es_mem.h"
+#include "es_strbuf.h"
 #include "gateway.h"
 #include <ctype.h>
 #include <curl/curl.h>
@@ -19,49 +20,33 @@ struct stripe {
 
 /* ---- form bodies */
 
-struct buf {
-    char *s;
-    size_t len, cap;
-};
-
-static void buf_add(struct buf *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        b->cap = (b->len + n + 1) * 2;
-        b->s = xrealloc(b->s, b->cap);
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
 /* application/x-www-form-urlencoded: unreserved characters stay, the rest is %XX */
-static void buf_add_escaped(struct buf *b, const char *s)
+static void buf_add_escaped(struct es_strbuf *b, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
         if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-            buf_add(b, (const char *)&c, 1);
+            es_strbuf_addc(b, (char)c);
         } else {
             char e[3] = {'%', hex[c >> 4], hex[c & 15]};
-            buf_add(b, e, 3);
+            es_strbuf_add(b, e, 3);
         }
     }
 }
 
-static void form_add(struct buf *b, const char *key, const char *value)
+static void form_add(struct es_strbuf *b, const char *key, const char *value)
 {
     if (b->len)
-        buf_add(b, "&", 1);
+        es_strbuf_addc(b, '&');
     buf_add_escaped(b, key);
-    buf_add(b, "=", 1);
+    es_strbuf_addc(b, '=');
     buf_add_escaped(b, value);
 }
 
 char *gateway_stripe_charge_form(const gateway_charge_t *c)
 {
-    struct buf b = {0};
+    struct es_strbuf b = ES_STRBUF_INIT;
     char amount[32], currency[8] = "";
     snprintf(amount, sizeof amount, "%lld", c->amount_minor);
     for (size_t i = 0; c->currency && c->currency[i] && i < sizeof currency - 1; i++)
@@ -73,15 +58,15 @@ char *gateway_stripe_charge_form(const gateway_charge_t *c)
     form_add(&b, "payment_method_types[0]", "card");
     form_add(&b, "metadata[order_id]", c->order_id ? c->order_id : "");
     form_add(&b, "metadata[customer_id]", c->customer_id ? c->customer_id : "");
-    return b.s;
+    return es_strbuf_take(&b, NULL);
 }
 
 char *gateway_stripe_refund_form(const char *order_id, const char *ref)
 {
-    struct buf b = {0};
+    struct es_strbuf b = ES_STRBUF_INIT;
     form_add(&b, "payment_intent", ref ? ref : "");
     form_add(&b, "metadata[order_id]", order_id ? order_id : "");
-    return b.s;
+    return es_strbuf_take(&b, NULL);
 }
 
 /* ---- answers */
@@ -170,10 +155,10 @@ void gateway_stripe_parse(int http_status, const char *body, size_t len, gateway
 
 static size_t on_body(char *data, size_t size, size_t n, void *arg)
 {
-    struct buf *b = arg;
+    struct es_strbuf *b = arg;
     if (b->len + size * n > BODY_MAX)
         return 0; /* aborts the transfer */
-    buf_add(b, data, size * n);
+    es_strbuf_add(b, data, size * n);
     return size * n;
 }
 
@@ -189,7 +174,7 @@ static int post(struct stripe *s, const char *path, const char *form, const char
     h = curl_slist_append(h, idem);
     h = curl_slist_append(h, "Content-Type: application/x-www-form-urlencoded");
     h = curl_slist_append(h, "Expect:");
-    struct buf body = {0};
+    struct es_strbuf body = ES_STRBUF_INIT;
     CURL *c = s->curl;
     curl_easy_reset(c);
     curl_easy_setopt(c, CURLOPT_URL, url);
@@ -209,7 +194,7 @@ static int post(struct stripe *s, const char *path, const char *form, const char
     gateway_stripe_parse((int)status, body.s, body.len, res);
     if (rc != CURLE_OK)
         snprintf(res->reason, sizeof res->reason, "%s", curl_easy_strerror(rc));
-    free(body.s);
+    es_strbuf_release(&body);
     curl_slist_free_all(h);
     free(idem);
     free(url);
