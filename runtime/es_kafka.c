@@ -405,23 +405,57 @@ int es_kafka_consumer_fatal(rd_kafka_t *rk, es_err_t *err)
     return es_set(err, ES_EFATAL, "consumer: %s", code ? msg : "fatal error");
 }
 
+/* a's "key", "value" pairs then b's (each NULL-terminated, may be NULL) as a new NULL-terminated
+ * list: the caller frees the list, the strings stay borrowed. */
+static const char **kv_join(const char *const *a, const char *const *b)
+{
+    size_t na = 0, nb = 0;
+    while (a && a[na])
+        na += 2;
+    while (b && b[nb])
+        nb += 2;
+    const char **all = xmalloc((na + nb + 1) * sizeof *all);
+    for (size_t i = 0; i < na; i++)
+        all[i] = a[i];
+    for (size_t i = 0; i < nb; i++)
+        all[na + i] = b[i];
+    all[na + nb] = NULL;
+    return all;
+}
+
+es_kafka_conf_t *es_kafka_read_committed_conf(const char *client_id, const char *group, bool eof,
+                                              const char *const *kv, es_err_t *err)
+{
+    const char *const head[] = {"isolation.level",
+                                "read_committed",
+                                "enable.auto.commit",
+                                "false",
+                                "auto.offset.reset",
+                                "earliest",
+                                "group.id",
+                                group,
+                                "enable.partition.eof",
+                                eof ? "true" : "false",
+                                NULL};
+    const char **all = kv_join(head, kv);
+    es_kafka_conf_t *conf = es_kafka_conf_new(client_id, all, err);
+    free(all);
+    return conf;
+}
+
+es_kafka_t *es_kafka_reader_new_with(const char *client_id, const char *const *kv, es_err_t *err)
+{
+    /* short fetch waits: the end of a partition is seen at once */
+    static const char *const reader[] = {"fetch.wait.max.ms", "10", NULL};
+    const char **all = kv_join(reader, kv);
+    es_kafka_conf_t *conf = es_kafka_read_committed_conf(client_id, client_id, true, all, err);
+    free(all);
+    return conf ? es_kafka_new(ES_KAFKA_CONSUMER, conf, err) : NULL;
+}
+
 es_kafka_t *es_kafka_reader_new(const char *client_id, es_err_t *err)
 {
-    const char *kv[] = {"isolation.level",
-                        "read_committed",
-                        "enable.auto.commit",
-                        "false",
-                        "enable.partition.eof",
-                        "true",
-                        "group.id",
-                        client_id,
-                        "fetch.wait.max.ms",
-                        "10",
-                        "auto.offset.reset",
-                        "earliest",
-                        NULL};
-    es_kafka_conf_t *conf = es_kafka_conf_new(client_id, kv, err);
-    return conf ? es_kafka_new(ES_KAFKA_CONSUMER, conf, err) : NULL;
+    return es_kafka_reader_new_with(client_id, NULL, err);
 }
 
 /* Assigns rk topic/partition from offset: 0, or -1 with err. */
