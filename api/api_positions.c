@@ -23,8 +23,6 @@
 #define POLL_MAX_MS        8 /* while they stand still */
 #define DB_CONNECT_S       2
 #define DB_IO_S            10
-#define DB_BACKOFF_MIN_MS  100
-#define DB_BACKOFF_MAX_MS  5000
 #define API_POSITIONS_MAXC 8
 
 /* One stored offset: projection's next offset to apply on partition part. */
@@ -46,9 +44,7 @@ struct pos_ctx {
     bool down;            /* the last read failed, under the lock */
     int waiting;          /* requests waiting on this context, under the lock */
     /* the thread's own */
-    es_db_t *db;
-    long long retry_at;
-    long backoff_ms;
+    es_db_t *db; /* reconnecting: made again by es_db after a loss, with backoff */
     struct snapshot read;
     es_metric_t *queries;
     es_log_every_t warned; /* one line per 10 s while the database stays away */
@@ -70,32 +66,11 @@ struct api_positions {
     api_positions_sub_t *subs;
     int waiting;     /* over every context */
     bool poke, stop; /* read at once; stop the thread */
-    unsigned jitter;
     pthread_t thread;
     bool has_thread;
 };
 
 /* --- reading (the thread, without the lock) ----------------------------------------------- */
-
-static es_db_t *ctx_db(struct pos_ctx *c, unsigned *jitter, es_err_t *err)
-{
-    if (c->db)
-        return c->db;
-    long long now = es_mono_ms();
-    if (now < c->retry_at) {
-        es_set(err, ES_EIO, "the %s database is unreachable; next attempt in %lld ms", c->name,
-               c->retry_at - now);
-        return NULL;
-    }
-    if ((c->db = es_db_open_timeout(c->name, DB_CONNECT_S, DB_IO_S, err))) {
-        c->backoff_ms = 0;
-        c->retry_at = 0;
-        return c->db;
-    }
-    c->retry_at =
-        now + es_backoff_next(&c->backoff_ms, DB_BACKOFF_MIN_MS, DB_BACKOFF_MAX_MS, jitter);
-    return NULL;
-}
 
 static void snapshot_fill(struct snapshot *s, json_t *rows)
 {
@@ -118,30 +93,18 @@ static void snapshot_fill(struct snapshot *s, json_t *rows)
     }
 }
 
-/* Reads every stored offset of c's events topic into c->read: 0, or -1 (logged; a connection
- * lost is dropped, and made again after a back-off). A connection that had been open and is
- * found lost (the server restarted, or dropped it while idle) is made again at once and the read
- * runs once more on it: only a database that stays away fails the waiters. */
-static int ctx_read(struct pos_ctx *c, unsigned *jitter)
+/* Reads every stored offset of c's events topic into c->read: 0, or -1 (logged). c->db is a
+ * reconnecting handle: a connection found lost (the server restarted, or dropped it while idle)
+ * is made again at once and the read runs once more on it, and a server that stays away is tried
+ * again after a back-off; so only a database that stays away fails the waiters. */
+static int ctx_read(struct pos_ctx *c)
 {
     static const char sql[] =
         "SELECT projection, part, next_offset FROM projection_offsets WHERE topic = ?";
     es_err_t err = ES_ERR_INIT;
     es_db_val_t params[] = {ES_DB_S(c->topic)};
-    json_t *rows = NULL;
-    for (int attempt = 0; attempt < 2 && !rows; attempt++) {
-        bool was_open = c->db != NULL;
-        es_clear(&err);
-        es_db_t *db = ctx_db(c, jitter, &err);
-        es_metric_add(c->queries, 1);
-        rows = db ? es_db_query(db, sql, params, 1, &err) : NULL;
-        if (rows || !db || err.code != ES_EIO)
-            break;
-        es_db_close(c->db);
-        c->db = NULL;
-        if (!was_open)
-            break; /* a new connection failed: the database is away */
-    }
+    es_metric_add(c->queries, 1);
+    json_t *rows = es_db_query(c->db, sql, params, 1, &err);
     if (!rows) {
         long skipped = 0;
         if (es_log_every_pass(&c->warned, es_mono_ms(), 10000, &skipped))
@@ -230,7 +193,7 @@ static bool round_once(api_positions_t *p)
     pthread_mutex_unlock(&p->lock);
     for (size_t i = 0; i < p->n; i++)
         if (wanted[i])
-            rc[i] = ctx_read(&p->ctxs[i], &p->jitter);
+            rc[i] = ctx_read(&p->ctxs[i]);
     pthread_mutex_lock(&p->lock);
     bool moved = false;
     for (size_t i = 0; i < p->n; i++) {
@@ -272,12 +235,12 @@ api_positions_t *api_positions_new(const char (*contexts)[32], size_t n, es_err_
     pthread_cond_init(&p->cond, &ca);
     pthread_condattr_destroy(&ca);
     p->n = n;
-    p->jitter = (unsigned)time(NULL) | 1u;
     for (size_t i = 0; i < n; i++) {
         struct pos_ctx *c = &p->ctxs[i];
         char labels[64];
         c->name = contexts[i];
         es_topic(c->topic, sizeof c->topic, c->name, "events");
+        c->db = es_db_open_reconnecting(c->name, DB_CONNECT_S, DB_IO_S); /* connects when read */
         snprintf(labels, sizeof labels, "context=\"%s\"", c->name);
         c->queries =
             es_counter("eventshop_api_position_watch_queries_total",

@@ -1238,25 +1238,9 @@ out:
  * most of that wait, and keeps the export well within the Job's memory limit (1 GiB). */
 static es_kafka_t *hi_export_reader(es_err_t *err)
 {
-    const char *kv[] = {"isolation.level",
-                        "read_committed",
-                        "enable.auto.commit",
-                        "false",
-                        "enable.partition.eof",
-                        "true",
-                        "group.id",
-                        "eventshop-history",
-                        "fetch.wait.max.ms",
-                        "10",
-                        "auto.offset.reset",
-                        "earliest",
-                        "queued.min.messages",
-                        "1000000",
-                        "queued.max.messages.kbytes",
-                        "131072",
-                        NULL};
-    es_kafka_conf_t *conf = es_kafka_conf_new("eventshop-history", kv, err);
-    return conf ? es_kafka_new(ES_KAFKA_CONSUMER, conf, err) : NULL;
+    static const char *const queues[] = {"queued.min.messages", "1000000",
+                                         "queued.max.messages.kbytes", "131072", NULL};
+    return es_kafka_reader_new_with("eventshop-history", queues, err);
 }
 
 static int hi_export_run(struct hi_export *x, es_err_t *err)

@@ -266,15 +266,22 @@ static void db_free(es_db_t *db)
     free(db);
 }
 
-/* Connects to database name (owned; "": none) as account's user. */
-static es_db_t *db_open(const char *account, char *name, unsigned connect_s, unsigned io_s,
-                        es_err_t *err)
+/* A handle to database name (owned; "": none) as account's user, not connected yet. */
+static es_db_t *db_new(const char *account, char *name, unsigned connect_s, unsigned io_s)
 {
     es_db_t *db = xcalloc(1, sizeof *db);
     db->context = xstrdup(account);
     db->name = name;
     db->connect_s = connect_s;
     db->io_s = io_s;
+    return db;
+}
+
+/* Connects to database name (owned; "": none) as account's user. */
+static es_db_t *db_open(const char *account, char *name, unsigned connect_s, unsigned io_s,
+                        es_err_t *err)
+{
+    es_db_t *db = db_new(account, name, connect_s, io_s);
     if (db_connect(db, err) != 0) {
         db_free(db);
         return NULL;
@@ -311,6 +318,13 @@ void es_db_set_reconnect(es_db_t *db, const char *dependency)
         es_metrics_set_dependency(dependency, db->my != NULL);
 }
 
+es_db_t *es_db_open_reconnecting(const char *context, unsigned connect_s, unsigned io_s)
+{
+    es_db_t *db = db_new(context, xasprintf("eventshop_%s", context), connect_s, io_s);
+    es_db_set_reconnect(db, NULL); /* down until the first call connects (retry_at 0: at once) */
+    return db;
+}
+
 /* Before a call sends anything: a reconnecting handle's connection is made again when it is down
  * (if the backoff allows) or, when check is set or it sat idle, is pinged (and made again if that
  * fails: nothing was sent yet). 0, or ES_EIO with err. Inside a transaction whose connection was
@@ -342,6 +356,7 @@ static int db_ready(es_db_t *db, bool check, es_err_t *err)
         return es_set(err, ES_EIO, "database '%s' unavailable: next connect attempt in %lld ms",
                       db->name, db->retry_at - now);
     es_err_t cerr = ES_ERR_INIT;
+    bool first = db->used_at == 0; /* never connected yet: es_db_open_reconnecting */
     if (db_connect(db, &cerr) != 0) {
         db->failures++;
         db->retry_at = now + es_db_backoff_ms(db->failures, &db->rng);
@@ -351,9 +366,9 @@ static int db_ready(es_db_t *db, bool check, es_err_t *err)
                       db->retry_at - now);
     }
     if (db->failures > 0 || db->in_tx)
-        es_info("database '%s': connected again after %u failed attempt(s)", db->name,
-                db->failures);
-    else
+        es_info("database '%s': connected %safter %u failed attempt(s)", db->name,
+                first ? "" : "again ", db->failures);
+    else if (!first)
         es_info("database '%s': connected again", db->name);
     db->failures = 0;
     db->retry_at = 0;

@@ -64,6 +64,12 @@ int es_db_ping(es_db_t *db, es_err_t *err);
  * Fault point (es_fault.h) db.lost_in_tx: a reconnecting handle's connection is shut down just
  * before a statement inside a transaction is sent (a real loss: the server rolls back). */
 void es_db_set_reconnect(es_db_t *db, const char *dependency);
+/* A reconnecting handle (es_db_set_reconnect, no dependency) to database eventshop_<context>, with
+ * es_db_open_timeout's timeouts, that is not connected yet: its first call connects, and a server
+ * away then is tried again with the backoff of a lost connection (a call made before the next
+ * attempt is due fails at once with ES_EIO). For a long-lived reader that must come up, and stay
+ * up, whether or not the server is there. Never NULL; es_db_close frees it. */
+es_db_t *es_db_open_reconnecting(const char *context, unsigned connect_s, unsigned io_s);
 
 /* For a reconnecting handle's idle loop (readiness): 0 without I/O when a round trip succeeded
  * within the last idle_ms; else connects when down (if the backoff allows) and pings. 0, or ES_EIO

@@ -41,6 +41,10 @@ typedef struct es_kafka_hooks {
     void *arg;
     es_kafka_rebalance_fn rebalance;
     es_kafka_committed_fn committed;
+    /* a consumer's queue, taken once (rd_kafka_queue_get_consumer makes a reference each time)
+     * for es_kafka_poll_batch; NULL for a producer, a consumer without a group, and from the
+     * consumer's close on (consumer_queue_drop) */
+    rd_kafka_queue_t *queue;
 } es_kafka_hooks_t;
 
 /* When (es_mono_ms) a client of this process last lost or failed to reach a broker, 0: never.
@@ -302,7 +306,7 @@ void es_kafka_conf_on_committed(es_kafka_conf_t *conf, es_kafka_committed_fn fn)
 es_kafka_t *es_kafka_new(es_kafka_type_t type, es_kafka_conf_t *conf, es_err_t *err)
 {
     es_kafka_hooks_t *h = xmalloc(sizeof *h);
-    *h = (es_kafka_hooks_t){conf->arg, conf->rebalance, conf->committed};
+    *h = (es_kafka_hooks_t){conf->arg, conf->rebalance, conf->committed, NULL};
     rd_kafka_conf_set_opaque(conf->rd, h);
     char errstr[512];
     bool consumer = type == ES_KAFKA_CONSUMER;
@@ -314,6 +318,7 @@ es_kafka_t *es_kafka_new(es_kafka_type_t type, es_kafka_conf_t *conf, es_err_t *
         es_set(err, ES_EIO, "kafka %s: %s", consumer ? "consumer" : "producer", errstr);
     } else if (consumer) {
         rd_kafka_poll_set_consumer(rk);
+        h->queue = rd_kafka_queue_get_consumer(rk);
     }
     free(conf);
     return rk;
@@ -325,8 +330,20 @@ void *es_kafka_arg(es_kafka_t *rk)
     return h ? h->arg : NULL;
 }
 
+/* Gives back a consumer's reference to its queue. First in its teardown: rdkafka.h requires it
+ * before rd_kafka_consumer_close, which rd_kafka_destroy calls for a consumer not closed yet. */
+static void consumer_queue_drop(rd_kafka_t *rk)
+{
+    es_kafka_hooks_t *h = rd_kafka_opaque(rk);
+    if (h && h->queue) {
+        rd_kafka_queue_destroy(h->queue);
+        h->queue = NULL;
+    }
+}
+
 void es_kafka_close(es_kafka_t *rk)
 {
+    consumer_queue_drop(rk);
     rd_kafka_consumer_close(rk);
 }
 
@@ -334,6 +351,7 @@ void es_kafka_destroy(es_kafka_t *rk)
 {
     if (!rk)
         return;
+    consumer_queue_drop(rk); /* a consumer destroyed without es_kafka_close is closed here */
     es_kafka_hooks_t *h = rd_kafka_opaque(rk);
     rd_kafka_destroy(rk);
     free(h);
@@ -405,23 +423,57 @@ int es_kafka_consumer_fatal(rd_kafka_t *rk, es_err_t *err)
     return es_set(err, ES_EFATAL, "consumer: %s", code ? msg : "fatal error");
 }
 
+/* a's "key", "value" pairs then b's (each NULL-terminated, may be NULL) as a new NULL-terminated
+ * list: the caller frees the list, the strings stay borrowed. */
+static const char **kv_join(const char *const *a, const char *const *b)
+{
+    size_t na = 0, nb = 0;
+    while (a && a[na])
+        na += 2;
+    while (b && b[nb])
+        nb += 2;
+    const char **all = xmalloc((na + nb + 1) * sizeof *all);
+    for (size_t i = 0; i < na; i++)
+        all[i] = a[i];
+    for (size_t i = 0; i < nb; i++)
+        all[na + i] = b[i];
+    all[na + nb] = NULL;
+    return all;
+}
+
+es_kafka_conf_t *es_kafka_read_committed_conf(const char *client_id, const char *group, bool eof,
+                                              const char *const *kv, es_err_t *err)
+{
+    const char *const head[] = {"isolation.level",
+                                "read_committed",
+                                "enable.auto.commit",
+                                "false",
+                                "auto.offset.reset",
+                                "earliest",
+                                "group.id",
+                                group,
+                                "enable.partition.eof",
+                                eof ? "true" : "false",
+                                NULL};
+    const char **all = kv_join(head, kv);
+    es_kafka_conf_t *conf = es_kafka_conf_new(client_id, all, err);
+    free(all);
+    return conf;
+}
+
+es_kafka_t *es_kafka_reader_new_with(const char *client_id, const char *const *kv, es_err_t *err)
+{
+    /* short fetch waits: the end of a partition is seen at once */
+    static const char *const reader[] = {"fetch.wait.max.ms", "10", NULL};
+    const char **all = kv_join(reader, kv);
+    es_kafka_conf_t *conf = es_kafka_read_committed_conf(client_id, client_id, true, all, err);
+    free(all);
+    return conf ? es_kafka_new(ES_KAFKA_CONSUMER, conf, err) : NULL;
+}
+
 es_kafka_t *es_kafka_reader_new(const char *client_id, es_err_t *err)
 {
-    const char *kv[] = {"isolation.level",
-                        "read_committed",
-                        "enable.auto.commit",
-                        "false",
-                        "enable.partition.eof",
-                        "true",
-                        "group.id",
-                        client_id,
-                        "fetch.wait.max.ms",
-                        "10",
-                        "auto.offset.reset",
-                        "earliest",
-                        NULL};
-    es_kafka_conf_t *conf = es_kafka_conf_new(client_id, kv, err);
-    return conf ? es_kafka_new(ES_KAFKA_CONSUMER, conf, err) : NULL;
+    return es_kafka_reader_new_with(client_id, NULL, err);
 }
 
 /* Assigns rk topic/partition from offset: 0, or -1 with err. */
@@ -510,7 +562,7 @@ int es_kafka_read_partition_from(const char *topic, int32_t partition, es_kafka_
         }
     }
 out:
-    rd_kafka_consumer_close(rk);
+    es_kafka_close(rk);
     es_kafka_destroy(rk);
     return rc;
 }
@@ -566,7 +618,7 @@ int es_kafka_read_offsets(const char *topic, int32_t partition, const int64_t *o
     }
     rc = 0;
 out:
-    rd_kafka_consumer_close(rk);
+    es_kafka_close(rk);
     es_kafka_destroy(rk);
     return rc;
 }
@@ -820,7 +872,8 @@ es_kafka_msg_t *es_kafka_poll(es_kafka_t *rk, int timeout_ms)
 size_t es_kafka_poll_batch(es_kafka_t *rk, int timeout_ms, es_kafka_msg_t *msgs, size_t max)
 {
     rd_kafka_message_t *r[ES_KAFKA_BATCH_MAX];
-    rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(rk);
+    const es_kafka_hooks_t *h = rd_kafka_opaque(rk);
+    rd_kafka_queue_t *q = h ? h->queue : NULL; /* borrowed: the client's, kept until its close */
     ssize_t n = 0;
     max = max < ES_KAFKA_BATCH_MAX ? max : ES_KAFKA_BATCH_MAX;
     if (!q) { /* a consumer without a group: one at a time */
@@ -830,7 +883,6 @@ size_t es_kafka_poll_batch(es_kafka_t *rk, int timeout_ms, es_kafka_msg_t *msgs,
         n = max ? rd_kafka_consume_batch_queue(q, 0, r, max) : 0;
         if (n == 0 && max && timeout_ms)
             n = rd_kafka_consume_batch_queue(q, timeout_ms, r, 1);
-        rd_kafka_queue_destroy(q);
     }
     for (ssize_t i = 0; i < n; i++)
         msg_of(&msgs[i], r[i]);

@@ -241,10 +241,21 @@ int es_kafka_resp_error(es_err_t *err, int code, const char *what);
  * gets a message saying two instances share that id. Returns -1. */
 int es_kafka_consumer_fatal(es_kafka_t *rk, es_err_t *err);
 
+/* The settings of a read_committed consumer, the one place they are written: es_kafka_conf_new
+ * (client_id) with isolation.level=read_committed, enable.auto.commit=false (the offsets are the
+ * caller's to keep: a transaction, a table or none), auto.offset.reset=earliest, group.id group
+ * and enable.partition.eof eof, then the "key", "value" pairs of kv (NULL-terminated, may be NULL;
+ * a key already set is overridden). Caller owns the result. NULL with err. */
+es_kafka_conf_t *es_kafka_read_committed_conf(const char *client_id, const char *group, bool eof,
+                                              const char *const *kv, es_err_t *err);
+
 /* A consumer for reading by assign (es_kafka_assign at explicit offsets): read_committed, no
  * commits, a partition's end reported (ES_KAFKA_ERR_PARTITION_EOF), short fetch waits (10 ms: the
  * end of a partition is seen at once), group.id and client.id client_id. NULL with err. */
 es_kafka_t *es_kafka_reader_new(const char *client_id, es_err_t *err);
+/* The same, then the "key", "value" pairs of kv (NULL-terminated, may be NULL): a reader tuned by
+ * its caller (e.g. larger local queues). */
+es_kafka_t *es_kafka_reader_new_with(const char *client_id, const char *const *kv, es_err_t *err);
 
 /* Reads topic/partition from its beginning up to the high watermark seen at the call
  * (read_committed, so aborted transactions are skipped), calling fn for each message in order.

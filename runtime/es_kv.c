@@ -26,7 +26,6 @@ struct es_kv {
     char *dir;
     size_t map_bytes;
     const char *discarded; /* why the store found at open was discarded, or NULL */
-    int last_rc;           /* LMDB's code of the last failed open */
 };
 
 static void kv_env_close(es_kv_t *kv)
@@ -67,7 +66,8 @@ static int mkdirs(const char *dir, es_err_t *err)
     return rc;
 }
 
-/* Opens kv's environment in kv->dir: 0, or -1 with err (kv->env then NULL). */
+/* Opens kv's environment in kv->dir: 0, or LMDB's code of the failure (non-zero: an MDB_* code or
+ * an errno value) with err (kv->env then NULL). */
 static int kv_env_open(es_kv_t *kv, es_err_t *err)
 {
     MDB_txn *t = NULL;
@@ -91,12 +91,11 @@ static int kv_env_open(es_kv_t *kv, es_err_t *err)
         mdb_txn_reset(kv->rtxn);
     if (rc == 0)
         return 0;
-    kv->last_rc = rc;
     kv_error(err, rc, "open", kv->dir);
     if (t)
         mdb_txn_abort(t);
     kv_env_close(kv);
-    return -1;
+    return rc;
 }
 
 /* dir/name into buf */
@@ -190,13 +189,15 @@ es_kv_t *es_kv_open(const char *dir, size_t map_bytes, es_err_t *err)
     boot_id(now, sizeof now);
     const char *why = marker_check(kv, now);
     int rc = why ? discard(kv, why, err) : 0;
-    if (rc == 0 && (rc = kv_env_open(kv, err)) != 0 && unreadable(kv->last_rc)) {
+    int mdb_rc = rc == 0 ? kv_env_open(kv, err) : 0;
+    if (mdb_rc != 0 && unreadable(mdb_rc)) {
         es_warn("%s; discarded, opened empty", err->msg);
         es_clear(err);
         rc = discard(kv, "its file could not be read", err);
-        if (rc == 0)
-            rc = kv_env_open(kv, err);
+        mdb_rc = rc == 0 ? kv_env_open(kv, err) : 0;
     }
+    if (rc == 0 && mdb_rc != 0)
+        rc = -1;
     if (rc == 0)
         rc = marker_write(kv, now, err);
     if (rc != 0) {
@@ -337,5 +338,5 @@ int es_kv_trim(es_kv_t *kv, es_err_t *err)
     /* the map's address is not LMDB's to tell (mdb_env_info gives it only for MDB_FIXEDMAP): a
      * new map of the same file starts with nothing resident */
     kv_env_close(kv);
-    return kv_env_open(kv, err);
+    return kv_env_open(kv, err) == 0 ? 0 : -1;
 }

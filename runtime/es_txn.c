@@ -647,11 +647,8 @@ es_kafka_conf_t *es_txn_consumer_conf(const char *client, const char *group, con
                                       bool eof, const char *const *extra, void *arg,
                                       es_kafka_rebalance_fn rebalance, es_err_t *err)
 {
-    const char *kv[32] = {
-        "group.id",           group,      "session.timeout.ms",   "15000",
-        "enable.auto.commit", "false",    "isolation.level",      "read_committed",
-        "auto.offset.reset",  "earliest", "enable.partition.eof", eof ? "true" : "false"};
-    size_t n = 12;
+    const char *kv[32] = {"session.timeout.ms", "15000"};
+    size_t n = 2;
     if (instance) {
         kv[n++] = "group.instance.id";
         kv[n++] = instance;
@@ -660,7 +657,7 @@ es_kafka_conf_t *es_txn_consumer_conf(const char *client, const char *group, con
         kv[n++] = p[0];
         kv[n++] = p[1];
     }
-    es_kafka_conf_t *conf = es_kafka_conf_new(client, kv, err);
+    es_kafka_conf_t *conf = es_kafka_read_committed_conf(client, group, eof, kv, err);
     if (conf) {
         es_kafka_conf_set_arg(conf, arg);
         es_kafka_conf_on_rebalance(conf, rebalance);

@@ -202,6 +202,23 @@ class Receipts(threading.Thread):
         assert not self.abandon.is_set(), "a receipt was never accepted"
 
 
+def receipt_position(api_url, tok, sku):
+    """A receipt of 1 whose outcome is awaited: the position ("<partition>:<offset>") of its
+    event, for a read that must see it."""
+    r = requests.post(f"{api_url}/v1/inventory/{sku}/receipts", json={"quantity": 1},
+                      headers=auth(tok, **{"Idempotency-Key": unique("ryw"), "Prefer": "wait=15"}),
+                      timeout=30)
+    assert r.status_code in (200, 201), r.text
+    return r.json()["position"]
+
+
+def read_at_position(api_url, sku, pos):
+    """The stock of sku read past the API's cache once the read model has applied pos: the
+    read-your-writes watcher (api/api_positions.c) must have read the stored offsets."""
+    return requests.get(f"{api_url}/v1/inventory/{sku}",
+                        headers={"X-Min-Position": pos, "Cache-Control": "no-cache"}, timeout=30)
+
+
 def projected(db, sku):
     """(on_hand, number of movements) of sku in the inventory read model."""
     c = db("inventory")
@@ -228,6 +245,10 @@ def test_projector_survives_a_mariadb_kill_and_the_api_degrades_to_503(
         # mid-work: receipts are flowing and some of them are projected already
         wait_for(lambda: projected(db, sku)[0] > 0 and client.count() >= 10, timeout=60,
                  what="receipts projected before the kill")
+        # a read at a position: the watcher's own connection is open when MariaDB dies
+        r = read_at_position(api_url, sku, receipt_position(api_url, tok, sku))
+        assert r.status_code == 200, r.text
+        extra, movements = 1, 1
         before, _ = projected(db, sku)
         stack("infra-kill", "mariadb")
         at_kill = client.count()
@@ -251,7 +272,8 @@ def test_projector_survives_a_mariadb_kill_and_the_api_degrades_to_503(
         r = requests.post(f"{api_url}/v1/inventory/{sku}/receipts", json={"quantity": 1000},
                           headers=auth(tok, **{"Idempotency-Key": unique("direct")}), timeout=30)
         assert r.status_code == 202, r.text
-        extra = 1000
+        extra += 1000
+        movements += 1
 
         stack("infra-start")
         # the API reconnects on its own
@@ -259,6 +281,12 @@ def test_projector_survives_a_mariadb_kill_and_the_api_degrades_to_503(
                  == 200, timeout=30, what="the product query to answer again")
         wait_for(lambda: same_process(projector, pid) and status(projector, "/readyz") == 200,
                  timeout=60, what="the projector's /readyz after MariaDB's return")
+        # the watcher's connection died with the server: it connects again by itself
+        pos = receipt_position(api_url, tok, sku)
+        extra += 1
+        movements += 1
+        wait_for(lambda: read_at_position(api_url, sku, pos).status_code == 200, timeout=60,
+                 what="a read at a position after MariaDB's return")
         after_restart = client.count()
         wait_for(lambda: client.count() >= after_restart + 10, timeout=60,
                  what="receipts after the restart")
@@ -266,12 +294,34 @@ def test_projector_survives_a_mariadb_kill_and_the_api_degrades_to_503(
         client.finish()
 
     expected = client.total() + extra
-    n = client.count() + 1
+    n = client.count() + movements
     assert 0 < before < expected
     # every accepted receipt applied exactly once: the stock is their sum, one movement each
     wait_for(lambda: projected(db, sku) == (expected, n), timeout=60,
              what=f"the read model to reach on_hand={expected} with {n} movements")
     same_process(projector, pid)
+    assert_roles_running(restore)
+
+
+def test_an_api_started_without_mariadb_answers_reads_at_a_position_once_it_is_back(
+        api_url, sku_of_vendor, restore):
+    """The read-your-writes watcher's connections are made on their first read and made again by
+    es_db (es_db_open_reconnecting, api/api_positions.c): an API started while MariaDB is away
+    comes up (Kafka is all its readiness needs), answers a read at a position 503 while the read
+    model cannot be read, and the same read once MariaDB is back, in the same process."""
+    sku, tok = sku_of_vendor
+    stack("infra-kill", "mariadb")
+    stack("role-stop", "api")
+    stack("role-start", "api")
+    stack("role-wait", "api", "120", timeout=180)
+    pid = pid_of("api")
+    pos = receipt_position(api_url, tok, sku)  # decided and answered through Kafka alone
+    r = read_at_position(api_url, sku, pos)
+    assert r.status_code == 503, r.text
+    stack("infra-start")
+    wait_for(lambda: read_at_position(api_url, sku, pos).status_code == 200, timeout=60,
+             what="a read at a position once MariaDB is back")
+    same_process("api", pid)
     assert_roles_running(restore)
 
 

@@ -1,6 +1,8 @@
 #include "es_db.h"
 #include "es_time.h"
 #include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* es_db_backoff_ms: the wait between connect attempts of a reconnecting es_db handle. */
 
@@ -78,4 +80,24 @@ Test(backoff_next, doubles_from_min_to_max_and_draws_in_the_upper_half)
     }
     ceiling = 0; /* a success starts over at the minimum */
     cr_assert_leq(es_backoff_next(&ceiling, 200, 5000, &seed), 200);
+}
+
+/* es_db_open_reconnecting: a handle made without a server, which connects on its first call and,
+ * while the server is away, tries again only once the backoff allows (no connect per call). */
+Test(db_backoff, a_lazy_handle_connects_on_use_and_backs_off_while_the_server_is_away)
+{
+    setenv("EVENTSHOP_MYSQL_HOST", "127.0.0.1", 1);
+    setenv("EVENTSHOP_MYSQL_PORT", "1", 1); /* nothing listens there: refused at once */
+    unsetenv("EVENTSHOP_MYSQL_SOCKET");
+    es_db_t *db = es_db_open_reconnecting("nowhere", 1, 1);
+    cr_assert_not_null(db);
+    es_err_t err = ES_ERR_INIT;
+    cr_assert_null(es_db_query(db, "SELECT 1", NULL, 0, &err));
+    cr_assert_eq(err.code, ES_EIO, "%s", err.msg);
+    cr_assert(strstr(err.msg, "connect to 'eventshop_nowhere'"), "%s", err.msg);
+    es_err_t again = ES_ERR_INIT;
+    cr_assert_neq(es_db_exec(db, "DO 1", NULL, 0, NULL, &again), 0);
+    cr_assert_eq(again.code, ES_EIO, "%s", again.msg);
+    cr_assert(strstr(again.msg, "next connect attempt in"), "no backoff: %s", again.msg);
+    es_db_close(db);
 }

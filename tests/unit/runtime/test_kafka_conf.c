@@ -181,3 +181,37 @@ Test(kafka_conf, sasl_settings_on_plaintext_are_an_error)
     setenv("EVENTSHOP_KAFKA_SSL_CA_FILE", ca_path, 1);
     expect_error("EVENTSHOP_KAFKA_SSL_CA_FILE is set");
 }
+
+/* es_kafka_read_committed_conf: the one place a read_committed consumer's settings are written
+ * (the readers, the transactional loops' consumers and the history export all take them). */
+Test(kafka_conf, read_committed_settings_then_the_callers)
+{
+    es_err_t err = ES_ERR_INIT;
+    const char *const kv[] = {"session.timeout.ms", "15000", "enable.partition.eof", "false", NULL};
+    es_kafka_conf_t *conf = es_kafka_read_committed_conf("test", "g1", true, kv, &err);
+    cr_assert_not_null(conf, "%s", err.msg);
+    cr_assert_str_eq(get(conf, "isolation.level"), "read_committed");
+    cr_assert_str_eq(get(conf, "enable.auto.commit"), "false");
+    cr_assert_str_eq(get(conf, "group.id"), "g1");
+    cr_assert_str_eq(get(conf, "session.timeout.ms"), "15000");
+    cr_assert_str_eq(get(conf, "enable.partition.eof"), "false", "the caller's pairs come last");
+    cr_assert_str_eq(get(conf, "client.id"), "test");
+    es_kafka_conf_free(conf);
+
+    for (int eof = 0; eof < 2; eof++) {
+        conf = es_kafka_read_committed_conf("test", "g2", eof, NULL, &err);
+        cr_assert_not_null(conf, "%s", err.msg);
+        cr_assert_str_eq(get(conf, "enable.partition.eof"), eof ? "true" : "false");
+        cr_assert_str_eq(get(conf, "auto.offset.reset"), "smallest"); /* librdkafka's "earliest" */
+        es_kafka_conf_free(conf);
+    }
+}
+
+Test(kafka_conf, read_committed_conf_refuses_a_bad_key)
+{
+    es_err_t err = ES_ERR_INIT;
+    const char *const kv[] = {"no.such.setting", "1", NULL};
+    cr_assert_null(es_kafka_read_committed_conf("test", "g", true, kv, &err));
+    cr_assert_eq(err.code, ES_EINVAL);
+    cr_assert(strstr(err.msg, "no.such.setting"), "%s", err.msg);
+}
