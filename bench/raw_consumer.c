@@ -41,7 +41,8 @@ int main(int argc, char **argv)
     }
     char group[64];
     snprintf(group, sizeof group, "eventshop-bench-raw-consume-%ld", (long)time(NULL));
-    /* the settings of es_kafka_reader_new (what export reads with), the group of its own */
+    /* the settings es_kafka_read_committed_conf gives every reader (export's among them), written
+     * out here so the baseline depends on nothing of ours but es_kafka_new; a group of its own */
     const char *kv[] = {
         "isolation.level",      "read_committed", "enable.auto.commit", "false", "group.id", group,
         "enable.partition.eof", "false",          "fetch.wait.max.ms",  "10",    NULL};
@@ -94,7 +95,7 @@ int main(int argc, char **argv)
     printf("raw_consume %lld %.3f\n", records, dt);
     rd_kafka_topic_partition_list_destroy(l);
     rd_kafka_topic_partition_list_destroy(end);
-    rd_kafka_consumer_close(rk);
+    es_kafka_close(rk); /* gives back the queue es_kafka_new took, then closes */
     es_kafka_destroy(rk);
     return 0;
 }

@@ -135,8 +135,8 @@ static void hop_txn(const char *topic, long n, double *ms)
         if (getenv("BENCH_HOP_TRACE"))
             fprintf(stderr, "txn commit %.2f ms, consume %.2f ms\n", t1 - t0, now_ms() - t1);
     }
-    rd_kafka_consumer_close(c);
-    rd_kafka_destroy(c);
+    es_kafka_close(c); /* the queue es_kafka_new took goes back first */
+    es_kafka_destroy(c);
     es_kafka_destroy(p);
 }
 
@@ -156,8 +156,8 @@ static void hop_consume(const char *topic, long n, double *ms)
         rd_kafka_poll(p, 0);
     }
     rd_kafka_flush(p, 10000);
-    rd_kafka_consumer_close(c);
-    rd_kafka_destroy(c);
+    es_kafka_close(c); /* the queue es_kafka_new took goes back first */
+    es_kafka_destroy(c);
     es_kafka_destroy(p);
 }
 
