@@ -158,12 +158,13 @@ es_txn_rc_t es_txn_step(es_txn_t *t, const es_txn_step_t *s, es_err_t *err);
  */
 es_txn_rc_t es_txn_step_send_offsets(es_txn_t *t, const es_txn_step_t *s, es_err_t *err);
 
-/* The settings of a transactional loop's consumer (client.id client): consumer group group, a
- * static member instance when not NULL (a restarted instance takes its partitions back at once
- * instead of waiting for the session of its dead predecessor to time out), session.timeout.ms
- * 15000, no auto commit (es_txn_send_offsets commits), read_committed, the earliest offset where
- * none is committed, partition EOF events with eof; then the "key", "value" pairs of extra (at most
- * 4 pairs, may be NULL). arg and rebalance (may be NULL) for the callbacks. NULL with err. */
+/* The settings of a transactional loop's consumer (client.id client),
+ * es_kafka_read_committed_conf's and these: consumer group group, a static member instance when not
+ * NULL (a restarted instance takes its partitions back at once instead of waiting for the session
+ * of its dead predecessor to time out), session.timeout.ms 15000, no auto commit
+ * (es_txn_send_offsets commits), read_committed, the earliest offset where none is committed,
+ * partition EOF events with eof; then the "key", "value" pairs of extra (at most 4 pairs, may be
+ * NULL). arg and rebalance (may be NULL) for the callbacks. NULL with err. */
 es_kafka_conf_t *es_txn_consumer_conf(const char *client, const char *group, const char *instance,
                                       bool eof, const char *const *extra, void *arg,
                                       es_kafka_rebalance_fn rebalance, es_err_t *err);
