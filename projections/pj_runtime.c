@@ -1272,6 +1272,10 @@ void pj_runtime_free(pj_runtime_t *rt)
         free(rt->fl);
     }
     pj_batch_free(rt->merge);
+    /* A rebuild's runtime ends before the process: its lag would stay on /metrics at its last
+     * reading, a lag nobody works off (autoscaling on it would never scale in). */
+    for (int i = 0; i < rt->nparts; i++)
+        es_metric_retire(rt->parts[i].lag);
     free(rt->parts);
     free(rt->group);
     free(rt->suffix);

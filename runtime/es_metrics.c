@@ -36,6 +36,7 @@ struct es_metric {
     _Atomic uint64_t value; /* counter, gauge: the double's bits; histogram: the sum's bits */
     _Atomic uint64_t count; /* histogram */
     _Atomic uint64_t buckets[N_BUCKETS]; /* histogram, not cumulative */
+    bool retired;                        /* not rendered; under registry_lock */
 };
 
 typedef struct family {
@@ -103,8 +104,10 @@ static es_metric_t *metric_get(const char *name, const char *help, const char *l
         families_tail = &f->next;
     }
     for (m = f->first; m; m = m->next)
-        if (strcmp(m->labels, labels) == 0)
+        if (strcmp(m->labels, labels) == 0) {
+            m->retired = false;
             goto out;
+        }
     m = xcalloc(1, sizeof *m);
     m->labels = xstrdup(labels);
     *f->tail = m;
@@ -112,6 +115,15 @@ static es_metric_t *metric_get(const char *name, const char *help, const char *l
 out:
     pthread_mutex_unlock(&registry_lock);
     return m;
+}
+
+void es_metric_retire(es_metric_t *m)
+{
+    if (!m)
+        return;
+    pthread_mutex_lock(&registry_lock);
+    m->retired = true;
+    pthread_mutex_unlock(&registry_lock);
 }
 
 es_metric_t *es_counter(const char *name, const char *help, const char *labels)
@@ -222,6 +234,8 @@ char *es_metrics_render(void)
         out_help(&o, f->help);
         es_strbuf_addf(&o, "\n# TYPE %s %s\n", f->name, type_names[f->type]);
         for (const es_metric_t *m = f->first; m; m = m->next) {
+            if (m->retired)
+                continue;
             if (f->type == METRIC_HISTOGRAM) {
                 render_histogram(&o, f, m);
                 continue;

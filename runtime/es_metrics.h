@@ -17,6 +17,10 @@ es_metric_t *es_gauge(const char *name, const char *help, const char *labels);
 /* Buckets in seconds: 0.0005 ... 10 (fixed set). */
 es_metric_t *es_histogram(const char *name, const char *help, const char *labels);
 
+/* Takes m out of the rendered registry (a gauge of something gone: a finished rebuild's
+ * partition); m stays valid, and looking it up again by name and labels brings it back. */
+void es_metric_retire(es_metric_t *m);
+
 void es_metric_add(es_metric_t *m, double v);           /* counter, gauge */
 void es_metric_set(es_metric_t *m, double v);           /* gauge */
 void es_metric_observe(es_metric_t *m, double seconds); /* histogram */

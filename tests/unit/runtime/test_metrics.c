@@ -33,6 +33,24 @@ Test(metrics, renders_counter_and_gauge_exactly)
     free(text);
 }
 
+Test(metrics, a_retired_metric_leaves_the_text_until_looked_up_again)
+{
+    es_metric_t *a = es_gauge("shop_lag", "Lag", "part=\"0\"");
+    es_metric_t *b = es_gauge("shop_lag", "Lag", "part=\"1\"");
+    es_metric_set(a, 1);
+    es_metric_set(b, 2);
+    es_metric_retire(a);
+    es_metric_set(a, 3); /* still a valid object: updates are harmless */
+    char *text = es_metrics_render();
+    cr_assert_str_eq(text, "# HELP shop_lag Lag\n# TYPE shop_lag gauge\nshop_lag{part=\"1\"} 2\n");
+    free(text);
+    cr_assert_eq(es_gauge("shop_lag", "Lag", "part=\"0\""), a);
+    text = es_metrics_render();
+    cr_assert_str_eq(text, "# HELP shop_lag Lag\n# TYPE shop_lag gauge\nshop_lag{part=\"0\"} 3\n"
+                           "shop_lag{part=\"1\"} 2\n");
+    free(text);
+}
+
 Test(metrics, renders_histogram_exactly)
 {
     es_metric_t *h = es_histogram("shop_latency_seconds", "Latency", "route=\"/x\"");
