@@ -47,6 +47,7 @@ struct api_app {
     struct api_tickets *tickets;       /* stream tickets (api_stream.h) */
     struct api_web *web;               /* the pages' files (api_web.h) */
     size_t db_pool;                    /* non-blocking connections per context per loop thread */
+    struct api_activity *activity;     /* GET /v1/admin/activity's reader (api_admin_live.c) */
 };
 
 /* Per loop thread: a DB connection per served context (same index as app->contexts), each
@@ -281,6 +282,12 @@ void api_admin_dead_letter_action(es_http_req_t *r, const struct api_principal *
  * orders with their deadlines (GET /v1/admin/sagas) */
 void api_admin_activity(es_http_req_t *r, const struct api_principal *who);
 void api_admin_sagas(es_http_req_t *r, const struct api_principal *who);
+/* The thread that asks the broker for GET /v1/admin/activity off the loop threads (app
+ * borrowed, its producer and results must outlive it); NULL with err. Free it while the HTTP
+ * server still exists and before the producer: it joins the thread and answers 503 to any
+ * request still waiting. NULL is a no-op. */
+struct api_activity *api_activity_new(struct api_app *app, es_err_t *err);
+void api_activity_free(struct api_activity *a);
 
 /* users (api_users.c) */
 void api_users_register(es_http_req_t *r, const struct api_principal *who);

@@ -442,16 +442,10 @@ api_results_t *api_results_new(ev_codec_t *codec, const char *const *contexts, s
      * no offset is ever committed */
     es_uuid_random(id);
     snprintf(group, sizeof group, "eventshop-api-results-%s", id);
-    const char *kv[] = {"group.id",
-                        group,
-                        "isolation.level",
-                        "read_committed",
-                        "enable.auto.commit",
-                        "false",
-                        "enable.auto.offset.store",
-                        "false",
-                        NULL};
-    es_kafka_conf_t *conf = es_kafka_conf_new("eventshop-api-results", kv, err);
+    /* an offset out of range resumes at the end, as with librdkafka's default it always did */
+    const char *kv[] = {"enable.auto.offset.store", "false", "auto.offset.reset", "latest", NULL};
+    es_kafka_conf_t *conf =
+        es_kafka_read_committed_conf("eventshop-api-results", group, false, kv, err);
     if (!conf)
         return NULL;
     es_kafka_t *rk = es_kafka_new(ES_KAFKA_CONSUMER, conf, err);

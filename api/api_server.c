@@ -283,6 +283,8 @@ api_server_t *api_server_new(es_err_t *err)
         goto fail;
     if (!(app->positions = api_positions_new(app->contexts, app->n_contexts, err)))
         goto fail;
+    if (!(app->activity = api_activity_new(app, err)))
+        goto fail;
 
     /* the cache first: the hub feeds it from its first record */
     app->cache = api_cache_new((const char(*)[32])app->contexts, app->n_contexts, app->codec);
@@ -343,7 +345,8 @@ void api_server_free(api_server_t *s)
     /* The loop threads have stopped. The producer first: its last delivery reports may hand
      * commands to the results' waiters; then the results, whose waiters are answered while the
      * codec lives; their completions reach stopped threads, which drop them; then the server,
-     * whose threads every completion names. */
+     * whose threads every completion names. The activity reader before the producer it asks. */
+    api_activity_free(s->app.activity);
     api_producer_free(s->app.producer);
     api_results_free(s->app.results);
     es_http_server_free(s->http);

@@ -344,17 +344,12 @@ api_stream_hub_t *api_stream_hub_new(const char (*contexts)[32], size_t n,
         snprintf(hub->contexts[hub->n_contexts++], sizeof hub->contexts[0], "%s", contexts[i]);
     pthread_mutex_init(&hub->lock, NULL);
     hub->ring = xcalloc(API_STREAM_RING_ENTRIES, sizeof *hub->ring);
-    const char *kv[] = {"isolation.level",
-                        "read_committed",
-                        "enable.auto.commit",
-                        "false",
-                        "group.id",
-                        "eventshop-api-stream",
-                        "queued.max.messages.kbytes",
-                        QUEUE_KBYTES,
+    /* an offset out of range resumes at the end, as with librdkafka's default it always did */
+    const char *kv[] = {"auto.offset.reset", "latest", "queued.max.messages.kbytes", QUEUE_KBYTES,
                         NULL};
     es_err_t err = ES_ERR_INIT;
-    es_kafka_conf_t *conf = es_kafka_conf_new("eventshop-api-stream", kv, &err);
+    es_kafka_conf_t *conf = es_kafka_read_committed_conf("eventshop-api-stream",
+                                                         "eventshop-api-stream", false, kv, &err);
     hub->rk = conf ? es_kafka_new(ES_KAFKA_CONSUMER, conf, &err) : NULL;
     if (!hub->rk)
         es_error("stream hub: %s: GET /v1/stream answers 503", err.msg);

@@ -241,22 +241,10 @@ static enum turn live_turn(struct run *run)
 
 static es_kafka_t *reader_new(es_err_t *err)
 {
-    const char *kv[] = {"isolation.level",
-                        "read_committed",
-                        "enable.auto.commit",
-                        "false",
-                        "enable.partition.eof",
-                        "true",
-                        "group.id",
-                        "eventshop-api-stream-catchup",
-                        "fetch.wait.max.ms",
-                        "100",
-                        "auto.offset.reset",
-                        "earliest",
-                        "queued.max.messages.kbytes",
-                        API_STREAM_READER_KBYTES,
-                        NULL};
-    es_kafka_conf_t *conf = es_kafka_conf_new("eventshop-api-stream-catchup", kv, err);
+    const char *kv[] = {"fetch.wait.max.ms", "100", "queued.max.messages.kbytes",
+                        API_STREAM_READER_KBYTES, NULL};
+    es_kafka_conf_t *conf = es_kafka_read_committed_conf(
+        "eventshop-api-stream-catchup", "eventshop-api-stream-catchup", true, kv, err);
     return conf ? es_kafka_new(ES_KAFKA_CONSUMER, conf, err) : NULL;
 }
 

@@ -33,14 +33,15 @@ static es_kafka_t *views_consumer_new(const hd_context_t *ctx, es_err_t *err)
     es_uuid_random(id);
     snprintf(group, sizeof group, "eventshop-%s-handler-views-%s", ctx->name, id);
     snprintf(client, sizeof client, "eventshop-%s-handler-views", ctx->name);
-    const char *kv[] = {"group.id", group, "isolation.level", "read_committed",
-                        "enable.auto.commit", "false", "enable.auto.offset.store", "false",
-                        "enable.partition.eof", "true",
+    const char *kv[] = {"enable.auto.offset.store", "false",
+                        /* librdkafka's default, as always (views are assigned from the
+                         * beginning: only an offset out of range uses it) */
+                        "auto.offset.reset", "latest",
                         /* a batch waits for its views to reach the high watermark, which lies
                          * past the transaction marker no message reports: only the next EOF
                          * does, so the broker must not hold empty fetches for long */
                         "fetch.wait.max.ms", "5", NULL};
-    es_kafka_conf_t *conf = es_kafka_conf_new(client, kv, err);
+    es_kafka_conf_t *conf = es_kafka_read_committed_conf(client, group, true, kv, err);
     if (!conf)
         return NULL;
     return es_kafka_new(ES_KAFKA_CONSUMER, conf, err);

@@ -114,20 +114,10 @@ static bool pj_ops_done(pj_runtime_t *rt, const char *action_id)
  * projector asks (twice a second: a shorter one cost it 20 wake-ups a second doing nothing). */
 static es_kafka_t *pj_ops_consumer(pj_runtime_t *rt, const char *role, es_err_t *err)
 {
-    const char *kv[] = {"group.id",
-                        rt->group,
-                        "isolation.level",
-                        "read_committed",
-                        "enable.auto.commit",
-                        "false",
-                        "fetch.wait.max.ms",
-                        "500",
-                        "auto.offset.reset",
-                        "earliest",
-                        NULL};
+    const char *kv[] = {"fetch.wait.max.ms", "500", NULL};
     char client_id[128];
     snprintf(client_id, sizeof client_id, "eventshop-projector-%s-%s", rt->key, role);
-    es_kafka_conf_t *conf = es_kafka_conf_new(client_id, kv, err);
+    es_kafka_conf_t *conf = es_kafka_read_committed_conf(client_id, rt->group, false, kv, err);
     return conf ? es_kafka_new(ES_KAFKA_CONSUMER, conf, err) : NULL;
 }
 

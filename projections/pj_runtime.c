@@ -1033,9 +1033,7 @@ static void pj_metrics_new(pj_runtime_t *rt)
  * outcomes, a rebuild's (manual) neither. */
 static int pj_consumer_new(pj_runtime_t *rt, es_err_t *err)
 {
-    const char *kv[] = {"group.id", rt->group, "isolation.level", "read_committed",
-                        "enable.auto.commit", "false", "enable.auto.offset.store", "false",
-                        "auto.offset.reset", "earliest", "enable.partition.eof", "false",
+    const char *kv[] = {"enable.auto.offset.store", "false",
                         /* a killed projector's partitions move on after 10 s, not 45 */
                         "session.timeout.ms", "10000",
                         /* a rebuild's end-offset requests queue behind the fetch long-poll (live:
@@ -1043,7 +1041,7 @@ static int pj_consumer_new(pj_runtime_t *rt, es_err_t *err)
                         rt->manual ? "fetch.wait.max.ms" : NULL, "100", NULL};
     char client_id[128];
     snprintf(client_id, sizeof client_id, "eventshop-projector-%s", rt->key);
-    es_kafka_conf_t *conf = es_kafka_conf_new(client_id, kv, err);
+    es_kafka_conf_t *conf = es_kafka_read_committed_conf(client_id, rt->group, false, kv, err);
     if (!conf)
         return -1;
     if (!rt->manual) {

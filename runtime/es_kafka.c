@@ -423,26 +423,31 @@ int es_kafka_consumer_fatal(rd_kafka_t *rk, es_err_t *err)
     return es_set(err, ES_EFATAL, "consumer: %s", code ? msg : "fatal error");
 }
 
-/* a's "key", "value" pairs then b's (each NULL-terminated, may be NULL) as a new NULL-terminated
- * list: the caller frees the list, the strings stay borrowed. */
-static const char **kv_join(const char *const *a, const char *const *b)
+/* a's "key", "value" pairs, then b's, then c's (each NULL-terminated, may be NULL) as a new
+ * NULL-terminated list: the caller frees the list, the strings stay borrowed. */
+static const char **kv_join(const char *const *a, const char *const *b, const char *const *c)
 {
-    size_t na = 0, nb = 0;
-    while (a && a[na])
-        na += 2;
-    while (b && b[nb])
-        nb += 2;
-    const char **all = xmalloc((na + nb + 1) * sizeof *all);
-    for (size_t i = 0; i < na; i++)
-        all[i] = a[i];
-    for (size_t i = 0; i < nb; i++)
-        all[na + i] = b[i];
-    all[na + nb] = NULL;
+    const char *const *lists[] = {a, b, c};
+    size_t n = 0;
+    for (size_t l = 0; l < 3; l++)
+        for (size_t i = 0; lists[l] && lists[l][i]; i += 2)
+            n += 2;
+    const char **all = xmalloc((n + 1) * sizeof *all);
+    n = 0;
+    for (size_t l = 0; l < 3; l++)
+        for (size_t i = 0; lists[l] && lists[l][i]; i += 2) {
+            all[n++] = lists[l][i];
+            all[n++] = lists[l][i + 1];
+        }
+    all[n] = NULL;
     return all;
 }
 
-es_kafka_conf_t *es_kafka_read_committed_conf(const char *client_id, const char *group, bool eof,
-                                              const char *const *kv, es_err_t *err)
+/* es_kafka_read_committed_conf with two lists of extra pairs, extra then kv (kv's win), joined
+ * once. */
+static es_kafka_conf_t *read_committed_conf(const char *client_id, const char *group, bool eof,
+                                            const char *const *extra, const char *const *kv,
+                                            es_err_t *err)
 {
     const char *const head[] = {"isolation.level",
                                 "read_committed",
@@ -455,19 +460,23 @@ es_kafka_conf_t *es_kafka_read_committed_conf(const char *client_id, const char 
                                 "enable.partition.eof",
                                 eof ? "true" : "false",
                                 NULL};
-    const char **all = kv_join(head, kv);
+    const char **all = kv_join(head, extra, kv);
     es_kafka_conf_t *conf = es_kafka_conf_new(client_id, all, err);
     free(all);
     return conf;
+}
+
+es_kafka_conf_t *es_kafka_read_committed_conf(const char *client_id, const char *group, bool eof,
+                                              const char *const *kv, es_err_t *err)
+{
+    return read_committed_conf(client_id, group, eof, NULL, kv, err);
 }
 
 es_kafka_t *es_kafka_reader_new_with(const char *client_id, const char *const *kv, es_err_t *err)
 {
     /* short fetch waits: the end of a partition is seen at once */
     static const char *const reader[] = {"fetch.wait.max.ms", "10", NULL};
-    const char **all = kv_join(reader, kv);
-    es_kafka_conf_t *conf = es_kafka_read_committed_conf(client_id, client_id, true, all, err);
-    free(all);
+    es_kafka_conf_t *conf = read_committed_conf(client_id, client_id, true, reader, kv, err);
     return conf ? es_kafka_new(ES_KAFKA_CONSUMER, conf, err) : NULL;
 }
 

@@ -171,11 +171,12 @@ static int discard(es_kv_t *kv, const char *why, es_err_t *err)
     return 0;
 }
 
-/* Whether an open failed on the file's content (not on the folder, the memory or the rights). */
+/* Whether an open failed on the file's content (not on the folder, the memory or the rights): rc
+ * is LMDB's code from kv_env_open, or -1 (discard's failure), which is never one of these. */
 static bool unreadable(int rc)
 {
-    return rc == MDB_CORRUPTED || rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH ||
-           rc == MDB_PAGE_NOTFOUND || rc == MDB_BAD_TXN;
+    return rc != -1 && (rc == MDB_CORRUPTED || rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH ||
+                        rc == MDB_PAGE_NOTFOUND || rc == MDB_BAD_TXN);
 }
 
 es_kv_t *es_kv_open(const char *dir, size_t map_bytes, es_err_t *err)
@@ -188,16 +189,17 @@ es_kv_t *es_kv_open(const char *dir, size_t map_bytes, es_err_t *err)
     char now[64];
     boot_id(now, sizeof now);
     const char *why = marker_check(kv, now);
+    /* rc: 0, -1 from discard or LMDB's code from kv_env_open; err is set whenever it is not 0 */
     int rc = why ? discard(kv, why, err) : 0;
-    int mdb_rc = rc == 0 ? kv_env_open(kv, err) : 0;
-    if (mdb_rc != 0 && unreadable(mdb_rc)) {
+    if (rc == 0)
+        rc = kv_env_open(kv, err);
+    if (unreadable(rc)) {
         es_warn("%s; discarded, opened empty", err->msg);
         es_clear(err);
         rc = discard(kv, "its file could not be read", err);
-        mdb_rc = rc == 0 ? kv_env_open(kv, err) : 0;
+        if (rc == 0)
+            rc = kv_env_open(kv, err);
     }
-    if (rc == 0 && mdb_rc != 0)
-        rc = -1;
     if (rc == 0)
         rc = marker_write(kv, now, err);
     if (rc != 0) {

@@ -8,6 +8,9 @@ $ES_STATE/artifacts/web/<test name>.png. Every wait is for a positive marker in 
 import http.client
 import os
 import re
+import signal
+import threading
+import time
 import urllib.parse
 
 import pytest
@@ -336,6 +339,45 @@ def test_admin_activity_counts_commands_and_handler_positions(api_url):
 
     c = wait_for(moved, timeout=30, what="the catalog's commands, outcomes and handler position moved")
     assert c["handler_lag"] == max(0, c["commands"] - c["handler_position"])
+
+
+def test_admin_activity_holds_no_loop_thread_while_the_broker_is_slow(api_url, stack):
+    """The activity's broker requests wait up to a second each: with the broker paused, requests
+    on other connections are answered at once while an activity request is still waiting (on a
+    loop thread they waited with it), and the activity answers nulls, then numbers again."""
+    h = admin_headers()
+    kafka = stack.pid("kafka")
+    assert kafka, "no kafka pid in the stack's run folder"
+    out = {}
+
+    def activity():
+        out["response"] = requests.get(f"{api_url}/v1/admin/activity", headers=h, timeout=60)
+        out["done"] = time.monotonic()
+
+    os.kill(kafka, signal.SIGSTOP)
+    try:
+        t = threading.Thread(target=activity)
+        t.start()
+        slowest = 0.0
+        for _ in range(8):  # new connections: the kernel spreads them over the loop threads
+            t0 = time.monotonic()
+            assert requests.get(f"{api_url}/healthz", timeout=30).status_code == 200
+            slowest = max(slowest, time.monotonic() - t0)
+        answered = time.monotonic()
+        t.join(timeout=60)
+    finally:
+        os.kill(kafka, signal.SIGCONT)
+    assert slowest < 0.5, f"a request waited {slowest:.2f} s behind the activity's broker requests"
+    assert out["done"] > answered, "the activity came back before the other requests: no overlap"
+    r = out["response"]
+    assert r.status_code == 200, r.text
+    assert all(c["commands"] is None for c in r.json()["contexts"])
+
+    def numbers():
+        cs = requests.get(f"{api_url}/v1/admin/activity", headers=h, timeout=30).json()["contexts"]
+        return all(c["commands"] is not None for c in cs)
+
+    wait_for(numbers, timeout=60, what="the activity's numbers once the broker answers again")
 
 
 def card_value(page, ctx, attr):

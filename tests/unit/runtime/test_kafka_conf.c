@@ -1,5 +1,6 @@
 #include "es_kafka.h"
 #include <criterion/criterion.h>
+#include <librdkafka/rdkafka.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -214,4 +215,37 @@ Test(kafka_conf, read_committed_conf_refuses_a_bad_key)
     cr_assert_null(es_kafka_read_committed_conf("test", "g", true, kv, &err));
     cr_assert_eq(err.code, ES_EINVAL);
     cr_assert(strstr(err.msg, "no.such.setting"), "%s", err.msg);
+}
+
+/* rk's effective setting of key ("" when unset). */
+static const char *rk_get(es_kafka_t *rk, const char *key)
+{
+    static char buf[512];
+    size_t n = sizeof buf;
+    if (rd_kafka_conf_get(rd_kafka_conf(rk), key, buf, &n) != RD_KAFKA_CONF_OK)
+        return "";
+    return buf;
+}
+
+/* es_kafka_reader_new_with: the read_committed settings, the reader's short fetch wait, then the
+ * caller's pairs, which win (the three lists are joined once). Nothing is read. */
+Test(kafka_conf, reader_settings_then_the_callers)
+{
+    es_err_t err = ES_ERR_INIT;
+    es_kafka_t *rk = es_kafka_reader_new("test-reader", &err);
+    cr_assert_not_null(rk, "%s", err.msg);
+    cr_assert_str_eq(rk_get(rk, "fetch.wait.max.ms"), "10");
+    cr_assert_str_eq(rk_get(rk, "group.id"), "test-reader");
+    cr_assert_str_eq(rk_get(rk, "enable.partition.eof"), "true");
+    cr_assert_str_eq(rk_get(rk, "isolation.level"), "read_committed");
+    es_kafka_destroy(rk);
+
+    const char *const kv[] = {"fetch.wait.max.ms", "250", "queued.max.messages.kbytes", "4096",
+                              NULL};
+    rk = es_kafka_reader_new_with("test-reader", kv, &err);
+    cr_assert_not_null(rk, "%s", err.msg);
+    cr_assert_str_eq(rk_get(rk, "fetch.wait.max.ms"), "250", "the caller's pairs come last");
+    cr_assert_str_eq(rk_get(rk, "queued.max.messages.kbytes"), "4096");
+    cr_assert_str_eq(rk_get(rk, "enable.auto.commit"), "false");
+    es_kafka_destroy(rk);
 }
