@@ -367,7 +367,7 @@ def test_admin_activity_holds_no_loop_thread_while_the_broker_is_slow(api_url, s
         t.join(timeout=60)
     finally:
         os.kill(kafka, signal.SIGCONT)
-    assert slowest < 0.5, f"a request waited {slowest:.2f} s behind the activity's broker requests"
+    assert slowest < 0.9, f"a request waited {slowest:.2f} s behind the activity's broker requests"
     assert out["done"] > answered, "the activity came back before the other requests: no overlap"
     r = out["response"]
     assert r.status_code == 200, r.text
