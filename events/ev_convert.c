@@ -75,11 +75,26 @@ static const char *ev_json_kind(const json_t *j)
     return "?";
 }
 
-static char *ev_record_name(avro_schema_t s)
+/* The defaults of record schema s: looked up on every record encoded or decoded, so its full
+ * name is built on the stack (no heap, no printf) unless it is unusually long. */
+static const json_t *ev_record_defaults(const json_t *defs, avro_schema_t s)
 {
     const char *ns = avro_schema_namespace(s);
     const char *name = avro_schema_name(s);
-    return ns && *ns ? xasprintf("%s.%s", ns, name) : xstrdup(name);
+    size_t nl = ns ? strlen(ns) : 0, ml = strlen(name);
+    if (!nl)
+        return json_object_get(defs, name);
+    char buf[256];
+    if (nl + 1 + ml < sizeof(buf)) {
+        memcpy(buf, ns, nl);
+        buf[nl] = '.';
+        memcpy(buf + nl + 1, name, ml + 1);
+        return json_object_get(defs, buf);
+    }
+    char *full = xasprintf("%s.%s", ns, name);
+    const json_t *d = json_object_get(defs, full);
+    free(full);
+    return d;
 }
 
 static avro_schema_t ev_unlink(avro_schema_t s)
@@ -187,9 +202,7 @@ static int ev_to_avro(const json_t *defs, const json_t *j, avro_value_t *v, ev_p
 static int ev_record_to_avro(const json_t *defs, const json_t *j, avro_value_t *v, ev_path_t *p,
                              es_err_t *err)
 {
-    int rc = -1;
     avro_schema_t s = avro_value_get_schema(v);
-    char *full = ev_record_name(s);
     const char *key;
     json_t *fv;
     json_object_foreach((json_t *)j, key, fv)
@@ -198,10 +211,10 @@ static int ev_record_to_avro(const json_t *defs, const json_t *j, avro_value_t *
             size_t saved = ev_path_push(p, NULL, key, 0);
             es_set(err, ES_EINVAL, "%s: unknown field", ev_path_str(p));
             ev_path_pop(p, saved);
-            goto out;
+            return -1;
         }
     }
-    const json_t *rdefs = json_object_get(defs, full);
+    const json_t *rdefs = ev_record_defaults(defs, s);
     size_t n = avro_schema_record_size(s);
     for (size_t i = 0; i < n; i++) {
         const char *fname = avro_schema_record_field_name(s, (int)i);
@@ -213,22 +226,19 @@ static int ev_record_to_avro(const json_t *defs, const json_t *j, avro_value_t *
         if (!val) {
             es_set(err, ES_EINVAL, "%s: missing required field", ev_path_str(p));
             ev_path_pop(p, saved);
-            goto out;
+            return -1;
         }
         if (avro_value_get_by_index(v, i, &child, NULL) != 0) {
             ev_avro_fail(p, "cannot get field", err);
             ev_path_pop(p, saved);
-            goto out;
+            return -1;
         }
         int r = ev_to_avro(defs, val, &child, p, err);
         ev_path_pop(p, saved);
         if (r < 0)
-            goto out;
+            return -1;
     }
-    rc = 0;
-out:
-    free(full);
-    return rc;
+    return 0;
 }
 
 static int ev_union_to_avro(const json_t *defs, const json_t *j, avro_value_t *v, ev_path_t *p,
@@ -422,15 +432,13 @@ static json_t *ev_record_from_avro(const json_t *defs, avro_value_t *v, ev_path_
         json_object_set_new(obj, name, c);
     }
     /* fields the reader (local) schema has and the writer lacked: their defaults */
-    char *full = ev_record_name(avro_value_get_schema(v));
     const char *key;
     json_t *d;
-    json_object_foreach(json_object_get(defs, full), key, d)
+    json_object_foreach((json_t *)ev_record_defaults(defs, avro_value_get_schema(v)), key, d)
     {
         if (!json_object_get(obj, key))
             json_object_set_new(obj, key, json_deep_copy(d));
     }
-    free(full);
     return obj;
 fail:
     json_decref(obj);
