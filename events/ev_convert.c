@@ -429,7 +429,8 @@ static json_t *ev_record_from_avro(const json_t *defs, avro_value_t *v, ev_path_
         ev_path_pop(p, saved);
         if (!c)
             goto fail;
-        json_object_set_new(obj, name, c);
+        /* an avro field name is [A-Za-z_][A-Za-z0-9_]*: no utf-8 check needed */
+        json_object_set_new_nocheck(obj, name, c);
     }
     /* fields the reader (local) schema has and the writer lacked: their defaults */
     const char *key;
