@@ -199,46 +199,60 @@ static bool ev_branch_fits(avro_schema_t b, const json_t *j)
 static int ev_to_avro(const json_t *defs, const json_t *j, avro_value_t *v, ev_path_t *p,
                       es_err_t *err);
 
-static int ev_record_to_avro(const json_t *defs, const json_t *j, avro_value_t *v, ev_path_t *p,
-                             es_err_t *err)
+/* The first member of j (a record's JSON) that s has no field for, or NULL. */
+static const char *ev_unknown_field(const json_t *j, avro_schema_t s)
 {
-    avro_schema_t s = avro_value_get_schema(v);
     const char *key;
     json_t *fv;
     json_object_foreach((json_t *)j, key, fv)
     {
-        if (avro_schema_record_field_get_index(s, key) < 0) {
-            size_t saved = ev_path_push(p, NULL, key, 0);
-            es_set(err, ES_EINVAL, "%s: unknown field", ev_path_str(p));
-            ev_path_pop(p, saved);
-            return -1;
-        }
+        if (avro_schema_record_field_get_index(s, key) < 0)
+            return key;
     }
+    return NULL;
+}
+
+static int ev_record_to_avro(const json_t *defs, const json_t *j, avro_value_t *v, ev_path_t *p,
+                             es_err_t *err)
+{
+    /* An unknown member is the error reported first. Rather than look every member up in the
+     * schema (a hash lookup per field of every record), count the members the fields found:
+     * only when the count falls short, or a field fails, is there a member to look for. */
+    avro_schema_t s = avro_value_get_schema(v);
+    es_err_t ferr = ES_ERR_INIT;
     const json_t *rdefs = ev_record_defaults(defs, s);
-    size_t n = avro_schema_record_size(s);
-    for (size_t i = 0; i < n; i++) {
+    size_t n = avro_schema_record_size(s), found = 0;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
         const char *fname = avro_schema_record_field_name(s, (int)i);
         avro_value_t child;
         size_t saved = ev_path_push(p, NULL, fname, 0);
         const json_t *val = json_object_get(j, fname);
-        if (!val)
+        if (val)
+            found++;
+        else
             val = json_object_get(rdefs, fname);
-        if (!val) {
-            es_set(err, ES_EINVAL, "%s: missing required field", ev_path_str(p));
-            ev_path_pop(p, saved);
-            return -1;
-        }
-        if (avro_value_get_by_index(v, i, &child, NULL) != 0) {
-            ev_avro_fail(p, "cannot get field", err);
-            ev_path_pop(p, saved);
-            return -1;
-        }
-        int r = ev_to_avro(defs, val, &child, p, err);
+        if (!val)
+            rc = es_set(&ferr, ES_EINVAL, "%s: missing required field", ev_path_str(p));
+        else if (avro_value_get_by_index(v, i, &child, NULL) != 0)
+            rc = ev_avro_fail(p, "cannot get field", &ferr);
+        else if (ev_to_avro(defs, val, &child, p, &ferr) < 0)
+            rc = -1;
         ev_path_pop(p, saved);
-        if (r < 0)
-            return -1;
     }
-    return 0;
+    if (rc == 0 && found == json_object_size(j))
+        return 0;
+    const char *unknown = ev_unknown_field(j, s);
+    if (unknown) {
+        size_t saved = ev_path_push(p, NULL, unknown, 0);
+        es_set(err, ES_EINVAL, "%s: unknown field", ev_path_str(p));
+        ev_path_pop(p, saved);
+        return -1;
+    }
+    if (rc == 0)
+        return 0;
+    es_set(err, ferr.code, "%s", ferr.msg);
+    return -1;
 }
 
 static int ev_union_to_avro(const json_t *defs, const json_t *j, avro_value_t *v, ev_path_t *p,
