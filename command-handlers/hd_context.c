@@ -55,7 +55,11 @@ int hd_reject_keep_events(hd_decision_t *d, const char *reason, const char *fmt,
 
 void hd_emit(hd_decision_t *d, const char *type, json_t *payload)
 {
-    json_array_append_new(d->events, json_pack("{s:s, s:o}", "type", type, "payload", payload));
+    /* built key by key: json_pack parses its format on every event */
+    json_t *e = json_object();
+    json_object_set_new_nocheck(e, "type", json_string(type));
+    json_object_set_new_nocheck(e, "payload", payload);
+    json_array_append_new(d->events, e);
 }
 
 static const hd_view_t catalog_only[] = {{"catalog.events", catalog_view_fold}};

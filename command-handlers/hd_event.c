@@ -6,6 +6,14 @@
 json_t *hd_event_stamp(const json_t *cmd_meta, const char *aggregate_id, size_t index,
                        json_int_t version, const json_t *payload)
 {
+    json_t *ev = json_deep_copy(payload);
+    hd_event_stamp_in(cmd_meta, aggregate_id, index, version, ev);
+    return ev;
+}
+
+void hd_event_stamp_in(const json_t *cmd_meta, const char *aggregate_id, size_t index,
+                       json_int_t version, json_t *payload)
+{
     const char *command_id = json_string_value(json_object_get(cmd_meta, "command_id"));
     const char *correlation_id = json_string_value(json_object_get(cmd_meta, "correlation_id"));
     const char *actor = json_string_value(json_object_get(cmd_meta, "actor"));
@@ -13,7 +21,6 @@ json_t *hd_event_stamp(const json_t *cmd_meta, const char *aggregate_id, size_t 
     snprintf(idx, sizeof idx, "%zu", index);
     /* derived, not random: a batch redone after a crash writes the very same event ids */
     es_uuid_derive(command_id ? command_id : "", idx, event_id);
-    json_t *ev = json_deep_copy(payload);
     /* built key by key: json_pack's format parsing was a tenth of deciding a command */
     json_t *m = json_object();
     json_object_set_new_nocheck(m, "event_id", json_string(event_id));
@@ -25,6 +32,5 @@ json_t *hd_event_stamp(const json_t *cmd_meta, const char *aggregate_id, size_t 
     json_object_set_new_nocheck(
         m, "occurred_at", json_integer(json_integer_value(json_object_get(cmd_meta, "issued_at"))));
     json_object_set_new_nocheck(m, "actor", json_string(actor ? actor : ""));
-    json_object_set_new(ev, "metadata", m);
-    return ev;
+    json_object_set_new(payload, "metadata", m);
 }

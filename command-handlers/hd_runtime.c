@@ -760,10 +760,10 @@ static bool cmd_version_conflicts(const hd_cmd_t *c, hd_item_t *it)
     return true;
 }
 
-/* Stamps, evolves and encodes every event of events (borrowed) into it's events, stopping at the
- * first the codec refuses (-1 with err; then they are freed). *next: the state after them (owned;
- * NULL: none). */
-static int events_encode(hd_runtime_t *rt, const hd_cmd_t *c, const json_t *events, hd_item_t *it,
+/* Stamps (in place), evolves and encodes every event of events (borrowed) into it's events,
+ * stopping at the first the codec refuses (-1 with err; then they are freed). *next: the state
+ * after them (owned; NULL: none). */
+static int events_encode(hd_runtime_t *rt, const hd_cmd_t *c, json_t *events, hd_item_t *it,
                          json_t **next, es_err_t *err)
 {
     size_t n = json_array_size(events);
@@ -777,7 +777,10 @@ static int events_encode(hd_runtime_t *rt, const hd_cmd_t *c, const json_t *even
     {
         const char *etype = json_string_value(json_object_get(e, "type"));
         json_int_t version = c->version + (json_int_t)i + 1;
-        json_t *ev = hd_event_stamp(c->meta, c->agg, i, version, json_object_get(e, "payload"));
+        /* the decision's own payload, stamped in place (the decision is dropped after this) */
+        json_t *ev = json_incref(json_object_get(e, "payload"));
+        if (ev)
+            hd_event_stamp_in(c->meta, c->agg, i, version, ev);
         int erc = ev_encode(rt->codec, rt->t_events, etype ? etype : "", ev, &it->events[i],
                             &it->event_lens[i], err);
         if (erc == 0) {

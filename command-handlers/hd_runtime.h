@@ -62,5 +62,10 @@ void hd_runtime_free(hd_runtime_t *rt);
  * command_id, correlation_id, occurred_at = issued_at, actor. New reference. */
 json_t *hd_event_stamp(const json_t *cmd_meta, const char *aggregate_id, size_t index,
                        json_int_t version, const json_t *payload);
+/* hd_event_stamp without the copy: sets "metadata" of payload (borrowed, modified; a non-object
+ * is left as it is, for the codec to refuse). For the runtime, whose decision owns its events'
+ * payloads and drops them after encoding: copying every payload was a tenth of deciding. */
+void hd_event_stamp_in(const json_t *cmd_meta, const char *aggregate_id, size_t index,
+                       json_int_t version, json_t *payload);
 
 #endif

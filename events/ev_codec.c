@@ -13,6 +13,18 @@
 #include <sys/stat.h>
 
 #define EV_RESULT_NAME "eventshop.CommandResult"
+/* Avro values kept per schema for reuse (one per thread encoding or decoding it at once): making
+ * a generic value and its string buffers anew for every record was most of a handler's malloc
+ * work. A value that held a record larger than EV_POOL_KEEP_BYTES is not kept, so that one big
+ * (or hostile) message does not pin its buffers. */
+#define EV_POOL_MAX        4
+#define EV_POOL_KEEP_BYTES (64u << 10)
+
+/* Reset avro values of one schema, ready to be filled; guarded by the codec's lock. */
+typedef struct ev_pool {
+    avro_value_t values[EV_POOL_MAX];
+    size_t n;
+} ev_pool_t;
 
 static const char *const ev_kinds[] = {"commands", "events", "changelog"};
 
@@ -23,6 +35,7 @@ typedef struct ev_schema {
     avro_schema_t schema;
     avro_value_iface_t *iface;
     json_t *topics; /* array of topic names */
+    ev_pool_t pool; /* values to encode into */
 } ev_schema_t;
 
 /* A writer schema known by id; entries live until the codec is freed (full_name is lent out). */
@@ -31,7 +44,8 @@ typedef struct ev_writer {
     char *full_name;
     avro_schema_t schema;
     avro_value_iface_t *iface;
-    bool current; /* the local schema of full_name, the same JSON once expanded */
+    bool current;   /* the local schema of full_name, the same JSON once expanded */
+    ev_pool_t pool; /* values to decode into */
 } ev_writer_t;
 
 struct ev_codec {
@@ -73,6 +87,41 @@ static void ev_install_allocator(void)
 void ev_codec_global_init(void)
 {
     pthread_once(&ev_once, ev_install_allocator);
+}
+
+/* ---- value pools ------------------------------------------------------------------------- */
+
+/* A value of iface into *v: a reset one from pool, or a new one. 0, or -1 (avro-c's error). */
+static int ev_value_take(ev_codec_t *c, ev_pool_t *pool, avro_value_iface_t *iface, avro_value_t *v)
+{
+    pthread_mutex_lock(&c->lock);
+    bool got = pool->n > 0;
+    if (got)
+        *v = pool->values[--pool->n];
+    pthread_mutex_unlock(&c->lock);
+    return got ? 0 : avro_generic_value_new(iface, v);
+}
+
+/* Gives v back: reset into pool when keep and there is room, else freed. */
+static void ev_value_give(ev_codec_t *c, ev_pool_t *pool, avro_value_t *v, bool keep)
+{
+    if (keep && avro_value_reset(v) == 0) {
+        pthread_mutex_lock(&c->lock);
+        bool kept = pool->n < EV_POOL_MAX;
+        if (kept)
+            pool->values[pool->n++] = *v;
+        pthread_mutex_unlock(&c->lock);
+        if (kept)
+            return;
+    }
+    avro_value_decref(v);
+}
+
+static void ev_pool_release(ev_pool_t *pool)
+{
+    for (size_t i = 0; i < pool->n; i++)
+        avro_value_decref(&pool->values[i]);
+    pool->n = 0;
 }
 
 /* ---- loading ----------------------------------------------------------------------------- */
@@ -148,6 +197,7 @@ static int ev_load_one(ev_codec_t *c, const char *path, const char *label, const
     e->schema = s;
     e->iface = avro_generic_class_from_schema(s);
     e->topics = json_array();
+    e->pool.n = 0;
     if (topic)
         json_array_append_new(e->topics, json_string(topic));
     if (full_out)
@@ -300,6 +350,7 @@ void ev_codec_free(ev_codec_t *c)
         return;
     for (size_t i = 0; i < c->n_schemas; i++) {
         ev_schema_t *e = &c->schemas[i];
+        ev_pool_release(&e->pool);
         avro_value_iface_decref(e->iface);
         avro_schema_decref(e->schema);
         json_decref(e->topics);
@@ -308,6 +359,7 @@ void ev_codec_free(ev_codec_t *c)
     }
     free(c->schemas);
     for (size_t i = 0; i < c->n_writers; i++) {
+        ev_pool_release(&c->writers[i]->pool);
         avro_value_iface_decref(c->writers[i]->iface);
         avro_schema_decref(c->writers[i]->schema);
         free(c->writers[i]->full_name);
@@ -386,7 +438,16 @@ static int ev_subject_id(ev_codec_t *c, const char *topic, ev_schema_t *e, int32
                          es_err_t *err)
 {
     int rc = 0;
-    char *subject = xasprintf("%s-%s", topic, e->full_name);
+    /* on every record encoded: the subject on the stack, unless it is unusually long */
+    char stack[256], *subject = stack;
+    size_t tl = strlen(topic), fl = strlen(e->full_name);
+    if (tl + 1 + fl < sizeof(stack)) {
+        memcpy(stack, topic, tl);
+        stack[tl] = '-';
+        memcpy(stack + tl + 1, e->full_name, fl + 1);
+    } else {
+        subject = xasprintf("%s-%s", topic, e->full_name);
+    }
     pthread_mutex_lock(&c->lock);
     json_t *jid = json_object_get(c->ids, subject);
     if (jid)
@@ -399,7 +460,8 @@ static int ev_subject_id(ev_codec_t *c, const char *topic, ev_schema_t *e, int32
         else if ((rc = sr_client_register(c->sr, subject, e->text, id, err)) == 0)
             rc = ev_remember_id(c, subject, e, *id, err);
     }
-    free(subject);
+    if (subject != stack)
+        free(subject);
     return rc < 0 ? -1 : 0;
 }
 
@@ -542,7 +604,7 @@ int ev_encode(ev_codec_t *c, const char *topic, const char *full_name, const jso
         es_set(err, ES_EINVAL, "no value to encode as '%s'", full_name);
         goto out;
     }
-    if (avro_generic_value_new(e->iface, &v) != 0) {
+    if (ev_value_take(c, &e->pool, e->iface, &v) != 0) {
         es_set(err, ES_EINTERNAL, "avro value for '%s': %s", full_name, avro_strerror());
         goto out;
     }
@@ -574,8 +636,8 @@ int ev_encode(ev_codec_t *c, const char *topic, const char *full_name, const jso
 out:
     if (wr)
         avro_writer_free(wr);
-    if (have_v)
-        avro_value_decref(&v);
+    if (have_v) /* after a failure it may be half filled: reset all the same */
+        ev_value_give(c, &e->pool, &v, rc == 0 && *len <= EV_POOL_KEEP_BYTES);
     free(buf);
     return rc;
 }
@@ -632,10 +694,10 @@ static pthread_mutex_t ev_avro_error_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Reads the body (len bytes at p) written with w into a new *v (*have_v once made): 0, or -1
  * with err. Under ev_avro_error_lock. */
-static int ev_read_value(const ev_writer_t *w, int32_t id, const unsigned char *p, size_t len,
-                         avro_value_t *v, bool *have_v, es_err_t *err)
+static int ev_read_value(ev_codec_t *c, ev_writer_t *w, int32_t id, const unsigned char *p,
+                         size_t len, avro_value_t *v, bool *have_v, es_err_t *err)
 {
-    if (avro_generic_value_new(w->iface, v) != 0)
+    if (ev_value_take(c, &w->pool, w->iface, v) != 0)
         return es_set(err, ES_EINTERNAL, "avro value for id %d: %s", (int)id, avro_strerror());
     *have_v = true;
     /* A first pass that allocates nothing checks lengths against the buffer: avro-c leaks
@@ -666,6 +728,7 @@ int ev_decode(ev_codec_t *c, const void *buf, size_t len, const char **full_name
     int rc = -1;
     avro_value_t v;
     bool have_v = false;
+    ev_writer_t *w = NULL;
     const unsigned char *p = buf;
     if (!buf || len < 5) {
         es_set(err, ES_EINVAL, "message of %zu bytes is shorter than the wire header", len);
@@ -680,11 +743,11 @@ int ev_decode(ev_codec_t *c, const void *buf, size_t len, const char **full_name
         es_set(err, ES_EINVAL, "bad schema id in the wire header");
         goto out;
     }
-    ev_writer_t *w = ev_writer_get(c, id, err);
+    w = ev_writer_get(c, id, err);
     if (!w)
         goto out;
     pthread_mutex_lock(&ev_avro_error_lock);
-    int read = ev_read_value(w, id, p + 5, len - 5, &v, &have_v, err);
+    int read = ev_read_value(c, w, id, p + 5, len - 5, &v, &have_v, err);
     pthread_mutex_unlock(&ev_avro_error_lock);
     if (read)
         goto out;
@@ -697,6 +760,6 @@ int ev_decode(ev_codec_t *c, const void *buf, size_t len, const char **full_name
     rc = 0;
 out:
     if (have_v)
-        avro_value_decref(&v);
+        ev_value_give(c, &w->pool, &v, rc == 0 && len <= EV_POOL_KEEP_BYTES);
     return rc;
 }

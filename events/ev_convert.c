@@ -75,11 +75,26 @@ static const char *ev_json_kind(const json_t *j)
     return "?";
 }
 
-static char *ev_record_name(avro_schema_t s)
+/* The defaults of record schema s: looked up on every record encoded or decoded, so its full
+ * name is built on the stack (no heap, no printf) unless it is unusually long. */
+static const json_t *ev_record_defaults(const json_t *defs, avro_schema_t s)
 {
     const char *ns = avro_schema_namespace(s);
     const char *name = avro_schema_name(s);
-    return ns && *ns ? xasprintf("%s.%s", ns, name) : xstrdup(name);
+    size_t nl = ns ? strlen(ns) : 0, ml = strlen(name);
+    if (!nl)
+        return json_object_get(defs, name);
+    char buf[256];
+    if (nl + 1 + ml < sizeof(buf)) {
+        memcpy(buf, ns, nl);
+        buf[nl] = '.';
+        memcpy(buf + nl + 1, name, ml + 1);
+        return json_object_get(defs, buf);
+    }
+    char *full = xasprintf("%s.%s", ns, name);
+    const json_t *d = json_object_get(defs, full);
+    free(full);
+    return d;
 }
 
 static avro_schema_t ev_unlink(avro_schema_t s)
@@ -184,51 +199,60 @@ static bool ev_branch_fits(avro_schema_t b, const json_t *j)
 static int ev_to_avro(const json_t *defs, const json_t *j, avro_value_t *v, ev_path_t *p,
                       es_err_t *err);
 
-static int ev_record_to_avro(const json_t *defs, const json_t *j, avro_value_t *v, ev_path_t *p,
-                             es_err_t *err)
+/* The first member of j (a record's JSON) that s has no field for, or NULL. */
+static const char *ev_unknown_field(const json_t *j, avro_schema_t s)
 {
-    int rc = -1;
-    avro_schema_t s = avro_value_get_schema(v);
-    char *full = ev_record_name(s);
     const char *key;
     json_t *fv;
     json_object_foreach((json_t *)j, key, fv)
     {
-        if (avro_schema_record_field_get_index(s, key) < 0) {
-            size_t saved = ev_path_push(p, NULL, key, 0);
-            es_set(err, ES_EINVAL, "%s: unknown field", ev_path_str(p));
-            ev_path_pop(p, saved);
-            goto out;
-        }
+        if (avro_schema_record_field_get_index(s, key) < 0)
+            return key;
     }
-    const json_t *rdefs = json_object_get(defs, full);
-    size_t n = avro_schema_record_size(s);
-    for (size_t i = 0; i < n; i++) {
+    return NULL;
+}
+
+static int ev_record_to_avro(const json_t *defs, const json_t *j, avro_value_t *v, ev_path_t *p,
+                             es_err_t *err)
+{
+    /* An unknown member is the error reported first. Rather than look every member up in the
+     * schema (a hash lookup per field of every record), count the members the fields found:
+     * only when the count falls short, or a field fails, is there a member to look for. */
+    avro_schema_t s = avro_value_get_schema(v);
+    es_err_t ferr = ES_ERR_INIT;
+    const json_t *rdefs = ev_record_defaults(defs, s);
+    size_t n = avro_schema_record_size(s), found = 0;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
         const char *fname = avro_schema_record_field_name(s, (int)i);
         avro_value_t child;
         size_t saved = ev_path_push(p, NULL, fname, 0);
         const json_t *val = json_object_get(j, fname);
-        if (!val)
+        if (val)
+            found++;
+        else
             val = json_object_get(rdefs, fname);
-        if (!val) {
-            es_set(err, ES_EINVAL, "%s: missing required field", ev_path_str(p));
-            ev_path_pop(p, saved);
-            goto out;
-        }
-        if (avro_value_get_by_index(v, i, &child, NULL) != 0) {
-            ev_avro_fail(p, "cannot get field", err);
-            ev_path_pop(p, saved);
-            goto out;
-        }
-        int r = ev_to_avro(defs, val, &child, p, err);
+        if (!val)
+            rc = es_set(&ferr, ES_EINVAL, "%s: missing required field", ev_path_str(p));
+        else if (avro_value_get_by_index(v, i, &child, NULL) != 0)
+            rc = ev_avro_fail(p, "cannot get field", &ferr);
+        else if (ev_to_avro(defs, val, &child, p, &ferr) < 0)
+            rc = -1;
         ev_path_pop(p, saved);
-        if (r < 0)
-            goto out;
     }
-    rc = 0;
-out:
-    free(full);
-    return rc;
+    if (rc == 0 && found == json_object_size(j))
+        return 0;
+    const char *unknown = ev_unknown_field(j, s);
+    if (unknown) {
+        size_t saved = ev_path_push(p, NULL, unknown, 0);
+        es_set(err, ES_EINVAL, "%s: unknown field", ev_path_str(p));
+        ev_path_pop(p, saved);
+        return -1;
+    }
+    if (rc == 0)
+        return 0;
+    es_set(err, ferr.code, "%s", ferr.msg);
+    return -1;
 }
 
 static int ev_union_to_avro(const json_t *defs, const json_t *j, avro_value_t *v, ev_path_t *p,
@@ -419,18 +443,17 @@ static json_t *ev_record_from_avro(const json_t *defs, avro_value_t *v, ev_path_
         ev_path_pop(p, saved);
         if (!c)
             goto fail;
-        json_object_set_new(obj, name, c);
+        /* an avro field name is [A-Za-z_][A-Za-z0-9_]*: no utf-8 check needed */
+        json_object_set_new_nocheck(obj, name, c);
     }
     /* fields the reader (local) schema has and the writer lacked: their defaults */
-    char *full = ev_record_name(avro_value_get_schema(v));
     const char *key;
     json_t *d;
-    json_object_foreach(json_object_get(defs, full), key, d)
+    json_object_foreach((json_t *)ev_record_defaults(defs, avro_value_get_schema(v)), key, d)
     {
         if (!json_object_get(obj, key))
             json_object_set_new(obj, key, json_deep_copy(d));
     }
-    free(full);
     return obj;
 fail:
     json_decref(obj);

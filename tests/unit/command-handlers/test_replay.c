@@ -174,3 +174,26 @@ Test(contexts, reject_clears_or_keeps_the_events)
     cr_assert_eq(json_array_size(d.events), 0);
     hd_decision_release(&d);
 }
+
+Test(runtime, event_stamp_in_stamps_the_payload_itself)
+{
+    json_t *meta =
+        json_pack("{s:s, s:s, s:I, s:s}", "command_id", "6f1c1f4e-0000-4000-8000-000000000009",
+                  "correlation_id", "corr", "issued_at", (json_int_t)1700000000123, "actor", "u7");
+    json_t *payload = json_pack("{s:s}", "sku", "AB-1");
+    json_t *copy = hd_event_stamp(meta, "AB-1", 2, 7, payload);
+    hd_event_stamp_in(meta, "AB-1", 2, 7, payload);
+    /* the same event as the copying stamp, in the payload object itself */
+    cr_assert(json_equal(copy, payload));
+    cr_assert_eq(json_integer_value(
+                     json_object_get(json_object_get(payload, "metadata"), "aggregate_version")),
+                 7);
+    /* a payload that is not an object is left alone, for the codec to refuse */
+    json_t *s = json_string("not an object");
+    hd_event_stamp_in(meta, "AB-1", 0, 1, s);
+    cr_assert_str_eq(json_string_value(s), "not an object");
+    json_decref(s);
+    json_decref(copy);
+    json_decref(payload);
+    json_decref(meta);
+}

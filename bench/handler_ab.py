@@ -1,0 +1,58 @@
+"""A/B of two handler builds at batch 500 on a private stack (issue 12).
+
+Alternates the catalog handler between build trees (role-start with ES_ROLE_BUILD), each run on
+a fresh preload of N ListProduct commands, then the raw transactional producer with the same
+records; on a shared machine only pairs of one run compare. Usage: handler_ab.py BUILD_A BUILD_B
+(ROUNDS=2 by default). Besides the rates, prints the handler's CPU time per 1000 commands, whole
+process and its decide thread (the main thread): on a loaded machine the rate follows the load,
+the CPU cost much less."""
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(__file__))
+import handler_bench as hb  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+N = hb.N
+admin = AdminClient({"bootstrap.servers": hb.brokers})
+admin.create_topics([NewTopic("bench.raw", 4, 1)])["bench.raw"].exception(30)
+while "bench.raw" not in admin.list_topics(timeout=10).topics:
+    time.sleep(0.2)
+builds = sys.argv[1:]
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid, tid=None):
+    """utime + stime of the process pid (or of its thread tid), in seconds."""
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    f = open(path).read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / TICK
+
+
+def handler_pid():
+    return open(os.path.join(os.environ["ES_STATE"], "run", "handler-catalog.pid")).read().strip()
+
+for rnd in range(int(os.environ.get("ROUNDS", "2"))):
+    for b in builds:
+        hb.stack.stop("handler-catalog")
+        start = hb.results_end()
+        cmd_bytes = hb.preload("bench-" + uuid.uuid4().hex[:8])
+        os.environ["EVENTSHOP_HANDLER_BATCH"] = "500"
+        os.environ["ES_ROLE_BUILD"] = b
+        hb.stack.start("handler-catalog")
+        os.environ.pop("ES_ROLE_BUILD", None)
+        pid = handler_pid()
+        c0, d0 = cpu_s(pid), cpu_s(pid, pid)
+        t_first, t_last = hb.wait_results(start, N)
+        c1, d1 = cpu_s(pid), cpu_s(pid, pid)
+        rate = N / max((t_last - t_first) / 1000.0, 1e-3)
+        raw = subprocess.run([os.path.join(os.environ["ES_BUILD"], "bench", "eventshop-bench-raw"),
+                              "bench.raw", str(N), "500", str(cmd_bytes + 40), str(cmd_bytes - 60),
+                              "130"], check=True, capture_output=True, text=True).stdout.split()[1]
+        print(f"round {rnd} {os.path.basename(b):12} handler {rate:7.0f} raw {float(raw):7.0f} "
+              f"ratio {rate / float(raw):.2f} cpu/1k {(c1 - c0) * 1e6 / N:.0f} ms "
+              f"decide/1k {(d1 - d0) * 1e6 / N:.0f} ms rss {hb.rss_kb('handler-catalog') / 1024:.1f} MiB "
+              f"load {os.getloadavg()[0]:.1f}", flush=True)
