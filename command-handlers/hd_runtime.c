@@ -1520,9 +1520,39 @@ static int loop_turn(hd_runtime_t *rt)
     return rt->fatal ? -1 : rc;
 }
 
+typedef struct views_try {
+    hd_runtime_t *rt;
+    long long deadline_ms;
+} views_try_t;
+
+/* One catch-up of the views, for es_retry_until, in the time the recovery has left. */
+static int views_attempt(void *arg, es_err_t *err)
+{
+    views_try_t *t = arg;
+    long long left = t->deadline_ms - es_mono_ms();
+    if (hd_views_catch_up(t->rt->views, (int)(left > 1000 ? left : 1000), err) == 0)
+        return ES_RETRY_DONE;
+    return err->code == ES_EIO || err->code == ES_ETIMEOUT ? ES_RETRY_AGAIN : ES_RETRY_GIVE_UP;
+}
+
+/* The views read to their ends before the first command, again after a transient Kafka error
+ * (topics just made answer "not leader for partition" for a moment; a broker restarting does
+ * not answer at all) for as long as the recovery timeout allows, rather than exit at start. */
+static int views_catch_up_retrying(hd_runtime_t *rt, es_err_t *err)
+{
+    views_try_t t = {rt, es_mono_ms() + rt->cfg.recovery_timeout_ms};
+    const es_retry_t retry = {.what = "reading the views",
+                              .deadline_ms = t.deadline_ms,
+                              .min_ms = 200,
+                              .max_ms = 2000,
+                              .stop = &rt->stop,
+                              .heartbeat = hd_heartbeat};
+    return es_retry_until(&retry, views_attempt, &t, err);
+}
+
 int hd_runtime_run(hd_runtime_t *rt, es_err_t *err)
 {
-    if (hd_views_catch_up(rt->views, rt->cfg.recovery_timeout_ms, err) != 0)
+    if (views_catch_up_retrying(rt, err) != 0)
         return -1;
     if (hd_views_partition_count(rt->views) > 0)
         es_info("views of '%s' read: %zu partitions", rt->ctx->name,

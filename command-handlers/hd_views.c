@@ -1,5 +1,6 @@
 /* hd_views — see hd_views.h. */
 #include "hd_views.h"
+#include "es_fault.h"
 #include "es_kafka.h"
 #include "es_log.h"
 #include "es_mem.h"
@@ -143,6 +144,10 @@ static int views_targets(hd_views_t *v, int timeout_ms, es_err_t *err)
     for (size_t i = 0; i < v->nparts; i++)
         es_kafka_parts_add(ends, v->ctx->views[v->parts[i].view].topic, v->parts[i].partition)
             ->offset = ES_KAFKA_OFFSET_END;
+    if (es_fault_hit("hd.views_ends")) { /* as topics just made answer for a moment */
+        es_kafka_parts_free(ends);
+        return es_set(err, ES_EIO, "the views' ends: fault 'hd.views_ends' (not leader)");
+    }
     int rc = 0, e = es_kafka_offsets_for_times(v->consumer, ends, timeout_ms);
     for (size_t i = 0; i < v->nparts && !e; i++) {
         const es_kafka_part_t *end = &ends->elems[i];

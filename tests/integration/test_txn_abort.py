@@ -236,6 +236,28 @@ def test_handler_retries_an_assignment_that_fails_on_a_transient_error(armed, br
     assert role_pid("handler-catalog") == pid, "the handler exited instead of retrying"
 
 
+def test_handler_retries_its_views_at_start_on_a_transient_error(armed):
+    """A handler started on topics just made got "not leader for partition" to the request for
+    its views' ends (the global views its decider reads) and exited before its first command.
+    The fault fails that first request: the same process retries, reads the views and becomes
+    ready."""
+    log = os.path.join(os.environ["ES_STATE"], "logs", "handler-pricing.log")
+    seen = os.path.getsize(log)
+    pid = armed("handler-pricing", "hd.views_ends=fail@1")
+
+    def since():
+        with open(log, errors="replace") as f:
+            f.seek(seen)
+            return f.read()
+
+    wait_for(lambda: "fault 'hd.views_ends'" in since(), timeout=60,
+             what="the first request for the views' ends to fail")
+    wait_for(lambda: requests.get(metrics_url("handler-pricing").replace("/metrics", "/readyz"),
+                                  timeout=5).ok, timeout=90, what="handler-pricing ready")
+    assert "views of 'pricing' read" in since(), "the views were not read after the retry"
+    assert role_pid("handler-pricing") == pid, "the handler exited instead of retrying"
+
+
 def test_projector_retries_the_operations_ends_a_slow_broker_does_not_give(armed):
     """On a loaded machine a fresh stack's catalog projector got no watermarks of
     operations.events within 5 s at its start and exited (LeakSanitizer reported its error path's
