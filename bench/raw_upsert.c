@@ -69,9 +69,10 @@ static const char index_head[] =
 
 /* The values of one event's rows, kept alive while a statement binds them. */
 struct row {
-    char sku[64], name[48], event_id[40];
+    char sku[64], name[96], event_id[40];
+    const char *desc, *cat, *attrs; /* static strings */
     long long version, applied, at, part, offset;
-    unsigned long lsku, lname, levent;
+    unsigned long lsku, lname, levent, ldesc, lcat, lattrs;
 };
 
 static void bind_str(MYSQL_BIND *b, const char *s, unsigned long *len)
@@ -89,18 +90,20 @@ static void bind_int(MYSQL_BIND *b, long long *v)
     b->buffer = v;
 }
 
-static unsigned long len_v = 3, len_d = 0, len_c = 5, len_a = 2, len_cur = 3, len_st = 6;
+static unsigned long len_v = 4, len_cur = 3, len_st = 6;
 
+/* The values are the bench's events' (rebuild_bench.py: listed() and changed() of
+ * tests/integration/test_projector.py), so that a changed row grows or shrinks as the
+ * projector's does (an update that changes a column's length is not done in place) */
 static void bind_product(MYSQL_BIND *b, struct row *r)
 {
-    static const char vendor[] = "v-1", desc[] = "", cat[] = "games", attrs[] = "{}", cur[] = "EUR",
-                      status[] = "listed";
+    static const char vendor[] = "v-pj", cur[] = "EUR", status[] = "listed";
     bind_str(&b[0], r->sku, &r->lsku);
     bind_str(&b[1], vendor, &len_v);
     bind_str(&b[2], r->name, &r->lname);
-    bind_str(&b[3], desc, &len_d);
-    bind_str(&b[4], cat, &len_c);
-    bind_str(&b[5], attrs, &len_a);
+    bind_str(&b[3], r->desc, &r->ldesc);
+    bind_str(&b[4], r->cat, &r->lcat);
+    bind_str(&b[5], r->attrs, &r->lattrs);
     bind_str(&b[6], cur, &len_cur);
     bind_str(&b[7], status, &len_st);
     bind_int(&b[8], &r->version);
@@ -133,7 +136,13 @@ static void write_rows(MYSQL *my, MYSQL_STMT *ps, MYSQL_STMT *is, struct row *ro
         int listed = i % 2 == 0;
         struct row *r = &rows[k];
         snprintf(r->sku, sizeof r->sku, "%s-%07ld", prefix, i / 2);
-        snprintf(r->name, sizeof r->name, listed ? "product %ld" : "renamed %ld", i);
+        if (listed)
+            snprintf(r->name, sizeof r->name, "name %s", r->sku);
+        else
+            snprintf(r->name, sizeof r->name, "renamed %ld", i);
+        r->desc = listed ? "d" : "v2";
+        r->cat = listed ? "cat-pj" : "cat-pj2";
+        r->attrs = listed ? "{\"k\":\"v\"}" : "{\"v\":\"2\"}";
         snprintf(r->event_id, sizeof r->event_id, "00000000-0000-4000-8000-%012ld", i);
         r->version = listed ? 1 : 2;
         r->applied = 1;
@@ -192,7 +201,8 @@ int main(int argc, char **argv)
     MYSQL_BIND *pb = calloc((size_t)rows * PRODUCT_COLS, sizeof *pb);
     MYSQL_BIND *ib = calloc((size_t)rows * INDEX_COLS, sizeof *ib);
     char prefix[24];
-    snprintf(prefix, sizeof prefix, "raw-%ld", (long)time(NULL));
+    snprintf(prefix, sizeof prefix, "rw-%08lx",
+             (unsigned long)time(NULL)); /* as long as the bench's "rb-%08x" */
     double t0 = now_s();
     long done = 0;
     while (done < events) {

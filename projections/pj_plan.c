@@ -28,6 +28,7 @@ struct pj_plan {
     size_t nbufs, capbufs;
     char subject[200];
     const char *key;
+    char pos[32]; /* pj_plan_position_key */
 };
 
 pj_plan_t *pj_plan_new(void)
@@ -163,6 +164,30 @@ const char *pj_plan_keep(pj_plan_t *plan, char *buf)
     }
     plan->bufs[plan->nbufs++] = buf;
     return buf;
+}
+
+/* Writes v in decimal ending at end (exclusive); returns where it starts. */
+static char *put_dec(char *end, uint64_t v)
+{
+    do {
+        *--end = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return end;
+}
+
+const char *pj_plan_position_key(pj_plan_t *plan, int32_t part, int64_t offset)
+{
+    char *end = plan->pos + sizeof plan->pos, *p = end;
+    *--p = '\0';
+    p = put_dec(p, offset < 0 ? 0 - (uint64_t)offset : (uint64_t)offset);
+    if (offset < 0)
+        *--p = '-';
+    *--p = ':';
+    p = put_dec(p, part < 0 ? 0 - (uint64_t)(int64_t)part : (uint64_t)part);
+    if (part < 0)
+        *--p = '-';
+    return p;
 }
 
 void pj_plan_set_subject(pj_plan_t *plan, const char *fmt, ...)

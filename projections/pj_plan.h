@@ -13,6 +13,7 @@
 #include "es_err.h"
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define PJ_STMT_MAX_PARAMS 16
 
@@ -72,6 +73,10 @@ void pj_stmt_set_upsert(pj_plan_t *plan, struct pj_stmt *st, const char *fmt, ..
     __attribute__((format(printf, 3, 4)));
 /* Takes buf (heap, stolen) into the plan, which frees it; returns it, for parameters to borrow. */
 const char *pj_plan_keep(pj_plan_t *plan, char *buf);
+/* "<part>:<offset>" in a buffer of the plan's own (valid until the reset; one a plan, a later call
+ * overwrites it), for a row keyed by the event's position: printed without printf or malloc, as
+ * every event of a batch has one (its event_index row). */
+const char *pj_plan_position_key(pj_plan_t *plan, int32_t part, int64_t offset);
 /* What the must-match statements are about, for the ES_ENOTFOUND message ("sku 'AB-1'"). */
 void pj_plan_set_subject(pj_plan_t *plan, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -657,6 +657,67 @@ static int pj_fence(pj_runtime_t *rt, const struct pj_flight *f, bool *moved, es
     return rc;
 }
 
+#define PJ_OFFSETS_ROWS 64
+
+/* The fence and the offsets' store in one statement, when every partition of the batch has a
+ * stored offset (a live projector's steady state): an UPDATE of the batch's partitions, each row
+ * only where its stored offset is still the one this consumer started from. It takes the same row
+ * locks as pj_fence's SELECT ... FOR UPDATE (every row of the key, until COMMIT), so it is run
+ * where pj_fence would be: after the named lock, first in the transaction; every row changes
+ * (a batch's next offset lies past its stored one), so fewer affected rows than partitions means
+ * one moved: pj_fence then reads them to say which (*moved, ES_ECONFLICT). 1: not applicable
+ * (a partition without a stored offset, or too many), nothing sent; 0: fenced and stored; -1:
+ * err. */
+static int pj_fence_store(pj_runtime_t *rt, const struct pj_flight *f, bool *moved, es_err_t *err)
+{
+    static const char head[] = "UPDATE projection_offsets SET updated_at=NOW(3), next_offset=CASE",
+                      when[] = " WHEN part=? THEN ?",
+                      mid[] = " END WHERE projection=? AND topic=?"
+                              " AND (",
+                      cond[] = "(part=? AND next_offset=?)", tail[] = ")";
+    char sql[sizeof head + PJ_OFFSETS_ROWS * (sizeof when + sizeof cond + 4) + sizeof mid +
+             sizeof tail];
+    es_db_val_t params[4 * PJ_OFFSETS_ROWS + 2];
+    int part[PJ_OFFSETS_ROWS];
+    int n = 0;
+    for (int i = 0; i < f->nparts; i++) {
+        if (f->parts[i].next < 0)
+            continue;
+        if (f->parts[i].stored < 0 || n == PJ_OFFSETS_ROWS)
+            return 1;
+        part[n++] = i;
+    }
+    if (n == 0)
+        return 1;
+    size_t len = (size_t)snprintf(sql, sizeof sql, "%s", head);
+    size_t k = 0;
+    for (int j = 0; j < n; j++) {
+        len += (size_t)snprintf(sql + len, sizeof sql - len, "%s", when);
+        params[k++] = ES_DB_I(part[j]);
+        params[k++] = ES_DB_I(f->parts[part[j]].next);
+    }
+    len += (size_t)snprintf(sql + len, sizeof sql - len, "%s", mid);
+    params[k++] = ES_DB_S(rt->key);
+    params[k++] = ES_DB_S(rt->topic);
+    for (int j = 0; j < n; j++) {
+        len += (size_t)snprintf(sql + len, sizeof sql - len, "%s%s", j ? " OR " : "", cond);
+        params[k++] = ES_DB_I(part[j]);
+        params[k++] = ES_DB_I(f->parts[part[j]].stored);
+    }
+    snprintf(sql + len, sizeof sql - len, "%s", tail);
+    long long affected = 0;
+    if (es_db_exec(rt->db, sql, params, k, &affected, err))
+        return -1;
+    if (affected == n)
+        return 0;
+    if (pj_fence(rt, f, moved, err) == 0) {
+        *moved = true;
+        return es_set(err, ES_ECONFLICT, "stored offsets of %s moved (%lld of %d stored)",
+                      rt->topic, affected, n);
+    }
+    return -1;
+}
+
 /* One pass over the batch in the open transaction, events from guard_from on under savepoints;
  * stops at the first event rejected unguarded. -1 with err when the batch must be retried. */
 static int pj_apply_pass(pj_runtime_t *rt, struct pj_flight *f, int guard_from, struct pj_tally *t,
@@ -723,12 +784,16 @@ static int pj_apply_merged(pj_runtime_t *rt, struct pj_flight *f, struct pj_tall
  * event, so it cannot be rejected unguarded again. Returns with the transaction open, or -1 with
  * err. */
 static int pj_apply_batch(pj_runtime_t *rt, struct pj_flight *f, struct pj_tally *t, bool *moved,
-                          es_err_t *err)
+                          bool *stored, es_err_t *err)
 {
     int guard_from = f->nbatch;
     for (int pass = 0;; pass++) {
-        if (es_db_begin(rt->db, err) || pj_fence(rt, f, moved, err))
+        if (es_db_begin(rt->db, err))
             return -1;
+        int fs = pj_fence_store(rt, f, moved, err);
+        if (fs < 0 || (fs == 1 && pj_fence(rt, f, moved, err)))
+            return -1;
+        *stored = fs == 0;
         int r =
             pass == 0 ? pj_apply_merged(rt, f, t, err) : pj_apply_pass(rt, f, guard_from, t, err);
         if (r < 0)
@@ -748,8 +813,7 @@ static int pj_apply_batch(pj_runtime_t *rt, struct pj_flight *f, struct pj_tally
 
 /* Stores the next offset of every partition in the batch, in the open transaction: one statement
  * of a row a partition (a statement each was a round trip each, four a batch for a topic of four
- * partitions), up to PJ_OFFSETS_ROWS a statement. */
-#define PJ_OFFSETS_ROWS 64
+ * partitions), up to PJ_OFFSETS_ROWS a statement. Only when pj_fence_store did not. */
 static int pj_offsets_store(pj_runtime_t *rt, const struct pj_flight *f, es_err_t *err)
 {
     static const char head[] = "INSERT INTO projection_offsets (projection, topic, part, "
@@ -790,10 +854,19 @@ static void pj_write(pj_runtime_t *rt, struct pj_flight *f)
     f->locked = f->moved = false;
     f->rc = -1;
     json_array_clear(rt->applied);
-    if (pj_lock(rt->db, rt->lock, PJ_LOCK_WAIT_S, &f->err))
-        return;
-    f->locked = true;
-    if (pj_apply_batch(rt, f, &f->t, &f->moved, &f->err) || pj_offsets_store(rt, f, &f->err))
+    /* A rebuild's runtime (manual) writes tables and offsets of its own shadow key, which no one
+     * else writes or locks: the rebuild's own lock (eventshop.<ctx>.<key>.rebuild, held on its
+     * control connection from start to swap) keeps a second rebuild, and the shadow sweep, away;
+     * the live lock it takes for the swap is another name. So its batches skip the per-batch
+     * named lock (two round trips); the fence still runs. */
+    if (!rt->manual) {
+        if (pj_lock(rt->db, rt->lock, PJ_LOCK_WAIT_S, &f->err))
+            return;
+        f->locked = true;
+    }
+    bool stored = false;
+    if (pj_apply_batch(rt, f, &f->t, &f->moved, &stored, &f->err) ||
+        (!stored && pj_offsets_store(rt, f, &f->err)))
         return;
     /* fault points for the exactly-once tests: a crash (or a failure) with the batch applied
      * but not committed, and a crash right after the commit */
@@ -804,7 +877,9 @@ static void pj_write(pj_runtime_t *rt, struct pj_flight *f)
     if (es_db_commit(rt->db, &f->err))
         return;
     es_fault_hit("pj.after_commit");
-    pj_unlock(rt->db, rt->lock);
+    if (f->locked)
+        pj_unlock(rt->db, rt->lock);
+    f->locked = false;
     f->rc = 0;
     f->t1 = es_mono_ms(); /* not when it lands, which may wait for the next batch's decoding */
 }

@@ -10,11 +10,15 @@
  * "<table><suffix>": suffix is "" for the live tables; pj_rebuild fills tables with another
  * suffix beside the live ones, then swaps them with one RENAME TABLE.
  *
- * Coordination with a rebuild: each batch runs under the MariaDB named lock
- * "eventshop.<context>.<projection><suffix>" (GET_LOCK), and re-reads its stored offsets with
- * SELECT ... FOR UPDATE after taking it. A rebuild takes the live lock between two batches, brings
- * its tables to the live offsets, swaps, and moves its offsets to the live name; the live
- * projector's next batch sees the moved offsets (or the same ones) and carries on from them.
+ * Coordination with a rebuild: each live batch runs under the MariaDB named lock
+ * "eventshop.<context>.<projection><suffix>" (GET_LOCK), and after taking it checks its stored
+ * offsets under row locks: with SELECT ... FOR UPDATE, or, once every partition of the batch has
+ * one, with the UPDATE that stores the batch's (a row per partition where the offset is still the
+ * expected one; fewer changed rows: moved). A rebuild's own batches (its shadow key, which nobody
+ * else writes) take no named lock, only that check. A rebuild takes the live lock between two
+ * batches, brings its tables to the live offsets, swaps, and moves its offsets to the live name;
+ * the live projector's next batch sees the moved offsets (or the same ones) and carries on from
+ * them.
  *
  * Versions: table projection_versions holds the version each live table set was built with. */
 #ifndef PJ_RUNTIME_H

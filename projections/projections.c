@@ -86,7 +86,7 @@ int pj_index_plan(const char *suffix, const char *event_type, const json_t *even
     PJ_BIND(st, ES_DB_I(at->partition), ES_DB_I(at->offset), ES_DB_S(id), ES_DB_I(m.version),
             ES_DB_S(event_type), ES_DB_I(m.occurred_at));
     /* the row is the event's own: it commutes with every other event's (pj_batch) */
-    st->key = pj_plan_keep(out, xasprintf("%d:%lld", (int)at->partition, (long long)at->offset));
+    st->key = pj_plan_position_key(out, at->partition, at->offset);
     return 0;
 }
 

@@ -311,6 +311,37 @@ def test_killed_projector_applies_every_event_exactly_once(brokers, registry, db
     assert p.stop() == 0
 
 
+
+def test_a_batch_whose_stored_offsets_moved_is_dropped_and_resynced(brokers, registry, db,
+                                                                     projector):
+    """The fence: a batch is written only while the stored offsets of its partitions are the ones
+    its projector started from (since issue 12 checked and stored by one UPDATE). Moved under a
+    running projector (to 0, as another consumer might), the next batch is rolled back and the
+    projector resumes from the stored offsets: each row then counts its listing twice (the replay
+    from 0) and its change once; a batch applied past the fence would have counted the change
+    twice."""
+    ev = Events(registry)
+    skus = [unique("pj-fence") for _ in range(3)]
+    p = projector()
+    p.start()
+    last = produce(brokers, [listed(s) for s in skus], ev)
+    wait_for(lambda: all(stored_offsets(db, p.key).get(part, -1) > off
+                         for part, off in last.items()), timeout=60, what="the listings")
+    with db() as c, c.cursor() as cur:
+        cur.execute("UPDATE projection_offsets SET next_offset = 0 WHERE projection=%s", (p.key,))
+    last = produce(brokers, [changed(s, 2, "fenced") for s in skus], ev)
+    wait_for(lambda: all(stored_offsets(db, p.key).get(part, -1) > off
+                         for part, off in last.items()), timeout=60, what="the changes")
+    rows = {r["sku"]: r for r in query(db, f"SELECT * FROM `{p.table}` WHERE sku IN (%s, %s, %s)",
+                                       *skus)}
+    for s in skus:
+        assert rows[s]["name"] == "fenced" and rows[s]["version"] == 2, rows[s]
+        assert rows[s]["applied_events"] == 3, rows[s]
+    log = p.log.read_text()
+    assert "dropped, resyncing" in log and "moved" in log, log[-2000:]
+    assert p.stop() == 0
+
+
 PROJECTIONS = os.path.join(TOP, "projections")
 
 

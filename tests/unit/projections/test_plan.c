@@ -2,6 +2,8 @@
 #include "pj_test.h"
 #include <criterion/criterion.h>
 #include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
 
 Test(pj_plan, keeps_statements_in_order_with_their_table_and_kind)
 {
@@ -76,5 +78,25 @@ Test(pj_plan, reprints_a_statement_only_when_its_text_changes)
     st->must_match = true;
     pj_stmt_set_upsert(p, st, "INSERT INTO `u%s` (n, k) VALUES (?, ?)", "_b");
     cr_assert_str_eq(st->upsert, "INSERT INTO `u_b` (n, k) VALUES (?, ?)");
+    pj_plan_free(p);
+}
+
+Test(pj_plan, position_key_prints_part_and_offset_as_printf_would)
+{
+    pj_plan_t *p = pj_plan_new();
+    const struct {
+        int32_t part;
+        int64_t offset;
+    } cases[] = {{0, 0},
+                 {3, 6},
+                 {12, 9007199254740993LL},
+                 {2147483647, INT64_MAX},
+                 {-1, -1},
+                 {INT32_MIN, INT64_MIN}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "%d:%lld", (int)cases[i].part, (long long)cases[i].offset);
+        cr_assert_str_eq(pj_plan_position_key(p, cases[i].part, cases[i].offset), want);
+    }
     pj_plan_free(p);
 }
