@@ -66,6 +66,18 @@ def decide_one(brokers, registry, prefix, what, timeout=90):
              what=what)
 
 
+def log_since(role):
+    """A function giving what role has logged since now (its log file from this size on)."""
+    log = os.path.join(os.environ["ES_STATE"], "logs", f"{role}.log")
+    seen = os.path.getsize(log)
+
+    def since():
+        with open(log, errors="replace") as f:
+            f.seek(seen)
+            return f.read()
+    return since
+
+
 @pytest.fixture
 def armed(stack):
     """Restarts a role with EVENTSHOP_FAULTS set, and restarts it clean afterwards."""
@@ -220,16 +232,9 @@ def test_handler_retries_an_assignment_that_fails_on_a_transient_error(armed, br
     committed offsets, and librdkafka left a handler assigned but never fetching (chaos, "stop
     kafka 20 s"). Both are retried: the fault fails the first attempt, the same process goes on
     and decides."""
-    log = os.path.join(os.environ["ES_STATE"], "logs", "handler-catalog.log")
-    seen = os.path.getsize(log)
+    since = log_since("handler-catalog")
     pid = armed("handler-catalog", fault)
-
-    def retried():
-        with open(log, errors="replace") as f:
-            f.seek(seen)
-            return marker in f.read()
-
-    wait_for(retried, timeout=60, what=f"{fault}: the first attempt to fail and be retried")
+    wait_for(lambda: marker in since(), timeout=60, what=f"{fault}: the first attempt to fail and be retried")
     wait_for(lambda: requests.get(metrics_url("handler-catalog").replace("/metrics", "/readyz"),
                                   timeout=5).ok, timeout=90, what="handler-catalog ready")
     decide_one(brokers, registry, "rec", "a command decided after the retried recovery")
@@ -241,15 +246,8 @@ def test_handler_retries_its_views_at_start_on_a_transient_error(armed):
     its views' ends (the global views its decider reads) and exited before its first command.
     The fault fails that first request: the same process retries, reads the views and becomes
     ready."""
-    log = os.path.join(os.environ["ES_STATE"], "logs", "handler-pricing.log")
-    seen = os.path.getsize(log)
+    since = log_since("handler-pricing")
     pid = armed("handler-pricing", "hd.views_ends=fail@1")
-
-    def since():
-        with open(log, errors="replace") as f:
-            f.seek(seen)
-            return f.read()
-
     wait_for(lambda: "fault 'hd.views_ends'" in since(), timeout=60,
              what="the first request for the views' ends to fail")
     wait_for(lambda: requests.get(metrics_url("handler-pricing").replace("/metrics", "/readyz"),
@@ -263,15 +261,8 @@ def test_projector_retries_the_operations_ends_a_slow_broker_does_not_give(armed
     operations.events within 5 s at its start and exited (LeakSanitizer reported its error path's
     leak as it went). The fault fails the first query: the same process retries, reads the topic
     and becomes ready."""
-    log = os.path.join(os.environ["ES_STATE"], "logs", "projector-catalog.log")
-    seen = os.path.getsize(log)
+    since = log_since("projector-catalog")
     pid = armed("projector-catalog", "pj.ops_ends=fail@1")
-
-    def since():
-        with open(log, errors="replace") as f:
-            f.seek(seen)
-            return f.read()
-
     wait_for(lambda: "fault 'pj.ops_ends' fired" in since(), timeout=60,
              what="the first query of operations.events' ends to fail")
     wait_for(lambda: "operations.events read" in since(), timeout=90,
