@@ -609,8 +609,11 @@ def need_of(role, arg, env):
                 n.topic(f"{c}.{kind}", *ops)
         for t in ops_topics(paths):
             n.topic(t, "Write")
-        for p in paths:  # consumers configured with a literal group.id (the stream's, assign only)
+        for p in paths:  # consumers with a literal group (the stream's, assign only): a
+            # "group.id" setting, or es_kafka_read_committed_conf's group (client id, group, ...)
             n.groups |= set(re.findall(r'"group\.id",\s*"([^"]+)"', c_text(p)))
+            n.groups |= set(re.findall(
+                r'\bes_kafka_read_committed_conf\s*\(\s*"[^"]*"\s*,\s*"([^"]+)"', c_text(p)))
         # the handlers' committed offsets (GET /v1/admin/activity): each served context's group
         for f in name_formats(paths)["described"]:
             n.described |= {fill(f, c) for c in (env.get("ES_CONTEXTS") or "").split()}
