@@ -194,12 +194,19 @@ def test_shop_shows_a_hostile_product_name_as_text_and_runs_nothing(page, api_ur
     r = requests.put(f"{api_url}/v1/prices/{sku}", headers=tok, timeout=30,
                      json={"amount_minor": 1299, "currency": "EUR"})
     assert r.status_code == 200, r.text
+    price_pos = r.json()["position"]
     r = requests.post(f"{api_url}/v1/inventory/{sku}/receipts", headers=tok, timeout=30,
                       json={"quantity": 5})
     assert r.status_code == 200, r.text
-    # the catalog's read model has the product before the page asks for it
-    assert requests.get(f"{api_url}/v1/products/{sku}", headers={"X-Min-Position": pos},
-                        timeout=30).status_code == 200
+    # the catalog's, pricing's and inventory's read models have the product, its price and its
+    # stock before the page asks for them: the listing joins all three once, at its load (the
+    # catalog's alone was waited for, and a pricing projector a moment behind left the page at
+    # "no price yet" for good)
+    for path, at in ((f"/v1/products/{sku}", pos), (f"/v1/prices/{sku}", price_pos),
+                     (f"/v1/inventory/{sku}", r.json()["position"])):
+        wait_for(lambda: requests.get(f"{api_url}{path}", headers={"X-Min-Position": at},
+                                      timeout=30).status_code == 200,
+                 timeout=60, what=f"{path} read at its command's position")
 
     page.get(f"{api_url}/shop/?vendor={vendor}")
     item = f'li.product[data-sku="{sku}"]'
