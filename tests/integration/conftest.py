@@ -284,9 +284,14 @@ def browser_checked(driver, name):
 
 
 def browser_wait(driver, what, pred, timeout=30):
-    """pred(driver), polled in the browser until it is true (its value) or timeout s pass"""
+    """pred(driver), polled in the browser until it is true (its value) or timeout s pass. A
+    stale element means the page re-rendered the part pred was reading (the console replaces a
+    table's rows or a cell's content on each refresh): pred reads again at the next poll."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(pred, message=what)
+    return WebDriverWait(driver, timeout, poll_frequency=0.2,
+                         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+                         ).until(pred, message=what)
 
 
 def admin_credentials():

@@ -148,6 +148,14 @@ def page(driver, request):
     yield from browser_checked(driver, request.node.name)
 
 
+def partitions_of(driver, name):
+    """[(data-position, text)] of a projection's partition lines, read in one script: the
+    console replaces them on each refresh, so element by element reads could meet a stale one."""
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0]), e => [e.dataset.position, e.textContent]);",
+        f'#projections tr[data-projection="{name}"] td.parts div[data-position]')
+
+
 def state_of(driver, name):
     rows = driver.find_elements(By.CSS_SELECTOR, f'#projections tr[data-projection="{name}"]')
     return rows[0].get_attribute("data-state") if rows else None
@@ -160,10 +168,9 @@ def test_console_admin_pauses_and_resumes_a_projection(page, api_url):
         wait(page, "the board instead of the login form", lambda d: d.find_element(
             By.ID, "board").is_displayed() and not d.find_element(By.ID, "login").is_displayed())
         # its positions: one line per partition of catalog.events, with a stored position
-        parts = wait(page, f"{name}'s partitions", lambda d: d.find_elements(
-            By.CSS_SELECTOR, f'#projections tr[data-projection="{name}"] td.parts div[data-position]'))
-        assert all(p.get_attribute("data-position").isdigit() for p in parts)
-        assert re.match(r"p\d+: \d+ / \d+, lag \d+", parts[0].text), parts[0].text
+        parts = wait(page, f"{name}'s partitions", lambda d: partitions_of(d, name))
+        assert all(pos.isdigit() for pos, _ in parts), parts
+        assert re.match(r"p\d+: \d+ / \d+, lag \d+", parts[0][1]), parts
         # live: running, or degraded when other suites' malformed events left it dead letters
         live = ("running", "degraded")
         wait(page, f"{name} live", lambda d: state_of(d, name) in live, timeout=60)
@@ -411,9 +418,8 @@ def test_console_admin_sees_positions_move_live(page, api_url):
     wait(page, "the catalog's commands counted", lambda d: (card_value(d, "catalog", "data-commands") or 0) >= cmds + 3)
     wait(page, "the catalog's projector position moved", lambda d: (card_value(d, "catalog", "data-projector-position") or 0) >= pos + 3)
     # the projection's own row moved too, and the chart has drawn its readings
-    row_pos = sum(int(e.get_attribute("data-position")) for e in page.find_elements(
-        By.CSS_SELECTOR, '#projections tr[data-projection="catalog_products"] td.parts div[data-position]'))
-    assert row_pos >= pos + 3
+    wait(page, "the catalog_products row's positions moved", lambda d: sum(
+        int(p) for p, _ in partitions_of(d, "catalog_products")) >= pos + 3)
     wait(page, "the chart's lines", lambda d: d.find_element(
         By.CSS_SELECTOR, '#activity article[data-context="catalog"] polyline.k-commands').get_attribute("points").count(",") >= 2)
     screenshot(page, "console.png")
@@ -500,12 +506,16 @@ def test_console_shows_an_open_order_its_history_and_its_live_stream(page, api_u
     login_console(page, api_url)
     sel = f'#sagas tr[data-order="{oid}"]'
     wait(page, "the open order with its deadline", lambda d: d.find_elements(By.CSS_SELECTOR, sel))
-    row = page.find_element(By.CSS_SELECTOR, sel)
-    assert row.get_attribute("data-status") in ("placed", "stock_reserved", "confirmed")
-    assert row.find_elements(By.CSS_SELECTOR, "td")[2].text in ("reserve_by", "pay_by", "dispatch_at")
+    # the table's rows are made anew on each refresh: one script reads the row whole
+    status, waits_on = wait(page, "the open order's row", lambda d: d.execute_script(
+        "const r = document.querySelector(arguments[0]);"
+        "return r && [r.dataset.status, r.cells[2].textContent];", sel))
+    assert status in ("placed", "stock_reserved", "confirmed")
+    assert waits_on in ("reserve_by", "pay_by", "dispatch_at")
     screenshot(page, "console-sagas.png")
-    # its history, one keyboard press away
-    row.find_element(By.CSS_SELECTOR, "button.look").send_keys(Keys.ENTER)
+    # its history, one keyboard press away (pressed again if a refresh replaced the button first)
+    wait(page, "the history button pressed", lambda d: d.find_element(
+        By.CSS_SELECTOR, f"{sel} button.look").send_keys(Keys.ENTER) or True)
     wait(page, "the order's history", lambda d: d.find_element(By.ID, "history").get_attribute(
         "data-aggregate") == oid and d.find_elements(By.CSS_SELECTOR, '#history tr[data-type="OrderPlaced"]'))
     first = page.find_element(By.CSS_SELECTOR, "#history tbody tr")
