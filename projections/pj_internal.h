@@ -160,6 +160,11 @@ struct pj_shadow;
 struct pj_shadow *pj_shadow_start(pj_runtime_t *rt, const json_t *a);
 /* Asks the swap: at once when the shadow is ready, else as soon as it is. */
 void pj_shadow_swap(struct pj_shadow *s);
+/* Another rebuild action a (borrowed, copied) asked while s runs: true when s takes it, to record
+ * it as refused (projection_operations) once s holds the rebuild lock and claimed its own action
+ * (if s never does, another replica's rebuild runs and records it); false when s has ended (its
+ * thread is joined: pj_shadow_over is then true, and a may start a rebuild of its own). */
+bool pj_shadow_refuse(struct pj_shadow *s, const json_t *a);
 /* Whether the shadow's thread has ended (swapped, failed, or run by another replica). */
 bool pj_shadow_over(const struct pj_shadow *s);
 bool pj_shadow_cancelled(const struct pj_shadow *s);

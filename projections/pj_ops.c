@@ -243,10 +243,11 @@ out:
                 r == 1 ? "done" : "nothing to do, or it failed again");
 }
 
-/* rebuild: a shadow rebuild on a thread of this process (pj_shadow_start), unless one runs here or
- * the action was done (by any replica: its id in projection_operations; the replica taking the
- * rebuild lock first runs it, the others' threads end at once). swap: passed to the shadow this
- * replica runs; the others have none. */
+/* rebuild: a shadow rebuild on a thread of this process (pj_shadow_start), unless the action was
+ * done (by any replica: its id in projection_operations; the replica taking the rebuild lock first
+ * runs it, the others' threads end at once) or one runs here: that one records it as refused
+ * (pj_shadow_refuse), else a restart, reading the actions again, would run it. swap: passed to the
+ * shadow this replica runs; the others have none. */
 static void pj_ops_rebuild_action(pj_runtime_t *rt, const json_t *a, const char *action)
 {
     struct pj_ops *o = rt->ops;
@@ -260,11 +261,13 @@ static void pj_ops_rebuild_action(pj_runtime_t *rt, const json_t *a, const char 
     }
     if (strcmp(action, "rebuild") || !id || !rt->db || pj_ops_done(rt, id))
         return;
-    if (o->shadow) {
-        es_warn("projector %s: rebuild %s asked by %s: a shadow rebuild runs already", rt->key, id,
-                json_string_value(json_object_get(a, "actor")));
+    if (o->shadow && pj_shadow_refuse(o->shadow, a)) {
+        es_warn("projector %s: rebuild %s asked by %s: a shadow rebuild runs already: refused",
+                rt->key, id, json_string_value(json_object_get(a, "actor")));
         return;
     }
+    if (o->shadow)
+        pj_status_beat(rt, true); /* it ended meanwhile: takes its outcome, frees it */
     o->shadow = pj_shadow_start(rt, a);
 }
 

@@ -330,6 +330,8 @@ struct pj_rb {
     struct pj_progress pg;
 };
 
+static void pj_shadow_status(struct pj_rb *rb, const char *state, const char *detail);
+
 /* A signal's stop, or the live projector closing a shadow rebuild. */
 static bool pj_rb_cancelled(const struct pj_rb *rb)
 {
@@ -411,7 +413,7 @@ static int pj_rb_replay(struct pj_rb *rb, es_err_t *err)
         if (es_mono_ms() - rb->pg.last >= 1000) {
             pj_progress_report(rt, &rb->pg, left);
             if (rb->shadow)
-                pj_status_put(rb->ctl, rb->lkey, rb->p->version, "rebuilding", rb->pg.line);
+                pj_shadow_status(rb, "rebuilding", rb->pg.line);
         }
         if (left >= 0 && left <= rt->batch_max) {
             if (pj_flush(rt) == 0 && !rt->need_resync)
@@ -556,6 +558,10 @@ struct pj_shadow {
     char outcome[300]; /* once over: swapped in, or why not */
     pthread_t thread;
     _Atomic bool swap_asked, cancel, over;
+    bool claimed, joined; /* the thread's: it runs action_id; the live projector's: joined */
+    pthread_mutex_t lock; /* guards refused and closed */
+    json_t *refused;      /* rebuild actions asked while this one runs, to record as refused */
+    bool closed;          /* the thread records no more: pj_shadow_refuse says no */
 };
 
 bool pj_shadow_cancelled(const struct pj_shadow *s)
@@ -662,7 +668,7 @@ static void pj_shadow_follow(struct pj_rb *rb, const char *detail)
     long long beat = 0;
     while (!rb->shadow->swap_asked && !pj_rb_cancelled(rb)) {
         if (es_mono_ms() - beat >= 5000) {
-            pj_status_put(rb->ctl, rb->lkey, rb->p->version, "shadow_ready", detail);
+            pj_shadow_status(rb, "shadow_ready", detail);
             beat = es_mono_ms();
         }
         pj_step(rb->rt, &rb->first_at);
@@ -682,6 +688,52 @@ static int pj_shadow_claim(struct pj_rb *rb, es_err_t *err)
                       params, 4, NULL, err);
 }
 
+/* Records the rebuild actions refused while this one runs (pj_shadow_refuse) as done
+ * (projection_operations, action rebuild_refused), so that neither a replica nor a restart, which
+ * reads them again, runs them: two rebuilds asked at once run one. Only once this rebuild holds
+ * the rebuild lock and claimed its action: no other replica can be running one of them then. */
+static void pj_shadow_record_refused(struct pj_rb *rb)
+{
+    struct pj_shadow *s = rb->shadow;
+    if (!s || !s->claimed)
+        return;
+    pthread_mutex_lock(&s->lock);
+    json_t *refused = s->refused;
+    s->refused = json_array();
+    pthread_mutex_unlock(&s->lock);
+    size_t i;
+    json_t *a;
+    json_array_foreach(refused, i, a)
+    {
+        const char *id = json_string_value(json_object_get(a, "action_id")),
+                   *actor = json_string_value(json_object_get(a, "actor")),
+                   *reason = json_string_value(json_object_get(a, "reason"));
+        char why[1000];
+        snprintf(why, sizeof why, "refused: rebuild %s ran (%s)", s->action_id,
+                 reason ? reason : "");
+        const es_db_val_t params[] = {ES_DB_S(rb->lkey), ES_DB_S(id), ES_DB_S(actor ? actor : ""),
+                                      ES_DB_S(why)};
+        es_err_t err = ES_ERR_INIT;
+        if (!id || es_db_exec(rb->ctl,
+                              "INSERT IGNORE INTO projection_operations (projection, action_id, "
+                              "action, actor, reason) VALUES (?, ?, 'rebuild_refused', ?, ?)",
+                              params, 4, NULL, &err))
+            es_warn("rebuild %s: recording action %s as refused: %s", rb->lkey, id ? id : "?",
+                    id ? err.msg : "no action id");
+        else
+            es_info("rebuild %s: rebuild %s asked by %s refused: rebuild %s runs", rb->lkey, id,
+                    actor ? actor : "?", s->action_id);
+    }
+    json_decref(refused);
+}
+
+/* A status row of the shadow's, after recording the actions refused so far. */
+static void pj_shadow_status(struct pj_rb *rb, const char *state, const char *detail)
+{
+    pj_shadow_record_refused(rb);
+    pj_status_put(rb->ctl, rb->lkey, rb->p->version, state, detail);
+}
+
 /* Rebuilds, compares, waits for a swap and swaps, swap after swap comparison: the shadow's
  * thread. Its status rows replace the live projector's until it ends. */
 static void *pj_shadow_main(void *arg)
@@ -693,12 +745,13 @@ static void *pj_shadow_main(void *arg)
     int rc = pj_rb_start(&rb, s->p, s->ls, NULL, &err);
     rb.shadow = s;
     if (rc == 0 && (rc = pj_shadow_claim(&rb, &err)) == 0) {
+        s->claimed = true;
         es_info("rebuild %s: shadow rebuild asked by %s (%s); the live tables keep serving",
                 rb.lkey, s->actor, s->reason);
-        pj_status_put(rb.ctl, rb.lkey, s->p->version, "rebuilding", "phase=replay");
+        pj_shadow_status(&rb, "rebuilding", "phase=replay");
         rc = pj_rb_replay(&rb, &err);
         while (rc == 0 && (rc = pj_shadow_round(&rb, &detail, &err)) == 0) {
-            pj_status_put(rb.ctl, rb.lkey, s->p->version, "shadow_ready", detail);
+            pj_shadow_status(&rb, "shadow_ready", detail);
             pj_shadow_follow(&rb, detail);
             free(detail);
             detail = NULL;
@@ -713,6 +766,11 @@ static void *pj_shadow_main(void *arg)
         if (!pj_rb_cancelled(&rb)) /* else the live projector is stopping: it says so */
             pj_status_put(rb.ctl, rb.lkey, s->p->version, "running", s->outcome);
     }
+    /* the last actions refused are recorded while the rebuild lock is still held */
+    pthread_mutex_lock(&s->lock);
+    s->closed = true;
+    pthread_mutex_unlock(&s->lock);
+    pj_shadow_record_refused(&rb);
     if (rc < 0 && err.code == ES_ECONFLICT)
         es_info("rebuild %s: action %s: run by another replica", rb.lkey ? rb.lkey : "",
                 s->action_id);
@@ -736,12 +794,30 @@ struct pj_shadow *pj_shadow_start(pj_runtime_t *rt, const json_t *a)
     snprintf(s->reason, sizeof s->reason, "%s", json_string_value(json_object_get(a, "reason")));
     const char *swap = json_string_value(json_object_get(a, "swap"));
     s->when_equal = swap && !strcmp(swap, "when_equal");
+    pthread_mutex_init(&s->lock, NULL);
+    s->refused = json_array();
     if (pthread_create(&s->thread, NULL, pj_shadow_main, s)) {
         es_error("projector %s: cannot start the shadow rebuild's thread", rt->key);
+        json_decref(s->refused);
+        pthread_mutex_destroy(&s->lock);
         free(s);
         return NULL;
     }
     return s;
+}
+
+bool pj_shadow_refuse(struct pj_shadow *s, const json_t *a)
+{
+    pthread_mutex_lock(&s->lock);
+    bool taken = !s->closed;
+    if (taken)
+        json_array_append_new(s->refused, json_deep_copy(a));
+    pthread_mutex_unlock(&s->lock);
+    if (!taken && !s->joined) {
+        pthread_join(s->thread, NULL);
+        s->joined = true;
+    }
+    return taken;
 }
 
 void pj_shadow_swap(struct pj_shadow *s)
@@ -764,6 +840,9 @@ void pj_shadow_free(struct pj_shadow *s)
     if (!s)
         return;
     s->cancel = true;
-    pthread_join(s->thread, NULL);
+    if (!s->joined)
+        pthread_join(s->thread, NULL);
+    json_decref(s->refused);
+    pthread_mutex_destroy(&s->lock);
     free(s);
 }

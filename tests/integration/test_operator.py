@@ -44,6 +44,16 @@ def replica_of(p, projector):
     return q
 
 
+def started_replicas(projector, ops_rows):
+    """Two replicas of a new test projector, started, its rows forgotten after the test."""
+    p1 = projector()
+    p2 = replica_of(p1, projector)
+    ops_rows.append(p1.key)
+    p1.start()
+    p2.start()
+    return p1, p2
+
+
 def status(db, key):
     rows = query(db, "SELECT state, detail FROM projection_status WHERE projection=%s", key)
     return rows[0] if rows else None
@@ -67,11 +77,7 @@ def logged(p, text):
 def test_pause_is_seen_by_every_replica_within_2s_and_kept_across_a_restart(
         api_url, brokers, registry, db, projector, admin, ops_rows):
     ev = Events(registry)
-    p1 = projector()
-    p2 = replica_of(p1, projector)
-    ops_rows.append(p1.key)
-    p1.start()
-    p2.start()
+    p1, p2 = started_replicas(projector, ops_rows)
     first = unique("op-sku")
     produce(brokers, [listed(first)], ev)
     wait_for(lambda: query(db, f"SELECT sku FROM `{p1.table}` WHERE sku=%s", first), timeout=30,
