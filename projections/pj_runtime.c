@@ -6,6 +6,7 @@
 #include "es_kafka.h"
 #include "es_log.h"
 #include "es_mem.h"
+#include "es_strbuf.h"
 #include "es_time.h"
 #include "es_trace.h"
 #include "es_zipkin.h"
@@ -659,6 +660,28 @@ static int pj_fence(pj_runtime_t *rt, const struct pj_flight *f, bool *moved, es
 
 #define PJ_OFFSETS_ROWS 64
 
+/* The partitions of f the batch holds messages of (a next offset), from *from on: at most most of
+ * them, their indexes into part. Returns how many; *from moves past the last one looked at. The
+ * one row loop of the offsets' statements (pj_fence_store, pj_offsets_store). */
+static int pj_offsets_rows(const struct pj_flight *f, int *from, int *part, int most)
+{
+    int n = 0;
+    for (; *from < f->nparts && n < most; (*from)++)
+        if (f->parts[*from].next >= 0)
+            part[n++] = *from;
+    return n;
+}
+
+/* Appends n times clause to sql, sep between two. */
+static void pj_sql_repeat(struct es_strbuf *sql, const char *clause, const char *sep, int n)
+{
+    for (int j = 0; j < n; j++) {
+        if (j)
+            es_strbuf_adds(sql, sep);
+        es_strbuf_adds(sql, clause);
+    }
+}
+
 /* The fence and the offsets' store in one statement, when every partition of the batch has a
  * stored offset (a live projector's steady state): an UPDATE of the batch's partitions, each row
  * only where its stored offset is still the one this consumer started from. It takes the same row
@@ -670,43 +693,35 @@ static int pj_fence(pj_runtime_t *rt, const struct pj_flight *f, bool *moved, es
  * err. */
 static int pj_fence_store(pj_runtime_t *rt, const struct pj_flight *f, bool *moved, es_err_t *err)
 {
-    static const char head[] = "UPDATE projection_offsets SET updated_at=NOW(3), next_offset=CASE",
-                      when[] = " WHEN part=? THEN ?",
-                      mid[] = " END WHERE projection=? AND topic=?"
-                              " AND (",
-                      cond[] = "(part=? AND next_offset=?)", tail[] = ")";
-    char sql[sizeof head + PJ_OFFSETS_ROWS * (sizeof when + sizeof cond + 4) + sizeof mid +
-             sizeof tail];
-    es_db_val_t params[4 * PJ_OFFSETS_ROWS + 2];
-    int part[PJ_OFFSETS_ROWS];
-    int n = 0;
-    for (int i = 0; i < f->nparts; i++) {
-        if (f->parts[i].next < 0)
-            continue;
-        if (f->parts[i].stored < 0 || n == PJ_OFFSETS_ROWS)
-            return 1;
-        part[n++] = i;
-    }
-    if (n == 0)
+    int part[PJ_OFFSETS_ROWS], from = 0, rest[1];
+    int n = pj_offsets_rows(f, &from, part, PJ_OFFSETS_ROWS);
+    if (n == 0 || pj_offsets_rows(f, &from, rest, 1) > 0)
         return 1;
-    size_t len = (size_t)snprintf(sql, sizeof sql, "%s", head);
+    for (int j = 0; j < n; j++)
+        if (f->parts[part[j]].stored < 0)
+            return 1;
+    es_db_val_t params[4 * PJ_OFFSETS_ROWS + 2];
     size_t k = 0;
     for (int j = 0; j < n; j++) {
-        len += (size_t)snprintf(sql + len, sizeof sql - len, "%s", when);
         params[k++] = ES_DB_I(part[j]);
         params[k++] = ES_DB_I(f->parts[part[j]].next);
     }
-    len += (size_t)snprintf(sql + len, sizeof sql - len, "%s", mid);
     params[k++] = ES_DB_S(rt->key);
     params[k++] = ES_DB_S(rt->topic);
     for (int j = 0; j < n; j++) {
-        len += (size_t)snprintf(sql + len, sizeof sql - len, "%s%s", j ? " OR " : "", cond);
         params[k++] = ES_DB_I(part[j]);
         params[k++] = ES_DB_I(f->parts[part[j]].stored);
     }
-    snprintf(sql + len, sizeof sql - len, "%s", tail);
+    struct es_strbuf sql = ES_STRBUF_INIT;
+    es_strbuf_adds(&sql, "UPDATE projection_offsets SET updated_at=NOW(3), next_offset=CASE");
+    pj_sql_repeat(&sql, " WHEN part=? THEN ?", "", n);
+    es_strbuf_adds(&sql, " END WHERE projection=? AND topic=? AND (");
+    pj_sql_repeat(&sql, "(part=? AND next_offset=?)", " OR ", n);
+    es_strbuf_addc(&sql, ')');
     long long affected = 0;
-    if (es_db_exec(rt->db, sql, params, k, &affected, err))
+    int rc = es_db_exec(rt->db, sql.s, params, k, &affected, err);
+    es_strbuf_release(&sql);
+    if (rc)
         return -1;
     if (affected == n)
         return 0;
@@ -816,32 +831,26 @@ static int pj_apply_batch(pj_runtime_t *rt, struct pj_flight *f, struct pj_tally
  * partitions), up to PJ_OFFSETS_ROWS a statement. Only when pj_fence_store did not. */
 static int pj_offsets_store(pj_runtime_t *rt, const struct pj_flight *f, es_err_t *err)
 {
-    static const char head[] = "INSERT INTO projection_offsets (projection, topic, part, "
-                               "next_offset, updated_at) VALUES ",
-                      row[] = "(?, ?, ?, ?, NOW(3))",
-                      tail[] = " ON DUPLICATE KEY UPDATE next_offset=VALUES(next_offset), "
-                               "updated_at=VALUES(updated_at)";
-    char sql[sizeof head + PJ_OFFSETS_ROWS * (sizeof row + 2) + sizeof tail];
+    int part[PJ_OFFSETS_ROWS], n, from = 0, rc = 0;
     es_db_val_t params[4 * PJ_OFFSETS_ROWS];
-    for (int i = 0; i < f->nparts;) {
-        size_t n = 0, len = 0;
-        for (; i < f->nparts && n < PJ_OFFSETS_ROWS; i++) {
-            if (f->parts[i].next < 0)
-                continue;
-            len += (size_t)snprintf(sql + len, sizeof sql - len, "%s%s", n ? ", " : head, row);
-            params[4 * n] = ES_DB_S(rt->key);
-            params[4 * n + 1] = ES_DB_S(rt->topic);
-            params[4 * n + 2] = ES_DB_I(i);
-            params[4 * n + 3] = ES_DB_I(f->parts[i].next);
-            n++;
+    struct es_strbuf sql = ES_STRBUF_INIT;
+    while (rc == 0 && (n = pj_offsets_rows(f, &from, part, PJ_OFFSETS_ROWS)) > 0) {
+        for (int j = 0; j < n; j++) {
+            params[4 * j] = ES_DB_S(rt->key);
+            params[4 * j + 1] = ES_DB_S(rt->topic);
+            params[4 * j + 2] = ES_DB_I(part[j]);
+            params[4 * j + 3] = ES_DB_I(f->parts[part[j]].next);
         }
-        if (n == 0)
-            break;
-        snprintf(sql + len, sizeof sql - len, "%s", tail);
-        if (es_db_exec(rt->db, sql, params, 4 * n, NULL, err))
-            return -1;
+        es_strbuf_reset(&sql);
+        es_strbuf_adds(&sql, "INSERT INTO projection_offsets (projection, topic, part, "
+                             "next_offset, updated_at) VALUES ");
+        pj_sql_repeat(&sql, "(?, ?, ?, ?, NOW(3))", ", ", n);
+        es_strbuf_adds(&sql, " ON DUPLICATE KEY UPDATE next_offset=VALUES(next_offset), "
+                             "updated_at=VALUES(updated_at)");
+        rc = es_db_exec(rt->db, sql.s, params, 4 * (size_t)n, NULL, err) ? -1 : 0;
     }
-    return 0;
+    es_strbuf_release(&sql);
+    return rc;
 }
 
 /* The write of flight f: the batch applied and its offsets stored in one transaction, holding
