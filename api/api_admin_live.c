@@ -9,8 +9,9 @@
  * lag behind the watermarks, both asked on the API's producer client: a client per context kept
  * its threads waking (about 5 a second each) long after the console closed. Totals only: the
  * console makes rates of two readings. Those requests are sequential and take up to a second
- * each when the broker is slow, so one thread of api_activity's asks them, never a loop thread:
- * the requests that come while it reads wait for its next reading, which answers them all.
+ * each when the broker is slow, so api_activity's worker thread (es_worker) asks them, never a
+ * loop thread: the requests that come while it reads wait for its next reading, which answers
+ * them all.
  *
  * GET /v1/admin/sagas: the order saga's open orders with the deadline each waits on, from the
  * saga's own table (eventshop_order_saga.open_orders, subscribers/saga.c) read with a read-only
@@ -22,7 +23,7 @@
 #include "es_log.h"
 #include "es_mem.h"
 #include "es_time.h"
-#include <pthread.h>
+#include "es_worker.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,58 +103,37 @@ static json_t *activity_reading(struct api_app *app)
     return json_pack("{s:I, s:o}", "at", (json_int_t)es_wall_ms(), "contexts", out);
 }
 
+/* The activity worker (es_worker): each run takes the requests that came since the last one and
+ * answers them all with one reading (none is answered with a reading begun before it came). */
 struct api_activity {
     struct api_app *app;
-    pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
-    bool stop;                   /* under lock */
-    es_http_pending_t **waiting; /* under lock: the requests the next reading answers */
-    size_t n_waiting, cap_waiting;
+    es_worker_t *worker;
 };
 
-static void *activity_main(void *arg)
+static int activity_run(void *arg, void **jobs, size_t n)
 {
     struct api_activity *a = arg;
-    es_http_pending_t **batch = NULL;
-    size_t n = 0, cap = 0;
-    pthread_mutex_lock(&a->lock);
-    for (;;) {
-        while (!a->stop && a->n_waiting == 0)
-            pthread_cond_wait(&a->wake, &a->lock);
-        if (a->stop)
-            break;
-        /* the requests so far take this reading; later ones wait for the next (none is answered
-         * with a reading begun before it came) */
-        es_http_pending_t **t = batch;
-        batch = a->waiting;
-        n = a->n_waiting;
-        a->waiting = t;
-        a->n_waiting = 0;
-        size_t c = cap;
-        cap = a->cap_waiting;
-        a->cap_waiting = c;
-        pthread_mutex_unlock(&a->lock);
-        json_t *body = activity_reading(a->app);
-        for (size_t i = 0; i < n; i++)
-            es_http_complete(batch[i], 200, i + 1 < n ? json_deep_copy(body) : body, 0, NULL);
-        pthread_mutex_lock(&a->lock);
-    }
-    pthread_mutex_unlock(&a->lock);
-    free(batch);
-    return NULL;
+    if (n == 0)
+        return ES_WORKER_IDLE;
+    json_t *body = activity_reading(a->app);
+    for (size_t i = 0; i < n; i++)
+        es_http_complete(jobs[i], 200, i + 1 < n ? json_deep_copy(body) : body, 0, NULL);
+    return ES_WORKER_IDLE;
+}
+
+static void activity_drop(void *arg, void **jobs, size_t n)
+{
+    (void)arg;
+    for (size_t i = 0; i < n; i++)
+        es_http_complete(jobs[i], 503, api_problem_new(503, NULL, NULL, "the api is stopping"), 1,
+                         NULL);
 }
 
 struct api_activity *api_activity_new(struct api_app *app, es_err_t *err)
 {
     struct api_activity *a = xcalloc(1, sizeof *a);
     a->app = app;
-    pthread_mutex_init(&a->lock, NULL);
-    pthread_cond_init(&a->wake, NULL);
-    if (pthread_create(&a->thread, NULL, activity_main, a)) {
-        es_set(err, ES_EINTERNAL, "cannot start the activity thread");
-        pthread_cond_destroy(&a->wake);
-        pthread_mutex_destroy(&a->lock);
+    if (!(a->worker = es_worker_new("activity", activity_run, activity_drop, a, err))) {
         free(a);
         return NULL;
     }
@@ -164,17 +144,7 @@ void api_activity_free(struct api_activity *a)
 {
     if (!a)
         return;
-    pthread_mutex_lock(&a->lock);
-    a->stop = true;
-    pthread_cond_signal(&a->wake);
-    pthread_mutex_unlock(&a->lock);
-    pthread_join(a->thread, NULL);
-    for (size_t i = 0; i < a->n_waiting; i++)
-        es_http_complete(a->waiting[i], 503,
-                         api_problem_new(503, NULL, NULL, "the api is stopping"), 1, NULL);
-    free(a->waiting);
-    pthread_cond_destroy(&a->wake);
-    pthread_mutex_destroy(&a->lock);
+    es_worker_free(a->worker);
     free(a);
 }
 
@@ -182,15 +152,7 @@ void api_admin_activity(es_http_req_t *r, const struct api_principal *who)
 {
     (void)who;
     struct api_activity *a = ((struct api_app *)es_http_app(r))->activity;
-    es_http_pending_t *p = es_http_defer(r);
-    pthread_mutex_lock(&a->lock);
-    if (a->n_waiting == a->cap_waiting) {
-        a->cap_waiting = a->cap_waiting ? 2 * a->cap_waiting : 4;
-        a->waiting = xrealloc(a->waiting, a->cap_waiting * sizeof *a->waiting);
-    }
-    a->waiting[a->n_waiting++] = p;
-    pthread_cond_signal(&a->wake);
-    pthread_mutex_unlock(&a->lock);
+    es_worker_post(a->worker, es_http_defer(r));
 }
 
 /* ---- the order saga's open orders */

@@ -1,7 +1,8 @@
 /* api_positions — see api_positions.h.
  *
  * Locking: p->lock guards the snapshots, the subscriptions and the counts of waiters. The thread
- * reads the database without it (each context's connection is the thread's alone) and publishes
+ * (an es_worker, woken by a new waiter, run again after p->ms while someone waits) reads the
+ * database without it (each context's connection is the thread's alone) and publishes
  * under it; it posts wake-ups under it too, so a subscription being removed (under the lock) is
  * never posted after api_positions_unsubscribe returns. */
 #include "api_positions.h"
@@ -11,13 +12,12 @@
 #include "es_mem.h"
 #include "es_metrics.h"
 #include "es_time.h"
-#include <errno.h>
+#include "es_worker.h"
 #include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define POLL_MIN_MS        1 /* while the offsets move */
 #define POLL_MAX_MS        8 /* while they stand still */
@@ -60,14 +60,13 @@ struct api_positions_sub {
 
 struct api_positions {
     pthread_mutex_t lock;
-    pthread_cond_t cond; /* a new waiter, or the stop */
     struct pos_ctx ctxs[API_POSITIONS_MAXC];
     size_t n;
     api_positions_sub_t *subs;
-    int waiting;     /* over every context */
-    bool poke, stop; /* read at once; stop the thread */
-    pthread_t thread;
-    bool has_thread;
+    int waiting;        /* over every context */
+    bool poke;          /* a new waiter: read at once (the worker is woken too) */
+    es_worker_t *watch; /* the thread: runs positions_run */
+    int ms;             /* the thread's: the wait before its next read while someone waits */
 };
 
 /* --- reading (the thread, without the lock) ----------------------------------------------- */
@@ -158,29 +157,6 @@ static void wake_context(api_positions_t *p, size_t ctx)
 
 /* --- the thread --------------------------------------------------------------------------- */
 
-/* Waits (under the lock) until someone waits and the next read is due: after ms, or at once on
- * a poke. false when stopping. */
-static bool wait_due(api_positions_t *p, int ms)
-{
-    while (!p->stop && p->waiting == 0)
-        pthread_cond_wait(&p->cond, &p->lock);
-    if (p->stop)
-        return false;
-    if (p->poke)
-        return true;
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_nsec += ms * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
-    while (!p->stop && !p->poke && p->waiting > 0)
-        if (pthread_cond_timedwait(&p->cond, &p->lock, &until) == ETIMEDOUT)
-            break;
-    return !p->stop;
-}
-
 /* One round: reads each context someone waits on, publishes, wakes. Under the lock on entry and
  * exit. Whether anything moved. */
 static bool round_once(api_positions_t *p)
@@ -205,18 +181,23 @@ static bool round_once(api_positions_t *p)
     return moved;
 }
 
-static void *positions_main(void *arg)
+/* A run of the watcher (es_worker): a round while someone waits, then the wait before the next
+ * one; nobody waiting, none until a waiter wakes it (api_positions_want). */
+static int positions_run(void *arg, void **jobs, size_t n)
 {
     api_positions_t *p = arg;
-    int ms = POLL_MIN_MS;
+    (void)jobs;
+    (void)n;
     pthread_mutex_lock(&p->lock);
-    while (wait_due(p, ms)) {
-        bool poked = p->poke;
-        bool moved = round_once(p);
-        ms = moved || poked ? POLL_MIN_MS : (ms * 2 > POLL_MAX_MS ? POLL_MAX_MS : ms * 2);
+    if (p->waiting == 0) {
+        pthread_mutex_unlock(&p->lock);
+        return ES_WORKER_IDLE;
     }
+    bool poked = p->poke;
+    bool moved = round_once(p);
+    p->ms = moved || poked ? POLL_MIN_MS : (p->ms * 2 > POLL_MAX_MS ? POLL_MAX_MS : p->ms * 2);
     pthread_mutex_unlock(&p->lock);
-    return NULL;
+    return p->ms;
 }
 
 /* --- the interface ------------------------------------------------------------------------ */
@@ -229,11 +210,7 @@ api_positions_t *api_positions_new(const char (*contexts)[32], size_t n, es_err_
     }
     api_positions_t *p = xcalloc(1, sizeof *p);
     pthread_mutex_init(&p->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    p->ms = POLL_MIN_MS;
     p->n = n;
     for (size_t i = 0; i < n; i++) {
         struct pos_ctx *c = &p->ctxs[i];
@@ -246,12 +223,10 @@ api_positions_t *api_positions_new(const char (*contexts)[32], size_t n, es_err_
             es_counter("eventshop_api_position_watch_queries_total",
                        "reads of the stored offsets by the read-your-writes watcher", labels);
     }
-    if (pthread_create(&p->thread, NULL, positions_main, p)) {
-        es_set(err, ES_EINTERNAL, "cannot start the position watcher thread");
+    if (!(p->watch = es_worker_new("position watcher", positions_run, NULL, p, err))) {
         api_positions_free(p);
         return NULL;
     }
-    p->has_thread = true;
     return p;
 }
 
@@ -259,18 +234,12 @@ void api_positions_free(api_positions_t *p)
 {
     if (!p)
         return;
-    pthread_mutex_lock(&p->lock);
-    p->stop = true;
-    pthread_cond_signal(&p->cond);
-    pthread_mutex_unlock(&p->lock);
-    if (p->has_thread)
-        pthread_join(p->thread, NULL);
+    es_worker_free(p->watch);
     for (size_t i = 0; i < p->n; i++) {
         es_db_close(p->ctxs[i].db);
         free(p->ctxs[i].snap.offs);
         free(p->ctxs[i].read.offs);
     }
-    pthread_cond_destroy(&p->cond);
     pthread_mutex_destroy(&p->lock);
     free(p);
 }
@@ -315,11 +284,11 @@ void api_positions_want(api_positions_sub_t *s, int delta)
     s->want += delta;
     p->ctxs[s->ctx].waiting += delta;
     p->waiting += delta;
-    if (delta > 0) {
+    if (delta > 0)
         p->poke = true;
-        pthread_cond_signal(&p->cond);
-    }
     pthread_mutex_unlock(&p->lock);
+    if (delta > 0)
+        es_worker_wake(p->watch);
 }
 
 bool api_positions_reached(api_positions_sub_t *s, const char *projection, int32_t partition,

@@ -4,10 +4,10 @@
 #include "es_log.h"
 #include "es_mem.h"
 #include "es_metrics.h"
+#include "es_worker.h"
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define SR_LOG_CHECK_EVERY_S 5    /* how often the watcher asks a broker for metadata */
 #define SR_LOG_CHECK_WAIT_MS 2000 /* the longest one such request may take */
@@ -16,11 +16,9 @@ struct sr_log {
     es_kafka_t *rk; /* replaced (under lock) after a fatal error */
     char *topic;
     pthread_mutex_t lock;
-    pthread_t watcher;
-    pthread_cond_t wake;
-    bool stop, watching;
-    sr_store_t *store; /* for the re-read after a failed write; may be NULL */
-    bool dirty;        /* a write failed: the store may lack a record the log has */
+    es_worker_t *watcher; /* NULL: it could not start (readiness then not reported) */
+    sr_store_t *store;    /* for the re-read after a failed write; may be NULL */
+    bool dirty;           /* a write failed: the store may lack a record the log has */
 };
 
 #define SR_LOG_REREAD_TIMEOUT_MS 30000
@@ -32,21 +30,16 @@ static es_kafka_t *producer_new(es_err_t *err)
 }
 
 /* Readiness: every SR_LOG_CHECK_EVERY_S, whether a broker answers (the registry reads from
- * memory without Kafka, but cannot register a schema). */
-static void *watch_main(void *arg)
+ * memory without Kafka, but cannot register a schema). A run of the watcher (es_worker). */
+static int watch_run(void *arg, void **jobs, size_t n)
 {
     sr_log_t *log = arg;
+    (void)jobs;
+    (void)n;
     pthread_mutex_lock(&log->lock);
-    while (!log->stop) {
-        es_metrics_set_dependency("kafka", es_kafka_reachable(log->rk, SR_LOG_CHECK_WAIT_MS));
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += SR_LOG_CHECK_EVERY_S;
-        while (!log->stop && pthread_cond_timedwait(&log->wake, &log->lock, &until) == 0)
-            ;
-    }
+    es_metrics_set_dependency("kafka", es_kafka_reachable(log->rk, SR_LOG_CHECK_WAIT_MS));
     pthread_mutex_unlock(&log->lock);
-    return NULL;
+    return SR_LOG_CHECK_EVERY_S * 1000;
 }
 
 sr_log_t *sr_log_new(const char *topic, es_err_t *err)
@@ -58,8 +51,11 @@ sr_log_t *sr_log_new(const char *topic, es_err_t *err)
     log->rk = rk;
     log->topic = xstrdup(topic);
     pthread_mutex_init(&log->lock, NULL);
-    pthread_cond_init(&log->wake, NULL);
-    log->watching = pthread_create(&log->watcher, NULL, watch_main, log) == 0;
+    es_err_t werr = ES_ERR_INIT;
+    if ((log->watcher = es_worker_new("kafka watcher", watch_run, NULL, log, &werr)))
+        es_worker_wake(log->watcher); /* the first check at once */
+    else
+        es_warn("registry: %s: kafka's readiness is not reported", werr.msg);
     return log;
 }
 
@@ -67,13 +63,7 @@ void sr_log_free(sr_log_t *log)
 {
     if (!log)
         return;
-    pthread_mutex_lock(&log->lock);
-    log->stop = true;
-    pthread_cond_broadcast(&log->wake);
-    pthread_mutex_unlock(&log->lock);
-    if (log->watching)
-        pthread_join(log->watcher, NULL);
-    pthread_cond_destroy(&log->wake);
+    es_worker_free(log->watcher);
     es_kafka_flush(log->rk, 10000);
     es_kafka_destroy(log->rk);
     pthread_mutex_destroy(&log->lock);
