@@ -31,6 +31,7 @@ typedef struct hd_pending {
     char *key; /* aggregate id or command id, owned */
     void *buf; /* the encoded record, owned; NULL: a tombstone */
     size_t len;
+    void *out;      /* a changelog record encoded on the loop's thread, owned until produced */
     size_t slot;    /* a result's delivery slot (es_txn_offset) */
     int64_t offset; /* a result's offset, once its transaction committed; -1: not reported */
 } hd_pending_t;
@@ -77,12 +78,12 @@ typedef struct hd_item {
  * (eventshop_handler_stage_seconds) and, at debug level, to one line per batch. */
 typedef enum {
     ST_GATHER,  /* the consumer's poll for the batch's commands */
-    ST_DECIDE,  /* the views' catch-up and deciding every command */
+    ST_DECIDE,  /* the views' catch-up, deciding every command, encoding the states */
     ST_WAIT,    /* the loop waiting for the batch in flight before handing this one over */
     ST_HANDOFF, /* from the hand-over to the transaction thread taking it */
     ST_BEGIN,   /* begin_transaction */
     ST_EVENTS,  /* producing the events */
-    ST_STATES,  /* encoding and producing the changelog states */
+    ST_STATES,  /* producing the changelog states */
     ST_OFFSETS, /* send_offsets_to_transaction */
     ST_FLUSH,   /* waiting for the delivery of the events and states */
     ST_RESULTS, /* encoding and producing the results */
@@ -158,8 +159,7 @@ struct hd_runtime {
     bool worker_started;
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    hd_batch_t *job;       /* for the transaction thread; NULL: none */
-    hd_batch_t *job_clear; /* emptied by it once job is done (its JSON freed there), or NULL */
+    hd_batch_t *job; /* for the transaction thread; NULL: none */
     bool quit;
 };
 
@@ -268,6 +268,7 @@ static void stage_clear(hd_stage_t *s)
     for (size_t i = 0; i < s->npending; i++) {
         free(s->pending[i].key);
         free(s->pending[i].buf);
+        free(s->pending[i].out);
     }
     s->npending = 0;
     s->clog_tracked = false;
@@ -287,7 +288,7 @@ static void pending_add(hd_stage_t *s, hd_store_log_t log, const char *key, cons
         copy = xmalloc(len ? len : 1);
         memcpy(copy, buf, len);
     }
-    s->pending[s->npending++] = (hd_pending_t){log, xstrdup(key), copy, len, slot, -1};
+    s->pending[s->npending++] = (hd_pending_t){log, xstrdup(key), copy, len, NULL, slot, -1};
 }
 
 static void encoded_events_free(hd_item_t *it)
@@ -1051,13 +1052,13 @@ static int events_produce(hd_batch_t *b, es_err_t *err)
     return 0;
 }
 
-/* Produces the states b staged, of every partition, to the changelog. 0, or 1 when the batch
- * failed (*trc and err set; on a state the schema refuses, a bug, also b->fatal: the transaction
- * is aborted and the process restarts). */
-static int states_produce(hd_batch_t *b, es_txn_rc_t *trc, es_err_t *err)
+/* Encodes the states b staged, of every partition, for the changelog (on the loop's thread,
+ * after deciding: the transaction thread, the pipeline's longer stage, only produces them). A
+ * failure aborts the transaction (b->decide_rc); a state the schema refuses, a bug, also sets
+ * b->fatal: the process restarts. */
+static void states_encode(hd_runtime_t *rt, hd_batch_t *b)
 {
-    hd_runtime_t *rt = b->rt;
-    for (int p = 0; p < b->nstages; p++) {
+    for (int p = 0; p < b->nstages && b->decide_rc == ES_TXN_OK; p++) {
         hd_stage_t *s = stage_find(b, p);
         if (!s)
             continue;
@@ -1067,17 +1068,38 @@ static int states_produce(hd_batch_t *b, es_txn_rc_t *trc, es_err_t *err)
         {
             void *buf = NULL;
             size_t len = 0;
+            es_err_t *err = &b->decide_err;
             if (!json_is_null(v) &&
                 ev_encode(rt->codec, rt->t_changelog, rt->ctx->state_type, v, &buf, &len, err)) {
-                if (err->code == ES_EINVAL) { /* a state the schema refuses: a bug, restart */
+                if (err->code == ES_EINVAL) {
                     b->fatal = true;
                     es_set(&b->fatal_err, err->code, "%s", err->msg);
                 }
-                *trc = ES_TXN_ABORT;
-                return 1;
+                b->decide_rc = ES_TXN_ABORT;
+                return;
             }
             pending_add(s, HD_LOG_CHANGELOG, k, buf, len, 0);
-            if (produce(b, rt->t_changelog, p, k, buf, len, NULL, &s->clog_slot, err)) {
+            s->pending[s->npending - 1].out = buf;
+        }
+    }
+}
+
+/* Produces the changelog records states_encode made, of every partition. 0, or 1 when the batch
+ * failed (*trc and err set). */
+static int states_produce(hd_batch_t *b, es_txn_rc_t *trc, es_err_t *err)
+{
+    hd_runtime_t *rt = b->rt;
+    for (int p = 0; p < b->nstages; p++) {
+        hd_stage_t *s = stage_find(b, p);
+        if (!s)
+            continue;
+        for (size_t i = 0; i < s->npending; i++) {
+            hd_pending_t *e = &s->pending[i];
+            if (e->log != HD_LOG_CHANGELOG)
+                continue;
+            void *buf = e->out;
+            e->out = NULL; /* produce owns it now, even when it fails */
+            if (produce(b, rt->t_changelog, p, e->key, buf, e->len, NULL, &s->clog_slot, err)) {
                 *trc = b->produce_rc;
                 return 1;
             }
@@ -1203,19 +1225,12 @@ static void *txn_thread(void *arg)
             pthread_cond_wait(&rt->cond, &rt->lock);
         if (!rt->job)
             break;
-        hd_batch_t *b = rt->job, *done = rt->job_clear;
-        rt->job_clear = NULL;
+        hd_batch_t *b = rt->job;
         pthread_mutex_unlock(&rt->lock);
         batch_txn(b);
         pthread_mutex_lock(&rt->lock);
         rt->job = NULL;
         pthread_cond_broadcast(&rt->cond);
-        if (done) { /* after the answer: the loop does not wait for it */
-            pthread_mutex_unlock(&rt->lock);
-            batch_clear(done);
-            pthread_mutex_lock(&rt->lock);
-            spare_put(rt, done);
-        }
     }
     pthread_mutex_unlock(&rt->lock);
     return NULL;
@@ -1223,9 +1238,8 @@ static void *txn_thread(void *arg)
 
 /* --- the pipeline (on the loop's thread) ----------------------------------------------------- */
 
-/* Hands b (decided) to the transaction thread: it becomes the batch in flight; done (finished,
- * may be NULL) is emptied there once b is written. */
-static void batch_submit(hd_runtime_t *rt, hd_batch_t *b, hd_batch_t *done)
+/* Hands b (decided) to the transaction thread: it becomes the batch in flight. */
+static void batch_submit(hd_runtime_t *rt, hd_batch_t *b)
 {
     es_txn_batch_reset(rt->txn);
     for (size_t i = 0; i < b->n; i++)
@@ -1235,7 +1249,6 @@ static void batch_submit(hd_runtime_t *rt, hd_batch_t *b, hd_batch_t *done)
     rt->inflight = b;
     pthread_mutex_lock(&rt->lock);
     rt->job = b;
-    rt->job_clear = done;
     pthread_cond_broadcast(&rt->cond);
     pthread_mutex_unlock(&rt->lock);
 }
@@ -1553,6 +1566,7 @@ static int loop_turn(hd_runtime_t *rt)
             lagging = true;
         } else {
             batch_decide(rt, b);
+            states_encode(rt, b);
         }
     }
     stage_mark(b, ST_DECIDE);
@@ -1575,10 +1589,12 @@ static int loop_turn(hd_runtime_t *rt)
         rc = batch_outcome(rt, a);
         rt->inflight = NULL;
     }
-    if (b->n > 0 && !rt->fatal) { /* a's memory is freed by the transaction thread, after b */
-        batch_submit(rt, b, a);
-        a = b = NULL;
+    if (b->n > 0 && !rt->fatal) {
+        batch_submit(rt, b);
+        b = NULL;
     }
+    /* a is freed here, while b's transaction runs: on the transaction thread (the pipeline's
+     * longer stage, waiting on the broker) it held up taking b, 24 ms a batch */
     if (a)
         batch_recycle(rt, a);
     if (b)
