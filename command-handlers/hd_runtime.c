@@ -31,7 +31,6 @@ typedef struct hd_pending {
     char *key; /* aggregate id or command id, owned */
     void *buf; /* the encoded record, owned; NULL: a tombstone */
     size_t len;
-    void *out;      /* a changelog record encoded on the loop's thread, owned until produced */
     size_t slot;    /* a result's delivery slot (es_txn_offset) */
     int64_t offset; /* a result's offset, once its transaction committed; -1: not reported */
 } hd_pending_t;
@@ -78,12 +77,12 @@ typedef struct hd_item {
  * (eventshop_handler_stage_seconds) and, at debug level, to one line per batch. */
 typedef enum {
     ST_GATHER,  /* the consumer's poll for the batch's commands */
-    ST_DECIDE,  /* the views' catch-up, deciding every command, encoding the states */
+    ST_DECIDE,  /* the views' catch-up and deciding every command */
     ST_WAIT,    /* the loop waiting for the batch in flight before handing this one over */
     ST_HANDOFF, /* from the hand-over to the transaction thread taking it */
     ST_BEGIN,   /* begin_transaction */
-    ST_EVENTS,  /* producing the events */
-    ST_STATES,  /* producing the changelog states */
+    ST_EVENTS,  /* producing the events, freeing the batch before */
+    ST_STATES,  /* encoding and producing the changelog states */
     ST_OFFSETS, /* send_offsets_to_transaction */
     ST_FLUSH,   /* waiting for the delivery of the events and states */
     ST_RESULTS, /* encoding and producing the results */
@@ -117,8 +116,9 @@ typedef struct hd_batch {
     es_err_t fatal_err;
     es_txn_rc_t trc; /* the transaction's outcome */
     es_err_t err;
-    double stage_s[ST_N]; /* seconds spent in each stage (hd_stage_id_t) */
-    double mark;          /* the monotonic time the running stage began */
+    struct hd_batch *done; /* the batch before, finished: freed while this one's travel */
+    double stage_s[ST_N];  /* seconds spent in each stage (hd_stage_id_t) */
+    double mark;           /* the monotonic time the running stage began */
 } hd_batch_t;
 
 typedef struct hd_counter {
@@ -159,7 +159,8 @@ struct hd_runtime {
     bool worker_started;
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    hd_batch_t *job; /* for the transaction thread; NULL: none */
+    hd_batch_t *job;       /* for the transaction thread; NULL: none */
+    hd_batch_t *job_clear; /* emptied by it once job is done (its JSON freed there), or NULL */
     bool quit;
 };
 
@@ -268,7 +269,6 @@ static void stage_clear(hd_stage_t *s)
     for (size_t i = 0; i < s->npending; i++) {
         free(s->pending[i].key);
         free(s->pending[i].buf);
-        free(s->pending[i].out);
     }
     s->npending = 0;
     s->clog_tracked = false;
@@ -288,7 +288,7 @@ static void pending_add(hd_stage_t *s, hd_store_log_t log, const char *key, cons
         copy = xmalloc(len ? len : 1);
         memcpy(copy, buf, len);
     }
-    s->pending[s->npending++] = (hd_pending_t){log, xstrdup(key), copy, len, NULL, slot, -1};
+    s->pending[s->npending++] = (hd_pending_t){log, xstrdup(key), copy, len, slot, -1};
 }
 
 static void encoded_events_free(hd_item_t *it)
@@ -1052,13 +1052,13 @@ static int events_produce(hd_batch_t *b, es_err_t *err)
     return 0;
 }
 
-/* Encodes the states b staged, of every partition, for the changelog (on the loop's thread,
- * after deciding: the transaction thread, the pipeline's longer stage, only produces them). A
- * failure aborts the transaction (b->decide_rc); a state the schema refuses, a bug, also sets
- * b->fatal: the process restarts. */
-static void states_encode(hd_runtime_t *rt, hd_batch_t *b)
+/* Produces the states b staged, of every partition, to the changelog. 0, or 1 when the batch
+ * failed (*trc and err set; on a state the schema refuses, a bug, also b->fatal: the transaction
+ * is aborted and the process restarts). */
+static int states_produce(hd_batch_t *b, es_txn_rc_t *trc, es_err_t *err)
 {
-    for (int p = 0; p < b->nstages && b->decide_rc == ES_TXN_OK; p++) {
+    hd_runtime_t *rt = b->rt;
+    for (int p = 0; p < b->nstages; p++) {
         hd_stage_t *s = stage_find(b, p);
         if (!s)
             continue;
@@ -1068,38 +1068,17 @@ static void states_encode(hd_runtime_t *rt, hd_batch_t *b)
         {
             void *buf = NULL;
             size_t len = 0;
-            es_err_t *err = &b->decide_err;
             if (!json_is_null(v) &&
                 ev_encode(rt->codec, rt->t_changelog, rt->ctx->state_type, v, &buf, &len, err)) {
-                if (err->code == ES_EINVAL) {
+                if (err->code == ES_EINVAL) { /* a state the schema refuses: a bug, restart */
                     b->fatal = true;
                     es_set(&b->fatal_err, err->code, "%s", err->msg);
                 }
-                b->decide_rc = ES_TXN_ABORT;
-                return;
+                *trc = ES_TXN_ABORT;
+                return 1;
             }
             pending_add(s, HD_LOG_CHANGELOG, k, buf, len, 0);
-            s->pending[s->npending - 1].out = buf;
-        }
-    }
-}
-
-/* Produces the changelog records states_encode made, of every partition. 0, or 1 when the batch
- * failed (*trc and err set). */
-static int states_produce(hd_batch_t *b, es_txn_rc_t *trc, es_err_t *err)
-{
-    hd_runtime_t *rt = b->rt;
-    for (int p = 0; p < b->nstages; p++) {
-        hd_stage_t *s = stage_find(b, p);
-        if (!s)
-            continue;
-        for (size_t i = 0; i < s->npending; i++) {
-            hd_pending_t *e = &s->pending[i];
-            if (e->log != HD_LOG_CHANGELOG)
-                continue;
-            void *buf = e->out;
-            e->out = NULL; /* produce owns it now, even when it fails */
-            if (produce(b, rt->t_changelog, p, e->key, buf, e->len, NULL, &s->clog_slot, err)) {
+            if (produce(b, rt->t_changelog, p, k, buf, len, NULL, &s->clog_slot, err)) {
                 *trc = b->produce_rc;
                 return 1;
             }
@@ -1140,6 +1119,24 @@ static int results_produce(hd_batch_t *b, es_txn_rc_t *trc, es_err_t *err)
     return 0;
 }
 
+static void spare_put(hd_runtime_t *rt, hd_batch_t *b);
+
+/* Frees the finished batch before b (if any), on the transaction thread: done once b's events
+ * are produced, while the coordinator still finishes the last commit (its markers) and holds up
+ * the new transaction's partitions, so that it costs neither the taking of b nor the loop's
+ * thread. */
+static void batch_done_free(hd_batch_t *b)
+{
+    hd_batch_t *done = b->done;
+    if (!done)
+        return;
+    b->done = NULL;
+    batch_clear(done);
+    pthread_mutex_lock(&b->rt->lock);
+    spare_put(b->rt, done);
+    pthread_mutex_unlock(&b->rt->lock);
+}
+
 /* Produces the events and the staged states of b; sends the batch's offsets while they travel;
  * once the events are written (their offsets are the read-your-writes positions the results
  * carry), produces the results. Fewer round trips one after another: a lone command's latency.
@@ -1157,6 +1154,7 @@ static es_txn_rc_t batch_work(void *arg, es_err_t *err)
     }
     if (events_produce(b, err) != 0)
         return b->produce_rc != ES_TXN_OK ? b->produce_rc : ES_TXN_ABORT;
+    batch_done_free(b);
     stage_mark(b, ST_EVENTS);
     if (states_produce(b, &trc, err) != 0)
         return trc;
@@ -1226,8 +1224,13 @@ static void *txn_thread(void *arg)
         if (!rt->job)
             break;
         hd_batch_t *b = rt->job;
+        b->done = rt->job_clear;
+        rt->job_clear = NULL;
         pthread_mutex_unlock(&rt->lock);
         batch_txn(b);
+        /* not freed in the transaction (it failed before its events): before the answer, as
+         * the loop may reuse it from the spares once answered */
+        batch_done_free(b);
         pthread_mutex_lock(&rt->lock);
         rt->job = NULL;
         pthread_cond_broadcast(&rt->cond);
@@ -1238,8 +1241,9 @@ static void *txn_thread(void *arg)
 
 /* --- the pipeline (on the loop's thread) ----------------------------------------------------- */
 
-/* Hands b (decided) to the transaction thread: it becomes the batch in flight. */
-static void batch_submit(hd_runtime_t *rt, hd_batch_t *b)
+/* Hands b (decided) to the transaction thread: it becomes the batch in flight; done (finished,
+ * may be NULL) is emptied there while b's records travel (batch_done_free). */
+static void batch_submit(hd_runtime_t *rt, hd_batch_t *b, hd_batch_t *done)
 {
     es_txn_batch_reset(rt->txn);
     for (size_t i = 0; i < b->n; i++)
@@ -1249,6 +1253,7 @@ static void batch_submit(hd_runtime_t *rt, hd_batch_t *b)
     rt->inflight = b;
     pthread_mutex_lock(&rt->lock);
     rt->job = b;
+    rt->job_clear = done;
     pthread_cond_broadcast(&rt->cond);
     pthread_mutex_unlock(&rt->lock);
 }
@@ -1566,7 +1571,6 @@ static int loop_turn(hd_runtime_t *rt)
             lagging = true;
         } else {
             batch_decide(rt, b);
-            states_encode(rt, b);
         }
     }
     stage_mark(b, ST_DECIDE);
@@ -1589,12 +1593,10 @@ static int loop_turn(hd_runtime_t *rt)
         rc = batch_outcome(rt, a);
         rt->inflight = NULL;
     }
-    if (b->n > 0 && !rt->fatal) {
-        batch_submit(rt, b);
-        b = NULL;
+    if (b->n > 0 && !rt->fatal) { /* a's memory is freed by the transaction thread, with b */
+        batch_submit(rt, b, a);
+        a = b = NULL;
     }
-    /* a is freed here, while b's transaction runs: on the transaction thread (the pipeline's
-     * longer stage, waiting on the broker) it held up taking b, 24 ms a batch */
     if (a)
         batch_recycle(rt, a);
     if (b)
