@@ -71,6 +71,30 @@ typedef struct hd_item {
     int64_t start_us;              /* when deciding began (zipkin clock) */
 } hd_item_t;
 
+/* The stages of a batch, timed with the monotonic clock: on the loop's thread (gathering,
+ * deciding, waiting for the batch in flight), on the transaction thread (from taking the batch
+ * to the store's write), and the hand-off between them. Each goes to a histogram
+ * (eventshop_handler_stage_seconds) and, at debug level, to one line per batch. */
+typedef enum {
+    ST_GATHER,  /* the consumer's poll for the batch's commands */
+    ST_DECIDE,  /* the views' catch-up and deciding every command */
+    ST_WAIT,    /* the loop waiting for the batch in flight before handing this one over */
+    ST_HANDOFF, /* from the hand-over to the transaction thread taking it */
+    ST_BEGIN,   /* begin_transaction */
+    ST_EVENTS,  /* producing the events, freeing the batch before */
+    ST_STATES,  /* encoding and producing the changelog states */
+    ST_OFFSETS, /* send_offsets_to_transaction */
+    ST_FLUSH,   /* waiting for the delivery of the events and states */
+    ST_RESULTS, /* encoding and producing the results */
+    ST_COMMIT,  /* commit_transaction */
+    ST_STORE,   /* the LMDB write of the committed batch */
+    ST_N
+} hd_stage_id_t;
+
+static const char *const stage_names[ST_N] = {"gather", "decide",  "wait",   "handoff",
+                                              "begin",  "events",  "states", "offsets",
+                                              "flush",  "results", "commit", "store"};
+
 /* A batch: gathered and decided on the loop's thread, then written in one transaction on the
  * transaction's thread while the loop gathers and decides the next batch, stored (hd_store) on
  * the loop's thread once committed. */
@@ -92,6 +116,9 @@ typedef struct hd_batch {
     es_err_t fatal_err;
     es_txn_rc_t trc; /* the transaction's outcome */
     es_err_t err;
+    struct hd_batch *done; /* the batch before, finished: freed while this one's travel */
+    double stage_s[ST_N];  /* seconds spent in each stage (hd_stage_id_t) */
+    double mark;           /* the monotonic time the running stage began */
 } hd_batch_t;
 
 typedef struct hd_counter {
@@ -123,6 +150,7 @@ struct hd_runtime {
     es_metric_t *m_replayed_changelog, *m_replayed_results;
     es_metric_t *m_commits, *m_aborts, *m_recreates, *m_batch_seconds, *m_batch_size;
     es_metric_t *m_dropped; /* batches decided on top of one in flight that failed */
+    es_metric_t *m_stage[ST_N];
     /* the pipeline: batch n is written by the transaction thread while batch n+1 is decided */
     hd_batch_t *spare[2]; /* batches not in flight, to be reused */
     hd_batch_t *inflight; /* handed to the transaction thread, not yet stored; NULL: none */
@@ -174,6 +202,14 @@ void hd_runtime_config_init(hd_runtime_config_t *cfg)
         snprintf(cfg->instance_id, sizeof cfg->instance_id, "0");
     }
     cfg->instance_id[sizeof cfg->instance_id - 1] = '\0';
+}
+
+/* Ends b's running stage as stage id (its time since b->mark is added) and begins the next. */
+static void stage_mark(hd_batch_t *b, hd_stage_id_t id)
+{
+    double now = es_mono_s();
+    b->stage_s[id] += now - b->mark;
+    b->mark = now;
 }
 
 static void set_fatal(hd_runtime_t *rt, es_err_t *e)
@@ -284,6 +320,7 @@ static void batch_clear(hd_batch_t *b)
     b->group = NULL;
     b->decide_rc = b->produce_rc = b->trc = ES_TXN_OK;
     b->fatal = b->store_failed = false;
+    memset(b->stage_s, 0, sizeof b->stage_s);
     es_clear(&b->decide_err);
     es_clear(&b->fatal_err);
     es_clear(&b->err);
@@ -1082,6 +1119,24 @@ static int results_produce(hd_batch_t *b, es_txn_rc_t *trc, es_err_t *err)
     return 0;
 }
 
+static void spare_put(hd_runtime_t *rt, hd_batch_t *b);
+
+/* Frees the finished batch before b (if any), on the transaction thread: done once b's events
+ * are produced, while the coordinator still finishes the last commit (its markers) and holds up
+ * the new transaction's partitions, so that it costs neither the taking of b nor the loop's
+ * thread. */
+static void batch_done_free(hd_batch_t *b)
+{
+    hd_batch_t *done = b->done;
+    if (!done)
+        return;
+    b->done = NULL;
+    batch_clear(done);
+    pthread_mutex_lock(&b->rt->lock);
+    spare_put(b->rt, done);
+    pthread_mutex_unlock(&b->rt->lock);
+}
+
 /* Produces the events and the staged states of b; sends the batch's offsets while they travel;
  * once the events are written (their offsets are the read-your-writes positions the results
  * carry), produces the results. Fewer round trips one after another: a lone command's latency.
@@ -1092,18 +1147,25 @@ static es_txn_rc_t batch_work(void *arg, es_err_t *err)
     hd_runtime_t *rt = b->rt;
     es_txn_rc_t trc;
     b->produce_rc = ES_TXN_OK;
+    stage_mark(b, ST_BEGIN);
     if (b->decide_rc != ES_TXN_OK) {
         es_set(err, b->decide_err.code, "%s", b->decide_err.msg);
         return b->decide_rc;
     }
     if (events_produce(b, err) != 0)
         return b->produce_rc != ES_TXN_OK ? b->produce_rc : ES_TXN_ABORT;
+    batch_done_free(b);
+    stage_mark(b, ST_EVENTS);
     if (states_produce(b, &trc, err) != 0)
         return trc;
+    stage_mark(b, ST_STATES);
     const es_txn_step_t step = {NULL, b->group, b->n, "commands", NULL, NULL, NULL};
-    if ((trc = es_txn_step_send_offsets(rt->txn, &step, err)) != ES_TXN_OK ||
-        (trc = es_txn_flush(rt->txn, err)) != ES_TXN_OK)
+    if ((trc = es_txn_step_send_offsets(rt->txn, &step, err)) != ES_TXN_OK)
         return trc;
+    stage_mark(b, ST_OFFSETS);
+    if ((trc = es_txn_flush(rt->txn, err)) != ES_TXN_OK)
+        return trc;
+    stage_mark(b, ST_FLUSH);
     for (size_t i = 0; i < b->n; i++) {
         hd_item_t *it = &b->items[i];
         if (it->has_events)
@@ -1112,6 +1174,7 @@ static es_txn_rc_t batch_work(void *arg, es_err_t *err)
     }
     if (results_produce(b, &trc, err) != 0)
         return trc;
+    stage_mark(b, ST_RESULTS);
     return ES_TXN_OK;
 }
 
@@ -1121,9 +1184,11 @@ static void batch_txn(hd_batch_t *b)
 {
     hd_runtime_t *rt = b->rt;
     const es_txn_step_t step = {NULL, b->group, b->n, "commands", batch_work, NULL, b};
+    stage_mark(b, ST_HANDOFF);
     b->trc = es_txn_step(rt->txn, &step, &b->err);
     if (b->trc != ES_TXN_OK)
         return;
+    stage_mark(b, ST_COMMIT);
     for (int p = 0; p < b->nstages; p++) {
         hd_stage_t *s = stage_find(b, p);
         if (!s)
@@ -1134,6 +1199,7 @@ static void batch_txn(hd_batch_t *b)
                 s->pending[i].offset = es_txn_offset(rt->txn, s->pending[i].slot);
     }
     store_write(rt, b);
+    stage_mark(b, ST_STORE);
 }
 
 /* Keeps b (empty) for a next batch (rt->lock held). */
@@ -1157,19 +1223,17 @@ static void *txn_thread(void *arg)
             pthread_cond_wait(&rt->cond, &rt->lock);
         if (!rt->job)
             break;
-        hd_batch_t *b = rt->job, *done = rt->job_clear;
+        hd_batch_t *b = rt->job;
+        b->done = rt->job_clear;
         rt->job_clear = NULL;
         pthread_mutex_unlock(&rt->lock);
         batch_txn(b);
+        /* not freed in the transaction (it failed before its events): before the answer, as
+         * the loop may reuse it from the spares once answered */
+        batch_done_free(b);
         pthread_mutex_lock(&rt->lock);
         rt->job = NULL;
         pthread_cond_broadcast(&rt->cond);
-        if (done) { /* after the answer: the loop does not wait for it */
-            pthread_mutex_unlock(&rt->lock);
-            batch_clear(done);
-            pthread_mutex_lock(&rt->lock);
-            spare_put(rt, done);
-        }
     }
     pthread_mutex_unlock(&rt->lock);
     return NULL;
@@ -1178,13 +1242,14 @@ static void *txn_thread(void *arg)
 /* --- the pipeline (on the loop's thread) ----------------------------------------------------- */
 
 /* Hands b (decided) to the transaction thread: it becomes the batch in flight; done (finished,
- * may be NULL) is emptied there once b is written. */
+ * may be NULL) is emptied there while b's records travel (batch_done_free). */
 static void batch_submit(hd_runtime_t *rt, hd_batch_t *b, hd_batch_t *done)
 {
     es_txn_batch_reset(rt->txn);
     for (size_t i = 0; i < b->n; i++)
         es_txn_batch_add(rt->txn, b->items[i].msg);
     b->group = es_kafka_group_of(rt->consumer);
+    b->mark = es_mono_s(); /* the hand-off begins */
     rt->inflight = b;
     pthread_mutex_lock(&rt->lock);
     rt->job = b;
@@ -1236,7 +1301,16 @@ static int batch_outcome(hd_runtime_t *rt, hd_batch_t *b)
         es_metric_add(command_counter(rt, b->items[i].type, b->items[i].status), 1);
         log_decided(rt, &b->items[i]);
     }
-    es_debug("committed a batch of %zu commands in %.3f s", b->n, es_mono_s() - b->t0);
+    for (int i = 0; i < ST_N; i++)
+        es_metric_observe(rt->m_stage[i], b->stage_s[i]);
+    es_debug("committed a batch of %zu commands in %.3f s (ms: gather %.1f decide %.1f wait %.1f "
+             "handoff %.1f begin %.1f events %.1f states %.1f offsets %.1f flush %.1f results "
+             "%.1f commit %.1f store %.1f)",
+             b->n, es_mono_s() - b->t0, b->stage_s[ST_GATHER] * 1e3, b->stage_s[ST_DECIDE] * 1e3,
+             b->stage_s[ST_WAIT] * 1e3, b->stage_s[ST_HANDOFF] * 1e3, b->stage_s[ST_BEGIN] * 1e3,
+             b->stage_s[ST_EVENTS] * 1e3, b->stage_s[ST_STATES] * 1e3, b->stage_s[ST_OFFSETS] * 1e3,
+             b->stage_s[ST_FLUSH] * 1e3, b->stage_s[ST_RESULTS] * 1e3, b->stage_s[ST_COMMIT] * 1e3,
+             b->stage_s[ST_STORE] * 1e3);
     return 0;
 }
 
@@ -1349,6 +1423,12 @@ hd_runtime_t *hd_runtime_new(const hd_context_t *ctx, ev_codec_t *codec,
         es_histogram("eventshop_handler_batch_seconds", "time to decide and commit a batch", "");
     rt->m_batch_size =
         es_gauge("eventshop_handler_batch_size", "commands in the last committed batch", "");
+    for (int i = 0; i < ST_N; i++) {
+        char labels[48];
+        snprintf(labels, sizeof labels, "stage=\"%s\"", stage_names[i]);
+        rt->m_stage[i] = es_histogram("eventshop_handler_stage_seconds",
+                                      "time a committed batch spent in each stage", labels);
+    }
     rt->m_dropped = es_counter("eventshop_handler_batches_dropped_total",
                                "batches decided on top of the batch in flight, dropped (and read "
                                "again) because that batch failed",
@@ -1470,8 +1550,10 @@ static int loop_turn(hd_runtime_t *rt)
 {
     hd_batch_t *b = batch_take(rt);
     rt->drained_rc = 0;
+    b->mark = es_mono_s();
     /* while a batch is in flight only what is fetched already: its commit is not held up */
     gather(rt, b, rt->inflight ? 0 : -1);
+    stage_mark(b, ST_GATHER);
     int rc = rt->drained_rc; /* a rebalance finished the batch in flight */
     if (rc != 0 || rt->fatal) {
         if (rc == 1)
@@ -1491,9 +1573,11 @@ static int loop_turn(hd_runtime_t *rt)
             batch_decide(rt, b);
         }
     }
+    stage_mark(b, ST_DECIDE);
     hd_batch_t *a = rt->inflight;
     if (a)
         inflight_wait(rt);
+    stage_mark(b, ST_WAIT);
     if (a && (a->trc != ES_TXN_OK || a->fatal || lagging || b->n == 0)) {
         /* b was decided from what a staged: read again with a when a failed */
         rc = inflight_finish(rt, true, b);
@@ -1509,7 +1593,7 @@ static int loop_turn(hd_runtime_t *rt)
         rc = batch_outcome(rt, a);
         rt->inflight = NULL;
     }
-    if (b->n > 0 && !rt->fatal) { /* a's memory is freed by the transaction thread, after b */
+    if (b->n > 0 && !rt->fatal) { /* a's memory is freed by the transaction thread, with b */
         batch_submit(rt, b, a);
         a = b = NULL;
     }
