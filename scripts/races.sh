@@ -117,12 +117,14 @@ stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=(tsan stress valgrind)
 for s in "${stages[@]}"; do
     echo "== races: $s"
+    t0=$SECONDS
     case $s in
         tsan) tsan ;;
         stress) stress ;;
         valgrind) valgrind_all ;;
         *) echo "unknown stage '$s' (tsan, stress, valgrind)" >&2; exit 2 ;;
     esac
+    echo "TIME races $s: $((SECONDS - t0)) s"
 done
 echo "races: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

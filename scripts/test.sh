@@ -117,7 +117,7 @@ if scripts/stack.sh up >"$out/stack-up.log" 2>&1; then
     count_pytest integration "$out/pytest.log"
     section races "races and memory (TSan API, plain-build stress, valgrind), on the same stack"
     scripts/races.sh >"$out/races.log" 2>&1
-    grep -E '^(PASS|FAIL)' "$out/races.log"
+    grep -E '^(PASS|FAIL|TIME)' "$out/races.log"
     read -r np nf < <(tail -n 1 "$out/races.log" | awk '{print $2 + 0, $4 + 0}')
     [ "$np" -gt 0 ] || { nf=$((nf + 1)); tail -n 30 "$out/races.log"; }
     passed=$((passed + np)); failed=$((failed + nf))
