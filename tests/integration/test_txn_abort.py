@@ -365,7 +365,10 @@ def test_handler_survives_a_broker_hang_longer_than_the_transaction_timeout(stac
     os.kill(kafka, signal.SIGSTOP)
     at_stop = sent[0]
     try:
-        time.sleep(75)  # the outage itself, not a wait for an outcome
+        # the outage itself, not a wait for an outcome: longer than the 60 s transaction timeout
+        # (es_txn: twice the handler's 30 s call timeout) of a transaction begun before the
+        # SIGSTOP, which the coordinator then aborts on waking, and than the 15 s session timeout
+        time.sleep(65)
     finally:
         os.kill(kafka, signal.SIGCONT)
     try:
