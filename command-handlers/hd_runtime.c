@@ -21,7 +21,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define TXN_TIMEOUT_MS 30000
 /* records replayed into the store between two of its commits during a recovery */
 #define REPLAY_CHUNK 10000
 
@@ -133,10 +132,11 @@ struct hd_runtime {
     hd_runtime_config_t cfg;
     char t_commands[128], t_events[128], t_changelog[128], t_results[128];
     es_kafka_t *consumer;
-    es_kafka_conf_t *cconf;    /* the consumer's settings, to make it again */
-    bool consumer_lost;        /* its fatal error was seen: make it again */
-    double consumer_fenced_at; /* when it was last made again after a fence, 0: never */
-    es_txn_t *txn;             /* the transactional producer: the transaction thread's only */
+    es_kafka_conf_t *cconf;     /* the consumer's settings, to make it again */
+    bool consumer_lost;         /* its fatal error was seen: make it again */
+    double consumer_fenced_at;  /* when it was last made again after a fence, 0: never */
+    es_kafka_readiness_t ready; /* the loop's "kafka" readiness check of the consumer */
+    es_txn_t *txn;              /* the transactional producer: the transaction thread's only */
     hd_part_t *parts;
     int nparts;
     volatile sig_atomic_t stop;
@@ -184,6 +184,9 @@ void hd_runtime_config_init(hd_runtime_config_t *cfg)
     if (cfg->linger_ms < 0)
         cfg->linger_ms = 0;
     cfg->recovery_timeout_ms = (int)es_env_long("EVENTSHOP_HANDLER_RECOVERY_MS", 60000);
+    cfg->txn_timeout_ms = (int)es_env_long("EVENTSHOP_HANDLER_TXN_TIMEOUT_MS", 30000);
+    if (cfg->txn_timeout_ms < 1000)
+        cfg->txn_timeout_ms = 1000;
     cfg->view_wait_ms = (int)es_env_long("EVENTSHOP_HANDLER_VIEW_WAIT_MS", 10000);
     if (cfg->view_wait_ms < 1)
         cfg->view_wait_ms = 1;
@@ -1395,7 +1398,7 @@ hd_runtime_t *hd_runtime_new(const hd_context_t *ctx, ev_codec_t *codec,
                    "handler transactional producers made again after a fatal error", "");
     es_txn_config_t tcfg = {.client_id = client,
                             .transactional_id = txn_id,
-                            .timeout_ms = TXN_TIMEOUT_MS,
+                            .timeout_ms = rt->cfg.txn_timeout_ms,
                             .stop = &rt->stop,
                             .m_commits = rt->m_commits,
                             .m_aborts = rt->m_aborts,
@@ -1551,8 +1554,10 @@ static int loop_turn(hd_runtime_t *rt)
     hd_batch_t *b = batch_take(rt);
     rt->drained_rc = 0;
     b->mark = es_mono_s();
-    /* while a batch is in flight only what is fetched already: its commit is not held up */
-    gather(rt, b, rt->inflight ? 0 : -1);
+    /* while a batch is in flight only what is fetched already: its commit is not held up; idle,
+     * until a command comes, or the next readiness check while the broker did not answer the
+     * last (a handler with no commands stayed not ready for good after a broker outage) */
+    gather(rt, b, rt->inflight ? 0 : es_kafka_readiness_wait_ms(&rt->ready));
     stage_mark(b, ST_GATHER);
     int rc = rt->drained_rc; /* a rebalance finished the batch in flight */
     if (rc != 0 || rt->fatal) {
@@ -1646,10 +1651,9 @@ int hd_runtime_run(hd_runtime_t *rt, es_err_t *err)
     if (pthread_create(&rt->worker, NULL, txn_thread, rt) != 0)
         return es_set(err, ES_EFATAL, "cannot start the transaction thread");
     rt->worker_started = true;
-    double check_at = 0;
     while (!rt->stop && !rt->fatal) {
         hd_heartbeat();
-        es_kafka_check_readiness(rt->consumer, &check_at);
+        es_kafka_check_readiness(rt->consumer, &rt->ready);
         int brc = loop_turn(rt);
         if (brc == 1)
             es_txn_backoff(rt->txn);

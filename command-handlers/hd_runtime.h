@@ -26,15 +26,18 @@ typedef struct hd_runtime_config {
     int batch_max; /* EVENTSHOP_HANDLER_BATCH, default 500 */
     int linger_ms; /* EVENTSHOP_HANDLER_LINGER_MS, default 0 (adaptive: es_kafka_gather) */
     int recovery_timeout_ms; /* EVENTSHOP_HANDLER_RECOVERY_MS, default 60000 */
-    int view_wait_ms;        /* EVENTSHOP_HANDLER_VIEW_WAIT_MS, default 10000: longest wait for
-                                the views to catch up before a batch (then it is read again) */
-    char instance_id[128];   /* EVENTSHOP_INSTANCE_ID, default the hostname */
-    char state_dir[512];     /* EVENTSHOP_HANDLER_STATE_DIR: the folder of the state store (one
-                                per process), default $TMPDIR/eventshop-handler-<ctx>-<instance> */
-    int state_map_mb;        /* EVENTSHOP_HANDLER_STATE_MAP_MB, default 4096: the store's largest
-                                size (a sparse file of that size) */
-    int cache_max;           /* EVENTSHOP_HANDLER_CACHE, default 10000: decoded states cached in
-                                front of the store (0: none) */
+    /* EVENTSHOP_HANDLER_TXN_TIMEOUT_MS, default 30000, at least 1000: bounds each blocking call
+     * of the transactional producer; transaction.timeout.ms is twice it (es_txn) */
+    int txn_timeout_ms;
+    int view_wait_ms;      /* EVENTSHOP_HANDLER_VIEW_WAIT_MS, default 10000: longest wait for
+                              the views to catch up before a batch (then it is read again) */
+    char instance_id[128]; /* EVENTSHOP_INSTANCE_ID, default the hostname */
+    char state_dir[512];   /* EVENTSHOP_HANDLER_STATE_DIR: the folder of the state store (one
+                              per process), default $TMPDIR/eventshop-handler-<ctx>-<instance> */
+    int state_map_mb;      /* EVENTSHOP_HANDLER_STATE_MAP_MB, default 4096: the store's largest
+                              size (a sparse file of that size) */
+    int cache_max;         /* EVENTSHOP_HANDLER_CACHE, default 10000: decoded states cached in
+                              front of the store (0: none) */
 } hd_runtime_config_t;
 
 void hd_runtime_config_init(hd_runtime_config_t *cfg);

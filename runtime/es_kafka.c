@@ -698,12 +698,21 @@ bool es_kafka_reachable(rd_kafka_t *rk, int timeout_ms)
     return up;
 }
 
-void es_kafka_check_readiness(es_kafka_t *rk, double *next_at)
+void es_kafka_check_readiness(es_kafka_t *rk, es_kafka_readiness_t *r)
 {
-    if (!rk || es_mono_s() < *next_at)
+    if (!rk || es_mono_s() < r->next_at)
         return;
-    es_metrics_set_dependency("kafka", es_kafka_reachable(rk, 1000));
-    *next_at = es_mono_s() + 5.0;
+    r->up = es_kafka_reachable(rk, 1000);
+    es_metrics_set_dependency("kafka", r->up);
+    r->next_at = es_mono_s() + 5.0;
+}
+
+int es_kafka_readiness_wait_ms(const es_kafka_readiness_t *r)
+{
+    if (r->up)
+        return -1;
+    double ms = (r->next_at - es_mono_s()) * 1000.0;
+    return ms > 1.0 ? (int)ms : 1;
 }
 
 bool es_kafka_fence_is_twin(rd_kafka_t *rk, double last_remake_s, double now_s)

@@ -314,8 +314,17 @@ int es_kafka_assign_committed(es_kafka_t *rk, es_kafka_parts_t *parts, int timeo
 /* Whether a broker answers a metadata request of rk (borrowed) within timeout_ms: the cheap
  * check behind a role's "kafka" readiness dependency. */
 bool es_kafka_reachable(es_kafka_t *rk, int timeout_ms);
-/* Once *next_at (es_mono_s) has passed: sets the role's "kafka" dependency (/readyz) from whether
- * a broker answers rk (NULL: nothing) within 1 s, and moves *next_at 5 s on. For a loop. */
-void es_kafka_check_readiness(es_kafka_t *rk, double *next_at);
+/* A loop's readiness check of its consumer: when the next one is due, and the last answer. */
+typedef struct es_kafka_readiness {
+    double next_at; /* es_mono_s; 0: at once */
+    bool up;        /* whether a broker answered at the last check */
+} es_kafka_readiness_t;
+/* Once r->next_at has passed: sets the role's "kafka" dependency (/readyz) and r->up from whether
+ * a broker answers rk (NULL: nothing) within 1 s, and moves r->next_at 5 s on. For a loop. */
+void es_kafka_check_readiness(es_kafka_t *rk, es_kafka_readiness_t *r);
+/* How long a loop's idle wait may last (ms, -1: for ever): for ever while the last check found
+ * a broker, else until the next check is due (at least 1 ms), so a dependency that came back is
+ * seen without a command or an event to wake the loop, and idle costs nothing while all is well. */
+int es_kafka_readiness_wait_ms(const es_kafka_readiness_t *r);
 
 #endif

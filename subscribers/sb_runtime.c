@@ -536,10 +536,11 @@ int sb_runtime_run(sb_runtime_t *rt, es_err_t *err)
     /* A subscriber without a tick waits in the consumer for as long as there is nothing to do;
      * one with a tick waits until the tick is due. Never a zero timeout when idle: the deadline
      * is moved forward whenever it passes, so an idle role sleeps in the poll. */
-    double next_tick = es_mono_s() + 1, check_at = 0;
+    double next_tick = es_mono_s() + 1;
+    es_kafka_readiness_t ready = {0};
     while (!rt->stop && !rt->fatal) {
         sb_heartbeat();
-        es_kafka_check_readiness(rt->consumer, &check_at);
+        es_kafka_check_readiness(rt->consumer, &ready);
         if (!rt->sub->tick && es_mono_s() >= next_tick)
             next_tick = es_mono_s() + 1;
         int wait = (int)((next_tick - es_mono_s()) * 1000);
