@@ -323,15 +323,47 @@ def test_a_second_instance_with_the_same_id_stops_the_first_with_a_clear_message
 @pytest.mark.run_last
 def test_handler_survives_a_broker_hang_longer_than_the_transaction_timeout(stack, brokers,
                                                                            registry):
-    """The broker hangs (SIGSTOP) for longer than transaction.timeout.ms (60 s) while the handler
-    decides a burst: the coordinator aborts the open transaction and fences its epoch, the
-    consumer's session times out. The handler must neither exit nor decide anything twice: it
-    makes its producer (and consumer) again, recovers its partitions and finishes the burst.
+    """The broker hangs (SIGSTOP) for longer than transaction.timeout.ms while the handler decides
+    a burst: the coordinator aborts the open transaction and fences its epoch, the consumer's
+    session times out. The handler must neither exit nor decide anything twice: it makes its
+    producer (and consumer) again, recovers its partitions and finishes the burst.
+
+    The handler runs for this test with a 10 s call timeout (EVENTSHOP_HANDLER_TXN_TIMEOUT_MS),
+    so its transaction timeout is 20 s, not the default 60 s, and a 25 s hang is longer than it
+    and than the 15 s session timeout: the same fault, 40 s shorter.
 
     It runs last (marker run_last, after test_faults.py): every consumer group of the stack
     rejoins for a minute or more after the hang, and the tests that used to follow it in file
     order (test_users, test_web*, ...) ran against projectors still behind (stop 21's flake in
     test_shop_shows_a_hostile_product_name_as_text_and_runs_nothing) and slower."""
+    stack.stop("handler-catalog")
+    os.environ["EVENTSHOP_HANDLER_TXN_TIMEOUT_MS"] = str(HANG_CALL_TIMEOUT_MS)
+    try:
+        stack.start("handler-catalog")
+    finally:
+        del os.environ["EVENTSHOP_HANDLER_TXN_TIMEOUT_MS"]
+    try:
+        hang_and_recover(stack, brokers, registry)
+    finally:
+        # the handler again with its default timeouts, and any role of this stack the hang took
+        # down back, for the tests after this one
+        subprocess.run([STACK, "role-stop", "handler-catalog"], timeout=120, capture_output=True)
+        subprocess.run([STACK, "up"], check=True, timeout=600, capture_output=True)
+        # and what runs after the suite (races.sh, chaos) finds every consumer group the hang
+        # broke up joined again, not in a rebalance
+        t0 = time.monotonic()
+        wait_for(settled(stack, brokers), timeout=300, interval=1,
+                 what="every consumer group of the stack stable again, every projector caught up")
+        print(f"broker hang: groups stable, projectors caught up {time.monotonic() - t0:.0f} s "
+              "after stack up")
+
+
+# the hang test's handler call timeout: its transaction timeout is twice it, the hang longer
+HANG_CALL_TIMEOUT_MS = 10000
+HANG_S = 2 * HANG_CALL_TIMEOUT_MS / 1000 + 5
+
+
+def hang_and_recover(stack, brokers, registry):
     url = metrics_url("handler-catalog")
     pid = role_pid("handler-catalog")
     failures = ("eventshop_txn_aborts_total", "eventshop_txn_producer_recreates_total")
@@ -345,7 +377,7 @@ def test_handler_survives_a_broker_hang_longer_than_the_transaction_timeout(stac
     ser = command_serializer(registry, "eventshop.catalog.ListProduct")
     data = [(k, ser(v, SerializationContext("catalog.commands", MessageField.VALUE)))
             for k, v in cmds]
-    sent, errors = [0], []
+    sent, errors, flowing = [0], [], threading.Event()
 
     def stream():  # a steady stream, so that the hang lands while transactions are open
         p = producer(brokers, **{"linger.ms": 20, "message.timeout.ms": 600000})
@@ -353,6 +385,9 @@ def test_handler_survives_a_broker_hang_longer_than_the_transaction_timeout(stac
             p.produce("catalog.commands", key=k, value=v,
                       on_delivery=lambda err, msg: err and errors.append(err))
             sent[0] = i + 1
+            if i == 99:  # the rest once the handler decides (it was just started again)
+                p.flush(60)
+                flowing.wait(120)
             if i % 100 == 99:
                 p.poll(0)
                 time.sleep(0.4)
@@ -360,48 +395,40 @@ def test_handler_survives_a_broker_hang_longer_than_the_transaction_timeout(stac
 
     t = threading.Thread(target=stream)
     t.start()
-    wait_for(lambda: len(results_by_command(brokers, registry, ids)) > 0, timeout=60,
-             interval=0.2, what="first results")
+    decided = lambda: len(results_by_command(brokers, registry, ids))  # noqa: E731
+    wait_for(lambda: decided() >= 100, timeout=120, interval=0.2, what="the first 100 results")
+    flowing.set()  # the handler decides: the hang lands a second into the steady stream
+    wait_for(lambda: sent[0] >= 400, timeout=60, interval=0.05, what="the stream going on")
     os.kill(kafka, signal.SIGSTOP)
     at_stop = sent[0]
     try:
-        # the outage itself, not a wait for an outcome: longer than the 60 s transaction timeout
-        # (es_txn: twice the handler's 30 s call timeout) of a transaction begun before the
-        # SIGSTOP, which the coordinator then aborts on waking, and than the 15 s session timeout
-        time.sleep(65)
+        # the outage itself, not a wait for an outcome: longer than the 20 s transaction timeout
+        # (es_txn: twice the handler's call timeout) of a transaction begun before the SIGSTOP,
+        # which the coordinator then aborts on waking, and than the 15 s session timeout
+        time.sleep(HANG_S)
     finally:
         os.kill(kafka, signal.SIGCONT)
-    try:
-        def all_decided():
-            try:
-                return len(results_by_command(brokers, registry, ids)) == n
-            except Exception:  # the broker is still electing itself leader
-                return False
 
-        t.join(660)
-        assert not errors, errors[:3]
-        assert at_stop < n, "the hang landed after the stream of commands ended"
-        wait_for(all_decided, timeout=600, interval=3, what=f"all {n} results")
-        # whether the hang caught a transaction open (abort, or a producer made again) depends
-        # on where the loop stood at SIGSTOP; what must hold either way follows
-        took = sum(metric(url, f) for f in failures) - before
-        print(f"broker hang: {took:.0f} aborted or lost transactions, {at_stop} of {n} sent")
-        assert role_pid("handler-catalog") == pid, "the handler exited instead of recovering"
-        results = results_by_command(brokers, registry, ids)
-        assert all(len(r) == 1 for r in results.values()), "a command was decided twice"
-        events = [m for m in read_topic(brokers, registry, "catalog.events", timeout=120)
-                  if m["key"] and m["key"].startswith(prefix + "-")]
-        assert len(events) == n and len({m["key"] for m in events}) == n
-    finally:
-        # any role of this stack the hang took down comes back for the tests after this one
-        subprocess.run([STACK, "up"], check=True, timeout=600, capture_output=True)
-        # and what runs after the suite (races.sh, chaos) finds every consumer group the hang
-        # broke up joined again, not in a rebalance
-        t0 = time.monotonic()
-        wait_for(settled(stack, brokers), timeout=300, interval=1,
-                 what="every consumer group of the stack stable again, every projector caught up")
-        print(f"broker hang: groups stable, projectors caught up {time.monotonic() - t0:.0f} s "
-              "after stack up")
+    def all_decided():
+        try:
+            return len(results_by_command(brokers, registry, ids)) == n
+        except Exception:  # the broker is still electing itself leader
+            return False
+
+    t.join(660)
+    assert not errors, errors[:3]
+    assert at_stop < n, "the hang landed after the stream of commands ended"
+    wait_for(all_decided, timeout=600, interval=3, what=f"all {n} results")
+    # whether the hang caught a transaction open (abort, or a producer made again) depends
+    # on where the loop stood at SIGSTOP; what must hold either way follows
+    took = sum(metric(url, f) for f in failures) - before
+    print(f"broker hang: {took:.0f} aborted or lost transactions, {at_stop} of {n} sent")
+    assert role_pid("handler-catalog") == pid, "the handler exited instead of recovering"
+    results = results_by_command(brokers, registry, ids)
+    assert all(len(r) == 1 for r in results.values()), "a command was decided twice"
+    events = [m for m in read_topic(brokers, registry, "catalog.events", timeout=120)
+              if m["key"] and m["key"].startswith(prefix + "-")]
+    assert len(events) == n and len({m["key"] for m in events}) == n
 
 
 def settled(stack, brokers):
