@@ -3,6 +3,7 @@
 #include "ev_codec.h"
 
 #include "es_mem.h"
+#include "ev_codec_read.h"
 #include "ev_convert.h"
 #include "ev_schema.h"
 #include <avro.h>
@@ -13,10 +14,11 @@
 #include <sys/stat.h>
 
 #define EV_RESULT_NAME "eventshop.CommandResult"
-/* Avro values kept per schema for reuse (one per thread encoding or decoding it at once): making
- * a generic value and its string buffers anew for every record was most of a handler's malloc
- * work. A value that held a record larger than EV_POOL_KEEP_BYTES is not kept, so that one big
- * (or hostile) message does not pin its buffers. */
+/* Avro values kept per schema for reuse (one per thread encoding it at once): making a generic
+ * value and its string buffers anew for every record was most of a handler's malloc work.
+ * (Decoding makes none: it reads the bytes straight into JSON, ev_codec_read.h.) A value that held
+ * a record larger than EV_POOL_KEEP_BYTES is not kept, so that one big (or hostile) message does
+ * not pin its buffers. */
 #define EV_POOL_MAX        4
 #define EV_POOL_KEEP_BYTES (64u << 10)
 
@@ -44,8 +46,8 @@ typedef struct ev_writer {
     char *full_name;
     avro_schema_t schema;
     avro_value_iface_t *iface;
-    bool current;   /* the local schema of full_name, the same JSON once expanded */
-    ev_pool_t pool; /* values to decode into */
+    bool current;        /* the local schema of full_name, the same JSON once expanded */
+    ev_reader_t *reader; /* its bodies into JSON, with the local defaults it lacks */
 } ev_writer_t;
 
 struct ev_codec {
@@ -359,7 +361,7 @@ void ev_codec_free(ev_codec_t *c)
     }
     free(c->schemas);
     for (size_t i = 0; i < c->n_writers; i++) {
-        ev_pool_release(&c->writers[i]->pool);
+        ev_reader_free(c->writers[i]->reader);
         avro_value_iface_decref(c->writers[i]->iface);
         avro_schema_decref(c->writers[i]->schema);
         free(c->writers[i]->full_name);
@@ -399,6 +401,7 @@ static ev_writer_t *ev_writer_add(ev_codec_t *c, int32_t id, const char *full_na
     w->schema = avro_schema_incref(schema);
     w->iface = avro_value_iface_incref(iface);
     w->current = current;
+    w->reader = ev_reader_new(c->defaults, schema);
     return w;
 }
 
@@ -686,48 +689,10 @@ int ev_codec_writer_info(ev_codec_t *c, int32_t id, const char **full_name, bool
     return 0;
 }
 
-/* avro-c keeps its error text in one process-wide buffer (Debian's libavro is not built
- * THREADSAFE) and writes it on every decode: the trailing-bytes check below is a read meant to
- * fail. Threads that decode at once (the API's loop, results and stream threads) would race on
- * it, so the reading that may touch it runs under this lock; the conversion to JSON does not. */
-static pthread_mutex_t ev_avro_error_lock = PTHREAD_MUTEX_INITIALIZER;
-
-/* Reads the body (len bytes at p) written with w into a new *v (*have_v once made): 0, or -1
- * with err. Under ev_avro_error_lock. */
-static int ev_read_value(ev_codec_t *c, ev_writer_t *w, int32_t id, const unsigned char *p,
-                         size_t len, avro_value_t *v, bool *have_v, es_err_t *err)
-{
-    if (ev_value_take(c, &w->pool, w->iface, v) != 0)
-        return es_set(err, ES_EINTERNAL, "avro value for id %d: %s", (int)id, avro_strerror());
-    *have_v = true;
-    /* A first pass that allocates nothing checks lengths against the buffer: avro-c leaks
-     * what it allocated before it meets the end of a truncated message, and a hostile length
-     * is refused before any allocation. */
-    avro_reader_t rd = avro_reader_memory((const char *)p, (int64_t)len);
-    int rc = 0;
-    char extra;
-    if (avro_skip_data(rd, w->schema) != 0)
-        rc = es_set(err, ES_EINVAL, "cannot decode '%s' (schema id %d): truncated or malformed: %s",
-                    w->full_name, (int)id, avro_strerror());
-    else if (avro_read(rd, &extra, 1) == 0)
-        rc =
-            es_set(err, ES_EINVAL, "'%s' (schema id %d) has trailing bytes", w->full_name, (int)id);
-    if (!rc) {
-        avro_reader_memory_set_source(rd, (const char *)p, (int64_t)len);
-        if (avro_value_read(rd, v) != 0)
-            rc = es_set(err, ES_EINVAL, "cannot decode '%s' (schema id %d): %s", w->full_name,
-                        (int)id, avro_strerror());
-    }
-    avro_reader_free(rd);
-    return rc;
-}
-
 int ev_decode(ev_codec_t *c, const void *buf, size_t len, const char **full_name, json_t **value,
               es_err_t *err)
 {
     int rc = -1;
-    avro_value_t v;
-    bool have_v = false;
     ev_writer_t *w = NULL;
     const unsigned char *p = buf;
     if (!buf || len < 5) {
@@ -746,12 +711,7 @@ int ev_decode(ev_codec_t *c, const void *buf, size_t len, const char **full_name
     w = ev_writer_get(c, id, err);
     if (!w)
         goto out;
-    pthread_mutex_lock(&ev_avro_error_lock);
-    int read = ev_read_value(c, w, id, p + 5, len - 5, &v, &have_v, err);
-    pthread_mutex_unlock(&ev_avro_error_lock);
-    if (read)
-        goto out;
-    json_t *j = ev_avro_to_json(c->defaults, &v, err);
+    json_t *j = ev_reader_decode(w->reader, w->full_name, id, p + 5, len - 5, err);
     if (!j)
         goto out;
     *value = j;
@@ -759,7 +719,5 @@ int ev_decode(ev_codec_t *c, const void *buf, size_t len, const char **full_name
         *full_name = w->full_name;
     rc = 0;
 out:
-    if (have_v)
-        ev_value_give(c, &w->pool, &v, rc == 0 && len <= EV_POOL_KEEP_BYTES);
     return rc;
 }

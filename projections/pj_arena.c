@@ -34,13 +34,18 @@ static pthread_mutex_t pj_regions_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool pj_installed;
 static __thread struct pj_region *pj_mine; /* the calling thread's claimed region */
 static __thread bool pj_entered;           /* it allocates from it */
+static __thread bool pj_spilled; /* since pj_arena_enter, a block went to malloc (no room) */
 
 static void *pj_arena_malloc(size_t n)
 {
     size_t want = (n + PJ_ARENA_ALIGN - 1) & ~(size_t)(PJ_ARENA_ALIGN - 1);
     struct pj_region *r = pj_mine;
-    if (!pj_entered || want > PJ_ARENA_BYTES - r->used)
+    if (!pj_entered)
         return malloc(n);
+    if (want > PJ_ARENA_BYTES - r->used) {
+        pj_spilled = true;
+        return malloc(n);
+    }
     char *p = r->base + r->used;
     r->used += want;
     PJ_UNPOISON(p, n);
@@ -111,15 +116,18 @@ void pj_arena_enter(void)
     if (!pj_mine && pj_installed)
         pj_mine = pj_region_claim();
     pj_entered = pj_mine != NULL;
+    pj_spilled = false;
 }
 
-void pj_arena_leave(bool kept)
+bool pj_arena_leave(bool kept)
 {
+    bool whole = pj_entered && !pj_spilled;
     if (pj_entered && kept)
         pj_mine->live++;
     pj_entered = false;
     if (pj_mine && pj_mine->live == 0)
         pj_region_reset(pj_mine); /* nothing kept: what was made is garbage */
+    return whole;
 }
 
 void pj_arena_release(void)

@@ -29,8 +29,11 @@ void pj_arena_install(void);
 /* The calling thread's jansson allocations go to its region (claimed now if it holds none)
  * until pj_arena_leave. */
 void pj_arena_enter(void);
-/* Ends that; kept: a value made in between lives until one pj_arena_release. */
-void pj_arena_leave(bool kept);
+/* Ends that; kept: a value made in between lives until one pj_arena_release. Returns whether
+ * every block made in between is in the region: a value made then that nothing outside holds
+ * may then be dropped without json_decref (its release walk frees nothing: the region is let go
+ * of as a whole), only with its pj_arena_release. */
+bool pj_arena_leave(bool kept);
 /* One value made in the calling thread's region was released (json_decref'd): when none is
  * left, the region is let go of. */
 void pj_arena_release(void);

@@ -36,6 +36,7 @@ struct pj_ev {
     const char *type;      /* full_name without its namespace */
     json_t *value;         /* owned */
     pj_arena_t *arena;     /* the region value was made in (pj_arena.h); NULL: none */
+    bool whole;            /* value is all in arena: dropped without its json_decref walk */
     pj_plan_t *plan;       /* kept from batch to batch */
     es_err_t err;          /* why it could not be planned (err.code 0: planned) */
 };

@@ -26,6 +26,10 @@ struct pj_plan {
     struct pj_text *ups; /* the same for the statements' upsert forms */
     char **bufs;         /* what parameters borrow besides the event */
     size_t nbufs, capbufs;
+    /* the subject, printed only when asked for (an error message): printing it for every
+     * event was most of a plan's printf work. fmt NULL: subject holds it already */
+    const char *subject_fmt;
+    const char *subject_args[2];
     char subject[200];
     const char *key;
     char pos[32]; /* pj_plan_position_key */
@@ -42,6 +46,7 @@ void pj_plan_reset(pj_plan_t *plan)
         free(plan->bufs[i]);
     plan->n = plan->nbufs = 0;
     plan->subject[0] = '\0';
+    plan->subject_fmt = NULL;
     plan->key = NULL;
 }
 
@@ -190,11 +195,32 @@ const char *pj_plan_position_key(pj_plan_t *plan, int32_t part, int64_t offset)
     return p;
 }
 
+/* How many conversions fmt has when each is %s, else -1. */
+static int string_convs(const char *fmt)
+{
+    int n = 0;
+    for (const char *c = strchr(fmt, '%'); c; c = strchr(c + 2, '%')) {
+        if (c[1] != 's')
+            return -1;
+        n++;
+    }
+    return n;
+}
+
 void pj_plan_set_subject(pj_plan_t *plan, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(plan->subject, sizeof plan->subject, fmt, ap);
+    int n = string_convs(fmt);
+    if (n >= 0 && n <= 2) { /* kept: the strings are the event's, which outlives the plan */
+        plan->subject_fmt = fmt;
+        plan->subject_args[0] = n > 0 ? va_arg(ap, const char *) : NULL;
+        plan->subject_args[1] = n > 1 ? va_arg(ap, const char *) : NULL;
+        plan->subject[0] = '\0';
+    } else {
+        plan->subject_fmt = NULL;
+        vsnprintf(plan->subject, sizeof plan->subject, fmt, ap);
+    }
     va_end(ap);
 }
 
@@ -220,6 +246,13 @@ const struct pj_stmt *pj_plan_stmt(const pj_plan_t *plan, size_t i)
 
 const char *pj_plan_subject(const pj_plan_t *plan)
 {
+    if (plan->subject_fmt) {
+        /* printed on first use; a plan is never made const, only lent so */
+        pj_plan_t *p = (pj_plan_t *)plan;
+        snprintf(p->subject, sizeof p->subject, p->subject_fmt, p->subject_args[0],
+                 p->subject_args[1]);
+        p->subject_fmt = NULL;
+    }
     return plan->subject;
 }
 
@@ -232,7 +265,7 @@ int pj_plan_apply(es_db_t *db, const pj_plan_t *plan, const char *what, es_err_t
             return -1;
         if (st->must_match && affected == 0)
             return es_set(err, ES_ENOTFOUND, "%s: %s is not in the read model", what,
-                          plan->subject);
+                          pj_plan_subject(plan));
     }
     return 0;
 }

@@ -77,7 +77,9 @@ const char *pj_plan_keep(pj_plan_t *plan, char *buf);
  * overwrites it), for a row keyed by the event's position: printed without printf or malloc, as
  * every event of a batch has one (its event_index row). */
 const char *pj_plan_position_key(pj_plan_t *plan, int32_t part, int64_t offset);
-/* What the must-match statements are about, for the ES_ENOTFOUND message ("sku 'AB-1'"). */
+/* What the must-match statements are about, for the ES_ENOTFOUND message ("sku 'AB-1'"). A
+ * format whose conversions are at most two %s is printed only when pj_plan_subject asks: its
+ * string arguments are then borrowed until the reset (from the event, as parameters are). */
 void pj_plan_set_subject(pj_plan_t *plan, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

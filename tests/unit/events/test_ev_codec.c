@@ -824,3 +824,55 @@ Test(ev_codec, threads_decode_at_once, .init = setup, .fini = teardown)
     free(buf);
     json_decref(in);
 }
+
+/* The decoder reads what other writers may write and avro-c never does (blocks with a byte size,
+ * several blocks), and names the field of a value that has no JSON form. */
+Test(ev_codec, decodes_blocks_and_names_bad_values)
+{
+    es_err_t err = ES_ERR_INIT;
+    ev_codec_t *c = ev_codec_new(ES_SCHEMA_DIR, NULL, &err);
+    cr_assert_not_null(c, "%s", err.msg);
+    cr_assert_eq(ev_codec_add_writer_schema(
+                     c, 3,
+                     "{\"type\": \"record\", \"name\": \"T\", \"namespace\": \"eventshop.shop\", "
+                     "\"fields\": [{\"name\": \"a\", \"type\": {\"type\": \"array\", \"items\": "
+                     "\"int\"}}, {\"name\": \"m\", \"type\": {\"type\": \"map\", \"values\": "
+                     "\"string\"}}, {\"name\": \"d\", \"type\": \"double\"}]}",
+                     &err),
+                 0, "%s", err.msg);
+    /* a: a block of -2 items in 2 bytes (1, 2), a block of 1 (3), the end; m: {"k": "v"}; d: 1.5 */
+    unsigned char ok[] = {0, 0,   0, 0,   3, 3, 4, 2, 4, 2, 6, 0,    2,
+                          2, 'k', 2, 'v', 0, 0, 0, 0, 0, 0, 0, 0xf8, 0x3f};
+    json_t *out = NULL;
+    cr_assert_eq(ev_decode(c, ok, sizeof ok, NULL, &out, &err), 0, "%s", err.msg);
+    json_t *want = parse("{\"a\": [1, 2, 3], \"m\": {\"k\": \"v\"}, \"d\": 1.5}");
+    cr_assert(json_equal(out, want));
+    json_decref(want);
+    json_decref(out);
+    static const struct {
+        size_t at;
+        unsigned char byte;
+        const char *msg;
+    } bad[] = {
+        {16, 0xff, "m.k: string is not valid utf-8"},
+        {14, 0, "m: map key is not valid utf-8"},
+        {24, 0xff, "d: not a finite number"}, /* with 0x3f..: a NaN */
+        {6, 0x7f,
+         "cannot decode 'eventshop.shop.T' (schema id 3): truncated or malformed: "
+         "bad block size"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        unsigned char b[sizeof ok];
+        memcpy(b, ok, sizeof ok);
+        b[bad[k].at] = bad[k].byte;
+        if (bad[k].byte == 0xff && bad[k].at == 24)
+            b[25] = 0x7f;
+        es_clear(&err);
+        out = NULL;
+        cr_assert_eq(ev_decode(c, b, sizeof b, NULL, &out, &err), -1, "case %zu decoded", k);
+        cr_assert_eq(err.code, ES_EINVAL);
+        cr_assert_str_eq(err.msg, bad[k].msg);
+        cr_assert_null(out);
+    }
+    ev_codec_free(c);
+}

@@ -122,3 +122,17 @@ Test(pj_arena, a_detached_region_lives_until_its_last_value)
     pj_arena_release_in(ra);
     cr_assert_null(pj_arena_current());
 }
+
+/* A value whose every block is in the region may be dropped without its json_decref walk; one
+ * made while no region was claimed may not. */
+Test(pj_arena, leave_tells_whether_the_value_is_all_in_the_region)
+{
+    pj_arena_install();
+    pj_arena_enter();
+    json_t *a = tree(1);
+    cr_assert(pj_arena_leave(true), "a small value fits the region");
+    pj_arena_release(); /* a dropped without json_decref: nothing to free */
+    (void)a;
+    pj_arena_detach();
+    cr_assert_not(pj_arena_leave(false), "not entered: nothing made in the region");
+}

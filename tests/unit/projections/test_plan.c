@@ -46,6 +46,25 @@ Test(pj_plan, binds_in_steps_and_keeps_buffers)
     pj_plan_free(p); /* frees the kept buffer: the sanitizer build would see a leak */
 }
 
+/* A subject of %s conversions is printed when asked for, any other at once; a reset clears it. */
+Test(pj_plan, prints_the_subject_when_asked)
+{
+    pj_plan_t *p = pj_plan_new();
+    char rule[] = "summer";
+    pj_plan_set_subject(p, "sku '%s' (rule '%s')", "AB-1", rule);
+    cr_assert_str_eq(pj_plan_subject(p), "sku 'AB-1' (rule 'summer')");
+    rule[0] = 'w'; /* printed once: later asks read the same text */
+    cr_assert_str_eq(pj_plan_subject(p), "sku 'AB-1' (rule 'summer')");
+    pj_plan_set_subject(p, "order %d of %s", 7, "u-1");
+    cr_assert_str_eq(pj_plan_subject(p), "order 7 of u-1");
+    pj_plan_set_subject(p, "100%% of '%s'", "x");
+    cr_assert_str_eq(pj_plan_subject(p), "100% of 'x'");
+    pj_plan_set_subject(p, "sku '%s'", "AB-2");
+    pj_plan_reset(p);
+    cr_assert_str_eq(pj_plan_subject(p), "");
+    pj_plan_free(p);
+}
+
 Test(pj_plan, too_many_parameters_is_a_bug, .signal = SIGABRT)
 {
     pj_plan_t *p = pj_plan_new();
