@@ -140,8 +140,16 @@ struct pj_stmt *pj_plan_add(pj_plan_t *plan, enum pj_stmt_kind kind, const char 
     va_start(ap, fmt);
     print_keep(&plan->sql[i], fmt, ap);
     va_end(ap);
+    /* field by field: a compound literal would also zero the parameter array (most of the
+     * statement's size, written for every statement of every event); only its first n are read */
     struct pj_stmt *st = &plan->stmts[plan->n++];
-    *st = (struct pj_stmt){.kind = kind, .table = table, .sql = sql};
+    st->kind = kind;
+    st->table = table;
+    st->sql = sql;
+    st->n = 0;
+    st->must_match = false;
+    st->key = NULL;
+    st->upsert = NULL;
     return st;
 }
 

@@ -33,7 +33,7 @@ struct pj_stmt {
     enum pj_stmt_kind kind;
     const char *table; /* static: the table it writes, without the suffix ("products") */
     char *sql;         /* owned by the plan */
-    es_db_val_t params[PJ_STMT_MAX_PARAMS];
+    es_db_val_t params[PJ_STMT_MAX_PARAMS]; /* the first n are set, the rest never read */
     size_t n;
     bool must_match; /* an UPDATE that must find its row, else the plan fails with ES_ENOTFOUND */
     const char *key; /* borrowed, NULL: the plan's key (pj_plan_set_key); the row's own key */
