@@ -51,7 +51,10 @@ static const char *attrs_text(const json_t *event, pj_plan_t *out, es_err_t *err
             return NULL;
         }
     }
-    return pj_plan_keep(out, json_dumps(a, JSON_COMPACT | JSON_SORT_KEYS));
+    const char *text = pj_plan_dump(out, a, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!text)
+        es_set(err, ES_EINVAL, "attributes: cannot be printed as JSON");
+    return text;
 }
 
 /* The descriptive fields ProductListed and ProductDetailsChanged both carry. */

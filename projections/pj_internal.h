@@ -53,6 +53,10 @@ struct pj_runtime {
     es_db_t *db;
     sr_client_t *sr;
     ev_codec_t *codec;
+    /* the last schema id pj_ev_prepare found the writer of (-1: none): the codec keeps every
+     * writer it found for its life, so the same id is not looked up again (a lock and a search
+     * an event) */
+    int32_t known_writer;
     es_kafka_t *rk;
     struct pj_part *parts;
     int nparts;

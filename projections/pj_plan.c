@@ -1,5 +1,6 @@
 #include "pj_plan.h"
 #include "es_mem.h"
+#include "es_strbuf.h"
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -26,6 +27,8 @@ struct pj_plan {
     struct pj_text *ups; /* the same for the statements' upsert forms */
     char **bufs;         /* what parameters borrow besides the event */
     size_t nbufs, capbufs;
+    struct es_strbuf *dumps; /* pj_plan_dump's texts, kept from event to event */
+    size_t ndumps, capdumps;
     /* the subject, printed only when asked for (an error message): printing it for every
      * event was most of a plan's printf work. fmt NULL: subject holds it already */
     const char *subject_fmt;
@@ -44,7 +47,7 @@ void pj_plan_reset(pj_plan_t *plan)
 {
     for (size_t i = 0; i < plan->nbufs; i++)
         free(plan->bufs[i]);
-    plan->n = plan->nbufs = 0;
+    plan->n = plan->nbufs = plan->ndumps = 0;
     plan->subject[0] = '\0';
     plan->subject_fmt = NULL;
     plan->key = NULL;
@@ -63,6 +66,9 @@ void pj_plan_free(pj_plan_t *plan)
     free(plan->ups);
     free(plan->stmts);
     free(plan->bufs);
+    for (size_t i = 0; i < plan->capdumps; i++)
+        es_strbuf_release(&plan->dumps[i]);
+    free(plan->dumps);
     free(plan);
 }
 
@@ -134,8 +140,16 @@ struct pj_stmt *pj_plan_add(pj_plan_t *plan, enum pj_stmt_kind kind, const char 
     va_start(ap, fmt);
     print_keep(&plan->sql[i], fmt, ap);
     va_end(ap);
+    /* field by field: a compound literal would also zero the parameter array (most of the
+     * statement's size, written for every statement of every event); only its first n are read */
     struct pj_stmt *st = &plan->stmts[plan->n++];
-    *st = (struct pj_stmt){.kind = kind, .table = table, .sql = sql};
+    st->kind = kind;
+    st->table = table;
+    st->sql = sql;
+    st->n = 0;
+    st->must_match = false;
+    st->key = NULL;
+    st->upsert = NULL;
     return st;
 }
 
@@ -169,6 +183,37 @@ const char *pj_plan_keep(pj_plan_t *plan, char *buf)
     }
     plan->bufs[plan->nbufs++] = buf;
     return buf;
+}
+
+static int dump_add(const char *buf, size_t size, void *data)
+{
+    es_strbuf_add(data, buf, size);
+    return 0;
+}
+
+const char *pj_plan_dump(pj_plan_t *plan, const json_t *v, size_t flags)
+{
+    if (plan->ndumps == plan->capdumps) {
+        size_t cap = plan->capdumps ? 2 * plan->capdumps : 2;
+        plan->dumps = xrealloc(plan->dumps, cap * sizeof *plan->dumps);
+        for (size_t i = plan->capdumps; i < cap; i++)
+            es_strbuf_init(&plan->dumps[i], 0);
+        plan->capdumps = cap;
+    }
+    struct es_strbuf *b = &plan->dumps[plan->ndumps];
+    es_strbuf_reset(b);
+    /* an object of at most one key, of a scalar, prints the same unsorted, without the array of
+     * keys that sorting allocates (attributes {"k": "v"}: nearly always) */
+    if (json_is_object(v) && json_object_size(v) < 2) {
+        void *it = json_object_iter((json_t *)v);
+        json_t *one = it ? json_object_iter_value(it) : NULL;
+        if (!json_is_object(one) && !json_is_array(one))
+            flags &= ~(size_t)JSON_SORT_KEYS;
+    }
+    if (json_dump_callback(v, dump_add, b, flags))
+        return NULL;
+    plan->ndumps++;
+    return es_strbuf_str(b);
 }
 
 /* Writes v in decimal ending at end (exclusive); returns where it starts. */

@@ -11,6 +11,7 @@
 
 #include "es_db.h"
 #include "es_err.h"
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -32,7 +33,7 @@ struct pj_stmt {
     enum pj_stmt_kind kind;
     const char *table; /* static: the table it writes, without the suffix ("products") */
     char *sql;         /* owned by the plan */
-    es_db_val_t params[PJ_STMT_MAX_PARAMS];
+    es_db_val_t params[PJ_STMT_MAX_PARAMS]; /* the first n are set, the rest never read */
     size_t n;
     bool must_match; /* an UPDATE that must find its row, else the plan fails with ES_ENOTFOUND */
     const char *key; /* borrowed, NULL: the plan's key (pj_plan_set_key); the row's own key */
@@ -73,6 +74,10 @@ void pj_stmt_set_upsert(pj_plan_t *plan, struct pj_stmt *st, const char *fmt, ..
     __attribute__((format(printf, 3, 4)));
 /* Takes buf (heap, stolen) into the plan, which frees it; returns it, for parameters to borrow. */
 const char *pj_plan_keep(pj_plan_t *plan, char *buf);
+/* json_dumps(v, flags) printed into a buffer of the plan's own (borrowed, valid until the reset),
+ * for parameters to borrow; NULL when v does not dump. The buffers are kept from event to event:
+ * no allocation an event once they are grown (json_dumps and the free of its text were several). */
+const char *pj_plan_dump(pj_plan_t *plan, const json_t *v, size_t flags);
 /* "<part>:<offset>" in a buffer of the plan's own (valid until the reset; one a plan, a later call
  * overwrites it), for a row keyed by the event's position: printed without printf or malloc, as
  * every event of a batch has one (its event_index row). */

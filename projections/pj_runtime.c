@@ -435,14 +435,15 @@ static bool pj_is_poison(const es_err_t *err)
 static void pj_note_applied(pj_runtime_t *rt, es_kafka_msg_t *m, const char *type,
                             const json_t *value, int64_t start_us)
 {
-    const json_t *meta = json_object_get(value, "metadata");
     char *tp = es_kafka_header_dup(m, "traceparent");
     /* nothing to log or send for an unsampled trace at info: no note (they cost a third of a
-     * live projector's time) */
+     * live projector's time); the event's tree is not touched before that (on the writer thread,
+     * a lookup there was a cache miss an event) */
     if (!es_trace_sampled(tp) && es_log_min_level > ES_LOG_DEBUG && !es_zipkin_enabled()) {
         free(tp);
         return;
     }
+    const json_t *meta = json_object_get(value, "metadata");
     json_array_append_new(
         rt->applied, json_pack("{s:s?, s:s?, s:s, s:s?, s:i, s:I, s:I}", "event_id",
                                json_string_value(json_object_get(meta, "event_id")), "command_id",
@@ -507,7 +508,10 @@ static void pj_ev_prepare(pj_runtime_t *rt, const es_kafka_msg_t *m, struct pj_e
     bool current = false;
     es_err_t werr = ES_ERR_INIT;
     int32_t id = ev_frame_schema_id(m->value, m->len);
-    bool arena = id >= 0 && ev_codec_writer_info(rt->codec, id, &writer, &current, &werr) == 0;
+    bool arena = id >= 0 && (id == rt->known_writer ||
+                             ev_codec_writer_info(rt->codec, id, &writer, &current, &werr) == 0);
+    if (arena)
+        rt->known_writer = id;
     if (arena)
         pj_arena_enter();
     int rc = ev_decode(rt->codec, m->value, m->len, &ev->full_name, &ev->value, &ev->err);
@@ -1173,6 +1177,7 @@ pj_runtime_t *pj_runtime_create(const pj_projection_t *p, const pj_options_t *op
     pj_runtime_t *rt = xcalloc(1, sizeof *rt);
     rt->p = p;
     rt->manual = manual;
+    rt->known_writer = -1;
     rt->applied = json_array();
     const char *suffix = opt && opt->suffix ? opt->suffix : "";
     if (!pj_suffix_is_valid(suffix)) {

@@ -179,7 +179,7 @@ static void plan_history(const char *suffix, const json_t *event, const struct p
 {
     json_t *copy = json_deep_copy(event);
     json_object_del(copy, "metadata");
-    const char *details = pj_plan_keep(out, json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS));
+    const char *details = pj_plan_dump(out, copy, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(copy);
     struct pj_stmt *st =
         pj_plan_add(out, PJ_INSERT, "price_history",

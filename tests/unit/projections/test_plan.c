@@ -119,3 +119,28 @@ Test(pj_plan, position_key_prints_part_and_offset_as_printf_would)
     }
     pj_plan_free(p);
 }
+
+Test(pj_plan, dumps_as_json_dumps_would_and_keeps_each_text_until_the_reset)
+{
+    pj_plan_t *p = pj_plan_new();
+    const char *docs[] = {"{}", "{\"k\":\"v\"}", "{\"b\":\"2\",\"a\":\"1\",\"c\":\"\\u0001\\\"\"}",
+                          "{\"z\":{\"y\":[1,2],\"x\":null}}"};
+    size_t flags = JSON_COMPACT | JSON_SORT_KEYS;
+    for (int round = 0; round < 2; round++) { /* the second round reuses the buffers */
+        const char *got[4];
+        char *want[4];
+        for (size_t i = 0; i < 4; i++) {
+            json_t *v = json_loads(docs[i], 0, NULL);
+            cr_assert(v);
+            want[i] = json_dumps(v, flags);
+            got[i] = pj_plan_dump(p, v, flags);
+            json_decref(v);
+        }
+        for (size_t i = 0; i < 4; i++) {
+            cr_assert_str_eq(got[i], want[i], "%zu: '%s' != '%s'", i, got[i], want[i]);
+            free(want[i]);
+        }
+        pj_plan_reset(p);
+    }
+    pj_plan_free(p);
+}
