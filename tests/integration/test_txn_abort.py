@@ -337,11 +337,7 @@ def test_handler_survives_a_broker_hang_longer_than_the_transaction_timeout(stac
     order (test_users, test_web*, ...) ran against projectors still behind (stop 21's flake in
     test_shop_shows_a_hostile_product_name_as_text_and_runs_nothing) and slower."""
     stack.stop("handler-catalog")
-    os.environ["EVENTSHOP_HANDLER_TXN_TIMEOUT_MS"] = str(HANG_CALL_TIMEOUT_MS)
-    try:
-        stack.start("handler-catalog")
-    finally:
-        del os.environ["EVENTSHOP_HANDLER_TXN_TIMEOUT_MS"]
+    stack.start("handler-catalog", EVENTSHOP_HANDLER_TXN_TIMEOUT_MS=str(HANG_CALL_TIMEOUT_MS))
     try:
         hang_and_recover(stack, brokers, registry)
     finally:
