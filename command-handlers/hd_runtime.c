@@ -62,7 +62,8 @@ typedef struct hd_item {
     size_t nevents;      /* its encoded events, to be produced */
     void **events;       /* owned until handed to produce (then NULL) */
     size_t *event_lens;
-    size_t last_slot; /* delivery slot of its last event, if it has events */
+    size_t last_slot;   /* delivery slot of its last event, if it has events */
+    int64_t last_guess; /* the offset its last event will get if no one else wrote (-1: unknown) */
     bool has_events;
     bool duplicate;
     char *traceparent;             /* the command's, owned; NULL if it came without one */
@@ -162,6 +163,14 @@ struct hd_runtime {
     hd_batch_t *job;       /* for the transaction thread; NULL: none */
     hd_batch_t *job_clear; /* emptied by it once job is done (its JSON freed there), or NULL */
     bool quit;
+    /* The transaction thread's knowledge of the events topic: the offset the next record of
+     * each partition gets (-1: unknown). The handler is the only writer of its events: after a
+     * committed transaction that wrote to a partition, its next record comes 2 after the last
+     * (1 for the commit marker). Lets a batch's results carry their positions without waiting
+     * for the events' delivery; the delivery checks the guess before the commit. */
+    int64_t *ev_next;
+    int nev_next;
+    bool ev_forget; /* set under lock by the loop's thread: forget ev_next (a writer may differ) */
 };
 
 /* set on the transaction thread: the loop's thread beats for it while it waits for it */
@@ -594,12 +603,14 @@ static int recover_partition_retrying(hd_runtime_t *rt, int32_t p, es_err_t *err
 }
 
 static void inflight_drain(hd_runtime_t *rt);
+static void ev_next_forget(hd_runtime_t *rt);
 
 static void rebalance_cb(es_kafka_t *rk, int code, es_kafka_parts_t *parts, void *opaque)
 {
     hd_runtime_t *rt = opaque;
     rt->rebalanced = true;
     inflight_drain(rt); /* the batch in flight ends (and is stored) under the old assignment */
+    ev_next_forget(rt);
     if (code == ES_KAFKA_ERR_ASSIGN_PARTITIONS) {
         for (int i = 0; i < parts->cnt && !rt->fatal; i++) {
             es_err_t err = ES_ERR_INIT;
@@ -950,6 +961,7 @@ static void consumer_fatal(hd_runtime_t *rt);
 static int recover_lost(hd_runtime_t *rt)
 {
     es_err_t err = ES_ERR_INIT;
+    ev_next_forget(rt);
     if (es_txn_recreate(rt->txn, &err) != 0)
         return -1;
     double wait = 0.2;
@@ -1037,13 +1049,40 @@ static void log_decided(hd_runtime_t *rt, const hd_item_t *it)
 
 /* Produces the events every command of b was decided into, to the command's partition of the
  * events topic, each with the decide span's traceparent. 0, or -1 with err (b->produce_rc). */
+/* The next offset of partition p of the events topic as far as the transaction thread knows,
+ * -1: unknown. */
+static int64_t ev_next_get(const hd_runtime_t *rt, int32_t p)
+{
+    return p >= 0 && p < rt->nev_next ? rt->ev_next[p] : -1;
+}
+
+static void ev_next_set(hd_runtime_t *rt, int32_t p, int64_t next)
+{
+    if (p < 0)
+        return;
+    if (p >= rt->nev_next) {
+        int n = p + 1 > 2 * rt->nev_next ? p + 1 : 2 * rt->nev_next;
+        rt->ev_next = xrealloc(rt->ev_next, (size_t)n * sizeof *rt->ev_next);
+        for (int i = rt->nev_next; i < n; i++)
+            rt->ev_next[i] = -1;
+        rt->nev_next = n;
+    }
+    rt->ev_next[p] = next;
+}
+
+/* Produces the events b decided, in order, each command's to its own partition. Each item's
+ * last_guess is the offset its last event gets if the handler is still the partition's only
+ * writer, or -1 when that is not known. Returns 1 when every guess is known, 0 when one is not,
+ * -1 on a failure (err). */
 static int events_produce(hd_batch_t *b, es_err_t *err)
 {
     hd_runtime_t *rt = b->rt;
+    int known = 1;
     for (size_t i = 0; i < b->n; i++) {
         hd_item_t *it = &b->items[i];
         es_kafka_msg_t *m = it->msg;
         const char *agg = json_string_value(json_object_get(it->result, "aggregate_id"));
+        it->last_guess = -1;
         for (size_t e = 0; e < it->nevents; e++) {
             void *buf = it->events[e];
             it->events[e] = NULL;
@@ -1051,8 +1090,43 @@ static int events_produce(hd_batch_t *b, es_err_t *err)
                         it->span, &it->last_slot, err))
                 return -1;
         }
+        if (!it->nevents)
+            continue;
+        int64_t next = ev_next_get(rt, m->partition);
+        if (next < 0) {
+            known = 0;
+            continue;
+        }
+        it->last_guess = next + (int64_t)it->nevents - 1;
+        ev_next_set(rt, m->partition, next + (int64_t)it->nevents);
     }
-    return 0;
+    return known;
+}
+
+/* After b's transaction ended: with trc ES_TXN_OK, learns from the offsets its events got where
+ * each partition it wrote to goes on (past the commit marker); otherwise (an abort, a lost
+ * producer: records and a marker of unknown count) forgets all. */
+static void ev_next_learn(hd_runtime_t *rt, hd_batch_t *b, es_txn_rc_t trc)
+{
+    if (trc != ES_TXN_OK) {
+        for (int p = 0; p < rt->nev_next; p++)
+            rt->ev_next[p] = -1;
+        return;
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        const hd_item_t *it = &b->items[i];
+        if (it->nevents)
+            ev_next_set(rt, it->msg->partition, es_txn_offset(rt->txn, it->last_slot) + 2);
+    }
+}
+
+/* Until the next committed transaction, nothing is known of the events topic (the loop's thread,
+ * with no batch in flight: the assignment or the producer changed). */
+static void ev_next_forget(hd_runtime_t *rt)
+{
+    pthread_mutex_lock(&rt->lock);
+    rt->ev_forget = true;
+    pthread_mutex_unlock(&rt->lock);
 }
 
 /* Produces the states b staged, of every partition, to the changelog. 0, or 1 when the batch
@@ -1140,10 +1214,44 @@ static void batch_done_free(hd_batch_t *b)
     pthread_mutex_unlock(&b->rt->lock);
 }
 
-/* Produces the events and the staged states of b; sends the batch's offsets while they travel;
- * once the events are written (their offsets are the read-your-writes positions the results
- * carry), produces the results. Fewer round trips one after another: a lone command's latency.
- * A state the schema refuses (a bug) sets b->fatal. */
+/* The results' positions: each command with events carries the offset of its last one. guessed:
+ * the offsets events_produce guessed; otherwise those the delivery reported. */
+static void results_positions(hd_batch_t *b, bool guessed)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        hd_item_t *it = &b->items[i];
+        if (it->has_events)
+            json_object_set_new(
+                it->result, "offset",
+                json_integer(guessed ? it->last_guess : es_txn_offset(b->rt->txn, it->last_slot)));
+    }
+}
+
+/* Whether every guessed position is the one delivered (0), or -1 with err: someone else wrote
+ * to the events topic (a zombie replica's transaction, aborted or not, takes offsets too); the
+ * batch is then aborted and written again, its positions taken from the delivery. */
+static int guesses_check(hd_batch_t *b, es_err_t *err)
+{
+    hd_runtime_t *rt = b->rt;
+    for (size_t i = 0; i < b->n; i++) {
+        const hd_item_t *it = &b->items[i];
+        int64_t got = it->nevents ? es_txn_offset(rt->txn, it->last_slot) : -1;
+        if (it->nevents && got != it->last_guess)
+            return es_set(err, ES_ECONFLICT,
+                          "%s[%d] was written by another producer: an event got offset %lld, not "
+                          "%lld; written again with the delivered positions",
+                          rt->t_events, (int)it->msg->partition, (long long)got,
+                          (long long)it->last_guess);
+    }
+    return 0;
+}
+
+/* Produces the events and the staged states of b, and the results, which carry the events'
+ * offsets as read-your-writes positions. When the handler knows where each partition it writes
+ * goes on (it is their only writer: ev_next), the results carry the guessed offsets and travel
+ * with the events; the batch's offsets are sent meanwhile, and the delivery checks every guess
+ * before the commit. Otherwise the results wait for the events' delivery. A state the schema
+ * refuses (a bug) sets b->fatal. */
 static es_txn_rc_t batch_work(void *arg, es_err_t *err)
 {
     hd_batch_t *b = arg;
@@ -1155,13 +1263,20 @@ static es_txn_rc_t batch_work(void *arg, es_err_t *err)
         es_set(err, b->decide_err.code, "%s", b->decide_err.msg);
         return b->decide_rc;
     }
-    if (events_produce(b, err) != 0)
+    int known = events_produce(b, err);
+    if (known < 0)
         return b->produce_rc != ES_TXN_OK ? b->produce_rc : ES_TXN_ABORT;
     batch_done_free(b);
     stage_mark(b, ST_EVENTS);
     if (states_produce(b, &trc, err) != 0)
         return trc;
     stage_mark(b, ST_STATES);
+    if (known) {
+        results_positions(b, true);
+        if (results_produce(b, &trc, err) != 0)
+            return trc;
+        stage_mark(b, ST_RESULTS);
+    }
     const es_txn_step_t step = {NULL, b->group, b->n, "commands", NULL, NULL, NULL};
     if ((trc = es_txn_step_send_offsets(rt->txn, &step, err)) != ES_TXN_OK)
         return trc;
@@ -1169,12 +1284,9 @@ static es_txn_rc_t batch_work(void *arg, es_err_t *err)
     if ((trc = es_txn_flush(rt->txn, err)) != ES_TXN_OK)
         return trc;
     stage_mark(b, ST_FLUSH);
-    for (size_t i = 0; i < b->n; i++) {
-        hd_item_t *it = &b->items[i];
-        if (it->has_events)
-            json_object_set_new(it->result, "offset",
-                                json_integer(es_txn_offset(rt->txn, it->last_slot)));
-    }
+    if (known)
+        return guesses_check(b, err) == 0 ? ES_TXN_OK : ES_TXN_ABORT;
+    results_positions(b, false);
     if (results_produce(b, &trc, err) != 0)
         return trc;
     stage_mark(b, ST_RESULTS);
@@ -1189,6 +1301,7 @@ static void batch_txn(hd_batch_t *b)
     const es_txn_step_t step = {NULL, b->group, b->n, "commands", batch_work, NULL, b};
     stage_mark(b, ST_HANDOFF);
     b->trc = es_txn_step(rt->txn, &step, &b->err);
+    ev_next_learn(rt, b, b->trc);
     if (b->trc != ES_TXN_OK)
         return;
     stage_mark(b, ST_COMMIT);
@@ -1229,6 +1342,11 @@ static void *txn_thread(void *arg)
         hd_batch_t *b = rt->job;
         b->done = rt->job_clear;
         rt->job_clear = NULL;
+        if (rt->ev_forget) {
+            rt->ev_forget = false;
+            for (int p = 0; p < rt->nev_next; p++)
+                rt->ev_next[p] = -1;
+        }
         pthread_mutex_unlock(&rt->lock);
         batch_txn(b);
         /* not freed in the transaction (it failed before its events): before the answer, as
@@ -1491,6 +1609,7 @@ static es_kafka_t *consumer_open(void *arg, es_err_t *err)
 static int consumer_remake(hd_runtime_t *rt)
 {
     inflight_drain(rt); /* its offsets went with the old consumer's group: it may still commit */
+    ev_next_forget(rt);
     rt->consumer_lost = false;
     rt->consumer_fenced_at = es_mono_s();
     es_kafka_destroy(rt->consumer);
@@ -1691,6 +1810,7 @@ void hd_runtime_free(hd_runtime_t *rt)
         es_kafka_conf_free(rt->cconf);
     hd_views_free(rt->views);
     hd_store_free(rt->store);
+    free(rt->ev_next);
     free(rt->parts);
     for (size_t i = 0; i < rt->ncounters; i++)
         free(rt->counters[i].type);

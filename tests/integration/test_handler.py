@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import uuid
 
+from confluent_kafka import Producer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from conftest import command_meta, command_serializer, producer, read_topic, unique, wait_for
 
@@ -210,3 +211,37 @@ def test_handler_refuses_to_start_with_an_incompatible_schema(tmp_path):
     run = subprocess.run([binary, "catalog"], env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode != 0
     assert "refusing to start" in run.stdout and "ProductState" in run.stdout
+
+
+def test_a_result_points_at_its_event_after_another_producer_wrote_to_the_partition(brokers,
+                                                                                    registry):
+    """The handler guesses where its events land (it is their only writer: after its last
+    event, one offset for the commit marker) so that a batch's results travel with its events.
+    Another producer's transaction on the same partition of catalog.events (aborted: no
+    read_committed reader ever sees it, but its record and its marker take offsets) makes the
+    guess wrong: the delivery must catch that before the commit, and the result must still point
+    at the command's own event, not two records before it."""
+    vendor, sku = unique("v"), unique("hg")
+    (cid1, part, _), = send(brokers, registry, [listing(sku, vendor)])
+    wait_results(brokers, registry, [cid1])  # committed: the handler knows where `part` goes on
+    log = os.path.join(os.environ["ES_STATE"], "logs", "handler-catalog.log")
+    with open(log, "rb") as f:
+        log_start = f.seek(0, os.SEEK_END)
+    foreign = Producer({"bootstrap.servers": brokers, "transactional.id": unique("foreign")})
+    foreign.init_transactions(30)
+    foreign.begin_transaction()
+    foreign.produce("catalog.events", key=sku, value=b"not an event", partition=part)
+    assert foreign.flush(30) == 0
+    foreign.abort_transaction(30)
+    (cid2, part2, _), = send(brokers, registry, [change(sku, vendor, name="Renamed")])
+    assert part2 == part  # the same sku: the same partition
+    res = wait_results(brokers, registry, [cid2])[cid2][0]
+    assert res["status"] == "ACCEPTED"
+    at = {(m["partition"], m["offset"]): m for m in events_of(brokers, registry, {sku})}
+    ev = at.get((part, res["offset"]))
+    assert ev is not None, f"the result points at offset {res['offset']}: no event of ours there"
+    assert str(ev["value"]["metadata"]["command_id"]) == cid2
+    assert ev["value"]["name"] == "Renamed"
+    with open(log, "rb") as f:  # the guess was made, and caught before the commit
+        f.seek(log_start)
+        assert b"was written by another producer" in f.read()
