@@ -4,7 +4,7 @@ Alternates the catalog handler between build trees (role-start with ES_ROLE_BUIL
 a fresh preload of N ListProduct commands, then the raw transactional producer with the same
 records; on a shared machine only pairs of one run compare. Usage: handler_ab.py BUILD_A BUILD_B
 (ROUNDS=2 by default). Besides the rates, prints the handler's CPU time per 1000 commands, whole
-process and its decide thread (the main thread): on a loaded machine the rate follows the load,
+process and its decide thread (the main thread), and the broker's (it shares the cores): on a loaded machine the rate follows the load,
 the CPU cost much less."""
 import os
 import subprocess
@@ -45,14 +45,15 @@ for rnd in range(int(os.environ.get("ROUNDS", "2"))):
         hb.stack.start("handler-catalog")
         os.environ.pop("ES_ROLE_BUILD", None)
         pid = handler_pid()
-        c0, d0 = cpu_s(pid), cpu_s(pid, pid)
+        kpid = open(os.path.join(os.environ["ES_STATE"], "run", "kafka.pid")).read().strip()
+        c0, d0, k0 = cpu_s(pid), cpu_s(pid, pid), cpu_s(kpid)
         t_first, t_last = hb.wait_results(start, N)
-        c1, d1 = cpu_s(pid), cpu_s(pid, pid)
+        c1, d1, k1 = cpu_s(pid), cpu_s(pid, pid), cpu_s(kpid)
         rate = N / max((t_last - t_first) / 1000.0, 1e-3)
         raw = subprocess.run([os.path.join(os.environ["ES_BUILD"], "bench", "eventshop-bench-raw"),
                               "bench.raw", str(N), "500", str(cmd_bytes + 40), str(cmd_bytes - 60),
                               "130"], check=True, capture_output=True, text=True).stdout.split()[1]
         print(f"round {rnd} {os.path.basename(b):12} handler {rate:7.0f} raw {float(raw):7.0f} "
               f"ratio {rate / float(raw):.2f} cpu/1k {(c1 - c0) * 1e6 / N:.0f} ms "
-              f"decide/1k {(d1 - d0) * 1e6 / N:.0f} ms rss {hb.rss_kb('handler-catalog') / 1024:.1f} MiB "
+              f"decide/1k {(d1 - d0) * 1e6 / N:.0f} ms broker/1k {(k1 - k0) * 1e6 / N:.0f} ms rss {hb.rss_kb('handler-catalog') / 1024:.1f} MiB "
               f"load {os.getloadavg()[0]:.1f}", flush=True)
