@@ -7,20 +7,15 @@ records; on a shared machine only pairs of one run compare. Usage: handler_ab.py
 process and its decide thread (the main thread), and the broker's (it shares the cores): on a loaded machine the rate follows the load,
 the CPU cost much less."""
 import os
-import subprocess
 import sys
-import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
 import handler_bench as hb  # noqa: E402
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+from confluent_kafka.admin import AdminClient  # noqa: E402
 
 N = hb.N
-admin = AdminClient({"bootstrap.servers": hb.brokers})
-admin.create_topics([NewTopic("bench.raw", 4, 1)])["bench.raw"].exception(30)
-while "bench.raw" not in admin.list_topics(timeout=10).topics:
-    time.sleep(0.2)
+hb.raw_topics(AdminClient({"bootstrap.servers": hb.brokers}))
 builds = sys.argv[1:]
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -50,9 +45,7 @@ for rnd in range(int(os.environ.get("ROUNDS", "2"))):
         t_first, t_last = hb.wait_results(start, N)
         c1, d1, k1 = cpu_s(pid), cpu_s(pid, pid), cpu_s(kpid)
         rate = N / max((t_last - t_first) / 1000.0, 1e-3)
-        raw = subprocess.run([os.path.join(os.environ["ES_BUILD"], "bench", "eventshop-bench-raw"),
-                              "bench.raw", str(N), "500", str(cmd_bytes + 40), str(cmd_bytes - 60),
-                              "130"], check=True, capture_output=True, text=True).stdout.split()[1]
+        raw = hb.raw_rate(hb.RAW_THREE, N, 500, cmd_bytes)
         print(f"round {rnd} {os.path.basename(b):12} handler {rate:7.0f} raw {float(raw):7.0f} "
               f"ratio {rate / float(raw):.2f} cpu/1k {(c1 - c0) * 1e6 / N:.0f} ms "
               f"decide/1k {(d1 - d0) * 1e6 / N:.0f} ms broker/1k {(k1 - k0) * 1e6 / N:.0f} ms rss {hb.rss_kb('handler-catalog') / 1024:.1f} MiB "

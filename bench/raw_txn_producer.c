@@ -2,8 +2,10 @@
  * the same three records the handler writes (event, changelog state, result) with the same
  * batch size per transaction, to the same broker. No decoding, deciding or encoding.
  *
- *   eventshop-bench-raw TOPIC COMMANDS BATCH EVENT_BYTES STATE_BYTES RESULT_BYTES
- * prints "raw_commands_per_s <rate>". */
+ *   eventshop-bench-raw TOPICS COMMANDS BATCH EVENT_BYTES STATE_BYTES RESULT_BYTES
+ * TOPICS: one topic for all three records, or three comma-separated (event, state, result), as
+ * the handler writes them; command i goes to partition i % 4 of each. Prints
+ * "raw_commands_per_s <rate>". */
 #include "es_kafka.h"
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
@@ -33,7 +35,17 @@ int main(int argc, char **argv)
                 argv[0]);
         return 2;
     }
-    const char *topic = argv[1];
+    char topics_arg[512];
+    snprintf(topics_arg, sizeof topics_arg, "%s", argv[1]);
+    const char *topic[3];
+    int ntopics = 0;
+    for (char *save = NULL, *t = strtok_r(topics_arg, ",", &save); t && ntopics < 3;
+         t = strtok_r(NULL, ",", &save))
+        topic[ntopics++] = t;
+    if (ntopics != 1 && ntopics != 3) {
+        fprintf(stderr, "bench-raw: TOPICS is one topic or three, comma-separated\n");
+        return 2;
+    }
     long n = atol(argv[2]), batch = atol(argv[3]);
     size_t sizes[3] = {(size_t)atol(argv[4]), (size_t)atol(argv[5]), (size_t)atol(argv[6])};
     char txid[64];
@@ -59,7 +71,8 @@ int main(int argc, char **argv)
             for (int r = 0; r < 3; r++) {
                 rd_kafka_resp_err_t e;
                 while ((e = rd_kafka_producev(
-                            rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION((int32_t)(done % 4)),
+                            rk, RD_KAFKA_V_TOPIC(topic[r % ntopics]),
+                            RD_KAFKA_V_PARTITION((int32_t)(done % 4)),
                             RD_KAFKA_V_KEY(key, (size_t)klen),
                             RD_KAFKA_V_VALUE(payload, sizes[r] < 4095 ? sizes[r] : 4095),
                             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) ==
