@@ -41,6 +41,8 @@ typedef struct hd_stage {
     json_t *results;       /* command id -> CommandResult; NULL: none yet */
     hd_pending_t *pending; /* the batch's records for the store */
     size_t npending, cap_pending;
+    hd_pending_t *enc; /* the staged states, encoded once deciding is done (log, slot unused) */
+    size_t nenc, cap_enc;
     bool clog_tracked; /* clog_slot is the delivery slot of its last changelog record */
     size_t clog_slot;
     int64_t clog_offset; /* once committed: the offset of its last changelog record, -1: none */
@@ -81,8 +83,8 @@ typedef enum {
     ST_WAIT,    /* the loop waiting for the batch in flight before handing this one over */
     ST_HANDOFF, /* from the hand-over to the transaction thread taking it */
     ST_BEGIN,   /* begin_transaction */
-    ST_EVENTS,  /* producing the events, freeing the batch before */
-    ST_STATES,  /* encoding and producing the changelog states */
+    ST_EVENTS,  /* producing the events */
+    ST_STATES,  /* producing the changelog states (encoded on the loop's thread) */
     ST_OFFSETS, /* send_offsets_to_transaction */
     ST_FLUSH,   /* waiting for the delivery of the events and states */
     ST_RESULTS, /* encoding and producing the results */
@@ -116,9 +118,8 @@ typedef struct hd_batch {
     es_err_t fatal_err;
     es_txn_rc_t trc; /* the transaction's outcome */
     es_err_t err;
-    struct hd_batch *done; /* the batch before, finished: freed while this one's travel */
-    double stage_s[ST_N];  /* seconds spent in each stage (hd_stage_id_t) */
-    double mark;           /* the monotonic time the running stage began */
+    double stage_s[ST_N]; /* seconds spent in each stage (hd_stage_id_t) */
+    double mark;          /* the monotonic time the running stage began */
 } hd_batch_t;
 
 typedef struct hd_counter {
@@ -160,8 +161,7 @@ struct hd_runtime {
     bool worker_started;
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    hd_batch_t *job;       /* for the transaction thread; NULL: none */
-    hd_batch_t *job_clear; /* emptied by it once job is done (its JSON freed there), or NULL */
+    hd_batch_t *job; /* for the transaction thread; NULL: none */
     bool quit;
     /* The transaction thread's knowledge of the events topic: the offset the next record of
      * each partition gets (-1: unknown). The handler is the only writer of its events: after a
@@ -283,6 +283,11 @@ static void stage_clear(hd_stage_t *s)
         free(s->pending[i].buf);
     }
     s->npending = 0;
+    for (size_t i = 0; i < s->nenc; i++) {
+        free(s->enc[i].key);
+        free(s->enc[i].buf);
+    }
+    s->nenc = 0;
     s->clog_tracked = false;
     s->clog_offset = -1;
 }
@@ -357,6 +362,7 @@ static void batch_free(hd_batch_t *b)
         json_decref(b->stages[p].states);
         json_decref(b->stages[p].results);
         free(b->stages[p].pending);
+        free(b->stages[p].enc);
     }
     free(b->stages);
     free(b->items);
@@ -937,6 +943,40 @@ out:
     return rc;
 }
 
+/* Encodes the states b staged (each aggregate's last, null: a tombstone), on the loop's thread
+ * once deciding is done, for the transaction thread to produce. 0, or -1 with err: the registry
+ * failed (the batch is aborted), or a state the schema refuses, a bug: also b->fatal (the
+ * transaction is aborted and the process restarts). */
+static int states_encode(hd_runtime_t *rt, hd_batch_t *b, es_err_t *err)
+{
+    for (int p = 0; p < b->nstages; p++) {
+        hd_stage_t *s = stage_find(b, p);
+        if (!s)
+            continue;
+        const char *k;
+        json_t *v;
+        json_object_foreach(s->states, k, v)
+        {
+            void *buf = NULL;
+            size_t len = 0;
+            if (!json_is_null(v) &&
+                ev_encode(rt->codec, rt->t_changelog, rt->ctx->state_type, v, &buf, &len, err)) {
+                if (err->code == ES_EINVAL) {
+                    b->fatal = true;
+                    es_set(&b->fatal_err, err->code, "%s", err->msg);
+                }
+                return -1;
+            }
+            if (s->nenc == s->cap_enc) {
+                s->cap_enc = s->cap_enc ? 2 * s->cap_enc : 64;
+                s->enc = xrealloc(s->enc, s->cap_enc * sizeof *s->enc);
+            }
+            s->enc[s->nenc++] = (hd_pending_t){HD_LOG_CHANGELOG, xstrdup(k), buf, len, 0, -1};
+        }
+    }
+    return 0;
+}
+
 /* Decides every command of b (on the loop's thread, no Kafka call): a failure is noted in
  * b->decide_rc, for the transaction to abort. */
 static void batch_decide(hd_runtime_t *rt, hd_batch_t *b)
@@ -947,6 +987,8 @@ static void batch_decide(hd_runtime_t *rt, hd_batch_t *b)
             return;
         }
     }
+    if (states_encode(rt, b, &b->decide_err) != 0)
+        b->decide_rc = ES_TXN_ABORT;
 }
 
 /* --- transactions ------------------------------------------------------------------------- */
@@ -1129,33 +1171,19 @@ static void ev_next_forget(hd_runtime_t *rt)
     pthread_mutex_unlock(&rt->lock);
 }
 
-/* Produces the states b staged, of every partition, to the changelog. 0, or 1 when the batch
- * failed (*trc and err set; on a state the schema refuses, a bug, also b->fatal: the transaction
- * is aborted and the process restarts). */
+/* Produces the states b staged and encoded (states_encode), of every partition, to the
+ * changelog. 0, or 1 with *trc and err set when the batch failed. */
 static int states_produce(hd_batch_t *b, es_txn_rc_t *trc, es_err_t *err)
 {
     hd_runtime_t *rt = b->rt;
     for (int p = 0; p < b->nstages; p++) {
         hd_stage_t *s = stage_find(b, p);
-        if (!s)
-            continue;
-        const char *k;
-        json_t *v;
-        json_object_foreach(s->states, k, v)
-        {
-            void *buf = NULL;
-            size_t len = 0;
-            if (!json_is_null(v) &&
-                ev_encode(rt->codec, rt->t_changelog, rt->ctx->state_type, v, &buf, &len, err)) {
-                if (err->code == ES_EINVAL) { /* a state the schema refuses: a bug, restart */
-                    b->fatal = true;
-                    es_set(&b->fatal_err, err->code, "%s", err->msg);
-                }
-                *trc = ES_TXN_ABORT;
-                return 1;
-            }
-            pending_add(s, HD_LOG_CHANGELOG, k, buf, len, 0);
-            if (produce(b, rt->t_changelog, p, k, buf, len, NULL, &s->clog_slot, err)) {
+        for (size_t i = 0; s && i < s->nenc; i++) {
+            hd_pending_t *e = &s->enc[i];
+            pending_add(s, HD_LOG_CHANGELOG, e->key, e->buf, e->len, 0);
+            void *buf = e->buf;
+            e->buf = NULL; /* produce takes it */
+            if (produce(b, rt->t_changelog, p, e->key, buf, e->len, NULL, &s->clog_slot, err)) {
                 *trc = b->produce_rc;
                 return 1;
             }
@@ -1194,24 +1222,6 @@ static int results_produce(hd_batch_t *b, es_txn_rc_t *trc, es_err_t *err)
             return -1;
     }
     return 0;
-}
-
-static void spare_put(hd_runtime_t *rt, hd_batch_t *b);
-
-/* Frees the finished batch before b (if any), on the transaction thread: done once b's events
- * are produced, while the coordinator still finishes the last commit (its markers) and holds up
- * the new transaction's partitions, so that it costs neither the taking of b nor the loop's
- * thread. */
-static void batch_done_free(hd_batch_t *b)
-{
-    hd_batch_t *done = b->done;
-    if (!done)
-        return;
-    b->done = NULL;
-    batch_clear(done);
-    pthread_mutex_lock(&b->rt->lock);
-    spare_put(b->rt, done);
-    pthread_mutex_unlock(&b->rt->lock);
 }
 
 /* The results' positions: each command with events carries the offset of its last one. guessed:
@@ -1266,7 +1276,6 @@ static es_txn_rc_t batch_work(void *arg, es_err_t *err)
     int known = events_produce(b, err);
     if (known < 0)
         return b->produce_rc != ES_TXN_OK ? b->produce_rc : ES_TXN_ABORT;
-    batch_done_free(b);
     stage_mark(b, ST_EVENTS);
     if (states_produce(b, &trc, err) != 0)
         return trc;
@@ -1340,8 +1349,6 @@ static void *txn_thread(void *arg)
         if (!rt->job)
             break;
         hd_batch_t *b = rt->job;
-        b->done = rt->job_clear;
-        rt->job_clear = NULL;
         if (rt->ev_forget) {
             rt->ev_forget = false;
             for (int p = 0; p < rt->nev_next; p++)
@@ -1349,9 +1356,6 @@ static void *txn_thread(void *arg)
         }
         pthread_mutex_unlock(&rt->lock);
         batch_txn(b);
-        /* not freed in the transaction (it failed before its events): before the answer, as
-         * the loop may reuse it from the spares once answered */
-        batch_done_free(b);
         pthread_mutex_lock(&rt->lock);
         rt->job = NULL;
         pthread_cond_broadcast(&rt->cond);
@@ -1362,9 +1366,8 @@ static void *txn_thread(void *arg)
 
 /* --- the pipeline (on the loop's thread) ----------------------------------------------------- */
 
-/* Hands b (decided) to the transaction thread: it becomes the batch in flight; done (finished,
- * may be NULL) is emptied there while b's records travel (batch_done_free). */
-static void batch_submit(hd_runtime_t *rt, hd_batch_t *b, hd_batch_t *done)
+/* Hands b (decided) to the transaction thread: it becomes the batch in flight. */
+static void batch_submit(hd_runtime_t *rt, hd_batch_t *b)
 {
     es_txn_batch_reset(rt->txn);
     for (size_t i = 0; i < b->n; i++)
@@ -1374,7 +1377,6 @@ static void batch_submit(hd_runtime_t *rt, hd_batch_t *b, hd_batch_t *done)
     rt->inflight = b;
     pthread_mutex_lock(&rt->lock);
     rt->job = b;
-    rt->job_clear = done;
     pthread_cond_broadcast(&rt->cond);
     pthread_mutex_unlock(&rt->lock);
 }
@@ -1717,9 +1719,9 @@ static int loop_turn(hd_runtime_t *rt)
         rc = batch_outcome(rt, a);
         rt->inflight = NULL;
     }
-    if (b->n > 0 && !rt->fatal) { /* a's memory is freed by the transaction thread, with b */
-        batch_submit(rt, b, a);
-        a = b = NULL;
+    if (b->n > 0 && !rt->fatal) { /* a's memory is freed below, while b is written */
+        batch_submit(rt, b);
+        b = NULL;
     }
     if (a)
         batch_recycle(rt, a);
