@@ -49,7 +49,10 @@ static void start(void)
     if (mock == 0) {
         freopen("/dev/null", "w", stdout);
         freopen("/dev/null", "w", stderr);
-        execl(ES_STRIPE_MOCK, "stripe-mock", "-http-addr", addr, (char *)NULL);
+        /* its HTTPS side, unused, on a port of the system's choice too: by default it takes
+         * 12112 and exits when that is taken (another test's mock, a stack's role) */
+        execl(ES_STRIPE_MOCK, "stripe-mock", "-http-addr", addr, "-https-addr", "127.0.0.1:0",
+              (char *)NULL);
         _exit(127);
     }
     for (int i = 0; i < 200 && !answers(); i++) {
