@@ -43,6 +43,7 @@ typedef struct hd_stage {
     size_t npending, cap_pending;
     hd_pending_t *enc; /* the staged states, encoded once deciding is done (log, slot unused) */
     size_t nenc, cap_enc;
+    size_t nevents;    /* events the batch writes to this partition */
     bool clog_tracked; /* clog_slot is the delivery slot of its last changelog record */
     size_t clog_slot;
     int64_t clog_offset; /* once committed: the offset of its last changelog record, -1: none */
@@ -66,6 +67,9 @@ typedef struct hd_item {
     size_t *event_lens;
     size_t last_slot;   /* delivery slot of its last event, if it has events */
     int64_t last_guess; /* the offset its last event will get if no one else wrote (-1: unknown) */
+    void *result_buf;   /* its result, encoded while deciding (NULL: to be encoded when produced) */
+    size_t result_len;
+    int64_t result_guess; /* the position result_buf carries, if it has events */
     bool has_events;
     bool duplicate;
     char *traceparent;             /* the command's, owned; NULL if it came without one */
@@ -171,6 +175,11 @@ struct hd_runtime {
     int64_t *ev_next;
     int nev_next;
     bool ev_forget; /* set under lock by the loop's thread: forget ev_next (a writer may differ) */
+    /* The loop's thread's guess of the same once every batch handed over or decided commits
+     * (-1: unknown): the positions a batch's results carry when encoded while deciding. Taken
+     * from ev_next after each committed batch, plus the events of the batch decided since. */
+    int64_t *lg_next;
+    int nlg_next;
 };
 
 /* set on the transaction thread: the loop's thread beats for it while it waits for it */
@@ -222,6 +231,27 @@ static void stage_mark(hd_batch_t *b, hd_stage_id_t id)
     double now = es_mono_s();
     b->stage_s[id] += now - b->mark;
     b->mark = now;
+}
+
+/* Per partition of the events topic: the offset its next record gets, -1 unknown (ev_next on
+ * the transaction thread, lg_next on the loop's). */
+static int64_t next_get(const int64_t *next, int n, int32_t p)
+{
+    return p >= 0 && p < n ? next[p] : -1;
+}
+
+static void next_set(int64_t **next, int *n, int32_t p, int64_t v)
+{
+    if (p < 0)
+        return;
+    if (p >= *n) {
+        int grown = p + 1 > 2 * *n ? p + 1 : 2 * *n;
+        *next = xrealloc(*next, (size_t)grown * sizeof **next);
+        for (int i = *n; i < grown; i++)
+            (*next)[i] = -1;
+        *n = grown;
+    }
+    (*next)[p] = v;
 }
 
 static void set_fatal(hd_runtime_t *rt, es_err_t *e)
@@ -288,6 +318,7 @@ static void stage_clear(hd_stage_t *s)
         free(s->enc[i].buf);
     }
     s->nenc = 0;
+    s->nevents = 0;
     s->clog_tracked = false;
     s->clog_offset = -1;
 }
@@ -325,6 +356,7 @@ static void batch_clear(hd_batch_t *b)
     for (size_t i = 0; i < b->n; i++) {
         hd_item_t *it = &b->items[i];
         json_decref(it->result);
+        free(it->result_buf);
         free(it->traceparent);
         encoded_events_free(it);
         es_kafka_msg_free(it->msg);
@@ -977,6 +1009,56 @@ static int states_encode(hd_runtime_t *rt, hd_batch_t *b, es_err_t *err)
     return 0;
 }
 
+/* Encodes the results of b while deciding, those of commands with events with the positions
+ * their events get if every batch before commits and the handler is still the only writer
+ * (lg_next; the transaction thread checks each against its own guess, or the delivered offset,
+ * and encodes again the few that differ). A duplicate's first outcome may still get its position
+ * from the batch in flight: encoded when produced, as is a result whose position is unknown. */
+static void results_encode(hd_runtime_t *rt, hd_batch_t *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        hd_item_t *it = &b->items[i];
+        it->result_guess = -1;
+        if (!it->result || it->duplicate)
+            continue;
+        if (it->has_events) {
+            hd_stage_t *s = stage_find(b, it->msg->partition);
+            int64_t next = next_get(rt->lg_next, rt->nlg_next, it->msg->partition);
+            s->nevents += it->nevents;
+            if (next < 0)
+                continue;
+            it->result_guess = next + (int64_t)s->nevents - 1;
+            json_object_set_new(it->result, "offset", json_integer(it->result_guess));
+        }
+        es_err_t err = ES_ERR_INIT; /* a failure is met again, and reported, when produced */
+        if (ev_encode(rt->codec, rt->t_results, "eventshop.CommandResult", it->result,
+                      &it->result_buf, &it->result_len, &err) != 0)
+            it->result_buf = NULL;
+    }
+    for (int p = 0; p < b->nstages; p++) {
+        hd_stage_t *s = stage_find(b, p);
+        int64_t next = next_get(rt->lg_next, rt->nlg_next, p);
+        if (s && s->nevents > 0 && next >= 0) /* and one offset for the commit marker */
+            next_set(&rt->lg_next, &rt->nlg_next, p, next + (int64_t)s->nevents + 1);
+    }
+}
+
+/* After batch a committed (the transaction thread idle): the loop's guesses start again from what
+ * the transaction thread learned, plus the events of next (decided since, may be NULL). */
+static void lg_sync(hd_runtime_t *rt, hd_batch_t *next)
+{
+    pthread_mutex_lock(&rt->lock);
+    bool forget = rt->ev_forget;
+    for (int p = 0; p < rt->nev_next || p < rt->nlg_next; p++) {
+        int64_t truth = forget ? -1 : next_get(rt->ev_next, rt->nev_next, p);
+        hd_stage_t *s = stage_find(next, p);
+        if (truth >= 0 && s && s->nevents > 0)
+            truth += (int64_t)s->nevents + 1;
+        next_set(&rt->lg_next, &rt->nlg_next, p, truth);
+    }
+    pthread_mutex_unlock(&rt->lock);
+}
+
 /* Decides every command of b (on the loop's thread, no Kafka call): a failure is noted in
  * b->decide_rc, for the transaction to abort. */
 static void batch_decide(hd_runtime_t *rt, hd_batch_t *b)
@@ -987,8 +1069,11 @@ static void batch_decide(hd_runtime_t *rt, hd_batch_t *b)
             return;
         }
     }
-    if (states_encode(rt, b, &b->decide_err) != 0)
+    if (states_encode(rt, b, &b->decide_err) != 0) {
         b->decide_rc = ES_TXN_ABORT;
+        return;
+    }
+    results_encode(rt, b);
 }
 
 /* --- transactions ------------------------------------------------------------------------- */
@@ -1091,27 +1176,6 @@ static void log_decided(hd_runtime_t *rt, const hd_item_t *it)
 
 /* Produces the events every command of b was decided into, to the command's partition of the
  * events topic, each with the decide span's traceparent. 0, or -1 with err (b->produce_rc). */
-/* The next offset of partition p of the events topic as far as the transaction thread knows,
- * -1: unknown. */
-static int64_t ev_next_get(const hd_runtime_t *rt, int32_t p)
-{
-    return p >= 0 && p < rt->nev_next ? rt->ev_next[p] : -1;
-}
-
-static void ev_next_set(hd_runtime_t *rt, int32_t p, int64_t next)
-{
-    if (p < 0)
-        return;
-    if (p >= rt->nev_next) {
-        int n = p + 1 > 2 * rt->nev_next ? p + 1 : 2 * rt->nev_next;
-        rt->ev_next = xrealloc(rt->ev_next, (size_t)n * sizeof *rt->ev_next);
-        for (int i = rt->nev_next; i < n; i++)
-            rt->ev_next[i] = -1;
-        rt->nev_next = n;
-    }
-    rt->ev_next[p] = next;
-}
-
 /* Produces the events b decided, in order, each command's to its own partition. Each item's
  * last_guess is the offset its last event gets if the handler is still the partition's only
  * writer, or -1 when that is not known. Returns 1 when every guess is known, 0 when one is not,
@@ -1134,13 +1198,13 @@ static int events_produce(hd_batch_t *b, es_err_t *err)
         }
         if (!it->nevents)
             continue;
-        int64_t next = ev_next_get(rt, m->partition);
+        int64_t next = next_get(rt->ev_next, rt->nev_next, m->partition);
         if (next < 0) {
             known = 0;
             continue;
         }
         it->last_guess = next + (int64_t)it->nevents - 1;
-        ev_next_set(rt, m->partition, next + (int64_t)it->nevents);
+        next_set(&rt->ev_next, &rt->nev_next, m->partition, next + (int64_t)it->nevents);
     }
     return known;
 }
@@ -1158,7 +1222,8 @@ static void ev_next_learn(hd_runtime_t *rt, hd_batch_t *b, es_txn_rc_t trc)
     for (size_t i = 0; i < b->n; i++) {
         const hd_item_t *it = &b->items[i];
         if (it->nevents)
-            ev_next_set(rt, it->msg->partition, es_txn_offset(rt->txn, it->last_slot) + 2);
+            next_set(&rt->ev_next, &rt->nev_next, it->msg->partition,
+                     es_txn_offset(rt->txn, it->last_slot) + 2);
     }
 }
 
@@ -1166,6 +1231,8 @@ static void ev_next_learn(hd_runtime_t *rt, hd_batch_t *b, es_txn_rc_t trc)
  * with no batch in flight: the assignment or the producer changed). */
 static void ev_next_forget(hd_runtime_t *rt)
 {
+    for (int p = 0; p < rt->nlg_next; p++)
+        rt->lg_next[p] = -1;
     pthread_mutex_lock(&rt->lock);
     rt->ev_forget = true;
     pthread_mutex_unlock(&rt->lock);
@@ -1194,20 +1261,34 @@ static int states_produce(hd_batch_t *b, es_txn_rc_t *trc, es_err_t *err)
 }
 
 /* Produces the CommandResult of every decided command to its partition of the results topic,
- * with the command's traceparent. 0, or -1 with *trc and err set. */
-static int results_produce(hd_batch_t *b, es_txn_rc_t *trc, es_err_t *err)
+ * with the command's traceparent. A command with events carries the position of its last one:
+ * with guessed, the transaction thread's guess (checked at delivery), else the delivered offset.
+ * A result encoded while deciding with another position (or not encoded then) is encoded here.
+ * 0, or -1 with *trc and err set. */
+static int results_produce(hd_batch_t *b, bool guessed, es_txn_rc_t *trc, es_err_t *err)
 {
     hd_runtime_t *rt = b->rt;
     for (size_t i = 0; i < b->n; i++) {
-        const hd_item_t *it = &b->items[i];
+        hd_item_t *it = &b->items[i];
         es_kafka_msg_t *m = it->msg;
         if (!it->result)
             continue;
-        void *buf = NULL;
-        size_t len = 0;
+        void *buf = it->result_buf;
+        size_t len = it->result_len;
+        it->result_buf = NULL;
+        if (it->has_events) {
+            int64_t pos = guessed ? it->last_guess : es_txn_offset(rt->txn, it->last_slot);
+            if (buf && it->result_guess != pos) {
+                free(buf);
+                buf = NULL;
+            }
+            if (!buf)
+                json_object_set_new(it->result, "offset", json_integer(pos));
+        }
         const char *cid = json_string_value(json_object_get(it->result, "command_id"));
-        int rc = ev_encode(rt->codec, rt->t_results, "eventshop.CommandResult", it->result, &buf,
-                           &len, err);
+        int rc = buf ? 0
+                     : ev_encode(rt->codec, rt->t_results, "eventshop.CommandResult", it->result,
+                                 &buf, &len, err);
         *trc = ES_TXN_ABORT;
         size_t slot = 0;
         hd_stage_t *s = stage_find(b, m->partition);
@@ -1222,19 +1303,6 @@ static int results_produce(hd_batch_t *b, es_txn_rc_t *trc, es_err_t *err)
             return -1;
     }
     return 0;
-}
-
-/* The results' positions: each command with events carries the offset of its last one. guessed:
- * the offsets events_produce guessed; otherwise those the delivery reported. */
-static void results_positions(hd_batch_t *b, bool guessed)
-{
-    for (size_t i = 0; i < b->n; i++) {
-        hd_item_t *it = &b->items[i];
-        if (it->has_events)
-            json_object_set_new(
-                it->result, "offset",
-                json_integer(guessed ? it->last_guess : es_txn_offset(b->rt->txn, it->last_slot)));
-    }
 }
 
 /* Whether every guessed position is the one delivered (0), or -1 with err: someone else wrote
@@ -1281,8 +1349,7 @@ static es_txn_rc_t batch_work(void *arg, es_err_t *err)
         return trc;
     stage_mark(b, ST_STATES);
     if (known) {
-        results_positions(b, true);
-        if (results_produce(b, &trc, err) != 0)
+        if (results_produce(b, true, &trc, err) != 0)
             return trc;
         stage_mark(b, ST_RESULTS);
     }
@@ -1295,8 +1362,7 @@ static es_txn_rc_t batch_work(void *arg, es_err_t *err)
     stage_mark(b, ST_FLUSH);
     if (known)
         return guesses_check(b, err) == 0 ? ES_TXN_OK : ES_TXN_ABORT;
-    results_positions(b, false);
-    if (results_produce(b, &trc, err) != 0)
+    if (results_produce(b, false, &trc, err) != 0)
         return trc;
     stage_mark(b, ST_RESULTS);
     return ES_TXN_OK;
@@ -1456,6 +1522,7 @@ static int inflight_finish(hd_runtime_t *rt, bool rewind, hd_batch_t *next)
     inflight_wait(rt);
     rt->inflight = NULL;
     int rc = batch_outcome(rt, b);
+    lg_sync(rt, next);
     if (rc == 1 && rewind) {
         for (size_t i = 0; next && i < next->n; i++)
             es_txn_batch_add(rt->txn, next->items[i].msg);
@@ -1717,6 +1784,7 @@ static int loop_turn(hd_runtime_t *rt)
         batch_rewind(rt, b);
     if (a) { /* committed and stored: cached, counted and logged */
         rc = batch_outcome(rt, a);
+        lg_sync(rt, b);
         rt->inflight = NULL;
     }
     if (b->n > 0 && !rt->fatal) { /* a's memory is freed below, while b is written */
@@ -1813,6 +1881,7 @@ void hd_runtime_free(hd_runtime_t *rt)
     hd_views_free(rt->views);
     hd_store_free(rt->store);
     free(rt->ev_next);
+    free(rt->lg_next);
     free(rt->parts);
     for (size_t i = 0; i < rt->ncounters; i++)
         free(rt->counters[i].type);
