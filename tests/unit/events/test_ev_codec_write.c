@@ -60,6 +60,14 @@ static const char *const mix_avsc =
     "\"values\": {\"type\": \"array\", \"items\": [\"null\", \"double\", \"Color\"]}}}, "
     "\"default\": [{}]}]}";
 
+/* A record that holds itself: deep enough to reach the codec's nesting limit. */
+static const char *const tree_avsc =
+    "{\"type\": \"record\", \"name\": \"Tree\", \"namespace\": \"eventshop.shop\", \"fields\": ["
+    "{\"name\": \"label\", \"type\": \"string\", \"default\": \"\"},"
+    "{\"name\": \"kids\", \"type\": {\"type\": \"array\", \"items\": \"Tree\"}, "
+    "\"default\": []},"
+    "{\"name\": \"next\", \"type\": [\"null\", \"Tree\"], \"default\": null}]}";
+
 /* Every record under test: the codec's schemas and Mix, with the codec's defaults mapping. */
 static struct {
     char *full;
@@ -102,7 +110,7 @@ static void add_file_names(const char *dir, json_t *names)
     free(ents);
 }
 
-/* A schema dir: the real one's contexts and common/ linked, plus shop/events/Mix.avsc. */
+/* A schema dir: the real one's contexts and common/ linked, plus shop/events/{Mix,Tree}.avsc. */
 static char *make_dir(void)
 {
     char tmpl[] = "/tmp/ev_codec_write_XXXXXX";
@@ -128,12 +136,15 @@ static char *make_dir(void)
     cr_assert_neq(asprintf(&p, "%s/shop/events", dir), -1);
     mkdir(p, 0755);
     free(p);
-    cr_assert_neq(asprintf(&p, "%s/shop/events/Mix.avsc", dir), -1);
-    FILE *f = fopen(p, "w");
-    cr_assert_not_null(f);
-    fputs(mix_avsc, f);
-    fclose(f);
-    free(p);
+    const char *files[] = {"Mix", "Tree"}, *texts[] = {mix_avsc, tree_avsc};
+    for (size_t i = 0; i < 2; i++) {
+        cr_assert_neq(asprintf(&p, "%s/shop/events/%s.avsc", dir, files[i]), -1);
+        FILE *f = fopen(p, "w");
+        cr_assert_not_null(f);
+        fputs(texts[i], f);
+        fclose(f);
+        free(p);
+    }
     return dir;
 }
 
@@ -290,8 +301,8 @@ static json_t *gen_record(rng_t *r, avro_schema_t s, int depth)
     size_t n = avro_schema_record_size(s);
     for (size_t i = 0; i < n; i++) {
         const char *f = avro_schema_record_field_name(s, (int)i);
-        if (json_object_get(rdefs, f) && pick(r, 3) == 0)
-            continue; /* left to its default */
+        if (json_object_get(rdefs, f) && (pick(r, 3) == 0 || depth > 6))
+            continue; /* left to its default (always, deep in a record that holds itself) */
         json_object_set_new(o, f, gen(r, avro_schema_record_field_get_by_index(s, (int)i), depth));
     }
     return o;
@@ -727,17 +738,54 @@ Test(ev_codec_write, agrees_with_avro_c_on_edge_cases, .init = setup, .fini = te
     json_object_setn_new(m, "a\0y", 3, json_string("BLUE"));
     json_object_set_new(in, "m", m);
     check_same_or_declined(t, in, true);
+    json_object_del(in, "m");
     /* more items than the encoder takes, of a type that takes no byte */
     json_t *a = json_array();
     for (int i = 0; i < 5000; i++)
         json_array_append_new(a, json_null());
     json_object_set_new(in, "an", a);
     check_same_or_declined(t, in, true);
-    json_object_del(in, "m");
     while (json_array_size(a) > EV_ENCODER_MAX_ITEMS)
         json_array_remove(a, 0);
     cr_assert(check_same(t, in), "the most items the encoder takes");
+    /* a body longer than the encoder takes, and one just short of it */
+    size_t big = EV_ENCODER_MAX_BODY + 1;
+    char *text = malloc(big);
+    memset(text, 'x', big);
+    json_object_set_new(in, "s", json_stringn(text, big));
+    check_same_or_declined(t, in, true);
+    json_object_set_new(in, "s", json_stringn(text, EV_ENCODER_MAX_BODY - 4096));
+    cr_assert(check_same(t, in), "a body just short of the most the encoder takes");
+    free(text);
     json_decref(in);
+}
+
+/* A tree nested n levels through kids (or next): record fields and array items count as
+ * ev_convert counts them. */
+static json_t *tree(int n, bool via_next)
+{
+    json_t *t = json_pack("{s:s}", "label", "leaf");
+    for (int i = 0; i < n; i++)
+        t = via_next ? json_pack("{s:o}", "next", t) : json_pack("{s:[o]}", "kids", t);
+    return t;
+}
+
+Test(ev_codec_write, agrees_with_avro_c_on_the_nesting_limit, .init = setup, .fini = teardown)
+{
+    size_t t = type_index("eventshop.shop.Tree");
+    int valid = 0, refused = 0;
+    for (int n = 25; n <= 70; n++) {
+        for (int via_next = 0; via_next < 2; via_next++) {
+            json_t *j = tree(n, via_next);
+            if (check_same(t, j))
+                valid++;
+            else
+                refused++;
+            json_decref(j);
+        }
+    }
+    cr_assert(valid > 0 && refused > 0, "the limit was not reached: %d valid, %d refused", valid,
+              refused);
 }
 
 Test(ev_codec_write, output_decodes_to_the_value_with_its_defaults, .init = setup, .fini = teardown)
