@@ -1,9 +1,12 @@
-/* ev_codec — schema loading, the id caches and Confluent framing (see ev_codec.h). The JSON <->
- * Avro walk is in ev_convert.c, the .avsc checks avro-c lacks in ev_schema.c. */
+/* ev_codec — schema loading, the id caches and Confluent framing (see ev_codec.h). JSON is
+ * written straight into Avro by ev_codec_write.c, falling back to the avro-c walk of ev_convert.c
+ * for what it does not take (and for every error message); Avro is read straight into JSON by
+ * ev_codec_read.c; the .avsc checks avro-c lacks are in ev_schema.c. */
 #include "ev_codec.h"
 
 #include "es_mem.h"
 #include "ev_codec_read.h"
+#include "ev_codec_write.h"
 #include "ev_convert.h"
 #include "ev_schema.h"
 #include <avro.h>
@@ -37,7 +40,10 @@ typedef struct ev_schema {
     avro_schema_t schema;
     avro_value_iface_t *iface;
     json_t *topics; /* array of topic names */
-    ev_pool_t pool; /* values to encode into */
+    ev_pool_t pool; /* values to encode into, when the encoder does not take a value */
+    /* compiled on first encode (under the codec's lock), then only read: set and read with
+     * atomic release/acquire so that readers need no lock */
+    ev_encoder_t *encoder;
 } ev_schema_t;
 
 /* A writer schema known by id; entries live until the codec is freed (full_name is lent out). */
@@ -200,6 +206,7 @@ static int ev_load_one(ev_codec_t *c, const char *path, const char *label, const
     e->iface = avro_generic_class_from_schema(s);
     e->topics = json_array();
     e->pool.n = 0;
+    e->encoder = NULL;
     if (topic)
         json_array_append_new(e->topics, json_string(topic));
     if (full_out)
@@ -353,6 +360,7 @@ void ev_codec_free(ev_codec_t *c)
     for (size_t i = 0; i < c->n_schemas; i++) {
         ev_schema_t *e = &c->schemas[i];
         ev_pool_release(&e->pool);
+        ev_encoder_free(e->encoder);
         avro_value_iface_decref(e->iface);
         avro_schema_decref(e->schema);
         json_decref(e->topics);
@@ -589,24 +597,43 @@ json_t *ev_codec_types_for_topic(ev_codec_t *c, const char *topic)
     return out;
 }
 
-int ev_encode(ev_codec_t *c, const char *topic, const char *full_name, const json_t *value,
-              void **out, size_t *len, es_err_t *err)
+/* e's encoder, compiled on first use. */
+static const ev_encoder_t *ev_schema_encoder(ev_codec_t *c, ev_schema_t *e)
 {
+    ev_encoder_t *enc = __atomic_load_n(&e->encoder, __ATOMIC_ACQUIRE);
+    if (enc)
+        return enc;
+    pthread_mutex_lock(&c->lock);
+    enc = e->encoder;
+    if (!enc) {
+        enc = ev_encoder_new(c->defaults, e->schema);
+        __atomic_store_n(&e->encoder, enc, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return enc;
+}
+
+static void ev_frame_header(unsigned char *buf, int32_t id)
+{
+    buf[0] = 0;
+    buf[1] = (unsigned char)((uint32_t)id >> 24);
+    buf[2] = (unsigned char)((uint32_t)id >> 16);
+    buf[3] = (unsigned char)((uint32_t)id >> 8);
+    buf[4] = (unsigned char)id;
+}
+
+/* The avro-c path: value converts through a generic value, then is sized and written. What the
+ * encoder does not take comes here, and every encode error message is made here. */
+static int ev_encode_generic(ev_codec_t *c, const char *topic, ev_schema_t *e, const json_t *value,
+                             void **out, size_t *len, es_err_t *err)
+{
+    const char *full_name = e->full_name;
     int rc = -1;
     int32_t id = -1;
     avro_value_t v;
     bool have_v = false;
     avro_writer_t wr = NULL;
     unsigned char *buf = NULL;
-    ev_schema_t *e = ev_find(c, full_name);
-    if (!e) {
-        es_set(err, ES_ENOTFOUND, "unknown record '%s'", full_name);
-        goto out;
-    }
-    if (!value) {
-        es_set(err, ES_EINVAL, "no value to encode as '%s'", full_name);
-        goto out;
-    }
     if (ev_value_take(c, &e->pool, e->iface, &v) != 0) {
         es_set(err, ES_EINTERNAL, "avro value for '%s': %s", full_name, avro_strerror());
         goto out;
@@ -622,11 +649,7 @@ int ev_encode(ev_codec_t *c, const char *topic, const char *full_name, const jso
         goto out;
     }
     buf = xmalloc(5 + size);
-    buf[0] = 0;
-    buf[1] = (unsigned char)((uint32_t)id >> 24);
-    buf[2] = (unsigned char)((uint32_t)id >> 16);
-    buf[3] = (unsigned char)((uint32_t)id >> 8);
-    buf[4] = (unsigned char)id;
+    ev_frame_header(buf, id);
     wr = avro_writer_memory((const char *)buf + 5, (int64_t)size);
     if (avro_value_write(wr, &v) != 0) {
         es_set(err, ES_EINTERNAL, "writing '%s': %s", full_name, avro_strerror());
@@ -643,6 +666,33 @@ out:
         ev_value_give(c, &e->pool, &v, rc == 0 && *len <= EV_POOL_KEEP_BYTES);
     free(buf);
     return rc;
+}
+
+int ev_encode(ev_codec_t *c, const char *topic, const char *full_name, const json_t *value,
+              void **out, size_t *len, es_err_t *err)
+{
+    ev_schema_t *e = ev_find(c, full_name);
+    if (!e) {
+        es_set(err, ES_ENOTFOUND, "unknown record '%s'", full_name);
+        return -1;
+    }
+    if (!value) {
+        es_set(err, ES_EINVAL, "no value to encode as '%s'", full_name);
+        return -1;
+    }
+    void *buf = NULL;
+    size_t n = 0;
+    if (!ev_encoder_write(ev_schema_encoder(c, e), value, &buf, &n))
+        return ev_encode_generic(c, topic, e, value, out, len, err);
+    int32_t id = -1;
+    if (ev_subject_id(c, topic, e, &id, err) < 0) {
+        free(buf);
+        return -1;
+    }
+    ev_frame_header(buf, id);
+    *out = buf;
+    *len = n;
+    return 0;
 }
 
 int32_t ev_frame_schema_id(const void *buf, size_t len)
