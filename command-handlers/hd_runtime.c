@@ -9,6 +9,7 @@
 #include "es_time.h"
 #include "es_trace.h"
 #include "es_txn.h"
+#include "es_worker.h"
 #include "es_zipkin.h"
 #include "hd_store.h"
 #include "hd_views.h"
@@ -79,7 +80,8 @@ typedef struct hd_item {
 
 /* The stages of a batch, timed with the monotonic clock: on the loop's thread (gathering,
  * deciding, waiting for the batch in flight), on the transaction thread (from taking the batch
- * to the store's write), and the hand-off between them. Each goes to a histogram
+ * to the commit), on the store's thread (the write, from the commit), and the hand-off between
+ * them. Each goes to a histogram
  * (eventshop_handler_stage_seconds) and, at debug level, to one line per batch. */
 typedef enum {
     ST_GATHER,  /* the consumer's poll for the batch's commands */
@@ -90,10 +92,10 @@ typedef enum {
     ST_EVENTS,  /* producing the events */
     ST_STATES,  /* producing the changelog states (encoded on the loop's thread) */
     ST_OFFSETS, /* send_offsets_to_transaction */
-    ST_FLUSH,   /* waiting for the delivery of the events and states */
-    ST_RESULTS, /* encoding and producing the results */
+    ST_FLUSH,   /* waiting for the delivery of the records */
+    ST_RESULTS, /* producing the results (encoded on the loop's thread if their positions were) */
     ST_COMMIT,  /* commit_transaction */
-    ST_STORE,   /* the LMDB write of the committed batch */
+    ST_STORE,   /* the LMDB write of the committed batch, on the store's thread, from the commit */
     ST_N
 } hd_stage_id_t;
 
@@ -117,10 +119,11 @@ typedef struct hd_batch {
     /* written by the transaction's thread, read by the loop's once it finished the batch */
     es_kafka_group_t *group; /* the consumer's group for the offsets, owned */
     es_txn_rc_t produce_rc;  /* why the last produce failed */
-    bool fatal;              /* a state the schema refuses (a bug), the store failed: fatal_err */
-    bool store_failed;
+    bool fatal;              /* a state the schema refuses (a bug): fatal_err */
+    bool store_failed;       /* (the store's thread) its write failed: fatal_err */
     es_err_t fatal_err;
     es_txn_rc_t trc; /* the transaction's outcome */
+    bool stored;     /* (under rt->lock) its store write is done, or none will be made */
     es_err_t err;
     double stage_s[ST_N]; /* seconds spent in each stage (hd_stage_id_t) */
     double mark;          /* the monotonic time the running stage began */
@@ -163,6 +166,7 @@ struct hd_runtime {
     int drained_rc;       /* what finishing the batch in flight asked for when a rebalance did it */
     pthread_t worker;
     bool worker_started;
+    es_worker_t *storer; /* writes committed batches to the store beside the next transaction */
     pthread_mutex_t lock;
     pthread_cond_t cond;
     hd_batch_t *job; /* for the transaction thread; NULL: none */
@@ -368,7 +372,7 @@ static void batch_clear(hd_batch_t *b)
     es_kafka_group_free(b->group);
     b->group = NULL;
     b->decide_rc = b->produce_rc = b->trc = ES_TXN_OK;
-    b->fatal = b->store_failed = false;
+    b->fatal = b->store_failed = b->stored = false;
     memset(b->stage_s, 0, sizeof b->stage_s);
     es_clear(&b->decide_err);
     es_clear(&b->fatal_err);
@@ -436,10 +440,10 @@ static int store_part(hd_runtime_t *rt, hd_stage_t *s, int32_t p, es_err_t *err)
 }
 
 /* After the batch's transaction committed (and only then: a zombie's records never commit), on
- * the transaction thread: writes its states, results and offsets to the store in one write (every
- * partition it staged records for is owned: a rebalance waits for the batch in flight). A store
- * that cannot be written is fatal (b->fatal): the restart replays the changelog since the
- * offsets the store kept. */
+ * the store's thread: writes its states, results and offsets to the store in one write (every
+ * partition it staged records for is owned: a rebalance waits for the batch in flight and its
+ * write). A store that cannot be written is fatal (b->store_failed): the restart replays the
+ * changelog since the offsets the store kept. */
 static void store_write(hd_runtime_t *rt, hd_batch_t *b)
 {
     es_err_t err = ES_ERR_INIT;
@@ -453,8 +457,7 @@ static void store_write(hd_runtime_t *rt, hd_batch_t *b)
         rc = hd_store_commit(rt->store, &err);
     if (rc != 0) {
         hd_store_abort(rt->store);
-        b->store_failed = true;
-        b->fatal = true;
+        b->store_failed = true; /* fatal, once the loop's thread sees it (batch_outcome) */
         es_set(&b->fatal_err, err.code, "%s", err.msg);
     }
 }
@@ -1389,8 +1392,32 @@ static void batch_txn(hd_batch_t *b)
             if (s->pending[i].log == HD_LOG_RESULTS)
                 s->pending[i].offset = es_txn_offset(rt->txn, s->pending[i].slot);
     }
-    store_write(rt, b);
-    stage_mark(b, ST_STORE);
+    es_worker_post(rt->storer, b);
+}
+
+/* The store's thread: writes each committed batch, in their order, while the transaction thread
+ * writes the next (the loop's thread waits for it before it decides on top: stored_wait). */
+static int store_run(void *arg, void **jobs, size_t n)
+{
+    hd_runtime_t *rt = arg;
+    for (size_t i = 0; i < n; i++) {
+        hd_batch_t *b = jobs[i];
+        store_write(rt, b);
+        stage_mark(b, ST_STORE);
+        pthread_mutex_lock(&rt->lock);
+        b->stored = true;
+        pthread_cond_broadcast(&rt->cond);
+        pthread_mutex_unlock(&rt->lock);
+    }
+    return ES_WORKER_IDLE;
+}
+
+/* Jobs never run (the runtime ends): nobody waits for their write, the changelog has them. */
+static void store_drop(void *arg, void **jobs, size_t n)
+{
+    (void)arg;
+    for (size_t i = 0; i < n; i++)
+        ((hd_batch_t *)jobs[i])->stored = true;
 }
 
 /* Keeps b (empty) for a next batch (rt->lock held). */
@@ -1423,6 +1450,8 @@ static void *txn_thread(void *arg)
         pthread_mutex_unlock(&rt->lock);
         batch_txn(b);
         pthread_mutex_lock(&rt->lock);
+        if (b->trc != ES_TXN_OK)
+            b->stored = true; /* nothing to write */
         rt->job = NULL;
         pthread_cond_broadcast(&rt->cond);
     }
@@ -1462,6 +1491,20 @@ static void inflight_wait(hd_runtime_t *rt)
     pthread_mutex_unlock(&rt->lock);
 }
 
+/* Waits until b's store write is done (or none will be made), beating meanwhile. */
+static void stored_wait(hd_runtime_t *rt, hd_batch_t *b)
+{
+    pthread_mutex_lock(&rt->lock);
+    while (!b->stored) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&rt->cond, &rt->lock, &ts);
+        hd_heartbeat();
+    }
+    pthread_mutex_unlock(&rt->lock);
+}
+
 /* The loop's side of a batch's outcome (the transaction thread is done with it): 0 (committed and
  * stored: cached, counted and logged, or rewound to be read again when the views lagged), 1
  * (aborted: back off, then read again; the caller rewinds), 2 (the producer is lost: recover_lost),
@@ -1470,7 +1513,7 @@ static int batch_outcome(hd_runtime_t *rt, hd_batch_t *b)
 {
     if (b->trc == ES_TXN_OK)
         store_cache(rt, b);
-    if (b->fatal)
+    if (b->fatal || b->store_failed)
         set_fatal(rt, &b->fatal_err);
     if (rt->fatal)
         return -1;
@@ -1520,6 +1563,7 @@ static int inflight_finish(hd_runtime_t *rt, bool rewind, hd_batch_t *next)
     if (!b)
         return 0;
     inflight_wait(rt);
+    stored_wait(rt, b);
     rt->inflight = NULL;
     int rc = batch_outcome(rt, b);
     lg_sync(rt, next);
@@ -1782,17 +1826,19 @@ static int loop_turn(hd_runtime_t *rt)
     }
     if (lagging)
         batch_rewind(rt, b);
-    if (a) { /* committed and stored: cached, counted and logged */
-        rc = batch_outcome(rt, a);
+    if (a) { /* committed */
         lg_sync(rt, b);
         rt->inflight = NULL;
     }
-    if (b->n > 0 && !rt->fatal) { /* a's memory is freed below, while b is written */
+    if (b->n > 0 && !rt->fatal) { /* a is stored, then freed, while b is written */
         batch_submit(rt, b);
         b = NULL;
     }
-    if (a)
+    if (a) { /* once stored: cached, counted and logged */
+        stored_wait(rt, a);
+        rc = batch_outcome(rt, a);
         batch_recycle(rt, a);
+    }
     if (b)
         batch_recycle(rt, b);
     return rt->fatal ? -1 : rc;
@@ -1837,6 +1883,8 @@ int hd_runtime_run(hd_runtime_t *rt, es_err_t *err)
                 hd_views_partition_count(rt->views));
     if (consumer_subscribe(rt, err) != 0)
         return -1;
+    if (!(rt->storer = es_worker_new("the handler's store", store_run, store_drop, rt, err)))
+        return -1;
     if (pthread_create(&rt->worker, NULL, txn_thread, rt) != 0)
         return es_set(err, ES_EFATAL, "cannot start the transaction thread");
     rt->worker_started = true;
@@ -1870,6 +1918,7 @@ void hd_runtime_free(hd_runtime_t *rt)
         pthread_mutex_unlock(&rt->lock);
         pthread_join(rt->worker, NULL);
     }
+    es_worker_free(rt->storer); /* after the transaction thread: it posts to it */
     batch_free(rt->inflight);
     batch_free(rt->spare[0]);
     batch_free(rt->spare[1]);
