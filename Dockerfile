@@ -23,7 +23,7 @@ RUN apt-get update \
  && apt-get upgrade -y \
  && apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config \
-      librdkafka-dev libavro-dev libmariadb-dev libh2o-evloop-dev libjansson-dev libjwt-dev liblmdb-dev \
+      librdkafka-dev libavro-dev libmariadb-dev libh2o-evloop-dev libjansson-dev libjwt-dev liblmdb-dev libjemalloc-dev \
       libcriterion-dev libssl-dev libcurl4-openssl-dev uuid-dev libargon2-dev libsodium-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
@@ -55,7 +55,7 @@ RUN apt-get update \
  && apt-get upgrade -y \
  && apt-get install -y --no-install-recommends \
       ca-certificates curl \
-      librdkafka1 libavro23 libmariadb3 libh2o-evloop0.13 libjansson4 libjwt0 liblmdb0 \
+      librdkafka1 libavro23 libmariadb3 libh2o-evloop0.13 libjansson4 libjwt0 liblmdb0 libjemalloc2 \
       libssl3 libcurl4 libuuid1 libargon2-1 libsodium23 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 eventshop \

@@ -81,6 +81,7 @@ valgrind_role() { # role
     rm -f "$vlog"
     local vg="valgrind --error-exitcode=99 --leak-check=full --show-leak-kinds=definite
         --errors-for-leak-kinds=definite --suppressions=$top/tests/valgrind.supp
+        --soname-synonyms=somalloc=*jemalloc*
         --log-file=$vlog"
     if ! swap_in "$role" 180 ES_ROLE_BUILD="$top/build" ES_ROLE_WRAPPER="$vg"; then
         tail -n 20 "$logs/$role.log"; tail -n 20 "$vlog" 2>/dev/null

@@ -16,7 +16,7 @@ quiet() { "${@:2}" >>"$log" 2>&1 || failed "$1"; } # what command...: its output
 tools() { "$1" 2>>"$log" || failed "$1"; } # script: its stdout (one-liners) shown, stderr logged
 
 pkgs=(build-essential cmake pkg-config git curl ca-certificates
-      librdkafka-dev libavro-dev libmariadb-dev libh2o-evloop-dev libjansson-dev libjwt-dev liblmdb-dev
+      librdkafka-dev libavro-dev libmariadb-dev libh2o-evloop-dev libjansson-dev libjwt-dev liblmdb-dev libjemalloc-dev
       libcriterion-dev libssl-dev libcurl4-openssl-dev uuid-dev libargon2-dev libsodium-dev
       mariadb-server mariadb-client openssl clang-format valgrind prometheus
       python3 python3-venv default-jre-headless maven
