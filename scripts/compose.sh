@@ -27,6 +27,15 @@ die() { echo "compose: $*" >&2; exit 1; }
 dockerd_up() {
     docker info >/dev/null 2>&1 && return 0
     command -v dockerd >/dev/null || die "no dockerd: run scripts/setup.sh (Debian's docker.io)"
+    # a dockerd that was killed leaves its pid file, and a new one then refuses to start ("pid
+    # file found") while that pid lives, whatever it now is (here once a thread of another
+    # program): the file is dropped unless its pid is a dockerd
+    local pidf=/var/run/docker.pid pid
+    pid=$(cat "$pidf" 2>/dev/null || true)
+    if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" != dockerd ]; then
+        log "dropping the stale $pidf (pid $pid is no dockerd)"
+        rm -f "$pidf"
+    fi
     log "starting dockerd (log: $state/dockerd.log)"
     setsid dockerd >"$state/dockerd.log" 2>&1 </dev/null &
     local i
