@@ -180,7 +180,9 @@ section compose "image and compose: the Dockerfile's images, docker-compose.yml 
 # the images begun beside pytest (when the stack came up): a build that failed there is made
 # again here by compose.sh test, which builds whatever image is missing
 [ -z "${images_build:-}" ] || wait "$images_build"
-{ [ ! -f "$out/compose-images.log" ] || grep -v '^compose: image ' "$out/compose-images.log"; scripts/compose.sh test; } >"$out/compose.log" 2>&1
+: >"$out/compose.log"
+[ ! -f "$out/compose-images.log" ] || grep -v '^compose: image ' "$out/compose-images.log" >>"$out/compose.log"
+scripts/compose.sh test >>"$out/compose.log" 2>&1
 rc=$?
 grep -E '^compose: (image|engine)|^[0-9]+ (passed|failed)' "$out/compose.log"
 [ $rc -eq 0 ] || tail -n 40 "$out/compose.log"
