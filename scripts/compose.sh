@@ -4,6 +4,7 @@
 #                       docker import, tagged debian:12-slim, remade after 7 days), the image
 #                       eventshop and its `test` target, and the stand-ins of deploy/compose/local.yml;
 #                       each tagged by a hash of its inputs and built only when that tag is missing
+#                       (ES_COMPOSE_BUILD_CPUS=N: each build on at most N cores, see build())
 #   compose.sh up       images, secrets (deploy/compose/make-secrets.sh), then every service of
 #                       docker-compose.yml + deploy/compose/local.yml but grafana, until healthy
 #   compose.sh test     up, tests/compose (a whole order, containers recreated), down
@@ -27,6 +28,15 @@ die() { echo "compose: $*" >&2; exit 1; }
 dockerd_up() {
     docker info >/dev/null 2>&1 && return 0
     command -v dockerd >/dev/null || die "no dockerd: run scripts/setup.sh (Debian's docker.io)"
+    # a dockerd that was killed leaves its pid file, and a new one then refuses to start ("pid
+    # file found") while that pid lives, whatever it now is (here once a thread of another
+    # program): the file is dropped unless its pid is a dockerd
+    local pidf=/var/run/docker.pid pid
+    pid=$(cat "$pidf" 2>/dev/null || true)
+    if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" != dockerd ]; then
+        log "dropping the stale $pidf (pid $pid is no dockerd)"
+        rm -f "$pidf"
+    fi
     log "starting dockerd (log: $state/dockerd.log)"
     setsid dockerd >"$state/dockerd.log" 2>&1 </dev/null &
     local i
@@ -45,7 +55,7 @@ base_image() {
         log "base image is $((age / 86400)) days old: remaking it (security updates)"
     fi
     log "making the Debian 12 base image (mmdebstrap)"
-    mmdebstrap --variant=minbase --quiet bookworm - \
+    nice -n 19 mmdebstrap --variant=minbase --quiet bookworm - \
         "deb http://deb.debian.org/debian bookworm main" \
         "deb http://deb.debian.org/debian bookworm-updates main" \
         "deb http://deb.debian.org/debian-security bookworm-security main" |
@@ -55,12 +65,17 @@ base_image() {
 # a hash of files' names and contents (stdin: one path per line)
 hash_files() { sort | while read -r f; do [ -f "$f" ] && { echo "$f"; sha256sum <"$f"; }; done | sha256sum | cut -c1-16; }
 
-# build TAG CONTEXT [docker build options]: unless TAG exists
+# build TAG CONTEXT [docker build options]: unless TAG exists. ES_COMPOSE_BUILD_CPUS=N (e.g.
+# 0.5): the build's steps get at most N cores (a CFS quota on their cgroup: dockerd runs them,
+# so the caller's nice does not reach them), for a build beside other work (scripts/test.sh)
 build() {
     local tag=$1 ctx=$2; shift 2
     if docker image inspect "$tag" >/dev/null 2>&1; then return 0; fi
-    log "building $tag"
-    if ! docker build -q -t "$tag" "$@" "$ctx" >"$state/build.log" 2>&1; then
+    local limit=()
+    [ -z "${ES_COMPOSE_BUILD_CPUS:-}" ] ||
+        limit=(--cpu-period 100000 --cpu-quota "$(awk -v c="$ES_COMPOSE_BUILD_CPUS" 'BEGIN {printf "%d", c * 100000}')")
+    log "building $tag${ES_COMPOSE_BUILD_CPUS:+ (at most $ES_COMPOSE_BUILD_CPUS cores)}"
+    if ! docker build -q -t "$tag" "${limit[@]}" "$@" "$ctx" >"$state/build.log" 2>&1; then
         tail -n 40 "$state/build.log" >&2
         die "building $tag failed (log: $state/build.log)"
     fi

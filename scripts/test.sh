@@ -66,30 +66,36 @@ wait $setup_pid
 rc=$?; grep -v '^setup: ok' "$out/setup.log"; [ $rc -eq 0 ] || count setup $rc
 if [ ${#failures[@]} -gt 0 ]; then section ""; times_line; echo "0 passed, ${#failures[@]} failed"; exit 1; fi
 
-section format "format (clang-format, .clang-format)"
-bad=$(git ls-files '*.c' '*.h' | while read -r f; do [ -f "$f" ] && ! clang-format --dry-run -Werror "$f" >/dev/null 2>&1 && echo "$f"; done)
-[ -z "$bad" ] || echo "not formatted: $bad"
-count format "$([ -z "$bad" ] && echo 0 || echo 1)"
-
-section layers "layers (nothing includes upward; no role folder includes another's headers)"
-python3 tests/layers/check_layers.py >"$out/layers.log" 2>&1 &&
-    "$top/.cache/venv/bin/python" -m pytest -q -p no:cacheprovider tests/layers >>"$out/layers.log" 2>&1
-rc=$?; [ $rc -eq 0 ] || tail -n 20 "$out/layers.log"; count layers $rc
-
-section lint-deploy "deploy artifacts (kustomize + kubeconform, dclint, hadolint)"
-scripts/lint-deploy.sh >"$out/lint-deploy.log" 2>&1; rc=$?
-grep -E '^(PASS|FAIL|    )' "$out/lint-deploy.log"
-read -r np nf < <(tail -n 1 "$out/lint-deploy.log" | awk '{print $1 + 0, $3 + 0}')
-passed=$((passed + np)); failed=$((failed + nf)); [ $rc -eq 0 ] || failures+=(lint-deploy)
-
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1
 export LSAN_OPTIONS=suppressions=$top/tests/lsan.supp:print_suppressions=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
-section unit "unit tests (plain and sanitized builds, in parallel)"
+# The format, layers and deploy checks (about 45 s, one core at most: clang-format, Python, the
+# deploy tools) run beside the unit tests, which leave a core idle once the plain build's ctest
+# is done (the sanitized one runs about twice as long). Each writes its output and its own time
+# to $out/checks/<name>; they are shown and counted after the unit tests, in their order.
+checks() {
+    local t0 bad rc
+    unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS # for the unit tests only, as before
+    mkdir -p "$out/checks"
+    t0=$SECONDS
+    bad=$(git ls-files '*.c' '*.h' | while read -r f; do [ -f "$f" ] && ! clang-format --dry-run -Werror "$f" >/dev/null 2>&1 && echo "$f"; done)
+    { [ -z "$bad" ] || echo "not formatted: $bad"; } >"$out/checks/format.out"
+    echo "$([ -z "$bad" ] && echo 0 || echo 1) $((SECONDS - t0))" >"$out/checks/format.rc"
+    t0=$SECONDS
+    python3 tests/layers/check_layers.py >"$out/layers.log" 2>&1 &&
+        "$top/.cache/venv/bin/python" -m pytest -q -p no:cacheprovider tests/layers >>"$out/layers.log" 2>&1
+    echo "$? $((SECONDS - t0))" >"$out/checks/layers.rc"
+    t0=$SECONDS
+    scripts/lint-deploy.sh >"$out/lint-deploy.log" 2>&1; rc=$?
+    echo "$rc $((SECONDS - t0))" >"$out/checks/lint-deploy.rc"
+}
+
+section unit "unit tests (plain and sanitized builds, in parallel; beside them the format, layers and deploy checks)"
+checks & pc=$!
 (cd build && ctest -L unit -V >"$out/unit.log" 2>&1) & p1=$!
 (cd build-asan && ctest -L unit -V >"$out/unit-asan.log" 2>&1) & p2=$!
-wait $p1; r1=$?; wait $p2; r2=$?
+wait $p1; r1=$?; wait $p2; r2=$?; wait $pc
 # count criterion's own cases ("Synthesis: Tested: N | Passing: N | Failing: N | Crashing: N")
 for f in unit unit-asan; do
     read -r np nf < <(grep -hoE "Synthesis: Tested: [0-9]+ \| Passing: [0-9]+ \| Failing: [0-9]+ \| Crashing: [0-9]+" "$out/$f.log" |
@@ -100,6 +106,21 @@ done
 [ $r1 -eq 0 ] || grep -E "FAIL|CRASH|Failed|Assertion|ERROR" "$out/unit.log" | head -n 40
 [ $r2 -eq 0 ] || grep -E "FAIL|CRASH|Failed|Assertion|ERROR|Sanitizer" "$out/unit-asan.log" | head -n 40
 [ $r1 -eq 0 ] && [ $r2 -eq 0 ] || failures+=(unit)
+# the checks run beside the unit tests: their outcome, and each one's own time (not a section's:
+# the unit section's wall time covers them); a check that left no outcome failed
+check_rc() { rc=1 t="?"; [ ! -f "$out/checks/$1.rc" ] || read -r rc t <"$out/checks/$1.rc"; }
+check_rc format
+echo "== format (clang-format, .clang-format): $t s beside the unit tests"
+cat "$out/checks/format.out" 2>/dev/null
+count format "$rc"
+check_rc layers
+echo "== layers (nothing includes upward; no role folder includes another's headers): $t s beside the unit tests"
+[ "$rc" -eq 0 ] || tail -n 20 "$out/layers.log"; count layers "$rc"
+check_rc lint-deploy
+echo "== deploy artifacts (kustomize + kubeconform, dclint, hadolint): $t s beside the unit tests"
+grep -E '^(PASS|FAIL|    )' "$out/lint-deploy.log"
+read -r np nf < <(tail -n 1 "$out/lint-deploy.log" | awk '{print $1 + 0, $3 + 0}')
+passed=$((passed + np)); failed=$((failed + nf)); [ "$rc" -eq 0 ] || failures+=(lint-deploy)
 
 section stack-up "integration and end-to-end (real Kafka + MariaDB, sanitized roles)"
 scripts/stack.sh down >/dev/null 2>&1 || true
@@ -127,6 +148,11 @@ if scripts/stack.sh up >"$out/stack-up.log" 2>&1; then
     (cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DES_TSAN=ON >/dev/null &&
         nice -n 19 cmake --build build-tsan -j2 --target eventshop-api) >"$out/build-tsan.log" 2>&1 &
     tsan_build=$!
+    # the compose section's images too (54 s alone here, more where the docker layers are not
+    # cached, as on CI), with at most half a core: a CFS quota on the build's cgroup, since dockerd
+    # runs its steps and no nice of ours reaches them; the compose section then finds them built
+    ES_COMPOSE_BUILD_CPUS=0.5 scripts/compose.sh images >"$out/compose-images.log" 2>&1 &
+    images_build=$!
     "$top/.cache/venv/bin/python" -m pytest -q -p no:cacheprovider tests/integration \
         --junitxml="$out/pytest.xml" 2>&1 | tee "$out/pytest.log" | tail -n 40
     count_pytest integration "$out/pytest.log"
@@ -151,7 +177,12 @@ section stack-down "stack down"
 scripts/stack.sh down >/dev/null 2>&1 || true
 
 section compose "image and compose: the Dockerfile's images, docker-compose.yml running a whole order"
-scripts/compose.sh test >"$out/compose.log" 2>&1
+# the images begun beside pytest (when the stack came up): a build that failed there is made
+# again here by compose.sh test, which builds whatever image is missing
+[ -z "${images_build:-}" ] || wait "$images_build"
+: >"$out/compose.log"
+[ ! -f "$out/compose-images.log" ] || grep -v '^compose: image ' "$out/compose-images.log" >>"$out/compose.log"
+scripts/compose.sh test >>"$out/compose.log" 2>&1
 rc=$?
 grep -E '^compose: (image|engine)|^[0-9]+ (passed|failed)' "$out/compose.log"
 [ $rc -eq 0 ] || tail -n 40 "$out/compose.log"
