@@ -34,6 +34,7 @@ NOT_SHIPPED = {
     "eventshop-bench-raw-hop": "bench/: `make bench`'s raw transactional hop, the command latencies' limit",
     "eventshop-bench-ref": "bench/: `make bench`'s libh2o fixed-body server, the hot GET's limit",
     "eventshop-bench-raw-upsert": "bench/: `make bench`'s multi-row upserts, the projector's limit",
+    "eventshop-bench-encode": "bench/: the CPU cost of ev_encode per record, a measurement for engineers",
 }
 TEST_DIRS = ("tests",)  # unit and integration test executables
 
