@@ -24,4 +24,3 @@ target_sources(es_api_server PRIVATE api_openapi.c ${CMAKE_CURRENT_BINARY_DIR}/o
 
 add_executable(eventshop-api api_main.c)
 target_link_libraries(eventshop-api PRIVATE es_api_server)
-es_role_allocator(eventshop-api)

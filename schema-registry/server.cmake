@@ -6,4 +6,3 @@ target_link_libraries(es_registry PUBLIC es_runtime PkgConfig::AVRO PkgConfig::J
 
 add_executable(eventshop-registry registry_main.c)
 target_link_libraries(eventshop-registry PRIVATE es_registry)
-es_role_allocator(eventshop-registry)
