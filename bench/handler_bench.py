@@ -80,8 +80,8 @@ def preload(prefix):
 
 RAW_TOPICS = {"bench.raw": {}, "bench.raw.events": {}, "bench.raw.results": {},
               "bench.raw.changelog": {"cleanup.policy": "compact"}}
-# the handler's three records go to three topics in one transaction (events, changelog, results):
-# the limit writes them so; the single topic of earlier runs is printed beside it
+# the handler's three records go to three topics in one transaction (events, changelog, results);
+# the limit writes them so, and to one topic as before: the faster of the two is the limit
 RAW_THREE = "bench.raw.events,bench.raw.changelog,bench.raw.results"
 
 
@@ -127,11 +127,13 @@ def main():
         raw1 = raw_rate("bench.raw", N, b, cmd_bytes)
         print(f"{b:>6} {rate:>14.0f} {raw:>10.0f} {rate / raw:>6.2f} {raw1:>12.0f} "
               f"{rate / raw1:>6.2f} {rss / 1024:>9.1f} MiB", flush=True)
-        if b == RECORDED_BATCH:
-            record(f"handler commands/s at batch {b}", rate, "commands/s", raw,
-                   "raw transactional producer, same records to three topics, same batch", 0.8,
-                   note=f"against one topic for all three records ({raw1:.0f}/s): "
-                        f"{rate / raw1:.2f}")
+        if b == RECORDED_BATCH:  # against the faster of the two ways to write the records
+            best, how, other, other_how = ((raw, "three topics", raw1, "one topic")
+                                           if raw >= raw1 else
+                                           (raw1, "one topic", raw, "three topics"))
+            record(f"handler commands/s at batch {b}", rate, "commands/s", best,
+                   f"raw transactional producer, same records and batch, to {how}", 0.8,
+                   note=f"to {other_how}: {other:.0f}/s, ratio {rate / other:.2f}")
 
 
 if __name__ == "__main__":
