@@ -3,6 +3,7 @@
 
 #include "es_mem.h"
 #include "ev_codec.h"
+#include "ev_convert.h"
 #include "ev_schema.h"
 #include <math.h>
 #include <stdbool.h>
@@ -36,13 +37,6 @@ struct ev_reader {
 
 /* ---- compiling --------------------------------------------------------------------------- */
 
-static avro_schema_t ev_read_unlink(avro_schema_t s)
-{
-    while (is_avro_link(s))
-        s = avro_schema_link_target(s);
-    return s;
-}
-
 static ev_rnode_t *ev_rnode_add(ev_reader_t *r, avro_schema_t s)
 {
     if (r->n == r->cap) {
@@ -54,18 +48,6 @@ static ev_rnode_t *ev_rnode_add(ev_reader_t *r, avro_schema_t s)
     n->schema = s;
     r->nodes[r->n++] = n;
     return n;
-}
-
-/* The defaults (borrowed, may be NULL) of record s, by its full name. */
-static const json_t *ev_read_defaults(const json_t *defs, avro_schema_t s)
-{
-    const char *ns = avro_schema_namespace(s), *name = avro_schema_name(s);
-    if (!ns || !*ns)
-        return json_object_get(defs, name);
-    char *full = xasprintf("%s.%s", ns, name);
-    const json_t *d = json_object_get(defs, full);
-    free(full);
-    return d;
 }
 
 static ev_rnode_t *ev_compile(ev_reader_t *r, const json_t *defs, avro_schema_t s);
@@ -84,7 +66,7 @@ static void ev_compile_record(ev_reader_t *r, const json_t *defs, ev_rnode_t *n)
     }
     const char *key;
     json_t *d;
-    json_object_foreach((json_t *)ev_read_defaults(defs, s), key, d)
+    json_object_foreach((json_t *)ev_record_defaults(defs, s), key, d)
     {
         bool has = false;
         for (size_t i = 0; i < n->n && !has; i++)
@@ -99,7 +81,7 @@ static void ev_compile_record(ev_reader_t *r, const json_t *defs, ev_rnode_t *n)
 
 static ev_rnode_t *ev_compile(ev_reader_t *r, const json_t *defs, avro_schema_t s)
 {
-    s = ev_read_unlink(s);
+    s = ev_unlink(s);
     if (is_avro_record(s))
         for (size_t i = 0; i < r->n; i++)
             if (r->nodes[i]->schema == s)

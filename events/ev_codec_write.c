@@ -3,6 +3,7 @@
 #include "ev_codec_write.h"
 
 #include "es_mem.h"
+#include "ev_convert.h"
 #include "ev_schema.h"
 #include <stdint.h>
 #include <stdlib.h>
@@ -31,13 +32,6 @@ struct ev_encoder {
 
 /* ---- compiling --------------------------------------------------------------------------- */
 
-static avro_schema_t ev_write_unlink(avro_schema_t s)
-{
-    while (is_avro_link(s))
-        s = avro_schema_link_target(s);
-    return s;
-}
-
 static ev_wnode_t *ev_wnode_add(ev_encoder_t *w, avro_schema_t s)
 {
     if (w->n == w->cap) {
@@ -51,21 +45,9 @@ static ev_wnode_t *ev_wnode_add(ev_encoder_t *w, avro_schema_t s)
     return n;
 }
 
-/* The defaults (borrowed, may be NULL) of record s, by its full name, as ev_convert finds them. */
-static const json_t *ev_write_defaults(const json_t *defs, avro_schema_t s)
-{
-    const char *ns = avro_schema_namespace(s), *name = avro_schema_name(s);
-    if (!ns || !*ns)
-        return json_object_get(defs, name);
-    char *full = xasprintf("%s.%s", ns, name);
-    const json_t *d = json_object_get(defs, full);
-    free(full);
-    return d;
-}
-
 static ev_wnode_t *ev_wcompile(ev_encoder_t *w, const json_t *defs, avro_schema_t s)
 {
-    s = ev_write_unlink(s);
+    s = ev_unlink(s);
     if (is_avro_record(s))
         for (size_t i = 0; i < w->n; i++)
             if (w->nodes[i]->schema == s)
@@ -73,7 +55,7 @@ static ev_wnode_t *ev_wcompile(ev_encoder_t *w, const json_t *defs, avro_schema_
     ev_wnode_t *n = ev_wnode_add(w, s);
     switch (n->type) {
     case AVRO_RECORD: {
-        const json_t *rdefs = ev_write_defaults(defs, s);
+        const json_t *rdefs = ev_record_defaults(defs, s);
         n->n = avro_schema_record_size(s);
         n->kids = xcalloc(n->n ? n->n : 1, sizeof(*n->kids));
         n->names = xcalloc(n->n ? n->n : 1, sizeof(*n->names));
@@ -220,39 +202,10 @@ static int ev_wr_symbol(const ev_wnode_t *n, const char *s)
     return -1;
 }
 
-/* Whether j is of the JSON kind type t takes (ev_convert's ev_json_kind_fits). */
-static bool ev_wr_kind_fits(avro_type_t t, const json_t *j)
-{
-    switch (t) {
-    case AVRO_NULL:
-        return json_is_null(j);
-    case AVRO_BOOLEAN:
-        return json_is_boolean(j);
-    case AVRO_INT32:
-    case AVRO_INT64:
-        return json_is_integer(j);
-    case AVRO_FLOAT:
-    case AVRO_DOUBLE:
-        return json_is_number(j);
-    case AVRO_STRING:
-    case AVRO_BYTES:
-    case AVRO_FIXED:
-    case AVRO_ENUM:
-        return json_is_string(j);
-    case AVRO_RECORD:
-    case AVRO_MAP:
-        return json_is_object(j);
-    case AVRO_ARRAY:
-        return json_is_array(j);
-    default:
-        return false;
-    }
-}
-
 /* Whether j fits union branch b (ev_convert's ev_branch_fits: the first fitting one is taken). */
 static bool ev_wr_branch_fits(const ev_wnode_t *b, const json_t *j)
 {
-    if (!ev_wr_kind_fits(b->type, j))
+    if (!ev_json_kind_fits(b->type, j))
         return false;
     if (b->type == AVRO_INT32)
         return ev_fits_int32(j);
@@ -341,7 +294,7 @@ static bool ev_wr_value(ev_wr_t *wr, const ev_wnode_t *n, const json_t *j)
                 return ev_wr_long(wr, (int64_t)i) && ev_wr_value(wr, n->kids[i], j);
         return false;
     }
-    if (!ev_wr_kind_fits(n->type, j))
+    if (!ev_json_kind_fits(n->type, j))
         return false;
     switch (n->type) {
     case AVRO_NULL:

@@ -77,7 +77,7 @@ static const char *ev_json_kind(const json_t *j)
 
 /* The defaults of record schema s: looked up on every record encoded or decoded, so its full
  * name is built on the stack (no heap, no printf) unless it is unusually long. */
-static const json_t *ev_record_defaults(const json_t *defs, avro_schema_t s)
+const json_t *ev_record_defaults(const json_t *defs, avro_schema_t s)
 {
     const char *ns = avro_schema_namespace(s);
     const char *name = avro_schema_name(s);
@@ -97,7 +97,7 @@ static const json_t *ev_record_defaults(const json_t *defs, avro_schema_t s)
     return d;
 }
 
-static avro_schema_t ev_unlink(avro_schema_t s)
+avro_schema_t ev_unlink(avro_schema_t s)
 {
     while (is_avro_link(s))
         s = avro_schema_link_target(s);
@@ -150,7 +150,7 @@ static const char *ev_json_want(avro_type_t t)
 }
 
 /* Whether j is of the JSON kind avro type t takes (ranges and symbols not yet checked). */
-static bool ev_json_kind_fits(avro_type_t t, const json_t *j)
+bool ev_json_kind_fits(avro_type_t t, const json_t *j)
 {
     switch (t) {
     case AVRO_NULL:
