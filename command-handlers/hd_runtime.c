@@ -1476,12 +1476,13 @@ static void batch_submit(hd_runtime_t *rt, hd_batch_t *b)
     pthread_mutex_unlock(&rt->lock);
 }
 
-/* Waits until the transaction thread is done with the batch in flight, beating meanwhile (its
- * retries may take up to the transaction timeout, as they did on this thread). */
-static void inflight_wait(hd_runtime_t *rt)
+/* Waits, beating meanwhile (the transaction thread's retries may take up to the transaction
+ * timeout, as they did on the loop's thread), until done(rt, b) holds under rt->lock. */
+static void beat_until(hd_runtime_t *rt, bool (*done)(const hd_runtime_t *, const hd_batch_t *),
+                       const hd_batch_t *b)
 {
     pthread_mutex_lock(&rt->lock);
-    while (rt->job) {
+    while (!done(rt, b)) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_sec += 1;
@@ -1491,18 +1492,28 @@ static void inflight_wait(hd_runtime_t *rt)
     pthread_mutex_unlock(&rt->lock);
 }
 
-/* Waits until b's store write is done (or none will be made), beating meanwhile. */
+static bool txn_idle(const hd_runtime_t *rt, const hd_batch_t *b)
+{
+    (void)b;
+    return !rt->job;
+}
+
+static bool batch_stored(const hd_runtime_t *rt, const hd_batch_t *b)
+{
+    (void)rt;
+    return b->stored;
+}
+
+/* Until the transaction thread is done with the batch in flight. */
+static void inflight_wait(hd_runtime_t *rt)
+{
+    beat_until(rt, txn_idle, NULL);
+}
+
+/* Until b's store write is done (or none will be made). */
 static void stored_wait(hd_runtime_t *rt, hd_batch_t *b)
 {
-    pthread_mutex_lock(&rt->lock);
-    while (!b->stored) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 1;
-        pthread_cond_timedwait(&rt->cond, &rt->lock, &ts);
-        hd_heartbeat();
-    }
-    pthread_mutex_unlock(&rt->lock);
+    beat_until(rt, batch_stored, b);
 }
 
 /* The loop's side of a batch's outcome (the transaction thread is done with it): 0 (committed and
