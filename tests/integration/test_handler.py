@@ -245,3 +245,28 @@ def test_a_result_points_at_its_event_after_another_producer_wrote_to_the_partit
     with open(log, "rb") as f:  # the guess was made, and caught before the commit
         f.seek(log_start)
         assert b"was written by another producer" in f.read()
+
+
+def test_a_burst_that_repeats_its_commands_adds_no_event(brokers, registry):
+    """600 listings, then the same 600 commands again, produced in one go: the handler takes
+    them in batches of what it has fetched (up to 500), so a repeat is decided in the batch of
+    its first or in a batch decided while its first is still in flight, before that one is
+    committed. Every repeat must get its first outcome and add no event."""
+    vendor = unique("v")
+    cmds = [listing(unique("hb"), vendor) for _ in range(600)]
+    p = producer(brokers)
+    ser = command_serializer(registry, NS + "ListProduct")
+    for _ in range(2):
+        for _, v in cmds:
+            p.produce("catalog.commands", key=v["sku"],
+                      value=ser(v, SerializationContext("catalog.commands", MessageField.VALUE)))
+    assert p.flush(60) == 0
+    ids = [v["metadata"]["command_id"] for _, v in cmds]
+    res = wait_results(brokers, registry, ids, per_command=2, timeout=120)
+    strip = lambda r: {k: v for k, v in r.items() if not k.startswith("_")}
+    for cid in ids:
+        first, again = res[cid][:2]
+        assert first["status"] == "ACCEPTED"
+        assert strip(again) == strip(first), f"{cid}: the repeat got another outcome"
+    events = events_of(brokers, registry, {v["sku"] for _, v in cmds})
+    assert len(events) == len(cmds), f"{len(events) - len(cmds)} events for repeated commands"
